@@ -1,0 +1,84 @@
+//! `--expires`-style flags: an RFC 3339 time, or a span from now such as `7d`, `12h`, `90m`.
+
+use anyhow::{Context, bail};
+use tuf_oci::editor::Expiries;
+
+/// Expiry flags shared by the commands that write metadata. Defaults follow common TUF
+/// practice: long-lived root, short-lived timestamp.
+#[derive(Debug, clap::Args)]
+pub struct Expiry {
+    /// Expiry of root metadata written.
+    #[arg(long, default_value = "365d")]
+    root_expires: String,
+    /// Expiry of targets metadata written (top-level or delegated).
+    #[arg(long, alias = "expires", default_value = "90d")]
+    targets_expires: String,
+    /// Expiry of snapshot metadata written.
+    #[arg(long, default_value = "7d")]
+    snapshot_expires: String,
+    /// Expiry of timestamp metadata written.
+    #[arg(long, default_value = "1d")]
+    timestamp_expires: String,
+}
+
+impl Expiry {
+    pub fn all(&self) -> anyhow::Result<Expiries> {
+        Ok(Expiries {
+            root: parse(&self.root_expires)?,
+            targets: self.targets()?,
+            snapshot: parse(&self.snapshot_expires)?,
+            timestamp: self.timestamp()?,
+        })
+    }
+
+    pub fn targets(&self) -> anyhow::Result<jiff::Timestamp> {
+        parse(&self.targets_expires)
+    }
+
+    pub fn timestamp(&self) -> anyhow::Result<jiff::Timestamp> {
+        parse(&self.timestamp_expires)
+    }
+}
+
+/// Parses an RFC 3339 timestamp or `<n>{s,m,h,d,w}` counted from now.
+fn parse(text: &str) -> anyhow::Result<jiff::Timestamp> {
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Ok(at);
+    }
+    let split = text.len().saturating_sub(1);
+    let (count, unit) = text.split_at(split);
+    let count: i64 = count
+        .parse()
+        .with_context(|| format!("expiry {text:?}: expected RFC 3339 or e.g. 7d, 12h"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => bail!("expiry {text:?}: unit must be one of s, m, h, d, w"),
+    };
+    Ok(jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(count * seconds))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn spans_and_timestamps() {
+        let now = jiff::Timestamp::now();
+        let week = parse("7d").unwrap();
+        assert!(
+            week > now
+                .checked_add(jiff::SignedDuration::from_hours(167))
+                .unwrap()
+        );
+        assert_eq!(
+            parse("2000-01-01T00:00:00Z").unwrap().to_string(),
+            "2000-01-01T00:00:00Z"
+        );
+        assert!(parse("7y").is_err());
+        assert!(parse("soon").is_err());
+    }
+}

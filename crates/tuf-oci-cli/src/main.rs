@@ -1,0 +1,431 @@
+//! `tuf-oci`: create, sign, publish and verify TUF metadata stored in OCI registries.
+
+mod expiry;
+mod keys_dir;
+
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tuf_oci::descriptor::target_digest;
+use tuf_oci::editor::{self, Editor, NewDelegation};
+use tuf_oci::schema::RoleType;
+use tuf_oci::{ImageRef, Registry, RegistryConfig, Repository, TrustConfig, Verifier};
+
+use crate::expiry::Expiry;
+use crate::keys_dir::KeysDir;
+
+/// TUF-verified OCI images: metadata lives in the registry beside the images.
+#[derive(Debug, Parser)]
+#[command(name = "tuf-oci", version)]
+struct Cli {
+    /// Registry hosts (host:port) reached over plain HTTP; everything else uses HTTPS.
+    #[arg(
+        long = "insecure-registry",
+        env = "TUF_OCI_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    insecure: Vec<String>,
+    /// The trusted root metadata (bootstrap).
+    #[arg(long, env = "TUF_OCI_ROOT", default_value = "root.json", global = true)]
+    root: PathBuf,
+    /// Metadata repository (host/path); overrides `tuf-metadata` pointers.
+    #[arg(long, env = "TUF_OCI_METADATA_REPO", global = true)]
+    metadata_repo: Option<String>,
+    /// Directory for trusted metadata kept between runs (rollback protection).
+    #[arg(long, env = "TUF_OCI_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Per-request deadline in seconds.
+    #[arg(long, default_value_t = 30, global = true)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate an Ed25519 key pair: STEM.key (private) and STEM.pub (TUF public key).
+    Keygen { stem: PathBuf },
+    /// Create a TUF repository in --metadata-repo; writes the root to --out.
+    Init {
+        /// Directory of top-level keys (root.key, targets.key, ...); missing ones are generated.
+        #[arg(long)]
+        keys: PathBuf,
+        /// Where to write the trusted root for clients.
+        #[arg(long, default_value = "root.json")]
+        out: PathBuf,
+        /// How many root keys must sign a new root.
+        #[arg(long, default_value = "1")]
+        root_threshold: NonZeroU64,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+    /// Delegate target name patterns to a role with its own keys and threshold.
+    Delegate {
+        /// The delegated role's name.
+        role: String,
+        /// Target name patterns, e.g. 'team-a/*'.
+        #[arg(long, required = true, num_args = 1..)]
+        paths: Vec<String>,
+        /// The role's public keys (STEM or STEM.pub), repeatable.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long, default_value = "1")]
+        threshold: NonZeroU64,
+        /// Stop the search at this role for names it covers.
+        #[arg(long)]
+        terminating: bool,
+        /// The delegating role (default: top-level targets).
+        #[arg(long, default_value = "targets")]
+        from: String,
+        /// Keys of the delegating role: a top-level keys directory, or private key files.
+        #[arg(long = "signing-key")]
+        signing_keys: Vec<PathBuf>,
+        /// Top-level keys directory (for --from targets).
+        #[arg(long)]
+        keys_dir: Option<PathBuf>,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+    /// Sign the descriptor the registry serves for IMAGE (host/repo:tag) into a role.
+    Sign {
+        image: String,
+        #[arg(long)]
+        role: String,
+        /// The role's private keys, repeatable (threshold).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+    /// Remove (revoke) IMAGE's target (host/repo:tag) from a role.
+    Remove {
+        image: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+    /// Rebuild snapshot and timestamp from the newest signed roles.
+    Publish {
+        #[arg(long)]
+        keys: PathBuf,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+    /// Re-sign timestamp alone with a fresh expiry (for cron).
+    Timestamp {
+        #[arg(long)]
+        keys: PathBuf,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+    /// Replace a top-level role's keys (root included) through a new root version.
+    Rotate {
+        /// root, targets, snapshot or timestamp.
+        role: String,
+        /// Top-level keys directory; the role's keys are replaced there (old ones kept in retired/).
+        #[arg(long)]
+        keys: PathBuf,
+        /// Number of new keys.
+        #[arg(long, default_value = "1")]
+        count: u64,
+        #[arg(long, default_value = "1")]
+        threshold: NonZeroU64,
+        /// Where to write the new root (clients need not update: they follow the chain).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+    /// Manage a repository's `tuf-metadata` pointer.
+    Pointer {
+        #[command(subcommand)]
+        action: PointerAction,
+    },
+    /// Verify IMAGE (host/repo:tag or host/repo@sha256:...) and print its signed descriptor.
+    Verify { image: String },
+    /// List every signed target (from the published, verified metadata).
+    List {
+        /// A repository whose pointer leads to the metadata (or use --metadata-repo).
+        repository: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PointerAction {
+    /// Point REPOSITORY's `tuf-metadata` at a metadata repository (../tuf, /org/tuf, host/org/tuf).
+    Set {
+        repository: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Show where REPOSITORY's metadata is.
+    Show { repository: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("TUF_OCI_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tuf-oci: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let registry = Registry::new(&RegistryConfig {
+        insecure_hosts: cli.insecure.clone(),
+        timeout: Duration::from_secs(cli.timeout),
+    });
+    let override_repo = cli
+        .metadata_repo
+        .as_deref()
+        .map(Repository::parse)
+        .transpose()?;
+    let verifier = || -> anyhow::Result<Verifier> {
+        let root = std::fs::read(&cli.root)
+            .with_context(|| format!("reading trusted root {}", cli.root.display()))?;
+        Ok(Verifier::new(
+            registry.clone(),
+            TrustConfig {
+                root,
+                metadata_override: override_repo.clone(),
+                cache_dir: cli.cache_dir.clone(),
+                limits: Default::default(),
+            },
+        ))
+    };
+    let metadata_repo = || {
+        override_repo
+            .clone()
+            .context("--metadata-repo (or TUF_OCI_METADATA_REPO) is required")
+    };
+    match cli.command {
+        Command::Keygen { stem } => {
+            let key = tuf_oci::keys::generate(&stem)?;
+            println!("{}", tuf_oci::keys::key_id(&key, &stem)?);
+        }
+        Command::Init {
+            keys,
+            out,
+            root_threshold,
+            expiry,
+        } => {
+            let dir = KeysDir::new(keys);
+            let top = dir.top_level(root_threshold, true).await?;
+            let root = editor::init(&registry, &metadata_repo()?, &top, &expiry.all()?).await?;
+            std::fs::write(&out, root).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote trusted root {}", out.display());
+        }
+        Command::Delegate {
+            role,
+            paths,
+            keys,
+            threshold,
+            terminating,
+            from,
+            signing_keys,
+            keys_dir,
+            expiry,
+        } => {
+            let mut public = Vec::new();
+            for key in &keys {
+                public.push(tuf_oci::keys::read_public(key).await?);
+            }
+            let signers = match keys_dir {
+                Some(dir) if from == "targets" => KeysDir::new(dir).role("targets").await?,
+                Some(_) => bail!("--keys-dir signs top-level targets only; use --signing-key"),
+                None => keys_dir::load(&signing_keys).await?,
+            };
+            let editor = Editor::open(&verifier()?, &metadata_repo()?).await?;
+            let delegation = NewDelegation {
+                role,
+                paths,
+                keys: public,
+                threshold,
+                terminating,
+            };
+            let version = editor
+                .delegate(&from, &delegation, &signers, expiry.targets()?)
+                .await?;
+            eprintln!(
+                "{from} version {version} delegates to {}; run publish",
+                delegation.role
+            );
+        }
+        Command::Sign {
+            image,
+            role,
+            keys,
+            expiry,
+        } => {
+            let image = ImageRef::parse(&image)?;
+            let editor = Editor::open(&verifier()?, &image.repository).await?;
+            let (name, target) = editor
+                .sign(
+                    &image,
+                    &role,
+                    &keys_dir::load(&keys).await?,
+                    expiry.targets()?,
+                )
+                .await?;
+            let digest = target_digest(&target);
+            eprintln!("{role} signs {name} = {digest}; run publish");
+        }
+        Command::Remove {
+            image,
+            role,
+            keys,
+            expiry,
+        } => {
+            let image = ImageRef::parse(&image)?;
+            let name = image.target_name().context("a target name needs a tag")?;
+            let editor = Editor::open(&verifier()?, &image.repository).await?;
+            editor
+                .remove(
+                    &name,
+                    &role,
+                    &keys_dir::load(&keys).await?,
+                    expiry.targets()?,
+                )
+                .await?;
+            eprintln!("{role} no longer signs {name}; run publish");
+        }
+        Command::Publish { keys, expiry } => {
+            let dir = KeysDir::new(keys);
+            let editor = Editor::open(&verifier()?, &metadata_repo()?).await?;
+            let version = editor
+                .publish(
+                    &dir.role("snapshot").await?,
+                    &dir.role("timestamp").await?,
+                    &expiry.all()?,
+                )
+                .await?;
+            eprintln!("published snapshot version {version}");
+        }
+        Command::Timestamp { keys, expiry } => {
+            let dir = KeysDir::new(keys);
+            let editor = Editor::open(&verifier()?, &metadata_repo()?).await?;
+            let version = editor
+                .refresh_timestamp(&dir.role("timestamp").await?, expiry.timestamp()?)
+                .await?;
+            eprintln!("timestamp version {version}");
+        }
+        Command::Rotate {
+            role,
+            keys,
+            count,
+            threshold,
+            out,
+            expiry,
+        } => {
+            let role_type = top_level_role(&role)?;
+            let dir = KeysDir::new(keys);
+            let verifier = verifier()?;
+            let metadata = metadata_repo()?;
+            let editor = Editor::open(&verifier, &metadata).await?;
+            let old_root_keys = dir.role("root").await?;
+            let new_keys = dir.replace(&role, count).await?;
+            let expiries = expiry.all()?;
+            let root = editor
+                .rotate(
+                    role_type,
+                    &old_root_keys,
+                    &new_keys,
+                    threshold,
+                    expiries.root,
+                )
+                .await?;
+            if let Some(out) = out {
+                std::fs::write(&out, &root)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            // Re-read so the new root is trusted, then re-sign what the new keys now own.
+            let editor = Editor::open(&verifier, &metadata).await?;
+            if role_type == RoleType::Targets {
+                editor
+                    .resign_targets(&new_keys, &editor.root().signed, expiries.targets)
+                    .await?;
+            }
+            let version = editor
+                .publish(
+                    &dir.role("snapshot").await?,
+                    &dir.role("timestamp").await?,
+                    &expiries,
+                )
+                .await?;
+            eprintln!(
+                "root version {} holds the new {role} keys; published snapshot version {version}",
+                editor.root().signed.version
+            );
+        }
+        Command::Pointer {
+            action: PointerAction::Set { repository, to },
+        } => {
+            let target =
+                editor::set_pointer(&registry, &Repository::parse(&repository)?, &to).await?;
+            eprintln!("{repository} -> {target}");
+        }
+        Command::Pointer {
+            action: PointerAction::Show { repository },
+        } => {
+            let repository = Repository::parse(&repository)?;
+            println!(
+                "{}",
+                tuf_oci::source::metadata_repository(&registry, &repository).await?
+            );
+        }
+        Command::Verify { image } => {
+            let image = ImageRef::parse(&image)?;
+            let verified = verifier()?.verify(&image).await?;
+            println!("{}", serde_json::to_string_pretty(verified.descriptor())?);
+            eprintln!(
+                "verified {image}: {} signed by {}",
+                verified.name(),
+                verified.role()
+            );
+        }
+        Command::List { repository } => {
+            let repository = match repository {
+                Some(r) => Repository::parse(&r)?,
+                None => metadata_repo()?,
+            };
+            let mut updater = verifier()?
+                .updater(&repository, tuf_oci::Expiration::Enforce)
+                .await?;
+            for (role, metadata) in updater.all_roles().await? {
+                let mut names: Vec<_> = metadata.signed.targets.iter().collect();
+                names.sort_by(|a, b| a.0.raw().cmp(b.0.raw()));
+                for (name, target) in names {
+                    println!("{}\t{}\t{role}", name.raw(), target_digest(target));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn top_level_role(name: &str) -> anyhow::Result<RoleType> {
+    Ok(match name {
+        "root" => RoleType::Root,
+        "targets" => RoleType::Targets,
+        "snapshot" => RoleType::Snapshot,
+        "timestamp" => RoleType::Timestamp,
+        other => {
+            bail!("{other} is not a top-level role; re-delegate a delegated role with new keys")
+        }
+    })
+}

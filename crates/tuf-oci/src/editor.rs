@@ -1,0 +1,964 @@
+//! Writing TUF metadata into registries: creating a repository, delegating, signing and
+//! revoking targets, publishing snapshot and timestamp, and rotating keys.
+//!
+//! Writers work on the newest signed version of each role, its *head* (tag `<role>.json` in the
+//! metadata repository), which may be ahead of what snapshot publishes. Every head is verified
+//! from the trusted root down before it is edited, and may not be older than the published
+//! version, so a registry cannot make a writer re-sign content it injected or rolled back.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroU64;
+
+use aws_lc_rs::rand::SystemRandom;
+use serde_json::json;
+use tough::TargetName;
+use tough::editor::signed::SignedRole;
+use tough::schema::decoded::Decoded;
+use tough::schema::{
+    DelegatedRole, DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, PathPattern,
+    PathSet, Role, RoleKeys, RoleType, Root, Signed, Snapshot, Target, Targets, Timestamp,
+};
+
+use crate::descriptor::target_from_descriptor;
+use crate::error::{Error, Result};
+use crate::keys::SigningKey;
+use crate::layout::{
+    EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest,
+    POINTER_ANNOTATION, check_role_name, index, metadata_manifest, referrers_tag, versioned_file,
+};
+use crate::location::{ImageRef, Repository};
+use crate::registry::Registry;
+use crate::source::RegistrySource;
+use crate::updater::{Expiration, parse};
+use crate::verify::Verifier;
+
+/// The TUF specification version written into new metadata.
+const SPEC_VERSION: &str = "1.0.0";
+/// Largest head or image manifest a writer reads.
+const WRITER_READ_LIMIT: u64 = 32 * 1024 * 1024;
+/// Attempts at merging into a referrers index that another writer changed meanwhile.
+const REFERRERS_RETRIES: usize = 5;
+
+/// Keys and thresholds of the four top-level roles, for `init`.
+#[derive(Debug)]
+pub struct TopLevelKeys {
+    /// Root keys and how many must sign.
+    pub root: (Vec<SigningKey>, NonZeroU64),
+    /// Top-level targets keys and threshold.
+    pub targets: (Vec<SigningKey>, NonZeroU64),
+    /// Snapshot keys and threshold.
+    pub snapshot: (Vec<SigningKey>, NonZeroU64),
+    /// Timestamp keys and threshold.
+    pub timestamp: (Vec<SigningKey>, NonZeroU64),
+}
+
+/// Expiry times for the metadata a command writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Expiries {
+    /// For root metadata.
+    pub root: jiff::Timestamp,
+    /// For targets metadata (top-level and delegated).
+    pub targets: jiff::Timestamp,
+    /// For snapshot metadata.
+    pub snapshot: jiff::Timestamp,
+    /// For timestamp metadata.
+    pub timestamp: jiff::Timestamp,
+}
+
+/// A delegation to add (or replace) in a targets role.
+#[derive(Debug, Clone)]
+pub struct NewDelegation {
+    /// The delegated role's name.
+    pub role: String,
+    /// Path patterns of target names it may sign (`team-a/*`).
+    pub paths: Vec<String>,
+    /// Its public keys.
+    pub keys: Vec<tough::schema::key::Key>,
+    /// How many of them must sign.
+    pub threshold: NonZeroU64,
+    /// Whether the search stops at this role (TUF 5.6.7.2.1).
+    pub terminating: bool,
+}
+
+/// One role's head: its signed metadata and exact bytes.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The role name (`targets` for top-level targets).
+    pub role: String,
+    /// The verified metadata.
+    pub signed: Signed<Targets>,
+    /// The bytes as stored.
+    pub bytes: Vec<u8>,
+}
+
+/// Creates a new TUF repository in `metadata`: root, empty targets, snapshot and timestamp,
+/// all version 1, and the `tuf-metadata` index. Returns the root metadata, the clients'
+/// bootstrap.
+pub async fn init(
+    registry: &Registry,
+    metadata: &Repository,
+    keys: &TopLevelKeys,
+    expires: &Expiries,
+) -> Result<Vec<u8>> {
+    let existing = RegistrySource::new(registry.clone(), metadata.clone())
+        .fetch_from(metadata, "1.root.json", 1)
+        .await;
+    if !matches!(existing, Ok(None)) {
+        return Err(Error::Conflict {
+            what: format!("{metadata}"),
+            reason: "it already holds a TUF repository (1.root.json)".into(),
+        });
+    }
+    let mut root = Root {
+        spec_version: SPEC_VERSION.into(),
+        consistent_snapshot: true,
+        version: NonZeroU64::MIN,
+        expires: expires.root,
+        keys: HashMap::new(),
+        roles: HashMap::new(),
+        _extra: HashMap::new(),
+    };
+    for (role, (role_keys, threshold)) in [
+        (RoleType::Root, &keys.root),
+        (RoleType::Targets, &keys.targets),
+        (RoleType::Snapshot, &keys.snapshot),
+        (RoleType::Timestamp, &keys.timestamp),
+    ] {
+        set_role_keys(&mut root, role, role_keys, *threshold)?;
+    }
+    let root_signed = sign_role(root.clone(), &KeyHolder::Root(root.clone()), &keys.root.0).await?;
+    let writer = Writer {
+        registry: registry.clone(),
+        metadata: metadata.clone(),
+    };
+    writer
+        .push_once(metadata, "1.root.json", root_signed.buffer(), None)
+        .await?;
+    let holder = KeyHolder::Root(root);
+    let targets = Targets::new(SPEC_VERSION.into(), NonZeroU64::MIN, expires.targets);
+    let targets = sign_role(targets, &holder, &keys.targets.0).await?;
+    writer
+        .push_head_and_version("targets", 1, targets.buffer())
+        .await?;
+    let mut roles = BTreeMap::new();
+    roles.insert("targets".to_string(), (1, targets.buffer().clone()));
+    writer
+        .publish_files(
+            &holder,
+            (root_signed.buffer(), 1),
+            &roles,
+            1,
+            1,
+            &keys.snapshot.0,
+            &keys.timestamp.0,
+            expires,
+        )
+        .await?;
+    Ok(root_signed.buffer().clone())
+}
+
+/// A writer's view of a TUF repository: the trusted root and published versions, plus the heads
+/// read on demand.
+#[derive(Debug)]
+pub struct Editor {
+    writer: Writer,
+    root: Signed<Root>,
+    root_bytes: Vec<u8>,
+    /// Published versions from the trusted snapshot, by file name (`team-a.json`).
+    published: BTreeMap<String, u64>,
+    snapshot_version: u64,
+    timestamp: Signed<Timestamp>,
+}
+
+impl Editor {
+    /// Opens the repository holding metadata for `repository` (itself, or where its pointer or
+    /// the verifier's override leads), reading the published state from the trusted root on.
+    /// Expired published metadata is accepted here, since writers are the ones replacing it.
+    pub async fn open(verifier: &Verifier, repository: &Repository) -> Result<Self> {
+        let updater = verifier
+            .updater(repository, Expiration::UnsafeIgnoreForRepair)
+            .await?;
+        let snapshot = updater.snapshot().expect("refreshed");
+        let published = snapshot
+            .signed
+            .meta
+            .iter()
+            .map(|(file, meta)| (file.clone(), meta.version.get()))
+            .collect();
+        Ok(Editor {
+            writer: Writer {
+                registry: verifier.registry().clone(),
+                metadata: updater.source().metadata_repository().clone(),
+            },
+            root: updater.root().clone(),
+            root_bytes: updater.root_bytes().to_vec(),
+            published,
+            snapshot_version: snapshot.signed.version.get(),
+            timestamp: updater.timestamp().expect("refreshed").clone(),
+        })
+    }
+
+    /// The metadata repository written to.
+    pub fn metadata_repository(&self) -> &Repository {
+        &self.writer.metadata
+    }
+
+    /// The trusted root.
+    pub fn root(&self) -> &Signed<Root> {
+        &self.root
+    }
+
+    /// The head of top-level targets, verified with the root's keys.
+    pub async fn top_targets(&self) -> Result<Head> {
+        let head = self.head("targets", |signed| {
+            self.root
+                .signed
+                .verify_role(signed)
+                .map_err(|e| e.to_string())
+        });
+        head.await?.ok_or_else(|| Error::NotFound {
+            what: format!("targets.json in {}", self.writer.metadata),
+        })
+    }
+
+    /// Every role reachable from top-level targets (their heads), top-level targets first.
+    pub async fn all_roles(&self) -> Result<Vec<Head>> {
+        self.walk(None).await
+    }
+
+    /// Finds `role` among the roles whose paths cover `target` (or anywhere, without a target):
+    /// the delegations that vouch for it, its parent's name, and its head if it has one.
+    pub async fn find_role(
+        &self,
+        role: &str,
+        target: Option<&TargetName>,
+    ) -> Result<(Delegations, String, Option<Head>)> {
+        let heads = self.walk(target).await?;
+        for parent in &heads {
+            let Some(delegations) = &parent.signed.signed.delegations else {
+                continue;
+            };
+            if delegations.roles.iter().any(|r| r.name == role) {
+                let head = heads.iter().find(|h| h.role == role).cloned();
+                return Ok((delegations.clone(), parent.role.clone(), head));
+            }
+        }
+        Err(Error::Delegation {
+            target: target.map_or_else(|| role.to_string(), |t| t.raw().to_string()),
+            reason: format!(
+                "no role delegates {role}{}",
+                if target.is_some() {
+                    " for this target"
+                } else {
+                    ""
+                }
+            ),
+        })
+    }
+
+    /// Adds or replaces a delegation in `parent` (top-level `targets` or a delegated role),
+    /// signed with `parent_keys`.
+    pub async fn delegate(
+        &self,
+        parent: &str,
+        delegation: &NewDelegation,
+        parent_keys: &[SigningKey],
+        expires: jiff::Timestamp,
+    ) -> Result<u64> {
+        check_role_name(&delegation.role)?;
+        let mut keys = HashMap::new();
+        let mut keyids = Vec::new();
+        for key in &delegation.keys {
+            let id = key.key_id().map_err(|e| Error::Usage(e.to_string()))?;
+            keyids.push(id.clone());
+            keys.insert(id, key.clone());
+        }
+        let paths = delegation
+            .paths
+            .iter()
+            .map(|p| PathPattern::new(p).map_err(|e| Error::Usage(format!("path {p:?}: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        self.edit(parent, parent_keys, expires, None, |targets| {
+            let delegations = targets.delegations.get_or_insert_with(Delegations::new);
+            delegations.roles.retain(|r| r.name != delegation.role);
+            delegations.keys.extend(keys);
+            delegations.roles.push(DelegatedRole {
+                name: delegation.role.clone(),
+                keyids,
+                threshold: delegation.threshold,
+                paths: PathSet::Paths(paths),
+                terminating: delegation.terminating,
+                targets: None,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Signs the descriptor the registry serves for `image` (by tag) into `role`, and attaches
+    /// the new role version to the image as a referrer. Returns the target name.
+    pub async fn sign(
+        &self,
+        image: &ImageRef,
+        role: &str,
+        keys: &[SigningKey],
+        expires: jiff::Timestamp,
+    ) -> Result<(String, Target)> {
+        let name = image
+            .target_name()
+            .ok_or_else(|| Error::Usage(format!("{image}: a target needs a tag to name it")))?;
+        let reference = image.reference();
+        let served = self
+            .writer
+            .registry
+            .manifest(&reference, WRITER_READ_LIMIT)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: reference.whole(),
+            })?;
+        let manifest = Manifest::parse(&name, &served.bytes)?;
+        let mut descriptor = json!({
+            "mediaType": served.media_type,
+            "digest": served.digest,
+            "size": served.bytes.len(),
+        });
+        if let Some(artifact_type) = manifest.artifact_type {
+            descriptor["artifactType"] = json!(artifact_type);
+        }
+        let descriptor =
+            serde_json::from_value(descriptor).map_err(|e| Error::InvalidDescriptor {
+                target: name.clone(),
+                reason: e.to_string(),
+            })?;
+        let target = target_from_descriptor(&descriptor)?;
+        let subject = served.entry();
+        let attach = Some((&image.repository, &subject));
+        let parsed_name = TargetName::new(name.clone()).map_err(|e| Error::Usage(e.to_string()))?;
+        self.edit_on_path(role, &parsed_name, keys, expires, attach, |targets| {
+            targets.targets.insert(parsed_name.clone(), target.clone());
+            Ok(())
+        })
+        .await?;
+        Ok((name, target))
+    }
+
+    /// Removes target `name` from `role` (revocation: clients refuse it once published).
+    pub async fn remove(
+        &self,
+        name: &str,
+        role: &str,
+        keys: &[SigningKey],
+        expires: jiff::Timestamp,
+    ) -> Result<()> {
+        let parsed = TargetName::new(name).map_err(|e| Error::Usage(e.to_string()))?;
+        self.edit_on_path(role, &parsed, keys, expires, None, |targets| {
+            targets
+                .targets
+                .remove(&parsed)
+                .map(|_| ())
+                .ok_or_else(|| Error::TargetNotSigned {
+                    name: name.to_string(),
+                })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Publishes the heads of every role: a new snapshot naming them, and a timestamp naming it.
+    pub async fn publish(
+        &self,
+        snapshot_keys: &[SigningKey],
+        timestamp_keys: &[SigningKey],
+        expires: &Expiries,
+    ) -> Result<u64> {
+        let heads = self.all_roles().await?;
+        let roles = heads
+            .into_iter()
+            .map(|h| (h.role, (h.signed.signed.version.get(), h.bytes)))
+            .collect();
+        let version = self.snapshot_version + 1;
+        self.writer
+            .publish_files(
+                &KeyHolder::Root(self.root.signed.clone()),
+                (&self.root_bytes, self.root.signed.version.get()),
+                &roles,
+                version,
+                self.timestamp.signed.version.get() + 1,
+                snapshot_keys,
+                timestamp_keys,
+                expires,
+            )
+            .await?;
+        Ok(version)
+    }
+
+    /// Re-signs timestamp with a new version and expiry, naming the same snapshot (for cron).
+    pub async fn refresh_timestamp(
+        &self,
+        timestamp_keys: &[SigningKey],
+        expires: jiff::Timestamp,
+    ) -> Result<u64> {
+        let mut timestamp = self.timestamp.signed.clone();
+        timestamp.version = timestamp.version.saturating_add(1);
+        timestamp.expires = expires;
+        let version = timestamp.version.get();
+        let signed = sign_role(
+            timestamp,
+            &KeyHolder::Root(self.root.signed.clone()),
+            timestamp_keys,
+        )
+        .await?;
+        self.writer
+            .push_file(
+                &self.writer.metadata,
+                "timestamp.json",
+                signed.buffer(),
+                None,
+            )
+            .await?;
+        Ok(version)
+    }
+
+    /// Writes root version N+1 in which `role` is held by `new_keys` with `threshold`, signed by
+    /// a threshold of the current root keys and, for root itself, of the new ones too (TUF 5.3.4
+    /// checks both). Returns the new root metadata.
+    pub async fn rotate(
+        &self,
+        role: RoleType,
+        root_keys: &[SigningKey],
+        new_keys: &[SigningKey],
+        threshold: NonZeroU64,
+        expires: jiff::Timestamp,
+    ) -> Result<Vec<u8>> {
+        let mut root = self.root.signed.clone();
+        root.version = root.version.saturating_add(1);
+        root.expires = expires;
+        set_role_keys(&mut root, role, new_keys, threshold)?;
+        let in_use: HashSet<_> = root.roles.values().flat_map(|r| r.keyids.clone()).collect();
+        root.keys.retain(|id, _| in_use.contains(id));
+        let old = KeyHolder::Root(self.root.signed.clone());
+        let mut signed = sign_role(root.clone(), &old, root_keys).await?;
+        let signers = if role == RoleType::Root {
+            new_keys
+        } else {
+            root_keys
+        };
+        let by_new = sign_role(root.clone(), &KeyHolder::Root(root.clone()), signers).await?;
+        let old_signatures = signed.signed().signatures.clone();
+        signed = by_new
+            .add_old_signatures(old_signatures)
+            .map_err(|e| Error::Sign {
+                role: "root".into(),
+                message: e.to_string(),
+            })?;
+        // A root that would not verify is worse than none: check before pushing.
+        for holder in [&self.root.signed, &root] {
+            holder
+                .verify_role(signed.signed())
+                .map_err(|e| Error::Sign {
+                    role: "root".into(),
+                    message: format!("new root is not signed by a threshold of keys: {e}"),
+                })?;
+        }
+        let file = versioned_file("root", root.version.get());
+        self.writer
+            .push_once(&self.writer.metadata, &file, signed.buffer(), None)
+            .await?;
+        Ok(signed.buffer().clone())
+    }
+
+    /// Re-signs the head of top-level targets (after its keys rotated), one version up.
+    pub async fn resign_targets(
+        &self,
+        keys: &[SigningKey],
+        root: &Root,
+        expires: jiff::Timestamp,
+    ) -> Result<u64> {
+        let head = self.top_targets().await?;
+        let mut targets = head.signed.signed;
+        targets.version = targets.version.saturating_add(1);
+        targets.expires = expires;
+        let version = targets.version.get();
+        let signed = sign_role(targets, &KeyHolder::Root(root.clone()), keys).await?;
+        self.writer
+            .push_head_and_version("targets", version, signed.buffer())
+            .await?;
+        Ok(version)
+    }
+
+    /// Edits `role` found on the delegation path of `target`.
+    async fn edit_on_path(
+        &self,
+        role: &str,
+        target: &TargetName,
+        keys: &[SigningKey],
+        expires: jiff::Timestamp,
+        attach: Option<(&Repository, &Entry)>,
+        change: impl FnOnce(&mut Targets) -> Result<()>,
+    ) -> Result<u64> {
+        if role == "targets" {
+            return self.edit("targets", keys, expires, attach, change).await;
+        }
+        let (delegations, _, head) = self.find_role(role, Some(target)).await?;
+        self.write_delegated(role, &delegations, head, keys, expires, attach, change)
+            .await
+    }
+
+    /// Edits `role` (top-level `targets` or delegated, found anywhere in the tree).
+    async fn edit(
+        &self,
+        role: &str,
+        keys: &[SigningKey],
+        expires: jiff::Timestamp,
+        attach: Option<(&Repository, &Entry)>,
+        change: impl FnOnce(&mut Targets) -> Result<()>,
+    ) -> Result<u64> {
+        if role != "targets" {
+            let (delegations, _, head) = self.find_role(role, None).await?;
+            return self
+                .write_delegated(role, &delegations, head, keys, expires, attach, change)
+                .await;
+        }
+        let mut targets = self.top_targets().await?.signed.signed;
+        change(&mut targets)?;
+        targets.version = targets.version.saturating_add(1);
+        targets.expires = expires;
+        let version = targets.version.get();
+        let signed = sign_role(targets, &KeyHolder::Root(self.root.signed.clone()), keys).await?;
+        self.writer
+            .push_head_and_version("targets", version, signed.buffer())
+            .await?;
+        if let Some((repository, subject)) = attach {
+            self.writer
+                .attach(repository, "targets", version, signed.buffer(), subject)
+                .await?;
+        }
+        Ok(version)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_delegated(
+        &self,
+        role: &str,
+        delegations: &Delegations,
+        head: Option<Head>,
+        keys: &[SigningKey],
+        expires: jiff::Timestamp,
+        attach: Option<(&Repository, &Entry)>,
+        change: impl FnOnce(&mut Targets) -> Result<()>,
+    ) -> Result<u64> {
+        let published = self.published_version(role);
+        let mut targets = match head {
+            Some(head) => head.signed.signed,
+            None => Targets::new(
+                SPEC_VERSION.into(),
+                NonZeroU64::new(published.max(1)).expect("at least 1"),
+                expires,
+            ),
+        };
+        change(&mut targets)?;
+        let version = targets.version.get().max(published) + 1;
+        targets.version = NonZeroU64::new(version).expect("positive");
+        targets.expires = expires;
+        let role_metadata = DelegatedTargets {
+            name: role.to_string(),
+            targets,
+        };
+        let signed = sign_role(
+            role_metadata,
+            &KeyHolder::Delegations(delegations.clone()),
+            keys,
+        )
+        .await?;
+        self.writer
+            .push_head_and_version(role, version, signed.buffer())
+            .await?;
+        if let Some((repository, subject)) = attach {
+            self.writer
+                .attach(repository, role, version, signed.buffer(), subject)
+                .await?;
+        }
+        Ok(version)
+    }
+
+    /// Reads the heads of the roles whose paths cover `target` (all roles without one),
+    /// verifying each with its delegator's keys, in pre-order.
+    async fn walk(&self, target: Option<&TargetName>) -> Result<Vec<Head>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.top_targets().await?];
+        let mut visited = HashSet::new();
+        while let Some(head) = stack.pop() {
+            if !visited.insert(head.role.clone()) {
+                continue;
+            }
+            if let Some(delegations) = &head.signed.signed.delegations {
+                let covered = |r: &&DelegatedRole| {
+                    target.is_none_or(|t| {
+                        Delegations {
+                            keys: HashMap::new(),
+                            roles: vec![(*r).clone()],
+                        }
+                        .target_is_delegated(t)
+                    })
+                };
+                for child in delegations.roles.iter().filter(covered).rev() {
+                    let found = self
+                        .head(&child.name, |signed| {
+                            delegations
+                                .verify_role(signed, &child.name)
+                                .map_err(|e| e.to_string())
+                        })
+                        .await?;
+                    if let Some(found) = found {
+                        stack.push(found);
+                    }
+                }
+            }
+            out.push(head);
+        }
+        Ok(out)
+    }
+
+    /// Reads the head of `role`, checks it with `verify`, and refuses one older than published.
+    async fn head(
+        &self,
+        role: &str,
+        verify: impl FnOnce(&Signed<Targets>) -> std::result::Result<(), String>,
+    ) -> Result<Option<Head>> {
+        let file = format!("{role}.json");
+        let source =
+            RegistrySource::new(self.writer.registry.clone(), self.writer.metadata.clone());
+        let published = self.published_version(role);
+        let Some(bytes) = source
+            .fetch_from(&self.writer.metadata, &file, WRITER_READ_LIMIT)
+            .await?
+        else {
+            if published > 0 {
+                return Err(Error::NotFound {
+                    what: format!(
+                        "{file} (published version {published}) in {}",
+                        self.writer.metadata
+                    ),
+                });
+            }
+            return Ok(None);
+        };
+        let signed: Signed<Targets> = parse(role, &bytes)?;
+        verify(&signed).map_err(|message| Error::Signature {
+            role: role.to_string(),
+            message,
+        })?;
+        if signed.signed.version.get() < published {
+            return Err(Error::Rollback {
+                role: role.to_string(),
+                trusted: published,
+                fetched: signed.signed.version.get(),
+            });
+        }
+        Ok(Some(Head {
+            role: role.to_string(),
+            signed,
+            bytes,
+        }))
+    }
+
+    fn published_version(&self, role: &str) -> u64 {
+        self.published
+            .get(&format!("{role}.json"))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Pushes metadata files in the registry layout.
+#[derive(Debug, Clone)]
+struct Writer {
+    registry: Registry,
+    metadata: Repository,
+}
+
+impl Writer {
+    /// Stores `bytes` as file `name` in `repository` (manifest tagged `name`), optionally
+    /// attached to `subject`. Returns the manifest's descriptor.
+    async fn push_file(
+        &self,
+        repository: &Repository,
+        name: &str,
+        bytes: &[u8],
+        subject: Option<&Entry>,
+    ) -> Result<Entry> {
+        self.registry
+            .push_blob(repository, EMPTY_MEDIA_TYPE, EMPTY_BLOB)
+            .await?;
+        let layer = self
+            .registry
+            .push_blob(repository, METADATA_LAYER_MEDIA_TYPE, bytes)
+            .await?;
+        let manifest = metadata_manifest(name, &layer, subject);
+        let mut entry = self
+            .registry
+            .push_manifest(&repository.tagged(name), &manifest, MANIFEST_MEDIA_TYPE)
+            .await?;
+        entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+        entry
+            .annotations
+            .insert(FILENAME_ANNOTATION.into(), name.into());
+        Ok(entry)
+    }
+
+    /// Stores a versioned file, refusing to replace one that exists: versions are write-once,
+    /// which is how concurrent writers of one role find out about each other.
+    async fn push_once(
+        &self,
+        repository: &Repository,
+        name: &str,
+        bytes: &[u8],
+        subject: Option<&Entry>,
+    ) -> Result<Entry> {
+        if self
+            .registry
+            .manifest(&repository.tagged(name), WRITER_READ_LIMIT)
+            .await?
+            .is_some()
+        {
+            return Err(Error::Conflict {
+                what: format!("{name} in {repository}"),
+                reason: "this version already exists; re-read and retry".into(),
+            });
+        }
+        self.push_file(repository, name, bytes, subject).await
+    }
+
+    /// Stores version `version` of `role` and moves its head to it.
+    async fn push_head_and_version(&self, role: &str, version: u64, bytes: &[u8]) -> Result<()> {
+        self.push_once(&self.metadata, &versioned_file(role, version), bytes, None)
+            .await?;
+        self.push_file(&self.metadata, &format!("{role}.json"), bytes, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a role version beside the image it signs, with `subject` pointing at the image,
+    /// and adds it to the image's referrers index (tag-schema fallback: registries without the
+    /// referrers API, like distribution 2.8, need clients to maintain it).
+    async fn attach(
+        &self,
+        repository: &Repository,
+        role: &str,
+        version: u64,
+        bytes: &[u8],
+        subject: &Entry,
+    ) -> Result<()> {
+        let file = versioned_file(role, version);
+        let entry = if *repository == self.metadata {
+            // Single-repository mode: the file exists already; attach a copy under the
+            // referrers list only.
+            let layer = Entry::of(METADATA_LAYER_MEDIA_TYPE, bytes);
+            let manifest = metadata_manifest(&file, &layer, Some(subject));
+            let mut entry = self
+                .registry
+                .push_manifest(
+                    &repository.digested(&crate::layout::sha256_digest(&manifest)),
+                    &manifest,
+                    MANIFEST_MEDIA_TYPE,
+                )
+                .await?;
+            entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+            entry
+                .annotations
+                .insert(FILENAME_ANNOTATION.into(), file.clone());
+            entry
+        } else {
+            self.push_once(repository, &file, bytes, Some(subject))
+                .await?
+        };
+        self.add_referrer(repository, subject, entry).await
+    }
+
+    /// Read-modify-write of the referrers index with a read-back check: distribution 2.8
+    /// ignores `If-Match`, so a concurrent writer's index may replace ours; we then merge again.
+    async fn add_referrer(
+        &self,
+        repository: &Repository,
+        subject: &Entry,
+        entry: Entry,
+    ) -> Result<()> {
+        let tag = repository.tagged(&referrers_tag(&subject.digest));
+        for _ in 0..REFERRERS_RETRIES {
+            let mut manifests = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
+                Some(current) => Manifest::parse("referrers index", &current.bytes)?.manifests,
+                None => Vec::new(),
+            };
+            if manifests.iter().any(|m| m.digest == entry.digest) {
+                return Ok(());
+            }
+            manifests.push(entry.clone());
+            self.registry
+                .push_manifest(&tag, &index(&manifests, &BTreeMap::new()), INDEX_MEDIA_TYPE)
+                .await?;
+        }
+        Err(Error::Conflict {
+            what: format!("referrers index {}", tag.whole()),
+            reason: format!("still missing our entry after {REFERRERS_RETRIES} merges"),
+        })
+    }
+
+    /// Signs and pushes snapshot `snapshot_version` naming `roles` (file -> version, bytes),
+    /// then timestamp `timestamp_version` naming it, then the `tuf-metadata` index.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_files(
+        &self,
+        holder: &KeyHolder,
+        root: (&Vec<u8>, u64),
+        roles: &BTreeMap<String, (u64, Vec<u8>)>,
+        snapshot_version: u64,
+        timestamp_version: u64,
+        snapshot_keys: &[SigningKey],
+        timestamp_keys: &[SigningKey],
+        expires: &Expiries,
+    ) -> Result<()> {
+        let mut snapshot = Snapshot::new(
+            SPEC_VERSION.into(),
+            nonzero(snapshot_version),
+            expires.snapshot,
+        );
+        for (role, (version, bytes)) in roles {
+            snapshot
+                .meta
+                .insert(format!("{role}.json"), metafile(*version, bytes));
+        }
+        let snapshot = sign_role(snapshot, holder, snapshot_keys).await?;
+        let snapshot_file = versioned_file("snapshot", snapshot_version);
+        let mut entries = vec![
+            self.push_once(&self.metadata, &snapshot_file, snapshot.buffer(), None)
+                .await?,
+        ];
+        let mut timestamp = Timestamp::new(
+            SPEC_VERSION.into(),
+            nonzero(timestamp_version),
+            expires.timestamp,
+        );
+        timestamp.meta.insert(
+            "snapshot.json".into(),
+            metafile(snapshot_version, snapshot.buffer()),
+        );
+        let timestamp = sign_role(timestamp, holder, timestamp_keys).await?;
+        entries.push(
+            self.push_file(&self.metadata, "timestamp.json", timestamp.buffer(), None)
+                .await?,
+        );
+        entries.push(stored_entry(&versioned_file("root", root.1), root.0));
+        for (role, (version, bytes)) in roles {
+            entries.push(stored_entry(&versioned_file(role, *version), bytes));
+        }
+        self.registry
+            .push_manifest(
+                &self.metadata.tagged(METADATA_TAG),
+                &index(&entries, &BTreeMap::new()),
+                INDEX_MEDIA_TYPE,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Points `repository`'s `tuf-metadata` tag at the metadata repository `to` (relative like
+/// `../tuf`, absolute like `/org/tuf`, or a full `host/path`). Checked to resolve first.
+pub async fn set_pointer(
+    registry: &Registry,
+    repository: &Repository,
+    to: &str,
+) -> Result<Repository> {
+    let target = repository.resolve(to)?;
+    let mut annotations = BTreeMap::new();
+    annotations.insert(POINTER_ANNOTATION.to_string(), to.to_string());
+    registry
+        .push_manifest(
+            &repository.tagged(METADATA_TAG),
+            &index(&[], &annotations),
+            INDEX_MEDIA_TYPE,
+        )
+        .await?;
+    Ok(target)
+}
+
+/// The descriptor of the manifest `push_file` writes for `file` without a subject, computed
+/// locally (the bytes are deterministic), for the `tuf-metadata` index.
+fn stored_entry(file: &str, bytes: &[u8]) -> Entry {
+    let layer = Entry::of(METADATA_LAYER_MEDIA_TYPE, bytes);
+    let mut entry = Entry::of(MANIFEST_MEDIA_TYPE, &metadata_manifest(file, &layer, None));
+    entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+    entry
+        .annotations
+        .insert(FILENAME_ANNOTATION.into(), file.into());
+    entry
+}
+
+fn metafile(version: u64, bytes: &[u8]) -> Metafile {
+    use sha2::Digest as _;
+    Metafile {
+        length: Some(bytes.len() as u64),
+        hashes: Some(Hashes {
+            sha256: Decoded::from(sha2::Sha256::digest(bytes).to_vec()),
+            _extra: HashMap::new(),
+        }),
+        version: nonzero(version),
+        _extra: HashMap::new(),
+    }
+}
+
+fn nonzero(version: u64) -> NonZeroU64 {
+    NonZeroU64::new(version).unwrap_or(NonZeroU64::MIN)
+}
+
+fn set_role_keys(
+    root: &mut Root,
+    role: RoleType,
+    keys: &[SigningKey],
+    threshold: NonZeroU64,
+) -> Result<()> {
+    if (keys.len() as u64) < threshold.get() {
+        return Err(Error::Usage(format!(
+            "{role}: threshold {threshold} needs at least that many keys, got {}",
+            keys.len()
+        )));
+    }
+    let mut keyids = Vec::new();
+    for key in keys {
+        let id = key
+            .public()
+            .key_id()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        root.keys.insert(id.clone(), key.public().clone());
+        keyids.push(id);
+    }
+    root.roles.insert(
+        role,
+        RoleKeys {
+            keyids,
+            threshold,
+            _extra: HashMap::new(),
+        },
+    );
+    Ok(())
+}
+
+/// Signs `role` with those of `keys` that `holder` lists for it; fails below threshold.
+async fn sign_role<T: Role + serde::Serialize>(
+    role: T,
+    holder: &KeyHolder,
+    keys: &[SigningKey],
+) -> Result<SignedRole<T>> {
+    let name = match role.role_id() {
+        tough::schema::RoleId::StandardRole(t) => t.to_string(),
+        tough::schema::RoleId::DelegatedRole(name) => name,
+    };
+    let sources: Vec<_> = keys.iter().map(SigningKey::source).collect();
+    SignedRole::new(role, holder, &sources, &SystemRandom::new())
+        .await
+        .map_err(|e| Error::Sign {
+            role: name,
+            message: e.to_string(),
+        })
+}

@@ -1,0 +1,144 @@
+//! Signing keys on disk: `NAME.key` holds an Ed25519 (or ECDSA/RSA) private key in PKCS#8, the
+//! format tough's `LocalKeySource` reads; `NAME.pub` holds the TUF public key JSON that goes into
+//! root or delegation metadata.
+
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::Ed25519KeyPair;
+use tough::key_source::{KeySource, LocalKeySource};
+use tough::schema::key::Key;
+
+use crate::error::{Error, Result};
+
+/// A private key file and the key source tough signs with.
+#[derive(Debug)]
+pub struct SigningKey {
+    path: PathBuf,
+    public: Key,
+}
+
+impl SigningKey {
+    /// Reads the private key at `path` (or `path.key`).
+    pub async fn load(path: &Path) -> Result<Self> {
+        let path = with_extension(path, "key");
+        let source = LocalKeySource { path: path.clone() };
+        let signer = source.as_sign().await.map_err(|e| Error::Key {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(SigningKey {
+            public: signer.tuf_key(),
+            path,
+        })
+    }
+
+    /// The public half, as it appears in metadata.
+    pub fn public(&self) -> &Key {
+        &self.public
+    }
+
+    /// The key id (TUF 4.2: sha256 of the canonical public key).
+    pub fn key_id(&self) -> Result<String> {
+        key_id(&self.public, &self.path)
+    }
+
+    /// A key source for tough's signing.
+    pub fn source(&self) -> Box<dyn KeySource> {
+        Box::new(LocalKeySource {
+            path: self.path.clone(),
+        })
+    }
+}
+
+/// Creates a new Ed25519 key pair as `stem.key` (owner-only) and `stem.pub`.
+pub fn generate(stem: &Path) -> Result<Key> {
+    let key_path = with_extension(stem, "key");
+    let pub_path = with_extension(stem, "pub");
+    let error = |message: String| Error::Key {
+        path: key_path.clone(),
+        message,
+    };
+    if key_path.exists() {
+        return Err(error("already exists; refusing to overwrite a key".into()));
+    }
+    let document = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
+        .map_err(|_| error("key generation failed".into()))?;
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(document.as_ref())
+        .map_err(|e| error(e.to_string()))?;
+    let public = tough::sign::Sign::tuf_key(&pair);
+    if let Some(parent) = key_path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    write_private(&key_path, document.as_ref())?;
+    let json = serde_json::to_vec_pretty(&public).expect("keys serialize");
+    std::fs::write(&pub_path, json).map_err(|e| Error::io(&pub_path, e))?;
+    Ok(public)
+}
+
+/// Reads a public key: `path` (or `path.pub`) as TUF key JSON, or the public half of a private
+/// key file.
+pub async fn read_public(path: &Path) -> Result<Key> {
+    let pub_path = with_extension(path, "pub");
+    match std::fs::read(&pub_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Key {
+            path: pub_path,
+            message: format!("not a TUF public key: {e}"),
+        }),
+        Err(_) => Ok(SigningKey::load(path).await?.public),
+    }
+}
+
+/// The TUF key id of `key`.
+pub fn key_id(key: &Key, path: &Path) -> Result<String> {
+    key.key_id()
+        .map(|id| hex::encode(&*id))
+        .map_err(|e| Error::Key {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// `path` itself when it exists or already ends in `.ext`, else `path.ext`.
+fn with_extension(path: &Path, ext: &str) -> PathBuf {
+    if path.extension().is_some_and(|e| e == ext) {
+        return path.to_path_buf();
+    }
+    let mut with = path.as_os_str().to_owned();
+    with.push(".");
+    with.push(ext);
+    let with = PathBuf::from(with);
+    if !with.exists() && path.is_file() && ext == "key" {
+        return path.to_path_buf();
+    }
+    with
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn generated_keys_load_and_match_their_public_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("team-a");
+        let public = generate(&stem).unwrap();
+        let loaded = SigningKey::load(&stem).await.unwrap();
+        assert_eq!(loaded.public(), &public);
+        assert_eq!(read_public(&stem).await.unwrap(), public);
+        assert!(matches!(generate(&stem), Err(Error::Key { .. })));
+    }
+}

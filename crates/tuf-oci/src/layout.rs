@@ -1,0 +1,229 @@
+//! The registry layout (`docs/layout.md` is its spec): how TUF metadata files become OCI objects
+//! that distribution 2.8 accepts and serves unchanged, and how they are found again.
+//!
+//! Every metadata file is one image manifest with an empty config and a single layer holding the
+//! file's bytes, tagged with its TUF file name (`3.snapshot.json`, `timestamp.json`,
+//! `2.team-a.json`): consistent-snapshot names are valid tags, so each version of each role is
+//! addressable without listing anything.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+
+/// Media type of a layer holding one TUF metadata file (the one docker/attest uses).
+pub const METADATA_LAYER_MEDIA_TYPE: &str = "application/vnd.tuf.metadata+json";
+/// `artifactType` of a manifest wrapping one TUF metadata file.
+pub const METADATA_ARTIFACT_TYPE: &str = "application/vnd.tuf-oci.metadata.v1";
+/// Annotation naming the TUF file inside a metadata manifest or index entry.
+pub const FILENAME_ANNOTATION: &str = "tuf.io/filename";
+/// Annotation of the pointer form of `tuf-metadata`: where the metadata repository is.
+pub const POINTER_ANNOTATION: &str = "tuf.io/metadata-repository";
+/// The well-known tag every repository with signed content carries.
+pub const METADATA_TAG: &str = "tuf-metadata";
+/// OCI image manifest media type.
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index media type.
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// The OCI empty descriptor's media type and content (`{}`).
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+/// The bytes of the empty config blob.
+pub const EMPTY_BLOB: &[u8] = b"{}";
+/// Names the top-level roles use; a delegated role may not take them (TUF 4.5).
+pub const TOP_LEVEL_ROLES: &[&str] = &["root", "targets", "snapshot", "timestamp"];
+
+/// A descriptor as it appears inside manifests and indexes written by this crate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// The referenced object's media type.
+    pub media_type: String,
+    /// `sha256:<hex>` of the referenced bytes.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Artifact type, when the referenced manifest declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Annotations (file names for metadata).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Entry {
+    /// Describes `bytes` with `media_type`.
+    pub fn of(media_type: &str, bytes: &[u8]) -> Self {
+        Entry {
+            media_type: media_type.to_string(),
+            digest: sha256_digest(bytes),
+            size: bytes.len() as u64,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// The fields of a manifest or index this crate reads. Unknown fields are ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// The manifest's own media type.
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// Artifact type (metadata manifests carry [`METADATA_ARTIFACT_TYPE`]).
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    /// Layers of an image manifest.
+    #[serde(default)]
+    pub layers: Vec<Entry>,
+    /// Entries of an index.
+    #[serde(default)]
+    pub manifests: Vec<Entry>,
+    /// The subject this manifest refers to.
+    #[serde(default)]
+    pub subject: Option<Entry>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// Parses manifest or index bytes.
+    pub fn parse(what: &str, bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Parse {
+            role: what.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The metadata layer of a metadata manifest, checked to carry `file_name`.
+    pub fn metadata_layer(&self, file_name: &str) -> Result<&Entry> {
+        let layer = match self.layers.as_slice() {
+            [layer] if layer.media_type == METADATA_LAYER_MEDIA_TYPE => layer,
+            _ => {
+                return Err(Error::Parse {
+                    role: file_name.to_string(),
+                    message: format!(
+                        "manifest is not a TUF metadata manifest (one {METADATA_LAYER_MEDIA_TYPE} layer)"
+                    ),
+                });
+            }
+        };
+        match layer.annotations.get(FILENAME_ANNOTATION) {
+            Some(name) if name == file_name => Ok(layer),
+            other => Err(Error::Parse {
+                role: file_name.to_string(),
+                message: format!("layer is annotated as {other:?}, not {file_name}"),
+            }),
+        }
+    }
+
+    /// The target of a pointer-form `tuf-metadata` index, if this is one.
+    pub fn pointer(&self) -> Option<&str> {
+        self.annotations.get(POINTER_ANNOTATION).map(String::as_str)
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// The TUF file name of `role` at `version` under consistent snapshots.
+pub fn versioned_file(role: &str, version: u64) -> String {
+    format!("{version}.{role}.json")
+}
+
+/// Checks that a delegated role name can be stored: it becomes part of a tag
+/// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`) and may not shadow a top-level role.
+pub fn check_role_name(name: &str) -> Result<()> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_chars || !first_ok || name.len() > 100 || TOP_LEVEL_ROLES.contains(&name) {
+        return Err(Error::Usage(format!(
+            "role name {name:?} must match [A-Za-z0-9_][A-Za-z0-9._-]*, be at most 100 characters \
+             and not be a top-level role name"
+        )));
+    }
+    Ok(())
+}
+
+/// The manifest wrapping one metadata file. `subject` attaches it to the image it signs, so the
+/// referrers API (or its tag-schema fallback) lists it next to that image.
+pub fn metadata_manifest(file_name: &str, layer: &Entry, subject: Option<&Entry>) -> Vec<u8> {
+    let mut layer = layer.clone();
+    layer
+        .annotations
+        .insert(FILENAME_ANNOTATION.into(), file_name.into());
+    layer
+        .annotations
+        .insert("org.opencontainers.image.title".into(), file_name.into());
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": METADATA_ARTIFACT_TYPE,
+        "config": Entry::of(EMPTY_MEDIA_TYPE, EMPTY_BLOB),
+        "layers": [layer],
+        "annotations": { FILENAME_ANNOTATION: file_name },
+    });
+    if let Some(subject) = subject {
+        manifest["subject"] = json!(subject);
+    }
+    serde_json::to_vec(&manifest).expect("manifest serializes")
+}
+
+/// An image index; `manifests` may be empty (pointer form and empty referrers lists).
+pub fn index(manifests: &[Entry], annotations: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut index = json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+    });
+    if !annotations.is_empty() {
+        index["annotations"] = json!(annotations);
+    }
+    serde_json::to_vec(&index).expect("index serializes")
+}
+
+/// The referrers tag-schema tag for `digest` (OCI distribution spec, "Referrers Tag Schema").
+pub fn referrers_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_become_valid_tags() {
+        check_role_name("team-a").unwrap();
+        check_role_name("team_a.apps-2").unwrap();
+        for bad in ["", "-a", "a/b", "snapshot", "a:b", &"x".repeat(101)] {
+            assert!(check_role_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn metadata_manifest_round_trips() {
+        let layer = Entry::of(METADATA_LAYER_MEDIA_TYPE, b"{\"signed\":{}}");
+        let bytes = metadata_manifest("3.snapshot.json", &layer, None);
+        let manifest = Manifest::parse("m", &bytes).unwrap();
+        assert_eq!(
+            manifest.artifact_type.as_deref(),
+            Some(METADATA_ARTIFACT_TYPE)
+        );
+        assert_eq!(
+            manifest.metadata_layer("3.snapshot.json").unwrap().digest,
+            layer.digest
+        );
+        assert!(manifest.metadata_layer("4.snapshot.json").is_err());
+    }
+}

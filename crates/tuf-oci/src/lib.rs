@@ -1,0 +1,44 @@
+//! TUF metadata stored in OCI registries, and images verified against it.
+//!
+//! Module map:
+//! - [`descriptor`]: a TUF target is an OCI descriptor (lossless both ways).
+//! - [`location`]: repositories, image references, target names, `tuf-metadata` pointers.
+//! - [`layout`]: how metadata files become OCI manifests and indexes (spec: `docs/layout.md`).
+//! - [`registry`]: registry access through oci-client (auth, insecure hosts, limits, deadlines).
+//! - [`source`]: where the verification engine reads metadata files from.
+//! - [`trusted`]: trusted metadata persisted between runs (rollback protection).
+//! - [`updater`]: the TUF client workflow with lazy delegation search.
+//! - [`verify`]: end-to-end verification of an image reference.
+//! - [`keys`] and [`editor`]: signing keys and the writing side (init, delegate, sign, publish).
+//!
+//! Verifying is split from writing: the updater returns [`VerifiedTarget`]s, which nothing else
+//! can build, and the editor only edits metadata it has verified from the trusted root down.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod descriptor;
+pub mod editor;
+mod error;
+pub mod keys;
+pub mod layout;
+pub mod location;
+pub mod registry;
+pub mod source;
+pub mod trusted;
+pub mod updater;
+pub mod verify;
+
+#[doc(inline)]
+pub use error::{Error, Result};
+#[doc(inline)]
+pub use location::{ImageRef, Repository};
+#[doc(inline)]
+pub use registry::{Registry, RegistryConfig};
+#[doc(inline)]
+pub use updater::{Expiration, Limits, Updater, VerifiedTarget};
+#[doc(inline)]
+pub use verify::{TrustConfig, Verifier};
+
+/// tough's schema types, re-exported so callers build and read metadata with the same version.
+pub use tough::schema;

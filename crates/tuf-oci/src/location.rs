@@ -1,0 +1,224 @@
+//! Where things are: repositories, image references, and how a `tuf-metadata` pointer resolves.
+//! Target names are registry-independent (`<repository path>:<tag>`), so a copy to another
+//! registry keeps its names and signatures.
+
+use std::fmt;
+
+use oci_client::Reference;
+
+use crate::error::{Error, Result};
+
+/// A repository in a registry, e.g. `127.0.0.1:5000` + `org/tuf`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repository {
+    /// Registry host (and port).
+    pub registry: String,
+    /// Repository path without the host.
+    pub path: String,
+}
+
+impl Repository {
+    /// Parses `host[:port]/path`. The host is required: the metadata location is part of the
+    /// trust bootstrap and must not depend on a default registry.
+    pub fn parse(text: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidReference {
+            reference: text.to_string(),
+            reason: reason.to_string(),
+        };
+        let (registry, path) = text
+            .split_once('/')
+            .ok_or_else(|| invalid("expected host/repository"))?;
+        if !looks_like_host(registry) {
+            return Err(invalid("the first component must be a registry host"));
+        }
+        if path.contains([':', '@']) {
+            return Err(invalid("a repository takes no tag or digest"));
+        }
+        let repo = Repository {
+            registry: registry.to_string(),
+            path: path.to_string(),
+        };
+        // Let the OCI grammar have the final word on the path.
+        Reference::try_from(repo.tagged("x").whole()).map_err(|e| invalid(&e.to_string()))?;
+        Ok(repo)
+    }
+
+    /// A reference to `tag` in this repository.
+    pub fn tagged(&self, tag: &str) -> Reference {
+        Reference::with_tag(self.registry.clone(), self.path.clone(), tag.to_string())
+    }
+
+    /// A reference to `digest` in this repository.
+    pub fn digested(&self, digest: &str) -> Reference {
+        Reference::with_digest(self.registry.clone(), self.path.clone(), digest.to_string())
+    }
+
+    /// Resolves a `tuf-metadata` pointer found in this repository: `./x` and `../x` are relative
+    /// to this repository's path taken as a directory, `/x` is a path on the same registry, and
+    /// anything else must be a full `host/path` reference.
+    pub fn resolve(&self, pointer: &str) -> Result<Repository> {
+        let invalid = |reason: &str| Error::Pointer {
+            repository: self.to_string(),
+            reason: format!("pointer {pointer:?} {reason}"),
+        };
+        if let Some(absolute) = pointer.strip_prefix('/') {
+            return Repository::parse(&format!("{}/{absolute}", self.registry))
+                .map_err(|_| invalid("is not a valid repository path"));
+        }
+        if !pointer.starts_with('.') {
+            return Repository::parse(pointer).map_err(|e| invalid(&e.to_string()));
+        }
+        let mut parts: Vec<&str> = self.path.split('/').collect();
+        for part in pointer.split('/') {
+            match part {
+                "." | "" => {}
+                ".." => {
+                    parts
+                        .pop()
+                        .ok_or_else(|| invalid("climbs above the registry root"))?;
+                }
+                name => parts.push(name),
+            }
+        }
+        if parts.is_empty() {
+            return Err(invalid("resolves to no repository"));
+        }
+        Repository::parse(&format!("{}/{}", self.registry, parts.join("/")))
+            .map_err(|_| invalid("is not a valid repository path"))
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.path)
+    }
+}
+
+/// Docker's rule for telling a registry host from a first path component.
+fn looks_like_host(component: &str) -> bool {
+    component.contains(['.', ':']) || component == "localhost"
+}
+
+/// What a user asks to verify or sign: a repository plus a tag, a digest, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The repository.
+    pub repository: Repository,
+    /// The tag, if given.
+    pub tag: Option<String>,
+    /// The digest, if given.
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// Parses `host/path:tag`, `host/path@sha256:...` or `host/path:tag@sha256:...`. A reference
+    /// with neither tag nor digest means tag `latest`, as everywhere in the container world.
+    pub fn parse(text: &str) -> Result<Self> {
+        let reference = Reference::try_from(text).map_err(|e| Error::InvalidReference {
+            reference: text.to_string(),
+            reason: e.to_string(),
+        })?;
+        if !looks_like_host(reference.registry()) || !text.starts_with(reference.registry()) {
+            return Err(Error::InvalidReference {
+                reference: text.to_string(),
+                reason: "the reference must start with a registry host".into(),
+            });
+        }
+        let digest = reference.digest().map(str::to_string);
+        let tag = match (reference.tag(), &digest) {
+            (Some(tag), _) => Some(tag.to_string()),
+            (None, Some(_)) => None,
+            (None, None) => Some("latest".to_string()),
+        };
+        Ok(ImageRef {
+            repository: Repository {
+                registry: reference.registry().to_string(),
+                path: reference.repository().to_string(),
+            },
+            tag,
+            digest,
+        })
+    }
+
+    /// The TUF target name for a tag: `<repository path>:<tag>`.
+    pub fn target_name(&self) -> Option<String> {
+        self.tag
+            .as_ref()
+            .map(|tag| format!("{}:{tag}", self.repository.path))
+    }
+
+    /// The oci-client reference (digest preferred, as it is content-addressed).
+    pub fn reference(&self) -> Reference {
+        match (&self.digest, &self.tag) {
+            (Some(digest), _) => self.repository.digested(digest),
+            (None, Some(tag)) => self.repository.tagged(tag),
+            (None, None) => unreachable!("parse always sets a tag or a digest"),
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_resolve_relative_absolute_and_full() {
+        let repo = Repository::parse("127.0.0.1:5000/team-a/app").unwrap();
+        assert_eq!(
+            repo.resolve("../../org/tuf").unwrap().to_string(),
+            "127.0.0.1:5000/org/tuf"
+        );
+        assert_eq!(
+            repo.resolve("../tuf").unwrap().to_string(),
+            "127.0.0.1:5000/team-a/tuf"
+        );
+        assert_eq!(
+            repo.resolve("/org/tuf").unwrap().to_string(),
+            "127.0.0.1:5000/org/tuf"
+        );
+        assert_eq!(
+            repo.resolve("registry.example:443/org/tuf")
+                .unwrap()
+                .to_string(),
+            "registry.example:443/org/tuf"
+        );
+        assert!(matches!(
+            repo.resolve("../../../x"),
+            Err(Error::Pointer { .. })
+        ));
+        assert!(matches!(
+            repo.resolve("org/tuf"),
+            Err(Error::Pointer { .. })
+        ));
+    }
+
+    #[test]
+    fn image_refs_name_targets_without_host() {
+        let r = ImageRef::parse("127.0.0.1:5000/team-a/app:v1").unwrap();
+        assert_eq!(r.target_name().as_deref(), Some("team-a/app:v1"));
+        let d = ImageRef::parse(
+            "127.0.0.1:5000/team-a/app@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b",
+        )
+        .unwrap();
+        assert_eq!(d.target_name(), None);
+        assert!(d.digest.is_some());
+        assert_eq!(
+            ImageRef::parse("localhost/app").unwrap().tag.as_deref(),
+            Some("latest")
+        );
+        assert!(ImageRef::parse("team-a/app:v1").is_err());
+    }
+}

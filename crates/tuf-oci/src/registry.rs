@@ -1,0 +1,351 @@
+//! Registry access through oci-client: credentials from the usual docker `config.json`, plain
+//! HTTP only for hosts the user marks insecure, a deadline on every request, size caps on every
+//! download, and "not found" told apart from every other failure (TUF 5.3.3 ends the root chain
+//! on a missing file, not on a broken one).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+
+use crate::error::{Error, Result};
+use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
+use crate::location::Repository;
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Hosts (`host:port`) reached over plain HTTP. Everything else uses HTTPS.
+    pub insecure_hosts: Vec<String>,
+    /// Deadline for each request, so a hanging registry cannot hang a pull.
+    pub timeout: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            insecure_hosts: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counts requests and downloaded bytes, for benchmarks and diagnostics.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Traffic {
+    /// Requests sent so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    /// Body bytes received so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    fn record(&self, bytes: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// A manifest or index as served, with the digest of its exact bytes.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// The bytes as served.
+    pub bytes: Vec<u8>,
+    /// `sha256:` digest of `bytes`.
+    pub digest: String,
+    /// The `mediaType` the manifest declares.
+    pub media_type: String,
+}
+
+impl FetchedManifest {
+    /// The descriptor the registry's bytes amount to.
+    pub fn entry(&self) -> Entry {
+        Entry::of(&self.media_type, &self.bytes)
+    }
+}
+
+/// A registry client; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    client: Arc<Client>,
+    timeout: Duration,
+    traffic: Arc<Traffic>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// A client following `config`.
+    pub fn new(config: &RegistryConfig) -> Self {
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(config.insecure_hosts.clone()),
+            connect_timeout: Some(config.timeout),
+            read_timeout: Some(config.timeout),
+            ..Default::default()
+        });
+        Registry {
+            client: Arc::new(client),
+            timeout: config.timeout,
+            traffic: Arc::default(),
+        }
+    }
+
+    /// Requests and bytes this client has used.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// Fetches a manifest or index by tag or digest; `None` when the registry says it does not
+    /// exist. When `reference` has a digest, oci-client checks the bytes against it.
+    pub async fn manifest(
+        &self,
+        reference: &Reference,
+        limit: u64,
+    ) -> Result<Option<FetchedManifest>> {
+        self.login(reference, RegistryOperation::Pull).await?;
+        let pulled = self
+            .deadline(reference, async {
+                self.client
+                    .pull_manifest_raw(
+                        reference,
+                        &auth_for(reference.registry()),
+                        &[MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE],
+                    )
+                    .await
+            })
+            .await;
+        let (bytes, _) = match pulled {
+            Ok(found) => found,
+            Err(e) if is_not_found(&e) => {
+                self.traffic.record(0);
+                return Ok(None);
+            }
+            Err(e) => return Err(registry_error(reference, &e)),
+        };
+        self.traffic.record(bytes.len());
+        if bytes.len() as u64 > limit {
+            return Err(Error::TooLarge {
+                what: format!("manifest {}", reference.whole()),
+                limit,
+            });
+        }
+        let digest = sha256_digest(&bytes);
+        if let Some(expected) = reference.digest()
+            && expected != digest
+        {
+            return Err(Error::DigestMismatch {
+                what: reference.whole(),
+                expected: expected.to_string(),
+                actual: digest,
+            });
+        }
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+            .ok_or_else(|| Error::Parse {
+                role: reference.whole(),
+                message: "manifest declares no mediaType".into(),
+            })?;
+        Ok(Some(FetchedManifest {
+            bytes: bytes.to_vec(),
+            digest,
+            media_type,
+        }))
+    }
+
+    /// Downloads a blob, refusing more than `limit` bytes (whatever the registry says the size
+    /// is) and content that does not hash to `digest`.
+    pub async fn blob(&self, repository: &Repository, digest: &str, limit: u64) -> Result<Vec<u8>> {
+        let reference = repository.digested(digest);
+        let what = format!("blob {digest} in {repository}");
+        self.login(&reference, RegistryOperation::Pull).await?;
+        let body = self
+            .deadline(&reference, async {
+                let mut stream = self.client.pull_blob_stream(&reference, digest).await?;
+                if stream.content_length.is_some_and(|len| len > limit) {
+                    return Ok(None);
+                }
+                let mut body = Vec::new();
+                while let Some(chunk) = stream.stream.next().await {
+                    body.extend_from_slice(&chunk?);
+                    if body.len() as u64 > limit {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(body))
+            })
+            .await
+            .map_err(|e| registry_error(&reference, &e))?
+            .ok_or_else(|| Error::TooLarge {
+                what: what.clone(),
+                limit,
+            })?;
+        self.traffic.record(body.len());
+        let actual = sha256_digest(&body);
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Uploads `bytes` as a blob unless the repository already has it.
+    pub async fn push_blob(
+        &self,
+        repository: &Repository,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Entry> {
+        let entry = Entry::of(media_type, bytes);
+        let reference = repository.digested(&entry.digest);
+        self.login(&reference, RegistryOperation::Push).await?;
+        let exists = self
+            .deadline(
+                &reference,
+                self.client.blob_exists(&reference, &entry.digest),
+            )
+            .await
+            .map_err(|e| registry_error(&reference, &e))?;
+        if !exists {
+            self.deadline(
+                &reference,
+                self.client
+                    .push_blob(&reference, bytes.to_vec(), &entry.digest),
+            )
+            .await
+            .map_err(|e| registry_error(&reference, &e))?;
+        }
+        self.traffic.record(0);
+        Ok(entry)
+    }
+
+    /// Uploads a manifest or index under `reference` (a tag or its digest); returns its digest.
+    pub async fn push_manifest(
+        &self,
+        reference: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Entry> {
+        self.login(reference, RegistryOperation::Push).await?;
+        let content_type = media_type
+            .parse()
+            .map_err(|_| Error::Usage(format!("bad media type {media_type}")))?;
+        self.deadline(
+            reference,
+            self.client
+                .push_manifest_raw(reference, bytes.to_vec(), content_type),
+        )
+        .await
+        .map_err(|e| registry_error(reference, &e))?;
+        self.traffic.record(0);
+        Ok(Entry::of(media_type, bytes))
+    }
+
+    /// Lists a repository's tags (empty when the repository does not exist).
+    pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>> {
+        let reference = repository.tagged("latest");
+        self.login(&reference, RegistryOperation::Pull).await?;
+        let listed = self
+            .deadline(&reference, async {
+                self.client
+                    .list_tags(&reference, &auth_for(&repository.registry), None, None)
+                    .await
+            })
+            .await;
+        self.traffic.record(0);
+        match listed {
+            Ok(response) => Ok(response.tags),
+            Err(e) if is_not_found(&e) => Ok(Vec::new()),
+            Err(e) => Err(registry_error(&reference, &e)),
+        }
+    }
+
+    /// Stores credentials for the reference's registry; token exchanges happen here, once.
+    async fn login(&self, reference: &Reference, operation: RegistryOperation) -> Result<()> {
+        let auth = auth_for(reference.registry());
+        if matches!(auth, RegistryAuth::Anonymous) {
+            self.client
+                .store_auth_if_needed(reference.registry(), &auth)
+                .await;
+            return Ok(());
+        }
+        self.deadline(reference, self.client.auth(reference, &auth, operation))
+            .await
+            .map(|_| ())
+            .map_err(|e| registry_error(reference, &e))
+    }
+
+    /// Runs a request under the configured deadline.
+    async fn deadline<T>(
+        &self,
+        reference: &Reference,
+        request: impl Future<Output = Result<T, OciDistributionError>>,
+    ) -> Result<T, OciDistributionError> {
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .unwrap_or_else(|_| {
+                Err(OciDistributionError::GenericError(Some(format!(
+                    "{} timed out after {} s",
+                    reference.whole(),
+                    self.timeout.as_secs()
+                ))))
+            })
+    }
+}
+
+/// Credentials for `registry` from docker's `config.json` (or a credential helper it names);
+/// anonymous when there are none.
+fn auth_for(registry: &str) -> RegistryAuth {
+    match docker_credential::get_credential(registry) {
+        Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
+            RegistryAuth::Basic(user, password)
+        }
+        Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
+            RegistryAuth::Bearer(token)
+        }
+        Err(_) => RegistryAuth::Anonymous,
+    }
+}
+
+fn is_not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        _ => false,
+    }
+}
+
+fn registry_error(reference: &Reference, error: &OciDistributionError) -> Error {
+    Error::Registry {
+        reference: reference.whole(),
+        message: error.to_string(),
+    }
+}

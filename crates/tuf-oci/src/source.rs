@@ -1,0 +1,121 @@
+//! The I/O boundary of the verification engine: where metadata files come from. The registry is
+//! the real source; plain HTTP directories serve independent TUF test suites.
+
+use std::future::Future;
+
+use crate::error::Result;
+use crate::layout::{METADATA_TAG, Manifest};
+use crate::location::Repository;
+use crate::registry::Registry;
+
+/// Largest manifest wrapping a metadata file that is worth reading.
+const METADATA_MANIFEST_LIMIT: u64 = 64 * 1024;
+
+/// A place metadata files are read from, by TUF file name (`3.snapshot.json`, `timestamp.json`).
+pub trait MetadataSource: Send + Sync {
+    /// Reads file `name`, refusing more than `limit` bytes. `Ok(None)` means the file does not
+    /// exist, which TUF distinguishes from a failure (it ends the root N+1 search).
+    /// `near` is the repository of the image being verified: delegated targets live beside the
+    /// images they sign and are looked for there first.
+    fn fetch(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+}
+
+/// Metadata in a registry, laid out as `docs/layout.md` describes.
+#[derive(Debug, Clone)]
+pub struct RegistrySource {
+    registry: Registry,
+    metadata: Repository,
+}
+
+impl RegistrySource {
+    /// Reads from the metadata repository `metadata` (and from image repositories for
+    /// delegated roles).
+    pub fn new(registry: Registry, metadata: Repository) -> Self {
+        RegistrySource { registry, metadata }
+    }
+
+    /// The metadata repository.
+    pub fn metadata_repository(&self) -> &Repository {
+        &self.metadata
+    }
+
+    /// The registry client.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Reads file `name` from one repository.
+    pub async fn fetch_from(
+        &self,
+        repository: &Repository,
+        name: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(manifest) = self
+            .registry
+            .manifest(&repository.tagged(name), METADATA_MANIFEST_LIMIT)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let parsed = Manifest::parse(name, &manifest.bytes)?;
+        let layer = parsed.metadata_layer(name)?;
+        if layer.size > limit {
+            return Err(crate::Error::TooLarge {
+                what: format!("{name} in {repository}"),
+                limit,
+            });
+        }
+        self.registry
+            .blob(repository, &layer.digest, limit)
+            .await
+            .map(Some)
+    }
+}
+
+impl MetadataSource for RegistrySource {
+    async fn fetch(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        if let Some(image_repo) = near.filter(|r| **r != self.metadata)
+            && let Some(found) = self.fetch_from(image_repo, name, limit).await?
+        {
+            return Ok(Some(found));
+        }
+        self.fetch_from(&self.metadata, name, limit).await
+    }
+}
+
+/// Finds the metadata repository of `repository` from its `tuf-metadata` tag: the repository
+/// itself when the tag is an index of metadata (single-repository mode), or where the pointer
+/// annotation leads. The pointer is unsigned: a forged one can only point at metadata that the
+/// trusted root does not sign, so it denies service and never makes a bad image pass.
+pub async fn metadata_repository(
+    registry: &Registry,
+    repository: &Repository,
+) -> Result<Repository> {
+    let pointer_error = |reason: String| crate::Error::Pointer {
+        repository: repository.to_string(),
+        reason,
+    };
+    let fetched = registry
+        .manifest(&repository.tagged(METADATA_TAG), METADATA_MANIFEST_LIMIT)
+        .await?
+        .ok_or_else(|| pointer_error(format!("the repository has no {METADATA_TAG} tag")))?;
+    let index = Manifest::parse(METADATA_TAG, &fetched.bytes)?;
+    match index.pointer() {
+        Some(pointer) => repository.resolve(pointer),
+        None if !index.manifests.is_empty() => Ok(repository.clone()),
+        None => Err(pointer_error(
+            "neither an index of metadata nor a pointer".into(),
+        )),
+    }
+}

@@ -1,0 +1,752 @@
+//! The TUF client workflow (TUF spec 1.0, section 5) over any [`MetadataSource`]: root chain,
+//! timestamp, snapshot, top-level targets, then a lazy delegation search that fetches only the
+//! roles on the target's path. Signature checks come from tough's schema; the ordering, rollback,
+//! mix-and-match and expiry rules live here.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::de::DeserializeOwned;
+use tough::TargetName;
+use tough::schema::{
+    DelegatedRole, Delegations, Metafile, PathSet, Role, RoleType, Root, Signed, Snapshot, Target,
+    Targets, Timestamp,
+};
+
+use crate::descriptor::descriptor_from_target;
+use crate::error::{Error, Result};
+use crate::layout::{sha256_digest, versioned_file};
+use crate::location::Repository;
+use crate::source::MetadataSource;
+use crate::trusted::TrustedStore;
+
+/// Download limits (TUF 5.2: "an upper bound on the number of bytes").
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest root metadata.
+    pub root: u64,
+    /// Largest timestamp metadata (its length is not known in advance).
+    pub timestamp: u64,
+    /// Largest snapshot metadata when timestamp names no length.
+    pub snapshot: u64,
+    /// Largest targets metadata (top-level or delegated) when snapshot names no length.
+    pub targets: u64,
+    /// Most root versions followed in one update.
+    pub max_root_rotations: u64,
+    /// Most delegated roles visited while searching for one target (TUF 5.6.7).
+    pub max_delegations: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            root: 512 * 1024,
+            timestamp: 16 * 1024,
+            snapshot: 16 * 1024 * 1024,
+            targets: 32 * 1024 * 1024,
+            max_root_rotations: 1024,
+            max_delegations: 1024,
+        }
+    }
+}
+
+/// Whether expired metadata is refused. Enforced by default; the bypass exists only so
+/// administrators can read expired metadata to replace it, and says so in its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expiration {
+    /// Expired metadata fails verification (freeze-attack protection).
+    #[default]
+    Enforce,
+    /// Expired metadata is accepted. Only for writers re-signing expired roles.
+    UnsafeIgnoreForRepair,
+}
+
+/// A target that passed every TUF check. Only the updater builds one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedTarget {
+    name: String,
+    role: String,
+    target: Target,
+    descriptor: oci_spec::image::Descriptor,
+}
+
+impl VerifiedTarget {
+    /// The target name, `<repository path>:<tag>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The role that signs it.
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+    /// The TUF target.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+    /// The OCI descriptor the target signs.
+    pub fn descriptor(&self) -> &oci_spec::image::Descriptor {
+        &self.descriptor
+    }
+    /// `sha256:<hex>` of the signed object.
+    pub fn digest(&self) -> String {
+        crate::descriptor::target_digest(&self.target)
+    }
+}
+
+/// A delegated role as found on a target's path, with the delegations that vouch for it.
+#[derive(Debug, Clone)]
+pub struct RoleOnPath {
+    /// The role's trusted metadata, when snapshot lists it.
+    pub metadata: Option<Signed<Targets>>,
+    /// The delegating role's name.
+    pub parent: String,
+    /// The delegations of the parent, holding this role's keys and threshold.
+    pub delegations: Delegations,
+}
+
+/// The client state: trusted metadata, updated from a source.
+#[derive(Debug)]
+pub struct Updater<S> {
+    source: S,
+    store: TrustedStore,
+    limits: Limits,
+    expiration: Expiration,
+    /// Fixed at the start of the update (TUF 5.1), so a slow update cannot straddle expiry.
+    now: jiff::Timestamp,
+    root: Signed<Root>,
+    root_bytes: Vec<u8>,
+    timestamp: Option<Signed<Timestamp>>,
+    snapshot: Option<Signed<Snapshot>>,
+    targets: Option<Signed<Targets>>,
+    delegated: HashMap<String, Signed<Targets>>,
+}
+
+impl<S: MetadataSource> Updater<S> {
+    /// Loads trusted metadata from `store`, starting from `bootstrap_root` when the store has
+    /// no valid root. Cached metadata that fails its signature check is dropped, not trusted.
+    pub fn open(
+        source: S,
+        store: TrustedStore,
+        bootstrap_root: &[u8],
+        limits: Limits,
+        expiration: Expiration,
+    ) -> Result<Self> {
+        let self_signed = |bytes: &[u8]| -> Result<Signed<Root>> {
+            let root: Signed<Root> = parse("root", bytes)?;
+            root.signed
+                .verify_role(&root)
+                .map_err(|e| Error::Signature {
+                    role: "root".into(),
+                    message: e.to_string(),
+                })?;
+            Ok(root)
+        };
+        let bootstrap = (self_signed(bootstrap_root)?, bootstrap_root.to_vec());
+        let (root, root_bytes) = store
+            .load("root.json")
+            .and_then(|bytes| Some((self_signed(&bytes).ok()?, bytes)))
+            .filter(|(cached, _)| cached.signed.version >= bootstrap.0.signed.version)
+            .unwrap_or(bootstrap);
+        let mut updater = Updater {
+            source,
+            store,
+            limits,
+            expiration,
+            now: jiff::Timestamp::now(),
+            root,
+            root_bytes,
+            timestamp: None,
+            snapshot: None,
+            targets: None,
+            delegated: HashMap::new(),
+        };
+        updater.timestamp = updater.load_cached("timestamp");
+        updater.snapshot = updater.load_cached("snapshot");
+        updater.targets = updater.load_cached("targets");
+        Ok(updater)
+    }
+
+    /// Runs the top-level update: root chain, timestamp, snapshot and targets (TUF 5.3–5.5).
+    pub async fn refresh(&mut self) -> Result<()> {
+        self.now = jiff::Timestamp::now();
+        self.update_root().await?;
+        self.update_timestamp().await?;
+        self.update_snapshot().await?;
+        self.update_targets().await
+    }
+
+    /// The trusted root.
+    pub fn root(&self) -> &Signed<Root> {
+        &self.root
+    }
+
+    /// The trusted root's bytes as stored.
+    pub fn root_bytes(&self) -> &[u8] {
+        &self.root_bytes
+    }
+
+    /// The trusted timestamp, after a refresh.
+    pub fn timestamp(&self) -> Option<&Signed<Timestamp>> {
+        self.timestamp.as_ref()
+    }
+
+    /// The trusted snapshot, after a refresh.
+    pub fn snapshot(&self) -> Option<&Signed<Snapshot>> {
+        self.snapshot.as_ref()
+    }
+
+    /// The trusted top-level targets, after a refresh.
+    pub fn targets(&self) -> Result<&Signed<Targets>> {
+        self.targets.as_ref().ok_or_else(|| Error::NotFound {
+            what: "trusted targets metadata (refresh first)".into(),
+        })
+    }
+
+    /// The metadata source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// Finds the target `name` by pre-order depth-first delegation search (TUF 5.6.7), fetching
+    /// only delegated roles whose paths cover `name`.
+    pub async fn find(&mut self, name: &str, near: Option<&Repository>) -> Result<VerifiedTarget> {
+        let target_name = target_name(name)?;
+        let mut found = None;
+        self.walk(&target_name, near, |role, targets| {
+            found = targets
+                .targets
+                .get(&target_name)
+                .map(|t| (role.to_string(), t.clone()));
+            found.is_some()
+        })
+        .await?;
+        let (role, target) = found.ok_or_else(|| Error::TargetNotSigned {
+            name: name.to_string(),
+        })?;
+        Ok(VerifiedTarget {
+            descriptor: descriptor_from_target(name, &target)?,
+            name: name.to_string(),
+            role,
+            target,
+        })
+    }
+
+    /// Finds a trusted target of `repository` whose digest is `digest` (pull by digest). Roles
+    /// that could sign names of the repository are searched for candidate names; each candidate
+    /// is then confirmed by the ordinary search for that exact name, so delegation order and
+    /// path restrictions apply exactly as for a pull by tag.
+    pub async fn find_digest(
+        &mut self,
+        repository: &Repository,
+        digest: &str,
+    ) -> Result<VerifiedTarget> {
+        let prefix = format!("{}:", repository.path);
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        let mut candidates = Vec::new();
+        let mut visited = HashSet::new();
+        let mut stack = vec![("targets".to_string(), self.targets()?.clone())];
+        while let Some((role, metadata)) = stack.pop() {
+            if !visited.insert(role) {
+                continue;
+            }
+            if visited.len() > self.limits.max_delegations {
+                return Err(Error::Delegation {
+                    target: format!("{repository}@{digest}"),
+                    reason: format!("more than {} roles", self.limits.max_delegations),
+                });
+            }
+            candidates.extend(
+                metadata
+                    .signed
+                    .targets
+                    .iter()
+                    .filter(|(n, t)| {
+                        n.raw().starts_with(&prefix) && hex::encode(&t.hashes.sha256) == hex
+                    })
+                    .map(|(n, _)| n.raw().to_string()),
+            );
+            let Some(delegations) = metadata.signed.delegations.clone() else {
+                continue;
+            };
+            for child in delegations.roles.iter().rev() {
+                if may_cover_repository(&child.paths, &prefix) {
+                    let loaded = self
+                        .delegated_role(&child.name, &delegations, Some(repository))
+                        .await?;
+                    stack.push((child.name.clone(), loaded));
+                }
+            }
+        }
+        candidates.sort();
+        candidates.dedup();
+        for name in candidates {
+            if let Ok(found) = self.find(&name, Some(repository)).await
+                && found.digest() == digest
+            {
+                return Ok(found);
+            }
+        }
+        Err(Error::DigestNotSigned {
+            repository: repository.path.clone(),
+            digest: digest.to_string(),
+        })
+    }
+
+    /// Finds delegated role `role` on the delegation path of target `name`, for signers that
+    /// must edit it. Its metadata is `None` when snapshot does not list it yet.
+    pub async fn role_on_path(
+        &mut self,
+        role: &str,
+        name: &str,
+        near: Option<&Repository>,
+    ) -> Result<RoleOnPath> {
+        let target_name = target_name(name)?;
+        let mut stack = vec![("targets".to_string(), self.targets()?.clone())];
+        let mut visited = HashSet::new();
+        while let Some((parent, metadata)) = stack.pop() {
+            if !visited.insert(parent.clone()) || visited.len() > self.limits.max_delegations {
+                continue;
+            }
+            let Some(delegations) = metadata.signed.delegations.clone() else {
+                continue;
+            };
+            let covering: Vec<&DelegatedRole> = delegations
+                .roles
+                .iter()
+                .filter(|r| covers(r, &target_name))
+                .collect();
+            if covering.iter().any(|r| r.name == role) {
+                let listed = self.snapshot_meta(role).is_some();
+                let metadata = if listed {
+                    Some(self.delegated_role(role, &delegations, near).await?)
+                } else {
+                    None
+                };
+                return Ok(RoleOnPath {
+                    metadata,
+                    parent,
+                    delegations,
+                });
+            }
+            for child in covering.iter().rev() {
+                if self.snapshot_meta(&child.name).is_some() {
+                    let loaded = self.delegated_role(&child.name, &delegations, near).await?;
+                    stack.push((child.name.clone(), loaded));
+                }
+            }
+        }
+        Err(Error::Delegation {
+            target: name.to_string(),
+            reason: format!("role {role} is not delegated any path covering this target"),
+        })
+    }
+
+    /// Every role reachable from top-level targets, in search order, for listing and
+    /// publishing. Fetches every role, so it is for administrators, not for pulls.
+    pub async fn all_roles(&mut self) -> Result<Vec<(String, Signed<Targets>)>> {
+        let mut out = Vec::new();
+        let mut stack = vec![("targets".to_string(), self.targets()?.clone())];
+        let mut visited = HashSet::new();
+        while let Some((role, metadata)) = stack.pop() {
+            if !visited.insert(role.clone()) {
+                continue;
+            }
+            if let Some(delegations) = metadata.signed.delegations.clone() {
+                for child in delegations.roles.iter().rev() {
+                    if self.snapshot_meta(&child.name).is_some() {
+                        let loaded = self.delegated_role(&child.name, &delegations, None).await?;
+                        stack.push((child.name.clone(), loaded));
+                    }
+                }
+            }
+            out.push((role, metadata));
+        }
+        Ok(out)
+    }
+
+    /// Walks the delegation tree for `name` in TUF 5.6.7 order, calling `visit` on each role's
+    /// metadata until it returns true.
+    async fn walk(
+        &mut self,
+        name: &TargetName,
+        near: Option<&Repository>,
+        mut visit: impl FnMut(&str, &Targets) -> bool,
+    ) -> Result<()> {
+        // Each entry is a role still to visit and the delegations that vouch for it; roles are
+        // fetched when popped, so siblings after a match are never downloaded.
+        let mut stack: Vec<(String, Option<Delegations>)> = vec![("targets".into(), None)];
+        let mut visited = HashSet::new();
+        while let Some((role, parent)) = stack.pop() {
+            if !visited.insert(role.clone()) {
+                continue;
+            }
+            if visited.len() > self.limits.max_delegations + 1 {
+                return Err(Error::Delegation {
+                    target: name.raw().to_string(),
+                    reason: format!("more than {} roles visited", self.limits.max_delegations),
+                });
+            }
+            let metadata = match &parent {
+                None => self.targets()?.clone(),
+                Some(delegations) => self.delegated_role(&role, delegations, near).await?,
+            };
+            if visit(&role, &metadata.signed) {
+                return Ok(());
+            }
+            let Some(delegations) = metadata.signed.delegations else {
+                continue;
+            };
+            let mut children = Vec::new();
+            for child in &delegations.roles {
+                if covers(child, name) {
+                    children.push((child.name.clone(), Some(delegations.clone())));
+                    if child.terminating {
+                        stack.clear();
+                        break;
+                    }
+                }
+            }
+            stack.extend(children.into_iter().rev());
+        }
+        Ok(())
+    }
+
+    /// TUF 5.3: follow root N+1 until the source has none, each signed by the previous root and
+    /// by itself.
+    async fn update_root(&mut self) -> Result<()> {
+        let first = self.root.signed.version.get();
+        for version in first + 1..=first + self.limits.max_root_rotations {
+            let file = versioned_file("root", version);
+            let Some(bytes) = self.source.fetch(&file, None, self.limits.root).await? else {
+                break;
+            };
+            let chain = |message: String| Error::RootChain { version, message };
+            let next: Signed<Root> = parse("root", &bytes)?;
+            self.root
+                .signed
+                .verify_role(&next)
+                .map_err(|e| chain(format!("not signed by root version {}: {e}", version - 1)))?;
+            next.signed
+                .verify_role(&next)
+                .map_err(|e| chain(format!("not signed by its own keys: {e}")))?;
+            if next.signed.version.get() != version {
+                return Err(Error::VersionMismatch {
+                    role: "root".into(),
+                    named_by: file,
+                    expected: version,
+                    fetched: next.signed.version.get(),
+                });
+            }
+            let rotated = |role| self.root.signed.roles.get(&role) != next.signed.roles.get(&role);
+            // Fast-forward recovery (TUF 5.3.11): new keys reset the versions we compare with.
+            if rotated(RoleType::Timestamp) || rotated(RoleType::Snapshot) {
+                self.timestamp = None;
+                self.store.remove("timestamp.json")?;
+            }
+            if rotated(RoleType::Snapshot) {
+                self.snapshot = None;
+                self.store.remove("snapshot.json")?;
+            }
+            self.store.store("root.json", &bytes)?;
+            self.root = next;
+            self.root_bytes = bytes;
+        }
+        self.check_expiry("root", self.root.signed.expires)
+    }
+
+    /// TUF 5.4: timestamp, never older than trusted, naming a snapshot never older than trusted.
+    async fn update_timestamp(&mut self) -> Result<()> {
+        let bytes = self
+            .source
+            .fetch("timestamp.json", None, self.limits.timestamp)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "timestamp.json".into(),
+            })?;
+        let new: Signed<Timestamp> = parse("timestamp", &bytes)?;
+        self.verify_top_level("timestamp", &new)?;
+        if let Some(trusted) = &self.timestamp {
+            check_not_older("timestamp", trusted.signed.version, new.signed.version)?;
+            check_not_older(
+                "snapshot",
+                snapshot_version(trusted)?.version,
+                snapshot_version(&new)?.version,
+            )?;
+            if trusted.signed.version == new.signed.version {
+                return self.check_expiry("timestamp", trusted.signed.expires);
+            }
+        }
+        self.check_expiry("timestamp", new.signed.expires)?;
+        self.store.store("timestamp.json", &bytes)?;
+        self.timestamp = Some(new);
+        Ok(())
+    }
+
+    /// TUF 5.5: snapshot as named by timestamp; no role may disappear or go back in version.
+    async fn update_snapshot(&mut self) -> Result<()> {
+        let timestamp = self.timestamp.as_ref().expect("timestamp updated first");
+        let meta = snapshot_version(timestamp)?.clone();
+        let expected = meta.version.get();
+        if let Some(trusted) = &self.snapshot
+            && trusted.signed.version.get() == expected
+        {
+            return self.check_expiry("snapshot", trusted.signed.expires);
+        }
+        let bytes = self
+            .fetch_named("snapshot", &meta, "timestamp", self.limits.snapshot, None)
+            .await?;
+        let new: Signed<Snapshot> = parse("snapshot", &bytes)?;
+        self.verify_top_level("snapshot", &new)?;
+        check_version("snapshot", "timestamp", expected, new.signed.version.get())?;
+        if let Some(trusted) = &self.snapshot {
+            for (file, old) in &trusted.signed.meta {
+                let current = new
+                    .signed
+                    .meta
+                    .get(file)
+                    .ok_or_else(|| Error::RoleRemoved {
+                        role: file.clone(),
+                        version: new.signed.version.get(),
+                    })?;
+                check_not_older(file.trim_end_matches(".json"), old.version, current.version)?;
+            }
+        }
+        self.check_expiry("snapshot", new.signed.expires)?;
+        self.store.store("snapshot.json", &bytes)?;
+        self.snapshot = Some(new);
+        Ok(())
+    }
+
+    /// TUF 5.6: top-level targets as named by snapshot.
+    async fn update_targets(&mut self) -> Result<()> {
+        let meta = self
+            .snapshot_meta("targets")
+            .cloned()
+            .ok_or_else(|| Error::NotInSnapshot {
+                role: "targets.json".into(),
+            })?;
+        if let Some(trusted) = &self.targets
+            && trusted.signed.version == meta.version
+        {
+            return self.check_expiry("targets", trusted.signed.expires);
+        }
+        let bytes = self
+            .fetch_named("targets", &meta, "snapshot", self.limits.targets, None)
+            .await?;
+        let new: Signed<Targets> = parse("targets", &bytes)?;
+        self.verify_top_level("targets", &new)?;
+        check_version(
+            "targets",
+            "snapshot",
+            meta.version.get(),
+            new.signed.version.get(),
+        )?;
+        self.check_expiry("targets", new.signed.expires)?;
+        self.store.store("targets.json", &bytes)?;
+        self.targets = Some(new);
+        Ok(())
+    }
+
+    /// A delegated role at the version snapshot names, verified with its delegator's keys.
+    async fn delegated_role(
+        &mut self,
+        role: &str,
+        delegations: &Delegations,
+        near: Option<&Repository>,
+    ) -> Result<Signed<Targets>> {
+        crate::layout::check_role_name(role).map_err(|e| Error::Delegation {
+            target: role.to_string(),
+            reason: e.to_string(),
+        })?;
+        let meta = self
+            .snapshot_meta(role)
+            .cloned()
+            .ok_or_else(|| Error::NotInSnapshot {
+                role: format!("{role}.json"),
+            })?;
+        let verify = |signed: &Signed<Targets>| {
+            delegations
+                .verify_role(signed, role)
+                .map_err(|e| Error::Signature {
+                    role: role.to_string(),
+                    message: e.to_string(),
+                })
+        };
+        let cached = self.delegated.get(role).cloned().or_else(|| {
+            let bytes = self.store.load(&format!("{role}.json"))?;
+            parse::<Targets>(role, &bytes).ok()
+        });
+        if let Some(cached) = cached.filter(|c| c.signed.version == meta.version)
+            && verify(&cached).is_ok()
+        {
+            self.check_expiry(role, cached.signed.expires)?;
+            self.delegated.insert(role.to_string(), cached.clone());
+            return Ok(cached);
+        }
+        let bytes = self
+            .fetch_named(role, &meta, "snapshot", self.limits.targets, near)
+            .await?;
+        let new: Signed<Targets> = parse(role, &bytes)?;
+        verify(&new)?;
+        check_version(
+            role,
+            "snapshot",
+            meta.version.get(),
+            new.signed.version.get(),
+        )?;
+        self.check_expiry(role, new.signed.expires)?;
+        self.store.store(&format!("{role}.json"), &bytes)?;
+        self.delegated.insert(role.to_string(), new.clone());
+        Ok(new)
+    }
+
+    /// Fetches `role` at the version (and hash and length, when present) named in `meta`.
+    async fn fetch_named(
+        &self,
+        role: &str,
+        meta: &Metafile,
+        named_by: &str,
+        default_limit: u64,
+        near: Option<&Repository>,
+    ) -> Result<Vec<u8>> {
+        let file = versioned_file(role, meta.version.get());
+        let limit = meta.length.unwrap_or(default_limit);
+        let bytes = self
+            .source
+            .fetch(&file, near, limit)
+            .await?
+            .ok_or_else(|| Error::NotFound { what: file.clone() })?;
+        let length_ok = meta.length.is_none_or(|l| l == bytes.len() as u64);
+        let hash_ok = meta
+            .hashes
+            .as_ref()
+            .is_none_or(|h| sha256_digest(&bytes) == format!("sha256:{}", hex::encode(&h.sha256)));
+        if !length_ok || !hash_ok {
+            return Err(Error::MetaHashMismatch {
+                role: role.to_string(),
+                named_by: named_by.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn snapshot_meta(&self, role: &str) -> Option<&Metafile> {
+        self.snapshot
+            .as_ref()?
+            .signed
+            .meta
+            .get(&format!("{role}.json"))
+    }
+
+    fn verify_top_level<T: Role + serde::Serialize>(
+        &self,
+        role: &str,
+        signed: &Signed<T>,
+    ) -> Result<()> {
+        self.root
+            .signed
+            .verify_role(signed)
+            .map_err(|e| Error::Signature {
+                role: role.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    fn check_expiry(&self, role: &str, expires: jiff::Timestamp) -> Result<()> {
+        if self.expiration == Expiration::Enforce && expires <= self.now {
+            return Err(Error::Expired {
+                role: role.to_string(),
+                expires,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads a top-level role from the store, keeping it only if the trusted root signs it.
+    fn load_cached<T>(&self, role: &str) -> Option<Signed<T>>
+    where
+        T: Role + serde::Serialize + DeserializeOwned,
+    {
+        let bytes = self.store.load(&format!("{role}.json"))?;
+        let signed: Signed<T> = parse(role, &bytes).ok()?;
+        self.verify_top_level(role, &signed).ok()?;
+        Some(signed)
+    }
+}
+
+/// Whether `role`'s paths cover `name` (TUF 5.6.7.2), with tough's own matcher.
+fn covers(role: &DelegatedRole, name: &TargetName) -> bool {
+    Delegations {
+        keys: HashMap::new(),
+        roles: vec![role.clone()],
+    }
+    .target_is_delegated(name)
+}
+
+/// Whether a role with `paths` could sign some name starting with `prefix` (`<repo>:`): the
+/// literal part of each pattern before its first wildcard must agree with the prefix. Hash
+/// prefixes cannot be told apart, so they always may.
+fn may_cover_repository(paths: &PathSet, prefix: &str) -> bool {
+    match paths {
+        PathSet::Paths(patterns) => patterns.iter().any(|p| {
+            let value = p.value();
+            let literal = &value[..value
+                .find(['*', '?', '[', '{', '\\'])
+                .unwrap_or(value.len())];
+            prefix.starts_with(literal) || literal.starts_with(prefix)
+        }),
+        PathSet::PathHashPrefixes(_) => true,
+    }
+}
+
+fn target_name(name: &str) -> Result<TargetName> {
+    TargetName::new(name).map_err(|e| Error::InvalidDescriptor {
+        target: name.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn snapshot_version(timestamp: &Signed<Timestamp>) -> Result<&Metafile> {
+    timestamp
+        .signed
+        .meta
+        .get("snapshot.json")
+        .ok_or_else(|| Error::Parse {
+            role: "timestamp".into(),
+            message: "timestamp names no snapshot.json".into(),
+        })
+}
+
+fn check_not_older(
+    role: &str,
+    trusted: std::num::NonZeroU64,
+    fetched: std::num::NonZeroU64,
+) -> Result<()> {
+    if fetched < trusted {
+        return Err(Error::Rollback {
+            role: role.to_string(),
+            trusted: trusted.get(),
+            fetched: fetched.get(),
+        });
+    }
+    Ok(())
+}
+
+fn check_version(role: &str, named_by: &str, expected: u64, fetched: u64) -> Result<()> {
+    if expected != fetched {
+        return Err(Error::VersionMismatch {
+            role: role.to_string(),
+            named_by: named_by.to_string(),
+            expected,
+            fetched,
+        });
+    }
+    Ok(())
+}
+
+/// Parses signed metadata of a role.
+pub(crate) fn parse<T: DeserializeOwned>(role: &str, bytes: &[u8]) -> Result<Signed<T>> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Parse {
+        role: role.to_string(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,355 @@
+//! Shared fixtures for the integration tests: a real `docker-registry` (CNCF distribution) on a
+//! free loopback port with its storage in a temp dir, images built in code, and a TUF
+//! organisation (keys, metadata repository) created through the real library.
+
+use std::net::TcpListener;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use tempfile::TempDir;
+use tuf_oci::editor::{self, Editor, Expiries, NewDelegation, TopLevelKeys};
+use tuf_oci::keys::SigningKey;
+use tuf_oci::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use tuf_oci::{ImageRef, Registry, RegistryConfig, Repository, TrustConfig, Verifier};
+
+/// A running registry, stopped and deleted on drop.
+pub struct TestRegistry {
+    /// `127.0.0.1:<port>`.
+    pub host: String,
+    /// A client for it (plain HTTP).
+    pub client: Registry,
+    process: Child,
+    _dir: TempDir,
+}
+
+impl TestRegistry {
+    /// Starts `docker-registry` (or `$REGISTRY_BIN`) and waits until it answers.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("registry config");
+        let bin = std::env::var("REGISTRY_BIN").unwrap_or_else(|_| "docker-registry".into());
+        let process = Command::new(&bin)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} (apt-get install docker-registry): {e}")
+            });
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&host).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let client = Registry::new(&RegistryConfig {
+            insecure_hosts: vec![host.clone()],
+            timeout: Duration::from_secs(10),
+        });
+        TestRegistry {
+            host,
+            client,
+            process,
+            _dir: dir,
+        }
+    }
+
+    /// `host/path` as a repository.
+    pub fn repo(&self, path: &str) -> Repository {
+        Repository::parse(&format!("{}/{path}", self.host)).expect("repository")
+    }
+
+    /// `host/reference` as an image reference.
+    pub fn image(&self, reference: &str) -> ImageRef {
+        ImageRef::parse(&format!("{}/{reference}", self.host)).expect("image reference")
+    }
+
+    /// Pushes a one-layer image whose layer holds `content`, tagged `tag`. Returns its
+    /// manifest descriptor.
+    pub async fn push_image(&self, path: &str, tag: &str, content: &str) -> Entry {
+        let repo = self.repo(path);
+        let manifest = self.image_manifest(&repo, content, None).await;
+        self.client
+            .push_manifest(&repo.tagged(tag), &manifest, MANIFEST_MEDIA_TYPE)
+            .await
+            .expect("push manifest")
+    }
+
+    /// Pushes a multi-platform index (linux/amd64 and linux/arm64 images) tagged `tag`.
+    pub async fn push_index(&self, path: &str, tag: &str, content: &str) -> Entry {
+        let repo = self.repo(path);
+        let mut manifests = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let bytes = self
+                .image_manifest(&repo, &format!("{content}-{arch}"), Some(arch))
+                .await;
+            let entry = self
+                .client
+                .push_manifest(
+                    &repo.digested(&tuf_oci::layout::sha256_digest(&bytes)),
+                    &bytes,
+                    MANIFEST_MEDIA_TYPE,
+                )
+                .await
+                .expect("push platform manifest");
+            let mut value = serde_json::to_value(entry).unwrap();
+            value["platform"] = json!({"architecture": arch, "os": "linux"});
+            manifests.push(value);
+        }
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": manifests,
+        }))
+        .unwrap();
+        self.client
+            .push_manifest(&repo.tagged(tag), &index, INDEX_MEDIA_TYPE)
+            .await
+            .expect("push index")
+    }
+
+    async fn image_manifest(
+        &self,
+        repo: &Repository,
+        content: &str,
+        arch: Option<&str>,
+    ) -> Vec<u8> {
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch.unwrap_or("amd64"),
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }))
+        .unwrap();
+        let config = self
+            .client
+            .push_blob(repo, "application/vnd.oci.image.config.v1+json", &config)
+            .await
+            .expect("push config");
+        let layer = self
+            .client
+            .push_blob(
+                repo,
+                "application/vnd.oci.image.layer.v1.tar",
+                content.as_bytes(),
+            )
+            .await
+            .expect("push layer");
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": config,
+            "layers": [layer],
+        }))
+        .unwrap()
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Expiries one day (snapshot, timestamp) to a year (root) ahead.
+pub fn expiries() -> Expiries {
+    let in_days = |days: i64| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(24 * days))
+            .unwrap()
+    };
+    Expiries {
+        root: in_days(365),
+        targets: in_days(90),
+        snapshot: in_days(7),
+        timestamp: in_days(1),
+    }
+}
+
+/// A non-terminating delegation of `paths` to `role`, held by `keys` with `threshold`.
+pub fn delegation(
+    role: &str,
+    paths: &[&str],
+    keys: &[&SigningKey],
+    threshold: u64,
+) -> NewDelegation {
+    NewDelegation {
+        role: role.into(),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        keys: keys.iter().map(|k| k.public().clone()).collect(),
+        threshold: NonZeroU64::new(threshold).expect("threshold > 0"),
+        terminating: false,
+    }
+}
+
+/// A time in the past, for expired metadata.
+pub fn past() -> jiff::Timestamp {
+    "2001-01-01T00:00:00Z".parse().unwrap()
+}
+
+/// An organisation: top-level keys on disk and a TUF repository in a registry.
+pub struct Org {
+    /// Where keys live.
+    pub dir: TempDir,
+    /// The metadata repository.
+    pub metadata: Repository,
+    /// The trusted root written by init.
+    pub root: Vec<u8>,
+}
+
+impl Org {
+    /// Creates keys and a TUF repository at `metadata`.
+    pub async fn init(registry: &TestRegistry, metadata: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys = Vec::new();
+        for role in ["root", "targets", "snapshot", "timestamp"] {
+            keys.push(vec![key(dir.path(), role).await]);
+        }
+        let mut keys = keys.into_iter();
+        let one = NonZeroU64::MIN;
+        let top = TopLevelKeys {
+            root: (keys.next().unwrap(), one),
+            targets: (keys.next().unwrap(), one),
+            snapshot: (keys.next().unwrap(), one),
+            timestamp: (keys.next().unwrap(), one),
+        };
+        let metadata = registry.repo(metadata);
+        let root = editor::init(&registry.client, &metadata, &top, &expiries())
+            .await
+            .expect("init");
+        Org {
+            dir,
+            metadata,
+            root,
+        }
+    }
+
+    /// Loads the key `name` from the organisation's directory (generating it first if new).
+    pub async fn key(&self, name: &str) -> SigningKey {
+        key(self.dir.path(), name).await
+    }
+
+    /// Trust settings: this org's root, the given metadata override, cache in `cache`.
+    pub fn trust(
+        &self,
+        metadata_override: Option<Repository>,
+        cache: Option<&Path>,
+    ) -> TrustConfig {
+        TrustConfig {
+            root: self.root.clone(),
+            metadata_override,
+            cache_dir: cache.map(Path::to_path_buf),
+            limits: Default::default(),
+        }
+    }
+
+    /// A verifier that follows pointers and keeps trusted metadata in `cache`.
+    pub fn verifier(&self, registry: &TestRegistry, cache: &Path) -> Verifier {
+        Verifier::new(registry.client.clone(), self.trust(None, Some(cache)))
+    }
+
+    /// An editor on the metadata repository (as the administrator).
+    pub async fn editor(&self, registry: &TestRegistry) -> Editor {
+        let admin = Verifier::new(
+            registry.client.clone(),
+            self.trust(Some(self.metadata.clone()), None),
+        );
+        Editor::open(&admin, &self.metadata)
+            .await
+            .expect("open editor")
+    }
+
+    /// Adds `delegation` to `parent`, signed with `parent_keys`.
+    pub async fn delegate(
+        &self,
+        registry: &TestRegistry,
+        parent: &str,
+        parent_keys: &[SigningKey],
+        delegation: &NewDelegation,
+    ) {
+        self.editor(registry)
+            .await
+            .delegate(parent, delegation, parent_keys, expiries().targets)
+            .await
+            .expect("delegate");
+    }
+
+    /// Signs `image` (a tag) into `role` with `keys`.
+    pub async fn sign(
+        &self,
+        registry: &TestRegistry,
+        image: &ImageRef,
+        role: &str,
+        keys: &[SigningKey],
+    ) {
+        self.editor(registry)
+            .await
+            .sign(image, role, keys, expiries().targets)
+            .await
+            .expect("sign");
+    }
+
+    /// Publishes snapshot and timestamp with the org's online keys and `expires`.
+    pub async fn publish_with(&self, registry: &TestRegistry, expires: &Expiries) {
+        let snapshot = [self.key("snapshot").await];
+        let timestamp = [self.key("timestamp").await];
+        self.editor(registry)
+            .await
+            .publish(&snapshot, &timestamp, expires)
+            .await
+            .expect("publish");
+    }
+
+    /// Publishes with default expiries.
+    pub async fn publish(&self, registry: &TestRegistry) {
+        self.publish_with(registry, &expiries()).await;
+    }
+
+    /// The top-level targets key.
+    pub async fn targets_key(&self) -> Vec<SigningKey> {
+        vec![self.key("targets").await]
+    }
+}
+
+async fn key(dir: &Path, name: &str) -> SigningKey {
+    let stem = dir.join(name);
+    if !stem.with_extension("key").exists() {
+        tuf_oci::keys::generate(&stem).expect("generate key");
+    }
+    SigningKey::load(&stem).await.expect("load key")
+}
+
+/// The `tuf-oci` binary built beside the test executables.
+pub fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("tuf-oci");
+    assert!(
+        bin.exists(),
+        "{} missing: run cargo build --workspace first",
+        bin.display()
+    );
+    bin
+}

@@ -1,0 +1,258 @@
+//! Signed images verify by tag and by digest, as single manifests and multi-platform indexes,
+//! with metadata split across repositories (relative or full pointer) or in one repository.
+
+use tuf_oci::Error;
+use tuf_oci_tests::{Org, TestRegistry, delegation};
+
+#[tokio::test]
+async fn split_mode_relative_pointer_by_tag_and_digest() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let team_a = org.key("team-a").await;
+    let team_a_paths = delegation("team-a", &["team-a/*"], &[&team_a], 1);
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &team_a_paths,
+    )
+    .await;
+    org.publish(&registry).await;
+    let pushed = registry.push_image("team-a/app", "v1", "hello").await;
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("team-a/app"),
+        "../../org/tuf",
+    )
+    .await
+    .unwrap();
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "team-a",
+        &[team_a],
+    )
+    .await;
+    org.publish(&registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    let by_tag = verifier
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(by_tag.name(), "team-a/app:v1");
+    assert_eq!(by_tag.role(), "team-a");
+    assert_eq!(by_tag.digest(), pushed.digest);
+    assert_eq!(by_tag.target().length, pushed.size);
+    assert_eq!(
+        by_tag.descriptor().media_type().to_string(),
+        pushed.media_type
+    );
+
+    let by_digest = verifier
+        .verify(&registry.image(&format!("team-a/app@{}", pushed.digest)))
+        .await
+        .unwrap();
+    assert_eq!(by_digest.name(), "team-a/app:v1");
+
+    // The delegated role also sits beside the image, attached to it as a referrer.
+    let referrers = registry
+        .client
+        .manifest(
+            &registry
+                .repo("team-a/app")
+                .tagged(&tuf_oci::layout::referrers_tag(&pushed.digest)),
+            1 << 20,
+        )
+        .await
+        .unwrap()
+        .expect("referrers index (tag schema)");
+    let index = tuf_oci::layout::Manifest::parse("referrers", &referrers.bytes).unwrap();
+    assert_eq!(index.manifests.len(), 1);
+    assert_eq!(
+        index.manifests[0].annotations[tuf_oci::layout::FILENAME_ANNOTATION],
+        "2.team-a.json"
+    );
+}
+
+#[tokio::test]
+async fn multi_platform_index_with_full_pointer() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let pushed = registry.push_index("team-b/tool", "2.0", "tool").await;
+    let full = org.metadata.to_string();
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("team-b/tool"), &full)
+        .await
+        .unwrap();
+    org.sign(
+        &registry,
+        &registry.image("team-b/tool:2.0"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(&registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let verified = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("team-b/tool:2.0"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), pushed.digest);
+    assert_eq!(
+        verified.descriptor().media_type().to_string(),
+        tuf_oci::layout::INDEX_MEDIA_TYPE
+    );
+}
+
+#[tokio::test]
+async fn single_repository_mode() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let pushed = registry.push_image("solo/app", "v3", "solo").await;
+    org.sign(
+        &registry,
+        &registry.image("solo/app:v3"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(&registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    let verified = verifier
+        .verify(&registry.image("solo/app:v3"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), pushed.digest);
+    let by_digest = verifier
+        .verify(&registry.image(&format!("solo/app@{}", pushed.digest)))
+        .await
+        .unwrap();
+    assert_eq!(by_digest.name(), "solo/app:v3");
+}
+
+#[tokio::test]
+async fn unsigned_image_is_refused_by_tag_and_by_digest() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let signed = registry.push_image("solo/app", "v1", "signed").await;
+    let unsigned = registry.push_image("solo/app", "v2", "unsigned").await;
+    org.sign(
+        &registry,
+        &registry.image("solo/app:v1"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+
+    let err = verifier
+        .verify(&registry.image("solo/app:v2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TargetNotSigned { ref name } if name == "solo/app:v2"),
+        "{err}"
+    );
+    let err = verifier
+        .verify(&registry.image(&format!("solo/app@{}", unsigned.digest)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DigestNotSigned { ref digest, .. } if *digest == unsigned.digest),
+        "{err}"
+    );
+    // A tag and a digest that disagree are refused too.
+    let err = verifier
+        .verify(&registry.image(&format!("solo/app:v1@{}", unsigned.digest)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestNotSigned { .. }), "{err}");
+    assert!(
+        verifier
+            .verify(&registry.image(&format!("solo/app:v1@{}", signed.digest)))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn moved_tag_is_refused() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let signed = registry.push_image("solo/app", "v1", "good").await;
+    org.sign(
+        &registry,
+        &registry.image("solo/app:v1"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(&registry).await;
+    let evil = registry.push_image("solo/app", "v1", "evil").await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    match err {
+        Error::RegistryMismatch {
+            field,
+            signed: s,
+            registry: r,
+            ..
+        } => {
+            assert_eq!(field, "digest");
+            assert_eq!(s, signed.digest);
+            assert_eq!(r, evil.digest);
+        }
+        other => panic!("expected RegistryMismatch, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn revoked_target_is_refused_once_published() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    registry.push_image("solo/app", "v1", "soon revoked").await;
+    let targets = org.targets_key().await;
+    org.sign(
+        &registry,
+        &registry.image("solo/app:v1"),
+        "targets",
+        &targets,
+    )
+    .await;
+    org.publish(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+
+    org.editor(&registry)
+        .await
+        .remove(
+            "solo/app:v1",
+            "targets",
+            &targets,
+            tuf_oci_tests::expiries().targets,
+        )
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    let err = verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+}
