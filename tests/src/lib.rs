@@ -2,6 +2,8 @@
 //! free loopback port with its storage in a temp dir, images built in code, and a TUF
 //! organisation (keys, metadata repository) created through the real library.
 
+pub mod craft;
+
 use std::net::TcpListener;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
@@ -162,6 +164,52 @@ impl Drop for TestRegistry {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+impl TestRegistry {
+    /// Stores `bytes` as metadata file `name` in `repository`, as the layout does, bypassing
+    /// every check: this is what an attacker with registry write access can do.
+    pub async fn put_file(&self, repository: &Repository, name: &str, bytes: &[u8]) {
+        self.put_file_with_layer(repository, name, bytes, None)
+            .await;
+    }
+
+    /// Like [`Self::put_file`], with the layer's declared size replaced by `claimed_size`.
+    pub async fn put_file_with_layer(
+        &self,
+        repository: &Repository,
+        name: &str,
+        bytes: &[u8],
+        claimed_size: Option<u64>,
+    ) {
+        use tuf_oci::layout::{EMPTY_BLOB, EMPTY_MEDIA_TYPE, METADATA_LAYER_MEDIA_TYPE};
+        self.client
+            .push_blob(repository, EMPTY_MEDIA_TYPE, EMPTY_BLOB)
+            .await
+            .unwrap();
+        let mut layer = self
+            .client
+            .push_blob(repository, METADATA_LAYER_MEDIA_TYPE, bytes)
+            .await
+            .unwrap();
+        if let Some(size) = claimed_size {
+            layer.size = size;
+        }
+        let manifest = tuf_oci::layout::metadata_manifest(name, &layer, None);
+        self.client
+            .push_manifest(&repository.tagged(name), &manifest, MANIFEST_MEDIA_TYPE)
+            .await
+            .unwrap();
+    }
+
+    /// Reads metadata file `name` from `repository`.
+    pub async fn get_file(&self, repository: &Repository, name: &str) -> Vec<u8> {
+        tuf_oci::source::RegistrySource::new(self.client.clone(), repository.clone())
+            .fetch_from(repository, name, 64 << 20)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} missing in {repository}"))
     }
 }
 

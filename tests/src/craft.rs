@@ -1,0 +1,130 @@
+//! Hand-made metadata for attack tests: what someone holding some keys, or registry write
+//! access, could produce. Signed with tough's own signer, so only the content is malicious.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::rand::SystemRandom;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tough::editor::signed::SignedRole;
+use tough::schema::decoded::Decoded;
+use tough::schema::{
+    DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, Role, Root, Signed, Snapshot,
+    Timestamp,
+};
+use tuf_oci::keys::SigningKey;
+
+use crate::{Org, TestRegistry};
+
+/// Parses signed metadata.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Signed<T> {
+    serde_json::from_slice(bytes).expect("metadata parses")
+}
+
+/// Serializes signed metadata the way the project stores it.
+pub fn bytes<T: Serialize>(signed: &Signed<T>) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(signed).unwrap();
+    out.push(b'\n');
+    out
+}
+
+/// Signs a top-level role with those `keys` that `root` lists for it.
+pub async fn sign_top<T: Role + Serialize + Clone>(
+    role: T,
+    root: &Root,
+    keys: &[SigningKey],
+) -> Signed<T> {
+    sign(role, &KeyHolder::Root(root.clone()), keys).await
+}
+
+/// Signs delegated role `name` with those `keys` that `delegations` lists for it.
+pub async fn sign_delegated(
+    name: &str,
+    targets: tough::schema::Targets,
+    delegations: &Delegations,
+    keys: &[SigningKey],
+) -> Signed<tough::schema::Targets> {
+    let role = DelegatedTargets {
+        name: name.into(),
+        targets,
+    };
+    let signed = sign(role, &KeyHolder::Delegations(delegations.clone()), keys).await;
+    Signed {
+        signed: signed.signed.targets,
+        signatures: signed.signatures,
+    }
+}
+
+async fn sign<T: Role + Serialize + Clone>(
+    role: T,
+    holder: &KeyHolder,
+    keys: &[SigningKey],
+) -> Signed<T> {
+    let sources: Vec<_> = keys.iter().map(SigningKey::source).collect();
+    SignedRole::new(role, holder, &sources, &SystemRandom::new())
+        .await
+        .expect("sign")
+        .signed()
+        .clone()
+}
+
+/// Snapshot/timestamp meta for `bytes` at `version`.
+pub fn metafile(version: u64, bytes: &[u8]) -> Metafile {
+    use sha2::Digest as _;
+    Metafile {
+        length: Some(bytes.len() as u64),
+        hashes: Some(Hashes {
+            sha256: Decoded::from(sha2::Sha256::digest(bytes).to_vec()),
+            _extra: HashMap::new(),
+        }),
+        version: version.try_into().unwrap(),
+        _extra: HashMap::new(),
+    }
+}
+
+/// Publishes `roles` (name, signed bytes) with the org's snapshot and timestamp keys, without
+/// any of the editor's checks: a new snapshot on top of the current one and a timestamp for it.
+pub async fn publish_raw(registry: &TestRegistry, org: &Org, roles: &[(&str, Vec<u8>)]) {
+    let repo = &org.metadata;
+    let root: Signed<Root> = parse(&org.root);
+    let timestamp: Signed<Timestamp> = parse(&registry.get_file(repo, "timestamp.json").await);
+    let snapshot_version = timestamp.signed.meta["snapshot.json"].version.get();
+    let mut snapshot: Signed<Snapshot> = parse(
+        &registry
+            .get_file(repo, &format!("{snapshot_version}.snapshot.json"))
+            .await,
+    );
+    for (role, bytes) in roles {
+        let version =
+            serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["signed"]["version"]
+                .as_u64()
+                .unwrap();
+        registry
+            .put_file(repo, &format!("{version}.{role}.json"), bytes)
+            .await;
+        snapshot
+            .signed
+            .meta
+            .insert(format!("{role}.json"), metafile(version, bytes));
+    }
+    let mut new_snapshot = snapshot.signed;
+    new_snapshot.version = new_snapshot.version.saturating_add(1);
+    let snapshot_keys = [org.key("snapshot").await];
+    let signed = bytes(&sign_top(new_snapshot.clone(), &root.signed, &snapshot_keys).await);
+    registry
+        .put_file(
+            repo,
+            &format!("{}.snapshot.json", new_snapshot.version),
+            &signed,
+        )
+        .await;
+    let mut new_timestamp = timestamp.signed;
+    new_timestamp.version = new_timestamp.version.saturating_add(1);
+    new_timestamp.meta.insert(
+        "snapshot.json".into(),
+        metafile(new_snapshot.version.get(), &signed),
+    );
+    let timestamp_keys = [org.key("timestamp").await];
+    let signed = bytes(&sign_top(new_timestamp, &root.signed, &timestamp_keys).await);
+    registry.put_file(repo, "timestamp.json", &signed).await;
+}

@@ -1,0 +1,141 @@
+//! Freeze attacks: expired root, timestamp, snapshot, top-level or delegated targets are refused
+//! with the expired role named.
+
+use std::num::NonZeroU64;
+
+use tough::schema::RoleType;
+use tuf_oci::Error;
+use tuf_oci_tests::{Org, TestRegistry, delegation, expiries, past};
+
+fn expired_role(err: &Error) -> &str {
+    match err {
+        Error::Expired { role, .. } => role,
+        other => panic!("expected Expired, got {other}"),
+    }
+}
+
+async fn verify_error(registry: &TestRegistry, org: &Org) -> Error {
+    let cache = tempfile::tempdir().unwrap();
+    org.verifier(registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err()
+}
+
+async fn signed_repo(registry: &TestRegistry) -> Org {
+    let org = Org::init(registry, "solo/app").await;
+    registry.push_image("solo/app", "v1", "one").await;
+    org.sign(
+        registry,
+        &registry.image("solo/app:v1"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org
+}
+
+#[tokio::test]
+async fn expired_timestamp() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let mut expires = expiries();
+    expires.timestamp = past();
+    org.publish_with(&registry, &expires).await;
+    assert_eq!(
+        expired_role(&verify_error(&registry, &org).await),
+        "timestamp"
+    );
+
+    // Refreshing timestamp alone (the cron job) repairs it.
+    org.editor(&registry)
+        .await
+        .refresh_timestamp(&[org.key("timestamp").await], expiries().timestamp)
+        .await
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn expired_snapshot() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let mut expires = expiries();
+    expires.snapshot = past();
+    org.publish_with(&registry, &expires).await;
+    assert_eq!(
+        expired_role(&verify_error(&registry, &org).await),
+        "snapshot"
+    );
+}
+
+#[tokio::test]
+async fn expired_top_level_targets() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    registry.push_image("solo/app", "v1", "one").await;
+    org.editor(&registry)
+        .await
+        .sign(
+            &registry.image("solo/app:v1"),
+            "targets",
+            &org.targets_key().await,
+            past(),
+        )
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    assert_eq!(
+        expired_role(&verify_error(&registry, &org).await),
+        "targets"
+    );
+}
+
+#[tokio::test]
+async fn expired_delegated_targets() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let team = org.key("team").await;
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team", &["solo/*"], &[&team], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    registry.push_image("solo/app", "v1", "one").await;
+    org.editor(&registry)
+        .await
+        .sign(&registry.image("solo/app:v1"), "team", &[team], past())
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    assert_eq!(expired_role(&verify_error(&registry, &org).await), "team");
+}
+
+#[tokio::test]
+async fn expired_root() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    org.publish(&registry).await;
+    // Root version 2 (same keys) that expired already.
+    let root_key = [org.key("root").await];
+    let timestamp_key = [org.key("timestamp").await];
+    org.editor(&registry)
+        .await
+        .rotate(
+            RoleType::Timestamp,
+            &root_key,
+            &timestamp_key,
+            NonZeroU64::MIN,
+            past(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(expired_role(&verify_error(&registry, &org).await), "root");
+}

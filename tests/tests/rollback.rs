@@ -1,0 +1,160 @@
+//! Rollback and mix-and-match: older or mismatched metadata pushed back into the registry is
+//! refused, also by a new client process reading the same trusted-metadata cache.
+
+use tough::schema::{Root, Signed, Timestamp};
+use tuf_oci::Error;
+use tuf_oci_tests::craft::{self, parse};
+use tuf_oci_tests::{Org, TestRegistry};
+
+async fn signed_repo(registry: &TestRegistry) -> Org {
+    let org = Org::init(registry, "solo/app").await;
+    registry.push_image("solo/app", "v1", "one").await;
+    org.sign(
+        registry,
+        &registry.image("solo/app:v1"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(registry).await;
+    org
+}
+
+#[tokio::test]
+async fn older_timestamp_pushed_back_is_refused_across_restarts() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let old_timestamp = registry.get_file(&org.metadata, "timestamp.json").await;
+    org.publish(&registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    registry
+        .put_file(&org.metadata, "timestamp.json", &old_timestamp)
+        .await;
+    // A fresh verifier: only the on-disk trusted metadata remembers the newer version.
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, trusted: 3, fetched: 2 } if role == "timestamp"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn timestamp_naming_an_older_snapshot_is_refused() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+
+    // Someone holding the timestamp key signs a newer timestamp naming snapshot version 1.
+    let root: Signed<Root> = parse(&org.root);
+    let current: Signed<Timestamp> =
+        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let old_snapshot = registry.get_file(&org.metadata, "1.snapshot.json").await;
+    let mut forged = current.signed;
+    forged.version = forged.version.saturating_add(1);
+    forged
+        .meta
+        .insert("snapshot.json".into(), craft::metafile(1, &old_snapshot));
+    let forged = craft::sign_top(forged, &root.signed, &[org.key("timestamp").await]).await;
+    registry
+        .put_file(&org.metadata, "timestamp.json", &craft::bytes(&forged))
+        .await;
+
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, trusted: 2, fetched: 1 } if role == "snapshot"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn targets_from_another_state_are_refused() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    // targets version 2 signs v1; version 3 also signs v2. Swap 2's bytes in under 3's name.
+    let targets_v2 = registry.get_file(&org.metadata, "2.targets.json").await;
+    registry.push_image("solo/app", "v2", "two").await;
+    org.sign(
+        &registry,
+        &registry.image("solo/app:v2"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(&registry).await;
+    registry
+        .put_file(&org.metadata, "3.targets.json", &targets_v2)
+        .await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MetaHashMismatch { ref role, ref named_by } if role == "targets" && named_by == "snapshot"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn snapshot_dropping_a_role_is_refused() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+
+    // With the online keys, publish a snapshot that no longer lists targets.json.
+    let root: Signed<Root> = parse(&org.root);
+    let current: Signed<Timestamp> =
+        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let mut snapshot: Signed<tough::schema::Snapshot> =
+        parse(&registry.get_file(&org.metadata, "2.snapshot.json").await);
+    snapshot.signed.meta.clear();
+    snapshot.signed.version = 3.try_into().unwrap();
+    let snapshot = craft::bytes(
+        &craft::sign_top(snapshot.signed, &root.signed, &[org.key("snapshot").await]).await,
+    );
+    registry
+        .put_file(&org.metadata, "3.snapshot.json", &snapshot)
+        .await;
+    let mut timestamp = current.signed;
+    timestamp.version = timestamp.version.saturating_add(1);
+    timestamp
+        .meta
+        .insert("snapshot.json".into(), craft::metafile(3, &snapshot));
+    let timestamp = craft::sign_top(timestamp, &root.signed, &[org.key("timestamp").await]).await;
+    registry
+        .put_file(&org.metadata, "timestamp.json", &craft::bytes(&timestamp))
+        .await;
+
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RoleRemoved { ref role, version: 3 } if role == "targets.json"),
+        "{err}"
+    );
+}
