@@ -30,7 +30,7 @@ use crate::layout::{
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::RegistrySource;
-use crate::updater::{Expiration, parse};
+use crate::updater::{Expiration, covers, parse};
 use crate::verify::Verifier;
 
 /// The TUF specification version written into new metadata.
@@ -239,7 +239,8 @@ impl Editor {
             let Some(delegations) = &parent.signed.signed.delegations else {
                 continue;
             };
-            if delegations.roles.iter().any(|r| r.name == role) {
+            let delegated = delegations.roles.iter().find(|r| r.name == role);
+            if delegated.is_some_and(|r| target.is_none_or(|t| covers(r, t))) {
                 let head = heads.iter().find(|h| h.role == role).cloned();
                 return Ok((delegations.clone(), parent.role.clone(), head));
             }
@@ -593,15 +594,7 @@ impl Editor {
                 continue;
             }
             if let Some(delegations) = &head.signed.signed.delegations {
-                let covered = |r: &&DelegatedRole| {
-                    target.is_none_or(|t| {
-                        Delegations {
-                            keys: HashMap::new(),
-                            roles: vec![(*r).clone()],
-                        }
-                        .target_is_delegated(t)
-                    })
-                };
+                let covered = |r: &&DelegatedRole| target.is_none_or(|t| covers(r, t));
                 for child in delegations.roles.iter().filter(covered).rev() {
                     let found = self
                         .head(&child.name, |signed| {

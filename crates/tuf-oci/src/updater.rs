@@ -141,11 +141,17 @@ impl<S: MetadataSource> Updater<S> {
             Ok(root)
         };
         let bootstrap = (self_signed(bootstrap_root)?, bootstrap_root.to_vec());
-        let (root, root_bytes) = store
+        let cached = store
             .load("root.json")
             .and_then(|bytes| Some((self_signed(&bytes).ok()?, bytes)))
-            .filter(|(cached, _)| cached.signed.version >= bootstrap.0.signed.version)
-            .unwrap_or(bootstrap);
+            .filter(|(cached, _)| cached.signed.version >= bootstrap.0.signed.version);
+        let (root, root_bytes) = match cached {
+            Some(cached) => cached,
+            None => {
+                store.store("root.json", &bootstrap.1)?;
+                bootstrap
+            }
+        };
         let mut updater = Updater {
             source,
             store,
@@ -674,7 +680,7 @@ impl<S: MetadataSource> Updater<S> {
 }
 
 /// Whether `role`'s paths cover `name` (TUF 5.6.7.2), with tough's own matcher.
-fn covers(role: &DelegatedRole, name: &TargetName) -> bool {
+pub(crate) fn covers(role: &DelegatedRole, name: &TargetName) -> bool {
     Delegations {
         keys: HashMap::new(),
         roles: vec![role.clone()],

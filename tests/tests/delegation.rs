@@ -1,0 +1,325 @@
+//! Delegations across repositories: two levels, thresholds, path restrictions, terminating
+//! roles, and a lazy search that fetches only the roles on the target's path.
+
+use std::collections::HashMap;
+
+use tough::schema::{Signed, Targets};
+use tuf_oci::Error;
+use tuf_oci_tests::craft::{self, parse};
+use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
+
+async fn with_pointer(registry: &TestRegistry, path: &str) {
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo(path), "/org/tuf")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn two_level_delegation() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let team = org.key("team-a").await;
+    let app = org.key("team-a-app").await;
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team-a", &["team-a/*"], &[&team], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    org.delegate(
+        &registry,
+        "team-a",
+        &[team],
+        &delegation("team-a-app", &["team-a/app:*"], &[&app], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    let pushed = registry.push_image("team-a/app", "v1", "app").await;
+    with_pointer(&registry, "team-a/app").await;
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "team-a-app",
+        &[app],
+    )
+    .await;
+    org.publish(&registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let verified = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.role(), "team-a-app");
+    assert_eq!(verified.digest(), pushed.digest);
+}
+
+#[tokio::test]
+async fn threshold_two_of_three() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let (k1, k2, k3) = (
+        org.key("k1").await,
+        org.key("k2").await,
+        org.key("k3").await,
+    );
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("release", &["team-a/*"], &[&k1, &k2, &k3], 2),
+    )
+    .await;
+    org.publish(&registry).await;
+    registry.push_image("team-a/app", "v1", "app").await;
+    with_pointer(&registry, "team-a/app").await;
+
+    // One key is not enough to sign...
+    let editor = org.editor(&registry).await;
+    let err = editor
+        .sign(
+            &registry.image("team-a/app:v1"),
+            "release",
+            &[org.key("k1").await],
+            expiries().targets,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Sign { ref role, .. } if role == "release"),
+        "{err}"
+    );
+    // ...two are.
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "release",
+        &[k1, k3],
+    )
+    .await;
+    org.publish(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    verifier
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap();
+
+    // Metadata carrying one valid signature (published by someone holding only the online
+    // keys) is refused by clients.
+    let head: Signed<Targets> = parse(&registry.get_file(&org.metadata, "release.json").await);
+    let mut weakened = head.clone();
+    weakened.signed.version = weakened.signed.version.saturating_add(1);
+    let top: Signed<Targets> = parse(&registry.get_file(&org.metadata, "targets.json").await);
+    let delegations = top.signed.delegations.unwrap();
+    let mut resigned = craft::sign_delegated(
+        "release",
+        weakened.signed,
+        &delegations,
+        &[org.key("k1").await, org.key("k2").await],
+    )
+    .await;
+    resigned.signatures.truncate(1);
+    // A duplicated signature does not count twice either.
+    let mut duplicated = resigned.clone();
+    duplicated.signatures.push(duplicated.signatures[0].clone());
+    for forged in [resigned, duplicated] {
+        craft::publish_raw(&registry, &org, &[("release", craft::bytes(&forged))]).await;
+        let err = verifier
+            .verify(&registry.image("team-a/app:v1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Signature { ref role, .. } if role == "release"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn role_signing_outside_its_paths_is_ignored() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let team_a = org.key("team-a").await;
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team-a", &["team-a/*"], &[&team_a], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    let victim = registry.push_image("team-b/app", "v1", "not yours").await;
+    with_pointer(&registry, "team-b/app").await;
+
+    // The editor refuses to write it...
+    let err = org
+        .editor(&registry)
+        .await
+        .sign(
+            &registry.image("team-b/app:v1"),
+            "team-a",
+            &[org.key("team-a").await],
+            expiries().targets,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Delegation { .. }), "{err}");
+    // ...and metadata written by hand is not believed for names outside team-a/*.
+    let mut targets = Targets::new("1.0.0".into(), 1.try_into().unwrap(), expiries().targets);
+    let descriptor: tuf_oci::layout::Entry = victim.clone();
+    let descriptor = serde_json::from_value(serde_json::to_value(descriptor).unwrap()).unwrap();
+    targets.targets.insert(
+        tough::TargetName::new("team-b/app:v1").unwrap(),
+        tuf_oci::descriptor::target_from_descriptor(&descriptor).unwrap(),
+    );
+    let top: Signed<Targets> = parse(&registry.get_file(&org.metadata, "targets.json").await);
+    let signed = craft::sign_delegated(
+        "team-a",
+        targets,
+        &top.signed.delegations.unwrap(),
+        &[team_a],
+    )
+    .await;
+    craft::publish_raw(&registry, &org, &[("team-a", craft::bytes(&signed))]).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    let err = verifier
+        .verify(&registry.image("team-b/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TargetNotSigned { ref name } if name == "team-b/app:v1"),
+        "{err}"
+    );
+    let err = verifier
+        .verify(&registry.image(&format!("team-b/app@{}", victim.digest)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestNotSigned { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn terminating_delegation_hides_later_roles() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let (first, second) = (org.key("first").await, org.key("second").await);
+    let mut terminating = delegation("first", &["team-a/*"], &[&first], 1);
+    terminating.terminating = true;
+    let targets_key = org.targets_key().await;
+    org.delegate(&registry, "targets", &targets_key, &terminating)
+        .await;
+    org.delegate(
+        &registry,
+        "targets",
+        &targets_key,
+        &delegation("second", &["team-a/*"], &[&second], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    registry.push_image("team-a/app", "v1", "app").await;
+    with_pointer(&registry, "team-a/app").await;
+    registry.push_image("team-a/other", "v1", "other").await;
+    with_pointer(&registry, "team-a/other").await;
+    org.sign(
+        &registry,
+        &registry.image("team-a/other:v1"),
+        "first",
+        &[first],
+    )
+    .await;
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "second",
+        &[second],
+    )
+    .await;
+    org.publish(&registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    let found = verifier
+        .verify(&registry.image("team-a/other:v1"))
+        .await
+        .unwrap();
+    assert_eq!(found.role(), "first");
+    // `second` signs team-a/app:v1, but the search stops at terminating `first`.
+    let err = verifier
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TargetNotSigned { ref name } if name == "team-a/app:v1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn search_fetches_only_roles_on_the_path() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let targets_key = org.targets_key().await;
+    let mut keys = HashMap::new();
+    for team in 0..5 {
+        let name = format!("team-{team}");
+        let key = org.key(&name).await;
+        org.delegate(
+            &registry,
+            "targets",
+            &targets_key,
+            &delegation(&name, &[&format!("{name}/*")], &[&key], 1),
+        )
+        .await;
+        keys.insert(name, key);
+    }
+    org.publish(&registry).await;
+    for team in 0..5 {
+        let name = format!("team-{team}");
+        let path = format!("{name}/app");
+        registry.push_image(&path, "v1", &name).await;
+        with_pointer(&registry, &path).await;
+        org.sign(
+            &registry,
+            &registry.image(&format!("{path}:v1")),
+            &name,
+            &[org.key(&name).await],
+        )
+        .await;
+    }
+    org.publish(&registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("team-3/app:v1"))
+        .await
+        .unwrap();
+    let mut cached: Vec<String> = std::fs::read_dir(
+        cache
+            .path()
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    .collect();
+    cached.sort();
+    assert_eq!(
+        cached,
+        [
+            "root.json",
+            "snapshot.json",
+            "targets.json",
+            "team-3.json",
+            "timestamp.json"
+        ]
+    );
+}
