@@ -2,7 +2,8 @@
 # The test suite: builds everything once, then runs unit and integration tests. Integration
 # tests start their own docker-registry processes on free loopback ports and stop them.
 #
-#   bash tests/run.sh      (as root on Debian, missing packages are installed with apt-get)
+#   bash tests/run.sh      (as root on Debian, missing packages are installed with apt-get,
+#                           python-tuf with pip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,10 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# python-tuf, for the interoperability tests.
+python3 -c 'import tuf.ngclient, securesystemslib.signer' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'tuf==7.0.1' 'securesystemslib[crypto]==1.6.0'
 
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace

@@ -391,13 +391,59 @@ async fn key(dir: &Path, name: &str) -> SigningKey {
 
 /// The `tuf-oci` binary built beside the test executables.
 pub fn cli_binary() -> PathBuf {
+    workspace_binary("tuf-oci")
+}
+
+/// A binary of this workspace, built beside the test executables.
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("tuf-oci");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} missing: run cargo build --workspace first",
         bin.display()
     );
     bin
+}
+
+/// A static HTTP server (python3 -m http.server) on a free loopback port, stopped on drop.
+pub struct HttpServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    process: Child,
+}
+
+impl HttpServer {
+    /// Serves `dir`.
+    pub fn serve(dir: &Path) -> Self {
+        let port = free_port();
+        let process = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let address = format!("127.0.0.1:{port}");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&address).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        HttpServer {
+            url: format!("http://{address}"),
+            process,
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }

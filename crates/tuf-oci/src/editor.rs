@@ -114,7 +114,7 @@ pub async fn init(
         spec_version: SPEC_VERSION.into(),
         consistent_snapshot: true,
         version: NonZeroU64::MIN,
-        expires: expires.root,
+        expires: whole_seconds(expires.root),
         keys: HashMap::new(),
         roles: HashMap::new(),
         _extra: HashMap::new(),
@@ -136,7 +136,11 @@ pub async fn init(
         .push_once(metadata, "1.root.json", root_signed.buffer(), None)
         .await?;
     let holder = KeyHolder::Root(root);
-    let targets = Targets::new(SPEC_VERSION.into(), NonZeroU64::MIN, expires.targets);
+    let targets = Targets::new(
+        SPEC_VERSION.into(),
+        NonZeroU64::MIN,
+        whole_seconds(expires.targets),
+    );
     let targets = sign_role(targets, &holder, &keys.targets.0).await?;
     writer
         .push_head_and_version("targets", 1, targets.buffer())
@@ -402,7 +406,7 @@ impl Editor {
     ) -> Result<u64> {
         let mut timestamp = self.timestamp.signed.clone();
         timestamp.version = timestamp.version.saturating_add(1);
-        timestamp.expires = expires;
+        timestamp.expires = whole_seconds(expires);
         let version = timestamp.version.get();
         let signed = sign_role(
             timestamp,
@@ -434,7 +438,7 @@ impl Editor {
     ) -> Result<Vec<u8>> {
         let mut root = self.root.signed.clone();
         root.version = root.version.saturating_add(1);
-        root.expires = expires;
+        root.expires = whole_seconds(expires);
         set_role_keys(&mut root, role, new_keys, threshold)?;
         let in_use: HashSet<_> = root.roles.values().flat_map(|r| r.keyids.clone()).collect();
         root.keys.retain(|id, _| in_use.contains(id));
@@ -479,7 +483,7 @@ impl Editor {
         let head = self.top_targets().await?;
         let mut targets = head.signed.signed;
         targets.version = targets.version.saturating_add(1);
-        targets.expires = expires;
+        targets.expires = whole_seconds(expires);
         let version = targets.version.get();
         let signed = sign_role(targets, &KeyHolder::Root(root.clone()), keys).await?;
         self.writer
@@ -524,7 +528,7 @@ impl Editor {
         let mut targets = self.top_targets().await?.signed.signed;
         change(&mut targets)?;
         targets.version = targets.version.saturating_add(1);
-        targets.expires = expires;
+        targets.expires = whole_seconds(expires);
         let version = targets.version.get();
         let signed = sign_role(targets, &KeyHolder::Root(self.root.signed.clone()), keys).await?;
         self.writer
@@ -550,18 +554,19 @@ impl Editor {
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
         let published = self.published_version(role);
-        let mut targets = match head {
-            Some(head) => head.signed.signed,
-            None => Targets::new(
-                SPEC_VERSION.into(),
-                NonZeroU64::new(published.max(1)).expect("at least 1"),
-                expires,
+        let (mut targets, version) = match head {
+            Some(head) => {
+                let version = head.signed.signed.version.get().max(published) + 1;
+                (head.signed.signed, version)
+            }
+            None => (
+                Targets::new(SPEC_VERSION.into(), NonZeroU64::MIN, expires),
+                published + 1,
             ),
         };
         change(&mut targets)?;
-        let version = targets.version.get().max(published) + 1;
         targets.version = NonZeroU64::new(version).expect("positive");
-        targets.expires = expires;
+        targets.expires = whole_seconds(expires);
         let role_metadata = DelegatedTargets {
             name: role.to_string(),
             targets,
@@ -814,7 +819,7 @@ impl Writer {
         let mut snapshot = Snapshot::new(
             SPEC_VERSION.into(),
             nonzero(snapshot_version),
-            expires.snapshot,
+            whole_seconds(expires.snapshot),
         );
         for (role, (version, bytes)) in roles {
             snapshot
@@ -830,7 +835,7 @@ impl Writer {
         let mut timestamp = Timestamp::new(
             SPEC_VERSION.into(),
             nonzero(timestamp_version),
-            expires.timestamp,
+            whole_seconds(expires.timestamp),
         );
         timestamp.meta.insert(
             "snapshot.json".into(),
@@ -899,6 +904,12 @@ fn metafile(version: u64, bytes: &[u8]) -> Metafile {
         version: nonzero(version),
         _extra: HashMap::new(),
     }
+}
+
+/// TUF dates are `YYYY-MM-DDTHH:MM:SSZ` (TUF 4.2); fractional seconds would make other clients
+/// (python-tuf among them) refuse the metadata.
+fn whole_seconds(at: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 fn nonzero(version: u64) -> NonZeroU64 {

@@ -27,7 +27,7 @@ impl TrustedStore {
 
     /// The bytes stored under `name` (`root.json`, `team-a.json`), if any.
     pub fn load(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.as_ref()?.join(name)).ok()
+        std::fs::read(self.dir.as_ref()?.join(encode_file_name(name))).ok()
     }
 
     /// Replaces `name` with `bytes` atomically.
@@ -36,6 +36,7 @@ impl TrustedStore {
             return Ok(());
         };
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let name = encode_file_name(name);
         let tmp = dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
         let path = dir.join(name);
@@ -47,10 +48,46 @@ impl TrustedStore {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let path = dir.join(name);
+        let path = dir.join(encode_file_name(name));
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
             _ => Ok(()),
         }
+    }
+}
+
+/// Percent-encodes everything but `A-Za-z0-9-._~`, as TUF clients name files after role and
+/// target names (python-tuf: `quote(name, "")`), so a name can never escape its directory.
+pub fn encode_file_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_cannot_escape() {
+        assert_eq!(encode_file_name("team-a.json"), "team-a.json");
+        assert_eq!(encode_file_name("../x/y:z"), "..%2Fx%2Fy%3Az");
+    }
+
+    #[test]
+    fn store_round_trips_and_forgets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TrustedStore::at(dir.path().join("cache"));
+        assert_eq!(store.load("a/b.json"), None);
+        store.store("a/b.json", b"x").unwrap();
+        assert_eq!(store.load("a/b.json").as_deref(), Some(&b"x"[..]));
+        store.remove("a/b.json").unwrap();
+        assert_eq!(store.load("a/b.json"), None);
     }
 }

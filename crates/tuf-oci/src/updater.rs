@@ -215,6 +215,21 @@ impl<S: MetadataSource> Updater<S> {
     /// Finds the target `name` by pre-order depth-first delegation search (TUF 5.6.7), fetching
     /// only delegated roles whose paths cover `name`.
     pub async fn find(&mut self, name: &str, near: Option<&Repository>) -> Result<VerifiedTarget> {
+        let (role, target) = self.find_target(name, near).await?;
+        Ok(VerifiedTarget {
+            descriptor: descriptor_from_target(name, &target)?,
+            name: name.to_string(),
+            role,
+            target,
+        })
+    }
+
+    /// The TUF part of [`Self::find`]: the signing role and the target, whatever it describes.
+    pub async fn find_target(
+        &mut self,
+        name: &str,
+        near: Option<&Repository>,
+    ) -> Result<(String, Target)> {
         let target_name = target_name(name)?;
         let mut found = None;
         self.walk(&target_name, near, |role, targets| {
@@ -225,14 +240,8 @@ impl<S: MetadataSource> Updater<S> {
             found.is_some()
         })
         .await?;
-        let (role, target) = found.ok_or_else(|| Error::TargetNotSigned {
+        found.ok_or_else(|| Error::TargetNotSigned {
             name: name.to_string(),
-        })?;
-        Ok(VerifiedTarget {
-            descriptor: descriptor_from_target(name, &target)?,
-            name: name.to_string(),
-            role,
-            target,
         })
     }
 
@@ -559,10 +568,6 @@ impl<S: MetadataSource> Updater<S> {
         delegations: &Delegations,
         near: Option<&Repository>,
     ) -> Result<Signed<Targets>> {
-        crate::layout::check_role_name(role).map_err(|e| Error::Delegation {
-            target: role.to_string(),
-            reason: e.to_string(),
-        })?;
         let meta = self
             .snapshot_meta(role)
             .cloned()
@@ -614,7 +619,12 @@ impl<S: MetadataSource> Updater<S> {
         default_limit: u64,
         near: Option<&Repository>,
     ) -> Result<Vec<u8>> {
-        let file = versioned_file(role, meta.version.get());
+        // TUF 5.5.1/5.6.1: version-prefixed names only under consistent snapshots.
+        let file = if self.root.signed.consistent_snapshot {
+            versioned_file(role, meta.version.get())
+        } else {
+            format!("{role}.json")
+        };
         let limit = meta.length.unwrap_or(default_limit);
         let bytes = self
             .source
