@@ -22,3 +22,5 @@ python3 -c 'import tuf.ngclient, securesystemslib.signer' 2>/dev/null ||
 
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace
+# The benchmark harness at smoke size, so it cannot rot (figures: docs/performance.md).
+cargo run --locked --quiet -p tuf-oci-tests --bin tuf-oci-bench -- --smoke

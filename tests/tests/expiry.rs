@@ -5,6 +5,7 @@ use std::num::NonZeroU64;
 
 use tough::schema::RoleType;
 use tuf_oci::Error;
+use tuf_oci::editor::Expiries;
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries, past};
 
 fn expired_role(err: &Error) -> &str {
@@ -133,7 +134,10 @@ async fn expired_root() {
             &root_key,
             &timestamp_key,
             NonZeroU64::MIN,
-            past(),
+            &Expiries {
+                root: past(),
+                ..expiries()
+            },
         )
         .await
         .unwrap();

@@ -42,7 +42,7 @@ async fn root_rotation_is_followed_from_the_old_root() {
             &old_root,
             &new_root,
             NonZeroU64::MIN,
-            expiries().root,
+            &expiries(),
         )
         .await
         .unwrap();
@@ -55,7 +55,7 @@ async fn root_rotation_is_followed_from_the_old_root() {
             &new_root,
             &newer,
             NonZeroU64::MIN,
-            expiries().root,
+            &expiries(),
         )
         .await
         .unwrap();
@@ -129,7 +129,7 @@ async fn fast_forwarded_timestamp_is_recovered_by_rotating_its_key() {
             &[org.key("root").await],
             std::slice::from_ref(&fresh),
             NonZeroU64::MIN,
-            expiries().root,
+            &expiries(),
         )
         .await
         .unwrap();

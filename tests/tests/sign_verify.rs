@@ -72,7 +72,7 @@ async fn split_mode_relative_pointer_by_tag_and_digest() {
     assert_eq!(index.manifests.len(), 1);
     assert_eq!(
         index.manifests[0].annotations[tuf_oci::layout::FILENAME_ANNOTATION],
-        "2.team-a.json"
+        "1.team-a.json"
     );
 }
 

@@ -334,31 +334,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let role_type = top_level_role(&role)?;
             let dir = KeysDir::new(keys);
-            let verifier = verifier()?;
-            let metadata = metadata_repo()?;
-            let editor = Editor::open(&verifier, &metadata).await?;
+            let mut editor = Editor::open(&verifier()?, &metadata_repo()?).await?;
             let old_root_keys = dir.role("root").await?;
             let new_keys = dir.replace(&role, count).await?;
             let expiries = expiry.all()?;
             let root = editor
-                .rotate(
-                    role_type,
-                    &old_root_keys,
-                    &new_keys,
-                    threshold,
-                    expiries.root,
-                )
+                .rotate(role_type, &old_root_keys, &new_keys, threshold, &expiries)
                 .await?;
             if let Some(out) = out {
                 std::fs::write(&out, &root)
                     .with_context(|| format!("writing {}", out.display()))?;
-            }
-            // Re-read so the new root is trusted, then re-sign what the new keys now own.
-            let editor = Editor::open(&verifier, &metadata).await?;
-            if role_type == RoleType::Targets {
-                editor
-                    .resign_targets(&new_keys, &editor.root().signed, expiries.targets)
-                    .await?;
             }
             let version = editor
                 .publish(

@@ -427,32 +427,38 @@ impl Editor {
 
     /// Writes root version N+1 in which `role` is held by `new_keys` with `threshold`, signed by
     /// a threshold of the current root keys and, for root itself, of the new ones too (TUF 5.3.4
-    /// checks both). Returns the new root metadata.
+    /// checks both). When top-level targets rotates, its head is re-signed with the new keys.
+    /// The editor then works with the new root: publish next, with the (new) online keys.
+    /// Returns the new root metadata.
     pub async fn rotate(
-        &self,
+        &mut self,
         role: RoleType,
         root_keys: &[SigningKey],
         new_keys: &[SigningKey],
         threshold: NonZeroU64,
-        expires: jiff::Timestamp,
+        expires: &Expiries,
     ) -> Result<Vec<u8>> {
+        // Read what the old keys signed while the old root still vouches for it.
+        let targets_head = match role {
+            RoleType::Targets => Some(self.top_targets().await?),
+            _ => None,
+        };
         let mut root = self.root.signed.clone();
         root.version = root.version.saturating_add(1);
-        root.expires = whole_seconds(expires);
+        root.expires = whole_seconds(expires.root);
         set_role_keys(&mut root, role, new_keys, threshold)?;
         let in_use: HashSet<_> = root.roles.values().flat_map(|r| r.keyids.clone()).collect();
         root.keys.retain(|id, _| in_use.contains(id));
         let old = KeyHolder::Root(self.root.signed.clone());
-        let mut signed = sign_role(root.clone(), &old, root_keys).await?;
+        let by_old = sign_role(root.clone(), &old, root_keys).await?;
         let signers = if role == RoleType::Root {
             new_keys
         } else {
             root_keys
         };
-        let by_new = sign_role(root.clone(), &KeyHolder::Root(root.clone()), signers).await?;
-        let old_signatures = signed.signed().signatures.clone();
-        signed = by_new
-            .add_old_signatures(old_signatures)
+        let signed = sign_role(root.clone(), &KeyHolder::Root(root.clone()), signers)
+            .await?
+            .add_old_signatures(by_old.signed().signatures.clone())
             .map_err(|e| Error::Sign {
                 role: "root".into(),
                 message: e.to_string(),
@@ -470,26 +476,19 @@ impl Editor {
         self.writer
             .push_once(&self.writer.metadata, &file, signed.buffer(), None)
             .await?;
-        Ok(signed.buffer().clone())
-    }
-
-    /// Re-signs the head of top-level targets (after its keys rotated), one version up.
-    pub async fn resign_targets(
-        &self,
-        keys: &[SigningKey],
-        root: &Root,
-        expires: jiff::Timestamp,
-    ) -> Result<u64> {
-        let head = self.top_targets().await?;
-        let mut targets = head.signed.signed;
-        targets.version = targets.version.saturating_add(1);
-        targets.expires = whole_seconds(expires);
-        let version = targets.version.get();
-        let signed = sign_role(targets, &KeyHolder::Root(root.clone()), keys).await?;
-        self.writer
-            .push_head_and_version("targets", version, signed.buffer())
-            .await?;
-        Ok(version)
+        self.root = signed.signed().clone();
+        self.root_bytes = signed.buffer().clone();
+        if let Some(head) = targets_head {
+            let mut targets = head.signed.signed;
+            targets.version = targets.version.saturating_add(1);
+            targets.expires = whole_seconds(expires.targets);
+            let version = targets.version.get();
+            let resigned = sign_role(targets, &KeyHolder::Root(root), new_keys).await?;
+            self.writer
+                .push_head_and_version("targets", version, resigned.buffer())
+                .await?;
+        }
+        Ok(self.root_bytes.clone())
     }
 
     /// Edits `role` found on the delegation path of `target`.

@@ -6,15 +6,20 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::Ed25519KeyPair;
-use tough::key_source::{KeySource, LocalKeySource};
+use std::sync::Arc;
+
+use tough::key_source::KeySource;
 use tough::schema::key::Key;
+use tough::sign::Sign;
 
 use crate::error::{Error, Result};
 
-/// A private key file and the key source tough signs with.
-#[derive(Debug)]
+/// A private key read into memory, and the key source tough signs with. Holding the bytes (not
+/// the path) keeps a loaded key usable after its file is moved away, as rotation does.
+#[derive(Debug, Clone)]
 pub struct SigningKey {
     path: PathBuf,
+    pkcs8: Arc<Vec<u8>>,
     public: Key,
 }
 
@@ -22,13 +27,14 @@ impl SigningKey {
     /// Reads the private key at `path` (or `path.key`).
     pub async fn load(path: &Path) -> Result<Self> {
         let path = with_extension(path, "key");
-        let source = LocalKeySource { path: path.clone() };
-        let signer = source.as_sign().await.map_err(|e| Error::Key {
+        let pkcs8 = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let signer = tough::sign::parse_keypair(&pkcs8).map_err(|e| Error::Key {
             path: path.clone(),
             message: e.to_string(),
         })?;
         Ok(SigningKey {
             public: signer.tuf_key(),
+            pkcs8: Arc::new(pkcs8),
             path,
         })
     }
@@ -45,9 +51,25 @@ impl SigningKey {
 
     /// A key source for tough's signing.
     pub fn source(&self) -> Box<dyn KeySource> {
-        Box::new(LocalKeySource {
-            path: self.path.clone(),
-        })
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl KeySource for SigningKey {
+    async fn as_sign(
+        &self,
+    ) -> std::result::Result<Box<dyn Sign>, Box<dyn std::error::Error + Send + Sync + 'static>>
+    {
+        Ok(Box::new(tough::sign::parse_keypair(&self.pkcs8)?))
+    }
+
+    async fn write(
+        &self,
+        _value: &str,
+        _key_id_hex: &str,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        Err("signing keys are never written back".into())
     }
 }
 
@@ -66,7 +88,7 @@ pub fn generate(stem: &Path) -> Result<Key> {
         .map_err(|_| error("key generation failed".into()))?;
     let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(document.as_ref())
         .map_err(|e| error(e.to_string()))?;
-    let public = tough::sign::Sign::tuf_key(&pair);
+    let public = pair.tuf_key();
     if let Some(parent) = key_path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }

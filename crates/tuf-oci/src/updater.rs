@@ -130,20 +130,10 @@ impl<S: MetadataSource> Updater<S> {
         limits: Limits,
         expiration: Expiration,
     ) -> Result<Self> {
-        let self_signed = |bytes: &[u8]| -> Result<Signed<Root>> {
-            let root: Signed<Root> = parse("root", bytes)?;
-            root.signed
-                .verify_role(&root)
-                .map_err(|e| Error::Signature {
-                    role: "root".into(),
-                    message: e.to_string(),
-                })?;
-            Ok(root)
-        };
-        let bootstrap = (self_signed(bootstrap_root)?, bootstrap_root.to_vec());
+        let bootstrap = (trusted_root(bootstrap_root)?, bootstrap_root.to_vec());
         let cached = store
             .load("root.json")
-            .and_then(|bytes| Some((self_signed(&bytes).ok()?, bytes)))
+            .and_then(|bytes| Some((trusted_root(&bytes).ok()?, bytes)))
             .filter(|(cached, _)| cached.signed.version >= bootstrap.0.signed.version);
         let (root, root_bytes) = match cached {
             Some(cached) => cached,
@@ -687,6 +677,19 @@ impl<S: MetadataSource> Updater<S> {
         self.verify_top_level(role, &signed).ok()?;
         Some(signed)
     }
+}
+
+/// Parses a root that a client is told to trust, checking it is signed by a threshold of its
+/// own root keys (TUF 5.2), so a damaged or truncated file fails early and clearly.
+pub fn trusted_root(bytes: &[u8]) -> Result<Signed<Root>> {
+    let root: Signed<Root> = parse("root", bytes)?;
+    root.signed
+        .verify_role(&root)
+        .map_err(|e| Error::Signature {
+            role: "root".into(),
+            message: e.to_string(),
+        })?;
+    Ok(root)
 }
 
 /// Whether `role`'s paths cover `name` (TUF 5.6.7.2), with tough's own matcher.

@@ -9,7 +9,7 @@ use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::{RegistrySource, metadata_repository};
 use crate::trusted::TrustedStore;
-use crate::updater::{Expiration, Limits, Updater, VerifiedTarget};
+use crate::updater::{Expiration, Limits, Updater, VerifiedTarget, trusted_root};
 
 /// Largest image manifest or index read to compare with its signed descriptor.
 const IMAGE_MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
@@ -61,6 +61,7 @@ impl Verifier {
         repository: &Repository,
         expiration: Expiration,
     ) -> Result<Updater<RegistrySource>> {
+        trusted_root(&self.trust.root)?;
         let metadata = self.metadata_repository(repository).await?;
         let store = match &self.trust.cache_dir {
             Some(dir) => TrustedStore::at(dir.join(cache_key(&metadata))),

@@ -1,0 +1,279 @@
+//! Verification benchmarks against a real registry: requests and bytes per verification (cold
+//! and warm), and one cold verification with many targets in one role and with many delegated
+//! roles, where the lazy search must fetch only the role on the target's path.
+//!
+//!     cargo run --release -p tuf-oci-tests --bin tuf-oci-bench            # full size
+//!     cargo run -p tuf-oci-tests --bin tuf-oci-bench -- --smoke           # CI size
+//!
+//! Prints figures and ratios; it asserts only what must hold at any size (the lazy search).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tough::TargetName;
+use tough::schema::{DelegatedRole, Delegations, PathPattern, PathSet, Root, Signed, Targets};
+use tuf_oci::layout::Entry;
+use tuf_oci::{Registry, RegistryConfig, TrustConfig, Verifier};
+use tuf_oci_tests::craft::{self, parse};
+use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
+
+struct Sizes {
+    targets_in_one_role: usize,
+    roles: usize,
+    targets_per_role: usize,
+}
+
+#[tokio::main]
+async fn main() {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let sizes = if smoke {
+        Sizes {
+            targets_in_one_role: 1_000,
+            roles: 50,
+            targets_per_role: 10,
+        }
+    } else {
+        Sizes {
+            targets_in_one_role: 10_000,
+            roles: 1_000,
+            targets_per_role: 100,
+        }
+    };
+    let registry = TestRegistry::start();
+    println!(
+        "tuf-oci verification benchmark ({})",
+        if smoke { "smoke size" } else { "full size" }
+    );
+    println!(
+        "{:<52} {:>10} {:>12} {:>12}",
+        "case", "requests", "bytes", "time"
+    );
+    requests_per_verification(&registry).await;
+    many_targets_in_one_role(&registry, sizes.targets_in_one_role).await;
+    many_delegated_roles(&registry, sizes.roles, sizes.targets_per_role).await;
+}
+
+/// A fresh client (own counters) trusting `org`, keeping trusted metadata in `cache`.
+fn client(registry: &TestRegistry, org: &Org, cache: &std::path::Path) -> (Registry, Verifier) {
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![registry.host.clone()],
+        timeout: Duration::from_secs(30),
+    });
+    let trust = TrustConfig {
+        root: org.root.clone(),
+        metadata_override: None,
+        cache_dir: Some(cache.to_path_buf()),
+        limits: Default::default(),
+    };
+    (client.clone(), Verifier::new(client, trust))
+}
+
+struct Measured {
+    requests: u64,
+    bytes: u64,
+    time: Duration,
+}
+
+async fn measure(client: &Registry, verifier: &Verifier, image: &tuf_oci::ImageRef) -> Measured {
+    let (requests, bytes) = (client.traffic().requests(), client.traffic().bytes());
+    let start = Instant::now();
+    verifier.verify(image).await.expect("verification");
+    Measured {
+        time: start.elapsed(),
+        requests: client.traffic().requests() - requests,
+        bytes: client.traffic().bytes() - bytes,
+    }
+}
+
+fn row(case: &str, m: &Measured) {
+    println!(
+        "{case:<52} {:>10} {:>12} {:>10.2}ms",
+        m.requests,
+        m.bytes,
+        m.time.as_secs_f64() * 1000.0
+    );
+}
+
+async fn requests_per_verification(registry: &TestRegistry) {
+    let org = Org::init(registry, "bench/tuf").await;
+    let team = org.key("team-a").await;
+    org.delegate(
+        registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team-a", &["team-a/*"], &[&team], 1),
+    )
+    .await;
+    org.publish(registry).await;
+    registry.push_image("team-a/app", "v1", "bench").await;
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("team-a/app"),
+        "../../bench/tuf",
+    )
+    .await
+    .unwrap();
+    org.sign(
+        registry,
+        &registry.image("team-a/app:v1"),
+        "team-a",
+        &[team],
+    )
+    .await;
+    org.publish(registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let (client, verifier) = client(registry, &org, cache.path());
+    let image = registry.image("team-a/app:v1");
+    let cold = measure(&client, &verifier, &image).await;
+    let warm = measure(&client, &verifier, &image).await;
+    row("one delegated role, cold (empty cache)", &cold);
+    row("one delegated role, warm (cache, nothing new)", &warm);
+    println!(
+        "{:<52} {:>10.2} {:>12.2} {:>12.2}",
+        "  ratio warm/cold",
+        warm.requests as f64 / cold.requests as f64,
+        warm.bytes as f64 / cold.bytes as f64,
+        warm.time.as_secs_f64() / cold.time.as_secs_f64()
+    );
+}
+
+async fn many_targets_in_one_role(registry: &TestRegistry, count: usize) {
+    let org = Org::init(registry, "bulk/tuf").await;
+    let real = registry.push_image("bulk/tuf", "tag-0", "bulk").await;
+    let root: Signed<Root> = parse(&org.root);
+    let mut targets = Targets::new("1.0.0".into(), 2.try_into().unwrap(), expiries().targets);
+    for i in 0..count {
+        let entry = if i == 0 { real.clone() } else { fake_entry(i) };
+        targets.targets.insert(
+            TargetName::new(format!("bulk/tuf:tag-{i}")).unwrap(),
+            tuf_oci::descriptor::target_from_descriptor(&descriptor(&entry)).unwrap(),
+        );
+    }
+    let signed = craft::sign_top(targets, &root.signed, &org.targets_key().await).await;
+    craft::publish_raw(registry, &org, &[("targets", craft::bytes(&signed))]).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let (client, verifier) = client(registry, &org, cache.path());
+    let cold = measure(&client, &verifier, &registry.image("bulk/tuf:tag-0")).await;
+    row(
+        &format!("{count} targets in top-level targets, cold"),
+        &cold,
+    );
+    let by_digest = measure(
+        &client,
+        &verifier,
+        &registry.image(&format!("bulk/tuf@{}", real.digest)),
+    )
+    .await;
+    row(&format!("{count} targets, by digest, warm"), &by_digest);
+}
+
+async fn many_delegated_roles(registry: &TestRegistry, roles: usize, per_role: usize) {
+    let org = Org::init(registry, "fleet/tuf").await;
+    let chosen = roles / 2;
+    let path = format!("team-{chosen}/app");
+    let real = registry.push_image(&path, "v1", "fleet").await;
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo(&path), "/fleet/tuf")
+        .await
+        .unwrap();
+    let root: Signed<Root> = parse(&org.root);
+    let key = org.key("team").await;
+    let keyid = key.public().key_id().unwrap();
+    let mut delegations = Delegations {
+        keys: HashMap::from([(keyid.clone(), key.public().clone())]),
+        roles: Vec::new(),
+    };
+    for i in 0..roles {
+        delegations.roles.push(DelegatedRole {
+            name: format!("team-{i}"),
+            keyids: vec![keyid.clone()],
+            threshold: 1.try_into().unwrap(),
+            paths: PathSet::Paths(vec![PathPattern::new(format!("team-{i}/*")).unwrap()]),
+            terminating: false,
+            targets: None,
+        });
+    }
+    let mut files = Vec::new();
+    let mut total_role_bytes = 0;
+    for i in 0..roles {
+        let mut targets = Targets::new("1.0.0".into(), 1.try_into().unwrap(), expiries().targets);
+        for j in 0..per_role {
+            let entry = if i == chosen && j == 0 {
+                real.clone()
+            } else {
+                fake_entry(i * per_role + j)
+            };
+            let tag = if i == chosen && j == 0 {
+                "v1".to_string()
+            } else {
+                format!("t{j}")
+            };
+            targets.targets.insert(
+                TargetName::new(format!("team-{i}/app:{tag}")).unwrap(),
+                tuf_oci::descriptor::target_from_descriptor(&descriptor(&entry)).unwrap(),
+            );
+        }
+        let signed = craft::sign_delegated(
+            &format!("team-{i}"),
+            targets,
+            &delegations,
+            std::slice::from_ref(&key),
+        )
+        .await;
+        let bytes = craft::bytes(&signed);
+        total_role_bytes += bytes.len();
+        files.push((format!("team-{i}"), bytes));
+    }
+    let mut top = Targets::new("1.0.0".into(), 2.try_into().unwrap(), expiries().targets);
+    top.delegations = Some(delegations);
+    let top = craft::sign_top(top, &root.signed, &org.targets_key().await).await;
+    files.push(("targets".into(), craft::bytes(&top)));
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    craft::publish_raw(registry, &org, &files).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let (client, verifier) = client(registry, &org, cache.path());
+    let cold = measure(&client, &verifier, &registry.image(&format!("{path}:v1"))).await;
+    row(
+        &format!("{roles} delegated roles x {per_role} targets, cold"),
+        &cold,
+    );
+    let cached = cache
+        .path()
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let fetched: Vec<u64> = std::fs::read_dir(cached)
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("team-"))
+        .map(|e| e.metadata().unwrap().len())
+        .collect();
+    let fetched_roles = fetched.len();
+    println!(
+        "{:<52} {:>10} of {roles} roles fetched; their bytes / all delegated bytes = {:.4}",
+        "  lazy search",
+        fetched_roles,
+        fetched.iter().sum::<u64>() as f64 / total_role_bytes as f64
+    );
+    assert_eq!(
+        fetched_roles, 1,
+        "the search must fetch only the role on the path"
+    );
+}
+
+/// A descriptor for a manifest that does not exist (only its metadata matters here).
+fn fake_entry(i: usize) -> Entry {
+    Entry::of(
+        tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+        format!("fake manifest {i}").as_bytes(),
+    )
+}
+
+fn descriptor(entry: &Entry) -> oci_spec::image::Descriptor {
+    serde_json::from_value(serde_json::to_value(entry).unwrap()).unwrap()
+}

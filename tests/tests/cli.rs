@@ -1,0 +1,167 @@
+//! The `tuf-oci` command end to end: key rotation (root included), timestamp refresh,
+//! revocation, listing, and clear errors for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tuf_oci_tests::{TestRegistry, cli_binary};
+
+struct Cli<'a> {
+    registry: &'a TestRegistry,
+    dir: &'a Path,
+}
+
+impl Cli<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(cli_binary())
+            .arg("--insecure-registry")
+            .arg(&self.registry.host)
+            .arg("--root")
+            .arg(self.dir.join("root.json"))
+            .arg("--cache-dir")
+            .arg(self.dir.join("cache"))
+            .args(args)
+            .output()
+            .expect("run tuf-oci")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tuf-oci {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(1), "tuf-oci {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn rotate_refresh_revoke_and_list() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        registry: &registry,
+        dir: dir.path(),
+    };
+    let metadata = format!("{}/solo/app", registry.host);
+    let keys = dir.path().join("keys");
+    let keys = keys.to_str().unwrap();
+    let image = format!("{metadata}:v1");
+    let pushed = registry.push_image("solo/app", "v1", "cli").await;
+
+    cli.ok(&[
+        "--metadata-repo",
+        &metadata,
+        "init",
+        "--keys",
+        keys,
+        "--out",
+        dir.path().join("root.json").to_str().unwrap(),
+    ]);
+    cli.ok(&[
+        "sign",
+        &image,
+        "--role",
+        "targets",
+        "--key",
+        &format!("{keys}/targets"),
+    ]);
+    cli.ok(&["--metadata-repo", &metadata, "publish", "--keys", keys]);
+    let descriptor: serde_json::Value = serde_json::from_str(&cli.ok(&["verify", &image])).unwrap();
+    assert_eq!(descriptor["digest"], pushed.digest.as_str());
+    assert_eq!(cli.ok(&["pointer", "show", &metadata]).trim(), metadata);
+
+    // Rotations write root N+1; the client still holds root version 1 and follows the chain.
+    cli.ok(&[
+        "--metadata-repo",
+        &metadata,
+        "rotate",
+        "root",
+        "--keys",
+        keys,
+    ]);
+    cli.ok(&[
+        "--metadata-repo",
+        &metadata,
+        "rotate",
+        "snapshot",
+        "--keys",
+        keys,
+    ]);
+    cli.ok(&[
+        "--metadata-repo",
+        &metadata,
+        "rotate",
+        "targets",
+        "--keys",
+        keys,
+    ]);
+    cli.ok(&["--metadata-repo", &metadata, "timestamp", "--keys", keys]);
+    assert!(Path::new(keys).join("retired").read_dir().unwrap().count() >= 6);
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let out = Command::new(cli_binary())
+        .args(["--insecure-registry", &registry.host, "--cache-dir"])
+        .arg(fresh_cache.path())
+        .arg("--root")
+        .arg(dir.path().join("root.json"))
+        .args(["verify", &image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cli.ok(&["verify", &image]);
+    let listing = cli.ok(&["--metadata-repo", &metadata, "list"]);
+    assert_eq!(
+        listing.trim(),
+        format!("solo/app:v1\t{}\ttargets", pushed.digest)
+    );
+
+    cli.ok(&[
+        "remove",
+        &image,
+        "--role",
+        "targets",
+        "--key",
+        &format!("{keys}/targets"),
+    ]);
+    cli.ok(&["--metadata-repo", &metadata, "publish", "--keys", keys]);
+    let err = cli.fails(&["verify", &image]);
+    assert!(
+        err.contains("no trusted role signs target solo/app:v1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_names_what_failed() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        registry: &registry,
+        dir: dir.path(),
+    };
+    let err = cli.fails(&["verify", "not a reference"]);
+    assert!(
+        err.contains("invalid reference \"not a reference\""),
+        "{err}"
+    );
+    let err = cli.fails(&["verify", &format!("{}/a/b:v1", registry.host)]);
+    assert!(err.contains("reading trusted root"), "{err}");
+    std::fs::write(dir.path().join("root.json"), b"{}").unwrap();
+    let err = cli.fails(&["verify", &format!("{}/a/b:v1", registry.host)]);
+    assert!(err.contains("root metadata cannot be parsed"), "{err}");
+    let err = cli.fails(&["--metadata-repo", "no-host", "list"]);
+    assert!(err.contains("invalid reference \"no-host\""), "{err}");
+    let err = cli.fails(&["publish", "--keys", "/nonexistent"]);
+    assert!(err.contains("--metadata-repo"), "{err}");
+}
