@@ -30,6 +30,11 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts `docker-registry` (or `$REGISTRY_BIN`) and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts a registry whose configuration ends with `extra` (YAML, e.g. an `auth:` section).
+    pub fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -37,7 +42,7 @@ impl TestRegistry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{extra}",
                 dir.path().join("data").display()
             ),
         )

@@ -101,10 +101,11 @@ pub async fn init(
     keys: &TopLevelKeys,
     expires: &Expiries,
 ) -> Result<Vec<u8>> {
-    let existing = RegistrySource::new(registry.clone(), metadata.clone())
-        .fetch_from(metadata, "1.root.json", 1)
-        .await;
-    if !matches!(existing, Ok(None)) {
+    if registry
+        .manifest(&metadata.tagged("1.root.json"), WRITER_READ_LIMIT)
+        .await?
+        .is_some()
+    {
         return Err(Error::Conflict {
             what: format!("{metadata}"),
             reason: "it already holds a TUF repository (1.root.json)".into(),

@@ -1,0 +1,129 @@
+//! Registry access: credentials from docker's config.json (basic auth against a registry with
+//! htpasswd), and a hanging registry bounded by the request deadline.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use tuf_oci::{Error, Registry, RegistryConfig, Verifier};
+use tuf_oci_tests::{Org, TestRegistry, cli_binary};
+
+#[test]
+fn credentials_come_from_docker_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&htpasswd, format!("signer:{hash}\n")).unwrap();
+    let registry = TestRegistry::start_with(&format!(
+        "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+        htpasswd.display()
+    ));
+    let metadata = format!("{}/solo/app", registry.host);
+    let keys = dir.path().join("keys");
+    let root = dir.path().join("root.json");
+    let tuf = |docker_config: &std::path::Path, args: &[&str]| {
+        Command::new(cli_binary())
+            .env("DOCKER_CONFIG", docker_config)
+            .args([
+                "--insecure-registry",
+                &registry.host,
+                "--metadata-repo",
+                &metadata,
+            ])
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let anonymous = dir.path().join("anonymous");
+    std::fs::create_dir(&anonymous).unwrap();
+    let out = tuf(
+        &anonymous,
+        &[
+            "init",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--out",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&registry.host) && err.to_lowercase().contains("not authorized"),
+        "{err}"
+    );
+
+    let signer = dir.path().join("signer");
+    std::fs::create_dir(&signer).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");
+    std::fs::write(
+        signer.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.host),
+    )
+    .unwrap();
+    let keys_arg = keys.to_str().unwrap();
+    for args in [
+        vec!["init", "--keys", keys_arg, "--out", root.to_str().unwrap()],
+        // Any registry object can be a target; here, the manifest of root version 1.
+        vec![
+            "sign",
+            &format!("{metadata}:1.root.json"),
+            "--role",
+            "targets",
+            "--key",
+            &format!("{keys_arg}/targets"),
+        ],
+        vec!["publish", "--keys", keys_arg],
+        vec!["verify", &format!("{metadata}:1.root.json")],
+    ] {
+        let out = tuf(&signer, &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn hanging_registry_is_bounded_by_the_deadline() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("team-a/app"),
+        &format!("{hanging}/org/tuf"),
+    )
+    .await
+    .unwrap();
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![registry.host.clone(), hanging.clone()],
+        timeout: Duration::from_secs(1),
+    });
+    let verifier = Verifier::new(client, org.trust(None, None));
+    let start = Instant::now();
+    let err = verifier
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(err, Error::Registry { ref reference, ref message } if reference.contains(&hanging) && message.contains("timed out")),
+        "{err}"
+    );
+}
