@@ -314,13 +314,13 @@ impl Org {
             root: self.root.clone(),
             metadata_override,
             cache_dir: cache.map(Path::to_path_buf),
-            limits: Default::default(),
+            ..Default::default()
         }
     }
 
     /// A verifier that follows pointers and keeps trusted metadata in `cache`.
     pub fn verifier(&self, registry: &TestRegistry, cache: &Path) -> Verifier {
-        Verifier::new(registry.client.clone(), self.trust(None, Some(cache)))
+        Verifier::new(registry.client.clone(), self.trust(None, Some(cache))).expect("trusted root")
     }
 
     /// An editor on the metadata repository (as the administrator).
@@ -328,7 +328,8 @@ impl Org {
         let admin = Verifier::new(
             registry.client.clone(),
             self.trust(Some(self.metadata.clone()), None),
-        );
+        )
+        .expect("trusted root");
         Editor::open(&admin, &self.metadata)
             .await
             .expect("open editor")

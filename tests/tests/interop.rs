@@ -182,9 +182,10 @@ async fn python_tuf_metadata_verifies_with_ours() {
             root: std::fs::read(metadata.join("1.root.json")).unwrap(),
             metadata_override: None,
             cache_dir: Some(cache.path().to_path_buf()),
-            limits: Default::default(),
+            ..Default::default()
         },
-    );
+    )
+    .unwrap();
     let verified = verifier
         .verify(&registry.image("team-a/app:v1"))
         .await

@@ -64,7 +64,8 @@ async fn override_ignores_the_pointer() {
     let verifier = Verifier::new(
         registry.client.clone(),
         org.trust(Some(org.metadata.clone()), Some(cache.path())),
-    );
+    )
+    .unwrap();
     verifier
         .verify(&registry.image("team-a/app:v1"))
         .await

@@ -111,7 +111,7 @@ async fn hanging_registry_is_bounded_by_the_deadline() {
         insecure_hosts: vec![registry.host.clone(), hanging.clone()],
         timeout: Duration::from_secs(1),
     });
-    let verifier = Verifier::new(client, org.trust(None, None));
+    let verifier = Verifier::new(client, org.trust(None, None)).unwrap();
     let start = Instant::now();
     let err = verifier
         .verify(&registry.image("team-a/app:v1"))

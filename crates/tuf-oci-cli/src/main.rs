@@ -204,9 +204,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 root,
                 metadata_override: override_repo.clone(),
                 cache_dir: cli.cache_dir.clone(),
-                limits: Default::default(),
+                ..Default::default()
             },
-        ))
+        )?)
     };
     let metadata_repo = || {
         override_repo
@@ -250,7 +250,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(_) => bail!("--keys-dir signs top-level targets only; use --signing-key"),
                 None => keys_dir::load(&signing_keys).await?,
             };
-            let editor = Editor::open(&verifier()?, &metadata_repo()?).await?;
+            let metadata = metadata_repo()?;
+            let editor = Editor::open(&verifier()?, &metadata).await?;
             let delegation = NewDelegation {
                 role,
                 paths,
@@ -306,7 +307,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Publish { keys, expiry } => {
             let dir = KeysDir::new(keys);
-            let editor = Editor::open(&verifier()?, &metadata_repo()?).await?;
+            let metadata = metadata_repo()?;
+            let editor = Editor::open(&verifier()?, &metadata).await?;
             let version = editor
                 .publish(
                     &dir.role("snapshot").await?,
@@ -318,7 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Timestamp { keys, expiry } => {
             let dir = KeysDir::new(keys);
-            let editor = Editor::open(&verifier()?, &metadata_repo()?).await?;
+            let metadata = metadata_repo()?;
+            let editor = Editor::open(&verifier()?, &metadata).await?;
             let version = editor
                 .refresh_timestamp(&dir.role("timestamp").await?, expiry.timestamp()?)
                 .await?;
@@ -334,7 +337,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let role_type = top_level_role(&role)?;
             let dir = KeysDir::new(keys);
-            let mut editor = Editor::open(&verifier()?, &metadata_repo()?).await?;
+            let metadata = metadata_repo()?;
+            let mut editor = Editor::open(&verifier()?, &metadata).await?;
             let old_root_keys = dir.role("root").await?;
             let new_keys = dir.replace(&role, count).await?;
             let expiries = expiry.all()?;

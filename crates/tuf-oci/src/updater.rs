@@ -170,6 +170,27 @@ impl<S: MetadataSource> Updater<S> {
         self.update_targets().await
     }
 
+    /// Re-checks the expiry of trusted top-level metadata against the current time, for callers
+    /// that reuse an update for a while instead of refreshing on every use.
+    pub fn check_unexpired(&mut self) -> Result<()> {
+        self.now = jiff::Timestamp::now();
+        self.check_expiry("root", self.root.signed.expires)?;
+        let timestamp = self.timestamp.as_ref().map(|t| t.signed.expires);
+        let snapshot = self.snapshot.as_ref().map(|s| s.signed.expires);
+        let targets = self.targets.as_ref().map(|t| t.signed.expires);
+        for (role, expires) in [
+            ("timestamp", timestamp),
+            ("snapshot", snapshot),
+            ("targets", targets),
+        ] {
+            let expires = expires.ok_or_else(|| Error::NotFound {
+                what: format!("trusted {role} metadata (refresh first)"),
+            })?;
+            self.check_expiry(role, expires)?;
+        }
+        Ok(())
+    }
+
     /// The trusted root.
     pub fn root(&self) -> &Signed<Root> {
         &self.root

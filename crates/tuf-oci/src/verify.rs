@@ -2,7 +2,12 @@
 //! resolve the tag (or digest) through TUF, and check that the registry serves exactly the signed
 //! descriptor. The registry's tag is never trusted on its own.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
 use crate::location::{ImageRef, Repository};
@@ -15,7 +20,7 @@ use crate::updater::{Expiration, Limits, Updater, VerifiedTarget, trusted_root};
 const IMAGE_MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
 
 /// What a client trusts: the root and, optionally, where metadata lives (bootstrap, TUF 5.2).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TrustConfig {
     /// The trusted root metadata (any version; newer ones are reached through the root chain).
     pub root: Vec<u8>,
@@ -27,19 +32,39 @@ pub struct TrustConfig {
     pub cache_dir: Option<PathBuf>,
     /// Download limits.
     pub limits: Limits,
+    /// How long updated metadata (and resolved pointers) are used before the next TUF update.
+    /// Zero, the default, updates on every verification; expiry is checked on every use anyway.
+    pub refresh_interval: Duration,
 }
 
-/// Verifies image references against TUF metadata in registries.
+/// A metadata repository's trusted state kept between verifications.
+#[derive(Debug)]
+struct Session {
+    updater: Updater<RegistrySource>,
+    refreshed: Option<Instant>,
+}
+
+/// Verifies image references against TUF metadata in registries. Clones share their warm
+/// state: one updater per metadata repository, and resolved pointers.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     registry: Registry,
     trust: TrustConfig,
+    sessions: Arc<Mutex<HashMap<Repository, Arc<tokio::sync::Mutex<Session>>>>>,
+    pointers: Arc<Mutex<HashMap<Repository, (Repository, Instant)>>>,
 }
 
 impl Verifier {
-    /// A verifier reading through `registry` and trusting `trust`.
-    pub fn new(registry: Registry, trust: TrustConfig) -> Self {
-        Verifier { registry, trust }
+    /// A verifier reading through `registry` and trusting `trust`. Fails when the trusted root
+    /// is not root metadata signed by its own keys.
+    pub fn new(registry: Registry, trust: TrustConfig) -> Result<Self> {
+        trusted_root(&trust.root)?;
+        Ok(Verifier {
+            registry,
+            trust,
+            sessions: Arc::default(),
+            pointers: Arc::default(),
+        })
     }
 
     /// The registry client.
@@ -61,12 +86,8 @@ impl Verifier {
         repository: &Repository,
         expiration: Expiration,
     ) -> Result<Updater<RegistrySource>> {
-        trusted_root(&self.trust.root)?;
         let metadata = self.metadata_repository(repository).await?;
-        let store = match &self.trust.cache_dir {
-            Some(dir) => TrustedStore::at(dir.join(cache_key(&metadata))),
-            None => TrustedStore::in_memory(),
-        };
+        let store = self.store(&metadata);
         let source = RegistrySource::new(self.registry.clone(), metadata);
         let mut updater = Updater::open(
             source,
@@ -79,10 +100,29 @@ impl Verifier {
         Ok(updater)
     }
 
-    /// Verifies `image` and returns the signed descriptor it resolves to.
+    /// Verifies `image` and checks that the registry serves exactly the signed descriptor.
     pub async fn verify(&self, image: &ImageRef) -> Result<VerifiedTarget> {
+        let verified = self.resolve(image).await?;
+        self.check_registry(image, &verified).await?;
+        Ok(verified)
+    }
+
+    /// Resolves `image` through TUF alone: the signed target for its tag, or the signed target
+    /// with its digest. The registry's tag is not consulted.
+    pub async fn resolve(&self, image: &ImageRef) -> Result<VerifiedTarget> {
         let repository = &image.repository;
-        let mut updater = self.updater(repository, Expiration::Enforce).await?;
+        let metadata = self.cached_metadata_repository(repository).await?;
+        let session = self.session(&metadata)?;
+        let mut session = session.lock().await;
+        let interval = self.trust.refresh_interval;
+        match session.refreshed {
+            Some(at) if at.elapsed() < interval => session.updater.check_unexpired()?,
+            _ => {
+                session.updater.refresh().await?;
+                session.refreshed = Some(Instant::now());
+            }
+        }
+        let updater = &mut session.updater;
         let verified = match image.target_name() {
             Some(name) => updater.find(&name, Some(repository)).await?,
             None => {
@@ -101,8 +141,51 @@ impl Verifier {
                 digest: digest.clone(),
             });
         }
-        self.check_registry(image, &verified).await?;
         Ok(verified)
+    }
+
+    /// The metadata repository of `repository`, remembered for the refresh interval.
+    async fn cached_metadata_repository(&self, repository: &Repository) -> Result<Repository> {
+        let interval = self.trust.refresh_interval;
+        if let Some((metadata, at)) = self.pointers.lock().expect("not poisoned").get(repository)
+            && at.elapsed() < interval
+        {
+            return Ok(metadata.clone());
+        }
+        let metadata = self.metadata_repository(repository).await?;
+        self.pointers
+            .lock()
+            .expect("not poisoned")
+            .insert(repository.clone(), (metadata.clone(), Instant::now()));
+        Ok(metadata)
+    }
+
+    /// The warm state of `metadata`, opened from the trusted-metadata cache on first use.
+    fn session(&self, metadata: &Repository) -> Result<Arc<tokio::sync::Mutex<Session>>> {
+        let mut sessions = self.sessions.lock().expect("not poisoned");
+        if let Some(session) = sessions.get(metadata) {
+            return Ok(session.clone());
+        }
+        let updater = Updater::open(
+            RegistrySource::new(self.registry.clone(), metadata.clone()),
+            self.store(metadata),
+            &self.trust.root,
+            self.trust.limits,
+            Expiration::Enforce,
+        )?;
+        let session = Arc::new(tokio::sync::Mutex::new(Session {
+            updater,
+            refreshed: None,
+        }));
+        sessions.insert(metadata.clone(), session.clone());
+        Ok(session)
+    }
+
+    fn store(&self, metadata: &Repository) -> TrustedStore {
+        match &self.trust.cache_dir {
+            Some(dir) => TrustedStore::at(dir.join(cache_key(metadata))),
+            None => TrustedStore::in_memory(),
+        }
     }
 
     /// Checks that the registry serves the signed object: the tag (when given) points at the
@@ -123,29 +206,60 @@ impl Verifier {
             .ok_or_else(|| Error::NotFound {
                 what: reference.whole(),
             })?;
-        let mismatch = |field, signed: String, registry: String| Error::RegistryMismatch {
-            reference: image.to_string(),
-            field,
-            signed,
-            registry,
-        };
-        if served.digest != signed_digest {
-            return Err(mismatch("digest", signed_digest, served.digest));
-        }
-        let size = served.bytes.len() as u64;
-        if size != verified.target().length {
-            return Err(mismatch(
-                "size",
-                verified.target().length.to_string(),
-                size.to_string(),
-            ));
-        }
-        let signed_type = verified.descriptor().media_type().to_string();
-        if served.media_type != signed_type {
-            return Err(mismatch("mediaType", signed_type, served.media_type));
-        }
-        Ok(())
+        check_fields(
+            &image.to_string(),
+            verified,
+            &served.digest,
+            served.bytes.len() as u64,
+            &served.media_type,
+        )
     }
+}
+
+/// Checks that `descriptor` (as a registry client such as containerd resolved it for
+/// `reference`) is the signed one: same digest, size and media type.
+pub fn check_descriptor(
+    reference: &str,
+    verified: &VerifiedTarget,
+    descriptor: &Descriptor,
+) -> Result<()> {
+    check_fields(
+        reference,
+        verified,
+        descriptor.digest().as_ref(),
+        descriptor.size(),
+        descriptor.media_type().as_ref(),
+    )
+}
+
+fn check_fields(
+    reference: &str,
+    verified: &VerifiedTarget,
+    digest: &str,
+    size: u64,
+    media_type: &str,
+) -> Result<()> {
+    let mismatch = |field, signed: String, registry: &str| Error::RegistryMismatch {
+        reference: reference.to_string(),
+        field,
+        signed,
+        registry: registry.to_string(),
+    };
+    if digest != verified.digest() {
+        return Err(mismatch("digest", verified.digest(), digest));
+    }
+    if size != verified.target().length {
+        return Err(mismatch(
+            "size",
+            verified.target().length.to_string(),
+            &size.to_string(),
+        ));
+    }
+    let signed_type = verified.descriptor().media_type().to_string();
+    if media_type != signed_type {
+        return Err(mismatch("mediaType", signed_type, media_type));
+    }
+    Ok(())
 }
 
 /// A directory name for a metadata repository's trusted metadata.

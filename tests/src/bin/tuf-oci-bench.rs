@@ -45,7 +45,7 @@ async fn main() {
         if smoke { "smoke size" } else { "full size" }
     );
     println!(
-        "{:<52} {:>10} {:>12} {:>12}",
+        "{:<56} {:>10} {:>12} {:>12}",
         "case", "requests", "bytes", "time"
     );
     requests_per_verification(&registry).await;
@@ -55,6 +55,15 @@ async fn main() {
 
 /// A fresh client (own counters) trusting `org`, keeping trusted metadata in `cache`.
 fn client(registry: &TestRegistry, org: &Org, cache: &std::path::Path) -> (Registry, Verifier) {
+    client_with(registry, org, cache, Duration::ZERO)
+}
+
+fn client_with(
+    registry: &TestRegistry,
+    org: &Org,
+    cache: &std::path::Path,
+    refresh_interval: Duration,
+) -> (Registry, Verifier) {
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![registry.host.clone()],
         timeout: Duration::from_secs(30),
@@ -63,9 +72,13 @@ fn client(registry: &TestRegistry, org: &Org, cache: &std::path::Path) -> (Regis
         root: org.root.clone(),
         metadata_override: None,
         cache_dir: Some(cache.to_path_buf()),
-        limits: Default::default(),
+        refresh_interval,
+        ..Default::default()
     };
-    (client.clone(), Verifier::new(client, trust))
+    (
+        client.clone(),
+        Verifier::new(client, trust).expect("trusted root"),
+    )
 }
 
 struct Measured {
@@ -87,7 +100,7 @@ async fn measure(client: &Registry, verifier: &Verifier, image: &tuf_oci::ImageR
 
 fn row(case: &str, m: &Measured) {
     println!(
-        "{case:<52} {:>10} {:>12} {:>10.2}ms",
+        "{case:<56} {:>10} {:>12} {:>10.2}ms",
         m.requests,
         m.bytes,
         m.time.as_secs_f64() * 1000.0
@@ -129,8 +142,24 @@ async fn requests_per_verification(registry: &TestRegistry) {
     let warm = measure(&client, &verifier, &image).await;
     row("one delegated role, cold (empty cache)", &cold);
     row("one delegated role, warm (cache, nothing new)", &warm);
+    // A long-lived verifier (the plugins' service) reusing its update for a minute, resolving
+    // through TUF alone as the containerd verifier does with the descriptor it is given.
+    let (client, verifier) = client_with(registry, &org, cache.path(), Duration::from_secs(60));
+    verifier.resolve(&image).await.expect("resolve");
+    let (requests, bytes) = (client.traffic().requests(), client.traffic().bytes());
+    let start = Instant::now();
+    verifier.resolve(&image).await.expect("resolve");
+    let session = Measured {
+        time: start.elapsed(),
+        requests: client.traffic().requests() - requests,
+        bytes: client.traffic().bytes() - bytes,
+    };
+    row(
+        "warm session (refresh interval 60 s), TUF resolve only",
+        &session,
+    );
     println!(
-        "{:<52} {:>10.2} {:>12.2} {:>12.2}",
+        "{:<56} {:>10.2} {:>12.2} {:>12.2}",
         "  ratio warm/cold",
         warm.requests as f64 / cold.requests as f64,
         warm.bytes as f64 / cold.bytes as f64,
@@ -255,7 +284,7 @@ async fn many_delegated_roles(registry: &TestRegistry, roles: usize, per_role: u
         .collect();
     let fetched_roles = fetched.len();
     println!(
-        "{:<52} {:>10} of {roles} roles fetched; their bytes / all delegated bytes = {:.4}",
+        "{:<56} {:>10} of {roles} roles fetched; their bytes / all delegated bytes = {:.4}",
         "  lazy search",
         fetched_roles,
         fetched.iter().sum::<u64>() as f64 / total_role_bytes as f64
