@@ -144,6 +144,13 @@ impl Verifier {
         Ok(verified)
     }
 
+    /// Drops the warm state: the next verification re-resolves pointers and updates metadata
+    /// (trusted metadata on disk is kept, so rollback protection is not lost).
+    pub fn forget_warm_state(&self) {
+        self.sessions.lock().expect("not poisoned").clear();
+        self.pointers.lock().expect("not poisoned").clear();
+    }
+
     /// The metadata repository of `repository`, remembered for the refresh interval.
     async fn cached_metadata_repository(&self, repository: &Repository) -> Result<Repository> {
         let interval = self.trust.refresh_interval;

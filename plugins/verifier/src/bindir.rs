@@ -1,0 +1,266 @@
+//! containerd's image-verifier "bindir" contract (containerd 2.x,
+//! `io.containerd.image-verifier.v1.bindir`): the executable is run as
+//! `<bin> -name <ref> -digest <digest> -stdin-media-type application/vnd.oci.descriptor.v1+json`
+//! with the resolved descriptor on stdin; exit 0 allows the pull, anything else blocks it, and
+//! stdout (at most 32 KiB) is the reason containerd reports.
+
+use std::time::Duration;
+
+use oci_spec::image::Descriptor;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::api;
+use crate::engine::Engine;
+use crate::policy::Policy;
+
+/// The only stdin media type containerd sends.
+pub const DESCRIPTOR_MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
+/// Stdin larger than this is refused (a descriptor is a few hundred bytes).
+const MAX_STDIN: u64 = 64 * 1024;
+/// containerd reads at most 32 KiB of stdout.
+const MAX_REASON: usize = 32 * 1024 - 1;
+/// Our own deadline, inside containerd's default 10 s per verifier, so we always answer.
+const DEADLINE: Duration = Duration::from_secs(8);
+/// How long to wait for the service before verifying in-process.
+const SERVICE_CONNECT: Duration = Duration::from_millis(500);
+
+/// What to print and how to exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Process exit code: 0 allows the pull.
+    pub code: u8,
+    /// One line for stdout.
+    pub message: String,
+    /// Whether the service answered (false: verified in-process or failed before).
+    pub via_service: bool,
+}
+
+impl Outcome {
+    fn refuse(message: impl Into<String>) -> Self {
+        Outcome {
+            code: 1,
+            message: one_line(message.into()),
+            via_service: false,
+        }
+    }
+}
+
+/// The flags containerd passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flags {
+    /// `-name`: the image reference.
+    pub name: String,
+    /// `-digest`: the resolved digest.
+    pub digest: String,
+    /// `-stdin-media-type`.
+    pub stdin_media_type: String,
+}
+
+impl Flags {
+    /// Parses `-flag value`, `--flag value` and `-flag=value` (Go's flag package syntax).
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let (mut name, mut digest, mut media_type) = (None, None, None);
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let flag = arg.trim_start_matches('-');
+            if flag.len() == arg.len() {
+                return Err(format!("unexpected argument {arg:?}"));
+            }
+            let (flag, value) = match flag.split_once('=') {
+                Some((flag, value)) => (flag, value.to_string()),
+                None => (
+                    flag,
+                    args.next()
+                        .ok_or_else(|| format!("flag -{flag} needs a value"))?
+                        .clone(),
+                ),
+            };
+            let slot = match flag {
+                "name" => &mut name,
+                "digest" => &mut digest,
+                "stdin-media-type" => &mut media_type,
+                other => return Err(format!("unknown flag -{other}")),
+            };
+            *slot = Some(value);
+        }
+        Ok(Flags {
+            name: name.ok_or("missing -name")?,
+            digest: digest.ok_or("missing -digest")?,
+            stdin_media_type: media_type.ok_or("missing -stdin-media-type")?,
+        })
+    }
+}
+
+/// Runs one verification as containerd asks for it. Never panics on bad input; every failure
+/// blocks the pull with a reason.
+pub async fn run(
+    args: &[String],
+    stdin: impl AsyncRead + Unpin,
+    policy: anyhow::Result<Policy>,
+) -> Outcome {
+    match tokio::time::timeout(DEADLINE, run_inner(args, stdin, policy)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::refuse(format!(
+            "tuf-oci: verification did not finish within {} s",
+            DEADLINE.as_secs()
+        )),
+    }
+}
+
+async fn run_inner(
+    args: &[String],
+    stdin: impl AsyncRead + Unpin,
+    policy: anyhow::Result<Policy>,
+) -> Outcome {
+    let flags = match Flags::parse(args) {
+        Ok(flags) => flags,
+        Err(e) => return Outcome::refuse(format!("tuf-oci: {e}")),
+    };
+    let descriptor = match read_descriptor(&flags, stdin).await {
+        Ok(descriptor) => descriptor,
+        Err(e) => return Outcome::refuse(format!("tuf-oci: {}: {e}", flags.name)),
+    };
+    let policy = match policy {
+        Ok(policy) => policy,
+        Err(e) => return Outcome::refuse(format!("tuf-oci: {e:#}")),
+    };
+    if let Some(socket) = policy.socket.as_deref()
+        && let Some(outcome) = via_service(socket, &flags.name, &descriptor).await
+    {
+        return outcome;
+    }
+    match Engine::new(policy) {
+        Ok(engine) => {
+            let answer = engine.check(&flags.name, Some(&descriptor)).await;
+            Outcome {
+                code: u8::from(!answer.allowed),
+                message: one_line(answer.reason),
+                via_service: false,
+            }
+        }
+        Err(e) => Outcome::refuse(format!("tuf-oci: {e:#}")),
+    }
+}
+
+/// Asks the running service; `None` when it is not reachable (then we verify in-process).
+async fn via_service(
+    socket: &std::path::Path,
+    name: &str,
+    descriptor: &Descriptor,
+) -> Option<Outcome> {
+    let mut client = match crate::client::connect(socket, SERVICE_CONNECT).await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::debug!(socket = %socket.display(), error = %e, "service unreachable; verifying in-process");
+            return None;
+        }
+    };
+    let request = api::VerifyRequest {
+        reference: name.to_string(),
+        descriptor: Some(api::Descriptor::from_oci(descriptor)),
+    };
+    match client.verify(request).await {
+        Ok(response) => {
+            let response = response.into_inner();
+            Some(Outcome {
+                code: u8::from(!response.allowed),
+                message: one_line(response.reason),
+                via_service: true,
+            })
+        }
+        Err(status) => {
+            tracing::debug!(%status, "service call failed; verifying in-process");
+            None
+        }
+    }
+}
+
+/// Reads and checks the descriptor on stdin.
+async fn read_descriptor(
+    flags: &Flags,
+    stdin: impl AsyncRead + Unpin,
+) -> Result<Descriptor, String> {
+    if flags.stdin_media_type != DESCRIPTOR_MEDIA_TYPE {
+        return Err(format!(
+            "unsupported -stdin-media-type {:?} (expected {DESCRIPTOR_MEDIA_TYPE})",
+            flags.stdin_media_type
+        ));
+    }
+    let mut input = Vec::new();
+    stdin
+        .take(MAX_STDIN + 1)
+        .read_to_end(&mut input)
+        .await
+        .map_err(|e| format!("reading stdin: {e}"))?;
+    if input.len() as u64 > MAX_STDIN {
+        return Err(format!("descriptor on stdin exceeds {MAX_STDIN} bytes"));
+    }
+    let descriptor: Descriptor = serde_json::from_slice(&input)
+        .map_err(|e| format!("descriptor on stdin is not valid: {e}"))?;
+    if descriptor.digest().to_string() != flags.digest {
+        return Err(format!(
+            "descriptor digest {} differs from -digest {}",
+            descriptor.digest(),
+            flags.digest
+        ));
+    }
+    Ok(descriptor)
+}
+
+/// containerd shows stdout as one error string: keep it to one line within its limit.
+fn one_line(message: String) -> String {
+    let mut line = message.replace(['\n', '\r'], " ");
+    if line.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_in_go_syntax() {
+        let flags = Flags::parse(&args(&[
+            "-name",
+            "r/a:v1",
+            "--digest=sha256:00",
+            "-stdin-media-type",
+            DESCRIPTOR_MEDIA_TYPE,
+        ]))
+        .unwrap();
+        assert_eq!(flags.name, "r/a:v1");
+        assert_eq!(flags.digest, "sha256:00");
+        assert_eq!(
+            Flags::parse(&args(&["-name"])).unwrap_err(),
+            "flag -name needs a value"
+        );
+        assert_eq!(
+            Flags::parse(&args(&["-bogus", "x"])).unwrap_err(),
+            "unknown flag -bogus"
+        );
+        assert_eq!(
+            Flags::parse(&args(&["stray"])).unwrap_err(),
+            "unexpected argument \"stray\""
+        );
+        assert_eq!(
+            Flags::parse(&args(&["-name", "x", "-digest", "y"])).unwrap_err(),
+            "missing -stdin-media-type"
+        );
+    }
+
+    #[test]
+    fn reasons_stay_on_one_line_within_the_limit() {
+        assert_eq!(one_line("a\nb".into()), "a b");
+        assert_eq!(one_line("é".repeat(MAX_REASON)).len(), MAX_REASON - 1);
+    }
+}

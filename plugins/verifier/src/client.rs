@@ -1,0 +1,27 @@
+//! A client of the verification service over its Unix socket.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::api::verifier_client::VerifierClient;
+
+/// Connects to the service at `socket`, failing within `timeout` when nothing listens.
+pub async fn connect(socket: &Path, timeout: Duration) -> anyhow::Result<VerifierClient<Channel>> {
+    let socket: PathBuf = socket.to_path_buf();
+    // The URI is required by the API but unused: the connector dials the socket.
+    let channel = Endpoint::try_from("http://[::1]:0")?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await?;
+    Ok(VerifierClient::new(channel))
+}

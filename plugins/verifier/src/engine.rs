@@ -1,0 +1,158 @@
+//! Policy plus TUF: the one decision both the bindir executable and the service make.
+
+use std::time::{Duration, Instant};
+
+use oci_spec::image::Descriptor;
+use tuf_oci::{ImageRef, Registry, RegistryConfig, TrustConfig, VerifiedTarget, Verifier};
+
+use crate::policy::{Decision, Default, Policy};
+
+/// The answer for one reference.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Whether the pull may proceed.
+    pub allowed: bool,
+    /// One line: what was verified, or which check failed (for containerd's error message).
+    pub reason: String,
+    /// The scope that decided.
+    pub scope: Option<String>,
+    /// The verified target, when TUF verified the reference.
+    pub target: Option<VerifiedTarget>,
+}
+
+impl Answer {
+    fn refuse(scope: Option<&str>, reason: String) -> Self {
+        Answer {
+            allowed: false,
+            reason,
+            scope: scope.map(str::to_string),
+            target: None,
+        }
+    }
+
+    fn allow(reason: String) -> Self {
+        Answer {
+            allowed: true,
+            reason,
+            scope: None,
+            target: None,
+        }
+    }
+}
+
+/// A loaded policy with one verifier per protected scope.
+#[derive(Debug)]
+pub struct Engine {
+    policy: Policy,
+    verifiers: Vec<Verifier>,
+}
+
+impl Engine {
+    /// Loads every scope's trusted root; fails on the first unusable one.
+    pub fn new(policy: Policy) -> anyhow::Result<Self> {
+        let registry = Registry::new(&RegistryConfig {
+            insecure_hosts: policy.insecure_registries.clone(),
+            timeout: policy.request_timeout(),
+        });
+        let mut verifiers = Vec::new();
+        for scope in &policy.scopes {
+            let root = std::fs::read(&scope.root).map_err(|e| {
+                anyhow::anyhow!(
+                    "scope {}: trusted root {}: {e}",
+                    scope.name,
+                    scope.root.display()
+                )
+            })?;
+            let trust = TrustConfig {
+                root,
+                metadata_override: scope
+                    .metadata
+                    .as_deref()
+                    .map(tuf_oci::Repository::parse)
+                    .transpose()?,
+                cache_dir: Some(policy.cache_dir.join(&scope.name)),
+                refresh_interval: Duration::from_secs(policy.refresh_interval_seconds),
+                ..TrustConfig::default()
+            };
+            let verifier = Verifier::new(registry.clone(), trust)
+                .map_err(|e| anyhow::anyhow!("scope {}: {e}", scope.name))?;
+            verifiers.push(verifier);
+        }
+        Ok(Engine { policy, verifiers })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Decides whether `reference` (and the `descriptor` a client resolved for it, if any) may
+    /// be pulled.
+    pub async fn check(&self, reference: &str, descriptor: Option<&Descriptor>) -> Answer {
+        let start = Instant::now();
+        let answer = self.decide(reference, descriptor).await;
+        tracing::info!(
+            reference,
+            digest = descriptor.map(|d| d.digest().to_string()),
+            allowed = answer.allowed,
+            scope = answer.scope.as_deref(),
+            role = answer.target.as_ref().map(VerifiedTarget::role),
+            elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
+            reason = %answer.reason,
+            "verification"
+        );
+        answer
+    }
+
+    /// Makes every scope update its metadata on the next verification.
+    pub fn refresh(&self) {
+        for verifier in &self.verifiers {
+            verifier.forget_warm_state();
+        }
+    }
+
+    async fn decide(&self, reference: &str, descriptor: Option<&Descriptor>) -> Answer {
+        let image = match ImageRef::parse(reference) {
+            Ok(image) => image,
+            Err(e) => return Answer::refuse(None, format!("tuf-oci: {e}")),
+        };
+        let (index, scope) = match self.policy.decide(&image) {
+            Decision::Verify(index, scope) => (index, scope),
+            Decision::Unprotected => {
+                return Answer::allow(format!("tuf-oci: {image} is unprotected by policy"));
+            }
+            Decision::Uncovered(Default::Allow) => {
+                return Answer::allow(format!(
+                    "tuf-oci: no scope covers {image}; policy default allows it"
+                ));
+            }
+            Decision::Uncovered(Default::Deny) => {
+                return Answer::refuse(
+                    None,
+                    format!("tuf-oci: no scope covers {image}; policy default denies it"),
+                );
+            }
+        };
+        let name = Some(scope.name.as_str());
+        let verified = match self.verifiers[index].resolve(&image).await {
+            Ok(verified) => verified,
+            Err(e) => return Answer::refuse(name, format!("tuf-oci: {image}: {e}")),
+        };
+        if let Some(descriptor) = descriptor
+            && let Err(e) = tuf_oci::check_descriptor(&image.to_string(), &verified, descriptor)
+        {
+            return Answer::refuse(name, format!("tuf-oci: {e}"));
+        }
+        Answer {
+            allowed: true,
+            reason: format!(
+                "tuf-oci: {image} verified: {} = {} signed by {}",
+                verified.name(),
+                verified.digest(),
+                verified.role()
+            ),
+            scope: name.map(str::to_string),
+            target: Some(verified),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `containerd-tuf-verifier`: run by containerd as an image verifier (bindir), or as the
+//! verification service with `serve`.
+//!
+//!     containerd-tuf-verifier -name REF -digest DIGEST -stdin-media-type MEDIA_TYPE < descriptor
+//!     containerd-tuf-verifier serve [--policy FILE]
+//!
+//! The policy comes from `--policy`, `CONTAINERD_TUF_POLICY`, or /etc/containerd-tuf/policy.toml.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use containerd_tuf_verifier::policy::Policy;
+use containerd_tuf_verifier::{bindir, engine::Engine, server};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Diagnostics go to stderr: containerd logs it at debug level; stdout is the reason.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONTAINERD_TUF_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        return match serve(&args[1..]).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("containerd-tuf-verifier: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let outcome = bindir::run(&args, tokio::io::stdin(), Policy::from_env()).await;
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{}", outcome.message);
+    let _ = stdout.flush();
+    ExitCode::from(outcome.code)
+}
+
+async fn serve(args: &[String]) -> anyhow::Result<()> {
+    let policy = match args {
+        [] => Policy::from_env()?,
+        [flag, path] if flag == "--policy" => Policy::load(&PathBuf::from(path))?,
+        _ => anyhow::bail!("usage: containerd-tuf-verifier serve [--policy FILE]"),
+    };
+    let socket = policy
+        .socket
+        .clone()
+        .context("the policy names no socket to serve on")?;
+    let engine = Arc::new(Engine::new(policy)?);
+    let listener = server::bind(&socket)?;
+    tracing::info!(socket = %socket.display(), "serving tufoci.verifier.v1");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    server::serve(engine, listener, shutdown).await?;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The policy file: which references are protected by which trusted root, and what happens to
+//! everything else. A commented example is `packaging/policy.toml`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tuf_oci::{ImageRef, Repository};
+
+/// Where the policy is read from unless `CONTAINERD_TUF_POLICY` names another file.
+pub const DEFAULT_POLICY: &str = "/etc/containerd-tuf/policy.toml";
+
+/// What to do with references no scope covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Default {
+    /// Fail closed: refuse them.
+    #[default]
+    Deny,
+    /// Let them through unverified.
+    Allow,
+}
+
+/// The whole policy file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Outcome for references outside every scope.
+    #[serde(default)]
+    pub default: Default,
+    /// Trusted metadata kept between runs (rollback protection); one subdirectory per scope.
+    pub cache_dir: PathBuf,
+    /// Unix socket of the verification service (`serve`), also the bindir executable's fast path.
+    pub socket: Option<PathBuf>,
+    /// Registry hosts reached over plain HTTP.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// Deadline for each registry request, in seconds.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// How long the service reuses updated metadata before updating again (0: every call).
+    #[serde(default)]
+    pub refresh_interval_seconds: u64,
+    /// Protected scopes.
+    #[serde(default, rename = "scope")]
+    pub scopes: Vec<Scope>,
+    /// Explicitly unprotected scopes.
+    #[serde(default, rename = "unprotected")]
+    pub unprotected: Vec<Match>,
+}
+
+/// Which references a scope covers: any of `registries` (aliases and mirrors share one trust)
+/// and, when given, a repository path starting with one of `repositories`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Registry hosts (`host[:port]`).
+    pub registries: Vec<String>,
+    /// Repository path prefixes (`team-a/`); empty means every repository.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+}
+
+/// A protected scope: references it covers must verify against its trusted root.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// A name for logs and answers.
+    pub name: String,
+    /// The references covered.
+    #[serde(flatten)]
+    pub covers: Match,
+    /// The trusted root metadata file (bootstrap).
+    pub root: PathBuf,
+    /// Metadata repository (`host/path`) overriding the images' `tuf-metadata` pointers, for
+    /// mirrors and air-gapped copies. Without it the pointers are followed.
+    pub metadata: Option<String>,
+}
+
+fn default_request_timeout() -> u64 {
+    5
+}
+
+/// What the policy says about one reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// The reference must verify in this scope (index into [`Policy::scopes`]).
+    Verify(usize, &'a Scope),
+    /// An `[[unprotected]]` entry covers it.
+    Unprotected,
+    /// No entry covers it; the default applies.
+    Uncovered(Default),
+}
+
+impl Policy {
+    /// Reads and checks a policy file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
+        let policy: Policy =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
+        for scope in &policy.scopes {
+            anyhow::ensure!(
+                !scope.covers.registries.is_empty(),
+                "policy {}: scope {} names no registries",
+                path.display(),
+                scope.name
+            );
+            if let Some(metadata) = &scope.metadata {
+                Repository::parse(metadata).map_err(|e| {
+                    anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
+                })?;
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The policy at `CONTAINERD_TUF_POLICY`, or at [`DEFAULT_POLICY`].
+    pub fn from_env() -> anyhow::Result<Self> {
+        let path = std::env::var_os("CONTAINERD_TUF_POLICY")
+            .map_or_else(|| PathBuf::from(DEFAULT_POLICY), PathBuf::from);
+        Self::load(&path)
+    }
+
+    /// The most specific entry covering `image` (longest repository prefix; a protected scope
+    /// wins a tie, so a mistake fails closed).
+    pub fn decide(&self, image: &ImageRef) -> Decision<'_> {
+        let scope = self
+            .scopes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.covers.specificity(image)?, i, s)))
+            .max_by_key(|(specificity, ..)| *specificity);
+        let unprotected = self
+            .unprotected
+            .iter()
+            .filter_map(|m| m.specificity(image))
+            .max();
+        match (scope, unprotected) {
+            (Some((specificity, i, s)), other) if other.is_none_or(|u| specificity >= u) => {
+                Decision::Verify(i, s)
+            }
+            (_, Some(_)) => Decision::Unprotected,
+            _ => Decision::Uncovered(self.default),
+        }
+    }
+
+    /// Per-request registry deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+}
+
+impl Match {
+    /// `None` when `image` is not covered; otherwise the length of the matching prefix.
+    fn specificity(&self, image: &ImageRef) -> Option<usize> {
+        if !self.registries.contains(&image.repository.registry)
+        {
+            return None;
+        }
+        if self.repositories.is_empty() {
+            return Some(0);
+        }
+        self.repositories
+            .iter()
+            .filter(|prefix| image.repository.path.starts_with(prefix.as_str()))
+            .map(|prefix| prefix.len())
+            .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn longest_prefix_decides_and_scopes_win_ties() {
+        let p = policy(
+            r#"
+            cache_dir = "/tmp/c"
+            [[scope]]
+            name = "org"
+            registries = ["r:5000", "mirror:5000"]
+            repositories = ["team-a/"]
+            root = "/root.json"
+            [[unprotected]]
+            registries = ["r:5000"]
+            repositories = ["team-a/public/", "team-b/"]
+            [[unprotected]]
+            registries = ["r:5000"]
+            repositories = ["team-a/"]
+            "#,
+        );
+        let image = |r: &str| ImageRef::parse(r).unwrap();
+        assert!(matches!(
+            p.decide(&image("r:5000/team-a/app:v1")),
+            Decision::Verify(0, _)
+        ));
+        assert!(matches!(
+            p.decide(&image("mirror:5000/team-a/app:v1")),
+            Decision::Verify(0, _)
+        ));
+        assert_eq!(
+            p.decide(&image("r:5000/team-a/public/x:v1")),
+            Decision::Unprotected
+        );
+        assert_eq!(
+            p.decide(&image("r:5000/team-b/x:v1")),
+            Decision::Unprotected
+        );
+        assert_eq!(
+            p.decide(&image("other:5000/team-a/x:v1")),
+            Decision::Uncovered(Default::Deny)
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(toml::from_str::<Policy>("cache_dir = \"/x\"\nfail_open = true\n").is_err());
+    }
+}
