@@ -11,6 +11,7 @@ need=()
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v containerd >/dev/null || need+=(containerd)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -19,6 +20,13 @@ fi
 # python-tuf, for the interoperability tests.
 python3 -c 'import tuf.ngclient, securesystemslib.signer' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check 'tuf==7.0.1' 'securesystemslib[crypto]==1.6.0'
+
+# containerd 2.3.4 for the plugin tests, from the shared archive beside this repository.
+if [ ! -x target/containerd-2.3.4/ctr ]; then
+  rm -rf target/containerd-2.3.4.tmp
+  sh ../shared/containerd/install.sh target/containerd-2.3.4.tmp >/dev/null
+  mv target/containerd-2.3.4.tmp target/containerd-2.3.4
+fi
 
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace

@@ -2,6 +2,7 @@
 //! free loopback port with its storage in a temp dir, images built in code, and a TUF
 //! organisation (keys, metadata repository) created through the real library.
 
+pub mod containerd;
 pub mod craft;
 
 use std::net::TcpListener;
@@ -135,10 +136,11 @@ impl TestRegistry {
         content: &str,
         arch: Option<&str>,
     ) -> Vec<u8> {
+        let layer = layer_tar(content);
         let config = serde_json::to_vec(&json!({
             "architecture": arch.unwrap_or("amd64"),
             "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": []},
+            "rootfs": {"type": "layers", "diff_ids": [tuf_oci::layout::sha256_digest(&layer)]},
         }))
         .unwrap();
         let config = self
@@ -148,11 +150,7 @@ impl TestRegistry {
             .expect("push config");
         let layer = self
             .client
-            .push_blob(
-                repo,
-                "application/vnd.oci.image.layer.v1.tar",
-                content.as_bytes(),
-            )
+            .push_blob(repo, "application/vnd.oci.image.layer.v1.tar", &layer)
             .await
             .expect("push layer");
         serde_json::to_vec(&json!({
@@ -163,6 +161,19 @@ impl TestRegistry {
         }))
         .unwrap()
     }
+}
+
+/// An uncompressed layer holding `content` as `/hello.txt`, so images unpack for real.
+pub fn layer_tar(content: &str) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "hello.txt", content.as_bytes())
+        .expect("tar entry");
+    builder.into_inner().expect("tar")
 }
 
 impl Drop for TestRegistry {
@@ -393,6 +404,41 @@ async fn key(dir: &Path, name: &str) -> SigningKey {
         tuf_oci::keys::generate(&stem).expect("generate key");
     }
     SigningKey::load(&stem).await.expect("load key")
+}
+
+/// A verifier policy protecting `repositories` of `registry` with `org`'s root (written to
+/// `dir/root.json`), `unprotected` repositories let through, everything else denied. `extra`
+/// is appended (e.g. `socket = ...`). Returns the policy file.
+pub fn write_policy(
+    dir: &Path,
+    registry: &TestRegistry,
+    org: &Org,
+    repositories: &[&str],
+    unprotected: &[&str],
+    extra: &str,
+) -> PathBuf {
+    let root = dir.join("root.json");
+    std::fs::write(&root, &org.root).expect("root");
+    let list = |items: &[&str]| {
+        items
+            .iter()
+            .map(|i| format!("\"{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let policy = format!(
+        "default = \"deny\"\ncache_dir = \"{cache}\"\ninsecure_registries = [\"{host}\"]\n{extra}\n\
+         [[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\nrepositories = [{protected}]\nroot = \"{root}\"\n\
+         [[unprotected]]\nregistries = [\"{host}\"]\nrepositories = [{unprotected}]\n",
+        cache = dir.join("cache").display(),
+        host = registry.host,
+        protected = list(repositories),
+        unprotected = list(unprotected),
+        root = root.display(),
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, policy).expect("policy");
+    path
 }
 
 /// The `tuf-oci` binary built beside the test executables.

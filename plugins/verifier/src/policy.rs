@@ -154,8 +154,7 @@ impl Policy {
 impl Match {
     /// `None` when `image` is not covered; otherwise the length of the matching prefix.
     fn specificity(&self, image: &ImageRef) -> Option<usize> {
-        if !self.registries.contains(&image.repository.registry)
-        {
+        if !self.registries.contains(&image.repository.registry) {
             return None;
         }
         if self.repositories.is_empty() {

@@ -1,0 +1,164 @@
+//! Real containerd for tests: Debian's 1.6 (`/usr/bin/containerd`) or 2.3.4 from
+//! `../shared/containerd/` (extracted once into `target/containerd-2.3.4`), each with its own
+//! root, state and socket in a temp dir, driven by the real `ctr`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// Which containerd to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Debian bookworm's containerd 1.6 (no Transfer service, no image verifiers).
+    V1_6,
+    /// containerd 2.3.4 (Transfer service, bindir image verifiers).
+    V2_3,
+}
+
+/// A running containerd, killed on drop.
+pub struct Containerd {
+    /// Its gRPC socket.
+    pub socket: PathBuf,
+    /// `ctr` of the same version.
+    pub ctr: PathBuf,
+    process: Child,
+    /// Root, state, socket and config live here.
+    pub dir: TempDir,
+}
+
+impl Containerd {
+    /// Starts containerd `version`. With `verifiers`, 2.x runs every executable in that
+    /// directory as an image verifier. `env` is passed to containerd (and so to verifiers).
+    pub fn start(version: Version, verifiers: Option<&Path>, env: &[(&str, &Path)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (bin, ctr) = binaries(version);
+        let socket = dir.path().join("containerd.sock");
+        let config = dir.path().join("config.toml");
+        let mut text = match version {
+            Version::V2_3 => "version = 3\n".to_string(),
+            Version::V1_6 => "version = 2\n".to_string(),
+        };
+        text.push_str(&format!(
+            "root = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{socket}\"\n[ttrpc]\n  address = \"{socket}.ttrpc\"\n",
+            root = dir.path().join("root").display(),
+            state = dir.path().join("state").display(),
+            socket = socket.display(),
+        ));
+        if let Some(verifiers) = verifiers {
+            text.push_str(&format!(
+                "[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = \"{}\"\n  \
+                 max_verifiers = 10\n  per_verifier_timeout = \"10s\"\n",
+                verifiers.display()
+            ));
+        }
+        std::fs::write(&config, text).expect("containerd config");
+        let log = std::fs::File::create(dir.path().join("containerd.log")).expect("log file");
+        let mut command = Command::new(&bin);
+        command
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let process = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let containerd = Containerd {
+            socket,
+            ctr,
+            process,
+            dir,
+        };
+        for _ in 0..400 {
+            if containerd.socket.exists() && containerd.ctr(&["version"]).status.success() {
+                return containerd;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("containerd did not start: {}", containerd.log());
+    }
+
+    /// Runs `ctr --address <socket> args...`.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new(&self.ctr)
+            .arg("--address")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run ctr")
+    }
+
+    /// The image names containerd holds.
+    pub fn images(&self) -> Vec<String> {
+        let out = self.ctr(&["images", "ls", "-q"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// containerd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// containerd and ctr binaries for `version`, extracting 2.3.4 on first use.
+fn binaries(version: Version) -> (PathBuf, PathBuf) {
+    match version {
+        Version::V1_6 => ("/usr/bin/containerd".into(), "/usr/bin/ctr".into()),
+        Version::V2_3 => {
+            let dir = containerd2_dir();
+            (dir.join("containerd"), dir.join("ctr"))
+        }
+    }
+}
+
+/// Where containerd 2.3.4 is: `$CONTAINERD2_DIR`, or extracted from the shared archive into
+/// the target directory (atomically, so parallel tests and processes do not race).
+pub fn containerd2_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CONTAINERD2_DIR") {
+        return dir.into();
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let dir = workspace.join("target/containerd-2.3.4");
+    if dir.join("ctr").exists() {
+        return dir;
+    }
+    static EXTRACTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = EXTRACTING.lock().unwrap_or_else(|e| e.into_inner());
+    if dir.join("ctr").exists() {
+        return dir;
+    }
+    let install = workspace.join("../shared/containerd/install.sh");
+    std::fs::create_dir_all(workspace.join("target")).expect("target dir");
+    let staging = tempfile::tempdir_in(workspace.join("target"))
+        .expect("staging dir")
+        .keep();
+    let status = Command::new("sh")
+        .arg(&install)
+        .arg(&staging)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e}", install.display()));
+    assert!(status.success(), "{} failed", install.display());
+    if std::fs::rename(&staging, &dir).is_err() {
+        // Another test extracted it first.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    dir
+}
