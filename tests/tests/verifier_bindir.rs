@@ -1,0 +1,228 @@
+//! containerd-tuf-verifier invoked exactly as containerd's bindir plugin runs it, with good and
+//! bad input: every failure exits non-zero with a one-line reason on stdout, never a panic.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use tuf_oci::layout::Entry;
+use tuf_oci_tests::{Org, TestRegistry, delegation, workspace_binary, write_policy};
+
+const MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
+
+fn run(policy: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(workspace_binary("containerd-tuf-verifier"))
+        .env("CONTAINERD_TUF_POLICY", policy)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The process may exit before reading everything (e.g. on bad flags).
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn verify(policy: &Path, name: &str, descriptor: &Entry) -> (Option<i32>, String) {
+    let json = serde_json::to_vec(descriptor).unwrap();
+    let out = run(
+        policy,
+        &[
+            "-name",
+            name,
+            "-digest",
+            &descriptor.digest,
+            "-stdin-media-type",
+            MEDIA_TYPE,
+        ],
+        &json,
+    );
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+fn refused(out: (Option<i32>, String), reason: &str) {
+    assert_eq!(out.0, Some(1), "{}", out.1);
+    assert!(out.1.contains(reason), "expected {reason:?} in {:?}", out.1);
+    assert_eq!(out.1.trim_end().lines().count(), 1, "one line: {:?}", out.1);
+}
+
+#[tokio::test]
+async fn answers_like_containerd_expects() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let team = org.key("team-a").await;
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team-a", &["team-a/*"], &[&team], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    let signed = registry.push_image("team-a/app", "v1", "signed").await;
+    let unsigned = registry.push_image("team-a/app", "v2", "unsigned").await;
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("team-a/app"),
+        "../../org/tuf",
+    )
+    .await
+    .unwrap();
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "team-a",
+        &[team],
+    )
+    .await;
+    org.publish(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &["public/"], "");
+    let host = &registry.host;
+
+    let (code, stdout) = verify(&policy, &format!("{host}/team-a/app:v1"), &signed);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("signed by team-a"), "{stdout}");
+    // By digest, as containerd passes it for `pull name@sha256:...`.
+    let by_digest = format!("{host}/team-a/app@{}", signed.digest);
+    assert_eq!(verify(&policy, &by_digest, &signed).0, Some(0));
+
+    refused(
+        verify(&policy, &format!("{host}/team-a/app:v2"), &unsigned),
+        "no trusted role signs target team-a/app:v2",
+    );
+    // The tag is signed, but containerd resolved it to something else.
+    refused(
+        verify(&policy, &format!("{host}/team-a/app:v1"), &unsigned),
+        "registry digest is",
+    );
+    let mut wrong_size = signed.clone();
+    wrong_size.size += 1;
+    refused(
+        verify(&policy, &format!("{host}/team-a/app:v1"), &wrong_size),
+        "registry size is",
+    );
+    let mut wrong_type = signed.clone();
+    wrong_type.media_type = tuf_oci::layout::INDEX_MEDIA_TYPE.into();
+    refused(
+        verify(&policy, &format!("{host}/team-a/app:v1"), &wrong_type),
+        "registry mediaType is",
+    );
+    refused(
+        verify(&policy, &format!("{host}/elsewhere/app:v1"), &signed),
+        "policy default denies it",
+    );
+    let (code, stdout) = verify(&policy, &format!("{host}/public/app:v1"), &unsigned);
+    assert_eq!(code, Some(0), "{stdout}");
+
+    // Bad input.
+    let name = format!("{host}/team-a/app:v1");
+    let digest = signed.digest.as_str();
+    let json = serde_json::to_vec(&signed).unwrap();
+    let cases: Vec<(Vec<&str>, Vec<u8>, &str)> = vec![
+        (
+            vec!["-name", &name, "-digest", digest],
+            json.clone(),
+            "missing -stdin-media-type",
+        ),
+        (
+            vec![
+                "-name",
+                &name,
+                "-digest",
+                digest,
+                "-stdin-media-type",
+                "text/plain",
+            ],
+            json.clone(),
+            "unsupported -stdin-media-type",
+        ),
+        (
+            vec![
+                "-name",
+                &name,
+                "-digest",
+                digest,
+                "-stdin-media-type",
+                MEDIA_TYPE,
+                "-extra",
+                "1",
+            ],
+            json.clone(),
+            "unknown flag -extra",
+        ),
+        (
+            vec![
+                "-name",
+                &name,
+                "-digest",
+                digest,
+                "-stdin-media-type",
+                MEDIA_TYPE,
+            ],
+            b"{not json".to_vec(),
+            "descriptor on stdin is not valid",
+        ),
+        (
+            vec![
+                "-name",
+                &name,
+                "-digest",
+                digest,
+                "-stdin-media-type",
+                MEDIA_TYPE,
+            ],
+            vec![b' '; 100_000],
+            "exceeds",
+        ),
+        (
+            vec![
+                "-name",
+                &name,
+                "-digest",
+                &unsigned.digest,
+                "-stdin-media-type",
+                MEDIA_TYPE,
+            ],
+            json.clone(),
+            "differs from -digest",
+        ),
+        (
+            vec![
+                "-name",
+                "not a reference",
+                "-digest",
+                digest,
+                "-stdin-media-type",
+                MEDIA_TYPE,
+            ],
+            json.clone(),
+            "invalid reference",
+        ),
+    ];
+    for (args, stdin, reason) in cases {
+        let out = run(&policy, &args, &stdin);
+        refused(
+            (out.status.code(), String::from_utf8(out.stdout).unwrap()),
+            reason,
+        );
+    }
+    // A missing or broken policy fails closed.
+    let out = run(
+        &dir.path().join("missing.toml"),
+        &[
+            "-name",
+            &name,
+            "-digest",
+            digest,
+            "-stdin-media-type",
+            MEDIA_TYPE,
+        ],
+        &json,
+    );
+    refused(
+        (out.status.code(), String::from_utf8(out.stdout).unwrap()),
+        "missing.toml",
+    );
+}

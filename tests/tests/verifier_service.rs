@@ -1,0 +1,276 @@
+//! The verification service on a real Unix socket: concurrent calls, the bindir executable's
+//! fast path giving the same answers as in-process verification, a service restart while
+//! requests run, and a corrupted trusted-metadata cache that is rebuilt, never trusted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use containerd_tuf_verifier::api::{self, VerifyRequest};
+use containerd_tuf_verifier::bindir;
+use containerd_tuf_verifier::engine::Engine;
+use containerd_tuf_verifier::policy::Policy;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tuf_oci::layout::Entry;
+use tuf_oci_tests::{Org, TestRegistry, delegation, write_policy};
+
+struct Fixture {
+    registry: TestRegistry,
+    _org: Org,
+    dir: tempfile::TempDir,
+    policy: PathBuf,
+    socket: PathBuf,
+    signed: Entry,
+    unsigned: Entry,
+}
+
+async fn fixture() -> Fixture {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let team = org.key("team-a").await;
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team-a", &["team-a/*"], &[&team], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    let signed = registry.push_image("team-a/app", "v1", "signed").await;
+    let unsigned = registry.push_image("team-a/app", "v2", "unsigned").await;
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("team-a/app"),
+        "../../org/tuf",
+    )
+    .await
+    .unwrap();
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "team-a",
+        &[team],
+    )
+    .await;
+    org.publish(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/verifier.sock");
+    let policy = write_policy(
+        dir.path(),
+        &registry,
+        &org,
+        &["team-a/"],
+        &[],
+        &format!(
+            "socket = \"{}\"\nrefresh_interval_seconds = 30",
+            socket.display()
+        ),
+    );
+    Fixture {
+        registry,
+        _org: org,
+        dir,
+        policy,
+        socket,
+        signed,
+        unsigned,
+    }
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+fn start_service(policy: &Path, socket: &Path) -> Running {
+    let engine = Arc::new(Engine::new(Policy::load(policy).unwrap()).unwrap());
+    let listener = containerd_tuf_verifier::server::bind(socket).unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        containerd_tuf_verifier::server::serve(engine, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running { stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
+fn bindir_args(name: &str, descriptor: &Entry) -> Vec<String> {
+    [
+        "-name",
+        name,
+        "-digest",
+        &descriptor.digest,
+        "-stdin-media-type",
+        bindir::DESCRIPTOR_MEDIA_TYPE,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+async fn bindir_run(f: &Fixture, name: &str, descriptor: &Entry) -> bindir::Outcome {
+    let stdin = serde_json::to_vec(descriptor).unwrap();
+    bindir::run(
+        &bindir_args(name, descriptor),
+        &stdin[..],
+        Policy::load(&f.policy),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_verifications() {
+    let f = fixture().await;
+    let service = start_service(&f.policy, &f.socket);
+    let client =
+        containerd_tuf_verifier::client::connect(&f.socket, std::time::Duration::from_secs(2))
+            .await
+            .unwrap();
+    let health = client
+        .clone()
+        .health(api::HealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.scopes, ["org"]);
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        let mut client = client.clone();
+        let (tag, entry) = if i % 2 == 0 {
+            ("v1", &f.signed)
+        } else {
+            ("v2", &f.unsigned)
+        };
+        let request = VerifyRequest {
+            reference: format!("{}/team-a/app:{tag}", f.registry.host),
+            descriptor: Some(api::Descriptor {
+                media_type: entry.media_type.clone(),
+                digest: entry.digest.clone(),
+                size: entry.size,
+                ..Default::default()
+            }),
+        };
+        calls.push(tokio::spawn(async move {
+            (i, client.verify(request).await.unwrap().into_inner())
+        }));
+    }
+    for call in calls {
+        let (i, answer) = call.await.unwrap();
+        if i % 2 == 0 {
+            assert!(answer.allowed, "{}", answer.reason);
+            let target = answer.target.unwrap();
+            assert_eq!(target.name, "team-a/app:v1");
+            assert_eq!(target.role, "team-a");
+        } else {
+            assert!(!answer.allowed);
+            assert!(
+                answer
+                    .reason
+                    .contains("no trusted role signs target team-a/app:v2"),
+                "{}",
+                answer.reason
+            );
+        }
+    }
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fast_path_and_in_process_agree_and_survive_a_restart() {
+    let f = fixture().await;
+    let signed_name = format!("{}/team-a/app:v1", f.registry.host);
+    let unsigned_name = format!("{}/team-a/app:v2", f.registry.host);
+
+    let in_process = (
+        bindir_run(&f, &signed_name, &f.signed).await,
+        bindir_run(&f, &unsigned_name, &f.unsigned).await,
+    );
+    assert!(!in_process.0.via_service && !in_process.1.via_service);
+    assert_eq!(in_process.0.code, 0, "{}", in_process.0.message);
+    assert_eq!(in_process.1.code, 1);
+
+    let service = start_service(&f.policy, &f.socket);
+    let fast = (
+        bindir_run(&f, &signed_name, &f.signed).await,
+        bindir_run(&f, &unsigned_name, &f.unsigned).await,
+    );
+    assert!(fast.0.via_service && fast.1.via_service);
+    assert_eq!(
+        (&fast.0.code, &fast.0.message),
+        (&in_process.0.code, &in_process.0.message)
+    );
+    assert_eq!(
+        (&fast.1.code, &fast.1.message),
+        (&in_process.1.code, &in_process.1.message)
+    );
+
+    // Requests keep coming while the service is stopped and started again: every answer is
+    // still right, from the service or in-process.
+    let f = Arc::new(f);
+    let load = {
+        let f = f.clone();
+        let name = signed_name.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..30 {
+                answers.push(bindir_run(&f, &name, &f.signed).await);
+            }
+            answers
+        })
+    };
+    service.stop().await;
+    let service = start_service(&f.policy, &f.socket);
+    let answers = load.await.unwrap();
+    assert!(answers.iter().all(|a| a.code == 0), "{answers:?}");
+    assert!(bindir_run(&f, &signed_name, &f.signed).await.via_service);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn corrupted_cache_is_rebuilt_not_trusted() {
+    let f = fixture().await;
+    let name = format!("{}/team-a/app:v1", f.registry.host);
+    assert_eq!(bindir_run(&f, &name, &f.signed).await.code, 0);
+    let scope_cache = f.dir.path().join("cache/org");
+    let metadata_cache = std::fs::read_dir(&scope_cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(&metadata_cache).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::write(&path, b"{\"signed\": garbage").unwrap();
+        damaged += 1;
+    }
+    assert!(damaged >= 4);
+    // A cached timestamp that parses but is not signed by the trusted root is ignored too.
+    let forged = std::fs::read(f.dir.path().join("root.json")).unwrap();
+    std::fs::write(metadata_cache.join("timestamp.json"), forged).unwrap();
+
+    let outcome = bindir_run(&f, &name, &f.signed).await;
+    assert_eq!(outcome.code, 0, "{}", outcome.message);
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(metadata_cache.join("root.json")).unwrap()).unwrap();
+    assert_eq!(root["signed"]["_type"], "root");
+    let timestamp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(metadata_cache.join("timestamp.json")).unwrap())
+            .unwrap();
+    assert_eq!(timestamp["signed"]["_type"], "timestamp");
+    // A cache directory that cannot be written fails closed with the path in the reason.
+    std::fs::remove_dir_all(&scope_cache).unwrap();
+    std::fs::write(&scope_cache, b"not a directory").unwrap();
+    let outcome = bindir_run(&f, &name, &f.signed).await;
+    assert_eq!(outcome.code, 1);
+    assert!(outcome.message.contains("cache/org"), "{}", outcome.message);
+}
