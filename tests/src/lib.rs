@@ -449,7 +449,11 @@ pub fn cli_binary() -> PathBuf {
 /// A binary of this workspace, built beside the test executables.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    // Test executables live in target/<profile>/deps, binaries in target/<profile>.
+    let mut dir = exe.parent().expect("executable dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("profile dir");
+    }
     let bin = dir.join(name);
     assert!(
         bin.exists(),

@@ -1,6 +1,8 @@
 //! Verification benchmarks against a real registry: requests and bytes per verification (cold
-//! and warm), and one cold verification with many targets in one role and with many delegated
-//! roles, where the lazy search must fetch only the role on the target's path.
+//! and warm), one cold verification with many targets in one role and with many delegated
+//! roles (the lazy search must fetch only the role on the target's path), and the containerd
+//! image verifier: bindir latency in-process vs through the service, `ctr images pull` with vs
+//! without it (containerd 2.3.4).
 //!
 //!     cargo run --release -p tuf-oci-tests --bin tuf-oci-bench            # full size
 //!     cargo run -p tuf-oci-tests --bin tuf-oci-bench -- --smoke           # CI size
@@ -21,6 +23,10 @@ struct Sizes {
     targets_in_one_role: usize,
     roles: usize,
     targets_per_role: usize,
+    /// Runs of the bindir executable / pulls per configuration.
+    runs: usize,
+    /// Layer size of the image pulled through containerd.
+    layer_bytes: usize,
 }
 
 #[tokio::main]
@@ -31,12 +37,16 @@ async fn main() {
             targets_in_one_role: 1_000,
             roles: 50,
             targets_per_role: 10,
+            runs: 2,
+            layer_bytes: 1 << 20,
         }
     } else {
         Sizes {
             targets_in_one_role: 10_000,
             roles: 1_000,
             targets_per_role: 100,
+            runs: 10,
+            layer_bytes: 50 << 20,
         }
     };
     let registry = TestRegistry::start();
@@ -51,6 +61,7 @@ async fn main() {
     requests_per_verification(&registry).await;
     many_targets_in_one_role(&registry, sizes.targets_in_one_role).await;
     many_delegated_roles(&registry, sizes.roles, sizes.targets_per_role).await;
+    containerd_verifier(&registry, sizes.runs, sizes.layer_bytes).await;
 }
 
 /// A fresh client (own counters) trusting `org`, keeping trusted metadata in `cache`.
@@ -305,4 +316,152 @@ fn fake_entry(i: usize) -> Entry {
 
 fn descriptor(entry: &Entry) -> oci_spec::image::Descriptor {
     serde_json::from_value(serde_json::to_value(entry).unwrap()).unwrap()
+}
+
+/// The containerd image verifier: one bindir invocation in-process (cold cache) vs through the
+/// warm service, and a `ctr images pull` with vs without the verifier installed.
+async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: usize) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use tuf_oci_tests::containerd::{Containerd, Version};
+
+    let org = Org::init(registry, "plugin/tuf").await;
+    let content = "x".repeat(layer_bytes);
+    let image = registry.push_image("plugin/app", "v1", &content).await;
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("plugin/app"), "../tuf")
+        .await
+        .unwrap();
+    org.sign(
+        registry,
+        &registry.image("plugin/app:v1"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("verifier.sock");
+    let policy = tuf_oci_tests::write_policy(
+        dir.path(),
+        registry,
+        &org,
+        &["plugin/"],
+        &[],
+        &format!(
+            "socket = \"{}\"\nrefresh_interval_seconds = 60",
+            socket.display()
+        ),
+    );
+    let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
+    let name = format!("{}/plugin/app:v1", registry.host);
+    let invoke = || {
+        let start = Instant::now();
+        let mut child = Command::new(&verifier)
+            .env("CONTAINERD_TUF_POLICY", &policy)
+            .args([
+                "-name",
+                &name,
+                "-digest",
+                &image.digest,
+                "-stdin-media-type",
+                "application/vnd.oci.descriptor.v1+json",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&serde_json::to_vec(&image).unwrap())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        start.elapsed()
+    };
+    let mut cold = Duration::ZERO;
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+        cold += invoke();
+    }
+    let mut service = Command::new(&verifier)
+        .args(["serve", "--policy"])
+        .arg(&policy)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !socket.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    invoke();
+    let mut warm = Duration::ZERO;
+    for _ in 0..runs {
+        warm += invoke();
+    }
+    let _ = service.kill();
+    let _ = service.wait();
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        "bindir verifier, in-process, cold cache",
+        "",
+        "",
+        per(cold)
+    );
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        "bindir verifier, warm service",
+        "",
+        "",
+        per(warm)
+    );
+    println!(
+        "{:<56} {:>10.2}",
+        "  ratio warm service / in-process cold",
+        warm.as_secs_f64() / cold.as_secs_f64()
+    );
+
+    let bin_dir = dir.path().join("verifiers");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(&verifier, bin_dir.join("containerd-tuf-verifier")).unwrap();
+    let mut pulls = [Duration::ZERO; 2];
+    for _ in 0..runs {
+        for (i, verifiers) in [None, Some(bin_dir.as_path())].into_iter().enumerate() {
+            let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+            let containerd = Containerd::start(
+                Version::V2_3,
+                verifiers,
+                &[("CONTAINERD_TUF_POLICY", &policy)],
+            );
+            let start = Instant::now();
+            let out = containerd.ctr(&["images", "pull", "--plain-http", &name]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            pulls[i] += start.elapsed();
+        }
+    }
+    let mb = layer_bytes >> 20;
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        format!("ctr pull ({mb} MiB layer), no verifier"),
+        "",
+        "",
+        per(pulls[0])
+    );
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        format!("ctr pull ({mb} MiB layer), verifier, cold cache"),
+        "",
+        "",
+        per(pulls[1])
+    );
+    println!(
+        "{:<56} {:>10.2}",
+        "  ratio with / without verifier",
+        pulls[1].as_secs_f64() / pulls[0].as_secs_f64()
+    );
 }
