@@ -24,6 +24,7 @@ pub struct Containerd {
     /// `ctr` of the same version.
     pub ctr: PathBuf,
     process: Child,
+    env: Vec<(String, PathBuf)>,
     /// Root, state, socket and config live here.
     pub dir: TempDir,
 }
@@ -72,22 +73,58 @@ impl Containerd {
             socket,
             ctr,
             process,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_path_buf()))
+                .collect(),
             dir,
         };
+        containerd.wait_ready();
+        containerd
+    }
+
+    /// Stops containerd and starts it again on the same socket, root and state.
+    pub fn restart(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_file(&self.socket);
+        let config = self.dir.path().join("config.toml");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("containerd.log"))
+            .expect("log file");
+        let bin = self.ctr.with_file_name("containerd");
+        self.process = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart containerd");
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
         for _ in 0..400 {
-            if containerd.socket.exists() && containerd.ctr(&["version"]).status.success() {
-                return containerd;
+            if self.socket.exists() && self.ctr(&["version"]).status.success() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("containerd did not start: {}", containerd.log());
+        panic!("containerd did not start: {}", self.log());
     }
 
     /// Runs `ctr --address <socket> args...`.
     pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_at(&self.socket, args)
+    }
+
+    /// Runs this containerd's `ctr` against another socket (a front).
+    pub fn ctr_at(&self, socket: &Path, args: &[&str]) -> Output {
         Command::new(&self.ctr)
             .arg("--address")
-            .arg(&self.socket)
+            .arg(socket)
             .args(args)
             .output()
             .expect("run ctr")

@@ -1,0 +1,22 @@
+//! A gRPC front for containerd that lets images into containerd only when TUF verifies them.
+//!
+//! Clients (ctr, nerdctl, anything speaking containerd's API) talk to the front's socket
+//! instead of containerd's. Every call is forwarded unchanged, except the few that would record
+//! or pull an image, which are checked first:
+//!
+//! - [`forward`]: plain forwarding to [`upstream`] (containerd), streams and metadata intact.
+//! - [`verify`]: the tower layer that reads checked calls and asks [`gate`] for a verdict.
+//! - [`gate`]: decoding `Images.Create/Update` and `Transfer.Transfer`, verifying with the
+//!   verifier plugin's engine (same policy file), pinning pulls to verified digests.
+//! - [`frame`], [`status`]: gRPC framing and front-made errors.
+//! - [`server`]: the accept loop.
+
+#![forbid(unsafe_code)]
+
+pub mod forward;
+pub mod frame;
+pub mod gate;
+pub mod server;
+pub mod status;
+pub mod upstream;
+pub mod verify;

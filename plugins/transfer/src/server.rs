@@ -1,0 +1,50 @@
+//! Accepting clients on the front's Unix socket and serving each connection over HTTP/2. The
+//! caller supplies the listener and the shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use containerd_tuf_verifier::engine::Engine;
+use http::Request;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::UnixListener;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::forward::Forward;
+use crate::upstream::Upstream;
+use crate::verify::VerifyLayer;
+
+/// Serves the front on `listener`, forwarding to `upstream` and checking with `engine`, until
+/// `shutdown` completes.
+pub async fn serve(
+    listener: UnixListener,
+    upstream: Upstream,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let service = ServiceBuilder::new()
+        .layer(VerifyLayer::new(engine))
+        .service(Forward::new(upstream));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let hyper_service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let request = request.map(|body| body.boxed_unsync());
+                    service.clone().oneshot(request)
+                });
+            let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), hyper_service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "client connection ended");
+            }
+        });
+    }
+}

@@ -1,0 +1,57 @@
+//! gRPC errors answered by the front itself ("Trailers-Only" responses), in one place.
+
+use http::{HeaderValue, Response};
+use http_body_util::{BodyExt, Empty};
+
+use crate::upstream::Body;
+
+/// gRPC status codes the front answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// A request the front cannot read.
+    InvalidArgument = 3,
+    /// Verification refused the image.
+    PermissionDenied = 7,
+    /// containerd cannot be reached.
+    Unavailable = 14,
+}
+
+/// A response carrying only a gRPC status and message.
+pub fn error(code: Code, message: &str) -> Response<Body> {
+    let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(code as u16));
+    if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
+        headers.insert("grpc-message", value);
+    }
+    response
+}
+
+/// gRPC's grpc-message encoding: printable ASCII except `%` as is, everything else `%XX`.
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_only_error() {
+        let response = error(Code::PermissionDenied, "no 100%\nsure é");
+        assert_eq!(response.headers()["grpc-status"], "7");
+        assert_eq!(
+            response.headers()["grpc-message"],
+            "no 100%25%0Asure %C3%A9"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! The connection to containerd: one HTTP/2 connection over its Unix socket, shared by all
+//! forwarded calls and re-established when containerd restarts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// Bodies crossing the proxy, streamed as they come. The error type is hyper's own (bodies the
+/// front makes cannot fail), a concrete type so the futures stay `Send` for every lifetime.
+pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// containerd's socket and the live connection to it.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    socket: PathBuf,
+    sender: Arc<tokio::sync::Mutex<Option<SendRequest<Body>>>>,
+}
+
+impl Upstream {
+    /// Dials `socket` on first use.
+    pub fn new(socket: PathBuf) -> Self {
+        Upstream {
+            socket,
+            sender: Arc::default(),
+        }
+    }
+
+    /// Sends one request; reconnects first when the previous connection is gone.
+    pub async fn send(&self, request: Request<Body>) -> anyhow::Result<Response<Incoming>> {
+        let mut sender = self.sender().await?;
+        sender.ready().await?;
+        Ok(sender.send_request(request).await?)
+    }
+
+    async fn sender(&self) -> anyhow::Result<SendRequest<Body>> {
+        let mut current = self.sender.lock().await;
+        if let Some(sender) = current.as_ref()
+            && !sender.is_closed()
+        {
+            return Ok(sender.clone());
+        }
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("connecting to containerd at {}: {e}", self.socket.display())
+            })?;
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "containerd connection ended");
+            }
+        });
+        *current = Some(sender.clone());
+        Ok(sender)
+    }
+}

@@ -1,0 +1,132 @@
+//! The verify-before-pull decision as a tower layer around forwarding: calls that would record
+//! or pull an image are read in full, checked, then forwarded or refused; all others stream
+//! through untouched.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use containerd_tuf_verifier::engine::Engine;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+
+use crate::frame;
+use crate::gate::{self, Verdict};
+use crate::status::{self, Code};
+use crate::upstream::Body;
+
+/// Largest checked request read into memory (image and transfer requests are small).
+const MAX_CHECKED_REQUEST: usize = 4 * 1024 * 1024;
+
+/// Adds verification in front of a service.
+#[derive(Debug, Clone)]
+pub struct VerifyLayer {
+    engine: Arc<Engine>,
+}
+
+impl VerifyLayer {
+    /// Checks with `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        VerifyLayer { engine }
+    }
+}
+
+impl<S> tower::Layer<S> for VerifyLayer {
+    type Service = Verify<S>;
+
+    fn layer(&self, inner: S) -> Verify<S> {
+        Verify {
+            inner,
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+/// The service [`VerifyLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct Verify<S> {
+    inner: S,
+    engine: Arc<Engine>,
+}
+
+impl<S> tower::Service<Request<Body>> for Verify<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        if !gate::is_checked(&path) {
+            return Box::pin(self.inner.call(request));
+        }
+        // Drive the ready clone, keep a fresh one for the next call (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let bytes = match read_limited(body, MAX_CHECKED_REQUEST).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    return Ok(status::error(
+                        Code::InvalidArgument,
+                        &format!("tuf-oci front: {path}: {e}"),
+                    ));
+                }
+            };
+            let message = match frame::single_message(&bytes) {
+                Ok(message) => message,
+                Err(e) => {
+                    return Ok(status::error(
+                        Code::InvalidArgument,
+                        &format!("tuf-oci front: {path}: {e}"),
+                    ));
+                }
+            };
+            match gate::decide(&engine, &path, message).await {
+                Verdict::Forward(message) => {
+                    let body = Full::new(frame::encode(&message))
+                        .map_err(|never| match never {})
+                        .boxed_unsync();
+                    inner.call(Request::from_parts(parts, body)).await
+                }
+                Verdict::Deny(reason) => {
+                    tracing::warn!(%path, %reason, "refused");
+                    Ok(status::error(Code::PermissionDenied, &reason))
+                }
+                Verdict::Malformed(reason) => Ok(status::error(
+                    Code::InvalidArgument,
+                    &format!("tuf-oci front: {reason}"),
+                )),
+            }
+        })
+    }
+}
+
+/// Reads a whole request body, refusing more than `limit` bytes.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+            if buffer.len() > limit {
+                return Err(format!("request exceeds {limit} bytes"));
+            }
+        }
+    }
+    Ok(buffer.freeze())
+}

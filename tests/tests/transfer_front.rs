@@ -1,0 +1,259 @@
+//! containerd-tuf-transfer in front of real containerd 1.6 and 2.3.4: every call is forwarded,
+//! pulls (client-side on 1.6, Transfer service on 2.x) land only when TUF verifies them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use containerd_tuf_transfer::{server, upstream::Upstream};
+use containerd_tuf_verifier::engine::Engine;
+use containerd_tuf_verifier::policy::Policy;
+use tokio::sync::oneshot;
+use tuf_oci::layout::Entry;
+use tuf_oci_tests::containerd::{Containerd, Version};
+use tuf_oci_tests::{Org, TestRegistry, delegation, write_policy};
+
+struct Setup {
+    registry: TestRegistry,
+    _org: Org,
+    dir: tempfile::TempDir,
+    policy: PathBuf,
+    signed: Entry,
+}
+
+async fn setup() -> Setup {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let team = org.key("team-a").await;
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team-a", &["team-a/*"], &[&team], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    let signed = registry.push_image("team-a/app", "v1", "signed").await;
+    registry.push_image("team-a/app", "v2", "unsigned").await;
+    registry.push_image("public/app", "v1", "public").await;
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("team-a/app"),
+        "../../org/tuf",
+    )
+    .await
+    .unwrap();
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "team-a",
+        &[team],
+    )
+    .await;
+    org.publish(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &["public/"], "");
+    Setup {
+        registry,
+        _org: org,
+        dir,
+        policy,
+        signed,
+    }
+}
+
+struct Front {
+    socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn start_front(dir: &Path, policy: &Path, containerd: &Containerd) -> Front {
+    let socket = dir.join(format!("front-{}.sock", tuf_oci_tests::free_port()));
+    let engine = Arc::new(Engine::new(Policy::load(policy).unwrap()).unwrap());
+    let listener = containerd_tuf_verifier::server::bind(&socket).unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let upstream = Upstream::new(containerd.socket.clone());
+    tokio::spawn(async move {
+        server::serve(listener, upstream, engine, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Front {
+        socket,
+        stop: Some(stop),
+    }
+}
+
+/// `ctr` through the front, off the async runtime's threads.
+async fn ctr(containerd: &Containerd, front: &Front, args: &[&str]) -> Result<String, String> {
+    let ctr = containerd.ctr.clone();
+    let socket = front.socket.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(ctr)
+            .arg("--address")
+            .arg(socket)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    }
+}
+
+fn image_digest(containerd: &Containerd, name: &str) -> String {
+    let out = String::from_utf8(containerd.ctr(&["images", "ls"]).stdout).unwrap();
+    out.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("sha256:")))
+        .unwrap_or_else(|| panic!("{name} not in\n{out}"))
+        .to_string()
+}
+
+async fn pulls_are_checked(version: Version, extra: &[&str]) {
+    let setup = setup().await;
+    let containerd = Containerd::start(version, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let host = &setup.registry.host;
+    let signed = format!("{host}/team-a/app:v1");
+    let pull = |reference: String| {
+        let (containerd, front) = (&containerd, &front);
+        async move {
+            let mut args = vec!["images", "pull", "--plain-http"];
+            args.extend_from_slice(extra);
+            args.push(&reference);
+            ctr(containerd, front, &args).await
+        }
+    };
+
+    pull(signed.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log()));
+    assert_eq!(image_digest(&containerd, &signed), setup.signed.digest);
+
+    let unsigned = format!("{host}/team-a/app:v2");
+    let err = pull(unsigned.clone()).await.unwrap_err();
+    assert!(
+        err.contains("no trusted role signs target team-a/app:v2"),
+        "{err}"
+    );
+    assert!(!containerd.images().contains(&unsigned));
+
+    pull(format!("{host}/public/app:v1")).await.unwrap();
+
+    // Everything else behaves as against containerd itself.
+    for args in [
+        vec!["namespaces", "ls"],
+        vec!["images", "ls"],
+        vec!["content", "ls", "-q"],
+        vec!["leases", "ls"],
+        vec!["version"],
+    ] {
+        let through = ctr(&containerd, &front, &args).await.unwrap();
+        let direct = String::from_utf8(containerd.ctr(&args).stdout).unwrap();
+        if args[0] == "version" {
+            assert!(through.contains("Server:"), "{through}");
+        } else {
+            assert_eq!(through, direct, "ctr {args:?}");
+        }
+    }
+    ctr(&containerd, &front, &["images", "rm", &signed])
+        .await
+        .unwrap();
+    assert!(!containerd.images().contains(&signed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn containerd_1_6_client_side_pulls() {
+    pulls_are_checked(Version::V1_6, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn containerd_2_transfer_pulls() {
+    pulls_are_checked(Version::V2_3, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn containerd_2_local_pulls() {
+    pulls_are_checked(Version::V2_3, &["--local"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfer_pull_fetches_the_tuf_digest_not_the_moved_tag() {
+    let setup = setup().await;
+    let evil = setup.registry.push_image("team-a/app", "v1", "moved").await;
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let name = format!("{}/team-a/app:v1", setup.registry.host);
+    ctr(
+        &containerd,
+        &front,
+        &["images", "pull", "--plain-http", &name],
+    )
+    .await
+    .unwrap();
+    let digest = image_digest(&containerd, &name);
+    assert_eq!(digest, setup.signed.digest);
+    assert_ne!(digest, evil.digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pulls_and_a_containerd_restart() {
+    let setup = setup().await;
+    let mut containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let host = setup.registry.host.clone();
+    for i in 0..20 {
+        setup
+            .registry
+            .push_image("public/many", &format!("t{i}"), &format!("content {i}"))
+            .await;
+    }
+    let mut pulls = Vec::new();
+    for i in 0..20 {
+        let ctr_bin = containerd.ctr.clone();
+        let socket = front.socket.clone();
+        let reference = if i % 2 == 0 {
+            format!("{host}/team-a/app:v1")
+        } else {
+            format!("{host}/public/many:t{i}")
+        };
+        pulls.push(tokio::task::spawn_blocking(move || {
+            std::process::Command::new(ctr_bin)
+                .arg("--address")
+                .arg(socket)
+                .args(["images", "pull", "--plain-http", &reference])
+                .output()
+                .unwrap()
+        }));
+    }
+    for pull in pulls {
+        let out = pull.await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    containerd.restart();
+    let out = ctr(&containerd, &front, &["images", "ls", "-q"])
+        .await
+        .unwrap();
+    assert!(out.contains(&format!("{host}/team-a/app:v1")), "{out}");
+}
