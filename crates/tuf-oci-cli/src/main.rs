@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use containerd_tuf_transfer::pull::{PullOptions, pull};
 use tuf_oci::descriptor::target_digest;
 use tuf_oci::editor::{self, Editor, NewDelegation};
 use tuf_oci::schema::RoleType;
@@ -151,6 +152,27 @@ enum Command {
     },
     /// Verify IMAGE (host/repo:tag or host/repo@sha256:...) and print its signed descriptor.
     Verify { image: String },
+    /// TUF-first pull into containerd: resolve IMAGE through TUF, fetch by digest, record and
+    /// unpack it through containerd's API (works on containerd 1.6).
+    Pull {
+        image: String,
+        /// containerd's socket.
+        #[arg(
+            long,
+            env = "CONTAINERD_ADDRESS",
+            default_value = "/run/containerd/containerd.sock"
+        )]
+        address: PathBuf,
+        /// containerd namespace.
+        #[arg(long, env = "CONTAINERD_NAMESPACE", default_value = "default")]
+        namespace: String,
+        /// Snapshotter to unpack for.
+        #[arg(long, default_value = "overlayfs")]
+        snapshotter: String,
+        /// Record the image without unpacking it.
+        #[arg(long)]
+        no_unpack: bool,
+    },
     /// List every signed target (from the published, verified metadata).
     List {
         /// A repository whose pointer leads to the metadata (or use --metadata-repo).
@@ -386,6 +408,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 verified.name(),
                 verified.role()
             );
+        }
+        Command::Pull {
+            image,
+            address,
+            namespace,
+            snapshotter,
+            no_unpack,
+        } => {
+            let image = ImageRef::parse(&image)?;
+            let options = PullOptions {
+                address,
+                namespace,
+                snapshotter: (!no_unpack).then_some(snapshotter),
+            };
+            let pulled = pull(&verifier()?, &image, &options, &mut |line| {
+                eprintln!("{line}")
+            })
+            .await?;
+            println!("{} {}", pulled.name, pulled.digest);
         }
         Command::List { repository } => {
             let repository = match repository {

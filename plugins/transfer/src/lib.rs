@@ -10,12 +10,14 @@
 //!   verifier plugin's engine (same policy file), pinning pulls to verified digests.
 //! - [`frame`], [`status`]: gRPC framing and front-made errors.
 //! - [`server`]: the accept loop.
+//! - [`pull`]: TUF-first pull through containerd's API (`tuf-oci pull`).
 
 #![forbid(unsafe_code)]
 
 pub mod forward;
 pub mod frame;
 pub mod gate;
+pub mod pull;
 pub mod server;
 pub mod status;
 pub mod upstream;

@@ -1,4 +1,4 @@
-//! A client of the verification service over its Unix socket.
+//! gRPC clients over Unix sockets: the verification service's, and a channel for others.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +10,11 @@ use crate::api::verifier_client::VerifierClient;
 
 /// Connects to the service at `socket`, failing within `timeout` when nothing listens.
 pub async fn connect(socket: &Path, timeout: Duration) -> anyhow::Result<VerifierClient<Channel>> {
+    Ok(VerifierClient::new(unix_channel(socket, timeout).await?))
+}
+
+/// A gRPC channel over the Unix socket `socket` (the verification service, or containerd).
+pub async fn unix_channel(socket: &Path, timeout: Duration) -> anyhow::Result<Channel> {
     let socket: PathBuf = socket.to_path_buf();
     // The URI is required by the API but unused: the connector dials the socket.
     let channel = Endpoint::try_from("http://[::1]:0")?
@@ -23,5 +28,5 @@ pub async fn connect(socket: &Path, timeout: Duration) -> anyhow::Result<Verifie
             }
         }))
         .await?;
-    Ok(VerifierClient::new(channel))
+    Ok(channel)
 }

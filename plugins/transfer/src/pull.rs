@@ -1,0 +1,536 @@
+//! TUF-first pull into containerd through its API (works on containerd 1.6): the tag is
+//! resolved through TUF, every object is fetched by digest from the registry, written with
+//! `Content.Write` under a lease, recorded with `Images.Create`, and unpacked for the
+//! snapshotter with `Snapshots` and `Diff`, as `ctr images pull` does client-side.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::diff_client::DiffClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{
+    CommitSnapshotRequest, PrepareSnapshotRequest, StatSnapshotRequest,
+};
+use containerd_client::services::v1::{
+    ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image, Info, InfoRequest,
+    UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
+};
+use containerd_client::types::Descriptor;
+use serde::Deserialize;
+use tonic::transport::Channel;
+use tuf_oci::layout::{INDEX_MEDIA_TYPE, Manifest};
+use tuf_oci::{ImageRef, Registry, Verifier};
+
+/// Chunk size of `Content.Write` messages.
+const CHUNK: usize = 1 << 20;
+/// Largest manifest or index read from the registry.
+const MANIFEST_LIMIT: u64 = 4 << 20;
+
+/// Where and how to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// containerd's socket (or a front's).
+    pub address: std::path::PathBuf,
+    /// containerd namespace.
+    pub namespace: String,
+    /// Snapshotter to unpack for; `None` skips unpacking.
+    pub snapshotter: Option<String>,
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// The image name recorded.
+    pub name: String,
+    /// The verified digest it points at.
+    pub digest: String,
+    /// Bytes fetched from the registry (content containerd did not have).
+    pub fetched_bytes: u64,
+    /// The unpacked snapshot (chain id), when unpacked.
+    pub snapshot: Option<String>,
+}
+
+/// Pulls `image` into containerd, resolving it through TUF; `progress` receives one line per
+/// object.
+pub async fn pull(
+    verifier: &Verifier,
+    image: &ImageRef,
+    options: &PullOptions,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Pulled> {
+    let verified = verifier.resolve(image).await?;
+    let digest = verified.digest();
+    progress(&format!(
+        "{image}: verified {} = {digest} signed by {}",
+        verified.name(),
+        verified.role()
+    ));
+    let channel = containerd_client_channel(&options.address).await?;
+    let session = Session::open(channel, &options.namespace).await?;
+    let result = session
+        .pull(
+            verifier.registry(),
+            image,
+            verified.descriptor(),
+            options,
+            progress,
+        )
+        .await;
+    // Whatever happened, drop the lease: content an image does not reference is collected.
+    session.close().await;
+    result
+}
+
+async fn containerd_client_channel(address: &Path) -> anyhow::Result<Channel> {
+    containerd_tuf_verifier::client::unix_channel(address, Duration::from_secs(600))
+        .await
+        .with_context(|| format!("connecting to containerd at {}", address.display()))
+}
+
+/// containerd clients bound to a namespace and a lease for the duration of one pull.
+struct Session {
+    channel: Channel,
+    namespace: String,
+    lease: String,
+}
+
+impl Session {
+    async fn open(channel: Channel, namespace: &str) -> anyhow::Result<Self> {
+        let mut session = Session {
+            channel: channel.clone(),
+            namespace: namespace.to_string(),
+            lease: String::new(),
+        };
+        let expire = lease_expiry();
+        let created = LeasesClient::new(channel)
+            .create(session.request(CreateRequest {
+                id: String::new(),
+                labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire)]),
+            }))
+            .await
+            .context("creating a lease")?
+            .into_inner();
+        session.lease = created.lease.context("containerd returned no lease")?.id;
+        Ok(session)
+    }
+
+    async fn close(&self) {
+        let _ = LeasesClient::new(self.channel.clone())
+            .delete(self.request(DeleteRequest {
+                id: self.lease.clone(),
+                sync: false,
+            }))
+            .await;
+    }
+
+    /// A request carrying the namespace and (once created) the lease.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        if let Ok(value) = self.namespace.parse() {
+            metadata.insert("containerd-namespace", value);
+        }
+        if !self.lease.is_empty()
+            && let Ok(value) = self.lease.parse()
+        {
+            metadata.insert("containerd-lease", value);
+        }
+        request
+    }
+
+    async fn pull(
+        &self,
+        registry: &Registry,
+        image: &ImageRef,
+        root: &oci_spec::image::Descriptor,
+        options: &PullOptions,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Pulled> {
+        let repository = &image.repository;
+        let mut fetched_bytes = 0;
+        let root_digest = root.digest().to_string();
+        let fetched = registry
+            .manifest(
+                &repository.digested(&root_digest),
+                MANIFEST_LIMIT.max(root.size()),
+            )
+            .await?
+            .with_context(|| format!("{root_digest} not found in {repository}"))?;
+        if fetched.bytes.len() as u64 != root.size()
+            || fetched.media_type != root.media_type().to_string()
+        {
+            bail!(
+                "{image}: registry object {root_digest} does not match the signed size and media type"
+            );
+        }
+        // Select the manifest for this platform when the root is an index.
+        let (manifest_bytes, manifest_digest) = if fetched.media_type == INDEX_MEDIA_TYPE
+            || fetched.media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+        {
+            let index = Manifest::parse(&root_digest, &fetched.bytes)?;
+            let chosen = platform_manifest(&fetched.bytes)
+                .with_context(|| format!("{image}: no manifest for this platform in the index"))?;
+            let entry = index
+                .manifests
+                .iter()
+                .find(|m| m.digest == chosen)
+                .context("platform manifest vanished")?;
+            let child = registry
+                .manifest(
+                    &repository.digested(&entry.digest),
+                    MANIFEST_LIMIT.max(entry.size),
+                )
+                .await?
+                .with_context(|| format!("{} not found in {repository}", entry.digest))?;
+            let labels = HashMap::from([(
+                "containerd.io/gc.ref.content.m.0".to_string(),
+                entry.digest.clone(),
+            )]);
+            fetched_bytes += self
+                .write(&root_digest, &fetched.bytes, labels, progress)
+                .await?;
+            (child.bytes, entry.digest.clone())
+        } else {
+            (fetched.bytes.clone(), root_digest.clone())
+        };
+        let manifest = Manifest::parse(&manifest_digest, &manifest_bytes)?;
+        let config: ConfigRef = serde_json::from_slice(&manifest_bytes)
+            .with_context(|| format!("{manifest_digest}: not an image manifest"))?;
+        let mut labels = HashMap::from([(
+            "containerd.io/gc.ref.content.config".to_string(),
+            config.config.digest.clone(),
+        )]);
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                layer.digest.clone(),
+            );
+        }
+        let config_bytes = registry
+            .blob(repository, &config.config.digest, config.config.size)
+            .await?;
+        fetched_bytes += self
+            .write(
+                &config.config.digest,
+                &config_bytes,
+                HashMap::new(),
+                progress,
+            )
+            .await?;
+        for layer in &manifest.layers {
+            if self.has(&layer.digest).await? {
+                progress(&format!("{}: exists", layer.digest));
+                continue;
+            }
+            let bytes = registry.blob(repository, &layer.digest, layer.size).await?;
+            fetched_bytes += self
+                .write(&layer.digest, &bytes, HashMap::new(), progress)
+                .await?;
+        }
+        fetched_bytes += self
+            .write(&manifest_digest, &manifest_bytes, labels, progress)
+            .await?;
+
+        let snapshot = match &options.snapshotter {
+            Some(snapshotter) => Some(
+                self.unpack(
+                    snapshotter,
+                    &config.config.digest,
+                    &config_bytes,
+                    &manifest,
+                    progress,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let name = image.to_string();
+        self.record(&name, root).await?;
+        progress(&format!("{name}: recorded as {root_digest}"));
+        Ok(Pulled {
+            name,
+            digest: root_digest,
+            fetched_bytes,
+            snapshot,
+        })
+    }
+
+    /// Whether containerd's content store has `digest`.
+    async fn has(&self, digest: &str) -> anyhow::Result<bool> {
+        match ContentClient::new(self.channel.clone())
+            .info(self.request(InfoRequest {
+                digest: digest.to_string(),
+            }))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
+            Err(status) => Err(status).context("content info"),
+        }
+    }
+
+    /// Writes a blob (or only its labels when containerd has it); returns the bytes written.
+    async fn write(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+        labels: HashMap<String, String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<u64> {
+        if self.has(digest).await? {
+            if !labels.is_empty() {
+                let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
+                ContentClient::new(self.channel.clone())
+                    .update(self.request(UpdateRequest {
+                        info: Some(Info {
+                            digest: digest.to_string(),
+                            labels,
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask { paths }),
+                    }))
+                    .await
+                    .with_context(|| format!("labelling {digest}"))?;
+            }
+            progress(&format!("{digest}: exists"));
+            return Ok(0);
+        }
+        let reference = format!("tuf-oci-{digest}");
+        let total = bytes.len() as i64;
+        let mut requests = Vec::new();
+        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+            requests.push(WriteContentRequest {
+                action: WriteAction::Write as i32,
+                r#ref: reference.clone(),
+                total,
+                offset: (i * CHUNK) as i64,
+                data: chunk.to_vec(),
+                ..Default::default()
+            });
+        }
+        requests.push(WriteContentRequest {
+            action: WriteAction::Commit as i32,
+            r#ref: reference,
+            total,
+            expected: digest.to_string(),
+            offset: total,
+            labels,
+            ..Default::default()
+        });
+        let mut responses = ContentClient::new(self.channel.clone())
+            .write(self.request(tokio_stream::iter(requests)))
+            .await
+            .with_context(|| format!("writing {digest}"))?
+            .into_inner();
+        while let Some(response) = responses
+            .message()
+            .await
+            .with_context(|| format!("writing {digest}"))?
+        {
+            if response.action == WriteAction::Commit as i32 && response.digest != digest {
+                bail!("containerd committed {} for {digest}", response.digest);
+            }
+        }
+        progress(&format!("{digest}: done ({total} bytes)"));
+        Ok(bytes.len() as u64)
+    }
+
+    /// Applies the layers in order onto snapshots named by their chain ids; returns the top.
+    async fn unpack(
+        &self,
+        snapshotter: &str,
+        config_digest: &str,
+        config: &[u8],
+        manifest: &Manifest,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<String> {
+        let rootfs: RootFs = serde_json::from_slice(config).context("image config")?;
+        let diff_ids = rootfs.rootfs.diff_ids;
+        if diff_ids.len() != manifest.layers.len() {
+            bail!(
+                "config names {} layers, manifest {}",
+                diff_ids.len(),
+                manifest.layers.len()
+            );
+        }
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        let mut parent = String::new();
+        for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
+            let chain = if parent.is_empty() {
+                diff_id.clone()
+            } else {
+                tuf_oci::layout::sha256_digest(format!("{parent} {diff_id}").as_bytes())
+            };
+            let exists = snapshots
+                .stat(self.request(StatSnapshotRequest {
+                    snapshotter: snapshotter.to_string(),
+                    key: chain.clone(),
+                }))
+                .await
+                .is_ok();
+            if !exists {
+                let key = format!("tuf-oci-extract-{}", chain);
+                let mounts = snapshots
+                    .prepare(self.request(PrepareSnapshotRequest {
+                        snapshotter: snapshotter.to_string(),
+                        key: key.clone(),
+                        parent: parent.clone(),
+                        labels: HashMap::new(),
+                    }))
+                    .await
+                    .with_context(|| format!("preparing snapshot for {}", layer.digest))?
+                    .into_inner()
+                    .mounts;
+                let applied = DiffClient::new(self.channel.clone())
+                    .apply(self.request(ApplyRequest {
+                        diff: Some(Descriptor {
+                            media_type: layer.media_type.clone(),
+                            digest: layer.digest.clone(),
+                            size: layer.size as i64,
+                            annotations: HashMap::new(),
+                        }),
+                        mounts,
+                        ..Default::default()
+                    }))
+                    .await
+                    .with_context(|| format!("applying layer {}", layer.digest))?
+                    .into_inner()
+                    .applied
+                    .context("diff service returned nothing")?;
+                if applied.digest != *diff_id {
+                    bail!(
+                        "layer {} unpacks to {}, config says {diff_id}",
+                        layer.digest,
+                        applied.digest
+                    );
+                }
+                snapshots
+                    .commit(self.request(CommitSnapshotRequest {
+                        snapshotter: snapshotter.to_string(),
+                        name: chain.clone(),
+                        key,
+                        labels: HashMap::new(),
+                    }))
+                    .await
+                    .with_context(|| format!("committing snapshot {chain}"))?;
+            }
+            progress(&format!("{}: unpacked ({snapshotter})", layer.digest));
+            parent = chain;
+        }
+        // Keep the unpacked snapshot alive with the image (containerd's own convention).
+        ContentClient::new(self.channel.clone())
+            .update(self.request(UpdateRequest {
+                info: Some(Info {
+                    digest: config_digest.to_string(),
+                    labels: HashMap::from([(
+                        format!("containerd.io/gc.ref.snapshot.{snapshotter}"),
+                        parent.clone(),
+                    )]),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec![format!(
+                        "labels.containerd.io/gc.ref.snapshot.{snapshotter}"
+                    )],
+                }),
+            }))
+            .await
+            .context("labelling the config with its snapshot")?;
+        Ok(parent)
+    }
+
+    /// Records the image (creating it, or updating it when the name exists).
+    async fn record(&self, name: &str, target: &oci_spec::image::Descriptor) -> anyhow::Result<()> {
+        let image = Image {
+            name: name.to_string(),
+            target: Some(Descriptor {
+                media_type: target.media_type().to_string(),
+                digest: target.digest().to_string(),
+                size: target.size() as i64,
+                annotations: HashMap::new(),
+            }),
+            ..Default::default()
+        };
+        let mut images = ImagesClient::new(self.channel.clone());
+        match images
+            .create(self.request(CreateImageRequest {
+                image: Some(image.clone()),
+                ..Default::default()
+            }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                images
+                    .update(self.request(UpdateImageRequest {
+                        image: Some(image),
+                        ..Default::default()
+                    }))
+                    .await
+                    .context("updating the image record")?;
+                Ok(())
+            }
+            Err(status) => Err(status).context("creating the image record"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfigRef {
+    config: tuf_oci::layout::Entry,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    rootfs: DiffIds,
+}
+
+#[derive(Deserialize)]
+struct DiffIds {
+    diff_ids: Vec<String>,
+}
+
+/// The digest of the index entry for this machine's platform (linux and this architecture).
+fn platform_manifest(index: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Index {
+        manifests: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        digest: String,
+        platform: Option<Platform>,
+    }
+    #[derive(Deserialize)]
+    struct Platform {
+        architecture: String,
+        os: String,
+    }
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let index: Index = serde_json::from_slice(index).ok()?;
+    index
+        .manifests
+        .into_iter()
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+        })
+        .map(|m| m.digest)
+}
+
+/// An hour from now in RFC 3339, for the lease's expiry label (a safety net if we die).
+fn lease_expiry() -> String {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 3600)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
