@@ -503,3 +503,62 @@ impl Drop for HttpServer {
         let _ = self.process.wait();
     }
 }
+
+impl TestRegistry {
+    /// An OCI layout tar (`docker save`-like archive for `ctr images import`) of the image
+    /// `reference` (`path:tag`) as stored in this registry, its index naming it `name`.
+    pub async fn oci_archive(&self, path: &str, tag: &str, name: &str) -> Vec<u8> {
+        let repo = self.repo(path);
+        let manifest = self
+            .client
+            .manifest(&repo.tagged(tag), 1 << 20)
+            .await
+            .expect("manifest")
+            .expect("image exists");
+        let parsed: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+        let mut blobs = vec![(manifest.digest.clone(), manifest.bytes.clone())];
+        let mut children = vec![parsed["config"].clone()];
+        children.extend(parsed["layers"].as_array().unwrap().iter().cloned());
+        for child in children {
+            let digest = child["digest"].as_str().unwrap().to_string();
+            let size = child["size"].as_u64().unwrap();
+            blobs.push((
+                digest.clone(),
+                self.client.blob(&repo, &digest, size).await.unwrap(),
+            ));
+        }
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [{
+                "mediaType": manifest.media_type,
+                "digest": manifest.digest,
+                "size": manifest.bytes.len(),
+                "annotations": {
+                    "io.containerd.image.name": name,
+                    "org.opencontainers.image.ref.name": tag,
+                },
+            }],
+        }))
+        .unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive
+                .append_data(&mut header, path, bytes)
+                .expect("tar entry");
+        };
+        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        add("index.json", &index);
+        for (digest, bytes) in &blobs {
+            add(
+                &format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")),
+                bytes,
+            );
+        }
+        archive.into_inner().expect("tar")
+    }
+}

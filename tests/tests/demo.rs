@@ -18,7 +18,7 @@ fn demo_signs_verifies_and_refuses_a_tampered_tag() {
             || stderr.contains("team-a/app:v1 signed by team-a")
     );
     assert!(
-        stdout.contains("refused: tuf-oci:") && stdout.contains("registry digest is"),
+        stdout.contains("refused: tuf-oci:") && stdout.contains(": digest is sha256:"),
         "{stdout}"
     );
 }

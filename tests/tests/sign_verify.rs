@@ -204,17 +204,17 @@ async fn moved_tag_is_refused() {
         .await
         .unwrap_err();
     match err {
-        Error::RegistryMismatch {
+        Error::DescriptorMismatch {
             field,
             signed: s,
-            registry: r,
+            presented: r,
             ..
         } => {
             assert_eq!(field, "digest");
             assert_eq!(s, signed.digest);
             assert_eq!(r, evil.digest);
         }
-        other => panic!("expected RegistryMismatch, got {other}"),
+        other => panic!("expected DescriptorMismatch, got {other}"),
     }
 }
 

@@ -257,3 +257,62 @@ async fn concurrent_pulls_and_a_containerd_restart() {
         .unwrap();
     assert!(out.contains(&format!("{host}/team-a/app:v1")), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn imports_are_checked() {
+    let setup = setup().await;
+    let host = setup.registry.host.clone();
+    let name = format!("{host}/team-a/app:v1");
+    // The signed image as an archive; and other content claiming the same name.
+    let signed = setup.registry.oci_archive("team-a/app", "v1", &name).await;
+    setup
+        .registry
+        .push_image("team-a/app", "forged", "forged")
+        .await;
+    let forged = setup
+        .registry
+        .oci_archive("team-a/app", "forged", &name)
+        .await;
+    let signed_path = setup.dir.path().join("signed.tar");
+    let forged_path = setup.dir.path().join("forged.tar");
+    std::fs::write(&signed_path, signed).unwrap();
+    std::fs::write(&forged_path, forged).unwrap();
+
+    // containerd 1.6: ctr imports client-side and records the image with Images.Create/Update.
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let err = ctr(
+        &containerd,
+        &front,
+        &["images", "import", forged_path.to_str().unwrap()],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains(": digest is sha256:"), "{err}");
+    assert!(!containerd.images().contains(&name));
+    ctr(
+        &containerd,
+        &front,
+        &["images", "import", signed_path.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(image_digest(&containerd, &name), setup.signed.digest);
+
+    // containerd 2.x imports through the Transfer service, which containerd's own verifiers
+    // skip; the front refuses them.
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let err = ctr(
+        &containerd,
+        &front,
+        &["images", "import", signed_path.to_str().unwrap()],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("imports through the Transfer service are not verified"),
+        "{err}"
+    );
+    assert!(!containerd.images().contains(&name));
+}

@@ -95,19 +95,19 @@ async fn answers_like_containerd_expects() {
     // The tag is signed, but containerd resolved it to something else.
     refused(
         verify(&policy, &format!("{host}/team-a/app:v1"), &unsigned),
-        "registry digest is",
+        ": digest is sha256:",
     );
     let mut wrong_size = signed.clone();
     wrong_size.size += 1;
     refused(
         verify(&policy, &format!("{host}/team-a/app:v1"), &wrong_size),
-        "registry size is",
+        ": size is",
     );
     let mut wrong_type = signed.clone();
     wrong_type.media_type = tuf_oci::layout::INDEX_MEDIA_TYPE.into();
     refused(
         verify(&policy, &format!("{host}/team-a/app:v1"), &wrong_type),
-        "registry mediaType is",
+        ": mediaType is",
     );
     refused(
         verify(&policy, &format!("{host}/elsewhere/app:v1"), &signed),

@@ -151,7 +151,7 @@ async fn moved_tag_and_revoked_target_are_blocked() {
     assert_refused(
         &containerd,
         &format!("{}/team-a/app:v3", registry.host),
-        "registry digest is",
+        ": digest is sha256:",
     );
     assert_refused(
         &containerd,

@@ -167,17 +167,18 @@ pub enum Error {
         digest: String,
     },
 
-    /// The registry serves something other than what TUF signed for this name.
-    #[error("{reference}: registry {field} is {registry}, but TUF signed {signed}")]
-    RegistryMismatch {
+    /// The registry (or containerd, or an archive) presents something other than what TUF
+    /// signed for this name: the tag moved, or the digest, size or media type differ.
+    #[error("{reference}: {field} is {presented}, but TUF signed {signed}")]
+    DescriptorMismatch {
         /// The reference checked.
         reference: String,
         /// The field that differs (digest, size or mediaType).
         field: &'static str,
         /// The signed value.
         signed: String,
-        /// The value the registry serves.
-        registry: String,
+        /// The value presented.
+        presented: String,
     },
 
     /// A target's `custom` field or a descriptor cannot be mapped losslessly.

@@ -246,11 +246,11 @@ fn check_fields(
     size: u64,
     media_type: &str,
 ) -> Result<()> {
-    let mismatch = |field, signed: String, registry: &str| Error::RegistryMismatch {
+    let mismatch = |field, signed: String, presented: &str| Error::DescriptorMismatch {
         reference: reference.to_string(),
         field,
         signed,
-        registry: registry.to_string(),
+        presented: presented.to_string(),
     };
     if digest != verified.digest() {
         return Err(mismatch("digest", verified.digest(), digest));
