@@ -14,7 +14,7 @@ use tuf_oci_tests::{Org, TestRegistry, delegation, write_policy};
 
 struct Setup {
     registry: TestRegistry,
-    _org: Org,
+    org: Org,
     dir: tempfile::TempDir,
     policy: PathBuf,
     signed: Entry,
@@ -54,7 +54,7 @@ async fn setup() -> Setup {
     let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &["public/"], "");
     Setup {
         registry,
-        _org: org,
+        org,
         dir,
         policy,
         signed,
@@ -313,6 +313,129 @@ async fn imports_are_checked() {
     assert!(
         err.contains("imports through the Transfer service are not verified"),
         "{err}"
+    );
+    assert!(!containerd.images().contains(&name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoked_expired_and_moved_are_refused_on_1_6() {
+    let setup = setup().await;
+    let registry = &setup.registry;
+    let host = registry.host.clone();
+    let team = [setup.org.key("team-a").await];
+    for tag in ["v3", "v4"] {
+        registry.push_image("team-a/app", tag, tag).await;
+        setup
+            .org
+            .sign(
+                registry,
+                &registry.image(&format!("team-a/app:{tag}")),
+                "team-a",
+                &team,
+            )
+            .await;
+    }
+    setup.org.publish(registry).await;
+    // v3 revoked; v4's tag moved.
+    setup
+        .org
+        .editor(registry)
+        .await
+        .remove(
+            "team-a/app:v3",
+            "team-a",
+            &team,
+            tuf_oci_tests::expiries().targets,
+        )
+        .await
+        .unwrap();
+    setup.org.publish(registry).await;
+    registry.push_image("team-a/app", "v4", "moved").await;
+
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let pull = |tag: &str| {
+        let reference = format!("{host}/team-a/app:{tag}");
+        let (containerd, front) = (&containerd, &front);
+        async move {
+            ctr(
+                containerd,
+                front,
+                &["images", "pull", "--plain-http", &reference],
+            )
+            .await
+        }
+    };
+    let err = pull("v3").await.unwrap_err();
+    assert!(
+        err.contains("no trusted role signs target team-a/app:v3"),
+        "{err}"
+    );
+    let err = pull("v4").await.unwrap_err();
+    assert!(err.contains(": digest is sha256:"), "{err}");
+
+    // Freeze: a timestamp that expired refuses everything in scope, even what was signed.
+    let mut expires = tuf_oci_tests::expiries();
+    expires.timestamp = tuf_oci_tests::past();
+    setup.org.publish_with(registry, &expires).await;
+    let err = pull("v1").await.unwrap_err();
+    assert!(err.contains("timestamp metadata expired"), "{err}");
+    for tag in ["v1", "v3", "v4"] {
+        assert!(
+            !containerd
+                .images()
+                .contains(&format!("{host}/team-a/app:{tag}"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn front_killed_mid_pull_leaves_no_image() {
+    let setup = setup().await;
+    let registry = &setup.registry;
+    let big = "y".repeat(96 << 20);
+    registry.push_image("public/big", "v1", &big).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let socket = setup.dir.path().join("front-process.sock");
+    let mut front =
+        std::process::Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"))
+            .arg("--containerd")
+            .arg(&containerd.socket)
+            .arg("--listen")
+            .arg(&socket)
+            .arg("--policy")
+            .arg(&setup.policy)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    while !socket.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let name = format!("{}/public/big:v1", registry.host);
+    let mut pull = std::process::Command::new(&containerd.ctr)
+        .arg("--address")
+        .arg(&socket)
+        .args(["images", "pull", "--plain-http", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the front while content is being written through it.
+    let mut ingesting = false;
+    for _ in 0..2000 {
+        let active = String::from_utf8(containerd.ctr(&["content", "active"]).stdout).unwrap();
+        if active.lines().count() > 1 {
+            ingesting = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    front.kill().unwrap();
+    front.wait().unwrap();
+    assert!(ingesting, "the pull never reached containerd");
+    assert!(
+        !pull.wait().unwrap().success(),
+        "the pull cannot finish without the front"
     );
     assert!(!containerd.images().contains(&name));
 }
