@@ -62,6 +62,7 @@ async fn main() {
     many_targets_in_one_role(&registry, sizes.targets_in_one_role).await;
     many_delegated_roles(&registry, sizes.roles, sizes.targets_per_role).await;
     containerd_verifier(&registry, sizes.runs, sizes.layer_bytes).await;
+    transfer_front(&registry, sizes.runs, sizes.layer_bytes).await;
 }
 
 /// A fresh client (own counters) trusting `org`, keeping trusted metadata in `cache`.
@@ -472,4 +473,144 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
             time.as_secs_f64() / pulls[0].as_secs_f64()
         );
     }
+}
+
+/// The transfer front: `ctr images pull` (containerd 1.6, client-side) through the front vs
+/// directly, with cold and warm metadata, and the latency a forwarded unary call gains.
+async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize) {
+    use containerd_client::services::v1::version_client::VersionClient;
+    use containerd_tuf_transfer::{server, upstream::Upstream};
+    use containerd_tuf_verifier::engine::Engine;
+    use containerd_tuf_verifier::policy::Policy;
+    use std::sync::Arc;
+    use tuf_oci_tests::containerd::{Containerd, Version};
+
+    let org = Org::init(registry, "front/tuf").await;
+    // Two images of the same size: the first pull through a new front has cold metadata, the
+    // second warm metadata; both have cold content.
+    for (tag, fill) in [("v1", "z"), ("v2", "w")] {
+        registry
+            .push_image("front/app", tag, &fill.repeat(layer_bytes))
+            .await;
+        org.sign(
+            registry,
+            &registry.image(&format!("front/app:{tag}")),
+            "targets",
+            &org.targets_key().await,
+        )
+        .await;
+    }
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("front/app"), "../tuf")
+        .await
+        .unwrap();
+    org.publish(registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = tuf_oci_tests::write_policy(
+        dir.path(),
+        registry,
+        &org,
+        &["front/"],
+        &[],
+        "refresh_interval_seconds = 60",
+    );
+    let start_front = |containerd: &Containerd, socket: &std::path::Path| {
+        let engine = Arc::new(Engine::new(Policy::load(&policy).unwrap()).unwrap());
+        let listener = containerd_tuf_verifier::server::bind(socket).unwrap();
+        let upstream = Upstream::new(containerd.socket.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server::serve(listener, upstream, engine, async {
+            let _ = stopped.await;
+        }));
+        stop
+    };
+    let pull = |containerd: &Containerd, socket: &std::path::Path, tag: &str| {
+        let name = format!("{}/front/app:{tag}", registry.host);
+        let start = Instant::now();
+        let out = containerd.ctr_at(socket, &["images", "pull", "--plain-http", &name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        start.elapsed()
+    };
+    // [direct v1, direct v2, front v1 (cold metadata), front v2 (warm metadata)]
+    let mut times = [Duration::ZERO; 4];
+    for run in 0..runs {
+        let direct = Containerd::start(Version::V1_6, None, &[]);
+        times[0] += pull(&direct, &direct.socket, "v1");
+        times[1] += pull(&direct, &direct.socket, "v2");
+        let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+        let fronted = Containerd::start(Version::V1_6, None, &[]);
+        let socket = dir.path().join(format!("front-{run}.sock"));
+        let stop = start_front(&fronted, &socket);
+        times[2] += pull(&fronted, &socket, "v1");
+        times[3] += pull(&fronted, &socket, "v2");
+        let _ = stop.send(());
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
+    let mb = layer_bytes >> 20;
+    for (case, time) in [
+        ("direct", times[0] + times[1]),
+        ("through the front, cold metadata", times[2] * 2),
+        ("through the front, warm metadata", times[3] * 2),
+    ] {
+        println!(
+            "{:<56} {:>10} {:>12} {:>10.2}ms",
+            format!("ctr pull 1.6 ({mb} MiB), {case}"),
+            "",
+            "",
+            per(time) / 2.0
+        );
+    }
+    for (case, front, direct) in [("cold", times[2], times[0]), ("warm", times[3], times[1])] {
+        println!(
+            "{:<56} {:>10.2}",
+            format!("  ratio front ({case} metadata) / direct"),
+            front.as_secs_f64() / direct.as_secs_f64()
+        );
+    }
+
+    // Forwarded unary latency: containerd's Version call, direct vs through the front.
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let socket = dir.path().join("front-unary.sock");
+    let stop = start_front(&containerd, &socket);
+    let calls = runs * 100;
+    let mut latency = [Duration::ZERO; 2];
+    for (i, target) in [containerd.socket.clone(), socket.clone()]
+        .iter()
+        .enumerate()
+    {
+        let channel = containerd_tuf_verifier::client::unix_channel(target, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut client = VersionClient::new(channel);
+        client.version(()).await.unwrap();
+        let start = Instant::now();
+        for _ in 0..calls {
+            client.version(()).await.unwrap();
+        }
+        latency[i] = start.elapsed();
+    }
+    let _ = stop.send(());
+    let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.1}us",
+        "unary Version call, direct",
+        "",
+        "",
+        per_call(latency[0])
+    );
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.1}us",
+        "unary Version call, through the front",
+        "",
+        "",
+        per_call(latency[1])
+    );
+    println!(
+        "{:<56} {:>10.2}",
+        "  ratio front / direct",
+        latency[1].as_secs_f64() / latency[0].as_secs_f64()
+    );
 }
