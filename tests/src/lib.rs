@@ -334,6 +334,19 @@ impl Org {
         Verifier::new(registry.client.clone(), self.trust(None, Some(cache))).expect("trusted root")
     }
 
+    /// Verifies `reference` (`path:tag` or `path@digest` in `registry`) as a new client would:
+    /// following pointers, with an empty trusted-metadata cache.
+    pub async fn verify_fresh(
+        &self,
+        registry: &TestRegistry,
+        reference: &str,
+    ) -> tuf_oci::Result<tuf_oci::VerifiedTarget> {
+        let cache = tempfile::tempdir().expect("temp dir");
+        self.verifier(registry, cache.path())
+            .verify(&registry.image(reference))
+            .await
+    }
+
     /// An editor on the metadata repository (as the administrator).
     pub async fn editor(&self, registry: &TestRegistry) -> Editor {
         let admin = Verifier::new(
@@ -561,4 +574,68 @@ impl TestRegistry {
         }
         archive.into_inner().expect("tar")
     }
+}
+
+/// The split-mode scenario most tests share: metadata repository `org/tuf` delegating
+/// `team-a/*` to role team-a; `team-a/app:v1` signed by team-a, `team-a/app:v2` pushed but
+/// unsigned; `team-a/app` pointing at `../../org/tuf`; everything published.
+pub struct TeamA {
+    /// The organisation.
+    pub org: Org,
+    /// team-a/app:v1, signed.
+    pub signed: Entry,
+    /// team-a/app:v2, unsigned.
+    pub unsigned: Entry,
+}
+
+impl TeamA {
+    /// Builds the scenario in `registry`.
+    pub async fn create(registry: &TestRegistry) -> Self {
+        let org = Org::init(registry, "org/tuf").await;
+        let team = org.key("team-a").await;
+        let delegation = delegation("team-a", &["team-a/*"], &[&team], 1);
+        org.delegate(registry, "targets", &org.targets_key().await, &delegation)
+            .await;
+        org.publish(registry).await;
+        let signed = registry.push_image("team-a/app", "v1", "signed").await;
+        let unsigned = registry.push_image("team-a/app", "v2", "unsigned").await;
+        editor::set_pointer(
+            &registry.client,
+            &registry.repo("team-a/app"),
+            "../../org/tuf",
+        )
+        .await
+        .expect("pointer");
+        org.sign(
+            registry,
+            &registry.image("team-a/app:v1"),
+            "team-a",
+            &[team],
+        )
+        .await;
+        org.publish(registry).await;
+        TeamA {
+            org,
+            signed,
+            unsigned,
+        }
+    }
+}
+
+/// The single-repository scenario: `solo/app` is its own metadata repository and top-level
+/// targets signs `solo/app:v1` (returned); published unless `publish` is false.
+pub async fn solo(registry: &TestRegistry, publish: bool) -> (Org, Entry) {
+    let org = Org::init(registry, "solo/app").await;
+    let pushed = registry.push_image("solo/app", "v1", "one").await;
+    org.sign(
+        registry,
+        &registry.image("solo/app:v1"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    if publish {
+        org.publish(registry).await;
+    }
+    (org, pushed)
 }

@@ -47,12 +47,7 @@ async fn two_level_delegation() {
     .await;
     org.publish(&registry).await;
 
-    let cache = tempfile::tempdir().unwrap();
-    let verified = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("team-a/app:v1"))
-        .await
-        .unwrap();
+    let verified = org.verify_fresh(&registry, "team-a/app:v1").await.unwrap();
     assert_eq!(verified.role(), "team-a-app");
     assert_eq!(verified.digest(), pushed.digest);
 }

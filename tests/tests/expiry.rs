@@ -24,16 +24,7 @@ async fn verify_error(registry: &TestRegistry, org: &Org) -> Error {
 }
 
 async fn signed_repo(registry: &TestRegistry) -> Org {
-    let org = Org::init(registry, "solo/app").await;
-    registry.push_image("solo/app", "v1", "one").await;
-    org.sign(
-        registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
-    org
+    tuf_oci_tests::solo(registry, false).await.0
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use tuf_oci_tests::{HttpServer, Org, TestRegistry, delegation, workspace_binary};
+use tuf_oci_tests::{HttpServer, TeamA, TestRegistry, workspace_binary};
 
 const INTEROP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop");
 
@@ -26,32 +26,11 @@ fn python(script: &str, args: &[&str]) -> String {
 #[tokio::test]
 async fn python_tuf_ngclient_verifies_our_metadata() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let team = org.key("team-a").await;
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("team-a", &["team-a/*"], &[&team], 1),
-    )
-    .await;
-    org.publish(&registry).await;
-    let pushed = registry.push_image("team-a/app", "v1", "interop").await;
-    tuf_oci::editor::set_pointer(
-        &registry.client,
-        &registry.repo("team-a/app"),
-        "../../org/tuf",
-    )
-    .await
-    .unwrap();
-    org.sign(
-        &registry,
-        &registry.image("team-a/app:v1"),
-        "team-a",
-        &[team],
-    )
-    .await;
-    org.publish(&registry).await;
+    let TeamA {
+        org,
+        signed: pushed,
+        ..
+    } = TeamA::create(&registry).await;
 
     // Export what the tuf-metadata index lists, as plain files.
     let dir = tempfile::tempdir().unwrap();

@@ -5,17 +5,7 @@ use tuf_oci::Error;
 use tuf_oci_tests::{Org, TestRegistry};
 
 async fn signed_repo(registry: &TestRegistry) -> Org {
-    let org = Org::init(registry, "solo/app").await;
-    registry.push_image("solo/app", "v1", "one").await;
-    org.sign(
-        registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
-    org.publish(registry).await;
-    org
+    tuf_oci_tests::solo(registry, true).await.0
 }
 
 #[tokio::test]
@@ -26,10 +16,8 @@ async fn oversized_timestamp_is_refused() {
     registry
         .put_file(&org.metadata, "timestamp.json", &huge)
         .await;
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
+        .verify_fresh(&registry, "solo/app:v1")
         .await
         .unwrap_err();
     assert!(
@@ -46,10 +34,8 @@ async fn size_lie_in_the_manifest_does_not_lift_the_limit() {
     registry
         .put_file_with_layer(&org.metadata, "timestamp.json", &huge, Some(100))
         .await;
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
+        .verify_fresh(&registry, "solo/app:v1")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
@@ -71,10 +57,8 @@ async fn tampered_snapshot_bytes_are_refused() {
             &serde_json::to_vec(&value).unwrap(),
         )
         .await;
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
+        .verify_fresh(&registry, "solo/app:v1")
         .await
         .unwrap_err();
     // The bytes no longer match what timestamp names for the snapshot.

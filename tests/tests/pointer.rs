@@ -31,10 +31,8 @@ async fn forged_pointer_to_another_root_is_refused() {
         .verify(&registry.image("team-a/app:v1"))
         .await
         .unwrap();
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("team-a/app:v1"))
+        .verify_fresh(&registry, "team-a/app:v1")
         .await
         .unwrap_err();
     assert!(
@@ -120,10 +118,8 @@ async fn unreachable_registry_is_a_clear_error() {
     )
     .await
     .unwrap();
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("team-a/app:v1"))
+        .verify_fresh(&registry, "team-a/app:v1")
         .await
         .unwrap_err();
     assert!(

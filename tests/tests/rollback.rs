@@ -7,17 +7,7 @@ use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry};
 
 async fn signed_repo(registry: &TestRegistry) -> Org {
-    let org = Org::init(registry, "solo/app").await;
-    registry.push_image("solo/app", "v1", "one").await;
-    org.sign(
-        registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
-    org.publish(registry).await;
-    org
+    tuf_oci_tests::solo(registry, true).await.0
 }
 
 #[tokio::test]
@@ -102,10 +92,8 @@ async fn targets_from_another_state_are_refused() {
         .put_file(&org.metadata, "3.targets.json", &targets_v2)
         .await;
 
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
+        .verify_fresh(&registry, "solo/app:v1")
         .await
         .unwrap_err();
     assert!(

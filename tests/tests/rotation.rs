@@ -10,17 +10,7 @@ use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry, expiries};
 
 async fn signed_repo(registry: &TestRegistry) -> Org {
-    let org = Org::init(registry, "solo/app").await;
-    registry.push_image("solo/app", "v1", "one").await;
-    org.sign(
-        registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
-    org.publish(registry).await;
-    org
+    tuf_oci_tests::solo(registry, true).await.0
 }
 
 #[tokio::test]
@@ -89,10 +79,8 @@ async fn root_not_signed_by_its_predecessor_is_refused() {
         .put_file(&org.metadata, "2.root.json", &craft::bytes(&signed))
         .await;
 
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
+        .verify_fresh(&registry, "solo/app:v1")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::RootChain { version: 2, .. }), "{err}");

@@ -2,38 +2,16 @@
 //! with metadata split across repositories (relative or full pointer) or in one repository.
 
 use tuf_oci::Error;
-use tuf_oci_tests::{Org, TestRegistry, delegation};
+use tuf_oci_tests::{Org, TeamA, TestRegistry};
 
 #[tokio::test]
 async fn split_mode_relative_pointer_by_tag_and_digest() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let team_a = org.key("team-a").await;
-    let team_a_paths = delegation("team-a", &["team-a/*"], &[&team_a], 1);
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &team_a_paths,
-    )
-    .await;
-    org.publish(&registry).await;
-    let pushed = registry.push_image("team-a/app", "v1", "hello").await;
-    tuf_oci::editor::set_pointer(
-        &registry.client,
-        &registry.repo("team-a/app"),
-        "../../org/tuf",
-    )
-    .await
-    .unwrap();
-    org.sign(
-        &registry,
-        &registry.image("team-a/app:v1"),
-        "team-a",
-        &[team_a],
-    )
-    .await;
-    org.publish(&registry).await;
+    let TeamA {
+        org,
+        signed: pushed,
+        ..
+    } = TeamA::create(&registry).await;
 
     let cache = tempfile::tempdir().unwrap();
     let verifier = org.verifier(&registry, cache.path());
@@ -94,10 +72,8 @@ async fn multi_platform_index_with_full_pointer() {
     .await;
     org.publish(&registry).await;
 
-    let cache = tempfile::tempdir().unwrap();
     let verified = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("team-b/tool:2.0"))
+        .verify_fresh(&registry, "team-b/tool:2.0")
         .await
         .unwrap();
     assert_eq!(verified.digest(), pushed.digest);
@@ -197,10 +173,8 @@ async fn moved_tag_is_refused() {
     org.publish(&registry).await;
     let evil = registry.push_image("solo/app", "v1", "evil").await;
 
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
+        .verify_fresh(&registry, "solo/app:v1")
         .await
         .unwrap_err();
     match err {

@@ -10,7 +10,7 @@ use containerd_tuf_verifier::policy::Policy;
 use tokio::sync::oneshot;
 use tuf_oci::layout::Entry;
 use tuf_oci_tests::containerd::{Containerd, Version};
-use tuf_oci_tests::{Org, TestRegistry, delegation, write_policy};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, write_policy};
 
 struct Setup {
     registry: TestRegistry,
@@ -22,34 +22,8 @@ struct Setup {
 
 async fn setup() -> Setup {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let team = org.key("team-a").await;
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("team-a", &["team-a/*"], &[&team], 1),
-    )
-    .await;
-    org.publish(&registry).await;
-    let signed = registry.push_image("team-a/app", "v1", "signed").await;
-    registry.push_image("team-a/app", "v2", "unsigned").await;
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
     registry.push_image("public/app", "v1", "public").await;
-    tuf_oci::editor::set_pointer(
-        &registry.client,
-        &registry.repo("team-a/app"),
-        "../../org/tuf",
-    )
-    .await
-    .unwrap();
-    org.sign(
-        &registry,
-        &registry.image("team-a/app:v1"),
-        "team-a",
-        &[team],
-    )
-    .await;
-    org.publish(&registry).await;
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &["public/"], "");
     Setup {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use tuf_oci::layout::Entry;
-use tuf_oci_tests::{Org, TestRegistry, delegation, workspace_binary, write_policy};
+use tuf_oci_tests::{TeamA, TestRegistry, workspace_binary, write_policy};
 
 const MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
 
@@ -50,33 +50,11 @@ fn refused(out: (Option<i32>, String), reason: &str) {
 #[tokio::test]
 async fn answers_like_containerd_expects() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let team = org.key("team-a").await;
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("team-a", &["team-a/*"], &[&team], 1),
-    )
-    .await;
-    org.publish(&registry).await;
-    let signed = registry.push_image("team-a/app", "v1", "signed").await;
-    let unsigned = registry.push_image("team-a/app", "v2", "unsigned").await;
-    tuf_oci::editor::set_pointer(
-        &registry.client,
-        &registry.repo("team-a/app"),
-        "../../org/tuf",
-    )
-    .await
-    .unwrap();
-    org.sign(
-        &registry,
-        &registry.image("team-a/app:v1"),
-        "team-a",
-        &[team],
-    )
-    .await;
-    org.publish(&registry).await;
+    let TeamA {
+        org,
+        signed,
+        unsigned,
+    } = TeamA::create(&registry).await;
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &["public/"], "");
     let host = &registry.host;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use tuf_oci_tests::containerd::{Containerd, Version};
-use tuf_oci_tests::{Org, TestRegistry, delegation, expiries, workspace_binary, write_policy};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, expiries, workspace_binary, write_policy};
 
 struct Setup {
     registry: TestRegistry,
@@ -15,35 +15,8 @@ struct Setup {
 /// A registry with team-a/app:v1 signed by team-a, team-a/app:v2 unsigned, public/app:v1.
 async fn setup() -> Setup {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let team = org.key("team-a").await;
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("team-a", &["team-a/*"], &[&team], 1),
-    )
-    .await;
-    org.publish(&registry).await;
-    for (tag, content) in [("v1", "signed"), ("v2", "unsigned")] {
-        registry.push_image("team-a/app", tag, content).await;
-    }
+    let org = TeamA::create(&registry).await.org;
     registry.push_image("public/app", "v1", "public").await;
-    tuf_oci::editor::set_pointer(
-        &registry.client,
-        &registry.repo("team-a/app"),
-        "../../org/tuf",
-    )
-    .await
-    .unwrap();
-    org.sign(
-        &registry,
-        &registry.image("team-a/app:v1"),
-        "team-a",
-        &[team],
-    )
-    .await;
-    org.publish(&registry).await;
     Setup {
         registry,
         org,

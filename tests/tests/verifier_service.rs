@@ -12,7 +12,7 @@ use containerd_tuf_verifier::policy::Policy;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tuf_oci::layout::Entry;
-use tuf_oci_tests::{Org, TestRegistry, delegation, write_policy};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, write_policy};
 
 struct Fixture {
     registry: TestRegistry,
@@ -26,33 +26,11 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let team = org.key("team-a").await;
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("team-a", &["team-a/*"], &[&team], 1),
-    )
-    .await;
-    org.publish(&registry).await;
-    let signed = registry.push_image("team-a/app", "v1", "signed").await;
-    let unsigned = registry.push_image("team-a/app", "v2", "unsigned").await;
-    tuf_oci::editor::set_pointer(
-        &registry.client,
-        &registry.repo("team-a/app"),
-        "../../org/tuf",
-    )
-    .await
-    .unwrap();
-    org.sign(
-        &registry,
-        &registry.image("team-a/app:v1"),
-        "team-a",
-        &[team],
-    )
-    .await;
-    org.publish(&registry).await;
+    let TeamA {
+        org,
+        signed,
+        unsigned,
+    } = TeamA::create(&registry).await;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/verifier.sock");
     let policy = write_policy(
