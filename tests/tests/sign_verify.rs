@@ -2,7 +2,7 @@
 //! with metadata split across repositories (relative or full pointer) or in one repository.
 
 use tuf_oci::Error;
-use tuf_oci_tests::{Org, TeamA, TestRegistry};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, solo};
 
 #[tokio::test]
 async fn split_mode_relative_pointer_by_tag_and_digest() {
@@ -86,21 +86,12 @@ async fn multi_platform_index_with_full_pointer() {
 #[tokio::test]
 async fn single_repository_mode() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "solo/app").await;
-    let pushed = registry.push_image("solo/app", "v3", "solo").await;
-    org.sign(
-        &registry,
-        &registry.image("solo/app:v3"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
-    org.publish(&registry).await;
+    let (org, pushed) = solo(&registry, true).await;
 
     let cache = tempfile::tempdir().unwrap();
     let verifier = org.verifier(&registry, cache.path());
     let verified = verifier
-        .verify(&registry.image("solo/app:v3"))
+        .verify(&registry.image("solo/app:v1"))
         .await
         .unwrap();
     assert_eq!(verified.digest(), pushed.digest);
@@ -108,22 +99,14 @@ async fn single_repository_mode() {
         .verify(&registry.image(&format!("solo/app@{}", pushed.digest)))
         .await
         .unwrap();
-    assert_eq!(by_digest.name(), "solo/app:v3");
+    assert_eq!(by_digest.name(), "solo/app:v1");
 }
 
 #[tokio::test]
 async fn unsigned_image_is_refused_by_tag_and_by_digest() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "solo/app").await;
-    let signed = registry.push_image("solo/app", "v1", "signed").await;
+    let (org, signed) = solo(&registry, false).await;
     let unsigned = registry.push_image("solo/app", "v2", "unsigned").await;
-    org.sign(
-        &registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
     org.publish(&registry).await;
     let cache = tempfile::tempdir().unwrap();
     let verifier = org.verifier(&registry, cache.path());
@@ -161,16 +144,7 @@ async fn unsigned_image_is_refused_by_tag_and_by_digest() {
 #[tokio::test]
 async fn moved_tag_is_refused() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "solo/app").await;
-    let signed = registry.push_image("solo/app", "v1", "good").await;
-    org.sign(
-        &registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
-    org.publish(&registry).await;
+    let (org, signed) = solo(&registry, true).await;
     let evil = registry.push_image("solo/app", "v1", "evil").await;
 
     let err = org
@@ -195,17 +169,8 @@ async fn moved_tag_is_refused() {
 #[tokio::test]
 async fn revoked_target_is_refused_once_published() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "solo/app").await;
-    registry.push_image("solo/app", "v1", "soon revoked").await;
+    let (org, _) = solo(&registry, true).await;
     let targets = org.targets_key().await;
-    org.sign(
-        &registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &targets,
-    )
-    .await;
-    org.publish(&registry).await;
     let cache = tempfile::tempdir().unwrap();
     let verifier = org.verifier(&registry, cache.path());
     verifier
