@@ -1,5 +1,6 @@
 //! `tuf-oci`: create, sign, publish and verify TUF metadata stored in OCI registries.
 
+mod copy_cmd;
 mod expiry;
 mod keys_dir;
 
@@ -40,6 +41,10 @@ struct Cli {
     /// Directory for trusted metadata kept between runs (rollback protection).
     #[arg(long, env = "TUF_OCI_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
+    /// Verify images of local repository path prefix LOCAL as signed under SIGNED
+    /// (`prod/app=team-a/app`), for copies promoted to other repositories. Repeatable.
+    #[arg(long = "signed-as", value_name = "LOCAL=SIGNED", global = true)]
+    signed_as: Vec<String>,
     /// Per-request deadline in seconds.
     #[arg(long, default_value_t = 30, global = true)]
     timeout: u64,
@@ -173,6 +178,23 @@ enum Command {
         #[arg(long)]
         no_unpack: bool,
     },
+    /// Copy an image repository with all its TUF metadata (registry, oci:DIR, oci-archive:FILE),
+    /// so the copy verifies at the destination with the source unreachable.
+    Copy {
+        /// host/repo[:tag], oci:DIR[:repo[:tag]] or oci-archive:FILE[:repo[:tag]].
+        source: String,
+        /// Same forms.
+        destination: String,
+        /// Copy every image tag of the source repository.
+        #[arg(long)]
+        all_tags: bool,
+        /// Do not copy the metadata repository; point the destination at the source's.
+        #[arg(long)]
+        keep_metadata_remote: bool,
+        /// List what would be copied without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List every signed target (from the published, verified metadata).
     List {
         /// A repository whose pointer leads to the metadata (or use --metadata-repo).
@@ -217,6 +239,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .as_deref()
         .map(Repository::parse)
         .transpose()?;
+    let signed_as = cli
+        .signed_as
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(local, signed)| (local.to_string(), signed.to_string()))
+                .with_context(|| format!("--signed-as {pair}: expected LOCAL=SIGNED"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let verifier = || -> anyhow::Result<Verifier> {
         let root = std::fs::read(&cli.root)
             .with_context(|| format!("reading trusted root {}", cli.root.display()))?;
@@ -226,6 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 root,
                 metadata_override: override_repo.clone(),
                 cache_dir: cli.cache_dir.clone(),
+                signed_as: signed_as.clone(),
                 ..Default::default()
             },
         )?)
@@ -427,6 +459,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             println!("{} {}", pulled.name, pulled.digest);
+        }
+        Command::Copy {
+            source,
+            destination,
+            all_tags,
+            keep_metadata_remote,
+            dry_run,
+        } => {
+            let from = copy_cmd::Endpoint::parse(&source)?;
+            let to = copy_cmd::Endpoint::parse(&destination)?;
+            let metadata = if keep_metadata_remote {
+                tuf_oci::copy::MetadataMode::KeepRemote
+            } else {
+                tuf_oci::copy::MetadataMode::Copy
+            };
+            let (report, from_path, to_path) =
+                copy_cmd::run(&registry, &from, &to, all_tags, metadata, dry_run).await?;
+            eprintln!(
+                "{} {} objects ({} bytes), {} already present",
+                if dry_run { "would copy" } else { "copied" },
+                report.written.len(),
+                report.bytes,
+                report.skipped
+            );
+            if let Some(metadata) = &report.metadata_repository {
+                eprintln!("metadata repository at the destination: {metadata}");
+            }
+            if from_path != to_path {
+                eprintln!(
+                    "targets stay named {from_path}:<tag>; verify the copy with --signed-as {to_path}={from_path}"
+                );
+            }
         }
         Command::List { repository } => {
             let repository = match repository {

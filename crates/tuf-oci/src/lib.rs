@@ -10,6 +10,8 @@
 //! - [`updater`]: the TUF client workflow with lazy delegation search.
 //! - [`verify`]: end-to-end verification of an image reference.
 //! - [`keys`] and [`editor`]: signing keys and the writing side (init, delegate, sign, publish).
+//! - [`store`] and [`copy`]: registries and OCI layouts as content stores, and TUF-aware copies
+//!   between them (images travel with their metadata).
 //!
 //! Verifying is split from writing: the updater returns [`VerifiedTarget`]s, which nothing else
 //! can build, and the editor only edits metadata it has verified from the trusted root down.
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod copy;
 pub mod descriptor;
 pub mod editor;
 mod error;
@@ -25,6 +28,7 @@ pub mod layout;
 pub mod location;
 pub mod registry;
 pub mod source;
+pub mod store;
 pub mod trusted;
 pub mod updater;
 pub mod verify;

@@ -208,6 +208,18 @@ impl Registry {
         Ok(body)
     }
 
+    /// Whether the repository has blob `digest`.
+    pub async fn has_blob(&self, repository: &Repository, digest: &str) -> Result<bool> {
+        let reference = repository.digested(digest);
+        self.login(&reference, RegistryOperation::Pull).await?;
+        let exists = self
+            .deadline(&reference, self.client.blob_exists(&reference, digest))
+            .await
+            .map_err(|e| registry_error(&reference, &e))?;
+        self.traffic.record(0);
+        Ok(exists)
+    }
+
     /// Uploads `bytes` as a blob unless the repository already has it.
     pub async fn push_blob(
         &self,

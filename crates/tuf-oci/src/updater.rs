@@ -260,12 +260,15 @@ impl<S: MetadataSource> Updater<S> {
     /// that could sign names of the repository are searched for candidate names; each candidate
     /// is then confirmed by the ordinary search for that exact name, so delegation order and
     /// path restrictions apply exactly as for a pull by tag.
+    /// `signed_path` is the repository path the targets are named with; `near` is where the
+    /// image actually is (delegated roles are looked for beside it).
     pub async fn find_digest(
         &mut self,
-        repository: &Repository,
+        signed_path: &str,
+        near: Option<&Repository>,
         digest: &str,
     ) -> Result<VerifiedTarget> {
-        let prefix = format!("{}:", repository.path);
+        let prefix = format!("{signed_path}:");
         let hex = digest.strip_prefix("sha256:").unwrap_or_default();
         let mut candidates = Vec::new();
         let mut visited = HashSet::new();
@@ -276,7 +279,7 @@ impl<S: MetadataSource> Updater<S> {
             }
             if visited.len() > self.limits.max_delegations {
                 return Err(Error::Delegation {
-                    target: format!("{repository}@{digest}"),
+                    target: format!("{signed_path}@{digest}"),
                     reason: format!("more than {} roles", self.limits.max_delegations),
                 });
             }
@@ -295,9 +298,7 @@ impl<S: MetadataSource> Updater<S> {
             };
             for child in delegations.roles.iter().rev() {
                 if may_cover_repository(&child.paths, &prefix) {
-                    let loaded = self
-                        .delegated_role(&child.name, &delegations, Some(repository))
-                        .await?;
+                    let loaded = self.delegated_role(&child.name, &delegations, near).await?;
                     stack.push((child.name.clone(), loaded));
                 }
             }
@@ -305,14 +306,14 @@ impl<S: MetadataSource> Updater<S> {
         candidates.sort();
         candidates.dedup();
         for name in candidates {
-            if let Ok(found) = self.find(&name, Some(repository)).await
+            if let Ok(found) = self.find(&name, near).await
                 && found.digest() == digest
             {
                 return Ok(found);
             }
         }
         Err(Error::DigestNotSigned {
-            repository: repository.path.clone(),
+            repository: signed_path.to_string(),
             digest: digest.to_string(),
         })
     }

@@ -32,6 +32,11 @@ pub struct TrustConfig {
     pub cache_dir: Option<PathBuf>,
     /// Download limits.
     pub limits: Limits,
+    /// Repository path prefixes whose images are signed under other names: `(local, signed)`
+    /// pairs, e.g. `("prod/", "team-a/")` for a copy of team-a's images promoted to `prod/`.
+    /// Configured by the client, never read from the registry: a registry that could choose the
+    /// name would choose which signed image a pull gets.
+    pub signed_as: Vec<(String, String)>,
     /// How long updated metadata (and resolved pointers) are used before the next TUF update.
     /// Zero, the default, updates on every verification; expiry is checked on every use anyway.
     pub refresh_interval: Duration,
@@ -123,14 +128,21 @@ impl Verifier {
             }
         }
         let updater = &mut session.updater;
-        let verified = match image.target_name() {
-            Some(name) => updater.find(&name, Some(repository)).await?,
+        let signed_path = self.signed_path(&repository.path);
+        let verified = match &image.tag {
+            Some(tag) => {
+                updater
+                    .find(&format!("{signed_path}:{tag}"), Some(repository))
+                    .await?
+            }
             None => {
                 let digest = image
                     .digest
                     .as_deref()
                     .expect("a reference without tag has a digest");
-                updater.find_digest(repository, digest).await?
+                updater
+                    .find_digest(&signed_path, Some(repository), digest)
+                    .await?
             }
         };
         if let Some(digest) = &image.digest
@@ -142,6 +154,19 @@ impl Verifier {
             });
         }
         Ok(verified)
+    }
+
+    /// The repository path targets of `path` are named with (see [`TrustConfig::signed_as`]).
+    pub fn signed_path(&self, path: &str) -> String {
+        self.trust
+            .signed_as
+            .iter()
+            .filter(|(local, _)| path.starts_with(local.as_str()))
+            .max_by_key(|(local, _)| local.len())
+            .map_or_else(
+                || path.to_string(),
+                |(local, signed)| format!("{signed}{}", &path[local.len()..]),
+            )
     }
 
     /// Drops the warm state: the next verification re-resolves pointers and updates metadata

@@ -1,0 +1,276 @@
+//! `tuf-oci copy`: endpoints (`host/repo[:tag]`, `oci:DIR[:repo[:tag]]`,
+//! `oci-archive:FILE[:repo[:tag]]`) and the copy between them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use tuf_oci::Registry;
+use tuf_oci::copy::{CopyOptions, CopyReport, MetadataMode, Tags, copy_repository};
+use tuf_oci::store::{BUNDLE_REPOSITORY, ContentStore, LayoutStore, RegistryStore, pack, unpack};
+
+/// One side of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A registry repository.
+    Registry {
+        host: String,
+        path: String,
+        tag: Option<String>,
+    },
+    /// An OCI layout directory.
+    Layout {
+        dir: PathBuf,
+        path: Option<String>,
+        tag: Option<String>,
+    },
+    /// A tar of an OCI layout.
+    Archive {
+        file: PathBuf,
+        path: Option<String>,
+        tag: Option<String>,
+    },
+}
+
+impl Endpoint {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let split_ref = |rest: &str| -> (PathBuf, Option<String>, Option<String>) {
+            let (file, reference) = match rest.split_once(':') {
+                Some((file, reference)) => (file, Some(reference)),
+                None => (rest, None),
+            };
+            let (path, tag) = match reference.map(split_tag) {
+                Some((path, tag)) => (Some(path), tag),
+                None => (None, None),
+            };
+            (PathBuf::from(file), path, tag)
+        };
+        if let Some(rest) = text.strip_prefix("oci-archive:") {
+            let (file, path, tag) = split_ref(rest);
+            return Ok(Endpoint::Archive { file, path, tag });
+        }
+        if let Some(rest) = text.strip_prefix("oci:") {
+            let (dir, path, tag) = split_ref(rest);
+            return Ok(Endpoint::Layout { dir, path, tag });
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            bail!(
+                "unknown transport {scheme}:// (use host/repo[:tag], oci:DIR or oci-archive:FILE)"
+            );
+        }
+        if text.contains('@') {
+            bail!("{text}: copies are by tag (target names are tags); drop the digest");
+        }
+        let (reference, tag) = split_tag(text);
+        let repository = tuf_oci::Repository::parse(&reference)?;
+        Ok(Endpoint::Registry {
+            host: repository.registry,
+            path: repository.path,
+            tag,
+        })
+    }
+
+    fn tag(&self) -> Option<&String> {
+        match self {
+            Endpoint::Registry { tag, .. }
+            | Endpoint::Layout { tag, .. }
+            | Endpoint::Archive { tag, .. } => tag.as_ref(),
+        }
+    }
+}
+
+/// `path[:tag]`, where a tag is after the last `/`.
+fn split_tag(text: &str) -> (String, Option<String>) {
+    let slash = text.rfind('/').map_or(0, |i| i + 1);
+    match text[slash..].rfind(':') {
+        Some(colon) => (
+            text[..slash + colon].to_string(),
+            Some(text[slash + colon + 1..].to_string()),
+        ),
+        None => (text.to_string(), None),
+    }
+}
+
+/// Runs a copy and returns its report and the repository paths on both sides.
+pub async fn run(
+    registry: &Registry,
+    from: &Endpoint,
+    to: &Endpoint,
+    all_tags: bool,
+    metadata: MetadataMode,
+    dry_run: bool,
+) -> anyhow::Result<(CopyReport, String, String)> {
+    let tags = match (from.tag(), all_tags) {
+        (Some(tag), false) => Tags::Only(vec![tag.clone()]),
+        (None, true) => Tags::All,
+        (Some(_), true) => bail!("give a tag or --all-tags, not both"),
+        (None, false) => bail!("the source names no tag: give one, or --all-tags"),
+    };
+    if let (Some(a), Some(b)) = (from.tag(), to.tag())
+        && a != b
+    {
+        bail!("tags cannot be renamed by a copy: target names end with the tag ({a} vs {b})");
+    }
+    let options = CopyOptions {
+        tags,
+        metadata,
+        dry_run,
+    };
+    let staging = tempfile::tempdir().context("temp dir")?;
+    match from {
+        Endpoint::Registry { host, path, .. } => {
+            let store = RegistryStore::new(registry.clone(), host);
+            into(
+                registry,
+                &store,
+                path,
+                Some(host),
+                to,
+                &options,
+                staging.path(),
+            )
+            .await
+        }
+        Endpoint::Layout { dir, path, .. } => {
+            let store = LayoutStore::open(dir, false)?;
+            let path = layout_path(&store, path.as_deref())?;
+            into(registry, &store, &path, None, to, &options, staging.path()).await
+        }
+        Endpoint::Archive { file, path, .. } => {
+            let dir = staging.path().join("source");
+            unpack(file, &dir).with_context(|| format!("reading archive {}", file.display()))?;
+            let store = LayoutStore::open(&dir, false)
+                .with_context(|| format!("{} is not an OCI layout archive", file.display()))?;
+            let path = layout_path(&store, path.as_deref())?;
+            into(registry, &store, &path, None, to, &options, staging.path()).await
+        }
+    }
+}
+
+fn layout_path(store: &LayoutStore, path: Option<&str>) -> anyhow::Result<String> {
+    match path {
+        Some(path) => Ok(path.to_string()),
+        None => store.annotation(BUNDLE_REPOSITORY).with_context(|| {
+            format!(
+                "{}: name the repository (no {BUNDLE_REPOSITORY} annotation)",
+                store.describe()
+            )
+        }),
+    }
+}
+
+async fn into<S: ContentStore>(
+    registry: &Registry,
+    from: &S,
+    source: &str,
+    host: Option<&str>,
+    to: &Endpoint,
+    options: &CopyOptions,
+    staging: &Path,
+) -> anyhow::Result<(CopyReport, String, String)> {
+    let mut progress = |line: &str| eprintln!("{line}");
+    match to {
+        Endpoint::Registry {
+            host: dest_host,
+            path,
+            ..
+        } => {
+            let store = RegistryStore::new(registry.clone(), dest_host);
+            let report =
+                copy_repository(from, source, host, &store, path, options, &mut progress).await?;
+            Ok((report, source.to_string(), path.clone()))
+        }
+        Endpoint::Layout { dir, path, .. } => {
+            let destination = path.clone().unwrap_or_else(|| source.to_string());
+            let store = LayoutStore::open(dir, true)?;
+            let report = copy_repository(
+                from,
+                source,
+                host,
+                &store,
+                &destination,
+                options,
+                &mut progress,
+            )
+            .await?;
+            if !options.dry_run {
+                store.save(&BTreeMap::from([(
+                    BUNDLE_REPOSITORY.to_string(),
+                    destination.clone(),
+                )]))?;
+            }
+            Ok((report, source.to_string(), destination))
+        }
+        Endpoint::Archive { file, path, .. } => {
+            let destination = path.clone().unwrap_or_else(|| source.to_string());
+            let dir = staging.join("destination");
+            let store = LayoutStore::open(&dir, true)?;
+            let report = copy_repository(
+                from,
+                source,
+                host,
+                &store,
+                &destination,
+                options,
+                &mut progress,
+            )
+            .await?;
+            if !options.dry_run {
+                store.save(&BTreeMap::from([(
+                    BUNDLE_REPOSITORY.to_string(),
+                    destination.clone(),
+                )]))?;
+                pack(&dir, file)?;
+            }
+            Ok((report, source.to_string(), destination))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            Endpoint::parse("127.0.0.1:5000/team-a/app:v1").unwrap(),
+            Endpoint::Registry {
+                host: "127.0.0.1:5000".into(),
+                path: "team-a/app".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            Endpoint::parse("127.0.0.1:5000/team-a/app").unwrap(),
+            Endpoint::Registry {
+                host: "127.0.0.1:5000".into(),
+                path: "team-a/app".into(),
+                tag: None
+            }
+        );
+        assert_eq!(
+            Endpoint::parse("oci-archive:./b.tar:team-a/app:v1").unwrap(),
+            Endpoint::Archive {
+                file: "./b.tar".into(),
+                path: Some("team-a/app".into()),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            Endpoint::parse("oci:/tmp/x").unwrap(),
+            Endpoint::Layout {
+                dir: "/tmp/x".into(),
+                path: None,
+                tag: None
+            }
+        );
+        assert!(
+            Endpoint::parse("docker://x/y")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown transport")
+        );
+        assert!(Endpoint::parse("r:1/a@sha256:00").is_err());
+    }
+}

@@ -1,0 +1,431 @@
+//! TUF-aware copies: an image repository travels with everything that verifies it: its
+//! delegated-targets files (and their referrers indexes), its `tuf-metadata` tag, and the
+//! metadata repository the pointer leads to (root chain and every role version). Nothing is
+//! re-signed; target names carry no registry host. The destination's pointer is written last,
+//! so a client never follows it to incomplete metadata, and a rerun copies only what is missing.
+
+use std::collections::HashSet;
+
+use crate::error::{Error, Result};
+use crate::layout::{MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest};
+use crate::location::Repository;
+use crate::store::ContentStore;
+
+/// Largest manifest copied.
+const MANIFEST_LIMIT: u64 = 4 << 20;
+
+/// Which image tags to copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tags {
+    /// These tags.
+    Only(Vec<String>),
+    /// Every tag that is not TUF metadata.
+    All,
+}
+
+/// Where the destination's metadata comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetadataMode {
+    /// Copy the metadata repository beside the image (the destination verifies on its own).
+    #[default]
+    Copy,
+    /// Leave it where it is: the destination pointer names the source's metadata repository
+    /// with its registry host.
+    KeepRemote,
+}
+
+/// What to copy.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Image tags.
+    pub tags: Tags,
+    /// Metadata repository handling.
+    pub metadata: MetadataMode,
+    /// Only report what would be copied.
+    pub dry_run: bool,
+}
+
+/// What a copy did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Objects written (`repository@digest` or `repository:tag`).
+    pub written: Vec<String>,
+    /// Objects the destination already had.
+    pub skipped: usize,
+    /// Bytes written.
+    pub bytes: u64,
+    /// The destination's metadata repository path, when it has its own.
+    pub metadata_repository: Option<String>,
+}
+
+/// Whether `tag` holds TUF metadata rather than an image: the well-known pointer, TUF file
+/// names, and referrers tag-schema indexes.
+pub fn is_metadata_tag(tag: &str) -> bool {
+    tag == METADATA_TAG || tag.ends_with(".json") || tag.starts_with("sha256-")
+}
+
+/// Copies repository `source` of `from` to repository `destination` of `to`. `host` is the
+/// registry host of `from` when it is a registry (needed to resolve full-reference pointers),
+/// and `None` for layouts.
+pub async fn copy_repository<S: ContentStore, D: ContentStore>(
+    from: &S,
+    source: &str,
+    host: Option<&str>,
+    to: &D,
+    destination: &str,
+    options: &CopyOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CopyReport> {
+    let mut copier = Copier {
+        from,
+        to,
+        options,
+        report: CopyReport::default(),
+        done: HashSet::new(),
+        progress,
+    };
+    // The pointer decides where metadata lives; read it first so bad input fails early.
+    let pointer = from
+        .manifest(source, METADATA_TAG, MANIFEST_LIMIT)
+        .await?
+        .ok_or_else(|| Error::Pointer {
+            repository: format!("{} {source}", from.describe()),
+            reason: format!("no {METADATA_TAG} tag: the copy could not be verified"),
+        })?;
+    let pointer_index = Manifest::parse(METADATA_TAG, &pointer.bytes)?;
+
+    let tags = match &options.tags {
+        Tags::Only(tags) => tags.clone(),
+        Tags::All => from
+            .tags(source)
+            .await?
+            .into_iter()
+            .filter(|t| !is_metadata_tag(t))
+            .collect(),
+    };
+    for tag in &tags {
+        copier.tag(source, destination, tag).await?;
+    }
+    // Delegated targets beside the images, their referrers indexes, and (single-repository
+    // mode) the whole TUF repository.
+    let all_tags = from.tags(source).await?;
+    for tag in all_tags
+        .iter()
+        .filter(|t| is_metadata_tag(t) && *t != METADATA_TAG)
+    {
+        copier.tag(source, destination, tag).await?;
+    }
+
+    let destination_pointer = match pointer_index.pointer() {
+        None => {
+            copier.report.metadata_repository = Some(destination.to_string());
+            pointer.bytes.clone()
+        }
+        Some(target) => {
+            let placement = place_metadata(source, destination, host, target, options.metadata)?;
+            if let Some((source_metadata, destination_metadata)) = &placement.copy {
+                copier
+                    .metadata_repository(source_metadata, destination_metadata)
+                    .await?;
+                copier.report.metadata_repository = Some(destination_metadata.clone());
+            }
+            if placement.pointer == target {
+                pointer.bytes.clone()
+            } else {
+                let mut annotations = pointer_index.annotations.clone();
+                annotations.insert(crate::layout::POINTER_ANNOTATION.into(), placement.pointer);
+                crate::layout::index(&[], &annotations)
+            }
+        }
+    };
+    // Last: the pointer, once everything it leads to is in place.
+    copier
+        .put_manifest(
+            destination,
+            METADATA_TAG,
+            &destination_pointer,
+            &pointer.media_type,
+        )
+        .await?;
+    Ok(copier.report)
+}
+
+/// Where the metadata repository goes and what the destination pointer says.
+struct Placement {
+    /// (source path, destination path) of the metadata repository to copy.
+    copy: Option<(String, String)>,
+    /// The destination pointer's value.
+    pointer: String,
+}
+
+fn place_metadata(
+    source: &str,
+    destination: &str,
+    host: Option<&str>,
+    target: &str,
+    mode: MetadataMode,
+) -> Result<Placement> {
+    // Resolve against a placeholder host: only paths matter for relative and absolute pointers.
+    let placeholder = |path: &str| Repository {
+        registry: host.unwrap_or("layout.invalid").to_string(),
+        path: path.to_string(),
+    };
+    let source_metadata = placeholder(source).resolve(target)?;
+    if mode == MetadataMode::KeepRemote {
+        let host = host
+            .ok_or_else(|| Error::Usage("--keep-metadata-remote needs a registry source".into()))?;
+        let full = if source_metadata.registry == "layout.invalid" {
+            format!("{host}/{}", source_metadata.path)
+        } else {
+            source_metadata.to_string()
+        };
+        return Ok(Placement {
+            copy: None,
+            pointer: full,
+        });
+    }
+    if target.starts_with('.') {
+        // Relative pointers survive the copy unchanged.
+        let destination_metadata = placeholder(destination).resolve(target)?;
+        return Ok(Placement {
+            copy: Some((source_metadata.path, destination_metadata.path)),
+            pointer: target.to_string(),
+        });
+    }
+    if host.is_some_and(|h| h != source_metadata.registry) && !target.starts_with('/') {
+        return Err(Error::Usage(format!(
+            "the metadata repository {source_metadata} is on another registry; copy it separately \
+             or keep it remote"
+        )));
+    }
+    // Absolute or same-registry full pointers: same path at the destination.
+    Ok(Placement {
+        pointer: format!("/{}", source_metadata.path),
+        copy: Some((source_metadata.path.clone(), source_metadata.path)),
+    })
+}
+
+struct Copier<'a, S, D> {
+    from: &'a S,
+    to: &'a D,
+    options: &'a CopyOptions,
+    report: CopyReport,
+    /// `repository@digest` already handled in this run (blobs are per repository).
+    done: HashSet<String>,
+    progress: &'a mut dyn FnMut(&str),
+}
+
+impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
+    /// Copies the metadata repository: every TUF file (the root chain and every role
+    /// version), then its `tuf-metadata` index last.
+    async fn metadata_repository(&mut self, source: &str, destination: &str) -> Result<()> {
+        let tags = self.from.tags(source).await?;
+        if !tags.iter().any(|t| t == "1.root.json") {
+            return Err(Error::Pointer {
+                repository: format!("{} {source}", self.from.describe()),
+                reason: "the metadata repository holds no 1.root.json".into(),
+            });
+        }
+        for tag in tags.iter().filter(|t| t.ends_with(".json")) {
+            self.tag(source, destination, tag).await?;
+        }
+        if tags.iter().any(|t| t == METADATA_TAG) {
+            self.tag(source, destination, METADATA_TAG).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies the object tagged `tag` with everything it references, then the tag.
+    async fn tag(&mut self, source: &str, destination: &str, tag: &str) -> Result<()> {
+        let stored = self
+            .from
+            .manifest(source, tag, MANIFEST_LIMIT)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("{source}:{tag} in {}", self.from.describe()),
+            })?;
+        if let Some(existing) = self.to.manifest(destination, tag, MANIFEST_LIMIT).await?
+            && existing.digest == stored.digest
+        {
+            self.report.skipped += 1;
+            return Ok(());
+        }
+        self.children(source, destination, &stored).await?;
+        self.put_manifest(destination, tag, &stored.bytes, &stored.media_type)
+            .await
+    }
+
+    /// Copies what a manifest or index references (blobs, child manifests), depth first, so
+    /// every object is written after what it points at.
+    async fn children(
+        &mut self,
+        source: &str,
+        destination: &str,
+        stored: &crate::store::Stored,
+    ) -> Result<()> {
+        let manifest = Manifest::parse(&stored.digest, &stored.bytes)?;
+        let config: Option<crate::layout::Entry> =
+            serde_json::from_slice::<serde_json::Value>(&stored.bytes)
+                .ok()
+                .and_then(|v| serde_json::from_value(v.get("config")?.clone()).ok());
+        for blob in config.iter().chain(&manifest.layers) {
+            if !self.done.insert(format!("{destination}@{}", blob.digest)) {
+                continue;
+            }
+            if self.to.has_blob(destination, &blob.digest).await? {
+                self.report.skipped += 1;
+                continue;
+            }
+            let bytes = self.from.blob(source, &blob.digest, blob.size).await?;
+            let line = format!("{} blob {} ({} bytes)", self.verb(), blob.digest, blob.size);
+            (self.progress)(&line);
+            self.report.bytes += bytes.len() as u64;
+            self.report
+                .written
+                .push(format!("{destination}@{}", blob.digest));
+            if !self.options.dry_run {
+                self.to
+                    .put_blob(destination, &blob.media_type, &bytes)
+                    .await?;
+            }
+        }
+        for child in &manifest.manifests {
+            if !self.done.insert(format!("{destination}@{}", child.digest)) {
+                continue;
+            }
+            let child_manifest = self
+                .from
+                .manifest(source, &child.digest, MANIFEST_LIMIT.max(child.size))
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("{source}@{} in {}", child.digest, self.from.describe()),
+                })?;
+            if self
+                .to
+                .manifest(destination, &child.digest, MANIFEST_LIMIT.max(child.size))
+                .await?
+                .is_some()
+            {
+                self.report.skipped += 1;
+                continue;
+            }
+            Box::pin(self.children(source, destination, &child_manifest)).await?;
+            self.put_manifest(
+                destination,
+                &child.digest,
+                &child_manifest.bytes,
+                &child_manifest.media_type,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn put_manifest(
+        &mut self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        let line = format!("{} {repository}:{reference}", self.verb());
+        (self.progress)(&line);
+        self.report.bytes += bytes.len() as u64;
+        self.report
+            .written
+            .push(format!("{repository}:{reference}"));
+        if self.options.dry_run {
+            return Ok(());
+        }
+        let media_type = if media_type.is_empty() {
+            MANIFEST_MEDIA_TYPE
+        } else {
+            media_type
+        };
+        self.to
+            .put_manifest(repository, reference, bytes, media_type)
+            .await
+    }
+
+    fn verb(&self) -> &'static str {
+        if self.options.dry_run {
+            "would copy"
+        } else {
+            "copied"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_tags_are_told_from_image_tags() {
+        for tag in [
+            "tuf-metadata",
+            "3.team-a.json",
+            "timestamp.json",
+            "sha256-ab12",
+        ] {
+            assert!(is_metadata_tag(tag), "{tag}");
+        }
+        for tag in ["v1", "latest", "1.2.3"] {
+            assert!(!is_metadata_tag(tag), "{tag}");
+        }
+    }
+
+    #[test]
+    fn relative_pointers_move_with_the_image() {
+        let placed = place_metadata(
+            "team-a/app",
+            "prod/app",
+            Some("r:1"),
+            "../../org/tuf",
+            MetadataMode::Copy,
+        )
+        .unwrap();
+        assert_eq!(placed.copy, Some(("org/tuf".into(), "org/tuf".into())));
+        assert_eq!(placed.pointer, "../../org/tuf");
+        let placed = place_metadata(
+            "team-a/app",
+            "x/y/app",
+            Some("r:1"),
+            "../tuf",
+            MetadataMode::Copy,
+        )
+        .unwrap();
+        assert_eq!(placed.copy, Some(("team-a/tuf".into(), "x/y/tuf".into())));
+        let placed = place_metadata(
+            "team-a/app",
+            "prod/app",
+            Some("r:1"),
+            "r:1/org/tuf",
+            MetadataMode::Copy,
+        )
+        .unwrap();
+        assert_eq!(placed.pointer, "/org/tuf");
+        assert!(
+            place_metadata(
+                "team-a/app",
+                "prod/app",
+                Some("r:1"),
+                "other:2/org/tuf",
+                MetadataMode::Copy
+            )
+            .is_err()
+        );
+        let remote = place_metadata(
+            "team-a/app",
+            "prod/app",
+            Some("r:1"),
+            "../../org/tuf",
+            MetadataMode::KeepRemote,
+        )
+        .unwrap();
+        assert_eq!(
+            (remote.copy, remote.pointer.as_str()),
+            (None, "r:1/org/tuf")
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! Where OCI content is copied from and to: a registry, or an OCI image layout directory (and a
+//! tar of one, `oci-archive`). Repositories are named by path; in a layout, tags are the index
+//! entries annotated `org.opencontainers.image.ref.name` = `<repository path>:<tag>`, so one
+//! layout carries an image repository and its TUF metadata repository together.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layout::{Entry, INDEX_MEDIA_TYPE, sha256_digest};
+use crate::location::Repository;
+use crate::registry::Registry;
+
+/// Annotation naming an index entry of an OCI layout (OCI image-spec, "Pre-Defined Annotation
+/// Keys").
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Annotation on a bundle's `index.json` naming the image repository it was made from.
+pub const BUNDLE_REPOSITORY: &str = "tuf.io/image-repository";
+
+/// A manifest or index as stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its declared media type.
+    pub media_type: String,
+    /// `sha256:` of the bytes.
+    pub digest: String,
+}
+
+/// Content addressed by repository path and tag or digest.
+pub trait ContentStore: Send + Sync {
+    /// A short description for messages (`127.0.0.1:5000`, `oci:/tmp/bundle`).
+    fn describe(&self) -> String;
+    /// The manifest or index at `reference` (tag or digest), if present.
+    fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Option<Stored>>> + Send;
+    /// A blob, checked against its digest and size.
+    fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send;
+    /// Whether blob `digest` is present.
+    fn has_blob(&self, repository: &str, digest: &str)
+    -> impl Future<Output = Result<bool>> + Send;
+    /// Stores a blob.
+    fn put_blob(
+        &self,
+        repository: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Stores a manifest under `reference` (a tag, or its digest).
+    fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The tags of `repository`.
+    fn tags(&self, repository: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+}
+
+/// One registry host.
+#[derive(Debug, Clone)]
+pub struct RegistryStore {
+    registry: Registry,
+    host: String,
+}
+
+impl RegistryStore {
+    /// Repositories of `host`, through `registry`.
+    pub fn new(registry: Registry, host: impl Into<String>) -> Self {
+        RegistryStore {
+            registry,
+            host: host.into(),
+        }
+    }
+
+    fn repository(&self, path: &str) -> Repository {
+        Repository {
+            registry: self.host.clone(),
+            path: path.to_string(),
+        }
+    }
+}
+
+fn reference_of(repository: &Repository, reference: &str) -> oci_client::Reference {
+    if reference.contains(':') {
+        repository.digested(reference)
+    } else {
+        repository.tagged(reference)
+    }
+}
+
+impl ContentStore for RegistryStore {
+    fn describe(&self) -> String {
+        self.host.clone()
+    }
+
+    async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        limit: u64,
+    ) -> Result<Option<Stored>> {
+        let repository = self.repository(repository);
+        Ok(self
+            .registry
+            .manifest(&reference_of(&repository, reference), limit)
+            .await?
+            .map(|m| Stored {
+                bytes: m.bytes,
+                media_type: m.media_type,
+                digest: m.digest,
+            }))
+    }
+
+    async fn blob(&self, repository: &str, digest: &str, size: u64) -> Result<Vec<u8>> {
+        self.registry
+            .blob(&self.repository(repository), digest, size)
+            .await
+    }
+
+    async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool> {
+        self.registry
+            .has_blob(&self.repository(repository), digest)
+            .await
+    }
+
+    async fn put_blob(&self, repository: &str, media_type: &str, bytes: &[u8]) -> Result<()> {
+        self.registry
+            .push_blob(&self.repository(repository), media_type, bytes)
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        let repository = self.repository(repository);
+        self.registry
+            .push_manifest(&reference_of(&repository, reference), bytes, media_type)
+            .await
+            .map(|_| ())
+    }
+
+    async fn tags(&self, repository: &str) -> Result<Vec<String>> {
+        self.registry.tags(&self.repository(repository)).await
+    }
+}
+
+/// The parts of an OCI layout `index.json` this store reads and writes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LayoutIndex {
+    schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    manifests: Vec<Entry>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+}
+
+/// An OCI image layout directory. Changes to `index.json` are kept in memory until
+/// [`LayoutStore::save`], so a layout is never left naming blobs it does not have.
+#[derive(Debug)]
+pub struct LayoutStore {
+    dir: PathBuf,
+    index: Mutex<LayoutIndex>,
+}
+
+impl LayoutStore {
+    /// Opens the layout at `dir`, creating an empty one when `create` is set and none exists.
+    pub fn open(dir: &Path, create: bool) -> Result<Self> {
+        let index_path = dir.join("index.json");
+        let index = match std::fs::read(&index_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
+                role: index_path.display().to_string(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(|e| Error::io(dir, e))?;
+                std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+                    .map_err(|e| Error::io(dir, e))?;
+                LayoutIndex {
+                    schema_version: 2,
+                    media_type: Some(INDEX_MEDIA_TYPE.into()),
+                    ..LayoutIndex::default()
+                }
+            }
+            Err(e) => return Err(Error::io(index_path, e)),
+        };
+        Ok(LayoutStore {
+            dir: dir.to_path_buf(),
+            index: Mutex::new(index),
+        })
+    }
+
+    /// Writes `index.json` (atomically), with `annotations` added to it.
+    pub fn save(&self, annotations: &BTreeMap<String, String>) -> Result<()> {
+        let mut index = self.index.lock().expect("not poisoned").clone();
+        index.annotations.extend(annotations.clone());
+        let bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
+        let tmp = self.dir.join(".index.json.tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, self.dir.join("index.json")).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// An annotation of the layout's `index.json`.
+    pub fn annotation(&self, key: &str) -> Option<String> {
+        self.index
+            .lock()
+            .expect("not poisoned")
+            .annotations
+            .get(key)
+            .cloned()
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| Error::InvalidReference {
+                reference: digest.to_string(),
+                reason: "not a sha256 digest".into(),
+            })?;
+        Ok(self.dir.join("blobs/sha256").join(hex))
+    }
+
+    fn read_blob(&self, digest: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.blob_path(digest)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        if bytes.len() as u64 > limit {
+            return Err(Error::TooLarge {
+                what: format!("{digest} in {}", self.describe()),
+                limit,
+            });
+        }
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                what: format!("{digest} in {}", self.describe()),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    fn write_blob(&self, bytes: &[u8]) -> Result<String> {
+        let digest = sha256_digest(bytes);
+        let path = self.blob_path(&digest)?;
+        if !path.exists() {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(digest)
+    }
+}
+
+impl ContentStore for LayoutStore {
+    fn describe(&self) -> String {
+        format!("oci:{}", self.dir.display())
+    }
+
+    async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        limit: u64,
+    ) -> Result<Option<Stored>> {
+        let digest = if reference.contains(':') {
+            reference.to_string()
+        } else {
+            let name = format!("{repository}:{reference}");
+            let index = self.index.lock().expect("not poisoned");
+            match index
+                .manifests
+                .iter()
+                .find(|m| m.annotations.get(REF_NAME) == Some(&name))
+            {
+                Some(entry) => entry.digest.clone(),
+                None => return Ok(None),
+            }
+        };
+        let Some(bytes) = self.read_blob(&digest, limit)? else {
+            return Ok(None);
+        };
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+            .ok_or_else(|| Error::Parse {
+                role: format!("{digest} in {}", self.describe()),
+                message: "manifest declares no mediaType".into(),
+            })?;
+        Ok(Some(Stored {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
+
+    async fn blob(&self, _repository: &str, digest: &str, size: u64) -> Result<Vec<u8>> {
+        self.read_blob(digest, size)?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("blob {digest} in {}", self.describe()),
+            })
+    }
+
+    async fn has_blob(&self, _repository: &str, digest: &str) -> Result<bool> {
+        Ok(self.blob_path(digest)?.exists())
+    }
+
+    async fn put_blob(&self, _repository: &str, _media_type: &str, bytes: &[u8]) -> Result<()> {
+        self.write_blob(bytes).map(|_| ())
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        let digest = self.write_blob(bytes)?;
+        if reference.contains(':') {
+            return Ok(());
+        }
+        let name = format!("{repository}:{reference}");
+        let mut entry = Entry::of(media_type, bytes);
+        entry.annotations.insert(REF_NAME.into(), name.clone());
+        debug_assert_eq!(entry.digest, digest);
+        let mut index = self.index.lock().expect("not poisoned");
+        index
+            .manifests
+            .retain(|m| m.annotations.get(REF_NAME) != Some(&name));
+        index.manifests.push(entry);
+        Ok(())
+    }
+
+    async fn tags(&self, repository: &str) -> Result<Vec<String>> {
+        let prefix = format!("{repository}:");
+        let index = self.index.lock().expect("not poisoned");
+        Ok(index
+            .manifests
+            .iter()
+            .filter_map(|m| m.annotations.get(REF_NAME)?.strip_prefix(&prefix))
+            .filter(|tag| !tag.contains('/'))
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// Packs the layout at `dir` into the tar file `archive` (written to a temp file and renamed,
+/// so a reader never sees half an archive).
+pub fn pack(dir: &Path, archive: &Path) -> Result<()> {
+    let tmp = archive.with_extension("tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut builder = tar::Builder::new(file);
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", dir)
+        .and_then(|()| builder.finish())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, archive).map_err(|e| Error::io(archive, e))
+}
+
+/// Unpacks the tar file `archive` into `dir`.
+pub fn unpack(archive: &Path, dir: &Path) -> Result<()> {
+    let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
+    tar::Archive::new(file)
+        .unpack(dir)
+        .map_err(|e| Error::io(archive, e))
+}

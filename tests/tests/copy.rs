@@ -1,0 +1,278 @@
+//! TUF-aware copies: images travel with all their TUF metadata and verify at the destination
+//! (another registry, an OCI archive and back) with the source registry stopped.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tuf_oci::{Error, TrustConfig, Verifier};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, cli_binary, delegation, solo};
+
+fn tuf(args: &[&str], insecure: &[&str]) -> Output {
+    Command::new(cli_binary())
+        .arg("--insecure-registry")
+        .arg(insecure.join(","))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A verifier at `registry` trusting `org`'s root, with names mapped by `signed_as`.
+fn verifier(
+    registry: &TestRegistry,
+    org_root: &[u8],
+    cache: &Path,
+    signed_as: &[(&str, &str)],
+) -> Verifier {
+    Verifier::new(
+        registry.client.clone(),
+        TrustConfig {
+            root: org_root.to_vec(),
+            cache_dir: Some(cache.to_path_buf()),
+            signed_as: signed_as
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            ..TrustConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// team-a/app with v1 (signed by team-a), v2 (unsigned), multi (a signed multi-platform index
+/// signed by a second role, team-a-release).
+async fn source(registry: &TestRegistry) -> (Org, Vec<u8>) {
+    let TeamA { org, .. } = TeamA::create(registry).await;
+    let release = org.key("team-a-release").await;
+    let targets = org.targets_key().await;
+    org.delegate(
+        registry,
+        "targets",
+        &targets,
+        &delegation("team-a-release", &["team-a/app:multi"], &[&release], 1),
+    )
+    .await;
+    org.publish(registry).await;
+    registry.push_index("team-a/app", "multi", "multi").await;
+    org.sign(
+        registry,
+        &registry.image("team-a/app:multi"),
+        "team-a-release",
+        &[release],
+    )
+    .await;
+    org.publish(registry).await;
+    let root = org.root.clone();
+    (org, root)
+}
+
+#[tokio::test]
+async fn registry_to_registry_then_source_stopped() {
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let hosts = [a.host.as_str(), b.host.as_str()];
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app", a.host),
+            &format!("{}/team-a/app", b.host),
+            "--all-tags",
+        ],
+        &hosts,
+    ));
+    // A rerun finds everything in place.
+    let rerun = ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app", a.host),
+            &format!("{}/team-a/app", b.host),
+            "--all-tags",
+        ],
+        &hosts,
+    ));
+    assert!(
+        rerun.contains("copied 1 objects"),
+        "only the pointer is rewritten: {rerun}"
+    );
+    drop(a);
+
+    let cache = tempfile::tempdir().unwrap();
+    let at_b = verifier(&b, &root, cache.path(), &[]);
+    assert_eq!(
+        at_b.verify(&b.image("team-a/app:v1")).await.unwrap().role(),
+        "team-a"
+    );
+    assert_eq!(
+        at_b.verify(&b.image("team-a/app:multi"))
+            .await
+            .unwrap()
+            .role(),
+        "team-a-release"
+    );
+    let err = at_b.verify(&b.image("team-a/app:v2")).await.unwrap_err();
+    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+
+    // Tampering at the destination is refused.
+    b.push_image("team-a/app", "v1", "tampered").await;
+    let err = at_b.verify(&b.image("team-a/app:v1")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::DescriptorMismatch {
+                field: "digest",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn promotion_to_another_repository_verifies_under_the_signed_name() {
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let out = ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app:v1", a.host),
+            &format!("{}/prod/app:v1", b.host),
+        ],
+        &[&a.host, &b.host],
+    ));
+    assert!(out.contains("--signed-as prod/app=team-a/app"), "{out}");
+    drop(a);
+    let cache = tempfile::tempdir().unwrap();
+    let err = verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("prod/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TargetNotSigned { ref name } if name == "prod/app:v1"),
+        "{err}"
+    );
+    let mapped = verifier(&b, &root, cache.path(), &[("prod/app", "team-a/app")]);
+    assert_eq!(
+        mapped.verify(&b.image("prod/app:v1")).await.unwrap().name(),
+        "team-a/app:v1"
+    );
+}
+
+#[tokio::test]
+async fn through_an_archive_with_both_sources_stopped() {
+    let a = TestRegistry::start();
+    let c = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.tar");
+    let bundle_arg = format!("oci-archive:{}", bundle.display());
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app", a.host),
+            &bundle_arg,
+            "--all-tags",
+        ],
+        &[&a.host],
+    ));
+    drop(a);
+    // An independent OCI client reads what we wrote.
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("{bundle_arg}:team-a/app:v1")])
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+
+    ok(tuf(
+        &[
+            "copy",
+            &bundle_arg,
+            &format!("{}/team-a/app", c.host),
+            "--all-tags",
+        ],
+        &[&c.host],
+    ));
+    let cache = tempfile::tempdir().unwrap();
+    let at_c = verifier(&c, &root, cache.path(), &[]);
+    at_c.verify(&c.image("team-a/app:v1")).await.unwrap();
+    at_c.verify(&c.image("team-a/app:multi")).await.unwrap();
+}
+
+#[tokio::test]
+async fn single_repository_mode_and_dry_run() {
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (org, _) = solo(&a, true).await;
+    let hosts = [a.host.as_str(), b.host.as_str()];
+    let dry = ok(tuf(
+        &[
+            "copy",
+            &format!("{}/solo/app:v1", a.host),
+            &format!("{}/solo/app:v1", b.host),
+            "--dry-run",
+        ],
+        &hosts,
+    ));
+    assert!(dry.contains("would copy"), "{dry}");
+    assert!(
+        b.client.tags(&b.repo("solo/app")).await.unwrap().is_empty(),
+        "a dry run writes nothing"
+    );
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/solo/app:v1", a.host),
+            &format!("{}/solo/app:v1", b.host),
+        ],
+        &hosts,
+    ));
+    drop(a);
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &org.root, cache.path(), &[])
+        .verify(&b.image("solo/app:v1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_is_named() {
+    let a = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fails = |args: &[&str]| {
+        let out = tuf(args, &[&a.host]);
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(
+        fails(&["copy", "docker://x/y:v1", "oci:/tmp/x"]).contains("unknown transport docker://")
+    );
+    let junk = dir.path().join("junk.tar");
+    std::fs::write(&junk, b"not a tar").unwrap();
+    let err = fails(&[
+        "copy",
+        &format!("oci-archive:{}:team-a/app:v1", junk.display()),
+        &format!("{}/x/y:v1", a.host),
+    ]);
+    assert!(err.contains("junk.tar"), "{err}");
+    // An image without TUF metadata cannot be copied into something that verifies.
+    a.push_image("plain/app", "v1", "plain").await;
+    let err = fails(&[
+        "copy",
+        &format!("{}/plain/app:v1", a.host),
+        &format!("oci:{}", dir.path().join("l").display()),
+    ]);
+    assert!(err.contains("no tuf-metadata tag"), "{err}");
+}
