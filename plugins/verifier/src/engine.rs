@@ -71,6 +71,7 @@ impl Engine {
                     .map(tuf_oci::Repository::parse)
                     .transpose()?,
                 cache_dir: Some(policy.cache_dir.join(&scope.name)),
+                signed_as: scope.signed_as.clone(),
                 refresh_interval: Duration::from_secs(policy.refresh_interval_seconds),
                 ..TrustConfig::default()
             };

@@ -75,6 +75,11 @@ pub struct Scope {
     /// Metadata repository (`host/path`) overriding the images' `tuf-metadata` pointers, for
     /// mirrors and air-gapped copies. Without it the pointers are followed.
     pub metadata: Option<String>,
+    /// Repository path prefixes whose images are signed under other names, for copies promoted
+    /// to other repositories: `[["prod/", "team-a/"]]` verifies `prod/app:v1` as
+    /// `team-a/app:v1`.
+    #[serde(default)]
+    pub signed_as: Vec<(String, String)>,
 }
 
 fn default_request_timeout() -> u64 {
