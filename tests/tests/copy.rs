@@ -276,3 +276,101 @@ async fn bad_input_is_named() {
     ]);
     assert!(err.contains("no tuf-metadata tag"), "{err}");
 }
+
+#[tokio::test]
+async fn interrupted_copy_never_verifies_and_a_rerun_completes() {
+    use std::io::BufRead;
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    a.push_image("team-a/app", "big", &"b".repeat(64 << 20))
+        .await;
+    let args = [
+        "--insecure-registry".to_string(),
+        format!("{},{}", a.host, b.host),
+        "copy".into(),
+        format!("{}/team-a/app", a.host),
+        format!("{}/team-a/app", b.host),
+        "--all-tags".into(),
+    ];
+    let mut child = Command::new(cli_binary())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // Kill it as soon as it has started writing.
+    lines.next().expect("progress").unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let err = verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Pointer { .. }),
+        "the pointer is written last: {err}"
+    );
+
+    ok(Command::new(cli_binary()).args(&args).output().unwrap());
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_copy_pulls_through_the_front_with_the_source_gone() {
+    use containerd_tuf_transfer::{server, upstream::Upstream};
+    use containerd_tuf_verifier::{engine::Engine, policy::Policy};
+    use tuf_oci_tests::containerd::{Containerd, Version};
+
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (org, _) = source(&a).await;
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app:v1", a.host),
+            &format!("{}/team-a/app:v1", b.host),
+        ],
+        &[&a.host, &b.host],
+    ));
+    drop(a);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = tuf_oci_tests::write_policy(dir.path(), &b, &org, &["team-a/"], &[], "");
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let socket = dir.path().join("front.sock");
+    let engine = std::sync::Arc::new(Engine::new(Policy::load(&policy).unwrap()).unwrap());
+    let listener = containerd_tuf_verifier::server::bind(&socket).unwrap();
+    tokio::spawn(server::serve(
+        listener,
+        Upstream::new(containerd.socket.clone()),
+        engine,
+        std::future::pending(),
+    ));
+    let name = format!("{}/team-a/app:v1", b.host);
+    let ctr = containerd.ctr.clone();
+    let out = tokio::task::spawn_blocking({
+        let socket = socket.clone();
+        let name = name.clone();
+        move || {
+            Command::new(ctr)
+                .arg("--address")
+                .arg(socket)
+                .args(["images", "pull", "--plain-http", &name])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(containerd.images().contains(&name));
+}
