@@ -136,11 +136,34 @@ impl TestRegistry {
         content: &str,
         arch: Option<&str>,
     ) -> Vec<u8> {
-        let layer = layer_tar(content);
+        self.image_manifest_layers(repo, &[content], arch).await
+    }
+
+    /// Pushes an image with one layer per entry of `contents`, tagged `tag`.
+    pub async fn push_image_layers(&self, path: &str, tag: &str, contents: &[&str]) -> Entry {
+        let repo = self.repo(path);
+        let manifest = self.image_manifest_layers(&repo, contents, None).await;
+        self.client
+            .push_manifest(&repo.tagged(tag), &manifest, MANIFEST_MEDIA_TYPE)
+            .await
+            .expect("push manifest")
+    }
+
+    async fn image_manifest_layers(
+        &self,
+        repo: &Repository,
+        contents: &[&str],
+        arch: Option<&str>,
+    ) -> Vec<u8> {
+        let layers: Vec<Vec<u8>> = contents.iter().map(|c| layer_tar(c)).collect();
+        let diff_ids: Vec<String> = layers
+            .iter()
+            .map(|l| tuf_oci::layout::sha256_digest(l))
+            .collect();
         let config = serde_json::to_vec(&json!({
             "architecture": arch.unwrap_or("amd64"),
             "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [tuf_oci::layout::sha256_digest(&layer)]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }))
         .unwrap();
         let config = self
@@ -148,16 +171,20 @@ impl TestRegistry {
             .push_blob(repo, "application/vnd.oci.image.config.v1+json", &config)
             .await
             .expect("push config");
-        let layer = self
-            .client
-            .push_blob(repo, "application/vnd.oci.image.layer.v1.tar", &layer)
-            .await
-            .expect("push layer");
+        let mut entries = Vec::new();
+        for layer in &layers {
+            entries.push(
+                self.client
+                    .push_blob(repo, "application/vnd.oci.image.layer.v1.tar", layer)
+                    .await
+                    .expect("push layer"),
+            );
+        }
         serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST_MEDIA_TYPE,
             "config": config,
-            "layers": [layer],
+            "layers": entries,
         }))
         .unwrap()
     }
