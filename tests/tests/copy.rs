@@ -374,3 +374,67 @@ async fn the_copy_pulls_through_the_front_with_the_source_gone() {
     );
     assert!(containerd.images().contains(&name));
 }
+
+#[tokio::test]
+async fn bundles_verify_offline_and_deep_checks_find_tampered_layers() {
+    let a = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root_file = dir.path().join("root.json");
+    std::fs::write(&root_file, &root).unwrap();
+    let bundle = format!("oci-archive:{}", dir.path().join("bundle.tar").display());
+    let layout = format!("oci:{}", dir.path().join("layout").display());
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app", a.host),
+            &bundle,
+            "--all-tags",
+        ],
+        &[&a.host],
+    ));
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app", a.host),
+            &layout,
+            "--all-tags",
+        ],
+        &[&a.host],
+    ));
+    drop(a);
+    let verify = |args: &[&str]| {
+        Command::new(cli_binary())
+            .arg("--root")
+            .arg(&root_file)
+            .arg("verify")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for image in [
+        format!("{bundle}:team-a/app:v1"),
+        format!("{bundle}:team-a/app:multi"),
+        format!("{layout}:team-a/app:v1"),
+    ] {
+        ok(verify(&[&image, "--deep"]));
+    }
+    let out = verify(&[&format!("{layout}:team-a/app:v2")]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no trusted role signs target team-a/app:v2")
+    );
+
+    // Replace a layer blob on disk: the manifest still verifies, the deep check does not.
+    let layer = tuf_oci_tests::layer_tar("signed");
+    let digest = tuf_oci::layout::sha256_digest(&layer);
+    let blob = dir
+        .path()
+        .join("layout/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    std::fs::write(&blob, tuf_oci_tests::layer_tar("tampered")).unwrap();
+    ok(verify(&[&format!("{layout}:team-a/app:v1")]));
+    let out = verify(&[&format!("{layout}:team-a/app:v1"), "--deep"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&digest) && err.contains("expected"), "{err}");
+}

@@ -15,7 +15,10 @@ use containerd_tuf_transfer::pull::{PullOptions, pull};
 use tuf_oci::descriptor::target_digest;
 use tuf_oci::editor::{self, Editor, NewDelegation};
 use tuf_oci::schema::RoleType;
-use tuf_oci::{ImageRef, Registry, RegistryConfig, Repository, TrustConfig, Verifier};
+use tuf_oci::store::{ContentStore, RegistryStore, check_graph};
+use tuf_oci::{
+    ImageRef, Registry, RegistryConfig, Repository, TrustConfig, Verifier, verify_in_store,
+};
 
 use crate::expiry::Expiry;
 use crate::keys_dir::KeysDir;
@@ -155,8 +158,14 @@ enum Command {
         #[command(subcommand)]
         action: PointerAction,
     },
-    /// Verify IMAGE (host/repo:tag or host/repo@sha256:...) and print its signed descriptor.
-    Verify { image: String },
+    /// Verify IMAGE and print its signed descriptor: host/repo:tag, host/repo@sha256:..., or an
+    /// image in an OCI layout or bundle (oci:DIR:repo:tag, oci-archive:FILE:repo:tag), offline.
+    Verify {
+        image: String,
+        /// Also read every object of the image (configs, layers) and check its digest.
+        #[arg(long)]
+        deep: bool,
+    },
     /// TUF-first pull into containerd: resolve IMAGE through TUF, fetch by digest, record and
     /// unpack it through containerd's API (works on containerd 1.6).
     Pull {
@@ -248,20 +257,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("--signed-as {pair}: expected LOCAL=SIGNED"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let verifier = || -> anyhow::Result<Verifier> {
+    let trust = || -> anyhow::Result<TrustConfig> {
         let root = std::fs::read(&cli.root)
             .with_context(|| format!("reading trusted root {}", cli.root.display()))?;
-        Ok(Verifier::new(
-            registry.clone(),
-            TrustConfig {
-                root,
-                metadata_override: override_repo.clone(),
-                cache_dir: cli.cache_dir.clone(),
-                signed_as: signed_as.clone(),
-                ..Default::default()
-            },
-        )?)
+        Ok(TrustConfig {
+            root,
+            metadata_override: override_repo.clone(),
+            cache_dir: cli.cache_dir.clone(),
+            signed_as: signed_as.clone(),
+            ..Default::default()
+        })
     };
+    let verifier =
+        || -> anyhow::Result<Verifier> { Ok(Verifier::new(registry.clone(), trust()?)?) };
     let metadata_repo = || {
         override_repo
             .clone()
@@ -431,12 +439,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tuf_oci::source::metadata_repository(&registry, &repository).await?
             );
         }
-        Command::Verify { image } => {
-            let image = ImageRef::parse(&image)?;
-            let verified = verifier()?.verify(&image).await?;
+        Command::Verify { image, deep } => {
+            let (shown, verified) = if image.starts_with("oci:")
+                || image.starts_with("oci-archive:")
+            {
+                let staging = tempfile::tempdir()?;
+                let (store, path, reference) = copy_cmd::open_layout(&image, staging.path())?;
+                let trust = trust()?;
+                let verified = verify_in_store(store, &path, &reference, &trust, deep).await?;
+                (image.clone(), verified)
+            } else {
+                let image = ImageRef::parse(&image)?;
+                let verifier = verifier()?;
+                let verified = verifier.verify(&image).await?;
+                if deep {
+                    let store = RegistryStore::new(registry.clone(), &image.repository.registry);
+                    let path = &image.repository.path;
+                    let stored = store
+                        .manifest(path, &verified.digest(), verified.target().length)
+                        .await?
+                        .context("the signed manifest vanished")?;
+                    check_graph(&store, path, &stored).await?;
+                }
+                (image.to_string(), verified)
+            };
             println!("{}", serde_json::to_string_pretty(verified.descriptor())?);
             eprintln!(
-                "verified {image}: {} signed by {}",
+                "verified {shown}: {} signed by {}",
                 verified.name(),
                 verified.role()
             );

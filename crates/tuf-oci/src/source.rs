@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::layout::{METADATA_TAG, Manifest, TOP_LEVEL_ROLES, check_role_name};
 use crate::location::Repository;
 use crate::registry::Registry;
+use crate::store::{ContentStore, RegistryStore};
 
 /// Largest manifest wrapping a metadata file that is worth reading.
 const METADATA_MANIFEST_LIMIT: u64 = 64 * 1024;
@@ -56,25 +57,69 @@ impl RegistrySource {
         name: &str,
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
-        let Some(manifest) = self
-            .registry
-            .manifest(&repository.tagged(name), METADATA_MANIFEST_LIMIT)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let parsed = Manifest::parse(name, &manifest.bytes)?;
-        let layer = parsed.metadata_layer(name)?;
-        if layer.size > limit {
-            return Err(crate::Error::TooLarge {
-                what: format!("{name} in {repository}"),
-                limit,
-            });
+        let store = RegistryStore::new(self.registry.clone(), &repository.registry);
+        fetch_file(&store, &repository.path, name, limit).await
+    }
+}
+
+/// Reads metadata file `name` from repository `path` of `store`: the manifest tagged with the
+/// file name, then its one metadata layer, within `limit` bytes.
+pub async fn fetch_file<S: ContentStore>(
+    store: &S,
+    path: &str,
+    name: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>> {
+    let Some(manifest) = store.manifest(path, name, METADATA_MANIFEST_LIMIT).await? else {
+        return Ok(None);
+    };
+    let parsed = Manifest::parse(name, &manifest.bytes)?;
+    let layer = parsed.metadata_layer(name)?;
+    if layer.size > limit {
+        return Err(crate::Error::TooLarge {
+            what: format!("{name} in {} {path}", store.describe()),
+            limit,
+        });
+    }
+    store.blob(path, &layer.digest, layer.size).await.map(Some)
+}
+
+/// Metadata in any content store (an OCI layout: a bundle carried across an air gap), with
+/// the metadata repository at `metadata` and images beside their delegated targets.
+#[derive(Debug)]
+pub struct StoreSource<S> {
+    store: S,
+    metadata: String,
+}
+
+impl<S: ContentStore> StoreSource<S> {
+    /// Reads from repository path `metadata` of `store`.
+    pub fn new(store: S, metadata: impl Into<String>) -> Self {
+        StoreSource {
+            store,
+            metadata: metadata.into(),
         }
-        self.registry
-            .blob(repository, &layer.digest, limit)
-            .await
-            .map(Some)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S: ContentStore> MetadataSource for StoreSource<S> {
+    async fn fetch(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        if let Some(image) = near.filter(|r| r.path != self.metadata)
+            && let Some(found) = fetch_file(&self.store, &image.path, name, limit).await?
+        {
+            return Ok(Some(found));
+        }
+        fetch_file(&self.store, &self.metadata, name, limit).await
     }
 }
 

@@ -372,6 +372,38 @@ impl ContentStore for LayoutStore {
     }
 }
 
+/// Reads every object `stored` references (child manifests, configs, layers), each checked
+/// against its digest and size by the store: a tampered layer anywhere in the graph fails.
+/// Returns how many objects were read.
+pub async fn check_graph<S: ContentStore>(store: &S, path: &str, stored: &Stored) -> Result<usize> {
+    let manifest = crate::layout::Manifest::parse(&stored.digest, &stored.bytes)?;
+    let config: Option<Entry> = serde_json::from_slice::<serde_json::Value>(&stored.bytes)
+        .ok()
+        .and_then(|v| serde_json::from_value(v.get("config")?.clone()).ok());
+    let mut count = 0;
+    for blob in config.iter().chain(&manifest.layers) {
+        let bytes = store.blob(path, &blob.digest, blob.size).await?;
+        if bytes.len() as u64 != blob.size {
+            return Err(Error::DigestMismatch {
+                what: format!("{path}@{} size", blob.digest),
+                expected: blob.size.to_string(),
+                actual: bytes.len().to_string(),
+            });
+        }
+        count += 1;
+    }
+    for child in &manifest.manifests {
+        let child = store
+            .manifest(path, &child.digest, child.size.max(4 << 20))
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("{path}@{} in {}", child.digest, store.describe()),
+            })?;
+        count += 1 + Box::pin(check_graph(store, path, &child)).await?;
+    }
+    Ok(count)
+}
+
 /// Packs the layout at `dir` into the tar file `archive` (written to a temp file and renamed,
 /// so a reader never sees half an archive).
 pub fn pack(dir: &Path, archive: &Path) -> Result<()> {

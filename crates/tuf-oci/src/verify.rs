@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
+use crate::layout::{METADATA_TAG, Manifest};
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
-use crate::source::{RegistrySource, metadata_repository};
+use crate::source::{RegistrySource, StoreSource, metadata_repository};
+use crate::store::{ContentStore, check_graph};
 use crate::trusted::TrustedStore;
 use crate::updater::{Expiration, Limits, Updater, VerifiedTarget, trusted_root};
 
@@ -40,6 +42,20 @@ pub struct TrustConfig {
     /// How long updated metadata (and resolved pointers) are used before the next TUF update.
     /// Zero, the default, updates on every verification; expiry is checked on every use anyway.
     pub refresh_interval: Duration,
+}
+
+impl TrustConfig {
+    /// The repository path targets of `path` are named with (see [`TrustConfig::signed_as`]).
+    pub fn signed_path(&self, path: &str) -> String {
+        self.signed_as
+            .iter()
+            .filter(|(local, _)| path.starts_with(local.as_str()))
+            .max_by_key(|(local, _)| local.len())
+            .map_or_else(
+                || path.to_string(),
+                |(local, signed)| format!("{signed}{}", &path[local.len()..]),
+            )
+    }
 }
 
 /// A metadata repository's trusted state kept between verifications.
@@ -158,15 +174,7 @@ impl Verifier {
 
     /// The repository path targets of `path` are named with (see [`TrustConfig::signed_as`]).
     pub fn signed_path(&self, path: &str) -> String {
-        self.trust
-            .signed_as
-            .iter()
-            .filter(|(local, _)| path.starts_with(local.as_str()))
-            .max_by_key(|(local, _)| local.len())
-            .map_or_else(
-                || path.to_string(),
-                |(local, signed)| format!("{signed}{}", &path[local.len()..]),
-            )
+        self.trust.signed_path(path)
     }
 
     /// Drops the warm state: the next verification re-resolves pointers and updates metadata
@@ -307,4 +315,85 @@ fn cache_key(repository: &Repository) -> String {
             }
         })
         .collect()
+}
+
+/// Verifies image `path` at `reference` (a tag, or a digest) kept in `store` — an OCI layout or
+/// bundle carried across an air gap — against `trust`, with no registry involved. With `deep`,
+/// every object of the image graph is read and checked too.
+pub async fn verify_in_store<S: ContentStore>(
+    store: S,
+    path: &str,
+    reference: &str,
+    trust: &TrustConfig,
+    deep: bool,
+) -> Result<VerifiedTarget> {
+    trusted_root(&trust.root)?;
+    let here = Repository {
+        registry: "store.invalid".into(),
+        path: path.to_string(),
+    };
+    let metadata = match &trust.metadata_override {
+        Some(repository) => repository.path.clone(),
+        None => {
+            let pointer = store
+                .manifest(path, METADATA_TAG, 64 * 1024)
+                .await?
+                .ok_or_else(|| Error::Pointer {
+                    repository: format!("{} {path}", store.describe()),
+                    reason: format!("no {METADATA_TAG} tag"),
+                })?;
+            match Manifest::parse(METADATA_TAG, &pointer.bytes)?.pointer() {
+                Some(target) => here.resolve(target)?.path,
+                None => path.to_string(),
+            }
+        }
+    };
+    let cache = match &trust.cache_dir {
+        Some(dir) => TrustedStore::at(dir.join(cache_key(&Repository {
+            registry: store.describe(),
+            path: metadata.clone(),
+        }))),
+        None => TrustedStore::in_memory(),
+    };
+    let mut updater = Updater::open(
+        StoreSource::new(store, metadata),
+        cache,
+        &trust.root,
+        trust.limits,
+        Expiration::Enforce,
+    )?;
+    updater.refresh().await?;
+    let signed_path = trust.signed_path(path);
+    let verified = if reference.contains(':') {
+        updater
+            .find_digest(&signed_path, Some(&here), reference)
+            .await?
+    } else {
+        updater
+            .find(&format!("{signed_path}:{reference}"), Some(&here))
+            .await?
+    };
+    let store = updater.source().store();
+    let presented = store
+        .manifest(
+            path,
+            reference,
+            IMAGE_MANIFEST_LIMIT.max(verified.target().length),
+        )
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("{path}:{reference} in {}", store.describe()),
+        })?;
+    let shown = format!("{} {path}:{reference}", store.describe());
+    check_fields(
+        &shown,
+        &verified,
+        &presented.digest,
+        presented.bytes.len() as u64,
+        &presented.media_type,
+    )?;
+    if deep {
+        check_graph(store, path, &presented).await?;
+    }
+    Ok(verified)
 }
