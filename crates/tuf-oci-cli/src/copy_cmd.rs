@@ -227,6 +227,34 @@ async fn into<S: ContentStore>(
     }
 }
 
+/// Opens `oci:DIR:repo:tag` / `oci-archive:FILE:repo@digest` for reading (archives are
+/// unpacked under `staging`): the store, the repository path and the tag or digest.
+pub fn open_layout(text: &str, staging: &Path) -> anyhow::Result<(LayoutStore, String, String)> {
+    let (kind, rest) = text
+        .split_once(':')
+        .context("expected oci: or oci-archive:")?;
+    let (file, reference) = rest
+        .split_once(':')
+        .with_context(|| format!("{text}: name the image as {kind}:PATH:repo:tag"))?;
+    let (path, reference) = match reference.split_once('@') {
+        Some((path, digest)) => (path.to_string(), digest.to_string()),
+        None => match split_tag(reference) {
+            (path, Some(tag)) => (path, tag),
+            (_, None) => bail!("{text}: name a tag or a digest"),
+        },
+    };
+    let dir = if kind == "oci-archive" {
+        let dir = staging.join("archive");
+        unpack(Path::new(file), &dir).with_context(|| format!("reading archive {file}"))?;
+        dir
+    } else {
+        PathBuf::from(file)
+    };
+    let store =
+        LayoutStore::open(&dir, false).with_context(|| format!("{file} is not an OCI layout"))?;
+    Ok((store, path, reference))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,32 +301,4 @@ mod tests {
         );
         assert!(Endpoint::parse("r:1/a@sha256:00").is_err());
     }
-}
-
-/// Opens `oci:DIR:repo:tag` / `oci-archive:FILE:repo@digest` for reading (archives are
-/// unpacked under `staging`): the store, the repository path and the tag or digest.
-pub fn open_layout(text: &str, staging: &Path) -> anyhow::Result<(LayoutStore, String, String)> {
-    let (kind, rest) = text
-        .split_once(':')
-        .context("expected oci: or oci-archive:")?;
-    let (file, reference) = rest
-        .split_once(':')
-        .with_context(|| format!("{text}: name the image as {kind}:PATH:repo:tag"))?;
-    let (path, reference) = match reference.split_once('@') {
-        Some((path, digest)) => (path.to_string(), digest.to_string()),
-        None => match split_tag(reference) {
-            (path, Some(tag)) => (path, tag),
-            (_, None) => bail!("{text}: name a tag or a digest"),
-        },
-    };
-    let dir = if kind == "oci-archive" {
-        let dir = staging.join("archive");
-        unpack(Path::new(file), &dir).with_context(|| format!("reading archive {file}"))?;
-        dir
-    } else {
-        PathBuf::from(file)
-    };
-    let store =
-        LayoutStore::open(&dir, false).with_context(|| format!("{file} is not an OCI layout"))?;
-    Ok((store, path, reference))
 }
