@@ -438,3 +438,29 @@ async fn bundles_verify_offline_and_deep_checks_find_tampered_layers() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&digest) && err.contains("expected"), "{err}");
 }
+
+#[tokio::test]
+async fn copies_within_a_registry_mount_blobs() {
+    let a = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let out = ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app:v1", a.host),
+            &format!("{}/prod/app:v1", a.host),
+        ],
+        &[&a.host],
+    ));
+    let mounted: usize = out
+        .lines()
+        .find(|l| l.contains(" mounted, "))
+        .and_then(|l| l.split(", ").find(|p| p.ends_with(" mounted")))
+        .and_then(|p| p.trim_end_matches(" mounted").parse().ok())
+        .unwrap_or_else(|| panic!("no mount count in {out}"));
+    assert!(mounted >= 2, "config and layer mounted: {out}");
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&a, &root, cache.path(), &[("prod/app", "team-a/app")])
+        .verify(&a.image("prod/app:v1"))
+        .await
+        .unwrap();
+}

@@ -506,10 +506,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (report, from_path, to_path) =
                 copy_cmd::run(&registry, &from, &to, all_tags, metadata, dry_run).await?;
             eprintln!(
-                "{} {} objects ({} bytes), {} already present",
+                "{} {} objects ({} bytes), {} mounted, {} already present",
                 if dry_run { "would copy" } else { "copied" },
                 report.written.len(),
                 report.bytes,
+                report.mounted,
                 report.skipped
             );
             if let Some(metadata) = &report.metadata_repository {

@@ -54,6 +54,8 @@ pub struct CopyReport {
     pub skipped: usize,
     /// Bytes written.
     pub bytes: u64,
+    /// Blobs mounted from another repository of the same registry (no bytes moved).
+    pub mounted: usize,
     /// The destination's metadata repository path, when it has its own.
     pub metadata_repository: Option<String>,
 }
@@ -78,6 +80,7 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
 ) -> Result<CopyReport> {
     let mut copier = Copier {
         from,
+        host,
         to,
         options,
         report: CopyReport::default(),
@@ -207,6 +210,8 @@ fn place_metadata(
 
 struct Copier<'a, S, D> {
     from: &'a S,
+    /// The source's registry host, for cross-repository mounts.
+    host: Option<&'a str>,
     to: &'a D,
     options: &'a CopyOptions,
     report: CopyReport,
@@ -276,18 +281,29 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                 self.report.skipped += 1;
                 continue;
             }
-            let bytes = self.from.blob(source, &blob.digest, blob.size).await?;
             let line = format!("{} blob {} ({} bytes)", self.verb(), blob.digest, blob.size);
             (self.progress)(&line);
-            self.report.bytes += bytes.len() as u64;
             self.report
                 .written
                 .push(format!("{destination}@{}", blob.digest));
-            if !self.options.dry_run {
-                self.to
-                    .put_blob(destination, &blob.media_type, &bytes)
-                    .await?;
+            if self.options.dry_run {
+                self.report.bytes += blob.size;
+                continue;
             }
+            if self
+                .to
+                .mount(destination, &blob.digest, self.host, source)
+                .await?
+            {
+                self.report.mounted += 1;
+                continue;
+            }
+            // Streamed: memory stays bounded whatever the layer size.
+            let data = self.from.open_blob(source, &blob.digest, blob.size).await?;
+            self.to
+                .put_blob_stream(destination, &blob.digest, blob.size, data)
+                .await?;
+            self.report.bytes += blob.size;
         }
         for child in &manifest.manifests {
             if !self.done.insert(format!("{destination}@{}", child.digest)) {

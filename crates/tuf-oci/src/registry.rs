@@ -4,10 +4,12 @@
 //! on a missing file, not on a broken one).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
@@ -58,6 +60,73 @@ impl Traffic {
     }
 }
 
+/// Blob content as it arrives, chunk by chunk.
+pub type BlobStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes>> + Send>>;
+
+/// Wraps `inner` so that more than `limit` bytes, or bytes that do not hash to `digest`, end
+/// it with an error naming `what`: nothing unchecked reaches the end of a stream.
+pub fn checked(inner: BlobStream, what: String, digest: String, limit: u64) -> BlobStream {
+    use sha2::Digest as _;
+    struct State {
+        inner: BlobStream,
+        hasher: sha2::Sha256,
+        count: u64,
+        what: String,
+        digest: String,
+        limit: u64,
+        finished: bool,
+    }
+    let state = State {
+        inner,
+        hasher: sha2::Sha256::new(),
+        count: 0,
+        what,
+        digest,
+        limit,
+        finished: false,
+    };
+    Box::pin(futures_util::stream::unfold(
+        state,
+        |mut state| async move {
+            if state.finished {
+                return None;
+            }
+            match state.inner.next().await {
+                Some(Ok(chunk)) => {
+                    state.count += chunk.len() as u64;
+                    if state.count > state.limit {
+                        state.finished = true;
+                        let error = Error::TooLarge {
+                            what: state.what.clone(),
+                            limit: state.limit,
+                        };
+                        return Some((Err(error), state));
+                    }
+                    state.hasher.update(&chunk);
+                    Some((Ok(chunk), state))
+                }
+                Some(Err(e)) => {
+                    state.finished = true;
+                    Some((Err(e), state))
+                }
+                None => {
+                    state.finished = true;
+                    let actual = format!("sha256:{}", hex::encode(state.hasher.finalize_reset()));
+                    if actual == state.digest {
+                        return None;
+                    }
+                    let error = Error::DigestMismatch {
+                        what: state.what.clone(),
+                        expected: state.digest.clone(),
+                        actual,
+                    };
+                    Some((Err(error), state))
+                }
+            }
+        },
+    ))
+}
+
 /// A manifest or index as served, with the digest of its exact bytes.
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {
@@ -97,6 +166,8 @@ impl Registry {
             protocol: ClientProtocol::HttpsExcept(config.insecure_hosts.clone()),
             connect_timeout: Some(config.timeout),
             read_timeout: Some(config.timeout),
+            // One request per blob: distribution takes a streamed PUT with the length known.
+            use_monolithic_push: true,
             ..Default::default()
         });
         Registry {
@@ -170,42 +241,102 @@ impl Registry {
     }
 
     /// Downloads a blob, refusing more than `limit` bytes (whatever the registry says the size
-    /// is) and content that does not hash to `digest`.
+    /// is) and content that does not hash to `digest`. The whole download is under the deadline.
     pub async fn blob(&self, repository: &Repository, digest: &str, limit: u64) -> Result<Vec<u8>> {
+        let reference = repository.digested(digest);
+        let download = async {
+            let mut stream = self.blob_stream(repository, digest, limit).await?;
+            let mut body = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                body.extend_from_slice(&chunk?);
+            }
+            Ok::<_, Error>(body)
+        };
+        let body = tokio::time::timeout(self.timeout, download)
+            .await
+            .map_err(|_| Error::Registry {
+                reference: reference.whole(),
+                message: format!("timed out after {} s", self.timeout.as_secs()),
+            })??;
+        self.traffic.record(body.len());
+        Ok(body)
+    }
+
+    /// Streams a blob, checked as it goes: more than `limit` bytes, or bytes that do not hash
+    /// to `digest`, end the stream with an error. Memory stays bounded by the chunk size.
+    pub async fn blob_stream(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        limit: u64,
+    ) -> Result<BlobStream> {
         let reference = repository.digested(digest);
         let what = format!("blob {digest} in {repository}");
         self.login(&reference, RegistryOperation::Pull).await?;
-        let body = self
-            .deadline(&reference, async {
-                let mut stream = self.client.pull_blob_stream(&reference, digest).await?;
-                if stream.content_length.is_some_and(|len| len > limit) {
-                    return Ok(None);
-                }
-                let mut body = Vec::new();
-                while let Some(chunk) = stream.stream.next().await {
-                    body.extend_from_slice(&chunk?);
-                    if body.len() as u64 > limit {
-                        return Ok(None);
-                    }
-                }
-                Ok(Some(body))
-            })
+        let stream = self
+            .deadline(&reference, self.client.pull_blob_stream(&reference, digest))
             .await
-            .map_err(|e| registry_error(&reference, &e))?
-            .ok_or_else(|| Error::TooLarge {
-                what: what.clone(),
-                limit,
-            })?;
-        self.traffic.record(body.len());
-        let actual = sha256_digest(&body);
-        if actual != digest {
-            return Err(Error::DigestMismatch {
-                what,
-                expected: digest.to_string(),
-                actual,
-            });
+            .map_err(|e| registry_error(&reference, &e))?;
+        if stream.content_length.is_some_and(|len| len > limit) {
+            return Err(Error::TooLarge { what, limit });
         }
-        Ok(body)
+        let whole = reference.whole();
+        let inner = stream.stream.map(move |chunk| {
+            chunk.map_err(|e| Error::Registry {
+                reference: whole.clone(),
+                message: e.to_string(),
+            })
+        });
+        Ok(checked(Box::pin(inner), what, digest.to_string(), limit))
+    }
+
+    /// Uploads a blob from a stream of `size` bytes (one monolithic upload) unless the
+    /// repository has it.
+    pub async fn push_blob_stream(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        size: u64,
+        data: BlobStream,
+    ) -> Result<()> {
+        if self.has_blob(repository, digest).await? {
+            return Ok(());
+        }
+        let reference = repository.digested(digest);
+        self.login(&reference, RegistryOperation::Push).await?;
+        let data = data.map(|chunk| {
+            chunk.map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))
+        });
+        self.client
+            .push_blob_stream(&reference, data, digest, Some(size))
+            .await
+            .map_err(|e| registry_error(&reference, &e))?;
+        self.traffic.record(0);
+        Ok(())
+    }
+
+    /// Mounts blob `digest` from repository `from` of the same registry (no data moves).
+    /// Returns whether the blob is now there.
+    pub async fn mount(
+        &self,
+        repository: &Repository,
+        from: &Repository,
+        digest: &str,
+    ) -> Result<bool> {
+        let reference = repository.digested(digest);
+        self.login(&reference, RegistryOperation::Push).await?;
+        let mounted = self
+            .deadline(
+                &reference,
+                self.client
+                    .mount_blob(&reference, &from.digested(digest), digest),
+            )
+            .await;
+        self.traffic.record(0);
+        match mounted {
+            Ok(()) => self.has_blob(repository, digest).await,
+            Err(_) => Ok(false),
+        }
     }
 
     /// Whether the repository has blob `digest`.

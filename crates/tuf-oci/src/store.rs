@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
-use crate::registry::Registry;
+use crate::registry::{BlobStream, Registry, checked};
+
+/// Chunk size of blobs read from a layout.
+const CHUNK: usize = 1 << 20;
 
 /// Annotation naming an index entry of an OCI layout (OCI image-spec, "Pre-Defined Annotation
 /// Keys").
@@ -60,6 +63,30 @@ pub trait ContentStore: Send + Sync {
         media_type: &str,
         bytes: &[u8],
     ) -> impl Future<Output = Result<()>> + Send;
+    /// A blob as a stream, checked against its digest and size as it is read.
+    fn open_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<BlobStream>> + Send;
+    /// Stores a blob from a stream of `size` bytes, refusing it unless it hashes to `digest`.
+    fn put_blob_stream(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        data: BlobStream,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Makes blob `digest` of repository `from` on registry `from_host` present here without
+    /// moving data, when the store can (a cross-repository mount). Returns whether it did.
+    fn mount(
+        &self,
+        repository: &str,
+        digest: &str,
+        from_host: Option<&str>,
+        from: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Stores a manifest under `reference` (a tag, or its digest).
     fn put_manifest(
         &self,
@@ -144,6 +171,39 @@ impl ContentStore for RegistryStore {
             .push_blob(&self.repository(repository), media_type, bytes)
             .await
             .map(|_| ())
+    }
+
+    async fn open_blob(&self, repository: &str, digest: &str, size: u64) -> Result<BlobStream> {
+        self.registry
+            .blob_stream(&self.repository(repository), digest, size)
+            .await
+    }
+
+    async fn put_blob_stream(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        data: BlobStream,
+    ) -> Result<()> {
+        self.registry
+            .push_blob_stream(&self.repository(repository), digest, size, data)
+            .await
+    }
+
+    async fn mount(
+        &self,
+        repository: &str,
+        digest: &str,
+        from_host: Option<&str>,
+        from: &str,
+    ) -> Result<bool> {
+        if from_host != Some(self.host.as_str()) {
+            return Ok(false);
+        }
+        self.registry
+            .mount(&self.repository(repository), &self.repository(from), digest)
+            .await
     }
 
     async fn put_manifest(
@@ -334,6 +394,73 @@ impl ContentStore for LayoutStore {
 
     async fn put_blob(&self, _repository: &str, _media_type: &str, bytes: &[u8]) -> Result<()> {
         self.write_blob(bytes).map(|_| ())
+    }
+
+    async fn open_blob(&self, _repository: &str, digest: &str, size: u64) -> Result<BlobStream> {
+        let path = self.blob_path(digest)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Error::io(&path, e))?;
+        let chunks = futures_util::stream::unfold(Some((file, path)), |state| async move {
+            use tokio::io::AsyncReadExt as _;
+            let (mut file, path) = state?;
+            let mut buffer = vec![0; CHUNK];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buffer)), Some((file, path))))
+                }
+                Err(e) => Some((Err(Error::io(&path, e)), None)),
+            }
+        });
+        let what = format!("{digest} in {}", self.describe());
+        Ok(checked(Box::pin(chunks), what, digest.to_string(), size))
+    }
+
+    async fn put_blob_stream(
+        &self,
+        _repository: &str,
+        digest: &str,
+        size: u64,
+        data: BlobStream,
+    ) -> Result<()> {
+        use futures_util::StreamExt as _;
+        use tokio::io::AsyncWriteExt as _;
+        let path = self.blob_path(digest)?;
+        if path.exists() {
+            return Ok(());
+        }
+        let tmp = path.with_extension("tmp");
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| Error::io(&tmp, e))?;
+        let what = format!("{digest} for {}", self.describe());
+        let mut data = checked(data, what, digest.to_string(), size);
+        while let Some(chunk) = data.next().await {
+            let written = match chunk {
+                Ok(chunk) => file.write_all(&chunk).await.map_err(|e| Error::io(&tmp, e)),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        }
+        file.flush().await.map_err(|e| Error::io(&tmp, e))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    async fn mount(
+        &self,
+        _repository: &str,
+        _digest: &str,
+        _from_host: Option<&str>,
+        _from: &str,
+    ) -> Result<bool> {
+        Ok(false)
     }
 
     async fn put_manifest(
