@@ -281,12 +281,12 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                 self.report.skipped += 1;
                 continue;
             }
-            let line = format!("{} blob {} ({} bytes)", self.verb(), blob.digest, blob.size);
-            (self.progress)(&line);
             self.report
                 .written
                 .push(format!("{destination}@{}", blob.digest));
             if self.options.dry_run {
+                let line = format!("would copy blob {} ({} bytes)", blob.digest, blob.size);
+                (self.progress)(&line);
                 self.report.bytes += blob.size;
                 continue;
             }
@@ -295,14 +295,25 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                 .mount(destination, &blob.digest, self.host, source)
                 .await?
             {
+                let line = format!("mounted blob {} ({} bytes)", blob.digest, blob.size);
+                (self.progress)(&line);
                 self.report.mounted += 1;
                 continue;
             }
             // Streamed: memory stays bounded whatever the layer size.
+            let start = std::time::Instant::now();
             let data = self.from.open_blob(source, &blob.digest, blob.size).await?;
             self.to
                 .put_blob_stream(destination, &blob.digest, blob.size, data)
                 .await?;
+            let seconds = start.elapsed().as_secs_f64().max(1e-6);
+            let line = format!(
+                "copied blob {} ({} bytes, {:.1} MB/s)",
+                blob.digest,
+                blob.size,
+                blob.size as f64 / seconds / 1e6
+            );
+            (self.progress)(&line);
             self.report.bytes += blob.size;
         }
         for child in &manifest.manifests {
