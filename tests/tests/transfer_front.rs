@@ -413,3 +413,77 @@ async fn front_killed_mid_pull_leaves_no_image() {
     );
     assert!(!containerd.images().contains(&name));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn air_gapped_imports_verify_against_a_bundle_on_disk() {
+    let setup = setup().await;
+    let host = setup.registry.host.clone();
+    let name = format!("{host}/team-a/app:v1");
+    let signed = setup.registry.oci_archive("team-a/app", "v1", &name).await;
+    setup
+        .registry
+        .push_image("team-a/app", "forged", "forged")
+        .await;
+    let forged = setup
+        .registry
+        .oci_archive("team-a/app", "forged", &name)
+        .await;
+    // The TUF metadata travels as a bundle; the registry is then gone.
+    let bundle = setup.dir.path().join("bundle");
+    let out = std::process::Command::new(tuf_oci_tests::cli_binary())
+        .args([
+            "--insecure-registry",
+            &host,
+            "copy",
+            &format!("{host}/team-a/app:v1"),
+        ])
+        .arg(format!("oci:{}", bundle.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Setup {
+        registry, org, dir, ..
+    } = setup;
+    drop(registry);
+    let offline = dir.path().join("offline");
+    std::fs::create_dir_all(&offline).unwrap();
+    std::fs::write(offline.join("root.json"), &org.root).unwrap();
+    let policy = offline.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "cache_dir = \"{cache}\"\n[[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\n\
+             root = \"{root}\"\nmetadata = \"oci:{bundle}:org/tuf\"\n",
+            cache = offline.join("cache").display(),
+            root = offline.join("root.json").display(),
+            bundle = bundle.display(),
+        ),
+    )
+    .unwrap();
+    let (signed_path, forged_path) = (offline.join("signed.tar"), offline.join("forged.tar"));
+    std::fs::write(&signed_path, signed).unwrap();
+    std::fs::write(&forged_path, forged).unwrap();
+
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let front = start_front(&offline, &policy, &containerd);
+    let err = ctr(
+        &containerd,
+        &front,
+        &["images", "import", forged_path.to_str().unwrap()],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains(": digest is sha256:"), "{err}");
+    ctr(
+        &containerd,
+        &front,
+        &["images", "import", signed_path.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    assert!(containerd.images().contains(&name));
+}

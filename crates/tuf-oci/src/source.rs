@@ -105,6 +105,11 @@ impl<S: ContentStore> StoreSource<S> {
     pub fn store(&self) -> &S {
         &self.store
     }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
 }
 
 impl<S: ContentStore> MetadataSource for StoreSource<S> {

@@ -223,6 +223,11 @@ impl<S: MetadataSource> Updater<S> {
         &self.source
     }
 
+    /// Gives the metadata source back.
+    pub fn into_source(self) -> S {
+        self.source
+    }
+
     /// Finds the target `name` by pre-order depth-first delegation search (TUF 5.6.7), fetching
     /// only delegated roles whose paths cover `name`.
     pub async fn find(&mut self, name: &str, near: Option<&Repository>) -> Result<VerifiedTarget> {

@@ -317,16 +317,15 @@ fn cache_key(repository: &Repository) -> String {
         .collect()
 }
 
-/// Verifies image `path` at `reference` (a tag, or a digest) kept in `store` — an OCI layout or
-/// bundle carried across an air gap — against `trust`, with no registry involved. With `deep`,
-/// every object of the image graph is read and checked too.
-pub async fn verify_in_store<S: ContentStore>(
+/// Resolves image `path` at `reference` (a tag, or a digest) through TUF metadata kept in
+/// `store` — an OCI layout or bundle carried across an air gap — against `trust`, with no
+/// registry involved. The image itself need not be in the store. Returns the store too.
+pub async fn resolve_in_store<S: ContentStore>(
     store: S,
     path: &str,
     reference: &str,
     trust: &TrustConfig,
-    deep: bool,
-) -> Result<VerifiedTarget> {
+) -> Result<(VerifiedTarget, S)> {
     trusted_root(&trust.root)?;
     let here = Repository {
         registry: "store.invalid".into(),
@@ -373,7 +372,21 @@ pub async fn verify_in_store<S: ContentStore>(
             .find(&format!("{signed_path}:{reference}"), Some(&here))
             .await?
     };
-    let store = updater.source().store();
+    Ok((verified, updater.into_source().into_store()))
+}
+
+/// Verifies image `path` at `reference` kept in `store` (see [`resolve_in_store`]) and checks
+/// that the store holds exactly the signed manifest. With `deep`, every object of the image
+/// graph is read and checked too.
+pub async fn verify_in_store<S: ContentStore>(
+    store: S,
+    path: &str,
+    reference: &str,
+    trust: &TrustConfig,
+    deep: bool,
+) -> Result<VerifiedTarget> {
+    let (verified, store) = resolve_in_store(store, path, reference, trust).await?;
+    let store = &store;
     let presented = store
         .manifest(
             path,

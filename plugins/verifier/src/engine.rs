@@ -1,5 +1,6 @@
 //! Policy plus TUF: the one decision both the bindir executable and the service make.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use oci_spec::image::Descriptor;
@@ -44,7 +45,36 @@ impl Answer {
 #[derive(Debug)]
 pub struct Engine {
     policy: Policy,
-    verifiers: Vec<Verifier>,
+    backends: Vec<Backend>,
+}
+
+/// Where a scope's metadata comes from.
+#[derive(Debug)]
+enum Backend {
+    /// Registries (following pointers, or the scope's metadata repository).
+    Registry(Verifier),
+    /// An OCI layout on disk (a bundle from `tuf-oci copy`): air-gapped nodes, no network.
+    Bundle { dir: PathBuf, trust: TrustConfig },
+}
+
+impl Backend {
+    async fn resolve(&self, image: &ImageRef) -> tuf_oci::Result<VerifiedTarget> {
+        match self {
+            Backend::Registry(verifier) => verifier.resolve(image).await,
+            Backend::Bundle { dir, trust } => {
+                let store = tuf_oci::store::LayoutStore::open(dir, false)?;
+                let reference = match (&image.tag, &image.digest) {
+                    (Some(tag), _) => tag.clone(),
+                    (None, Some(digest)) => digest.clone(),
+                    (None, None) => unreachable!("references have a tag or a digest"),
+                };
+                let (verified, _) =
+                    tuf_oci::resolve_in_store(store, &image.repository.path, &reference, trust)
+                        .await?;
+                Ok(verified)
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -54,7 +84,7 @@ impl Engine {
             insecure_hosts: policy.insecure_registries.clone(),
             timeout: policy.request_timeout(),
         });
-        let mut verifiers = Vec::new();
+        let mut backends = Vec::new();
         for scope in &policy.scopes {
             let root = std::fs::read(&scope.root).map_err(|e| {
                 anyhow::anyhow!(
@@ -63,23 +93,41 @@ impl Engine {
                     scope.root.display()
                 )
             })?;
+            let bundle = scope
+                .metadata
+                .as_deref()
+                .map(crate::policy::Metadata::parse)
+                .transpose()?;
+            let metadata_override = match &bundle {
+                Some(crate::policy::Metadata::Registry(repository)) => Some(repository.clone()),
+                Some(crate::policy::Metadata::Bundle { path, .. }) => Some(tuf_oci::Repository {
+                    registry: "bundle.invalid".into(),
+                    path: path.clone(),
+                }),
+                None => None,
+            };
             let trust = TrustConfig {
                 root,
-                metadata_override: scope
-                    .metadata
-                    .as_deref()
-                    .map(tuf_oci::Repository::parse)
-                    .transpose()?,
+                metadata_override,
                 cache_dir: Some(policy.cache_dir.join(&scope.name)),
                 signed_as: scope.signed_as.clone(),
                 refresh_interval: Duration::from_secs(policy.refresh_interval_seconds),
                 ..TrustConfig::default()
             };
-            let verifier = Verifier::new(registry.clone(), trust)
-                .map_err(|e| anyhow::anyhow!("scope {}: {e}", scope.name))?;
-            verifiers.push(verifier);
+            let backend = match bundle {
+                Some(crate::policy::Metadata::Bundle { dir, .. }) => {
+                    tuf_oci::updater::trusted_root(&trust.root)
+                        .map_err(|e| anyhow::anyhow!("scope {}: {e}", scope.name))?;
+                    Backend::Bundle { dir, trust }
+                }
+                _ => Backend::Registry(
+                    Verifier::new(registry.clone(), trust)
+                        .map_err(|e| anyhow::anyhow!("scope {}: {e}", scope.name))?,
+                ),
+            };
+            backends.push(backend);
         }
-        Ok(Engine { policy, verifiers })
+        Ok(Engine { policy, backends })
     }
 
     /// The policy in force.
@@ -107,8 +155,10 @@ impl Engine {
 
     /// Makes every scope update its metadata on the next verification.
     pub fn refresh(&self) {
-        for verifier in &self.verifiers {
-            verifier.forget_warm_state();
+        for backend in &self.backends {
+            if let Backend::Registry(verifier) = backend {
+                verifier.forget_warm_state();
+            }
         }
     }
 
@@ -135,7 +185,7 @@ impl Engine {
             }
         };
         let name = Some(scope.name.as_str());
-        let verified = match self.verifiers[index].resolve(&image).await {
+        let verified = match self.backends[index].resolve(&image).await {
             Ok(verified) => verified,
             Err(e) => return Answer::refuse(name, format!("tuf-oci: {image}: {e}")),
         };

@@ -73,7 +73,8 @@ pub struct Scope {
     /// The trusted root metadata file (bootstrap).
     pub root: PathBuf,
     /// Metadata repository (`host/path`) overriding the images' `tuf-metadata` pointers, for
-    /// mirrors and air-gapped copies. Without it the pointers are followed.
+    /// mirrors and air-gapped copies; or `oci:DIR:PATH`, the metadata repository PATH in an OCI
+    /// layout bundle on disk (no network). Without it the pointers are followed.
     pub metadata: Option<String>,
     /// Repository path prefixes whose images are signed under other names, for copies promoted
     /// to other repositories: `[["prod/", "team-a/"]]` verifies `prod/app:v1` as
@@ -84,6 +85,39 @@ pub struct Scope {
 
 fn default_request_timeout() -> u64 {
     5
+}
+
+/// A scope's `metadata` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metadata {
+    /// A metadata repository `host/path` in a registry.
+    Registry(Repository),
+    /// `oci:DIR:PATH`: the metadata repository PATH inside the OCI layout DIR (a bundle written
+    /// by `tuf-oci copy`), for nodes without network access to the registry's metadata.
+    Bundle {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The metadata repository's path inside it.
+        path: String,
+    },
+}
+
+impl Metadata {
+    /// Parses `host/path` or `oci:DIR:PATH`.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        match text.strip_prefix("oci:") {
+            Some(rest) => {
+                let (dir, path) = rest
+                    .rsplit_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("{text}: expected oci:DIR:METADATA_PATH"))?;
+                Ok(Metadata::Bundle {
+                    dir: PathBuf::from(dir),
+                    path: path.to_string(),
+                })
+            }
+            None => Ok(Metadata::Registry(Repository::parse(text)?)),
+        }
+    }
 }
 
 /// What the policy says about one reference.
@@ -112,7 +146,7 @@ impl Policy {
                 scope.name
             );
             if let Some(metadata) = &scope.metadata {
-                Repository::parse(metadata).map_err(|e| {
+                Metadata::parse(metadata).map_err(|e| {
                     anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
                 })?;
             }
