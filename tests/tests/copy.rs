@@ -464,3 +464,43 @@ async fn copies_within_a_registry_mount_blobs() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn metadata_can_stay_remote() {
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let out = ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app:v1", a.host),
+            &format!("{}/team-a/app:v1", b.host),
+            "--keep-metadata-remote",
+        ],
+        &[&a.host, &b.host],
+    ));
+    assert!(
+        !out.contains("metadata repository at the destination"),
+        "{out}"
+    );
+    assert!(b.client.tags(&b.repo("org/tuf")).await.unwrap().is_empty());
+    let pointer = tuf_oci::source::metadata_repository(&b.client, &b.repo("team-a/app"))
+        .await
+        .unwrap();
+    assert_eq!(pointer.to_string(), format!("{}/org/tuf", a.host));
+    // Images from b, metadata from a.
+    let both = tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
+        insecure_hosts: vec![a.host.clone(), b.host.clone()],
+        timeout: std::time::Duration::from_secs(10),
+    });
+    let trust = TrustConfig {
+        root,
+        ..TrustConfig::default()
+    };
+    let verified = Verifier::new(both, trust)
+        .unwrap()
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.role(), "team-a");
+}
