@@ -92,17 +92,6 @@ impl VerifiedTarget {
     }
 }
 
-/// A delegated role as found on a target's path, with the delegations that vouch for it.
-#[derive(Debug, Clone)]
-pub struct RoleOnPath {
-    /// The role's trusted metadata, when snapshot lists it.
-    pub metadata: Option<Signed<Targets>>,
-    /// The delegating role's name.
-    pub parent: String,
-    /// The delegations of the parent, holding this role's keys and threshold.
-    pub delegations: Delegations,
-}
-
 /// The client state: trusted metadata, updated from a source.
 #[derive(Debug)]
 pub struct Updater<S> {
@@ -320,55 +309,6 @@ impl<S: MetadataSource> Updater<S> {
         Err(Error::DigestNotSigned {
             repository: signed_path.to_string(),
             digest: digest.to_string(),
-        })
-    }
-
-    /// Finds delegated role `role` on the delegation path of target `name`, for signers that
-    /// must edit it. Its metadata is `None` when snapshot does not list it yet.
-    pub async fn role_on_path(
-        &mut self,
-        role: &str,
-        name: &str,
-        near: Option<&Repository>,
-    ) -> Result<RoleOnPath> {
-        let target_name = target_name(name)?;
-        let mut stack = vec![("targets".to_string(), self.targets()?.clone())];
-        let mut visited = HashSet::new();
-        while let Some((parent, metadata)) = stack.pop() {
-            if !visited.insert(parent.clone()) || visited.len() > self.limits.max_delegations {
-                continue;
-            }
-            let Some(delegations) = metadata.signed.delegations.clone() else {
-                continue;
-            };
-            let covering: Vec<&DelegatedRole> = delegations
-                .roles
-                .iter()
-                .filter(|r| covers(r, &target_name))
-                .collect();
-            if covering.iter().any(|r| r.name == role) {
-                let listed = self.snapshot_meta(role).is_some();
-                let metadata = if listed {
-                    Some(self.delegated_role(role, &delegations, near).await?)
-                } else {
-                    None
-                };
-                return Ok(RoleOnPath {
-                    metadata,
-                    parent,
-                    delegations,
-                });
-            }
-            for child in covering.iter().rev() {
-                if self.snapshot_meta(&child.name).is_some() {
-                    let loaded = self.delegated_role(&child.name, &delegations, near).await?;
-                    stack.push((child.name.clone(), loaded));
-                }
-            }
-        }
-        Err(Error::Delegation {
-            target: name.to_string(),
-            reason: format!("role {role} is not delegated any path covering this target"),
         })
     }
 
