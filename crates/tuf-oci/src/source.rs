@@ -70,6 +70,18 @@ pub async fn fetch_file<S: ContentStore>(
     name: &str,
     limit: u64,
 ) -> Result<Option<Vec<u8>>> {
+    // File names become tags: refuse role names that are not valid tags.
+    let role = name.trim_end_matches(".json");
+    let role = match role.split_once('.') {
+        Some((version, rest)) if version.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => role,
+    };
+    if !TOP_LEVEL_ROLES.contains(&role) {
+        check_role_name(role).map_err(|e| crate::Error::Delegation {
+            target: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    }
     let Some(manifest) = store.manifest(path, name, METADATA_MANIFEST_LIMIT).await? else {
         return Ok(None);
     };
@@ -135,18 +147,6 @@ impl MetadataSource for RegistrySource {
         near: Option<&Repository>,
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
-        // File names become tags: refuse role names that are not valid tags.
-        let role = name.trim_end_matches(".json");
-        let role = match role.split_once('.') {
-            Some((version, rest)) if version.bytes().all(|b| b.is_ascii_digit()) => rest,
-            _ => role,
-        };
-        if !TOP_LEVEL_ROLES.contains(&role) {
-            check_role_name(role).map_err(|e| crate::Error::Delegation {
-                target: name.to_string(),
-                reason: e.to_string(),
-            })?;
-        }
         if let Some(image_repo) = near.filter(|r| **r != self.metadata)
             && let Some(found) = self.fetch_from(image_repo, name, limit).await?
         {
