@@ -4,6 +4,7 @@
 
 pub mod containerd;
 pub mod craft;
+pub mod hostile;
 
 use std::net::TcpListener;
 use std::num::NonZeroU64;

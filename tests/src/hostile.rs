@@ -1,0 +1,144 @@
+//! A hostile registry: an HTTP proxy in front of a real registry that answers some requests
+//! itself (other bytes for a blob, another manifest for a tag, a stall) and forwards the rest.
+//! The code under test talks HTTP to it as to any registry.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the proxy answers a request whose path ends with `path_suffix`.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    /// Answer 200 with these bytes and content type.
+    Replace {
+        /// Matched against the end of the request path (e.g. `/manifests/tuf-metadata`).
+        path_suffix: String,
+        /// The body served instead.
+        body: Vec<u8>,
+        /// The Content-Type served.
+        content_type: String,
+    },
+    /// Never answer.
+    Stall {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+    },
+}
+
+/// A running hostile proxy; stops when dropped.
+pub struct HostileRegistry {
+    /// `127.0.0.1:<port>`.
+    pub host: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HostileRegistry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HostileRegistry {
+    /// Proxies to the registry at `upstream` (`host:port`), applying `rules` first.
+    pub async fn start(upstream: &str, rules: Vec<Rule>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let host = listener.local_addr().expect("address").to_string();
+        let upstream = upstream.to_string();
+        let rules = Arc::new(rules);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, rules) = (upstream.clone(), rules.clone());
+                tokio::spawn(async move {
+                    let _ = serve(client, &upstream, &rules).await;
+                });
+            }
+        });
+        HostileRegistry { host, task }
+    }
+}
+
+/// One request per connection: read it, answer from the rules or forward it.
+async fn serve(mut client: TcpStream, upstream: &str, rules: &[Rule]) -> std::io::Result<()> {
+    let request = read_request(&mut client).await?;
+    let head = String::from_utf8_lossy(&request);
+    let path = head
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let path = path.split('?').next().unwrap_or_default();
+    for rule in rules {
+        match rule {
+            Rule::Replace {
+                path_suffix,
+                body,
+                content_type,
+            } if path.ends_with(path_suffix.as_str()) => {
+                // Lie like a capable attacker: claim the digest that was asked for.
+                let digest = match path.rsplit('/').next() {
+                    Some(asked) if asked.starts_with("sha256:") => asked.to_string(),
+                    _ => tuf_oci::layout::sha256_digest(body),
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+                     Docker-Content-Digest: {digest}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                client.write_all(head.as_bytes()).await?;
+                if !head_only(&request) {
+                    client.write_all(body).await?;
+                }
+                return client.shutdown().await;
+            }
+            Rule::Stall { path_suffix } if path.ends_with(path_suffix.as_str()) => {
+                std::future::pending::<()>().await;
+            }
+            _ => {}
+        }
+    }
+    // Forward: ask for a closed connection so the whole answer is everything until EOF.
+    let mut forwarded =
+        String::from_utf8_lossy(&request).replacen("\r\n", "\r\nConnection: close\r\n", 1);
+    forwarded = forwarded.replace("Connection: keep-alive\r\n", "");
+    let mut server = TcpStream::connect(upstream).await?;
+    server.write_all(forwarded.as_bytes()).await?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response).await?;
+    client.write_all(&response).await?;
+    client.shutdown().await
+}
+
+fn head_only(request: &[u8]) -> bool {
+    request.starts_with(b"HEAD ")
+}
+
+/// Reads a request head and, when it declares one, its body.
+async fn read_request(client: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut request = Vec::new();
+    let mut buffer = [0; 8192];
+    loop {
+        let n = client.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(request);
+        }
+        request.extend_from_slice(&buffer[..n]);
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while request.len() < end + 4 + length {
+                let n = client.read(&mut buffer).await?;
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..n]);
+            }
+            return Ok(request);
+        }
+    }
+}

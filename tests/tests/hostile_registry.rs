@@ -1,0 +1,186 @@
+//! A hostile registry (a proxy that answers some requests itself) cannot make a bad image pass:
+//! other bytes for a blob, a rewritten manifest, an oversized pointer are refused, and a
+//! poisoned referrers index changes nothing, since no trust decision reads it.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tuf_oci::layout::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Manifest};
+use tuf_oci::{Error, Registry, RegistryConfig, TrustConfig, Verifier};
+use tuf_oci_tests::hostile::{HostileRegistry, Rule};
+use tuf_oci_tests::{TeamA, TestRegistry, solo};
+
+fn verifier(host: &str, root: &[u8]) -> Verifier {
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![host.to_string()],
+        timeout: Duration::from_secs(5),
+    });
+    Verifier::new(
+        client,
+        TrustConfig {
+            root: root.to_vec(),
+            ..TrustConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+fn image(host: &str, reference: &str) -> tuf_oci::ImageRef {
+    tuf_oci::ImageRef::parse(&format!("{host}/{reference}")).unwrap()
+}
+
+#[tokio::test]
+async fn blob_with_other_bytes_is_refused() {
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let manifest = registry
+        .client
+        .manifest(&org.metadata.tagged("timestamp.json"), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let layer = Manifest::parse("timestamp", &manifest.bytes)
+        .unwrap()
+        .layers[0]
+        .digest
+        .clone();
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: format!("/blobs/{layer}"),
+            body: b"{\"signed\":{}}".to_vec(),
+            content_type: "application/octet-stream".into(),
+        }],
+    )
+    .await;
+    // Through the proxy untouched objects verify; the replaced blob does not.
+    let err = verifier(&hostile.host, &org.root)
+        .verify(&image(&hostile.host, "solo/app:v1"))
+        .await
+        .unwrap_err();
+    // Refused while streaming, by the digest check (oci-client's or ours, whichever sees the
+    // last byte first), naming the digest asked for.
+    let refused = match &err {
+        Error::DigestMismatch { expected, .. } => *expected == layer,
+        Error::Registry { message, .. } => {
+            message.contains("Invalid digest") && message.contains(&layer)
+        }
+        _ => false,
+    };
+    assert!(refused, "{err}");
+}
+
+#[tokio::test]
+async fn rewritten_manifest_is_refused() {
+    let registry = TestRegistry::start();
+    let (org, signed) = solo(&registry, true).await;
+    let manifest = registry
+        .client
+        .manifest(&registry.repo("solo/app").tagged("v1"), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut swapped: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    swapped["mediaType"] = json!(INDEX_MEDIA_TYPE);
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: "/manifests/v1".into(),
+            body: serde_json::to_vec(&swapped).unwrap(),
+            content_type: INDEX_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    let err = verifier(&hostile.host, &org.root)
+        .verify(&image(&hostile.host, "solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DescriptorMismatch { field: "digest", signed: ref s, .. } if *s == signed.digest),
+        "{err}"
+    );
+    assert_eq!(manifest.media_type, MANIFEST_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn oversized_pointer_is_refused() {
+    let registry = TestRegistry::start();
+    let TeamA { org, .. } = TeamA::create(&registry).await;
+    let huge = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": [],
+        "annotations": {"padding": "x".repeat(200_000)},
+    }))
+    .unwrap();
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: "/manifests/tuf-metadata".into(),
+            body: huge,
+            content_type: INDEX_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    let err = verifier(&hostile.host, &org.root)
+        .verify(&image(&hostile.host, "team-a/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn poisoned_referrers_index_changes_nothing() {
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    let junk = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": [{"mediaType": MANIFEST_MEDIA_TYPE, "digest": format!("sha256:{}", "0".repeat(64)), "size": 1}],
+    }))
+    .unwrap();
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: format!(
+                "/manifests/{}",
+                tuf_oci::layout::referrers_tag(&signed.digest)
+            ),
+            body: junk,
+            content_type: INDEX_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    let verified = verifier(&hostile.host, &org.root)
+        .verify(&image(&hostile.host, "team-a/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), signed.digest);
+}
+
+#[tokio::test]
+async fn stalled_timestamp_is_bounded() {
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Stall {
+            path_suffix: "/manifests/timestamp.json".into(),
+        }],
+    )
+    .await;
+    let start = std::time::Instant::now();
+    let err = verifier(&hostile.host, &org.root)
+        .verify(&image(&hostile.host, "solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(err, Error::Registry { ref message, .. } if message.contains("timed out")),
+        "{err}"
+    );
+}
