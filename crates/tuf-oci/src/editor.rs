@@ -725,7 +725,21 @@ impl Writer {
                 reason: "this version already exists; re-read and retry".into(),
             });
         }
-        self.push_file(repository, name, bytes, subject).await
+        let pushed = self.push_file(repository, name, bytes, subject).await?;
+        // Read back: a writer that raced us to the same version and pushed after us wins, and
+        // we say so rather than report a version that is not ours.
+        let stored = self
+            .registry
+            .manifest(&repository.tagged(name), WRITER_READ_LIMIT)
+            .await?;
+        if stored.as_ref().map(|m| m.digest.as_str()) != Some(pushed.digest.as_str()) {
+            return Err(Error::Conflict {
+                what: format!("{name} in {repository}"),
+                reason: "another writer pushed this version at the same time; re-read and retry"
+                    .into(),
+            });
+        }
+        Ok(pushed)
     }
 
     /// Stores version `version` of `role` and moves its head to it.
