@@ -686,6 +686,20 @@ impl Writer {
         bytes: &[u8],
         subject: Option<&Entry>,
     ) -> Result<Entry> {
+        self.push_tagged(repository, name, name, bytes, subject)
+            .await
+    }
+
+    /// Stores file `name` under tag `tag` (a file attached to an image in single-repository
+    /// mode has a tag of its own).
+    async fn push_tagged(
+        &self,
+        repository: &Repository,
+        tag: &str,
+        name: &str,
+        bytes: &[u8],
+        subject: Option<&Entry>,
+    ) -> Result<Entry> {
         self.registry
             .push_blob(repository, EMPTY_MEDIA_TYPE, EMPTY_BLOB)
             .await?;
@@ -696,7 +710,7 @@ impl Writer {
         let manifest = metadata_manifest(name, &layer, subject);
         let mut entry = self
             .registry
-            .push_manifest(&repository.tagged(name), &manifest, MANIFEST_MEDIA_TYPE)
+            .push_manifest(&repository.tagged(tag), &manifest, MANIFEST_MEDIA_TYPE)
             .await?;
         entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
         entry
@@ -763,57 +777,89 @@ impl Writer {
         subject: &Entry,
     ) -> Result<()> {
         let file = versioned_file(role, version);
-        let entry = if *repository == self.metadata {
-            // Single-repository mode: the file exists already; attach a copy under the
-            // referrers list only.
-            let layer = Entry::of(METADATA_LAYER_MEDIA_TYPE, bytes);
-            let manifest = metadata_manifest(&file, &layer, Some(subject));
-            let mut entry = self
-                .registry
-                .push_manifest(
-                    &repository.digested(&crate::layout::sha256_digest(&manifest)),
-                    &manifest,
-                    MANIFEST_MEDIA_TYPE,
-                )
+        if *repository == self.metadata {
+            // Single-repository mode: `file` is taken by the subject-less copy snapshot names;
+            // the attached copy gets a tag of its own, so writers can find it again.
+            let hex = subject.digest.trim_start_matches("sha256:");
+            let tag = format!("ref-{}-{file}", &hex[..16]);
+            self.push_tagged(repository, &tag, &file, bytes, Some(subject))
                 .await?;
-            entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
-            entry
-                .annotations
-                .insert(FILENAME_ANNOTATION.into(), file.clone());
-            entry
         } else {
             self.push_once(repository, &file, bytes, Some(subject))
-                .await?
-        };
-        self.add_referrer(repository, subject, entry).await
+                .await?;
+        }
+        self.add_referrer(repository, subject).await
     }
 
-    /// Read-modify-write of the referrers index with a read-back check: distribution 2.8
-    /// ignores `If-Match`, so a concurrent writer's index may replace ours; we then merge again.
-    async fn add_referrer(
-        &self,
-        repository: &Repository,
-        subject: &Entry,
-        entry: Entry,
-    ) -> Result<()> {
+    /// Brings the referrers index (tag schema) of `subject` up to date with every metadata
+    /// file in `repository` that names it. Distribution 2.8 ignores `If-Match`, so a concurrent
+    /// writer may replace the index with one missing our entry; rebuilding from the tagged
+    /// files (the source of truth) and re-reading until nothing is missing converges: the last
+    /// writer to check sees every file pushed before it, its own included.
+    async fn add_referrer(&self, repository: &Repository, subject: &Entry) -> Result<()> {
         let tag = repository.tagged(&referrers_tag(&subject.digest));
         for _ in 0..REFERRERS_RETRIES {
-            let mut manifests = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
+            let current = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
                 Some(current) => Manifest::parse("referrers index", &current.bytes)?.manifests,
                 None => Vec::new(),
             };
-            if manifests.iter().any(|m| m.digest == entry.digest) {
+            let mut merged = current.clone();
+            for entry in self.referrers_of(repository, subject).await? {
+                if !merged.iter().any(|m| m.digest == entry.digest) {
+                    merged.push(entry);
+                }
+            }
+            if merged.len() == current.len() {
                 return Ok(());
             }
-            manifests.push(entry.clone());
             self.registry
-                .push_manifest(&tag, &index(&manifests, &BTreeMap::new()), INDEX_MEDIA_TYPE)
+                .push_manifest(&tag, &index(&merged, &BTreeMap::new()), INDEX_MEDIA_TYPE)
                 .await?;
         }
         Err(Error::Conflict {
             what: format!("referrers index {}", tag.whole()),
-            reason: format!("still missing our entry after {REFERRERS_RETRIES} merges"),
+            reason: format!("still changing after {REFERRERS_RETRIES} merges"),
         })
+    }
+
+    /// The metadata manifests of `repository` whose subject is `subject`, found by their tags.
+    async fn referrers_of(&self, repository: &Repository, subject: &Entry) -> Result<Vec<Entry>> {
+        let mut found = Vec::new();
+        for tag in self.registry.tags(repository).await? {
+            let is_role_file = tag.starts_with("ref-")
+                || (tag.ends_with(".json")
+                    && tag
+                        .split('.')
+                        .next()
+                        .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit())));
+            if !is_role_file {
+                continue;
+            }
+            let Some(stored) = self
+                .registry
+                .manifest(&repository.tagged(&tag), WRITER_READ_LIMIT)
+                .await?
+            else {
+                continue;
+            };
+            let manifest = Manifest::parse(&tag, &stored.bytes)?;
+            if manifest
+                .subject
+                .as_ref()
+                .is_none_or(|s| s.digest != subject.digest)
+            {
+                continue;
+            }
+            let mut entry = stored.entry();
+            entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+            if let Some(file) = manifest.annotations.get(FILENAME_ANNOTATION) {
+                entry
+                    .annotations
+                    .insert(FILENAME_ANNOTATION.into(), file.clone());
+            }
+            found.push(entry);
+        }
+        Ok(found)
     }
 
     /// Signs and pushes snapshot `snapshot_version` naming `roles` (file -> version, bytes),

@@ -137,8 +137,9 @@ pub fn versioned_file(role: &str, version: u64) -> String {
     format!("{version}.{role}.json")
 }
 
-/// Checks that a delegated role name can be stored: it becomes part of a tag
-/// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`) and may not shadow a top-level role.
+/// Checks that a delegated role name can be stored: it becomes part of tags
+/// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, with room for a version and an attachment prefix)
+/// and may not shadow a top-level role.
 pub fn check_role_name(name: &str) -> Result<()> {
     let valid_chars = name
         .chars()
@@ -147,9 +148,9 @@ pub fn check_role_name(name: &str) -> Result<()> {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_chars || !first_ok || name.len() > 100 || TOP_LEVEL_ROLES.contains(&name) {
+    if !valid_chars || !first_ok || name.len() > 64 || TOP_LEVEL_ROLES.contains(&name) {
         return Err(Error::Usage(format!(
-            "role name {name:?} must match [A-Za-z0-9_][A-Za-z0-9._-]*, be at most 100 characters \
+            "role name {name:?} must match [A-Za-z0-9_][A-Za-z0-9._-]*, be at most 64 characters \
              and not be a top-level role name"
         )));
     }
@@ -206,7 +207,7 @@ mod tests {
     fn role_names_become_valid_tags() {
         check_role_name("team-a").unwrap();
         check_role_name("team_a.apps-2").unwrap();
-        for bad in ["", "-a", "a/b", "snapshot", "a:b", &"x".repeat(101)] {
+        for bad in ["", "-a", "a/b", "snapshot", "a:b", &"x".repeat(65)] {
             assert!(check_role_name(bad).is_err(), "{bad:?} accepted");
         }
     }
