@@ -8,6 +8,8 @@
 # DEMO_PORT picks the registry port (default 5000); TUF_OCI_BIN a prebuilt tuf-oci.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tests/lib.sh
+. tests/lib.sh
 
 port=${DEMO_PORT:-5000}
 reg=127.0.0.1:$port
@@ -37,39 +39,9 @@ trap cleanup EXIT
 tuf() { "$TUF_OCI_BIN" --insecure-registry "$reg" --cache-dir "$work/cache" --root "$work/root.json" "$@"; }
 
 step "starting docker-registry on $reg"
-cat > "$work/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: $reg
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -fs "http://$reg/v2/" >/dev/null && break; sleep 0.1; done
+start_registry "$reg" "$work"
+registry_pid=$REGISTRY_PID
 
-# An OCI image layout with one layer holding $2, built from scratch (no docker engine needed).
-make_image() {
-  local dir=$1 content=$2 tmp blob
-  tmp=$(mktemp -d); mkdir -p "$dir/blobs/sha256"
-  printf '%s\n' "$content" > "$tmp/hello.txt"
-  tar --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$tmp" -cf "$tmp/layer.tar" hello.txt
-  blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" "$dir/blobs/sha256/$d"; echo "$d"; }
-  local layer size_layer config size_config manifest size_manifest
-  layer=$(blob "$tmp/layer.tar"); size_layer=$(stat -c %s "$tmp/layer.tar")
-  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"config":{}}' "$layer" > "$tmp/config.json"
-  config=$(blob "$tmp/config.json"); size_config=$(stat -c %s "$tmp/config.json")
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
-    "$config" "$size_config" "$layer" "$size_layer" > "$tmp/manifest.json"
-  manifest=$(blob "$tmp/manifest.json"); size_manifest=$(stat -c %s "$tmp/manifest.json")
-  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s}]}' \
-    "$manifest" "$size_manifest" > "$dir/index.json"
-  echo '{"imageLayoutVersion":"1.0.0"}' > "$dir/oci-layout"
-  rm -rf "$tmp"
-}
 push() { skopeo copy --quiet --insecure-policy --dest-tls-verify=false "oci:$1" "docker://$reg/$2"; }
 
 step "pushing team-a/app:v1 with skopeo"

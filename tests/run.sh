@@ -12,6 +12,7 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v containerd >/dev/null || need+=(containerd)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
@@ -30,7 +31,9 @@ if [ ! -x target/containerd-2.3.4/ctr ]; then
 fi
 
 cargo build --locked --workspace --all-targets
-cargo test --locked --workspace
-# The benchmark harness at smoke size, so it cannot rot (figures: docs/performance.md).
-# (run directly: `cargo run -p` would rebuild crates with a different feature set)
+# The benchmark harness at smoke size, so it cannot rot (figures: docs/performance.md); run
+# directly, since `cargo run -p` would rebuild crates with a different feature set.
 target/debug/tuf-oci-bench --smoke
+# The Debian package: build, install, verified pulls with the installed binaries, purge.
+bash packaging/test-deb.sh
+cargo test --locked --workspace

@@ -204,6 +204,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// List every signed target (from the published, verified metadata).
     List {
         /// A repository whose pointer leads to the metadata (or use --metadata-repo).
@@ -276,6 +278,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .context("--metadata-repo (or TUF_OCI_METADATA_REPO) is required")
     };
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tuf-oci",
+                &mut std::io::stdout(),
+            );
+        }
         Command::Keygen { stem } => {
             let key = tuf_oci::keys::generate(&stem)?;
             println!("{}", tuf_oci::keys::key_id(&key, &stem)?);

@@ -3,6 +3,7 @@
 //!
 //!     containerd-tuf-verifier -name REF -digest DIGEST -stdin-media-type MEDIA_TYPE < descriptor
 //!     containerd-tuf-verifier serve [--policy FILE]
+//!     containerd-tuf-verifier --version
 //!
 //! The policy comes from `--policy`, `CONTAINERD_TUF_POLICY`, or /etc/containerd-tuf/policy.toml.
 
@@ -26,6 +27,10 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.as_slice(), [flag] if flag == "--version" || flag == "-version") {
+        println!("containerd-tuf-verifier {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     if args.first().map(String::as_str) == Some("serve") {
         return match serve(&args[1..]).await {
             Ok(()) => ExitCode::SUCCESS,

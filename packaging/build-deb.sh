@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds the containerd-tuf Debian package (tuf-oci, containerd-tuf-verifier,
+# containerd-tuf-transfer, systemd units, default policy, docs), versioned from the workspace.
+#
+#   bash packaging/build-deb.sh [--profile release|debug] [--out DIR]    # prints the .deb path
+#
+# --profile debug packages the binaries an earlier `cargo build` made (what CI tests); release
+# (the default) builds them first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=release
+out=target/debian
+while [ $# -gt 0 ]; do
+  case $1 in
+    --profile) profile=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "usage: $0 [--profile release|debug] [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+arch=$(dpkg --print-architecture)
+if [ "$profile" = release ]; then
+  cargo build --locked --release -p tuf-oci-cli -p containerd-tuf-verifier -p containerd-tuf-transfer >&2
+fi
+bin=target/$profile
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+
+# containerd runs every executable in its image-verifier bin_dir: the verifier lives there and
+# /usr/bin points at it for `containerd-tuf-verifier serve`.
+install -D -m 0755 "$bin/containerd-tuf-verifier" "$root/opt/containerd/image-verifier/bin/containerd-tuf-verifier"
+install -d "$root/usr/bin"
+ln -s /opt/containerd/image-verifier/bin/containerd-tuf-verifier "$root/usr/bin/containerd-tuf-verifier"
+install -m 0755 "$bin/tuf-oci" "$bin/containerd-tuf-transfer" "$root/usr/bin/"
+strip --strip-unneeded "$root/usr/bin/tuf-oci" "$root/usr/bin/containerd-tuf-transfer" \
+  "$root/opt/containerd/image-verifier/bin/containerd-tuf-verifier"
+install -D -m 0644 -t "$root/lib/systemd/system" packaging/systemd/*.service
+install -D -m 0644 packaging/policy.default.toml "$root/etc/containerd-tuf/policy.toml"
+doc=$root/usr/share/doc/containerd-tuf
+install -D -m 0644 packaging/policy.toml "$doc/policy.example.toml"
+install -D -m 0644 -t "$doc" README.md docs/layout.md docs/guide.md packaging/containerd/*
+completions=$root/usr/share/bash-completion/completions
+install -d "$completions"
+"$bin/tuf-oci" completions bash > "$completions/tuf-oci"
+
+install -d "$root/DEBIAN"
+cat > "$root/DEBIAN/control" <<CONTROL
+Package: containerd-tuf
+Version: $version
+Architecture: $arch
+Maintainer: tuf-oci developers <tuf-oci@localhost>
+Section: admin
+Priority: optional
+Depends: libc6
+Recommends: containerd
+Description: TUF-verified image pulls for containerd, with TUF metadata in OCI registries
+ tuf-oci signs, publishes, copies and verifies TUF metadata stored in OCI registries;
+ containerd-tuf-verifier is a containerd 2.x image verifier (and a verification service);
+ containerd-tuf-transfer is a verifying gRPC front for containerd 1.6 and later.
+CONTROL
+echo /etc/containerd-tuf/policy.toml > "$root/DEBIAN/conffiles"
+cat > "$root/DEBIAN/postinst" <<'POSTINST'
+#!/bin/sh
+set -e
+install -d -m 0700 /var/lib/containerd-tuf
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+POSTINST
+cat > "$root/DEBIAN/postrm" <<'POSTRM'
+#!/bin/sh
+set -e
+if [ "$1" = purge ]; then rm -rf /var/lib/containerd-tuf; fi
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+POSTRM
+chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/postrm"
+
+mkdir -p "$out"
+deb=$out/containerd-tuf_${version}_${arch}.deb
+dpkg-deb --root-owner-group -Zxz -z6 --build "$root" "$deb" >&2
+echo "$deb"
