@@ -26,7 +26,7 @@ use tuf_oci::{Expiration, Limits, Updater};
 use crate::http_source::HttpSource;
 
 #[derive(Debug, Parser)]
-#[command(name = "tuf-oci-spec-client")]
+#[command(name = "tuf-oci-spec-client", version)]
 struct Cli {
     /// Directory of trusted metadata.
     #[arg(long)]
