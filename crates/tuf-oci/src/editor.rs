@@ -777,17 +777,21 @@ impl Writer {
         subject: &Entry,
     ) -> Result<()> {
         let file = versioned_file(role, version);
-        if *repository == self.metadata {
-            // Single-repository mode: `file` is taken by the subject-less copy snapshot names;
-            // the attached copy gets a tag of its own, so writers can find it again.
-            let hex = subject.digest.trim_start_matches("sha256:");
-            let tag = format!("ref-{}-{file}", &hex[..16]);
-            self.push_tagged(repository, &tag, &file, bytes, Some(subject))
-                .await?;
-        } else {
+        if *repository != self.metadata {
+            // Beside the image, where clients look for the role first.
             self.push_once(repository, &file, bytes, Some(subject))
                 .await?;
         }
+        // Under a tag naming the subject too, so writers find an image's referrers by listing
+        // tags instead of reading every metadata manifest.
+        self.push_tagged(
+            repository,
+            &attachment_tag(subject, &file),
+            &file,
+            bytes,
+            Some(subject),
+        )
+        .await?;
         self.add_referrer(repository, subject).await
     }
 
@@ -825,14 +829,9 @@ impl Writer {
     /// The metadata manifests of `repository` whose subject is `subject`, found by their tags.
     async fn referrers_of(&self, repository: &Repository, subject: &Entry) -> Result<Vec<Entry>> {
         let mut found = Vec::new();
+        let prefix = attachment_tag(subject, "");
         for tag in self.registry.tags(repository).await? {
-            let is_role_file = tag.starts_with("ref-")
-                || (tag.ends_with(".json")
-                    && tag
-                        .split('.')
-                        .next()
-                        .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit())));
-            if !is_role_file {
+            if !tag.starts_with(&prefix) {
                 continue;
             }
             let Some(stored) = self
@@ -939,6 +938,12 @@ pub async fn set_pointer(
         )
         .await?;
     Ok(target)
+}
+
+/// The tag of `file` attached to `subject`: `ref-<first 16 hex of the subject digest>-<file>`.
+fn attachment_tag(subject: &Entry, file: &str) -> String {
+    let hex = subject.digest.trim_start_matches("sha256:");
+    format!("ref-{}-{file}", &hex[..16.min(hex.len())])
 }
 
 /// The descriptor of the manifest `push_file` writes for `file` without a subject, computed
