@@ -16,6 +16,20 @@ use anyhow::Context;
 use containerd_tuf_verifier::policy::Policy;
 use containerd_tuf_verifier::{bindir, engine::Engine, server};
 
+const USAGE: &str = "\
+containerd-tuf-verifier: TUF verification of containerd image pulls
+
+containerd runs it as an image verifier (bindir), with the resolved descriptor on stdin:
+    containerd-tuf-verifier -name REF -digest DIGEST -stdin-media-type application/vnd.oci.descriptor.v1+json
+Exit 0 allows the pull; otherwise stdout says which check failed.
+
+Run the verification service (warm metadata, used by the executable when its socket is up):
+    containerd-tuf-verifier serve [--policy FILE]
+
+The policy is --policy, $CONTAINERD_TUF_POLICY, or /etc/containerd-tuf/policy.toml
+(example: /usr/share/doc/containerd-tuf/policy.example.toml). Logs go to stderr;
+$CONTAINERD_TUF_LOG sets the filter (e.g. debug).";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // Diagnostics go to stderr: containerd logs it at debug level; stdout is the reason.
@@ -29,6 +43,10 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if matches!(args.as_slice(), [flag] if flag == "--version" || flag == "-version") {
         println!("containerd-tuf-verifier {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if matches!(args.as_slice(), [flag] if flag == "--help" || flag == "-help" || flag == "-h") {
+        println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
     if args.first().map(String::as_str) == Some("serve") {
