@@ -37,6 +37,8 @@ use crate::verify::Verifier;
 const SPEC_VERSION: &str = "1.0.0";
 /// Largest head or image manifest a writer reads.
 const WRITER_READ_LIMIT: u64 = 32 * 1024 * 1024;
+/// Snapshot versions a publish skips over (left by interrupted publishes) before giving up.
+const MAX_SKIPPED_VERSIONS: u64 = 100;
 /// Attempts at merging into a referrers index that another writer changed meanwhile.
 const REFERRERS_RETRIES: usize = 5;
 
@@ -875,22 +877,35 @@ impl Writer {
         timestamp_keys: &[SigningKey],
         expires: &Expiries,
     ) -> Result<()> {
-        let mut snapshot = Snapshot::new(
-            SPEC_VERSION.into(),
-            nonzero(snapshot_version),
-            whole_seconds(expires.snapshot),
-        );
-        for (role, (version, bytes)) in roles {
-            snapshot
-                .meta
-                .insert(format!("{role}.json"), metafile(*version, bytes));
-        }
-        let snapshot = sign_role(snapshot, holder, snapshot_keys).await?;
-        let snapshot_file = versioned_file("snapshot", snapshot_version);
-        let mut entries = vec![
-            self.push_once(&self.metadata, &snapshot_file, snapshot.buffer(), None)
-                .await?,
-        ];
+        // A publish interrupted after its snapshot push leaves that version taken but named by
+        // no timestamp: skip over it rather than fail forever (versions only have to grow).
+        let first = snapshot_version;
+        let mut snapshot_version = snapshot_version;
+        let (snapshot, entry) = loop {
+            let mut snapshot = Snapshot::new(
+                SPEC_VERSION.into(),
+                nonzero(snapshot_version),
+                whole_seconds(expires.snapshot),
+            );
+            for (role, (version, bytes)) in roles {
+                snapshot
+                    .meta
+                    .insert(format!("{role}.json"), metafile(*version, bytes));
+            }
+            let snapshot = sign_role(snapshot, holder, snapshot_keys).await?;
+            let file = versioned_file("snapshot", snapshot_version);
+            match self
+                .push_once(&self.metadata, &file, snapshot.buffer(), None)
+                .await
+            {
+                Ok(entry) => break (snapshot, entry),
+                Err(Error::Conflict { .. }) if snapshot_version < first + MAX_SKIPPED_VERSIONS => {
+                    snapshot_version += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut entries = vec![entry];
         let mut timestamp = Timestamp::new(
             SPEC_VERSION.into(),
             nonzero(timestamp_version),
