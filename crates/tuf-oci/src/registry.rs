@@ -486,9 +486,21 @@ fn is_not_found(error: &OciDistributionError) -> bool {
     }
 }
 
+/// The error with its causes (`error sending request …: operation timed out`): HTTP errors
+/// keep the useful part in their sources.
 fn registry_error(reference: &Reference, error: &OciDistributionError) -> Error {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
     Error::Registry {
         reference: reference.whole(),
-        message: error.to_string(),
+        message,
     }
 }
