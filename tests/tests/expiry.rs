@@ -134,3 +134,25 @@ async fn expired_root() {
         .unwrap();
     assert_eq!(expired_role(&verify_error(&registry, &org).await), "root");
 }
+
+#[tokio::test]
+async fn clock_skew_tolerance_is_explicit() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let mut expires = expiries();
+    // Expired half a minute ago, as a node whose clock runs ahead would see it.
+    expires.timestamp = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(30))
+        .unwrap();
+    org.publish_with(&registry, &expires).await;
+    let verify = |skew: u64| {
+        let mut trust = org.trust(None, None);
+        trust.limits.clock_skew = std::time::Duration::from_secs(skew);
+        let verifier = tuf_oci::Verifier::new(registry.client.clone(), trust).unwrap();
+        let image = registry.image("solo/app:v1");
+        async move { verifier.verify(&image).await }
+    };
+    assert_eq!(expired_role(&verify(0).await.unwrap_err()), "timestamp");
+    assert_eq!(expired_role(&verify(10).await.unwrap_err()), "timestamp");
+    verify(120).await.unwrap();
+}

@@ -48,6 +48,10 @@ struct Cli {
     /// (`prod/app=team-a/app`), for copies promoted to other repositories. Repeatable.
     #[arg(long = "signed-as", value_name = "LOCAL=SIGNED", global = true)]
     signed_as: Vec<String>,
+    /// Seconds this machine's clock may lag behind the signers' before metadata counts as
+    /// expired (0: strict).
+    #[arg(long, default_value_t = 0, global = true)]
+    clock_skew: u64,
     /// Per-request deadline in seconds.
     #[arg(long, default_value_t = 30, global = true)]
     timeout: u64,
@@ -267,6 +271,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             metadata_override: override_repo.clone(),
             cache_dir: cli.cache_dir.clone(),
             signed_as: signed_as.clone(),
+            limits: tuf_oci::Limits {
+                clock_skew: Duration::from_secs(cli.clock_skew),
+                ..tuf_oci::Limits::default()
+            },
             ..Default::default()
         })
     };

@@ -34,6 +34,10 @@ pub struct Limits {
     pub max_root_rotations: u64,
     /// Most delegated roles visited while searching for one target (TUF 5.6.7).
     pub max_delegations: usize,
+    /// How far this machine's clock may lag behind the signers': metadata counts as expired
+    /// only this long after its `expires`. Zero (the default) is strict; the tolerance is
+    /// explicit because every second of it extends a freeze attack's window.
+    pub clock_skew: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +49,7 @@ impl Default for Limits {
             targets: 32 * 1024 * 1024,
             max_root_rotations: 1024,
             max_delegations: 1024,
+            clock_skew: std::time::Duration::ZERO,
         }
     }
 }
@@ -625,7 +630,10 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     fn check_expiry(&self, role: &str, expires: jiff::Timestamp) -> Result<()> {
-        if self.expiration == Expiration::Enforce && expires <= self.now {
+        let skew = jiff::SignedDuration::try_from(self.limits.clock_skew)
+            .unwrap_or(jiff::SignedDuration::MAX);
+        let deadline = expires.checked_add(skew).unwrap_or(jiff::Timestamp::MAX);
+        if self.expiration == Expiration::Enforce && deadline <= self.now {
             return Err(Error::Expired {
                 role: role.to_string(),
                 expires,

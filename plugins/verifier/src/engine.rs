@@ -112,6 +112,10 @@ impl Engine {
                 cache_dir: Some(policy.cache_dir.join(&scope.name)),
                 signed_as: scope.signed_as.clone(),
                 refresh_interval: Duration::from_secs(policy.refresh_interval_seconds),
+                limits: tuf_oci::Limits {
+                    clock_skew: Duration::from_secs(policy.clock_skew_seconds),
+                    ..tuf_oci::Limits::default()
+                },
                 ..TrustConfig::default()
             };
             let backend = match bundle {
