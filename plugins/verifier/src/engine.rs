@@ -116,7 +116,6 @@ impl Engine {
                     clock_skew: Duration::from_secs(policy.clock_skew_seconds),
                     ..tuf_oci::Limits::default()
                 },
-                ..TrustConfig::default()
             };
             let backend = match bundle {
                 Some(crate::policy::Metadata::Bundle { dir, .. }) => {
