@@ -67,3 +67,67 @@ async fn tampered_snapshot_bytes_are_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn deeply_nested_indexes_are_not_followed() {
+    use tuf_oci::layout::{Entry, INDEX_MEDIA_TYPE};
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let repo = registry.repo("solo/app");
+    let mut child = registry.push_image("solo/app", "leaf", "leaf").await;
+    for level in 0..10 {
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [child],
+        }))
+        .unwrap();
+        let reference = if level == 9 {
+            repo.tagged("deep")
+        } else {
+            repo.digested(&tuf_oci::layout::sha256_digest(&index))
+        };
+        child = registry
+            .client
+            .push_manifest(&reference, &index, INDEX_MEDIA_TYPE)
+            .await
+            .unwrap();
+        assert_eq!(child, Entry::of(INDEX_MEDIA_TYPE, &index));
+    }
+    org.sign(
+        &registry,
+        &registry.image("solo/app:deep"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(tuf_oci_tests::cli_binary())
+            .args(["--insecure-registry", &registry.host, "--root"])
+            .arg(dir.path().join("root.json"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let image = format!("{}/solo/app:deep", registry.host);
+    assert!(
+        run(&["verify", &image]).status.success(),
+        "the signed root itself verifies"
+    );
+    let layout = format!("oci:{}", dir.path().join("layout").display());
+    for args in [
+        vec!["verify", &image, "--deep"],
+        vec!["copy", &image, &layout],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("nested deeper than 8 levels"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -255,7 +255,7 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             self.report.skipped += 1;
             return Ok(());
         }
-        self.children(source, destination, &stored).await?;
+        self.children(source, destination, &stored, 0).await?;
         self.put_manifest(destination, tag, &stored.bytes, &stored.media_type)
             .await
     }
@@ -267,13 +267,11 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         source: &str,
         destination: &str,
         stored: &crate::store::Stored,
+        depth: usize,
     ) -> Result<()> {
-        let manifest = Manifest::parse(&stored.digest, &stored.bytes)?;
-        let config: Option<crate::layout::Entry> =
-            serde_json::from_slice::<serde_json::Value>(&stored.bytes)
-                .ok()
-                .and_then(|v| serde_json::from_value(v.get("config")?.clone()).ok());
-        for blob in config.iter().chain(&manifest.layers) {
+        crate::store::check_depth(stored, depth)?;
+        let (blobs, children) = crate::store::references(stored)?;
+        for blob in &blobs {
             if !self.done.insert(format!("{destination}@{}", blob.digest)) {
                 continue;
             }
@@ -316,7 +314,7 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             (self.progress)(&line);
             self.report.bytes += blob.size;
         }
-        for child in &manifest.manifests {
+        for child in &children {
             if !self.done.insert(format!("{destination}@{}", child.digest)) {
                 continue;
             }
@@ -336,7 +334,7 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                 self.report.skipped += 1;
                 continue;
             }
-            Box::pin(self.children(source, destination, &child_manifest)).await?;
+            Box::pin(self.children(source, destination, &child_manifest, depth + 1)).await?;
             self.put_manifest(
                 destination,
                 &child.digest,

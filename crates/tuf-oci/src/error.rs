@@ -226,13 +226,13 @@ pub enum Error {
         reason: String,
     },
 
-    /// A local file (trusted root, cache) could not be read or written.
-    #[error("{path}: {source}")]
+    /// A local file (trusted root, cache, layout) could not be read or written.
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message already, so not repeated as a source).
+        cause: std::io::Error,
     },
 
     /// A request made no progress in time.
@@ -251,10 +251,10 @@ pub enum Error {
 
 impl Error {
     /// Short constructor for I/O errors on a path.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

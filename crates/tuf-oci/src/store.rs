@@ -499,34 +499,71 @@ impl ContentStore for LayoutStore {
     }
 }
 
-/// Reads every object `stored` references (child manifests, configs, layers), each checked
-/// against its digest and size by the store: a tampered layer anywhere in the graph fails.
-/// Returns how many objects were read.
-pub async fn check_graph<S: ContentStore>(store: &S, path: &str, stored: &Stored) -> Result<usize> {
+/// How deep indexes may nest (an index of indexes of ...): deeper graphs are refused rather
+/// than followed, whoever signed them.
+pub const MAX_INDEX_DEPTH: usize = 8;
+
+/// What a manifest or index references: its blobs (config and layers) and child manifests.
+pub fn references(stored: &Stored) -> Result<(Vec<Entry>, Vec<Entry>)> {
     let manifest = crate::layout::Manifest::parse(&stored.digest, &stored.bytes)?;
     let config: Option<Entry> = serde_json::from_slice::<serde_json::Value>(&stored.bytes)
         .ok()
         .and_then(|v| serde_json::from_value(v.get("config")?.clone()).ok());
+    let blobs = config.into_iter().chain(manifest.layers).collect();
+    Ok((blobs, manifest.manifests))
+}
+
+/// Refuses a graph nested deeper than [`MAX_INDEX_DEPTH`].
+pub(crate) fn check_depth(stored: &Stored, depth: usize) -> Result<()> {
+    if depth > MAX_INDEX_DEPTH {
+        return Err(Error::Parse {
+            role: stored.digest.clone(),
+            message: format!("indexes nested deeper than {MAX_INDEX_DEPTH} levels"),
+        });
+    }
+    Ok(())
+}
+
+/// Reads every object `stored` references (child manifests, configs, layers), streamed and
+/// checked against its digest and size: a tampered layer anywhere in the graph fails. Returns
+/// how many objects were read.
+pub async fn check_graph<S: ContentStore>(store: &S, path: &str, stored: &Stored) -> Result<usize> {
+    check_graph_at(store, path, stored, 0).await
+}
+
+async fn check_graph_at<S: ContentStore>(
+    store: &S,
+    path: &str,
+    stored: &Stored,
+    depth: usize,
+) -> Result<usize> {
+    use futures_util::StreamExt as _;
+    check_depth(stored, depth)?;
+    let (blobs, children) = references(stored)?;
     let mut count = 0;
-    for blob in config.iter().chain(&manifest.layers) {
-        let bytes = store.blob(path, &blob.digest, blob.size).await?;
-        if bytes.len() as u64 != blob.size {
+    for blob in &blobs {
+        let mut data = store.open_blob(path, &blob.digest, blob.size).await?;
+        let mut read = 0;
+        while let Some(chunk) = data.next().await {
+            read += chunk?.len() as u64;
+        }
+        if read != blob.size {
             return Err(Error::DigestMismatch {
                 what: format!("{path}@{} size", blob.digest),
                 expected: blob.size.to_string(),
-                actual: bytes.len().to_string(),
+                actual: read.to_string(),
             });
         }
         count += 1;
     }
-    for child in &manifest.manifests {
+    for child in &children {
         let child = store
             .manifest(path, &child.digest, child.size.max(4 << 20))
             .await?
             .ok_or_else(|| Error::NotFound {
                 what: format!("{path}@{} in {}", child.digest, store.describe()),
             })?;
-        count += 1 + Box::pin(check_graph(store, path, &child)).await?;
+        count += 1 + Box::pin(check_graph_at(store, path, &child, depth + 1)).await?;
     }
     Ok(count)
 }
