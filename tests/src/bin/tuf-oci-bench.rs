@@ -64,6 +64,7 @@ async fn main() {
     containerd_verifier(&registry, sizes.runs, sizes.layer_bytes).await;
     transfer_front(&registry, sizes.runs, sizes.layer_bytes).await;
     copy_vs_skopeo(&registry, sizes.layer_bytes).await;
+    peak_memory_under_load(&registry, if smoke { 10 } else { 50 }).await;
 }
 
 /// A fresh client (own counters) trusting `org`, keeping trusted metadata in `cache`.
@@ -706,5 +707,154 @@ async fn copy_vs_skopeo(registry: &TestRegistry, layer_bytes: usize) {
         "{:<56} {:>10.2}",
         "  ratio time tuf-oci / skopeo",
         ours.0 / theirs.0
+    );
+}
+
+/// Peak resident memory of the verification service and of the front, each answering
+/// `concurrent` pulls at once (the service: bindir invocations; the front: `ctr images pull` on
+/// containerd 1.6).
+async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
+    use std::process::{Command, Stdio};
+    use tuf_oci_tests::containerd::{Containerd, Version};
+
+    let org = Org::init(registry, "load/tuf").await;
+    let mut images = Vec::new();
+    for i in 0..concurrent {
+        images.push(
+            registry
+                .push_image("load/app", &format!("t{i}"), &format!("load {i}"))
+                .await,
+        );
+        org.sign(
+            registry,
+            &registry.image(&format!("load/app:t{i}")),
+            "targets",
+            &org.targets_key().await,
+        )
+        .await;
+    }
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("load/app"), "../tuf")
+        .await
+        .unwrap();
+    org.publish(registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("verifier.sock");
+    let policy = tuf_oci_tests::write_policy(
+        dir.path(),
+        registry,
+        &org,
+        &["load/"],
+        &[],
+        &format!(
+            "socket = \"{}\"\nrefresh_interval_seconds = 60",
+            socket.display()
+        ),
+    );
+    let peak_kib = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or_default()
+    };
+
+    let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
+    let mut service = Command::new(&verifier)
+        .args(["serve", "--policy"])
+        .arg(&policy)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !socket.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut calls = Vec::new();
+    for (i, image) in images.iter().enumerate() {
+        let (verifier, policy) = (verifier.clone(), policy.clone());
+        let name = format!("{}/load/app:t{i}", registry.host);
+        let stdin = serde_json::to_vec(image).unwrap();
+        let digest = image.digest.clone();
+        calls.push(tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut child = Command::new(verifier)
+                .env("CONTAINERD_TUF_POLICY", policy)
+                .args([
+                    "-name",
+                    &name,
+                    "-digest",
+                    &digest,
+                    "-stdin-media-type",
+                    "application/vnd.oci.descriptor.v1+json",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(&stdin).unwrap();
+            child.wait().unwrap().success()
+        }));
+    }
+    for call in calls {
+        assert!(call.await.unwrap(), "a verification failed under load");
+    }
+    let service_peak = peak_kib(service.id());
+    let _ = service.kill();
+    let _ = service.wait();
+
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let front_socket = dir.path().join("front.sock");
+    let mut front = Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"))
+        .arg("--containerd")
+        .arg(&containerd.socket)
+        .arg("--listen")
+        .arg(&front_socket)
+        .arg("--policy")
+        .arg(&policy)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !front_socket.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut pulls = Vec::new();
+    for i in 0..concurrent {
+        let ctr = containerd.ctr.clone();
+        let socket = front_socket.clone();
+        let name = format!("{}/load/app:t{i}", registry.host);
+        pulls.push(tokio::task::spawn_blocking(move || {
+            Command::new(ctr)
+                .arg("--address")
+                .arg(socket)
+                .args(["images", "pull", "--plain-http", &name])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        }));
+    }
+    for pull in pulls {
+        assert!(
+            pull.await.unwrap(),
+            "a pull through the front failed under load"
+        );
+    }
+    let front_peak = peak_kib(front.id());
+    let _ = front.kill();
+    let _ = front.wait();
+    println!(
+        "{:<56} {:>10} {:>9} MiB",
+        format!("peak RSS, verifier service, {concurrent} concurrent"),
+        "",
+        service_peak >> 10
+    );
+    println!(
+        "{:<56} {:>10} {:>9} MiB",
+        format!("peak RSS, front, {concurrent} concurrent ctr pulls"),
+        "",
+        front_peak >> 10
     );
 }
