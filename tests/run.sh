@@ -36,4 +36,6 @@ cargo build --locked --workspace --all-targets
 target/debug/tuf-oci-bench --smoke
 # The Debian package: build, install, verified pulls with the installed binaries, purge.
 bash packaging/test-deb.sh
+# A short fuzzing run of every target (tests/fuzz), from the committed seeds.
+bash tests/fuzz.sh
 cargo test --locked --workspace

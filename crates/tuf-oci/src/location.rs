@@ -34,6 +34,9 @@ impl Repository {
         if path.contains([':', '@']) {
             return Err(invalid("a repository takes no tag or digest"));
         }
+        if path.is_empty() || path.split('/').any(str::is_empty) {
+            return Err(invalid("empty repository path component"));
+        }
         let repo = Repository {
             registry: registry.to_string(),
             path: path.to_string(),
