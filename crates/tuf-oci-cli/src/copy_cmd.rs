@@ -182,49 +182,47 @@ async fn into<S: ContentStore>(
         }
         Endpoint::Layout { dir, path, .. } => {
             let destination = path.clone().unwrap_or_else(|| source.to_string());
-            let store = LayoutStore::open(dir, true)?;
-            let report = copy_repository(
-                from,
-                source,
-                host,
-                &store,
-                &destination,
-                options,
-                &mut progress,
-            )
-            .await?;
-            if !options.dry_run {
-                store.save(&BTreeMap::from([(
-                    BUNDLE_REPOSITORY.to_string(),
-                    destination.clone(),
-                )]))?;
-            }
+            let report = into_layout(from, source, host, dir, &destination, options).await?;
             Ok((report, source.to_string(), destination))
         }
         Endpoint::Archive { file, path, .. } => {
             let destination = path.clone().unwrap_or_else(|| source.to_string());
             let dir = staging.join("destination");
-            let store = LayoutStore::open(&dir, true)?;
-            let report = copy_repository(
-                from,
-                source,
-                host,
-                &store,
-                &destination,
-                options,
-                &mut progress,
-            )
-            .await?;
+            let report = into_layout(from, source, host, &dir, &destination, options).await?;
             if !options.dry_run {
-                store.save(&BTreeMap::from([(
-                    BUNDLE_REPOSITORY.to_string(),
-                    destination.clone(),
-                )]))?;
                 pack(&dir, file)?;
             }
             Ok((report, source.to_string(), destination))
         }
     }
+}
+
+/// Copies into the OCI layout at `dir`, recording the image repository in its index.
+async fn into_layout<S: ContentStore>(
+    from: &S,
+    source: &str,
+    host: Option<&str>,
+    dir: &Path,
+    destination: &str,
+    options: &CopyOptions,
+) -> anyhow::Result<CopyReport> {
+    let store = LayoutStore::open(dir, true)?;
+    let mut progress = |line: &str| eprintln!("{line}");
+    let report = copy_repository(
+        from,
+        source,
+        host,
+        &store,
+        destination,
+        options,
+        &mut progress,
+    )
+    .await?;
+    if !options.dry_run {
+        let name = (BUNDLE_REPOSITORY.to_string(), destination.to_string());
+        store.save(&BTreeMap::from([name]))?;
+    }
+    Ok(report)
 }
 
 /// Opens `oci:DIR:repo:tag` / `oci-archive:FILE:repo@digest` for reading (archives are
