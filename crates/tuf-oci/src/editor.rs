@@ -40,7 +40,7 @@ const WRITER_READ_LIMIT: u64 = 32 * 1024 * 1024;
 /// Snapshot versions a publish skips over (left by interrupted publishes) before giving up.
 const MAX_SKIPPED_VERSIONS: u64 = 100;
 /// Attempts at merging into a referrers index that another writer changed meanwhile.
-const REFERRERS_RETRIES: usize = 5;
+const REFERRERS_RETRIES: usize = 8;
 
 /// Keys and thresholds of the four top-level roles, for `init`.
 #[derive(Debug)]
@@ -804,7 +804,13 @@ impl Writer {
     /// writer to check sees every file pushed before it, its own included.
     async fn add_referrer(&self, repository: &Repository, subject: &Entry) -> Result<()> {
         let tag = repository.tagged(&referrers_tag(&subject.digest));
-        for _ in 0..REFERRERS_RETRIES {
+        let mut failed_push = None;
+        for attempt in 0..REFERRERS_RETRIES {
+            if attempt > 0 {
+                // Writers contending for one tag: back off a little, differently each time.
+                let pause = 20 * attempt as u64 + u64::from(std::process::id() % 17);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             let current = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
                 Some(current) => Manifest::parse("referrers index", &current.bytes)?.manifests,
                 None => Vec::new(),
@@ -818,14 +824,21 @@ impl Writer {
             if merged.len() == current.len() {
                 return Ok(());
             }
-            self.registry
-                .push_manifest(&tag, &index(&merged, &BTreeMap::new()), INDEX_MEDIA_TYPE)
-                .await?;
+            // Distribution answers 500 when two writers put one tag at the same moment: that
+            // is contention, so read again and merge again.
+            let merged = index(&merged, &BTreeMap::new());
+            if let Err(e) = self
+                .registry
+                .push_manifest(&tag, &merged, INDEX_MEDIA_TYPE)
+                .await
+            {
+                failed_push = Some(e);
+            }
         }
-        Err(Error::Conflict {
+        Err(failed_push.unwrap_or_else(|| Error::Conflict {
             what: format!("referrers index {}", tag.whole()),
             reason: format!("still changing after {REFERRERS_RETRIES} merges"),
-        })
+        }))
     }
 
     /// The metadata manifests of `repository` whose subject is `subject`, found by their tags.
