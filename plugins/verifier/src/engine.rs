@@ -168,7 +168,18 @@ impl Engine {
     async fn decide(&self, reference: &str, descriptor: Option<&Descriptor>) -> Answer {
         let image = match ImageRef::parse(reference) {
             Ok(image) => image,
-            Err(e) => return Answer::refuse(None, format!("tuf-oci: {e}")),
+            // Names without a registry host (local tags, imports) are in no scope: the policy
+            // default decides, as for any reference no scope covers.
+            Err(e) => {
+                return match self.policy.default {
+                    Default::Allow => Answer::allow(format!(
+                        "tuf-oci: {reference:?} names no registry; policy default allows it"
+                    )),
+                    Default::Deny => {
+                        Answer::refuse(None, format!("tuf-oci: {e}; policy default denies it"))
+                    }
+                };
+            }
         };
         let (index, scope) = match self.policy.decide(&image) {
             Decision::Verify(index, scope) => (index, scope),
@@ -208,5 +219,31 @@ impl Engine {
             scope: name.map(str::to_string),
             target: Some(verified),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(default: &str) -> Engine {
+        let policy: Policy = toml::from_str(&format!(
+            "default = \"{default}\"\ncache_dir = \"/nonexistent\"\n"
+        ))
+        .unwrap();
+        Engine::new(policy).unwrap()
+    }
+
+    #[tokio::test]
+    async fn names_without_a_registry_follow_the_default() {
+        let allowed = engine("allow").check("localimage:latest", None).await;
+        assert!(allowed.allowed, "{}", allowed.reason);
+        let refused = engine("deny").check("localimage:latest", None).await;
+        assert!(!refused.allowed);
+        assert!(
+            refused.reason.contains("policy default denies it"),
+            "{}",
+            refused.reason
+        );
     }
 }
