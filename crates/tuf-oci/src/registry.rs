@@ -299,11 +299,11 @@ impl Registry {
         size: u64,
         data: BlobStream,
     ) -> Result<()> {
-        if self.has_blob(repository, digest).await? {
-            return Ok(());
-        }
         let reference = repository.digested(digest);
         self.login(&reference, RegistryOperation::Push).await?;
+        if self.blob_exists(&reference, digest).await? {
+            return Ok(());
+        }
         let data = data.map(|chunk| {
             chunk.map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))
         });
@@ -343,10 +343,15 @@ impl Registry {
     pub async fn has_blob(&self, repository: &Repository, digest: &str) -> Result<bool> {
         let reference = repository.digested(digest);
         self.login(&reference, RegistryOperation::Pull).await?;
+        self.blob_exists(&reference, digest).await
+    }
+
+    /// The existence check itself, for callers that already logged in (a push login covers it).
+    async fn blob_exists(&self, reference: &Reference, digest: &str) -> Result<bool> {
         let exists = self
-            .deadline(&reference, self.client.blob_exists(&reference, digest))
+            .deadline(reference, self.client.blob_exists(reference, digest))
             .await
-            .map_err(|e| registry_error(&reference, &e))?;
+            .map_err(|e| registry_error(reference, &e))?;
         self.traffic.record(0);
         Ok(exists)
     }
@@ -361,14 +366,7 @@ impl Registry {
         let entry = Entry::of(media_type, bytes);
         let reference = repository.digested(&entry.digest);
         self.login(&reference, RegistryOperation::Push).await?;
-        let exists = self
-            .deadline(
-                &reference,
-                self.client.blob_exists(&reference, &entry.digest),
-            )
-            .await
-            .map_err(|e| registry_error(&reference, &e))?;
-        if !exists {
+        if !self.blob_exists(&reference, &entry.digest).await? {
             self.deadline(
                 &reference,
                 self.client
