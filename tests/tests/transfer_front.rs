@@ -274,21 +274,31 @@ async fn imports_are_checked() {
     assert_eq!(image_digest(&containerd, &name), setup.signed.digest);
 
     // containerd 2.x imports through the Transfer service, which containerd's own verifiers
-    // skip; the front refuses them.
+    // skip: the front receives the archive, verifies it, then hands it to containerd.
     let containerd = Containerd::start(Version::V2_3, None, &[]);
     let front = start_front(setup.dir.path(), &setup.policy, &containerd);
     let err = ctr(
         &containerd,
         &front,
-        &["images", "import", signed_path.to_str().unwrap()],
+        &["images", "import", forged_path.to_str().unwrap()],
     )
     .await
     .unwrap_err();
-    assert!(
-        err.contains("imports through the Transfer service are not verified"),
-        "{err}"
-    );
+    assert!(err.contains(": digest is sha256:"), "{err}");
     assert!(!containerd.images().contains(&name));
+    ctr(
+        &containerd,
+        &front,
+        &["images", "import", signed_path.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(image_digest(&containerd, &name), setup.signed.digest);
+    // Unpacked like any import, progress shown as without the front.
+    let out = ctr(&containerd, &front, &["images", "check"])
+        .await
+        .unwrap();
+    assert!(out.contains("complete"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -486,4 +496,141 @@ async fn air_gapped_imports_verify_against_a_bundle_on_disk() {
     .await
     .unwrap();
     assert!(containerd.images().contains(&name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn containerd_2_imports_verify_from_the_archive_alone() {
+    let setup = setup().await;
+    let host = setup.registry.host.clone();
+    let name = format!("{host}/team-a/app:v1");
+    // The signed image with all its TUF metadata in one archive, as `tuf-oci copy` writes it.
+    let bundle = setup.dir.path().join("bundle.tar");
+    let out = std::process::Command::new(tuf_oci_tests::cli_binary())
+        .args(["--insecure-registry", &host, "copy", &name])
+        .arg(format!("oci-archive:{}", bundle.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    setup
+        .registry
+        .push_image("team-a/app", "forged", "forged")
+        .await;
+    let forged = setup
+        .registry
+        .oci_archive("team-a/app", "forged", &name)
+        .await;
+    let tampered = setup.dir.path().join("tampered.tar");
+    tamper(&bundle, &forged, &tampered);
+    // The registry is gone: only the archive and the trusted root remain.
+    let Setup {
+        registry, org, dir, ..
+    } = setup;
+    drop(registry);
+    let offline = dir.path().join("offline");
+    std::fs::create_dir_all(&offline).unwrap();
+    std::fs::write(offline.join("root.json"), &org.root).unwrap();
+    let policy = offline.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "cache_dir = \"{cache}\"\n[[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\n\
+             root = \"{root}\"\n",
+            cache = offline.join("cache").display(),
+            root = offline.join("root.json").display(),
+        ),
+    )
+    .unwrap();
+
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(&offline, &policy, &containerd);
+    let err = ctr(
+        &containerd,
+        &front,
+        &["images", "import", tampered.to_str().unwrap()],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains(&format!("{name}: digest is sha256:")), "{err}");
+    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+    ctr(
+        &containerd,
+        &front,
+        &["images", "import", bundle.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    // The image, under the name it was copied from; its TUF metadata is not an image.
+    assert_eq!(containerd.images(), [name.clone()]);
+
+    // A protected name for the archive's own index (which no TUF target signs) is refused.
+    let index_name = format!("{host}/team-a/app:bundle");
+    let err = ctr(
+        &containerd,
+        &front,
+        &[
+            "images",
+            "import",
+            "--index-name",
+            &index_name,
+            bundle.to_str().unwrap(),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("the archive's own index"), "{err}");
+    assert_eq!(containerd.images(), [name.clone()]);
+
+    // Exports stream the other way (containerd to client) and pass through untouched.
+    let exported = offline.join("exported.tar");
+    ctr(
+        &containerd,
+        &front,
+        &["images", "export", exported.to_str().unwrap(), &name],
+    )
+    .await
+    .unwrap();
+    let mut archive = tar::Archive::new(std::fs::File::open(&exported).unwrap());
+    let entries: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(entries.iter().any(|e| e == "index.json"), "{entries:?}");
+}
+
+/// `bundle` with its `v1` entry pointing at the image of the archive `forged` (whose blobs are
+/// added), written to `out`.
+fn tamper(bundle: &Path, forged: &[u8], out: &Path) {
+    let work = tempfile::tempdir().unwrap();
+    let (layout, other) = (work.path().join("layout"), work.path().join("other"));
+    tuf_oci::store::unpack(bundle, &layout).unwrap();
+    tar::Archive::new(forged).unpack(&other).unwrap();
+    for blob in std::fs::read_dir(other.join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap();
+        std::fs::copy(
+            blob.path(),
+            layout.join("blobs/sha256").join(blob.file_name()),
+        )
+        .unwrap();
+    }
+    let forged_index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(other.join("index.json")).unwrap()).unwrap();
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "team-a/app:v1")
+        .expect("the bundle names team-a/app:v1");
+    for field in ["digest", "size", "mediaType"] {
+        entry[field] = forged_index["manifests"][0][field].clone();
+    }
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    tuf_oci::store::pack(&layout, out).unwrap();
 }

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use tuf_oci::Registry;
+use tuf_oci::copy::is_metadata_tag;
 use tuf_oci::copy::{CopyOptions, CopyReport, MetadataMode, Tags, copy_repository};
-use tuf_oci::store::{BUNDLE_REPOSITORY, ContentStore, LayoutStore, RegistryStore, pack, unpack};
+use tuf_oci::store::{
+    BUNDLE_REPOSITORY, ContentStore, IMAGE_NAME, LayoutStore, RegistryStore, pack, unpack,
+};
 
 /// One side of a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +222,15 @@ async fn into_layout<S: ContentStore>(
     )
     .await?;
     if !options.dry_run {
+        // Images copied from a registry keep the name they were pulled by, for importers.
+        if let Some(host) = host {
+            for tag in store.tags(destination).await? {
+                if !is_metadata_tag(&tag) {
+                    let name = format!("{host}/{source}:{tag}");
+                    store.annotate(destination, &tag, IMAGE_NAME, &name);
+                }
+            }
+        }
         let name = (BUNDLE_REPOSITORY.to_string(), destination.to_string());
         store.save(&BTreeMap::from([name]))?;
     }

@@ -21,6 +21,9 @@ const CHUNK: usize = 1 << 20;
 /// Annotation naming an index entry of an OCI layout (OCI image-spec, "Pre-Defined Annotation
 /// Keys").
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Annotation naming an index entry by its full reference (`host/path:tag`), which containerd
+/// (`ctr images import`, nerdctl load) prefers over [`REF_NAME`] when importing a layout.
+pub const IMAGE_NAME: &str = "io.containerd.image.name";
 /// Annotation on a bundle's `index.json` naming the image repository it was made from.
 pub const BUNDLE_REPOSITORY: &str = "tuf.io/image-repository";
 
@@ -280,6 +283,17 @@ impl LayoutStore {
         let tmp = self.dir.join(".index.json.tmp");
         std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, self.dir.join("index.json")).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// Adds an annotation to the entry named `repository:tag` (kept until [`LayoutStore::save`]).
+    pub fn annotate(&self, repository: &str, tag: &str, key: &str, value: &str) {
+        let name = format!("{repository}:{tag}");
+        let mut index = self.index.lock().expect("not poisoned");
+        for entry in &mut index.manifests {
+            if entry.annotations.get(REF_NAME) == Some(&name) {
+                entry.annotations.insert(key.into(), value.into());
+            }
+        }
     }
 
     /// An annotation of the layout's `index.json`.

@@ -1,7 +1,14 @@
 //! gRPC message framing (gRPC over HTTP/2, "Length-Prefixed-Message"): one byte compression
 //! flag, four bytes big-endian length, the message.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+
+use crate::upstream::Body;
+
+/// Largest message read from a stream (containerd's stream messages carry 32 KiB).
+const MAX_STREAM_MESSAGE: usize = 4 * 1024 * 1024;
 
 /// Splits a unary request body into its one message. Compressed messages are refused: the
 /// front does not negotiate compression, so a client sending one is not a containerd client.
@@ -31,6 +38,85 @@ pub fn encode(message: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// One gRPC message as framed on the wire.
+#[derive(Debug, Clone)]
+pub struct Message {
+    raw: Bytes,
+}
+
+impl Message {
+    /// The framed bytes, to pass on unchanged.
+    pub fn raw(&self) -> Bytes {
+        self.raw.clone()
+    }
+
+    /// The message itself; compressed messages are refused (the front negotiates none).
+    pub fn payload(&self) -> Result<Bytes, String> {
+        if self.raw[0] != 0 {
+            return Err("compressed gRPC messages are not accepted".into());
+        }
+        Ok(self.raw.slice(5..))
+    }
+}
+
+/// What a streaming body yields.
+#[derive(Debug)]
+pub enum Item {
+    /// A whole message.
+    Message(Message),
+    /// The trailers ending a response (`grpc-status`).
+    Trailers(HeaderMap),
+}
+
+/// Splits a streaming body into whole messages, however its HTTP/2 frames cut them.
+pub struct Messages {
+    body: Body,
+    buffer: BytesMut,
+}
+
+impl Messages {
+    /// Reads `body`.
+    pub fn new(body: Body) -> Self {
+        Messages {
+            body,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// The next message or the trailers; `None` at the end of the body.
+    pub async fn next(&mut self) -> Option<Result<Item, String>> {
+        loop {
+            if let [_, a, b, c, d, ..] = self.buffer[..] {
+                let len = u32::from_be_bytes([a, b, c, d]) as usize;
+                if len > MAX_STREAM_MESSAGE {
+                    return Some(Err(format!(
+                        "gRPC message of {len} bytes exceeds {MAX_STREAM_MESSAGE}"
+                    )));
+                }
+                if self.buffer.len() >= 5 + len {
+                    let raw = self.buffer.split_to(5 + len).freeze();
+                    return Some(Ok(Item::Message(Message { raw })));
+                }
+            }
+            match self.body.frame().await {
+                None if self.buffer.has_remaining() => {
+                    return Some(Err("stream ended inside a gRPC message".into()));
+                }
+                None => return None,
+                Some(Err(e)) => return Some(Err(e.to_string())),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.buffer.extend_from_slice(&data),
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            return Some(Ok(Item::Trailers(trailers)));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +128,33 @@ mod tests {
         assert!(single_message(&framed[..4]).is_err());
         assert!(single_message(&[1, 0, 0, 0, 0]).is_err());
         assert!(single_message(&[0, 0, 0, 0, 9, 1]).is_err());
+    }
+
+    #[tokio::test]
+    async fn messages_are_whole_whatever_the_frames() {
+        use http_body_util::StreamBody;
+        let mut wire = encode(b"first").to_vec();
+        wire.extend_from_slice(&encode(b"second"));
+        // Cut the wire at awkward places: inside a header and inside a message.
+        let chunks: Vec<Result<http_body::Frame<Bytes>, hyper::Error>> = vec![
+            Ok(http_body::Frame::data(Bytes::copy_from_slice(&wire[..3]))),
+            Ok(http_body::Frame::data(Bytes::copy_from_slice(&wire[3..12]))),
+            Ok(http_body::Frame::data(Bytes::copy_from_slice(&wire[12..]))),
+        ];
+        let body = StreamBody::new(tokio_stream::iter(chunks)).boxed_unsync();
+        let mut messages = Messages::new(body);
+        for expected in [&b"first"[..], b"second"] {
+            let Some(Ok(Item::Message(message))) = messages.next().await else {
+                panic!("expected a message");
+            };
+            assert_eq!(message.payload().unwrap(), expected);
+        }
+        assert!(messages.next().await.is_none());
+
+        let cut: Vec<Result<http_body::Frame<Bytes>, hyper::Error>> = vec![Ok(
+            http_body::Frame::data(Bytes::copy_from_slice(&wire[..8])),
+        )];
+        let mut messages = Messages::new(StreamBody::new(tokio_stream::iter(cut)).boxed_unsync());
+        assert!(matches!(messages.next().await, Some(Err(_))));
     }
 }

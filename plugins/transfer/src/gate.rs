@@ -2,12 +2,20 @@
 //! pull, and whether TUF verifies it. Decoding uses containerd-client's prost messages; the
 //! bytes forwarded are the client's own unless a pull is pinned to its verified digest.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use containerd_client::services::v1::{
     CreateImageRequest, Image, TransferRequest, UpdateImageRequest,
 };
-use containerd_client::types::transfer::OciRegistry;
+use containerd_client::types::transfer::{ImageImportStream, ImageStore, OciRegistry};
 use containerd_tuf_verifier::engine::Engine;
+use http::HeaderMap;
 use prost::Message;
+
+use crate::import::{self, Refusal};
+use crate::streams::Streams;
+use crate::upstream::Upstream;
 
 /// gRPC methods the front checks; every other method is forwarded untouched.
 pub const IMAGES_CREATE: &str = "/containerd.services.images.v1.Images/Create";
@@ -19,6 +27,7 @@ pub const TRANSFER: &str = "/containerd.services.transfer.v1.Transfer/Transfer";
 
 const OCI_REGISTRY: &str = "containerd.types.transfer.OCIRegistry";
 const IMAGE_IMPORT_STREAM: &str = "containerd.types.transfer.ImageImportStream";
+const IMAGE_STORE: &str = "containerd.types.transfer.ImageStore";
 
 /// Whether the front checks calls to `path`.
 pub fn is_checked(path: &str) -> bool {
@@ -36,31 +45,154 @@ pub enum Verdict {
     Malformed(String),
 }
 
-/// Decides a call to `path` (one of the checked methods) carrying `message`.
-pub async fn decide(engine: &Engine, path: &str, message: &[u8]) -> Verdict {
-    match path {
-        IMAGES_CREATE => match CreateImageRequest::decode(message) {
-            Ok(request) => check_image(engine, request.image.as_ref(), message).await,
-            Err(e) => Verdict::Malformed(format!("Images.Create: {e}")),
-        },
-        IMAGES_UPDATE => match UpdateImageRequest::decode(message) {
-            Ok(request) => {
-                let touches_target = request.update_mask.as_ref().is_none_or(|mask| {
-                    mask.paths.is_empty() || mask.paths.iter().any(|p| p == "target")
-                });
-                if touches_target {
-                    check_image(engine, request.image.as_ref(), message).await
-                } else {
-                    Verdict::Forward(message.to_vec())
+/// What the checks need: the verifier engine, the streams clients opened through the front
+/// (imports arrive on them), and containerd (checked imports are handed to it).
+#[derive(Debug)]
+pub struct Gate {
+    engine: Arc<Engine>,
+    streams: Streams,
+    upstream: Upstream,
+}
+
+impl Gate {
+    /// Checks with `engine`; hands checked imports to `upstream`.
+    pub fn new(engine: Arc<Engine>, upstream: Upstream) -> Self {
+        Gate {
+            engine,
+            streams: Streams::default(),
+            upstream,
+        }
+    }
+
+    /// The streams opened through the front.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    /// Decides a call to `path` (one of the checked methods) carrying `message`, sent with
+    /// `headers`.
+    pub async fn decide(&self, path: &str, headers: &HeaderMap, message: &[u8]) -> Verdict {
+        let engine = &self.engine;
+        match path {
+            IMAGES_CREATE => match CreateImageRequest::decode(message) {
+                Ok(request) => check_image(engine, request.image.as_ref(), message).await,
+                Err(e) => Verdict::Malformed(format!("Images.Create: {e}")),
+            },
+            IMAGES_UPDATE => match UpdateImageRequest::decode(message) {
+                Ok(request) => {
+                    let touches_target = request.update_mask.as_ref().is_none_or(|mask| {
+                        mask.paths.is_empty() || mask.paths.iter().any(|p| p == "target")
+                    });
+                    if touches_target {
+                        check_image(engine, request.image.as_ref(), message).await
+                    } else {
+                        Verdict::Forward(message.to_vec())
+                    }
+                }
+                Err(e) => Verdict::Malformed(format!("Images.Update: {e}")),
+            },
+            TRANSFER => match TransferRequest::decode(message) {
+                Ok(request) => self.check_transfer(headers, request).await,
+                Err(e) => Verdict::Malformed(format!("Transfer: {e}")),
+            },
+            other => Verdict::Malformed(format!("{other} is not a checked method")),
+        }
+    }
+
+    /// Registry pulls are resolved through TUF first and pinned to the verified digest, so
+    /// containerd fetches exactly what TUF signs. Imports are received by the front, checked,
+    /// and handed to containerd on a stream of the front's own ([`import`]).
+    async fn check_transfer(&self, headers: &HeaderMap, mut request: TransferRequest) -> Verdict {
+        let Some(source) = request.source.as_mut() else {
+            return Verdict::Forward(request.encode_to_vec());
+        };
+        match any_type(&source.type_url) {
+            OCI_REGISTRY => {
+                let mut registry = match OciRegistry::decode(source.value.as_slice()) {
+                    Ok(registry) => registry,
+                    Err(e) => {
+                        return Verdict::Malformed(format!("Transfer source OCIRegistry: {e}"));
+                    }
+                };
+                let answer = self.engine.check(&registry.reference, None).await;
+                if !answer.allowed {
+                    return Verdict::Deny(answer.reason);
+                }
+                if let Some(target) = answer.target {
+                    registry.reference = pinned(&registry.reference, &target.digest());
+                    source.value = registry.encode_to_vec();
+                }
+                Verdict::Forward(request.encode_to_vec())
+            }
+            IMAGE_IMPORT_STREAM => {
+                let mut stream = match ImageImportStream::decode(source.value.as_slice()) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        return Verdict::Malformed(format!(
+                            "Transfer source ImageImportStream: {e}"
+                        ));
+                    }
+                };
+                let store = match request.destination.as_ref() {
+                    Some(d) if any_type(&d.type_url) == IMAGE_STORE => {
+                        match ImageStore::decode(d.value.as_slice()) {
+                            Ok(store) => store,
+                            Err(e) => {
+                                return Verdict::Malformed(format!(
+                                    "Transfer destination ImageStore: {e}"
+                                ));
+                            }
+                        }
+                    }
+                    other => {
+                        return Verdict::Deny(format!(
+                            "tuf-oci: imports into {:?} are not checked; refused",
+                            other.map(|d| d.type_url.as_str())
+                        ));
+                    }
+                };
+                match self.import(headers, &stream.stream, &store).await {
+                    Ok(id) => {
+                        stream.stream = id;
+                        source.value = stream.encode_to_vec();
+                        Verdict::Forward(request.encode_to_vec())
+                    }
+                    Err(Refusal::Denied(reason)) => Verdict::Deny(reason),
+                    Err(Refusal::Unreadable(reason)) => {
+                        Verdict::Malformed(format!("import: {reason}"))
+                    }
                 }
             }
-            Err(e) => Verdict::Malformed(format!("Images.Update: {e}")),
-        },
-        TRANSFER => match TransferRequest::decode(message) {
-            Ok(request) => check_transfer(engine, request).await,
-            Err(e) => Verdict::Malformed(format!("Transfer: {e}")),
-        },
-        other => Verdict::Malformed(format!("{other} is not a checked method")),
+            _ => Verdict::Forward(request.encode_to_vec()),
+        }
+    }
+
+    /// Checks the archive on the client's stream `id`; returns the id of the front's stream
+    /// carrying the checked archive to containerd.
+    async fn import(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+        store: &ImageStore,
+    ) -> Result<String, Refusal> {
+        static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
+        let namespace = headers
+            .get("containerd-namespace")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let claimed = self.streams.claim(namespace, id).ok_or_else(|| {
+            Refusal::Denied(format!(
+                "tuf-oci: import stream {id:?} was not opened through the front; refused"
+            ))
+        })?;
+        let (checked, claimed) = import::check(&self.engine, claimed, store).await?;
+        let own = format!(
+            "{id}-tuf-oci-{}-{}",
+            std::process::id(),
+            HANDED_OVER.fetch_add(1, Ordering::Relaxed)
+        );
+        import::hand_over(&self.upstream, &claimed, &own, checked).await?;
+        Ok(own)
     }
 }
 
@@ -89,37 +221,9 @@ async fn check_image(engine: &Engine, image: Option<&Image>, message: &[u8]) -> 
     }
 }
 
-/// Registry pulls are resolved through TUF first and pinned to the verified digest, so
-/// containerd fetches exactly what TUF signs. Imports carry no TUF metadata containerd could
-/// check, so they are refused rather than let through unverified.
-async fn check_transfer(engine: &Engine, mut request: TransferRequest) -> Verdict {
-    let Some(source) = request.source.as_mut() else {
-        return Verdict::Forward(request.encode_to_vec());
-    };
-    let kind = source.type_url.rsplit('/').next().unwrap_or_default();
-    match kind {
-        OCI_REGISTRY => {
-            let mut registry = match OciRegistry::decode(source.value.as_slice()) {
-                Ok(registry) => registry,
-                Err(e) => return Verdict::Malformed(format!("Transfer source OCIRegistry: {e}")),
-            };
-            let answer = engine.check(&registry.reference, None).await;
-            if !answer.allowed {
-                return Verdict::Deny(answer.reason);
-            }
-            if let Some(target) = answer.target {
-                registry.reference = pinned(&registry.reference, &target.digest());
-                source.value = registry.encode_to_vec();
-            }
-            Verdict::Forward(request.encode_to_vec())
-        }
-        IMAGE_IMPORT_STREAM => Verdict::Deny(
-            "tuf-oci: image imports through the Transfer service are not verified; refused \
-             (import through the Images API, which the front checks, or pull from a registry)"
-                .into(),
-        ),
-        _ => Verdict::Forward(request.encode_to_vec()),
-    }
+/// The message name of an `Any` type URL (containerd writes bare names).
+fn any_type(type_url: &str) -> &str {
+    type_url.rsplit('/').next().unwrap_or_default()
 }
 
 /// `reference` with its digest set to `digest` (`host/repo:tag@sha256:...`).

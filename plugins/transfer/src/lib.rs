@@ -8,6 +8,9 @@
 //! - [`verify`]: the tower layer that reads checked calls and asks [`gate`] for a verdict.
 //! - [`gate`]: decoding `Images.Create/Update` and `Transfer.Transfer`, verifying with the
 //!   verifier plugin's engine (same policy file), pinning pulls to verified digests.
+//! - [`streams`]: containerd's Streaming service relayed message by message, so an import's
+//!   archive can be claimed by [`import`], which checks it (image names per [`naming`]) before
+//!   containerd gets it.
 //! - [`frame`], [`status`]: gRPC framing and front-made errors.
 //! - [`server`]: the accept loop.
 //! - [`pull`]: TUF-first pull through containerd's API (`tuf-oci pull`).
@@ -17,8 +20,11 @@
 pub mod forward;
 pub mod frame;
 pub mod gate;
+pub mod import;
+pub mod naming;
 pub mod pull;
 pub mod server;
 pub mod status;
+pub mod streams;
 pub mod upstream;
 pub mod verify;

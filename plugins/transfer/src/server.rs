@@ -12,6 +12,7 @@ use tokio::net::UnixListener;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::forward::Forward;
+use crate::gate::Gate;
 use crate::upstream::Upstream;
 use crate::verify::VerifyLayer;
 
@@ -24,7 +25,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let service = ServiceBuilder::new()
-        .layer(VerifyLayer::new(engine))
+        .layer(VerifyLayer::new(Arc::new(Gate::new(
+            engine,
+            upstream.clone(),
+        ))))
         .service(Forward::new(upstream));
     tokio::pin!(shutdown);
     loop {

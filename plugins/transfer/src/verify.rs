@@ -1,6 +1,6 @@
 //! The verify-before-pull decision as a tower layer around forwarding: calls that would record
-//! or pull an image are read in full, checked, then forwarded or refused; all others stream
-//! through untouched.
+//! or pull an image are read in full, checked, then forwarded or refused; streams are relayed
+//! message by message (imports arrive on them); all others go through untouched.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use containerd_tuf_verifier::engine::Engine;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 
 use crate::frame;
-use crate::gate::{self, Verdict};
+use crate::gate::{self, Gate, Verdict};
 use crate::status::{self, Code};
+use crate::streams;
 use crate::upstream::Body;
 
 /// Largest checked request read into memory (image and transfer requests are small).
@@ -23,13 +23,13 @@ const MAX_CHECKED_REQUEST: usize = 4 * 1024 * 1024;
 /// Adds verification in front of a service.
 #[derive(Debug, Clone)]
 pub struct VerifyLayer {
-    engine: Arc<Engine>,
+    gate: Arc<Gate>,
 }
 
 impl VerifyLayer {
-    /// Checks with `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        VerifyLayer { engine }
+    /// Checks with `gate`.
+    pub fn new(gate: Arc<Gate>) -> Self {
+        VerifyLayer { gate }
     }
 }
 
@@ -39,7 +39,7 @@ impl<S> tower::Layer<S> for VerifyLayer {
     fn layer(&self, inner: S) -> Verify<S> {
         Verify {
             inner,
-            engine: self.engine.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -48,7 +48,7 @@ impl<S> tower::Layer<S> for VerifyLayer {
 #[derive(Debug, Clone)]
 pub struct Verify<S> {
     inner: S,
-    engine: Arc<Engine>,
+    gate: Arc<Gate>,
 }
 
 impl<S> tower::Service<Request<Body>> for Verify<S>
@@ -69,13 +69,18 @@ where
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let path = request.uri().path().to_string();
-        if !gate::is_checked(&path) {
+        let checked = gate::is_checked(&path);
+        if !checked && path != streams::STREAM {
             return Box::pin(self.inner.call(request));
         }
         // Drive the ready clone, keep a fresh one for the next call (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let engine = self.engine.clone();
+        let gate = self.gate.clone();
+        if !checked {
+            // Streams are relayed message by message, so imports on them can be claimed.
+            return Box::pin(async move { Ok(gate.streams().splice(request, inner).await) });
+        }
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let bytes = match read_limited(body, MAX_CHECKED_REQUEST).await {
@@ -96,7 +101,7 @@ where
                     ));
                 }
             };
-            match gate::decide(&engine, &path, message).await {
+            match gate.decide(&path, &parts.headers, message).await {
                 Verdict::Forward(message) => {
                     let body = Full::new(frame::encode(&message))
                         .map_err(|never| match never {})

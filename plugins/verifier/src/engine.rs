@@ -1,6 +1,7 @@
 //! Policy plus TUF: the one decision both the bindir executable and the service make.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use oci_spec::image::Descriptor;
@@ -46,6 +47,8 @@ impl Answer {
 pub struct Engine {
     policy: Policy,
     backends: Vec<Backend>,
+    /// Each scope's trust (root, cache, limits), also used for metadata carried by imports.
+    trusts: Vec<TrustConfig>,
 }
 
 /// Where a scope's metadata comes from.
@@ -61,20 +64,57 @@ impl Backend {
     async fn resolve(&self, image: &ImageRef) -> tuf_oci::Result<VerifiedTarget> {
         match self {
             Backend::Registry(verifier) => verifier.resolve(image).await,
-            Backend::Bundle { dir, trust } => {
-                let store = tuf_oci::store::LayoutStore::open(dir, false)?;
-                let reference = match (&image.tag, &image.digest) {
-                    (Some(tag), _) => tag.clone(),
-                    (None, Some(digest)) => digest.clone(),
-                    (None, None) => unreachable!("references have a tag or a digest"),
-                };
-                let (verified, _) =
-                    tuf_oci::resolve_in_store(store, &image.repository.path, &reference, trust)
-                        .await?;
-                Ok(verified)
-            }
+            Backend::Bundle { dir, trust } => resolve_in_layout(dir, image, trust).await,
         }
     }
+}
+
+/// Resolves `image` against the TUF metadata in the OCI layout at `dir` (no network).
+async fn resolve_in_layout(
+    dir: &Path,
+    image: &ImageRef,
+    trust: &TrustConfig,
+) -> tuf_oci::Result<VerifiedTarget> {
+    let store = tuf_oci::store::LayoutStore::open(dir, false)?;
+    let reference = match (&image.tag, &image.digest) {
+        (Some(tag), _) => tag.clone(),
+        (None, Some(digest)) => digest.clone(),
+        (None, None) => unreachable!("references have a tag or a digest"),
+    };
+    let (verified, _) =
+        tuf_oci::resolve_in_store(store, &image.repository.path, &reference, trust).await?;
+    Ok(verified)
+}
+
+/// Whether the layout at `dir` carries TUF metadata for `image`: its repository's
+/// `tuf-metadata` tag is there.
+async fn layout_has_metadata(dir: &Path, image: &ImageRef) -> bool {
+    use tuf_oci::store::ContentStore;
+    let Ok(store) = tuf_oci::store::LayoutStore::open(dir, false) else {
+        return false;
+    };
+    matches!(
+        store
+            .manifest(
+                &image.repository.path,
+                tuf_oci::layout::METADATA_TAG,
+                1 << 20
+            )
+            .await,
+        Ok(Some(_))
+    )
+}
+
+/// What the policy makes of a reference before any TUF work.
+enum Coverage<'a> {
+    /// It must verify in scope `index`.
+    Protected {
+        index: usize,
+        scope: &'a str,
+        image: ImageRef,
+    },
+    /// The policy answers without verifying (unprotected, uncovered, unparsable).
+    Decided(Box<Answer>),
 }
 
 impl Engine {
@@ -85,6 +125,7 @@ impl Engine {
             timeout: policy.request_timeout(),
         });
         let mut backends = Vec::new();
+        let mut trusts = Vec::new();
         for scope in &policy.scopes {
             let root = std::fs::read(&scope.root).map_err(|e| {
                 anyhow::anyhow!(
@@ -121,16 +162,24 @@ impl Engine {
                 Some(crate::policy::Metadata::Bundle { dir, .. }) => {
                     tuf_oci::updater::trusted_root(&trust.root)
                         .map_err(|e| anyhow::anyhow!("scope {}: {e}", scope.name))?;
-                    Backend::Bundle { dir, trust }
+                    Backend::Bundle {
+                        dir,
+                        trust: trust.clone(),
+                    }
                 }
                 _ => Backend::Registry(
-                    Verifier::new(registry.clone(), trust)
+                    Verifier::new(registry.clone(), trust.clone())
                         .map_err(|e| anyhow::anyhow!("scope {}: {e}", scope.name))?,
                 ),
             };
             backends.push(backend);
+            trusts.push(trust);
         }
-        Ok(Engine { policy, backends })
+        Ok(Engine {
+            policy,
+            backends,
+            trusts,
+        })
     }
 
     /// The policy in force.
@@ -141,8 +190,50 @@ impl Engine {
     /// Decides whether `reference` (and the `descriptor` a client resolved for it, if any) may
     /// be pulled.
     pub async fn check(&self, reference: &str, descriptor: Option<&Descriptor>) -> Answer {
+        self.logged(
+            reference,
+            descriptor,
+            self.decide(reference, descriptor, None),
+        )
+        .await
+    }
+
+    /// Like [`Engine::check`] for an image imported from the OCI layout at `archive`: when the
+    /// layout carries TUF metadata for the image's repository, that metadata is used (against
+    /// the scope's trusted root, no network), otherwise the scope's usual source.
+    pub async fn check_in_archive(
+        &self,
+        reference: &str,
+        descriptor: &Descriptor,
+        archive: &Path,
+    ) -> Answer {
+        self.logged(
+            reference,
+            Some(descriptor),
+            self.decide(reference, Some(descriptor), Some(archive)),
+        )
+        .await
+    }
+
+    /// The answer for a name that would be given content TUF cannot have signed (`why`):
+    /// refused in a protected scope, otherwise what the policy says of the name.
+    pub fn check_unverifiable(&self, reference: &str, why: &str) -> Answer {
+        match self.coverage(reference) {
+            Coverage::Protected { scope, image, .. } => {
+                Answer::refuse(Some(scope), format!("tuf-oci: {image}: {why}"))
+            }
+            Coverage::Decided(answer) => *answer,
+        }
+    }
+
+    async fn logged(
+        &self,
+        reference: &str,
+        descriptor: Option<&Descriptor>,
+        decision: impl Future<Output = Answer>,
+    ) -> Answer {
         let start = Instant::now();
-        let answer = self.decide(reference, descriptor).await;
+        let answer = decision.await;
         tracing::info!(
             reference,
             digest = descriptor.map(|d| d.digest().to_string()),
@@ -165,41 +256,65 @@ impl Engine {
         }
     }
 
-    async fn decide(&self, reference: &str, descriptor: Option<&Descriptor>) -> Answer {
+    fn coverage(&self, reference: &str) -> Coverage<'_> {
         let image = match ImageRef::parse(reference) {
             Ok(image) => image,
             // Names without a registry host (local tags, imports) are in no scope: the policy
             // default decides, as for any reference no scope covers.
             Err(e) => {
-                return match self.policy.default {
+                return Coverage::Decided(Box::new(match self.policy.default {
                     Default::Allow => Answer::allow(format!(
                         "tuf-oci: {reference:?} names no registry; policy default allows it"
                     )),
                     Default::Deny => {
                         Answer::refuse(None, format!("tuf-oci: {e}; policy default denies it"))
                     }
+                }));
+            }
+        };
+        Coverage::Decided(Box::new(match self.policy.decide(&image) {
+            Decision::Verify(index, scope) => {
+                return Coverage::Protected {
+                    index,
+                    scope: &scope.name,
+                    image,
                 };
             }
-        };
-        let (index, scope) = match self.policy.decide(&image) {
-            Decision::Verify(index, scope) => (index, scope),
             Decision::Unprotected => {
-                return Answer::allow(format!("tuf-oci: {image} is unprotected by policy"));
+                Answer::allow(format!("tuf-oci: {image} is unprotected by policy"))
             }
-            Decision::Uncovered(Default::Allow) => {
-                return Answer::allow(format!(
-                    "tuf-oci: no scope covers {image}; policy default allows it"
-                ));
-            }
-            Decision::Uncovered(Default::Deny) => {
-                return Answer::refuse(
-                    None,
-                    format!("tuf-oci: no scope covers {image}; policy default denies it"),
-                );
-            }
+            Decision::Uncovered(Default::Allow) => Answer::allow(format!(
+                "tuf-oci: no scope covers {image}; policy default allows it"
+            )),
+            Decision::Uncovered(Default::Deny) => Answer::refuse(
+                None,
+                format!("tuf-oci: no scope covers {image}; policy default denies it"),
+            ),
+        }))
+    }
+
+    async fn decide(
+        &self,
+        reference: &str,
+        descriptor: Option<&Descriptor>,
+        archive: Option<&Path>,
+    ) -> Answer {
+        let (index, scope, image) = match self.coverage(reference) {
+            Coverage::Protected {
+                index,
+                scope,
+                image,
+            } => (index, scope, image),
+            Coverage::Decided(answer) => return *answer,
         };
-        let name = Some(scope.name.as_str());
-        let verified = match self.backends[index].resolve(&image).await {
+        let name = Some(scope);
+        let resolved = match archive {
+            Some(dir) if layout_has_metadata(dir, &image).await => {
+                resolve_in_layout(dir, &image, &self.trusts[index]).await
+            }
+            _ => self.backends[index].resolve(&image).await,
+        };
+        let verified = match resolved {
             Ok(verified) => verified,
             Err(e) => return Answer::refuse(name, format!("tuf-oci: {image}: {e}")),
         };

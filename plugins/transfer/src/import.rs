@@ -1,0 +1,345 @@
+//! Transfer-service imports (`ImageImportStream`: `ctr images import` on containerd 2.x, whose
+//! own image verifiers skip imports). The front receives the archive itself over the client's
+//! stream, checks every image record containerd would make from it ([`crate::naming`]) with
+//! TUF (the archive's own metadata when it carries some: air-gapped imports need no network),
+//! and only then hands containerd the checked archive over a stream of the front's own. The
+//! archive containerd gets is re-packed from what was checked: the OCI layout, its `index.json`
+//! without the TUF metadata entries (metadata is not an image), and its blobs; nothing else.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use containerd_client::services::v1::StreamInit;
+use containerd_client::types::transfer::{Data, ImageStore, WindowUpdate};
+use containerd_tuf_verifier::engine::Engine;
+use http::{Request, Uri};
+use http_body::Frame;
+use oci_spec::image::{Descriptor, ImageIndex};
+use prost::Message as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::frame::{self, Item, Messages};
+use tuf_oci::store::REF_NAME as OCI_REF_NAME;
+
+use crate::naming::{self, Recorded};
+use crate::streams::{self, Claimed, FrameSender};
+use crate::upstream::Upstream;
+
+/// Largest archive the front accepts (it is staged on disk while checked).
+pub const MAX_ARCHIVE: u64 = 64 << 30;
+
+/// Flow-control window granted at a time, as containerd's own receiver does.
+const WINDOW: i32 = 64 * 1024;
+/// Largest `Data` message sent, as containerd's own sender does.
+const CHUNK: usize = 32 * 1024;
+
+const DATA: &str = "containerd.types.transfer.Data";
+const WINDOW_UPDATE: &str = "containerd.types.transfer.WindowUpdate";
+const STREAM_INIT: &str = "containerd.services.streaming.v1.StreamInit";
+
+/// Why an import does not go through.
+#[derive(Debug)]
+pub enum Refusal {
+    /// TUF or the policy refused a record (the reason names the image and the check).
+    Denied(String),
+    /// The archive or the stream is unusable.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Denied(reason) | Refusal::Unreadable(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// An archive checked and ready for containerd, staged on disk until sent.
+#[derive(Debug)]
+pub struct Checked {
+    staging: tempfile::TempDir,
+}
+
+impl Checked {
+    fn archive(&self) -> PathBuf {
+        self.staging.path().join("checked.tar")
+    }
+}
+
+/// Receives the archive of `claimed`, checks what importing it into `store` would record, and
+/// stages the archive containerd may import.
+pub async fn check(
+    engine: &Engine,
+    mut claimed: Claimed,
+    store: &ImageStore,
+) -> Result<(Checked, Claimed), Refusal> {
+    let staging = tempfile::tempdir().map_err(|e| unreadable("staging directory", e))?;
+    let received = staging.path().join("received.tar");
+    receive(&mut claimed, &received).await?;
+    let layout = staging.path().join("layout");
+    tuf_oci::store::unpack(&received, &layout).map_err(|e| {
+        Refusal::Unreadable(format!(
+            "the import is not an uncompressed OCI archive (tar of an OCI layout): {e}"
+        ))
+    })?;
+    let index_path = layout.join("index.json");
+    let mut index = ImageIndex::from_file(&index_path)
+        .map_err(|e| Refusal::Unreadable(format!("the import's index.json (OCI layout): {e}")))?;
+    let images: Vec<Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|entry| !is_metadata(entry))
+        .cloned()
+        .collect();
+    for (name, recorded) in naming::recorded(store, &images) {
+        let answer = match recorded {
+            Recorded::Entry(descriptor) => {
+                engine.check_in_archive(&name, descriptor, &layout).await
+            }
+            Recorded::ArchiveIndex => {
+                let repository = name.split('@').next().unwrap_or(&name);
+                engine.check_unverifiable(
+                    repository,
+                    &format!(
+                        "the import would name {name} the archive's own index, which no TUF \
+                         target signs; import without an index name"
+                    ),
+                )
+            }
+        };
+        if !answer.allowed {
+            return Err(Refusal::Denied(answer.reason));
+        }
+    }
+    index.set_manifests(images);
+    let checked = Checked { staging };
+    repack(&layout, &index, &checked.archive())?;
+    Ok((checked, claimed))
+}
+
+/// Opens a stream of the front's own to containerd (same namespace and lease as the client's)
+/// and sends it the checked archive as containerd's flow control allows. Returns once containerd
+/// has registered the stream, so a Transfer naming it finds it.
+pub async fn hand_over(
+    upstream: &Upstream,
+    claimed: &Claimed,
+    id: &str,
+    checked: Checked,
+) -> Result<(), Refusal> {
+    let (to_containerd, body) = streams::channel_body();
+    let mut request = Request::new(body);
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = stream_uri(&claimed.uri)?;
+    *request.headers_mut() = claimed.headers.clone();
+    request.headers_mut().remove(http::header::CONTENT_LENGTH);
+    let init = StreamInit { id: id.to_string() };
+    send(&to_containerd, STREAM_INIT, &init.encode_to_vec()).await?;
+    let response = upstream
+        .send(request)
+        .await
+        .map_err(|e| unreadable("opening a stream to containerd", e))?;
+    let refused = response
+        .headers()
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut from_containerd =
+        Messages::new(http_body_util::BodyExt::boxed_unsync(response.into_body()));
+    // containerd acknowledges a registered stream with one message.
+    match from_containerd.next().await {
+        Some(Ok(Item::Message(_))) => {}
+        _ => {
+            return Err(Refusal::Unreadable(format!(
+                "containerd did not open stream {id}: {}",
+                refused.unwrap_or_else(|| "no acknowledgement".into())
+            )));
+        }
+    }
+    tokio::spawn(async move {
+        if let Err(e) = pump(&checked.archive(), &to_containerd, &mut from_containerd).await {
+            tracing::warn!(error = %e, "sending a checked import to containerd");
+        }
+        drop(to_containerd);
+        // Hold the stream (and the staged archive) until containerd ends it.
+        while from_containerd.next().await.is_some() {}
+    });
+    Ok(())
+}
+
+/// The client's archive into `path`, granting the client flow-control window as it goes.
+async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| unreadable("staging the archive", e))?;
+    let mut window: i64 = 0;
+    let mut total: u64 = 0;
+    loop {
+        if window < i64::from(WINDOW) {
+            let update = WindowUpdate { update: WINDOW };
+            claimed
+                .reply(&any(WINDOW_UPDATE, &update.encode_to_vec()))
+                .await
+                .map_err(Refusal::Unreadable)?;
+            window += i64::from(WINDOW);
+        }
+        let Some(message) = claimed.messages.recv().await else {
+            break;
+        };
+        let Some(data) = decode::<Data>(&message, DATA) else {
+            continue;
+        };
+        total += data.data.len() as u64;
+        if total > MAX_ARCHIVE {
+            return Err(Refusal::Unreadable(format!(
+                "the import archive exceeds {MAX_ARCHIVE} bytes"
+            )));
+        }
+        window -= data.data.len() as i64;
+        file.write_all(&data.data)
+            .await
+            .map_err(|e| unreadable("staging the archive", e))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| unreadable("staging the archive", e))
+}
+
+/// Sends the file at `path` as `Data` messages within the windows containerd grants.
+async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), Refusal> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| unreadable("reading the checked archive", e))?;
+    let mut buffer = vec![0; CHUNK];
+    let mut window: i64 = 0;
+    loop {
+        while window <= 0 {
+            match from.next().await {
+                Some(Ok(Item::Message(message))) => {
+                    let payload = message.payload().map_err(Refusal::Unreadable)?;
+                    if let Some(update) = decode::<WindowUpdate>(&payload, WINDOW_UPDATE) {
+                        window += i64::from(update.update);
+                    }
+                }
+                _ => {
+                    return Err(Refusal::Unreadable(
+                        "containerd ended the import stream early".into(),
+                    ));
+                }
+            }
+        }
+        let want = buffer.len().min(usize::try_from(window).unwrap_or(CHUNK));
+        let n = file
+            .read(&mut buffer[..want])
+            .await
+            .map_err(|e| unreadable("reading the checked archive", e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let data = Data {
+            data: buffer[..n].to_vec(),
+        };
+        send(to, DATA, &data.encode_to_vec()).await?;
+        window -= n as i64;
+    }
+}
+
+/// Writes a tar of exactly the checked layout: `oci-layout`, `index` as `index.json`, and
+/// the blobs.
+fn repack(layout: &Path, index: &ImageIndex, archive: &Path) -> Result<(), Refusal> {
+    let write = || -> std::io::Result<()> {
+        let mut tar = tar::Builder::new(std::fs::File::create(archive)?);
+        let mut add = |name: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, bytes)
+        };
+        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        let index = serde_json::to_vec(index).map_err(std::io::Error::other)?;
+        add("index.json", &index)?;
+        let blobs = layout.join("blobs/sha256");
+        for entry in std::fs::read_dir(&blobs)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let is_digest = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if is_digest && entry.file_type()?.is_file() {
+                tar.append_path_with_name(entry.path(), format!("blobs/sha256/{name}"))?;
+            }
+        }
+        tar.into_inner()?.sync_all()
+    };
+    write().map_err(|e| unreadable("re-packing the checked archive", e))
+}
+
+/// Whether an archive entry is TUF metadata (a metadata tag of `tuf-oci copy`), not an image.
+fn is_metadata(entry: &Descriptor) -> bool {
+    entry
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(OCI_REF_NAME))
+        .and_then(|name| name.rsplit_once(':'))
+        .is_some_and(|(_, tag)| tuf_oci::copy::is_metadata_tag(tag))
+}
+
+/// The client's stream URI with the streaming method (the authority kept).
+fn stream_uri(client: &Uri) -> Result<Uri, Refusal> {
+    let mut parts = client.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(streams::STREAM));
+    Uri::from_parts(parts).map_err(|e| unreadable("stream URI", e))
+}
+
+async fn send(to: &FrameSender, type_url: &str, value: &[u8]) -> Result<(), Refusal> {
+    to.send(Ok(Frame::data(frame::encode(&any(type_url, value)))))
+        .await
+        .map_err(|_| Refusal::Unreadable("containerd closed the import stream".into()))
+}
+
+/// An `Any` as containerd writes them (bare full type names).
+fn any(type_url: &str, value: &[u8]) -> Vec<u8> {
+    prost_types::Any {
+        type_url: type_url.to_string(),
+        value: value.to_vec(),
+    }
+    .encode_to_vec()
+}
+
+fn decode<M: prost::Message + Default>(message: &Bytes, type_url: &str) -> Option<M> {
+    let any = prost_types::Any::decode(message.as_ref()).ok()?;
+    (any.type_url.rsplit('/').next() == Some(type_url))
+        .then(|| M::decode(any.value.as_slice()).ok())
+        .flatten()
+}
+
+fn unreadable(what: &str, e: impl std::fmt::Display) -> Refusal {
+    Refusal::Unreadable(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_entries_are_not_images() {
+        let entry = |name: &str| -> Descriptor {
+            serde_json::from_value(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": format!("sha256:{}", "a".repeat(64)),
+                "size": 1,
+                "annotations": { OCI_REF_NAME: name },
+            }))
+            .unwrap()
+        };
+        for name in [
+            "team-a/app:tuf-metadata",
+            "org/tuf:3.root.json",
+            "team-a/app:sha256-ab",
+        ] {
+            assert!(is_metadata(&entry(name)), "{name}");
+        }
+        for name in ["team-a/app:v1", "v1"] {
+            assert!(!is_metadata(&entry(name)), "{name}");
+        }
+    }
+}
