@@ -90,6 +90,22 @@ async fn ctr(containerd: &Containerd, front: &Front, args: &[&str]) -> Result<St
     }
 }
 
+/// An archive of unsigned content claiming the name `name`.
+async fn forged_archive(registry: &TestRegistry, name: &str) -> Vec<u8> {
+    registry.push_image("team-a/app", "forged", "forged").await;
+    registry.oci_archive("team-a/app", "forged", name).await
+}
+
+/// `ctr images import ARCHIVE` through the front.
+async fn import(containerd: &Containerd, front: &Front, archive: &Path) -> Result<String, String> {
+    ctr(
+        containerd,
+        front,
+        &["images", "import", archive.to_str().unwrap()],
+    )
+    .await
+}
+
 fn image_digest(containerd: &Containerd, name: &str) -> String {
     let out = String::from_utf8(containerd.ctr(&["images", "ls"]).stdout).unwrap();
     out.lines()
@@ -239,14 +255,7 @@ async fn imports_are_checked() {
     let name = format!("{host}/team-a/app:v1");
     // The signed image as an archive; and other content claiming the same name.
     let signed = setup.registry.oci_archive("team-a/app", "v1", &name).await;
-    setup
-        .registry
-        .push_image("team-a/app", "forged", "forged")
-        .await;
-    let forged = setup
-        .registry
-        .oci_archive("team-a/app", "forged", &name)
-        .await;
+    let forged = forged_archive(&setup.registry, &name).await;
     let signed_path = setup.dir.path().join("signed.tar");
     let forged_path = setup.dir.path().join("forged.tar");
     std::fs::write(&signed_path, signed).unwrap();
@@ -255,44 +264,20 @@ async fn imports_are_checked() {
     // containerd 1.6: ctr imports client-side and records the image with Images.Create/Update.
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let front = start_front(setup.dir.path(), &setup.policy, &containerd);
-    let err = ctr(
-        &containerd,
-        &front,
-        &["images", "import", forged_path.to_str().unwrap()],
-    )
-    .await
-    .unwrap_err();
+    let err = import(&containerd, &front, &forged_path).await.unwrap_err();
     assert!(err.contains(": digest is sha256:"), "{err}");
     assert!(!containerd.images().contains(&name));
-    ctr(
-        &containerd,
-        &front,
-        &["images", "import", signed_path.to_str().unwrap()],
-    )
-    .await
-    .unwrap();
+    import(&containerd, &front, &signed_path).await.unwrap();
     assert_eq!(image_digest(&containerd, &name), setup.signed.digest);
 
     // containerd 2.x imports through the Transfer service, which containerd's own verifiers
     // skip: the front receives the archive, verifies it, then hands it to containerd.
     let containerd = Containerd::start(Version::V2_3, None, &[]);
     let front = start_front(setup.dir.path(), &setup.policy, &containerd);
-    let err = ctr(
-        &containerd,
-        &front,
-        &["images", "import", forged_path.to_str().unwrap()],
-    )
-    .await
-    .unwrap_err();
+    let err = import(&containerd, &front, &forged_path).await.unwrap_err();
     assert!(err.contains(": digest is sha256:"), "{err}");
     assert!(!containerd.images().contains(&name));
-    ctr(
-        &containerd,
-        &front,
-        &["images", "import", signed_path.to_str().unwrap()],
-    )
-    .await
-    .unwrap();
+    import(&containerd, &front, &signed_path).await.unwrap();
     assert_eq!(image_digest(&containerd, &name), setup.signed.digest);
     // Unpacked like any import, progress shown as without the front.
     let out = ctr(&containerd, &front, &["images", "check"])
@@ -430,71 +415,21 @@ async fn air_gapped_imports_verify_against_a_bundle_on_disk() {
     let host = setup.registry.host.clone();
     let name = format!("{host}/team-a/app:v1");
     let signed = setup.registry.oci_archive("team-a/app", "v1", &name).await;
-    setup
-        .registry
-        .push_image("team-a/app", "forged", "forged")
-        .await;
-    let forged = setup
-        .registry
-        .oci_archive("team-a/app", "forged", &name)
-        .await;
+    let forged = forged_archive(&setup.registry, &name).await;
     // The TUF metadata travels as a bundle; the registry is then gone.
     let bundle = setup.dir.path().join("bundle");
-    let out = std::process::Command::new(tuf_oci_tests::cli_binary())
-        .args([
-            "--insecure-registry",
-            &host,
-            "copy",
-            &format!("{host}/team-a/app:v1"),
-        ])
-        .arg(format!("oci:{}", bundle.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let Setup {
-        registry, org, dir, ..
-    } = setup;
-    drop(registry);
-    let offline = dir.path().join("offline");
-    std::fs::create_dir_all(&offline).unwrap();
-    std::fs::write(offline.join("root.json"), &org.root).unwrap();
-    let policy = offline.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "cache_dir = \"{cache}\"\n[[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\n\
-             root = \"{root}\"\nmetadata = \"oci:{bundle}:org/tuf\"\n",
-            cache = offline.join("cache").display(),
-            root = offline.join("root.json").display(),
-            bundle = bundle.display(),
-        ),
-    )
-    .unwrap();
+    tuf_oci_copy(&host, &name, &format!("oci:{}", bundle.display()));
+    let metadata = format!("metadata = \"oci:{}:org/tuf\"\n", bundle.display());
+    let (_dir, offline, policy) = go_offline(setup, &metadata);
     let (signed_path, forged_path) = (offline.join("signed.tar"), offline.join("forged.tar"));
     std::fs::write(&signed_path, signed).unwrap();
     std::fs::write(&forged_path, forged).unwrap();
 
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let front = start_front(&offline, &policy, &containerd);
-    let err = ctr(
-        &containerd,
-        &front,
-        &["images", "import", forged_path.to_str().unwrap()],
-    )
-    .await
-    .unwrap_err();
+    let err = import(&containerd, &front, &forged_path).await.unwrap_err();
     assert!(err.contains(": digest is sha256:"), "{err}");
-    ctr(
-        &containerd,
-        &front,
-        &["images", "import", signed_path.to_str().unwrap()],
-    )
-    .await
-    .unwrap();
+    import(&containerd, &front, &signed_path).await.unwrap();
     assert!(containerd.images().contains(&name));
 }
 
@@ -505,66 +440,21 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
     let name = format!("{host}/team-a/app:v1");
     // The signed image with all its TUF metadata in one archive, as `tuf-oci copy` writes it.
     let bundle = setup.dir.path().join("bundle.tar");
-    let out = std::process::Command::new(tuf_oci_tests::cli_binary())
-        .args(["--insecure-registry", &host, "copy", &name])
-        .arg(format!("oci-archive:{}", bundle.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    setup
-        .registry
-        .push_image("team-a/app", "forged", "forged")
-        .await;
-    let forged = setup
-        .registry
-        .oci_archive("team-a/app", "forged", &name)
-        .await;
+    tuf_oci_copy(&host, &name, &format!("oci-archive:{}", bundle.display()));
+    let forged = forged_archive(&setup.registry, &name).await;
     let tampered = setup.dir.path().join("tampered.tar");
     tamper(&bundle, &forged, &tampered);
     // The registry is gone: only the archive and the trusted root remain.
-    let Setup {
-        registry, org, dir, ..
-    } = setup;
-    drop(registry);
-    let offline = dir.path().join("offline");
-    std::fs::create_dir_all(&offline).unwrap();
-    std::fs::write(offline.join("root.json"), &org.root).unwrap();
-    let policy = offline.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "cache_dir = \"{cache}\"\n[[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\n\
-             root = \"{root}\"\n",
-            cache = offline.join("cache").display(),
-            root = offline.join("root.json").display(),
-        ),
-    )
-    .unwrap();
+    let (_dir, offline, policy) = go_offline(setup, "");
 
     let containerd = Containerd::start(Version::V2_3, None, &[]);
     let front = start_front(&offline, &policy, &containerd);
-    let err = ctr(
-        &containerd,
-        &front,
-        &["images", "import", tampered.to_str().unwrap()],
-    )
-    .await
-    .unwrap_err();
+    let err = import(&containerd, &front, &tampered).await.unwrap_err();
     assert!(err.contains(&format!("{name}: digest is sha256:")), "{err}");
     assert!(containerd.images().is_empty(), "{:?}", containerd.images());
-    ctr(
-        &containerd,
-        &front,
-        &["images", "import", bundle.to_str().unwrap()],
-    )
-    .await
-    .unwrap();
+    import(&containerd, &front, &bundle).await.unwrap();
     // The image, under the name it was copied from; its TUF metadata is not an image.
-    assert_eq!(containerd.images(), [name.clone()]);
+    assert_eq!(containerd.images(), std::slice::from_ref(&name));
 
     // A protected name for the archive's own index (which no TUF target signs) is refused.
     let index_name = format!("{host}/team-a/app:bundle");
@@ -582,7 +472,7 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
     .await
     .unwrap_err();
     assert!(err.contains("the archive's own index"), "{err}");
-    assert_eq!(containerd.images(), [name.clone()]);
+    assert_eq!(containerd.images(), std::slice::from_ref(&name));
 
     // Exports stream the other way (containerd to client) and pass through untouched.
     let exported = offline.join("exported.tar");
@@ -600,6 +490,44 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
     assert!(entries.iter().any(|e| e == "index.json"), "{entries:?}");
+}
+
+/// `tuf-oci copy SOURCE DESTINATION`, which must succeed.
+fn tuf_oci_copy(host: &str, source: &str, destination: &str) {
+    let out = std::process::Command::new(tuf_oci_tests::cli_binary())
+        .args(["--insecure-registry", host, "copy", source, destination])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stops the registry; keeps only the trusted root and a policy protecting its host (plus
+/// `scope_extra` lines) in the returned `offline` directory.
+fn go_offline(setup: Setup, scope_extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let Setup {
+        registry, org, dir, ..
+    } = setup;
+    let host = registry.host.clone();
+    drop(registry);
+    let offline = dir.path().join("offline");
+    std::fs::create_dir_all(&offline).unwrap();
+    std::fs::write(offline.join("root.json"), &org.root).unwrap();
+    let policy = offline.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "cache_dir = \"{cache}\"\n[[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\n\
+             root = \"{root}\"\n{scope_extra}",
+            cache = offline.join("cache").display(),
+            root = offline.join("root.json").display(),
+        ),
+    )
+    .unwrap();
+    (dir, offline, policy)
 }
 
 /// `bundle` with its `v1` entry pointing at the image of the archive `forged` (whose blobs are
