@@ -412,7 +412,7 @@ impl Org {
     ) {
         self.editor(registry)
             .await
-            .sign(image, role, keys, expiries().targets)
+            .sign(std::slice::from_ref(image), role, keys, expiries().targets)
             .await
             .expect("sign");
     }

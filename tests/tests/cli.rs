@@ -65,9 +65,15 @@ async fn rotate_refresh_revoke_and_list() {
         "--out",
         dir.path().join("root.json").to_str().unwrap(),
     ]);
+    // One image named, one listed in a file: both in one version of the role.
+    let second = registry.push_image("solo/app", "v2", "cli two").await;
+    let listed = dir.path().join("images.txt");
+    std::fs::write(&listed, format!("\n{metadata}:v2\n")).unwrap();
     cli.ok(&[
         "sign",
         &image,
+        "--images-from",
+        listed.to_str().unwrap(),
         "--role",
         "targets",
         "--key",
@@ -123,7 +129,10 @@ async fn rotate_refresh_revoke_and_list() {
     let listing = cli.ok(&["--metadata-repo", &metadata, "list"]);
     assert_eq!(
         listing.trim(),
-        format!("solo/app:v1\t{}\ttargets", pushed.digest)
+        format!(
+            "solo/app:v1\t{}\ttargets\nsolo/app:v2\t{}\ttargets",
+            pushed.digest, second.digest
+        )
     );
 
     cli.ok(&[

@@ -40,8 +40,8 @@ async fn two_roles_sign_the_same_image_at_once() {
         let (key_a, key_b) = (vec![a.clone()], vec![b.clone()]);
         let expires = expiries().targets;
         let (ra, rb) = tokio::join!(
-            editor_a.sign(&image, "role-a", &key_a, expires),
-            editor_b.sign(&image, "role-b", &key_b, expires),
+            editor_a.sign(std::slice::from_ref(&image), "role-a", &key_a, expires),
+            editor_b.sign(std::slice::from_ref(&image), "role-b", &key_b, expires),
         );
         ra.unwrap();
         rb.unwrap();

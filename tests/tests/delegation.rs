@@ -76,7 +76,7 @@ async fn threshold_two_of_three() {
     let editor = org.editor(&registry).await;
     let err = editor
         .sign(
-            &registry.image("team-a/app:v1"),
+            &[registry.image("team-a/app:v1")],
             "release",
             &[org.key("k1").await],
             expiries().targets,
@@ -155,7 +155,7 @@ async fn role_signing_outside_its_paths_is_ignored() {
         .editor(&registry)
         .await
         .sign(
-            &registry.image("team-b/app:v1"),
+            &[registry.image("team-b/app:v1")],
             "team-a",
             &[org.key("team-a").await],
             expiries().targets,

@@ -73,7 +73,7 @@ async fn expired_top_level_targets() {
     org.editor(&registry)
         .await
         .sign(
-            &registry.image("solo/app:v1"),
+            &[registry.image("solo/app:v1")],
             "targets",
             &org.targets_key().await,
             past(),
@@ -103,7 +103,7 @@ async fn expired_delegated_targets() {
     registry.push_image("solo/app", "v1", "one").await;
     org.editor(&registry)
         .await
-        .sign(&registry.image("solo/app:v1"), "team", &[team], past())
+        .sign(&[registry.image("solo/app:v1")], "team", &[team], past())
         .await
         .unwrap();
     org.publish(&registry).await;

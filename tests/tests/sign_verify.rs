@@ -195,3 +195,77 @@ async fn revoked_target_is_refused_once_published() {
         .unwrap_err();
     assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn many_images_sign_in_one_role_version() {
+    let registry = TestRegistry::start();
+    let TeamA { org, .. } = TeamA::create(&registry).await;
+    let app = registry.push_image("team-a/app", "v3", "three").await;
+    // Same content under another tag: two targets, one subject.
+    registry.push_image("team-a/app", "v4", "three").await;
+    let web = registry.push_image("team-a/web", "v1", "web").await;
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("team-a/web"),
+        "../../org/tuf",
+    )
+    .await
+    .unwrap();
+    let team = [org.key("team-a").await];
+    let images = ["team-a/app:v3", "team-a/app:v4", "team-a/web:v1"].map(|i| registry.image(i));
+
+    // A role not delegated one of them signs none of them.
+    let other = registry.image("team-b/app:v1");
+    registry.push_image("team-b/app", "v1", "b").await;
+    let mut with_other = images.to_vec();
+    with_other.push(other);
+    let editor = org.editor(&registry).await;
+    let err = editor
+        .sign(
+            &with_other,
+            "team-a",
+            &team,
+            tuf_oci_tests::expiries().targets,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Delegation { ref target, .. } if target == "team-b/app:v1"),
+        "{err}"
+    );
+
+    let signed = editor
+        .sign(&images, "team-a", &team, tuf_oci_tests::expiries().targets)
+        .await
+        .unwrap();
+    assert_eq!(signed.len(), 3);
+    org.publish(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    for (image, digest) in images.iter().zip([&app.digest, &app.digest, &web.digest]) {
+        let verified = verifier.verify(image).await.unwrap();
+        assert_eq!(verified.digest(), *digest);
+    }
+    // One new version of the role (TeamA signed version 1), attached to each distinct image,
+    // in its own repository.
+    for (path, digest) in [("team-a/app", &app.digest), ("team-a/web", &web.digest)] {
+        let referrers = registry
+            .client
+            .manifest(
+                &registry
+                    .repo(path)
+                    .tagged(&tuf_oci::layout::referrers_tag(digest)),
+                1 << 20,
+            )
+            .await
+            .unwrap()
+            .expect("referrers index (tag schema)");
+        let index = tuf_oci::layout::Manifest::parse("referrers", &referrers.bytes).unwrap();
+        let files: Vec<&str> = index
+            .manifests
+            .iter()
+            .map(|m| m.annotations[tuf_oci::layout::FILENAME_ANNOTATION].as_str())
+            .collect();
+        assert_eq!(files, ["2.team-a.json"], "{path}");
+    }
+}

@@ -104,9 +104,13 @@ enum Command {
         #[command(flatten)]
         expiry: Expiry,
     },
-    /// Sign the descriptor the registry serves for IMAGE (host/repo:tag) into a role.
+    /// Sign the descriptors the registry serves for IMAGEs (host/repo:tag) into a role, in one
+    /// new version of it.
     Sign {
-        image: String,
+        images: Vec<String>,
+        /// Also sign the images listed in FILE, one per line (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        images_from: Option<PathBuf>,
         #[arg(long)]
         role: String,
         /// The role's private keys, repeatable (threshold).
@@ -349,23 +353,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Sign {
-            image,
+            mut images,
+            images_from,
             role,
             keys,
             expiry,
         } => {
-            let image = ImageRef::parse(&image)?;
-            let editor = Editor::open(&verifier()?, &image.repository).await?;
-            let (name, target) = editor
+            if let Some(file) = images_from {
+                let listed = if file.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())?
+                } else {
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?
+                };
+                images.extend(
+                    listed
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            let images = images
+                .iter()
+                .map(|image| ImageRef::parse(image))
+                .collect::<Result<Vec<_>, _>>()?;
+            let Some(first) = images.first() else {
+                bail!("name at least one image to sign");
+            };
+            let editor = Editor::open(&verifier()?, &first.repository).await?;
+            let signed = editor
                 .sign(
-                    &image,
+                    &images,
                     &role,
                     &keys_dir::load(&keys).await?,
                     expiry.targets()?,
                 )
                 .await?;
-            let digest = target_digest(&target);
-            eprintln!("{role} signs {name} = {digest}; run publish");
+            for (name, target) in &signed {
+                eprintln!("{role} signs {name} = {}", target_digest(target));
+            }
+            eprintln!("{} targets signed; run publish", signed.len());
         }
         Command::Remove {
             image,

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU64;
 
 use aws_lc_rs::rand::SystemRandom;
+use futures_util::StreamExt;
 use serde_json::json;
 use tough::TargetName;
 use tough::editor::signed::SignedRole;
@@ -39,6 +40,8 @@ const SPEC_VERSION: &str = "1.0.0";
 const WRITER_READ_LIMIT: u64 = 32 * 1024 * 1024;
 /// Snapshot versions a publish skips over (left by interrupted publishes) before giving up.
 const MAX_SKIPPED_VERSIONS: u64 = 100;
+/// Registry writes a signer keeps in flight at once (attachments of a many-image signing).
+const WRITE_CONCURRENCY: usize = 16;
 /// Attempts at merging into a referrers index that another writer changed meanwhile.
 const REFERRERS_RETRIES: usize = 8;
 
@@ -81,6 +84,15 @@ pub struct NewDelegation {
     pub threshold: NonZeroU64,
     /// Whether the search stops at this role (TUF 5.6.7.2.1).
     pub terminating: bool,
+}
+
+/// An image as the registry serves it, ready to sign.
+#[derive(Debug)]
+struct Served {
+    name: TargetName,
+    target: Target,
+    repository: Repository,
+    subject: Entry,
 }
 
 /// One role's head: its signed metadata and exact bytes.
@@ -287,7 +299,7 @@ impl Editor {
             .iter()
             .map(|p| PathPattern::new(p).map_err(|e| Error::Usage(format!("path {p:?}: {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        self.edit(parent, parent_keys, expires, None, |targets| {
+        self.edit(parent, parent_keys, expires, &[], |targets| {
             let delegations = targets.delegations.get_or_insert_with(Delegations::new);
             delegations.roles.retain(|r| r.name != delegation.role);
             delegations.keys.extend(keys);
@@ -304,15 +316,48 @@ impl Editor {
         .await
     }
 
-    /// Signs the descriptor the registry serves for `image` (by tag) into `role`, and attaches
-    /// the new role version to the image as a referrer. Returns the target name.
+    /// Signs the descriptors the registry serves for `images` (by tag) into `role`, in one new
+    /// version of the role, and attaches that version to each image as a referrer. Returns the
+    /// target names and targets, in the order of `images`.
     pub async fn sign(
         &self,
-        image: &ImageRef,
+        images: &[ImageRef],
         role: &str,
         keys: &[SigningKey],
         expires: jiff::Timestamp,
-    ) -> Result<(String, Target)> {
+    ) -> Result<Vec<(String, Target)>> {
+        let served: Vec<Served> = futures_util::stream::iter(images)
+            .map(|image| self.served(image))
+            .buffered(WRITE_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        let names: Vec<TargetName> = served.iter().map(|s| s.name.clone()).collect();
+        let mut subjects: Vec<(Repository, Entry)> = Vec::new();
+        for s in &served {
+            if !subjects
+                .iter()
+                .any(|(r, e)| *r == s.repository && e.digest == s.subject.digest)
+            {
+                subjects.push((s.repository.clone(), s.subject.clone()));
+            }
+        }
+        self.edit_on_paths(role, &names, keys, expires, &subjects, |targets| {
+            for s in &served {
+                targets.targets.insert(s.name.clone(), s.target.clone());
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(served
+            .into_iter()
+            .map(|s| (s.name.raw().to_string(), s.target))
+            .collect())
+    }
+
+    /// What the registry serves for `image`, as the target to sign.
+    async fn served(&self, image: &ImageRef) -> Result<Served> {
         let name = image
             .target_name()
             .ok_or_else(|| Error::Usage(format!("{image}: a target needs a tag to name it")))?;
@@ -339,16 +384,12 @@ impl Editor {
                 target: name.clone(),
                 reason: e.to_string(),
             })?;
-        let target = target_from_descriptor(&descriptor)?;
-        let subject = served.entry();
-        let attach = Some((&image.repository, &subject));
-        let parsed_name = TargetName::new(name.clone()).map_err(|e| Error::Usage(e.to_string()))?;
-        self.edit_on_path(role, &parsed_name, keys, expires, attach, |targets| {
-            targets.targets.insert(parsed_name.clone(), target.clone());
-            Ok(())
+        Ok(Served {
+            target: target_from_descriptor(&descriptor)?,
+            name: TargetName::new(name).map_err(|e| Error::Usage(e.to_string()))?,
+            repository: image.repository.clone(),
+            subject: served.entry(),
         })
-        .await?;
-        Ok((name, target))
     }
 
     /// Removes target `name` from `role` (revocation: clients refuse it once published).
@@ -360,15 +401,22 @@ impl Editor {
         expires: jiff::Timestamp,
     ) -> Result<()> {
         let parsed = TargetName::new(name).map_err(|e| Error::Usage(e.to_string()))?;
-        self.edit_on_path(role, &parsed, keys, expires, None, |targets| {
-            targets
-                .targets
-                .remove(&parsed)
-                .map(|_| ())
-                .ok_or_else(|| Error::TargetNotSigned {
-                    name: name.to_string(),
-                })
-        })
+        self.edit_on_paths(
+            role,
+            std::slice::from_ref(&parsed),
+            keys,
+            expires,
+            &[],
+            |targets| {
+                targets
+                    .targets
+                    .remove(&parsed)
+                    .map(|_| ())
+                    .ok_or_else(|| Error::TargetNotSigned {
+                        name: name.to_string(),
+                    })
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -495,19 +543,34 @@ impl Editor {
     }
 
     /// Edits `role` found on the delegation path of `target`.
-    async fn edit_on_path(
+    /// Edits `role`, which must be delegated every target in `names` (found on the path of the
+    /// first; the others checked against the same delegation).
+    async fn edit_on_paths(
         &self,
         role: &str,
-        target: &TargetName,
+        names: &[TargetName],
         keys: &[SigningKey],
         expires: jiff::Timestamp,
-        attach: Option<(&Repository, &Entry)>,
+        attach: &[(Repository, Entry)],
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
+        let Some(first) = names.first() else {
+            return Err(Error::Usage("nothing to sign".into()));
+        };
         if role == "targets" {
             return self.edit("targets", keys, expires, attach, change).await;
         }
-        let (delegations, _, head) = self.find_role(role, Some(target)).await?;
+        let (delegations, _, head) = self.find_role(role, Some(first)).await?;
+        let delegated = delegations.roles.iter().find(|r| r.name == role);
+        if let Some(outside) = names
+            .iter()
+            .find(|name| delegated.is_none_or(|r| !covers(r, name)))
+        {
+            return Err(Error::Delegation {
+                target: outside.raw().to_string(),
+                reason: format!("{role} is not delegated this target"),
+            });
+        }
         self.write_delegated(role, &delegations, head, keys, expires, attach, change)
             .await
     }
@@ -518,7 +581,7 @@ impl Editor {
         role: &str,
         keys: &[SigningKey],
         expires: jiff::Timestamp,
-        attach: Option<(&Repository, &Entry)>,
+        attach: &[(Repository, Entry)],
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
         if role != "targets" {
@@ -536,11 +599,9 @@ impl Editor {
         self.writer
             .push_head_and_version("targets", version, signed.buffer())
             .await?;
-        if let Some((repository, subject)) = attach {
-            self.writer
-                .attach(repository, "targets", version, signed.buffer(), subject)
-                .await?;
-        }
+        self.writer
+            .attach("targets", version, signed.buffer(), attach)
+            .await?;
         Ok(version)
     }
 
@@ -552,7 +613,7 @@ impl Editor {
         head: Option<Head>,
         keys: &[SigningKey],
         expires: jiff::Timestamp,
-        attach: Option<(&Repository, &Entry)>,
+        attach: &[(Repository, Entry)],
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
         let published = self.published_version(role);
@@ -582,11 +643,9 @@ impl Editor {
         self.writer
             .push_head_and_version(role, version, signed.buffer())
             .await?;
-        if let Some((repository, subject)) = attach {
-            self.writer
-                .attach(repository, role, version, signed.buffer(), subject)
-                .await?;
-        }
+        self.writer
+            .attach(role, version, signed.buffer(), attach)
+            .await?;
         Ok(version)
     }
 
@@ -702,14 +761,31 @@ impl Writer {
         bytes: &[u8],
         subject: Option<&Entry>,
     ) -> Result<Entry> {
+        let layer = self.push_layer(repository, bytes).await?;
+        self.push_manifest_for(repository, tag, name, &layer, subject)
+            .await
+    }
+
+    /// Stores the blobs of a metadata manifest for file `bytes`; returns the layer.
+    async fn push_layer(&self, repository: &Repository, bytes: &[u8]) -> Result<Entry> {
         self.registry
             .push_blob(repository, EMPTY_MEDIA_TYPE, EMPTY_BLOB)
             .await?;
-        let layer = self
-            .registry
+        self.registry
             .push_blob(repository, METADATA_LAYER_MEDIA_TYPE, bytes)
-            .await?;
-        let manifest = metadata_manifest(name, &layer, subject);
+            .await
+    }
+
+    /// Stores the metadata manifest of file `name` (blobs already stored) under `tag`.
+    async fn push_manifest_for(
+        &self,
+        repository: &Repository,
+        tag: &str,
+        name: &str,
+        layer: &Entry,
+        subject: Option<&Entry>,
+    ) -> Result<Entry> {
+        let manifest = metadata_manifest(name, layer, subject);
         let mut entry = self
             .registry
             .push_manifest(&repository.tagged(tag), &manifest, MANIFEST_MEDIA_TYPE)
@@ -767,43 +843,80 @@ impl Writer {
         Ok(())
     }
 
-    /// Stores a role version beside the image it signs, with `subject` pointing at the image,
-    /// and adds it to the image's referrers index (tag-schema fallback: registries without the
-    /// referrers API, like distribution 2.8, need clients to maintain it).
+    /// Stores a role version beside the images it signs (`subjects`), attached to each with
+    /// `subject`, and adds it to each image's referrers index (tag-schema fallback: registries
+    /// without the referrers API, like distribution 2.8, need clients to maintain it).
     async fn attach(
         &self,
-        repository: &Repository,
         role: &str,
         version: u64,
         bytes: &[u8],
-        subject: &Entry,
+        subjects: &[(Repository, Entry)],
     ) -> Result<()> {
         let file = versioned_file(role, version);
-        if *repository != self.metadata {
-            // Beside the image, where clients look for the role first.
-            self.push_once(repository, &file, bytes, Some(subject))
-                .await?;
+        let mut repositories: Vec<&Repository> = Vec::new();
+        for (repository, _) in subjects {
+            if !repositories.contains(&repository) {
+                repositories.push(repository);
+            }
         }
-        // Under a tag naming the subject too, so writers find an image's referrers by listing
-        // tags instead of reading every metadata manifest.
-        self.push_tagged(
-            repository,
-            &attachment_tag(subject, &file),
-            &file,
-            bytes,
-            Some(subject),
-        )
-        .await?;
-        self.add_referrer(repository, subject).await
+        for repository in repositories {
+            let images: Vec<&Entry> = subjects
+                .iter()
+                .filter(|(r, _)| r == repository)
+                .map(|(_, subject)| subject)
+                .collect();
+            if *repository != self.metadata {
+                // Beside the images, where clients look for the role first.
+                self.push_once(repository, &file, bytes, images.first().copied())
+                    .await?;
+            }
+            // Under a tag naming each subject too, so writers find an image's referrers by
+            // listing tags instead of reading every metadata manifest.
+            let layer = self.push_layer(repository, bytes).await?;
+            let attached: HashMap<String, Entry> = futures_util::stream::iter(&images)
+                .map(|subject| async {
+                    let tag = attachment_tag(subject, &file);
+                    let entry = self
+                        .push_manifest_for(repository, &tag, &file, &layer, Some(subject))
+                        .await?;
+                    Ok::<_, Error>((tag, entry))
+                })
+                .buffer_unordered(WRITE_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_>>()?;
+            // One listing for all subjects, taken after our pushes: see `add_referrers`.
+            let tags = self.registry.tags(repository).await?;
+            futures_util::stream::iter(&images)
+                .map(|subject| self.add_referrers(repository, subject, &tags, &attached))
+                .buffer_unordered(WRITE_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<()>>()?;
+        }
+        Ok(())
     }
 
     /// Brings the referrers index (tag schema) of `subject` up to date with every metadata
-    /// file in `repository` that names it. Distribution 2.8 ignores `If-Match`, so a concurrent
-    /// writer may replace the index with one missing our entry; rebuilding from the tagged
-    /// files (the source of truth) and re-reading until nothing is missing converges: the last
-    /// writer to check sees every file pushed before it, its own included.
-    async fn add_referrer(&self, repository: &Repository, subject: &Entry) -> Result<()> {
+    /// file in `repository` that names it (`tags`, listed after our own pushes; `attached`,
+    /// what we pushed). Distribution 2.8 ignores `If-Match`, so a concurrent writer may replace
+    /// the index with one missing our entry; merging from the tagged files (the source of
+    /// truth) and re-reading until nothing is missing converges: of two writers, the one that
+    /// listed tags last saw both files, and re-checks after the other's last write.
+    async fn add_referrers(
+        &self,
+        repository: &Repository,
+        subject: &Entry,
+        tags: &[String],
+        attached: &HashMap<String, Entry>,
+    ) -> Result<()> {
         let tag = repository.tagged(&referrers_tag(&subject.digest));
+        let wanted = self
+            .referrers_of(repository, subject, tags, attached)
+            .await?;
         let mut failed_push = None;
         for attempt in 0..REFERRERS_RETRIES {
             if attempt > 0 {
@@ -816,9 +929,9 @@ impl Writer {
                 None => Vec::new(),
             };
             let mut merged = current.clone();
-            for entry in self.referrers_of(repository, subject).await? {
+            for entry in &wanted {
                 if !merged.iter().any(|m| m.digest == entry.digest) {
-                    merged.push(entry);
+                    merged.push(entry.clone());
                 }
             }
             if merged.len() == current.len() {
@@ -841,22 +954,30 @@ impl Writer {
         }))
     }
 
-    /// The metadata manifests of `repository` whose subject is `subject`, found by their tags.
-    async fn referrers_of(&self, repository: &Repository, subject: &Entry) -> Result<Vec<Entry>> {
+    /// The metadata manifests among `tags` of `repository` whose subject is `subject` (those
+    /// in `attached` are ours, known without reading).
+    async fn referrers_of(
+        &self,
+        repository: &Repository,
+        subject: &Entry,
+        tags: &[String],
+        attached: &HashMap<String, Entry>,
+    ) -> Result<Vec<Entry>> {
         let mut found = Vec::new();
         let prefix = attachment_tag(subject, "");
-        for tag in self.registry.tags(repository).await? {
-            if !tag.starts_with(&prefix) {
+        for tag in tags.iter().filter(|t| t.starts_with(&prefix)) {
+            if let Some(ours) = attached.get(tag) {
+                found.push(ours.clone());
                 continue;
             }
             let Some(stored) = self
                 .registry
-                .manifest(&repository.tagged(&tag), WRITER_READ_LIMIT)
+                .manifest(&repository.tagged(tag), WRITER_READ_LIMIT)
                 .await?
             else {
                 continue;
             };
-            let manifest = Manifest::parse(&tag, &stored.bytes)?;
+            let manifest = Manifest::parse(tag, &stored.bytes)?;
             if manifest
                 .subject
                 .as_ref()
