@@ -40,7 +40,8 @@ const SPEC_VERSION: &str = "1.0.0";
 const WRITER_READ_LIMIT: u64 = 32 * 1024 * 1024;
 /// Snapshot versions a publish skips over (left by interrupted publishes) before giving up.
 const MAX_SKIPPED_VERSIONS: u64 = 100;
-/// Registry writes a signer keeps in flight at once (attachments of a many-image signing).
+/// Registry requests a writer keeps in flight at once (attachments of a many-image signing,
+/// reading the heads of many roles).
 const WRITE_CONCURRENCY: usize = 16;
 /// Attempts at merging into a referrers index that another writer changed meanwhile.
 const REFERRERS_RETRIES: usize = 8;
@@ -661,18 +662,22 @@ impl Editor {
             }
             if let Some(delegations) = &head.signed.signed.delegations {
                 let covered = |r: &&DelegatedRole| target.is_none_or(|t| covers(r, t));
-                for child in delegations.roles.iter().filter(covered).rev() {
-                    let found = self
-                        .head(&child.name, |signed| {
-                            delegations
-                                .verify_role(signed, &child.name)
-                                .map_err(|e| e.to_string())
+                // Children fetched concurrently, kept in delegation order.
+                let children: Vec<Option<Head>> =
+                    futures_util::stream::iter(delegations.roles.iter().filter(covered))
+                        .map(|child| {
+                            self.head(&child.name, |signed| {
+                                delegations
+                                    .verify_role(signed, &child.name)
+                                    .map_err(|e| e.to_string())
+                            })
                         })
-                        .await?;
-                    if let Some(found) = found {
-                        stack.push(found);
-                    }
-                }
+                        .buffered(WRITE_CONCURRENCY)
+                        .collect::<Vec<_>>()
+                        .await
+                        .into_iter()
+                        .collect::<Result<_>>()?;
+                stack.extend(children.into_iter().flatten().rev());
             }
             out.push(head);
         }

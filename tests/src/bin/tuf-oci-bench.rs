@@ -1,16 +1,20 @@
-//! Verification benchmarks against a real registry: requests and bytes per verification (cold
-//! and warm), one cold verification with many targets in one role and with many delegated
-//! roles (the lazy search must fetch only the role on the target's path), and the containerd
-//! image verifier: bindir latency in-process vs through the service, `ctr images pull` with vs
-//! without it (containerd 2.3.4).
+//! Benchmarks against a real registry: requests and bytes per verification (cold and warm), one
+//! cold verification with many targets in one role and with many delegated roles (the lazy
+//! search must fetch only the role on the target's path), publishing after one change among
+//! many roles, signing throughput, and the containerd image verifier: bindir latency
+//! in-process vs through the service, `ctr images pull` with vs without it (containerd 2.3.4),
+//! the transfer front, copies, memory under load.
 //!
 //!     cargo run --release -p tuf-oci-tests --bin tuf-oci-bench            # full size
 //!     cargo run -p tuf-oci-tests --bin tuf-oci-bench -- --smoke           # CI size
+//!     cargo run --release -p tuf-oci-tests --bin tuf-oci-bench -- signing roles  # some cases
 //!
 //! Prints figures and ratios; it asserts only what must hold at any size (the lazy search).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use tough::TargetName;
 use tough::schema::{DelegatedRole, Delegations, PathPattern, PathSet, Root, Signed, Targets};
@@ -58,13 +62,36 @@ async fn main() {
         "{:<56} {:>10} {:>12} {:>12}",
         "case", "requests", "bytes", "time"
     );
-    requests_per_verification(&registry).await;
-    many_targets_in_one_role(&registry, sizes.targets_in_one_role).await;
-    many_delegated_roles(&registry, sizes.roles, sizes.targets_per_role).await;
-    containerd_verifier(&registry, sizes.runs, sizes.layer_bytes).await;
-    transfer_front(&registry, sizes.runs, sizes.layer_bytes).await;
-    copy_vs_skopeo(&registry, sizes.layer_bytes).await;
-    peak_memory_under_load(&registry, if smoke { 10 } else { 50 }).await;
+    // Cases named on the command line, or all of them.
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |case: &str| named.is_empty() || named.iter().any(|n| n == case);
+    if run("requests") {
+        requests_per_verification(&registry).await;
+    }
+    if run("targets") {
+        many_targets_in_one_role(&registry, sizes.targets_in_one_role).await;
+    }
+    if run("roles") {
+        many_delegated_roles(&registry, sizes.roles, sizes.targets_per_role).await;
+    }
+    if run("signing") {
+        signing_throughput(&registry, sizes.targets_in_one_role).await;
+    }
+    if run("verifier") {
+        containerd_verifier(&registry, sizes.runs, sizes.layer_bytes).await;
+    }
+    if run("front") {
+        transfer_front(&registry, sizes.runs, sizes.layer_bytes).await;
+    }
+    if run("copy") {
+        copy_vs_skopeo(&registry, sizes.layer_bytes).await;
+    }
+    if run("memory") {
+        peak_memory_under_load(&registry, if smoke { 10 } else { 50 }).await;
+    }
 }
 
 /// A fresh client (own counters) trusting `org`, keeping trusted metadata in `cache`.
@@ -274,6 +301,16 @@ async fn many_delegated_roles(registry: &TestRegistry, roles: usize, per_role: u
     files.push(("targets".into(), craft::bytes(&top)));
     let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     craft::publish_raw(registry, &org, &files).await;
+    // Writers' heads (`<role>.json`), as signers leave them.
+    let metadata = &org.metadata;
+    futures_util::stream::iter(&files)
+        .map(|(role, bytes)| async move {
+            let head = format!("{role}.json");
+            registry.put_file(metadata, &head, bytes).await;
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
 
     let cache = tempfile::tempdir().unwrap();
     let (client, verifier) = client(registry, &org, cache.path());
@@ -307,6 +344,135 @@ async fn many_delegated_roles(registry: &TestRegistry, roles: usize, per_role: u
         fetched_roles, 1,
         "the search must fetch only the role on the path"
     );
+
+    // One change (a new image signed into one role), then publish: only that role is
+    // re-signed and pushed; publish signs snapshot and timestamp over every role's head.
+    registry.push_image(&path, "v2", "fleet two").await;
+    let traffic = registry.client.traffic();
+    let before = traffic.requests();
+    let start = Instant::now();
+    let editor = org.editor(registry).await;
+    editor
+        .sign(
+            &[registry.image(&format!("{path}:v2"))],
+            &format!("team-{chosen}"),
+            std::slice::from_ref(&key),
+            expiries().targets,
+        )
+        .await
+        .expect("sign");
+    let signed = (traffic.requests() - before, start.elapsed());
+    let before = traffic.requests();
+    let start = Instant::now();
+    org.publish(registry).await;
+    let published = (traffic.requests() - before, start.elapsed());
+    for (case, (requests, time)) in [
+        (format!("sign one image into 1 of {roles} roles"), signed),
+        (
+            format!("publish after that change ({roles} roles)"),
+            published,
+        ),
+    ] {
+        println!(
+            "{case:<56} {requests:>10} {:>12} {:>10.2}ms",
+            "-",
+            time.as_secs_f64() * 1000.0
+        );
+    }
+    org.verify_fresh(registry, &format!("{path}:v2"))
+        .await
+        .expect("the change verifies");
+}
+
+/// Signing throughput: `count` targets signed into one delegated role (one new role version)
+/// and published, once as `count` distinct images (one referrer attached to each) and once as
+/// `count` tags of one image (one attachment: the TUF work alone).
+async fn signing_throughput(registry: &TestRegistry, count: usize) {
+    let org = Org::init(registry, "release/tuf").await;
+    let key = org.key("release").await;
+    org.delegate(
+        registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("release", &["release/*"], &[&key], 1),
+    )
+    .await;
+    org.publish(registry).await;
+    for (path, distinct) in [("release/app", true), ("release/tags", false)] {
+        tuf_oci::editor::set_pointer(&registry.client, &registry.repo(path), "../../release/tuf")
+            .await
+            .unwrap();
+        // Tags of one image: its manifest pushed again under each tag (pushing its blobs
+        // concurrently would race in the registry).
+        let first = registry.push_image(path, "b0", "one build").await;
+        let one = registry
+            .client
+            .manifest(&registry.repo(path).digested(&first.digest), 1 << 20)
+            .await
+            .unwrap()
+            .expect("pushed");
+        let one = &one;
+        futures_util::stream::iter(1..count)
+            .map(|i| async move {
+                let tag = format!("b{i}");
+                if distinct {
+                    registry.push_image(path, &tag, &format!("build {i}")).await;
+                } else {
+                    let tagged = registry.repo(path).tagged(&tag);
+                    let media_type = &one.media_type;
+                    registry
+                        .client
+                        .push_manifest(&tagged, &one.bytes, media_type)
+                        .await
+                        .unwrap();
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        let images: Vec<_> = (0..count)
+            .map(|i| registry.image(&format!("{path}:b{i}")))
+            .collect();
+
+        let traffic = registry.client.traffic();
+        let before = traffic.requests();
+        let start = Instant::now();
+        org.editor(registry)
+            .await
+            .sign(
+                &images,
+                "release",
+                std::slice::from_ref(&key),
+                expiries().targets,
+            )
+            .await
+            .expect("sign");
+        let signed = start.elapsed();
+        org.publish(registry).await;
+        let total = start.elapsed();
+        let what = if distinct {
+            format!("{count} distinct images")
+        } else {
+            format!("{count} tags of one image")
+        };
+        println!(
+            "{:<56} {:>10} {:>12} {:>10.2}ms",
+            format!("sign {what} in one role version + publish"),
+            traffic.requests() - before,
+            "-",
+            total.as_secs_f64() * 1000.0
+        );
+        println!(
+            "{:<56} {:>10} {:>12} {:>10.2}ms",
+            "  of which signing (attachments included)",
+            "-",
+            "-",
+            signed.as_secs_f64() * 1000.0
+        );
+        org.verify_fresh(registry, &format!("{path}:b{}", count - 1))
+            .await
+            .expect("the last image verifies");
+    }
 }
 
 /// A descriptor for a manifest that does not exist (only its metadata matters here).
