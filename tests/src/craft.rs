@@ -37,6 +37,26 @@ pub async fn sign_top<T: Role + Serialize + Clone>(
     sign(role, &KeyHolder::Root(root.clone()), keys).await
 }
 
+/// Pushes as `timestamp.json` the current timestamp changed by `edit` and signed with `keys`
+/// under `root`: what a holder of the timestamp key (an attacker, or the administrator after
+/// a rotation) can publish.
+pub async fn forge_timestamp(
+    registry: &TestRegistry,
+    org: &Org,
+    root: &Root,
+    keys: &[SigningKey],
+    edit: impl FnOnce(&mut Timestamp),
+) {
+    let current: Signed<Timestamp> =
+        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let mut forged = current.signed;
+    edit(&mut forged);
+    let forged = sign_top(forged, root, keys).await;
+    registry
+        .put_file(&org.metadata, "timestamp.json", &bytes(&forged))
+        .await;
+}
+
 /// Signs delegated role `name` with those `keys` that `delegations` lists for it.
 pub async fn sign_delegated(
     name: &str,

@@ -1,7 +1,9 @@
 //! Endless data: metadata larger than its limit is refused whatever size the registry claims,
 //! and content that does not hash to its digest is refused.
 
+use tough::schema::{Root, Signed};
 use tuf_oci::Error;
+use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry};
 
 async fn signed_repo(registry: &TestRegistry) -> Org {
@@ -42,11 +44,11 @@ async fn size_lie_in_the_manifest_does_not_lift_the_limit() {
 }
 
 #[tokio::test]
-async fn tampered_snapshot_bytes_are_refused() {
+async fn tampered_snapshot_tag_is_never_read() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;
-    // Metadata names a target length the registry object does not have: a snapshot that lists
-    // a wrong length for targets.json makes the download stop at the signed length.
+    // The registry's `2.snapshot.json` tag now holds other bytes; clients read the snapshot by
+    // the digest timestamp signs, so the tag is never read.
     let snapshot = registry.get_file(&org.metadata, "2.snapshot.json").await;
     let mut value: serde_json::Value = serde_json::from_slice(&snapshot).unwrap();
     value["signed"]["meta"]["targets.json"]["length"] = 10.into();
@@ -57,11 +59,26 @@ async fn tampered_snapshot_bytes_are_refused() {
             &serde_json::to_vec(&value).unwrap(),
         )
         .await;
+    org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+}
+
+#[tokio::test]
+async fn snapshot_bytes_other_than_timestamp_names_are_refused() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    // A timestamp naming other bytes for the snapshot (no such blob: the tag's bytes are
+    // read, and do not hash to what timestamp names).
+    let root: Signed<Root> = parse(&org.root);
+    let keys = [org.key("timestamp").await];
+    craft::forge_timestamp(&registry, &org, &root.signed, &keys, |timestamp| {
+        let meta = timestamp.meta.get_mut("snapshot.json").unwrap();
+        meta.hashes.as_mut().unwrap().sha256 = vec![0; 32].into();
+    })
+    .await;
     let err = org
         .verify_fresh(&registry, "solo/app:v1")
         .await
         .unwrap_err();
-    // The bytes no longer match what timestamp names for the snapshot.
     assert!(
         matches!(err, Error::MetaHashMismatch { ref role, ref named_by } if role == "snapshot" && named_by == "timestamp"),
         "{err}"

@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU64;
 
-use tough::schema::{RoleType, Root, Signed, Timestamp};
+use tough::schema::{RoleType, Root, Signed};
 use tuf_oci::Error;
 use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::craft::{self, parse};
@@ -94,13 +94,10 @@ async fn fast_forwarded_timestamp_is_recovered_by_rotating_its_key() {
     let timestamp_key = [org.key("timestamp").await];
 
     // The timestamp key leaks; a timestamp with version 1000 reaches a client.
-    let legit: Signed<Timestamp> = parse(&registry.get_file(&org.metadata, "timestamp.json").await);
-    let mut inflated = legit.signed.clone();
-    inflated.version = NonZeroU64::new(1000).unwrap();
-    let inflated = craft::sign_top(inflated, &root.signed, &timestamp_key).await;
-    registry
-        .put_file(&org.metadata, "timestamp.json", &craft::bytes(&inflated))
-        .await;
+    craft::forge_timestamp(&registry, &org, &root.signed, &timestamp_key, |inflated| {
+        inflated.version = NonZeroU64::new(1000).unwrap();
+    })
+    .await;
     let cache = tempfile::tempdir().unwrap();
     org.verifier(&registry, cache.path())
         .verify(&registry.image("solo/app:v1"))
@@ -122,12 +119,10 @@ async fn fast_forwarded_timestamp_is_recovered_by_rotating_its_key() {
         .await
         .unwrap();
     let new_root: Signed<Root> = parse(&new_root);
-    let mut restarted = legit.signed;
-    restarted.version = NonZeroU64::new(3).unwrap();
-    let restarted = craft::sign_top(restarted, &new_root.signed, &[fresh]).await;
-    registry
-        .put_file(&org.metadata, "timestamp.json", &craft::bytes(&restarted))
-        .await;
+    craft::forge_timestamp(&registry, &org, &new_root.signed, &[fresh], |restarted| {
+        restarted.version = NonZeroU64::new(3).unwrap();
+    })
+    .await;
 
     let verifier = org.verifier(&registry, cache.path());
     let mut updater = verifier

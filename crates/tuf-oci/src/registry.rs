@@ -276,7 +276,13 @@ impl Registry {
         let stream = self
             .deadline(&reference, self.client.pull_blob_stream(&reference, digest))
             .await
-            .map_err(|e| registry_error(&reference, &e))?;
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    Error::NotFound { what: what.clone() }
+                } else {
+                    registry_error(&reference, &e)
+                }
+            })?;
         if stream.content_length.is_some_and(|len| len > limit) {
             return Err(Error::TooLarge { what, limit });
         }

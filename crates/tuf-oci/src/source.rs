@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use crate::error::Result;
-use crate::layout::{METADATA_TAG, Manifest, TOP_LEVEL_ROLES, check_role_name};
+use crate::layout::{METADATA_TAG, Manifest, TOP_LEVEL_ROLES, check_role_name, sha256_digest};
 use crate::location::Repository;
 use crate::registry::Registry;
 use crate::store::{ContentStore, RegistryStore};
@@ -24,6 +24,34 @@ pub trait MetadataSource: Send + Sync {
         near: Option<&Repository>,
         limit: u64,
     ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+
+    /// Reads file `name` when the caller holds a copy that may still be current (`held`):
+    /// sources that learn a file's digest before its bytes hand the held copy back instead of
+    /// downloading the same bytes again. What comes back is checked like any fetched file.
+    fn refetch(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        limit: u64,
+        held: &[u8],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        let _ = held;
+        self.fetch(name, near, limit)
+    }
+
+    /// Reads file `name` whose sha256 `digest` and `length` signed metadata names (snapshot
+    /// from timestamp, targets roles from snapshot): content-addressed sources read it by
+    /// digest in one request. The caller still checks the bytes against the digest.
+    fn fetch_digest(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        digest: &str,
+        length: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        let _ = digest;
+        self.fetch(name, near, length)
+    }
 }
 
 /// Metadata in a registry, laid out as `docs/layout.md` describes.
@@ -58,17 +86,19 @@ impl RegistrySource {
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
         let store = RegistryStore::new(self.registry.clone(), &repository.registry);
-        fetch_file(&store, &repository.path, name, limit).await
+        fetch_file(&store, &repository.path, name, limit, None).await
     }
 }
 
 /// Reads metadata file `name` from repository `path` of `store`: the manifest tagged with the
-/// file name, then its one metadata layer, within `limit` bytes.
+/// file name, then its one metadata layer, within `limit` bytes; or `held`, when the layer is
+/// exactly those bytes.
 pub async fn fetch_file<S: ContentStore>(
     store: &S,
     path: &str,
     name: &str,
     limit: u64,
+    held: Option<&[u8]>,
 ) -> Result<Option<Vec<u8>>> {
     // File names become tags: refuse role names that are not valid tags.
     let role = name.trim_end_matches(".json");
@@ -92,6 +122,9 @@ pub async fn fetch_file<S: ContentStore>(
             what: format!("{name} in {} {path}", store.describe()),
             limit,
         });
+    }
+    if let Some(held) = held.filter(|h| sha256_digest(h) == layer.digest) {
+        return Ok(Some(held.to_vec()));
     }
     store.blob(path, &layer.digest, layer.size).await.map(Some)
 }
@@ -132,11 +165,11 @@ impl<S: ContentStore> MetadataSource for StoreSource<S> {
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
         if let Some(image) = near.filter(|r| r.path != self.metadata)
-            && let Some(found) = fetch_file(&self.store, &image.path, name, limit).await?
+            && let Some(found) = fetch_file(&self.store, &image.path, name, limit, None).await?
         {
             return Ok(Some(found));
         }
-        fetch_file(&self.store, &self.metadata, name, limit).await
+        fetch_file(&self.store, &self.metadata, name, limit, None).await
     }
 }
 
@@ -153,6 +186,35 @@ impl MetadataSource for RegistrySource {
             return Ok(Some(found));
         }
         self.fetch_from(&self.metadata, name, limit).await
+    }
+
+    async fn refetch(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        limit: u64,
+        held: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        if near.is_some_and(|r| *r != self.metadata) {
+            return self.fetch(name, near, limit).await;
+        }
+        let store = RegistryStore::new(self.registry.clone(), &self.metadata.registry);
+        fetch_file(&store, &self.metadata.path, name, limit, Some(held)).await
+    }
+
+    async fn fetch_digest(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        digest: &str,
+        length: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        // Writers store every versioned file's bytes as a blob of the metadata repository.
+        match self.registry.blob(&self.metadata, digest, length).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(crate::Error::NotFound { .. }) => self.fetch(name, near, length).await,
+            Err(e) => Err(e),
+        }
     }
 }
 

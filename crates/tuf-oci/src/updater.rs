@@ -432,13 +432,23 @@ impl<S: MetadataSource> Updater<S> {
 
     /// TUF 5.4: timestamp, never older than trusted, naming a snapshot never older than trusted.
     async fn update_timestamp(&mut self) -> Result<()> {
-        let bytes = self
-            .source
-            .fetch("timestamp.json", None, self.limits.timestamp)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                what: "timestamp.json".into(),
-            })?;
+        let limit = self.limits.timestamp;
+        // The trusted copy, when still current, is not downloaded again.
+        let fetched = match self
+            .store
+            .load("timestamp.json")
+            .filter(|_| self.timestamp.is_some())
+        {
+            Some(held) => {
+                self.source
+                    .refetch("timestamp.json", None, limit, &held)
+                    .await?
+            }
+            None => self.source.fetch("timestamp.json", None, limit).await?,
+        };
+        let bytes = fetched.ok_or_else(|| Error::NotFound {
+            what: "timestamp.json".into(),
+        })?;
         let new: Signed<Timestamp> = parse("timestamp", &bytes)?;
         self.verify_top_level("timestamp", &new)?;
         if let Some(trusted) = &self.timestamp {
@@ -588,11 +598,16 @@ impl<S: MetadataSource> Updater<S> {
             format!("{role}.json")
         };
         let limit = meta.length.unwrap_or(default_limit);
-        let bytes = self
-            .source
-            .fetch(&file, near, limit)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: file.clone() })?;
+        let fetched = match (&meta.hashes, meta.length) {
+            (Some(hashes), Some(length)) => {
+                let digest = format!("sha256:{}", hex::encode(&hashes.sha256));
+                self.source
+                    .fetch_digest(&file, near, &digest, length)
+                    .await?
+            }
+            _ => self.source.fetch(&file, near, limit).await?,
+        };
+        let bytes = fetched.ok_or_else(|| Error::NotFound { what: file.clone() })?;
         let length_ok = meta.length.is_none_or(|l| l == bytes.len() as u64);
         let hash_ok = meta
             .hashes

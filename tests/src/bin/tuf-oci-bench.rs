@@ -183,6 +183,29 @@ async fn requests_per_verification(registry: &TestRegistry) {
     let warm = measure(&client, &verifier, &image).await;
     row("one delegated role, cold (empty cache)", &cold);
     row("one delegated role, warm (cache, nothing new)", &warm);
+    // Bootstrapped with the metadata location (no pointer read), resolving through TUF only
+    // (the image verifier's case: containerd hands it the descriptor).
+    let located = tempfile::tempdir().unwrap();
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![registry.host.clone()],
+        timeout: Duration::from_secs(30),
+    });
+    let trust = org.trust(Some(registry.repo("bench/tuf")), Some(located.path()));
+    let verifier = Verifier::new(client.clone(), trust).expect("trusted root");
+    for case in ["cold", "warm"] {
+        let (requests, bytes) = (client.traffic().requests(), client.traffic().bytes());
+        let start = Instant::now();
+        verifier.resolve(&image).await.expect("resolve");
+        let resolved = Measured {
+            time: start.elapsed(),
+            requests: client.traffic().requests() - requests,
+            bytes: client.traffic().bytes() - bytes,
+        };
+        row(
+            &format!("one delegated role, {case}, location known, TUF only"),
+            &resolved,
+        );
+    }
     // A long-lived verifier (the plugins' service) reusing its update for a minute, resolving
     // through TUF alone as the containerd verifier does with the descriptor it is given.
     let (client, verifier) = client_with(registry, &org, cache.path(), Duration::from_secs(60));
