@@ -74,17 +74,14 @@ pub async fn check(
     store: &ImageStore,
 ) -> Result<(Checked, Claimed), Refusal> {
     let staging = tempfile::tempdir().map_err(|e| unreadable("staging directory", e))?;
-    let received = staging.path().join("received.tar");
+    let received = staging.path().join("received");
     receive(&mut claimed, &received).await?;
     let layout = staging.path().join("layout");
-    tuf_oci::store::unpack(&received, &layout).map_err(|e| {
-        Refusal::Unreadable(format!(
-            "the import is not an uncompressed OCI archive (tar of an OCI layout): {e}"
-        ))
-    })?;
-    let index_path = layout.join("index.json");
-    let mut index = ImageIndex::from_file(&index_path)
-        .map_err(|e| Refusal::Unreadable(format!("the import's index.json (OCI layout): {e}")))?;
+    let mut index = blocking({
+        let (tar, layout) = (staging.path().join("received.tar"), layout.clone());
+        move || open_archive(&received, &tar, &layout)
+    })
+    .await?;
     let images: Vec<Descriptor> = index
         .manifests()
         .iter()
@@ -113,8 +110,30 @@ pub async fn check(
     }
     index.set_manifests(images);
     let checked = Checked { staging };
-    repack(&layout, &index, &checked.archive())?;
+    let archive = checked.archive();
+    blocking(move || repack(&layout, &index, &archive)).await?;
     Ok((checked, claimed))
+}
+
+/// Unpacks the received archive into `layout` (through `tar`, decompressed) and reads its index.
+fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex, Refusal> {
+    decompress(received, tar)?;
+    tuf_oci::store::unpack(tar, layout).map_err(|e| {
+        Refusal::Unreadable(format!(
+            "the import is not an OCI archive (tar of an OCI layout, plain or gzip): {e}"
+        ))
+    })?;
+    ImageIndex::from_file(layout.join("index.json"))
+        .map_err(|e| Refusal::Unreadable(format!("the import's index.json (OCI layout): {e}")))
+}
+
+/// Runs file work (archives of gigabytes) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| unreadable("archive work", e))?
 }
 
 /// Opens a stream of the front's own to containerd (same namespace and lease as the client's)
@@ -202,6 +221,38 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
     file.flush()
         .await
         .map_err(|e| unreadable("staging the archive", e))
+}
+
+/// The tar in `received`, gunzipped when it is gzip (as containerd accepts imports). Other
+/// compressions are refused by name rather than misread.
+fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(received).map_err(|e| unreadable("staged archive", e))?;
+    let read =
+        std::io::Read::read(&mut file, &mut magic).map_err(|e| unreadable("staged archive", e))?;
+    match magic[..read] {
+        [0x1f, 0x8b, ..] => {
+            let mut decoder = flate2::read::GzDecoder::new(std::io::BufReader::new(
+                std::fs::File::open(received).map_err(|e| unreadable("staged archive", e))?,
+            ));
+            let mut out =
+                std::fs::File::create(tar).map_err(|e| unreadable("staging the archive", e))?;
+            // Bounded: a small gzip stream can expand without end.
+            let mut bounded = std::io::Read::take(&mut decoder, MAX_ARCHIVE + 1);
+            let copied = std::io::copy(&mut bounded, &mut out)
+                .map_err(|e| unreadable("the import's gzip stream", e))?;
+            if copied > MAX_ARCHIVE {
+                return Err(Refusal::Unreadable(format!(
+                    "the import archive exceeds {MAX_ARCHIVE} bytes once decompressed"
+                )));
+            }
+            Ok(())
+        }
+        [0x28, 0xb5, 0x2f, 0xfd] => Err(Refusal::Unreadable(
+            "zstd-compressed imports are not read; decompress the archive first".into(),
+        )),
+        _ => std::fs::rename(received, tar).map_err(|e| unreadable("staging the archive", e)),
+    }
 }
 
 /// Sends the file at `path` as `Data` messages within the windows containerd grants.
@@ -319,6 +370,26 @@ fn unreadable(what: &str, e: impl std::fmt::Display) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archives_are_read_plain_or_gzip_and_other_compressions_named() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (received, tar) = (dir.path().join("received"), dir.path().join("out.tar"));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"tar bytes").unwrap();
+        std::fs::write(&received, gz.finish().unwrap()).unwrap();
+        decompress(&received, &tar).unwrap();
+        assert_eq!(std::fs::read(&tar).unwrap(), b"tar bytes");
+
+        std::fs::write(&received, b"plain tar").unwrap();
+        decompress(&received, &tar).unwrap();
+        assert_eq!(std::fs::read(&tar).unwrap(), b"plain tar");
+
+        std::fs::write(&received, [0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap();
+        let err = decompress(&received, &tar).unwrap_err();
+        assert!(err.to_string().contains("zstd"), "{err}");
+    }
 
     #[test]
     fn metadata_entries_are_not_images() {
