@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 
 use tough::TargetName;
 use tough::schema::{DelegatedRole, Delegations, PathPattern, PathSet, Root, Signed, Targets};
+use tuf_oci::keys::SigningKey;
 use tuf_oci::layout::Entry;
 use tuf_oci::{Registry, RegistryConfig, TrustConfig, Verifier};
 use tuf_oci_tests::craft::{self, parse};
@@ -27,6 +28,8 @@ struct Sizes {
     targets_in_one_role: usize,
     roles: usize,
     targets_per_role: usize,
+    /// Images (and tags) signed at once in the signing-throughput case.
+    signed_at_once: usize,
     /// Runs of the bindir executable / pulls per configuration.
     runs: usize,
     /// Layer size of the image pulled through containerd.
@@ -41,6 +44,7 @@ async fn main() {
             targets_in_one_role: 1_000,
             roles: 50,
             targets_per_role: 10,
+            signed_at_once: 200,
             runs: 2,
             layer_bytes: 1 << 20,
         }
@@ -49,6 +53,7 @@ async fn main() {
             targets_in_one_role: 10_000,
             roles: 1_000,
             targets_per_role: 100,
+            signed_at_once: 10_000,
             runs: 10,
             layer_bytes: 50 << 20,
         }
@@ -78,7 +83,7 @@ async fn main() {
         many_delegated_roles(&registry, sizes.roles, sizes.targets_per_role).await;
     }
     if run("signing") {
-        signing_throughput(&registry, sizes.targets_in_one_role).await;
+        signing_throughput(&registry, sizes.signed_at_once).await;
     }
     if run("verifier") {
         containerd_verifier(&registry, sizes.runs, sizes.layer_bytes).await;
@@ -128,10 +133,19 @@ struct Measured {
     time: Duration,
 }
 
+/// A verification as `tuf-oci verify` makes it (TUF, then the image the registry serves).
 async fn measure(client: &Registry, verifier: &Verifier, image: &tuf_oci::ImageRef) -> Measured {
+    measured(client, async {
+        verifier.verify(image).await.expect("verification");
+    })
+    .await
+}
+
+/// The requests, bytes and time `work` costs `client`.
+async fn measured(client: &Registry, work: impl std::future::Future<Output = ()>) -> Measured {
     let (requests, bytes) = (client.traffic().requests(), client.traffic().bytes());
     let start = Instant::now();
-    verifier.verify(image).await.expect("verification");
+    work.await;
     Measured {
         time: start.elapsed(),
         requests: client.traffic().requests() - requests,
@@ -149,16 +163,7 @@ fn row(case: &str, m: &Measured) {
 }
 
 async fn requests_per_verification(registry: &TestRegistry) {
-    let org = Org::init(registry, "bench/tuf").await;
-    let team = org.key("team-a").await;
-    org.delegate(
-        registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("team-a", &["team-a/*"], &[&team], 1),
-    )
-    .await;
-    org.publish(registry).await;
+    let (org, team) = delegating_org(registry, "bench/tuf", "team-a").await;
     registry.push_image("team-a/app", "v1", "bench").await;
     tuf_oci::editor::set_pointer(
         &registry.client,
@@ -193,14 +198,10 @@ async fn requests_per_verification(registry: &TestRegistry) {
     let trust = org.trust(Some(registry.repo("bench/tuf")), Some(located.path()));
     let verifier = Verifier::new(client.clone(), trust).expect("trusted root");
     for case in ["cold", "warm"] {
-        let (requests, bytes) = (client.traffic().requests(), client.traffic().bytes());
-        let start = Instant::now();
-        verifier.resolve(&image).await.expect("resolve");
-        let resolved = Measured {
-            time: start.elapsed(),
-            requests: client.traffic().requests() - requests,
-            bytes: client.traffic().bytes() - bytes,
-        };
+        let resolved = measured(&client, async {
+            verifier.resolve(&image).await.expect("resolve");
+        })
+        .await;
         row(
             &format!("one delegated role, {case}, location known, TUF only"),
             &resolved,
@@ -210,14 +211,10 @@ async fn requests_per_verification(registry: &TestRegistry) {
     // through TUF alone as the containerd verifier does with the descriptor it is given.
     let (client, verifier) = client_with(registry, &org, cache.path(), Duration::from_secs(60));
     verifier.resolve(&image).await.expect("resolve");
-    let (requests, bytes) = (client.traffic().requests(), client.traffic().bytes());
-    let start = Instant::now();
-    verifier.resolve(&image).await.expect("resolve");
-    let session = Measured {
-        time: start.elapsed(),
-        requests: client.traffic().requests() - requests,
-        bytes: client.traffic().bytes() - bytes,
-    };
+    let session = measured(&client, async {
+        verifier.resolve(&image).await.expect("resolve");
+    })
+    .await;
     row(
         "warm session (refresh interval 60 s), TUF resolve only",
         &session,
@@ -411,16 +408,7 @@ async fn many_delegated_roles(registry: &TestRegistry, roles: usize, per_role: u
 /// and published, once as `count` distinct images (one referrer attached to each) and once as
 /// `count` tags of one image (one attachment: the TUF work alone).
 async fn signing_throughput(registry: &TestRegistry, count: usize) {
-    let org = Org::init(registry, "release/tuf").await;
-    let key = org.key("release").await;
-    org.delegate(
-        registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("release", &["release/*"], &[&key], 1),
-    )
-    .await;
-    org.publish(registry).await;
+    let (org, key) = delegating_org(registry, "release/tuf", "release").await;
     for (path, distinct) in [("release/app", true), ("release/tags", false)] {
         tuf_oci::editor::set_pointer(&registry.client, &registry.repo(path), "../../release/tuf")
             .await
@@ -498,6 +486,126 @@ async fn signing_throughput(registry: &TestRegistry, count: usize) {
     }
 }
 
+/// Starts the verification service on `socket` and waits until it listens.
+async fn start_service(
+    verifier: &std::path::Path,
+    policy: &std::path::Path,
+    socket: &std::path::Path,
+) -> std::process::Child {
+    let service = std::process::Command::new(verifier)
+        .args(["serve", "--policy"])
+        .arg(policy)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !socket.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    service
+}
+
+/// Runs the bindir verifier as containerd does for `name` resolved to `image`; whether it
+/// allowed the pull.
+fn run_bindir(
+    verifier: &std::path::Path,
+    policy: &std::path::Path,
+    name: &str,
+    image: &Entry,
+) -> bool {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(verifier)
+        .env("CONTAINERD_TUF_POLICY", policy)
+        .args([
+            "-name",
+            name,
+            "-digest",
+            &image.digest,
+            "-stdin-media-type",
+            "application/vnd.oci.descriptor.v1+json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(image).unwrap())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+/// How long one `ctr images pull` of `name` through `socket` (containerd's or a front's) takes.
+fn timed_pull(
+    containerd: &tuf_oci_tests::containerd::Containerd,
+    socket: &std::path::Path,
+    name: &str,
+) -> Duration {
+    let start = Instant::now();
+    let out = containerd.ctr_at(socket, &["images", "pull", "--plain-http", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+/// A new organisation at `metadata` delegating `role/*` to `role`, published; with the role's
+/// key.
+async fn delegating_org(registry: &TestRegistry, metadata: &str, role: &str) -> (Org, SigningKey) {
+    let org = Org::init(registry, metadata).await;
+    let key = org.key(role).await;
+    let paths = [format!("{role}/*")];
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    org.delegate(
+        registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation(role, &paths, &[&key], 1),
+    )
+    .await;
+    org.publish(registry).await;
+    (org, key)
+}
+
+/// A new organisation with its metadata repository beside repository `app` (`../tuf`), whose
+/// top-level targets sign the images `(tag, content)` pushed to `app`, published.
+async fn signed_app(
+    registry: &TestRegistry,
+    app: &str,
+    images: &[(String, String)],
+) -> (Org, Vec<Entry>) {
+    let (parent, _) = app.rsplit_once('/').expect("app is parent/name");
+    let org = Org::init(registry, &format!("{parent}/tuf")).await;
+    let mut pushed = Vec::new();
+    for (tag, content) in images {
+        pushed.push(registry.push_image(app, tag, content).await);
+    }
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo(app), "../tuf")
+        .await
+        .unwrap();
+    let references: Vec<_> = images
+        .iter()
+        .map(|(tag, _)| registry.image(&format!("{app}:{tag}")))
+        .collect();
+    org.editor(registry)
+        .await
+        .sign(
+            &references,
+            "targets",
+            &org.targets_key().await,
+            expiries().targets,
+        )
+        .await
+        .expect("sign");
+    org.publish(registry).await;
+    (org, pushed)
+}
+
 /// A descriptor for a manifest that does not exist (only its metadata matters here).
 fn fake_entry(i: usize) -> Entry {
     Entry::of(
@@ -513,24 +621,11 @@ fn descriptor(entry: &Entry) -> oci_spec::image::Descriptor {
 /// The containerd image verifier: one bindir invocation in-process (cold cache) vs through the
 /// warm service, and a `ctr images pull` with vs without the verifier installed.
 async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: usize) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     use tuf_oci_tests::containerd::{Containerd, Version};
 
-    let org = Org::init(registry, "plugin/tuf").await;
     let content = "x".repeat(layer_bytes);
-    let image = registry.push_image("plugin/app", "v1", &content).await;
-    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("plugin/app"), "../tuf")
-        .await
-        .unwrap();
-    org.sign(
-        registry,
-        &registry.image("plugin/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
-    org.publish(registry).await;
+    let (org, images) = signed_app(registry, "plugin/app", &[("v1".into(), content)]).await;
+    let image = &images[0];
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("verifier.sock");
     let policy = tuf_oci_tests::write_policy(
@@ -548,28 +643,7 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
     let name = format!("{}/plugin/app:v1", registry.host);
     let invoke = || {
         let start = Instant::now();
-        let mut child = Command::new(&verifier)
-            .env("CONTAINERD_TUF_POLICY", &policy)
-            .args([
-                "-name",
-                &name,
-                "-digest",
-                &image.digest,
-                "-stdin-media-type",
-                "application/vnd.oci.descriptor.v1+json",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&serde_json::to_vec(&image).unwrap())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        assert!(run_bindir(&verifier, &policy, &name, image));
         start.elapsed()
     };
     let mut cold = Duration::ZERO;
@@ -577,15 +651,7 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
         cold += invoke();
     }
-    let mut service = Command::new(&verifier)
-        .args(["serve", "--policy"])
-        .arg(&policy)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !socket.exists() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut service = start_service(&verifier, &policy, &socket).await;
     invoke();
     let mut warm = Duration::ZERO;
     for _ in 0..runs {
@@ -623,14 +689,7 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
             verifiers,
             &[("CONTAINERD_TUF_POLICY", &policy)],
         );
-        let start = Instant::now();
-        let out = containerd.ctr(&["images", "pull", "--plain-http", &name]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        start.elapsed()
+        timed_pull(&containerd, &containerd.socket, &name)
     };
     let mut pulls = [Duration::ZERO; 3];
     for _ in 0..runs {
@@ -676,25 +735,11 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
     use std::sync::Arc;
     use tuf_oci_tests::containerd::{Containerd, Version};
 
-    let org = Org::init(registry, "front/tuf").await;
     // Two images of the same size: the first pull through a new front has cold metadata, the
     // second warm metadata; both have cold content.
-    for (tag, fill) in [("v1", "z"), ("v2", "w")] {
-        registry
-            .push_image("front/app", tag, &fill.repeat(layer_bytes))
-            .await;
-        org.sign(
-            registry,
-            &registry.image(&format!("front/app:{tag}")),
-            "targets",
-            &org.targets_key().await,
-        )
-        .await;
-    }
-    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("front/app"), "../tuf")
-        .await
-        .unwrap();
-    org.publish(registry).await;
+    let images =
+        [("v1", "z"), ("v2", "w")].map(|(tag, fill)| (tag.into(), fill.repeat(layer_bytes)));
+    let (org, _) = signed_app(registry, "front/app", &images).await;
     let dir = tempfile::tempdir().unwrap();
     let policy = tuf_oci_tests::write_policy(
         dir.path(),
@@ -715,15 +760,11 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
         stop
     };
     let pull = |containerd: &Containerd, socket: &std::path::Path, tag: &str| {
-        let name = format!("{}/front/app:{tag}", registry.host);
-        let start = Instant::now();
-        let out = containerd.ctr_at(socket, &["images", "pull", "--plain-http", &name]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        start.elapsed()
+        timed_pull(
+            containerd,
+            socket,
+            &format!("{}/front/app:{tag}", registry.host),
+        )
     };
     // [direct v1, direct v2, front v1 (cold metadata), front v2 (warm metadata)]
     let mut times = [Duration::ZERO; 4];
@@ -906,26 +947,10 @@ async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
     use std::process::{Command, Stdio};
     use tuf_oci_tests::containerd::{Containerd, Version};
 
-    let org = Org::init(registry, "load/tuf").await;
-    let mut images = Vec::new();
-    for i in 0..concurrent {
-        images.push(
-            registry
-                .push_image("load/app", &format!("t{i}"), &format!("load {i}"))
-                .await,
-        );
-        org.sign(
-            registry,
-            &registry.image(&format!("load/app:t{i}")),
-            "targets",
-            &org.targets_key().await,
-        )
-        .await;
-    }
-    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("load/app"), "../tuf")
-        .await
-        .unwrap();
-    org.publish(registry).await;
+    let wanted: Vec<(String, String)> = (0..concurrent)
+        .map(|i| (format!("t{i}"), format!("load {i}")))
+        .collect();
+    let (org, images) = signed_app(registry, "load/app", &wanted).await;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("verifier.sock");
     let policy = tuf_oci_tests::write_policy(
@@ -951,40 +976,14 @@ async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
     };
 
     let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
-    let mut service = Command::new(&verifier)
-        .args(["serve", "--policy"])
-        .arg(&policy)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !socket.exists() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut service = start_service(&verifier, &policy, &socket).await;
     let mut calls = Vec::new();
     for (i, image) in images.iter().enumerate() {
         let (verifier, policy) = (verifier.clone(), policy.clone());
         let name = format!("{}/load/app:t{i}", registry.host);
-        let stdin = serde_json::to_vec(image).unwrap();
-        let digest = image.digest.clone();
+        let image = image.clone();
         calls.push(tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut child = Command::new(verifier)
-                .env("CONTAINERD_TUF_POLICY", policy)
-                .args([
-                    "-name",
-                    &name,
-                    "-digest",
-                    &digest,
-                    "-stdin-media-type",
-                    "application/vnd.oci.descriptor.v1+json",
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(&stdin).unwrap();
-            child.wait().unwrap().success()
+            run_bindir(&verifier, &policy, &name, &image)
         }));
     }
     for call in calls {
