@@ -17,10 +17,9 @@ use http_body::Frame;
 use oci_spec::image::{Descriptor, ImageIndex};
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::frame::{self, Item, Messages};
 use tuf_oci::store::REF_NAME as OCI_REF_NAME;
 
+use crate::frame::{self, Item, Messages};
 use crate::naming::{self, Recorded};
 use crate::streams::{self, Claimed, FrameSender};
 use crate::upstream::Upstream;
@@ -123,6 +122,7 @@ fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex
             "the import is not an OCI archive (tar of an OCI layout, plain or gzip): {e}"
         ))
     })?;
+    std::fs::remove_file(tar).map_err(|e| unreadable("staged archive", e))?;
     ImageIndex::from_file(layout.join("index.json"))
         .map_err(|e| Refusal::Unreadable(format!("the import's index.json (OCI layout): {e}")))
 }
@@ -246,7 +246,8 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
                     "the import archive exceeds {MAX_ARCHIVE} bytes once decompressed"
                 )));
             }
-            Ok(())
+            // One staged copy of the archive at a time.
+            std::fs::remove_file(received).map_err(|e| unreadable("staged archive", e))
         }
         [0x28, 0xb5, 0x2f, 0xfd] => Err(Refusal::Unreadable(
             "zstd-compressed imports are not read; decompress the archive first".into(),
