@@ -30,6 +30,8 @@ pub enum Rule {
 pub struct HostileRegistry {
     /// `127.0.0.1:<port>`.
     pub host: String,
+    /// The path of every request received, in order.
+    pub seen: Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,20 +48,27 @@ impl HostileRegistry {
         let host = listener.local_addr().expect("address").to_string();
         let upstream = upstream.to_string();
         let rules = Arc::new(rules);
+        let seen = Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let log = seen.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, rules) = (upstream.clone(), rules.clone());
+                let (upstream, rules, log) = (upstream.clone(), rules.clone(), log.clone());
                 tokio::spawn(async move {
-                    let _ = serve(client, &upstream, &rules).await;
+                    let _ = serve(client, &upstream, &rules, &log).await;
                 });
             }
         });
-        HostileRegistry { host, task }
+        HostileRegistry { host, seen, task }
     }
 }
 
 /// One request per connection: read it, answer from the rules or forward it.
-async fn serve(mut client: TcpStream, upstream: &str, rules: &[Rule]) -> std::io::Result<()> {
+async fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    rules: &[Rule],
+    seen: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()> {
     let request = read_request(&mut client).await?;
     let head = String::from_utf8_lossy(&request);
     let path = head
@@ -69,6 +78,7 @@ async fn serve(mut client: TcpStream, upstream: &str, rules: &[Rule]) -> std::io
         .unwrap_or_default()
         .to_string();
     let path = path.split('?').next().unwrap_or_default();
+    seen.lock().expect("not poisoned").push(path.to_string());
     for rule in rules {
         match rule {
             Rule::Replace {

@@ -184,3 +184,24 @@ async fn stalled_timestamp_is_bounded() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn auth_less_registry_is_asked_for_a_token_once() {
+    // Not an attack: the proxy counts requests. A registry without auth answers `GET /v2/`
+    // with no challenge; a client that asked again before every request would double its
+    // requests.
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
+    let verifier = verifier(&proxy.host, &org.root);
+    for _ in 0..2 {
+        verifier
+            .verify(&image(&proxy.host, "solo/app:v1"))
+            .await
+            .unwrap();
+    }
+    let seen = proxy.seen.lock().unwrap().clone();
+    let probes = seen.iter().filter(|p| *p == "/v2/").count();
+    assert_eq!(probes, 1, "{seen:#?}");
+    assert!(seen.len() > 4, "{seen:#?}");
+}

@@ -3,6 +3,7 @@
 //! download, and "not found" told apart from every other failure (TUF 5.3.3 ends the root chain
 //! on a missing file, not on a broken one).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
+use oci_client::token_cache::RegistryTokenType;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::error::{Error, Result};
@@ -151,6 +153,17 @@ pub struct Registry {
     client: Arc<Client>,
     timeout: Duration,
     traffic: Arc<Traffic>,
+    /// Where anonymous access needs no token (`GET /v2/` sent no challenge), and the
+    /// repositories and operations oci-client has been told so. oci-client caches only
+    /// tokens: without this it asks such a registry for one before every request.
+    open: Arc<std::sync::Mutex<OpenRegistries>>,
+}
+
+/// See [`Registry::open`].
+#[derive(Debug, Default)]
+struct OpenRegistries {
+    hosts: HashSet<String>,
+    marked: HashSet<(String, String, bool)>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -174,6 +187,7 @@ impl Registry {
             client: Arc::new(client),
             timeout: config.timeout,
             traffic: Arc::default(),
+            open: Arc::default(),
         }
     }
 
@@ -430,15 +444,56 @@ impl Registry {
     async fn login(&self, reference: &Reference, operation: RegistryOperation) -> Result<()> {
         let auth = auth_for(reference.registry());
         if matches!(auth, RegistryAuth::Anonymous) {
-            self.client
-                .store_auth_if_needed(reference.registry(), &auth)
-                .await;
-            return Ok(());
+            return self.login_anonymous(reference, operation).await;
         }
         self.deadline(reference, self.client.auth(reference, &auth, operation))
             .await
             .map(|_| ())
             .map_err(|e| registry_error(reference, &e))
+    }
+
+    /// Anonymous access: the registry is asked once whether it wants a token (`GET /v2/`). If
+    /// it does, oci-client fetches and caches tokens as usual. If it does not, oci-client is
+    /// given an empty credential for each repository and operation, which such a registry
+    /// ignores, so it stops asking before every request.
+    async fn login_anonymous(
+        &self,
+        reference: &Reference,
+        operation: RegistryOperation,
+    ) -> Result<()> {
+        let host = reference.registry().to_string();
+        let known_open = self
+            .open
+            .lock()
+            .expect("not poisoned")
+            .hosts
+            .contains(&host);
+        if !known_open {
+            let auth = RegistryAuth::Anonymous;
+            let token = self
+                .deadline(reference, self.client.auth(reference, &auth, operation))
+                .await
+                .map_err(|e| registry_error(reference, &e))?;
+            self.traffic.record(0);
+            if token.is_some() {
+                return Ok(());
+            }
+            self.open
+                .lock()
+                .expect("not poisoned")
+                .hosts
+                .insert(host.clone());
+        }
+        let key = (
+            host,
+            reference.repository().to_string(),
+            matches!(operation, RegistryOperation::Push),
+        );
+        if self.open.lock().expect("not poisoned").marked.insert(key) {
+            let none = RegistryTokenType::Basic(String::new(), String::new());
+            self.client.tokens.insert(reference, operation, none).await;
+        }
+        Ok(())
     }
 
     /// Runs a request under the configured deadline.
