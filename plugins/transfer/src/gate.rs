@@ -13,6 +13,7 @@ use containerd_tuf_verifier::engine::Engine;
 use http::HeaderMap;
 use prost::Message;
 
+use crate::any;
 use crate::import::{self, Refusal};
 use crate::streams::Streams;
 use crate::upstream::Upstream;
@@ -106,7 +107,7 @@ impl Gate {
         let Some(source) = request.source.as_mut() else {
             return Verdict::Forward(request.encode_to_vec());
         };
-        match any_type(&source.type_url) {
+        match any::type_name(&source.type_url) {
             OCI_REGISTRY => {
                 let mut registry = match OciRegistry::decode(source.value.as_slice()) {
                     Ok(registry) => registry,
@@ -134,7 +135,7 @@ impl Gate {
                     }
                 };
                 let store = match request.destination.as_ref() {
-                    Some(d) if any_type(&d.type_url) == IMAGE_STORE => {
+                    Some(d) if any::type_name(&d.type_url) == IMAGE_STORE => {
                         match ImageStore::decode(d.value.as_slice()) {
                             Ok(store) => store,
                             Err(e) => {
@@ -219,11 +220,6 @@ async fn check_image(engine: &Engine, image: Option<&Image>, message: &[u8]) -> 
     } else {
         Verdict::Deny(answer.reason)
     }
-}
-
-/// The message name of an `Any` type URL (containerd writes bare names).
-fn any_type(type_url: &str) -> &str {
-    type_url.rsplit('/').next().unwrap_or_default()
 }
 
 /// `reference` with its digest set to `digest` (`host/repo:tag@sha256:...`).

@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use containerd_client::services::v1::StreamInit;
 use containerd_client::types::transfer::{Data, ImageStore, WindowUpdate};
 use containerd_tuf_verifier::engine::Engine;
@@ -19,6 +18,7 @@ use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tuf_oci::store::REF_NAME as OCI_REF_NAME;
 
+use crate::any;
 use crate::frame::{self, Item, Messages};
 use crate::naming::{self, Recorded};
 use crate::streams::{self, Claimed, FrameSender};
@@ -34,7 +34,6 @@ const CHUNK: usize = 32 * 1024;
 
 const DATA: &str = "containerd.types.transfer.Data";
 const WINDOW_UPDATE: &str = "containerd.types.transfer.WindowUpdate";
-const STREAM_INIT: &str = "containerd.services.streaming.v1.StreamInit";
 
 /// Why an import does not go through.
 #[derive(Debug)]
@@ -152,7 +151,7 @@ pub async fn hand_over(
     *request.headers_mut() = claimed.headers.clone();
     request.headers_mut().remove(http::header::CONTENT_LENGTH);
     let init = StreamInit { id: id.to_string() };
-    send(&to_containerd, STREAM_INIT, &init.encode_to_vec()).await?;
+    send(&to_containerd, any::STREAM_INIT, &init.encode_to_vec()).await?;
     let response = upstream
         .send(request)
         .await
@@ -196,7 +195,7 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
         if window < i64::from(WINDOW) {
             let update = WindowUpdate { update: WINDOW };
             claimed
-                .reply(&any(WINDOW_UPDATE, &update.encode_to_vec()))
+                .reply(&any::pack(WINDOW_UPDATE, &update.encode_to_vec()))
                 .await
                 .map_err(Refusal::Unreadable)?;
             window += i64::from(WINDOW);
@@ -204,7 +203,7 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
         let Some(message) = claimed.messages.recv().await else {
             break;
         };
-        let Some(data) = decode::<Data>(&message, DATA) else {
+        let Some(data) = any::unpack::<Data>(&message, DATA) else {
             continue;
         };
         total += data.data.len() as u64;
@@ -268,7 +267,7 @@ async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), 
             match from.next().await {
                 Some(Ok(Item::Message(message))) => {
                     let payload = message.payload().map_err(Refusal::Unreadable)?;
-                    if let Some(update) = decode::<WindowUpdate>(&payload, WINDOW_UPDATE) {
+                    if let Some(update) = any::unpack::<WindowUpdate>(&payload, WINDOW_UPDATE) {
                         window += i64::from(update.update);
                     }
                 }
@@ -343,25 +342,9 @@ fn stream_uri(client: &Uri) -> Result<Uri, Refusal> {
 }
 
 async fn send(to: &FrameSender, type_url: &str, value: &[u8]) -> Result<(), Refusal> {
-    to.send(Ok(Frame::data(frame::encode(&any(type_url, value)))))
+    to.send(Ok(Frame::data(frame::encode(&any::pack(type_url, value)))))
         .await
         .map_err(|_| Refusal::Unreadable("containerd closed the import stream".into()))
-}
-
-/// An `Any` as containerd writes them (bare full type names).
-fn any(type_url: &str, value: &[u8]) -> Vec<u8> {
-    prost_types::Any {
-        type_url: type_url.to_string(),
-        value: value.to_vec(),
-    }
-    .encode_to_vec()
-}
-
-fn decode<M: prost::Message + Default>(message: &Bytes, type_url: &str) -> Option<M> {
-    let any = prost_types::Any::decode(message.as_ref()).ok()?;
-    (any.type_url.rsplit('/').next() == Some(type_url))
-        .then(|| M::decode(any.value.as_slice()).ok())
-        .flatten()
 }
 
 fn unreadable(what: &str, e: impl std::fmt::Display) -> Refusal {

@@ -11,12 +11,13 @@
 //! - [`streams`]: containerd's Streaming service relayed message by message, so an import's
 //!   archive can be claimed by [`import`], which checks it (image names per [`naming`]) before
 //!   containerd gets it.
-//! - [`frame`], [`status`]: gRPC framing and front-made errors.
+//! - [`frame`], [`status`], [`any`]: gRPC framing, front-made errors, containerd's `Any`s.
 //! - [`server`]: the accept loop.
 //! - [`pull`]: TUF-first pull through containerd's API (`tuf-oci pull`).
 
 #![forbid(unsafe_code)]
 
+pub mod any;
 pub mod forward;
 pub mod frame;
 pub mod gate;

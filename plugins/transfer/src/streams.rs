@@ -16,19 +16,16 @@ use containerd_client::services::v1::StreamInit;
 use http::{HeaderMap, Request, Response, Uri};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::any;
 use crate::frame::{self, Item, Messages};
 use crate::status::{self, Code};
 use crate::upstream::Body;
 
 /// The streaming method.
 pub const STREAM: &str = "/containerd.services.streaming.v1.Streaming/Stream";
-
-/// The `Any` type of a stream's first message.
-const STREAM_INIT: &str = "containerd.services.streaming.v1.StreamInit";
 
 /// Messages buffered per direction.
 const DEPTH: usize = 16;
@@ -172,11 +169,8 @@ impl Streams {
 
 /// The id a stream registers, from its first message (`Any` holding `StreamInit`).
 fn stream_id(init: &frame::Message) -> Option<String> {
-    let any = prost_types::Any::decode(init.payload().ok()?).ok()?;
-    if any.type_url.rsplit('/').next() != Some(STREAM_INIT) {
-        return None;
-    }
-    Some(StreamInit::decode(any.value.as_slice()).ok()?.id)
+    let init: StreamInit = any::unpack(&init.payload().ok()?, any::STREAM_INIT)?;
+    Some(init.id)
 }
 
 /// Client to containerd, or to the front once the stream is claimed.
