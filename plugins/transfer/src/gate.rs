@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use containerd_client::services::v1::{
     CreateImageRequest, Image, TransferRequest, UpdateImageRequest,
 };
-use containerd_client::types::transfer::{ImageImportStream, ImageStore, OciRegistry};
+use containerd_client::types::transfer::{
+    ImageExportStream, ImageImportStream, ImageStore, OciRegistry,
+};
 use containerd_tuf_verifier::engine::Engine;
 use http::HeaderMap;
 use prost::Message;
 
 use crate::any;
 use crate::import::{self, Refusal};
-use crate::streams::Streams;
+use crate::streams::{Flush, Streams, namespace};
 use crate::upstream::Upstream;
 
 /// gRPC methods the front checks; every other method is forwarded untouched.
@@ -29,6 +31,7 @@ pub const TRANSFER: &str = "/containerd.services.transfer.v1.Transfer/Transfer";
 const OCI_REGISTRY: &str = "containerd.types.transfer.OCIRegistry";
 const IMAGE_IMPORT_STREAM: &str = "containerd.types.transfer.ImageImportStream";
 const IMAGE_STORE: &str = "containerd.types.transfer.ImageStore";
+const IMAGE_EXPORT_STREAM: &str = "containerd.types.transfer.ImageExportStream";
 
 /// Whether the front checks calls to `path`.
 pub fn is_checked(path: &str) -> bool {
@@ -36,10 +39,16 @@ pub fn is_checked(path: &str) -> bool {
 }
 
 /// What to do with a checked call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Verdict {
-    /// Forward this message (the original, or a pinned rewrite).
-    Forward(Vec<u8>),
+    /// Forward this message (the original, or a pinned rewrite); when the call exports to a
+    /// stream, hold its answer until that stream is relayed ([`crate::streams::Flush`]).
+    Forward {
+        /// The message.
+        message: Vec<u8>,
+        /// The stream to flush first.
+        flush: Option<Flush>,
+    },
     /// Refuse with this reason (`PERMISSION_DENIED`).
     Deny(String),
     /// The message cannot be read (`INVALID_ARGUMENT`).
@@ -53,6 +62,15 @@ pub struct Gate {
     engine: Arc<Engine>,
     streams: Streams,
     upstream: Upstream,
+}
+
+impl Verdict {
+    fn forward(message: Vec<u8>) -> Self {
+        Verdict::Forward {
+            message,
+            flush: None,
+        }
+    }
 }
 
 impl Gate {
@@ -87,7 +105,7 @@ impl Gate {
                     if touches_target {
                         check_image(engine, request.image.as_ref(), message).await
                     } else {
-                        Verdict::Forward(message.to_vec())
+                        Verdict::forward(message.to_vec())
                     }
                 }
                 Err(e) => Verdict::Malformed(format!("Images.Update: {e}")),
@@ -105,7 +123,7 @@ impl Gate {
     /// and handed to containerd on a stream of the front's own ([`import`]).
     async fn check_transfer(&self, headers: &HeaderMap, mut request: TransferRequest) -> Verdict {
         let Some(source) = request.source.as_mut() else {
-            return Verdict::Forward(request.encode_to_vec());
+            return Verdict::forward(request.encode_to_vec());
         };
         match any::type_name(&source.type_url) {
             OCI_REGISTRY => {
@@ -123,7 +141,7 @@ impl Gate {
                     registry.reference = pinned(&registry.reference, &target.digest());
                     source.value = registry.encode_to_vec();
                 }
-                Verdict::Forward(request.encode_to_vec())
+                Verdict::forward(request.encode_to_vec())
             }
             IMAGE_IMPORT_STREAM => {
                 let mut stream = match ImageImportStream::decode(source.value.as_slice()) {
@@ -156,7 +174,7 @@ impl Gate {
                     Ok(id) => {
                         stream.stream = id;
                         source.value = stream.encode_to_vec();
-                        Verdict::Forward(request.encode_to_vec())
+                        Verdict::forward(request.encode_to_vec())
                     }
                     Err(Refusal::Denied(reason)) => Verdict::Deny(reason),
                     Err(Refusal::Unreadable(reason)) => {
@@ -164,8 +182,22 @@ impl Gate {
                     }
                 }
             }
-            _ => Verdict::Forward(request.encode_to_vec()),
+            _ => Verdict::Forward {
+                flush: self.export_flush(headers, &request),
+                message: request.encode_to_vec(),
+            },
         }
+    }
+
+    /// The barrier on the stream a Transfer exports to, if it exports to one opened through
+    /// the front.
+    fn export_flush(&self, headers: &HeaderMap, request: &TransferRequest) -> Option<Flush> {
+        let destination = request.destination.as_ref()?;
+        if any::type_name(&destination.type_url) != IMAGE_EXPORT_STREAM {
+            return None;
+        }
+        let export = ImageExportStream::decode(destination.value.as_slice()).ok()?;
+        self.streams.flush(namespace(headers), &export.stream)
     }
 
     /// Checks the archive on the client's stream `id`; returns the id of the front's stream
@@ -177,11 +209,7 @@ impl Gate {
         store: &ImageStore,
     ) -> Result<String, Refusal> {
         static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
-        let namespace = headers
-            .get("containerd-namespace")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let claimed = self.streams.claim(namespace, id).ok_or_else(|| {
+        let claimed = self.streams.claim(namespace(headers), id).ok_or_else(|| {
             Refusal::Denied(format!(
                 "tuf-oci: import stream {id:?} was not opened through the front; refused"
             ))
@@ -216,7 +244,7 @@ async fn check_image(engine: &Engine, image: Option<&Image>, message: &[u8]) -> 
     };
     let answer = engine.check(&image.name, Some(&descriptor)).await;
     if answer.allowed {
-        Verdict::Forward(message.to_vec())
+        Verdict::forward(message.to_vec())
     } else {
         Verdict::Deny(answer.reason)
     }

@@ -7,16 +7,22 @@
 //! front instead of containerd, and the front answers the client's flow control itself. A
 //! claimed stream's containerd side is left idle: containerd only reads streams a Transfer names,
 //! and the forwarded Transfer names a stream of the front's.
+//!
+//! Exports run the other way: containerd writes the archive on the client's stream and then
+//! answers the Transfer, and `ctr` stops reading the stream once the Transfer returns. The
+//! front therefore holds a Transfer's answer until the stream it exports to has been relayed
+//! up to that point ([`Flush`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use containerd_client::services::v1::StreamInit;
 use http::{HeaderMap, Request, Response, Uri};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::any;
@@ -32,6 +38,9 @@ const DEPTH: usize = 16;
 
 /// gRPC metadata naming the containerd namespace; stream ids are per namespace.
 const NAMESPACE: &str = "containerd-namespace";
+
+/// Longest a Transfer's answer waits for its export stream to reach the client.
+const FLUSH_BOUND: Duration = Duration::from_secs(30);
 
 /// A sender of body frames (the half of a relayed body the front writes).
 pub type FrameSender = mpsc::Sender<Result<Frame<Bytes>, hyper::Error>>;
@@ -60,6 +69,26 @@ struct Tap {
     divert: Mutex<Option<mpsc::Sender<Bytes>>>,
     /// Messages the front sends the client.
     replies: FrameSender,
+    /// Barriers on the relay of containerd's messages ([`Flush`]).
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// A barrier on one stream's containerd-to-client relay.
+#[derive(Debug)]
+pub struct Flush {
+    requests: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+impl Flush {
+    /// Waits until every message containerd had sent on the stream when this is called (as
+    /// far as the front has received it) has been taken by the client's connection.
+    async fn wait(self) {
+        let (done, flushed) = oneshot::channel();
+        if self.requests.send(done).await.is_ok() {
+            // A relay that ended drops the request: nothing is left to wait for.
+            let _ = flushed.await;
+        }
+    }
 }
 
 /// A stream the front took over: the client's messages, and a way to answer them.
@@ -102,6 +131,15 @@ impl Streams {
         })
     }
 
+    /// A barrier on stream `id` of `namespace`, while its client has it open.
+    pub fn flush(&self, namespace: &str, id: &str) -> Option<Flush> {
+        let open = self.open.lock().expect("not poisoned");
+        let tap = open.get(&(namespace.to_string(), id.to_string()))?;
+        Some(Flush {
+            requests: tap.flushes.clone(),
+        })
+    }
+
     /// Relays a `Stream` call through `inner` (containerd), remembering it by id.
     pub async fn splice<S>(&self, request: Request<Body>, mut inner: S) -> Response<Body>
     where
@@ -129,19 +167,14 @@ impl Streams {
         let (to_client, client_body) = channel_body();
         // A full channel of DEPTH cannot refuse its first message.
         let _ = to_upstream.send(Ok(Frame::data(init.raw()))).await;
-        let key = stream_id(&init).map(|id| {
-            let namespace = parts
-                .headers
-                .get(NAMESPACE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            (namespace.to_string(), id)
-        });
+        let key = stream_id(&init).map(|id| (namespace(&parts.headers).to_string(), id));
+        let (flushes, flush_requests) = mpsc::channel(DEPTH);
         let tap = Arc::new(Tap {
             uri: parts.uri.clone(),
             headers: parts.headers.clone(),
             divert: Mutex::new(None),
             replies: to_client.clone(),
+            flushes,
         });
         if let Some(key) = &key {
             self.open
@@ -158,13 +191,25 @@ impl Streams {
         ));
         let Ok(response) = inner.call(Request::from_parts(parts, upstream_body)).await;
         let (parts, body) = response.into_parts();
-        tokio::spawn(upstream_to_client(Messages::new(body), to_client));
+        tokio::spawn(upstream_to_client(
+            Messages::new(body),
+            to_client,
+            flush_requests,
+        ));
         Response::from_parts(parts, client_body)
     }
 
     fn forget(&self, key: &Key) {
         self.open.lock().expect("not poisoned").remove(key);
     }
+}
+
+/// The containerd namespace a call names.
+pub fn namespace(headers: &HeaderMap) -> &str {
+    headers
+        .get(NAMESPACE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 /// The id a stream registers, from its first message (`Any` holding `StreamInit`).
@@ -210,20 +255,140 @@ async fn client_to_upstream(
     tap.divert.lock().expect("not poisoned").take();
 }
 
-/// containerd to the client, until either side goes away.
-async fn upstream_to_client(mut from_upstream: Messages, to_client: FrameSender) {
+/// containerd to the client, until either side goes away; answers flush requests on the way.
+async fn upstream_to_client(
+    mut from_upstream: Messages,
+    to_client: FrameSender,
+    mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+) {
     loop {
         let item = tokio::select! {
             item = from_upstream.next() => item,
+            Some(done) = flushes.recv() => {
+                if drain(&mut from_upstream, &to_client).await.is_none() {
+                    return;
+                }
+                let _ = done.send(());
+                continue;
+            }
             () = to_client.closed() => return,
         };
-        let frame = match item {
-            Some(Ok(Item::Message(message))) => Frame::data(message.raw()),
-            Some(Ok(Item::Trailers(trailers))) => Frame::trailers(trailers),
-            _ => return,
-        };
-        if to_client.send(Ok(frame)).await.is_err() {
+        if relay(item, &to_client).await.is_none() {
             return;
         }
+    }
+}
+
+/// Relays what containerd's side already holds, then waits until the client's connection has
+/// taken all of it; `None` when the relay is over.
+async fn drain(from_upstream: &mut Messages, to_client: &FrameSender) -> Option<()> {
+    loop {
+        // `next` is cancel-safe: a message it had begun stays buffered.
+        let ready = tokio::select! {
+            biased;
+            item = from_upstream.next() => Some(item),
+            () = std::future::ready(()) => None,
+        };
+        match ready {
+            Some(item) => relay(item, to_client).await?,
+            None => break,
+        }
+    }
+    // The channel is empty once hyper has taken every frame for the client.
+    drop(to_client.reserve_many(DEPTH).await.ok()?);
+    Some(())
+}
+
+/// Passes one item of containerd's side to the client; `None` when the relay is over.
+async fn relay(item: Option<Result<Item, String>>, to_client: &FrameSender) -> Option<()> {
+    let frame = match item {
+        Some(Ok(Item::Message(message))) => Frame::data(message.raw()),
+        Some(Ok(Item::Trailers(trailers))) => Frame::trailers(trailers),
+        _ => return None,
+    };
+    to_client.send(Ok(frame)).await.ok()
+}
+
+/// `response` with its trailers (which complete a unary call) held back until `flush` is
+/// through, or [`FLUSH_BOUND`] has passed.
+pub fn trailers_after(response: Response<Body>, flush: Flush) -> Response<Body> {
+    let (parts, mut body) = response.into_parts();
+    let (to_client, client_body) = channel_body();
+    tokio::spawn(async move {
+        let mut flush = Some(flush);
+        while let Some(frame) = body.frame().await {
+            if frame.as_ref().is_ok_and(Frame::is_trailers)
+                && let Some(flush) = flush.take()
+                && tokio::time::timeout(FLUSH_BOUND, flush.wait())
+                    .await
+                    .is_err()
+            {
+                tracing::warn!("export stream not relayed within {FLUSH_BOUND:?}; answering");
+            }
+            if to_client.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    Response::from_parts(parts, client_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use prost::Message as _;
+
+    use super::*;
+
+    /// A Transfer that exported to a stream answers only once the client has taken what
+    /// containerd wrote on that stream before answering.
+    #[tokio::test]
+    async fn a_transfer_answers_after_its_export_stream_is_relayed() {
+        let streams = Streams::default();
+        let (containerd_writes, containerd_side) = channel_body();
+        let mut containerd_side = Some(containerd_side);
+        let containerd = tower::service_fn(move |_: Request<Body>| {
+            let body = containerd_side.take().expect("one stream");
+            async move { Ok::<_, Infallible>(Response::new(body)) }
+        });
+        let (client_writes, client_side) = channel_body();
+        let init = StreamInit {
+            id: "export-1".into(),
+        };
+        let init = any::pack(any::STREAM_INIT, &init.encode_to_vec());
+        client_writes
+            .send(Ok(Frame::data(frame::encode(&init))))
+            .await
+            .unwrap();
+        let request = Request::builder()
+            .header(NAMESPACE, "default")
+            .body(client_side)
+            .unwrap();
+        let mut client_reads = Messages::new(streams.splice(request, containerd).await.into_body());
+
+        // containerd writes the archive, then answers the Transfer.
+        containerd_writes
+            .send(Ok(Frame::data(frame::encode(b"archive"))))
+            .await
+            .unwrap();
+        let flush = streams.flush("default", "export-1").unwrap();
+        let (answers, answer) = channel_body();
+        answers
+            .send(Ok(Frame::trailers(HeaderMap::new())))
+            .await
+            .unwrap();
+        let mut answer = trailers_after(Response::new(answer), flush).into_body();
+
+        // The answer is held while the archive waits for the client...
+        let early = tokio::time::timeout(Duration::from_millis(200), answer.frame()).await;
+        assert!(early.is_err(), "answered before the export was relayed");
+        // ...and comes once the client has taken it.
+        let Some(Ok(Item::Message(archive))) = client_reads.next().await else {
+            panic!("the archive was not relayed");
+        };
+        assert_eq!(archive.payload().unwrap(), &b"archive"[..]);
+        let trailers = answer.frame().await.unwrap().unwrap();
+        assert!(trailers.is_trailers());
     }
 }

@@ -102,11 +102,15 @@ where
                 }
             };
             match gate.decide(&path, &parts.headers, message).await {
-                Verdict::Forward(message) => {
+                Verdict::Forward { message, flush } => {
                     let body = Full::new(frame::encode(&message))
                         .map_err(|never| match never {})
                         .boxed_unsync();
-                    inner.call(Request::from_parts(parts, body)).await
+                    let Ok(response) = inner.call(Request::from_parts(parts, body)).await;
+                    Ok(match flush {
+                        Some(flush) => streams::trailers_after(response, flush),
+                        None => response,
+                    })
                 }
                 Verdict::Deny(reason) => {
                     tracing::warn!(%path, %reason, "refused");
