@@ -496,7 +496,13 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
     ctr(
         &containerd,
         &front,
-        &["images", "export", "--local", exported.to_str().unwrap(), &name],
+        &[
+            "images",
+            "export",
+            "--local",
+            exported.to_str().unwrap(),
+            &name,
+        ],
     )
     .await
     .unwrap();

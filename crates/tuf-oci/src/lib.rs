@@ -23,6 +23,7 @@ pub mod copy;
 pub mod descriptor;
 pub mod editor;
 mod error;
+mod grammar;
 pub mod keys;
 pub mod layout;
 pub mod location;

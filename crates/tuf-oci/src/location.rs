@@ -7,6 +7,7 @@ use std::fmt;
 use oci_client::Reference;
 
 use crate::error::{Error, Result};
+use crate::grammar;
 
 /// A repository in a registry, e.g. `127.0.0.1:5000` + `org/tuf`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,25 +26,14 @@ impl Repository {
             reference: text.to_string(),
             reason: reason.to_string(),
         };
-        let (registry, path) = text
-            .split_once('/')
-            .ok_or_else(|| invalid("expected host/repository"))?;
-        if !looks_like_host(registry) {
-            return Err(invalid("the first component must be a registry host"));
-        }
-        if path.contains([':', '@']) {
+        let parts = grammar::parse(text).map_err(|e| invalid(&e))?;
+        if parts.tag.is_some() || parts.digest.is_some() {
             return Err(invalid("a repository takes no tag or digest"));
         }
-        if path.is_empty() || path.split('/').any(str::is_empty) {
-            return Err(invalid("empty repository path component"));
-        }
-        let repo = Repository {
-            registry: registry.to_string(),
-            path: path.to_string(),
-        };
-        // Let the OCI grammar have the final word on the path.
-        Reference::try_from(repo.tagged("x").whole()).map_err(|e| invalid(&e.to_string()))?;
-        Ok(repo)
+        Ok(Repository {
+            registry: parts.registry.to_string(),
+            path: parts.path.to_string(),
+        })
     }
 
     /// A reference to `tag` in this repository.
@@ -97,11 +87,6 @@ impl fmt::Display for Repository {
     }
 }
 
-/// Docker's rule for telling a registry host from a first path component.
-fn looks_like_host(component: &str) -> bool {
-    component.contains(['.', ':']) || component == "localhost"
-}
-
 /// What a user asks to verify or sign: a repository plus a tag, a digest, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -117,29 +102,22 @@ impl ImageRef {
     /// Parses `host/path:tag`, `host/path@sha256:...` or `host/path:tag@sha256:...`. A reference
     /// with neither tag nor digest means tag `latest`, as everywhere in the container world.
     pub fn parse(text: &str) -> Result<Self> {
-        let reference = Reference::try_from(text).map_err(|e| Error::InvalidReference {
+        let parts = grammar::parse(text).map_err(|reason| Error::InvalidReference {
             reference: text.to_string(),
-            reason: e.to_string(),
+            reason,
         })?;
-        if !looks_like_host(reference.registry()) || !text.starts_with(reference.registry()) {
-            return Err(Error::InvalidReference {
-                reference: text.to_string(),
-                reason: "the reference must start with a registry host".into(),
-            });
-        }
-        let digest = reference.digest().map(str::to_string);
-        let tag = match (reference.tag(), &digest) {
+        let tag = match (parts.tag, parts.digest) {
             (Some(tag), _) => Some(tag.to_string()),
             (None, Some(_)) => None,
             (None, None) => Some("latest".to_string()),
         };
         Ok(ImageRef {
             repository: Repository {
-                registry: reference.registry().to_string(),
-                path: reference.repository().to_string(),
+                registry: parts.registry.to_string(),
+                path: parts.path.to_string(),
             },
             tag,
-            digest,
+            digest: parts.digest.map(str::to_string),
         })
     }
 
