@@ -1,5 +1,6 @@
 //! A hostile registry: an HTTP proxy in front of a real registry that answers some requests
-//! itself (other bytes for a blob, another manifest for a tag, a stall) and forwards the rest.
+//! itself (other bytes for a blob, another manifest for a tag, a stall, a demand for a token)
+//! and forwards the rest.
 //! The code under test talks HTTP to it as to any registry.
 
 use std::sync::Arc;
@@ -24,7 +25,13 @@ pub enum Rule {
         /// Matched against the end of the request path.
         path_suffix: String,
     },
+    /// Want a bearer token on every `/v2/` request, as registries with anonymous tokens do
+    /// (Docker Hub, ghcr.io): 401 with a challenge naming `/token`, which hands one out.
+    RequireToken,
 }
+
+/// The token [`Rule::RequireToken`] hands out.
+const TOKEN: &str = "anonymous-token";
 
 /// A running hostile proxy; stops when dropped.
 pub struct HostileRegistry {
@@ -46,6 +53,7 @@ impl HostileRegistry {
     pub async fn start(upstream: &str, rules: Vec<Rule>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let host = listener.local_addr().expect("address").to_string();
+        let own = host.clone();
         let upstream = upstream.to_string();
         let rules = Arc::new(rules);
         let seen = Arc::<std::sync::Mutex<Vec<String>>>::default();
@@ -53,8 +61,9 @@ impl HostileRegistry {
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (upstream, rules, log) = (upstream.clone(), rules.clone(), log.clone());
+                let realm = format!("http://{own}/token");
                 tokio::spawn(async move {
-                    let _ = serve(client, &upstream, &rules, &log).await;
+                    let _ = serve(client, &upstream, &rules, &log, &realm).await;
                 });
             }
         });
@@ -68,6 +77,7 @@ async fn serve(
     upstream: &str,
     rules: &[Rule],
     seen: &std::sync::Mutex<Vec<String>>,
+    realm: &str,
 ) -> std::io::Result<()> {
     let request = read_request(&mut client).await?;
     let head = String::from_utf8_lossy(&request);
@@ -104,6 +114,34 @@ async fn serve(
             }
             Rule::Stall { path_suffix } if path.ends_with(path_suffix.as_str()) => {
                 std::future::pending::<()>().await;
+            }
+            Rule::RequireToken if path == "/token" => {
+                let body = format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                client.write_all(head.as_bytes()).await?;
+                return client.shutdown().await;
+            }
+            Rule::RequireToken
+                if !head
+                    .to_lowercase()
+                    .contains(&format!("authorization: bearer {TOKEN}")) =>
+            {
+                let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}"#;
+                let mut answer = format!(
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n\
+                     WWW-Authenticate: Bearer realm=\"{realm}\",service=\"hostile\"\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                if !head_only(&request) {
+                    answer.push_str(body);
+                }
+                client.write_all(answer.as_bytes()).await?;
+                return client.shutdown().await;
             }
             _ => {}
         }

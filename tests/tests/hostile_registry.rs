@@ -186,10 +186,10 @@ async fn stalled_timestamp_is_bounded() {
 }
 
 #[tokio::test]
-async fn auth_less_registry_is_asked_for_a_token_once() {
-    // Not an attack: the proxy counts requests. A registry without auth answers `GET /v2/`
-    // with no challenge; a client that asked again before every request would double its
-    // requests.
+async fn auth_less_registry_is_never_asked_for_a_token() {
+    // Not an attack: the proxy counts requests. A registry without auth ignores the empty
+    // credential the client starts with, so it is never asked (`GET /v2/`) whether it wants a
+    // token; a client that asked before every request would double its requests.
     let registry = TestRegistry::start();
     let (org, _) = solo(&registry, true).await;
     let proxy = HostileRegistry::start(&registry.host, vec![]).await;
@@ -201,7 +201,33 @@ async fn auth_less_registry_is_asked_for_a_token_once() {
             .unwrap();
     }
     let seen = proxy.seen.lock().unwrap().clone();
-    let probes = seen.iter().filter(|p| *p == "/v2/").count();
-    assert_eq!(probes, 1, "{seen:#?}");
+    assert!(!seen.iter().any(|p| p == "/v2/"), "{seen:#?}");
     assert!(seen.len() > 4, "{seen:#?}");
+}
+
+#[tokio::test]
+async fn registry_wanting_anonymous_tokens_gets_one_per_scope() {
+    // Registries such as Docker Hub want a token even for anonymous pulls. The first request
+    // is refused (401); the client fetches a token for that repository and keeps it.
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let proxy = HostileRegistry::start(&registry.host, vec![Rule::RequireToken]).await;
+    let verifier = verifier(&proxy.host, &org.root);
+    verifier
+        .verify(&image(&proxy.host, "solo/app:v1"))
+        .await
+        .unwrap();
+    let first = proxy.seen.lock().unwrap().clone();
+    let tokens = first.iter().filter(|p| *p == "/token").count();
+    assert_eq!(tokens, 1, "one repository, one token: {first:#?}");
+    verifier
+        .verify(&image(&proxy.host, "solo/app:v1"))
+        .await
+        .unwrap();
+    let seen = proxy.seen.lock().unwrap().clone();
+    let again = &seen[first.len()..];
+    assert!(
+        !again.iter().any(|p| p == "/token" || p == "/v2/"),
+        "the token is kept: {again:#?}"
+    );
 }

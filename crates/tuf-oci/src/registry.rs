@@ -153,17 +153,21 @@ pub struct Registry {
     client: Arc<Client>,
     timeout: Duration,
     traffic: Arc<Traffic>,
-    /// Where anonymous access needs no token (`GET /v2/` sent no challenge), and the
-    /// repositories and operations oci-client has been told so. oci-client caches only
-    /// tokens: without this it asks such a registry for one before every request.
-    open: Arc<std::sync::Mutex<OpenRegistries>>,
+    /// How anonymous requests are authorized, per registry and scope.
+    anonymous: Arc<std::sync::Mutex<Anonymous>>,
 }
 
-/// See [`Registry::open`].
+/// Anonymous access without asking first. oci-client would ask the registry whether it wants a
+/// token (`GET /v2/`) before every request to a scope with no cached token. Instead each scope
+/// is given an empty credential, which a registry without auth ignores; a registry that wants
+/// tokens answers 401, and from then on its scopes get the token exchange (see
+/// [`Registry::call`]).
 #[derive(Debug, Default)]
-struct OpenRegistries {
-    hosts: HashSet<String>,
-    marked: HashSet<(String, String, bool)>,
+struct Anonymous {
+    /// Registries that answered 401.
+    token_hosts: HashSet<String>,
+    /// Scopes (registry, repository, push) set up: an empty credential or a cached token.
+    ready: HashSet<(String, String, bool)>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -187,7 +191,7 @@ impl Registry {
             client: Arc::new(client),
             timeout: config.timeout,
             traffic: Arc::default(),
-            open: Arc::default(),
+            anonymous: Arc::default(),
         }
     }
 
@@ -203,16 +207,14 @@ impl Registry {
         reference: &Reference,
         limit: u64,
     ) -> Result<Option<FetchedManifest>> {
-        self.login(reference, RegistryOperation::Pull).await?;
+        let auth = auth_for(reference.registry());
         let pulled = self
-            .deadline(reference, async {
-                self.client
-                    .pull_manifest_raw(
-                        reference,
-                        &auth_for(reference.registry()),
-                        &[MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE],
-                    )
-                    .await
+            .call(reference, RegistryOperation::Pull, || {
+                self.client.pull_manifest_raw(
+                    reference,
+                    &auth,
+                    &[MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE],
+                )
             })
             .await;
         let (bytes, _) = match pulled {
@@ -286,9 +288,10 @@ impl Registry {
     ) -> Result<BlobStream> {
         let reference = repository.digested(digest);
         let what = format!("blob {digest} in {repository}");
-        self.login(&reference, RegistryOperation::Pull).await?;
         let stream = self
-            .deadline(&reference, self.client.pull_blob_stream(&reference, digest))
+            .call(&reference, RegistryOperation::Pull, || {
+                self.client.pull_blob_stream(&reference, digest)
+            })
             .await
             .map_err(|e| {
                 if is_not_found(&e) {
@@ -320,8 +323,10 @@ impl Registry {
         data: BlobStream,
     ) -> Result<()> {
         let reference = repository.digested(digest);
-        self.login(&reference, RegistryOperation::Push).await?;
-        if self.blob_exists(&reference, digest).await? {
+        if self
+            .blob_exists(&reference, RegistryOperation::Push)
+            .await?
+        {
             return Ok(());
         }
         let data = data.map(|chunk| {
@@ -344,13 +349,11 @@ impl Registry {
         digest: &str,
     ) -> Result<bool> {
         let reference = repository.digested(digest);
-        self.login(&reference, RegistryOperation::Push).await?;
+        let source = from.digested(digest);
         let mounted = self
-            .deadline(
-                &reference,
-                self.client
-                    .mount_blob(&reference, &from.digested(digest), digest),
-            )
+            .call(&reference, RegistryOperation::Push, || {
+                self.client.mount_blob(&reference, &source, digest)
+            })
             .await;
         self.traffic.record(0);
         match mounted {
@@ -361,15 +364,22 @@ impl Registry {
 
     /// Whether the repository has blob `digest`.
     pub async fn has_blob(&self, repository: &Repository, digest: &str) -> Result<bool> {
-        let reference = repository.digested(digest);
-        self.login(&reference, RegistryOperation::Pull).await?;
-        self.blob_exists(&reference, digest).await
+        self.blob_exists(&repository.digested(digest), RegistryOperation::Pull)
+            .await
     }
 
-    /// The existence check itself, for callers that already logged in (a push login covers it).
-    async fn blob_exists(&self, reference: &Reference, digest: &str) -> Result<bool> {
+    /// The existence check itself, in the scope of `operation` (a push's check is made with
+    /// the push's credentials).
+    async fn blob_exists(
+        &self,
+        reference: &Reference,
+        operation: RegistryOperation,
+    ) -> Result<bool> {
+        let digest = reference.digest().unwrap_or_default();
         let exists = self
-            .deadline(reference, self.client.blob_exists(reference, digest))
+            .call(reference, operation, || {
+                self.client.blob_exists(reference, digest)
+            })
             .await
             .map_err(|e| registry_error(reference, &e))?;
         self.traffic.record(0);
@@ -385,8 +395,10 @@ impl Registry {
     ) -> Result<Entry> {
         let entry = Entry::of(media_type, bytes);
         let reference = repository.digested(&entry.digest);
-        self.login(&reference, RegistryOperation::Push).await?;
-        if !self.blob_exists(&reference, &entry.digest).await? {
+        if !self
+            .blob_exists(&reference, RegistryOperation::Push)
+            .await?
+        {
             self.deadline(
                 &reference,
                 self.client
@@ -406,15 +418,13 @@ impl Registry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Entry> {
-        self.login(reference, RegistryOperation::Push).await?;
-        let content_type = media_type
+        let content_type: http::HeaderValue = media_type
             .parse()
             .map_err(|_| Error::Usage(format!("bad media type {media_type}")))?;
-        self.deadline(
-            reference,
+        self.call(reference, RegistryOperation::Push, || {
             self.client
-                .push_manifest_raw(reference, bytes.to_vec(), content_type),
-        )
+                .push_manifest_raw(reference, bytes.to_vec(), content_type.clone())
+        })
         .await
         .map_err(|e| registry_error(reference, &e))?;
         self.traffic.record(0);
@@ -424,12 +434,10 @@ impl Registry {
     /// Lists a repository's tags (empty when the repository does not exist).
     pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>> {
         let reference = repository.tagged("latest");
-        self.login(&reference, RegistryOperation::Pull).await?;
+        let auth = auth_for(&repository.registry);
         let listed = self
-            .deadline(&reference, async {
-                self.client
-                    .list_tags(&reference, &auth_for(&repository.registry), None, None)
-                    .await
+            .call(&reference, RegistryOperation::Pull, || {
+                self.client.list_tags(&reference, &auth, None, None)
             })
             .await;
         self.traffic.record(0);
@@ -440,60 +448,83 @@ impl Registry {
         }
     }
 
-    /// Stores credentials for the reference's registry; token exchanges happen here, once.
-    async fn login(&self, reference: &Reference, operation: RegistryOperation) -> Result<()> {
-        let auth = auth_for(reference.registry());
-        if matches!(auth, RegistryAuth::Anonymous) {
-            return self.login_anonymous(reference, operation).await;
-        }
-        self.deadline(reference, self.client.auth(reference, &auth, operation))
-            .await
-            .map(|_| ())
-            .map_err(|e| registry_error(reference, &e))
-    }
-
-    /// Anonymous access: the registry is asked once whether it wants a token (`GET /v2/`). If
-    /// it does, oci-client fetches and caches tokens as usual. If it does not, oci-client is
-    /// given an empty credential for each repository and operation, which such a registry
-    /// ignores, so it stops asking before every request.
-    async fn login_anonymous(
+    /// Runs `request` under the deadline with its scope's credentials in place. A registry
+    /// taken for one without auth that answers 401 (or a token that expired) gets the token
+    /// exchange, and the request is sent once more.
+    async fn call<T, F>(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
-    ) -> Result<()> {
-        let host = reference.registry().to_string();
-        let known_open = self
-            .open
-            .lock()
-            .expect("not poisoned")
-            .hosts
-            .contains(&host);
-        if !known_open {
-            let auth = RegistryAuth::Anonymous;
-            let token = self
+        request: impl Fn() -> F,
+    ) -> std::result::Result<T, OciDistributionError>
+    where
+        F: Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        self.login(reference, operation).await?;
+        match self.deadline(reference, request()).await {
+            Err(e) if is_unauthorized(&e) && self.wants_tokens(reference, operation) => {
+                self.traffic.record(0);
+                self.login(reference, operation).await?;
+                self.deadline(reference, request()).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// Sets up credentials for the reference's scope: the docker configuration's, or for
+    /// anonymous access an empty credential or an anonymous token ([`Anonymous`]).
+    async fn login(
+        &self,
+        reference: &Reference,
+        operation: RegistryOperation,
+    ) -> std::result::Result<(), OciDistributionError> {
+        let auth = auth_for(reference.registry());
+        if !matches!(auth, RegistryAuth::Anonymous) {
+            return self
                 .deadline(reference, self.client.auth(reference, &auth, operation))
                 .await
-                .map_err(|e| registry_error(reference, &e))?;
-            self.traffic.record(0);
-            if token.is_some() {
+                .map(|_| ());
+        }
+        let scope = scope(reference, operation);
+        let wants_tokens = {
+            let anonymous = self.anonymous.lock().expect("not poisoned");
+            if anonymous.ready.contains(&scope) {
                 return Ok(());
             }
-            self.open
-                .lock()
-                .expect("not poisoned")
-                .hosts
-                .insert(host.clone());
-        }
-        let key = (
-            host,
-            reference.repository().to_string(),
-            matches!(operation, RegistryOperation::Push),
-        );
-        if self.open.lock().expect("not poisoned").marked.insert(key) {
+            anonymous.token_hosts.contains(&scope.0)
+        };
+        if wants_tokens {
+            // `GET /v2/` for the challenge, then the token itself.
+            let token = self
+                .deadline(reference, self.client.auth(reference, &auth, operation))
+                .await?;
+            self.traffic.record(0);
+            if token.is_some() {
+                self.traffic.record(0);
+            }
+        } else {
             let none = RegistryTokenType::Basic(String::new(), String::new());
             self.client.tokens.insert(reference, operation, none).await;
         }
+        self.anonymous
+            .lock()
+            .expect("not poisoned")
+            .ready
+            .insert(scope);
         Ok(())
+    }
+
+    /// After a 401: whether anonymous access to the reference's registry should now use tokens
+    /// (and the scope be set up again). Configured credentials are not retried.
+    fn wants_tokens(&self, reference: &Reference, operation: RegistryOperation) -> bool {
+        if !matches!(auth_for(reference.registry()), RegistryAuth::Anonymous) {
+            return false;
+        }
+        let scope = scope(reference, operation);
+        let mut anonymous = self.anonymous.lock().expect("not poisoned");
+        anonymous.token_hosts.insert(scope.0.clone());
+        anonymous.ready.remove(&scope);
+        true
     }
 
     /// Runs a request under the configured deadline.
@@ -525,6 +556,30 @@ fn auth_for(registry: &str) -> RegistryAuth {
             RegistryAuth::Bearer(token)
         }
         Err(_) => RegistryAuth::Anonymous,
+    }
+}
+
+/// An authorization scope: registry, repository, and whether it is for pushing.
+fn scope(reference: &Reference, operation: RegistryOperation) -> (String, String, bool) {
+    (
+        reference.registry().to_string(),
+        reference.repository().to_string(),
+        matches!(operation, RegistryOperation::Push),
+    )
+}
+
+fn is_unauthorized(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::UnauthorizedError { .. } => true,
+        OciDistributionError::ServerError { code, .. } => *code == 401,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::Unauthorized)),
+        OciDistributionError::RequestError(e) => {
+            e.status().map(|status| status.as_u16()) == Some(401)
+        }
+        _ => false,
     }
 }
 
