@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
 
+/// Pauses before trying a request again after a server error.
+const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
+
 /// How to reach registries.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -399,11 +402,10 @@ impl Registry {
             .blob_exists(&reference, RegistryOperation::Push)
             .await?
         {
-            self.deadline(
-                &reference,
+            self.call(&reference, RegistryOperation::Push, || {
                 self.client
-                    .push_blob(&reference, bytes.to_vec(), &entry.digest),
-            )
+                    .push_blob(&reference, bytes.to_vec(), &entry.digest)
+            })
             .await
             .map_err(|e| registry_error(&reference, &e))?;
         }
@@ -450,7 +452,8 @@ impl Registry {
 
     /// Runs `request` under the deadline with its scope's credentials in place. A registry
     /// taken for one without auth that answers 401 (or a token that expired) gets the token
-    /// exchange, and the request is sent once more.
+    /// exchange, and the request is sent once more. Requests that meet a server error are
+    /// tried again after a pause ([`RETRY_PAUSES`]).
     async fn call<T, F>(
         &self,
         reference: &Reference,
@@ -461,14 +464,24 @@ impl Registry {
         F: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
         self.login(reference, operation).await?;
-        match self.deadline(reference, request()).await {
-            Err(e) if is_unauthorized(&e) && self.wants_tokens(reference, operation) => {
-                self.traffic.record(0);
-                self.login(reference, operation).await?;
-                self.deadline(reference, request()).await
-            }
-            answer => answer,
+        let mut answer = self.deadline(reference, request()).await;
+        if let Err(e) = &answer
+            && is_unauthorized(e)
+            && self.wants_tokens(reference, operation)
+        {
+            self.traffic.record(0);
+            self.login(reference, operation).await?;
+            answer = self.deadline(reference, request()).await;
         }
+        for pause in RETRY_PAUSES {
+            if !answer.as_ref().is_err_and(is_server_error) {
+                break;
+            }
+            self.traffic.record(0);
+            tokio::time::sleep(pause).await;
+            answer = self.deadline(reference, request()).await;
+        }
+        answer
     }
 
     /// Sets up credentials for the reference's scope: the docker configuration's, or for
@@ -566,6 +579,17 @@ fn scope(reference: &Reference, operation: RegistryOperation) -> (String, String
         reference.repository().to_string(),
         matches!(operation, RegistryOperation::Push),
     )
+}
+
+/// A 5xx answer. Distribution 2.8 answers "500 unknown error" to a read of a tag that is being
+/// stored at that moment (its link file is written in place). Reads are safe to repeat, and so
+/// is every write here (content by digest, tags set to a digest).
+fn is_server_error(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ServerError { code, .. } => *code >= 500,
+        OciDistributionError::RequestError(e) => e.status().is_some_and(|s| s.is_server_error()),
+        _ => false,
+    }
 }
 
 fn is_unauthorized(error: &OciDistributionError) -> bool {
