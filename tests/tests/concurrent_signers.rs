@@ -1,8 +1,148 @@
 //! Two signers writing at once lose nothing: different roles signing the same image both land
-//! in its referrers index (merged with read-back on a registry without compare-and-swap).
+//! in its referrers index (merged with read-back on a registry without compare-and-swap), and
+//! two signers of the same role never both get one version: a writer that meets another's
+//! fresh claim steps back with `Conflict` (`tuf_oci::claim`).
 
-use tuf_oci::layout::{FILENAME_ANNOTATION, Manifest, referrers_tag};
+use tuf_oci::Error;
+use tuf_oci::claim::{Claim, WINDOW};
+use tuf_oci::keys::SigningKey;
+use tuf_oci::layout::{
+    FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, METADATA_LAYER_MEDIA_TYPE, Manifest,
+    metadata_manifest, referrers_tag,
+};
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
+
+/// An organisation delegating `shared/*` to `role-a`, with `shared/app` pointing at it.
+async fn shared_role(registry: &TestRegistry) -> (Org, SigningKey) {
+    let org = Org::init(registry, "org/tuf").await;
+    let a = org.key("role-a").await;
+    let targets = org.targets_key().await;
+    org.delegate(
+        registry,
+        "targets",
+        &targets,
+        &delegation("role-a", &["shared/*"], &[&a], 1),
+    )
+    .await;
+    org.publish(registry).await;
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("shared/app"),
+        "../../org/tuf",
+    )
+    .await
+    .unwrap();
+    (org, a)
+}
+
+/// Signs `shared/app:<tag>` into `role-a`.
+async fn sign(
+    org: &Org,
+    registry: &TestRegistry,
+    key: &SigningKey,
+    tag: &str,
+) -> Result<(), Error> {
+    let image = registry.image(&format!("shared/app:{tag}"));
+    org.editor(registry)
+        .await
+        .sign(
+            std::slice::from_ref(&image),
+            "role-a",
+            std::slice::from_ref(key),
+            expiries().targets,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Stores `claim` on `file` in the metadata repository, as a writer about to store it does.
+async fn stake(registry: &TestRegistry, claim: &Claim, file: &str) {
+    let repository = registry.repo("org/tuf");
+    let layer = registry
+        .client
+        .push_blob(&repository, METADATA_LAYER_MEDIA_TYPE, b"{}")
+        .await
+        .unwrap();
+    registry
+        .client
+        .push_manifest(
+            &repository.tagged(&claim.tag),
+            &metadata_manifest(file, &layer, None),
+            MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
+    let registry = TestRegistry::start();
+    let (org, key) = shared_role(&registry).await;
+    for tag in ["v1", "v2", "v3"] {
+        registry.push_image("shared/app", tag, tag).await;
+    }
+    sign(&org, &registry, &key, "v1").await.unwrap();
+
+    // Another writer is storing version 2 of role-a right now.
+    let rival = Claim::new("2.role-a.json").unwrap();
+    stake(&registry, &rival, "2.role-a.json").await;
+    let err = sign(&org, &registry, &key, "v2").await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains(&rival.tag), "{err}");
+
+    // It stepped back: the version is free again.
+    rival
+        .withdraw(&registry.client, &registry.repo("org/tuf"))
+        .await
+        .unwrap();
+    sign(&org, &registry, &key, "v2").await.unwrap();
+
+    // A claim older than the window (a writer that crashed) holds nothing.
+    let old = jiff::Timestamp::now() - jiff::SignedDuration::try_from(WINDOW * 2).unwrap();
+    let crashed = Claim::made_at("3.role-a.json", old).unwrap();
+    stake(&registry, &crashed, "3.role-a.json").await;
+    sign(&org, &registry, &key, "v3").await.unwrap();
+
+    org.publish(&registry).await;
+    for tag in ["v1", "v2", "v3"] {
+        let verified = org
+            .verify_fresh(&registry, &format!("shared/app:{tag}"))
+            .await
+            .unwrap();
+        assert_eq!(verified.role(), "role-a");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_role_signed_twice_at_once_loses_nothing() {
+    let registry = TestRegistry::start();
+    let (org, key) = shared_role(&registry).await;
+    let mut signed = Vec::new();
+    for round in 0..6 {
+        let (first, second) = (format!("a{round}"), format!("b{round}"));
+        registry.push_image("shared/app", &first, &first).await;
+        registry.push_image("shared/app", &second, &second).await;
+        let (ra, rb) = tokio::join!(
+            sign(&org, &registry, &key, &first),
+            sign(&org, &registry, &key, &second),
+        );
+        for (result, tag) in [(ra, first), (rb, second)] {
+            match result {
+                Ok(()) => signed.push(tag),
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => panic!("{tag}: {e}"),
+            }
+        }
+    }
+    assert!(!signed.is_empty());
+    // Every signer told it succeeded is in the published metadata.
+    org.publish(&registry).await;
+    for tag in &signed {
+        org.verify_fresh(&registry, &format!("shared/app:{tag}"))
+            .await
+            .unwrap_or_else(|e| panic!("{tag} was reported signed but is lost: {e}"));
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_roles_sign_the_same_image_at_once() {

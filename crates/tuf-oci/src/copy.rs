@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 
+use crate::claim::is_claim_tag;
 use crate::error::{Error, Result};
 use crate::layout::{MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest};
 use crate::location::Repository;
@@ -61,9 +62,9 @@ pub struct CopyReport {
 }
 
 /// Whether `tag` holds TUF metadata rather than an image: the well-known pointer, TUF file
-/// names, and referrers tag-schema indexes.
+/// names, referrers tag-schema indexes, and writers' claims.
 pub fn is_metadata_tag(tag: &str) -> bool {
-    tag == METADATA_TAG || tag.ends_with(".json") || tag.starts_with("sha256-")
+    tag == METADATA_TAG || tag.ends_with(".json") || tag.starts_with("sha256-") || is_claim_tag(tag)
 }
 
 /// Copies repository `source` of `from` to repository `destination` of `to`. `host` is the
@@ -114,7 +115,7 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
     let all_tags = from.tags(source).await?;
     for tag in all_tags
         .iter()
-        .filter(|t| is_metadata_tag(t) && *t != METADATA_TAG)
+        .filter(|t| is_metadata_tag(t) && *t != METADATA_TAG && !is_claim_tag(t))
     {
         copier.tag(source, destination, tag).await?;
     }
@@ -392,6 +393,7 @@ mod tests {
             "3.team-a.json",
             "timestamp.json",
             "sha256-ab12",
+            "tuf-claim-0123456789abcdef-1764115200-00ff00ff",
         ] {
             assert!(is_metadata_tag(tag), "{tag}");
         }

@@ -20,6 +20,7 @@ use tough::schema::{
     PathSet, Role, RoleKeys, RoleType, Root, Signed, Snapshot, Target, Targets, Timestamp,
 };
 
+use crate::claim::Claim;
 use crate::descriptor::target_from_descriptor;
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
@@ -149,7 +150,7 @@ pub async fn init(
         metadata: metadata.clone(),
     };
     writer
-        .push_once(metadata, "1.root.json", root_signed.buffer(), None)
+        .push_version("1.root.json", root_signed.buffer())
         .await?;
     let holder = KeyHolder::Root(root);
     let targets = Targets::new(
@@ -525,9 +526,7 @@ impl Editor {
                 })?;
         }
         let file = versioned_file("root", root.version.get());
-        self.writer
-            .push_once(&self.writer.metadata, &file, signed.buffer(), None)
-            .await?;
+        self.writer.push_version(&file, signed.buffer()).await?;
         self.root = signed.signed().clone();
         self.root_bytes = signed.buffer().clone();
         if let Some(head) = targets_head {
@@ -802,8 +801,9 @@ impl Writer {
         Ok(entry)
     }
 
-    /// Stores a versioned file, refusing to replace one that exists: versions are write-once,
-    /// which is how concurrent writers of one role find out about each other.
+    /// Stores a versioned file beside images, refusing to replace one that exists: versions are
+    /// write-once. (Which writer gets a version is settled in the metadata repository first:
+    /// [`Writer::push_version`].)
     async fn push_once(
         &self,
         repository: &Repository,
@@ -811,6 +811,46 @@ impl Writer {
         bytes: &[u8],
         subject: Option<&Entry>,
     ) -> Result<Entry> {
+        self.refuse_existing(repository, name).await?;
+        let pushed = self.push_file(repository, name, bytes, subject).await?;
+        self.read_back(repository, name, &pushed).await?;
+        Ok(pushed)
+    }
+
+    /// Stores version file `name` in the metadata repository: once, and only when no other
+    /// writer is storing the same version at the same moment ([`claim`]).
+    async fn push_version(&self, name: &str, bytes: &[u8]) -> Result<Entry> {
+        let repository = &self.metadata;
+        self.refuse_existing(repository, name).await?;
+        let layer = self.push_layer(repository, bytes).await?;
+        let claim = Claim::new(name)?;
+        self.push_manifest_for(repository, &claim.tag, name, &layer, None)
+            .await?;
+        let rival = claim.rival(&self.registry, repository).await?;
+        if rival.is_some() || claim.is_late() {
+            claim.withdraw(&self.registry, repository).await?;
+            return Err(Error::Conflict {
+                what: format!("{name} in {repository}"),
+                reason: match rival {
+                    Some(tag) => format!(
+                        "another writer is storing this version at the same time (claim \
+                         {tag}); re-read and retry"
+                    ),
+                    None => "storing took longer than a claim lasts; re-read and retry".into(),
+                },
+            });
+        }
+        // A writer whose claim went stale may have stored the version since the first look.
+        self.refuse_existing(repository, name).await?;
+        let pushed = self
+            .push_manifest_for(repository, name, name, &layer, None)
+            .await?;
+        self.read_back(repository, name, &pushed).await?;
+        Ok(pushed)
+    }
+
+    /// Fails with `Conflict` when version file `name` exists.
+    async fn refuse_existing(&self, repository: &Repository, name: &str) -> Result<()> {
         if self
             .registry
             .manifest(&repository.tagged(name), WRITER_READ_LIMIT)
@@ -822,9 +862,12 @@ impl Writer {
                 reason: "this version already exists; re-read and retry".into(),
             });
         }
-        let pushed = self.push_file(repository, name, bytes, subject).await?;
-        // Read back: a writer that raced us to the same version and pushed after us wins, and
-        // we say so rather than report a version that is not ours.
+        Ok(())
+    }
+
+    /// Reads back what was stored: a writer that raced us to the same version and pushed after
+    /// us wins, and we say so rather than report a version that is not ours.
+    async fn read_back(&self, repository: &Repository, name: &str, pushed: &Entry) -> Result<()> {
         let stored = self
             .registry
             .manifest(&repository.tagged(name), WRITER_READ_LIMIT)
@@ -836,12 +879,12 @@ impl Writer {
                     .into(),
             });
         }
-        Ok(pushed)
+        Ok(())
     }
 
     /// Stores version `version` of `role` and moves its head to it.
     async fn push_head_and_version(&self, role: &str, version: u64, bytes: &[u8]) -> Result<()> {
-        self.push_once(&self.metadata, &versioned_file(role, version), bytes, None)
+        self.push_version(&versioned_file(role, version), bytes)
             .await?;
         self.push_file(&self.metadata, &format!("{role}.json"), bytes, None)
             .await?;
@@ -1033,10 +1076,7 @@ impl Writer {
             }
             let snapshot = sign_role(snapshot, holder, snapshot_keys).await?;
             let file = versioned_file("snapshot", snapshot_version);
-            match self
-                .push_once(&self.metadata, &file, snapshot.buffer(), None)
-                .await
-            {
+            match self.push_version(&file, snapshot.buffer()).await {
                 Ok(entry) => break (snapshot, entry),
                 Err(Error::Conflict { .. }) if snapshot_version < first + MAX_SKIPPED_VERSIONS => {
                     snapshot_version += 1;

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod claim;
 pub mod copy;
 pub mod descriptor;
 pub mod editor;

@@ -1,0 +1,156 @@
+//! Claims: how writers of one role version find out about each other on a registry without
+//! compare-and-swap (distribution ignores `If-Match`).
+//!
+//! Before storing version file `N.<role>.json`, a writer tags its manifest
+//! `tuf-claim-<hash of the file name>-<unix seconds>-<nonce>`, lists the repository's tags, and
+//! goes ahead only if no other fresh claim on the same file is active. Of two writers, the
+//! second to claim sees the first's claim; if they claim at once, both see each other and both
+//! step back. A writer that steps back withdraws its claim by re-tagging it to an empty index.
+//! Claims older than [`WINDOW`] are ignored, so a crashed writer blocks a version for at most
+//! that long; a writer that took half of it between claiming and storing gives up instead.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+
+use crate::error::{Error, Result};
+use crate::layout::{INDEX_MEDIA_TYPE, index, sha256_digest};
+use crate::location::Repository;
+use crate::registry::Registry;
+
+/// How long a claim counts. Signers' clocks must agree to well within it.
+pub const WINDOW: Duration = Duration::from_secs(300);
+
+/// Every claim tag starts so.
+const PREFIX: &str = "tuf-claim-";
+
+/// The annotation marking a withdrawn claim.
+const WITHDRAWN: &str = "tuf.io/claim-withdrawn";
+
+/// Whether `tag` is a claim (coordination between writers, not metadata to copy).
+pub fn is_claim_tag(tag: &str) -> bool {
+    tag.starts_with(PREFIX)
+}
+
+/// One writer's claim on one version file.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The claim's tag.
+    pub tag: String,
+    file: String,
+    at: jiff::Timestamp,
+}
+
+impl Claim {
+    /// A new claim on version file `file`, made now.
+    pub fn new(file: &str) -> Result<Self> {
+        Claim::made_at(file, jiff::Timestamp::now())
+    }
+
+    /// A claim on `file` dated `at` (what a writer whose clock says `at` makes).
+    pub fn made_at(file: &str, at: jiff::Timestamp) -> Result<Self> {
+        let mut nonce = [0; 4];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| Error::Usage("no system randomness for a claim".into()))?;
+        Ok(Claim {
+            tag: format!(
+                "{}{}-{}",
+                file_prefix(file),
+                at.as_second(),
+                hex::encode(nonce)
+            ),
+            file: file.to_string(),
+            at,
+        })
+    }
+
+    /// The first other active claim on the same file within [`WINDOW`] of this one.
+    pub async fn rival(
+        &self,
+        registry: &Registry,
+        repository: &Repository,
+    ) -> Result<Option<String>> {
+        let prefix = file_prefix(&self.file);
+        let window = WINDOW.as_secs() as i64;
+        let fresh: Vec<String> = registry
+            .tags(repository)
+            .await?
+            .into_iter()
+            .filter(|tag| *tag != self.tag)
+            .filter(|tag| {
+                claimed_at(tag, &prefix)
+                    .is_some_and(|at| (at - self.at.as_second()).abs() <= window)
+            })
+            .collect();
+        for tag in fresh {
+            // A claim that cannot be read is being written (distribution serves a tag being
+            // stored as an error): it counts.
+            let withdrawn = registry
+                .manifest(&repository.tagged(&tag), 64 * 1024)
+                .await
+                .is_ok_and(|stored| stored.is_none_or(|m| m.media_type == INDEX_MEDIA_TYPE));
+            if !withdrawn {
+                return Ok(Some(tag));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether so much time has passed since claiming that others may no longer see the claim.
+    pub fn is_late(&self) -> bool {
+        let elapsed = jiff::Timestamp::now().duration_since(self.at);
+        elapsed.as_secs() >= WINDOW.as_secs() as i64 / 2
+    }
+
+    /// Steps back: the claim's tag moves to an empty index.
+    pub async fn withdraw(&self, registry: &Registry, repository: &Repository) -> Result<()> {
+        let annotations = BTreeMap::from([(WITHDRAWN.to_string(), self.file.clone())]);
+        registry
+            .push_manifest(
+                &repository.tagged(&self.tag),
+                &index(&[], &annotations),
+                INDEX_MEDIA_TYPE,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// `tuf-claim-<16 hex of the file name's digest>-`: fixed length whatever the role name.
+fn file_prefix(file: &str) -> String {
+    let digest = sha256_digest(file.as_bytes());
+    format!("{PREFIX}{}-", &digest["sha256:".len()..][..16])
+}
+
+/// When a claim on the file with `prefix` was made, from its tag.
+fn claimed_at(tag: &str, prefix: &str) -> Option<i64> {
+    let (seconds, _nonce) = tag.strip_prefix(prefix)?.split_once('-')?;
+    seconds.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_tags_name_file_and_time_and_are_valid_tags() {
+        let long_role = "r".repeat(64);
+        let claim = Claim::new(&format!("123.{long_role}.json")).unwrap();
+        assert!(is_claim_tag(&claim.tag));
+        assert!(claim.tag.len() <= 128);
+        assert!(
+            claim
+                .tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        );
+        let prefix = file_prefix(&claim.file);
+        assert_eq!(claimed_at(&claim.tag, &prefix), Some(claim.at.as_second()));
+        assert_eq!(claimed_at(&claim.tag, &file_prefix("124.r.json")), None);
+        let other = Claim::new(&claim.file).unwrap();
+        assert_ne!(other.tag, claim.tag, "nonces tell claims apart");
+        assert!(!claim.is_late());
+    }
+}
