@@ -316,8 +316,9 @@ impl Registry {
         Ok(checked(Box::pin(inner), what, digest.to_string(), limit))
     }
 
-    /// Uploads a blob from a stream of `size` bytes (one monolithic upload) unless the
-    /// repository has it.
+    /// Uploads a blob from a stream of `size` bytes (one monolithic upload). Callers check
+    /// first that the repository lacks it ([`Registry::has_blob`]): a stream cannot be sent
+    /// twice, so this one request is not retried.
     pub async fn push_blob_stream(
         &self,
         repository: &Repository,
@@ -326,12 +327,9 @@ impl Registry {
         data: BlobStream,
     ) -> Result<()> {
         let reference = repository.digested(digest);
-        if self
-            .blob_exists(&reference, RegistryOperation::Push)
-            .await?
-        {
-            return Ok(());
-        }
+        self.login(&reference, RegistryOperation::Push)
+            .await
+            .map_err(|e| registry_error(&reference, &e))?;
         let data = data.map(|chunk| {
             chunk.map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))
         });

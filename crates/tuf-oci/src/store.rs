@@ -74,6 +74,7 @@ pub trait ContentStore: Send + Sync {
         size: u64,
     ) -> impl Future<Output = Result<BlobStream>> + Send;
     /// Stores a blob from a stream of `size` bytes, refusing it unless it hashes to `digest`.
+    /// Callers first check it is absent ([`ContentStore::has_blob`]).
     fn put_blob_stream(
         &self,
         repository: &str,
