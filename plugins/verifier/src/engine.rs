@@ -64,18 +64,20 @@ impl Backend {
     async fn resolve(&self, image: &ImageRef) -> tuf_oci::Result<VerifiedTarget> {
         match self {
             Backend::Registry(verifier) => verifier.resolve(image).await,
-            Backend::Bundle { dir, trust } => resolve_in_layout(dir, image, trust).await,
+            Backend::Bundle { dir, trust } => {
+                let store = tuf_oci::store::LayoutStore::open(dir, false)?;
+                resolve_in_layout(store, image, trust).await
+            }
         }
     }
 }
 
-/// Resolves `image` against the TUF metadata in the OCI layout at `dir` (no network).
+/// Resolves `image` against the TUF metadata in an OCI layout (no network).
 async fn resolve_in_layout(
-    dir: &Path,
+    store: tuf_oci::store::LayoutStore,
     image: &ImageRef,
     trust: &TrustConfig,
 ) -> tuf_oci::Result<VerifiedTarget> {
-    let store = tuf_oci::store::LayoutStore::open(dir, false)?;
     let reference = match (&image.tag, &image.digest) {
         (Some(tag), _) => tag.clone(),
         (None, Some(digest)) => digest.clone(),
@@ -86,23 +88,19 @@ async fn resolve_in_layout(
     Ok(verified)
 }
 
-/// Whether the layout at `dir` carries TUF metadata for `image`: its repository's
-/// `tuf-metadata` tag is there.
-async fn layout_has_metadata(dir: &Path, image: &ImageRef) -> bool {
+/// The layout at `dir`, if it carries TUF metadata for `image` (its repository's
+/// `tuf-metadata` tag is there).
+async fn layout_with_metadata(dir: &Path, image: &ImageRef) -> Option<tuf_oci::store::LayoutStore> {
     use tuf_oci::store::ContentStore;
-    let Ok(store) = tuf_oci::store::LayoutStore::open(dir, false) else {
-        return false;
-    };
-    matches!(
-        store
-            .manifest(
-                &image.repository.path,
-                tuf_oci::layout::METADATA_TAG,
-                1 << 20
-            )
-            .await,
-        Ok(Some(_))
-    )
+    let store = tuf_oci::store::LayoutStore::open(dir, false).ok()?;
+    let pointer = store
+        .manifest(
+            &image.repository.path,
+            tuf_oci::layout::METADATA_TAG,
+            1 << 20,
+        )
+        .await;
+    matches!(pointer, Ok(Some(_))).then_some(store)
 }
 
 /// What the policy makes of a reference before any TUF work.
@@ -308,11 +306,13 @@ impl Engine {
             Coverage::Decided(answer) => return *answer,
         };
         let name = Some(scope);
-        let resolved = match archive {
-            Some(dir) if layout_has_metadata(dir, &image).await => {
-                resolve_in_layout(dir, &image, &self.trusts[index]).await
-            }
-            _ => self.backends[index].resolve(&image).await,
+        let in_archive = match archive {
+            Some(dir) => layout_with_metadata(dir, &image).await,
+            None => None,
+        };
+        let resolved = match in_archive {
+            Some(store) => resolve_in_layout(store, &image, &self.trusts[index]).await,
+            None => self.backends[index].resolve(&image).await,
         };
         let verified = match resolved {
             Ok(verified) => verified,
