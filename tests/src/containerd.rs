@@ -122,12 +122,20 @@ impl Containerd {
 
     /// Runs this containerd's `ctr` against another socket (a front).
     pub fn ctr_at(&self, socket: &Path, args: &[&str]) -> Output {
-        Command::new(&self.ctr)
-            .arg("--address")
-            .arg(socket)
-            .args(args)
-            .output()
-            .expect("run ctr")
+        self.ctr_command(socket, args).output().expect("run ctr")
+    }
+
+    /// [`Containerd::ctr_at`] on a blocking thread, so that a front serving on this runtime
+    /// keeps answering while ctr waits for it; the handle yields the output.
+    pub fn spawn_ctr_at(&self, socket: &Path, args: &[&str]) -> tokio::task::JoinHandle<Output> {
+        let mut command = self.ctr_command(socket, args);
+        tokio::task::spawn_blocking(move || command.output().expect("run ctr"))
+    }
+
+    fn ctr_command(&self, socket: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.ctr);
+        command.arg("--address").arg(socket).args(args);
+        command
     }
 
     /// The image names containerd holds.

@@ -352,21 +352,10 @@ async fn the_copy_pulls_through_the_front_with_the_source_gone() {
         std::future::pending(),
     ));
     let name = format!("{}/team-a/app:v1", b.host);
-    let ctr = containerd.ctr.clone();
-    let out = tokio::task::spawn_blocking({
-        let socket = socket.clone();
-        let name = name.clone();
-        move || {
-            Command::new(ctr)
-                .arg("--address")
-                .arg(socket)
-                .args(["images", "pull", "--plain-http", &name])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let out = containerd
+        .spawn_ctr_at(&socket, &["images", "pull", "--plain-http", &name])
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -69,19 +69,7 @@ fn start_front(dir: &Path, policy: &Path, containerd: &Containerd) -> Front {
 
 /// `ctr` through the front, off the async runtime's threads.
 async fn ctr(containerd: &Containerd, front: &Front, args: &[&str]) -> Result<String, String> {
-    let ctr = containerd.ctr.clone();
-    let socket = front.socket.clone();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(ctr)
-            .arg("--address")
-            .arg(socket)
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = containerd.spawn_ctr_at(&front.socket, args).await.unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     if out.status.success() {
         Ok(text(&out.stdout))
@@ -228,21 +216,15 @@ async fn concurrent_pulls_and_a_containerd_restart() {
     }
     let mut pulls = Vec::new();
     for i in 0..20 {
-        let ctr_bin = containerd.ctr.clone();
-        let socket = front.socket.clone();
         let reference = if i % 2 == 0 {
             format!("{host}/team-a/app:v1")
         } else {
             format!("{host}/public/many:t{i}")
         };
-        pulls.push(tokio::task::spawn_blocking(move || {
-            std::process::Command::new(ctr_bin)
-                .arg("--address")
-                .arg(socket)
-                .args(["images", "pull", "--plain-http", &reference])
-                .output()
-                .unwrap()
-        }));
+        pulls.push(containerd.spawn_ctr_at(
+            &front.socket,
+            &["images", "pull", "--plain-http", &reference],
+        ));
     }
     for pull in pulls {
         let out = pull.await.unwrap();

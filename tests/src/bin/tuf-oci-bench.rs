@@ -487,6 +487,29 @@ async fn signing_throughput(registry: &TestRegistry, count: usize) {
 }
 
 /// Starts the verification service on `socket` and waits until it listens.
+/// A policy protecting `scope` whose verifications go to a service listening on
+/// `dir/verifier.sock`; returns the policy and the socket.
+fn service_policy(
+    dir: &std::path::Path,
+    registry: &TestRegistry,
+    org: &Org,
+    scope: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let socket = dir.join("verifier.sock");
+    let policy = tuf_oci_tests::write_policy(
+        dir,
+        registry,
+        org,
+        &[scope],
+        &[],
+        &format!(
+            "socket = \"{}\"\nrefresh_interval_seconds = 60",
+            socket.display()
+        ),
+    );
+    (policy, socket)
+}
+
 async fn start_service(
     verifier: &std::path::Path,
     policy: &std::path::Path,
@@ -627,18 +650,7 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
     let (org, images) = signed_app(registry, "plugin/app", &[("v1".into(), content)]).await;
     let image = &images[0];
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("verifier.sock");
-    let policy = tuf_oci_tests::write_policy(
-        dir.path(),
-        registry,
-        &org,
-        &["plugin/"],
-        &[],
-        &format!(
-            "socket = \"{}\"\nrefresh_interval_seconds = 60",
-            socket.display()
-        ),
-    );
+    let (policy, socket) = service_policy(dir.path(), registry, &org, "plugin/");
     let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
     let name = format!("{}/plugin/app:v1", registry.host);
     let invoke = || {
@@ -952,18 +964,7 @@ async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
         .collect();
     let (org, images) = signed_app(registry, "load/app", &wanted).await;
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("verifier.sock");
-    let policy = tuf_oci_tests::write_policy(
-        dir.path(),
-        registry,
-        &org,
-        &["load/"],
-        &[],
-        &format!(
-            "socket = \"{}\"\nrefresh_interval_seconds = 60",
-            socket.display()
-        ),
-    );
+    let (policy, socket) = service_policy(dir.path(), registry, &org, "load/");
     let peak_kib = |pid: u32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
@@ -1010,23 +1011,14 @@ async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
     }
     let mut pulls = Vec::new();
     for i in 0..concurrent {
-        let ctr = containerd.ctr.clone();
-        let socket = front_socket.clone();
         let name = format!("{}/load/app:t{i}", registry.host);
-        pulls.push(tokio::task::spawn_blocking(move || {
-            Command::new(ctr)
-                .arg("--address")
-                .arg(socket)
-                .args(["images", "pull", "--plain-http", &name])
-                .output()
-                .unwrap()
-                .status
-                .success()
-        }));
+        pulls.push(
+            containerd.spawn_ctr_at(&front_socket, &["images", "pull", "--plain-http", &name]),
+        );
     }
     for pull in pulls {
         assert!(
-            pull.await.unwrap(),
+            pull.await.unwrap().status.success(),
             "a pull through the front failed under load"
         );
     }
