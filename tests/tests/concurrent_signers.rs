@@ -12,18 +12,23 @@ use tuf_oci::layout::{
 };
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
 
-/// An organisation delegating `shared/*` to `role-a`, with `shared/app` pointing at it.
-async fn shared_role(registry: &TestRegistry) -> (Org, SigningKey) {
+/// An organisation delegating `shared/*` to each of `roles`, with `shared/app` pointing at it;
+/// the roles' keys.
+async fn shared_roles(registry: &TestRegistry, roles: &[&str]) -> (Org, Vec<SigningKey>) {
     let org = Org::init(registry, "org/tuf").await;
-    let a = org.key("role-a").await;
     let targets = org.targets_key().await;
-    org.delegate(
-        registry,
-        "targets",
-        &targets,
-        &delegation("role-a", &["shared/*"], &[&a], 1),
-    )
-    .await;
+    let mut keys = Vec::new();
+    for role in roles {
+        let key = org.key(role).await;
+        org.delegate(
+            registry,
+            "targets",
+            &targets,
+            &delegation(role, &["shared/*"], &[&key], 1),
+        )
+        .await;
+        keys.push(key);
+    }
     org.publish(registry).await;
     tuf_oci::editor::set_pointer(
         &registry.client,
@@ -32,7 +37,7 @@ async fn shared_role(registry: &TestRegistry) -> (Org, SigningKey) {
     )
     .await
     .unwrap();
-    (org, a)
+    (org, keys)
 }
 
 /// Signs `shared/app:<tag>` into `role-a`.
@@ -77,16 +82,17 @@ async fn stake(registry: &TestRegistry, claim: &Claim, file: &str) {
 #[tokio::test]
 async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
     let registry = TestRegistry::start();
-    let (org, key) = shared_role(&registry).await;
+    let (org, keys) = shared_roles(&registry, &["role-a"]).await;
+    let key = &keys[0];
     for tag in ["v1", "v2", "v3"] {
         registry.push_image("shared/app", tag, tag).await;
     }
-    sign(&org, &registry, &key, "v1").await.unwrap();
+    sign(&org, &registry, key, "v1").await.unwrap();
 
     // Another writer is storing version 2 of role-a right now.
     let rival = Claim::new("2.role-a.json").unwrap();
     stake(&registry, &rival, "2.role-a.json").await;
-    let err = sign(&org, &registry, &key, "v2").await.unwrap_err();
+    let err = sign(&org, &registry, key, "v2").await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
     assert!(err.to_string().contains(&rival.tag), "{err}");
 
@@ -95,13 +101,13 @@ async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
         .withdraw(&registry.client, &registry.repo("org/tuf"))
         .await
         .unwrap();
-    sign(&org, &registry, &key, "v2").await.unwrap();
+    sign(&org, &registry, key, "v2").await.unwrap();
 
     // A claim older than the window (a writer that crashed) holds nothing.
     let old = jiff::Timestamp::now() - jiff::SignedDuration::try_from(WINDOW * 2).unwrap();
     let crashed = Claim::made_at("3.role-a.json", old).unwrap();
     stake(&registry, &crashed, "3.role-a.json").await;
-    sign(&org, &registry, &key, "v3").await.unwrap();
+    sign(&org, &registry, key, "v3").await.unwrap();
 
     org.publish(&registry).await;
     for tag in ["v1", "v2", "v3"] {
@@ -116,15 +122,16 @@ async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_role_signed_twice_at_once_loses_nothing() {
     let registry = TestRegistry::start();
-    let (org, key) = shared_role(&registry).await;
+    let (org, keys) = shared_roles(&registry, &["role-a"]).await;
+    let key = &keys[0];
     let mut signed = Vec::new();
     for round in 0..6 {
         let (first, second) = (format!("a{round}"), format!("b{round}"));
         registry.push_image("shared/app", &first, &first).await;
         registry.push_image("shared/app", &second, &second).await;
         let (ra, rb) = tokio::join!(
-            sign(&org, &registry, &key, &first),
-            sign(&org, &registry, &key, &second),
+            sign(&org, &registry, key, &first),
+            sign(&org, &registry, key, &second),
         );
         for (result, tag) in [(ra, first), (rb, second)] {
             match result {
@@ -147,31 +154,8 @@ async fn one_role_signed_twice_at_once_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_roles_sign_the_same_image_at_once() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let (a, b) = (org.key("role-a").await, org.key("role-b").await);
-    let targets = org.targets_key().await;
-    org.delegate(
-        &registry,
-        "targets",
-        &targets,
-        &delegation("role-a", &["shared/*"], &[&a], 1),
-    )
-    .await;
-    org.delegate(
-        &registry,
-        "targets",
-        &targets,
-        &delegation("role-b", &["shared/*"], &[&b], 1),
-    )
-    .await;
-    org.publish(&registry).await;
-    tuf_oci::editor::set_pointer(
-        &registry.client,
-        &registry.repo("shared/app"),
-        "../../org/tuf",
-    )
-    .await
-    .unwrap();
+    let (org, keys) = shared_roles(&registry, &["role-a", "role-b"]).await;
+    let (a, b) = (&keys[0], &keys[1]);
     for round in 0..3 {
         let tag = format!("v{round}");
         let pushed = registry.push_image("shared/app", &tag, &tag).await;
