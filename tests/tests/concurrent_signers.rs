@@ -200,3 +200,42 @@ async fn two_roles_sign_the_same_image_at_once() {
     let verified = org.verify_fresh(&registry, "shared/app:v2").await.unwrap();
     assert_eq!(verified.role(), "role-a");
 }
+
+#[tokio::test]
+async fn a_version_left_behind_the_head_is_kept() {
+    let registry = TestRegistry::start();
+    let (org, keys) = shared_roles(&registry, &["role-a"]).await;
+    let key = &keys[0];
+    for tag in ["v1", "v2", "v3"] {
+        registry.push_image("shared/app", tag, tag).await;
+    }
+    sign(&org, &registry, key, "v1").await.unwrap();
+    let metadata = registry.repo("org/tuf");
+    let head_at_1 = registry
+        .client
+        .manifest(&metadata.tagged("role-a.json"), 1 << 20)
+        .await
+        .unwrap()
+        .expect("head");
+    sign(&org, &registry, key, "v2").await.unwrap();
+    // Version 2's writer never moved the head (interrupted, or its head write was overtaken):
+    // the head says version 1 again.
+    registry
+        .client
+        .push_manifest(
+            &metadata.tagged("role-a.json"),
+            &head_at_1.bytes,
+            MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+    // The next signer builds on version 2 rather than colliding with it, and publishing keeps
+    // what version 2 signed.
+    sign(&org, &registry, key, "v3").await.unwrap();
+    org.publish(&registry).await;
+    for tag in ["v1", "v2", "v3"] {
+        org.verify_fresh(&registry, &format!("shared/app:{tag}"))
+            .await
+            .unwrap_or_else(|e| panic!("{tag}: {e}"));
+    }
+}

@@ -32,7 +32,7 @@ use crate::layout::{
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::RegistrySource;
-use crate::updater::{Expiration, covers, parse};
+use crate::updater::{Expiration, check_version, covers, parse};
 use crate::verify::Verifier;
 
 /// The TUF specification version written into new metadata.
@@ -232,7 +232,12 @@ impl Editor {
 
     /// The head of top-level targets, verified with the root's keys.
     pub async fn top_targets(&self) -> Result<Head> {
-        let head = self.head("targets", |signed| {
+        self.top_targets_among(&self.stored_files().await?).await
+    }
+
+    /// [`Editor::top_targets`], given the metadata repository's tags.
+    async fn top_targets_among(&self, stored: &HashSet<String>) -> Result<Head> {
+        let head = self.head("targets", stored, |signed| {
             self.root
                 .signed
                 .verify_role(signed)
@@ -241,6 +246,12 @@ impl Editor {
         head.await?.ok_or_else(|| Error::NotFound {
             what: format!("targets.json in {}", self.writer.metadata),
         })
+    }
+
+    /// The metadata repository's tags (its stored files), read once per operation.
+    async fn stored_files(&self) -> Result<HashSet<String>> {
+        let tags = self.writer.registry.tags(&self.writer.metadata).await?;
+        Ok(tags.into_iter().collect())
     }
 
     /// Every role reachable from top-level targets (their heads), top-level targets first.
@@ -653,7 +664,8 @@ impl Editor {
     /// verifying each with its delegator's keys, in pre-order.
     async fn walk(&self, target: Option<&TargetName>) -> Result<Vec<Head>> {
         let mut out = Vec::new();
-        let mut stack = vec![self.top_targets().await?];
+        let stored = self.stored_files().await?;
+        let mut stack = vec![self.top_targets_among(&stored).await?];
         let mut visited = HashSet::new();
         while let Some(head) = stack.pop() {
             if !visited.insert(head.role.clone()) {
@@ -665,7 +677,7 @@ impl Editor {
                 let children: Vec<Option<Head>> =
                     futures_util::stream::iter(delegations.roles.iter().filter(covered))
                         .map(|child| {
-                            self.head(&child.name, |signed| {
+                            self.head(&child.name, &stored, |signed| {
                                 delegations
                                     .verify_role(signed, &child.name)
                                     .map_err(|e| e.to_string())
@@ -684,19 +696,43 @@ impl Editor {
     }
 
     /// Reads the head of `role`, checks it with `verify`, and refuses one older than published.
+    /// A version after the head's among the `stored` files is the head: its writer stored it
+    /// but never moved the head tag (interrupted, or its head write was overtaken), and it
+    /// must not be lost.
     async fn head(
         &self,
         role: &str,
-        verify: impl FnOnce(&Signed<Targets>) -> std::result::Result<(), String>,
+        stored: &HashSet<String>,
+        verify: impl Fn(&Signed<Targets>) -> std::result::Result<(), String>,
     ) -> Result<Option<Head>> {
         let file = format!("{role}.json");
         let source =
             RegistrySource::new(self.writer.registry.clone(), self.writer.metadata.clone());
         let published = self.published_version(role);
-        let Some(bytes) = source
+        let mut head = match source
             .fetch_from(&self.writer.metadata, &file, WRITER_READ_LIMIT)
             .await?
-        else {
+        {
+            Some(bytes) => Some(self.checked_head(role, bytes, &verify)?),
+            None => None,
+        };
+        loop {
+            let current = head.as_ref().map_or(0, |h| h.signed.signed.version.get());
+            let next = versioned_file(role, current + 1);
+            if !stored.contains(&next) {
+                break;
+            }
+            let Some(bytes) = source
+                .fetch_from(&self.writer.metadata, &next, WRITER_READ_LIMIT)
+                .await?
+            else {
+                break;
+            };
+            let newer = self.checked_head(role, bytes, &verify)?;
+            check_version(role, &next, current + 1, newer.signed.signed.version.get())?;
+            head = Some(newer);
+        }
+        let Some(head) = head else {
             if published > 0 {
                 return Err(Error::NotFound {
                     what: format!(
@@ -707,23 +743,33 @@ impl Editor {
             }
             return Ok(None);
         };
+        if head.signed.signed.version.get() < published {
+            return Err(Error::Rollback {
+                role: role.to_string(),
+                trusted: published,
+                fetched: head.signed.signed.version.get(),
+            });
+        }
+        Ok(Some(head))
+    }
+
+    /// `bytes` as a head of `role`, checked with `verify`.
+    fn checked_head(
+        &self,
+        role: &str,
+        bytes: Vec<u8>,
+        verify: impl Fn(&Signed<Targets>) -> std::result::Result<(), String>,
+    ) -> Result<Head> {
         let signed: Signed<Targets> = parse(role, &bytes)?;
         verify(&signed).map_err(|message| Error::Signature {
             role: role.to_string(),
             message,
         })?;
-        if signed.signed.version.get() < published {
-            return Err(Error::Rollback {
-                role: role.to_string(),
-                trusted: published,
-                fetched: signed.signed.version.get(),
-            });
-        }
-        Ok(Some(Head {
+        Ok(Head {
             role: role.to_string(),
             signed,
             bytes,
-        }))
+        })
     }
 
     fn published_version(&self, role: &str) -> u64 {

@@ -740,7 +740,7 @@ fn check_not_older(
     Ok(())
 }
 
-fn check_version(role: &str, named_by: &str, expected: u64, fetched: u64) -> Result<()> {
+pub(crate) fn check_version(role: &str, named_by: &str, expected: u64, fetched: u64) -> Result<()> {
     if expected != fetched {
         return Err(Error::VersionMismatch {
             role: role.to_string(),
