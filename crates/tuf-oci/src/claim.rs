@@ -28,6 +28,9 @@ const PREFIX: &str = "tuf-claim-";
 /// The annotation marking a withdrawn claim.
 const WITHDRAWN: &str = "tuf.io/claim-withdrawn";
 
+/// Largest claim manifest read (a claim is one small manifest).
+const CLAIM_READ_LIMIT: u64 = 64 * 1024;
+
 /// Whether `tag` is a claim (coordination between writers, not metadata to copy).
 pub fn is_claim_tag(tag: &str) -> bool {
     tag.starts_with(PREFIX)
@@ -88,7 +91,7 @@ impl Claim {
             // A claim that cannot be read is being written (distribution serves a tag being
             // stored as an error): it counts.
             let withdrawn = registry
-                .manifest(&repository.tagged(&tag), 64 * 1024)
+                .manifest(&repository.tagged(&tag), CLAIM_READ_LIMIT)
                 .await
                 .is_ok_and(|stored| stored.is_none_or(|m| m.media_type == INDEX_MEDIA_TYPE));
             if !withdrawn {
