@@ -4,6 +4,7 @@
 //! mix-and-match and expiry rules live here.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use tough::TargetName;
@@ -110,8 +111,10 @@ pub struct Updater<S> {
     root_bytes: Vec<u8>,
     timestamp: Option<Signed<Timestamp>>,
     snapshot: Option<Signed<Snapshot>>,
-    targets: Option<Signed<Targets>>,
-    delegated: HashMap<String, Signed<Targets>>,
+    /// Targets metadata is shared, not copied, while the delegation tree is searched: with many
+    /// delegations it is the largest metadata there is.
+    targets: Option<Arc<Signed<Targets>>>,
+    delegated: HashMap<String, Arc<Signed<Targets>>>,
 }
 
 impl<S: MetadataSource> Updater<S> {
@@ -151,7 +154,7 @@ impl<S: MetadataSource> Updater<S> {
         };
         updater.timestamp = updater.load_cached("timestamp");
         updater.snapshot = updater.load_cached("snapshot");
-        updater.targets = updater.load_cached("targets");
+        updater.targets = updater.load_cached("targets").map(Arc::new);
         Ok(updater)
     }
 
@@ -207,9 +210,12 @@ impl<S: MetadataSource> Updater<S> {
 
     /// The trusted top-level targets, after a refresh.
     pub fn targets(&self) -> Result<&Signed<Targets>> {
-        self.targets.as_ref().ok_or_else(|| Error::NotFound {
-            what: "trusted targets metadata (refresh first)".into(),
-        })
+        self.targets.as_deref().ok_or_else(not_refreshed)
+    }
+
+    /// [`Self::targets`], shared.
+    fn top_level(&self) -> Result<Arc<Signed<Targets>>> {
+        self.targets.clone().ok_or_else(not_refreshed)
     }
 
     /// The metadata source.
@@ -271,7 +277,7 @@ impl<S: MetadataSource> Updater<S> {
         let hex = digest.strip_prefix("sha256:").unwrap_or_default();
         let mut candidates = Vec::new();
         let mut visited = HashSet::new();
-        let mut stack = vec![("targets".to_string(), self.targets()?.clone())];
+        let mut stack = vec![("targets".to_string(), self.top_level()?)];
         while let Some((role, metadata)) = stack.pop() {
             if !visited.insert(role) {
                 continue;
@@ -292,12 +298,12 @@ impl<S: MetadataSource> Updater<S> {
                     })
                     .map(|(n, _)| n.raw().to_string()),
             );
-            let Some(delegations) = metadata.signed.delegations.clone() else {
+            let Some(delegations) = &metadata.signed.delegations else {
                 continue;
             };
             for child in delegations.roles.iter().rev() {
                 if may_cover_repository(&child.paths, &prefix) {
-                    let loaded = self.delegated_role(&child.name, &delegations, near).await?;
+                    let loaded = self.delegated_role(&child.name, delegations, near).await?;
                     stack.push((child.name.clone(), loaded));
                 }
             }
@@ -319,18 +325,18 @@ impl<S: MetadataSource> Updater<S> {
 
     /// Every role reachable from top-level targets, in search order, for listing and
     /// publishing. Fetches every role, so it is for administrators, not for pulls.
-    pub async fn all_roles(&mut self) -> Result<Vec<(String, Signed<Targets>)>> {
+    pub async fn all_roles(&mut self) -> Result<Vec<(String, Arc<Signed<Targets>>)>> {
         let mut out = Vec::new();
-        let mut stack = vec![("targets".to_string(), self.targets()?.clone())];
+        let mut stack = vec![("targets".to_string(), self.top_level()?)];
         let mut visited = HashSet::new();
         while let Some((role, metadata)) = stack.pop() {
             if !visited.insert(role.clone()) {
                 continue;
             }
-            if let Some(delegations) = metadata.signed.delegations.clone() {
+            if let Some(delegations) = &metadata.signed.delegations {
                 for child in delegations.roles.iter().rev() {
                     if self.snapshot_meta(&child.name).is_some() {
-                        let loaded = self.delegated_role(&child.name, &delegations, None).await?;
+                        let loaded = self.delegated_role(&child.name, delegations, None).await?;
                         stack.push((child.name.clone(), loaded));
                     }
                 }
@@ -348,9 +354,9 @@ impl<S: MetadataSource> Updater<S> {
         near: Option<&Repository>,
         mut visit: impl FnMut(&str, &Targets) -> bool,
     ) -> Result<()> {
-        // Each entry is a role still to visit and the delegations that vouch for it; roles are
-        // fetched when popped, so siblings after a match are never downloaded.
-        let mut stack: Vec<(String, Option<Delegations>)> = vec![("targets".into(), None)];
+        // Each entry is a role still to visit and the role whose delegations vouch for it; roles
+        // are fetched when popped, so siblings after a match are never downloaded.
+        let mut stack: Vec<(String, Option<Arc<Signed<Targets>>>)> = vec![("targets".into(), None)];
         let mut visited = HashSet::new();
         while let Some((role, parent)) = stack.pop() {
             if !visited.insert(role.clone()) {
@@ -363,19 +369,24 @@ impl<S: MetadataSource> Updater<S> {
                 });
             }
             let metadata = match &parent {
-                None => self.targets()?.clone(),
-                Some(delegations) => self.delegated_role(&role, delegations, near).await?,
+                None => self.top_level()?,
+                Some(parent) => {
+                    let Some(delegations) = &parent.signed.delegations else {
+                        continue;
+                    };
+                    self.delegated_role(&role, delegations, near).await?
+                }
             };
             if visit(&role, &metadata.signed) {
                 return Ok(());
             }
-            let Some(delegations) = metadata.signed.delegations else {
+            let Some(delegations) = &metadata.signed.delegations else {
                 continue;
             };
             let mut children = Vec::new();
             for child in &delegations.roles {
                 if covers(child, name) {
-                    children.push((child.name.clone(), Some(delegations.clone())));
+                    children.push((child.name.clone(), Some(metadata.clone())));
                     if child.terminating {
                         stack.clear();
                         break;
@@ -529,7 +540,7 @@ impl<S: MetadataSource> Updater<S> {
         )?;
         self.check_expiry("targets", new.signed.expires)?;
         self.store.store("targets.json", &bytes)?;
-        self.targets = Some(new);
+        self.targets = Some(Arc::new(new));
         Ok(())
     }
 
@@ -539,7 +550,7 @@ impl<S: MetadataSource> Updater<S> {
         role: &str,
         delegations: &Delegations,
         near: Option<&Repository>,
-    ) -> Result<Signed<Targets>> {
+    ) -> Result<Arc<Signed<Targets>>> {
         let meta = self
             .snapshot_meta(role)
             .cloned()
@@ -556,7 +567,7 @@ impl<S: MetadataSource> Updater<S> {
         };
         let cached = self.delegated.get(role).cloned().or_else(|| {
             let bytes = self.store.load(&format!("{role}.json"))?;
-            parse::<Targets>(role, &bytes).ok()
+            parse::<Targets>(role, &bytes).ok().map(Arc::new)
         });
         if let Some(cached) = cached.filter(|c| c.signed.version == meta.version)
             && verify(&cached).is_ok()
@@ -568,7 +579,7 @@ impl<S: MetadataSource> Updater<S> {
         let bytes = self
             .fetch_named(role, &meta, "snapshot", self.limits.targets, near)
             .await?;
-        let new: Signed<Targets> = parse(role, &bytes)?;
+        let new = Arc::new(parse::<Targets>(role, &bytes)?);
         verify(&new)?;
         check_version(
             role,
@@ -666,6 +677,13 @@ impl<S: MetadataSource> Updater<S> {
         let signed: Signed<T> = parse(role, &bytes).ok()?;
         self.verify_top_level(role, &signed).ok()?;
         Some(signed)
+    }
+}
+
+/// Top-level targets asked for before any refresh.
+fn not_refreshed() -> Error {
+    Error::NotFound {
+        what: "trusted targets metadata (refresh first)".into(),
     }
 }
 
