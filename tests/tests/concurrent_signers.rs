@@ -60,6 +60,18 @@ async fn sign(
         .map(|_| ())
 }
 
+/// `role-a` delegated as by [`shared_roles`], `shared/app:v1`, `v2` and `v3` pushed, and `v1`
+/// signed (role-a version 1); the role's key.
+async fn v1_signed_of_three(registry: &TestRegistry) -> (Org, SigningKey) {
+    let (org, mut keys) = shared_roles(registry, &["role-a"]).await;
+    let key = keys.remove(0);
+    for tag in ["v1", "v2", "v3"] {
+        registry.push_image("shared/app", tag, tag).await;
+    }
+    sign(&org, registry, &key, "v1").await.unwrap();
+    (org, key)
+}
+
 /// Stores `claim` on `file` in the metadata repository, as a writer about to store it does.
 async fn stake(registry: &TestRegistry, claim: &Claim, file: &str) {
     let repository = registry.repo("org/tuf");
@@ -82,12 +94,8 @@ async fn stake(registry: &TestRegistry, claim: &Claim, file: &str) {
 #[tokio::test]
 async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
     let registry = TestRegistry::start();
-    let (org, keys) = shared_roles(&registry, &["role-a"]).await;
-    let key = &keys[0];
-    for tag in ["v1", "v2", "v3"] {
-        registry.push_image("shared/app", tag, tag).await;
-    }
-    sign(&org, &registry, key, "v1").await.unwrap();
+    let (org, key) = v1_signed_of_three(&registry).await;
+    let key = &key;
 
     // Another writer is storing version 2 of role-a right now.
     let rival = Claim::new("2.role-a.json").unwrap();
@@ -204,12 +212,8 @@ async fn two_roles_sign_the_same_image_at_once() {
 #[tokio::test]
 async fn a_version_left_behind_the_head_is_kept() {
     let registry = TestRegistry::start();
-    let (org, keys) = shared_roles(&registry, &["role-a"]).await;
-    let key = &keys[0];
-    for tag in ["v1", "v2", "v3"] {
-        registry.push_image("shared/app", tag, tag).await;
-    }
-    sign(&org, &registry, key, "v1").await.unwrap();
+    let (org, key) = v1_signed_of_three(&registry).await;
+    let key = &key;
     let metadata = registry.repo("org/tuf");
     let head_at_1 = registry
         .client
