@@ -210,14 +210,11 @@ impl Registry {
         reference: &Reference,
         limit: u64,
     ) -> Result<Option<FetchedManifest>> {
-        let auth = auth_for(reference.registry());
         let pulled = self
-            .call(reference, RegistryOperation::Pull, || {
-                self.client.pull_manifest_raw(
-                    reference,
-                    &auth,
-                    &[MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE],
-                )
+            .call(reference, RegistryOperation::Pull, |auth| async move {
+                self.client
+                    .pull_manifest_raw(reference, &auth, &[MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE])
+                    .await
             })
             .await;
         let (bytes, _) = match pulled {
@@ -292,7 +289,7 @@ impl Registry {
         let reference = repository.digested(digest);
         let what = format!("blob {digest} in {repository}");
         let stream = self
-            .call(&reference, RegistryOperation::Pull, || {
+            .call(&reference, RegistryOperation::Pull, |_| {
                 self.client.pull_blob_stream(&reference, digest)
             })
             .await
@@ -327,9 +324,13 @@ impl Registry {
         data: BlobStream,
     ) -> Result<()> {
         let reference = repository.digested(digest);
-        self.login(&reference, RegistryOperation::Push)
-            .await
-            .map_err(|e| registry_error(&reference, &e))?;
+        self.login(
+            &reference,
+            RegistryOperation::Push,
+            &auth_for(&repository.registry),
+        )
+        .await
+        .map_err(|e| registry_error(&reference, &e))?;
         let data = data.map(|chunk| {
             chunk.map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))
         });
@@ -352,7 +353,7 @@ impl Registry {
         let reference = repository.digested(digest);
         let source = from.digested(digest);
         let mounted = self
-            .call(&reference, RegistryOperation::Push, || {
+            .call(&reference, RegistryOperation::Push, |_| {
                 self.client.mount_blob(&reference, &source, digest)
             })
             .await;
@@ -378,7 +379,7 @@ impl Registry {
     ) -> Result<bool> {
         let digest = reference.digest().unwrap_or_default();
         let exists = self
-            .call(reference, operation, || {
+            .call(reference, operation, |_| {
                 self.client.blob_exists(reference, digest)
             })
             .await
@@ -400,7 +401,7 @@ impl Registry {
             .blob_exists(&reference, RegistryOperation::Push)
             .await?
         {
-            self.call(&reference, RegistryOperation::Push, || {
+            self.call(&reference, RegistryOperation::Push, |_| {
                 self.client
                     .push_blob(&reference, bytes.to_vec(), &entry.digest)
             })
@@ -421,7 +422,7 @@ impl Registry {
         let content_type: http::HeaderValue = media_type
             .parse()
             .map_err(|_| Error::Usage(format!("bad media type {media_type}")))?;
-        self.call(reference, RegistryOperation::Push, || {
+        self.call(reference, RegistryOperation::Push, |_| {
             self.client
                 .push_manifest_raw(reference, bytes.to_vec(), content_type.clone())
         })
@@ -434,10 +435,10 @@ impl Registry {
     /// Lists a repository's tags (empty when the repository does not exist).
     pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>> {
         let reference = repository.tagged("latest");
-        let auth = auth_for(&repository.registry);
         let listed = self
-            .call(&reference, RegistryOperation::Pull, || {
-                self.client.list_tags(&reference, &auth, None, None)
+            .call(&reference, RegistryOperation::Pull, |auth| {
+                let reference = &reference;
+                async move { self.client.list_tags(reference, &auth, None, None).await }
             })
             .await;
         self.traffic.record(0);
@@ -451,25 +452,27 @@ impl Registry {
     /// Runs `request` under the deadline with its scope's credentials in place. A registry
     /// taken for one without auth that answers 401 (or a token that expired) gets the token
     /// exchange, and the request is sent once more. Requests that meet a server error are
-    /// tried again after a pause ([`RETRY_PAUSES`]).
+    /// tried again after a pause ([`RETRY_PAUSES`]). The credentials are looked up once and
+    /// handed to `request`.
     async fn call<T, F>(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
-        request: impl Fn() -> F,
+        request: impl Fn(RegistryAuth) -> F,
     ) -> std::result::Result<T, OciDistributionError>
     where
         F: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
-        self.login(reference, operation).await?;
-        let mut answer = self.deadline(reference, request()).await;
+        let auth = auth_for(reference.registry());
+        self.login(reference, operation, &auth).await?;
+        let mut answer = self.deadline(reference, request(auth.clone())).await;
         if let Err(e) = &answer
             && is_unauthorized(e)
-            && self.wants_tokens(reference, operation)
+            && self.wants_tokens(reference, operation, &auth)
         {
             self.traffic.record(0);
-            self.login(reference, operation).await?;
-            answer = self.deadline(reference, request()).await;
+            self.login(reference, operation, &auth).await?;
+            answer = self.deadline(reference, request(auth.clone())).await;
         }
         for pause in RETRY_PAUSES {
             if !answer.as_ref().is_err_and(is_server_error) {
@@ -477,7 +480,7 @@ impl Registry {
             }
             self.traffic.record(0);
             tokio::time::sleep(pause).await;
-            answer = self.deadline(reference, request()).await;
+            answer = self.deadline(reference, request(auth.clone())).await;
         }
         answer
     }
@@ -488,11 +491,11 @@ impl Registry {
         &self,
         reference: &Reference,
         operation: RegistryOperation,
+        auth: &RegistryAuth,
     ) -> std::result::Result<(), OciDistributionError> {
-        let auth = auth_for(reference.registry());
         if !matches!(auth, RegistryAuth::Anonymous) {
             return self
-                .deadline(reference, self.client.auth(reference, &auth, operation))
+                .deadline(reference, self.client.auth(reference, auth, operation))
                 .await
                 .map(|_| ());
         }
@@ -507,7 +510,7 @@ impl Registry {
         if wants_tokens {
             // `GET /v2/` for the challenge, then the token itself.
             let token = self
-                .deadline(reference, self.client.auth(reference, &auth, operation))
+                .deadline(reference, self.client.auth(reference, auth, operation))
                 .await?;
             self.traffic.record(0);
             if token.is_some() {
@@ -527,8 +530,13 @@ impl Registry {
 
     /// After a 401: whether anonymous access to the reference's registry should now use tokens
     /// (and the scope be set up again). Configured credentials are not retried.
-    fn wants_tokens(&self, reference: &Reference, operation: RegistryOperation) -> bool {
-        if !matches!(auth_for(reference.registry()), RegistryAuth::Anonymous) {
+    fn wants_tokens(
+        &self,
+        reference: &Reference,
+        operation: RegistryOperation,
+        auth: &RegistryAuth,
+    ) -> bool {
+        if !matches!(auth, RegistryAuth::Anonymous) {
             return false;
         }
         let scope = scope(reference, operation);
