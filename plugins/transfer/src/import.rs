@@ -231,9 +231,8 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
         std::io::Read::read(&mut file, &mut magic).map_err(|e| unreadable("staged archive", e))?;
     match magic[..read] {
         [0x1f, 0x8b, ..] => {
-            let mut decoder = flate2::read::GzDecoder::new(std::io::BufReader::new(
-                std::fs::File::open(received).map_err(|e| unreadable("staged archive", e))?,
-            ));
+            std::io::Seek::rewind(&mut file).map_err(|e| unreadable("staged archive", e))?;
+            let mut decoder = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
             let mut out =
                 std::fs::File::create(tar).map_err(|e| unreadable("staging the archive", e))?;
             // Bounded: a small gzip stream can expand without end.

@@ -133,7 +133,7 @@ impl Session {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
         if let Ok(value) = self.namespace.parse() {
-            metadata.insert("containerd-namespace", value);
+            metadata.insert(crate::streams::NAMESPACE, value);
         }
         if !self.lease.is_empty()
             && let Ok(value) = self.lease.parse()

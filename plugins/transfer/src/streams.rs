@@ -37,7 +37,7 @@ pub const STREAM: &str = "/containerd.services.streaming.v1.Streaming/Stream";
 const DEPTH: usize = 16;
 
 /// gRPC metadata naming the containerd namespace; stream ids are per namespace.
-const NAMESPACE: &str = "containerd-namespace";
+pub const NAMESPACE: &str = "containerd-namespace";
 
 /// Longest a Transfer's answer waits for its export stream to reach the client.
 const FLUSH_BOUND: Duration = Duration::from_secs(30);
