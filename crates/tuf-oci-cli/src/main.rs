@@ -578,10 +578,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .updater(&repository, tuf_oci::Expiration::Enforce)
                 .await?;
             for (role, metadata) in updater.all_roles().await? {
-                let mut names: Vec<_> = metadata.signed.targets.iter().collect();
-                names.sort_by(|a, b| a.0.raw().cmp(b.0.raw()));
-                for (name, target) in names {
-                    println!("{}\t{}\t{role}", name.raw(), target_digest(target));
+                let mut names: Vec<_> = metadata.target_names().collect();
+                names.sort_unstable();
+                for name in names {
+                    let target = metadata.target(name)?.expect("a name the role lists");
+                    println!("{name}\t{}\t{role}", target_digest(&target));
                 }
             }
         }

@@ -32,7 +32,7 @@ use crate::layout::{
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::RegistrySource;
-use crate::updater::{Expiration, check_version, covers, parse};
+use crate::updater::{Expiration, check_version, parse};
 use crate::verify::Verifier;
 
 /// The TUF specification version written into new metadata.
@@ -1270,4 +1270,13 @@ async fn sign_role<T: Role + serde::Serialize>(
             role: name,
             message: e.to_string(),
         })
+}
+
+/// Whether `role`'s paths cover `name` (TUF 5.6.7.2), with tough's own matcher.
+fn covers(role: &DelegatedRole, name: &TargetName) -> bool {
+    Delegations {
+        keys: HashMap::new(),
+        roles: vec![role.clone()],
+    }
+    .target_is_delegated(name)
 }

@@ -8,6 +8,7 @@
 //! - [`source`]: where the verification engine reads metadata files from.
 //! - [`trusted`]: trusted metadata persisted between runs (rollback protection).
 //! - [`updater`]: the TUF client workflow with lazy delegation search.
+//! - [`targets_metadata`]: targets metadata as the search reads it, decoded only where it looks.
 //! - [`verify`]: end-to-end verification of an image reference.
 //! - [`keys`] and [`editor`]: signing keys and the writing side (init, delegate, sign, publish).
 //! - [`store`] and [`copy`]: registries and OCI layouts as content stores, and TUF-aware copies
@@ -31,6 +32,7 @@ pub mod location;
 pub mod registry;
 pub mod source;
 pub mod store;
+pub mod targets_metadata;
 pub mod trusted;
 pub mod updater;
 pub mod verify;

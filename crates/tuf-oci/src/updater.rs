@@ -8,16 +8,14 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use tough::TargetName;
-use tough::schema::{
-    DelegatedRole, Delegations, Metafile, PathSet, Role, RoleType, Root, Signed, Snapshot, Target,
-    Targets, Timestamp,
-};
+use tough::schema::{Metafile, Role, RoleType, Root, Signed, Snapshot, Target, Timestamp};
 
 use crate::descriptor::descriptor_from_target;
 use crate::error::{Error, Result};
 use crate::layout::{sha256_digest, versioned_file};
 use crate::location::Repository;
 use crate::source::MetadataSource;
+use crate::targets_metadata::{Delegation, TargetsMetadata};
 use crate::trusted::TrustedStore;
 
 /// Download limits (TUF 5.2: "an upper bound on the number of bytes").
@@ -113,8 +111,8 @@ pub struct Updater<S> {
     snapshot: Option<Signed<Snapshot>>,
     /// Targets metadata is shared, not copied, while the delegation tree is searched: with many
     /// delegations it is the largest metadata there is.
-    targets: Option<Arc<Signed<Targets>>>,
-    delegated: HashMap<String, Arc<Signed<Targets>>>,
+    targets: Option<Arc<TargetsMetadata>>,
+    delegated: HashMap<String, Arc<TargetsMetadata>>,
 }
 
 impl<S: MetadataSource> Updater<S> {
@@ -154,7 +152,13 @@ impl<S: MetadataSource> Updater<S> {
         };
         updater.timestamp = updater.load_cached("timestamp");
         updater.snapshot = updater.load_cached("snapshot");
-        updater.targets = updater.load_cached("targets").map(Arc::new);
+        updater.targets = updater
+            .store
+            .load("targets.json")
+            .and_then(|bytes| {
+                TargetsMetadata::verified("targets", &bytes, &updater.root.signed).ok()
+            })
+            .map(Arc::new);
         Ok(updater)
     }
 
@@ -174,7 +178,7 @@ impl<S: MetadataSource> Updater<S> {
         self.check_expiry("root", self.root.signed.expires)?;
         let timestamp = self.timestamp.as_ref().map(|t| t.signed.expires);
         let snapshot = self.snapshot.as_ref().map(|s| s.signed.expires);
-        let targets = self.targets.as_ref().map(|t| t.signed.expires);
+        let targets = self.targets.as_ref().map(|t| t.expires());
         for (role, expires) in [
             ("timestamp", timestamp),
             ("snapshot", snapshot),
@@ -209,12 +213,7 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     /// The trusted top-level targets, after a refresh.
-    pub fn targets(&self) -> Result<&Signed<Targets>> {
-        self.targets.as_deref().ok_or_else(not_refreshed)
-    }
-
-    /// [`Self::targets`], shared.
-    fn top_level(&self) -> Result<Arc<Signed<Targets>>> {
+    fn top_level(&self) -> Result<Arc<TargetsMetadata>> {
         self.targets.clone().ok_or_else(not_refreshed)
     }
 
@@ -249,11 +248,8 @@ impl<S: MetadataSource> Updater<S> {
         let target_name = target_name(name)?;
         let mut found = None;
         self.walk(&target_name, near, |role, targets| {
-            found = targets
-                .targets
-                .get(&target_name)
-                .map(|t| (role.to_string(), t.clone()));
-            found.is_some()
+            found = targets.target(name)?.map(|t| (role.to_string(), t));
+            Ok(found.is_some())
         })
         .await?;
         found.ok_or_else(|| Error::TargetNotSigned {
@@ -288,22 +284,10 @@ impl<S: MetadataSource> Updater<S> {
                     reason: format!("more than {} roles", self.limits.max_delegations),
                 });
             }
-            candidates.extend(
-                metadata
-                    .signed
-                    .targets
-                    .iter()
-                    .filter(|(n, t)| {
-                        n.raw().starts_with(&prefix) && hex::encode(&t.hashes.sha256) == hex
-                    })
-                    .map(|(n, _)| n.raw().to_string()),
-            );
-            let Some(delegations) = &metadata.signed.delegations else {
-                continue;
-            };
-            for child in delegations.roles.iter().rev() {
-                if may_cover_repository(&child.paths, &prefix) {
-                    let loaded = self.delegated_role(&child.name, delegations, near).await?;
+            candidates.extend(metadata.names_with_digest(&prefix, hex).map(str::to_string));
+            for child in metadata.delegations().iter().rev() {
+                if child.may_cover_prefix(&prefix) {
+                    let loaded = self.delegated_role(child, near).await?;
                     stack.push((child.name.clone(), loaded));
                 }
             }
@@ -325,7 +309,7 @@ impl<S: MetadataSource> Updater<S> {
 
     /// Every role reachable from top-level targets, in search order, for listing and
     /// publishing. Fetches every role, so it is for administrators, not for pulls.
-    pub async fn all_roles(&mut self) -> Result<Vec<(String, Arc<Signed<Targets>>)>> {
+    pub async fn all_roles(&mut self) -> Result<Vec<(String, Arc<TargetsMetadata>)>> {
         let mut out = Vec::new();
         let mut stack = vec![("targets".to_string(), self.top_level()?)];
         let mut visited = HashSet::new();
@@ -333,12 +317,10 @@ impl<S: MetadataSource> Updater<S> {
             if !visited.insert(role.clone()) {
                 continue;
             }
-            if let Some(delegations) = &metadata.signed.delegations {
-                for child in delegations.roles.iter().rev() {
-                    if self.snapshot_meta(&child.name).is_some() {
-                        let loaded = self.delegated_role(&child.name, delegations, None).await?;
-                        stack.push((child.name.clone(), loaded));
-                    }
+            for child in metadata.delegations().iter().rev() {
+                if self.snapshot_meta(&child.name).is_some() {
+                    let loaded = self.delegated_role(child, None).await?;
+                    stack.push((child.name.clone(), loaded));
                 }
             }
             out.push((role, metadata));
@@ -352,11 +334,13 @@ impl<S: MetadataSource> Updater<S> {
         &mut self,
         name: &TargetName,
         near: Option<&Repository>,
-        mut visit: impl FnMut(&str, &Targets) -> bool,
+        mut visit: impl FnMut(&str, &TargetsMetadata) -> Result<bool>,
     ) -> Result<()> {
-        // Each entry is a role still to visit and the role whose delegations vouch for it; roles
-        // are fetched when popped, so siblings after a match are never downloaded.
-        let mut stack: Vec<(String, Option<Arc<Signed<Targets>>>)> = vec![("targets".into(), None)];
+        // A role still to visit, with its delegator and the index of the delegation vouching
+        // for it (none for top-level targets). Roles are fetched when popped, so siblings
+        // after a match are never downloaded.
+        type Pending = (String, Option<(Arc<TargetsMetadata>, usize)>);
+        let mut stack: Vec<Pending> = vec![("targets".into(), None)];
         let mut visited = HashSet::new();
         while let Some((role, parent)) = stack.pop() {
             if !visited.insert(role.clone()) {
@@ -370,23 +354,18 @@ impl<S: MetadataSource> Updater<S> {
             }
             let metadata = match &parent {
                 None => self.top_level()?,
-                Some(parent) => {
-                    let Some(delegations) = &parent.signed.delegations else {
-                        continue;
-                    };
-                    self.delegated_role(&role, delegations, near).await?
+                Some((parent, index)) => {
+                    self.delegated_role(&parent.delegations()[*index], near)
+                        .await?
                 }
             };
-            if visit(&role, &metadata.signed) {
+            if visit(&role, &metadata)? {
                 return Ok(());
             }
-            let Some(delegations) = &metadata.signed.delegations else {
-                continue;
-            };
             let mut children = Vec::new();
-            for child in &delegations.roles {
-                if covers(child, name) {
-                    children.push((child.name.clone(), Some(metadata.clone())));
+            for (index, child) in metadata.delegations().iter().enumerate() {
+                if child.covers(name)? {
+                    children.push((child.name.clone(), Some((metadata.clone(), index))));
                     if child.terminating {
                         stack.clear();
                         break;
@@ -523,22 +502,21 @@ impl<S: MetadataSource> Updater<S> {
                 role: "targets.json".into(),
             })?;
         if let Some(trusted) = &self.targets
-            && trusted.signed.version == meta.version
+            && trusted.version() == meta.version
         {
-            return self.check_expiry("targets", trusted.signed.expires);
+            return self.check_expiry("targets", trusted.expires());
         }
         let bytes = self
             .fetch_named("targets", &meta, "snapshot", self.limits.targets, None)
             .await?;
-        let new: Signed<Targets> = parse("targets", &bytes)?;
-        self.verify_top_level("targets", &new)?;
+        let new = TargetsMetadata::verified("targets", &bytes, &self.root.signed)?;
         check_version(
             "targets",
             "snapshot",
             meta.version.get(),
-            new.signed.version.get(),
+            new.version().get(),
         )?;
-        self.check_expiry("targets", new.signed.expires)?;
+        self.check_expiry("targets", new.expires())?;
         self.store.store("targets.json", &bytes)?;
         self.targets = Some(Arc::new(new));
         Ok(())
@@ -547,47 +525,39 @@ impl<S: MetadataSource> Updater<S> {
     /// A delegated role at the version snapshot names, verified with its delegator's keys.
     async fn delegated_role(
         &mut self,
-        role: &str,
-        delegations: &Delegations,
+        delegation: &Delegation,
         near: Option<&Repository>,
-    ) -> Result<Arc<Signed<Targets>>> {
+    ) -> Result<Arc<TargetsMetadata>> {
+        let role = delegation.name.as_str();
         let meta = self
             .snapshot_meta(role)
             .cloned()
             .ok_or_else(|| Error::NotInSnapshot {
                 role: format!("{role}.json"),
             })?;
-        let verify = |signed: &Signed<Targets>| {
-            delegations
-                .verify_role(signed, role)
-                .map_err(|e| Error::Signature {
-                    role: role.to_string(),
-                    message: e.to_string(),
-                })
+        let signers = delegation.signers()?;
+        let cached = match self.delegated.get(role) {
+            Some(held) => held
+                .check_signatures(role, signers)
+                .ok()
+                .map(|()| held.clone()),
+            None => self
+                .store
+                .load(&format!("{role}.json"))
+                .and_then(|bytes| TargetsMetadata::verified(role, &bytes, signers).ok())
+                .map(Arc::new),
         };
-        let cached = self.delegated.get(role).cloned().or_else(|| {
-            let bytes = self.store.load(&format!("{role}.json"))?;
-            parse::<Targets>(role, &bytes).ok().map(Arc::new)
-        });
-        if let Some(cached) = cached.filter(|c| c.signed.version == meta.version)
-            && verify(&cached).is_ok()
-        {
-            self.check_expiry(role, cached.signed.expires)?;
+        if let Some(cached) = cached.filter(|c| c.version() == meta.version) {
+            self.check_expiry(role, cached.expires())?;
             self.delegated.insert(role.to_string(), cached.clone());
             return Ok(cached);
         }
         let bytes = self
             .fetch_named(role, &meta, "snapshot", self.limits.targets, near)
             .await?;
-        let new = Arc::new(parse::<Targets>(role, &bytes)?);
-        verify(&new)?;
-        check_version(
-            role,
-            "snapshot",
-            meta.version.get(),
-            new.signed.version.get(),
-        )?;
-        self.check_expiry(role, new.signed.expires)?;
+        let new = Arc::new(TargetsMetadata::verified(role, &bytes, signers)?);
+        check_version(role, "snapshot", meta.version.get(), new.version().get())?;
+        self.check_expiry(role, new.expires())?;
         self.store.store(&format!("{role}.json"), &bytes)?;
         self.delegated.insert(role.to_string(), new.clone());
         Ok(new)
@@ -698,31 +668,6 @@ pub fn trusted_root(bytes: &[u8]) -> Result<Signed<Root>> {
             message: e.to_string(),
         })?;
     Ok(root)
-}
-
-/// Whether `role`'s paths cover `name` (TUF 5.6.7.2), with tough's own matcher.
-pub(crate) fn covers(role: &DelegatedRole, name: &TargetName) -> bool {
-    Delegations {
-        keys: HashMap::new(),
-        roles: vec![role.clone()],
-    }
-    .target_is_delegated(name)
-}
-
-/// Whether a role with `paths` could sign some name starting with `prefix` (`<repo>:`): the
-/// literal part of each pattern before its first wildcard must agree with the prefix. Hash
-/// prefixes cannot be told apart, so they always may.
-fn may_cover_repository(paths: &PathSet, prefix: &str) -> bool {
-    match paths {
-        PathSet::Paths(patterns) => patterns.iter().any(|p| {
-            let value = p.value();
-            let literal = &value[..value
-                .find(['*', '?', '[', '{', '\\'])
-                .unwrap_or(value.len())];
-            prefix.starts_with(literal) || literal.starts_with(prefix)
-        }),
-        PathSet::PathHashPrefixes(_) => true,
-    }
 }
 
 fn target_name(name: &str) -> Result<TargetName> {
