@@ -3,8 +3,12 @@
 
 use std::collections::HashMap;
 
-use tough::schema::{Signed, Targets};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+use tough::schema::decoded::{Decoded, Hex};
+use tough::schema::{DelegatedRole, Delegations, PathPattern, PathSet, Signature, Signed, Targets};
 use tuf_oci::Error;
+use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
 
@@ -117,11 +121,18 @@ async fn threshold_two_of_three() {
         &[org.key("k1").await, org.key("k2").await],
     )
     .await;
+    let dropped = resigned.signatures[1].keyid.clone();
     resigned.signatures.truncate(1);
     // A duplicated signature does not count twice either.
     let mut duplicated = resigned.clone();
     duplicated.signatures.push(duplicated.signatures[0].clone());
-    for forged in [resigned, duplicated] {
+    // Nor does a signature by a key of another type (ECDSA P-256) filed under the keyid of
+    // the trusted key whose signature was dropped.
+    let mut other_type = resigned.clone();
+    other_type
+        .signatures
+        .push(ecdsa_signature_under(&other_type, dropped).await);
+    for forged in [resigned, duplicated, other_type] {
         craft::publish_raw(&registry, &org, &[("release", craft::bytes(&forged))]).await;
         let err = verifier
             .verify(&registry.image("team-a/app:v1"))
@@ -132,6 +143,31 @@ async fn threshold_two_of_three() {
             "{err}"
         );
     }
+}
+
+/// A signature over `role` by a fresh ECDSA P-256 key, filed under `keyid`.
+async fn ecdsa_signature_under(role: &Signed<Targets>, keyid: Decoded<Hex>) -> Signature {
+    let dir = tempfile::tempdir().unwrap();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
+        .unwrap();
+    std::fs::write(dir.path().join("ecdsa.key"), pkcs8.as_ref()).unwrap();
+    let key = SigningKey::load(&dir.path().join("ecdsa")).await.unwrap();
+    let holder = Delegations {
+        keys: HashMap::from([(key.public().key_id().unwrap(), key.public().clone())]),
+        roles: vec![DelegatedRole {
+            name: "release".into(),
+            keyids: vec![key.public().key_id().unwrap()],
+            threshold: 1.try_into().unwrap(),
+            paths: PathSet::Paths(vec![PathPattern::new("team-a/*").unwrap()]),
+            terminating: false,
+            targets: None,
+        }],
+    };
+    let mut signed = craft::sign_delegated("release", role.signed.clone(), &holder, &[key]).await;
+    let mut signature = signed.signatures.remove(0);
+    assert_ne!(signature.keyid, keyid);
+    signature.keyid = keyid;
+    signature
 }
 
 #[tokio::test]
@@ -316,5 +352,78 @@ async fn search_fetches_only_roles_on_the_path() {
             "team-3.json",
             "timestamp.json"
         ]
+    );
+}
+
+#[tokio::test]
+async fn delegation_cycle_ends_the_search() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let (a, b) = (org.key("a").await, org.key("b").await);
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("a", &["team-a/*"], &[&a], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    org.delegate(
+        &registry,
+        "a",
+        std::slice::from_ref(&a),
+        &delegation("b", &["team-a/*"], &[&b], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    // b delegates back to a: targets -> a -> b -> a -> ...
+    org.delegate(
+        &registry,
+        "b",
+        std::slice::from_ref(&b),
+        &delegation("a", &["team-a/*"], &[&a], 1),
+    )
+    .await;
+    registry.push_image("team-a/app", "v1", "app").await;
+    with_pointer(&registry, "team-a/app").await;
+    org.sign(&registry, &registry.image("team-a/app:v1"), "b", &[b])
+        .await;
+    org.publish(&registry).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    let found = verifier
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(found.role(), "b");
+    // A name nobody signs walks the cycle once and ends, by tag and by digest.
+    registry.push_image("team-a/app", "v2", "unsigned").await;
+    let err = verifier
+        .resolve(&registry.image("team-a/app:v2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TargetNotSigned { ref name } if name == "team-a/app:v2"),
+        "{err}"
+    );
+    let unsigned = format!("team-a/app@sha256:{}", "0".repeat(64));
+    let err = verifier
+        .resolve(&registry.image(&unsigned))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestNotSigned { .. }), "{err}");
+
+    // The number of roles a search may visit is bounded too (TUF 5.6.7.1).
+    let mut trust = org.trust(None, None);
+    trust.limits.max_delegations = 1;
+    let bounded = tuf_oci::Verifier::new(registry.client.clone(), trust).unwrap();
+    let err = bounded
+        .resolve(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Delegation { ref reason, .. } if reason.contains("more than 1")),
+        "{err}"
     );
 }

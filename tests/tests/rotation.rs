@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU64;
 
-use tough::schema::{RoleType, Root, Signed};
+use tough::schema::{RoleType, Root, Signed, Snapshot, Timestamp};
 use tuf_oci::Error;
 use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::craft::{self, parse};
@@ -131,4 +131,131 @@ async fn fast_forwarded_timestamp_is_recovered_by_rotating_its_key() {
         .unwrap();
     assert_eq!(updater.timestamp().unwrap().signed.version.get(), 3);
     updater.find("solo/app:v1", None).await.unwrap();
+}
+
+#[tokio::test]
+async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let root: Signed<Root> = parse(&org.root);
+    let snapshot_key = [org.key("snapshot").await];
+    let cache = tempfile::tempdir().unwrap();
+    let verify = || async {
+        org.verifier(&registry, cache.path())
+            .verify(&registry.image("solo/app:v1"))
+            .await
+    };
+    verify().await.unwrap();
+    let timestamp: Signed<Timestamp> =
+        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let published = timestamp.signed.meta["snapshot.json"].version.get();
+    let next_timestamp = |n: u64| timestamp.signed.version.get() + n;
+    let legit: Signed<Snapshot> = parse(
+        &registry
+            .get_file(&org.metadata, &format!("{published}.snapshot.json"))
+            .await,
+    );
+
+    // The snapshot key leaks; a client trusts a snapshot naming targets version 1000.
+    let mut inflated = legit.signed.clone();
+    inflated.version = NonZeroU64::new(published + 100).unwrap();
+    let targets = inflated.meta.get_mut("targets.json").unwrap();
+    *targets = craft::metafile(1000, b"never published");
+    publish_snapshot(
+        &registry,
+        &org,
+        &root.signed,
+        &snapshot_key,
+        inflated,
+        next_timestamp(1),
+    )
+    .await;
+    let err = verify().await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+
+    // The real state, re-signed with the same key, is now a rollback for that client.
+    let mut real = legit.signed.clone();
+    real.version = NonZeroU64::new(published + 1).unwrap();
+    publish_snapshot(
+        &registry,
+        &org,
+        &root.signed,
+        &snapshot_key,
+        real.clone(),
+        3,
+    )
+    .await;
+    let err = verify().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, trusted, .. } if role == "snapshot" && trusted == published + 100),
+        "{err}"
+    );
+
+    // The administrator rotates the snapshot key: the client drops the trusted snapshot and
+    // timestamp (TUF 5.3.11) and accepts the real state under the new key.
+    let fresh = org.key("snapshot-new").await;
+    let new_root = org
+        .editor(&registry)
+        .await
+        .rotate(
+            RoleType::Snapshot,
+            &[org.key("root").await],
+            std::slice::from_ref(&fresh),
+            NonZeroU64::MIN,
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    let new_root: Signed<Root> = parse(&new_root);
+    real.version = NonZeroU64::new(published + 2).unwrap();
+    publish_snapshot(
+        &registry,
+        &org,
+        &new_root.signed,
+        &[fresh],
+        real,
+        next_timestamp(3),
+    )
+    .await;
+    let verified = verify().await.unwrap();
+    assert_eq!(verified.name(), "solo/app:v1");
+    let updater = org
+        .verifier(&registry, cache.path())
+        .updater(&registry.repo("solo/app"), tuf_oci::Expiration::Enforce)
+        .await
+        .unwrap();
+    assert_eq!(
+        updater.snapshot().unwrap().signed.version.get(),
+        published + 2
+    );
+}
+
+/// Pushes `snapshot` signed with `snapshot_keys`, and a timestamp at `timestamp_version` naming
+/// it signed with the org's timestamp key: what a holder of the snapshot key can publish.
+async fn publish_snapshot(
+    registry: &TestRegistry,
+    org: &tuf_oci_tests::Org,
+    root: &Root,
+    snapshot_keys: &[SigningKey],
+    snapshot: Snapshot,
+    timestamp_version: u64,
+) {
+    let version = snapshot.version.get();
+    let signed = craft::bytes(&craft::sign_top(snapshot, root, snapshot_keys).await);
+    registry
+        .put_file(&org.metadata, &format!("{version}.snapshot.json"), &signed)
+        .await;
+    craft::forge_timestamp(
+        registry,
+        org,
+        root,
+        &[org.key("timestamp").await],
+        |timestamp| {
+            timestamp.version = NonZeroU64::new(timestamp_version).unwrap();
+            timestamp
+                .meta
+                .insert("snapshot.json".into(), craft::metafile(version, &signed));
+        },
+    )
+    .await;
 }
