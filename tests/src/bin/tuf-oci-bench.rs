@@ -693,8 +693,9 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
     let bin_dir = dir.path().join("verifiers");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::fs::copy(&verifier, bin_dir.join("containerd-tuf-verifier")).unwrap();
-    // Pulls: no verifier; verifier answered by the warm service; verifier in-process with an
-    // empty cache (service stopped).
+    // Pulls, side by side in every run: no verifier; verifier answered by the warm service;
+    // by a service just started with an empty cache (cold metadata); in-process with an empty
+    // cache (service stopped).
     let pull = |verifiers: Option<&std::path::Path>| {
         let containerd = Containerd::start(
             Version::V2_3,
@@ -703,38 +704,59 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
         );
         timed_pull(&containerd, &containerd.socket, &name)
     };
-    let mut pulls = [Duration::ZERO; 3];
-    for _ in 0..runs {
-        pulls[0] += pull(None);
-        pulls[1] += pull(Some(&bin_dir));
-    }
-    let _ = service.kill();
-    let _ = service.wait();
-    for _ in 0..runs {
+    let stop = |mut service: std::process::Child| {
+        let _ = service.kill();
+        let _ = service.wait();
+        let _ = std::fs::remove_file(&socket);
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
-        pulls[2] += pull(Some(&bin_dir));
+    };
+    let mut pulls: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..runs {
+        pulls[0].push(pull(None));
+        pulls[1].push(pull(Some(&bin_dir)));
+        stop(service);
+        service = start_service(&verifier, &policy, &socket).await;
+        pulls[2].push(pull(Some(&bin_dir)));
+        stop(service);
+        pulls[3].push(pull(Some(&bin_dir)));
+        service = start_service(&verifier, &policy, &socket).await;
+        invoke();
     }
+    stop(service);
     let mb = layer_bytes >> 20;
+    let [plain, warm, service_cold, cold] = pulls.map(median);
     for (case, time) in [
-        ("no verifier", pulls[0]),
-        ("verifier, warm service", pulls[1]),
-        ("verifier in-process, cold cache", pulls[2]),
+        ("no verifier", plain),
+        ("warm service", warm),
+        ("service, cold metadata", service_cold),
+        ("in-process, cold metadata", cold),
     ] {
         println!(
             "{:<56} {:>10} {:>12} {:>10.2}ms",
-            format!("ctr pull ({mb} MiB layer), {case}"),
+            format!("ctr pull ({mb} MiB), {case}, median"),
             "",
             "",
-            per(time)
+            time.as_secs_f64() * 1000.0
         );
     }
-    for (case, time) in [("warm service", pulls[1]), ("cold in-process", pulls[2])] {
+    for (case, time) in [
+        ("warm service", warm),
+        ("service, cold metadata", service_cold),
+        ("in-process, cold metadata", cold),
+    ] {
         println!(
             "{:<56} {:>10.2}",
-            format!("  ratio with verifier ({case}) / without"),
-            time.as_secs_f64() / pulls[0].as_secs_f64()
+            format!("  ratio {case} / no verifier"),
+            time.as_secs_f64() / plain.as_secs_f64()
         );
     }
+}
+
+/// The middle of `samples`: pulls take 150 ms and an occasional one 250 ms on a busy
+/// machine, which a mean would charge to whichever configuration ran then.
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
 }
 
 /// The transfer front: `ctr images pull` (containerd 1.6, client-side) through the front vs
@@ -779,35 +801,39 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
         )
     };
     // [direct v1, direct v2, front v1 (cold metadata), front v2 (warm metadata)]
-    let mut times = [Duration::ZERO; 4];
+    let mut times: [Vec<Duration>; 4] = Default::default();
     for run in 0..runs {
         let direct = Containerd::start(Version::V1_6, None, &[]);
-        times[0] += pull(&direct, &direct.socket, "v1");
-        times[1] += pull(&direct, &direct.socket, "v2");
+        times[0].push(pull(&direct, &direct.socket, "v1"));
+        times[1].push(pull(&direct, &direct.socket, "v2"));
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
         let fronted = Containerd::start(Version::V1_6, None, &[]);
         let socket = dir.path().join(format!("front-{run}.sock"));
         let stop = start_front(&fronted, &socket);
-        times[2] += pull(&fronted, &socket, "v1");
-        times[3] += pull(&fronted, &socket, "v2");
+        times[2].push(pull(&fronted, &socket, "v1"));
+        times[3].push(pull(&fronted, &socket, "v2"));
         let _ = stop.send(());
     }
-    let per = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
     let mb = layer_bytes >> 20;
+    let [direct_v1, direct_v2, front_cold, front_warm] = times.map(median);
     for (case, time) in [
-        ("direct", times[0] + times[1]),
-        ("through the front, cold metadata", times[2] * 2),
-        ("through the front, warm metadata", times[3] * 2),
+        ("direct (v1)", direct_v1),
+        ("direct (v2)", direct_v2),
+        ("through the front, cold metadata (v1)", front_cold),
+        ("through the front, warm metadata (v2)", front_warm),
     ] {
         println!(
             "{:<56} {:>10} {:>12} {:>10.2}ms",
-            format!("ctr pull 1.6 ({mb} MiB), {case}"),
+            format!("ctr pull 1.6 ({mb} MiB), {case}, median"),
             "",
             "",
-            per(time) / 2.0
+            time.as_secs_f64() * 1000.0
         );
     }
-    for (case, front, direct) in [("cold", times[2], times[0]), ("warm", times[3], times[1])] {
+    for (case, front, direct) in [
+        ("cold", front_cold, direct_v1),
+        ("warm", front_warm, direct_v2),
+    ] {
         println!(
             "{:<56} {:>10.2}",
             format!("  ratio front ({case} metadata) / direct"),
