@@ -6,6 +6,8 @@
 
 use std::collections::HashSet;
 
+use futures_util::StreamExt;
+
 use crate::claim::is_claim_tag;
 use crate::error::{Error, Result};
 use crate::layout::{MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest};
@@ -14,6 +16,20 @@ use crate::store::ContentStore;
 
 /// Largest manifest copied.
 const MANIFEST_LIMIT: u64 = 4 << 20;
+/// Blobs copied at once (skopeo copies up to 6 layers at a time).
+const BLOB_CONCURRENCY: usize = 4;
+
+/// What happened to one blob.
+enum BlobCopy {
+    /// The destination had it.
+    Present,
+    /// A dry run: it would be copied.
+    Would,
+    /// Mounted from another repository of the same registry.
+    Mounted,
+    /// Streamed across, taking this long.
+    Copied(std::time::Duration),
+}
 
 /// Which image tags to copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,48 +288,58 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
     ) -> Result<()> {
         crate::store::check_depth(stored, depth)?;
         let (blobs, children) = crate::store::references(stored)?;
-        for blob in &blobs {
-            if !self.done.insert(format!("{destination}@{}", blob.digest)) {
-                continue;
-            }
-            if self.to.has_blob(destination, &blob.digest).await? {
-                self.report.skipped += 1;
-                continue;
+        let blobs: Vec<_> = blobs
+            .into_iter()
+            .filter(|blob| self.done.insert(format!("{destination}@{}", blob.digest)))
+            .collect();
+        // Blobs are independent: several at once, as other registry clients do, so one
+        // layer's round trips and hashing overlap another's transfer.
+        let (from, to, host, dry_run) = (self.from, self.to, self.host, self.options.dry_run);
+        let mut copies = futures_util::stream::iter(&blobs)
+            .map(|blob| async move {
+                let outcome = if to.has_blob(destination, &blob.digest).await? {
+                    BlobCopy::Present
+                } else if dry_run {
+                    BlobCopy::Would
+                } else if to.mount(destination, &blob.digest, host, source).await? {
+                    BlobCopy::Mounted
+                } else {
+                    // Streamed: memory stays bounded whatever the layer size.
+                    let start = std::time::Instant::now();
+                    let data = from.open_blob(source, &blob.digest, blob.size).await?;
+                    to.put_blob_stream(destination, &blob.digest, blob.size, data)
+                        .await?;
+                    BlobCopy::Copied(start.elapsed())
+                };
+                Ok::<_, Error>((blob, outcome))
+            })
+            .buffer_unordered(BLOB_CONCURRENCY);
+        while let Some(copied) = copies.next().await {
+            let (blob, outcome) = copied?;
+            let line = match outcome {
+                BlobCopy::Present => {
+                    self.report.skipped += 1;
+                    continue;
+                }
+                BlobCopy::Would => format!("would copy blob {} ({} bytes)", blob.digest, blob.size),
+                BlobCopy::Mounted => {
+                    self.report.mounted += 1;
+                    format!("mounted blob {} ({} bytes)", blob.digest, blob.size)
+                }
+                BlobCopy::Copied(took) => format!(
+                    "copied blob {} ({} bytes, {:.1} MB/s)",
+                    blob.digest,
+                    blob.size,
+                    blob.size as f64 / took.as_secs_f64().max(1e-6) / 1e6
+                ),
+            };
+            if !matches!(outcome, BlobCopy::Mounted) {
+                self.report.bytes += blob.size;
             }
             self.report
                 .written
                 .push(format!("{destination}@{}", blob.digest));
-            if self.options.dry_run {
-                let line = format!("would copy blob {} ({} bytes)", blob.digest, blob.size);
-                (self.progress)(&line);
-                self.report.bytes += blob.size;
-                continue;
-            }
-            if self
-                .to
-                .mount(destination, &blob.digest, self.host, source)
-                .await?
-            {
-                let line = format!("mounted blob {} ({} bytes)", blob.digest, blob.size);
-                (self.progress)(&line);
-                self.report.mounted += 1;
-                continue;
-            }
-            // Streamed: memory stays bounded whatever the layer size.
-            let start = std::time::Instant::now();
-            let data = self.from.open_blob(source, &blob.digest, blob.size).await?;
-            self.to
-                .put_blob_stream(destination, &blob.digest, blob.size, data)
-                .await?;
-            let seconds = start.elapsed().as_secs_f64().max(1e-6);
-            let line = format!(
-                "copied blob {} ({} bytes, {:.1} MB/s)",
-                blob.digest,
-                blob.size,
-                blob.size as f64 / seconds / 1e6
-            );
             (self.progress)(&line);
-            self.report.bytes += blob.size;
         }
         for child in &children {
             if !self.done.insert(format!("{destination}@{}", child.digest)) {
