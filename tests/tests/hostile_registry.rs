@@ -230,4 +230,17 @@ async fn registry_wanting_anonymous_tokens_gets_one_per_scope() {
         !again.iter().any(|p| p == "/token" || p == "/v2/"),
         "the token is kept: {again:#?}"
     );
+
+    // An image beside its metadata repository: two repositories, two tokens, though the
+    // client asks for root N+1 and the timestamp at once.
+    let registry = TestRegistry::start();
+    let team = TeamA::create(&registry).await;
+    let proxy = HostileRegistry::start(&registry.host, vec![Rule::RequireToken]).await;
+    self::verifier(&proxy.host, &team.org.root)
+        .verify(&image(&proxy.host, "team-a/app:v1"))
+        .await
+        .unwrap();
+    let seen = proxy.seen.lock().unwrap().clone();
+    let tokens = seen.iter().filter(|p| *p == "/token").count();
+    assert_eq!(tokens, 2, "two repositories, two tokens: {seen:#?}");
 }

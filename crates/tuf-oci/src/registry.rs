@@ -158,6 +158,9 @@ pub struct Registry {
     traffic: Arc<Traffic>,
     /// How anonymous requests are authorized, per registry and scope.
     anonymous: Arc<std::sync::Mutex<Anonymous>>,
+    /// Held during an anonymous token exchange, so that concurrent first requests to a scope
+    /// share one exchange.
+    exchange: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Anonymous access without asking first. oci-client would ask the registry whether it wants a
@@ -195,6 +198,7 @@ impl Registry {
             timeout: config.timeout,
             traffic: Arc::default(),
             anonymous: Arc::default(),
+            exchange: Arc::default(),
         }
     }
 
@@ -500,14 +504,22 @@ impl Registry {
                 .map(|_| ());
         }
         let scope = scope(reference, operation);
-        let wants_tokens = {
+        let ready = || {
             let anonymous = self.anonymous.lock().expect("not poisoned");
-            if anonymous.ready.contains(&scope) {
+            (
+                anonymous.ready.contains(&scope),
+                anonymous.token_hosts.contains(&scope.0),
+            )
+        };
+        let (is_ready, wants_tokens) = ready();
+        if is_ready {
+            return Ok(());
+        }
+        if wants_tokens {
+            let _exchange = self.exchange.lock().await;
+            if ready().0 {
                 return Ok(());
             }
-            anonymous.token_hosts.contains(&scope.0)
-        };
-        if wants_tokens {
             // `GET /v2/` for the challenge, then the token itself.
             let token = self
                 .deadline(reference, self.client.auth(reference, auth, operation))

@@ -165,8 +165,16 @@ impl<S: MetadataSource> Updater<S> {
     /// Runs the top-level update: root chain, timestamp, snapshot and targets (TUF 5.3–5.5).
     pub async fn refresh(&mut self) -> Result<()> {
         self.now = jiff::Timestamp::now();
-        self.update_root().await?;
-        self.update_timestamp().await?;
+        // Root N+1 and the timestamp are independent downloads: fetched together they cost one
+        // round trip. The timestamp is still checked after the root chain is followed (TUF 5.3
+        // before 5.4), with the newest root's keys.
+        let next_root = versioned_file("root", self.root.signed.version.get() + 1);
+        let (next_root, timestamp) = futures_util::join!(
+            self.source.fetch(&next_root, None, self.limits.root),
+            self.fetch_timestamp()
+        );
+        self.update_root(next_root?).await?;
+        self.update_timestamp(timestamp?)?;
         self.update_snapshot().await?;
         self.update_targets().await
     }
@@ -378,12 +386,17 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     /// TUF 5.3: follow root N+1 until the source has none, each signed by the previous root and
-    /// by itself.
-    async fn update_root(&mut self) -> Result<()> {
+    /// by itself. `next` is root N+1 as already fetched.
+    async fn update_root(&mut self, mut next: Option<Vec<u8>>) -> Result<()> {
         let first = self.root.signed.version.get();
         for version in first + 1..=first + self.limits.max_root_rotations {
             let file = versioned_file("root", version);
-            let Some(bytes) = self.source.fetch(&file, None, self.limits.root).await? else {
+            let fetched = if version == first + 1 {
+                next.take()
+            } else {
+                self.source.fetch(&file, None, self.limits.root).await?
+            };
+            let Some(bytes) = fetched else {
                 break;
             };
             let chain = |message: String| Error::RootChain { version, message };
@@ -420,10 +433,10 @@ impl<S: MetadataSource> Updater<S> {
         self.check_expiry("root", self.root.signed.expires)
     }
 
-    /// TUF 5.4: timestamp, never older than trusted, naming a snapshot never older than trusted.
-    async fn update_timestamp(&mut self) -> Result<()> {
+    /// The current timestamp's bytes. The trusted copy, when still current, is not downloaded
+    /// again.
+    async fn fetch_timestamp(&self) -> Result<Vec<u8>> {
         let limit = self.limits.timestamp;
-        // The trusted copy, when still current, is not downloaded again.
         let fetched = match self
             .store
             .load("timestamp.json")
@@ -436,9 +449,13 @@ impl<S: MetadataSource> Updater<S> {
             }
             None => self.source.fetch("timestamp.json", None, limit).await?,
         };
-        let bytes = fetched.ok_or_else(|| Error::NotFound {
+        fetched.ok_or_else(|| Error::NotFound {
             what: "timestamp.json".into(),
-        })?;
+        })
+    }
+
+    /// TUF 5.4: timestamp, never older than trusted, naming a snapshot never older than trusted.
+    fn update_timestamp(&mut self, bytes: Vec<u8>) -> Result<()> {
         let new: Signed<Timestamp> = parse("timestamp", &bytes)?;
         self.verify_top_level("timestamp", &new)?;
         if let Some(trusted) = &self.timestamp {
