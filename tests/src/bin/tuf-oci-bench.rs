@@ -74,13 +74,13 @@ async fn main() {
         .collect();
     let run = |case: &str| named.is_empty() || named.iter().any(|n| n == case);
     if run("requests") {
-        requests_per_verification(&registry).await;
+        requests_per_verification(&registry, sizes.runs).await;
     }
     if run("targets") {
-        many_targets_in_one_role(&registry, sizes.targets_in_one_role).await;
+        many_targets_in_one_role(&registry, sizes.targets_in_one_role, sizes.runs).await;
     }
     if run("roles") {
-        many_delegated_roles(&registry, sizes.roles, sizes.targets_per_role).await;
+        many_delegated_roles(&registry, sizes.roles, sizes.targets_per_role, sizes.runs).await;
     }
     if run("signing") {
         signing_throughput(&registry, sizes.signed_at_once).await;
@@ -133,6 +133,13 @@ struct Measured {
     time: Duration,
 }
 
+/// The run of median time among `runs` of one case: single runs on a shared machine vary by
+/// a factor of two. Requests and bytes are the same in every run.
+fn median_run(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_unstable_by_key(|m| m.time);
+    runs.swap_remove(runs.len() / 2)
+}
+
 /// A verification as `tuf-oci verify` makes it (TUF, then the image the registry serves).
 async fn measure(client: &Registry, verifier: &Verifier, image: &tuf_oci::ImageRef) -> Measured {
     measured(client, async {
@@ -162,7 +169,7 @@ fn row(case: &str, m: &Measured) {
     );
 }
 
-async fn requests_per_verification(registry: &TestRegistry) {
+async fn requests_per_verification(registry: &TestRegistry, runs: usize) {
     let (org, team) = delegating_org(registry, "bench/tuf", "team-a").await;
     registry.push_image("team-a/app", "v1", "bench").await;
     tuf_oci::editor::set_pointer(
@@ -181,40 +188,55 @@ async fn requests_per_verification(registry: &TestRegistry) {
     .await;
     org.publish(registry).await;
 
-    let cache = tempfile::tempdir().unwrap();
-    let (client, verifier) = client(registry, &org, cache.path());
     let image = registry.image("team-a/app:v1");
-    let cold = measure(&client, &verifier, &image).await;
-    let warm = measure(&client, &verifier, &image).await;
-    row("one delegated role, cold (empty cache)", &cold);
-    row("one delegated role, warm (cache, nothing new)", &warm);
-    // Bootstrapped with the metadata location (no pointer read), resolving through TUF only
-    // (the image verifier's case: containerd hands it the descriptor).
-    let located = tempfile::tempdir().unwrap();
-    let client = Registry::new(&RegistryConfig {
-        insecure_hosts: vec![registry.host.clone()],
-        timeout: Duration::from_secs(30),
-    });
-    let trust = org.trust(Some(registry.repo("bench/tuf")), Some(located.path()));
-    let verifier = Verifier::new(client.clone(), trust).expect("trusted root");
-    for case in ["cold", "warm"] {
-        let resolved = measured(&client, async {
-            verifier.resolve(&image).await.expect("resolve");
-        })
-        .await;
-        row(
-            &format!("one delegated role, {case}, location known, TUF only"),
-            &resolved,
+    // [cold, warm, cold location known, warm location known, warm session], each a new client
+    // with an empty cache in every run.
+    let mut cases: [Vec<Measured>; 5] = Default::default();
+    for _ in 0..runs {
+        let cache = tempfile::tempdir().unwrap();
+        let (client, verifier) = client(registry, &org, cache.path());
+        cases[0].push(measure(&client, &verifier, &image).await);
+        cases[1].push(measure(&client, &verifier, &image).await);
+        // Bootstrapped with the metadata location (no pointer read), resolving through TUF
+        // only (the image verifier's case: containerd hands it the descriptor).
+        let located = tempfile::tempdir().unwrap();
+        let client = Registry::new(&RegistryConfig {
+            insecure_hosts: vec![registry.host.clone()],
+            timeout: Duration::from_secs(30),
+        });
+        let trust = org.trust(Some(registry.repo("bench/tuf")), Some(located.path()));
+        let verifier = Verifier::new(client.clone(), trust).expect("trusted root");
+        for case in &mut cases[2..4] {
+            case.push(
+                measured(&client, async {
+                    verifier.resolve(&image).await.expect("resolve");
+                })
+                .await,
+            );
+        }
+        // A long-lived verifier (the plugins' service) reusing its update for a minute,
+        // resolving through TUF alone as the containerd verifier does with the descriptor it
+        // is given.
+        let (client, verifier) = client_with(registry, &org, cache.path(), Duration::from_secs(60));
+        verifier.resolve(&image).await.expect("resolve");
+        cases[4].push(
+            measured(&client, async {
+                verifier.resolve(&image).await.expect("resolve");
+            })
+            .await,
         );
     }
-    // A long-lived verifier (the plugins' service) reusing its update for a minute, resolving
-    // through TUF alone as the containerd verifier does with the descriptor it is given.
-    let (client, verifier) = client_with(registry, &org, cache.path(), Duration::from_secs(60));
-    verifier.resolve(&image).await.expect("resolve");
-    let session = measured(&client, async {
-        verifier.resolve(&image).await.expect("resolve");
-    })
-    .await;
+    let [cold, warm, located_cold, located_warm, session] = cases.map(median_run);
+    row("one delegated role, cold (empty cache)", &cold);
+    row("one delegated role, warm (cache, nothing new)", &warm);
+    row(
+        "one delegated role, cold, location known, TUF only",
+        &located_cold,
+    );
+    row(
+        "one delegated role, warm, location known, TUF only",
+        &located_warm,
+    );
     row(
         "warm session (refresh interval 60 s), TUF resolve only",
         &session,
@@ -228,7 +250,7 @@ async fn requests_per_verification(registry: &TestRegistry) {
     );
 }
 
-async fn many_targets_in_one_role(registry: &TestRegistry, count: usize) {
+async fn many_targets_in_one_role(registry: &TestRegistry, count: usize, runs: usize) {
     let org = Org::init(registry, "bulk/tuf").await;
     let real = registry.push_image("bulk/tuf", "tag-0", "bulk").await;
     let root: Signed<Root> = parse(&org.root);
@@ -243,23 +265,23 @@ async fn many_targets_in_one_role(registry: &TestRegistry, count: usize) {
     let signed = craft::sign_top(targets, &root.signed, &org.targets_key().await).await;
     craft::publish_raw(registry, &org, &[("targets", craft::bytes(&signed))]).await;
 
-    let cache = tempfile::tempdir().unwrap();
-    let (client, verifier) = client(registry, &org, cache.path());
-    let cold = measure(&client, &verifier, &registry.image("bulk/tuf:tag-0")).await;
+    let mut cases: [Vec<Measured>; 2] = Default::default();
+    for _ in 0..runs {
+        let cache = tempfile::tempdir().unwrap();
+        let (client, verifier) = client(registry, &org, cache.path());
+        cases[0].push(measure(&client, &verifier, &registry.image("bulk/tuf:tag-0")).await);
+        let by_digest = registry.image(&format!("bulk/tuf@{}", real.digest));
+        cases[1].push(measure(&client, &verifier, &by_digest).await);
+    }
+    let [cold, by_digest] = cases.map(median_run);
     row(
         &format!("{count} targets in top-level targets, cold"),
         &cold,
     );
-    let by_digest = measure(
-        &client,
-        &verifier,
-        &registry.image(&format!("bulk/tuf@{}", real.digest)),
-    )
-    .await;
     row(&format!("{count} targets, by digest, warm"), &by_digest);
 }
 
-async fn many_delegated_roles(registry: &TestRegistry, roles: usize, per_role: usize) {
+async fn many_delegated_roles(registry: &TestRegistry, roles: usize, per_role: usize, runs: usize) {
     let org = Org::init(registry, "fleet/tuf").await;
     let chosen = roles / 2;
     let path = format!("team-{chosen}/app");
@@ -332,9 +354,16 @@ async fn many_delegated_roles(registry: &TestRegistry, roles: usize, per_role: u
         .collect::<Vec<_>>()
         .await;
 
-    let cache = tempfile::tempdir().unwrap();
-    let (client, verifier) = client(registry, &org, cache.path());
-    let cold = measure(&client, &verifier, &registry.image(&format!("{path}:v1"))).await;
+    let mut cold = Vec::new();
+    let mut caches = Vec::new();
+    for _ in 0..runs {
+        let cache = tempfile::tempdir().unwrap();
+        let (client, verifier) = client(registry, &org, cache.path());
+        cold.push(measure(&client, &verifier, &registry.image(&format!("{path}:v1"))).await);
+        caches.push(cache);
+    }
+    let cold = median_run(cold);
+    let cache = caches.pop().expect("at least one run");
     row(
         &format!("{roles} delegated roles x {per_role} targets, cold"),
         &cold,
