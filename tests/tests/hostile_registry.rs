@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tuf_oci::layout::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Manifest};
+use tough::schema::{Signed, Timestamp};
+use tuf_oci::layout::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use tuf_oci::{Error, Registry, RegistryConfig, TrustConfig, Verifier};
+use tuf_oci_tests::craft;
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{TeamA, TestRegistry, solo};
 
@@ -33,17 +35,14 @@ fn image(host: &str, reference: &str) -> tuf_oci::ImageRef {
 async fn blob_with_other_bytes_is_refused() {
     let registry = TestRegistry::start();
     let (org, _) = solo(&registry, true).await;
-    let manifest = registry
-        .client
-        .manifest(&org.metadata.tagged("timestamp.json"), 1 << 20)
-        .await
-        .unwrap()
-        .unwrap();
-    let layer = Manifest::parse("timestamp", &manifest.bytes)
-        .unwrap()
-        .layers[0]
-        .digest
-        .clone();
+    // The snapshot is read as a blob, by the digest the timestamp names.
+    let timestamp: Signed<Timestamp> =
+        craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let version = timestamp.signed.meta["snapshot.json"].version;
+    let snapshot = registry
+        .get_file(&org.metadata, &format!("{version}.snapshot.json"))
+        .await;
+    let layer = tuf_oci::layout::sha256_digest(&snapshot);
     let hostile = HostileRegistry::start(
         &registry.host,
         vec![Rule::Replace {
@@ -68,6 +67,35 @@ async fn blob_with_other_bytes_is_refused() {
         _ => false,
     };
     assert!(refused, "{err}");
+
+    // The timestamp is small enough to travel inside its manifest (`data`): a manifest whose
+    // embedded bytes are not the layer it describes is refused before anything is parsed.
+    let manifest = registry
+        .client
+        .manifest(&org.metadata.tagged("timestamp.json"), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut rewritten: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let other = tuf_oci::layout::Entry::metadata_layer(b"{\"signed\":{}}");
+    rewritten["layers"][0]["data"] = json!(other.data.unwrap());
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: "/manifests/timestamp.json".into(),
+            body: serde_json::to_vec(&rewritten).unwrap(),
+            content_type: MANIFEST_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    let err = verifier(&hostile.host, &org.root)
+        .verify(&image(&hostile.host, "solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DigestMismatch { what, .. } if what.contains("timestamp.json") && what.contains("embedded")),
+        "{err}"
+    );
 }
 
 #[tokio::test]

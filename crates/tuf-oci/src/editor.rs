@@ -821,9 +821,11 @@ impl Writer {
         self.registry
             .push_blob(repository, EMPTY_MEDIA_TYPE, EMPTY_BLOB)
             .await?;
+        // Stored as a blob even when embedded: copies and other readers take the blob.
         self.registry
             .push_blob(repository, METADATA_LAYER_MEDIA_TYPE, bytes)
-            .await
+            .await?;
+        Ok(Entry::metadata_layer(bytes))
     }
 
     /// Stores the metadata manifest of file `name` (blobs already stored) under `tag`.
@@ -1189,7 +1191,7 @@ fn attachment_tag(subject: &Entry, file: &str) -> String {
 /// The descriptor of the manifest `push_file` writes for `file` without a subject, computed
 /// locally (the bytes are deterministic), for the `tuf-metadata` index.
 fn stored_entry(file: &str, bytes: &[u8]) -> Entry {
-    let layer = Entry::of(METADATA_LAYER_MEDIA_TYPE, bytes);
+    let layer = Entry::metadata_layer(bytes);
     let mut entry = Entry::of(MANIFEST_MEDIA_TYPE, &metadata_manifest(file, &layer, None));
     entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
     entry

@@ -4,7 +4,8 @@
 //! Every metadata file is one image manifest with an empty config and a single layer holding the
 //! file's bytes, tagged with its TUF file name (`3.snapshot.json`, `timestamp.json`,
 //! `2.team-a.json`): consistent-snapshot names are valid tags, so each version of each role is
-//! addressable without listing anything.
+//! addressable without listing anything. Small files are also embedded in their layer
+//! descriptor (`data`, OCI image-spec 1.1), so reading one by its tag takes one request.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,9 @@ pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// The bytes of the empty config blob.
 pub const EMPTY_BLOB: &[u8] = b"{}";
+/// Metadata files up to this size are embedded in their manifest's layer descriptor: every
+/// timestamp and most roots, and small snapshots and roles.
+pub const EMBED_LIMIT: usize = 8 * 1024;
 /// Names the top-level roles use; a delegated role may not take them (TUF 4.5).
 pub const TOP_LEVEL_ROLES: &[&str] = &["root", "targets", "snapshot", "timestamp"];
 
@@ -50,6 +54,10 @@ pub struct Entry {
     /// Annotations (file names for metadata).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// The referenced bytes themselves, base64 (OCI image-spec 1.1 `data`); readers check
+    /// them against `digest` and `size` ([`Entry::embedded`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 impl Entry {
@@ -61,7 +69,42 @@ impl Entry {
             size: bytes.len() as u64,
             artifact_type: None,
             annotations: BTreeMap::new(),
+            data: None,
         }
+    }
+
+    /// The layer descriptor of metadata file `bytes`: embedded when at most [`EMBED_LIMIT`].
+    pub fn metadata_layer(bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        let mut layer = Entry::of(METADATA_LAYER_MEDIA_TYPE, bytes);
+        if bytes.len() <= EMBED_LIMIT {
+            layer.data = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+        layer
+    }
+
+    /// The embedded bytes, if any, once they match `digest` and `size`: a registry may rewrite
+    /// a manifest, and nothing unchecked leaves here. `what` names the object in errors.
+    pub fn embedded(&self, what: &str) -> Result<Option<Vec<u8>>> {
+        use base64::Engine as _;
+        let Some(data) = &self.data else {
+            return Ok(None);
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| Error::Parse {
+                role: what.to_string(),
+                message: format!("embedded data is not base64: {e}"),
+            })?;
+        let actual = sha256_digest(&bytes);
+        if actual != self.digest || bytes.len() as u64 != self.size {
+            return Err(Error::DigestMismatch {
+                what: format!("{what} (embedded in its manifest)"),
+                expected: format!("{} ({} bytes)", self.digest, self.size),
+                actual: format!("{actual} ({} bytes)", bytes.len()),
+            });
+        }
+        Ok(Some(bytes))
     }
 }
 
@@ -210,6 +253,25 @@ mod tests {
         for bad in ["", "-a", "a/b", "snapshot", "a:b", &"x".repeat(65)] {
             assert!(check_role_name(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn small_files_are_embedded_and_checked() {
+        let file = b"{\"signed\":{}}";
+        let layer = Entry::metadata_layer(file);
+        assert_eq!(layer.embedded("f").unwrap().as_deref(), Some(&file[..]));
+        let large = vec![b' '; EMBED_LIMIT + 1];
+        assert_eq!(Entry::metadata_layer(&large).embedded("f").unwrap(), None);
+
+        let mut swapped = layer.clone();
+        swapped.data = Entry::metadata_layer(b"{\"signed\":{\"x\":1}}").data;
+        assert!(matches!(
+            swapped.embedded("f"),
+            Err(Error::DigestMismatch { .. })
+        ));
+        let mut garbled = layer;
+        garbled.data = Some("not base64!".into());
+        assert!(matches!(garbled.embedded("f"), Err(Error::Parse { .. })));
     }
 
     #[test]

@@ -91,8 +91,8 @@ impl RegistrySource {
 }
 
 /// Reads metadata file `name` from repository `path` of `store`: the manifest tagged with the
-/// file name, then its one metadata layer, within `limit` bytes; or `held`, when the layer is
-/// exactly those bytes.
+/// file name, then its one metadata layer, within `limit` bytes: `held`, when the layer is
+/// exactly those bytes, else the bytes embedded in the manifest, else the blob.
 pub async fn fetch_file<S: ContentStore>(
     store: &S,
     path: &str,
@@ -125,6 +125,9 @@ pub async fn fetch_file<S: ContentStore>(
     }
     if let Some(held) = held.filter(|h| sha256_digest(h) == layer.digest) {
         return Ok(Some(held.to_vec()));
+    }
+    if let Some(embedded) = layer.embedded(&format!("{name} in {} {path}", store.describe()))? {
+        return Ok(Some(embedded));
     }
     store.blob(path, &layer.digest, layer.size).await.map(Some)
 }
