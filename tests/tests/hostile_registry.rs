@@ -31,6 +31,16 @@ fn image(host: &str, reference: &str) -> tuf_oci::ImageRef {
     tuf_oci::ImageRef::parse(&format!("{host}/{reference}")).unwrap()
 }
 
+/// The error of verifying `solo/app:v1` through a proxy in front of `registry` that applies
+/// `rules`.
+async fn refusal_through(registry: &TestRegistry, root: &[u8], rules: Vec<Rule>) -> Error {
+    let hostile = HostileRegistry::start(&registry.host, rules).await;
+    verifier(&hostile.host, root)
+        .verify(&image(&hostile.host, "solo/app:v1"))
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn blob_with_other_bytes_is_refused() {
     let registry = TestRegistry::start();
@@ -43,20 +53,13 @@ async fn blob_with_other_bytes_is_refused() {
         .get_file(&org.metadata, &format!("{version}.snapshot.json"))
         .await;
     let layer = tuf_oci::layout::sha256_digest(&snapshot);
-    let hostile = HostileRegistry::start(
-        &registry.host,
-        vec![Rule::Replace {
-            path_suffix: format!("/blobs/{layer}"),
-            body: b"{\"signed\":{}}".to_vec(),
-            content_type: "application/octet-stream".into(),
-        }],
-    )
-    .await;
     // Through the proxy untouched objects verify; the replaced blob does not.
-    let err = verifier(&hostile.host, &org.root)
-        .verify(&image(&hostile.host, "solo/app:v1"))
-        .await
-        .unwrap_err();
+    let rule = Rule::Replace {
+        path_suffix: format!("/blobs/{layer}"),
+        body: b"{\"signed\":{}}".to_vec(),
+        content_type: "application/octet-stream".into(),
+    };
+    let err = refusal_through(&registry, &org.root, vec![rule]).await;
     // Refused while streaming, by the digest check (oci-client's or ours, whichever sees the
     // last byte first), naming the digest asked for.
     let refused = match &err {
@@ -79,19 +82,12 @@ async fn blob_with_other_bytes_is_refused() {
     let mut rewritten: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
     let other = tuf_oci::layout::Entry::metadata_layer(b"{\"signed\":{}}");
     rewritten["layers"][0]["data"] = json!(other.data.unwrap());
-    let hostile = HostileRegistry::start(
-        &registry.host,
-        vec![Rule::Replace {
-            path_suffix: "/manifests/timestamp.json".into(),
-            body: serde_json::to_vec(&rewritten).unwrap(),
-            content_type: MANIFEST_MEDIA_TYPE.into(),
-        }],
-    )
-    .await;
-    let err = verifier(&hostile.host, &org.root)
-        .verify(&image(&hostile.host, "solo/app:v1"))
-        .await
-        .unwrap_err();
+    let rule = Rule::Replace {
+        path_suffix: "/manifests/timestamp.json".into(),
+        body: serde_json::to_vec(&rewritten).unwrap(),
+        content_type: MANIFEST_MEDIA_TYPE.into(),
+    };
+    let err = refusal_through(&registry, &org.root, vec![rule]).await;
     assert!(
         matches!(&err, Error::DigestMismatch { what, .. } if what.contains("timestamp.json") && what.contains("embedded")),
         "{err}"
@@ -110,19 +106,12 @@ async fn rewritten_manifest_is_refused() {
         .unwrap();
     let mut swapped: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
     swapped["mediaType"] = json!(INDEX_MEDIA_TYPE);
-    let hostile = HostileRegistry::start(
-        &registry.host,
-        vec![Rule::Replace {
-            path_suffix: "/manifests/v1".into(),
-            body: serde_json::to_vec(&swapped).unwrap(),
-            content_type: INDEX_MEDIA_TYPE.into(),
-        }],
-    )
-    .await;
-    let err = verifier(&hostile.host, &org.root)
-        .verify(&image(&hostile.host, "solo/app:v1"))
-        .await
-        .unwrap_err();
+    let rule = Rule::Replace {
+        path_suffix: "/manifests/v1".into(),
+        body: serde_json::to_vec(&swapped).unwrap(),
+        content_type: INDEX_MEDIA_TYPE.into(),
+    };
+    let err = refusal_through(&registry, &org.root, vec![rule]).await;
     assert!(
         matches!(err, Error::DescriptorMismatch { field: "digest", signed: ref s, .. } if *s == signed.digest),
         "{err}"
