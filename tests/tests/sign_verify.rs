@@ -188,6 +188,9 @@ async fn revoked_target_is_refused_once_published() {
         )
         .await
         .unwrap();
+    // Not published yet: a new client still gets the published state, though the head of
+    // targets it reads meanwhile (to save a round trip) no longer lists the target.
+    org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
     org.publish(&registry).await;
     let err = verifier
         .verify(&registry.image("solo/app:v1"))

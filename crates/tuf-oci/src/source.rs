@@ -39,6 +39,18 @@ pub trait MetadataSource: Send + Sync {
         self.fetch(name, near, limit)
     }
 
+    /// Reads file `name` only if its bytes come with the object that stores it (embedded in
+    /// its manifest): never a download of its own, for files read on the chance that they are
+    /// the version wanted. Sources without such objects have none.
+    fn fetch_embedded(
+        &self,
+        name: &str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        let _ = (name, limit);
+        async { Ok(None) }
+    }
+
     /// Reads file `name` whose sha256 `digest` and `length` signed metadata names (snapshot
     /// from timestamp, targets roles from snapshot): content-addressed sources read it by
     /// digest in one request. The caller still checks the bytes against the digest.
@@ -100,6 +112,40 @@ pub async fn fetch_file<S: ContentStore>(
     limit: u64,
     held: Option<&[u8]>,
 ) -> Result<Option<Vec<u8>>> {
+    let Some(layer) = file_layer(store, path, name, limit).await? else {
+        return Ok(None);
+    };
+    if let Some(held) = held.filter(|h| sha256_digest(h) == layer.digest) {
+        return Ok(Some(held.to_vec()));
+    }
+    if let Some(embedded) = layer.embedded(&format!("{name} in {} {path}", store.describe()))? {
+        return Ok(Some(embedded));
+    }
+    store.blob(path, &layer.digest, layer.size).await.map(Some)
+}
+
+/// The bytes of metadata file `name` in repository `path` of `store` if its manifest embeds
+/// them; `None` when the file is missing or stored only as a blob.
+pub async fn embedded_file<S: ContentStore>(
+    store: &S,
+    path: &str,
+    name: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>> {
+    match file_layer(store, path, name, limit).await? {
+        Some(layer) => layer.embedded(&format!("{name} in {} {path}", store.describe())),
+        None => Ok(None),
+    }
+}
+
+/// The layer holding metadata file `name` in repository `path` of `store`, at most `limit`
+/// bytes; `None` when there is no such file.
+async fn file_layer<S: ContentStore>(
+    store: &S,
+    path: &str,
+    name: &str,
+    limit: u64,
+) -> Result<Option<crate::layout::Entry>> {
     // File names become tags: refuse role names that are not valid tags.
     let role = name.trim_end_matches(".json");
     let role = match role.split_once('.') {
@@ -123,13 +169,7 @@ pub async fn fetch_file<S: ContentStore>(
             limit,
         });
     }
-    if let Some(held) = held.filter(|h| sha256_digest(h) == layer.digest) {
-        return Ok(Some(held.to_vec()));
-    }
-    if let Some(embedded) = layer.embedded(&format!("{name} in {} {path}", store.describe()))? {
-        return Ok(Some(embedded));
-    }
-    store.blob(path, &layer.digest, layer.size).await.map(Some)
+    Ok(Some(layer.clone()))
 }
 
 /// Metadata in any content store (an OCI layout: a bundle carried across an air gap), with
@@ -174,6 +214,10 @@ impl<S: ContentStore> MetadataSource for StoreSource<S> {
         }
         fetch_file(&self.store, &self.metadata, name, limit, None).await
     }
+
+    async fn fetch_embedded(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        embedded_file(&self.store, &self.metadata, name, limit).await
+    }
 }
 
 impl MetadataSource for RegistrySource {
@@ -189,6 +233,11 @@ impl MetadataSource for RegistrySource {
             return Ok(Some(found));
         }
         self.fetch_from(&self.metadata, name, limit).await
+    }
+
+    async fn fetch_embedded(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let store = RegistryStore::new(self.registry.clone(), &self.metadata.registry);
+        embedded_file(&store, &self.metadata.path, name, limit).await
     }
 
     async fn refetch(

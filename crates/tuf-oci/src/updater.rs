@@ -175,8 +175,8 @@ impl<S: MetadataSource> Updater<S> {
         );
         self.update_root(next_root?).await?;
         self.update_timestamp(timestamp?)?;
-        self.update_snapshot().await?;
-        self.update_targets().await
+        let head = self.update_snapshot().await?;
+        self.update_targets(head).await
     }
 
     /// Re-checks the expiry of trusted top-level metadata against the current time, for callers
@@ -476,18 +476,34 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     /// TUF 5.5: snapshot as named by timestamp; no role may disappear or go back in version.
-    async fn update_snapshot(&mut self) -> Result<()> {
+    /// A client holding no top-level targets also reads the targets head meanwhile, when its
+    /// manifest embeds it, which [`Self::update_targets`] uses only if it is byte for byte the
+    /// version snapshot names: one round trip less for a new client.
+    async fn update_snapshot(&mut self) -> Result<Option<Vec<u8>>> {
         let timestamp = self.timestamp.as_ref().expect("timestamp updated first");
         let meta = snapshot_version(timestamp)?.clone();
         let expected = meta.version.get();
         if let Some(trusted) = &self.snapshot
             && trusted.signed.version.get() == expected
         {
-            return self.check_expiry("snapshot", trusted.signed.expires);
+            self.check_expiry("snapshot", trusted.signed.expires)?;
+            return Ok(None);
         }
-        let bytes = self
-            .fetch_named("snapshot", &meta, "timestamp", self.limits.snapshot, None)
-            .await?;
+        let head = async {
+            if self.targets.is_some() {
+                return None;
+            }
+            let limit = self.limits.targets;
+            self.source
+                .fetch_embedded("targets.json", limit)
+                .await
+                .ok()?
+        };
+        let (bytes, head) = futures_util::join!(
+            self.fetch_named("snapshot", &meta, "timestamp", self.limits.snapshot, None),
+            head
+        );
+        let bytes = bytes?;
         let new: Signed<Snapshot> = parse("snapshot", &bytes)?;
         self.verify_top_level("snapshot", &new)?;
         check_version("snapshot", "timestamp", expected, new.signed.version.get())?;
@@ -507,11 +523,12 @@ impl<S: MetadataSource> Updater<S> {
         self.check_expiry("snapshot", new.signed.expires)?;
         self.store.store("snapshot.json", &bytes)?;
         self.snapshot = Some(new);
-        Ok(())
+        Ok(head)
     }
 
-    /// TUF 5.6: top-level targets as named by snapshot.
-    async fn update_targets(&mut self) -> Result<()> {
+    /// TUF 5.6: top-level targets as named by snapshot; `head` is used instead of a download
+    /// when it has exactly the length and hash snapshot names.
+    async fn update_targets(&mut self, head: Option<Vec<u8>>) -> Result<()> {
         let meta = self
             .snapshot_meta("targets")
             .cloned()
@@ -523,9 +540,15 @@ impl<S: MetadataSource> Updater<S> {
         {
             return self.check_expiry("targets", trusted.expires());
         }
-        let bytes = self
-            .fetch_named("targets", &meta, "snapshot", self.limits.targets, None)
-            .await?;
+        let named =
+            |head: &Vec<u8>| meta.length == Some(head.len() as u64) && hash_named_by(head, &meta);
+        let bytes = match head.filter(named) {
+            Some(head) => head,
+            None => {
+                self.fetch_named("targets", &meta, "snapshot", self.limits.targets, None)
+                    .await?
+            }
+        };
         let new = TargetsMetadata::verified("targets", &bytes, &self.root.signed)?;
         check_version(
             "targets",
@@ -607,10 +630,7 @@ impl<S: MetadataSource> Updater<S> {
         };
         let bytes = fetched.ok_or_else(|| Error::NotFound { what: file.clone() })?;
         let length_ok = meta.length.is_none_or(|l| l == bytes.len() as u64);
-        let hash_ok = meta
-            .hashes
-            .as_ref()
-            .is_none_or(|h| sha256_digest(&bytes) == format!("sha256:{}", hex::encode(&h.sha256)));
+        let hash_ok = meta.hashes.is_none() || hash_named_by(&bytes, meta);
         if !length_ok || !hash_ok {
             return Err(Error::MetaHashMismatch {
                 role: role.to_string(),
@@ -665,6 +685,13 @@ impl<S: MetadataSource> Updater<S> {
         self.verify_top_level(role, &signed).ok()?;
         Some(signed)
     }
+}
+
+/// Whether `meta` names a SHA-256 and `bytes` have it.
+fn hash_named_by(bytes: &[u8], meta: &Metafile) -> bool {
+    meta.hashes
+        .as_ref()
+        .is_some_and(|h| sha256_digest(bytes) == format!("sha256:{}", hex::encode(&h.sha256)))
 }
 
 /// Top-level targets asked for before any refresh.
