@@ -105,20 +105,7 @@ async fn fast_forwarded_timestamp_is_recovered_by_rotating_its_key() {
         .unwrap();
 
     // The administrator rotates the timestamp key and restarts the version count.
-    let fresh: SigningKey = org.key("timestamp-new").await;
-    let new_root = org
-        .editor(&registry)
-        .await
-        .rotate(
-            RoleType::Timestamp,
-            &[org.key("root").await],
-            std::slice::from_ref(&fresh),
-            NonZeroU64::MIN,
-            &expiries(),
-        )
-        .await
-        .unwrap();
-    let new_root: Signed<Root> = parse(&new_root);
+    let (fresh, new_root) = rotate_to_new_key(&registry, &org, RoleType::Timestamp).await;
     craft::forge_timestamp(&registry, &org, &new_root.signed, &[fresh], |restarted| {
         restarted.version = NonZeroU64::new(3).unwrap();
     })
@@ -193,20 +180,7 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
 
     // The administrator rotates the snapshot key: the client drops the trusted snapshot and
     // timestamp (TUF 5.3.11) and accepts the real state under the new key.
-    let fresh = org.key("snapshot-new").await;
-    let new_root = org
-        .editor(&registry)
-        .await
-        .rotate(
-            RoleType::Snapshot,
-            &[org.key("root").await],
-            std::slice::from_ref(&fresh),
-            NonZeroU64::MIN,
-            &expiries(),
-        )
-        .await
-        .unwrap();
-    let new_root: Signed<Root> = parse(&new_root);
+    let (fresh, new_root) = rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
     real.version = NonZeroU64::new(published + 2).unwrap();
     publish_snapshot(
         &registry,
@@ -228,6 +202,29 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
         updater.snapshot().unwrap().signed.version.get(),
         published + 2
     );
+}
+
+/// Has the administrator move online role `role` to a new key (`<role>-new`) with the root
+/// key; the new key and the new root.
+async fn rotate_to_new_key(
+    registry: &TestRegistry,
+    org: &tuf_oci_tests::Org,
+    role: RoleType,
+) -> (SigningKey, Signed<Root>) {
+    let fresh = org.key(&format!("{role}-new")).await;
+    let new_root = org
+        .editor(registry)
+        .await
+        .rotate(
+            role,
+            &[org.key("root").await],
+            std::slice::from_ref(&fresh),
+            NonZeroU64::MIN,
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    (fresh, parse(&new_root))
 }
 
 /// Pushes `snapshot` signed with `snapshot_keys`, and a timestamp at `timestamp_version` naming
