@@ -118,7 +118,7 @@ pub async fn fetch_file<S: ContentStore>(
     if let Some(held) = held.filter(|h| sha256_digest(h) == layer.digest) {
         return Ok(Some(held.to_vec()));
     }
-    if let Some(embedded) = layer.embedded(&format!("{name} in {} {path}", store.describe()))? {
+    if let Some(embedded) = layer.embedded(&described(store, path, name))? {
         return Ok(Some(embedded));
     }
     store.blob(path, &layer.digest, layer.size).await.map(Some)
@@ -133,9 +133,14 @@ pub async fn embedded_file<S: ContentStore>(
     limit: u64,
 ) -> Result<Option<Vec<u8>>> {
     match file_layer(store, path, name, limit).await? {
-        Some(layer) => layer.embedded(&format!("{name} in {} {path}", store.describe())),
+        Some(layer) => layer.embedded(&described(store, path, name)),
         None => Ok(None),
     }
+}
+
+/// How errors name metadata file `name` in repository `path` of `store`.
+fn described<S: ContentStore>(store: &S, path: &str, name: &str) -> String {
+    format!("{name} in {} {path}", store.describe())
 }
 
 /// The layer holding metadata file `name` in repository `path` of `store`, at most `limit`
@@ -165,7 +170,7 @@ async fn file_layer<S: ContentStore>(
     let layer = parsed.metadata_layer(name)?;
     if layer.size > limit {
         return Err(crate::Error::TooLarge {
-            what: format!("{name} in {} {path}", store.describe()),
+            what: described(store, path, name),
             limit,
         });
     }

@@ -344,14 +344,17 @@ impl<S: MetadataSource> Updater<S> {
         near: Option<&Repository>,
         mut visit: impl FnMut(&str, &TargetsMetadata) -> Result<bool>,
     ) -> Result<()> {
-        // A role still to visit, with its delegator and the index of the delegation vouching
-        // for it (none for top-level targets). Roles are fetched when popped, so siblings
-        // after a match are never downloaded.
-        type Pending = (String, Option<(Arc<TargetsMetadata>, usize)>);
-        let mut stack: Vec<Pending> = vec![("targets".into(), None)];
+        // The delegations still to follow, each as its delegator and its index there (`None`
+        // for top-level targets). Roles are fetched when popped, so siblings after a match are
+        // never downloaded.
+        let mut stack: Vec<Option<(Arc<TargetsMetadata>, usize)>> = vec![None];
         let mut visited = HashSet::new();
-        while let Some((role, parent)) = stack.pop() {
-            if !visited.insert(role.clone()) {
+        while let Some(pending) = stack.pop() {
+            let delegation = pending
+                .as_ref()
+                .map(|(parent, index)| &parent.delegations()[*index]);
+            let role = delegation.map_or("targets", |d| d.name.as_str());
+            if !visited.insert(role.to_string()) {
                 continue;
             }
             if visited.len() > self.limits.max_delegations + 1 {
@@ -360,20 +363,17 @@ impl<S: MetadataSource> Updater<S> {
                     reason: format!("more than {} roles visited", self.limits.max_delegations),
                 });
             }
-            let metadata = match &parent {
+            let metadata = match delegation {
                 None => self.top_level()?,
-                Some((parent, index)) => {
-                    self.delegated_role(&parent.delegations()[*index], near)
-                        .await?
-                }
+                Some(delegation) => self.delegated_role(delegation, near).await?,
             };
-            if visit(&role, &metadata)? {
+            if visit(role, &metadata)? {
                 return Ok(());
             }
             let mut children = Vec::new();
             for (index, child) in metadata.delegations().iter().enumerate() {
                 if child.covers(name)? {
-                    children.push((child.name.clone(), Some((metadata.clone(), index))));
+                    children.push(Some((metadata.clone(), index)));
                     if child.terminating {
                         stack.clear();
                         break;
