@@ -133,11 +133,17 @@ struct Measured {
     time: Duration,
 }
 
-/// The run of median time among `runs` of one case: single runs on a shared machine vary by
-/// a factor of two. Requests and bytes are the same in every run.
-fn median_run(mut runs: Vec<Measured>) -> Measured {
-    runs.sort_unstable_by_key(|m| m.time);
-    runs.swap_remove(runs.len() / 2)
+/// The run of median time among `runs` of one case. Requests and bytes are the same in every
+/// run.
+fn median_run(runs: Vec<Measured>) -> Measured {
+    median_by(runs, |m| m.time)
+}
+
+/// The middle of `samples` by `key`: single runs on a shared machine vary by up to a factor
+/// of two, and a mean would charge an outlier to whichever configuration ran then.
+fn median_by<T, K: Ord>(mut samples: Vec<T>, key: impl FnMut(&T) -> K) -> T {
+    samples.sort_unstable_by_key(key);
+    samples.swap_remove(samples.len() / 2)
 }
 
 /// A verification as `tuf-oci verify` makes it (TUF, then the image the registry serves).
@@ -783,11 +789,9 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
     }
 }
 
-/// The middle of `samples`: pulls take 150 ms and an occasional one 250 ms on a busy
-/// machine, which a mean would charge to whichever configuration ran then.
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
+/// The middle of pull times.
+fn median(samples: Vec<Duration>) -> Duration {
+    median_by(samples, |d| *d)
 }
 
 /// The transfer front: `ctr images pull` (containerd 1.6, client-side) through the front vs
