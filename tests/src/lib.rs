@@ -461,6 +461,34 @@ pub fn write_policy(
     unprotected: &[&str],
     extra: &str,
 ) -> PathBuf {
+    write_policy_file(dir, registry, org, repositories, unprotected, extra, "")
+}
+
+/// [`write_policy`] for a client given the metadata location together with the root (the
+/// scope's `metadata`), the bootstrap of the design: no `tuf-metadata` pointer is read.
+pub fn write_bootstrapped_policy(
+    dir: &Path,
+    registry: &TestRegistry,
+    org: &Org,
+    repositories: &[&str],
+    extra: &str,
+) -> PathBuf {
+    let metadata = format!(
+        "metadata = \"{}/{}\"\n",
+        org.metadata.registry, org.metadata.path
+    );
+    write_policy_file(dir, registry, org, repositories, &[], extra, &metadata)
+}
+
+fn write_policy_file(
+    dir: &Path,
+    registry: &TestRegistry,
+    org: &Org,
+    repositories: &[&str],
+    unprotected: &[&str],
+    extra: &str,
+    scope_extra: &str,
+) -> PathBuf {
     let root = dir.join("root.json");
     std::fs::write(&root, &org.root).expect("root");
     let list = |items: &[&str]| {
@@ -472,7 +500,7 @@ pub fn write_policy(
     };
     let policy = format!(
         "default = \"deny\"\ncache_dir = \"{cache}\"\ninsecure_registries = [\"{host}\"]\n{extra}\n\
-         [[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\nrepositories = [{protected}]\nroot = \"{root}\"\n\
+         [[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\nrepositories = [{protected}]\nroot = \"{root}\"\n{scope_extra}\
          [[unprotected]]\nregistries = [\"{host}\"]\nrepositories = [{unprotected}]\n",
         cache = dir.join("cache").display(),
         host = registry.host,

@@ -521,9 +521,9 @@ async fn signing_throughput(registry: &TestRegistry, count: usize) {
     }
 }
 
-/// Starts the verification service on `socket` and waits until it listens.
-/// A policy protecting `scope` whose verifications go to a service listening on
-/// `dir/verifier.sock`; returns the policy and the socket.
+/// A policy protecting `scope`, bootstrapped with the metadata location as well as the root,
+/// whose verifications go to a service listening on `dir/verifier.sock`; returns the policy and
+/// the socket.
 fn service_policy(
     dir: &std::path::Path,
     registry: &TestRegistry,
@@ -531,12 +531,11 @@ fn service_policy(
     scope: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
     let socket = dir.join("verifier.sock");
-    let policy = tuf_oci_tests::write_policy(
+    let policy = tuf_oci_tests::write_bootstrapped_policy(
         dir,
         registry,
         org,
         &[scope],
-        &[],
         &format!(
             "socket = \"{}\"\nrefresh_interval_seconds = 60",
             socket.display()
@@ -545,6 +544,31 @@ fn service_policy(
     (policy, socket)
 }
 
+/// Starts the front binary, as a node runs it, on `listen` before `containerd` checking with
+/// `policy`, and waits until it listens.
+async fn start_front(
+    containerd: &std::path::Path,
+    listen: &std::path::Path,
+    policy: &std::path::Path,
+) -> std::process::Child {
+    let front =
+        std::process::Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"))
+            .arg("--containerd")
+            .arg(containerd)
+            .arg("--listen")
+            .arg(listen)
+            .arg("--policy")
+            .arg(policy)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    while !listen.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    front
+}
+
+/// Starts the verification service on `socket` and waits until it listens.
 async fn start_service(
     verifier: &std::path::Path,
     policy: &std::path::Path,
@@ -730,14 +754,20 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
     let bin_dir = dir.path().join("verifiers");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::fs::copy(&verifier, bin_dir.join("containerd-tuf-verifier")).unwrap();
+    // The same, in-process, for a client that follows the image's `tuf-metadata` pointer
+    // instead of being given the metadata location.
+    let pointer_dir = dir.path().join("pointer");
+    std::fs::create_dir_all(&pointer_dir).unwrap();
+    let pointer_policy =
+        tuf_oci_tests::write_policy(&pointer_dir, registry, &org, &["plugin/"], &[], "");
     // Pulls, side by side in every run: no verifier; verifier answered by the warm service;
     // by a service just started with an empty cache (cold metadata); in-process with an empty
-    // cache (service stopped).
-    let pull = |verifiers: Option<&std::path::Path>| {
+    // cache (service stopped), given the metadata location or following the pointer.
+    let pull = |verifiers: Option<&std::path::Path>, policy: &std::path::Path| {
         let containerd = Containerd::start(
             Version::V2_3,
             verifiers,
-            &[("CONTAINERD_TUF_POLICY", &policy)],
+            &[("CONTAINERD_TUF_POLICY", policy)],
         );
         timed_pull(&containerd, &containerd.socket, &name)
     };
@@ -747,27 +777,30 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
         let _ = std::fs::remove_file(&socket);
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
     };
-    let mut pulls: [Vec<Duration>; 4] = Default::default();
+    let mut pulls: [Vec<Duration>; 5] = Default::default();
     for _ in 0..runs {
-        pulls[0].push(pull(None));
-        pulls[1].push(pull(Some(&bin_dir)));
+        pulls[0].push(pull(None, &policy));
+        pulls[1].push(pull(Some(&bin_dir), &policy));
         stop(service);
         service = start_service(&verifier, &policy, &socket).await;
-        pulls[2].push(pull(Some(&bin_dir)));
+        pulls[2].push(pull(Some(&bin_dir), &policy));
         stop(service);
-        pulls[3].push(pull(Some(&bin_dir)));
+        pulls[3].push(pull(Some(&bin_dir), &policy));
+        let _ = std::fs::remove_dir_all(pointer_dir.join("cache"));
+        pulls[4].push(pull(Some(&bin_dir), &pointer_policy));
         service = start_service(&verifier, &policy, &socket).await;
         invoke();
     }
     stop(service);
     let mb = layer_bytes >> 20;
-    let [plain, warm, service_cold, cold] = pulls.map(median);
-    for (case, time) in [
-        ("no verifier", plain),
+    let [plain, warm, service_cold, cold, cold_pointer] = pulls.map(median);
+    let verified = [
         ("warm service", warm),
         ("service, cold metadata", service_cold),
         ("in-process, cold metadata", cold),
-    ] {
+        ("in-process, cold, following the pointer", cold_pointer),
+    ];
+    for (case, time) in [("no verifier", plain)].iter().chain(&verified) {
         println!(
             "{:<56} {:>10} {:>12} {:>10.2}ms",
             format!("ctr pull ({mb} MiB), {case}, median"),
@@ -776,17 +809,21 @@ async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: 
             time.as_secs_f64() * 1000.0
         );
     }
-    for (case, time) in [
-        ("warm service", warm),
-        ("service, cold metadata", service_cold),
-        ("in-process, cold metadata", cold),
-    ] {
+    for (case, time) in verified {
         println!(
             "{:<56} {:>10.2}",
             format!("  ratio {case} / no verifier"),
             time.as_secs_f64() / plain.as_secs_f64()
         );
     }
+}
+
+/// CPU time (user and system) process `pid` has used, in clock ticks of 10 ms.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which may hold spaces: state is the first, utime the 12th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// The middle of pull times.
@@ -798,10 +835,6 @@ fn median(samples: Vec<Duration>) -> Duration {
 /// directly, with cold and warm metadata, and the latency a forwarded unary call gains.
 async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize) {
     use containerd_client::services::v1::version_client::VersionClient;
-    use containerd_tuf_transfer::{server, upstream::Upstream};
-    use containerd_tuf_verifier::engine::Engine;
-    use containerd_tuf_verifier::policy::Policy;
-    use std::sync::Arc;
     use tuf_oci_tests::containerd::{Containerd, Version};
 
     // Two images of the same size: the first pull through a new front has cold metadata, the
@@ -810,24 +843,13 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
         [("v1", "z"), ("v2", "w")].map(|(tag, fill)| (tag.into(), fill.repeat(layer_bytes)));
     let (org, _) = signed_app(registry, "front/app", &images).await;
     let dir = tempfile::tempdir().unwrap();
-    let policy = tuf_oci_tests::write_policy(
+    let policy = tuf_oci_tests::write_bootstrapped_policy(
         dir.path(),
         registry,
         &org,
         &["front/"],
-        &[],
         "refresh_interval_seconds = 60",
     );
-    let start_front = |containerd: &Containerd, socket: &std::path::Path| {
-        let engine = Arc::new(Engine::new(Policy::load(&policy).unwrap()).unwrap());
-        let listener = containerd_tuf_verifier::server::bind(socket).unwrap();
-        let upstream = Upstream::new(containerd.socket.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server::serve(listener, upstream, engine, async {
-            let _ = stopped.await;
-        }));
-        stop
-    };
     let pull = |containerd: &Containerd, socket: &std::path::Path, tag: &str| {
         timed_pull(
             containerd,
@@ -837,6 +859,7 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
     };
     // [direct v1, direct v2, front v1 (cold metadata), front v2 (warm metadata)]
     let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut front_ticks = 0;
     for run in 0..runs {
         let direct = Containerd::start(Version::V1_6, None, &[]);
         times[0].push(pull(&direct, &direct.socket, "v1"));
@@ -844,10 +867,13 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
         let fronted = Containerd::start(Version::V1_6, None, &[]);
         let socket = dir.path().join(format!("front-{run}.sock"));
-        let stop = start_front(&fronted, &socket);
+        let mut front = start_front(&fronted.socket, &socket, &policy).await;
+        let started = cpu_ticks(front.id());
         times[2].push(pull(&fronted, &socket, "v1"));
         times[3].push(pull(&fronted, &socket, "v2"));
-        let _ = stop.send(());
+        front_ticks += cpu_ticks(front.id()) - started;
+        let _ = front.kill();
+        let _ = front.wait();
     }
     let mb = layer_bytes >> 20;
     let [direct_v1, direct_v2, front_cold, front_warm] = times.map(median);
@@ -865,6 +891,14 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
             time.as_secs_f64() * 1000.0
         );
     }
+    // The front's CPU time per MiB it relays: steadier than the ratios on a shared machine.
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        "  front CPU per MiB pulled through it",
+        "",
+        "",
+        front_ticks as f64 * 10.0 / (2 * runs * mb) as f64
+    );
     for (case, front, direct) in [
         ("cold", front_cold, direct_v1),
         ("warm", front_warm, direct_v2),
@@ -879,7 +913,7 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
     // Forwarded unary latency: containerd's Version call, direct vs through the front.
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let socket = dir.path().join("front-unary.sock");
-    let stop = start_front(&containerd, &socket);
+    let mut front = start_front(&containerd.socket, &socket, &policy).await;
     let calls = runs * 100;
     let mut latency = [Duration::ZERO; 2];
     for (i, target) in [containerd.socket.clone(), socket.clone()]
@@ -897,7 +931,8 @@ async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize
         }
         latency[i] = start.elapsed();
     }
-    let _ = stop.send(());
+    let _ = front.kill();
+    let _ = front.wait();
     let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
     println!(
         "{:<56} {:>10} {:>12} {:>10.1}us",
@@ -1017,7 +1052,6 @@ async fn copy_vs_skopeo(registry: &TestRegistry, layer_bytes: usize) {
 /// `concurrent` pulls at once (the service: bindir invocations; the front: `ctr images pull` on
 /// containerd 1.6).
 async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
-    use std::process::{Command, Stdio};
     use tuf_oci_tests::containerd::{Containerd, Version};
 
     let wanted: Vec<(String, String)> = (0..concurrent)
@@ -1057,19 +1091,7 @@ async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
 
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let front_socket = dir.path().join("front.sock");
-    let mut front = Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"))
-        .arg("--containerd")
-        .arg(&containerd.socket)
-        .arg("--listen")
-        .arg(&front_socket)
-        .arg("--policy")
-        .arg(&policy)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !front_socket.exists() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut front = start_front(&containerd.socket, &front_socket, &policy).await;
     let mut pulls = Vec::new();
     for i in 0..concurrent {
         let name = format!("{}/load/app:t{i}", registry.host);
