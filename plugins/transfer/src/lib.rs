@@ -4,7 +4,8 @@
 //! instead of containerd's. Every call is forwarded unchanged, except the few that would record
 //! or pull an image, which are checked first:
 //!
-//! - [`forward`]: plain forwarding to [`upstream`] (containerd), streams and metadata intact.
+//! - [`forward`]: plain forwarding to [`upstream`] (containerd), streams and metadata intact;
+//!   [`coalesce`] gathers the frames written to containerd in one poll into one write.
 //! - [`verify`]: the tower layer that reads checked calls and asks [`gate`] for a verdict.
 //! - [`gate`]: decoding `Images.Create/Update` and `Transfer.Transfer`, verifying with the
 //!   verifier plugin's engine (same policy file), pinning pulls to verified digests.
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod any;
+pub mod coalesce;
 pub mod forward;
 pub mod frame;
 pub mod gate;

@@ -11,6 +11,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::coalesce::Coalesced;
+
 /// Bodies crossing the proxy, streamed as they come. The error type is hyper's own (bodies the
 /// front makes cannot fail), a concrete type so the futures stay `Send` for every lifetime.
 pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -50,9 +52,12 @@ impl Upstream {
             .map_err(|e| {
                 anyhow::anyhow!("connecting to containerd at {}: {e}", self.socket.display())
             })?;
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await?;
+        // Blobs cross this connection 16 KiB frame by frame: write them in batches.
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            TokioExecutor::new(),
+            TokioIo::new(Coalesced::new(stream)),
+        )
+        .await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "containerd connection ended");
