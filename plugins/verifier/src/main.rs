@@ -30,8 +30,7 @@ The policy is --policy, $CONTAINERD_TUF_POLICY, or /etc/containerd-tuf/policy.to
 (example: /usr/share/doc/containerd-tuf/policy.example.toml). Logs go to stderr;
 $CONTAINERD_TUF_LOG sets the filter (e.g. debug).";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // Diagnostics go to stderr: containerd logs it at debug level; stdout is the reason.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -50,7 +49,9 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.first().map(String::as_str) == Some("serve") {
-        return match serve(&args[1..]).await {
+        let served = runtime(tokio::runtime::Builder::new_multi_thread())
+            .and_then(|runtime| runtime.block_on(serve(&args[1..])));
+        return match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("containerd-tuf-verifier: {e:#}");
@@ -58,11 +59,26 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let outcome = bindir::run(&args, tokio::io::stdin(), Policy::from_env()).await;
+    // One verification per process: a single thread, none to start.
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            println!("tuf-oci: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(bindir::run(&args, tokio::io::stdin(), Policy::from_env()));
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{}", outcome.message);
     let _ = stdout.flush();
     ExitCode::from(outcome.code)
+}
+
+fn runtime(mut builder: tokio::runtime::Builder) -> anyhow::Result<tokio::runtime::Runtime> {
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 async fn serve(args: &[String]) -> anyhow::Result<()> {
