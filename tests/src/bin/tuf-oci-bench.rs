@@ -551,21 +551,16 @@ async fn start_front(
     listen: &std::path::Path,
     policy: &std::path::Path,
 ) -> std::process::Child {
-    let front =
-        std::process::Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"))
-            .arg("--containerd")
-            .arg(containerd)
-            .arg("--listen")
-            .arg(listen)
-            .arg("--policy")
-            .arg(policy)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    while !listen.exists() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut front =
+        std::process::Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"));
     front
+        .arg("--containerd")
+        .arg(containerd)
+        .arg("--listen")
+        .arg(listen)
+        .arg("--policy")
+        .arg(policy);
+    listening(front, listen).await
 }
 
 /// Starts the verification service on `socket` and waits until it listens.
@@ -574,16 +569,21 @@ async fn start_service(
     policy: &std::path::Path,
     socket: &std::path::Path,
 ) -> std::process::Child {
-    let service = std::process::Command::new(verifier)
-        .args(["serve", "--policy"])
-        .arg(policy)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut service = std::process::Command::new(verifier);
+    service.args(["serve", "--policy"]).arg(policy);
+    listening(service, socket).await
+}
+
+/// Spawns `command`, its logs dropped, and waits until `socket` exists.
+async fn listening(
+    mut command: std::process::Command,
+    socket: &std::path::Path,
+) -> std::process::Child {
+    let child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
     while !socket.exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    service
+    child
 }
 
 /// Runs the bindir verifier as containerd does for `name` resolved to `image`; whether it
