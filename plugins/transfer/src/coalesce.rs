@@ -5,6 +5,10 @@
 //! writer buffers what h2 writes during one poll of the connection and writes it at once: a
 //! flush that follows writes is deferred to the connection's next poll (the task is woken for
 //! it), and the flush that finds nothing new written since the last one writes the buffer.
+//!
+//! This relies on h2 flushing its codec at the end of every turn that does not finish the
+//! connection (`Streams::poll_complete`), and shutting it down otherwise; recheck when h2 is
+//! upgraded. The transfer front's tests hang if a flush is ever lost.
 
 use std::io;
 use std::pin::Pin;
