@@ -451,7 +451,7 @@ async fn key(dir: &Path, name: &str) -> SigningKey {
 }
 
 /// A verifier policy protecting `repositories` of `registry` with `org`'s root (written to
-/// `dir/root.json`), `unprotected` repositories let through, everything else denied. `extra`
+/// `dir/root.json`), `unprotected` repositories (if any) let through, everything else denied. `extra`
 /// is appended (e.g. `socket = ...`). Returns the policy file.
 pub fn write_policy(
     dir: &Path,
@@ -498,16 +498,22 @@ fn write_policy_file(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let policy = format!(
+    let mut policy = format!(
         "default = \"deny\"\ncache_dir = \"{cache}\"\ninsecure_registries = [\"{host}\"]\n{extra}\n\
-         [[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\nrepositories = [{protected}]\nroot = \"{root}\"\n{scope_extra}\
-         [[unprotected]]\nregistries = [\"{host}\"]\nrepositories = [{unprotected}]\n",
+         [[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\nrepositories = [{protected}]\nroot = \"{root}\"\n{scope_extra}",
         cache = dir.join("cache").display(),
         host = registry.host,
         protected = list(repositories),
-        unprotected = list(unprotected),
         root = root.display(),
     );
+    // An empty list would unprotect every repository of the registry.
+    if !unprotected.is_empty() {
+        policy.push_str(&format!(
+            "[[unprotected]]\nregistries = [\"{host}\"]\nrepositories = [{unprotected}]\n",
+            host = registry.host,
+            unprotected = list(unprotected),
+        ));
+    }
     let path = dir.join("policy.toml");
     std::fs::write(&path, policy).expect("policy");
     path

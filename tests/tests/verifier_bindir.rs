@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use tuf_oci::layout::Entry;
-use tuf_oci_tests::{TeamA, TestRegistry, workspace_binary, write_policy};
+use tuf_oci_tests::{
+    TeamA, TestRegistry, workspace_binary, write_bootstrapped_policy, write_policy,
+};
 
 const MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
 
@@ -203,4 +205,25 @@ async fn answers_like_containerd_expects() {
         (out.status.code(), String::from_utf8(out.stdout).unwrap()),
         "missing.toml",
     );
+}
+
+#[tokio::test]
+async fn a_metadata_location_in_the_policy_replaces_the_pointer() {
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    // The image repository's pointer now leads nowhere.
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("team-a/app"), "../nowhere")
+        .await
+        .unwrap();
+    let name = format!("{}/team-a/app:v1", registry.host);
+
+    let following = tempfile::tempdir().unwrap();
+    let policy = write_policy(following.path(), &registry, &org, &["team-a/"], &[], "");
+    refused(verify(&policy, &name, &signed), "timestamp.json");
+
+    let bootstrapped = tempfile::tempdir().unwrap();
+    let policy = write_bootstrapped_policy(bootstrapped.path(), &registry, &org, &["team-a/"], "");
+    let (code, stdout) = verify(&policy, &name, &signed);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("signed by team-a"), "{stdout}");
 }
