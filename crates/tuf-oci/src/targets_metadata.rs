@@ -16,7 +16,7 @@ use tough::schema::{Delegations, Role, RoleKeys, RoleType, Root, Signed, Target}
 use crate::error::{Error, Result};
 
 /// Targets metadata, top-level or delegated, whose signatures met their threshold. Only
-/// [`TargetsMetadata::verified`] builds one.
+/// `TargetsMetadata::verified`, inside this crate, builds one.
 #[derive(Debug)]
 pub struct TargetsMetadata {
     signed: Signed<SignedObject>,

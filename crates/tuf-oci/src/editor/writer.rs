@@ -1,0 +1,452 @@
+//! The registry side of writing: metadata files stored as manifests in the registry layout
+//! (`docs/layout.md`), write-once versions with their claims, attachments to the images they
+//! sign with the referrers tag schema, and the publish of snapshot and timestamp.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::StreamExt;
+use tough::schema::decoded::Decoded;
+use tough::schema::{Hashes, KeyHolder, Metafile, Snapshot, Timestamp};
+
+use crate::claim::Claim;
+use crate::error::{Error, Result};
+use crate::keys::SigningKey;
+use crate::layout::{
+    EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest,
+    index, metadata_manifest, referrers_tag, versioned_file,
+};
+use crate::location::Repository;
+use crate::registry::Registry;
+
+use super::{
+    Expiries, SPEC_VERSION, WRITE_CONCURRENCY, WRITER_READ_LIMIT, nonzero, sign_role, whole_seconds,
+};
+
+/// Snapshot versions a publish skips over (left by interrupted publishes) before giving up.
+const MAX_SKIPPED_VERSIONS: u64 = 100;
+/// Attempts at merging into a referrers index that another writer changed meanwhile.
+const REFERRERS_RETRIES: usize = 8;
+
+/// Pushes metadata files in the registry layout.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    pub(super) registry: Registry,
+    pub(super) metadata: Repository,
+}
+
+impl Writer {
+    /// Stores `bytes` as file `name` in `repository` (manifest tagged `name`), optionally
+    /// attached to `subject`. Returns the manifest's descriptor.
+    pub(super) async fn push_file(
+        &self,
+        repository: &Repository,
+        name: &str,
+        bytes: &[u8],
+        subject: Option<&Entry>,
+    ) -> Result<Entry> {
+        self.push_tagged(repository, name, name, bytes, subject)
+            .await
+    }
+
+    /// Stores file `name` under tag `tag` (a file attached to an image in single-repository
+    /// mode has a tag of its own).
+    pub(super) async fn push_tagged(
+        &self,
+        repository: &Repository,
+        tag: &str,
+        name: &str,
+        bytes: &[u8],
+        subject: Option<&Entry>,
+    ) -> Result<Entry> {
+        let layer = self.push_layer(repository, bytes).await?;
+        self.push_manifest_for(repository, tag, name, &layer, subject)
+            .await
+    }
+
+    /// Stores the blobs of a metadata manifest for file `bytes`; returns the layer.
+    pub(super) async fn push_layer(&self, repository: &Repository, bytes: &[u8]) -> Result<Entry> {
+        self.registry
+            .push_blob(repository, EMPTY_MEDIA_TYPE, EMPTY_BLOB)
+            .await?;
+        // Stored as a blob even when embedded: copies and other readers take the blob.
+        self.registry
+            .push_blob(repository, METADATA_LAYER_MEDIA_TYPE, bytes)
+            .await?;
+        Ok(Entry::metadata_layer(bytes))
+    }
+
+    /// Stores the metadata manifest of file `name` (blobs already stored) under `tag`.
+    pub(super) async fn push_manifest_for(
+        &self,
+        repository: &Repository,
+        tag: &str,
+        name: &str,
+        layer: &Entry,
+        subject: Option<&Entry>,
+    ) -> Result<Entry> {
+        let manifest = metadata_manifest(name, layer, subject);
+        let mut entry = self
+            .registry
+            .push_manifest(&repository.tagged(tag), &manifest, MANIFEST_MEDIA_TYPE)
+            .await?;
+        entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+        entry
+            .annotations
+            .insert(FILENAME_ANNOTATION.into(), name.into());
+        Ok(entry)
+    }
+
+    /// Stores a versioned file beside images, refusing to replace one that exists: versions are
+    /// write-once. (Which writer gets a version is settled in the metadata repository first:
+    /// [`Writer::push_version`].)
+    pub(super) async fn push_once(
+        &self,
+        repository: &Repository,
+        name: &str,
+        bytes: &[u8],
+        subject: Option<&Entry>,
+    ) -> Result<Entry> {
+        self.refuse_existing(repository, name).await?;
+        let pushed = self.push_file(repository, name, bytes, subject).await?;
+        self.read_back(repository, name, &pushed).await?;
+        Ok(pushed)
+    }
+
+    /// Stores version file `name` in the metadata repository: once, and only when no other
+    /// writer is storing the same version at the same moment ([`claim`]).
+    pub(super) async fn push_version(&self, name: &str, bytes: &[u8]) -> Result<Entry> {
+        let repository = &self.metadata;
+        self.refuse_existing(repository, name).await?;
+        let layer = self.push_layer(repository, bytes).await?;
+        let claim = Claim::new(name)?;
+        self.push_manifest_for(repository, &claim.tag, name, &layer, None)
+            .await?;
+        let rival = claim.rival(&self.registry, repository).await?;
+        if rival.is_some() || claim.is_late() {
+            claim.withdraw(&self.registry, repository).await?;
+            return Err(Error::Conflict {
+                what: format!("{name} in {repository}"),
+                reason: match rival {
+                    Some(tag) => format!(
+                        "another writer is storing this version at the same time (claim \
+                         {tag}); re-read and retry"
+                    ),
+                    None => "storing took longer than a claim lasts; re-read and retry".into(),
+                },
+            });
+        }
+        // A writer whose claim went stale may have stored the version since the first look.
+        self.refuse_existing(repository, name).await?;
+        let pushed = self
+            .push_manifest_for(repository, name, name, &layer, None)
+            .await?;
+        self.read_back(repository, name, &pushed).await?;
+        Ok(pushed)
+    }
+
+    /// Fails with `Conflict` when version file `name` exists.
+    pub(super) async fn refuse_existing(&self, repository: &Repository, name: &str) -> Result<()> {
+        if self
+            .registry
+            .manifest(&repository.tagged(name), WRITER_READ_LIMIT)
+            .await?
+            .is_some()
+        {
+            return Err(Error::Conflict {
+                what: format!("{name} in {repository}"),
+                reason: "this version already exists; re-read and retry".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads back what was stored: a writer that raced us to the same version and pushed after
+    /// us wins, and we say so rather than report a version that is not ours.
+    pub(super) async fn read_back(
+        &self,
+        repository: &Repository,
+        name: &str,
+        pushed: &Entry,
+    ) -> Result<()> {
+        let stored = self
+            .registry
+            .manifest(&repository.tagged(name), WRITER_READ_LIMIT)
+            .await?;
+        if stored.as_ref().map(|m| m.digest.as_str()) != Some(pushed.digest.as_str()) {
+            return Err(Error::Conflict {
+                what: format!("{name} in {repository}"),
+                reason: "another writer pushed this version at the same time; re-read and retry"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores version `version` of `role` and moves its head to it.
+    pub(super) async fn push_head_and_version(
+        &self,
+        role: &str,
+        version: u64,
+        bytes: &[u8],
+    ) -> Result<()> {
+        self.push_version(&versioned_file(role, version), bytes)
+            .await?;
+        self.push_file(&self.metadata, &format!("{role}.json"), bytes, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a role version beside the images it signs (`subjects`), attached to each with
+    /// `subject`, and adds it to each image's referrers index (tag-schema fallback: registries
+    /// without the referrers API, like distribution 2.8, need clients to maintain it).
+    pub(super) async fn attach(
+        &self,
+        role: &str,
+        version: u64,
+        bytes: &[u8],
+        subjects: &[(Repository, Entry)],
+    ) -> Result<()> {
+        let file = versioned_file(role, version);
+        let mut repositories: Vec<&Repository> = Vec::new();
+        for (repository, _) in subjects {
+            if !repositories.contains(&repository) {
+                repositories.push(repository);
+            }
+        }
+        for repository in repositories {
+            let images: Vec<&Entry> = subjects
+                .iter()
+                .filter(|(r, _)| r == repository)
+                .map(|(_, subject)| subject)
+                .collect();
+            if *repository != self.metadata {
+                // Beside the images, where clients look for the role first.
+                self.push_once(repository, &file, bytes, images.first().copied())
+                    .await?;
+            }
+            // Under a tag naming each subject too, so writers find an image's referrers by
+            // listing tags instead of reading every metadata manifest.
+            let layer = self.push_layer(repository, bytes).await?;
+            let attached: HashMap<String, Entry> = futures_util::stream::iter(&images)
+                .map(|subject| async {
+                    let tag = attachment_tag(subject, &file);
+                    let entry = self
+                        .push_manifest_for(repository, &tag, &file, &layer, Some(subject))
+                        .await?;
+                    Ok::<_, Error>((tag, entry))
+                })
+                .buffer_unordered(WRITE_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_>>()?;
+            // One listing for all subjects, taken after our pushes: see `add_referrers`.
+            let tags = self.registry.tags(repository).await?;
+            futures_util::stream::iter(&images)
+                .map(|subject| self.add_referrers(repository, subject, &tags, &attached))
+                .buffer_unordered(WRITE_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<()>>()?;
+        }
+        Ok(())
+    }
+
+    /// Brings the referrers index (tag schema) of `subject` up to date with every metadata
+    /// file in `repository` that names it (`tags`, listed after our own pushes; `attached`,
+    /// what we pushed). Distribution 2.8 ignores `If-Match`, so a concurrent writer may replace
+    /// the index with one missing our entry; merging from the tagged files (the source of
+    /// truth) and re-reading until nothing is missing converges: of two writers, the one that
+    /// listed tags last saw both files, and re-checks after the other's last write.
+    pub(super) async fn add_referrers(
+        &self,
+        repository: &Repository,
+        subject: &Entry,
+        tags: &[String],
+        attached: &HashMap<String, Entry>,
+    ) -> Result<()> {
+        let tag = repository.tagged(&referrers_tag(&subject.digest));
+        let wanted = self
+            .referrers_of(repository, subject, tags, attached)
+            .await?;
+        let mut failed_push = None;
+        for attempt in 0..REFERRERS_RETRIES {
+            if attempt > 0 {
+                // Writers contending for one tag: back off a little, differently each time.
+                let pause = 20 * attempt as u64 + u64::from(std::process::id() % 17);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            let current = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
+                Some(current) => Manifest::parse("referrers index", &current.bytes)?.manifests,
+                None => Vec::new(),
+            };
+            let mut merged = current.clone();
+            for entry in &wanted {
+                if !merged.iter().any(|m| m.digest == entry.digest) {
+                    merged.push(entry.clone());
+                }
+            }
+            if merged.len() == current.len() {
+                return Ok(());
+            }
+            // Distribution answers 500 when two writers put one tag at the same moment: that
+            // is contention, so read again and merge again.
+            let merged = index(&merged, &BTreeMap::new());
+            if let Err(e) = self
+                .registry
+                .push_manifest(&tag, &merged, INDEX_MEDIA_TYPE)
+                .await
+            {
+                failed_push = Some(e);
+            }
+        }
+        Err(failed_push.unwrap_or_else(|| Error::Conflict {
+            what: format!("referrers index {}", tag.whole()),
+            reason: format!("still changing after {REFERRERS_RETRIES} merges"),
+        }))
+    }
+
+    /// The metadata manifests among `tags` of `repository` whose subject is `subject` (those
+    /// in `attached` are ours, known without reading).
+    pub(super) async fn referrers_of(
+        &self,
+        repository: &Repository,
+        subject: &Entry,
+        tags: &[String],
+        attached: &HashMap<String, Entry>,
+    ) -> Result<Vec<Entry>> {
+        let mut found = Vec::new();
+        let prefix = attachment_tag(subject, "");
+        for tag in tags.iter().filter(|t| t.starts_with(&prefix)) {
+            if let Some(ours) = attached.get(tag) {
+                found.push(ours.clone());
+                continue;
+            }
+            let Some(stored) = self
+                .registry
+                .manifest(&repository.tagged(tag), WRITER_READ_LIMIT)
+                .await?
+            else {
+                continue;
+            };
+            let manifest = Manifest::parse(tag, &stored.bytes)?;
+            if manifest
+                .subject
+                .as_ref()
+                .is_none_or(|s| s.digest != subject.digest)
+            {
+                continue;
+            }
+            let mut entry = stored.entry();
+            entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+            if let Some(file) = manifest.annotations.get(FILENAME_ANNOTATION) {
+                entry
+                    .annotations
+                    .insert(FILENAME_ANNOTATION.into(), file.clone());
+            }
+            found.push(entry);
+        }
+        Ok(found)
+    }
+
+    /// Signs and pushes snapshot `snapshot_version` naming `roles` (file -> version, bytes),
+    /// then timestamp `timestamp_version` naming it, then the `tuf-metadata` index.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn publish_files(
+        &self,
+        holder: &KeyHolder,
+        root: (&Vec<u8>, u64),
+        roles: &BTreeMap<String, (u64, Vec<u8>)>,
+        snapshot_version: u64,
+        timestamp_version: u64,
+        snapshot_keys: &[SigningKey],
+        timestamp_keys: &[SigningKey],
+        expires: &Expiries,
+    ) -> Result<()> {
+        // A publish interrupted after its snapshot push leaves that version taken but named by
+        // no timestamp: skip over it rather than fail forever (versions only have to grow).
+        let first = snapshot_version;
+        let mut snapshot_version = snapshot_version;
+        let (snapshot, entry) = loop {
+            let mut snapshot = Snapshot::new(
+                SPEC_VERSION.into(),
+                nonzero(snapshot_version),
+                whole_seconds(expires.snapshot),
+            );
+            for (role, (version, bytes)) in roles {
+                snapshot
+                    .meta
+                    .insert(format!("{role}.json"), metafile(*version, bytes));
+            }
+            let snapshot = sign_role(snapshot, holder, snapshot_keys).await?;
+            let file = versioned_file("snapshot", snapshot_version);
+            match self.push_version(&file, snapshot.buffer()).await {
+                Ok(entry) => break (snapshot, entry),
+                Err(Error::Conflict { .. }) if snapshot_version < first + MAX_SKIPPED_VERSIONS => {
+                    snapshot_version += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut entries = vec![entry];
+        let mut timestamp = Timestamp::new(
+            SPEC_VERSION.into(),
+            nonzero(timestamp_version),
+            whole_seconds(expires.timestamp),
+        );
+        timestamp.meta.insert(
+            "snapshot.json".into(),
+            metafile(snapshot_version, snapshot.buffer()),
+        );
+        let timestamp = sign_role(timestamp, holder, timestamp_keys).await?;
+        entries.push(
+            self.push_file(&self.metadata, "timestamp.json", timestamp.buffer(), None)
+                .await?,
+        );
+        entries.push(stored_entry(&versioned_file("root", root.1), root.0));
+        for (role, (version, bytes)) in roles {
+            entries.push(stored_entry(&versioned_file(role, *version), bytes));
+        }
+        self.registry
+            .push_manifest(
+                &self.metadata.tagged(METADATA_TAG),
+                &index(&entries, &BTreeMap::new()),
+                INDEX_MEDIA_TYPE,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The tag of `file` attached to `subject`: `ref-<first 16 hex of the subject digest>-<file>`.
+fn attachment_tag(subject: &Entry, file: &str) -> String {
+    let hex = subject.digest.trim_start_matches("sha256:");
+    format!("ref-{}-{file}", &hex[..16.min(hex.len())])
+}
+
+/// The descriptor of the manifest `push_file` writes for `file` without a subject, computed
+/// locally (the bytes are deterministic), for the `tuf-metadata` index.
+fn stored_entry(file: &str, bytes: &[u8]) -> Entry {
+    let layer = Entry::metadata_layer(bytes);
+    let mut entry = Entry::of(MANIFEST_MEDIA_TYPE, &metadata_manifest(file, &layer, None));
+    entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+    entry
+        .annotations
+        .insert(FILENAME_ANNOTATION.into(), file.into());
+    entry
+}
+
+fn metafile(version: u64, bytes: &[u8]) -> Metafile {
+    use sha2::Digest as _;
+    Metafile {
+        length: Some(bytes.len() as u64),
+        hashes: Some(Hashes {
+            sha256: Decoded::from(sha2::Sha256::digest(bytes).to_vec()),
+            _extra: HashMap::new(),
+        }),
+        version: nonzero(version),
+        _extra: HashMap::new(),
+    }
+}
