@@ -1,0 +1,449 @@
+//! containerd with the image verifier (2.3.4) and through the transfer front (1.6), and the
+//! memory of the service and the front under load.
+
+use std::time::{Duration, Instant};
+
+use tuf_oci::layout::Entry;
+use tuf_oci_tests::{Org, TestRegistry};
+
+use crate::fixtures::signed_app;
+use crate::measure::median;
+
+/// A policy protecting `scope`, bootstrapped with the metadata location as well as the root,
+/// whose verifications go to a service listening on `dir/verifier.sock`; returns the policy and
+/// the socket.
+fn service_policy(
+    dir: &std::path::Path,
+    registry: &TestRegistry,
+    org: &Org,
+    scope: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let socket = dir.join("verifier.sock");
+    let policy = tuf_oci_tests::write_bootstrapped_policy(
+        dir,
+        registry,
+        org,
+        &[scope],
+        &format!(
+            "socket = \"{}\"\nrefresh_interval_seconds = 60",
+            socket.display()
+        ),
+    );
+    (policy, socket)
+}
+
+/// Starts the front binary, as a node runs it, on `listen` before `containerd` checking with
+/// `policy`, and waits until it listens.
+async fn start_front(
+    containerd: &std::path::Path,
+    listen: &std::path::Path,
+    policy: &std::path::Path,
+) -> std::process::Child {
+    let mut front =
+        std::process::Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"));
+    front
+        .arg("--containerd")
+        .arg(containerd)
+        .arg("--listen")
+        .arg(listen)
+        .arg("--policy")
+        .arg(policy);
+    listening(front, listen).await
+}
+
+/// Starts the verification service on `socket` and waits until it listens.
+async fn start_service(
+    verifier: &std::path::Path,
+    policy: &std::path::Path,
+    socket: &std::path::Path,
+) -> std::process::Child {
+    let mut service = std::process::Command::new(verifier);
+    service.args(["serve", "--policy"]).arg(policy);
+    listening(service, socket).await
+}
+
+/// Spawns `command`, its logs dropped, and waits until `socket` exists.
+async fn listening(
+    mut command: std::process::Command,
+    socket: &std::path::Path,
+) -> std::process::Child {
+    let child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
+    while !socket.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child
+}
+
+/// Runs the bindir verifier as containerd does for `name` resolved to `image`; whether it
+/// allowed the pull.
+fn run_bindir(
+    verifier: &std::path::Path,
+    policy: &std::path::Path,
+    name: &str,
+    image: &Entry,
+) -> bool {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(verifier)
+        .env("CONTAINERD_TUF_POLICY", policy)
+        .args([
+            "-name",
+            name,
+            "-digest",
+            &image.digest,
+            "-stdin-media-type",
+            "application/vnd.oci.descriptor.v1+json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(image).unwrap())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+/// How long one `ctr images pull` of `name` through `socket` (containerd's or a front's) takes.
+fn timed_pull(
+    containerd: &tuf_oci_tests::containerd::Containerd,
+    socket: &std::path::Path,
+    name: &str,
+) -> Duration {
+    let start = Instant::now();
+    // `--debug` turns off ctr's progress display, which ends a pull only on its next 100 ms
+    // tick: without it, pull times come in 100 ms steps and a few ms decide the step.
+    let out = containerd.ctr_at(socket, &["--debug", "images", "pull", "--plain-http", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+/// The containerd image verifier: one bindir invocation in-process (cold cache) vs through the
+/// warm service, and a `ctr images pull` with vs without the verifier installed.
+pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, layer_bytes: usize) {
+    use tuf_oci_tests::containerd::{Containerd, Version};
+
+    let content = "x".repeat(layer_bytes);
+    let (org, images) = signed_app(registry, "plugin/app", &[("v1".into(), content)]).await;
+    let image = &images[0];
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, socket) = service_policy(dir.path(), registry, &org, "plugin/");
+    let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
+    let name = format!("{}/plugin/app:v1", registry.host);
+    let invoke = || {
+        let start = Instant::now();
+        assert!(run_bindir(&verifier, &policy, &name, image));
+        start.elapsed()
+    };
+    let mut cold = Duration::ZERO;
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+        cold += invoke();
+    }
+    let mut service = start_service(&verifier, &policy, &socket).await;
+    invoke();
+    let mut warm = Duration::ZERO;
+    for _ in 0..runs {
+        warm += invoke();
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        "bindir verifier, in-process, cold cache",
+        "",
+        "",
+        per(cold)
+    );
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        "bindir verifier, warm service",
+        "",
+        "",
+        per(warm)
+    );
+    println!(
+        "{:<56} {:>10.2}",
+        "  ratio warm service / in-process cold",
+        warm.as_secs_f64() / cold.as_secs_f64()
+    );
+
+    let bin_dir = dir.path().join("verifiers");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(&verifier, bin_dir.join("containerd-tuf-verifier")).unwrap();
+    // The same, in-process, for a client that follows the image's `tuf-metadata` pointer
+    // instead of being given the metadata location.
+    let pointer_dir = dir.path().join("pointer");
+    std::fs::create_dir_all(&pointer_dir).unwrap();
+    let pointer_policy =
+        tuf_oci_tests::write_policy(&pointer_dir, registry, &org, &["plugin/"], &[], "");
+    // Pulls, side by side in every run: no verifier; verifier answered by the warm service;
+    // by a service just started with an empty cache (cold metadata); in-process with an empty
+    // cache (service stopped), given the metadata location or following the pointer.
+    let pull = |verifiers: Option<&std::path::Path>, policy: &std::path::Path| {
+        let containerd = Containerd::start(
+            Version::V2_3,
+            verifiers,
+            &[("CONTAINERD_TUF_POLICY", policy)],
+        );
+        timed_pull(&containerd, &containerd.socket, &name)
+    };
+    let stop = |mut service: std::process::Child| {
+        let _ = service.kill();
+        let _ = service.wait();
+        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+    };
+    let mut pulls: [Vec<Duration>; 5] = Default::default();
+    for _ in 0..runs {
+        pulls[0].push(pull(None, &policy));
+        pulls[1].push(pull(Some(&bin_dir), &policy));
+        stop(service);
+        service = start_service(&verifier, &policy, &socket).await;
+        pulls[2].push(pull(Some(&bin_dir), &policy));
+        stop(service);
+        pulls[3].push(pull(Some(&bin_dir), &policy));
+        let _ = std::fs::remove_dir_all(pointer_dir.join("cache"));
+        pulls[4].push(pull(Some(&bin_dir), &pointer_policy));
+        service = start_service(&verifier, &policy, &socket).await;
+        invoke();
+    }
+    stop(service);
+    let mb = layer_bytes >> 20;
+    let [plain, warm, service_cold, cold, cold_pointer] = pulls.map(median);
+    let verified = [
+        ("warm service", warm),
+        ("service, cold metadata", service_cold),
+        ("in-process, cold metadata", cold),
+        ("in-process, cold, following the pointer", cold_pointer),
+    ];
+    for (case, time) in [("no verifier", plain)].iter().chain(&verified) {
+        println!(
+            "{:<56} {:>10} {:>12} {:>10.2}ms",
+            format!("ctr pull ({mb} MiB), {case}, median"),
+            "",
+            "",
+            time.as_secs_f64() * 1000.0
+        );
+    }
+    for (case, time) in verified {
+        println!(
+            "{:<56} {:>10.2}",
+            format!("  ratio {case} / no verifier"),
+            time.as_secs_f64() / plain.as_secs_f64()
+        );
+    }
+}
+
+/// CPU time (user and system) process `pid` has used, in clock ticks of 10 ms.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which may hold spaces: state is the first, utime the 12th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The transfer front: `ctr images pull` (containerd 1.6, client-side) through the front vs
+/// directly, with cold and warm metadata, and the latency a forwarded unary call gains.
+pub(crate) async fn transfer_front(registry: &TestRegistry, runs: usize, layer_bytes: usize) {
+    use containerd_client::services::v1::version_client::VersionClient;
+    use tuf_oci_tests::containerd::{Containerd, Version};
+
+    // Two images of the same size: the first pull through a new front has cold metadata, the
+    // second warm metadata; both have cold content.
+    let images =
+        [("v1", "z"), ("v2", "w")].map(|(tag, fill)| (tag.into(), fill.repeat(layer_bytes)));
+    let (org, _) = signed_app(registry, "front/app", &images).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = tuf_oci_tests::write_bootstrapped_policy(
+        dir.path(),
+        registry,
+        &org,
+        &["front/"],
+        "refresh_interval_seconds = 60",
+    );
+    let pull = |containerd: &Containerd, socket: &std::path::Path, tag: &str| {
+        timed_pull(
+            containerd,
+            socket,
+            &format!("{}/front/app:{tag}", registry.host),
+        )
+    };
+    // [direct v1, direct v2, front v1 (cold metadata), front v2 (warm metadata)]
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut front_ticks = 0;
+    for run in 0..runs {
+        let direct = Containerd::start(Version::V1_6, None, &[]);
+        times[0].push(pull(&direct, &direct.socket, "v1"));
+        times[1].push(pull(&direct, &direct.socket, "v2"));
+        let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+        let fronted = Containerd::start(Version::V1_6, None, &[]);
+        let socket = dir.path().join(format!("front-{run}.sock"));
+        let mut front = start_front(&fronted.socket, &socket, &policy).await;
+        let started = cpu_ticks(front.id());
+        times[2].push(pull(&fronted, &socket, "v1"));
+        times[3].push(pull(&fronted, &socket, "v2"));
+        front_ticks += cpu_ticks(front.id()) - started;
+        let _ = front.kill();
+        let _ = front.wait();
+    }
+    let mb = layer_bytes >> 20;
+    let [direct_v1, direct_v2, front_cold, front_warm] = times.map(median);
+    for (case, time) in [
+        ("direct (v1)", direct_v1),
+        ("direct (v2)", direct_v2),
+        ("through the front, cold metadata (v1)", front_cold),
+        ("through the front, warm metadata (v2)", front_warm),
+    ] {
+        println!(
+            "{:<56} {:>10} {:>12} {:>10.2}ms",
+            format!("ctr pull 1.6 ({mb} MiB), {case}, median"),
+            "",
+            "",
+            time.as_secs_f64() * 1000.0
+        );
+    }
+    // The front's CPU time per MiB it relays: steadier than the ratios on a shared machine.
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        "  front CPU per MiB pulled through it",
+        "",
+        "",
+        front_ticks as f64 * 10.0 / (2 * runs * mb) as f64
+    );
+    for (case, front, direct) in [
+        ("cold", front_cold, direct_v1),
+        ("warm", front_warm, direct_v2),
+    ] {
+        println!(
+            "{:<56} {:>10.2}",
+            format!("  ratio front ({case} metadata) / direct"),
+            front.as_secs_f64() / direct.as_secs_f64()
+        );
+    }
+
+    // Forwarded unary latency: containerd's Version call, direct vs through the front.
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let socket = dir.path().join("front-unary.sock");
+    let mut front = start_front(&containerd.socket, &socket, &policy).await;
+    let calls = runs * 100;
+    let mut latency = [Duration::ZERO; 2];
+    for (i, target) in [containerd.socket.clone(), socket.clone()]
+        .iter()
+        .enumerate()
+    {
+        let channel = containerd_tuf_verifier::client::unix_channel(target, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut client = VersionClient::new(channel);
+        client.version(()).await.unwrap();
+        let start = Instant::now();
+        for _ in 0..calls {
+            client.version(()).await.unwrap();
+        }
+        latency[i] = start.elapsed();
+    }
+    let _ = front.kill();
+    let _ = front.wait();
+    let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.1}us",
+        "unary Version call, direct",
+        "",
+        "",
+        per_call(latency[0])
+    );
+    println!(
+        "{:<56} {:>10} {:>12} {:>10.1}us",
+        "unary Version call, through the front",
+        "",
+        "",
+        per_call(latency[1])
+    );
+    println!(
+        "{:<56} {:>10.2}",
+        "  ratio front / direct",
+        latency[1].as_secs_f64() / latency[0].as_secs_f64()
+    );
+}
+
+/// Peak resident memory of the verification service and of the front, each answering
+/// `concurrent` pulls at once (the service: bindir invocations; the front: `ctr images pull` on
+/// containerd 1.6).
+pub(crate) async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
+    use tuf_oci_tests::containerd::{Containerd, Version};
+
+    let wanted: Vec<(String, String)> = (0..concurrent)
+        .map(|i| (format!("t{i}"), format!("load {i}")))
+        .collect();
+    let (org, images) = signed_app(registry, "load/app", &wanted).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, socket) = service_policy(dir.path(), registry, &org, "load/");
+    let peak_kib = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or_default()
+    };
+
+    let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
+    let mut service = start_service(&verifier, &policy, &socket).await;
+    let mut calls = Vec::new();
+    for (i, image) in images.iter().enumerate() {
+        let (verifier, policy) = (verifier.clone(), policy.clone());
+        let name = format!("{}/load/app:t{i}", registry.host);
+        let image = image.clone();
+        calls.push(tokio::task::spawn_blocking(move || {
+            run_bindir(&verifier, &policy, &name, &image)
+        }));
+    }
+    for call in calls {
+        assert!(call.await.unwrap(), "a verification failed under load");
+    }
+    let service_peak = peak_kib(service.id());
+    let _ = service.kill();
+    let _ = service.wait();
+
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let front_socket = dir.path().join("front.sock");
+    let mut front = start_front(&containerd.socket, &front_socket, &policy).await;
+    let mut pulls = Vec::new();
+    for i in 0..concurrent {
+        let name = format!("{}/load/app:t{i}", registry.host);
+        pulls.push(
+            containerd.spawn_ctr_at(&front_socket, &["images", "pull", "--plain-http", &name]),
+        );
+    }
+    for pull in pulls {
+        assert!(
+            pull.await.unwrap().status.success(),
+            "a pull through the front failed under load"
+        );
+    }
+    let front_peak = peak_kib(front.id());
+    let _ = front.kill();
+    let _ = front.wait();
+    println!(
+        "{:<56} {:>10} {:>9} MiB",
+        format!("peak RSS, verifier service, {concurrent} concurrent"),
+        "",
+        service_peak >> 10
+    );
+    println!(
+        "{:<56} {:>10} {:>9} MiB",
+        format!("peak RSS, front, {concurrent} concurrent ctr pulls"),
+        "",
+        front_peak >> 10
+    );
+}

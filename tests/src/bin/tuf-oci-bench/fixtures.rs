@@ -1,0 +1,73 @@
+//! Signed images and organisations the cases measure.
+
+use tuf_oci::keys::SigningKey;
+use tuf_oci::layout::Entry;
+use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
+
+/// A new organisation at `metadata` delegating `role/*` to `role`, published; with the role's
+/// key.
+pub(crate) async fn delegating_org(
+    registry: &TestRegistry,
+    metadata: &str,
+    role: &str,
+) -> (Org, SigningKey) {
+    let org = Org::init(registry, metadata).await;
+    let key = org.key(role).await;
+    let paths = [format!("{role}/*")];
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    org.delegate(
+        registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation(role, &paths, &[&key], 1),
+    )
+    .await;
+    org.publish(registry).await;
+    (org, key)
+}
+
+/// A new organisation with its metadata repository beside repository `app` (`../tuf`), whose
+/// top-level targets sign the images `(tag, content)` pushed to `app`, published.
+pub(crate) async fn signed_app(
+    registry: &TestRegistry,
+    app: &str,
+    images: &[(String, String)],
+) -> (Org, Vec<Entry>) {
+    let (parent, _) = app.rsplit_once('/').expect("app is parent/name");
+    let org = Org::init(registry, &format!("{parent}/tuf")).await;
+    let mut pushed = Vec::new();
+    for (tag, content) in images {
+        pushed.push(registry.push_image(app, tag, content).await);
+    }
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo(app), "../tuf")
+        .await
+        .unwrap();
+    let references: Vec<_> = images
+        .iter()
+        .map(|(tag, _)| registry.image(&format!("{app}:{tag}")))
+        .collect();
+    org.editor(registry)
+        .await
+        .sign(
+            &references,
+            "targets",
+            &org.targets_key().await,
+            expiries().targets,
+        )
+        .await
+        .expect("sign");
+    org.publish(registry).await;
+    (org, pushed)
+}
+
+/// A descriptor for a manifest that does not exist (only its metadata matters here).
+pub(crate) fn fake_entry(i: usize) -> Entry {
+    Entry::of(
+        tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+        format!("fake manifest {i}").as_bytes(),
+    )
+}
+
+pub(crate) fn descriptor(entry: &Entry) -> oci_spec::image::Descriptor {
+    serde_json::from_value(serde_json::to_value(entry).unwrap()).unwrap()
+}
