@@ -17,23 +17,23 @@ use serde_json::json;
 use tough::TargetName;
 use tough::editor::signed::SignedRole;
 use tough::schema::{
-    DelegatedRole, DelegatedTargets, Delegations, KeyHolder, PathPattern, PathSet, Role, RoleKeys,
-    RoleType, Root, Signed, Target, Targets, Timestamp,
+    DelegatedRole, DelegatedTargets, Delegations, KeyHolder, Metafile, PathPattern, PathSet, Role,
+    RoleKeys, RoleType, Root, Signed, Target, Targets, Timestamp,
 };
 
 use crate::descriptor::target_from_descriptor;
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
 use crate::layout::{
-    Entry, INDEX_MEDIA_TYPE, METADATA_TAG, Manifest, POINTER_ANNOTATION, check_role_name, index,
-    versioned_file,
+    Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE, METADATA_TAG, Manifest, POINTER_ANNOTATION,
+    check_role_name, index, versioned_file,
 };
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::RegistrySource;
 use crate::updater::{Expiration, check_version, parse};
 use crate::verify::Verifier;
-use writer::Writer;
+use writer::{RoleFile, Writer, stored_entry};
 
 mod writer;
 
@@ -161,7 +161,10 @@ pub async fn init(
         .push_head_and_version("targets", 1, targets.buffer())
         .await?;
     let mut roles = BTreeMap::new();
-    roles.insert("targets".to_string(), (1, targets.buffer().clone()));
+    roles.insert(
+        "targets".to_string(),
+        RoleFile::of("targets", 1, targets.buffer()),
+    );
     writer
         .publish_files(
             &holder,
@@ -184,8 +187,8 @@ pub struct Editor {
     writer: Writer,
     root: Signed<Root>,
     root_bytes: Vec<u8>,
-    /// Published versions from the trusted snapshot, by file name (`team-a.json`).
-    published: BTreeMap<String, u64>,
+    /// What the trusted snapshot names, by file name (`team-a.json`).
+    published: BTreeMap<String, Metafile>,
     snapshot_version: u64,
     timestamp: Signed<Timestamp>,
 }
@@ -199,12 +202,7 @@ impl Editor {
             .updater(repository, Expiration::UnsafeIgnoreForRepair)
             .await?;
         let snapshot = updater.snapshot().expect("refreshed");
-        let published = snapshot
-            .signed
-            .meta
-            .iter()
-            .map(|(file, meta)| (file.clone(), meta.version.get()))
-            .collect();
+        let published = snapshot.signed.meta.clone().into_iter().collect();
         Ok(Editor {
             writer: Writer {
                 registry: verifier.registry().clone(),
@@ -439,11 +437,7 @@ impl Editor {
         timestamp_keys: &[SigningKey],
         expires: &Expiries,
     ) -> Result<u64> {
-        let heads = self.all_roles().await?;
-        let roles = heads
-            .into_iter()
-            .map(|h| (h.role, (h.signed.signed.version.get(), h.bytes)))
-            .collect();
+        let roles = self.role_files().await?;
         let version = self.snapshot_version + 1;
         self.writer
             .publish_files(
@@ -458,6 +452,43 @@ impl Editor {
             )
             .await?;
         Ok(version)
+    }
+
+    /// The role files the next snapshot names. Only heads that may have moved are read:
+    /// top-level targets, the roles with a stored version after the published one, and the
+    /// roles a moved role delegates (their keys may have changed with it). Every other
+    /// published role keeps the file snapshot names, so publishing after one change among many
+    /// roles reads that role, not all of them.
+    async fn role_files(&self) -> Result<BTreeMap<String, RoleFile>> {
+        let stored = self.stored_files().await?;
+        let changed = self.changed_roles(&stored);
+        let mut heads = self
+            .walk_into(&stored, |delegator, child| {
+                self.is_newer(delegator) || changed.contains(&child.name)
+            })
+            .await?;
+        let read = |heads: &[Head]| -> HashSet<String> {
+            heads.iter().map(|head| head.role.clone()).collect()
+        };
+        if !changed.is_subset(&read(&heads)) {
+            // A changed role under an unchanged one, or a file no delegation names: read all.
+            heads = self.walk_into(&stored, |_, _| true).await?;
+        }
+        let read = read(&heads);
+        let index = self.published_index().await;
+        let mut files = BTreeMap::new();
+        for (file, meta) in &self.published {
+            let role = file.trim_end_matches(".json");
+            if !read.contains(role) {
+                let kept = self.published_file(role, meta, &index).await?;
+                files.insert(role.to_string(), kept);
+            }
+        }
+        for head in heads {
+            let file = RoleFile::of(&head.role, head.signed.signed.version.get(), &head.bytes);
+            files.insert(head.role, file);
+        }
+        Ok(files)
     }
 
     /// Re-signs timestamp with a new version and expiry, naming the same snapshot (for cron).
@@ -661,31 +692,42 @@ impl Editor {
     /// Reads the heads of the roles whose paths cover `target` (all roles without one),
     /// verifying each with its delegator's keys, in pre-order.
     async fn walk(&self, target: Option<&TargetName>) -> Result<Vec<Head>> {
-        let mut out = Vec::new();
         let stored = self.stored_files().await?;
-        let mut stack = vec![self.top_targets_among(&stored).await?];
+        self.walk_into(&stored, |_, child| target.is_none_or(|t| covers(child, t)))
+            .await
+    }
+
+    /// Reads the head of top-level targets and, in pre-order, of every delegated role that
+    /// `descend(delegator's head, delegation)` selects, verifying each with its delegator's
+    /// keys; `stored` are the metadata repository's tags.
+    async fn walk_into(
+        &self,
+        stored: &HashSet<String>,
+        descend: impl Fn(&Head, &DelegatedRole) -> bool,
+    ) -> Result<Vec<Head>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.top_targets_among(stored).await?];
         let mut visited = HashSet::new();
         while let Some(head) = stack.pop() {
             if !visited.insert(head.role.clone()) {
                 continue;
             }
             if let Some(delegations) = &head.signed.signed.delegations {
-                let covered = |r: &&DelegatedRole| target.is_none_or(|t| covers(r, t));
+                let selected = delegations.roles.iter().filter(|r| descend(&head, r));
                 // Children fetched concurrently, kept in delegation order.
-                let children: Vec<Option<Head>> =
-                    futures_util::stream::iter(delegations.roles.iter().filter(covered))
-                        .map(|child| {
-                            self.head(&child.name, &stored, |signed| {
-                                delegations
-                                    .verify_role(signed, &child.name)
-                                    .map_err(|e| e.to_string())
-                            })
+                let children: Vec<Option<Head>> = futures_util::stream::iter(selected)
+                    .map(|child| {
+                        self.head(&child.name, stored, |signed| {
+                            delegations
+                                .verify_role(signed, &child.name)
+                                .map_err(|e| e.to_string())
                         })
-                        .buffered(WRITE_CONCURRENCY)
-                        .collect::<Vec<_>>()
-                        .await
-                        .into_iter()
-                        .collect::<Result<_>>()?;
+                    })
+                    .buffered(WRITE_CONCURRENCY)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_>>()?;
                 stack.extend(children.into_iter().flatten().rev());
             }
             out.push(head);
@@ -773,8 +815,72 @@ impl Editor {
     fn published_version(&self, role: &str) -> u64 {
         self.published
             .get(&format!("{role}.json"))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |meta| meta.version.get())
+    }
+
+    /// Whether `head` is newer than the published version of its role.
+    fn is_newer(&self, head: &Head) -> bool {
+        head.signed.signed.version.get() > self.published_version(&head.role)
+    }
+
+    /// Roles with a stored version after the published one (any version of a role never
+    /// published), from the metadata repository's tags.
+    fn changed_roles(&self, stored: &HashSet<String>) -> HashSet<String> {
+        stored
+            .iter()
+            .filter_map(|tag| {
+                let (version, role) = tag.strip_suffix(".json")?.split_once('.')?;
+                let version: u64 = version.parse().ok()?;
+                check_role_name(role).ok()?;
+                (version > self.published_version(role)).then(|| role.to_string())
+            })
+            .collect()
+    }
+
+    /// The descriptors in the published `tuf-metadata` index, by file name. It is a listing,
+    /// not signed: a missing or unreadable one only costs reading the files themselves.
+    async fn published_index(&self) -> HashMap<String, Entry> {
+        let tag = self.writer.metadata.tagged(METADATA_TAG);
+        let Ok(Some(fetched)) = self.writer.registry.manifest(&tag, WRITER_READ_LIMIT).await else {
+            return HashMap::new();
+        };
+        let Ok(index) = Manifest::parse(METADATA_TAG, &fetched.bytes) else {
+            return HashMap::new();
+        };
+        index
+            .manifests
+            .into_iter()
+            .filter_map(|entry| Some((entry.annotations.get(FILENAME_ANNOTATION)?.clone(), entry)))
+            .collect()
+    }
+
+    /// The published file of `role` that snapshot names with `meta`, kept as it is; its
+    /// descriptor comes from `index`, or from reading the file when the index lacks it.
+    async fn published_file(
+        &self,
+        role: &str,
+        meta: &Metafile,
+        index: &HashMap<String, Entry>,
+    ) -> Result<RoleFile> {
+        let file = versioned_file(role, meta.version.get());
+        let entry = match index.get(&file) {
+            Some(entry) => entry.clone(),
+            None => {
+                let source =
+                    RegistrySource::new(self.writer.registry.clone(), self.writer.metadata.clone());
+                let bytes = source
+                    .fetch_from(&self.writer.metadata, &file, WRITER_READ_LIMIT)
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("{file} in {}", self.writer.metadata),
+                    })?;
+                stored_entry(&file, &bytes)
+            }
+        };
+        Ok(RoleFile {
+            meta: meta.clone(),
+            entry,
+        })
     }
 }
 

@@ -28,6 +28,24 @@ const MAX_SKIPPED_VERSIONS: u64 = 100;
 /// Attempts at merging into a referrers index that another writer changed meanwhile.
 const REFERRERS_RETRIES: usize = 8;
 
+/// A role file a snapshot names: its entry in the snapshot and the descriptor of its manifest
+/// in the `tuf-metadata` index.
+#[derive(Debug, Clone)]
+pub(super) struct RoleFile {
+    pub(super) meta: Metafile,
+    pub(super) entry: Entry,
+}
+
+impl RoleFile {
+    /// Version `version` of `role`, with these bytes.
+    pub(super) fn of(role: &str, version: u64, bytes: &[u8]) -> Self {
+        RoleFile {
+            meta: metafile(version, bytes),
+            entry: stored_entry(&versioned_file(role, version), bytes),
+        }
+    }
+}
+
 /// Pushes metadata files in the registry layout.
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
@@ -351,14 +369,14 @@ impl Writer {
         Ok(found)
     }
 
-    /// Signs and pushes snapshot `snapshot_version` naming `roles` (file -> version, bytes),
-    /// then timestamp `timestamp_version` naming it, then the `tuf-metadata` index.
+    /// Signs and pushes snapshot `snapshot_version` naming `roles` (by role name), then
+    /// timestamp `timestamp_version` naming it, then the `tuf-metadata` index.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn publish_files(
         &self,
         holder: &KeyHolder,
         root: (&Vec<u8>, u64),
-        roles: &BTreeMap<String, (u64, Vec<u8>)>,
+        roles: &BTreeMap<String, RoleFile>,
         snapshot_version: u64,
         timestamp_version: u64,
         snapshot_keys: &[SigningKey],
@@ -375,10 +393,10 @@ impl Writer {
                 nonzero(snapshot_version),
                 whole_seconds(expires.snapshot),
             );
-            for (role, (version, bytes)) in roles {
+            for (role, file) in roles {
                 snapshot
                     .meta
-                    .insert(format!("{role}.json"), metafile(*version, bytes));
+                    .insert(format!("{role}.json"), file.meta.clone());
             }
             let snapshot = sign_role(snapshot, holder, snapshot_keys).await?;
             let file = versioned_file("snapshot", snapshot_version);
@@ -406,9 +424,7 @@ impl Writer {
                 .await?,
         );
         entries.push(stored_entry(&versioned_file("root", root.1), root.0));
-        for (role, (version, bytes)) in roles {
-            entries.push(stored_entry(&versioned_file(role, *version), bytes));
-        }
+        entries.extend(roles.values().map(|file| file.entry.clone()));
         self.registry
             .push_manifest(
                 &self.metadata.tagged(METADATA_TAG),
@@ -428,7 +444,7 @@ fn attachment_tag(subject: &Entry, file: &str) -> String {
 
 /// The descriptor of the manifest `push_file` writes for `file` without a subject, computed
 /// locally (the bytes are deterministic), for the `tuf-metadata` index.
-fn stored_entry(file: &str, bytes: &[u8]) -> Entry {
+pub(super) fn stored_entry(file: &str, bytes: &[u8]) -> Entry {
     let layer = Entry::metadata_layer(bytes);
     let mut entry = Entry::of(MANIFEST_MEDIA_TYPE, &metadata_manifest(file, &layer, None));
     entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());

@@ -1,0 +1,150 @@
+//! Publishing reads the roles that moved: top-level targets, roles with a version after the
+//! published one, and the roles a moved role delegates. Every other role keeps the file the
+//! published snapshot names, so one signer's change among many roles costs reading that role.
+
+use tuf_oci::Error;
+use tuf_oci::keys::SigningKey;
+use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
+
+/// An organisation delegating `team-<i>/*` to role `team-<i>` for each of `teams`, each
+/// having signed `team-<i>/app:v1`, published; with the roles' keys.
+async fn teams(registry: &TestRegistry, teams: usize) -> (Org, Vec<SigningKey>) {
+    let org = Org::init(registry, "org/tuf").await;
+    let targets = org.targets_key().await;
+    let mut keys = Vec::new();
+    for i in 0..teams {
+        let role = format!("team-{i}");
+        let key = org.key(&role).await;
+        let paths = format!("team-{i}/*");
+        org.delegate(
+            registry,
+            "targets",
+            &targets,
+            &delegation(&role, &[&paths], &[&key], 1),
+        )
+        .await;
+        let image = format!("team-{i}/app");
+        registry.push_image(&image, "v1", &image).await;
+        org.sign(
+            registry,
+            &registry.image(&format!("{image}:v1")),
+            &role,
+            std::slice::from_ref(&key),
+        )
+        .await;
+        keys.push(key);
+    }
+    org.publish(registry).await;
+    (org, keys)
+}
+
+/// Verifies `reference` with a new client told where the metadata lives.
+async fn verify(org: &Org, registry: &TestRegistry, reference: &str) -> tuf_oci::Result<String> {
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = tuf_oci::Verifier::new(
+        registry.client.clone(),
+        org.trust(Some(org.metadata.clone()), Some(cache.path())),
+    )
+    .unwrap();
+    let verified = verifier.verify(&registry.image(reference)).await?;
+    Ok(verified.role().to_string())
+}
+
+async fn publish(org: &Org, registry: &TestRegistry) -> tuf_oci::Result<u64> {
+    let snapshot = [org.key("snapshot").await];
+    let timestamp = [org.key("timestamp").await];
+    org.editor(registry)
+        .await
+        .publish(&snapshot, &timestamp, &expiries())
+        .await
+}
+
+#[tokio::test]
+async fn unchanged_roles_are_kept_without_reading_their_heads() {
+    let registry = TestRegistry::start();
+    let (org, keys) = teams(&registry, 4).await;
+    registry.push_image("team-1/app", "v2", "team-1 v2").await;
+    org.sign(
+        &registry,
+        &registry.image("team-1/app:v2"),
+        "team-1",
+        std::slice::from_ref(&keys[1]),
+    )
+    .await;
+    // Every other role's head is now garbage: a publish that read them would fail.
+    for i in [0, 2, 3] {
+        registry
+            .put_file(&org.metadata, &format!("team-{i}.json"), b"not metadata")
+            .await;
+    }
+    publish(&org, &registry).await.unwrap();
+
+    assert_eq!(
+        verify(&org, &registry, "team-1/app:v2").await.unwrap(),
+        "team-1"
+    );
+    for i in [0, 2, 3] {
+        let reference = format!("team-{i}/app:v1");
+        assert_eq!(
+            verify(&org, &registry, &reference).await.unwrap(),
+            format!("team-{i}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn roles_under_a_changed_delegation_are_checked_again() {
+    let registry = TestRegistry::start();
+    let (org, _) = teams(&registry, 3).await;
+    // The administrator gives team-2 a new key; team-2 has not re-signed with it yet.
+    let new_key = org.key("team-2-new").await;
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team-2", &["team-2/*"], &[&new_key], 1),
+    )
+    .await;
+    let err = publish(&org, &registry).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Signature { ref role, .. } if role == "team-2"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_change_under_an_unchanged_role_is_found() {
+    let registry = TestRegistry::start();
+    let (org, keys) = teams(&registry, 2).await;
+    // team-0 delegates team-0/sub/* to `sub`, published; then `sub` alone signs.
+    let sub = org.key("sub").await;
+    org.editor(&registry)
+        .await
+        .delegate(
+            "team-0",
+            &delegation("sub", &["team-0/sub/*"], &[&sub], 1),
+            std::slice::from_ref(&keys[0]),
+            expiries().targets,
+        )
+        .await
+        .unwrap();
+    publish(&org, &registry).await.unwrap();
+    registry.push_image("team-0/sub/app", "v1", "sub").await;
+    org.sign(
+        &registry,
+        &registry.image("team-0/sub/app:v1"),
+        "sub",
+        std::slice::from_ref(&sub),
+    )
+    .await;
+    publish(&org, &registry).await.unwrap();
+
+    assert_eq!(
+        verify(&org, &registry, "team-0/sub/app:v1").await.unwrap(),
+        "sub"
+    );
+    assert_eq!(
+        verify(&org, &registry, "team-1/app:v1").await.unwrap(),
+        "team-1"
+    );
+}
