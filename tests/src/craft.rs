@@ -1,7 +1,7 @@
 //! Hand-made metadata for attack tests: what someone holding some keys, or registry write
 //! access, could produce. Signed with tough's own signer, so only the content is malicious.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_lc_rs::rand::SystemRandom;
 use serde::Serialize;
@@ -13,6 +13,7 @@ use tough::schema::{
     Timestamp,
 };
 use tuf_oci::keys::SigningKey;
+use tuf_oci::layout::{INDEX_MEDIA_TYPE, METADATA_TAG, index, index_entry};
 
 use crate::{Org, TestRegistry};
 
@@ -145,6 +146,33 @@ pub async fn publish_raw(registry: &TestRegistry, org: &Org, roles: &[(&str, Vec
         metafile(new_snapshot.version.get(), &signed),
     );
     let timestamp_keys = [org.key("timestamp").await];
-    let signed = bytes(&sign_top(new_timestamp, &root.signed, &timestamp_keys).await);
-    registry.put_file(repo, "timestamp.json", &signed).await;
+    let timestamp = bytes(&sign_top(new_timestamp, &root.signed, &timestamp_keys).await);
+    registry.put_file(repo, "timestamp.json", &timestamp).await;
+    // The `tuf-metadata` index of the published files, as `publish` leaves it.
+    let mut entries = vec![
+        index_entry(&format!("{}.snapshot.json", new_snapshot.version), &signed),
+        index_entry("timestamp.json", &timestamp),
+        index_entry(&format!("{}.root.json", root.signed.version), &org.root),
+    ];
+    let given: HashMap<String, &Vec<u8>> = roles
+        .iter()
+        .map(|(role, bytes)| (format!("{role}.json"), bytes))
+        .collect();
+    for (file, meta) in &new_snapshot.meta {
+        let versioned = format!("{}.{file}", meta.version);
+        let bytes = match given.get(file) {
+            Some(bytes) => bytes.to_vec(),
+            None => registry.get_file(repo, &versioned).await,
+        };
+        entries.push(index_entry(&versioned, &bytes));
+    }
+    registry
+        .client
+        .push_manifest(
+            &repo.tagged(METADATA_TAG),
+            &index(&entries, &BTreeMap::new()),
+            INDEX_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
 }

@@ -148,3 +148,35 @@ async fn a_change_under_an_unchanged_role_is_found() {
         "team-1"
     );
 }
+
+#[tokio::test]
+async fn a_lost_index_is_rebuilt_from_the_files() {
+    use std::collections::BTreeMap;
+    use tuf_oci::layout::{INDEX_MEDIA_TYPE, METADATA_TAG, Manifest, index, index_entry};
+
+    let registry = TestRegistry::start();
+    let (org, _) = teams(&registry, 3).await;
+    let tag = org.metadata.tagged(METADATA_TAG);
+    // The `tuf-metadata` index is unsigned: someone replaces it with an empty one.
+    registry
+        .client
+        .push_manifest(&tag, &index(&[], &BTreeMap::new()), INDEX_MEDIA_TYPE)
+        .await
+        .unwrap();
+    publish(&org, &registry).await.unwrap();
+
+    let fetched = registry
+        .client
+        .manifest(&tag, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = Manifest::parse(METADATA_TAG, &fetched.bytes)
+        .unwrap()
+        .manifests;
+    for i in 0..3 {
+        let file = format!("1.team-{i}.json");
+        let expected = index_entry(&file, &registry.get_file(&org.metadata, &file).await);
+        assert!(listed.contains(&expected), "{file} missing from {listed:?}");
+    }
+}

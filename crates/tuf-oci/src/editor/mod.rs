@@ -26,14 +26,14 @@ use crate::error::{Error, Result};
 use crate::keys::SigningKey;
 use crate::layout::{
     Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE, METADATA_TAG, Manifest, POINTER_ANNOTATION,
-    check_role_name, index, versioned_file,
+    check_role_name, index, index_entry, versioned_file,
 };
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::RegistrySource;
 use crate::updater::{Expiration, check_version, parse};
 use crate::verify::Verifier;
-use writer::{RoleFile, Writer, stored_entry};
+use writer::{RoleFile, Writer};
 
 mod writer;
 
@@ -874,7 +874,7 @@ impl Editor {
                     .ok_or_else(|| Error::NotFound {
                         what: format!("{file} in {}", self.writer.metadata),
                     })?;
-                stored_entry(&file, &bytes)
+                index_entry(&file, &bytes)
             }
         };
         Ok(RoleFile {

@@ -14,7 +14,7 @@ use crate::keys::SigningKey;
 use crate::layout::{
     EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest,
-    index, metadata_manifest, referrers_tag, versioned_file,
+    index, index_entry, metadata_manifest, referrers_tag, versioned_file,
 };
 use crate::location::Repository;
 use crate::registry::Registry;
@@ -41,7 +41,7 @@ impl RoleFile {
     pub(super) fn of(role: &str, version: u64, bytes: &[u8]) -> Self {
         RoleFile {
             meta: metafile(version, bytes),
-            entry: stored_entry(&versioned_file(role, version), bytes),
+            entry: index_entry(&versioned_file(role, version), bytes),
         }
     }
 }
@@ -423,7 +423,7 @@ impl Writer {
             self.push_file(&self.metadata, "timestamp.json", timestamp.buffer(), None)
                 .await?,
         );
-        entries.push(stored_entry(&versioned_file("root", root.1), root.0));
+        entries.push(index_entry(&versioned_file("root", root.1), root.0));
         entries.extend(roles.values().map(|file| file.entry.clone()));
         self.registry
             .push_manifest(
@@ -440,18 +440,6 @@ impl Writer {
 fn attachment_tag(subject: &Entry, file: &str) -> String {
     let hex = subject.digest.trim_start_matches("sha256:");
     format!("ref-{}-{file}", &hex[..16.min(hex.len())])
-}
-
-/// The descriptor of the manifest `push_file` writes for `file` without a subject, computed
-/// locally (the bytes are deterministic), for the `tuf-metadata` index.
-pub(super) fn stored_entry(file: &str, bytes: &[u8]) -> Entry {
-    let layer = Entry::metadata_layer(bytes);
-    let mut entry = Entry::of(MANIFEST_MEDIA_TYPE, &metadata_manifest(file, &layer, None));
-    entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
-    entry
-        .annotations
-        .insert(FILENAME_ANNOTATION.into(), file.into());
-    entry
 }
 
 fn metafile(version: u64, bytes: &[u8]) -> Metafile {
