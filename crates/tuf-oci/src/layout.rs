@@ -181,8 +181,9 @@ pub fn versioned_file(role: &str, version: u64) -> String {
 }
 
 /// Checks that a delegated role name can be stored: it becomes part of tags
-/// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, with room for a version and an attachment prefix)
-/// and may not shadow a top-level role.
+/// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, with room for a version and an attachment prefix),
+/// may not shadow a top-level role, and may not begin like a versioned file (`2024.q1`'s
+/// head tag `2024.q1.json` would read as version 2024 of role `q1`).
 pub fn check_role_name(name: &str) -> Result<()> {
     let valid_chars = name
         .chars()
@@ -191,10 +192,14 @@ pub fn check_role_name(name: &str) -> Result<()> {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_chars || !first_ok || name.len() > 64 || TOP_LEVEL_ROLES.contains(&name) {
+    let versioned = name
+        .split_once('.')
+        .is_some_and(|(start, _)| start.bytes().all(|b| b.is_ascii_digit()));
+    if !valid_chars || !first_ok || versioned || name.len() > 64 || TOP_LEVEL_ROLES.contains(&name)
+    {
         return Err(Error::Usage(format!(
-            "role name {name:?} must match [A-Za-z0-9_][A-Za-z0-9._-]*, be at most 64 characters \
-             and not be a top-level role name"
+            "role name {name:?} must match [A-Za-z0-9_][A-Za-z0-9._-]*, be at most 64 characters, \
+             not begin with digits and a dot, and not be a top-level role name"
         )));
     }
     Ok(())
@@ -266,7 +271,17 @@ mod tests {
     fn role_names_become_valid_tags() {
         check_role_name("team-a").unwrap();
         check_role_name("team_a.apps-2").unwrap();
-        for bad in ["", "-a", "a/b", "snapshot", "a:b", &"x".repeat(65)] {
+        check_role_name("2024-q1").unwrap();
+        check_role_name("v2024.q1").unwrap();
+        for bad in [
+            "",
+            "-a",
+            "a/b",
+            "snapshot",
+            "a:b",
+            "2024.q1",
+            &"x".repeat(65),
+        ] {
             assert!(check_role_name(bad).is_err(), "{bad:?} accepted");
         }
     }

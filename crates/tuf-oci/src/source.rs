@@ -152,7 +152,7 @@ async fn file_layer<S: ContentStore>(
     limit: u64,
 ) -> Result<Option<crate::layout::Entry>> {
     // File names become tags: refuse role names that are not valid tags.
-    let role = name.trim_end_matches(".json");
+    let role = name.strip_suffix(".json").unwrap_or(name);
     let role = match role.split_once('.') {
         Some((version, rest)) if version.bytes().all(|b| b.is_ascii_digit()) => rest,
         _ => role,

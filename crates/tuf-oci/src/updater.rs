@@ -517,7 +517,11 @@ impl<S: MetadataSource> Updater<S> {
                         role: file.clone(),
                         version: new.signed.version.get(),
                     })?;
-                check_not_older(file.trim_end_matches(".json"), old.version, current.version)?;
+                check_not_older(
+                    file.strip_suffix(".json").unwrap_or(file),
+                    old.version,
+                    current.version,
+                )?;
             }
         }
         self.check_expiry("snapshot", new.signed.expires)?;
@@ -540,9 +544,7 @@ impl<S: MetadataSource> Updater<S> {
         {
             return self.check_expiry("targets", trusted.expires());
         }
-        let named =
-            |head: &Vec<u8>| meta.length == Some(head.len() as u64) && hash_named_by(head, &meta);
-        let bytes = match head.filter(named) {
+        let bytes = match head.filter(|head| is_named_by(head, &meta)) {
             Some(head) => head,
             None => {
                 self.fetch_named("targets", &meta, "snapshot", self.limits.targets, None)
@@ -692,6 +694,11 @@ fn hash_named_by(bytes: &[u8], meta: &Metafile) -> bool {
     meta.hashes
         .as_ref()
         .is_some_and(|h| sha256_digest(bytes) == format!("sha256:{}", hex::encode(&h.sha256)))
+}
+
+/// Whether `bytes` are exactly the file `meta` names: its length and SHA-256.
+pub(crate) fn is_named_by(bytes: &[u8], meta: &Metafile) -> bool {
+    meta.length == Some(bytes.len() as u64) && hash_named_by(bytes, meta)
 }
 
 /// Top-level targets asked for before any refresh.

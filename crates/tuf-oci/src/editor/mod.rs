@@ -25,13 +25,14 @@ use crate::descriptor::target_from_descriptor;
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
 use crate::layout::{
-    Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE, METADATA_TAG, Manifest, POINTER_ANNOTATION,
-    check_role_name, index, index_entry, versioned_file,
+    Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE,
+    METADATA_TAG, Manifest, POINTER_ANNOTATION, check_role_name, index, index_entry,
+    versioned_file,
 };
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::RegistrySource;
-use crate::updater::{Expiration, check_version, parse};
+use crate::updater::{Expiration, check_version, is_named_by, parse};
 use crate::verify::Verifier;
 use writer::{RoleFile, Writer};
 
@@ -478,7 +479,10 @@ impl Editor {
         let index = self.published_index().await;
         let mut files = BTreeMap::new();
         for (file, meta) in &self.published {
-            let role = file.trim_end_matches(".json");
+            let role = file.strip_suffix(".json").ok_or_else(|| Error::Parse {
+                role: "snapshot".into(),
+                message: format!("the published snapshot names {file:?}, not a role file"),
+            })?;
             if !read.contains(role) {
                 let kept = self.published_file(role, meta, &index).await?;
                 files.insert(role.to_string(), kept);
@@ -863,7 +867,11 @@ impl Editor {
         index: &HashMap<String, Entry>,
     ) -> Result<RoleFile> {
         let file = versioned_file(role, meta.version.get());
-        let entry = match index.get(&file) {
+        let listed = index.get(&file).filter(|entry| {
+            entry.media_type == MANIFEST_MEDIA_TYPE
+                && entry.artifact_type.as_deref() == Some(METADATA_ARTIFACT_TYPE)
+        });
+        let entry = match listed {
             Some(entry) => entry.clone(),
             None => {
                 let source =
@@ -872,8 +880,17 @@ impl Editor {
                     .fetch_from(&self.writer.metadata, &file, WRITER_READ_LIMIT)
                     .await?
                     .ok_or_else(|| Error::NotFound {
-                        what: format!("{file} in {}", self.writer.metadata),
+                        what: format!(
+                            "{file}, named by the published snapshot, in {}",
+                            self.writer.metadata
+                        ),
                     })?;
+                if !is_named_by(&bytes, meta) {
+                    return Err(Error::MetaHashMismatch {
+                        role: role.to_string(),
+                        named_by: "snapshot".into(),
+                    });
+                }
                 index_entry(&file, &bytes)
             }
         };
