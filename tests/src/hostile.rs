@@ -25,6 +25,13 @@ pub enum Rule {
         /// Matched against the end of the request path.
         path_suffix: String,
     },
+    /// Answer tag listings in pages of `per_page` tags in lexical order, after the `last`
+    /// query parameter, as registries that paginate do (OCI distribution spec, "Listing
+    /// Tags"); distribution 2.8 itself answers every tag at once.
+    PageTags {
+        /// Tags per answer.
+        per_page: usize,
+    },
     /// Want a bearer token on every `/v2/` request, as registries with anonymous tokens do
     /// (Docker Hub, ghcr.io): 401 with a challenge naming `/token`, which hands one out.
     RequireToken,
@@ -87,7 +94,7 @@ async fn serve(
         .and_then(|line| line.split_whitespace().nth(1))
         .unwrap_or_default()
         .to_string();
-    let path = path.split('?').next().unwrap_or_default();
+    let (path, query) = path.split_once('?').unwrap_or((&path, ""));
     seen.lock().expect("not poisoned").push(path.to_string());
     for rule in rules {
         match rule {
@@ -110,6 +117,31 @@ async fn serve(
                 if !head_only(&request) {
                     client.write_all(body).await?;
                 }
+                return client.shutdown().await;
+            }
+            Rule::PageTags { per_page } if path.ends_with("/tags/list") => {
+                let last = query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("last="))
+                    .unwrap_or_default();
+                let mut tags = all_tags(upstream, path).await?;
+                tags.sort();
+                let page: Vec<&String> = tags
+                    .iter()
+                    .filter(|tag| tag.as_str() > last)
+                    .take(*per_page)
+                    .collect();
+                let name = path
+                    .trim_start_matches("/v2/")
+                    .trim_end_matches("/tags/list");
+                let body = serde_json::json!({ "name": name, "tags": page }).to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                client.write_all(head.as_bytes()).await?;
+                client.write_all(body.as_bytes()).await?;
                 return client.shutdown().await;
             }
             Rule::Stall { path_suffix } if path.ends_with(path_suffix.as_str()) => {
@@ -156,6 +188,27 @@ async fn serve(
     server.read_to_end(&mut response).await?;
     client.write_all(&response).await?;
     client.shutdown().await
+}
+
+/// Every tag of the repository whose listing is at `path`, asked of `upstream` over HTTP/1.0
+/// (so the answer is not chunked).
+async fn all_tags(upstream: &str, path: &str) -> std::io::Result<Vec<String>> {
+    let mut server = TcpStream::connect(upstream).await?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {upstream}\r\n\r\n");
+    server.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response).await?;
+    let body = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |end| &response[end + 4..]);
+    let listed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    Ok(listed["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|tag| tag.as_str().map(str::to_string))
+        .collect())
 }
 
 fn head_only(request: &[u8]) -> bool {

@@ -261,3 +261,32 @@ async fn registry_wanting_anonymous_tokens_gets_one_per_scope() {
     let tokens = seen.iter().filter(|p| *p == "/token").count();
     assert_eq!(tokens, 2, "two repositories, two tokens: {seen:#?}");
 }
+
+#[tokio::test]
+async fn paged_tag_lists_are_read_to_the_end() {
+    // Not an attack: registries may answer tag listings in pages. Writers list tags to find
+    // role versions stored after the published ones; a missed page would hide them.
+    let registry = TestRegistry::start();
+    for i in 0..5 {
+        registry
+            .push_image("paged/app", &format!("t{i}"), "x")
+            .await;
+    }
+    let proxy = HostileRegistry::start(&registry.host, vec![Rule::PageTags { per_page: 2 }]).await;
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(5),
+    });
+    let repository = tuf_oci::Repository::parse(&format!("{}/paged/app", proxy.host)).unwrap();
+    let mut tags = client.tags(&repository).await.unwrap();
+    tags.sort();
+    assert_eq!(tags, ["t0", "t1", "t2", "t3", "t4"]);
+    let listings = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.ends_with("/tags/list"))
+        .count();
+    assert_eq!(listings, 4, "three pages and the empty answer after them");
+}

@@ -436,20 +436,36 @@ impl Registry {
         Ok(Entry::of(media_type, bytes))
     }
 
-    /// Lists a repository's tags (empty when the repository does not exist).
+    /// Lists a repository's tags (empty when the repository does not exist). A registry may
+    /// answer in pages, in lexical order (OCI distribution spec, "Listing Tags"), so the
+    /// listing asks again after the last tag received until an answer brings nothing after it;
+    /// a registry that answers everything at once costs one more request, which finds nothing.
     pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>> {
         let reference = repository.tagged("latest");
-        let listed = self
-            .call(&reference, RegistryOperation::Pull, |auth| {
-                let reference = &reference;
-                async move { self.client.list_tags(reference, &auth, None, None).await }
-            })
-            .await;
-        self.traffic.record(0);
-        match listed {
-            Ok(response) => Ok(response.tags),
-            Err(e) if is_not_found(&e) => Ok(Vec::new()),
-            Err(e) => Err(registry_error(&reference, &e)),
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let last = tags.iter().max().cloned();
+            let listed = self
+                .call(&reference, RegistryOperation::Pull, |auth| {
+                    let (reference, last) = (&reference, last.as_deref());
+                    async move { self.client.list_tags(reference, &auth, None, last).await }
+                })
+                .await;
+            self.traffic.record(0);
+            let page = match listed {
+                Ok(response) => response.tags,
+                Err(e) if is_not_found(&e) => return Ok(tags),
+                Err(e) => return Err(registry_error(&reference, &e)),
+            };
+            let before = tags.len();
+            // A registry that ignores `last` answers the tags already listed: nothing new.
+            tags.extend(
+                page.into_iter()
+                    .filter(|tag| last.as_ref().is_none_or(|last| tag > last)),
+            );
+            if tags.len() == before {
+                return Ok(tags);
+            }
         }
     }
 
