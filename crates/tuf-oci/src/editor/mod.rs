@@ -845,11 +845,17 @@ impl Editor {
     /// not signed: a missing or unreadable one only costs reading the files themselves.
     async fn published_index(&self) -> HashMap<String, Entry> {
         let tag = self.writer.metadata.tagged(METADATA_TAG);
-        let Ok(Some(fetched)) = self.writer.registry.manifest(&tag, WRITER_READ_LIMIT).await else {
-            return HashMap::new();
+        let read = match self.writer.registry.manifest(&tag, WRITER_READ_LIMIT).await {
+            Ok(Some(fetched)) => Manifest::parse(METADATA_TAG, &fetched.bytes),
+            Ok(None) => Err(Error::NotFound { what: tag.whole() }),
+            Err(e) => Err(e),
         };
-        let Ok(index) = Manifest::parse(METADATA_TAG, &fetched.bytes) else {
-            return HashMap::new();
+        let index = match read {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::warn!(error = %e, "published index unusable; reading the kept files");
+                return HashMap::new();
+            }
         };
         index
             .manifests
