@@ -32,13 +32,13 @@ $CONTAINERD_TUF_LOG sets the filter (e.g. debug).";
 
 fn main() -> ExitCode {
     // Diagnostics go to stderr: containerd logs it at debug level; stdout is the reason.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONTAINERD_TUF_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match tracing_subscriber::EnvFilter::try_from_env("CONTAINERD_TUF_LOG") {
+        Ok(filter) => logs.with_env_filter(filter).init(),
+        // A plain level: parsing even "info" as a filter compiles regexes, which every bindir
+        // invocation would pay.
+        Err(_) => logs.with_max_level(tracing::Level::INFO).init(),
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if matches!(args.as_slice(), [flag] if flag == "--version" || flag == "-version") {
         println!("containerd-tuf-verifier {}", env!("CARGO_PKG_VERSION"));
