@@ -310,7 +310,7 @@ async fn relay(item: Option<Result<Item, String>>, to_client: &FrameSender) -> O
 }
 
 /// `response` with its trailers (which complete a unary call) held back until `flush` is
-/// through, or [`FLUSH_BOUND`] has passed.
+/// through, or `FLUSH_BOUND` has passed.
 pub fn trailers_after(response: Response<Body>, flush: Flush) -> Response<Body> {
     let (parts, mut body) = response.into_parts();
     let (to_client, client_body) = channel_body();
