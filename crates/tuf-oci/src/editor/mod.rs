@@ -477,17 +477,27 @@ impl Editor {
         }
         let read = read(&heads);
         let index = self.published_index().await;
-        let mut files = BTreeMap::new();
+        let mut kept = Vec::new();
         for (file, meta) in &self.published {
             let role = file.strip_suffix(".json").ok_or_else(|| Error::Parse {
                 role: "snapshot".into(),
                 message: format!("the published snapshot names {file:?}, not a role file"),
             })?;
             if !read.contains(role) {
-                let kept = self.published_file(role, meta, &index).await?;
-                files.insert(role.to_string(), kept);
+                kept.push((role, meta));
             }
         }
+        // Kept files are read only when the index lacks them: then many at once.
+        let mut files: BTreeMap<String, RoleFile> = futures_util::stream::iter(kept)
+            .map(|(role, meta)| async {
+                let file = self.published_file(role, meta, &index).await?;
+                Ok::<_, Error>((role.to_string(), file))
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
         for head in heads {
             let file = RoleFile::of(&head.role, head.signed.signed.version.get(), &head.bytes);
             files.insert(head.role, file);
