@@ -31,7 +31,6 @@ use crate::layout::{
 };
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
-use crate::source::RegistrySource;
 use crate::updater::{Expiration, check_version, is_named_by, parse};
 use crate::verify::Verifier;
 use writer::{RoleFile, Writer};
@@ -760,13 +759,8 @@ impl Editor {
         verify: impl Fn(&Signed<Targets>) -> std::result::Result<(), String>,
     ) -> Result<Option<Head>> {
         let file = format!("{role}.json");
-        let source =
-            RegistrySource::new(self.writer.registry.clone(), self.writer.metadata.clone());
         let published = self.published_version(role);
-        let mut head = match source
-            .fetch_from(&self.writer.metadata, &file, WRITER_READ_LIMIT)
-            .await?
-        {
+        let mut head = match self.writer.read_file(&file).await? {
             Some(bytes) => Some(self.checked_head(role, bytes, &verify)?),
             None => None,
         };
@@ -776,10 +770,7 @@ impl Editor {
             if !stored.contains(&next) {
                 break;
             }
-            let Some(bytes) = source
-                .fetch_from(&self.writer.metadata, &next, WRITER_READ_LIMIT)
-                .await?
-            else {
+            let Some(bytes) = self.writer.read_file(&next).await? else {
                 break;
             };
             let newer = self.checked_head(role, bytes, &verify)?;
@@ -890,10 +881,9 @@ impl Editor {
         let entry = match listed {
             Some(entry) => entry.clone(),
             None => {
-                let source =
-                    RegistrySource::new(self.writer.registry.clone(), self.writer.metadata.clone());
-                let bytes = source
-                    .fetch_from(&self.writer.metadata, &file, WRITER_READ_LIMIT)
+                let bytes = self
+                    .writer
+                    .read_file(&file)
                     .await?
                     .ok_or_else(|| Error::NotFound {
                         what: format!(

@@ -18,6 +18,7 @@ use crate::layout::{
 };
 use crate::location::Repository;
 use crate::registry::Registry;
+use crate::source::RegistrySource;
 
 use super::{
     Expiries, SPEC_VERSION, WRITE_CONCURRENCY, WRITER_READ_LIMIT, nonzero, sign_role, whole_seconds,
@@ -54,6 +55,13 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    /// Reads metadata file `name` from the metadata repository.
+    pub(super) async fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        RegistrySource::new(self.registry.clone(), self.metadata.clone())
+            .fetch_from(&self.metadata, name, WRITER_READ_LIMIT)
+            .await
+    }
+
     /// Stores `bytes` as file `name` in `repository` (manifest tagged `name`), optionally
     /// attached to `subject`. Returns the manifest's descriptor.
     pub(super) async fn push_file(
