@@ -229,20 +229,23 @@ pub fn metadata_manifest(file_name: &str, layer: &Entry, subject: Option<&Entry>
     serde_json::to_vec(&manifest).expect("manifest serializes")
 }
 
-/// The `tuf-metadata` index entry of metadata file `file_name` with these bytes: the descriptor
-/// of the manifest writers store it in (without a subject), computed locally since that
-/// manifest is deterministic.
-pub fn index_entry(file_name: &str, bytes: &[u8]) -> Entry {
-    let layer = Entry::metadata_layer(bytes);
-    let mut entry = Entry::of(
-        MANIFEST_MEDIA_TYPE,
-        &metadata_manifest(file_name, &layer, None),
-    );
+/// The descriptor of `manifest`, the metadata manifest of `file_name`, as indexes list it: with
+/// its artifact type and file name.
+pub fn metadata_entry(file_name: &str, manifest: &[u8]) -> Entry {
+    let mut entry = Entry::of(MANIFEST_MEDIA_TYPE, manifest);
     entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
     entry
         .annotations
         .insert(FILENAME_ANNOTATION.into(), file_name.into());
     entry
+}
+
+/// The `tuf-metadata` index entry of metadata file `file_name` with these bytes: the descriptor
+/// of the manifest writers store it in (without a subject), computed locally since that
+/// manifest is deterministic.
+pub fn index_entry(file_name: &str, bytes: &[u8]) -> Entry {
+    let layer = Entry::metadata_layer(bytes);
+    metadata_entry(file_name, &metadata_manifest(file_name, &layer, None))
 }
 
 /// An image index; `manifests` may be empty (pointer form and empty referrers lists).

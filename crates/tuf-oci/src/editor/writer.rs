@@ -14,7 +14,7 @@ use crate::keys::SigningKey;
 use crate::layout::{
     EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest,
-    index, index_entry, metadata_manifest, referrers_tag, versioned_file,
+    index, index_entry, metadata_entry, metadata_manifest, referrers_tag, versioned_file,
 };
 use crate::location::Repository;
 use crate::registry::Registry;
@@ -112,15 +112,10 @@ impl Writer {
         subject: Option<&Entry>,
     ) -> Result<Entry> {
         let manifest = metadata_manifest(name, layer, subject);
-        let mut entry = self
-            .registry
+        self.registry
             .push_manifest(&repository.tagged(tag), &manifest, MANIFEST_MEDIA_TYPE)
             .await?;
-        entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
-        entry
-            .annotations
-            .insert(FILENAME_ANNOTATION.into(), name.into());
-        Ok(entry)
+        Ok(metadata_entry(name, &manifest))
     }
 
     /// Stores a versioned file beside images, refusing to replace one that exists: versions are
