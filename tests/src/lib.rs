@@ -451,8 +451,8 @@ async fn key(dir: &Path, name: &str) -> SigningKey {
 }
 
 /// A verifier policy protecting `repositories` of `registry` with `org`'s root (written to
-/// `dir/root.json`), `unprotected` repositories (if any) let through, everything else denied. `extra`
-/// is appended (e.g. `socket = ...`). Returns the policy file.
+/// `dir/root.json`), `unprotected` repositories (if any) let through, everything else denied.
+/// `extra` is appended (e.g. `socket = ...`). Returns the policy file.
 pub fn write_policy(
     dir: &Path,
     registry: &TestRegistry,
