@@ -235,15 +235,6 @@ pub enum Error {
         cause: std::io::Error,
     },
 
-    /// A request made no progress in time.
-    #[error("{what} timed out after {seconds} s")]
-    Timeout {
-        /// The request.
-        what: String,
-        /// The deadline in seconds.
-        seconds: u64,
-    },
-
     /// The caller asked for something the metadata does not allow (bad role name, etc.).
     #[error("{0}")]
     Usage(String),
