@@ -45,7 +45,8 @@ async fn refusal_through(registry: &TestRegistry, root: &[u8], rules: Vec<Rule>)
 async fn blob_with_other_bytes_is_refused() {
     let registry = TestRegistry::start();
     let (org, _) = solo(&registry, true).await;
-    // The snapshot is read as a blob, by the digest the timestamp names.
+    // The snapshot is read as a blob, by the digest the timestamp names, once the manifests
+    // that embed it (its head and its version's tag) are junk.
     let timestamp: Signed<Timestamp> =
         craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
     let version = timestamp.signed.meta["snapshot.json"].version;
@@ -53,13 +54,22 @@ async fn blob_with_other_bytes_is_refused() {
         .get_file(&org.metadata, &format!("{version}.snapshot.json"))
         .await;
     let layer = tuf_oci::layout::sha256_digest(&snapshot);
-    // Through the proxy untouched objects verify; the replaced blob does not.
-    let rule = Rule::Replace {
-        path_suffix: format!("/blobs/{layer}"),
-        body: b"{\"signed\":{}}".to_vec(),
-        content_type: "application/octet-stream".into(),
+    let junk = |tag: String| Rule::Replace {
+        path_suffix: format!("/manifests/{tag}"),
+        body: b"{}".to_vec(),
+        content_type: MANIFEST_MEDIA_TYPE.into(),
     };
-    let err = refusal_through(&registry, &org.root, vec![rule]).await;
+    // Through the proxy untouched objects verify; the replaced blob does not.
+    let rules = vec![
+        junk("snapshot.json".into()),
+        junk(format!("{version}.snapshot.json")),
+        Rule::Replace {
+            path_suffix: format!("/blobs/{layer}"),
+            body: b"{\"signed\":{}}".to_vec(),
+            content_type: "application/octet-stream".into(),
+        },
+    ];
+    let err = refusal_through(&registry, &org.root, rules).await;
     // Refused while streaming, by the digest check (oci-client's or ours, whichever sees the
     // last byte first), naming the digest asked for.
     let refused = match &err {

@@ -167,16 +167,32 @@ impl<S: MetadataSource> Updater<S> {
         self.now = jiff::Timestamp::now();
         // Root N+1 and the timestamp are independent downloads: fetched together they cost one
         // round trip. The timestamp is still checked after the root chain is followed (TUF 5.3
-        // before 5.4), with the newest root's keys.
+        // before 5.4), with the newest root's keys. A client missing snapshot or top-level
+        // targets reads their heads in the same round trip, on the chance that they are the
+        // versions the new timestamp names.
         let next_root = versioned_file("root", self.root.signed.version.get() + 1);
-        let (next_root, timestamp) = futures_util::join!(
+        let (next_root, timestamp, snapshot_head, targets_head) = futures_util::join!(
             self.source.fetch(&next_root, None, self.limits.root),
-            self.fetch_timestamp()
+            self.fetch_timestamp(),
+            self.read_head("snapshot", self.snapshot.is_none(), self.limits.snapshot),
+            self.read_head("targets", self.targets.is_none(), self.limits.targets),
         );
         self.update_root(next_root?).await?;
         self.update_timestamp(timestamp?)?;
-        let head = self.update_snapshot().await?;
-        self.update_targets(head).await
+        self.update_snapshot(snapshot_head).await?;
+        self.update_targets(targets_head).await
+    }
+
+    /// The head of `role` (tag `<role>.json`) when `wanted` and its manifest embeds it. Heads
+    /// carry no trust: one is used only if it is byte for byte the version signed metadata
+    /// names ([`is_named_by`]), so a head ahead of or behind the published state, or a registry
+    /// rewriting it, only costs the download it was read to save.
+    async fn read_head(&self, role: &str, wanted: bool, limit: u64) -> Option<Vec<u8>> {
+        if !wanted {
+            return None;
+        }
+        let file = format!("{role}.json");
+        self.source.fetch_embedded(&file, limit).await.ok()?
     }
 
     /// Re-checks the expiry of trusted top-level metadata against the current time, for callers
@@ -476,34 +492,20 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     /// TUF 5.5: snapshot as named by timestamp; no role may disappear or go back in version.
-    /// A client holding no top-level targets also reads the targets head meanwhile, when its
-    /// manifest embeds it, which [`Self::update_targets`] uses only if it is byte for byte the
-    /// version snapshot names: one round trip less for a new client.
-    async fn update_snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+    /// `head` is used instead of a download when it has exactly the length and hash timestamp
+    /// names.
+    async fn update_snapshot(&mut self, head: Option<Vec<u8>>) -> Result<()> {
         let timestamp = self.timestamp.as_ref().expect("timestamp updated first");
         let meta = snapshot_version(timestamp)?.clone();
         let expected = meta.version.get();
         if let Some(trusted) = &self.snapshot
             && trusted.signed.version.get() == expected
         {
-            self.check_expiry("snapshot", trusted.signed.expires)?;
-            return Ok(None);
+            return self.check_expiry("snapshot", trusted.signed.expires);
         }
-        let head = async {
-            if self.targets.is_some() {
-                return None;
-            }
-            let limit = self.limits.targets;
-            self.source
-                .fetch_embedded("targets.json", limit)
-                .await
-                .ok()?
-        };
-        let (bytes, head) = futures_util::join!(
-            self.fetch_named("snapshot", &meta, "timestamp", self.limits.snapshot, None),
-            head
-        );
-        let bytes = bytes?;
+        let bytes = self
+            .head_or_named(head, "snapshot", &meta, "timestamp", self.limits.snapshot)
+            .await?;
         let new: Signed<Snapshot> = parse("snapshot", &bytes)?;
         self.verify_top_level("snapshot", &new)?;
         check_version("snapshot", "timestamp", expected, new.signed.version.get())?;
@@ -527,7 +529,7 @@ impl<S: MetadataSource> Updater<S> {
         self.check_expiry("snapshot", new.signed.expires)?;
         self.store.store("snapshot.json", &bytes)?;
         self.snapshot = Some(new);
-        Ok(head)
+        Ok(())
     }
 
     /// TUF 5.6: top-level targets as named by snapshot; `head` is used instead of a download
@@ -544,13 +546,9 @@ impl<S: MetadataSource> Updater<S> {
         {
             return self.check_expiry("targets", trusted.expires());
         }
-        let bytes = match head.filter(|head| is_named_by(head, &meta)) {
-            Some(head) => head,
-            None => {
-                self.fetch_named("targets", &meta, "snapshot", self.limits.targets, None)
-                    .await?
-            }
-        };
+        let bytes = self
+            .head_or_named(head, "targets", &meta, "snapshot", self.limits.targets)
+            .await?;
         let new = TargetsMetadata::verified("targets", &bytes, &self.root.signed)?;
         check_version(
             "targets",
@@ -603,6 +601,21 @@ impl<S: MetadataSource> Updater<S> {
         self.store.store(&format!("{role}.json"), &bytes)?;
         self.delegated.insert(role.to_string(), new.clone());
         Ok(new)
+    }
+
+    /// `head` when it is exactly the file of `role` that `meta` names, else that file fetched.
+    async fn head_or_named(
+        &self,
+        head: Option<Vec<u8>>,
+        role: &str,
+        meta: &Metafile,
+        named_by: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        match head.filter(|head| is_named_by(head, meta)) {
+            Some(head) => Ok(head),
+            None => self.fetch_named(role, meta, named_by, limit, None).await,
+        }
     }
 
     /// Fetches `role` at the version (and hash and length, when present) named in `meta`.

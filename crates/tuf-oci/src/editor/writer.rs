@@ -411,6 +411,17 @@ impl Writer {
                 Err(e) => return Err(e),
             }
         };
+        // The snapshot head, pushed before the timestamp names the version: a new client reads
+        // it beside the timestamp, a round trip sooner than by the digest the timestamp names.
+        let head = Entry::metadata_layer(snapshot.buffer());
+        self.push_manifest_for(
+            &self.metadata,
+            "snapshot.json",
+            "snapshot.json",
+            &head,
+            None,
+        )
+        .await?;
         let mut entries = vec![entry];
         let mut timestamp = Timestamp::new(
             SPEC_VERSION.into(),

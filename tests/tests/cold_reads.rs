@@ -1,0 +1,147 @@
+//! What a new client reads, and when: the snapshot and top-level targets heads beside the
+//! timestamp, small files from the manifests that embed them rather than as blobs, and a head
+//! only when it is the version signed metadata names. A proxy in front of the registry records
+//! every request.
+
+use std::time::Duration;
+
+use tough::schema::{Signed, Snapshot, Timestamp};
+use tuf_oci::{Error, ImageRef, Registry, RegistryConfig, Repository, Verifier};
+use tuf_oci_tests::craft;
+use tuf_oci_tests::hostile::{HostileRegistry, Rule};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, solo};
+
+/// A new client of `org`'s metadata through `host`, told where the metadata lives (the
+/// design's bootstrap), giving each request `timeout`.
+fn new_client(host: &str, org: &Org, timeout: Duration) -> Verifier {
+    let registry = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![host.to_string()],
+        timeout,
+    });
+    let metadata = Repository {
+        registry: host.to_string(),
+        path: org.metadata.path.clone(),
+    };
+    Verifier::new(registry, org.trust(Some(metadata), None)).unwrap()
+}
+
+fn image(host: &str, reference: &str) -> ImageRef {
+    ImageRef::parse(&format!("{host}/{reference}")).unwrap()
+}
+
+/// The requests `proxy` has seen, sorted.
+fn seen(proxy: &HostileRegistry) -> Vec<String> {
+    let mut seen = proxy.seen.lock().unwrap().clone();
+    seen.sort();
+    seen
+}
+
+#[tokio::test]
+async fn heads_are_asked_for_beside_the_timestamp() {
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    // The timestamp never comes, so whatever else was asked for did not wait for it.
+    let stall = Rule::Stall {
+        path_suffix: "/manifests/timestamp.json".into(),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![stall]).await;
+    let err = new_client(&proxy.host, &org, Duration::from_secs(1))
+        .resolve(&image(&proxy.host, "solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Registry { ref message, .. } if message.contains("timed out")),
+        "{err}"
+    );
+    let seen = seen(&proxy);
+    for head in ["snapshot.json", "targets.json"] {
+        let path = format!("/v2/solo/app/manifests/{head}");
+        assert!(seen.contains(&path), "{seen:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_name_top_level_targets_signs_takes_one_request_per_file() {
+    let registry = TestRegistry::start();
+    let (org, signed) = solo(&registry, true).await;
+    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
+    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
+        .resolve(&image(&proxy.host, "solo/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), signed.digest);
+    // Root 2 (not found), then the timestamp and both heads, every one embedded: no blobs.
+    let expected = [
+        "2.root.json",
+        "snapshot.json",
+        "targets.json",
+        "timestamp.json",
+    ]
+    .map(|tag| format!("/v2/solo/app/manifests/{tag}"));
+    assert_eq!(seen(&proxy), expected);
+}
+
+#[tokio::test]
+async fn small_delegated_roles_are_read_from_their_manifests() {
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
+    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
+        .resolve(&image(&proxy.host, "team-a/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), signed.digest);
+    let seen = seen(&proxy);
+    assert!(!seen.iter().any(|p| p.contains("/blobs/")), "{seen:#?}");
+    // The version snapshot names, by its tag in the metadata repository.
+    assert!(
+        seen.iter()
+            .any(|p| p.starts_with("/v2/org/tuf/manifests/") && p.ends_with(".team-a.json")),
+        "{seen:#?}"
+    );
+    assert_eq!(seen.len(), 5, "{seen:#?}");
+}
+
+#[tokio::test]
+async fn heads_not_named_by_signed_metadata_are_not_used() {
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let old_snapshot = registry.get_file(&org.metadata, "snapshot.json").await;
+    let old_targets = registry.get_file(&org.metadata, "targets.json").await;
+    let two = registry.push_image("solo/app", "v2", "two").await;
+    org.sign(
+        &registry,
+        &registry.image("solo/app:v2"),
+        "targets",
+        &org.targets_key().await,
+    )
+    .await;
+    org.publish(&registry).await;
+    // Both heads go back to the first state, which does not sign v2.
+    registry
+        .put_file(&org.metadata, "snapshot.json", &old_snapshot)
+        .await;
+    registry
+        .put_file(&org.metadata, "targets.json", &old_targets)
+        .await;
+    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
+    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
+        .resolve(&image(&proxy.host, "solo/app:v2"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), two.digest);
+    // Read again, as the versions the timestamp and snapshot name.
+    let timestamp: Signed<Timestamp> =
+        craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let snapshot = format!(
+        "{}.snapshot.json",
+        timestamp.signed.meta["snapshot.json"].version
+    );
+    let named: Signed<Snapshot> = craft::parse(&registry.get_file(&org.metadata, &snapshot).await);
+    let targets = format!("{}.targets.json", named.signed.meta["targets.json"].version);
+    let seen = seen(&proxy);
+    for file in [snapshot, targets] {
+        let path = format!("/v2/solo/app/manifests/{file}");
+        assert!(seen.contains(&path), "{seen:#?}");
+    }
+}
