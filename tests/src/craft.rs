@@ -139,6 +139,8 @@ pub async fn publish_raw(registry: &TestRegistry, org: &Org, roles: &[(&str, Vec
             &signed,
         )
         .await;
+    // The snapshot head, as `publish` leaves it.
+    registry.put_file(repo, "snapshot.json", &signed).await;
     let mut new_timestamp = timestamp.signed;
     new_timestamp.version = new_timestamp.version.saturating_add(1);
     new_timestamp.meta.insert(
