@@ -206,7 +206,12 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     std::fs::create_dir_all(&pointer_dir).unwrap();
     let pointer_policy =
         tuf_oci_tests::write_policy(&pointer_dir, registry, &org, &["plugin/"], &[], "");
-    // Pulls, side by side in every run: no verifier; verifier answered by the warm service;
+    // containerd's own cost of running a verifier: one that only exits 0.
+    let true_dir = dir.path().join("true");
+    std::fs::create_dir_all(&true_dir).unwrap();
+    std::fs::copy("/bin/true", true_dir.join("true")).unwrap();
+    // Pulls, side by side in every run: no verifier; a verifier that only exits 0; ours answered
+    // by the warm service;
     // by a service just started with an empty cache (cold metadata); in-process with an empty
     // cache (service stopped), given the metadata location or following the pointer.
     let pull = |verifiers: Option<&std::path::Path>, policy: &std::path::Path| {
@@ -217,9 +222,10 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
         );
         timed_pull(&containerd, &containerd.socket, &name)
     };
-    let mut pulls: [Vec<Duration>; 5] = Default::default();
+    let mut pulls: [Vec<Duration>; 6] = Default::default();
     for _ in 0..runs {
         pulls[0].push(pull(None, &policy));
+        pulls[5].push(pull(Some(&true_dir), &policy));
         pulls[1].push(pull(Some(&bin_dir), &policy));
         stop(service);
         service = start_service(&verifier, &policy, &socket).await;
@@ -233,8 +239,9 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     }
     stop(service);
     let mb = layer_bytes >> 20;
-    let [plain, warm, service_cold, cold, cold_pointer] = pulls.map(median);
+    let [plain, warm, service_cold, cold, cold_pointer, exits] = pulls.map(median);
     let verified = [
+        ("verifier that only exits 0 (/bin/true)", exits),
         ("warm service", warm),
         ("service, cold metadata", service_cold),
         ("in-process, cold metadata", cold),
