@@ -420,6 +420,14 @@ impl Org {
             .expect("sign");
     }
 
+    /// Signs `reference` (`path:tag` in `registry`) into top-level targets with the org's
+    /// targets key.
+    pub async fn sign_in_targets(&self, registry: &TestRegistry, reference: &str) {
+        let keys = self.targets_key().await;
+        self.sign(registry, &registry.image(reference), "targets", &keys)
+            .await;
+    }
+
     /// Publishes snapshot and timestamp with the org's online keys and `expires`.
     pub async fn publish_with(&self, registry: &TestRegistry, expires: &Expiries) {
         let snapshot = [self.key("snapshot").await];
@@ -692,13 +700,7 @@ impl TeamA {
 pub async fn solo(registry: &TestRegistry, publish: bool) -> (Org, Entry) {
     let org = Org::init(registry, "solo/app").await;
     let pushed = registry.push_image("solo/app", "v1", "one").await;
-    org.sign(
-        registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(registry, "solo/app:v1").await;
     if publish {
         org.publish(registry).await;
     }

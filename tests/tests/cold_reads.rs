@@ -109,13 +109,7 @@ async fn heads_not_named_by_signed_metadata_are_not_used() {
     let old_snapshot = registry.get_file(&org.metadata, "snapshot.json").await;
     let old_targets = registry.get_file(&org.metadata, "targets.json").await;
     let two = registry.push_image("solo/app", "v2", "two").await;
-    org.sign(
-        &registry,
-        &registry.image("solo/app:v2"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(&registry, "solo/app:v2").await;
     org.publish(&registry).await;
     // Both heads go back to the first state, which does not sign v2.
     registry

@@ -15,13 +15,7 @@ async fn every_interruption_point_keeps_the_previous_state() {
     // Interrupted before publish: v2 is signed (targets head and version pushed) but no
     // snapshot names it. Clients still see exactly the published state.
     let second = registry.push_image("solo/app", "v2", "two").await;
-    org.sign(
-        &registry,
-        &registry.image("solo/app:v2"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(&registry, "solo/app:v2").await;
     assert_eq!(
         org.verify_fresh(&registry, "solo/app:v1")
             .await

@@ -111,13 +111,7 @@ async fn deeply_nested_indexes_are_not_followed() {
             .unwrap();
         assert_eq!(child, Entry::of(INDEX_MEDIA_TYPE, &index));
     }
-    org.sign(
-        &registry,
-        &registry.image("solo/app:deep"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(&registry, "solo/app:deep").await;
     org.publish(&registry).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.json"), &org.root).unwrap();

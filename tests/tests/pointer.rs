@@ -16,13 +16,7 @@ async fn forged_pointer_to_another_root_is_refused() {
     tuf_oci::editor::set_pointer(&registry.client, &registry.repo("team-a/app"), "/evil/tuf")
         .await
         .unwrap();
-    evil.sign(
-        &registry,
-        &registry.image("team-a/app:v1"),
-        "targets",
-        &evil.targets_key().await,
-    )
-    .await;
+    evil.sign_in_targets(&registry, "team-a/app:v1").await;
     evil.publish(&registry).await;
 
     // The attacker's own root accepts it; ours does not.
@@ -46,13 +40,7 @@ async fn override_ignores_the_pointer() {
     let registry = TestRegistry::start();
     let org = Org::init(&registry, "org/tuf").await;
     registry.push_image("team-a/app", "v1", "good").await;
-    org.sign(
-        &registry,
-        &registry.image("team-a/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(&registry, "team-a/app:v1").await;
     org.publish(&registry).await;
     // The pointer leads nowhere useful, but the client was told where metadata lives.
     tuf_oci::editor::set_pointer(&registry.client, &registry.repo("team-a/app"), "../nowhere")

@@ -77,13 +77,7 @@ async fn targets_swapped_in_from_another_state_are_never_read() {
     // targets version 2 signs v1; version 3 also signs v2. Swap 2's bytes in under 3's name.
     let targets_v2 = registry.get_file(&org.metadata, "2.targets.json").await;
     registry.push_image("solo/app", "v2", "two").await;
-    org.sign(
-        &registry,
-        &registry.image("solo/app:v2"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(&registry, "solo/app:v2").await;
     org.publish(&registry).await;
     registry
         .put_file(&org.metadata, "3.targets.json", &targets_v2)

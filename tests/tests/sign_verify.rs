@@ -63,13 +63,7 @@ async fn multi_platform_index_with_full_pointer() {
     tuf_oci::editor::set_pointer(&registry.client, &registry.repo("team-b/tool"), &full)
         .await
         .unwrap();
-    org.sign(
-        &registry,
-        &registry.image("team-b/tool:2.0"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(&registry, "team-b/tool:2.0").await;
     org.publish(&registry).await;
 
     let verified = org

@@ -12,13 +12,7 @@ async fn pull_resolves_through_tuf(version: Version) {
     let org = Org::init(&registry, "solo/app").await;
     let signed = registry.push_image("solo/app", "v1", "signed layer").await;
     registry.push_image("solo/app", "v2", "unsigned").await;
-    org.sign(
-        &registry,
-        &registry.image("solo/app:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(&registry, "solo/app:v1").await;
     org.publish(&registry).await;
     let moved = registry.push_image("solo/app", "v1", "moved tag").await;
     let containerd = Containerd::start(version, None, &[]);

@@ -16,13 +16,7 @@ pub(crate) async fn copy_vs_skopeo(registry: &TestRegistry, layer_bytes: usize) 
     registry
         .push_image_layers("bench/big", "v1", &contents)
         .await;
-    org.sign(
-        registry,
-        &registry.image("bench/big:v1"),
-        "targets",
-        &org.targets_key().await,
-    )
-    .await;
+    org.sign_in_targets(registry, "bench/big:v1").await;
     org.publish(registry).await;
     let measure = |program: &std::path::Path, args: &[String]| {
         let out = Command::new("/usr/bin/time")
