@@ -271,14 +271,16 @@ impl MetadataSource for RegistrySource {
     ) -> Result<Option<Vec<u8>>> {
         // A small file is embedded in its manifest, which registries serve faster than a blob
         // (distribution 2.8 takes about three times as long for a blob; registries that keep
-        // blobs in object storage redirect, another round trip). A tag moved elsewhere only
-        // costs the blob read below.
+        // blobs in object storage redirect, another round trip). This read is only a shortcut:
+        // whatever it meets (a tag moved elsewhere, no embedded copy, a failed request) costs
+        // the blob read below, never the verification.
         if length <= EMBED_LIMIT as u64 {
             let store = RegistryStore::new(self.registry.clone(), &self.metadata.registry);
             match embedded_file(&store, &self.metadata.path, name, length).await {
                 Ok(Some(bytes)) if sha256_digest(&bytes) == digest => return Ok(Some(bytes)),
-                Err(e @ crate::Error::Registry { .. }) => return Err(e),
-                _ => {}
+                Ok(Some(_)) => tracing::debug!(file = name, "embedded copy is not {digest}"),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(file = name, error = %e, "embedded copy unreadable"),
             }
         }
         // Writers store every versioned file's bytes as a blob of the metadata repository.

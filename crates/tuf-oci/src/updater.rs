@@ -192,7 +192,13 @@ impl<S: MetadataSource> Updater<S> {
             return None;
         }
         let file = format!("{role}.json");
-        self.source.fetch_embedded(&file, limit).await.ok()?
+        match self.source.fetch_embedded(&file, limit).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::debug!(file, error = %e, "head unreadable");
+                None
+            }
+        }
     }
 
     /// Re-checks the expiry of trusted top-level metadata against the current time, for callers
