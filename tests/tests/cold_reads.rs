@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tough::schema::{Signed, Snapshot, Timestamp};
+use tough::schema::{Root, Signed, Snapshot, Timestamp};
 use tuf_oci::{Error, ImageRef, Registry, RegistryConfig, Repository, Verifier};
 use tuf_oci_tests::craft;
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
@@ -138,4 +138,106 @@ async fn heads_not_named_by_signed_metadata_are_not_used() {
         let path = format!("/v2/solo/app/manifests/{file}");
         assert!(seen.contains(&path), "{seen:#?}");
     }
+}
+
+#[tokio::test]
+async fn a_stalled_head_costs_its_timeout_not_the_verification() {
+    let registry = TestRegistry::start();
+    let (org, signed) = solo(&registry, true).await;
+    // A head is only read to save a download: one that never comes is given up at the request
+    // deadline, and the version the timestamp names is read instead.
+    let stall = Rule::Stall {
+        path_suffix: "/manifests/snapshot.json".into(),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![stall]).await;
+    let verified = new_client(&proxy.host, &org, Duration::from_secs(1))
+        .resolve(&image(&proxy.host, "solo/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), signed.digest);
+    let seen = seen(&proxy);
+    assert!(
+        seen.iter()
+            .any(|p| p.starts_with("/v2/solo/app/manifests/") && p.ends_with(".snapshot.json")),
+        "{seen:#?}"
+    );
+}
+
+/// The tag of the snapshot version the published timestamp of `org` names, and its bytes.
+async fn named_snapshot(registry: &TestRegistry, org: &Org) -> (String, Vec<u8>) {
+    let timestamp: Signed<Timestamp> =
+        craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let tag = format!(
+        "{}.snapshot.json",
+        timestamp.signed.meta["snapshot.json"].version
+    );
+    let bytes = registry.get_file(&org.metadata, &tag).await;
+    (tag, bytes)
+}
+
+#[tokio::test]
+async fn a_head_of_the_named_version_with_other_bytes_is_not_used() {
+    let registry = TestRegistry::start();
+    let (org, signed) = solo(&registry, true).await;
+    // The snapshot key re-signs the named version expiring a second later: same version, same
+    // length, valid signature, other bytes. Only the hash the timestamp names tells them apart.
+    let (tag, named) = named_snapshot(&registry, &org).await;
+    let mut snapshot: Signed<Snapshot> = craft::parse(&named);
+    snapshot.signed.expires = snapshot
+        .signed
+        .expires
+        .checked_add(jiff::SignedDuration::from_secs(1))
+        .unwrap();
+    let root: Signed<Root> = craft::parse(&org.root);
+    let keys = [org.key("snapshot").await];
+    let other = craft::bytes(&craft::sign_top(snapshot.signed, &root.signed, &keys).await);
+    assert_eq!(other.len(), named.len());
+    registry
+        .put_file(&org.metadata, "snapshot.json", &other)
+        .await;
+    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
+    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
+        .resolve(&image(&proxy.host, "solo/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), signed.digest);
+    let seen = seen(&proxy);
+    assert!(
+        seen.contains(&format!("/v2/solo/app/manifests/{tag}")),
+        "{seen:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_moved_tag_of_a_small_file_sends_the_client_to_the_blob() {
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    // The tag of the team-a version snapshot names now embeds other bytes of the same length
+    // (the same JSON, two whitespace bytes swapped): they do not hash to what snapshot names,
+    // so the blob is read instead.
+    let (_, snapshot) = named_snapshot(&registry, &org).await;
+    let snapshot: Signed<Snapshot> = craft::parse(&snapshot);
+    let file = format!(
+        "{}.team-a.json",
+        snapshot.signed.meta["team-a.json"].version
+    );
+    let mut moved = registry.get_file(&org.metadata, &file).await;
+    assert_eq!(&moved[..3], b"{\n ", "pretty-printed JSON");
+    moved.swap(1, 2);
+    registry.put_file(&org.metadata, &file, &moved).await;
+    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
+    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
+        .resolve(&image(&proxy.host, "team-a/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), signed.digest);
+    let seen = seen(&proxy);
+    assert!(
+        seen.contains(&format!("/v2/org/tuf/manifests/{file}")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|p| p.starts_with("/v2/org/tuf/blobs/")),
+        "{seen:#?}"
+    );
 }

@@ -44,21 +44,19 @@ async fn size_lie_in_the_manifest_does_not_lift_the_limit() {
 }
 
 #[tokio::test]
-async fn tampered_snapshot_tag_is_never_read() {
+async fn tampered_snapshot_tags_are_never_used() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;
-    // The registry's `2.snapshot.json` tag now holds other bytes; clients read the snapshot by
-    // the digest timestamp signs, so the tag is never read.
+    // The registry's `2.snapshot.json` tag and the snapshot head now embed other bytes. Clients
+    // use a snapshot only when it hashes to what timestamp signs: both are passed over for the
+    // blob of that digest.
     let snapshot = registry.get_file(&org.metadata, "2.snapshot.json").await;
     let mut value: serde_json::Value = serde_json::from_slice(&snapshot).unwrap();
     value["signed"]["meta"]["targets.json"]["length"] = 10.into();
-    registry
-        .put_file(
-            &org.metadata,
-            "2.snapshot.json",
-            &serde_json::to_vec(&value).unwrap(),
-        )
-        .await;
+    let tampered = serde_json::to_vec(&value).unwrap();
+    for tag in ["2.snapshot.json", "snapshot.json"] {
+        registry.put_file(&org.metadata, tag, &tampered).await;
+    }
     org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
 }
 

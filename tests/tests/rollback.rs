@@ -71,7 +71,7 @@ async fn timestamp_naming_an_older_snapshot_is_refused() {
 }
 
 #[tokio::test]
-async fn targets_swapped_in_from_another_state_are_never_read() {
+async fn targets_swapped_in_from_another_state_are_never_used() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;
     // targets version 2 signs v1; version 3 also signs v2. Swap 2's bytes in under 3's name.
@@ -79,13 +79,14 @@ async fn targets_swapped_in_from_another_state_are_never_read() {
     registry.push_image("solo/app", "v2", "two").await;
     org.sign_in_targets(&registry, "solo/app:v2").await;
     org.publish(&registry).await;
-    registry
-        .put_file(&org.metadata, "3.targets.json", &targets_v2)
-        .await;
+    for tag in ["3.targets.json", "targets.json"] {
+        registry.put_file(&org.metadata, tag, &targets_v2).await;
+    }
 
-    // Clients read targets by the digest snapshot signs, not by tag: the swap is never seen
-    // (v2, signed only by version 3, verifies). Other bytes served for that digest are refused
-    // by the digest check (hostile_registry::blob_with_other_bytes_is_refused).
+    // Clients use targets only when they hash to what snapshot signs: the swapped copies under
+    // the version's tag and the head are passed over for the blob of that digest (v2, signed
+    // only by version 3, verifies). Other bytes served for that digest are refused by the
+    // digest check (hostile_registry::blob_with_other_bytes_is_refused).
     let verified = org.verify_fresh(&registry, "solo/app:v2").await.unwrap();
     assert_eq!(verified.role(), "targets");
 }
