@@ -252,3 +252,66 @@ async fn corrupted_cache_is_rebuilt_not_trusted() {
     assert_eq!(outcome.code, 1);
     assert!(outcome.message.contains("cache/org"), "{}", outcome.message);
 }
+
+/// Whether a file named `name` exists anywhere under `dir`.
+fn holds_file(dir: &Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        path.file_name().is_some_and(|n| n == name) || (path.is_dir() && holds_file(&path, name))
+    })
+}
+
+#[tokio::test]
+async fn a_service_brings_metadata_up_to_date_when_it_starts() {
+    // Top-level targets signs solo/app:v1, and the policy gives the metadata location.
+    let registry = TestRegistry::start();
+    let (org, signed) = tuf_oci_tests::solo(&registry, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("verifier.sock");
+    let policy = tuf_oci_tests::write_bootstrapped_policy(
+        dir.path(),
+        &registry,
+        &org,
+        &["solo/"],
+        &format!(
+            "socket = \"{}\"\nrefresh_interval_seconds = 300",
+            socket.display()
+        ),
+    );
+    let service = start_service(&policy, &socket);
+    // Before any verification is asked for, the service holds a trusted timestamp.
+    let cache = dir.path().join("cache");
+    let start = std::time::Instant::now();
+    while !holds_file(&cache, "timestamp.json") {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "no metadata update at start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // With the registry gone, the first verification needs nothing more from it.
+    let host = registry.host.clone();
+    drop(registry);
+    let mut client =
+        containerd_tuf_verifier::client::connect(&socket, std::time::Duration::from_secs(2))
+            .await
+            .unwrap();
+    let answer = client
+        .verify(VerifyRequest {
+            reference: format!("{host}/solo/app:v1"),
+            descriptor: Some(api::Descriptor {
+                media_type: signed.media_type.clone(),
+                digest: signed.digest.clone(),
+                size: signed.size,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.allowed, "{}", answer.reason);
+    service.stop().await;
+}

@@ -133,16 +133,7 @@ impl Verifier {
     pub async fn resolve(&self, image: &ImageRef) -> Result<VerifiedTarget> {
         let repository = &image.repository;
         let metadata = self.cached_metadata_repository(repository).await?;
-        let session = self.session(&metadata)?;
-        let mut session = session.lock().await;
-        let interval = self.trust.refresh_interval;
-        match session.refreshed {
-            Some(at) if at.elapsed() < interval => session.updater.check_unexpired()?,
-            _ => {
-                session.updater.refresh().await?;
-                session.refreshed = Some(Instant::now());
-            }
-        }
+        let mut session = self.fresh_session(&metadata).await?;
         let updater = &mut session.updater;
         let signed_path = self.signed_path(&repository.path);
         let verified = match &image.tag {
@@ -170,6 +161,37 @@ impl Verifier {
             });
         }
         Ok(verified)
+    }
+
+    /// Updates the top-level metadata of the configured metadata repository ahead of any
+    /// verification, so that the first one does not wait for it: a long-running verifier calls
+    /// this when it starts. `None` when the metadata location is learned from images' pointers
+    /// instead, and is not known yet.
+    pub async fn warm_up(&self) -> Result<Option<Repository>> {
+        let Some(metadata) = self.trust.metadata_override.clone() else {
+            return Ok(None);
+        };
+        self.fresh_session(&metadata).await?;
+        Ok(Some(metadata))
+    }
+
+    /// The session of `metadata`, locked, its top-level metadata updated unless that was done
+    /// within the refresh interval (then only checked for expiry).
+    async fn fresh_session(
+        &self,
+        metadata: &Repository,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Session>> {
+        let mut session = self.session(metadata)?.lock_owned().await;
+        match session.refreshed {
+            Some(at) if at.elapsed() < self.trust.refresh_interval => {
+                session.updater.check_unexpired()?;
+            }
+            _ => {
+                session.updater.refresh().await?;
+                session.refreshed = Some(Instant::now());
+            }
+        }
+        Ok(session)
     }
 
     /// The repository path targets of `path` are named with (see [`TrustConfig::signed_as`]).

@@ -245,6 +245,34 @@ impl Engine {
         answer
     }
 
+    /// Updates the top-level metadata of every scope whose metadata location the policy gives,
+    /// all at once, so that a service just started does not make its first pulls wait for
+    /// cold updates. A failure is logged, not fatal: the first verification tries again.
+    pub async fn warm_up(&self) {
+        let scopes = self.policy.scopes.iter().zip(&self.backends);
+        let updates = scopes.filter_map(|(scope, backend)| match backend {
+            Backend::Registry(verifier) => Some(async move {
+                let start = Instant::now();
+                match verifier.warm_up().await {
+                    Ok(Some(metadata)) => tracing::info!(
+                        scope = %scope.name,
+                        %metadata,
+                        elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
+                        "metadata up to date"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        scope = %scope.name,
+                        error = %e,
+                        "metadata not updated at start; the first verification tries again"
+                    ),
+                }
+            }),
+            Backend::Bundle { .. } => None,
+        });
+        futures_util::future::join_all(updates).await;
+    }
+
     /// Makes every scope update its metadata on the next verification.
     pub fn refresh(&self) {
         for backend in &self.backends {
