@@ -155,7 +155,8 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
         let _ = std::fs::remove_file(&socket);
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
     };
-    // The first verification a service just started answers: its metadata is cold.
+    // The first verification a service just started answers, with an empty cache: the service
+    // updates the metadata when it starts, and the verification waits for what is left of it.
     let _ = std::fs::remove_dir_all(dir.path().join("cache"));
     let mut service_cold = Duration::ZERO;
     for _ in 0..runs {
@@ -179,7 +180,7 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     );
     println!(
         "{:<56} {:>10} {:>12} {:>10.2}ms",
-        "bindir verifier, service just started (cold metadata)",
+        "bindir verifier, service just started (empty cache)",
         "",
         "",
         per(service_cold)
@@ -211,9 +212,9 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     std::fs::create_dir_all(&true_dir).unwrap();
     std::fs::copy("/bin/true", true_dir.join("true")).unwrap();
     // Pulls, side by side in every run: no verifier; a verifier that only exits 0; ours answered
-    // by the warm service;
-    // by a service just started with an empty cache (cold metadata); in-process with an empty
-    // cache (service stopped), given the metadata location or following the pointer.
+    // by the warm service; by a service just started with an empty cache (which updates the
+    // metadata when it starts, while containerd starts); in-process with an empty cache
+    // (service stopped), given the metadata location or following the pointer.
     let pull = |verifiers: Option<&std::path::Path>, policy: &std::path::Path| {
         let containerd = Containerd::start(
             Version::V2_3,
@@ -243,7 +244,7 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     let verified = [
         ("verifier that only exits 0 (/bin/true)", exits),
         ("warm service", warm),
-        ("service, cold metadata", service_cold),
+        ("service just started, empty cache", service_cold),
         ("in-process, cold metadata", cold),
         ("in-process, cold, following the pointer", cold_pointer),
     ];
