@@ -649,6 +649,28 @@ impl TestRegistry {
     }
 }
 
+/// Waits until a file named `name` exists anywhere under `dir`; panics after 10 s.
+pub async fn wait_for_file(dir: &Path, name: &str) {
+    fn holds(dir: &Path, name: &str) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let path = entry.path();
+            path.file_name().is_some_and(|n| n == name) || (path.is_dir() && holds(&path, name))
+        })
+    }
+    let start = std::time::Instant::now();
+    while !holds(dir, name) {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "no {name} under {} after 10 s",
+            dir.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The split-mode scenario most tests share: metadata repository `org/tuf` delegating
 /// `team-a/*` to role team-a; `team-a/app:v1` signed by team-a, `team-a/app:v2` pushed but
 /// unsigned; `team-a/app` pointing at `../../org/tuf`; everything published.

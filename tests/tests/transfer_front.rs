@@ -567,3 +567,24 @@ fn tamper(bundle: &Path, forged: &[u8], out: &Path) {
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     tuf_oci::store::pack(&layout, out).unwrap();
 }
+
+#[tokio::test]
+async fn a_front_brings_metadata_up_to_date_when_it_starts() {
+    let registry = TestRegistry::start();
+    let (org, _) = tuf_oci_tests::solo(&registry, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy =
+        tuf_oci_tests::write_bootstrapped_policy(dir.path(), &registry, &org, &["solo/"], "");
+    // Nothing is forwarded, so no containerd is needed behind the front.
+    let engine = Arc::new(Engine::new(Policy::load(&policy).unwrap()).unwrap());
+    let listener = containerd_tuf_verifier::server::bind(&dir.path().join("front.sock")).unwrap();
+    let upstream = Upstream::new(dir.path().join("no-containerd.sock"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(server::serve(listener, upstream, engine, async {
+        let _ = stopped.await;
+    }));
+    // Before any pull, the front holds a trusted timestamp.
+    tuf_oci_tests::wait_for_file(&dir.path().join("cache"), "timestamp.json").await;
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}

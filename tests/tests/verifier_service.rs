@@ -253,17 +253,6 @@ async fn corrupted_cache_is_rebuilt_not_trusted() {
     assert!(outcome.message.contains("cache/org"), "{}", outcome.message);
 }
 
-/// Whether a file named `name` exists anywhere under `dir`.
-fn holds_file(dir: &Path, name: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let path = entry.path();
-        path.file_name().is_some_and(|n| n == name) || (path.is_dir() && holds_file(&path, name))
-    })
-}
-
 #[tokio::test]
 async fn a_service_brings_metadata_up_to_date_when_it_starts() {
     // Top-level targets signs solo/app:v1, and the policy gives the metadata location.
@@ -283,15 +272,7 @@ async fn a_service_brings_metadata_up_to_date_when_it_starts() {
     );
     let service = start_service(&policy, &socket);
     // Before any verification is asked for, the service holds a trusted timestamp.
-    let cache = dir.path().join("cache");
-    let start = std::time::Instant::now();
-    while !holds_file(&cache, "timestamp.json") {
-        assert!(
-            start.elapsed().as_secs() < 10,
-            "no metadata update at start"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    tuf_oci_tests::wait_for_file(&dir.path().join("cache"), "timestamp.json").await;
     // With the registry gone, the first verification needs nothing more from it.
     let host = registry.host.clone();
     drop(registry);

@@ -17,13 +17,16 @@ use crate::upstream::Upstream;
 use crate::verify::VerifyLayer;
 
 /// Serves the front on `listener`, forwarding to `upstream` and checking with `engine`, until
-/// `shutdown` completes.
+/// `shutdown` completes. The engine's metadata is brought up to date meanwhile
+/// ([`Engine::spawn_warm_up`]), so the first pulls through a front just started do not wait
+/// for cold updates.
 pub async fn serve(
     listener: UnixListener,
     upstream: Upstream,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    engine.spawn_warm_up();
     let service = ServiceBuilder::new()
         .layer(VerifyLayer::new(Arc::new(Gate::new(
             engine,

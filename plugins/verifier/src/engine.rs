@@ -273,6 +273,13 @@ impl Engine {
         futures_util::future::join_all(updates).await;
     }
 
+    /// Starts [`Engine::warm_up`] in the background: servers call this as they start serving,
+    /// and calls arriving meanwhile wait for it as they would for their own update.
+    pub fn spawn_warm_up(self: &std::sync::Arc<Self>) {
+        let engine = self.clone();
+        tokio::spawn(async move { engine.warm_up().await });
+    }
+
     /// Makes every scope update its metadata on the next verification.
     pub fn refresh(&self) {
         for backend in &self.backends {

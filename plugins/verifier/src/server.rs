@@ -25,15 +25,13 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Serves `engine` on `listener` until `shutdown` completes, then finishes in-flight calls.
-/// Meanwhile the engine's metadata is brought up to date ([`Engine::warm_up`]); calls arriving
-/// first wait for it as they would for their own update.
+/// The engine's metadata is brought up to date meanwhile ([`Engine::spawn_warm_up`]).
 pub async fn serve(
     engine: Arc<Engine>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let warm = engine.clone();
-    tokio::spawn(async move { warm.warm_up().await });
+    engine.spawn_warm_up();
     tonic::transport::Server::builder()
         .add_service(VerifierServer::new(VerifierService::new(engine)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
