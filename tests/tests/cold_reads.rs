@@ -6,34 +6,35 @@
 use std::time::Duration;
 
 use tough::schema::{Root, Signed, Snapshot, Timestamp};
-use tuf_oci::{Error, ImageRef, Registry, RegistryConfig, Repository, Verifier};
+use tuf_oci::{Error, ImageRef, Registry, RegistryConfig, Repository, VerifiedTarget, Verifier};
 use tuf_oci_tests::craft;
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TeamA, TestRegistry, solo};
 
-/// A new client of `org`'s metadata through `host`, told where the metadata lives (the
-/// design's bootstrap), giving each request `timeout`.
-fn new_client(host: &str, org: &Org, timeout: Duration) -> Verifier {
-    let registry = Registry::new(&RegistryConfig {
-        insecure_hosts: vec![host.to_string()],
-        timeout,
+/// Resolves `reference` as a new client of `org` told where the metadata lives (the design's
+/// bootstrap), through a proxy in front of `registry` applying `rules`, each request given
+/// 2 s. Returns the outcome and the requests the proxy saw, sorted.
+async fn resolve_through(
+    registry: &TestRegistry,
+    org: &Org,
+    rules: Vec<Rule>,
+    reference: &str,
+) -> (tuf_oci::Result<VerifiedTarget>, Vec<String>) {
+    let proxy = HostileRegistry::start(&registry.host, rules).await;
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(2),
     });
     let metadata = Repository {
-        registry: host.to_string(),
+        registry: proxy.host.clone(),
         path: org.metadata.path.clone(),
     };
-    Verifier::new(registry, org.trust(Some(metadata), None)).unwrap()
-}
-
-fn image(host: &str, reference: &str) -> ImageRef {
-    ImageRef::parse(&format!("{host}/{reference}")).unwrap()
-}
-
-/// The requests `proxy` has seen, sorted.
-fn seen(proxy: &HostileRegistry) -> Vec<String> {
+    let verifier = Verifier::new(client, org.trust(Some(metadata), None)).unwrap();
+    let image = ImageRef::parse(&format!("{}/{reference}", proxy.host)).unwrap();
+    let resolved = verifier.resolve(&image).await;
     let mut seen = proxy.seen.lock().unwrap().clone();
     seen.sort();
-    seen
+    (resolved, seen)
 }
 
 #[tokio::test]
@@ -44,16 +45,12 @@ async fn heads_are_asked_for_beside_the_timestamp() {
     let stall = Rule::Stall {
         path_suffix: "/manifests/timestamp.json".into(),
     };
-    let proxy = HostileRegistry::start(&registry.host, vec![stall]).await;
-    let err = new_client(&proxy.host, &org, Duration::from_secs(1))
-        .resolve(&image(&proxy.host, "solo/app:v1"))
-        .await
-        .unwrap_err();
+    let (resolved, seen) = resolve_through(&registry, &org, vec![stall], "solo/app:v1").await;
+    let err = resolved.unwrap_err();
     assert!(
         matches!(err, Error::Registry { ref message, .. } if message.contains("timed out")),
         "{err}"
     );
-    let seen = seen(&proxy);
     for head in ["snapshot.json", "targets.json"] {
         let path = format!("/v2/solo/app/manifests/{head}");
         assert!(seen.contains(&path), "{seen:#?}");
@@ -64,11 +61,8 @@ async fn heads_are_asked_for_beside_the_timestamp() {
 async fn a_name_top_level_targets_signs_takes_one_request_per_file() {
     let registry = TestRegistry::start();
     let (org, signed) = solo(&registry, true).await;
-    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
-    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
-        .resolve(&image(&proxy.host, "solo/app:v1"))
-        .await
-        .unwrap();
+    let (resolved, seen) = resolve_through(&registry, &org, vec![], "solo/app:v1").await;
+    let verified = resolved.unwrap();
     assert_eq!(verified.digest(), signed.digest);
     // Root 2 (not found), then the timestamp and both heads, every one embedded: no blobs.
     let expected = [
@@ -78,20 +72,16 @@ async fn a_name_top_level_targets_signs_takes_one_request_per_file() {
         "timestamp.json",
     ]
     .map(|tag| format!("/v2/solo/app/manifests/{tag}"));
-    assert_eq!(seen(&proxy), expected);
+    assert_eq!(seen, expected);
 }
 
 #[tokio::test]
 async fn small_delegated_roles_are_read_from_their_manifests() {
     let registry = TestRegistry::start();
     let TeamA { org, signed, .. } = TeamA::create(&registry).await;
-    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
-    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
-        .resolve(&image(&proxy.host, "team-a/app:v1"))
-        .await
-        .unwrap();
+    let (resolved, seen) = resolve_through(&registry, &org, vec![], "team-a/app:v1").await;
+    let verified = resolved.unwrap();
     assert_eq!(verified.digest(), signed.digest);
-    let seen = seen(&proxy);
     assert!(!seen.iter().any(|p| p.contains("/blobs/")), "{seen:#?}");
     // The version snapshot names, by its tag in the metadata repository.
     assert!(
@@ -118,11 +108,8 @@ async fn heads_not_named_by_signed_metadata_are_not_used() {
     registry
         .put_file(&org.metadata, "targets.json", &old_targets)
         .await;
-    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
-    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
-        .resolve(&image(&proxy.host, "solo/app:v2"))
-        .await
-        .unwrap();
+    let (resolved, seen) = resolve_through(&registry, &org, vec![], "solo/app:v2").await;
+    let verified = resolved.unwrap();
     assert_eq!(verified.digest(), two.digest);
     // Read again, as the versions the timestamp and snapshot name.
     let timestamp: Signed<Timestamp> =
@@ -133,7 +120,6 @@ async fn heads_not_named_by_signed_metadata_are_not_used() {
     );
     let named: Signed<Snapshot> = craft::parse(&registry.get_file(&org.metadata, &snapshot).await);
     let targets = format!("{}.targets.json", named.signed.meta["targets.json"].version);
-    let seen = seen(&proxy);
     for file in [snapshot, targets] {
         let path = format!("/v2/solo/app/manifests/{file}");
         assert!(seen.contains(&path), "{seen:#?}");
@@ -149,13 +135,9 @@ async fn a_stalled_head_costs_its_timeout_not_the_verification() {
     let stall = Rule::Stall {
         path_suffix: "/manifests/snapshot.json".into(),
     };
-    let proxy = HostileRegistry::start(&registry.host, vec![stall]).await;
-    let verified = new_client(&proxy.host, &org, Duration::from_secs(1))
-        .resolve(&image(&proxy.host, "solo/app:v1"))
-        .await
-        .unwrap();
+    let (resolved, seen) = resolve_through(&registry, &org, vec![stall], "solo/app:v1").await;
+    let verified = resolved.unwrap();
     assert_eq!(verified.digest(), signed.digest);
-    let seen = seen(&proxy);
     assert!(
         seen.iter()
             .any(|p| p.starts_with("/v2/solo/app/manifests/") && p.ends_with(".snapshot.json")),
@@ -195,13 +177,9 @@ async fn a_head_of_the_named_version_with_other_bytes_is_not_used() {
     registry
         .put_file(&org.metadata, "snapshot.json", &other)
         .await;
-    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
-    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
-        .resolve(&image(&proxy.host, "solo/app:v1"))
-        .await
-        .unwrap();
+    let (resolved, seen) = resolve_through(&registry, &org, vec![], "solo/app:v1").await;
+    let verified = resolved.unwrap();
     assert_eq!(verified.digest(), signed.digest);
-    let seen = seen(&proxy);
     assert!(
         seen.contains(&format!("/v2/solo/app/manifests/{tag}")),
         "{seen:#?}"
@@ -225,13 +203,9 @@ async fn a_moved_tag_of_a_small_file_sends_the_client_to_the_blob() {
     assert_eq!(&moved[..3], b"{\n ", "pretty-printed JSON");
     moved.swap(1, 2);
     registry.put_file(&org.metadata, &file, &moved).await;
-    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
-    let verified = new_client(&proxy.host, &org, Duration::from_secs(5))
-        .resolve(&image(&proxy.host, "team-a/app:v1"))
-        .await
-        .unwrap();
+    let (resolved, seen) = resolve_through(&registry, &org, vec![], "team-a/app:v1").await;
+    let verified = resolved.unwrap();
     assert_eq!(verified.digest(), signed.digest);
-    let seen = seen(&proxy);
     assert!(
         seen.contains(&format!("/v2/org/tuf/manifests/{file}")),
         "{seen:#?}"
