@@ -213,7 +213,15 @@ impl Writer {
     ) -> Result<()> {
         self.push_version(&versioned_file(role, version), bytes)
             .await?;
-        self.push_file(&self.metadata, &format!("{role}.json"), bytes, None)
+        self.push_head(role, bytes).await
+    }
+
+    /// Tags `bytes`, a version of `role` just stored in the metadata repository (its blobs are
+    /// there), as the head of `role`: the manifest alone, tagged `<role>.json`.
+    async fn push_head(&self, role: &str, bytes: &[u8]) -> Result<()> {
+        let head = format!("{role}.json");
+        let layer = Entry::metadata_layer(bytes);
+        self.push_manifest_for(&self.metadata, &head, &head, &layer, None)
             .await?;
         Ok(())
     }
@@ -413,15 +421,7 @@ impl Writer {
         };
         // The snapshot head, pushed before the timestamp names the version: a new client reads
         // it beside the timestamp, a round trip sooner than by the digest the timestamp names.
-        let head = Entry::metadata_layer(snapshot.buffer());
-        self.push_manifest_for(
-            &self.metadata,
-            "snapshot.json",
-            "snapshot.json",
-            &head,
-            None,
-        )
-        .await?;
+        self.push_head("snapshot", snapshot.buffer()).await?;
         let mut entries = vec![entry];
         let mut timestamp = Timestamp::new(
             SPEC_VERSION.into(),
