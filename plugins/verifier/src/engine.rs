@@ -248,7 +248,7 @@ impl Engine {
     /// Updates the top-level metadata of every scope whose metadata location the policy gives,
     /// all at once, so that a service just started does not make its first pulls wait for
     /// cold updates. A failure is logged, not fatal: the first verification tries again.
-    pub async fn warm_up(&self) {
+    async fn warm_up(&self) {
         let scopes = self.policy.scopes.iter().zip(&self.backends);
         let updates = scopes.filter_map(|(scope, backend)| match backend {
             Backend::Registry(verifier) => Some(async move {
@@ -273,8 +273,9 @@ impl Engine {
         futures_util::future::join_all(updates).await;
     }
 
-    /// Starts [`Engine::warm_up`] in the background: servers call this as they start serving,
-    /// and calls arriving meanwhile wait for it as they would for their own update.
+    /// Starts updating, in the background, the top-level metadata of every scope whose metadata
+    /// location the policy gives: servers call this as they start serving, and calls arriving
+    /// meanwhile wait for it as they would for their own update.
     pub fn spawn_warm_up(self: &std::sync::Arc<Self>) {
         let engine = self.clone();
         tokio::spawn(async move { engine.warm_up().await });
