@@ -420,6 +420,12 @@ impl Org {
             .expect("sign");
     }
 
+    /// Adds `delegation` to top-level targets, signed with the org's targets key.
+    pub async fn delegate_from_targets(&self, registry: &TestRegistry, delegation: &NewDelegation) {
+        let keys = self.targets_key().await;
+        self.delegate(registry, "targets", &keys, delegation).await;
+    }
+
     /// Signs `reference` (`path:tag` in `registry`) into top-level targets with the org's
     /// targets key.
     pub async fn sign_in_targets(&self, registry: &TestRegistry, reference: &str) {

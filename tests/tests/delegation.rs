@@ -24,13 +24,8 @@ async fn two_level_delegation() {
     let org = Org::init(&registry, "org/tuf").await;
     let team = org.key("team-a").await;
     let app = org.key("team-a-app").await;
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("team-a", &["team-a/*"], &[&team], 1),
-    )
-    .await;
+    org.delegate_from_targets(&registry, &delegation("team-a", &["team-a/*"], &[&team], 1))
+        .await;
     org.publish(&registry).await;
     org.delegate(
         &registry,
@@ -65,10 +60,8 @@ async fn threshold_two_of_three() {
         org.key("k2").await,
         org.key("k3").await,
     );
-    org.delegate(
+    org.delegate_from_targets(
         &registry,
-        "targets",
-        &org.targets_key().await,
         &delegation("release", &["team-a/*"], &[&k1, &k2, &k3], 2),
     )
     .await;
@@ -175,10 +168,8 @@ async fn role_signing_outside_its_paths_is_ignored() {
     let registry = TestRegistry::start();
     let org = Org::init(&registry, "org/tuf").await;
     let team_a = org.key("team-a").await;
-    org.delegate(
+    org.delegate_from_targets(
         &registry,
-        "targets",
-        &org.targets_key().await,
         &delegation("team-a", &["team-a/*"], &[&team_a], 1),
     )
     .await;
@@ -360,13 +351,8 @@ async fn delegation_cycle_ends_the_search() {
     let registry = TestRegistry::start();
     let org = Org::init(&registry, "org/tuf").await;
     let (a, b) = (org.key("a").await, org.key("b").await);
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("a", &["team-a/*"], &[&a], 1),
-    )
-    .await;
+    org.delegate_from_targets(&registry, &delegation("a", &["team-a/*"], &[&a], 1))
+        .await;
     org.publish(&registry).await;
     org.delegate(
         &registry,

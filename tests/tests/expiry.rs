@@ -92,13 +92,8 @@ async fn expired_delegated_targets() {
     let registry = TestRegistry::start();
     let org = Org::init(&registry, "solo/app").await;
     let team = org.key("team").await;
-    org.delegate(
-        &registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation("team", &["solo/*"], &[&team], 1),
-    )
-    .await;
+    org.delegate_from_targets(&registry, &delegation("team", &["solo/*"], &[&team], 1))
+        .await;
     org.publish(&registry).await;
     registry.push_image("solo/app", "v1", "one").await;
     org.editor(&registry)

@@ -98,10 +98,8 @@ async fn roles_under_a_changed_delegation_are_checked_again() {
     let (org, _) = teams(&registry, 3).await;
     // The administrator gives team-2 a new key; team-2 has not re-signed with it yet.
     let new_key = org.key("team-2-new").await;
-    org.delegate(
+    org.delegate_from_targets(
         &registry,
-        "targets",
-        &org.targets_key().await,
         &delegation("team-2", &["team-2/*"], &[&new_key], 1),
     )
     .await;

@@ -15,13 +15,8 @@ pub(crate) async fn delegating_org(
     let key = org.key(role).await;
     let paths = [format!("{role}/*")];
     let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
-    org.delegate(
-        registry,
-        "targets",
-        &org.targets_key().await,
-        &delegation(role, &paths, &[&key], 1),
-    )
-    .await;
+    org.delegate_from_targets(registry, &delegation(role, &paths, &[&key], 1))
+        .await;
     org.publish(registry).await;
     (org, key)
 }
