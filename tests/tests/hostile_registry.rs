@@ -300,3 +300,67 @@ async fn paged_tag_lists_are_read_to_the_end() {
         .count();
     assert_eq!(listings, 4, "three pages and the empty answer after them");
 }
+
+#[tokio::test]
+async fn copy_from_a_source_listing_a_climbing_tag_writes_nothing_elsewhere() {
+    // A hostile source lists a "tag" whose dots climb out of the repository: pasted into the
+    // destination's URL it would re-point another repository's tag at the source's choice
+    // (here an older release of prod/web, whose blobs the destination still has).
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    TeamA::create(&source).await;
+    source.push_image("prod/web", "latest", "old release").await;
+    // Its blobs where the copy looks for them.
+    source.push_image("team-a/app", "old", "old release").await;
+    destination
+        .push_image("prod/web", "previous", "old release")
+        .await;
+    let current = destination
+        .push_image("prod/web", "latest", "new release")
+        .await;
+    let listed = source
+        .client
+        .tags(&source.repo("team-a/app"))
+        .await
+        .unwrap();
+    let climbing = "sha256-/../../../../prod/web/manifests/latest";
+    let body = json!({
+        "name": "team-a/app",
+        "tags": listed.iter().map(String::as_str).chain([climbing]).collect::<Vec<_>>(),
+    });
+    let hostile = HostileRegistry::start(
+        &source.host,
+        vec![Rule::Replace {
+            path_suffix: "/team-a/app/tags/list".into(),
+            body: body.to_string().into_bytes(),
+            content_type: "application/json".into(),
+        }],
+    )
+    .await;
+    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
+        .args(["--insecure-registry", &hostile.host])
+        .args(["--insecure-registry", &destination.host])
+        .arg("copy")
+        .arg(format!("{}/team-a/app", hostile.host))
+        .arg(format!("{}/team-a/app", destination.host))
+        .arg("--all-tags")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the copy must fail: {stderr}");
+    assert!(
+        stderr.contains(&format!("{climbing:?}, which is not a valid tag")),
+        "the error names the listed tag: {stderr}"
+    );
+    let latest = destination
+        .client
+        .manifest(&destination.repo("prod/web").tagged("latest"), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        latest.digest, current.digest,
+        "prod/web:latest is untouched"
+    );
+}

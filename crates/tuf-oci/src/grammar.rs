@@ -143,7 +143,9 @@ fn is_dashes(separator: &str) -> bool {
     separator.bytes().all(|b| b == b'-')
 }
 
-fn check_tag(tag: &str) -> Result<&str, String> {
+/// Checks one tag: registries list tags and readers paste them into request paths, so a listed
+/// name that is not a tag (`../x`) must never reach a URL.
+pub fn check_tag(tag: &str) -> Result<&str, String> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let bytes = tag.as_bytes();
     let valid = bytes.first().is_some_and(|&b| word(b))

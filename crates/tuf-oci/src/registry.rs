@@ -19,6 +19,7 @@ use oci_client::token_cache::RegistryTokenType;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::error::{Error, Result};
+use crate::grammar;
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
 
@@ -457,6 +458,14 @@ impl Registry {
                 Err(e) if is_not_found(&e) => return Ok(tags),
                 Err(e) => return Err(registry_error(&reference, &e)),
             };
+            // Listed names go into request paths (copies read and write every tag): a name
+            // like `x/../../other/manifests/t` would reach another repository.
+            if let Some(bad) = page.iter().find(|tag| grammar::check_tag(tag).is_err()) {
+                return Err(Error::Registry {
+                    reference: reference.whole(),
+                    message: format!("tag listing names {bad:?}, which is not a valid tag"),
+                });
+            }
             let before = tags.len();
             // A registry that ignores `last` answers the tags already listed: nothing new.
             tags.extend(

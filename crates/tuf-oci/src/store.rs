@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::grammar;
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
 use crate::registry::{BlobStream, Registry, checked};
@@ -508,7 +509,7 @@ impl ContentStore for LayoutStore {
             .manifests
             .iter()
             .filter_map(|m| m.annotations.get(REF_NAME)?.strip_prefix(&prefix))
-            .filter(|tag| !tag.contains('/'))
+            .filter(|tag| grammar::check_tag(tag).is_ok())
             .map(str::to_string)
             .collect())
     }
