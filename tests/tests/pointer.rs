@@ -2,7 +2,7 @@
 //! it; a missing or dangling pointer gives a clear error.
 
 use tuf_oci::{Error, Verifier};
-use tuf_oci_tests::{Org, TestRegistry};
+use tuf_oci_tests::{Org, TestRegistry, solo};
 
 #[tokio::test]
 async fn forged_pointer_to_another_root_is_refused() {
@@ -114,4 +114,70 @@ async fn unreachable_registry_is_a_clear_error() {
         matches!(err, Error::Registry { ref reference, .. } if reference.contains(&dead)),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn pointer_to_an_older_copy_is_a_rollback() {
+    // An older copy of the same metadata, signed by the same root: a mirror that lags, or a
+    // copy an attacker kept. A forged pointer leading there must not undo a revocation.
+    let registry = TestRegistry::start();
+    let mirror = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let copied = std::process::Command::new(tuf_oci_tests::cli_binary())
+        .args(["--insecure-registry", &registry.host])
+        .args(["--insecure-registry", &mirror.host])
+        .arg("copy")
+        .arg(format!("{}/solo/app", registry.host))
+        .arg(format!("{}/solo/app", mirror.host))
+        .arg("--all-tags")
+        .output()
+        .unwrap();
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let client = tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
+        insecure_hosts: vec![registry.host.clone(), mirror.host.clone()],
+        ..Default::default()
+    });
+    let verifier = || Verifier::new(client.clone(), org.trust(None, Some(cache.path()))).unwrap();
+    let first = verifier();
+    first.verify(&registry.image("solo/app:v1")).await.unwrap();
+    // The copy is current yet: the verifier reads it too.
+    first.verify(&mirror.image("solo/app:v1")).await.unwrap();
+    let targets = org.targets_key().await;
+    org.editor(&registry)
+        .await
+        .remove(
+            "solo/app:v1",
+            "targets",
+            &targets,
+            tuf_oci_tests::expiries().targets,
+        )
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    let err = first
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+
+    let old_copy = format!("{}/solo/app", mirror.host);
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("solo/app"), &old_copy)
+        .await
+        .unwrap();
+    // The same verifier, and one started afresh on the same trusted metadata.
+    for verifier in [first, verifier()] {
+        let err = verifier
+            .verify(&registry.image("solo/app:v1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
+            "{err}"
+        );
+    }
 }

@@ -252,6 +252,12 @@ impl<S: MetadataSource> Updater<S> {
         &self.source
     }
 
+    /// Reads from `source` from now on, keeping the trusted metadata: `source` must be a copy
+    /// of the same repository, and whatever it serves is checked against what is trusted.
+    pub fn read_from(&mut self, source: S) {
+        self.source = source;
+    }
+
     /// Gives the metadata source back.
     pub fn into_source(self) -> S {
         self.source

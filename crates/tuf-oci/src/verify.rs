@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
-use crate::layout::{METADATA_TAG, Manifest};
+use crate::layout::{METADATA_TAG, Manifest, sha256_digest};
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::{RegistrySource, StoreSource, metadata_repository};
@@ -29,8 +29,9 @@ pub struct TrustConfig {
     /// Metadata repository to use instead of following `tuf-metadata` pointers (mirrors,
     /// air-gapped copies, or distrust of pointers).
     pub metadata_override: Option<Repository>,
-    /// Directory for trusted metadata, one subdirectory per metadata repository. Without one,
-    /// rollback protection lasts only as long as the process.
+    /// Directory for trusted metadata, one subdirectory per trusted root ([`trust_dir`]),
+    /// shared by every copy of its metadata (registries, mirrors, bundles, archives). Without
+    /// one, rollback protection lasts only as long as the process.
     pub cache_dir: Option<PathBuf>,
     /// Download limits.
     pub limits: Limits,
@@ -58,20 +59,25 @@ impl TrustConfig {
     }
 }
 
-/// A metadata repository's trusted state kept between verifications.
+/// The trusted state kept between verifications.
 #[derive(Debug)]
 struct Session {
     updater: Updater<RegistrySource>,
+    /// The copy of the metadata repository the updater reads now.
+    location: Repository,
     refreshed: Option<Instant>,
 }
 
 /// Verifies image references against TUF metadata in registries. Clones share their warm
-/// state: one updater per metadata repository, and resolved pointers.
+/// state: the trusted metadata, and resolved pointers.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     registry: Registry,
     trust: TrustConfig,
-    sessions: Arc<Mutex<HashMap<Repository, Arc<tokio::sync::Mutex<Session>>>>>,
+    /// One for the trusted root, whatever metadata repository an image leads to: copies of one
+    /// TUF repository share what the client has seen, so a pointer to an older copy is a
+    /// rollback, never a fresh start (TUF 5.3.5, 5.4.3).
+    session: Arc<Mutex<Option<Arc<tokio::sync::Mutex<Session>>>>>,
     pointers: Arc<Mutex<HashMap<Repository, (Repository, Instant)>>>,
 }
 
@@ -83,7 +89,7 @@ impl Verifier {
         Ok(Verifier {
             registry,
             trust,
-            sessions: Arc::default(),
+            session: Arc::default(),
             pointers: Arc::default(),
         })
     }
@@ -108,11 +114,10 @@ impl Verifier {
         expiration: Expiration,
     ) -> Result<Updater<RegistrySource>> {
         let metadata = self.metadata_repository(repository).await?;
-        let store = self.store(&metadata);
         let source = RegistrySource::new(self.registry.clone(), metadata);
         let mut updater = Updater::open(
             source,
-            store,
+            self.store(),
             &self.trust.root,
             self.trust.limits,
             expiration,
@@ -175,13 +180,22 @@ impl Verifier {
         Ok(Some(metadata))
     }
 
-    /// The session of `metadata`, locked, its top-level metadata updated unless that was done
-    /// within the refresh interval (then only checked for expiry).
+    /// The session reading `metadata`, locked, its top-level metadata updated unless that was
+    /// done there within the refresh interval (then only checked for expiry).
     async fn fresh_session(
         &self,
         metadata: &Repository,
     ) -> Result<tokio::sync::OwnedMutexGuard<Session>> {
         let mut session = self.session(metadata)?.lock_owned().await;
+        if session.location != *metadata {
+            // Another copy of the same repository (a mirror, or where another image's pointer
+            // leads): the trusted metadata carries over and is updated from there at once.
+            session
+                .updater
+                .read_from(RegistrySource::new(self.registry.clone(), metadata.clone()));
+            session.location = metadata.clone();
+            session.refreshed = None;
+        }
         match session.refreshed {
             Some(at) if at.elapsed() < self.trust.refresh_interval => {
                 session.updater.check_unexpired()?;
@@ -202,7 +216,7 @@ impl Verifier {
     /// Drops the warm state: the next verification re-resolves pointers and updates metadata
     /// (trusted metadata on disk is kept, so rollback protection is not lost).
     pub fn forget_warm_state(&self) {
-        self.sessions.lock().expect("not poisoned").clear();
+        *self.session.lock().expect("not poisoned") = None;
         self.pointers.lock().expect("not poisoned").clear();
     }
 
@@ -222,32 +236,31 @@ impl Verifier {
         Ok(metadata)
     }
 
-    /// The warm state of `metadata`, opened from the trusted-metadata cache on first use.
+    /// The warm state, opened from the trusted-metadata cache on first use (reading
+    /// `metadata`).
     fn session(&self, metadata: &Repository) -> Result<Arc<tokio::sync::Mutex<Session>>> {
-        let mut sessions = self.sessions.lock().expect("not poisoned");
-        if let Some(session) = sessions.get(metadata) {
+        let mut slot = self.session.lock().expect("not poisoned");
+        if let Some(session) = slot.as_ref() {
             return Ok(session.clone());
         }
         let updater = Updater::open(
             RegistrySource::new(self.registry.clone(), metadata.clone()),
-            self.store(metadata),
+            self.store(),
             &self.trust.root,
             self.trust.limits,
             Expiration::Enforce,
         )?;
         let session = Arc::new(tokio::sync::Mutex::new(Session {
             updater,
+            location: metadata.clone(),
             refreshed: None,
         }));
-        sessions.insert(metadata.clone(), session.clone());
+        *slot = Some(session.clone());
         Ok(session)
     }
 
-    fn store(&self, metadata: &Repository) -> TrustedStore {
-        match &self.trust.cache_dir {
-            Some(dir) => TrustedStore::at(dir.join(cache_key(metadata))),
-            None => TrustedStore::in_memory(),
-        }
+    fn store(&self) -> TrustedStore {
+        trusted_store(&self.trust)
     }
 
     /// Checks that the registry serves the signed object: the tag (when given) points at the
@@ -324,19 +337,21 @@ fn check_fields(
     Ok(())
 }
 
-/// A directory name for a metadata repository's trusted metadata.
-fn cache_key(repository: &Repository) -> String {
-    repository
-        .to_string()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// The directory, under `cache_dir`, of the trusted metadata of the repository `root` (the
+/// configured root, in its exact bytes) is the root of. Named for the root, not for where its
+/// metadata is read: the location comes from unsigned pointers and from whichever copy a
+/// bundle or archive carries, and a new location must not mean a fresh start from the
+/// configured root (which would let an older copy roll the client back). Configuring another
+/// root starts afresh, as it should: that is the operator's bootstrap decision.
+pub fn trust_dir(cache_dir: &std::path::Path, root: &[u8]) -> PathBuf {
+    cache_dir.join(format!("root-{}", &sha256_digest(root)["sha256:".len()..]))
+}
+
+fn trusted_store(trust: &TrustConfig) -> TrustedStore {
+    match &trust.cache_dir {
+        Some(dir) => TrustedStore::at(trust_dir(dir, &trust.root)),
+        None => TrustedStore::in_memory(),
+    }
 }
 
 /// Resolves image `path` at `reference` (a tag, or a digest) through TUF metadata kept in
@@ -369,16 +384,9 @@ pub async fn resolve_in_store<S: ContentStore>(
             }
         }
     };
-    let cache = match &trust.cache_dir {
-        Some(dir) => TrustedStore::at(dir.join(cache_key(&Repository {
-            registry: store.describe(),
-            path: metadata.clone(),
-        }))),
-        None => TrustedStore::in_memory(),
-    };
     let mut updater = Updater::open(
         StoreSource::new(store, metadata),
-        cache,
+        trusted_store(trust),
         &trust.root,
         trust.limits,
         Expiration::Enforce,
