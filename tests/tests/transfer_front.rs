@@ -588,3 +588,177 @@ async fn a_front_brings_metadata_up_to_date_when_it_starts() {
     let _ = stop.send(());
     served.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_the_front_does_not_know_are_refused() {
+    // containerd 1.6 serves CRI on its main socket, and CRI's PullImage records images itself:
+    // such calls must not pass the front unchecked.
+    let setup = setup().await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let channel = containerd_tuf_verifier::client::unix_channel(
+        &front.socket,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for path in [
+        "/runtime.v1.ImageService/PullImage",
+        "/runtime.v1alpha2.ImageService/PullImage",
+        "/runtime.v1.RuntimeService/Version",
+        "/example.v1.Unknown/Call",
+    ] {
+        grpc.ready().await.unwrap();
+        let status = grpc
+            .unary(
+                tonic::Request::new(()),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{path}");
+        assert!(status.message().contains(path), "{}", status.message());
+    }
+    // containerd's own services still pass.
+    ctr(&containerd, &front, &["version"]).await.unwrap();
+}
+
+/// A Transfer of `source` (an `OCIRegistry` or an `ImageStore`, encoded) into `store`, through
+/// the front, in the default namespace.
+async fn transfer_into(
+    front: &Front,
+    source: prost_types::Any,
+    store: containerd_client::types::transfer::ImageStore,
+) -> Result<(), tonic::Status> {
+    use containerd_client::services::v1::TransferRequest;
+    use containerd_client::services::v1::transfer_client::TransferClient;
+    use prost::Message as _;
+    let channel = containerd_tuf_verifier::client::unix_channel(
+        &front.socket,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let mut request = tonic::Request::new(TransferRequest {
+        source: Some(source),
+        destination: Some(prost_types::Any {
+            type_url: "containerd.types.transfer.ImageStore".into(),
+            value: store.encode_to_vec(),
+        }),
+        options: None,
+    });
+    request
+        .metadata_mut()
+        .insert("containerd-namespace", "default".parse().unwrap());
+    TransferClient::new(channel)
+        .transfer(request)
+        .await
+        .map(|_| ())
+}
+
+/// An `OCIRegistry` source for `reference`, over plain HTTP.
+fn from_registry(reference: &str) -> prost_types::Any {
+    use containerd_client::types::transfer::{OciRegistry, RegistryResolver};
+    use prost::Message as _;
+    prost_types::Any {
+        type_url: "containerd.types.transfer.OCIRegistry".into(),
+        value: OciRegistry {
+            reference: reference.into(),
+            resolver: Some(RegistryResolver {
+                default_scheme: "http".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+    }
+}
+
+/// An image store named `name`, with `extra` complete references.
+fn store(name: &str, extra: &[&str]) -> containerd_client::types::transfer::ImageStore {
+    use containerd_client::types::transfer::{ImageReference, ImageStore};
+    ImageStore {
+        name: name.into(),
+        extra_references: extra
+            .iter()
+            .map(|name| ImageReference {
+                name: name.to_string(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfer_destinations_are_checked_on_2() {
+    // containerd names the records of a Transfer after its destination, not its source: each
+    // of those names must be signed for what the source brings.
+    let setup = setup().await;
+    let host = &setup.registry.host;
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let signed = format!("{host}/team-a/app:v1");
+    let unsigned = format!("{host}/team-a/app:v2");
+    let public = format!("{host}/public/app:v1");
+    let refusals = [
+        // Unverified content under a protected name.
+        (from_registry(&public), store(&signed, &[])),
+        // Verified content under a protected name that does not sign it.
+        (from_registry(&signed), store(&unsigned, &[])),
+        (
+            from_registry(&signed),
+            store(&format!("{host}/public/copy:v1"), &[&unsigned]),
+        ),
+    ];
+    for (source, destination) in refusals {
+        let names = destination.name.clone();
+        let status = transfer_into(&front, source, destination)
+            .await
+            .expect_err(&names);
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains("tuf-oci"), "{}", status.message());
+    }
+    let images = containerd.images();
+    assert!(
+        !images.contains(&signed) && !images.contains(&unsigned),
+        "{images:?}"
+    );
+    // A verified pull under its own name and an unprotected one is recorded.
+    let copy = format!("{host}/public/copy:v1");
+    transfer_into(&front, from_registry(&signed), store(&signed, &[&copy]))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", containerd.log()));
+    assert_eq!(image_digest(&containerd, &signed), setup.signed.digest);
+    assert_eq!(image_digest(&containerd, &copy), setup.signed.digest);
+
+    // Tags: image store to image store, as `ctr images tag` does on 2.x.
+    let from_store = |name: &str| {
+        use prost::Message as _;
+        prost_types::Any {
+            type_url: "containerd.types.transfer.ImageStore".into(),
+            value: store(name, &[]).encode_to_vec(),
+        }
+    };
+    ctr(
+        &containerd,
+        &front,
+        &["images", "pull", "--plain-http", &public],
+    )
+    .await
+    .unwrap();
+    for (from, to) in [(&public, &signed), (&signed, &unsigned)] {
+        let status = transfer_into(&front, from_store(from), store(to, &[]))
+            .await
+            .expect_err(to);
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    }
+    assert_eq!(image_digest(&containerd, &signed), setup.signed.digest);
+    assert!(!containerd.images().contains(&unsigned));
+    let other = format!("{host}/public/other:v1");
+    transfer_into(&front, from_store(&signed), store(&other, &[]))
+        .await
+        .unwrap();
+    assert_eq!(image_digest(&containerd, &other), setup.signed.digest);
+}

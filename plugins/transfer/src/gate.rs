@@ -6,21 +6,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use containerd_client::services::v1::{
-    CreateImageRequest, Image, TransferRequest, UpdateImageRequest,
+    CreateImageRequest, GetImageRequest, GetImageResponse, Image, TransferRequest,
+    UpdateImageRequest,
 };
 use containerd_client::types::transfer::{
     ImageExportStream, ImageImportStream, ImageStore, OciRegistry,
 };
 use containerd_tuf_verifier::engine::Engine;
 use http::HeaderMap;
+use oci_spec::image::Descriptor;
 use prost::Message;
 
 use crate::any;
 use crate::import::{self, Refusal};
+use crate::naming;
 use crate::streams::{Flush, Streams, namespace};
 use crate::upstream::Upstream;
 
-/// gRPC methods the front checks; every other method is forwarded untouched.
+/// gRPC methods the front checks; other methods of the services [`is_forwarded`] names are
+/// forwarded untouched, and the rest refused.
 pub const IMAGES_CREATE: &str = "/containerd.services.images.v1.Images/Create";
 /// Image updates (containerd 1.6 pulls and imports end with Create, or Update when the name
 /// exists).
@@ -33,9 +37,27 @@ const IMAGE_IMPORT_STREAM: &str = "containerd.types.transfer.ImageImportStream";
 const IMAGE_STORE: &str = "containerd.types.transfer.ImageStore";
 const IMAGE_EXPORT_STREAM: &str = "containerd.types.transfer.ImageExportStream";
 
+/// Read by the front to learn what an image-store-to-image-store transfer would tag.
+const IMAGES_GET: &str = "/containerd.services.images.v1.Images/Get";
+
 /// Whether the front checks calls to `path`.
 pub fn is_checked(path: &str) -> bool {
     matches!(path, IMAGES_CREATE | IMAGES_UPDATE | TRANSFER)
+}
+
+/// Whether calls to `path` that are not checked go to containerd untouched: containerd's own
+/// services, whose only calls that record or pull an image are the checked ones, and gRPC's
+/// health and reflection. Any other service (CRI's `ImageService`, which pulls and records
+/// images itself; a service of a newer containerd) is refused: the front cannot know that it
+/// records nothing unchecked.
+pub fn is_forwarded(path: &str) -> bool {
+    [
+        "/containerd.services.",
+        "/grpc.health.v1.",
+        "/grpc.reflection.",
+    ]
+    .iter()
+    .any(|service| path.starts_with(service))
 }
 
 /// What to do with a checked call.
@@ -125,6 +147,18 @@ impl Gate {
         let Some(source) = request.source.as_mut() else {
             return Verdict::forward(request.encode_to_vec());
         };
+        // Transfers into the image store record images: under the store's names.
+        let into_store = match request.destination.as_ref() {
+            Some(d) if any::type_name(&d.type_url) == IMAGE_STORE => {
+                match ImageStore::decode(d.value.as_slice()) {
+                    Ok(store) => Some(store),
+                    Err(e) => {
+                        return Verdict::Malformed(format!("Transfer destination ImageStore: {e}"));
+                    }
+                }
+            }
+            _ => None,
+        };
         match any::type_name(&source.type_url) {
             OCI_REGISTRY => {
                 let mut registry = match OciRegistry::decode(source.value.as_slice()) {
@@ -136,6 +170,18 @@ impl Gate {
                 let answer = self.engine.check(&registry.reference, None).await;
                 if !answer.allowed {
                     return Verdict::Deny(answer.reason);
+                }
+                if let Some(store) = &into_store {
+                    let refused = match &answer.target {
+                        Some(target) => self.check_names(store, target.descriptor()).await,
+                        None => self.check_unverified_names(
+                            store,
+                            &format!("pulled from {}, which is not verified", registry.reference),
+                        ),
+                    };
+                    if let Some(reason) = refused {
+                        return Verdict::Deny(reason);
+                    }
                 }
                 if let Some(target) = answer.target {
                     registry.reference = pinned(&registry.reference, &target.digest());
@@ -152,23 +198,11 @@ impl Gate {
                         ));
                     }
                 };
-                let store = match request.destination.as_ref() {
-                    Some(d) if any::type_name(&d.type_url) == IMAGE_STORE => {
-                        match ImageStore::decode(d.value.as_slice()) {
-                            Ok(store) => store,
-                            Err(e) => {
-                                return Verdict::Malformed(format!(
-                                    "Transfer destination ImageStore: {e}"
-                                ));
-                            }
-                        }
-                    }
-                    other => {
-                        return Verdict::Deny(format!(
-                            "tuf-oci: imports into {:?} are not checked; refused",
-                            other.map(|d| d.type_url.as_str())
-                        ));
-                    }
+                let Some(store) = into_store else {
+                    return Verdict::Deny(format!(
+                        "tuf-oci: imports into {:?} are not checked; refused",
+                        request.destination.as_ref().map(|d| d.type_url.as_str())
+                    ));
                 };
                 match self.import(headers, &stream.stream, &store).await {
                     Ok(id) => {
@@ -182,11 +216,77 @@ impl Gate {
                     }
                 }
             }
+            // A tag: the store's names are given the image the source names.
+            IMAGE_STORE if into_store.is_some() => {
+                let store = into_store.as_ref().expect("matched");
+                let from = match ImageStore::decode(source.value.as_slice()) {
+                    Ok(from) => from,
+                    Err(e) => {
+                        return Verdict::Malformed(format!("Transfer source ImageStore: {e}"));
+                    }
+                };
+                let target = match self.image_target(headers, &from.name).await {
+                    Ok(target) => target,
+                    Err(e) => {
+                        return Verdict::Deny(format!(
+                            "tuf-oci: tagging {:?}: {e}; refused",
+                            from.name
+                        ));
+                    }
+                };
+                match self.check_names(store, &target).await {
+                    Some(reason) => Verdict::Deny(reason),
+                    None => Verdict::forward(request.encode_to_vec()),
+                }
+            }
+            other if into_store.is_some() => Verdict::Deny(format!(
+                "tuf-oci: transfers from {other} into the image store are not checked; refused"
+            )),
+            // Pushes and exports record no image here.
             _ => Verdict::Forward {
                 flush: self.export_flush(headers, &request),
                 message: request.encode_to_vec(),
             },
         }
+    }
+
+    /// The first refusal among the names `store` would give `target`, each checked as a
+    /// record pointing at it.
+    async fn check_names(&self, store: &ImageStore, target: &Descriptor) -> Option<String> {
+        for name in naming::named(store, target.digest().as_ref()) {
+            let answer = self.engine.check(&name, Some(target)).await;
+            if !answer.allowed {
+                return Some(answer.reason);
+            }
+        }
+        None
+    }
+
+    /// The first refusal among the names `store` would give content the front cannot know
+    /// (`why`): protected names are refused, others are what the policy says of them.
+    fn check_unverified_names(&self, store: &ImageStore, why: &str) -> Option<String> {
+        naming::named(store, "<digest>").iter().find_map(|name| {
+            let repository = name.split('@').next().unwrap_or(name);
+            let answer = self.engine.check_unverifiable(repository, why);
+            (!answer.allowed).then_some(answer.reason)
+        })
+    }
+
+    /// The target of containerd's image record `name`, in the caller's namespace.
+    async fn image_target(&self, headers: &HeaderMap, name: &str) -> Result<Descriptor, String> {
+        let request = GetImageRequest {
+            name: name.to_string(),
+        };
+        let answer = self
+            .upstream
+            .unary(IMAGES_GET, headers, &request.encode_to_vec())
+            .await
+            .map_err(|e| e.to_string())?;
+        let image = GetImageResponse::decode(answer)
+            .map_err(|e| format!("Images.Get answer: {e}"))?
+            .image
+            .ok_or_else(|| format!("no image {name:?}"))?;
+        target_descriptor(&image)
     }
 
     /// The barrier on the stream a Transfer exports to, if it exports to one opened through
@@ -230,17 +330,9 @@ async fn check_image(engine: &Engine, image: Option<&Image>, message: &[u8]) -> 
     let Some(image) = image else {
         return Verdict::Malformed("image request without an image".into());
     };
-    let Some(target) = image.target.as_ref() else {
-        return Verdict::Malformed(format!("image {} has no target", image.name));
-    };
-    let descriptor = serde_json::json!({
-        "mediaType": target.media_type,
-        "digest": target.digest,
-        "size": target.size,
-    });
-    let descriptor: oci_spec::image::Descriptor = match serde_json::from_value(descriptor) {
+    let descriptor = match target_descriptor(image) {
         Ok(descriptor) => descriptor,
-        Err(e) => return Verdict::Malformed(format!("image {} target: {e}", image.name)),
+        Err(e) => return Verdict::Malformed(e),
     };
     let answer = engine.check(&image.name, Some(&descriptor)).await;
     if answer.allowed {
@@ -248,6 +340,20 @@ async fn check_image(engine: &Engine, image: Option<&Image>, message: &[u8]) -> 
     } else {
         Verdict::Deny(answer.reason)
     }
+}
+
+/// The OCI descriptor of an image record's target.
+fn target_descriptor(image: &Image) -> Result<Descriptor, String> {
+    let target = image
+        .target
+        .as_ref()
+        .ok_or_else(|| format!("image {} has no target", image.name))?;
+    let descriptor = serde_json::json!({
+        "mediaType": target.media_type,
+        "digest": target.digest,
+        "size": target.size,
+    });
+    serde_json::from_value(descriptor).map_err(|e| format!("image {} target: {e}", image.name))
 }
 
 /// `reference` with its digest set to `digest` (`host/repo:tag@sha256:...`).

@@ -17,24 +17,32 @@ pub enum Recorded<'a> {
     ArchiveIndex,
 }
 
+/// The names `store` gives a descriptor with digest `digest` that carries no import
+/// annotations (a pulled image, an image tagged anew, an archive's own index): its own name,
+/// and every complete reference or prefix that adds the digest (containerd's `Store.Store`).
+pub fn named(store: &ImageStore, digest: &str) -> Vec<String> {
+    let own = (!store.name.is_empty()).then(|| store.name.clone());
+    let references = store
+        .extra_references
+        .iter()
+        .filter(|reference| !reference.is_prefix || reference.add_digest)
+        .map(|reference| {
+            if reference.add_digest {
+                format!("{}@{digest}", reference.name)
+            } else {
+                reference.name.clone()
+            }
+        });
+    own.into_iter().chain(references).collect()
+}
+
 /// Every `(name, target)` record importing an archive with `entries` into `store` creates.
 pub fn recorded<'a>(store: &ImageStore, entries: &'a [Descriptor]) -> Vec<(String, Recorded<'a>)> {
-    let mut records = Vec::new();
-    // The archive's index: the store's own name and its complete or digest references.
-    if !store.name.is_empty() {
-        records.push((store.name.clone(), Recorded::ArchiveIndex));
-    }
-    for reference in &store.extra_references {
-        if reference.is_prefix && !reference.add_digest {
-            continue;
-        }
-        let name = if reference.add_digest {
-            format!("{}@<archive index digest>", reference.name)
-        } else {
-            reference.name.clone()
-        };
-        records.push((name, Recorded::ArchiveIndex));
-    }
+    // The archive's index, under the names a descriptor without import annotations gets.
+    let mut records: Vec<_> = named(store, "<archive index digest>")
+        .into_iter()
+        .map(|name| (name, Recorded::ArchiveIndex))
+        .collect();
     // Each entry: named from its annotations through every prefix reference.
     for entry in entries {
         let annotations = entry.annotations().clone().unwrap_or_default();
@@ -202,6 +210,10 @@ mod tests {
             ..ImageStore::default()
         };
         let records = recorded(&store, &[]);
+        assert_eq!(
+            named(&store, "sha256:ab"),
+            ["r/bundle:all", "r/exact:v1", "r/p@sha256:ab"]
+        );
         assert_eq!(
             records,
             [

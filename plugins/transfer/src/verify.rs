@@ -1,6 +1,7 @@
 //! The verify-before-pull decision as a tower layer around forwarding: calls that would record
 //! or pull an image are read in full, checked, then forwarded or refused; streams are relayed
-//! message by message (imports arrive on them); all others go through untouched.
+//! message by message (imports arrive on them); other calls to containerd's own services go
+//! through untouched, and calls to any other service are refused.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,7 +72,17 @@ where
         let path = request.uri().path().to_string();
         let checked = gate::is_checked(&path);
         if !checked && path != streams::STREAM {
-            return Box::pin(self.inner.call(request));
+            if gate::is_forwarded(&path) {
+                return Box::pin(self.inner.call(request));
+            }
+            tracing::warn!(%path, "refused: not a service the front forwards");
+            return Box::pin(std::future::ready(Ok(status::error(
+                Code::PermissionDenied,
+                &format!(
+                    "tuf-oci front: {path} is not forwarded: only containerd's own services pass \
+                     the front, which cannot check what other services record"
+                ),
+            ))));
         }
         // Drive the ready clone, keep a fresh one for the next call (tower's usual dance).
         let clone = self.inner.clone();
