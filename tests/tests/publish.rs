@@ -178,3 +178,36 @@ async fn a_lost_index_is_rebuilt_from_the_files() {
         assert!(listed.contains(&expected), "{file} missing from {listed:?}");
     }
 }
+
+#[tokio::test]
+async fn a_delegated_role_rotates_its_key_without_stopping_anyone() {
+    // The guide's rotation: delegate the role to its old and new keys, let it sign with the new
+    // one, then delegate the new key alone. Publishing works at every step.
+    let registry = TestRegistry::start();
+    let (org, keys) = teams(&registry, 3).await;
+    let new_key = org.key("team-2-new").await;
+    org.delegate_from_targets(
+        &registry,
+        &delegation("team-2", &["team-2/*"], &[&keys[2], &new_key], 1),
+    )
+    .await;
+    publish(&org, &registry).await.unwrap();
+    registry.push_image("team-2/app", "v2", "two").await;
+    org.sign(
+        &registry,
+        &registry.image("team-2/app:v2"),
+        "team-2",
+        std::slice::from_ref(&new_key),
+    )
+    .await;
+    org.delegate_from_targets(
+        &registry,
+        &delegation("team-2", &["team-2/*"], &[&new_key], 1),
+    )
+    .await;
+    publish(&org, &registry).await.unwrap();
+    for reference in ["team-2/app:v1", "team-2/app:v2", "team-0/app:v1"] {
+        let role = verify(&org, &registry, reference).await.unwrap();
+        assert_eq!(role, reference.split('/').next().unwrap(), "{reference}");
+    }
+}

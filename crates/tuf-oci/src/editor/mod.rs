@@ -731,9 +731,13 @@ impl Editor {
                 let children: Vec<Option<Head>> = futures_util::stream::iter(selected)
                     .map(|child| {
                         self.head(&child.name, stored, |signed| {
-                            delegations
-                                .verify_role(signed, &child.name)
-                                .map_err(|e| e.to_string())
+                            delegations.verify_role(signed, &child.name).map_err(|e| {
+                                format!(
+                                    "{e}; if {} just delegated {} to new keys, delegate it to \
+                                     the old and the new ones until it has signed with the new",
+                                    head.role, child.name
+                                )
+                            })
                         })
                     })
                     .buffered(WRITE_CONCURRENCY)
