@@ -3,7 +3,8 @@
 # delegated role signing an image, a verified pull by the signed digest, and a tampered tag
 # refused. Every step uses the real tuf-oci CLI, docker-registry and skopeo.
 #
-#   bash tests/demo.sh            (installs docker-registry and skopeo with apt-get when missing)
+#   bash tests/demo.sh            (installs docker-registry, skopeo, curl and protoc with apt-get
+#                                  when missing)
 #
 # DEMO_PORT picks the registry port (default 5000); TUF_OCI_BIN a prebuilt tuf-oci.
 set -euo pipefail
@@ -15,9 +16,15 @@ port=${DEMO_PORT:-5000}
 reg=127.0.0.1:$port
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-if ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; then
-  step "installing docker-registry and skopeo"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo >/dev/null
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v curl >/dev/null || need+=(curl)
+# The workspace's gRPC protos are compiled with protoc.
+[ -n "${TUF_OCI_BIN:-}" ] || command -v protoc >/dev/null || need+=(protobuf-compiler)
+if [ ${#need[@]} -gt 0 ]; then
+  step "installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 if [ -z "${TUF_OCI_BIN:-}" ]; then
   step "building tuf-oci"

@@ -3,7 +3,7 @@
 # tests start their own docker-registry processes on free loopback ports and stop them.
 #
 #   bash tests/run.sh      (as root on Debian, missing packages are installed with apt-get,
-#                           python-tuf with pip)
+#                           python-tuf with pip, into target/python-tuf unless python3 has it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,15 +13,24 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v containerd >/dev/null || need+=(containerd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v curl >/dev/null || need+=(curl ca-certificates)
 [ -x /usr/bin/time ] || need+=(time)
+# python-tuf goes into a virtual environment unless python3 has it already (Debian's own
+# python3 refuses pip installs, PEP 668).
+python3 -c 'import tuf.ngclient, securesystemslib.signer' 2>/dev/null ||
+  python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# python-tuf, for the interoperability tests.
-python3 -c 'import tuf.ngclient, securesystemslib.signer' 2>/dev/null ||
-  python3 -m pip install --quiet --disable-pip-version-check 'tuf==7.0.1' 'securesystemslib[crypto]==1.6.0'
+# python-tuf, for the interoperability tests (tests/tests/interop.rs reads TUF_OCI_PYTHON).
+if ! python3 -c 'import tuf.ngclient, securesystemslib.signer' 2>/dev/null; then
+  [ -x target/python-tuf/bin/python3 ] || python3 -m venv target/python-tuf
+  target/python-tuf/bin/python3 -m pip install --quiet --disable-pip-version-check \
+    'tuf==7.0.1' 'securesystemslib[crypto]==1.6.0'
+  export TUF_OCI_PYTHON=$PWD/target/python-tuf/bin/python3
+fi
 
 # containerd 2.3.4 for the plugin tests, from the shared archive beside this repository.
 if [ ! -x target/containerd-2.3.4/ctr ]; then

@@ -10,7 +10,9 @@ use tuf_oci_tests::{HttpServer, TeamA, TestRegistry, workspace_binary};
 const INTEROP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop");
 
 fn python(script: &str, args: &[&str]) -> String {
-    let output = Command::new("python3")
+    // tests/run.sh names a virtual environment's python when the system's lacks python-tuf.
+    let python = std::env::var("TUF_OCI_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(python)
         .arg(Path::new(INTEROP).join(script))
         .args(args)
         .output()
