@@ -16,11 +16,20 @@ use crate::error::{Error, Result};
 
 /// A private key read into memory, and the key source tough signs with. Holding the bytes (not
 /// the path) keeps a loaded key usable after its file is moved away, as rotation does.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SigningKey {
     path: PathBuf,
     pkcs8: Arc<Vec<u8>>,
     public: Key,
+}
+
+/// Names the key's file, never its private bytes (errors and logs print keys).
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SigningKey {
@@ -162,5 +171,11 @@ mod tests {
         assert_eq!(loaded.public(), &public);
         assert_eq!(read_public(&stem).await.unwrap(), public);
         assert!(matches!(generate(&stem), Err(Error::Key { .. })));
+        let shown = format!("{loaded:?}");
+        assert!(shown.contains("team-a.key"), "{shown}");
+        assert!(
+            !shown.contains(&format!("{:?}", loaded.pkcs8)),
+            "the private key is never printed: {shown}"
+        );
     }
 }

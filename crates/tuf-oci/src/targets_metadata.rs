@@ -14,6 +14,7 @@ use tough::TargetName;
 use tough::schema::{Delegations, Role, RoleKeys, RoleType, Root, Signed, Target};
 
 use crate::error::{Error, Result};
+use crate::layout::TOP_LEVEL_ROLES;
 
 /// Targets metadata, top-level or delegated, whose signatures met their threshold. Only
 /// `TargetsMetadata::verified`, inside this crate, builds one.
@@ -232,6 +233,14 @@ fn delegations(json: &Map<String, Value>) -> std::result::Result<Vec<Delegation>
         .iter()
         .map(|role| {
             let entry = Entry::deserialize(role).map_err(|e| format!("delegations.roles: {e}"))?;
+            // Role names are unique across the repository, and trusted metadata is kept under
+            // them: a delegated `root` would take the trusted root's place.
+            if TOP_LEVEL_ROLES.contains(&entry.name.as_str()) {
+                return Err(format!(
+                    "delegations.roles: a delegated role may not be named {:?}, a top-level role",
+                    entry.name
+                ));
+            }
             let keys: Map<String, Value> = entry
                 .keyids
                 .iter()
@@ -447,6 +456,26 @@ mod tests {
             matches!(&refused, Err(Error::Signature { role, .. }) if role == "team-1"),
             "{refused:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn delegated_roles_named_like_top_level_roles_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root_key = key(&dir, "targets").await;
+        let root = root_trusting(&root_key);
+        for name in ["root", "timestamp", "snapshot", "targets"] {
+            let mut top = Targets::new("1.0.0".into(), NonZeroU64::MIN, jiff::Timestamp::MAX);
+            top.delegations = Some(Delegations {
+                keys: HashMap::new(),
+                roles: vec![delegated_role(name, &["team-1/*"], &[])],
+            });
+            let bytes = sign(top, &KeyHolder::Root(root.clone()), &root_key).await;
+            let refused = TargetsMetadata::verified("targets", &bytes, &root);
+            assert!(
+                matches!(&refused, Err(Error::Parse { message, .. }) if message.contains(name)),
+                "{refused:?}"
+            );
+        }
     }
 
     #[tokio::test]

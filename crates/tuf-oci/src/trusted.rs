@@ -36,11 +36,13 @@ impl TrustedStore {
             return Ok(());
         };
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let name = encode_file_name(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-        let path = dir.join(name);
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        let path = dir.join(encode_file_name(name));
+        // A temporary file of its own: verifiers in other processes (containerd runs one per
+        // pull) may store the same name at the same time.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+        std::io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        Ok(())
     }
 
     /// Forgets `name` (timestamp and snapshot after their keys rotate, TUF 5.3.11).
