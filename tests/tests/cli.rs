@@ -84,6 +84,30 @@ async fn rotate_refresh_revoke_and_list() {
     assert_eq!(descriptor["digest"], pushed.digest.as_str());
     assert_eq!(cli.ok(&["pointer", "show", &metadata]).trim(), metadata);
 
+    // A rotation that fails (one new key, threshold two) leaves the keys as they were.
+    let key_files = || {
+        let mut names: Vec<_> = std::fs::read_dir(keys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = key_files();
+    let refused = cli.fails(&[
+        "--metadata-repo",
+        &metadata,
+        "rotate",
+        "root",
+        "--keys",
+        keys,
+        "--threshold",
+        "2",
+    ]);
+    assert!(refused.contains("threshold"), "{refused}");
+    assert_eq!(key_files(), before);
+    cli.ok(&["--metadata-repo", &metadata, "publish", "--keys", keys]);
+
     // Rotations write root N+1; the client still holds root version 1 and follows the chain.
     cli.ok(&[
         "--metadata-repo",

@@ -48,35 +48,37 @@ impl KeysDir {
         load(&files).await
     }
 
-    /// Moves `role`'s keys to `retired/` and generates `count` new ones.
-    pub async fn replace(&self, role: &str, count: u64) -> anyhow::Result<Vec<SigningKey>> {
-        let retired = self.dir.join("retired");
-        std::fs::create_dir_all(&retired)?;
-        let stamp = jiff::Timestamp::now().as_second();
-        for file in self.files(role)? {
-            let name = file
-                .file_stem()
-                .expect("key files have names")
-                .to_string_lossy()
-                .to_string();
-            for ext in ["key", "pub"] {
-                let from = file.with_extension(ext);
-                if from.exists() {
-                    std::fs::rename(&from, retired.join(format!("{name}.{stamp}.{ext}")))?;
-                }
-            }
-        }
+    /// `count` new keys for `role`, generated in a staging directory beside the keys: they take
+    /// the place of the role's keys only once the rotation that trusts them is stored
+    /// ([`Staged::commit`]), so a rotation that fails leaves the directory as it was.
+    pub async fn stage(&self, role: &str, count: u64) -> anyhow::Result<Staged> {
+        let staging = self.dir.join(format!(
+            ".staged-{role}-{}",
+            jiff::Timestamp::now().as_millisecond()
+        ));
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("creating {}", staging.display()))?;
+        // Removes the staging directory on any failure from here on.
+        let mut staged = Staged {
+            dir: self.dir.clone(),
+            staging,
+            role: role.to_string(),
+            keys: Vec::new(),
+            trusted: false,
+        };
         let mut stems = Vec::new();
         for n in 1..=count {
-            let stem = if n == 1 {
-                self.dir.join(role)
+            let name = if n == 1 {
+                role.to_string()
             } else {
-                self.dir.join(format!("{role}-{n}"))
+                format!("{role}-{n}")
             };
+            let stem = staged.staging.join(name);
             tuf_oci::keys::generate(&stem)?;
             stems.push(stem.with_extension("key"));
         }
-        load(&stems).await
+        staged.keys = load(&stems).await?;
+        Ok(staged)
     }
 
     fn files(&self, role: &str) -> anyhow::Result<Vec<PathBuf>> {
@@ -91,6 +93,84 @@ impl KeysDir {
             .collect();
         files.sort();
         Ok(files)
+    }
+}
+
+/// New keys of a role waiting in their staging directory, removed unless committed.
+pub struct Staged {
+    dir: PathBuf,
+    staging: PathBuf,
+    role: String,
+    keys: Vec<SigningKey>,
+    /// Set once the rotation is stored: from then on the new keys are the trusted ones and
+    /// are never removed, even when moving them into place fails.
+    trusted: bool,
+}
+
+impl Staged {
+    /// The new keys (held in memory: they stay usable when their files move).
+    pub fn keys(&self) -> &[SigningKey] {
+        &self.keys
+    }
+
+    /// Moves the role's current keys to `retired/` and the new ones into their place.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        self.trusted = true;
+        let dir = KeysDir::new(self.dir.clone());
+        let retired = self.dir.join("retired");
+        std::fs::create_dir_all(&retired)
+            .with_context(|| format!("creating {}", retired.display()))?;
+        let stamp = jiff::Timestamp::now().as_second();
+        let kept = || {
+            format!(
+                "the new {} keys are in {}",
+                self.role,
+                self.staging.display()
+            )
+        };
+        for file in dir.files(&self.role)? {
+            let name = file
+                .file_stem()
+                .expect("key files have names")
+                .to_string_lossy()
+                .to_string();
+            for ext in ["key", "pub"] {
+                let from = file.with_extension(ext);
+                let to = retired.join(format!("{name}.{stamp}.{ext}"));
+                if from.exists() {
+                    std::fs::rename(&from, &to).with_context(|| {
+                        format!(
+                            "retiring {} to {}; {}",
+                            from.display(),
+                            to.display(),
+                            kept()
+                        )
+                    })?;
+                }
+            }
+        }
+        for entry in std::fs::read_dir(&self.staging)
+            .with_context(|| format!("reading {}", self.staging.display()))?
+        {
+            let from = entry?.path();
+            let to = self
+                .dir
+                .join(from.file_name().expect("directory entries have names"));
+            std::fs::rename(&from, &to).with_context(|| {
+                format!("moving {} to {}; {}", from.display(), to.display(), kept())
+            })?;
+        }
+        std::fs::remove_dir(&self.staging)
+            .with_context(|| format!("removing {}", self.staging.display()))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Keys no metadata trusts.
+        if !self.trusted {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
     }
 }
 

@@ -449,11 +449,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let metadata = metadata_repo()?;
             let mut editor = Editor::open(&verifier()?, &metadata).await?;
             let old_root_keys = dir.role("root").await?;
-            let new_keys = dir.replace(&role, count).await?;
+            let staged = dir.stage(&role, count).await?;
             let expiries = expiry.all()?;
             let root = editor
-                .rotate(role_type, &old_root_keys, &new_keys, threshold, &expiries)
+                .rotate(
+                    role_type,
+                    &old_root_keys,
+                    staged.keys(),
+                    threshold,
+                    &expiries,
+                )
                 .await?;
+            staged.commit()?;
             if let Some(out) = out {
                 std::fs::write(&out, &root)
                     .with_context(|| format!("writing {}", out.display()))?;
