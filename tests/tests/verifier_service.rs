@@ -296,3 +296,74 @@ async fn a_service_brings_metadata_up_to_date_when_it_starts() {
     assert!(answer.allowed, "{}", answer.reason);
     service.stop().await;
 }
+
+/// A TCP proxy to `upstream` holding each new connection for `delay` before forwarding it: a
+/// registry as slow to answer as a remote one. Returns its `host:port` and the number of
+/// connections made; stops when the task is aborted.
+async fn slow_proxy(
+    upstream: String,
+    delay: std::time::Duration,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let connections = Arc::<std::sync::atomic::AtomicUsize>::default();
+    let counter = connections.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let mut server = tokio::net::TcpStream::connect(upstream).await?;
+                tokio::io::copy_bidirectional(&mut client, &mut server).await
+            });
+        }
+    });
+    (host, connections, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_executable_waits_for_a_slow_cold_verification_by_the_service() {
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    // Each connection to the registry takes longer than connecting to the service may.
+    let delay = std::time::Duration::from_secs(1);
+    let (host, connections, proxy) = slow_proxy(registry.host.clone(), delay).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("verifier.sock");
+    let root = dir.path().join("root.json");
+    std::fs::write(&root, &org.root).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "cache_dir = \"{cache}\"\nsocket = \"{socket}\"\ninsecure_registries = [\"{host}\"]\n\
+             [[scope]]\nname = \"org\"\nregistries = [\"{host}\"]\nrepositories = [\"team-a/\"]\n\
+             root = \"{root}\"\n",
+            cache = dir.path().join("cache").display(),
+            socket = socket.display(),
+            root = root.display(),
+        ),
+    )
+    .unwrap();
+    let service = start_service(&policy, &socket);
+    let name = format!("{host}/team-a/app:v1");
+    let stdin = serde_json::to_vec(&signed).unwrap();
+    let started = std::time::Instant::now();
+    let outcome = bindir::run(
+        &bindir_args(&name, &signed),
+        &stdin[..],
+        Policy::load(&policy),
+    )
+    .await;
+    // The service's answer, not an in-process repeat of its work after giving up on it.
+    assert!(
+        outcome.via_service,
+        "{outcome:?} after {:?} and {connections:?} registry connections",
+        started.elapsed()
+    );
+    assert_eq!(outcome.code, 0, "{}", outcome.message);
+    assert!(started.elapsed() >= delay);
+    service.stop().await;
+    proxy.abort();
+}

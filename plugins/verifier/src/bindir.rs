@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use oci_spec::image::Descriptor;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 
 use crate::api;
 use crate::engine::Engine;
@@ -21,7 +22,9 @@ const MAX_STDIN: u64 = 64 * 1024;
 const MAX_REASON: usize = 32 * 1024 - 1;
 /// Our own deadline, inside containerd's default 10 s per verifier, so we always answer.
 const DEADLINE: Duration = Duration::from_secs(8);
-/// How long to wait for the service before verifying in-process.
+/// How long to wait for the service's socket before verifying in-process. Once connected, a
+/// call may take until [`DEADLINE`]: a cold verification takes seconds, and verifying
+/// in-process after abandoning it would be no faster.
 const SERVICE_CONNECT: Duration = Duration::from_millis(500);
 
 /// What to print and how to exit.
@@ -98,7 +101,8 @@ pub async fn run(
     stdin: impl AsyncRead + Unpin,
     policy: anyhow::Result<Policy>,
 ) -> Outcome {
-    match tokio::time::timeout(DEADLINE, run_inner(args, stdin, policy)).await {
+    let deadline = Instant::now() + DEADLINE;
+    match tokio::time::timeout_at(deadline, run_inner(args, stdin, policy, deadline)).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::refuse(format!(
             "tuf-oci: verification did not finish within {} s",
@@ -111,6 +115,7 @@ async fn run_inner(
     args: &[String],
     stdin: impl AsyncRead + Unpin,
     policy: anyhow::Result<Policy>,
+    deadline: Instant,
 ) -> Outcome {
     let flags = match Flags::parse(args) {
         Ok(flags) => flags,
@@ -125,7 +130,7 @@ async fn run_inner(
         Err(e) => return Outcome::refuse(format!("tuf-oci: {e:#}")),
     };
     if let Some(socket) = policy.socket.as_deref()
-        && let Some(outcome) = via_service(socket, &flags.name, &descriptor).await
+        && let Some(outcome) = via_service(socket, &flags.name, &descriptor, deadline).await
     {
         return outcome;
     }
@@ -142,13 +147,18 @@ async fn run_inner(
     }
 }
 
-/// Asks the running service; `None` when it is not reachable (then we verify in-process).
+/// Asks the running service, waiting for its answer until `deadline`; `None` when it is not
+/// reachable or fails (then we verify in-process).
 async fn via_service(
     socket: &std::path::Path,
     name: &str,
     descriptor: &Descriptor,
+    deadline: Instant,
 ) -> Option<Outcome> {
-    let mut client = match crate::client::connect(socket, SERVICE_CONNECT).await {
+    let request_timeout = deadline.saturating_duration_since(Instant::now());
+    let mut client = match crate::client::connect_with(socket, SERVICE_CONNECT, request_timeout)
+        .await
+    {
         Ok(client) => client,
         Err(e) => {
             tracing::debug!(socket = %socket.display(), error = %e, "service unreachable; verifying in-process");

@@ -8,18 +8,41 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::api::verifier_client::VerifierClient;
 
-/// Connects to the service at `socket`, failing within `timeout` when nothing listens.
+/// Connects to the service at `socket`, failing within `timeout` when nothing listens; each
+/// call is limited to `timeout` too (see [`connect_with`] for calls that may take longer).
 pub async fn connect(socket: &Path, timeout: Duration) -> anyhow::Result<VerifierClient<Channel>> {
-    Ok(VerifierClient::new(unix_channel(socket, timeout).await?))
+    connect_with(socket, timeout, timeout).await
 }
 
-/// A gRPC channel over the Unix socket `socket` (the verification service, or containerd).
+/// Connects to the service at `socket`, failing within `connect_timeout` when nothing listens;
+/// each call may then take up to `request_timeout` (a cold verification takes seconds).
+pub async fn connect_with(
+    socket: &Path,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> anyhow::Result<VerifierClient<Channel>> {
+    Ok(VerifierClient::new(
+        unix_channel_with(socket, connect_timeout, request_timeout).await?,
+    ))
+}
+
+/// A gRPC channel over the Unix socket `socket` (the verification service, or containerd),
+/// with `timeout` for connecting and for each call.
 pub async fn unix_channel(socket: &Path, timeout: Duration) -> anyhow::Result<Channel> {
+    unix_channel_with(socket, timeout, timeout).await
+}
+
+/// [`unix_channel`] with separate deadlines for connecting and for each call.
+pub async fn unix_channel_with(
+    socket: &Path,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> anyhow::Result<Channel> {
     let socket: PathBuf = socket.to_path_buf();
     // The URI is required by the API but unused: the connector dials the socket.
     let channel = Endpoint::try_from("http://[::1]:0")?
-        .connect_timeout(timeout)
-        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
             async move {

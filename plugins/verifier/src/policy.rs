@@ -53,13 +53,16 @@ pub struct Policy {
 }
 
 /// Which references a scope covers: any of `registries` (aliases and mirrors share one trust)
-/// and, when given, a repository path starting with one of `repositories`.
+/// and, when given, a repository path under one of `repositories`. A prefix matches whole path
+/// components: `team-a` (or `team-a/`) covers `team-a` and `team-a/app`, not `team-ab/app`;
+/// `team-a/app` covers `team-a/app` and `team-a/app/x`, not `team-a/app-secrets`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
     /// Registry hosts (`host[:port]`).
     pub registries: Vec<String>,
-    /// Repository path prefixes (`team-a/`); empty means every repository.
+    /// Repository path prefixes (`team-a/`), matched at `/` boundaries; empty means every
+    /// repository.
     #[serde(default)]
     pub repositories: Vec<String>,
 }
@@ -148,11 +151,19 @@ impl Policy {
                 path.display(),
                 scope.name
             );
+            scope.covers.check().map_err(|e| {
+                anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
+            })?;
             if let Some(metadata) = &scope.metadata {
                 Metadata::parse(metadata).map_err(|e| {
                     anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
                 })?;
             }
+        }
+        for unprotected in &policy.unprotected {
+            unprotected
+                .check()
+                .map_err(|e| anyhow::anyhow!("policy {}: unprotected: {e}", path.display()))?;
         }
         Ok(policy)
     }
@@ -194,6 +205,21 @@ impl Policy {
 }
 
 impl Match {
+    /// Refuses a prefix that names no repository (`""`, `"/"`): whether it meant every
+    /// repository or none, leaving `repositories` out says the former unambiguously.
+    fn check(&self) -> anyhow::Result<()> {
+        match self
+            .repositories
+            .iter()
+            .find(|prefix| prefix.trim_end_matches('/').is_empty())
+        {
+            Some(prefix) => anyhow::bail!(
+                "repository prefix {prefix:?} names no repository (leave `repositories` out to cover all)"
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// `None` when `image` is not covered; otherwise the length of the matching prefix.
     fn specificity(&self, image: &ImageRef) -> Option<usize> {
         if !self.registries.contains(&image.repository.registry) {
@@ -204,10 +230,22 @@ impl Match {
         }
         self.repositories
             .iter()
-            .filter(|prefix| image.repository.path.starts_with(prefix.as_str()))
-            .map(|prefix| prefix.len())
+            .filter_map(|prefix| covered_by(&image.repository.path, prefix))
             .max()
     }
+}
+
+/// `Some(length of the prefix without its trailing '/')` when the repository `path` is `prefix`
+/// or lies under it: `team-a` and `team-a/` cover `team-a` and `team-a/app`, never `team-ab`;
+/// `team-a/app` covers `team-a/app` and `team-a/app/x`, never `team-a/app-secrets`.
+fn covered_by(path: &str, prefix: &str) -> Option<usize> {
+    let prefix = prefix.trim_end_matches('/');
+    // Only a policy that skipped `load` has one; cover everything, as an empty list does.
+    if prefix.is_empty() {
+        return Some(0);
+    }
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(prefix.len())
 }
 
 #[cfg(test)]
@@ -257,6 +295,71 @@ mod tests {
             p.decide(&image("other:5000/team-a/x:v1")),
             Decision::Uncovered(Default::Deny)
         );
+    }
+
+    #[test]
+    fn prefixes_match_whole_path_components() {
+        assert_eq!(covered_by("team-ab/x", "team-a"), None);
+        assert_eq!(covered_by("team-ab/x", "team-a/"), None);
+        assert_eq!(covered_by("team-a/app-secrets", "team-a/app"), None);
+        assert_eq!(covered_by("team-a/x", "team-a/"), Some(6));
+        assert_eq!(covered_by("team-a/x", "team-a"), Some(6));
+        assert_eq!(covered_by("team-a/app", "team-a/app"), Some(10));
+        assert_eq!(covered_by("team-a/app", "team-a/app/"), Some(10));
+        assert_eq!(covered_by("team-a/app/x", "team-a/app"), Some(10));
+        assert_eq!(covered_by("team-a", "team-a/"), Some(6));
+        assert_eq!(covered_by("team", "team-a"), None);
+    }
+
+    #[test]
+    fn an_unprotected_repository_does_not_unprotect_its_namesakes() {
+        let p = policy(
+            r#"
+            cache_dir = "/tmp/c"
+            [[scope]]
+            name = "org"
+            registries = ["r:5000"]
+            root = "/root.json"
+            [[unprotected]]
+            registries = ["r:5000"]
+            repositories = ["team-a/app", "team-b"]
+            "#,
+        );
+        let decide = |r: &str| p.decide(&ImageRef::parse(r).unwrap());
+        assert!(matches!(
+            decide("r:5000/team-a/app-secrets:v1"),
+            Decision::Verify(0, _)
+        ));
+        assert!(matches!(
+            decide("r:5000/team-bb/app:v1"),
+            Decision::Verify(0, _)
+        ));
+        assert_eq!(decide("r:5000/team-a/app:v1"), Decision::Unprotected);
+        assert_eq!(decide("r:5000/team-a/app/debug:v1"), Decision::Unprotected);
+        assert_eq!(decide("r:5000/team-b/app:v1"), Decision::Unprotected);
+    }
+
+    #[test]
+    fn prefixes_naming_no_repository_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        for (entry, prefix) in [("scope", "\"\""), ("unprotected", "\"/\"")] {
+            let root = if entry == "scope" {
+                "name = \"org\"\nroot = \"/root.json\"\n"
+            } else {
+                ""
+            };
+            std::fs::write(
+                &path,
+                format!(
+                    "cache_dir = \"/tmp/c\"\n[[{entry}]]\n{root}registries = [\"r:5000\"]\n\
+                     repositories = [\"team-a/\", {prefix}]\n"
+                ),
+            )
+            .unwrap();
+            let error = Policy::load(&path).unwrap_err().to_string();
+            assert!(error.contains("names no repository"), "{error}");
+        }
     }
 
     #[test]
