@@ -18,6 +18,10 @@ use crate::registry::{BlobStream, Registry, checked};
 
 /// Chunk size of blobs read from a layout.
 const CHUNK: usize = 1 << 20;
+/// Largest layout `index.json` read. It names every tag of a bundle, including every role
+/// version of its metadata repository, so it grows with the metadata's history: allow as much
+/// as the largest TUF file (targets, 32 MiB), some 100,000 entries, and no more.
+const INDEX_LIMIT: u64 = 32 << 20;
 
 /// Annotation naming an index entry of an OCI layout (OCI image-spec, "Pre-Defined Annotation
 /// Keys").
@@ -254,12 +258,12 @@ impl LayoutStore {
     /// Opens the layout at `dir`, creating an empty one when `create` is set and none exists.
     pub fn open(dir: &Path, create: bool) -> Result<Self> {
         let index_path = dir.join("index.json");
-        let index = match std::fs::read(&index_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
+        let index = match read_limited(&index_path, INDEX_LIMIT) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
                 role: index_path.display().to_string(),
                 message: e.to_string(),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            Ok(None) if create => {
                 std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(|e| Error::io(dir, e))?;
                 std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
                     .map_err(|e| Error::io(dir, e))?;
@@ -269,7 +273,17 @@ impl LayoutStore {
                     ..LayoutIndex::default()
                 }
             }
-            Err(e) => return Err(Error::io(index_path, e)),
+            Ok(None) => {
+                let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+                return Err(Error::io(index_path, missing));
+            }
+            Err(Error::TooLarge { limit, .. }) => {
+                return Err(Error::TooLarge {
+                    what: index_path.display().to_string(),
+                    limit,
+                });
+            }
+            Err(e) => return Err(e),
         };
         Ok(LayoutStore {
             dir: dir.to_path_buf(),
@@ -321,17 +335,17 @@ impl LayoutStore {
 
     fn read_blob(&self, digest: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         let path = self.blob_path(digest)?;
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
+        let bytes = match read_limited(&path, limit) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(Error::TooLarge { limit, .. }) => {
+                return Err(Error::TooLarge {
+                    what: format!("{digest} in {}", self.describe()),
+                    limit,
+                });
+            }
+            Err(e) => return Err(e),
         };
-        if bytes.len() as u64 > limit {
-            return Err(Error::TooLarge {
-                what: format!("{digest} in {}", self.describe()),
-                limit,
-            });
-        }
         let actual = sha256_digest(&bytes);
         if actual != digest {
             return Err(Error::DigestMismatch {
@@ -353,6 +367,69 @@ impl LayoutStore {
         }
         Ok(digest)
     }
+}
+
+/// Opens `path` for reading, `None` when absent. Only a regular file is opened, and a symlink is
+/// not followed: a layout (an unpacked archive, say) must not make us read `/dev/zero` or a host
+/// file through a link. (Without `libc` there is no `O_NOFOLLOW`: look at the path without
+/// following it, open it, and check what was opened is what was looked at.)
+fn open_regular(path: &Path) -> Result<Option<std::fs::File>> {
+    let looked = match std::fs::symlink_metadata(path) {
+        Ok(looked) => looked,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let not_regular = || {
+        let what = if looked.file_type().is_symlink() {
+            "a symbolic link, which is not followed"
+        } else {
+            "not a regular file"
+        };
+        Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, what),
+        )
+    };
+    if !looked.file_type().is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let opened = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !opened.is_file() || !same_file(&looked, &opened) {
+        return Err(not_regular());
+    }
+    Ok(Some(file))
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// The bytes of the regular file `path` ([`open_regular`]), `None` when absent. Reads at most
+/// `limit` + 1 bytes, whatever the file's size: a larger file is refused without being read.
+fn read_limited(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            what: path.display().to_string(),
+            limit,
+        });
+    }
+    Ok(Some(bytes))
 }
 
 impl ContentStore for LayoutStore {
@@ -414,9 +491,13 @@ impl ContentStore for LayoutStore {
 
     async fn open_blob(&self, _repository: &str, digest: &str, size: u64) -> Result<BlobStream> {
         let path = self.blob_path(digest)?;
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| Error::io(&path, e))?;
+        let file = match open_regular(&path)? {
+            Some(file) => tokio::fs::File::from_std(file),
+            None => {
+                let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+                return Err(Error::io(&path, missing));
+            }
+        };
         let chunks = futures_util::stream::unfold(Some((file, path)), |state| async move {
             use tokio::io::AsyncReadExt as _;
             let (mut file, path) = state?;
@@ -598,10 +679,52 @@ pub fn pack(dir: &Path, archive: &Path) -> Result<()> {
     std::fs::rename(&tmp, archive).map_err(|e| Error::io(archive, e))
 }
 
-/// Unpacks the tar file `archive` into `dir`.
+/// Unpacks the tar file `archive` into `dir`. Archives come from anywhere (imports run as root),
+/// so only regular files and directories are unpacked: a symlink (to `/dev/zero`, to a host
+/// file), a hard link, a device or a fifo anywhere in it refuses the whole archive.
 pub fn unpack(archive: &Path, dir: &Path) -> Result<()> {
     let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
-    tar::Archive::new(file)
-        .unpack(dir)
-        .map_err(|e| Error::io(archive, e))
+    let mut archive_reader = tar::Archive::new(file);
+    let io = |e| Error::io(archive, e);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // As `tar::Archive::unpack` does: directories last, deepest first, so a read-only one
+    // does not stop what goes in it.
+    let mut directories = Vec::new();
+    for entry in archive_reader.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Directory => directories.push(entry),
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                entry.unpack_in(dir).map_err(io)?;
+            }
+            // Global PAX headers carry no file (tar skips them too).
+            tar::EntryType::XGlobalHeader => {}
+            _ => {
+                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                let link = match entry.link_name_bytes() {
+                    Some(target) => format!(" to {}", String::from_utf8_lossy(&target)),
+                    None => String::new(),
+                };
+                let kind = match kind {
+                    tar::EntryType::Symlink => "a symbolic link".to_string(),
+                    tar::EntryType::Link => "a hard link".to_string(),
+                    tar::EntryType::Char | tar::EntryType::Block => "a device".to_string(),
+                    tar::EntryType::Fifo => "a fifo".to_string(),
+                    other => format!("of type {other:?}"),
+                };
+                let message =
+                    format!("entry {name} is {kind}{link}, not a regular file or directory");
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    message,
+                )));
+            }
+        }
+    }
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for mut directory in directories {
+        directory.unpack_in(dir).map_err(io)?;
+    }
+    Ok(())
 }

@@ -1,0 +1,235 @@
+//! Hostile OCI layouts and archives (`oci:DIR`, `oci-archive:FILE`, imports through the front,
+//! which runs as root): links are never followed and oversized files are never read whole. No
+//! registry needed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tuf_oci::Error;
+use tuf_oci::layout::{MANIFEST_MEDIA_TYPE, METADATA_TAG};
+use tuf_oci::store::{ContentStore, LayoutStore};
+
+const REPOSITORY: &str = "team-a/app";
+/// The limit `tuf-metadata` is read with here (a metadata manifest's).
+const LIMIT: u64 = 64 * 1024;
+
+/// A layout at `dir` whose `team-a/app:tuf-metadata` entry names a small manifest. Returns the
+/// manifest's digest and the path of its blob.
+async fn layout(dir: &Path) -> (String, PathBuf) {
+    let store = LayoutStore::open(dir, true).unwrap();
+    let bytes = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            "size": 2
+        },
+        "layers": []
+    }))
+    .unwrap();
+    store
+        .put_manifest(REPOSITORY, METADATA_TAG, &bytes, MANIFEST_MEDIA_TYPE)
+        .await
+        .unwrap();
+    store.save(&BTreeMap::new()).unwrap();
+    let digest = tuf_oci::layout::sha256_digest(&bytes);
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let blob = dir.join("blobs/sha256").join(hex);
+    assert!(blob.is_file());
+    (digest, blob)
+}
+
+/// Peak resident memory of this process (Linux), in bytes.
+fn peak_memory() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// How a hostile archive's blob entry is made.
+#[derive(Debug, Clone, Copy)]
+enum Bad {
+    SymlinkToDevZero,
+    SymlinkToHostFile,
+    HardLink,
+    Device,
+    Fifo,
+}
+
+/// A tar of the layout at `dir` with the blob at `blob` replaced by a `bad` entry of that name.
+fn archive_with(dir: &Path, blob: &Path, bad: Bad, out: &Path) -> String {
+    let name = format!(
+        "blobs/sha256/{}",
+        blob.file_name().unwrap().to_str().unwrap()
+    );
+    let mut builder = tar::Builder::new(std::fs::File::create(out).unwrap());
+    builder.follow_symlinks(false);
+    for file in ["oci-layout", "index.json"] {
+        builder.append_path_with_name(dir.join(file), file).unwrap();
+    }
+    builder
+        .append_dir("blobs/sha256", dir.join("blobs/sha256"))
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(0);
+    header.set_mode(0o644);
+    match bad {
+        Bad::SymlinkToDevZero => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            builder
+                .append_link(&mut header, &name, "/dev/zero")
+                .unwrap();
+        }
+        Bad::SymlinkToHostFile => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            builder
+                .append_link(&mut header, &name, "/etc/hostname")
+                .unwrap();
+        }
+        Bad::HardLink => {
+            header.set_entry_type(tar::EntryType::Link);
+            builder
+                .append_link(&mut header, &name, "oci-layout")
+                .unwrap();
+        }
+        Bad::Device => {
+            header.set_entry_type(tar::EntryType::Char);
+            header.set_device_major(1).unwrap();
+            header.set_device_minor(5).unwrap();
+            builder.append_data(&mut header, &name, &[][..]).unwrap();
+        }
+        Bad::Fifo => {
+            header.set_entry_type(tar::EntryType::Fifo);
+            builder.append_data(&mut header, &name, &[][..]).unwrap();
+        }
+    }
+    builder.into_inner().unwrap();
+    name
+}
+
+#[tokio::test]
+async fn archives_with_links_or_special_files_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    let (digest, blob) = layout(&source).await;
+
+    // The same archive with the blob as a regular file unpacks and reads.
+    let good = work.path().join("good.tar");
+    tuf_oci::store::pack(&source, &good).unwrap();
+    let unpacked = work.path().join("good");
+    tuf_oci::store::unpack(&good, &unpacked).unwrap();
+    let store = LayoutStore::open(&unpacked, false).unwrap();
+    let stored = store
+        .manifest(REPOSITORY, METADATA_TAG, LIMIT)
+        .await
+        .unwrap()
+        .expect("the unpacked layout has tuf-metadata");
+    assert_eq!(stored.digest, digest);
+
+    for bad in [
+        Bad::SymlinkToDevZero,
+        Bad::SymlinkToHostFile,
+        Bad::HardLink,
+        Bad::Device,
+        Bad::Fifo,
+    ] {
+        let archive = work.path().join(format!("{bad:?}.tar"));
+        let name = archive_with(&source, &blob, bad, &archive);
+        let dir = work.path().join(format!("{bad:?}"));
+        let started = std::time::Instant::now();
+        match tuf_oci::store::unpack(&archive, &dir) {
+            Err(Error::Io { path, cause }) => {
+                assert_eq!(path, archive, "{bad:?}");
+                assert_eq!(cause.kind(), std::io::ErrorKind::InvalidData, "{bad:?}");
+                assert!(cause.to_string().contains(&name), "{bad:?}: {cause}");
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(
+            std::fs::symlink_metadata(dir.join(&name)).is_err(),
+            "{bad:?}: the entry was created"
+        );
+    }
+}
+
+#[tokio::test]
+async fn layout_blobs_are_not_read_through_links() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("layout");
+    let (digest, blob) = layout(&dir).await;
+    // The link leads to the right bytes, and still is not followed.
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::rename(&blob, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &blob).unwrap();
+
+    let store = LayoutStore::open(&dir, false).unwrap();
+    let manifest = store.manifest(REPOSITORY, METADATA_TAG, LIMIT).await;
+    refused(manifest, &blob, "manifest");
+    refused(store.blob(REPOSITORY, &digest, LIMIT).await, &blob, "blob");
+    let stream = store.open_blob(REPOSITORY, &digest, LIMIT).await;
+    refused(stream, &blob, "open_blob");
+}
+
+/// `result` is the refusal to read `blob` through a link.
+fn refused<T>(result: tuf_oci::Result<T>, blob: &Path, what: &str) {
+    match result {
+        Err(Error::Io { path, cause }) => {
+            assert_eq!(path, blob, "{what}");
+            assert_eq!(cause.kind(), std::io::ErrorKind::InvalidData, "{what}");
+        }
+        Err(other) => panic!("{what}: {other:?}"),
+        Ok(_) => panic!("{what}: read through the link"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_layout_files_are_refused_unread() {
+    const HUGE: u64 = 2 << 30;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("layout");
+    let (_, blob) = layout(&dir).await;
+    // Sparse: costs no disk, but reads as 2 GiB of zeros.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&blob)
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    let before = peak_memory();
+    let store = LayoutStore::open(&dir, false).unwrap();
+    match store.manifest(REPOSITORY, METADATA_TAG, LIMIT).await {
+        Err(Error::TooLarge { what, limit }) => {
+            assert_eq!(limit, LIMIT);
+            assert!(what.contains("sha256:"), "{what}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let grown = peak_memory().saturating_sub(before);
+    assert!(
+        grown < 256 << 20,
+        "reading the blob: peak memory grew by {grown} bytes"
+    );
+
+    // index.json too.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("index.json"))
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    match LayoutStore::open(&dir, false) {
+        Err(Error::TooLarge { what, limit }) => {
+            assert!(what.contains("index.json"), "{what}");
+            assert!(limit < HUGE);
+        }
+        other => panic!("{other:?}"),
+    }
+    let grown = peak_memory().saturating_sub(before);
+    assert!(
+        grown < 256 << 20,
+        "opening the layout: peak memory grew by {grown} bytes"
+    );
+}
