@@ -256,3 +256,45 @@ async fn publish_snapshot(
     )
     .await;
 }
+
+#[tokio::test]
+async fn targets_signed_by_a_rotated_out_key_is_not_kept() {
+    // The administrator moves top-level targets to a new key (root N+1, which re-signs targets
+    // as a new version). Whoever holds the snapshot and timestamp keys keeps naming the old
+    // targets version: a client holding that version must check it against root N+1's keys,
+    // not keep it because its version is unchanged.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let verify = || async {
+        org.verifier(&registry, cache.path())
+            .verify(&registry.image("solo/app:v1"))
+            .await
+    };
+    verify().await.unwrap();
+    let timestamp: Signed<Timestamp> =
+        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let published = timestamp.signed.meta["snapshot.json"].version.get();
+    let old_state: Signed<Snapshot> = parse(
+        &registry
+            .get_file(&org.metadata, &format!("{published}.snapshot.json"))
+            .await,
+    );
+    let (_, new_root) = rotate_to_new_key(&registry, &org, RoleType::Targets).await;
+    let mut stale = old_state.signed.clone();
+    stale.version = NonZeroU64::new(published + 1).unwrap();
+    publish_snapshot(
+        &registry,
+        &org,
+        &new_root.signed,
+        &[org.key("snapshot").await],
+        stale,
+        timestamp.signed.version.get() + 1,
+    )
+    .await;
+    let err = verify().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Signature { ref role, .. } if role == "targets"),
+        "{err}"
+    );
+}

@@ -454,6 +454,17 @@ impl<S: MetadataSource> Updater<S> {
                 self.snapshot = None;
                 self.store.remove("snapshot.json")?;
             }
+            // Targets held from before is kept only if the new targets keys sign it too: a
+            // version still named by snapshot is otherwise never checked again.
+            if rotated(RoleType::Targets)
+                && self
+                    .targets
+                    .as_ref()
+                    .is_some_and(|held| held.check_signatures("targets", &next.signed).is_err())
+            {
+                self.targets = None;
+                self.store.remove("targets.json")?;
+            }
             self.store.store("root.json", &bytes)?;
             self.root = next;
             self.root_bytes = bytes;
