@@ -16,7 +16,7 @@ use tuf_oci_tests::{Org, TeamA, TestRegistry, write_policy};
 
 struct Fixture {
     registry: TestRegistry,
-    _org: Org,
+    org: Org,
     dir: tempfile::TempDir,
     policy: PathBuf,
     socket: PathBuf,
@@ -46,7 +46,7 @@ async fn fixture() -> Fixture {
     );
     Fixture {
         registry,
-        _org: org,
+        org,
         dir,
         policy,
         socket,
@@ -136,6 +136,7 @@ async fn fifty_concurrent_verifications() {
                 size: entry.size,
                 ..Default::default()
             }),
+            ..Default::default()
         };
         calls.push(tokio::spawn(async move {
             (i, client.verify(request).await.unwrap().into_inner())
@@ -289,6 +290,7 @@ async fn a_service_brings_metadata_up_to_date_when_it_starts() {
                 size: signed.size,
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -366,4 +368,36 @@ async fn the_executable_waits_for_a_slow_cold_verification_by_the_service() {
     assert!(started.elapsed() >= delay);
     service.stop().await;
     proxy.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edited_policy_applies_before_the_service_restarts() {
+    let f = fixture().await;
+    let service = start_service(&f.policy, &f.socket);
+    let name = format!("{}/team-a/app:v1", f.registry.host);
+    let before = bindir_run(&f, &name, &f.signed).await;
+    assert_eq!(before.code, 0, "{}", before.message);
+    assert!(before.via_service);
+    // The administrator narrows the scope: team-a is no longer covered, the default denies.
+    write_policy(
+        f.dir.path(),
+        &f.registry,
+        &f.org,
+        &["other/"],
+        &[],
+        &format!("socket = \"{}\"", f.socket.display()),
+    );
+    let after = bindir_run(&f, &name, &f.signed).await;
+    assert_eq!(
+        after.code, 1,
+        "the edited policy applies: {}",
+        after.message
+    );
+    assert!(!after.via_service, "the service runs the old policy");
+    assert!(
+        after.message.contains("no scope covers"),
+        "{}",
+        after.message
+    );
+    service.stop().await;
 }

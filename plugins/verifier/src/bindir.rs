@@ -130,7 +130,8 @@ async fn run_inner(
         Err(e) => return Outcome::refuse(format!("tuf-oci: {e:#}")),
     };
     if let Some(socket) = policy.socket.as_deref()
-        && let Some(outcome) = via_service(socket, &flags.name, &descriptor, deadline).await
+        && let Some(outcome) =
+            via_service(socket, &policy.digest, &flags.name, &descriptor, deadline).await
     {
         return outcome;
     }
@@ -151,6 +152,7 @@ async fn run_inner(
 /// reachable or fails (then we verify in-process).
 async fn via_service(
     socket: &std::path::Path,
+    policy_digest: &str,
     name: &str,
     descriptor: &Descriptor,
     deadline: Instant,
@@ -168,6 +170,7 @@ async fn via_service(
     let request = api::VerifyRequest {
         reference: name.to_string(),
         descriptor: Some(api::Descriptor::from_oci(descriptor)),
+        policy_digest: policy_digest.to_string(),
     };
     match client.verify(request).await {
         Ok(response) => {
@@ -177,6 +180,10 @@ async fn via_service(
                 message: one_line(response.reason),
                 via_service: true,
             })
+        }
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            tracing::warn!(message = status.message(), "verifying in-process");
+            None
         }
         Err(status) => {
             tracing::debug!(%status, "service call failed; verifying in-process");

@@ -50,6 +50,10 @@ pub struct Policy {
     /// Explicitly unprotected scopes.
     #[serde(default, rename = "unprotected")]
     pub unprotected: Vec<Match>,
+    /// sha256 of the file this policy was read from (empty when not read from a file), so the
+    /// executable and the service can tell whether they apply the same policy.
+    #[serde(skip)]
+    pub digest: String,
 }
 
 /// Which references a scope covers: any of `registries` (aliases and mirrors share one trust)
@@ -142,8 +146,9 @@ impl Policy {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
-        let policy: Policy =
+        let mut policy: Policy =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
+        policy.digest = tuf_oci::layout::sha256_digest(text.as_bytes());
         for scope in &policy.scopes {
             anyhow::ensure!(
                 !scope.covers.registries.is_empty(),

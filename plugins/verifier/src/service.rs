@@ -30,6 +30,18 @@ impl verifier_server::Verifier for VerifierService {
         if request.reference.is_empty() {
             return Err(Status::invalid_argument("reference is empty"));
         }
+        let running = &self.engine.policy().digest;
+        if !request.policy_digest.is_empty() && request.policy_digest != *running {
+            tracing::warn!(
+                caller = request.policy_digest,
+                running = %running,
+                "a caller read another policy than the service runs; restart the service to apply it"
+            );
+            return Err(Status::failed_precondition(format!(
+                "the service runs policy {running}, the caller read {}; restart the service",
+                request.policy_digest
+            )));
+        }
         let descriptor = request
             .descriptor
             .as_ref()
