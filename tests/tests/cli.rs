@@ -198,3 +198,53 @@ async fn bad_input_names_what_failed() {
     let err = cli.fails(&["publish", "--keys", "/nonexistent"]);
     assert!(err.contains("--metadata-repo"), "{err}");
 }
+
+#[tokio::test]
+async fn the_timestamp_cron_keeps_a_quiet_repository_from_expiring() {
+    // Nothing changes for a week: the cron that re-signs the timestamp must also re-sign the
+    // snapshot before it expires, or every client refuses the repository.
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        registry: &registry,
+        dir: dir.path(),
+    };
+    let metadata = format!("{}/solo/app", registry.host);
+    let keys = dir.path().join("keys");
+    let keys = keys.to_str().unwrap();
+    let image = format!("{metadata}:v1");
+    registry.push_image("solo/app", "v1", "quiet").await;
+    let root = dir.path().join("root.json");
+    cli.ok(&[
+        "--metadata-repo",
+        &metadata,
+        "init",
+        "--keys",
+        keys,
+        "--out",
+        root.to_str().unwrap(),
+    ]);
+    cli.ok(&[
+        "sign",
+        &image,
+        "--role",
+        "targets",
+        "--key",
+        &format!("{keys}/targets"),
+    ]);
+    let publish = ["--metadata-repo", &metadata, "publish", "--keys", keys];
+    cli.ok(&[&publish[..], &["--snapshot-expires", "1h"]].concat());
+    let timestamp = ["--metadata-repo", &metadata, "timestamp", "--keys", keys];
+    let said = |out: Output| {
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // The snapshot expires within the new timestamp's day: both are re-signed.
+    let first = said(cli.run(&timestamp));
+    assert!(first.contains("snapshot version"), "{first}");
+    cli.ok(&["verify", &image]);
+    // Now it lasts a week: the timestamp alone.
+    let second = said(cli.run(&timestamp));
+    assert!(second.starts_with("timestamp version"), "{second}");
+    cli.ok(&["verify", &image]);
+}

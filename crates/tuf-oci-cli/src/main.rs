@@ -431,10 +431,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = KeysDir::new(keys);
             let metadata = metadata_repo()?;
             let editor = Editor::open(&verifier()?, &metadata).await?;
-            let version = editor
-                .refresh_timestamp(&dir.role("timestamp").await?, expiry.timestamp()?)
-                .await?;
-            eprintln!("timestamp version {version}");
+            let expiries = expiry.all()?;
+            let timestamp_keys = dir.role("timestamp").await?;
+            if editor.snapshot_expires_before(expiries.timestamp) {
+                let version = editor
+                    .refresh_snapshot(&dir.role("snapshot").await?, &timestamp_keys, &expiries)
+                    .await?;
+                eprintln!(
+                    "snapshot version {version} (the published one would expire before the \
+                     timestamp), and a timestamp naming it"
+                );
+            } else {
+                let version = editor
+                    .refresh_timestamp(&timestamp_keys, expiries.timestamp)
+                    .await?;
+                eprintln!("timestamp version {version}");
+            }
         }
         Command::Rotate {
             role,

@@ -190,6 +190,8 @@ pub struct Editor {
     /// What the trusted snapshot names, by file name (`team-a.json`).
     published: BTreeMap<String, Metafile>,
     snapshot_version: u64,
+    /// When the published snapshot expires.
+    snapshot_expires: jiff::Timestamp,
     timestamp: Signed<Timestamp>,
 }
 
@@ -212,6 +214,7 @@ impl Editor {
             root_bytes: updater.root_bytes().to_vec(),
             published,
             snapshot_version: snapshot.signed.version.get(),
+            snapshot_expires: snapshot.signed.expires,
             timestamp: updater.timestamp().expect("refreshed").clone(),
         })
     }
@@ -475,6 +478,19 @@ impl Editor {
             heads = self.walk_into(&stored, |_, _| true).await?;
         }
         let read = read(&heads);
+        let mut files = self.published_files(|role| !read.contains(role)).await?;
+        for head in heads {
+            let file = RoleFile::of(&head.role, head.signed.signed.version.get(), &head.bytes);
+            files.insert(head.role, file);
+        }
+        Ok(files)
+    }
+
+    /// The files the published snapshot names for the roles `keep` selects, as published.
+    async fn published_files(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<BTreeMap<String, RoleFile>> {
         let index = self.published_index().await;
         let mut kept = Vec::new();
         for (file, meta) in &self.published {
@@ -482,12 +498,12 @@ impl Editor {
                 role: "snapshot".into(),
                 message: format!("the published snapshot names {file:?}, not a role file"),
             })?;
-            if !read.contains(role) {
+            if keep(role) {
                 kept.push((role, meta));
             }
         }
         // Kept files are read only when the index lacks them: then many at once.
-        let mut files: BTreeMap<String, RoleFile> = futures_util::stream::iter(kept)
+        futures_util::stream::iter(kept)
             .map(|(role, meta)| async {
                 let file = self.published_file(role, meta, &index).await?;
                 Ok::<_, Error>((role.to_string(), file))
@@ -496,12 +512,39 @@ impl Editor {
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<Result<_>>()?;
-        for head in heads {
-            let file = RoleFile::of(&head.role, head.signed.signed.version.get(), &head.bytes);
-            files.insert(head.role, file);
-        }
-        Ok(files)
+            .collect()
+    }
+
+    /// Whether the published snapshot expires before `at` (a new timestamp's expiry, say).
+    pub fn snapshot_expires_before(&self, at: jiff::Timestamp) -> bool {
+        self.snapshot_expires < at
+    }
+
+    /// Re-signs the published snapshot as a new version with a new expiry, naming the same role
+    /// files, and a timestamp naming it. Roles that do not change are not published again, so
+    /// without this a quiet repository's snapshot would expire under a fresh timestamp; the
+    /// snapshot key is online, like timestamp's (for cron). Returns the snapshot version.
+    pub async fn refresh_snapshot(
+        &self,
+        snapshot_keys: &[SigningKey],
+        timestamp_keys: &[SigningKey],
+        expires: &Expiries,
+    ) -> Result<u64> {
+        let files = self.published_files(|_| true).await?;
+        let version = self.snapshot_version + 1;
+        self.writer
+            .publish_files(
+                &KeyHolder::Root(self.root.signed.clone()),
+                (&self.root_bytes, self.root.signed.version.get()),
+                &files,
+                version,
+                self.timestamp.signed.version.get() + 1,
+                snapshot_keys,
+                timestamp_keys,
+                expires,
+            )
+            .await?;
+        Ok(version)
     }
 
     /// Re-signs timestamp with a new version and expiry, naming the same snapshot (for cron).
