@@ -493,3 +493,43 @@ async fn metadata_can_stay_remote() {
         .unwrap();
     assert_eq!(verified.role(), "team-a");
 }
+
+#[tokio::test]
+async fn older_metadata_is_not_copied_over_newer() {
+    // An old copy (an air-gap bundle of last month, a lagging mirror) copied again onto a
+    // destination that has since received a newer state would undo its revocations.
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let old = TestRegistry::start();
+    let (org, root) = source(&a).await;
+    let hosts = [a.host.as_str(), b.host.as_str(), old.host.as_str()];
+    let copy = |from: &TestRegistry, to: &TestRegistry| {
+        tuf(
+            &[
+                "copy",
+                &format!("{}/team-a/app", from.host),
+                &format!("{}/team-a/app", to.host),
+                "--all-tags",
+            ],
+            &hosts,
+        )
+    };
+    ok(copy(&a, &old));
+    org.publish(&a).await;
+    ok(copy(&a, &b));
+    let timestamp = || async { b.get_file(&b.repo("org/tuf"), "timestamp.json").await };
+    let before = timestamp().await;
+
+    let out = copy(&old, &b);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("rollback of timestamp"), "{stderr}");
+    assert_eq!(timestamp().await, before, "the destination keeps its state");
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+    // The other way round is an ordinary update.
+    ok(copy(&b, &old));
+}

@@ -10,8 +10,9 @@ use futures_util::StreamExt;
 
 use crate::claim::is_claim_tag;
 use crate::error::{Error, Result};
-use crate::layout::{MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest};
+use crate::layout::{MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest, parse_versioned_file};
 use crate::location::Repository;
+use crate::source::fetch_file;
 use crate::store::ContentStore;
 
 /// Largest manifest copied.
@@ -113,6 +114,22 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             reason: format!("no {METADATA_TAG} tag: the copy could not be verified"),
         })?;
     let pointer_index = Manifest::parse(METADATA_TAG, &pointer.bytes)?;
+    let placement = pointer_index
+        .pointer()
+        .map(|target| place_metadata(source, destination, host, target, options.metadata))
+        .transpose()?;
+    // Before anything is written: never older metadata over the destination's.
+    let copied_metadata = match &placement {
+        None => Some((source, destination)),
+        Some(placement) => placement
+            .copy
+            .as_ref()
+            .map(|(from, to)| (from.as_str(), to.as_str())),
+    };
+    if let Some((from_path, to_path)) = copied_metadata {
+        let tags = from.tags(from_path).await?;
+        copier.check_not_older(from_path, to_path, &tags).await?;
+    }
 
     let tags = match &options.tags {
         Tags::Only(tags) => tags.clone(),
@@ -136,13 +153,12 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
         copier.tag(source, destination, tag).await?;
     }
 
-    let destination_pointer = match pointer_index.pointer() {
-        None => {
+    let destination_pointer = match (pointer_index.pointer(), placement) {
+        (None, _) | (_, None) => {
             copier.report.metadata_repository = Some(destination.to_string());
             pointer.bytes.clone()
         }
-        Some(target) => {
-            let placement = place_metadata(source, destination, host, target, options.metadata)?;
+        (Some(target), Some(placement)) => {
             if let Some((source_metadata, destination_metadata)) = &placement.copy {
                 copier
                     .metadata_repository(source_metadata, destination_metadata)
@@ -253,6 +269,50 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         }
         if tags.iter().any(|t| t == METADATA_TAG) {
             self.tag(source, destination, METADATA_TAG).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses to put older metadata over the destination's: clients there that saw its state
+    /// would take the copy for a rollback, and new ones would get back what it revoked. The
+    /// source's timestamp must not be older, and a versioned file (`3.snapshot.json`), written
+    /// once, must not differ.
+    async fn check_not_older(
+        &self,
+        source: &str,
+        destination: &str,
+        tags: &[String],
+    ) -> Result<()> {
+        let limit = crate::Limits::default().timestamp;
+        let (from, to) = futures_util::join!(
+            fetch_file(self.from, source, "timestamp.json", limit, None),
+            fetch_file(self.to, destination, "timestamp.json", limit, None),
+        );
+        if let (Some(from), Some(to)) = (signed_version(from?), signed_version(to?))
+            && from < to
+        {
+            return Err(Error::Rollback {
+                role: format!("timestamp of {destination} in {}", self.to.describe()),
+                trusted: to,
+                fetched: from,
+            });
+        }
+        for tag in tags.iter().filter(|t| parse_versioned_file(t).is_some()) {
+            let (from, to) = futures_util::join!(
+                self.from.manifest(source, tag, MANIFEST_LIMIT),
+                self.to.manifest(destination, tag, MANIFEST_LIMIT),
+            );
+            if let (Some(from), Some(to)) = (from?, to?)
+                && from.digest != to.digest
+            {
+                return Err(Error::Conflict {
+                    what: format!("{destination}:{tag} in {}", self.to.describe()),
+                    reason: format!(
+                        "it holds {}, the source {}: versioned metadata is written once",
+                        to.digest, from.digest
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -406,6 +466,11 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             "copied"
         }
     }
+}
+
+/// The `signed.version` of TUF metadata `bytes`, if they have one.
+fn signed_version(bytes: Option<Vec<u8>>) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(&bytes?).ok()?["signed"]["version"].as_u64()
 }
 
 #[cfg(test)]

@@ -180,6 +180,13 @@ pub fn versioned_file(role: &str, version: u64) -> String {
     format!("{version}.{role}.json")
 }
 
+/// The version and role a versioned file name (`3.team-a.json`) names; `None` for any other
+/// name, heads (`team-a.json`) included.
+pub fn parse_versioned_file(name: &str) -> Option<(u64, &str)> {
+    let (version, role) = name.strip_suffix(".json")?.split_once('.')?;
+    Some((version.parse().ok()?, role))
+}
+
 /// Checks that a delegated role name can be stored: it becomes part of tags
 /// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, with room for a version and an attachment prefix),
 /// may not shadow a top-level role, and may not begin like a versioned file (`2024.q1`'s

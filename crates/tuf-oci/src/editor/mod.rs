@@ -27,7 +27,7 @@ use crate::keys::SigningKey;
 use crate::layout::{
     Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE,
     METADATA_TAG, Manifest, POINTER_ANNOTATION, check_role_name, index, index_entry,
-    versioned_file,
+    parse_versioned_file, versioned_file,
 };
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
@@ -881,8 +881,7 @@ impl Editor {
         stored
             .iter()
             .filter_map(|tag| {
-                let (version, role) = tag.strip_suffix(".json")?.split_once('.')?;
-                let version: u64 = version.parse().ok()?;
+                let (version, role) = parse_versioned_file(tag)?;
                 check_role_name(role).ok()?;
                 (version > self.published_version(role)).then(|| role.to_string())
             })
