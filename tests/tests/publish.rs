@@ -211,3 +211,36 @@ async fn a_delegated_role_rotates_its_key_without_stopping_anyone() {
         assert_eq!(role, reference.split('/').next().unwrap(), "{reference}");
     }
 }
+
+#[tokio::test]
+async fn a_stale_editor_does_not_overwrite_a_newer_timestamp() {
+    // A timestamp cron that read the state just before a publish must not then store a
+    // timestamp naming the older snapshot over the publish's.
+    let registry = TestRegistry::start();
+    let (org, _) = teams(&registry, 1).await;
+    let stale = org.editor(&registry).await;
+    registry.push_image("team-0/app", "v2", "two").await;
+    org.sign(
+        &registry,
+        &registry.image("team-0/app:v2"),
+        "team-0",
+        &[org.key("team-0").await],
+    )
+    .await;
+    org.publish(&registry).await;
+    let timestamp_keys = [org.key("timestamp").await];
+    let err = stale
+        .refresh_timestamp(&timestamp_keys, expiries().timestamp)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    let err = stale
+        .publish(&[org.key("snapshot").await], &timestamp_keys, &expiries())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(
+        verify(&org, &registry, "team-0/app:v2").await.unwrap(),
+        "team-0"
+    );
+}

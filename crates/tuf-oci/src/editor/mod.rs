@@ -563,14 +563,7 @@ impl Editor {
             timestamp_keys,
         )
         .await?;
-        self.writer
-            .push_file(
-                &self.writer.metadata,
-                "timestamp.json",
-                signed.buffer(),
-                None,
-            )
-            .await?;
+        self.writer.push_timestamp(version, signed.buffer()).await?;
         Ok(version)
     }
 

@@ -62,6 +62,33 @@ impl Writer {
             .await
     }
 
+    /// Stores timestamp version `version` (`bytes`) unless the stored timestamp is no longer the
+    /// one before it: another publish or timestamp refresh got there since this editor read the
+    /// state, and overwriting its timestamp would hide what it published (and, with the same
+    /// version, show clients two timestamps). Registries have no compare-and-swap; reading
+    /// just before the push leaves that race milliseconds wide instead of a whole operation.
+    pub(super) async fn push_timestamp(&self, version: u64, bytes: &[u8]) -> Result<Entry> {
+        let stored = self
+            .read_file("timestamp.json")
+            .await?
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["signed"]["version"].as_u64());
+        if let Some(stored) = stored
+            && stored >= version
+        {
+            return Err(Error::Conflict {
+                what: format!("timestamp.json in {}", self.metadata),
+                reason: format!(
+                    "version {stored} was stored since this state was read (version {}); run \
+                     again",
+                    version - 1
+                ),
+            });
+        }
+        self.push_file(&self.metadata, "timestamp.json", bytes, None)
+            .await
+    }
+
     /// Stores `bytes` as file `name` in `repository` (manifest tagged `name`), optionally
     /// attached to `subject`. Returns the manifest's descriptor.
     pub(super) async fn push_file(
@@ -434,7 +461,7 @@ impl Writer {
         );
         let timestamp = sign_role(timestamp, holder, timestamp_keys).await?;
         entries.push(
-            self.push_file(&self.metadata, "timestamp.json", timestamp.buffer(), None)
+            self.push_timestamp(timestamp_version, timestamp.buffer())
                 .await?,
         );
         entries.push(index_entry(&versioned_file("root", root.1), root.0));
