@@ -95,7 +95,7 @@ async fn expired_delegated_targets() {
     org.delegate_from_targets(&registry, &delegation("team", &["solo/*"], &[&team], 1))
         .await;
     org.publish(&registry).await;
-    registry.push_image("solo/app", "v1", "one").await;
+    let pushed = registry.push_image("solo/app", "v1", "one").await;
     org.editor(&registry)
         .await
         .sign(&[registry.image("solo/app:v1")], "team", &[team], past())
@@ -103,6 +103,14 @@ async fn expired_delegated_targets() {
         .unwrap();
     org.publish(&registry).await;
     assert_eq!(expired_role(&verify_error(&registry, &org).await), "team");
+    // By digest the expired role is named too, not taken for one that signs nothing.
+    let cache = tempfile::tempdir().unwrap();
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image(&format!("solo/app@{}", pushed.digest)))
+        .await
+        .unwrap_err();
+    assert_eq!(expired_role(&err), "team");
 }
 
 #[tokio::test]
