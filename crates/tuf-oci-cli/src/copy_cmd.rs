@@ -119,7 +119,7 @@ pub async fn run(
         metadata,
         dry_run,
     };
-    let staging = tempfile::tempdir().context("temp dir")?;
+    let staging = tempfile::tempdir().context("creating a temporary directory for the copy")?;
     match from {
         Endpoint::Registry { host, path, .. } => {
             let store = RegistryStore::new(registry.clone(), host);

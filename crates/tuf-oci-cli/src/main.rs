@@ -509,7 +509,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (shown, verified) = if image.starts_with("oci:")
                 || image.starts_with("oci-archive:")
             {
-                let staging = tempfile::tempdir()?;
+                let staging = tempfile::tempdir()
+                    .context("creating a temporary directory to unpack the archive")?;
                 let (store, path, reference) = copy_cmd::open_layout(&image, staging.path())?;
                 let trust = trust()?;
                 let verified = verify_in_store(store, &path, &reference, &trust, deep).await?;
