@@ -151,9 +151,29 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// The rest of repository `path` under `prefix`, matched at `/` boundaries: `Some("")` when
+/// `path` is the prefix (a trailing `/` on it ignored), `Some("/app")` when it lies under it,
+/// `None` otherwise: `team-a` does not cover `team-ab`, nor `team-a/app` `team-a/app-secrets`.
+/// An empty prefix covers every path.
+pub fn under_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let prefix = prefix.trim_end_matches('/');
+    let rest = path.strip_prefix(prefix)?;
+    (prefix.is_empty() || rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_end_at_path_separators() {
+        assert_eq!(under_prefix("team-a/app", "team-a"), Some("/app"));
+        assert_eq!(under_prefix("team-a/app", "team-a/"), Some("/app"));
+        assert_eq!(under_prefix("team-a", "team-a/"), Some(""));
+        assert_eq!(under_prefix("team-ab/app", "team-a"), None);
+        assert_eq!(under_prefix("team-a/app-secrets", "team-a/app"), None);
+        assert_eq!(under_prefix("x/y", ""), Some("x/y"));
+    }
 
     #[test]
     fn pointers_resolve_relative_absolute_and_full() {

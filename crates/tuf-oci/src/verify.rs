@@ -11,7 +11,7 @@ use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
 use crate::layout::{METADATA_TAG, Manifest, sha256_digest};
-use crate::location::{ImageRef, Repository};
+use crate::location::{ImageRef, Repository, under_prefix};
 use crate::registry::Registry;
 use crate::source::{RegistrySource, StoreSource, metadata_repository};
 use crate::store::{ContentStore, check_graph};
@@ -50,11 +50,11 @@ impl TrustConfig {
     pub fn signed_path(&self, path: &str) -> String {
         self.signed_as
             .iter()
-            .filter(|(local, _)| path.starts_with(local.as_str()))
-            .max_by_key(|(local, _)| local.len())
+            .filter_map(|(local, signed)| Some((local, signed, under_prefix(path, local)?)))
+            .max_by_key(|(local, _, _)| local.trim_end_matches('/').len())
             .map_or_else(
                 || path.to_string(),
-                |(local, signed)| format!("{signed}{}", &path[local.len()..]),
+                |(_, signed, rest)| format!("{}{rest}", signed.trim_end_matches('/')),
             )
     }
 }
@@ -439,4 +439,23 @@ pub async fn verify_in_store<S: ContentStore>(
         check_graph(store, path, &presented).await?;
     }
     Ok(verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_names_map_whole_path_components() {
+        let trust = TrustConfig {
+            signed_as: vec![
+                ("prod".into(), "team-a/".into()),
+                ("prod/web/".into(), "web".into()),
+            ],
+            ..TrustConfig::default()
+        };
+        assert_eq!(trust.signed_path("prod/app"), "team-a/app");
+        assert_eq!(trust.signed_path("prod/web/x"), "web/x");
+        assert_eq!(trust.signed_path("production/app"), "production/app");
+    }
 }

@@ -244,13 +244,9 @@ impl Match {
 /// or lies under it: `team-a` and `team-a/` cover `team-a` and `team-a/app`, never `team-ab`;
 /// `team-a/app` covers `team-a/app` and `team-a/app/x`, never `team-a/app-secrets`.
 fn covered_by(path: &str, prefix: &str) -> Option<usize> {
-    let prefix = prefix.trim_end_matches('/');
-    // Only a policy that skipped `load` has one; cover everything, as an empty list does.
-    if prefix.is_empty() {
-        return Some(0);
-    }
-    let rest = path.strip_prefix(prefix)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(prefix.len())
+    // An empty prefix (only in a policy that skipped `load`) covers everything, as an empty
+    // list does.
+    tuf_oci::location::under_prefix(path, prefix).map(|_| prefix.trim_end_matches('/').len())
 }
 
 #[cfg(test)]
