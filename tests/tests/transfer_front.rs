@@ -748,10 +748,28 @@ async fn transfer_destinations_are_checked_on_2() {
     )
     .await
     .unwrap();
-    for (from, to) in [(&public, &signed), (&signed, &unsigned)] {
-        let status = transfer_into(&front, from_store(from), store(to, &[]))
+    // A tag cannot be pinned to what the front would check (containerd reads the source
+    // record after the front does), so it may not name a protected image, even one TUF signs
+    // for the same digest; nor may it name images through a prefix.
+    let through_prefix = {
+        use containerd_client::types::transfer::ImageReference;
+        let mut prefixed = store("", &[]);
+        prefixed.extra_references.push(ImageReference {
+            name: format!("{host}/team-a"),
+            is_prefix: true,
+            ..Default::default()
+        });
+        prefixed
+    };
+    for (from, to) in [
+        (&public, store(&signed, &[])),
+        (&signed, store(&unsigned, &[])),
+        (&signed, store(&signed, &[])),
+        (&public, through_prefix),
+    ] {
+        let status = transfer_into(&front, from_store(from), to)
             .await
-            .expect_err(to);
+            .expect_err(from);
         assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     }
     assert_eq!(image_digest(&containerd, &signed), setup.signed.digest);

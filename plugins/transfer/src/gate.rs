@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use containerd_client::services::v1::{
-    CreateImageRequest, GetImageRequest, GetImageResponse, Image, TransferRequest,
-    UpdateImageRequest,
+    CreateImageRequest, Image, TransferRequest, UpdateImageRequest,
 };
 use containerd_client::types::transfer::{
     ImageExportStream, ImageImportStream, ImageStore, OciRegistry,
@@ -36,9 +35,6 @@ const OCI_REGISTRY: &str = "containerd.types.transfer.OCIRegistry";
 const IMAGE_IMPORT_STREAM: &str = "containerd.types.transfer.ImageImportStream";
 const IMAGE_STORE: &str = "containerd.types.transfer.ImageStore";
 const IMAGE_EXPORT_STREAM: &str = "containerd.types.transfer.ImageExportStream";
-
-/// Read by the front to learn what an image-store-to-image-store transfer would tag.
-const IMAGES_GET: &str = "/containerd.services.images.v1.Images/Get";
 
 /// Whether the front checks calls to `path`.
 pub fn is_checked(path: &str) -> bool {
@@ -216,25 +212,22 @@ impl Gate {
                     }
                 }
             }
-            // A tag: the store's names are given the image the source names.
+            // A tag: the store's names are given whatever image record the source names when
+            // containerd reads it, which the front cannot pin (the record may change after any
+            // look the front takes, and a target carrying import annotations is named through
+            // prefixes instead). So tags may not name protected images, nor use prefixes.
             IMAGE_STORE if into_store.is_some() => {
                 let store = into_store.as_ref().expect("matched");
-                let from = match ImageStore::decode(source.value.as_slice()) {
-                    Ok(from) => from,
-                    Err(e) => {
-                        return Verdict::Malformed(format!("Transfer source ImageStore: {e}"));
-                    }
-                };
-                let target = match self.image_target(headers, &from.name).await {
-                    Ok(target) => target,
-                    Err(e) => {
-                        return Verdict::Deny(format!(
-                            "tuf-oci: tagging {:?}: {e}; refused",
-                            from.name
-                        ));
-                    }
-                };
-                match self.check_names(store, &target).await {
+                if let Some(prefix) = store.extra_references.iter().find(|r| r.is_prefix) {
+                    return Verdict::Deny(format!(
+                        "tuf-oci: tags through the prefix reference {:?} are not checked; refused",
+                        prefix.name
+                    ));
+                }
+                match self.check_unverified_names(
+                    store,
+                    "a tag cannot be verified (pull the name instead, which verifies it)",
+                ) {
                     Some(reason) => Verdict::Deny(reason),
                     None => Verdict::forward(request.encode_to_vec()),
                 }
@@ -270,23 +263,6 @@ impl Gate {
             let answer = self.engine.check_unverifiable(repository, why);
             (!answer.allowed).then_some(answer.reason)
         })
-    }
-
-    /// The target of containerd's image record `name`, in the caller's namespace.
-    async fn image_target(&self, headers: &HeaderMap, name: &str) -> Result<Descriptor, String> {
-        let request = GetImageRequest {
-            name: name.to_string(),
-        };
-        let answer = self
-            .upstream
-            .unary(IMAGES_GET, headers, &request.encode_to_vec())
-            .await
-            .map_err(|e| e.to_string())?;
-        let image = GetImageResponse::decode(answer)
-            .map_err(|e| format!("Images.Get answer: {e}"))?
-            .image
-            .ok_or_else(|| format!("no image {name:?}"))?;
-        target_descriptor(&image)
     }
 
     /// The barrier on the stream a Transfer exports to, if it exports to one opened through
