@@ -110,7 +110,7 @@ fn archive_with(dir: &Path, blob: &Path, bad: Bad, out: &Path) -> String {
 }
 
 #[tokio::test]
-async fn archives_with_links_or_special_files_are_refused() {
+async fn links_and_special_files_in_archives_are_left_out() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("source");
     let (digest, blob) = layout(&source).await;
@@ -139,19 +139,17 @@ async fn archives_with_links_or_special_files_are_refused() {
         let name = archive_with(&source, &blob, bad, &archive);
         let dir = work.path().join(format!("{bad:?}"));
         let started = std::time::Instant::now();
-        match tuf_oci::store::unpack(&archive, &dir) {
-            Err(Error::Io { path, cause }) => {
-                assert_eq!(path, archive, "{bad:?}");
-                assert_eq!(cause.kind(), std::io::ErrorKind::InvalidData, "{bad:?}");
-                assert!(cause.to_string().contains(&name), "{bad:?}: {cause}");
-            }
-            other => panic!("{bad:?}: {other:?}"),
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // The rest unpacks (docker save writes symlinks beside its layout)...
+        tuf_oci::store::unpack(&archive, &dir).unwrap_or_else(|e| panic!("{bad:?}: {e}"));
         assert!(
             std::fs::symlink_metadata(dir.join(&name)).is_err(),
             "{bad:?}: the entry was created"
         );
+        // ...and the blob that was a link is missing, not read through it.
+        let store = LayoutStore::open(&dir, false).unwrap();
+        let read = store.manifest(REPOSITORY, METADATA_TAG, LIMIT).await;
+        assert!(matches!(read, Ok(None)), "{bad:?}: {read:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
 

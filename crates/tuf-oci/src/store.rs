@@ -680,8 +680,10 @@ pub fn pack(dir: &Path, archive: &Path) -> Result<()> {
 }
 
 /// Unpacks the tar file `archive` into `dir`. Archives come from anywhere (imports run as root),
-/// so only regular files and directories are unpacked: a symlink (to `/dev/zero`, to a host
-/// file), a hard link, a device or a fifo anywhere in it refuses the whole archive.
+/// so only regular files and directories are unpacked: symlinks (to `/dev/zero`, to a host
+/// file), hard links, devices and fifos are left out. An OCI layout needs none of them, and
+/// `docker save` writes its legacy `layer.tar` files as symlinks beside the layout, so such
+/// archives still import; a layout blob that was a link is then simply missing.
 pub fn unpack(archive: &Path, dir: &Path) -> Result<()> {
     let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
     let mut archive_reader = tar::Archive::new(file);
@@ -700,25 +702,13 @@ pub fn unpack(archive: &Path, dir: &Path) -> Result<()> {
             }
             // Global PAX headers carry no file (tar skips them too).
             tar::EntryType::XGlobalHeader => {}
-            _ => {
-                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                let link = match entry.link_name_bytes() {
-                    Some(target) => format!(" to {}", String::from_utf8_lossy(&target)),
-                    None => String::new(),
-                };
-                let kind = match kind {
-                    tar::EntryType::Symlink => "a symbolic link".to_string(),
-                    tar::EntryType::Link => "a hard link".to_string(),
-                    tar::EntryType::Char | tar::EntryType::Block => "a device".to_string(),
-                    tar::EntryType::Fifo => "a fifo".to_string(),
-                    other => format!("of type {other:?}"),
-                };
-                let message =
-                    format!("entry {name} is {kind}{link}, not a regular file or directory");
-                return Err(io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    message,
-                )));
+            other => {
+                tracing::debug!(
+                    archive = %archive.display(),
+                    entry = %String::from_utf8_lossy(&entry.path_bytes()),
+                    kind = ?other,
+                    "left out: not a regular file or directory"
+                );
             }
         }
     }
