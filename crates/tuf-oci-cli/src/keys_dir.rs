@@ -113,6 +113,12 @@ impl Staged {
         &self.keys
     }
 
+    /// Keeps the new keys where they are, whatever happens next; returns their directory.
+    pub fn keep(mut self) -> PathBuf {
+        self.trusted = true;
+        self.staging.clone()
+    }
+
     /// Moves the role's current keys to `retired/` and the new ones into their place.
     pub fn commit(mut self) -> anyhow::Result<()> {
         self.trusted = true;

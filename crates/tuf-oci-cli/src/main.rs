@@ -433,9 +433,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let editor = Editor::open(&verifier()?, &metadata).await?;
             let expiries = expiry.all()?;
             let timestamp_keys = dir.role("timestamp").await?;
-            if editor.snapshot_expires_before(expiries.timestamp) {
+            let snapshot_keys = if editor.snapshot_expires_before(expiries.timestamp) {
+                match dir.role("snapshot").await {
+                    Ok(keys) => Some(keys),
+                    // The timestamp still gets re-signed: without it clients stop at once.
+                    Err(e) => {
+                        eprintln!(
+                            "warning: the published snapshot expires before the new timestamp, \
+                             and cannot be re-signed: {e:#}"
+                        );
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            if let Some(snapshot_keys) = snapshot_keys {
                 let version = editor
-                    .refresh_snapshot(&dir.role("snapshot").await?, &timestamp_keys, &expiries)
+                    .refresh_snapshot(&snapshot_keys, &timestamp_keys, &expiries)
                     .await?;
                 eprintln!(
                     "snapshot version {version} (the published one would expire before the \
@@ -460,10 +475,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = KeysDir::new(keys);
             let metadata = metadata_repo()?;
             let mut editor = Editor::open(&verifier()?, &metadata).await?;
+            anyhow::ensure!(
+                count >= threshold.get(),
+                "--threshold {threshold} needs at least as many keys (--count {count})"
+            );
             let old_root_keys = dir.role("root").await?;
-            let staged = dir.stage(&role, count).await?;
             let expiries = expiry.all()?;
-            let root = editor
+            let staged = dir.stage(&role, count).await?;
+            let root = match editor
                 .rotate(
                     role_type,
                     &old_root_keys,
@@ -471,7 +490,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     threshold,
                     &expiries,
                 )
-                .await?;
+                .await
+            {
+                Ok(root) => root,
+                // Root N+1 may be stored even so (a failed read-back, the targets re-signing
+                // after it): the new keys may be the only ones it trusts.
+                Err(e) => {
+                    let kept = staged.keep();
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "rotating {role}; the new keys are kept in {} in case the new root \
+                         was stored (look for the next N.root.json in the metadata repository)",
+                        kept.display()
+                    )));
+                }
+            };
             staged.commit()?;
             if let Some(out) = out {
                 std::fs::write(&out, &root)
