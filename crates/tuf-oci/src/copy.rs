@@ -275,8 +275,9 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
 
     /// Refuses to put older metadata over the destination's: clients there that saw its state
     /// would take the copy for a rollback, and new ones would get back what it revoked. The
-    /// source's timestamp must not be older, and a versioned file (`3.snapshot.json`), written
-    /// once, must not differ.
+    /// source's timestamp must not be older, unless the source has a newer root (rotating the
+    /// timestamp key restarts its versions, TUF 5.3.11). Versioned files are checked as they
+    /// are copied ([`Copier::tag`]).
     async fn check_not_older(
         &self,
         source: &str,
@@ -284,35 +285,20 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         tags: &[String],
     ) -> Result<()> {
         let limit = crate::Limits::default().timestamp;
-        let (from, to) = futures_util::join!(
+        let (from, to, to_tags) = futures_util::join!(
             fetch_file(self.from, source, "timestamp.json", limit, None),
             fetch_file(self.to, destination, "timestamp.json", limit, None),
+            self.to.tags(destination),
         );
-        if let (Some(from), Some(to)) = (signed_version(from?), signed_version(to?))
-            && from < to
-        {
+        let (Some(from), Some(to)) = (signed_version(from?), signed_version(to?)) else {
+            return Ok(());
+        };
+        if from < to && root_version(tags) <= root_version(&to_tags?) {
             return Err(Error::Rollback {
                 role: format!("timestamp of {destination} in {}", self.to.describe()),
                 trusted: to,
                 fetched: from,
             });
-        }
-        for tag in tags.iter().filter(|t| parse_versioned_file(t).is_some()) {
-            let (from, to) = futures_util::join!(
-                self.from.manifest(source, tag, MANIFEST_LIMIT),
-                self.to.manifest(destination, tag, MANIFEST_LIMIT),
-            );
-            if let (Some(from), Some(to)) = (from?, to?)
-                && from.digest != to.digest
-            {
-                return Err(Error::Conflict {
-                    what: format!("{destination}:{tag} in {}", self.to.describe()),
-                    reason: format!(
-                        "it holds {}, the source {}: versioned metadata is written once",
-                        to.digest, from.digest
-                    ),
-                });
-            }
         }
         Ok(())
     }
@@ -326,11 +312,20 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             .ok_or_else(|| Error::NotFound {
                 what: format!("{source}:{tag} in {}", self.from.describe()),
             })?;
-        if let Some(existing) = self.to.manifest(destination, tag, MANIFEST_LIMIT).await?
-            && existing.digest == stored.digest
-        {
-            self.report.skipped += 1;
-            return Ok(());
+        if let Some(existing) = self.to.manifest(destination, tag, MANIFEST_LIMIT).await? {
+            if existing.digest == stored.digest {
+                self.report.skipped += 1;
+                return Ok(());
+            }
+            if parse_versioned_file(tag).is_some() {
+                return Err(Error::Conflict {
+                    what: format!("{destination}:{tag} in {}", self.to.describe()),
+                    reason: format!(
+                        "it holds {}, the source {}: versioned metadata is written once",
+                        existing.digest, stored.digest
+                    ),
+                });
+            }
         }
         self.children(source, destination, &stored, 0).await?;
         self.put_manifest(destination, tag, &stored.bytes, &stored.media_type)
@@ -466,6 +461,16 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             "copied"
         }
     }
+}
+
+/// The newest root version among a metadata repository's tags (`3.root.json`).
+fn root_version(tags: &[String]) -> u64 {
+    tags.iter()
+        .filter_map(|tag| parse_versioned_file(tag))
+        .filter(|(_, role)| *role == "root")
+        .map(|(version, _)| version)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The `signed.version` of TUF metadata `bytes`, if they have one.
