@@ -401,3 +401,24 @@ async fn an_edited_policy_applies_before_the_service_restarts() {
     );
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replaced_root_file_applies_before_the_service_restarts() {
+    let f = fixture().await;
+    let service = start_service(&f.policy, &f.socket);
+    let name = format!("{}/team-a/app:v1", f.registry.host);
+    assert!(bindir_run(&f, &name, &f.signed).await.via_service);
+    // The policy is untouched; the root file it names now holds another repository's root.
+    let other = Org::init(&f.registry, "other/tuf").await;
+    let policy = std::fs::read_to_string(&f.policy).unwrap();
+    let root_file = policy
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("root = "))
+        .map(|quoted| quoted.trim_matches('"').to_string())
+        .expect("the policy names a root file");
+    std::fs::write(&root_file, &other.root).unwrap();
+    let after = bindir_run(&f, &name, &f.signed).await;
+    assert!(!after.via_service, "the service runs the old root");
+    assert_eq!(after.code, 1, "{}", after.message);
+    service.stop().await;
+}

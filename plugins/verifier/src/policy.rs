@@ -50,8 +50,9 @@ pub struct Policy {
     /// Explicitly unprotected scopes.
     #[serde(default, rename = "unprotected")]
     pub unprotected: Vec<Match>,
-    /// sha256 of the file this policy was read from (empty when not read from a file), so the
-    /// executable and the service can tell whether they apply the same policy.
+    /// sha256 of the file this policy was read from and of the root files it names (empty when
+    /// not read from a file), so the executable and the service can tell whether they apply the
+    /// same policy.
     #[serde(skip)]
     pub digest: String,
 }
@@ -148,7 +149,13 @@ impl Policy {
             .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
         let mut policy: Policy =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
-        policy.digest = tuf_oci::layout::sha256_digest(text.as_bytes());
+        // The policy as applied: its text and the trusted roots it names (a root file replaced
+        // without editing the policy changes what verifies too).
+        let mut applied = text.into_bytes();
+        for scope in &policy.scopes {
+            applied.extend(std::fs::read(&scope.root).unwrap_or_default());
+        }
+        policy.digest = tuf_oci::layout::sha256_digest(&applied);
         for scope in &policy.scopes {
             anyhow::ensure!(
                 !scope.covers.registries.is_empty(),
