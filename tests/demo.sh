@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The tuf-oci demo: a registry on 127.0.0.1, an organisation's TUF repository in it, a team's
-# delegated role signing an image, a verified pull by the signed digest, and a tampered tag
-# refused. Every step uses the real tuf-oci CLI, docker-registry and skopeo.
+# delegated role signing an image, a verified pull into containerd (Debian's 1.6, behind the
+# verifying front), and a tampered tag refused by tuf-oci and by containerd. Every step uses
+# the real tuf-oci CLI, containerd-tuf-transfer, containerd, ctr, docker-registry and skopeo.
 #
-#   bash tests/demo.sh            (installs docker-registry, skopeo, curl and protoc with apt-get
-#                                  when missing)
+#   bash tests/demo.sh            (as root; installs docker-registry, skopeo, containerd, curl
+#                                  and protoc with apt-get when missing)
 #
 # DEMO_PORT picks the registry port (default 5000); TUF_OCI_BIN a prebuilt tuf-oci.
 set -euo pipefail
@@ -20,6 +21,7 @@ need=()
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v curl >/dev/null || need+=(curl)
+command -v containerd >/dev/null || need+=(containerd)
 # The workspace's gRPC protos are compiled with protoc.
 [ -n "${TUF_OCI_BIN:-}" ] || command -v protoc >/dev/null || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
@@ -27,18 +29,21 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 if [ -z "${TUF_OCI_BIN:-}" ]; then
-  step "building tuf-oci"
-  cargo build --quiet --locked -p tuf-oci-cli
+  step "building tuf-oci and the transfer front"
+  cargo build --quiet --locked -p tuf-oci-cli -p containerd-tuf-transfer
   TUF_OCI_BIN=$PWD/target/debug/tuf-oci
 fi
+FRONT_BIN=${FRONT_BIN:-$(dirname "$TUF_OCI_BIN")/containerd-tuf-transfer}
 
 work=$(mktemp -d)
 registry_pid=
+containerd_pid=
+front_pid=
 cleanup() {
-  if [ -n "$registry_pid" ]; then
-    kill "$registry_pid" 2>/dev/null || true
-    wait "$registry_pid" 2>/dev/null || true
-  fi
+  for pid in $front_pid $containerd_pid $registry_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -72,9 +77,41 @@ tuf verify "$reg/team-a/app:v1" | tee "$work/descriptor.json"
 digest=$(sed -n 's/.*"digest": "\(sha256:[0-9a-f]*\)".*/\1/p' "$work/descriptor.json")
 tuf verify "$reg/team-a/app@$digest" >/dev/null
 
-step "verified pull: skopeo fetches exactly the signed digest"
-skopeo copy --quiet --insecure-policy --src-tls-verify=false "docker://$reg/team-a/app@$digest" "oci:$work/pulled:v1"
-echo "pulled $digest into an OCI layout"
+step "containerd (Debian's 1.6) behind the verifying front, which the policy tells to protect team-a/"
+cat > "$work/containerd.toml" <<TOML
+version = 2
+root = "$work/containerd/root"
+state = "$work/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/containerd/containerd.sock"
+[ttrpc]
+  address = "$work/containerd/containerd.sock.ttrpc"
+TOML
+containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
+containerd_pid=$!
+cat > "$work/policy.toml" <<POLICY
+default = "deny"
+cache_dir = "$work/tuf-cache"
+insecure_registries = ["$reg"]
+[[scope]]
+name = "org"
+registries = ["$reg"]
+repositories = ["team-a/"]
+root = "$work/root.json"
+metadata = "$reg/org/tuf"
+POLICY
+"$FRONT_BIN" --containerd "$work/containerd/containerd.sock" --listen "$work/tuf.sock" \
+  --policy "$work/policy.toml" >"$work/front.log" 2>&1 &
+front_pid=$!
+ctr() { command ctr --address "$work/tuf.sock" "$@"; }
+for _ in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.1; done
+ctr version >/dev/null || { echo "containerd or the front did not start" >&2; cat "$work/containerd.log" "$work/front.log" >&2; exit 1; }
+echo "ctr --address $work/tuf.sock talks to containerd through the front"
+
+step "verified pull: ctr pulls team-a/app:v1 through the front"
+ctr images pull --plain-http "$reg/team-a/app:v1" >/dev/null
+ctr images ls | grep "team-a/app:v1"
 
 step "an attacker with registry access moves the tag to a tampered image"
 make_image "$work/evil" "tampered"
@@ -84,5 +121,13 @@ if tuf verify "$reg/team-a/app:v1" 2>"$work/refusal"; then
   exit 1
 fi
 echo "refused: $(cat "$work/refusal")"
+ctr images rm "$reg/team-a/app:v1" >/dev/null
+if ctr images pull --plain-http "$reg/team-a/app:v1" >"$work/pull" 2>&1; then
+  echo "DEMO FAILED: containerd recorded the tampered image" >&2
+  exit 1
+fi
+echo "containerd refused: $(grep -o 'tuf-oci: .*' "$work/pull" | head -1)"
+ctr images ls -q | grep -q "team-a/app:v1" && { echo "DEMO FAILED: image record left" >&2; exit 1; }
+echo "no image record was made"
 
 step "demo complete"

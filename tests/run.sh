@@ -40,6 +40,9 @@ if [ ! -x target/containerd-2.3.4/ctr ]; then
 fi
 
 cargo build --locked --workspace --all-targets
+# The README's demo, so it cannot rot: registry, signing, containerd 1.6 behind the front.
+DEMO_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
+  TUF_OCI_BIN=$PWD/target/debug/tuf-oci bash tests/demo.sh >/dev/null
 # The benchmark harness at smoke size, so it cannot rot (figures: docs/performance.md); run
 # directly, since `cargo run -p` would rebuild crates with a different feature set.
 target/debug/tuf-oci-bench --smoke
