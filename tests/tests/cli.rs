@@ -239,15 +239,14 @@ async fn the_timestamp_cron_keeps_a_quiet_repository_from_expiring() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stderr).unwrap()
     };
-    // Without the snapshot key at hand, the timestamp is still re-signed, with a warning.
+    // Without the snapshot key at hand, the timestamp is still re-signed, and the command
+    // fails, naming what was not done.
     let snapshot_key = Path::new(keys).join("snapshot.key");
     let aside = dir.path().join("snapshot.key");
     std::fs::rename(&snapshot_key, &aside).unwrap();
-    let alone = said(cli.run(&timestamp));
-    assert!(
-        alone.contains("warning") && alone.contains("timestamp version"),
-        "{alone}"
-    );
+    let alone = cli.fails(&timestamp);
+    assert!(alone.contains("timestamp version"), "{alone}");
+    assert!(alone.contains("was not re-signed"), "{alone}");
     std::fs::rename(&aside, &snapshot_key).unwrap();
     // The snapshot expires within the new timestamp's day: both are re-signed.
     let first = said(cli.run(&timestamp));

@@ -434,33 +434,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let expiries = expiry.all()?;
             let timestamp_keys = dir.role("timestamp").await?;
             let snapshot_keys = if editor.snapshot_expires_before(expiries.timestamp) {
-                match dir.role("snapshot").await {
-                    Ok(keys) => Some(keys),
-                    // The timestamp still gets re-signed: without it clients stop at once.
-                    Err(e) => {
-                        eprintln!(
-                            "warning: the published snapshot expires before the new timestamp, \
-                             and cannot be re-signed: {e:#}"
-                        );
-                        None
-                    }
-                }
+                Some(dir.role("snapshot").await)
             } else {
                 None
             };
-            if let Some(snapshot_keys) = snapshot_keys {
-                let version = editor
-                    .refresh_snapshot(&snapshot_keys, &timestamp_keys, &expiries)
-                    .await?;
-                eprintln!(
-                    "snapshot version {version} (the published one would expire before the \
-                     timestamp), and a timestamp naming it"
-                );
-            } else {
-                let version = editor
-                    .refresh_timestamp(&timestamp_keys, expiries.timestamp)
-                    .await?;
-                eprintln!("timestamp version {version}");
+            match snapshot_keys {
+                Some(Ok(snapshot_keys)) => {
+                    let version = editor
+                        .refresh_snapshot(&snapshot_keys, &timestamp_keys, &expiries)
+                        .await?;
+                    eprintln!(
+                        "snapshot version {version} (the published one would expire before the \
+                         timestamp), and a timestamp naming it"
+                    );
+                }
+                // The timestamp is still re-signed (without it clients stop at once), and the
+                // command fails, so that a cron job shows the snapshot is about to expire.
+                Some(Err(e)) => {
+                    let version = editor
+                        .refresh_timestamp(&timestamp_keys, expiries.timestamp)
+                        .await?;
+                    eprintln!("timestamp version {version}");
+                    return Err(e.context(
+                        "the published snapshot expires before the new timestamp and was not \
+                         re-signed",
+                    ));
+                }
+                None => {
+                    let version = editor
+                        .refresh_timestamp(&timestamp_keys, expiries.timestamp)
+                        .await?;
+                    eprintln!("timestamp version {version}");
+                }
             }
         }
         Command::Rotate {
@@ -481,6 +486,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let old_root_keys = dir.role("root").await?;
             let expiries = expiry.all()?;
+            let next_root =
+                tuf_oci::layout::versioned_file("root", editor.root().signed.version.get() + 1);
             let staged = dir.stage(&role, count).await?;
             let root = match editor
                 .rotate(
@@ -494,15 +501,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 Ok(root) => root,
                 // Root N+1 may be stored even so (a failed read-back, the targets re-signing
-                // after it): the new keys may be the only ones it trusts.
-                Err(e) => {
+                // after it): then the new keys may be the only ones it trusts. When it cannot
+                // be told, they are kept too.
+                Err(e) if editor.has_file(&next_root).await.unwrap_or(true) => {
                     let kept = staged.keep();
                     return Err(anyhow::Error::new(e).context(format!(
-                        "rotating {role}; the new keys are kept in {} in case the new root \
-                         was stored (look for the next N.root.json in the metadata repository)",
+                        "rotating {role}: {next_root} is stored, and the new keys it may trust \
+                         are kept in {}",
                         kept.display()
                     )));
                 }
+                Err(e) => return Err(e.into()),
             };
             staged.commit()?;
             if let Some(out) = out {

@@ -118,7 +118,7 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
         .pointer()
         .map(|target| place_metadata(source, destination, host, target, options.metadata))
         .transpose()?;
-    // Before anything is written: never older metadata over the destination's.
+    // Before anything is written: never an older timestamp over the destination's.
     let copied_metadata = match &placement {
         None => Some((source, destination)),
         Some(placement) => placement
@@ -127,8 +127,7 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             .map(|(from, to)| (from.as_str(), to.as_str())),
     };
     if let Some((from_path, to_path)) = copied_metadata {
-        let tags = from.tags(from_path).await?;
-        copier.check_not_older(from_path, to_path, &tags).await?;
+        copier.check_not_older(from_path, to_path).await?;
     }
 
     let tags = match &options.tags {
@@ -275,25 +274,20 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
 
     /// Refuses to put older metadata over the destination's: clients there that saw its state
     /// would take the copy for a rollback, and new ones would get back what it revoked. The
-    /// source's timestamp must not be older, unless the source has a newer root (rotating the
-    /// timestamp key restarts its versions, TUF 5.3.11). Versioned files are checked as they
-    /// are copied ([`Copier::tag`]).
-    async fn check_not_older(
-        &self,
-        source: &str,
-        destination: &str,
-        tags: &[String],
-    ) -> Result<()> {
+    /// source's timestamp must not be older. (After a recovery that restarted timestamp
+    /// versions, TUF 5.3.11, a destination still holding the inflated timestamp is refused
+    /// too: nothing here verifies the source's roots, so a newer root number proves nothing.)
+    /// Versioned files are compared as they are copied ([`Copier::tag`]).
+    async fn check_not_older(&self, source: &str, destination: &str) -> Result<()> {
         let limit = crate::Limits::default().timestamp;
-        let (from, to, to_tags) = futures_util::join!(
+        let (from, to) = futures_util::join!(
             fetch_file(self.from, source, "timestamp.json", limit, None),
             fetch_file(self.to, destination, "timestamp.json", limit, None),
-            self.to.tags(destination),
         );
         let (Some(from), Some(to)) = (signed_version(from?), signed_version(to?)) else {
             return Ok(());
         };
-        if from < to && root_version(tags) <= root_version(&to_tags?) {
+        if from < to {
             return Err(Error::Rollback {
                 role: format!("timestamp of {destination} in {}", self.to.describe()),
                 trusted: to,
@@ -461,16 +455,6 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             "copied"
         }
     }
-}
-
-/// The newest root version among a metadata repository's tags (`3.root.json`).
-fn root_version(tags: &[String]) -> u64 {
-    tags.iter()
-        .filter_map(|tag| parse_versioned_file(tag))
-        .filter(|(_, role)| *role == "root")
-        .map(|(version, _)| version)
-        .max()
-        .unwrap_or(0)
 }
 
 /// The `signed.version` of TUF metadata `bytes`, if they have one.

@@ -54,7 +54,15 @@ impl TrustConfig {
             .max_by_key(|(local, _, _)| local.trim_end_matches('/').len())
             .map_or_else(
                 || path.to_string(),
-                |(_, signed, rest)| format!("{}{rest}", signed.trim_end_matches('/')),
+                |(_, signed, rest)| {
+                    // One `/` between the parts, whichever of them is empty.
+                    let parts = [signed.trim_matches('/'), rest.trim_start_matches('/')];
+                    parts
+                        .into_iter()
+                        .filter(|part| !part.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                },
             )
     }
 }
@@ -457,5 +465,11 @@ mod tests {
         assert_eq!(trust.signed_path("prod/app"), "team-a/app");
         assert_eq!(trust.signed_path("prod/web/x"), "web/x");
         assert_eq!(trust.signed_path("production/app"), "production/app");
+        let edges = TrustConfig {
+            signed_as: vec![("".into(), "mirror/".into()), ("prod/".into(), "".into())],
+            ..TrustConfig::default()
+        };
+        assert_eq!(edges.signed_path("team-a/app"), "mirror/team-a/app");
+        assert_eq!(edges.signed_path("prod/app"), "app");
     }
 }

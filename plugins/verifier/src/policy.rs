@@ -151,11 +151,13 @@ impl Policy {
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
         // The policy as applied: its text and the trusted roots it names (a root file replaced
         // without editing the policy changes what verifies too).
-        let mut applied = text.into_bytes();
+        // Each part's own digest, so no two (policy, roots) pairs hash alike.
+        let mut parts = tuf_oci::layout::sha256_digest(text.as_bytes());
         for scope in &policy.scopes {
-            applied.extend(std::fs::read(&scope.root).unwrap_or_default());
+            let root = std::fs::read(&scope.root).unwrap_or_default();
+            parts.push_str(&tuf_oci::layout::sha256_digest(&root));
         }
-        policy.digest = tuf_oci::layout::sha256_digest(&applied);
+        policy.digest = tuf_oci::layout::sha256_digest(parts.as_bytes());
         for scope in &policy.scopes {
             anyhow::ensure!(
                 !scope.covers.registries.is_empty(),

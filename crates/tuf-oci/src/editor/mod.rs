@@ -229,6 +229,11 @@ impl Editor {
         &self.root
     }
 
+    /// Whether the metadata repository stores file `name` (`3.root.json`).
+    pub async fn has_file(&self, name: &str) -> Result<bool> {
+        Ok(self.writer.read_file(name).await?.is_some())
+    }
+
     /// The head of top-level targets, verified with the root's keys.
     pub async fn top_targets(&self) -> Result<Head> {
         self.top_targets_among(&self.stored_files().await?).await
