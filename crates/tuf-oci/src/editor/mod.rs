@@ -446,12 +446,24 @@ impl Editor {
         expires: &Expiries,
     ) -> Result<u64> {
         let roles = self.role_files().await?;
+        self.publish_roles(&roles, snapshot_keys, timestamp_keys, expires)
+            .await
+    }
+
+    /// A new snapshot naming `roles`, and a timestamp naming it; returns the snapshot version.
+    async fn publish_roles(
+        &self,
+        roles: &BTreeMap<String, RoleFile>,
+        snapshot_keys: &[SigningKey],
+        timestamp_keys: &[SigningKey],
+        expires: &Expiries,
+    ) -> Result<u64> {
         let version = self.snapshot_version + 1;
         self.writer
             .publish_files(
                 &KeyHolder::Root(self.root.signed.clone()),
                 (&self.root_bytes, self.root.signed.version.get()),
-                &roles,
+                roles,
                 version,
                 self.timestamp.signed.version.get() + 1,
                 snapshot_keys,
@@ -536,20 +548,8 @@ impl Editor {
         expires: &Expiries,
     ) -> Result<u64> {
         let files = self.published_files(|_| true).await?;
-        let version = self.snapshot_version + 1;
-        self.writer
-            .publish_files(
-                &KeyHolder::Root(self.root.signed.clone()),
-                (&self.root_bytes, self.root.signed.version.get()),
-                &files,
-                version,
-                self.timestamp.signed.version.get() + 1,
-                snapshot_keys,
-                timestamp_keys,
-                expires,
-            )
-            .await?;
-        Ok(version)
+        self.publish_roles(&files, snapshot_keys, timestamp_keys, expires)
+            .await
     }
 
     /// Re-signs timestamp with a new version and expiry, naming the same snapshot (for cron).
