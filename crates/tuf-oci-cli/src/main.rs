@@ -438,33 +438,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
-            match snapshot_keys {
-                Some(Ok(snapshot_keys)) => {
-                    let version = editor
-                        .refresh_snapshot(&snapshot_keys, &timestamp_keys, &expiries)
-                        .await?;
-                    eprintln!(
-                        "snapshot version {version} (the published one would expire before the \
-                         timestamp), and a timestamp naming it"
-                    );
-                }
-                // The timestamp is still re-signed (without it clients stop at once), and the
+            if let Some(Ok(snapshot_keys)) = &snapshot_keys {
+                let version = editor
+                    .refresh_snapshot(snapshot_keys, &timestamp_keys, &expiries)
+                    .await?;
+                eprintln!(
+                    "snapshot version {version} (the published one would expire before the \
+                     timestamp), and a timestamp naming it"
+                );
+            } else {
+                let version = editor
+                    .refresh_timestamp(&timestamp_keys, expiries.timestamp)
+                    .await?;
+                eprintln!("timestamp version {version}");
+                // The timestamp is re-signed even so (without it clients stop at once), and the
                 // command fails, so that a cron job shows the snapshot is about to expire.
-                Some(Err(e)) => {
-                    let version = editor
-                        .refresh_timestamp(&timestamp_keys, expiries.timestamp)
-                        .await?;
-                    eprintln!("timestamp version {version}");
+                if let Some(Err(e)) = snapshot_keys {
                     return Err(e.context(
                         "the published snapshot expires before the new timestamp and was not \
                          re-signed",
                     ));
-                }
-                None => {
-                    let version = editor
-                        .refresh_timestamp(&timestamp_keys, expiries.timestamp)
-                        .await?;
-                    eprintln!("timestamp version {version}");
                 }
             }
         }

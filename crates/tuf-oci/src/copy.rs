@@ -10,7 +10,9 @@ use futures_util::StreamExt;
 
 use crate::claim::is_claim_tag;
 use crate::error::{Error, Result};
-use crate::layout::{MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest, parse_versioned_file};
+use crate::layout::{
+    MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest, parse_versioned_file, signed_version,
+};
 use crate::location::Repository;
 use crate::source::fetch_file;
 use crate::store::ContentStore;
@@ -152,12 +154,12 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
         copier.tag(source, destination, tag).await?;
     }
 
-    let destination_pointer = match (pointer_index.pointer(), placement) {
-        (None, _) | (_, None) => {
+    let destination_pointer = match pointer_index.pointer().zip(placement) {
+        None => {
             copier.report.metadata_repository = Some(destination.to_string());
             pointer.bytes.clone()
         }
-        (Some(target), Some(placement)) => {
+        Some((target, placement)) => {
             if let Some((source_metadata, destination_metadata)) = &placement.copy {
                 copier
                     .metadata_repository(source_metadata, destination_metadata)
@@ -284,7 +286,8 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             fetch_file(self.from, source, "timestamp.json", limit, None),
             fetch_file(self.to, destination, "timestamp.json", limit, None),
         );
-        let (Some(from), Some(to)) = (signed_version(from?), signed_version(to?)) else {
+        let version = |bytes: Option<Vec<u8>>| signed_version(&bytes?);
+        let (Some(from), Some(to)) = (version(from?), version(to?)) else {
             return Ok(());
         };
         if from < to {
@@ -455,11 +458,6 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             "copied"
         }
     }
-}
-
-/// The `signed.version` of TUF metadata `bytes`, if they have one.
-fn signed_version(bytes: Option<Vec<u8>>) -> Option<u64> {
-    serde_json::from_slice::<serde_json::Value>(&bytes?).ok()?["signed"]["version"].as_u64()
 }
 
 #[cfg(test)]

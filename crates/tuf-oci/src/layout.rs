@@ -187,6 +187,12 @@ pub fn parse_versioned_file(name: &str) -> Option<(u64, &str)> {
     Some((version.parse().ok()?, role))
 }
 
+/// The `signed.version` of TUF metadata `bytes`, if they parse and carry one (for comparing
+/// stored files before anything is verified or written).
+pub(crate) fn signed_version(bytes: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(bytes).ok()?["signed"]["version"].as_u64()
+}
+
 /// Checks that a delegated role name can be stored: it becomes part of tags
 /// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, with room for a version and an attachment prefix),
 /// may not shadow a top-level role, and may not begin like a versioned file (`2024.q1`'s

@@ -277,12 +277,7 @@ impl LayoutStore {
                 let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
                 return Err(Error::io(index_path, missing));
             }
-            Err(Error::TooLarge { limit, .. }) => {
-                return Err(Error::TooLarge {
-                    what: index_path.display().to_string(),
-                    limit,
-                });
-            }
+            // `TooLarge` already names `index.json` by its path.
             Err(e) => return Err(e),
         };
         Ok(LayoutStore {

@@ -155,8 +155,8 @@ impl Gate {
             }
             _ => None,
         };
-        match any::type_name(&source.type_url) {
-            OCI_REGISTRY => {
+        match (any::type_name(&source.type_url), into_store.as_ref()) {
+            (OCI_REGISTRY, into_store) => {
                 let mut registry = match OciRegistry::decode(source.value.as_slice()) {
                     Ok(registry) => registry,
                     Err(e) => {
@@ -167,7 +167,7 @@ impl Gate {
                 if !answer.allowed {
                     return Verdict::Deny(answer.reason);
                 }
-                if let Some(store) = &into_store {
+                if let Some(store) = into_store {
                     let refused = match &answer.target {
                         Some(target) => self.check_names(store, target.descriptor()).await,
                         None => self.check_unverified_names(
@@ -185,7 +185,7 @@ impl Gate {
                 }
                 Verdict::forward(request.encode_to_vec())
             }
-            IMAGE_IMPORT_STREAM => {
+            (IMAGE_IMPORT_STREAM, into_store) => {
                 let mut stream = match ImageImportStream::decode(source.value.as_slice()) {
                     Ok(stream) => stream,
                     Err(e) => {
@@ -200,7 +200,7 @@ impl Gate {
                         request.destination.as_ref().map(|d| d.type_url.as_str())
                     ));
                 };
-                match self.import(headers, &stream.stream, &store).await {
+                match self.import(headers, &stream.stream, store).await {
                     Ok(id) => {
                         stream.stream = id;
                         source.value = stream.encode_to_vec();
@@ -216,8 +216,7 @@ impl Gate {
             // containerd reads it, which the front cannot pin (the record may change after any
             // look the front takes, and a target carrying import annotations is named through
             // prefixes instead). So tags may not name protected images, nor use prefixes.
-            IMAGE_STORE if into_store.is_some() => {
-                let store = into_store.as_ref().expect("matched");
+            (IMAGE_STORE, Some(store)) => {
                 if let Some(prefix) = store.extra_references.iter().find(|r| r.is_prefix) {
                     return Verdict::Deny(format!(
                         "tuf-oci: tags through the prefix reference {:?} are not checked; refused",
@@ -232,7 +231,7 @@ impl Gate {
                     None => Verdict::forward(request.encode_to_vec()),
                 }
             }
-            other if into_store.is_some() => Verdict::Deny(format!(
+            (other, Some(_)) => Verdict::Deny(format!(
                 "tuf-oci: transfers from {other} into the image store are not checked; refused"
             )),
             // Pushes and exports record no image here.

@@ -33,7 +33,7 @@ pub async fn unix_channel(socket: &Path, timeout: Duration) -> anyhow::Result<Ch
 }
 
 /// [`unix_channel`] with separate deadlines for connecting and for each call.
-pub async fn unix_channel_with(
+async fn unix_channel_with(
     socket: &Path,
     connect_timeout: Duration,
     request_timeout: Duration,

@@ -150,8 +150,8 @@ impl Policy {
         let mut policy: Policy =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
         // The policy as applied: its text and the trusted roots it names (a root file replaced
-        // without editing the policy changes what verifies too).
-        // Each part's own digest, so no two (policy, roots) pairs hash alike.
+        // without editing the policy changes what verifies too), each part hashed on its own so
+        // that no two (policy, roots) pairs hash alike.
         let mut parts = tuf_oci::layout::sha256_digest(text.as_bytes());
         for scope in &policy.scopes {
             let root = std::fs::read(&scope.root).unwrap_or_default();

@@ -14,7 +14,8 @@ use crate::keys::SigningKey;
 use crate::layout::{
     EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest,
-    index, index_entry, metadata_entry, metadata_manifest, referrers_tag, versioned_file,
+    index, index_entry, metadata_entry, metadata_manifest, referrers_tag, signed_version,
+    versioned_file,
 };
 use crate::location::Repository;
 use crate::registry::Registry;
@@ -71,8 +72,7 @@ impl Writer {
         let stored = self
             .read_file("timestamp.json")
             .await?
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["signed"]["version"].as_u64());
+            .and_then(|bytes| signed_version(&bytes));
         if let Some(stored) = stored
             && stored >= version
         {
