@@ -25,6 +25,14 @@ pub enum Rule {
         /// Matched against the end of the request path.
         path_suffix: String,
     },
+    /// Forward each request only once the test hands out a permit for it, so a test can
+    /// choose what happens while the client waits.
+    Hold {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+        /// One permit per request let through.
+        permits: Arc<tokio::sync::Semaphore>,
+    },
     /// Answer tag listings in pages of `per_page` tags in lexical order, after the `last`
     /// query parameter, as registries that paginate do (OCI distribution spec, "Listing
     /// Tags"); distribution 2.8 itself answers every tag at once.
@@ -146,6 +154,16 @@ async fn serve(
             }
             Rule::Stall { path_suffix } if path.ends_with(path_suffix.as_str()) => {
                 std::future::pending::<()>().await;
+            }
+            Rule::Hold {
+                path_suffix,
+                permits,
+            } if path.ends_with(path_suffix.as_str()) => {
+                permits
+                    .acquire()
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .forget();
             }
             Rule::RequireToken if path == "/token" => {
                 let body = format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#);

@@ -1,8 +1,79 @@
 //! The unsigned `tuf-metadata` pointer: forging it can only deny service; clients may override
 //! it; a missing or dangling pointer gives a clear error.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tuf_oci::{Error, Verifier};
+use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, solo};
+
+/// Copies `solo/app` with its metadata from `from` to `to`, as a mirror would.
+fn copy_solo(from: &TestRegistry, to: &TestRegistry) {
+    let copied = std::process::Command::new(tuf_oci_tests::cli_binary())
+        .args(["--insecure-registry", &from.host])
+        .args(["--insecure-registry", &to.host])
+        .arg("copy")
+        .arg(format!("{}/solo/app", from.host))
+        .arg(format!("{}/solo/app", to.host))
+        .arg("--all-tags")
+        .output()
+        .unwrap();
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+}
+
+/// `solo/app` signed in one registry and copied with its metadata to another.
+struct Mirrored {
+    registry: TestRegistry,
+    mirror: TestRegistry,
+    org: Org,
+    /// For trusted metadata.
+    cache: tempfile::TempDir,
+    /// Reaches both registries.
+    client: tuf_oci::Registry,
+}
+
+async fn mirrored() -> Mirrored {
+    let registry = TestRegistry::start();
+    let mirror = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    copy_solo(&registry, &mirror);
+    let client = client_for(&[&registry.host, &mirror.host]);
+    Mirrored {
+        registry,
+        mirror,
+        org,
+        cache: tempfile::tempdir().unwrap(),
+        client,
+    }
+}
+
+/// A registry client reaching `hosts` over plain HTTP.
+fn client_for(hosts: &[&str]) -> tuf_oci::Registry {
+    tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
+        insecure_hosts: hosts.iter().map(|host| host.to_string()).collect(),
+        ..Default::default()
+    })
+}
+
+/// Waits until `proxy` has been asked for `count` paths ending with `suffix`.
+async fn asked(proxy: &HostileRegistry, suffix: &str, count: usize) {
+    let times = || {
+        let seen = proxy.seen.lock().unwrap();
+        seen.iter().filter(|path| path.ends_with(suffix)).count()
+    };
+    for _ in 0..1000 {
+        if times() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{suffix} was not asked for {count} times");
+}
 
 #[tokio::test]
 async fn forged_pointer_to_another_root_is_refused() {
@@ -120,28 +191,13 @@ async fn unreachable_registry_is_a_clear_error() {
 async fn pointer_to_an_older_copy_is_a_rollback() {
     // An older copy of the same metadata, signed by the same root: a mirror that lags, or a
     // copy an attacker kept. A forged pointer leading there must not undo a revocation.
-    let registry = TestRegistry::start();
-    let mirror = TestRegistry::start();
-    let (org, _) = solo(&registry, true).await;
-    let copied = std::process::Command::new(tuf_oci_tests::cli_binary())
-        .args(["--insecure-registry", &registry.host])
-        .args(["--insecure-registry", &mirror.host])
-        .arg("copy")
-        .arg(format!("{}/solo/app", registry.host))
-        .arg(format!("{}/solo/app", mirror.host))
-        .arg("--all-tags")
-        .output()
-        .unwrap();
-    assert!(
-        copied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copied.stderr)
-    );
-    let cache = tempfile::tempdir().unwrap();
-    let client = tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
-        insecure_hosts: vec![registry.host.clone(), mirror.host.clone()],
-        ..Default::default()
-    });
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache,
+        client,
+    } = mirrored().await;
     let verifier = || Verifier::new(client.clone(), org.trust(None, Some(cache.path()))).unwrap();
     let first = verifier();
     first.verify(&registry.image("solo/app:v1")).await.unwrap();
@@ -180,4 +236,132 @@ async fn pointer_to_an_older_copy_is_a_rollback() {
             "{err}"
         );
     }
+}
+
+#[tokio::test]
+async fn copies_read_at_once_cannot_store_an_older_state() {
+    // Two images lead to two copies of the metadata, and the client reads both at the same
+    // time: the lagging copy's answer arrives after the current copy's. Storing it would roll
+    // the client's trusted metadata back for every later verification.
+    let registry = TestRegistry::start();
+    let mirror = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    copy_solo(&registry, &mirror);
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let lagging = HostileRegistry::start(
+        &mirror.host,
+        vec![Rule::Hold {
+            path_suffix: "/manifests/timestamp.json".into(),
+            permits: permits.clone(),
+        }],
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let client = client_for(&[&registry.host, &lagging.host]);
+    let verifier = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
+    let image = tuf_oci::ImageRef::parse(&format!("{}/solo/app:v1", lagging.host)).unwrap();
+    verifier.verify(&image).await.unwrap();
+
+    // The mirror takes one publication, the registry one more.
+    org.publish(&registry).await;
+    copy_solo(&registry, &mirror);
+    org.publish(&registry).await;
+    let through_mirror = tokio::spawn({
+        let verifier = verifier.clone();
+        async move { verifier.verify(&image).await }
+    });
+    asked(&lagging, "/manifests/timestamp.json", 2).await;
+    verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    permits.add_permits(1);
+    let err = through_mirror.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, trusted, fetched } if role == "timestamp" && trusted == fetched + 1),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_pointer_to_a_hanging_copy_holds_up_only_its_own_images() {
+    // Pointers are unsigned: whoever can tag one repository can point it at a copy of the
+    // metadata that never answers. Images whose pointers lead elsewhere must not wait for it.
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let hanging = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Stall {
+            path_suffix: "/manifests/timestamp.json".into(),
+        }],
+    )
+    .await;
+    registry.push_image("other/app", "v1", "other").await;
+    tuf_oci::editor::set_pointer(
+        &registry.client,
+        &registry.repo("other/app"),
+        &format!("{}/solo/app", hanging.host),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let client = tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
+        insecure_hosts: vec![registry.host.clone(), hanging.host.clone()],
+        timeout: Duration::from_secs(60),
+    });
+    let verifier = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
+    let held_up = tokio::spawn({
+        let (verifier, image) = (verifier.clone(), registry.image("other/app:v1"));
+        async move { verifier.verify(&image).await }
+    });
+    asked(&hanging, "/manifests/timestamp.json", 1).await;
+    let verified = tokio::time::timeout(
+        Duration::from_secs(20),
+        verifier.verify(&registry.image("solo/app:v1")),
+    )
+    .await
+    .expect("held up by another image's hanging copy")
+    .unwrap();
+    assert_eq!(verified.name(), "solo/app:v1");
+    held_up.abort();
+}
+
+#[tokio::test]
+async fn a_copy_left_behind_a_root_rotation_is_a_rollback() {
+    // The root keys rotate (root 2) while a mirror keeps root 1. A verifier that has seen
+    // root 2 through one copy must not go on trusting root 1 through the other.
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache,
+        client,
+    } = mirrored().await;
+    let verifier = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
+    verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
+
+    org.editor(&registry)
+        .await
+        .rotate(
+            tough::schema::RoleType::Root,
+            &[org.key("root").await],
+            &[org.key("root-new").await],
+            std::num::NonZeroU64::MIN,
+            &tuf_oci_tests::expiries(),
+        )
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    let err = verifier
+        .verify(&mirror.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, trusted: 2, fetched: 1 } if role == "root"),
+        "{err}"
+    );
 }

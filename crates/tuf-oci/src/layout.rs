@@ -190,7 +190,17 @@ pub fn parse_versioned_file(name: &str) -> Option<(u64, &str)> {
 /// The `signed.version` of TUF metadata `bytes`, if they parse and carry one (for comparing
 /// stored files before anything is verified or written).
 pub(crate) fn signed_version(bytes: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<serde_json::Value>(bytes).ok()?["signed"]["version"].as_u64()
+    // Only the version is decoded: targets metadata with many targets is large.
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        signed: Versioned,
+    }
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: u64,
+    }
+    let metadata: Metadata = serde_json::from_slice(bytes).ok()?;
+    Some(metadata.signed.version)
 }
 
 /// Checks that a delegated role name can be stored: it becomes part of tags

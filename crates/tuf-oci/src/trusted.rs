@@ -2,38 +2,57 @@
 //! (TUF 5.2: "the trusted metadata"). Files are written atomically; anything that cannot be
 //! read back and verified is ignored and rebuilt from the trusted root, never trusted.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
-/// A directory of trusted metadata for one metadata repository, or nothing (memory only).
-#[derive(Debug, Clone, Default)]
-pub struct TrustedStore {
-    dir: Option<PathBuf>,
+/// The trusted metadata of one TUF repository, in a directory or in memory. Clones share it:
+/// updaters reading different copies of the repository compare what each fetches with what
+/// any of them trusted.
+#[derive(Debug, Clone)]
+pub enum TrustedStore {
+    /// Files in a directory, kept between runs.
+    Dir(PathBuf),
+    /// Kept only as long as the process, by file name.
+    Memory(Arc<Mutex<HashMap<String, Vec<u8>>>>),
+}
+
+impl Default for TrustedStore {
+    fn default() -> Self {
+        TrustedStore::in_memory()
+    }
 }
 
 impl TrustedStore {
     /// Persists into `dir` (created when missing).
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        TrustedStore {
-            dir: Some(dir.into()),
-        }
+        TrustedStore::Dir(dir.into())
     }
 
     /// Keeps nothing between runs.
     pub fn in_memory() -> Self {
-        TrustedStore { dir: None }
+        TrustedStore::Memory(Arc::default())
     }
 
     /// The bytes stored under `name` (`root.json`, `team-a.json`), if any.
     pub fn load(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.as_ref()?.join(encode_file_name(name))).ok()
+        match self {
+            TrustedStore::Dir(dir) => std::fs::read(dir.join(encode_file_name(name))).ok(),
+            TrustedStore::Memory(files) => files.lock().expect("not poisoned").get(name).cloned(),
+        }
     }
 
     /// Replaces `name` with `bytes` atomically.
     pub fn store(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let Some(dir) = &self.dir else {
-            return Ok(());
+        let dir = match self {
+            TrustedStore::Dir(dir) => dir,
+            TrustedStore::Memory(files) => {
+                let mut files = files.lock().expect("not poisoned");
+                files.insert(name.to_string(), bytes.to_vec());
+                return Ok(());
+            }
         };
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join(encode_file_name(name));
@@ -47,8 +66,12 @@ impl TrustedStore {
 
     /// Forgets `name` (timestamp and snapshot after their keys rotate, TUF 5.3.11).
     pub fn remove(&self, name: &str) -> Result<()> {
-        let Some(dir) = &self.dir else {
-            return Ok(());
+        let dir = match self {
+            TrustedStore::Dir(dir) => dir,
+            TrustedStore::Memory(files) => {
+                files.lock().expect("not poisoned").remove(name);
+                return Ok(());
+            }
         };
         let path = dir.join(encode_file_name(name));
         match std::fs::remove_file(&path) {
@@ -85,11 +108,15 @@ mod tests {
     #[test]
     fn store_round_trips_and_forgets() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TrustedStore::at(dir.path().join("cache"));
-        assert_eq!(store.load("a/b.json"), None);
-        store.store("a/b.json", b"x").unwrap();
-        assert_eq!(store.load("a/b.json").as_deref(), Some(&b"x"[..]));
-        store.remove("a/b.json").unwrap();
-        assert_eq!(store.load("a/b.json"), None);
+        for store in [
+            TrustedStore::at(dir.path().join("cache")),
+            TrustedStore::in_memory(),
+        ] {
+            assert_eq!(store.load("a/b.json"), None);
+            store.clone().store("a/b.json", b"x").unwrap();
+            assert_eq!(store.load("a/b.json").as_deref(), Some(&b"x"[..]));
+            store.remove("a/b.json").unwrap();
+            assert_eq!(store.load("a/b.json"), None);
+        }
     }
 }

@@ -12,7 +12,7 @@ use tough::schema::{Metafile, Role, RoleType, Root, Signed, Snapshot, Target, Ti
 
 use crate::descriptor::descriptor_from_target;
 use crate::error::{Error, Result};
-use crate::layout::{sha256_digest, versioned_file};
+use crate::layout::{sha256_digest, signed_version, versioned_file};
 use crate::location::Repository;
 use crate::source::MetadataSource;
 use crate::targets_metadata::{Delegation, TargetsMetadata};
@@ -152,19 +152,14 @@ impl<S: MetadataSource> Updater<S> {
         };
         updater.timestamp = updater.load_cached("timestamp");
         updater.snapshot = updater.load_cached("snapshot");
-        updater.targets = updater
-            .store
-            .load("targets.json")
-            .and_then(|bytes| {
-                TargetsMetadata::verified("targets", &bytes, &updater.root.signed).ok()
-            })
-            .map(Arc::new);
+        updater.targets = updater.load_targets().map(Arc::new);
         Ok(updater)
     }
 
     /// Runs the top-level update: root chain, timestamp, snapshot and targets (TUF 5.3–5.5).
     pub async fn refresh(&mut self) -> Result<()> {
         self.now = jiff::Timestamp::now();
+        self.catch_up();
         // Root N+1 and the timestamp are independent downloads: fetched together they cost one
         // round trip. The timestamp is still checked after the root chain is followed (TUF 5.3
         // before 5.4), with the newest root's keys. A client missing snapshot or top-level
@@ -250,12 +245,6 @@ impl<S: MetadataSource> Updater<S> {
     /// The metadata source.
     pub fn source(&self) -> &S {
         &self.source
-    }
-
-    /// Reads from `source` from now on, keeping the trusted metadata: `source` must be a copy
-    /// of the same repository, and whatever it serves is checked against what is trusted.
-    pub fn read_from(&mut self, source: S) {
-        self.source = source;
     }
 
     /// Gives the metadata source back.
@@ -444,15 +433,20 @@ impl<S: MetadataSource> Updater<S> {
                     fetched: next.signed.version.get(),
                 });
             }
+            // Another updater may have reached a newer root meanwhile: the store is then its
+            // to keep, and the chain goes on towards that root (ending short of it is a
+            // rollback, below).
+            let behind = self.stored_newer("root", version).is_some();
+            let mut forgotten = Vec::new();
             let rotated = |role| self.root.signed.roles.get(&role) != next.signed.roles.get(&role);
             // Fast-forward recovery (TUF 5.3.11): new keys reset the versions we compare with.
             if rotated(RoleType::Timestamp) || rotated(RoleType::Snapshot) {
                 self.timestamp = None;
-                self.store.remove("timestamp.json")?;
+                forgotten.push("timestamp.json");
             }
             if rotated(RoleType::Snapshot) {
                 self.snapshot = None;
-                self.store.remove("snapshot.json")?;
+                forgotten.push("snapshot.json");
             }
             // Targets held from before is kept only if the new targets keys sign it too: a
             // version still named by snapshot is otherwise never checked again.
@@ -463,13 +457,93 @@ impl<S: MetadataSource> Updater<S> {
                     .is_some_and(|held| held.check_signatures("targets", &next.signed).is_err())
             {
                 self.targets = None;
-                self.store.remove("targets.json")?;
+                forgotten.push("targets.json");
             }
-            self.store.store("root.json", &bytes)?;
+            // Forgotten before the new root is stored, so that an interruption cannot leave
+            // the old versions beside it.
+            for file in forgotten.into_iter().filter(|_| !behind) {
+                self.store.remove(file)?;
+            }
+            match self.keep("root", &bytes, version) {
+                Err(Error::Rollback { .. }) => {}
+                kept => kept?,
+            }
             self.root = next;
             self.root_bytes = bytes;
         }
+        let current = self.root.signed.version.get();
+        if let Some(stored) = self.stored_newer("root", current) {
+            return Err(Error::Rollback {
+                role: "root".into(),
+                trusted: stored,
+                fetched: current,
+            });
+        }
         self.check_expiry("root", self.root.signed.expires)
+    }
+
+    /// Takes up what other updaters sharing the store trusted since this one last looked:
+    /// updaters reading other copies of the repository (where other images' pointers lead),
+    /// or in other processes. Left behind, this one would compare a stale copy with older
+    /// versions than the client has seen, and miss the rollback. Only newer files are taken,
+    /// each checked with the trusted root (a newer root is reached through the chain, and a
+    /// copy that lacks it is a rollback: [`Self::update_root`]).
+    fn catch_up(&mut self) {
+        let held = self
+            .timestamp
+            .as_ref()
+            .map_or(0, |t| t.signed.version.get());
+        let stored = self
+            .store
+            .load("timestamp.json")
+            .and_then(|bytes| signed_version(&bytes));
+        if stored.is_none_or(|version| version <= held) {
+            return;
+        }
+        let Some(timestamp) = self.load_cached::<Timestamp>("timestamp") else {
+            return;
+        };
+        self.timestamp = Some(timestamp);
+        let held = self.snapshot.as_ref().map_or(0, |s| s.signed.version.get());
+        if let Some(snapshot) = self
+            .load_cached::<Snapshot>("snapshot")
+            .filter(|s| s.signed.version.get() > held)
+        {
+            self.snapshot = Some(snapshot);
+        }
+        let held = self.targets.as_ref().map_or(0, |t| t.version().get());
+        if let Some(targets) = self.load_targets().filter(|t| t.version().get() > held) {
+            self.targets = Some(Arc::new(targets));
+        }
+    }
+
+    /// Stores `bytes`, version `version` of top-level `role`, unless the store holds a newer
+    /// version: another updater sharing the store (see [`Self::catch_up`]) trusted it while
+    /// this one was updating, and storing the older one would roll the client back.
+    fn keep(&self, role: &str, bytes: &[u8], version: u64) -> Result<()> {
+        static KEEPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _keeping = KEEPING.lock().expect("not poisoned");
+        if let Some(stored) = self.stored_newer(role, version) {
+            return Err(Error::Rollback {
+                role: role.to_string(),
+                trusted: stored,
+                fetched: version,
+            });
+        }
+        self.store.store(&format!("{role}.json"), bytes)
+    }
+
+    /// The version of top-level `role` in the store, when newer than `version` and signed as
+    /// the role must be (a root by itself, others by the trusted root).
+    fn stored_newer(&self, role: &str, version: u64) -> Option<u64> {
+        let stored = self.store.load(&format!("{role}.json"))?;
+        let stored_version = signed_version(&stored).filter(|stored| *stored > version)?;
+        let signed = match role {
+            "root" => trusted_root(&stored).is_ok(),
+            "timestamp" => self.signed_by_root::<Timestamp>(role, &stored).is_some(),
+            _ => self.signed_by_root::<Snapshot>(role, &stored).is_some(),
+        };
+        signed.then_some(stored_version)
     }
 
     /// The current timestamp's bytes. The trusted copy, when still current, is not downloaded
@@ -509,7 +583,7 @@ impl<S: MetadataSource> Updater<S> {
             }
         }
         self.check_expiry("timestamp", new.signed.expires)?;
-        self.store.store("timestamp.json", &bytes)?;
+        self.keep("timestamp", &bytes, new.signed.version.get())?;
         self.timestamp = Some(new);
         Ok(())
     }
@@ -550,7 +624,7 @@ impl<S: MetadataSource> Updater<S> {
             }
         }
         self.check_expiry("snapshot", new.signed.expires)?;
-        self.store.store("snapshot.json", &bytes)?;
+        self.keep("snapshot", &bytes, new.signed.version.get())?;
         self.snapshot = Some(new);
         Ok(())
     }
@@ -719,7 +793,21 @@ impl<S: MetadataSource> Updater<S> {
         T: Role + serde::Serialize + DeserializeOwned,
     {
         let bytes = self.store.load(&format!("{role}.json"))?;
-        let signed: Signed<T> = parse(role, &bytes).ok()?;
+        self.signed_by_root(role, &bytes)
+    }
+
+    /// Top-level targets from the store, if the trusted root signs it.
+    fn load_targets(&self) -> Option<TargetsMetadata> {
+        let bytes = self.store.load("targets.json")?;
+        TargetsMetadata::verified("targets", &bytes, &self.root.signed).ok()
+    }
+
+    /// `bytes` as top-level `role`, if they parse and the trusted root signs them.
+    fn signed_by_root<T>(&self, role: &str, bytes: &[u8]) -> Option<Signed<T>>
+    where
+        T: Role + serde::Serialize + DeserializeOwned,
+    {
+        let signed: Signed<T> = parse(role, bytes).ok()?;
         self.verify_top_level(role, &signed).ok()?;
         Some(signed)
     }

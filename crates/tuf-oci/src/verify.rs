@@ -67,12 +67,15 @@ impl TrustConfig {
     }
 }
 
-/// The trusted state kept between verifications.
+/// Most copies of the metadata repository kept warm at once. Pointers are unsigned, so a
+/// registry can name any number of copies; past this many, idle ones are dropped (their
+/// trusted metadata stays in the store).
+const MAX_SESSIONS: usize = 64;
+
+/// The warm state for one copy of the metadata repository.
 #[derive(Debug)]
 struct Session {
     updater: Updater<RegistrySource>,
-    /// The copy of the metadata repository the updater reads now.
-    location: Repository,
     refreshed: Option<Instant>,
 }
 
@@ -82,10 +85,14 @@ struct Session {
 pub struct Verifier {
     registry: Registry,
     trust: TrustConfig,
-    /// One for the trusted root, whatever metadata repository an image leads to: copies of one
-    /// TUF repository share what the client has seen, so a pointer to an older copy is a
-    /// rollback, never a fresh start (TUF 5.3.5, 5.4.3).
-    session: Arc<Mutex<Option<Arc<tokio::sync::Mutex<Session>>>>>,
+    /// The trusted metadata of the trusted root, whatever metadata repository an image leads
+    /// to: copies of one TUF repository share what the client has seen, so a pointer to an
+    /// older copy is a rollback, never a fresh start (TUF 5.3.5, 5.4.3).
+    store: TrustedStore,
+    /// One session per copy of the metadata repository, each locked while it updates: a copy
+    /// that is slow or hangs (where a forged pointer leads) holds up only the images that lead
+    /// there. Sessions meet in `store` ([`Updater::refresh`] takes up what others trusted).
+    sessions: Arc<Mutex<HashMap<Repository, Arc<tokio::sync::Mutex<Session>>>>>,
     pointers: Arc<Mutex<HashMap<Repository, (Repository, Instant)>>>,
 }
 
@@ -96,8 +103,9 @@ impl Verifier {
         trusted_root(&trust.root)?;
         Ok(Verifier {
             registry,
+            store: trusted_store(&trust),
             trust,
-            session: Arc::default(),
+            sessions: Arc::default(),
             pointers: Arc::default(),
         })
     }
@@ -125,7 +133,7 @@ impl Verifier {
         let source = RegistrySource::new(self.registry.clone(), metadata);
         let mut updater = Updater::open(
             source,
-            self.store(),
+            self.store.clone(),
             &self.trust.root,
             self.trust.limits,
             expiration,
@@ -195,15 +203,6 @@ impl Verifier {
         metadata: &Repository,
     ) -> Result<tokio::sync::OwnedMutexGuard<Session>> {
         let mut session = self.session(metadata)?.lock_owned().await;
-        if session.location != *metadata {
-            // Another copy of the same repository (a mirror, or where another image's pointer
-            // leads): the trusted metadata carries over and is updated from there at once.
-            session
-                .updater
-                .read_from(RegistrySource::new(self.registry.clone(), metadata.clone()));
-            session.location = metadata.clone();
-            session.refreshed = None;
-        }
         match session.refreshed {
             Some(at) if at.elapsed() < self.trust.refresh_interval => {
                 session.updater.check_unexpired()?;
@@ -224,7 +223,7 @@ impl Verifier {
     /// Drops the warm state: the next verification re-resolves pointers and updates metadata
     /// (trusted metadata on disk is kept, so rollback protection is not lost).
     pub fn forget_warm_state(&self) {
-        *self.session.lock().expect("not poisoned") = None;
+        self.sessions.lock().expect("not poisoned").clear();
         self.pointers.lock().expect("not poisoned").clear();
     }
 
@@ -244,31 +243,29 @@ impl Verifier {
         Ok(metadata)
     }
 
-    /// The warm state, opened from the trusted-metadata cache on first use (reading
-    /// `metadata`).
+    /// The warm state for the copy at `metadata`, opened from the trusted metadata on first
+    /// use.
     fn session(&self, metadata: &Repository) -> Result<Arc<tokio::sync::Mutex<Session>>> {
-        let mut slot = self.session.lock().expect("not poisoned");
-        if let Some(session) = slot.as_ref() {
+        let mut sessions = self.sessions.lock().expect("not poisoned");
+        if let Some(session) = sessions.get(metadata) {
             return Ok(session.clone());
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, session| Arc::strong_count(session) > 1);
         }
         let updater = Updater::open(
             RegistrySource::new(self.registry.clone(), metadata.clone()),
-            self.store(),
+            self.store.clone(),
             &self.trust.root,
             self.trust.limits,
             Expiration::Enforce,
         )?;
         let session = Arc::new(tokio::sync::Mutex::new(Session {
             updater,
-            location: metadata.clone(),
             refreshed: None,
         }));
-        *slot = Some(session.clone());
+        sessions.insert(metadata.clone(), session.clone());
         Ok(session)
-    }
-
-    fn store(&self) -> TrustedStore {
-        trusted_store(&self.trust)
     }
 
     /// Checks that the registry serves the signed object: the tag (when given) points at the
