@@ -2,7 +2,7 @@
 //! with metadata split across repositories (relative or full pointer) or in one repository.
 
 use tuf_oci::Error;
-use tuf_oci_tests::{Org, TeamA, TestRegistry, solo};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, craft, solo};
 
 #[tokio::test]
 async fn split_mode_relative_pointer_by_tag_and_digest() {
@@ -264,5 +264,41 @@ async fn many_images_sign_in_one_role_version() {
             .map(|m| m.annotations[tuf_oci::layout::FILENAME_ANNOTATION].as_str())
             .collect();
         assert_eq!(files, ["2.team-a.json"], "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_signed_target_that_is_no_descriptor_is_named_by_tag_and_by_digest() {
+    // A signer's tool wrote a target without a media type: both pulls meet that target, and
+    // both say so, rather than the pull by digest claiming the digest is not signed.
+    let registry = TestRegistry::start();
+    let (org, signed) = solo(&registry, true).await;
+    let head = registry.get_file(&org.metadata, "targets.json").await;
+    let mut targets: tough::schema::Signed<tough::schema::Targets> = craft::parse(&head);
+    let target = targets
+        .signed
+        .targets
+        .get_mut(&tough::TargetName::new("solo/app:v1").unwrap())
+        .unwrap();
+    target.custom.remove("mediaType");
+    targets.signed.version = targets.signed.version.saturating_add(1);
+    let root: tough::schema::Signed<tough::schema::Root> = craft::parse(&org.root);
+    let resigned = craft::sign_top(targets.signed, &root.signed, &org.targets_key().await).await;
+    craft::publish_raw(&registry, &org, &[("targets", craft::bytes(&resigned))]).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let verifier = org.verifier(&registry, cache.path());
+    for reference in [
+        "solo/app:v1".to_string(),
+        format!("solo/app@{}", signed.digest),
+    ] {
+        let err = verifier
+            .verify(&registry.image(&reference))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidDescriptor { ref target, ref reason } if target == "solo/app:v1" && reason.contains("mediaType")),
+            "{reference}: {err}"
+        );
     }
 }

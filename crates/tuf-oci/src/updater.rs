@@ -319,17 +319,23 @@ impl<S: MetadataSource> Updater<S> {
         }
         candidates.sort();
         candidates.dedup();
+        // A candidate the search for its name does not reach (path patterns, terminating
+        // delegations) or reaches with another digest is passed over; any other failure is
+        // what the pull meets, and is reported if no candidate verifies.
+        let mut failure = None;
         for name in candidates {
-            if let Ok(found) = self.find(&name, near).await
-                && found.digest() == digest
-            {
-                return Ok(found);
+            match self.find(&name, near).await {
+                Ok(found) if found.digest() == digest => return Ok(found),
+                Ok(_) | Err(Error::TargetNotSigned { .. }) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
         }
-        Err(Error::DigestNotSigned {
+        Err(failure.unwrap_or_else(|| Error::DigestNotSigned {
             repository: signed_path.to_string(),
             digest: digest.to_string(),
-        })
+        }))
     }
 
     /// Every role reachable from top-level targets, in search order, for listing and
