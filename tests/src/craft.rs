@@ -2,6 +2,7 @@
 //! access, could produce. Signed with tough's own signer, so only the content is malicious.
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU64;
 
 use aws_lc_rs::rand::SystemRandom;
 use serde::Serialize;
@@ -9,13 +10,13 @@ use serde::de::DeserializeOwned;
 use tough::editor::signed::SignedRole;
 use tough::schema::decoded::Decoded;
 use tough::schema::{
-    DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, Role, Root, Signed, Snapshot,
-    Timestamp,
+    DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, Role, RoleType, Root, Signed,
+    Snapshot, Timestamp,
 };
 use tuf_oci::keys::SigningKey;
 use tuf_oci::layout::{INDEX_MEDIA_TYPE, METADATA_TAG, index, index_entry};
 
-use crate::{Org, TestRegistry};
+use crate::{Org, TestRegistry, expiries};
 
 /// Parses signed metadata.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Signed<T> {
@@ -177,4 +178,57 @@ pub async fn publish_raw(registry: &TestRegistry, org: &Org, roles: &[(&str, Vec
         )
         .await
         .unwrap();
+}
+
+/// Has the administrator move online role `role` to a new key (`<role>-new`) with the root
+/// key; the new key and the new root.
+pub async fn rotate_to_new_key(
+    registry: &TestRegistry,
+    org: &Org,
+    role: RoleType,
+) -> (SigningKey, Signed<Root>) {
+    let fresh = org.key(&format!("{role}-new")).await;
+    let new_root = org
+        .editor(registry)
+        .await
+        .rotate(
+            role,
+            &[org.key("root").await],
+            std::slice::from_ref(&fresh),
+            NonZeroU64::MIN,
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    (fresh, parse(&new_root))
+}
+
+/// Pushes `snapshot` signed with `snapshot_keys`, and a timestamp at `timestamp_version` naming
+/// it signed with the org's timestamp key: what a holder of the snapshot key can publish.
+pub async fn publish_snapshot(
+    registry: &TestRegistry,
+    org: &Org,
+    root: &Root,
+    snapshot_keys: &[SigningKey],
+    snapshot: Snapshot,
+    timestamp_version: u64,
+) {
+    let version = snapshot.version.get();
+    let signed = bytes(&sign_top(snapshot, root, snapshot_keys).await);
+    registry
+        .put_file(&org.metadata, &format!("{version}.snapshot.json"), &signed)
+        .await;
+    forge_timestamp(
+        registry,
+        org,
+        root,
+        &[org.key("timestamp").await],
+        |timestamp| {
+            timestamp.version = NonZeroU64::new(timestamp_version).unwrap();
+            timestamp
+                .meta
+                .insert("snapshot.json".into(), metafile(version, &signed));
+        },
+    )
+    .await;
 }

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tough::schema::{RoleType, Root, Signed, Snapshot, Timestamp};
 use tuf_oci::{Error, Verifier};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
-use tuf_oci_tests::{Org, TestRegistry, solo};
+use tuf_oci_tests::{Org, TestRegistry, craft, solo};
 
 /// Copies `solo/app` with its metadata from `from` to `to`, as a mirror would.
 fn copy_solo(from: &TestRegistry, to: &TestRegistry) {
@@ -52,12 +53,92 @@ async fn mirrored() -> Mirrored {
     }
 }
 
+/// The mirror behind a proxy that holds requests ending with a suffix until the test hands
+/// out permits, and a verifier that has read the mirror through it once.
+struct Held {
+    lagging: HostileRegistry,
+    /// None left once the verifier has read the mirror.
+    permits: Arc<tokio::sync::Semaphore>,
+    verifier: Verifier,
+    /// `solo/app:v1` through the proxy.
+    image: tuf_oci::ImageRef,
+}
+
+impl Mirrored {
+    async fn held(&self, suffix: &str) -> Held {
+        let permits = Arc::new(tokio::sync::Semaphore::new(1000));
+        let lagging = HostileRegistry::start(
+            &self.mirror.host,
+            vec![Rule::Hold {
+                path_suffix: suffix.into(),
+                permits: permits.clone(),
+            }],
+        )
+        .await;
+        let client = client_for(&[&self.registry.host, &lagging.host]);
+        let verifier =
+            Verifier::new(client, self.org.trust(None, Some(self.cache.path()))).unwrap();
+        let image = tuf_oci::ImageRef::parse(&format!("{}/solo/app:v1", lagging.host)).unwrap();
+        verifier.verify(&image).await.unwrap();
+        permits.forget_permits(permits.available_permits());
+        Held {
+            lagging,
+            permits,
+            verifier,
+            image,
+        }
+    }
+}
+
 /// A registry client reaching `hosts` over plain HTTP.
 fn client_for(hosts: &[&str]) -> tuf_oci::Registry {
     tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
         insecure_hosts: hosts.iter().map(|host| host.to_string()).collect(),
         ..Default::default()
     })
+}
+
+/// Publishes the current snapshot again, one version up, signed by `key` under `root`: the
+/// administrator's step after rotating the snapshot key.
+async fn resign_snapshot(
+    registry: &TestRegistry,
+    org: &Org,
+    root: &Root,
+    key: &tuf_oci::keys::SigningKey,
+) {
+    let timestamp: Signed<Timestamp> =
+        craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let published = timestamp.signed.meta["snapshot.json"].version.get();
+    let mut snapshot: Signed<Snapshot> = craft::parse(
+        &registry
+            .get_file(&org.metadata, &format!("{published}.snapshot.json"))
+            .await,
+    );
+    snapshot.signed.version = snapshot.signed.version.saturating_add(1);
+    craft::publish_snapshot(
+        registry,
+        org,
+        root,
+        std::slice::from_ref(key),
+        snapshot.signed,
+        timestamp.signed.version.get() + 1,
+    )
+    .await;
+}
+
+/// Asserts that each of `verifiers` refuses `image` as a rollback of `role`.
+async fn refused_as_rollback(
+    verifiers: impl IntoIterator<Item = Verifier>,
+    image: &tuf_oci::ImageRef,
+    role: &str,
+) {
+    for verifier in verifiers {
+        let err = verifier.verify(image).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Rollback { role: ref refused, .. } if refused == role),
+            "{err}"
+        );
+    }
 }
 
 /// Waits until `proxy` has been asked for `count` paths ending with `suffix`.
@@ -72,7 +153,10 @@ async fn asked(proxy: &HostileRegistry, suffix: &str, count: usize) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("{suffix} was not asked for {count} times");
+    panic!(
+        "{suffix} was not asked for {count} times: {:?}",
+        proxy.seen.lock().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -226,16 +310,12 @@ async fn pointer_to_an_older_copy_is_a_rollback() {
         .await
         .unwrap();
     // The same verifier, and one started afresh on the same trusted metadata.
-    for verifier in [first, verifier()] {
-        let err = verifier
-            .verify(&registry.image("solo/app:v1"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
-            "{err}"
-        );
-    }
+    refused_as_rollback(
+        [first, verifier()],
+        &registry.image("solo/app:v1"),
+        "timestamp",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -243,24 +323,20 @@ async fn copies_read_at_once_cannot_store_an_older_state() {
     // Two images lead to two copies of the metadata, and the client reads both at the same
     // time: the lagging copy's answer arrives after the current copy's. Storing it would roll
     // the client's trusted metadata back for every later verification.
-    let registry = TestRegistry::start();
-    let mirror = TestRegistry::start();
-    let (org, _) = solo(&registry, true).await;
-    copy_solo(&registry, &mirror);
-    let permits = Arc::new(tokio::sync::Semaphore::new(1));
-    let lagging = HostileRegistry::start(
-        &mirror.host,
-        vec![Rule::Hold {
-            path_suffix: "/manifests/timestamp.json".into(),
-            permits: permits.clone(),
-        }],
-    )
-    .await;
-    let cache = tempfile::tempdir().unwrap();
-    let client = client_for(&[&registry.host, &lagging.host]);
-    let verifier = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
-    let image = tuf_oci::ImageRef::parse(&format!("{}/solo/app:v1", lagging.host)).unwrap();
-    verifier.verify(&image).await.unwrap();
+    let mirrored = mirrored().await;
+    let Held {
+        lagging,
+        permits,
+        verifier,
+        image,
+    } = mirrored.held("/manifests/timestamp.json").await;
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache: _cache,
+        ..
+    } = mirrored;
 
     // The mirror takes one publication, the registry one more.
     org.publish(&registry).await;
@@ -343,7 +419,7 @@ async fn a_copy_left_behind_a_root_rotation_is_a_rollback() {
     org.editor(&registry)
         .await
         .rotate(
-            tough::schema::RoleType::Root,
+            RoleType::Root,
             &[org.key("root").await],
             &[org.key("root-new").await],
             std::num::NonZeroU64::MIN,
@@ -360,6 +436,104 @@ async fn a_copy_left_behind_a_root_rotation_is_a_rollback() {
         .verify(&mirror.image("solo/app:v1"))
         .await
         .unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, trusted: 2, fetched: 1 } if role == "root"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_taken_after_a_key_rotation_cannot_bring_back_a_revoked_image() {
+    // The snapshot key rotates (root 2, after which clients drop their trusted timestamp and
+    // snapshot: TUF 5.3.11). A mirror takes the state right after; then the registry revokes
+    // an image. Whoever follows root 2 first keeps what it stores since; a session for the
+    // mirror that still held root 1, or a verifier started again, must compare the mirror's
+    // state with it.
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache,
+        client,
+    } = mirrored().await;
+    let verifier = Verifier::new(client.clone(), org.trust(None, Some(cache.path()))).unwrap();
+    verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
+
+    let (fresh, root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
+    resign_snapshot(&registry, &org, &root.signed, &fresh).await;
+    copy_solo(&registry, &mirror);
+    org.editor(&registry)
+        .await
+        .remove(
+            "solo/app:v1",
+            "targets",
+            &org.targets_key().await,
+            tuf_oci_tests::expiries().targets,
+        )
+        .await
+        .unwrap();
+    org.editor(&registry)
+        .await
+        .publish(
+            std::slice::from_ref(&fresh),
+            &[org.key("timestamp").await],
+            &tuf_oci_tests::expiries(),
+        )
+        .await
+        .unwrap();
+    let err = verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+
+    let restarted = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
+    refused_as_rollback(
+        [verifier, restarted],
+        &mirror.image("solo/app:v1"),
+        "timestamp",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_left_on_an_older_root_stores_nothing_beside_a_newer_one() {
+    // A session reading a mirror still at root 1 has passed its root check when another
+    // session takes root 2 (a new snapshot key) and stores what that key signs. What the first
+    // session then read is signed by the replaced key: storing it would leave the client
+    // without a snapshot it can check.
+    let mirrored = mirrored().await;
+    let Held {
+        lagging,
+        permits,
+        verifier,
+        image,
+    } = mirrored.held(".snapshot.json").await;
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache: _cache,
+        ..
+    } = mirrored;
+
+    // The mirror takes one more publication; then the snapshot key rotates.
+    org.publish(&registry).await;
+    copy_solo(&registry, &mirror);
+    let (fresh, root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
+    resign_snapshot(&registry, &org, &root.signed, &fresh).await;
+
+    let through_mirror = tokio::spawn({
+        let verifier = verifier.clone();
+        async move { verifier.verify(&image).await }
+    });
+    asked(&lagging, ".snapshot.json", 1).await;
+    verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    permits.add_permits(1000);
+    let err = through_mirror.await.unwrap().unwrap_err();
     assert!(
         matches!(err, Error::Rollback { ref role, trusted: 2, fetched: 1 } if role == "root"),
         "{err}"

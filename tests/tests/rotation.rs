@@ -5,7 +5,6 @@ use std::num::NonZeroU64;
 
 use tough::schema::{RoleType, Root, Signed, Snapshot, Timestamp};
 use tuf_oci::Error;
-use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry, expiries};
 
@@ -105,7 +104,7 @@ async fn fast_forwarded_timestamp_is_recovered_by_rotating_its_key() {
         .unwrap();
 
     // The administrator rotates the timestamp key and restarts the version count.
-    let (fresh, new_root) = rotate_to_new_key(&registry, &org, RoleType::Timestamp).await;
+    let (fresh, new_root) = craft::rotate_to_new_key(&registry, &org, RoleType::Timestamp).await;
     craft::forge_timestamp(&registry, &org, &new_root.signed, &[fresh], |restarted| {
         restarted.version = NonZeroU64::new(3).unwrap();
     })
@@ -148,7 +147,7 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
     inflated.version = NonZeroU64::new(published + 100).unwrap();
     let targets = inflated.meta.get_mut("targets.json").unwrap();
     *targets = craft::metafile(1000, b"never published");
-    publish_snapshot(
+    craft::publish_snapshot(
         &registry,
         &org,
         &root.signed,
@@ -163,7 +162,7 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
     // The real state, re-signed with the same key, is now a rollback for that client.
     let mut real = legit.signed.clone();
     real.version = NonZeroU64::new(published + 1).unwrap();
-    publish_snapshot(
+    craft::publish_snapshot(
         &registry,
         &org,
         &root.signed,
@@ -180,9 +179,9 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
 
     // The administrator rotates the snapshot key: the client drops the trusted snapshot and
     // timestamp (TUF 5.3.11) and accepts the real state under the new key.
-    let (fresh, new_root) = rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
+    let (fresh, new_root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
     real.version = NonZeroU64::new(published + 2).unwrap();
-    publish_snapshot(
+    craft::publish_snapshot(
         &registry,
         &org,
         &new_root.signed,
@@ -202,59 +201,6 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
         updater.snapshot().unwrap().signed.version.get(),
         published + 2
     );
-}
-
-/// Has the administrator move online role `role` to a new key (`<role>-new`) with the root
-/// key; the new key and the new root.
-async fn rotate_to_new_key(
-    registry: &TestRegistry,
-    org: &tuf_oci_tests::Org,
-    role: RoleType,
-) -> (SigningKey, Signed<Root>) {
-    let fresh = org.key(&format!("{role}-new")).await;
-    let new_root = org
-        .editor(registry)
-        .await
-        .rotate(
-            role,
-            &[org.key("root").await],
-            std::slice::from_ref(&fresh),
-            NonZeroU64::MIN,
-            &expiries(),
-        )
-        .await
-        .unwrap();
-    (fresh, parse(&new_root))
-}
-
-/// Pushes `snapshot` signed with `snapshot_keys`, and a timestamp at `timestamp_version` naming
-/// it signed with the org's timestamp key: what a holder of the snapshot key can publish.
-async fn publish_snapshot(
-    registry: &TestRegistry,
-    org: &tuf_oci_tests::Org,
-    root: &Root,
-    snapshot_keys: &[SigningKey],
-    snapshot: Snapshot,
-    timestamp_version: u64,
-) {
-    let version = snapshot.version.get();
-    let signed = craft::bytes(&craft::sign_top(snapshot, root, snapshot_keys).await);
-    registry
-        .put_file(&org.metadata, &format!("{version}.snapshot.json"), &signed)
-        .await;
-    craft::forge_timestamp(
-        registry,
-        org,
-        root,
-        &[org.key("timestamp").await],
-        |timestamp| {
-            timestamp.version = NonZeroU64::new(timestamp_version).unwrap();
-            timestamp
-                .meta
-                .insert("snapshot.json".into(), craft::metafile(version, &signed));
-        },
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -280,10 +226,10 @@ async fn targets_signed_by_a_rotated_out_key_is_not_kept() {
             .get_file(&org.metadata, &format!("{published}.snapshot.json"))
             .await,
     );
-    let (_, new_root) = rotate_to_new_key(&registry, &org, RoleType::Targets).await;
+    let (_, new_root) = craft::rotate_to_new_key(&registry, &org, RoleType::Targets).await;
     let mut stale = old_state.signed.clone();
     stale.version = NonZeroU64::new(published + 1).unwrap();
-    publish_snapshot(
+    craft::publish_snapshot(
         &registry,
         &org,
         &new_root.signed,

@@ -64,6 +64,33 @@ impl TrustedStore {
         Ok(())
     }
 
+    /// Held while one updater compares what is stored with what it would store, and stores
+    /// it: updaters in this process, and in other processes sharing the directory (containerd
+    /// runs a verifier per pull beside the long-running service), wait for each other.
+    pub fn lock(&self) -> Result<StoreLock> {
+        static IN_PROCESS: Mutex<()> = Mutex::new(());
+        let in_process = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+        let file = match self {
+            TrustedStore::Dir(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                let path = dir.join(".lock");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                file.lock().map_err(|e| Error::io(&path, e))?;
+                Some(file)
+            }
+            TrustedStore::Memory(_) => None,
+        };
+        Ok(StoreLock {
+            _file: file,
+            _in_process: in_process,
+        })
+    }
+
     /// Forgets `name` (timestamp and snapshot after their keys rotate, TUF 5.3.11).
     pub fn remove(&self, name: &str) -> Result<()> {
         let dir = match self {
@@ -79,6 +106,13 @@ impl TrustedStore {
             _ => Ok(()),
         }
     }
+}
+
+/// See [`TrustedStore::lock`]; released when dropped (the file lock with its file).
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: Option<std::fs::File>,
+    _in_process: std::sync::MutexGuard<'static, ()>,
 }
 
 /// Percent-encodes everything but `A-Za-z0-9-._~`, as TUF clients name files after role and

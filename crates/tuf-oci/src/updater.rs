@@ -256,12 +256,7 @@ impl<S: MetadataSource> Updater<S> {
     /// only delegated roles whose paths cover `name`.
     pub async fn find(&mut self, name: &str, near: Option<&Repository>) -> Result<VerifiedTarget> {
         let (role, target) = self.find_target(name, near).await?;
-        Ok(VerifiedTarget {
-            descriptor: descriptor_from_target(name, &target)?,
-            name: name.to_string(),
-            role,
-            target,
-        })
+        verified(name, role, target)
     }
 
     /// The TUF part of [`Self::find`]: the signing role and the target, whatever it describes.
@@ -320,13 +315,19 @@ impl<S: MetadataSource> Updater<S> {
         candidates.sort();
         candidates.dedup();
         // A candidate the search for its name does not reach (path patterns, terminating
-        // delegations) or reaches with another digest is passed over; any other failure is
-        // what the pull meets, and is reported if no candidate verifies.
+        // delegations) or reaches with another digest is passed over. One that reaches a
+        // target with this digest which is no descriptor is what the pull meets, and is
+        // reported if no other candidate verifies.
         let mut failure = None;
         for name in candidates {
-            match self.find(&name, near).await {
-                Ok(found) if found.digest() == digest => return Ok(found),
-                Ok(_) | Err(Error::TargetNotSigned { .. }) => {}
+            let Ok((role, target)) = self.find_target(&name, near).await else {
+                continue;
+            };
+            if hex::encode(&target.hashes.sha256) != hex {
+                continue;
+            }
+            match verified(&name, role, target) {
+                Ok(found) => return Ok(found),
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -439,10 +440,6 @@ impl<S: MetadataSource> Updater<S> {
                     fetched: next.signed.version.get(),
                 });
             }
-            // Another updater may have reached a newer root meanwhile: the store is then its
-            // to keep, and the chain goes on towards that root (ending short of it is a
-            // rollback, below).
-            let behind = self.stored_newer("root", version).is_some();
             let mut forgotten = Vec::new();
             let rotated = |role| self.root.signed.roles.get(&role) != next.signed.roles.get(&role);
             // Fast-forward recovery (TUF 5.3.11): new keys reset the versions we compare with.
@@ -465,20 +462,29 @@ impl<S: MetadataSource> Updater<S> {
                 self.targets = None;
                 forgotten.push("targets.json");
             }
-            // Forgotten before the new root is stored, so that an interruption cannot leave
-            // the old versions beside it.
-            for file in forgotten.into_iter().filter(|_| !behind) {
-                self.store.remove(file)?;
-            }
-            match self.keep("root", &bytes, version) {
-                Err(Error::Rollback { .. }) => {}
-                kept => kept?,
+            {
+                let _lock = self.store.lock()?;
+                // Another updater may have taken this root, or a newer one, already: it has
+                // forgotten what the new keys void, and what it stored since is signed by them
+                // and its to keep. The chain goes on; ending short of the stored root is a
+                // rollback (below).
+                if self
+                    .stored_newer("root.json", version - 1, is_root)
+                    .is_none()
+                {
+                    // Forgotten before the new root is stored, so that an interruption cannot
+                    // leave the old versions beside it.
+                    for file in forgotten {
+                        self.store.remove(file)?;
+                    }
+                    self.store.store("root.json", &bytes)?;
+                }
             }
             self.root = next;
             self.root_bytes = bytes;
         }
         let current = self.root.signed.version.get();
-        if let Some(stored) = self.stored_newer("root", current) {
+        if let Some(stored) = self.stored_newer("root.json", current, is_root) {
             return Err(Error::Rollback {
                 role: "root".into(),
                 trusted: stored,
@@ -523,33 +529,49 @@ impl<S: MetadataSource> Updater<S> {
         }
     }
 
-    /// Stores `bytes`, version `version` of top-level `role`, unless the store holds a newer
-    /// version: another updater sharing the store (see [`Self::catch_up`]) trusted it while
-    /// this one was updating, and storing the older one would roll the client back.
-    fn keep(&self, role: &str, bytes: &[u8], version: u64) -> Result<()> {
-        static KEEPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _keeping = KEEPING.lock().expect("not poisoned");
-        if let Some(stored) = self.stored_newer(role, version) {
-            return Err(Error::Rollback {
-                role: role.to_string(),
-                trusted: stored,
-                fetched: version,
-            });
+    /// Stores `bytes`, version `version` of `role`, unless the store holds a newer version
+    /// (one that `signed` accepts) or a newer root: another updater sharing the store (see
+    /// [`Self::catch_up`]) trusted it while this one was updating, and storing what this one
+    /// read would roll the client back, or put metadata signed by keys the newer root replaced
+    /// beside it.
+    fn keep(
+        &self,
+        role: &str,
+        bytes: &[u8],
+        version: u64,
+        signed: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<()> {
+        let _lock = self.store.lock()?;
+        let root = self.root.signed.version.get();
+        for (role, stored, fetched) in [
+            ("root", self.stored_newer("root.json", root, is_root), root),
+            (
+                role,
+                self.stored_newer(&format!("{role}.json"), version, signed),
+                version,
+            ),
+        ] {
+            if let Some(trusted) = stored {
+                return Err(Error::Rollback {
+                    role: role.to_string(),
+                    trusted,
+                    fetched,
+                });
+            }
         }
         self.store.store(&format!("{role}.json"), bytes)
     }
 
-    /// The version of top-level `role` in the store, when newer than `version` and signed as
-    /// the role must be (a root by itself, others by the trusted root).
-    fn stored_newer(&self, role: &str, version: u64) -> Option<u64> {
-        let stored = self.store.load(&format!("{role}.json"))?;
+    /// The version of `file` in the store, when newer than `version` and `signed` accepts it.
+    fn stored_newer(
+        &self,
+        file: &str,
+        version: u64,
+        signed: impl FnOnce(&[u8]) -> bool,
+    ) -> Option<u64> {
+        let stored = self.store.load(file)?;
         let stored_version = signed_version(&stored).filter(|stored| *stored > version)?;
-        let signed = match role {
-            "root" => trusted_root(&stored).is_ok(),
-            "timestamp" => self.signed_by_root::<Timestamp>(role, &stored).is_some(),
-            _ => self.signed_by_root::<Snapshot>(role, &stored).is_some(),
-        };
-        signed.then_some(stored_version)
+        signed(&stored).then_some(stored_version)
     }
 
     /// The current timestamp's bytes. The trusted copy, when still current, is not downloaded
@@ -589,7 +611,10 @@ impl<S: MetadataSource> Updater<S> {
             }
         }
         self.check_expiry("timestamp", new.signed.expires)?;
-        self.keep("timestamp", &bytes, new.signed.version.get())?;
+        self.keep("timestamp", &bytes, new.signed.version.get(), |stored| {
+            self.signed_by_root::<Timestamp>("timestamp", stored)
+                .is_some()
+        })?;
         self.timestamp = Some(new);
         Ok(())
     }
@@ -630,7 +655,10 @@ impl<S: MetadataSource> Updater<S> {
             }
         }
         self.check_expiry("snapshot", new.signed.expires)?;
-        self.keep("snapshot", &bytes, new.signed.version.get())?;
+        self.keep("snapshot", &bytes, new.signed.version.get(), |stored| {
+            self.signed_by_root::<Snapshot>("snapshot", stored)
+                .is_some()
+        })?;
         self.snapshot = Some(new);
         Ok(())
     }
@@ -660,7 +688,9 @@ impl<S: MetadataSource> Updater<S> {
             new.version().get(),
         )?;
         self.check_expiry("targets", new.expires())?;
-        self.store.store("targets.json", &bytes)?;
+        self.keep("targets", &bytes, new.version().get(), |stored| {
+            TargetsMetadata::verified("targets", stored, &self.root.signed).is_ok()
+        })?;
         self.targets = Some(Arc::new(new));
         Ok(())
     }
@@ -701,7 +731,9 @@ impl<S: MetadataSource> Updater<S> {
         let new = Arc::new(TargetsMetadata::verified(role, &bytes, signers)?);
         check_version(role, "snapshot", meta.version.get(), new.version().get())?;
         self.check_expiry(role, new.expires())?;
-        self.store.store(&format!("{role}.json"), &bytes)?;
+        self.keep(role, &bytes, new.version().get(), |stored| {
+            TargetsMetadata::verified(role, stored, signers).is_ok()
+        })?;
         self.delegated.insert(role.to_string(), new.clone());
         Ok(new)
     }
@@ -817,6 +849,21 @@ impl<S: MetadataSource> Updater<S> {
         self.verify_top_level(role, &signed).ok()?;
         Some(signed)
     }
+}
+
+/// `target`, found for `name` in `role`, with the descriptor it signs.
+fn verified(name: &str, role: String, target: Target) -> Result<VerifiedTarget> {
+    Ok(VerifiedTarget {
+        descriptor: descriptor_from_target(name, &target)?,
+        name: name.to_string(),
+        role,
+        target,
+    })
+}
+
+/// Whether `bytes` are a root signed by its own keys (the check the store's root gets).
+fn is_root(bytes: &[u8]) -> bool {
+    trusted_root(bytes).is_ok()
 }
 
 /// Whether `meta` names a SHA-256 and `bytes` have it.

@@ -246,13 +246,11 @@ impl Verifier {
     /// The warm state for the copy at `metadata`, opened from the trusted metadata on first
     /// use.
     fn session(&self, metadata: &Repository) -> Result<Arc<tokio::sync::Mutex<Session>>> {
-        let mut sessions = self.sessions.lock().expect("not poisoned");
-        if let Some(session) = sessions.get(metadata) {
+        if let Some(session) = self.sessions.lock().expect("not poisoned").get(metadata) {
             return Ok(session.clone());
         }
-        if sessions.len() >= MAX_SESSIONS {
-            sessions.retain(|_, session| Arc::strong_count(session) > 1);
-        }
+        // Opened without holding the map: reading and checking the stored metadata takes a
+        // while, and other verifications need the map meanwhile.
         let updater = Updater::open(
             RegistrySource::new(self.registry.clone(), metadata.clone()),
             self.store.clone(),
@@ -260,12 +258,18 @@ impl Verifier {
             self.trust.limits,
             Expiration::Enforce,
         )?;
-        let session = Arc::new(tokio::sync::Mutex::new(Session {
-            updater,
-            refreshed: None,
-        }));
-        sessions.insert(metadata.clone(), session.clone());
-        Ok(session)
+        let mut sessions = self.sessions.lock().expect("not poisoned");
+        if sessions.len() >= MAX_SESSIONS {
+            // Sessions in use stay: as many as verifications run at once.
+            sessions.retain(|_, session| Arc::strong_count(session) > 1);
+        }
+        let session = sessions.entry(metadata.clone()).or_insert_with(|| {
+            Arc::new(tokio::sync::Mutex::new(Session {
+                updater,
+                refreshed: None,
+            }))
+        });
+        Ok(session.clone())
     }
 
     /// Checks that the registry serves the signed object: the tag (when given) points at the
