@@ -338,7 +338,6 @@ async fn search_fetches_only_roles_on_the_path() {
     assert_eq!(
         cached,
         [
-            "root.json",
             "snapshot.json",
             "targets.json",
             "team-3.json",

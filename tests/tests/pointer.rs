@@ -539,3 +539,38 @@ async fn a_session_left_on_an_older_root_stores_nothing_beside_a_newer_one() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_revocation_seen_through_one_copy_holds_for_all_within_the_refresh_interval() {
+    // With a refresh interval a copy is not read again for a while. A revocation the verifier
+    // has seen through another copy meanwhile holds for it anyway.
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache,
+        client,
+    } = mirrored().await;
+    let mut trust = org.trust(None, Some(cache.path()));
+    trust.refresh_interval = Duration::from_secs(600);
+    let verifier = Verifier::new(client, trust).unwrap();
+    verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
+    org.editor(&registry)
+        .await
+        .remove(
+            "solo/app:v1",
+            "targets",
+            &org.targets_key().await,
+            tuf_oci_tests::expiries().targets,
+        )
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    for image in [registry.image("solo/app:v1"), mirror.image("solo/app:v1")] {
+        let err = verifier.verify(&image).await.unwrap_err();
+        assert!(
+            matches!(err, Error::TargetNotSigned { .. }),
+            "{image}: {err}"
+        );
+    }
+}

@@ -132,3 +132,58 @@ async fn snapshot_dropping_a_role_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn trusted_metadata_that_cannot_be_read_fails_closed() {
+    // A stored file that is there but cannot be read (an I/O error; here a link to itself) is
+    // not "nothing stored": taken so, the trusted root or an older timestamp would be stored
+    // in its place, and the versions it held would no longer be compared with.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["root.json", "timestamp.json", "snapshot.json"] {
+        let looped = dir.join(name);
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        let err = org
+            .verifier(&registry, cache.path())
+            .verify(&registry.image("solo/app:v1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Io { ref path, .. } if *path == looped),
+            "{name}: {err}"
+        );
+        std::fs::remove_file(&looped).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_store_locked_too_long_by_another_process_fails_closed() {
+    // Updaters sharing a store directory (the service and the executable containerd runs per
+    // pull) take its lock to compare and store. A process that keeps it does not hang
+    // verification: the wait is bounded and the error names the lock.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = dir.join(".lock");
+    let held = std::fs::File::create(&lock).unwrap();
+    held.lock().unwrap();
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Io { ref path, ref cause } if *path == lock && cause.to_string().contains("locked by another process")),
+        "{err}"
+    );
+    held.unlock().unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+}

@@ -103,7 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn open(dir: &Path, source: HttpSource) -> anyhow::Result<Updater<HttpSource>> {
     let store = TrustedStore::at(dir);
     let root = store
-        .load("root.json")
+        .load("root.json")?
         .with_context(|| format!("no trusted root in {} (run init)", dir.display()))?;
     Ok(Updater::open(
         source,

@@ -3,58 +3,87 @@
 //! read back and verified is ignored and rebuilt from the trusted root, never trusted.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+
+/// Longest wait for another process's lock on a store directory: holders keep it for one
+/// comparison and one write, so a longer hold is a stuck or hostile process, and verification
+/// fails rather than waits for it.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The trusted metadata of one TUF repository, in a directory or in memory. Clones share it:
 /// updaters reading different copies of the repository compare what each fetches with what
 /// any of them trusted.
-#[derive(Debug, Clone)]
-pub enum TrustedStore {
-    /// Files in a directory, kept between runs.
-    Dir(PathBuf),
-    /// Kept only as long as the process, by file name.
-    Memory(Arc<Mutex<HashMap<String, Vec<u8>>>>),
+#[derive(Debug, Clone, Default)]
+pub struct TrustedStore {
+    place: Place,
 }
 
-impl Default for TrustedStore {
+#[derive(Debug, Clone)]
+enum Place {
+    /// Files in a directory, kept between runs.
+    Dir(PathBuf),
+    /// Kept only as long as the process.
+    Memory(Arc<Memory>),
+}
+
+impl Default for Place {
     fn default() -> Self {
-        TrustedStore::in_memory()
+        Place::Memory(Arc::default())
     }
 }
 
+#[derive(Debug, Default)]
+struct Memory {
+    files: Mutex<HashMap<String, Vec<u8>>>,
+    /// See [`TrustedStore::lock`].
+    writing: Mutex<()>,
+}
+
 impl TrustedStore {
-    /// Persists into `dir` (created when missing).
+    /// Persists into `dir` (created when missing, for the owner only).
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        TrustedStore::Dir(dir.into())
+        TrustedStore {
+            place: Place::Dir(dir.into()),
+        }
     }
 
     /// Keeps nothing between runs.
     pub fn in_memory() -> Self {
-        TrustedStore::Memory(Arc::default())
+        TrustedStore::default()
     }
 
-    /// The bytes stored under `name` (`root.json`, `team-a.json`), if any.
-    pub fn load(&self, name: &str) -> Option<Vec<u8>> {
-        match self {
-            TrustedStore::Dir(dir) => std::fs::read(dir.join(encode_file_name(name))).ok(),
-            TrustedStore::Memory(files) => files.lock().expect("not poisoned").get(name).cloned(),
+    /// The bytes stored under `name` (`root.json`, `team-a.json`), or `None` when there are
+    /// none. A file that is there but cannot be read is an error: taken for "nothing stored",
+    /// it would let older metadata be stored in its place.
+    pub fn load(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match &self.place {
+            Place::Dir(dir) => {
+                let path = dir.join(encode_file_name(name));
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+            Place::Memory(memory) => Ok(memory.files().get(name).cloned()),
         }
     }
 
     /// Replaces `name` with `bytes` atomically.
     pub fn store(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let dir = match self {
-            TrustedStore::Dir(dir) => dir,
-            TrustedStore::Memory(files) => {
-                let mut files = files.lock().expect("not poisoned");
-                files.insert(name.to_string(), bytes.to_vec());
+        let dir = match &self.place {
+            Place::Dir(dir) => dir,
+            Place::Memory(memory) => {
+                memory.files().insert(name.to_string(), bytes.to_vec());
                 return Ok(());
             }
         };
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        create_dir(dir)?;
         let path = dir.join(encode_file_name(name));
         // A temporary file of its own: verifiers in other processes (containerd runs one per
         // pull) may store the same name at the same time.
@@ -65,38 +94,57 @@ impl TrustedStore {
     }
 
     /// Held while one updater compares what is stored with what it would store, and stores
-    /// it: updaters in this process, and in other processes sharing the directory (containerd
-    /// runs a verifier per pull beside the long-running service), wait for each other.
-    pub fn lock(&self) -> Result<StoreLock> {
-        static IN_PROCESS: Mutex<()> = Mutex::new(());
-        let in_process = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-        let file = match self {
-            TrustedStore::Dir(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                let path = dir.join(".lock");
-                let file = std::fs::OpenOptions::new()
+    /// it. A directory is locked with a file lock (`.lock`, the owner's only), so updaters in
+    /// other processes sharing it wait too: containerd runs a verifier per pull beside the
+    /// long-running service.
+    pub fn lock(&self) -> Result<StoreLock<'_>> {
+        let dir = match &self.place {
+            Place::Dir(dir) => dir,
+            Place::Memory(memory) => {
+                let held = memory.writing.lock().unwrap_or_else(|e| e.into_inner());
+                return Ok(StoreLock::Memory(held));
+            }
+        };
+        create_dir(dir)?;
+        let path = dir.join(".lock");
+        // Read-only is enough for a file lock, and works when another user created the file.
+        let file = std::fs::File::open(&path)
+            .or_else(|_| {
+                std::fs::OpenOptions::new()
                     .create(true)
                     .truncate(false)
                     .write(true)
+                    .mode(0o600)
                     .open(&path)
-                    .map_err(|e| Error::io(&path, e))?;
-                file.lock().map_err(|e| Error::io(&path, e))?;
-                Some(file)
+            })
+            .map_err(|e| Error::io(&path, e))?;
+        let since = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(StoreLock::File(file)),
+                Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::io(
+                        &path,
+                        std::io::Error::other(format!(
+                            "locked by another process for {} s",
+                            LOCK_WAIT.as_secs()
+                        )),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
             }
-            TrustedStore::Memory(_) => None,
-        };
-        Ok(StoreLock {
-            _file: file,
-            _in_process: in_process,
-        })
+        }
     }
 
     /// Forgets `name` (timestamp and snapshot after their keys rotate, TUF 5.3.11).
     pub fn remove(&self, name: &str) -> Result<()> {
-        let dir = match self {
-            TrustedStore::Dir(dir) => dir,
-            TrustedStore::Memory(files) => {
-                files.lock().expect("not poisoned").remove(name);
+        let dir = match &self.place {
+            Place::Dir(dir) => dir,
+            Place::Memory(memory) => {
+                memory.files().remove(name);
                 return Ok(());
             }
         };
@@ -108,11 +156,28 @@ impl TrustedStore {
     }
 }
 
+impl Memory {
+    fn files(&self) -> MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// See [`TrustedStore::lock`]; released when dropped (the file lock with its file).
 #[derive(Debug)]
-pub struct StoreLock {
-    _file: Option<std::fs::File>,
-    _in_process: std::sync::MutexGuard<'static, ()>,
+pub enum StoreLock<'a> {
+    /// A directory's lock file, locked.
+    File(std::fs::File),
+    /// An in-memory store's lock.
+    Memory(MutexGuard<'a, ()>),
+}
+
+/// Creates `dir` and missing parents, readable and writable by the owner only.
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// Percent-encodes everything but `A-Za-z0-9-._~`, as TUF clients name files after role and
@@ -146,11 +211,11 @@ mod tests {
             TrustedStore::at(dir.path().join("cache")),
             TrustedStore::in_memory(),
         ] {
-            assert_eq!(store.load("a/b.json"), None);
+            assert_eq!(store.load("a/b.json").unwrap(), None);
             store.clone().store("a/b.json", b"x").unwrap();
-            assert_eq!(store.load("a/b.json").as_deref(), Some(&b"x"[..]));
+            assert_eq!(store.load("a/b.json").unwrap().as_deref(), Some(&b"x"[..]));
             store.remove("a/b.json").unwrap();
-            assert_eq!(store.load("a/b.json"), None);
+            assert_eq!(store.load("a/b.json").unwrap(), None);
         }
     }
 }

@@ -126,17 +126,14 @@ impl<S: MetadataSource> Updater<S> {
         expiration: Expiration,
     ) -> Result<Self> {
         let bootstrap = (trusted_root(bootstrap_root)?, bootstrap_root.to_vec());
-        let cached = store
-            .load("root.json")
+        // Nothing is stored here: the store holds a root only once the chain has gone past
+        // the bootstrap root, and storing that one could replace a newer root another
+        // updater stored meanwhile.
+        let (root, root_bytes) = store
+            .load("root.json")?
             .and_then(|bytes| Some((trusted_root(&bytes).ok()?, bytes)))
-            .filter(|(cached, _)| cached.signed.version >= bootstrap.0.signed.version);
-        let (root, root_bytes) = match cached {
-            Some(cached) => cached,
-            None => {
-                store.store("root.json", &bootstrap.1)?;
-                bootstrap
-            }
-        };
+            .filter(|(cached, _)| cached.signed.version >= bootstrap.0.signed.version)
+            .unwrap_or(bootstrap);
         let mut updater = Updater {
             source,
             store,
@@ -150,16 +147,16 @@ impl<S: MetadataSource> Updater<S> {
             targets: None,
             delegated: HashMap::new(),
         };
-        updater.timestamp = updater.load_cached("timestamp");
-        updater.snapshot = updater.load_cached("snapshot");
-        updater.targets = updater.load_targets().map(Arc::new);
+        updater.timestamp = updater.load_cached("timestamp")?;
+        updater.snapshot = updater.load_cached("snapshot")?;
+        updater.targets = updater.load_targets()?.map(Arc::new);
         Ok(updater)
     }
 
     /// Runs the top-level update: root chain, timestamp, snapshot and targets (TUF 5.3–5.5).
     pub async fn refresh(&mut self) -> Result<()> {
         self.now = jiff::Timestamp::now();
-        self.catch_up();
+        self.catch_up()?;
         // Root N+1 and the timestamp are independent downloads: fetched together they cost one
         // round trip. The timestamp is still checked after the root chain is followed (TUF 5.3
         // before 5.4), with the newest root's keys. A client missing snapshot or top-level
@@ -469,7 +466,7 @@ impl<S: MetadataSource> Updater<S> {
                 // and its to keep. The chain goes on; ending short of the stored root is a
                 // rollback (below).
                 if self
-                    .stored_newer("root.json", version - 1, is_root)
+                    .stored_newer("root.json", version - 1, is_root)?
                     .is_none()
                 {
                     // Forgotten before the new root is stored, so that an interruption cannot
@@ -484,7 +481,7 @@ impl<S: MetadataSource> Updater<S> {
             self.root_bytes = bytes;
         }
         let current = self.root.signed.version.get();
-        if let Some(stored) = self.stored_newer("root.json", current, is_root) {
+        if let Some(stored) = self.stored_newer("root.json", current, is_root)? {
             return Err(Error::Rollback {
                 role: "root".into(),
                 trusted: stored,
@@ -500,33 +497,34 @@ impl<S: MetadataSource> Updater<S> {
     /// versions than the client has seen, and miss the rollback. Only newer files are taken,
     /// each checked with the trusted root (a newer root is reached through the chain, and a
     /// copy that lacks it is a rollback: [`Self::update_root`]).
-    fn catch_up(&mut self) {
+    pub fn catch_up(&mut self) -> Result<()> {
         let held = self
             .timestamp
             .as_ref()
             .map_or(0, |t| t.signed.version.get());
         let stored = self
             .store
-            .load("timestamp.json")
+            .load("timestamp.json")?
             .and_then(|bytes| signed_version(&bytes));
         if stored.is_none_or(|version| version <= held) {
-            return;
+            return Ok(());
         }
-        let Some(timestamp) = self.load_cached::<Timestamp>("timestamp") else {
-            return;
+        let Some(timestamp) = self.load_cached::<Timestamp>("timestamp")? else {
+            return Ok(());
         };
         self.timestamp = Some(timestamp);
         let held = self.snapshot.as_ref().map_or(0, |s| s.signed.version.get());
         if let Some(snapshot) = self
-            .load_cached::<Snapshot>("snapshot")
+            .load_cached::<Snapshot>("snapshot")?
             .filter(|s| s.signed.version.get() > held)
         {
             self.snapshot = Some(snapshot);
         }
         let held = self.targets.as_ref().map_or(0, |t| t.version().get());
-        if let Some(targets) = self.load_targets().filter(|t| t.version().get() > held) {
+        if let Some(targets) = self.load_targets()?.filter(|t| t.version().get() > held) {
             self.targets = Some(Arc::new(targets));
         }
+        Ok(())
     }
 
     /// Stores `bytes`, version `version` of `role`, unless the store holds a newer version
@@ -544,10 +542,10 @@ impl<S: MetadataSource> Updater<S> {
         let _lock = self.store.lock()?;
         let root = self.root.signed.version.get();
         for (role, stored, fetched) in [
-            ("root", self.stored_newer("root.json", root, is_root), root),
+            ("root", self.stored_newer("root.json", root, is_root)?, root),
             (
                 role,
-                self.stored_newer(&format!("{role}.json"), version, signed),
+                self.stored_newer(&format!("{role}.json"), version, signed)?,
                 version,
             ),
         ] {
@@ -568,10 +566,12 @@ impl<S: MetadataSource> Updater<S> {
         file: &str,
         version: u64,
         signed: impl FnOnce(&[u8]) -> bool,
-    ) -> Option<u64> {
-        let stored = self.store.load(file)?;
-        let stored_version = signed_version(&stored).filter(|stored| *stored > version)?;
-        signed(&stored).then_some(stored_version)
+    ) -> Result<Option<u64>> {
+        let Some(stored) = self.store.load(file)? else {
+            return Ok(None);
+        };
+        let newer = signed_version(&stored).filter(|stored| *stored > version);
+        Ok(newer.filter(|_| signed(&stored)))
     }
 
     /// The current timestamp's bytes. The trusted copy, when still current, is not downloaded
@@ -580,7 +580,7 @@ impl<S: MetadataSource> Updater<S> {
         let limit = self.limits.timestamp;
         let fetched = match self
             .store
-            .load("timestamp.json")
+            .load("timestamp.json")?
             .filter(|_| self.timestamp.is_some())
         {
             Some(held) => {
@@ -716,7 +716,7 @@ impl<S: MetadataSource> Updater<S> {
                 .map(|()| held.clone()),
             None => self
                 .store
-                .load(&format!("{role}.json"))
+                .load(&format!("{role}.json"))?
                 .and_then(|bytes| TargetsMetadata::verified(role, &bytes, signers).ok())
                 .map(Arc::new),
         };
@@ -826,18 +826,19 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     /// Reads a top-level role from the store, keeping it only if the trusted root signs it.
-    fn load_cached<T>(&self, role: &str) -> Option<Signed<T>>
+    fn load_cached<T>(&self, role: &str) -> Result<Option<Signed<T>>>
     where
         T: Role + serde::Serialize + DeserializeOwned,
     {
-        let bytes = self.store.load(&format!("{role}.json"))?;
-        self.signed_by_root(role, &bytes)
+        let stored = self.store.load(&format!("{role}.json"))?;
+        Ok(stored.and_then(|bytes| self.signed_by_root(role, &bytes)))
     }
 
     /// Top-level targets from the store, if the trusted root signs it.
-    fn load_targets(&self) -> Option<TargetsMetadata> {
-        let bytes = self.store.load("targets.json")?;
-        TargetsMetadata::verified("targets", &bytes, &self.root.signed).ok()
+    fn load_targets(&self) -> Result<Option<TargetsMetadata>> {
+        let stored = self.store.load("targets.json")?;
+        Ok(stored
+            .and_then(|bytes| TargetsMetadata::verified("targets", &bytes, &self.root.signed).ok()))
     }
 
     /// `bytes` as top-level `role`, if they parse and the trusted root signs them.

@@ -205,6 +205,9 @@ impl Verifier {
         let mut session = self.session(metadata)?.lock_owned().await;
         match session.refreshed {
             Some(at) if at.elapsed() < self.trust.refresh_interval => {
+                // No copy is read within the interval, but what other sessions stored since is
+                // taken up: a revocation seen through one copy holds for every copy.
+                session.updater.catch_up()?;
                 session.updater.check_unexpired()?;
             }
             _ => {
