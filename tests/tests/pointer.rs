@@ -141,6 +141,20 @@ async fn refused_as_rollback(
     }
 }
 
+/// Has top-level targets stop signing `solo/app:v1` (published separately).
+async fn revoke(registry: &TestRegistry, org: &Org) {
+    org.editor(registry)
+        .await
+        .remove(
+            "solo/app:v1",
+            "targets",
+            &org.targets_key().await,
+            tuf_oci_tests::expiries().targets,
+        )
+        .await
+        .unwrap();
+}
+
 /// Waits until `proxy` has been asked for `count` paths ending with `suffix`.
 async fn asked(proxy: &HostileRegistry, suffix: &str, count: usize) {
     let times = || {
@@ -287,17 +301,7 @@ async fn pointer_to_an_older_copy_is_a_rollback() {
     first.verify(&registry.image("solo/app:v1")).await.unwrap();
     // The copy is current yet: the verifier reads it too.
     first.verify(&mirror.image("solo/app:v1")).await.unwrap();
-    let targets = org.targets_key().await;
-    org.editor(&registry)
-        .await
-        .remove(
-            "solo/app:v1",
-            "targets",
-            &targets,
-            tuf_oci_tests::expiries().targets,
-        )
-        .await
-        .unwrap();
+    revoke(&registry, &org).await;
     org.publish(&registry).await;
     let err = first
         .verify(&registry.image("solo/app:v1"))
@@ -462,16 +466,7 @@ async fn a_copy_taken_after_a_key_rotation_cannot_bring_back_a_revoked_image() {
     let (fresh, root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
     resign_snapshot(&registry, &org, &root.signed, &fresh).await;
     copy_solo(&registry, &mirror);
-    org.editor(&registry)
-        .await
-        .remove(
-            "solo/app:v1",
-            "targets",
-            &org.targets_key().await,
-            tuf_oci_tests::expiries().targets,
-        )
-        .await
-        .unwrap();
+    revoke(&registry, &org).await;
     org.editor(&registry)
         .await
         .publish(
@@ -555,16 +550,7 @@ async fn a_revocation_seen_through_one_copy_holds_for_all_within_the_refresh_int
     trust.refresh_interval = Duration::from_secs(600);
     let verifier = Verifier::new(client, trust).unwrap();
     verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
-    org.editor(&registry)
-        .await
-        .remove(
-            "solo/app:v1",
-            "targets",
-            &org.targets_key().await,
-            tuf_oci_tests::expiries().targets,
-        )
-        .await
-        .unwrap();
+    revoke(&registry, &org).await;
     org.publish(&registry).await;
     for image in [registry.image("solo/app:v1"), mirror.image("solo/app:v1")] {
         let err = verifier.verify(&image).await.unwrap_err();

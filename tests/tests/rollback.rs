@@ -10,6 +10,16 @@ async fn signed_repo(registry: &TestRegistry) -> Org {
     tuf_oci_tests::solo(registry, true).await.0
 }
 
+/// A signed repository, a cache directory, and in it the directory of the org's trusted root.
+async fn with_trust_dir() -> (TestRegistry, Org, tempfile::TempDir, std::path::PathBuf) {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
+    std::fs::create_dir_all(&dir).unwrap();
+    (registry, org, cache, dir)
+}
+
 #[tokio::test]
 async fn older_timestamp_pushed_back_is_refused_across_restarts() {
     let registry = TestRegistry::start();
@@ -138,11 +148,7 @@ async fn trusted_metadata_that_cannot_be_read_fails_closed() {
     // A stored file that is there but cannot be read (an I/O error; here a link to itself) is
     // not "nothing stored": taken so, the trusted root or an older timestamp would be stored
     // in its place, and the versions it held would no longer be compared with.
-    let registry = TestRegistry::start();
-    let org = signed_repo(&registry).await;
-    let cache = tempfile::tempdir().unwrap();
-    let dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (registry, org, cache, dir) = with_trust_dir().await;
     for name in ["root.json", "timestamp.json", "snapshot.json"] {
         let looped = dir.join(name);
         std::os::unix::fs::symlink(&looped, &looped).unwrap();
@@ -164,11 +170,7 @@ async fn a_store_locked_too_long_by_another_process_fails_closed() {
     // Updaters sharing a store directory (the service and the executable containerd runs per
     // pull) take its lock to compare and store. A process that keeps it does not hang
     // verification: the wait is bounded and the error names the lock.
-    let registry = TestRegistry::start();
-    let org = signed_repo(&registry).await;
-    let cache = tempfile::tempdir().unwrap();
-    let dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (registry, org, cache, dir) = with_trust_dir().await;
     let lock = dir.join(".lock");
     let held = std::fs::File::create(&lock).unwrap();
     held.lock().unwrap();
