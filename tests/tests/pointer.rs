@@ -560,3 +560,99 @@ async fn a_revocation_seen_through_one_copy_holds_for_all_within_the_refresh_int
         );
     }
 }
+
+#[tokio::test]
+async fn a_key_rotation_seen_through_one_copy_holds_for_all_within_the_refresh_interval() {
+    // Root 2 moves the timestamp to a new key and starts its versions again (TUF 5.3.11);
+    // then an image is revoked. A session still at root 1 holds a higher timestamp version
+    // than the new one and cannot check what the new key signs: within its refresh interval
+    // it must read its copy (which lacks root 2) rather than answer from what it holds.
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache,
+        client,
+    } = mirrored().await;
+    for _ in 0..3 {
+        org.publish(&registry).await;
+    }
+    copy_solo(&registry, &mirror);
+    let mut trust = org.trust(None, Some(cache.path()));
+    trust.refresh_interval = Duration::from_secs(600);
+    let verifier = Verifier::new(client, trust).unwrap();
+    verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
+    let (fresh, root) = craft::rotate_to_new_key(&registry, &org, RoleType::Timestamp).await;
+    let fresh = std::slice::from_ref(&fresh);
+    craft::forge_timestamp(&registry, &org, &root.signed, fresh, |timestamp| {
+        timestamp.version = std::num::NonZeroU64::MIN;
+    })
+    .await;
+    revoke(&registry, &org).await;
+    org.editor(&registry)
+        .await
+        .publish(
+            &[org.key("snapshot").await],
+            fresh,
+            &tuf_oci_tests::expiries(),
+        )
+        .await
+        .unwrap();
+    let err = verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+    refused_as_rollback([verifier], &mirror.image("solo/app:v1"), "root").await;
+}
+
+#[tokio::test]
+async fn part_of_an_update_stored_by_another_process_is_not_answered_from() {
+    // A copy answers with the current timestamp, then with junk for the snapshot it names:
+    // the verifier reading it stores the timestamp, not the snapshot. Another verifier on the
+    // same trusted metadata, within its refresh interval, takes up that timestamp and must not
+    // answer from the older snapshot it holds.
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut trust = org.trust(None, Some(cache.path()));
+    trust.refresh_interval = Duration::from_secs(600);
+    let verifier = Verifier::new(client_for(&[&registry.host]), trust.clone()).unwrap();
+    verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+
+    revoke(&registry, &org).await;
+    org.publish(&registry).await;
+    let timestamp: Signed<Timestamp> =
+        craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let version = timestamp.signed.meta["snapshot.json"].version;
+    let snapshot = registry
+        .get_file(&org.metadata, &format!("{version}.snapshot.json"))
+        .await;
+    let snapshot_digest = tuf_oci::layout::sha256_digest(&snapshot);
+    let junk = |path_suffix: String| Rule::Replace {
+        path_suffix,
+        body: b"junk".to_vec(),
+        content_type: "application/octet-stream".into(),
+    };
+    let broken = HostileRegistry::start(
+        &registry.host,
+        vec![
+            junk(format!("/{version}.snapshot.json")),
+            junk(snapshot_digest.clone()),
+        ],
+    )
+    .await;
+    let other = Verifier::new(client_for(&[&broken.host]), trust).unwrap();
+    let through_broken = tuf_oci::ImageRef::parse(&format!("{}/solo/app:v1", broken.host)).unwrap();
+    let err = other.verify(&through_broken).await.unwrap_err();
+    assert!(err.to_string().contains(&snapshot_digest), "{err}");
+
+    let err = verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+}

@@ -218,8 +218,10 @@ pub fn check_role_name(name: &str) -> Result<()> {
     let versioned = name
         .split_once('.')
         .is_some_and(|(start, _)| start.bytes().all(|b| b.is_ascii_digit()));
-    if !valid_chars || !first_ok || versioned || name.len() > 64 || TOP_LEVEL_ROLES.contains(&name)
-    {
+    let top_level = TOP_LEVEL_ROLES
+        .iter()
+        .any(|top| top.eq_ignore_ascii_case(name));
+    if !valid_chars || !first_ok || versioned || name.len() > 64 || top_level {
         return Err(Error::Usage(format!(
             "role name {name:?} must match [A-Za-z0-9_][A-Za-z0-9._-]*, be at most 64 characters, \
              not begin with digits and a dot, and not be a top-level role name"
@@ -304,6 +306,7 @@ mod tests {
             "-a",
             "a/b",
             "snapshot",
+            "Snapshot",
             "a:b",
             "2024.q1",
             &"x".repeat(65),

@@ -234,8 +234,12 @@ fn delegations(json: &Map<String, Value>) -> std::result::Result<Vec<Delegation>
         .map(|role| {
             let entry = Entry::deserialize(role).map_err(|e| format!("delegations.roles: {e}"))?;
             // Role names are unique across the repository, and trusted metadata is kept under
-            // them: a delegated `root` would take the trusted root's place.
-            if TOP_LEVEL_ROLES.contains(&entry.name.as_str()) {
+            // them: a delegated `root` (or `Root`, on a file system that ignores case) would
+            // take the trusted root's place.
+            if TOP_LEVEL_ROLES
+                .iter()
+                .any(|top| top.eq_ignore_ascii_case(&entry.name))
+            {
                 return Err(format!(
                     "delegations.roles: a delegated role may not be named {:?}, a top-level role",
                     entry.name
@@ -463,7 +467,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root_key = key(&dir, "targets").await;
         let root = root_trusting(&root_key);
-        for name in ["root", "timestamp", "snapshot", "targets"] {
+        for name in [
+            "root",
+            "timestamp",
+            "snapshot",
+            "targets",
+            "Root",
+            "TIMESTAMP",
+        ] {
             let mut top = Targets::new("1.0.0".into(), NonZeroU64::MIN, jiff::Timestamp::MAX);
             top.delegations = Some(Delegations {
                 keys: HashMap::new(),

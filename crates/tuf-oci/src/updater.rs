@@ -156,6 +156,7 @@ impl<S: MetadataSource> Updater<S> {
     /// Runs the top-level update: root chain, timestamp, snapshot and targets (TUF 5.3–5.5).
     pub async fn refresh(&mut self) -> Result<()> {
         self.now = jiff::Timestamp::now();
+        // Whatever it finds, the update below reads the rest from this one's copy.
         self.catch_up()?;
         // Root N+1 and the timestamp are independent downloads: fetched together they cost one
         // round trip. The timestamp is still checked after the root chain is followed (TUF 5.3
@@ -495,36 +496,64 @@ impl<S: MetadataSource> Updater<S> {
     /// updaters reading other copies of the repository (where other images' pointers lead),
     /// or in other processes. Left behind, this one would compare a stale copy with older
     /// versions than the client has seen, and miss the rollback. Only newer files are taken,
-    /// each checked with the trusted root (a newer root is reached through the chain, and a
-    /// copy that lacks it is a rollback: [`Self::update_root`]).
-    pub fn catch_up(&mut self) -> Result<()> {
+    /// each checked with the trusted root.
+    ///
+    /// Returns whether what this one holds is whole and current with the store. It is not
+    /// when the store holds a newer root (another updater followed a key rotation; the chain
+    /// is followed from this one's copy, and a copy that lacks the root is a rollback:
+    /// [`Self::update_root`]), a newer file the trusted root does not sign, or when timestamp,
+    /// snapshot and targets held do not name each other (another updater stored part of an
+    /// update). Callers then update before they answer.
+    pub fn catch_up(&mut self) -> Result<bool> {
+        let root = self.root.signed.version.get();
+        if self.stored_version("root.json")? > root {
+            return Ok(false);
+        }
         let held = self
             .timestamp
             .as_ref()
             .map_or(0, |t| t.signed.version.get());
-        let stored = self
-            .store
-            .load("timestamp.json")?
-            .and_then(|bytes| signed_version(&bytes));
-        if stored.is_none_or(|version| version <= held) {
-            return Ok(());
+        if self.stored_version("timestamp.json")? > held {
+            let Some(timestamp) = self.load_cached::<Timestamp>("timestamp")? else {
+                return Ok(false);
+            };
+            self.timestamp = Some(timestamp);
+            let held = self.snapshot.as_ref().map_or(0, |s| s.signed.version.get());
+            if self.stored_version("snapshot.json")? > held {
+                let Some(snapshot) = self.load_cached::<Snapshot>("snapshot")? else {
+                    return Ok(false);
+                };
+                self.snapshot = Some(snapshot);
+            }
+            let held = self.targets.as_ref().map_or(0, |t| t.version().get());
+            if let Some(targets) = self.load_targets()?.filter(|t| t.version().get() > held) {
+                self.targets = Some(Arc::new(targets));
+            }
         }
-        let Some(timestamp) = self.load_cached::<Timestamp>("timestamp")? else {
-            return Ok(());
+        Ok(self.is_whole())
+    }
+
+    /// Whether timestamp, snapshot and top-level targets are held, each the version the one
+    /// before names.
+    fn is_whole(&self) -> bool {
+        let (Some(timestamp), Some(snapshot), Some(targets)) =
+            (&self.timestamp, &self.snapshot, &self.targets)
+        else {
+            return false;
         };
-        self.timestamp = Some(timestamp);
-        let held = self.snapshot.as_ref().map_or(0, |s| s.signed.version.get());
-        if let Some(snapshot) = self
-            .load_cached::<Snapshot>("snapshot")?
-            .filter(|s| s.signed.version.get() > held)
-        {
-            self.snapshot = Some(snapshot);
-        }
-        let held = self.targets.as_ref().map_or(0, |t| t.version().get());
-        if let Some(targets) = self.load_targets()?.filter(|t| t.version().get() > held) {
-            self.targets = Some(Arc::new(targets));
-        }
-        Ok(())
+        let named_snapshot = snapshot_version(timestamp).map(|meta| meta.version);
+        let named_targets = self.snapshot_meta("targets").map(|meta| meta.version);
+        named_snapshot.is_ok_and(|version| version == snapshot.signed.version)
+            && named_targets == Some(targets.version())
+    }
+
+    /// The `signed.version` of `file` in the store; 0 when there is none or it has none.
+    fn stored_version(&self, file: &str) -> Result<u64> {
+        Ok(self
+            .store
+            .load(file)?
+            .and_then(|bytes| signed_version(&bytes))
+            .unwrap_or(0))
     }
 
     /// Stores `bytes`, version `version` of `role`, unless the store holds a newer version

@@ -203,17 +203,17 @@ impl Verifier {
         metadata: &Repository,
     ) -> Result<tokio::sync::OwnedMutexGuard<Session>> {
         let mut session = self.session(metadata)?.lock_owned().await;
-        match session.refreshed {
-            Some(at) if at.elapsed() < self.trust.refresh_interval => {
-                // No copy is read within the interval, but what other sessions stored since is
-                // taken up: a revocation seen through one copy holds for every copy.
-                session.updater.catch_up()?;
-                session.updater.check_unexpired()?;
-            }
-            _ => {
-                session.updater.refresh().await?;
-                session.refreshed = Some(Instant::now());
-            }
+        let within_interval = session
+            .refreshed
+            .is_some_and(|at| at.elapsed() < self.trust.refresh_interval);
+        // No copy is read within the interval, but what other sessions stored since is taken
+        // up: a revocation seen through one copy holds for every copy. What cannot be taken up
+        // so (a new root, part of an update) is read from the copy at once.
+        if within_interval && session.updater.catch_up()? {
+            session.updater.check_unexpired()?;
+        } else {
+            session.updater.refresh().await?;
+            session.refreshed = Some(Instant::now());
         }
         Ok(session)
     }
