@@ -104,18 +104,41 @@ pub fn metafile(version: u64, bytes: &[u8]) -> Metafile {
     }
 }
 
+/// The published state: the current timestamp and the snapshot it names, with its bytes.
+pub struct Published {
+    /// `timestamp.json`.
+    pub timestamp: Signed<Timestamp>,
+    /// The snapshot the timestamp names.
+    pub snapshot: Signed<Snapshot>,
+    /// The snapshot's bytes as stored.
+    pub snapshot_bytes: Vec<u8>,
+}
+
+/// Reads the org's published state from `registry`.
+pub async fn published(registry: &TestRegistry, org: &Org) -> Published {
+    let timestamp: Signed<Timestamp> =
+        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    let version = timestamp.signed.meta["snapshot.json"].version;
+    let snapshot_bytes = registry
+        .get_file(&org.metadata, &format!("{version}.snapshot.json"))
+        .await;
+    Published {
+        timestamp,
+        snapshot: parse(&snapshot_bytes),
+        snapshot_bytes,
+    }
+}
+
 /// Publishes `roles` (name, signed bytes) with the org's snapshot and timestamp keys, without
 /// any of the editor's checks: a new snapshot on top of the current one and a timestamp for it.
 pub async fn publish_raw(registry: &TestRegistry, org: &Org, roles: &[(&str, Vec<u8>)]) {
     let repo = &org.metadata;
     let root: Signed<Root> = parse(&org.root);
-    let timestamp: Signed<Timestamp> = parse(&registry.get_file(repo, "timestamp.json").await);
-    let snapshot_version = timestamp.signed.meta["snapshot.json"].version.get();
-    let mut snapshot: Signed<Snapshot> = parse(
-        &registry
-            .get_file(repo, &format!("{snapshot_version}.snapshot.json"))
-            .await,
-    );
+    let Published {
+        timestamp,
+        mut snapshot,
+        ..
+    } = published(registry, org).await;
     for (role, bytes) in roles {
         let version =
             serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["signed"]["version"]

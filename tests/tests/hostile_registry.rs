@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tough::schema::{Signed, Timestamp};
+
 use tuf_oci::layout::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use tuf_oci::{Error, Registry, RegistryConfig, TrustConfig, Verifier};
 use tuf_oci_tests::craft;
@@ -47,13 +47,9 @@ async fn blob_with_other_bytes_is_refused() {
     let (org, _) = solo(&registry, true).await;
     // The snapshot is read as a blob, by the digest the timestamp names, once the manifests
     // that embed it (its head and its version's tag) are junk.
-    let timestamp: Signed<Timestamp> =
-        craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
-    let version = timestamp.signed.meta["snapshot.json"].version;
-    let snapshot = registry
-        .get_file(&org.metadata, &format!("{version}.snapshot.json"))
-        .await;
-    let layer = tuf_oci::layout::sha256_digest(&snapshot);
+    let published = craft::published(&registry, &org).await;
+    let version = published.snapshot.signed.version;
+    let layer = tuf_oci::layout::sha256_digest(&published.snapshot_bytes);
     let junk = |tag: String| Rule::Replace {
         path_suffix: format!("/manifests/{tag}"),
         body: b"{}".to_vec(),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tough::schema::{RoleType, Root, Signed, Snapshot, Timestamp};
+use tough::schema::{RoleType, Root};
 use tuf_oci::{Error, Verifier};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, craft, solo};
@@ -106,14 +106,11 @@ async fn resign_snapshot(
     root: &Root,
     key: &tuf_oci::keys::SigningKey,
 ) {
-    let timestamp: Signed<Timestamp> =
-        craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
-    let published = timestamp.signed.meta["snapshot.json"].version.get();
-    let mut snapshot: Signed<Snapshot> = craft::parse(
-        &registry
-            .get_file(&org.metadata, &format!("{published}.snapshot.json"))
-            .await,
-    );
+    let craft::Published {
+        timestamp,
+        mut snapshot,
+        ..
+    } = craft::published(registry, org).await;
     snapshot.signed.version = snapshot.signed.version.saturating_add(1);
     craft::publish_snapshot(
         registry,
@@ -625,13 +622,9 @@ async fn part_of_an_update_stored_by_another_process_is_not_answered_from() {
 
     revoke(&registry, &org).await;
     org.publish(&registry).await;
-    let timestamp: Signed<Timestamp> =
-        craft::parse(&registry.get_file(&org.metadata, "timestamp.json").await);
-    let version = timestamp.signed.meta["snapshot.json"].version;
-    let snapshot = registry
-        .get_file(&org.metadata, &format!("{version}.snapshot.json"))
-        .await;
-    let snapshot_digest = tuf_oci::layout::sha256_digest(&snapshot);
+    let published = craft::published(&registry, &org).await;
+    let version = published.snapshot.signed.version;
+    let snapshot_digest = tuf_oci::layout::sha256_digest(&published.snapshot_bytes);
     let junk = |path_suffix: String| Rule::Replace {
         path_suffix,
         body: b"junk".to_vec(),

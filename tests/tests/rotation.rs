@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU64;
 
-use tough::schema::{RoleType, Root, Signed, Snapshot, Timestamp};
+use tough::schema::{RoleType, Root, Signed};
 use tuf_oci::Error;
 use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry, expiries};
@@ -132,15 +132,13 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
             .await
     };
     verify().await.unwrap();
-    let timestamp: Signed<Timestamp> =
-        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
-    let published = timestamp.signed.meta["snapshot.json"].version.get();
+    let craft::Published {
+        timestamp,
+        snapshot: legit,
+        ..
+    } = craft::published(&registry, &org).await;
+    let published = legit.signed.version.get();
     let next_timestamp = |n: u64| timestamp.signed.version.get() + n;
-    let legit: Signed<Snapshot> = parse(
-        &registry
-            .get_file(&org.metadata, &format!("{published}.snapshot.json"))
-            .await,
-    );
 
     // The snapshot key leaks; a client trusts a snapshot naming targets version 1000.
     let mut inflated = legit.signed.clone();
@@ -218,14 +216,12 @@ async fn targets_signed_by_a_rotated_out_key_is_not_kept() {
             .await
     };
     verify().await.unwrap();
-    let timestamp: Signed<Timestamp> =
-        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
-    let published = timestamp.signed.meta["snapshot.json"].version.get();
-    let old_state: Signed<Snapshot> = parse(
-        &registry
-            .get_file(&org.metadata, &format!("{published}.snapshot.json"))
-            .await,
-    );
+    let craft::Published {
+        timestamp,
+        snapshot: old_state,
+        ..
+    } = craft::published(&registry, &org).await;
+    let published = old_state.signed.version.get();
     let (_, new_root) = craft::rotate_to_new_key(&registry, &org, RoleType::Targets).await;
     let mut stale = old_state.signed.clone();
     stale.version = NonZeroU64::new(published + 1).unwrap();
