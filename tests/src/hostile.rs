@@ -86,6 +86,26 @@ impl HostileRegistry {
     }
 }
 
+impl HostileRegistry {
+    /// Waits until the proxy has been asked for `count` paths ending with `suffix`.
+    pub async fn asked(&self, suffix: &str, count: usize) {
+        let times = || {
+            let seen = self.seen.lock().expect("not poisoned");
+            seen.iter().filter(|path| path.ends_with(suffix)).count()
+        };
+        for _ in 0..1000 {
+            if times() >= count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{suffix} was not asked for {count} times: {:?}",
+            self.seen.lock().expect("not poisoned")
+        );
+    }
+}
+
 /// One request per connection: read it, answer from the rules or forward it.
 async fn serve(
     mut client: TcpStream,

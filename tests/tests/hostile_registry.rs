@@ -360,3 +360,44 @@ async fn copy_from_a_source_listing_a_climbing_tag_writes_nothing_elsewhere() {
         "prod/web:latest is untouched"
     );
 }
+
+#[tokio::test]
+async fn a_delegated_role_that_never_comes_holds_up_only_the_images_it_signs() {
+    // A registry that answers the top-level metadata but never a delegated role (or is that
+    // slow for it) must not hold up images signed by other roles of the same repository.
+    let registry = TestRegistry::start();
+    let team = TeamA::create(&registry).await;
+    let org = &team.org;
+    registry.push_image("other/app", "v1", "other").await;
+    org.sign_in_targets(&registry, "other/app:v1").await;
+    org.publish(&registry).await;
+    let hanging = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Stall {
+            path_suffix: ".team-a.json".into(),
+        }],
+    )
+    .await;
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![hanging.host.clone()],
+        timeout: Duration::from_secs(60),
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let metadata =
+        tuf_oci::location::Repository::parse(&format!("{}/org/tuf", hanging.host)).unwrap();
+    let verifier = Verifier::new(client, org.trust(Some(metadata), Some(cache.path()))).unwrap();
+    let other = image(&hanging.host, "other/app:v1");
+    verifier.verify(&other).await.unwrap();
+
+    let held_up = tokio::spawn({
+        let (verifier, image) = (verifier.clone(), image(&hanging.host, "team-a/app:v1"));
+        async move { verifier.verify(&image).await }
+    });
+    hanging.asked(".team-a.json", 1).await;
+    let verified = tokio::time::timeout(Duration::from_secs(20), verifier.verify(&other))
+        .await
+        .expect("held up by a search for another role")
+        .unwrap();
+    assert_eq!(verified.name(), "other/app:v1");
+    held_up.abort();
+}

@@ -152,24 +152,6 @@ async fn revoke(registry: &TestRegistry, org: &Org) {
         .unwrap();
 }
 
-/// Waits until `proxy` has been asked for `count` paths ending with `suffix`.
-async fn asked(proxy: &HostileRegistry, suffix: &str, count: usize) {
-    let times = || {
-        let seen = proxy.seen.lock().unwrap();
-        seen.iter().filter(|path| path.ends_with(suffix)).count()
-    };
-    for _ in 0..1000 {
-        if times() >= count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "{suffix} was not asked for {count} times: {:?}",
-        proxy.seen.lock().unwrap()
-    );
-}
-
 #[tokio::test]
 async fn forged_pointer_to_another_root_is_refused() {
     let registry = TestRegistry::start();
@@ -347,7 +329,7 @@ async fn copies_read_at_once_cannot_store_an_older_state() {
         let verifier = verifier.clone();
         async move { verifier.verify(&image).await }
     });
-    asked(&lagging, "/manifests/timestamp.json", 2).await;
+    lagging.asked("/manifests/timestamp.json", 2).await;
     verifier
         .verify(&registry.image("solo/app:v1"))
         .await
@@ -391,7 +373,7 @@ async fn a_pointer_to_a_hanging_copy_holds_up_only_its_own_images() {
         let (verifier, image) = (verifier.clone(), registry.image("other/app:v1"));
         async move { verifier.verify(&image).await }
     });
-    asked(&hanging, "/manifests/timestamp.json", 1).await;
+    hanging.asked("/manifests/timestamp.json", 1).await;
     let verified = tokio::time::timeout(
         Duration::from_secs(20),
         verifier.verify(&registry.image("solo/app:v1")),
@@ -519,7 +501,7 @@ async fn a_session_left_on_an_older_root_stores_nothing_beside_a_newer_one() {
         let verifier = verifier.clone();
         async move { verifier.verify(&image).await }
     });
-    asked(&lagging, ".snapshot.json", 1).await;
+    lagging.asked(".snapshot.json", 1).await;
     verifier
         .verify(&registry.image("solo/app:v1"))
         .await

@@ -97,7 +97,7 @@ impl VerifiedTarget {
 }
 
 /// The client state: trusted metadata, updated from a source.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Updater<S> {
     source: S,
     store: TrustedStore,
@@ -108,7 +108,9 @@ pub struct Updater<S> {
     root: Signed<Root>,
     root_bytes: Vec<u8>,
     timestamp: Option<Signed<Timestamp>>,
-    snapshot: Option<Signed<Snapshot>>,
+    /// Shared, not copied, by clones made for a search ([`Self::take_roles_from`]): with many
+    /// roles it is large.
+    snapshot: Option<Arc<Signed<Snapshot>>>,
     /// Targets metadata is shared, not copied, while the delegation tree is searched: with many
     /// delegations it is the largest metadata there is.
     targets: Option<Arc<TargetsMetadata>>,
@@ -148,7 +150,7 @@ impl<S: MetadataSource> Updater<S> {
             delegated: HashMap::new(),
         };
         updater.timestamp = updater.load_cached("timestamp")?;
-        updater.snapshot = updater.load_cached("snapshot")?;
+        updater.snapshot = updater.load_cached("snapshot")?.map(Arc::new);
         updater.targets = updater.load_targets()?.map(Arc::new);
         Ok(updater)
     }
@@ -232,7 +234,7 @@ impl<S: MetadataSource> Updater<S> {
 
     /// The trusted snapshot, after a refresh.
     pub fn snapshot(&self) -> Option<&Signed<Snapshot>> {
-        self.snapshot.as_ref()
+        self.snapshot.as_deref()
     }
 
     /// The trusted top-level targets, after a refresh.
@@ -255,6 +257,19 @@ impl<S: MetadataSource> Updater<S> {
     pub async fn find(&mut self, name: &str, near: Option<&Repository>) -> Result<VerifiedTarget> {
         let (role, target) = self.find_target(name, near).await?;
         verified(name, role, target)
+    }
+
+    /// Keeps the delegated roles `searched` verified, a clone of this updater that searched on
+    /// its own, for later searches: those at the versions this one's snapshot names.
+    pub fn take_roles_from(&mut self, searched: Self) {
+        for (role, metadata) in searched.delegated {
+            if self
+                .snapshot_meta(&role)
+                .is_some_and(|meta| meta.version == metadata.version())
+            {
+                self.delegated.insert(role, metadata);
+            }
+        }
     }
 
     /// The TUF part of [`Self::find`]: the signing role and the target, whatever it describes.
@@ -523,7 +538,7 @@ impl<S: MetadataSource> Updater<S> {
                 let Some(snapshot) = self.load_cached::<Snapshot>("snapshot")? else {
                     return Ok(false);
                 };
-                self.snapshot = Some(snapshot);
+                self.snapshot = Some(Arc::new(snapshot));
             }
             let held = self.targets.as_ref().map_or(0, |t| t.version().get());
             if let Some(targets) = self.load_targets()?.filter(|t| t.version().get() > held) {
@@ -688,7 +703,7 @@ impl<S: MetadataSource> Updater<S> {
             self.signed_by_root::<Snapshot>("snapshot", stored)
                 .is_some()
         })?;
-        self.snapshot = Some(new);
+        self.snapshot = Some(Arc::new(new));
         Ok(())
     }
 

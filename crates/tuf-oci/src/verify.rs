@@ -154,14 +154,19 @@ impl Verifier {
     pub async fn resolve(&self, image: &ImageRef) -> Result<VerifiedTarget> {
         let repository = &image.repository;
         let metadata = self.cached_metadata_repository(repository).await?;
-        let mut session = self.fresh_session(&metadata).await?;
-        let updater = &mut session.updater;
+        let fresh = self.fresh_session(&metadata).await?;
+        // The search runs on a copy of the session's state, without its lock: delegated roles
+        // are read where the images live, and a repository or registry slow to answer holds
+        // up only its own images.
+        let mut updater = fresh.updater.clone();
+        let session = tokio::sync::OwnedMutexGuard::mutex(&fresh).clone();
+        drop(fresh);
         let signed_path = self.signed_path(&repository.path);
-        let verified = match &image.tag {
+        let found = match &image.tag {
             Some(tag) => {
                 updater
                     .find(&format!("{signed_path}:{tag}"), Some(repository))
-                    .await?
+                    .await
             }
             None => {
                 let digest = image
@@ -170,9 +175,14 @@ impl Verifier {
                     .expect("a reference without tag has a digest");
                 updater
                     .find_digest(&signed_path, Some(repository), digest)
-                    .await?
+                    .await
             }
         };
+        // What the search verified serves the next ones, unless the session is busy.
+        if let Ok(mut held) = session.try_lock() {
+            held.updater.take_roles_from(updater);
+        }
+        let verified = found?;
         if let Some(digest) = &image.digest
             && *digest != verified.digest()
         {
