@@ -631,3 +631,39 @@ async fn part_of_an_update_stored_by_another_process_is_not_answered_from() {
         .unwrap_err();
     assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_copy_with_the_new_root_but_an_older_timestamp_is_a_rollback() {
+    // Root 2 changes only the root keys; a mirror takes it, then the registry revokes an
+    // image. A session reading the mirror follows it to root 2, and must then compare the
+    // mirror's timestamp with what was stored under root 2, not with what it held before.
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache,
+        client,
+    } = mirrored().await;
+    let verifier = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
+    verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
+    org.editor(&registry)
+        .await
+        .rotate(
+            RoleType::Root,
+            &[org.key("root").await],
+            &[org.key("root-new").await],
+            std::num::NonZeroU64::MIN,
+            &tuf_oci_tests::expiries(),
+        )
+        .await
+        .unwrap();
+    copy_solo(&registry, &mirror);
+    revoke(&registry, &org).await;
+    org.publish(&registry).await;
+    let err = verifier
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+    refused_as_rollback([verifier], &mirror.image("solo/app:v1"), "timestamp").await;
+}

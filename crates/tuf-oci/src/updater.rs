@@ -173,6 +173,9 @@ impl<S: MetadataSource> Updater<S> {
             self.read_head("targets", self.targets.is_none(), self.limits.targets),
         );
         self.update_root(next_root?).await?;
+        // A root another updater reached first is now held here too: what it stored under that
+        // root can now be checked, and is taken up before the copy's timestamp is compared.
+        self.catch_up()?;
         self.update_timestamp(timestamp?)?;
         self.update_snapshot(snapshot_head).await?;
         self.update_targets(targets_head).await
