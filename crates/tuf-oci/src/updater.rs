@@ -499,14 +499,7 @@ impl<S: MetadataSource> Updater<S> {
             self.root = next;
             self.root_bytes = bytes;
         }
-        let current = self.root.signed.version.get();
-        if let Some(stored) = self.stored_newer("root.json", current, is_root)? {
-            return Err(Error::Rollback {
-                role: "root".into(),
-                trusted: stored,
-                fetched: current,
-            });
-        }
+        self.check_root_not_behind()?;
         self.check_expiry("root", self.root.signed.expires)
     }
 
@@ -524,27 +517,32 @@ impl<S: MetadataSource> Updater<S> {
     /// update). Callers then update before they answer.
     pub fn catch_up(&mut self) -> Result<bool> {
         let root = self.root.signed.version.get();
-        if self.stored_version("root.json")? > root {
+        if self.newer_stored("root.json", root)?.is_some() {
             return Ok(false);
         }
         let held = self
             .timestamp
             .as_ref()
             .map_or(0, |t| t.signed.version.get());
-        if self.stored_version("timestamp.json")? > held {
-            let Some(timestamp) = self.load_cached::<Timestamp>("timestamp")? else {
+        if let Some((_, bytes)) = self.newer_stored("timestamp.json", held)? {
+            let Some(timestamp) = self.signed_by_root::<Timestamp>("timestamp", &bytes) else {
                 return Ok(false);
             };
             self.timestamp = Some(timestamp);
             let held = self.snapshot.as_ref().map_or(0, |s| s.signed.version.get());
-            if self.stored_version("snapshot.json")? > held {
-                let Some(snapshot) = self.load_cached::<Snapshot>("snapshot")? else {
+            if let Some((_, bytes)) = self.newer_stored("snapshot.json", held)? {
+                let Some(snapshot) = self.signed_by_root::<Snapshot>("snapshot", &bytes) else {
                     return Ok(false);
                 };
                 self.snapshot = Some(Arc::new(snapshot));
             }
             let held = self.targets.as_ref().map_or(0, |t| t.version().get());
-            if let Some(targets) = self.load_targets()?.filter(|t| t.version().get() > held) {
+            if let Some(targets) =
+                self.newer_stored("targets.json", held)?
+                    .and_then(|(_, bytes)| {
+                        TargetsMetadata::verified("targets", &bytes, &self.root.signed).ok()
+                    })
+            {
                 self.targets = Some(Arc::new(targets));
             }
         }
@@ -565,13 +563,29 @@ impl<S: MetadataSource> Updater<S> {
             && named_targets == Some(targets.version())
     }
 
-    /// The `signed.version` of `file` in the store; 0 when there is none or it has none.
-    fn stored_version(&self, file: &str) -> Result<u64> {
-        Ok(self
-            .store
-            .load(file)?
-            .and_then(|bytes| signed_version(&bytes))
-            .unwrap_or(0))
+    /// The `signed.version` and bytes of `file` in the store, when it is above `version`;
+    /// nothing is checked but the version (callers check what they take).
+    fn newer_stored(&self, file: &str, version: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        Ok(self.store.load(file)?.and_then(|bytes| {
+            signed_version(&bytes)
+                .filter(|stored| *stored > version)
+                .map(|stored| (stored, bytes))
+        }))
+    }
+
+    /// Fails with a rollback of the root when the store holds a newer root than this updater
+    /// trusts: another updater followed the chain further, and a copy that stops short of it
+    /// is behind.
+    fn check_root_not_behind(&self) -> Result<()> {
+        let current = self.root.signed.version.get();
+        match self.stored_newer("root.json", current, is_root)? {
+            Some(stored) => Err(Error::Rollback {
+                role: "root".into(),
+                trusted: stored,
+                fetched: current,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Stores `bytes`, version `version` of `role`, unless the store holds a newer version
@@ -587,24 +601,16 @@ impl<S: MetadataSource> Updater<S> {
         signed: impl FnOnce(&[u8]) -> bool,
     ) -> Result<()> {
         let _lock = self.store.lock()?;
-        let root = self.root.signed.version.get();
-        for (role, stored, fetched) in [
-            ("root", self.stored_newer("root.json", root, is_root)?, root),
-            (
-                role,
-                self.stored_newer(&format!("{role}.json"), version, signed)?,
-                version,
-            ),
-        ] {
-            if let Some(trusted) = stored {
-                return Err(Error::Rollback {
-                    role: role.to_string(),
-                    trusted,
-                    fetched,
-                });
-            }
+        self.check_root_not_behind()?;
+        let file = format!("{role}.json");
+        if let Some(trusted) = self.stored_newer(&file, version, signed)? {
+            return Err(Error::Rollback {
+                role: role.to_string(),
+                trusted,
+                fetched: version,
+            });
         }
-        self.store.store(&format!("{role}.json"), bytes)
+        self.store.store(&file, bytes)
     }
 
     /// The version of `file` in the store, when newer than `version` and `signed` accepts it.
@@ -614,11 +620,10 @@ impl<S: MetadataSource> Updater<S> {
         version: u64,
         signed: impl FnOnce(&[u8]) -> bool,
     ) -> Result<Option<u64>> {
-        let Some(stored) = self.store.load(file)? else {
-            return Ok(None);
-        };
-        let newer = signed_version(&stored).filter(|stored| *stored > version);
-        Ok(newer.filter(|_| signed(&stored)))
+        Ok(self
+            .newer_stored(file, version)?
+            .filter(|(_, bytes)| signed(bytes))
+            .map(|(stored, _)| stored))
     }
 
     /// The current timestamp's bytes. The trusted copy, when still current, is not downloaded
