@@ -123,6 +123,15 @@ async fn resign_snapshot(
     .await;
 }
 
+/// Asserts that `verifier` refuses `image` as no longer signed.
+async fn refused_as_revoked(verifier: &Verifier, image: &tuf_oci::ImageRef) {
+    let err = verifier.verify(image).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TargetNotSigned { .. }),
+        "{image}: {err}"
+    );
+}
+
 /// Asserts that each of `verifiers` refuses `image` as a rollback of `role`.
 async fn refused_as_rollback(
     verifiers: impl IntoIterator<Item = Verifier>,
@@ -297,11 +306,7 @@ async fn pointer_to_an_older_copy_is_a_rollback() {
     first.verify(&mirror.image("solo/app:v1")).await.unwrap();
     revoke(&registry, &org).await;
     org.publish(&registry).await;
-    let err = first
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+    refused_as_revoked(&first, &registry.image("solo/app:v1")).await;
 
     let old_copy = format!("{}/solo/app", mirror.host);
     tuf_oci::editor::set_pointer(&registry.client, &registry.repo("solo/app"), &old_copy)
@@ -460,11 +465,7 @@ async fn a_copy_taken_after_a_key_rotation_cannot_bring_back_a_revoked_image() {
         )
         .await
         .unwrap();
-    let err = verifier
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+    refused_as_revoked(&verifier, &registry.image("solo/app:v1")).await;
 
     let restarted = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
     refused_as_rollback(
@@ -537,11 +538,7 @@ async fn a_revocation_seen_through_one_copy_holds_for_all_within_the_refresh_int
     revoke(&registry, &org).await;
     org.publish(&registry).await;
     for image in [registry.image("solo/app:v1"), mirror.image("solo/app:v1")] {
-        let err = verifier.verify(&image).await.unwrap_err();
-        assert!(
-            matches!(err, Error::TargetNotSigned { .. }),
-            "{image}: {err}"
-        );
+        refused_as_revoked(&verifier, &image).await;
     }
 }
 
@@ -582,11 +579,7 @@ async fn a_key_rotation_seen_through_one_copy_holds_for_all_within_the_refresh_i
         )
         .await
         .unwrap();
-    let err = verifier
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+    refused_as_revoked(&verifier, &registry.image("solo/app:v1")).await;
     refused_as_rollback([verifier], &mirror.image("solo/app:v1"), "root").await;
 }
 
@@ -630,11 +623,7 @@ async fn part_of_an_update_stored_by_another_process_is_not_answered_from() {
     let err = other.verify(&through_broken).await.unwrap_err();
     assert!(err.to_string().contains(&snapshot_digest), "{err}");
 
-    let err = verifier
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+    refused_as_revoked(&verifier, &registry.image("solo/app:v1")).await;
 }
 
 #[tokio::test]
@@ -655,10 +644,6 @@ async fn a_copy_with_the_new_root_but_an_older_timestamp_is_a_rollback() {
     copy_solo(&registry, &mirror);
     revoke(&registry, &org).await;
     org.publish(&registry).await;
-    let err = verifier
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::TargetNotSigned { .. }), "{err}");
+    refused_as_revoked(&verifier, &registry.image("solo/app:v1")).await;
     refused_as_rollback([verifier], &mirror.image("solo/app:v1"), "timestamp").await;
 }
