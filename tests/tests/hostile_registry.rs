@@ -2,6 +2,7 @@
 //! other bytes for a blob, a rewritten manifest, an oversized pointer are refused, and a
 //! poisoned referrers index changes nothing, since no trust decision reads it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -400,4 +401,70 @@ async fn a_delegated_role_that_never_comes_holds_up_only_the_images_it_signs() {
         .unwrap();
     assert_eq!(verified.name(), "other/app:v1");
     held_up.abort();
+}
+
+#[tokio::test]
+async fn a_publication_landing_while_a_delegated_role_is_read_is_no_rollback() {
+    // One verification reads a delegated role as the snapshot it trusts names it, while team-a
+    // signs again and another verification on the same trusted metadata stores the newer
+    // version first. The first is then behind the stored state, not the registry: it updates
+    // and searches again.
+    let registry = TestRegistry::start();
+    let team = TeamA::create(&registry).await;
+    let (org, team_key) = (&team.org, [team.org.key("team-a").await]);
+    let permits = Arc::new(tokio::sync::Semaphore::new(1000));
+    let held = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Hold {
+            path_suffix: ".team-a.json".into(),
+            permits: permits.clone(),
+        }],
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let verifier_through = |host: &str| {
+        let client = Registry::new(&RegistryConfig {
+            insecure_hosts: vec![host.to_string()],
+            ..Default::default()
+        });
+        let metadata = tuf_oci::location::Repository::parse(&format!("{host}/org/tuf")).unwrap();
+        Verifier::new(client, org.trust(Some(metadata), Some(cache.path()))).unwrap()
+    };
+    let (reader, other) = (
+        verifier_through(&held.host),
+        verifier_through(&registry.host),
+    );
+    let signed = image(&held.host, "team-a/app:v1");
+    reader.verify(&signed).await.unwrap();
+    permits.forget_permits(permits.available_permits());
+
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v2"),
+        "team-a",
+        &team_key,
+    )
+    .await;
+    org.publish(&registry).await;
+    let reading = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.verify(&signed).await }
+    });
+    held.asked(".team-a.json", 2).await;
+    registry.push_image("team-a/app", "v3", "three").await;
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v3"),
+        "team-a",
+        &team_key,
+    )
+    .await;
+    org.publish(&registry).await;
+    other
+        .verify(&registry.image("team-a/app:v3"))
+        .await
+        .unwrap();
+    permits.add_permits(10);
+    let verified = reading.await.unwrap().unwrap();
+    assert_eq!(verified.name(), "team-a/app:v1");
 }

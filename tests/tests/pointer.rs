@@ -354,12 +354,48 @@ async fn copies_read_at_once_cannot_store_an_older_state() {
         .verify(&registry.image("solo/app:v1"))
         .await
         .unwrap();
-    permits.add_permits(1);
+    // Its copy is read once more (another verification stored a newer state meanwhile), and
+    // is behind then too.
+    permits.add_permits(2);
     let err = through_mirror.await.unwrap().unwrap_err();
     assert!(
         matches!(err, Error::Rollback { ref role, trusted, fetched } if role == "timestamp" && trusted == fetched + 1),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_publication_landing_while_a_copy_is_read_is_no_rollback() {
+    // One verification reads a copy's timestamp just before a publication reaches it, another
+    // on the same trusted metadata reads it just after and stores it first. The first then
+    // holds a state older than the stored one without the copy being behind: it reads the
+    // copy again, and verifies.
+    let mirrored = mirrored().await;
+    let Held {
+        lagging,
+        permits,
+        verifier,
+        image,
+    } = mirrored.held("/manifests/2.root.json").await;
+    let reading = tokio::spawn({
+        let verifier = verifier.clone();
+        async move { verifier.verify(&image).await }
+    });
+    lagging.asked("/manifests/2.root.json", 2).await;
+    mirrored.org.publish(&mirrored.registry).await;
+    copy_solo(&mirrored.registry, &mirrored.mirror);
+    let other = Verifier::new(
+        mirrored.client.clone(),
+        mirrored.org.trust(None, Some(mirrored.cache.path())),
+    )
+    .unwrap();
+    other
+        .verify(&mirrored.mirror.image("solo/app:v1"))
+        .await
+        .unwrap();
+    permits.add_permits(10);
+    let verified = reading.await.unwrap().unwrap();
+    assert_eq!(verified.name(), "solo/app:v1");
 }
 
 #[tokio::test]

@@ -97,11 +97,13 @@ fn bindir_args(name: &str, descriptor: &Entry) -> Vec<String> {
 
 async fn bindir_run(f: &Fixture, name: &str, descriptor: &Entry) -> bindir::Outcome {
     let stdin = serde_json::to_vec(descriptor).unwrap();
-    bindir::run(
+    // Boxed: a whole verification's future is large in debug builds, and the tests hold
+    // several of them on a test thread's stack.
+    Box::pin(bindir::run(
         &bindir_args(name, descriptor),
         &stdin[..],
         Policy::load(&f.policy),
-    )
+    ))
     .await
 }
 

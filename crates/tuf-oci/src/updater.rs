@@ -157,9 +157,44 @@ impl<S: MetadataSource> Updater<S> {
 
     /// Runs the top-level update: root chain, timestamp, snapshot and targets (TUF 5.3–5.5).
     pub async fn refresh(&mut self) -> Result<()> {
-        self.now = jiff::Timestamp::now();
         // Whatever it finds, the update below reads the rest from this one's copy.
         self.catch_up()?;
+        let held = self.held_versions();
+        let read = self.read_copy().await;
+        if self.overtaken(&read, held)? {
+            self.catch_up()?;
+            // Boxed, as the other retries: they are rare, and inline they would double the
+            // size of every verification's future.
+            return Box::pin(self.read_copy()).await;
+        }
+        read
+    }
+
+    /// The versions of root and timestamp held, to tell afterwards whether another updater
+    /// sharing the store went past them meanwhile ([`Self::overtaken`]).
+    fn held_versions(&self) -> (u64, u64) {
+        let timestamp = self
+            .timestamp
+            .as_ref()
+            .map_or(0, |t| t.signed.version.get());
+        (self.root.signed.version.get(), timestamp)
+    }
+
+    /// Whether `result` is a rollback met because another updater sharing the store stored a
+    /// root or timestamp newer than `held` while this one read its copy: a read made just
+    /// before a publication met one made just after it. Reading once more settles that; a copy
+    /// that is really behind is refused again.
+    fn overtaken<T>(&self, result: &Result<T>, (root, timestamp): (u64, u64)) -> Result<bool> {
+        if !matches!(result, Err(Error::Rollback { .. })) {
+            return Ok(false);
+        }
+        Ok(self.newer_stored("root.json", root)?.is_some()
+            || self.newer_stored("timestamp.json", timestamp)?.is_some())
+    }
+
+    /// The update proper, reading from this one's copy after [`Self::catch_up`].
+    async fn read_copy(&mut self) -> Result<()> {
+        self.now = jiff::Timestamp::now();
         // Root N+1 and the timestamp are independent downloads: fetched together they cost one
         // round trip. The timestamp is still checked after the root chain is followed (TUF 5.3
         // before 5.4), with the newest root's keys. A client missing snapshot or top-level
@@ -281,6 +316,21 @@ impl<S: MetadataSource> Updater<S> {
         name: &str,
         near: Option<&Repository>,
     ) -> Result<(String, Target)> {
+        let held = self.held_versions();
+        let found = self.search_target(name, near).await;
+        if self.overtaken(&found, held)? {
+            Box::pin(self.refresh()).await?;
+            return Box::pin(self.search_target(name, near)).await;
+        }
+        found
+    }
+
+    /// [`Self::find_target`] on the metadata held.
+    async fn search_target(
+        &mut self,
+        name: &str,
+        near: Option<&Repository>,
+    ) -> Result<(String, Target)> {
         let target_name = target_name(name)?;
         let mut found = None;
         self.walk(&target_name, near, |role, targets| {
@@ -300,6 +350,22 @@ impl<S: MetadataSource> Updater<S> {
     /// `signed_path` is the repository path the targets are named with; `near` is where the
     /// image actually is (delegated roles are looked for beside it).
     pub async fn find_digest(
+        &mut self,
+        signed_path: &str,
+        near: Option<&Repository>,
+        digest: &str,
+    ) -> Result<VerifiedTarget> {
+        let held = self.held_versions();
+        let found = self.search_digest(signed_path, near, digest).await;
+        if self.overtaken(&found, held)? {
+            Box::pin(self.refresh()).await?;
+            return Box::pin(self.search_digest(signed_path, near, digest)).await;
+        }
+        found
+    }
+
+    /// [`Self::find_digest`] on the metadata held.
+    async fn search_digest(
         &mut self,
         signed_path: &str,
         near: Option<&Repository>,
@@ -336,7 +402,7 @@ impl<S: MetadataSource> Updater<S> {
         // reported if no other candidate verifies.
         let mut failure = None;
         for name in candidates {
-            let Ok((role, target)) = self.find_target(&name, near).await else {
+            let Ok((role, target)) = self.search_target(&name, near).await else {
                 continue;
             };
             if hex::encode(&target.hashes.sha256) != hex {
@@ -516,15 +582,11 @@ impl<S: MetadataSource> Updater<S> {
     /// snapshot and targets held do not name each other (another updater stored part of an
     /// update). Callers then update before they answer.
     pub fn catch_up(&mut self) -> Result<bool> {
-        let root = self.root.signed.version.get();
+        let (root, timestamp) = self.held_versions();
         if self.newer_stored("root.json", root)?.is_some() {
             return Ok(false);
         }
-        let held = self
-            .timestamp
-            .as_ref()
-            .map_or(0, |t| t.signed.version.get());
-        if let Some((_, bytes)) = self.newer_stored("timestamp.json", held)? {
+        if let Some((_, bytes)) = self.newer_stored("timestamp.json", timestamp)? {
             let Some(timestamp) = self.signed_by_root::<Timestamp>("timestamp", &bytes) else {
                 return Ok(false);
             };

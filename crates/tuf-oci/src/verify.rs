@@ -154,7 +154,9 @@ impl Verifier {
     pub async fn resolve(&self, image: &ImageRef) -> Result<VerifiedTarget> {
         let repository = &image.repository;
         let metadata = self.cached_metadata_repository(repository).await?;
-        let fresh = self.fresh_session(&metadata).await?;
+        // The update and the search are boxed: their futures are the largest of a
+        // verification, and every caller's future would otherwise hold them.
+        let fresh = Box::pin(self.fresh_session(&metadata)).await?;
         // The search runs on a copy of the session's state, without its lock: delegated roles
         // are read where the images live, and a repository or registry slow to answer holds
         // up only its own images.
@@ -164,18 +166,15 @@ impl Verifier {
         let signed_path = self.signed_path(&repository.path);
         let found = match &image.tag {
             Some(tag) => {
-                updater
-                    .find(&format!("{signed_path}:{tag}"), Some(repository))
-                    .await
+                let name = format!("{signed_path}:{tag}");
+                Box::pin(updater.find(&name, Some(repository))).await
             }
             None => {
                 let digest = image
                     .digest
                     .as_deref()
                     .expect("a reference without tag has a digest");
-                updater
-                    .find_digest(&signed_path, Some(repository), digest)
-                    .await
+                Box::pin(updater.find_digest(&signed_path, Some(repository), digest)).await
             }
         };
         // What the search verified serves the next ones, unless the session is busy.
