@@ -349,6 +349,7 @@ async fn the_copy_pulls_through_the_front_with_the_source_gone() {
         listener,
         Upstream::new(containerd.socket.clone()),
         engine,
+        dir.path().to_path_buf(),
         std::future::pending(),
     ));
     let name = format!("{}/team-a/app:v1", b.host);

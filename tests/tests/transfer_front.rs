@@ -37,7 +37,27 @@ async fn setup() -> Setup {
 
 struct Front {
     socket: PathBuf,
+    /// Where the front stages imports.
+    staging: PathBuf,
     stop: Option<oneshot::Sender<()>>,
+}
+
+impl Front {
+    /// Waits (a few seconds at most) for the front to have removed every archive it staged.
+    async fn assert_nothing_staged(&self) {
+        let staged = || std::fs::read_dir(&self.staging).unwrap().count();
+        for _ in 0..500 {
+            if staged() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{} still holds {} staged imports",
+            self.staging.display(),
+            staged()
+        );
+    }
 }
 
 impl Drop for Front {
@@ -49,20 +69,27 @@ impl Drop for Front {
 }
 
 fn start_front(dir: &Path, policy: &Path, containerd: &Containerd) -> Front {
-    let socket = dir.join(format!("front-{}.sock", tuf_oci_tests::free_port()));
+    let port = tuf_oci_tests::free_port();
+    let socket = dir.join(format!("front-{port}.sock"));
+    let staging = dir.join(format!("staging-{port}"));
+    std::fs::create_dir(&staging).unwrap();
     let engine = Arc::new(Engine::new(Policy::load(policy).unwrap()).unwrap());
     let listener = containerd_tuf_verifier::server::bind(&socket).unwrap();
     let (stop, stopped) = oneshot::channel();
     let upstream = Upstream::new(containerd.socket.clone());
-    tokio::spawn(async move {
-        server::serve(listener, upstream, engine, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
+    tokio::spawn({
+        let staging = staging.clone();
+        async move {
+            server::serve(listener, upstream, engine, staging, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        }
     });
     Front {
         socket,
+        staging,
         stop: Some(stop),
     }
 }
@@ -275,6 +302,7 @@ async fn imports_are_checked() {
     assert!(!containerd.images().contains(&name));
     import(&containerd, &front, &signed_path).await.unwrap();
     assert_eq!(image_digest(&containerd, &name), setup.signed.digest);
+    front.assert_nothing_staged().await;
     // Unpacked like any import, progress shown as without the front.
     let out = ctr(&containerd, &front, &["images", "check"])
         .await
@@ -451,6 +479,7 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
     import(&containerd, &front, &bundle).await.unwrap();
     // The image, under the name it was copied from; its TUF metadata is not an image.
     assert_eq!(containerd.images(), std::slice::from_ref(&name));
+    front.assert_nothing_staged().await;
 
     // A protected name for the archive's own index (which no TUF target signs) is refused.
     let index_name = format!("{host}/team-a/app:bundle");
@@ -495,6 +524,118 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
     assert!(entries.iter().any(|e| e == "index.json"), "{entries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_import_leaves_nothing_staged() {
+    // containerd fails a Transfer whose progress stream it cannot find. The checked archive
+    // the front staged and handed over must go once the Transfer is answered, whatever
+    // containerd does with the stream it was handed on (`import::HandedOver`).
+    let setup = setup().await;
+    let name = format!("{}/team-a/app:v1", setup.registry.host);
+    let archive = setup.registry.oci_archive("team-a/app", "v1", &name).await;
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let status = import_stream(&front, archive, "no-such-progress-stream")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+    front.assert_nothing_staged().await;
+}
+
+/// Imports `archive` through the front as `ctr` does on containerd 2.x: the archive on an
+/// import stream, sent as the receiver's window allows, and a Transfer naming that stream,
+/// reporting progress on the stream `progress`.
+async fn import_stream(
+    front: &Front,
+    archive: Vec<u8>,
+    progress: &str,
+) -> Result<(), tonic::Status> {
+    use containerd_client::services::v1::streaming_client::StreamingClient;
+    use containerd_client::services::v1::transfer_client::TransferClient;
+    use containerd_client::services::v1::{StreamInit, TransferOptions, TransferRequest};
+    use containerd_client::types::transfer::{Data, ImageImportStream, WindowUpdate};
+    use prost::Message as _;
+    let any = |type_url: &str, value: Vec<u8>| prost_types::Any {
+        type_url: type_url.into(),
+        value,
+    };
+    let in_namespace = |request: &mut tonic::metadata::MetadataMap| {
+        request.insert("containerd-namespace", "default".parse().unwrap());
+    };
+    let channel = containerd_tuf_verifier::client::unix_channel(
+        &front.socket,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let id = "import-test";
+    let (to_stream, outgoing) = tokio::sync::mpsc::channel(4);
+    let init = StreamInit { id: id.into() }.encode_to_vec();
+    to_stream
+        .send(any("containerd.services.streaming.v1.StreamInit", init))
+        .await
+        .unwrap();
+    let outgoing = futures_util::stream::unfold(outgoing, |mut outgoing| async move {
+        outgoing.recv().await.map(|message| (message, outgoing))
+    });
+    let mut request = tonic::Request::new(outgoing);
+    in_namespace(request.metadata_mut());
+    let mut incoming = StreamingClient::new(channel.clone())
+        .stream(request)
+        .await?
+        .into_inner();
+    incoming.message().await?.expect("stream acknowledged");
+    let sending = tokio::spawn(async move {
+        let mut chunks = archive.chunks(32 * 1024).peekable();
+        let mut window = 0;
+        while chunks.peek().is_some() {
+            let Ok(Some(message)) = incoming.message().await else {
+                return;
+            };
+            window += WindowUpdate::decode(message.value.as_slice())
+                .unwrap()
+                .update;
+            while window > 0
+                && let Some(chunk) = chunks.next()
+            {
+                let data = Data {
+                    data: chunk.to_vec(),
+                };
+                let message = any("containerd.types.transfer.Data", data.encode_to_vec());
+                if to_stream.send(message).await.is_err() {
+                    return;
+                }
+                window -= i32::try_from(chunk.len()).unwrap();
+            }
+        }
+        // The archive's end. The stream stays open, as ctr's does: dropping the answers
+        // would cancel it, and with it what is not yet delivered.
+        drop(to_stream);
+        while let Ok(Some(_)) = incoming.message().await {}
+    });
+    let source = ImageImportStream {
+        stream: id.into(),
+        ..Default::default()
+    };
+    let mut request = tonic::Request::new(TransferRequest {
+        source: Some(any(
+            "containerd.types.transfer.ImageImportStream",
+            source.encode_to_vec(),
+        )),
+        destination: Some(any(
+            "containerd.types.transfer.ImageStore",
+            store("", &[]).encode_to_vec(),
+        )),
+        options: Some(TransferOptions {
+            progress_stream: progress.into(),
+        }),
+    });
+    in_namespace(request.metadata_mut());
+    let answer = TransferClient::new(channel).transfer(request).await;
+    sending.abort();
+    answer.map(|_| ())
 }
 
 /// `tuf-oci copy SOURCE DESTINATION`, which must succeed.
@@ -580,7 +721,8 @@ async fn a_front_brings_metadata_up_to_date_when_it_starts() {
     let listener = containerd_tuf_verifier::server::bind(&dir.path().join("front.sock")).unwrap();
     let upstream = Upstream::new(dir.path().join("no-containerd.sock"));
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(server::serve(listener, upstream, engine, async {
+    let staging = dir.path().to_path_buf();
+    let served = tokio::spawn(server::serve(listener, upstream, engine, staging, async {
         let _ = stopped.await;
     }));
     // Before any pull, the front holds a trusted timestamp.

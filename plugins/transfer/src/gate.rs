@@ -2,6 +2,7 @@
 //! pull, and whether TUF verifies it. Decoding uses containerd-client's prost messages; the
 //! bytes forwarded are the client's own unless a pull is pinned to its verified digest.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,7 +18,7 @@ use oci_spec::image::Descriptor;
 use prost::Message;
 
 use crate::any;
-use crate::import::{self, Refusal};
+use crate::import::{self, HandedOver, Refusal};
 use crate::naming;
 use crate::streams::{Flush, Streams, namespace};
 use crate::upstream::Upstream;
@@ -66,6 +67,8 @@ pub enum Verdict {
         message: Vec<u8>,
         /// The stream to flush first.
         flush: Option<Flush>,
+        /// The checked import this call hands to containerd, kept until it is answered.
+        handed_over: Option<HandedOver>,
     },
     /// Refuse with this reason (`PERMISSION_DENIED`).
     Deny(String),
@@ -74,12 +77,14 @@ pub enum Verdict {
 }
 
 /// What the checks need: the verifier engine, the streams clients opened through the front
-/// (imports arrive on them), and containerd (checked imports are handed to it).
+/// (imports arrive on them), containerd (checked imports are handed to it), and where imports
+/// are staged while checked.
 #[derive(Debug)]
 pub struct Gate {
     engine: Arc<Engine>,
     streams: Streams,
     upstream: Upstream,
+    staging: PathBuf,
 }
 
 impl Verdict {
@@ -87,17 +92,20 @@ impl Verdict {
         Verdict::Forward {
             message,
             flush: None,
+            handed_over: None,
         }
     }
 }
 
 impl Gate {
-    /// Checks with `engine`; hands checked imports to `upstream`.
-    pub fn new(engine: Arc<Engine>, upstream: Upstream) -> Self {
+    /// Checks with `engine`; stages imports in `staging` while they are checked, and hands
+    /// checked ones to `upstream`.
+    pub fn new(engine: Arc<Engine>, upstream: Upstream, staging: PathBuf) -> Self {
         Gate {
             engine,
             streams: Streams::default(),
             upstream,
+            staging,
         }
     }
 
@@ -201,10 +209,14 @@ impl Gate {
                     ));
                 };
                 match self.import(headers, &stream.stream, store).await {
-                    Ok(id) => {
+                    Ok((id, handed_over)) => {
                         stream.stream = id;
                         source.value = stream.encode_to_vec();
-                        Verdict::forward(request.encode_to_vec())
+                        Verdict::Forward {
+                            message: request.encode_to_vec(),
+                            flush: None,
+                            handed_over: Some(handed_over),
+                        }
                     }
                     Err(Refusal::Denied(reason)) => Verdict::Deny(reason),
                     Err(Refusal::Unreadable(reason)) => {
@@ -238,6 +250,7 @@ impl Gate {
             _ => Verdict::Forward {
                 flush: self.export_flush(headers, &request),
                 message: request.encode_to_vec(),
+                handed_over: None,
             },
         }
     }
@@ -276,27 +289,27 @@ impl Gate {
     }
 
     /// Checks the archive on the client's stream `id`; returns the id of the front's stream
-    /// carrying the checked archive to containerd.
+    /// carrying the checked archive to containerd, and that stream.
     async fn import(
         &self,
         headers: &HeaderMap,
         id: &str,
         store: &ImageStore,
-    ) -> Result<String, Refusal> {
+    ) -> Result<(String, HandedOver), Refusal> {
         static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
         let claimed = self.streams.claim(namespace(headers), id).ok_or_else(|| {
             Refusal::Denied(format!(
                 "tuf-oci: import stream {id:?} was not opened through the front; refused"
             ))
         })?;
-        let (checked, claimed) = import::check(&self.engine, claimed, store).await?;
+        let (checked, claimed) = import::check(&self.engine, claimed, store, &self.staging).await?;
         let own = format!(
             "{id}-tuf-oci-{}-{}",
             std::process::id(),
             HANDED_OVER.fetch_add(1, Ordering::Relaxed)
         );
-        import::hand_over(&self.upstream, &claimed, &own, checked).await?;
-        Ok(own)
+        let handed_over = import::hand_over(&self.upstream, &claimed, &own, checked).await?;
+        Ok((own, handed_over))
     }
 }
 

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use containerd_client::services::v1::StreamInit;
 use containerd_client::types::transfer::{Data, ImageStore, WindowUpdate};
 use containerd_tuf_verifier::engine::Engine;
-use http::{Request, Uri};
+use http::{Request, Response, Uri};
 use http_body::Frame;
+use http_body_util::BodyExt as _;
 use oci_spec::image::{Descriptor, ImageIndex};
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +23,7 @@ use crate::any;
 use crate::frame::{self, Item, Messages};
 use crate::naming::{self, Recorded};
 use crate::streams::{self, Claimed, FrameSender};
-use crate::upstream::Upstream;
+use crate::upstream::{Body, Upstream};
 
 /// Largest archive the front accepts (it is staged on disk while checked).
 pub const MAX_ARCHIVE: u64 = 64 << 30;
@@ -65,13 +66,17 @@ impl Checked {
 }
 
 /// Receives the archive of `claimed`, checks what importing it into `store` would record, and
-/// stages the archive containerd may import.
+/// stages the archive containerd may import, in a directory of its own under `staging`.
 pub async fn check(
     engine: &Engine,
     mut claimed: Claimed,
     store: &ImageStore,
+    staging: &Path,
 ) -> Result<(Checked, Claimed), Refusal> {
-    let staging = tempfile::tempdir().map_err(|e| unreadable("staging directory", e))?;
+    let staging = tempfile::Builder::new()
+        .prefix("import-")
+        .tempdir_in(staging)
+        .map_err(|e| unreadable(&format!("staging directory in {}", staging.display()), e))?;
     let received = staging.path().join("received");
     receive(&mut claimed, &received).await?;
     let layout = staging.path().join("layout");
@@ -135,6 +140,30 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| unreadable("archive work", e))?
 }
 
+/// A checked archive being sent to containerd. Dropped when the Transfer naming its stream is
+/// answered: containerd has then read all it will read, and the stream and the staged archive
+/// go. containerd fails some Transfers before it reads the stream at all (a progress stream it
+/// cannot find), and keeps such a stream open until its sender ends it.
+#[derive(Debug)]
+pub struct HandedOver(tokio::task::AbortHandle);
+
+impl Drop for HandedOver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `response` holding `handed_over` until its body ends (or is dropped).
+pub fn held_until_answered(response: Response<Body>, handed_over: HandedOver) -> Response<Body> {
+    response.map(|body| {
+        body.map_frame(move |frame| {
+            let _sending = &handed_over;
+            frame
+        })
+        .boxed_unsync()
+    })
+}
+
 /// Opens a stream of the front's own to containerd (same namespace and lease as the client's)
 /// and sends it the checked archive as containerd's flow control allows. Returns once containerd
 /// has registered the stream, so a Transfer naming it finds it.
@@ -143,7 +172,7 @@ pub async fn hand_over(
     claimed: &Claimed,
     id: &str,
     checked: Checked,
-) -> Result<(), Refusal> {
+) -> Result<HandedOver, Refusal> {
     let (to_containerd, body) = streams::channel_body();
     let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;
@@ -161,8 +190,7 @@ pub async fn hand_over(
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let mut from_containerd =
-        Messages::new(http_body_util::BodyExt::boxed_unsync(response.into_body()));
+    let mut from_containerd = Messages::new(response.into_body().boxed_unsync());
     // containerd acknowledges a registered stream with one message.
     match from_containerd.next().await {
         Some(Ok(Item::Message(_))) => {}
@@ -173,15 +201,16 @@ pub async fn hand_over(
             )));
         }
     }
-    tokio::spawn(async move {
+    let sending = tokio::spawn(async move {
         if let Err(e) = pump(&checked.archive(), &to_containerd, &mut from_containerd).await {
             tracing::warn!(error = %e, "sending a checked import to containerd");
         }
         drop(to_containerd);
-        // Hold the stream (and the staged archive) until containerd ends it.
+        // Hold the stream (and the staged archive) until containerd ends it, or the Transfer
+        // is answered (`HandedOver`).
         while from_containerd.next().await.is_some() {}
     });
-    Ok(())
+    Ok(HandedOver(sending.abort_handle()))
 }
 
 /// The client's archive into `path`, granting the client flow-control window as it goes.
@@ -372,6 +401,26 @@ mod tests {
         std::fs::write(&received, [0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap();
         let err = decompress(&received, &tar).unwrap_err();
         assert!(err.to_string().contains("zstd"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_lasts_as_long_as_the_answer() {
+        let sending = tokio::spawn(std::future::pending::<()>());
+        let (to_client, body) = streams::channel_body();
+        let answer = held_until_answered(Response::new(body), HandedOver(sending.abort_handle()));
+        let mut body = answer.into_body();
+        let frame = Frame::data(bytes::Bytes::from_static(b"answer"));
+        to_client.send(Ok(frame)).await.unwrap();
+        assert!(body.frame().await.unwrap().unwrap().is_data());
+        tokio::task::yield_now().await;
+        assert!(!sending.is_finished(), "stopped before the answer ended");
+        drop(to_client);
+        assert!(body.frame().await.is_none());
+        drop(body);
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), sending)
+            .await
+            .expect("still sending after the answer ended");
+        assert!(stopped.unwrap_err().is_cancelled());
     }
 
     #[test]

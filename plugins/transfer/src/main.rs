@@ -25,6 +25,11 @@ struct Args {
     /// Policy file (default: $CONTAINERD_TUF_POLICY or /etc/containerd-tuf/policy.toml).
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Where imported archives are staged while they are checked, each in a directory of its
+    /// own removed once containerd has it (default: $TMPDIR, else /tmp). Archives may be
+    /// large: choose a disk, not a small tmpfs.
+    #[arg(long)]
+    staging_dir: Option<PathBuf>,
 }
 
 // One thread: relaying is bound by system calls and wake-ups, and a second worker adds
@@ -54,7 +59,15 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    server::serve(listener, Upstream::new(args.containerd), engine, shutdown).await?;
+    let staging = args.staging_dir.unwrap_or_else(std::env::temp_dir);
+    server::serve(
+        listener,
+        Upstream::new(args.containerd),
+        engine,
+        staging,
+        shutdown,
+    )
+    .await?;
     let _ = std::fs::remove_file(&args.listen);
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! caller supplies the listener and the shutdown signal.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use containerd_tuf_verifier::engine::Engine;
@@ -17,13 +18,14 @@ use crate::upstream::Upstream;
 use crate::verify::VerifyLayer;
 
 /// Serves the front on `listener`, forwarding to `upstream` and checking with `engine`, until
-/// `shutdown` completes. The engine's metadata is brought up to date meanwhile
-/// ([`Engine::spawn_warm_up`]), so the first pulls through a front just started do not wait
-/// for cold updates.
+/// `shutdown` completes; imports are staged under `staging` while checked. The engine's
+/// metadata is brought up to date meanwhile ([`Engine::spawn_warm_up`]), so the first pulls
+/// through a front just started do not wait for cold updates.
 pub async fn serve(
     listener: UnixListener,
     upstream: Upstream,
     engine: Arc<Engine>,
+    staging: PathBuf,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     engine.spawn_warm_up();
@@ -31,6 +33,7 @@ pub async fn serve(
         .layer(VerifyLayer::new(Arc::new(Gate::new(
             engine,
             upstream.clone(),
+            staging,
         ))))
         .service(Forward::new(upstream));
     tokio::pin!(shutdown);

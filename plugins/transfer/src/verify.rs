@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 
 use crate::frame;
 use crate::gate::{self, Gate, Verdict};
+use crate::import;
 use crate::status::{self, Code};
 use crate::streams;
 use crate::upstream::Body;
@@ -113,13 +114,21 @@ where
                 }
             };
             match gate.decide(&path, &parts.headers, message).await {
-                Verdict::Forward { message, flush } => {
+                Verdict::Forward {
+                    message,
+                    flush,
+                    handed_over,
+                } => {
                     let body = Full::new(frame::encode(&message))
                         .map_err(|never| match never {})
                         .boxed_unsync();
                     let Ok(response) = inner.call(Request::from_parts(parts, body)).await;
-                    Ok(match flush {
+                    let response = match flush {
                         Some(flush) => streams::trailers_after(response, flush),
+                        None => response,
+                    };
+                    Ok(match handed_over {
+                        Some(handed_over) => import::held_until_answered(response, handed_over),
                         None => response,
                     })
                 }
