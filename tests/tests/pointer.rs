@@ -382,6 +382,7 @@ async fn a_publication_landing_while_a_copy_is_read_is_no_rollback() {
         async move { verifier.verify(&image).await }
     });
     lagging.asked("/manifests/2.root.json", 2).await;
+    lagging.asked("/manifests/timestamp.json", 2).await;
     mirrored.org.publish(&mirrored.registry).await;
     copy_solo(&mirrored.registry, &mirrored.mirror);
     let other = Verifier::new(

@@ -161,7 +161,7 @@ impl<S: MetadataSource> Updater<S> {
         self.catch_up()?;
         let held = self.held_versions();
         let read = self.read_copy().await;
-        if self.overtaken(&read, held)? {
+        if self.overtaken(&read, held) {
             self.catch_up()?;
             // Boxed, as the other retries: they are rare, and inline they would double the
             // size of every verification's future.
@@ -170,8 +170,8 @@ impl<S: MetadataSource> Updater<S> {
         read
     }
 
-    /// The versions of root and timestamp held, to tell afterwards whether another updater
-    /// sharing the store went past them meanwhile ([`Self::overtaken`]).
+    /// The versions of root and timestamp held, to tell afterwards whether the store went past
+    /// them meanwhile ([`Self::overtaken`]).
     fn held_versions(&self) -> (u64, u64) {
         let timestamp = self
             .timestamp
@@ -180,16 +180,17 @@ impl<S: MetadataSource> Updater<S> {
         (self.root.signed.version.get(), timestamp)
     }
 
-    /// Whether `result` is a rollback met because another updater sharing the store stored a
-    /// root or timestamp newer than `held` while this one read its copy: a read made just
-    /// before a publication met one made just after it. Reading once more settles that; a copy
-    /// that is really behind is refused again.
-    fn overtaken<T>(&self, result: &Result<T>, (root, timestamp): (u64, u64)) -> Result<bool> {
-        if !matches!(result, Err(Error::Rollback { .. })) {
-            return Ok(false);
-        }
-        Ok(self.newer_stored("root.json", root)?.is_some()
-            || self.newer_stored("timestamp.json", timestamp)?.is_some())
+    /// Whether `result` is a rollback met while the store holds a root or timestamp newer than
+    /// `held`, what the attempt began from. Mostly another updater sharing the store read a
+    /// later state meanwhile (a read made just before a publication met one made just after
+    /// it), and reading once more from the newer state settles it. Otherwise (this updater's
+    /// own root update, or a store that was ahead of a copy stuck behind it) the one more read
+    /// is refused again, as a copy really behind is. A store that cannot be read leaves the
+    /// rollback as it is.
+    fn overtaken<T>(&self, result: &Result<T>, (root, timestamp): (u64, u64)) -> bool {
+        let ahead = |file, held| self.newer_stored(file, held).is_ok_and(|n| n.is_some());
+        matches!(result, Err(Error::Rollback { .. }))
+            && (ahead("root.json", root) || ahead("timestamp.json", timestamp))
     }
 
     /// The update proper, reading from this one's copy after [`Self::catch_up`].
@@ -318,7 +319,7 @@ impl<S: MetadataSource> Updater<S> {
     ) -> Result<(String, Target)> {
         let held = self.held_versions();
         let found = self.search_target(name, near).await;
-        if self.overtaken(&found, held)? {
+        if self.overtaken(&found, held) {
             Box::pin(self.refresh()).await?;
             return Box::pin(self.search_target(name, near)).await;
         }
@@ -357,7 +358,7 @@ impl<S: MetadataSource> Updater<S> {
     ) -> Result<VerifiedTarget> {
         let held = self.held_versions();
         let found = self.search_digest(signed_path, near, digest).await;
-        if self.overtaken(&found, held)? {
+        if self.overtaken(&found, held) {
             Box::pin(self.refresh()).await?;
             return Box::pin(self.search_digest(signed_path, near, digest)).await;
         }

@@ -53,15 +53,40 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// An archive checked and ready for containerd, staged on disk until sent.
+/// An import's directory under the staging directory: the archive as received while it is
+/// checked, then as checked and ready for containerd until sent.
 #[derive(Debug)]
 pub struct Checked {
-    staging: tempfile::TempDir,
+    /// `None` only once dropped.
+    staging: Option<tempfile::TempDir>,
 }
 
 impl Checked {
+    fn new_in(staging: &Path) -> Result<Self, Refusal> {
+        let dir = tempfile::Builder::new()
+            .prefix("import-")
+            .tempdir_in(staging)
+            .map_err(|e| unreadable(&format!("staging directory in {}", staging.display()), e))?;
+        Ok(Checked { staging: Some(dir) })
+    }
+
+    fn path(&self) -> &Path {
+        self.staging.as_ref().expect("not dropped").path()
+    }
+
     fn archive(&self) -> PathBuf {
-        self.staging.path().join("checked.tar")
+        self.path().join("checked.tar")
+    }
+}
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        // Removing gigabytes takes a while: not on the thread that forwards calls.
+        if let (Some(dir), Ok(runtime)) =
+            (self.staging.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn_blocking(move || drop(dir));
+        }
     }
 }
 
@@ -73,15 +98,12 @@ pub async fn check(
     store: &ImageStore,
     staging: &Path,
 ) -> Result<(Checked, Claimed), Refusal> {
-    let staging = tempfile::Builder::new()
-        .prefix("import-")
-        .tempdir_in(staging)
-        .map_err(|e| unreadable(&format!("staging directory in {}", staging.display()), e))?;
-    let received = staging.path().join("received");
+    let checked = Checked::new_in(staging)?;
+    let received = checked.path().join("received");
     receive(&mut claimed, &received).await?;
-    let layout = staging.path().join("layout");
+    let layout = checked.path().join("layout");
     let mut index = blocking({
-        let (tar, layout) = (staging.path().join("received.tar"), layout.clone());
+        let (tar, layout) = (checked.path().join("received.tar"), layout.clone());
         move || open_archive(&received, &tar, &layout)
     })
     .await?;
@@ -112,7 +134,6 @@ pub async fn check(
         }
     }
     index.set_manifests(images);
-    let checked = Checked { staging };
     let archive = checked.archive();
     blocking(move || repack(&layout, &index, &archive)).await?;
     Ok((checked, claimed))
