@@ -151,6 +151,23 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// Whether registry hosts `a` and `b` name the same registry, as clients reach it: host names
+/// compare without regard to case (DNS), an explicit `:443` is HTTPS's default port, and Docker
+/// Hub's `docker.io` is also reached as `registry-1.docker.io` and `index.docker.io`. Anything
+/// else (an address for a name, another port) is another registry.
+pub fn same_registry(a: &str, b: &str) -> bool {
+    fn key(host: &str) -> String {
+        let host = host.to_ascii_lowercase();
+        let host = host.strip_suffix(":443").unwrap_or(&host);
+        match host {
+            "registry-1.docker.io" | "index.docker.io" => "docker.io",
+            other => other,
+        }
+        .to_string()
+    }
+    key(a) == key(b)
+}
+
 /// The rest of repository `path` under `prefix`, matched at `/` boundaries: `Some("")` when
 /// `path` is the prefix (a trailing `/` on it ignored), `Some("/app")` when it lies under it,
 /// `None` otherwise: `team-a` does not cover `team-ab`, nor `team-a/app` `team-a/app-secrets`.
@@ -164,6 +181,29 @@ pub fn under_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registries_are_the_same_however_their_hosts_are_spelt() {
+        assert!(same_registry(
+            "Registry.Example.COM",
+            "registry.example.com"
+        ));
+        assert!(same_registry(
+            "registry.example.com:443",
+            "registry.example.com"
+        ));
+        assert!(same_registry("R:5000", "r:5000"));
+        assert!(same_registry("[::1]:443", "[::1]"));
+        assert!(same_registry("registry-1.docker.io", "docker.io"));
+        assert!(same_registry("index.docker.io", "Docker.io:443"));
+        assert!(!same_registry("r:5000", "r:5001"));
+        assert!(!same_registry("r:5000", "r"));
+        assert!(!same_registry("127.0.0.1:5000", "localhost:5000"));
+        assert!(!same_registry(
+            "registry.example.com.evil",
+            "registry.example.com"
+        ));
+    }
 
     #[test]
     fn prefixes_end_at_path_separators() {

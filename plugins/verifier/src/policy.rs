@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tuf_oci::location::same_registry;
 use tuf_oci::{ImageRef, Repository};
 
 /// Where the policy is read from unless `CONTAINERD_TUF_POLICY` names another file.
@@ -64,7 +65,8 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
-    /// Registry hosts (`host[:port]`).
+    /// Registry hosts (`host[:port]`), each covering what names the same registry
+    /// ([`tuf_oci::location::same_registry`]: any case, `:443` or not).
     pub registries: Vec<String>,
     /// Repository path prefixes (`team-a/`), matched at `/` boundaries; empty means every
     /// repository.
@@ -236,7 +238,8 @@ impl Match {
 
     /// `None` when `image` is not covered; otherwise the length of the matching prefix.
     fn specificity(&self, image: &ImageRef) -> Option<usize> {
-        if !self.registries.contains(&image.repository.registry) {
+        let registry = &image.repository.registry;
+        if !self.registries.iter().any(|r| same_registry(r, registry)) {
             return None;
         }
         if self.repositories.is_empty() {
@@ -305,6 +308,38 @@ mod tests {
             p.decide(&image("other:5000/team-a/x:v1")),
             Decision::Uncovered(Default::Deny)
         );
+    }
+
+    #[test]
+    fn a_scope_covers_its_registry_however_a_reference_spells_it() {
+        // With `default = "allow"`, a spelling the scope missed would pull its images
+        // unverified from the same registry.
+        let p = policy(
+            r#"
+            cache_dir = "/tmp/c"
+            default = "allow"
+            [[scope]]
+            name = "org"
+            registries = ["registry.example.com", "docker.io", "r:5000"]
+            repositories = ["team-a/"]
+            root = "/root.json"
+            "#,
+        );
+        for reference in [
+            "REGISTRY.EXAMPLE.COM/team-a/app:v1",
+            "registry.example.com:443/team-a/app:v1",
+            "registry-1.docker.io/team-a/app:v1",
+            "index.docker.io/team-a/app:v1",
+            "R:5000/team-a/app:v1",
+        ] {
+            let image = ImageRef::parse(reference).unwrap();
+            assert!(
+                matches!(p.decide(&image), Decision::Verify(0, _)),
+                "{reference}"
+            );
+        }
+        let elsewhere = ImageRef::parse("r:5001/team-a/app:v1").unwrap();
+        assert_eq!(p.decide(&elsewhere), Decision::Uncovered(Default::Allow));
     }
 
     #[test]
