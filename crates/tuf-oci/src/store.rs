@@ -21,7 +21,7 @@ const CHUNK: usize = 1 << 20;
 /// Largest layout `index.json` read. It names every tag of a bundle, including every role
 /// version of its metadata repository, so it grows with the metadata's history: allow as much
 /// as the largest TUF file (targets, 32 MiB), some 100,000 entries, and no more.
-const INDEX_LIMIT: u64 = 32 << 20;
+pub const INDEX_LIMIT: u64 = 32 << 20;
 
 /// Annotation naming an index entry of an OCI layout (OCI image-spec, "Pre-Defined Annotation
 /// Keys").

@@ -6,6 +6,7 @@
 //! archive containerd gets is re-packed from what was checked: the OCI layout, its `index.json`
 //! without the TUF metadata entries (metadata is not an image), and its blobs; nothing else.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use containerd_client::services::v1::StreamInit;
@@ -113,9 +114,22 @@ pub async fn check(
         .filter(|entry| !is_metadata(entry))
         .cloned()
         .collect();
+    // An archive can list one record many times over: each is checked once, and other calls
+    // through the front take turns between checks (each reads the archive's index).
+    let mut seen = HashSet::new();
     for (name, recorded) in naming::recorded(store, &images) {
         let answer = match recorded {
             Recorded::Entry(descriptor) => {
+                let record = (
+                    name.clone(),
+                    descriptor.digest().to_string(),
+                    descriptor.media_type().to_string(),
+                    descriptor.size(),
+                );
+                if !seen.insert(record) {
+                    continue;
+                }
+                tokio::task::yield_now().await;
                 engine.check_in_archive(&name, descriptor, &layout).await
             }
             Recorded::ArchiveIndex => {
@@ -148,7 +162,15 @@ fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex
         ))
     })?;
     std::fs::remove_file(tar).map_err(|e| unreadable("staged archive", e))?;
-    ImageIndex::from_file(layout.join("index.json"))
+    let index = layout.join("index.json");
+    let size = std::fs::metadata(&index).map_or(0, |m| m.len());
+    if size > tuf_oci::store::INDEX_LIMIT {
+        return Err(Refusal::Unreadable(format!(
+            "the import's index.json is {size} bytes, more than {} (OCI layout)",
+            tuf_oci::store::INDEX_LIMIT
+        )));
+    }
+    ImageIndex::from_file(index)
         .map_err(|e| Refusal::Unreadable(format!("the import's index.json (OCI layout): {e}")))
 }
 
@@ -422,6 +444,24 @@ mod tests {
         std::fs::write(&received, [0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap();
         let err = decompress(&received, &tar).unwrap_err();
         assert!(err.to_string().contains("zstd"), "{err}");
+    }
+
+    #[test]
+    fn an_index_past_its_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (received, tar) = (dir.path().join("received"), dir.path().join("out.tar"));
+        let mut builder = tar::Builder::new(std::fs::File::create(&received).unwrap());
+        let big = vec![b' '; usize::try_from(tuf_oci::store::INDEX_LIMIT).unwrap() + 1];
+        let mut header = tar::Header::new_gnu();
+        header.set_size(big.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "index.json", &big[..])
+            .unwrap();
+        builder.finish().unwrap();
+        drop(builder);
+        let err = open_archive(&received, &tar, &dir.path().join("layout")).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
     }
 
     #[tokio::test]
