@@ -922,3 +922,50 @@ async fn transfer_destinations_are_checked_on_2() {
         .unwrap();
     assert_eq!(image_digest(&containerd, &other), setup.signed.digest);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manifest_served_as_an_index_is_refused_on_2() {
+    // The front pins a Transfer pull to the signed digest; containerd then records the media
+    // type the registry answers with. A registry serving the signed manifest as an index is
+    // refused by containerd itself (the front does not read the record back).
+    use tuf_oci_tests::hostile::{HostileRegistry, Rule};
+    let setup = setup().await;
+    let digest = setup.signed.digest.clone();
+    let signed = setup
+        .registry
+        .client
+        .manifest(
+            &setup.registry.repo("team-a/app").digested(&digest),
+            1 << 20,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let hostile = HostileRegistry::start(
+        &setup.registry.host,
+        vec![Rule::Replace {
+            path_suffix: format!("/manifests/{digest}"),
+            body: signed.bytes,
+            content_type: tuf_oci::layout::INDEX_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    let policy = setup.dir.path().join("hostile-policy.toml");
+    let text = std::fs::read_to_string(&setup.policy).unwrap();
+    std::fs::write(&policy, text.replace(&setup.registry.host, &hostile.host)).unwrap();
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &policy, &containerd);
+    let name = format!("{}/team-a/app:v1", hostile.host);
+    let err = ctr(
+        &containerd,
+        &front,
+        &["images", "pull", "--plain-http", &name],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("media-type: expected index but found manifest"),
+        "{err}"
+    );
+    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+}
