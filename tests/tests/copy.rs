@@ -534,3 +534,66 @@ async fn older_metadata_is_not_copied_over_newer() {
     // The other way round is an ordinary update.
     ok(copy(&b, &old));
 }
+
+#[tokio::test]
+async fn with_a_trusted_root_forgeries_are_neither_copied_nor_obeyed() {
+    // A copy carries metadata it otherwise takes on trust: a forged timestamp of a huge
+    // version, copied blindly, would hold every later copy back as older. Given the trusted
+    // root, the copy verifies its source before writing, and at the destination counts only
+    // what that root signs.
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let c = TestRegistry::start();
+    let (org, root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root_file = dir.path().join("root.json");
+    std::fs::write(&root_file, &root).unwrap();
+    let hosts = [a.host.as_str(), b.host.as_str(), c.host.as_str()];
+    let copy = |from: &TestRegistry, to: &TestRegistry| {
+        tuf(
+            &[
+                "--root",
+                root_file.to_str().unwrap(),
+                "copy",
+                &format!("{}/team-a/app", from.host),
+                &format!("{}/team-a/app", to.host),
+                "--all-tags",
+            ],
+            &hosts,
+        )
+    };
+    ok(copy(&a, &b));
+    let forged = {
+        let current = a.get_file(&org.metadata, "timestamp.json").await;
+        let mut forged: serde_json::Value = serde_json::from_slice(&current).unwrap();
+        forged["signed"]["version"] = (1u64 << 40).into();
+        serde_json::to_vec(&forged).unwrap()
+    };
+
+    // Junk at the destination holds nothing back.
+    b.put_file(&b.repo("org/tuf"), "timestamp.json", &forged)
+        .await;
+    org.publish(&a).await;
+    ok(copy(&a, &b));
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+
+    // A forged source is refused before anything is written.
+    a.put_file(&org.metadata, "timestamp.json", &forged).await;
+    let out = copy(&a, &c);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("timestamp metadata fails signature verification"),
+        "{stderr}"
+    );
+    let written = c
+        .client
+        .manifest(&c.repo("team-a/app").tagged("v1"), 1 << 20)
+        .await
+        .unwrap();
+    assert!(written.is_none(), "the copy wrote to the destination");
+}

@@ -102,6 +102,7 @@ pub async fn run(
     all_tags: bool,
     metadata: MetadataMode,
     dry_run: bool,
+    root: Option<Vec<u8>>,
 ) -> anyhow::Result<(CopyReport, String, String)> {
     let tags = match (from.tag(), all_tags) {
         (Some(tag), false) => Tags::Only(vec![tag.clone()]),
@@ -118,6 +119,7 @@ pub async fn run(
         tags,
         metadata,
         dry_run,
+        root,
     };
     let staging = tempfile::tempdir().context("creating a temporary directory for the copy")?;
     match from {

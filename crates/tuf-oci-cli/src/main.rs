@@ -196,7 +196,8 @@ enum Command {
         no_unpack: bool,
     },
     /// Copy an image repository with all its TUF metadata (registry, oci:DIR, oci-archive:FILE),
-    /// so the copy verifies at the destination with the source unreachable.
+    /// so the copy verifies at the destination with the source unreachable. When the --root file
+    /// exists, the source's metadata is verified against it before anything is written.
     Copy {
         /// host/repo[:tag], oci:DIR[:repo[:tag]] or oci-archive:FILE[:repo[:tag]].
         source: String,
@@ -604,8 +605,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 tuf_oci::copy::MetadataMode::Copy
             };
+            // The source is verified against the trusted root when there is one: a forged
+            // timestamp copied unverified would hold every later copy back as older.
+            let root = match std::fs::read(&cli.root) {
+                Ok(root) => {
+                    eprintln!("verifying the source against {}", cli.root.display());
+                    Some(root)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    eprintln!(
+                        "no trusted root at {}: the source's metadata is copied unverified",
+                        cli.root.display()
+                    );
+                    None
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("reading trusted root {}", cli.root.display()));
+                }
+            };
             let (report, from_path, to_path) =
-                copy_cmd::run(&registry, &from, &to, all_tags, metadata, dry_run).await?;
+                copy_cmd::run(&registry, &from, &to, all_tags, metadata, dry_run, root).await?;
             eprintln!(
                 "{} {} objects ({} bytes), {} mounted, {} already present",
                 if dry_run { "would copy" } else { "copied" },

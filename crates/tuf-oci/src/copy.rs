@@ -14,8 +14,11 @@ use crate::layout::{
     MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest, parse_versioned_file, signed_version,
 };
 use crate::location::Repository;
-use crate::source::fetch_file;
+use crate::source::{StoreSource, fetch_file};
 use crate::store::ContentStore;
+use crate::trusted::TrustedStore;
+use crate::updater::{Expiration, Limits, Updater};
+use tough::schema::Timestamp;
 
 /// Largest manifest copied.
 const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -63,6 +66,12 @@ pub struct CopyOptions {
     pub metadata: MetadataMode,
     /// Only report what would be copied.
     pub dry_run: bool,
+    /// The trusted root, when the copier has one. The source's metadata is then verified
+    /// against it before anything is written (root chain, signatures, versions; not expiry,
+    /// which clients at the destination check), and a destination timestamp that the verified
+    /// root does not sign cannot hold the copy back as newer. Without it the copy carries
+    /// metadata it cannot check, and compares the versions written in it.
+    pub root: Option<Vec<u8>>,
 }
 
 /// What a copy did (or, in a dry run, would do).
@@ -129,7 +138,13 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             .map(|(from, to)| (from.as_str(), to.as_str())),
     };
     if let Some((from_path, to_path)) = copied_metadata {
-        copier.check_not_older(from_path, to_path).await?;
+        let verified = match &options.root {
+            Some(root) => Some(verified_source(from, from_path, root).await?),
+            None => None,
+        };
+        copier
+            .check_not_older(from_path, to_path, verified.as_ref())
+            .await?;
     }
 
     let tags = match &options.tags {
@@ -185,6 +200,26 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
         )
         .await?;
     Ok(copier.report)
+}
+
+/// The source's metadata repository at `path` of `from`, verified against `root`: what a
+/// client there would trust, expiry aside.
+async fn verified_source<'s, S: ContentStore>(
+    from: &'s S,
+    path: &str,
+    root: &[u8],
+) -> Result<Updater<StoreSource<&'s S>>> {
+    let mut updater = Updater::open(
+        StoreSource::new(from, path),
+        TrustedStore::in_memory(),
+        root,
+        Limits::default(),
+        // Authenticity, not freshness: a bundle may cross an air gap slower than its
+        // timestamp lives, and is timestamped again where it lands.
+        Expiration::UnsafeIgnoreForRepair,
+    )?;
+    updater.refresh().await?;
+    Ok(updater)
 }
 
 /// Where the metadata repository goes and what the destination pointer says.
@@ -276,17 +311,32 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
 
     /// Refuses to put older metadata over the destination's: clients there that saw its state
     /// would take the copy for a rollback, and new ones would get back what it revoked. The
-    /// source's timestamp must not be older. (After a recovery that restarted timestamp
-    /// versions, TUF 5.3.11, a destination still holding the inflated timestamp is refused
-    /// too: nothing here verifies the source's roots, so a newer root number proves nothing.)
-    /// Versioned files are compared as they are copied ([`Copier::tag`]).
-    async fn check_not_older(&self, source: &str, destination: &str) -> Result<()> {
+    /// source's timestamp must not be older. With a `verified` source, versions are those the
+    /// verified root signs: a destination timestamp it does not sign (junk, a forgery an
+    /// unverified copy left) holds nothing back. Without one, the versions written in the
+    /// files are compared, so after a recovery that restarted timestamp versions (TUF 5.3.11)
+    /// a destination still holding the inflated timestamp refuses the copy too. Versioned
+    /// files are compared as they are copied ([`Copier::tag`]).
+    async fn check_not_older<V: crate::source::MetadataSource>(
+        &self,
+        source: &str,
+        destination: &str,
+        verified: Option<&Updater<V>>,
+    ) -> Result<()> {
         let limit = crate::Limits::default().timestamp;
         let (from, to) = futures_util::join!(
             fetch_file(self.from, source, "timestamp.json", limit, None),
             fetch_file(self.to, destination, "timestamp.json", limit, None),
         );
-        let version = |bytes: Option<Vec<u8>>| signed_version(&bytes?);
+        let version = |bytes: Option<Vec<u8>>| {
+            let bytes = bytes?;
+            match verified {
+                Some(updater) => updater
+                    .signed_by_root::<Timestamp>("timestamp", &bytes)
+                    .map(|t| t.signed.version.get()),
+                None => signed_version(&bytes),
+            }
+        };
         let (Some(from), Some(to)) = (version(from?), version(to?)) else {
             return Ok(());
         };

@@ -108,6 +108,82 @@ pub trait ContentStore: Send + Sync {
     fn tags(&self, repository: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
+/// A store lent out: a copy verifies its source through a borrowed store before writing.
+impl<T: ContentStore> ContentStore for &T {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Option<Stored>>> + Send {
+        (**self).manifest(repository, reference, limit)
+    }
+    fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send {
+        (**self).blob(repository, digest, size)
+    }
+    fn has_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        (**self).has_blob(repository, digest)
+    }
+    fn put_blob(
+        &self,
+        repository: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).put_blob(repository, media_type, bytes)
+    }
+    fn open_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<BlobStream>> + Send {
+        (**self).open_blob(repository, digest, size)
+    }
+    fn put_blob_stream(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        data: BlobStream,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).put_blob_stream(repository, digest, size, data)
+    }
+    fn mount(
+        &self,
+        repository: &str,
+        digest: &str,
+        from_host: Option<&str>,
+        from: &str,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        (**self).mount(repository, digest, from_host, from)
+    }
+    fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).put_manifest(repository, reference, bytes, media_type)
+    }
+    fn tags(&self, repository: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
+        (**self).tags(repository)
+    }
+}
+
 /// One registry host.
 #[derive(Debug, Clone)]
 pub struct RegistryStore {

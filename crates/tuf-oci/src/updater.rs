@@ -957,7 +957,7 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     /// `bytes` as top-level `role`, if they parse and the trusted root signs them.
-    fn signed_by_root<T>(&self, role: &str, bytes: &[u8]) -> Option<Signed<T>>
+    pub(crate) fn signed_by_root<T>(&self, role: &str, bytes: &[u8]) -> Option<Signed<T>>
     where
         T: Role + serde::Serialize + DeserializeOwned,
     {
