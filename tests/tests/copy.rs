@@ -175,6 +175,9 @@ async fn through_an_archive_with_both_sources_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle.tar");
     let bundle_arg = format!("oci-archive:{}", bundle.display());
+    // A file beside the archive is the user's, whatever its name.
+    let beside = dir.path().join("bundle.tmp");
+    std::fs::write(&beside, b"mine").unwrap();
     ok(tuf(
         &[
             "copy",
@@ -184,6 +187,7 @@ async fn through_an_archive_with_both_sources_stopped() {
         ],
         &[&a.host],
     ));
+    assert_eq!(std::fs::read(&beside).unwrap(), b"mine");
     drop(a);
     // An independent OCI client reads what we wrote.
     let inspect = Command::new("skopeo")
@@ -231,6 +235,19 @@ async fn single_repository_mode_and_dry_run() {
         b.client.tags(&b.repo("solo/app")).await.unwrap().is_empty(),
         "a dry run writes nothing"
     );
+    // The repository is its own metadata repository: nothing can stay remote.
+    let remote = tuf(
+        &[
+            "copy",
+            &format!("{}/solo/app:v1", a.host),
+            &format!("{}/solo/app:v1", b.host),
+            "--keep-metadata-remote",
+        ],
+        &hosts,
+    );
+    let stderr = String::from_utf8_lossy(&remote.stderr);
+    assert_eq!(remote.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("single-repository mode"), "{stderr}");
     ok(tuf(
         &[
             "copy",
@@ -258,6 +275,11 @@ async fn bad_input_is_named() {
     };
     assert!(
         fails(&["copy", "docker://x/y:v1", "oci:/tmp/x"]).contains("unknown transport docker://")
+    );
+    let renamed = fails(&["copy", "x.example/a/b", "oci:/tmp/x:a/b:v1", "--all-tags"]);
+    assert!(
+        renamed.contains("the destination takes no tag"),
+        "{renamed}"
     );
     let junk = dir.path().join("junk.tar");
     std::fs::write(&junk, b"not a tar").unwrap();

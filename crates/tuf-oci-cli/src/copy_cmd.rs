@@ -106,6 +106,9 @@ pub async fn run(
 ) -> anyhow::Result<(CopyReport, String, String)> {
     let tags = match (from.tag(), all_tags) {
         (Some(tag), false) => Tags::Only(vec![tag.clone()]),
+        (None, true) if to.tag().is_some() => {
+            bail!("--all-tags copies every tag under its own name: the destination takes no tag")
+        }
         (None, true) => Tags::All,
         (Some(_), true) => bail!("give a tag or --all-tags, not both"),
         (None, false) => bail!("the source names no tag: give one, or --all-tags"),

@@ -45,10 +45,15 @@ fn parse(text: &str) -> anyhow::Result<jiff::Timestamp> {
     if let Ok(at) = text.parse::<jiff::Timestamp>() {
         return Ok(at);
     }
-    let split = text.len().saturating_sub(1);
+    let split = text.char_indices().last().map_or(0, |(i, _)| i);
     let (count, unit) = text.split_at(split);
+    // Digits only: a span counts forward from now (a sign would let `-1d` sign metadata
+    // that has already expired).
     let count: i64 = count
-        .parse()
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| count.parse().ok())
+        .flatten()
         .with_context(|| format!("expiry {text:?}: expected RFC 3339 or e.g. 7d, 12h"))?;
     let seconds = match unit {
         "s" => 1,
@@ -58,7 +63,13 @@ fn parse(text: &str) -> anyhow::Result<jiff::Timestamp> {
         "w" => 604_800,
         _ => bail!("expiry {text:?}: unit must be one of s, m, h, d, w"),
     };
-    Ok(jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(count * seconds))?)
+    let span = count
+        .checked_mul(seconds)
+        .filter(|&span| span > 0)
+        .with_context(|| {
+            format!("expiry {text:?}: the span must be above zero and below 290 billion years")
+        })?;
+    Ok(jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(span))?)
 }
 
 #[cfg(test)]
@@ -80,5 +91,8 @@ mod tests {
         );
         assert!(parse("7y").is_err());
         assert!(parse("soon").is_err());
+        for bad in ["-1d", "+1d", "0d", "7é", "é", "", "99999999999999999w"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

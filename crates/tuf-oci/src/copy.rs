@@ -125,6 +125,13 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             reason: format!("no {METADATA_TAG} tag: the copy could not be verified"),
         })?;
     let pointer_index = Manifest::parse(METADATA_TAG, &pointer.bytes)?;
+    if pointer_index.pointer().is_none() && options.metadata == MetadataMode::KeepRemote {
+        return Err(Error::Usage(format!(
+            "--keep-metadata-remote: {source} in {} holds its own metadata (single-repository \
+             mode), so there is no metadata repository to keep remote",
+            from.describe()
+        )));
+    }
     let placement = pointer_index
         .pointer()
         .map(|target| place_metadata(source, destination, host, target, options.metadata))
@@ -447,16 +454,17 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             if !self.done.insert(format!("{destination}@{}", child.digest)) {
                 continue;
             }
+            // The limit is ours, whatever size the unverified index claims for the child.
             let child_manifest = self
                 .from
-                .manifest(source, &child.digest, MANIFEST_LIMIT.max(child.size))
+                .manifest(source, &child.digest, MANIFEST_LIMIT)
                 .await?
                 .ok_or_else(|| Error::NotFound {
                     what: format!("{source}@{} in {}", child.digest, self.from.describe()),
                 })?;
             if self
                 .to
-                .manifest(destination, &child.digest, MANIFEST_LIMIT.max(child.size))
+                .manifest(destination, &child.digest, MANIFEST_LIMIT)
                 .await?
                 .is_some()
             {

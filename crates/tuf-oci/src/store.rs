@@ -736,18 +736,29 @@ async fn check_graph_at<S: ContentStore>(
     Ok(count)
 }
 
-/// Packs the layout at `dir` into the tar file `archive` (written to a temp file and renamed,
-/// so a reader never sees half an archive).
+/// Packs the layout at `dir` into the tar file `archive` (written to a temp file of its own
+/// beside it and renamed, so a reader never sees half an archive and no other file is touched).
 pub fn pack(dir: &Path, archive: &Path) -> Result<()> {
-    let tmp = archive.with_extension("tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut builder = tar::Builder::new(file);
+    let parent = match archive.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".tuf-oci-pack-")
+        // As a plain create would make it: an archive is for carrying elsewhere.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    let mut builder = tar::Builder::new(tmp.as_file());
     builder.follow_symlinks(false);
     builder
         .append_dir_all(".", dir)
         .and_then(|()| builder.finish())
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, archive).map_err(|e| Error::io(archive, e))
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    drop(builder);
+    tmp.persist(archive)
+        .map_err(|e| Error::io(archive, e.error))?;
+    Ok(())
 }
 
 /// Unpacks the tar file `archive` into `dir`. Archives come from anywhere (imports run as root),
