@@ -40,6 +40,12 @@ pub enum Rule {
         /// Tags per answer.
         per_page: usize,
     },
+    /// Answer every tag listing with `per_page` tags never listed before (`t00000000`,
+    /// `t00000001`, ... after the `last` query parameter): a listing without end.
+    InventTags {
+        /// Tags per answer.
+        per_page: usize,
+    },
     /// Want a bearer token on every `/v2/` request, as registries with anonymous tokens do
     /// (Docker Hub, ghcr.io): 401 with a challenge naming `/token`, which hands one out.
     RequireToken,
@@ -163,6 +169,25 @@ async fn serve(
                     .trim_start_matches("/v2/")
                     .trim_end_matches("/tags/list");
                 let body = serde_json::json!({ "name": name, "tags": page }).to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                client.write_all(head.as_bytes()).await?;
+                client.write_all(body.as_bytes()).await?;
+                return client.shutdown().await;
+            }
+            Rule::InventTags { per_page } if path.ends_with("/tags/list") => {
+                let after = query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("last=t"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .map_or(0, |n| n + 1);
+                let tags: Vec<String> = (after..after + *per_page as u64)
+                    .map(|n| format!("t{n:08}"))
+                    .collect();
+                let body = serde_json::json!({ "name": "invented", "tags": tags }).to_string();
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
                      Content-Length: {}\r\nConnection: close\r\n\r\n",

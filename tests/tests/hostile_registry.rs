@@ -299,6 +299,28 @@ async fn paged_tag_lists_are_read_to_the_end() {
 }
 
 #[tokio::test]
+async fn a_tag_listing_without_end_is_cut() {
+    // A registry can answer every page of a tag listing with tags never seen before: the
+    // listing (of a copy's source, of a writer's metadata repository) must end.
+    let registry = TestRegistry::start();
+    let proxy =
+        HostileRegistry::start(&registry.host, vec![Rule::InventTags { per_page: 20_000 }]).await;
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(5),
+    });
+    let repository = tuf_oci::Repository::parse(&format!("{}/any/app", proxy.host)).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(60), client.tags(&repository))
+        .await
+        .expect("the listing never ended")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Registry { ref message, .. } if message.contains("goes on past")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn copy_from_a_source_listing_a_climbing_tag_writes_nothing_elsewhere() {
     // A hostile source lists a "tag" whose dots climb out of the repository: pasted into the
     // destination's URL it would re-point another repository's tag at the source's choice

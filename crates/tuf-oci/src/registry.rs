@@ -23,6 +23,11 @@ use crate::grammar;
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
 
+/// Most tags read from one repository. Every role version is a tag of the metadata repository,
+/// so years of hourly timestamps stay far below this; a registry inventing tags page after
+/// page is cut here.
+const MAX_TAGS: usize = 1_000_000;
+
 /// Pauses before trying a request again after a server error.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
 
@@ -444,8 +449,8 @@ impl Registry {
     pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>> {
         let reference = repository.tagged("latest");
         let mut tags: Vec<String> = Vec::new();
+        let mut last: Option<String> = None;
         loop {
-            let last = tags.iter().max().cloned();
             let listed = self
                 .call(&reference, RegistryOperation::Pull, |auth| {
                     let (reference, last) = (&reference, last.as_deref());
@@ -475,6 +480,14 @@ impl Registry {
             if tags.len() == before {
                 return Ok(tags);
             }
+            // One that keeps inventing new ones is stopped.
+            if tags.len() > MAX_TAGS {
+                return Err(Error::Registry {
+                    reference: reference.whole(),
+                    message: format!("the tag listing goes on past {MAX_TAGS} tags"),
+                });
+            }
+            last = tags[before..].iter().max().cloned().max(last);
         }
     }
 
