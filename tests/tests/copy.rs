@@ -235,6 +235,19 @@ async fn single_repository_mode_and_dry_run() {
         b.client.tags(&b.repo("solo/app")).await.unwrap().is_empty(),
         "a dry run writes nothing"
     );
+    let layout = tempfile::tempdir().unwrap();
+    let new_layout = layout.path().join("new");
+    let dry = ok(tuf(
+        &[
+            "copy",
+            &format!("{}/solo/app:v1", a.host),
+            &format!("oci:{}", new_layout.display()),
+            "--dry-run",
+        ],
+        &hosts,
+    ));
+    assert!(dry.contains("would copy"), "{dry}");
+    assert!(!new_layout.exists(), "a dry run creates no layout");
     // The repository is its own metadata repository: nothing can stay remote.
     let remote = tuf(
         &[

@@ -190,6 +190,13 @@ async fn into<S: ContentStore>(
         }
         Endpoint::Layout { dir, path, .. } => {
             let destination = path.clone().unwrap_or_else(|| source.to_string());
+            // A dry run into a layout not there yet compares with an empty one, and creates
+            // nothing where the layout would be.
+            let dir = if options.dry_run && !dir.join("index.json").exists() {
+                &staging.join("dry-run")
+            } else {
+                dir
+            };
             let report = into_layout(from, source, host, dir, &destination, options).await?;
             Ok((report, source.to_string(), destination))
         }
