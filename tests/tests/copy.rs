@@ -632,3 +632,70 @@ async fn with_a_trusted_root_forgeries_are_neither_copied_nor_obeyed() {
         .unwrap();
     assert!(written.is_none(), "the copy wrote to the destination");
 }
+
+// Two workers: the proxy answers while the test waits for the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_in_a_referrers_index_does_not_stop_a_copy() {
+    // Whoever can push to a repository can add entries naming nothing to an image's referrers
+    // index (tag schema). It is a discovery aid: the copy keeps what the source holds.
+    use tuf_oci_tests::hostile::{HostileRegistry, Rule};
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let repo = a.repo("team-a/app");
+    let v1 = a
+        .client
+        .manifest(&repo.tagged("v1"), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let referrers = tuf_oci::layout::referrers_tag(&v1.digest);
+    let index = a
+        .client
+        .manifest(&repo.tagged(&referrers), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut poisoned: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+    poisoned["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+            "digest": format!("sha256:{}", "0".repeat(64)),
+            "size": 1,
+        }));
+    let proxy = HostileRegistry::start(
+        &a.host,
+        vec![Rule::Replace {
+            path_suffix: format!("/manifests/{referrers}"),
+            body: serde_json::to_vec(&poisoned).unwrap(),
+            content_type: tuf_oci::layout::INDEX_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app", proxy.host),
+            &format!("{}/team-a/app", b.host),
+            "--all-tags",
+        ],
+        &[&proxy.host, &b.host],
+    ));
+    let copied = b
+        .client
+        .manifest(&b.repo("team-a/app").tagged(&referrers), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        copied.bytes, index.bytes,
+        "the source's own entries, and no junk"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+}

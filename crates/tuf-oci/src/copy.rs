@@ -15,7 +15,7 @@ use crate::layout::{
 };
 use crate::location::Repository;
 use crate::source::{StoreSource, fetch_file};
-use crate::store::ContentStore;
+use crate::store::{ContentStore, Stored};
 use crate::trusted::TrustedStore;
 use crate::updater::{Expiration, Limits, Updater};
 use tough::schema::Timestamp;
@@ -359,13 +359,20 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
 
     /// Copies the object tagged `tag` with everything it references, then the tag.
     async fn tag(&mut self, source: &str, destination: &str, tag: &str) -> Result<()> {
-        let stored = self
+        let mut stored = self
             .from
             .manifest(source, tag, MANIFEST_LIMIT)
             .await?
             .ok_or_else(|| Error::NotFound {
                 what: format!("{source}:{tag} in {}", self.from.describe()),
             })?;
+        if tag.starts_with("sha256-") {
+            let Some(held) = self.held_referrers(source, stored).await? else {
+                (self.progress)(&format!("skipped {source}:{tag}: not a referrers index"));
+                return Ok(());
+            };
+            stored = held;
+        }
         if let Some(existing) = self.to.manifest(destination, tag, MANIFEST_LIMIT).await? {
             if existing.digest == stored.digest {
                 self.report.skipped += 1;
@@ -384,6 +391,35 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         self.children(source, destination, &stored, 0).await?;
         self.put_manifest(destination, tag, &stored.bytes, &stored.media_type)
             .await
+    }
+
+    /// A referrers index (tag schema) with only the entries the source holds; `None` when it
+    /// is no index. It is a discovery aid that whoever can push to the repository can fill with
+    /// junk: junk must not stop the copy, nor be written where the registry would refuse it.
+    async fn held_referrers(&self, source: &str, stored: Stored) -> Result<Option<Stored>> {
+        let Ok(index) = Manifest::parse("referrers index", &stored.bytes) else {
+            return Ok(None);
+        };
+        let mut held = Vec::new();
+        for entry in &index.manifests {
+            if self
+                .from
+                .manifest(source, &entry.digest, MANIFEST_LIMIT)
+                .await?
+                .is_some()
+            {
+                held.push(entry.clone());
+            }
+        }
+        if held.len() == index.manifests.len() {
+            return Ok(Some(stored));
+        }
+        let bytes = crate::layout::index(&held, &index.annotations);
+        Ok(Some(Stored {
+            digest: crate::layout::sha256_digest(&bytes),
+            bytes,
+            media_type: crate::layout::INDEX_MEDIA_TYPE.into(),
+        }))
     }
 
     /// Copies what a manifest or index references (blobs, child manifests), depth first, so
