@@ -699,3 +699,30 @@ async fn junk_in_a_referrers_index_does_not_stop_a_copy() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_layout_being_written_is_not_written_by_a_second_copy() {
+    // A layout's index.json is read when a copy opens it and written whole when it ends: a
+    // second copy in between would lose the first's tags.
+    let a = TestRegistry::start();
+    let (_org, _root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let copy = || {
+        tuf(
+            &[
+                "copy",
+                &format!("{}/team-a/app:v1", a.host),
+                &format!("oci:{}", layout.display()),
+            ],
+            &[&a.host],
+        )
+    };
+    let writing = tuf_oci::store::LayoutStore::open(&layout, true).unwrap();
+    let out = copy();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("locked by another process"), "{stderr}");
+    drop(writing);
+    ok(copy());
+}

@@ -328,11 +328,24 @@ struct LayoutIndex {
 pub struct LayoutStore {
     dir: PathBuf,
     index: Mutex<LayoutIndex>,
+    /// The directory, locked while opened for writing: `index.json` is read at open and
+    /// written whole at save, so a second writer in between would lose the first's tags.
+    _writing: Option<std::fs::File>,
 }
 
 impl LayoutStore {
-    /// Opens the layout at `dir`, creating an empty one when `create` is set and none exists.
+    /// Opens the layout at `dir`. With `create`, for writing: an empty one is made when none
+    /// exists, and the directory stays locked until the store is dropped (another writer
+    /// waits a few seconds, then fails naming the lock).
     pub fn open(dir: &Path, create: bool) -> Result<Self> {
+        let writing = if create {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let handle = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
+            crate::trusted::lock_within(&handle, dir)?;
+            Some(handle)
+        } else {
+            None
+        };
         let index_path = dir.join("index.json");
         let index = match read_limited(&index_path, INDEX_LIMIT) {
             Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
@@ -359,6 +372,7 @@ impl LayoutStore {
         Ok(LayoutStore {
             dir: dir.to_path_buf(),
             index: Mutex::new(index),
+            _writing: writing,
         })
     }
 

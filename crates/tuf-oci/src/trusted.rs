@@ -118,25 +118,8 @@ impl TrustedStore {
                     .open(&path)
             })
             .map_err(|e| Error::io(&path, e))?;
-        let since = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(StoreLock::File(file)),
-                Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::io(
-                        &path,
-                        std::io::Error::other(format!(
-                            "locked by another process for {} s",
-                            LOCK_WAIT.as_secs()
-                        )),
-                    ));
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
-            }
-        }
+        lock_within(&file, &path)?;
+        Ok(StoreLock::File(file))
     }
 
     /// Forgets `name` (timestamp and snapshot after their keys rotate, TUF 5.3.11).
@@ -152,6 +135,30 @@ impl TrustedStore {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Takes the exclusive file lock on `file` (`path`, for messages), waiting [`LOCK_WAIT`] at
+/// most: a lock held longer means a process stuck or at work for long, and failing names it.
+pub(crate) fn lock_within(file: &std::fs::File, path: &Path) -> Result<()> {
+    let since = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other(format!(
+                        "locked by another process for {} s",
+                        LOCK_WAIT.as_secs()
+                    )),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
         }
     }
 }
