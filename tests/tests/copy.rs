@@ -726,3 +726,48 @@ async fn a_layout_being_written_is_not_written_by_a_second_copy() {
     drop(writing);
     ok(copy());
 }
+
+#[tokio::test]
+async fn with_a_trusted_root_a_destination_past_a_key_rotation_is_not_rolled_back() {
+    // The timestamp key rotates (root 2) and its versions start again; a mirror takes the new
+    // state. A bundle made before holds root 1, whose keys do not sign the mirror's
+    // timestamp: that timestamp is no junk, since the mirror's root chain leads past the
+    // bundle's, and the older bundle must not go over it.
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let old = TestRegistry::start();
+    let (org, root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root_file = dir.path().join("root.json");
+    std::fs::write(&root_file, &root).unwrap();
+    let hosts = [a.host.as_str(), b.host.as_str(), old.host.as_str()];
+    let copy = |from: &TestRegistry, to: &TestRegistry| {
+        tuf(
+            &[
+                "--root",
+                root_file.to_str().unwrap(),
+                "copy",
+                &format!("{}/team-a/app", from.host),
+                &format!("{}/team-a/app", to.host),
+                "--all-tags",
+            ],
+            &hosts,
+        )
+    };
+    ok(copy(&a, &old));
+    let (fresh, new_root) =
+        tuf_oci_tests::craft::rotate_to_new_key(&a, &org, tough::schema::RoleType::Timestamp).await;
+    tuf_oci_tests::craft::forge_timestamp(&a, &org, &new_root.signed, &[fresh], |restarted| {
+        restarted.version = std::num::NonZeroU64::MIN;
+    })
+    .await;
+    ok(copy(&a, &b));
+    let timestamp = || async { b.get_file(&b.repo("org/tuf"), "timestamp.json").await };
+    let before = timestamp().await;
+
+    let out = copy(&old, &b);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("rollback of root of"), "{stderr}");
+    assert_eq!(timestamp().await, before, "the destination keeps its state");
+}

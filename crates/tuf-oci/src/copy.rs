@@ -229,6 +229,55 @@ async fn verified_source<'s, S: ContentStore>(
     Ok(updater)
 }
 
+/// The destination's metadata repository at `destination` of `to`, its root chain followed
+/// from the verified `source`'s root. A chain that goes further is a newer state than the
+/// source's, and refused as the copy's rollback; links that fail their checks are junk (a
+/// forgery an unverified copy left) and end the chain; a destination that cannot be read
+/// fails the copy.
+async fn destination_roots<'t, D: ContentStore, V: crate::source::MetadataSource>(
+    to: &'t D,
+    destination: &str,
+    source: &Updater<V>,
+) -> Result<Updater<StoreSource<&'t D>>> {
+    let mut at_destination = Updater::open(
+        StoreSource::new(to, destination),
+        TrustedStore::in_memory(),
+        source.root_bytes(),
+        Limits::default(),
+        Expiration::UnsafeIgnoreForRepair,
+    )?;
+    match at_destination.follow_roots().await {
+        Ok(())
+        | Err(
+            Error::RootChain { .. }
+            | Error::VersionMismatch { .. }
+            | Error::Parse { .. }
+            | Error::TooLarge { .. },
+        ) => {}
+        Err(e) => return Err(e),
+    }
+    let theirs = at_destination.root().signed.version.get();
+    let ours = source.root().signed.version.get();
+    if theirs > ours {
+        return Err(Error::Rollback {
+            role: format!("root of {destination} in {}", to.describe()),
+            trusted: theirs,
+            fetched: ours,
+        });
+    }
+    Ok(at_destination)
+}
+
+/// The version of timestamp `bytes`, when `updater`'s root signs them.
+fn timestamp_version<V: crate::source::MetadataSource>(
+    updater: &Updater<V>,
+    bytes: &[u8],
+) -> Option<u64> {
+    updater
+        .signed_by_root::<Timestamp>("timestamp", bytes)
+        .map(|t| t.signed.version.get())
+}
+
 /// Where the metadata repository goes and what the destination pointer says.
 struct Placement {
     /// (source path, destination path) of the metadata repository to copy.
@@ -318,12 +367,14 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
 
     /// Refuses to put older metadata over the destination's: clients there that saw its state
     /// would take the copy for a rollback, and new ones would get back what it revoked. The
-    /// source's timestamp must not be older. With a `verified` source, versions are those the
-    /// verified root signs: a destination timestamp it does not sign (junk, a forgery an
-    /// unverified copy left) holds nothing back. Without one, the versions written in the
-    /// files are compared, so after a recovery that restarted timestamp versions (TUF 5.3.11)
-    /// a destination still holding the inflated timestamp refuses the copy too. Versioned
-    /// files are compared as they are copied ([`Copier::tag`]).
+    /// source's timestamp must not be older. With a `verified` source, the destination's root
+    /// chain is followed from the source's root: one that goes further is a newer state,
+    /// whatever its timestamp says; otherwise versions are those that root signs, and a
+    /// destination timestamp it does not sign (junk, a forgery an unverified copy left) holds
+    /// nothing back. Without one, the versions written in the files are compared, so after a
+    /// recovery that restarted timestamp versions (TUF 5.3.11) a destination still holding
+    /// the inflated timestamp refuses the copy too. Versioned files are compared as they are
+    /// copied ([`Copier::tag`]).
     async fn check_not_older<V: crate::source::MetadataSource>(
         &self,
         source: &str,
@@ -335,16 +386,21 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             fetch_file(self.from, source, "timestamp.json", limit, None),
             fetch_file(self.to, destination, "timestamp.json", limit, None),
         );
-        let version = |bytes: Option<Vec<u8>>| {
-            let bytes = bytes?;
-            match verified {
-                Some(updater) => updater
-                    .signed_by_root::<Timestamp>("timestamp", &bytes)
-                    .map(|t| t.signed.version.get()),
-                None => signed_version(&bytes),
+        let (from, to) = (from?, to?);
+        let (from, to) = match verified {
+            Some(source_state) => {
+                let at_destination = destination_roots(self.to, destination, source_state).await?;
+                (
+                    from.and_then(|bytes| timestamp_version(source_state, &bytes)),
+                    to.and_then(|bytes| timestamp_version(&at_destination, &bytes)),
+                )
             }
+            None => (
+                from.and_then(|bytes| signed_version(&bytes)),
+                to.and_then(|bytes| signed_version(&bytes)),
+            ),
         };
-        let (Some(from), Some(to)) = (version(from?), version(to?)) else {
+        let (Some(from), Some(to)) = (from, to) else {
             return Ok(());
         };
         if from < to {

@@ -193,6 +193,15 @@ impl<S: MetadataSource> Updater<S> {
             && (ahead("root.json", root) || ahead("timestamp.json", timestamp))
     }
 
+    /// Follows the root chain this updater's copy holds (TUF 5.3), and nothing else: how far
+    /// a copy's roots go past the trusted one. A link that fails its checks ends the chain
+    /// where it is, with the error.
+    pub(crate) async fn follow_roots(&mut self) -> Result<()> {
+        let next = versioned_file("root", self.root.signed.version.get() + 1);
+        let next = self.source.fetch(&next, None, self.limits.root).await?;
+        self.update_root(next).await
+    }
+
     /// The update proper, reading from this one's copy after [`Self::catch_up`].
     async fn read_copy(&mut self) -> Result<()> {
         self.now = jiff::Timestamp::now();
