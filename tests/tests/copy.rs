@@ -771,3 +771,36 @@ async fn with_a_trusted_root_a_destination_past_a_key_rotation_is_not_rolled_bac
     assert!(stderr.contains("rollback of root of"), "{stderr}");
     assert_eq!(timestamp().await, before, "the destination keeps its state");
 }
+
+#[tokio::test]
+async fn with_a_trusted_root_files_past_the_verified_state_are_left_out() {
+    // Whoever can push to the source can add a file of a version not published yet. Copied,
+    // it would take the real one's place at the destination, where versioned files are
+    // written once, and hold back every later copy.
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (org, root) = source(&a).await;
+    a.put_file(&org.metadata, "99.snapshot.json", b"{}").await;
+    let dir = tempfile::tempdir().unwrap();
+    let root_file = dir.path().join("root.json");
+    std::fs::write(&root_file, &root).unwrap();
+    let out = ok(tuf(
+        &[
+            "--root",
+            root_file.to_str().unwrap(),
+            "copy",
+            &format!("{}/team-a/app", a.host),
+            &format!("{}/team-a/app", b.host),
+            "--all-tags",
+        ],
+        &[&a.host, &b.host],
+    ));
+    assert!(out.contains("left out org/tuf:99.snapshot.json"), "{out}");
+    let tags = b.client.tags(&b.repo("org/tuf")).await.unwrap();
+    assert!(!tags.iter().any(|t| t == "99.snapshot.json"), "{tags:?}");
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+}

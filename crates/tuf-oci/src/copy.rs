@@ -4,7 +4,7 @@
 //! re-signed; target names carry no registry host. The destination's pointer is written last,
 //! so a client never follows it to incomplete metadata, and a rerun copies only what is missing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::StreamExt;
 
@@ -115,6 +115,7 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
         report: CopyReport::default(),
         done: HashSet::new(),
         progress,
+        verified: None,
     };
     // The pointer decides where metadata lives; read it first so bad input fails early.
     let pointer = from
@@ -145,13 +146,17 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             .map(|(from, to)| (from.as_str(), to.as_str())),
     };
     if let Some((from_path, to_path)) = copied_metadata {
-        let verified = match &options.root {
-            Some(root) => Some(verified_source(from, from_path, root).await?),
-            None => None,
-        };
-        copier
-            .check_not_older(from_path, to_path, verified.as_ref())
-            .await?;
+        match &options.root {
+            Some(root) => {
+                let (source_state, verified) = verified_source(from, from_path, root).await?;
+                let at_destination = destination_roots(to, to_path, &source_state).await?;
+                copier
+                    .check_verified_not_older(to_path, &at_destination, &verified)
+                    .await?;
+                copier.verified = Some(verified);
+            }
+            None => copier.check_not_older(from_path, to_path).await?,
+        }
     }
 
     let tags = match &options.tags {
@@ -215,10 +220,11 @@ async fn verified_source<'s, S: ContentStore>(
     from: &'s S,
     path: &str,
     root: &[u8],
-) -> Result<Updater<StoreSource<&'s S>>> {
+) -> Result<(Updater<StoreSource<&'s S>>, Verified)> {
+    let trusted = TrustedStore::in_memory();
     let mut updater = Updater::open(
         StoreSource::new(from, path),
-        TrustedStore::in_memory(),
+        trusted.clone(),
         root,
         Limits::default(),
         // Authenticity, not freshness: a bundle may cross an air gap slower than its
@@ -226,7 +232,45 @@ async fn verified_source<'s, S: ContentStore>(
         Expiration::UnsafeIgnoreForRepair,
     )?;
     updater.refresh().await?;
-    Ok(updater)
+    let timestamp = updater.timestamp().expect("refreshed");
+    let snapshot = updater.snapshot().expect("refreshed");
+    let mut versions: HashMap<String, u64> = snapshot
+        .signed
+        .meta
+        .iter()
+        .filter_map(|(file, meta)| {
+            Some((file.strip_suffix(".json")?.to_string(), meta.version.get()))
+        })
+        .collect();
+    versions.insert("root".into(), updater.root().signed.version.get());
+    versions.insert("timestamp".into(), timestamp.signed.version.get());
+    versions.insert("snapshot".into(), snapshot.signed.version.get());
+    let bytes = trusted
+        .load("timestamp.json")?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("timestamp.json of {path} in {}", from.describe()),
+        })?;
+    let verified = Verified {
+        metadata: path.to_string(),
+        versions,
+        timestamp: timestamp.signed.version.get(),
+        timestamp_digest: crate::layout::sha256_digest(&bytes),
+    };
+    Ok((updater, verified))
+}
+
+/// What verifying the source settled, for the files the copy writes: what was verified is
+/// what is written, and nothing past it.
+struct Verified {
+    /// The source's metadata repository path.
+    metadata: String,
+    /// The version of each role the verified state names (root, timestamp, snapshot, and
+    /// every role the snapshot lists).
+    versions: HashMap<String, u64>,
+    /// The verified timestamp's version.
+    timestamp: u64,
+    /// The digest of the verified `timestamp.json`, the only one copied.
+    timestamp_digest: String,
 }
 
 /// The destination's metadata repository at `destination` of `to`, its root chain followed
@@ -246,15 +290,11 @@ async fn destination_roots<'t, D: ContentStore, V: crate::source::MetadataSource
         Limits::default(),
         Expiration::UnsafeIgnoreForRepair,
     )?;
-    match at_destination.follow_roots().await {
-        Ok(())
-        | Err(
-            Error::RootChain { .. }
-            | Error::VersionMismatch { .. }
-            | Error::Parse { .. }
-            | Error::TooLarge { .. },
-        ) => {}
-        Err(e) => return Err(e),
+    // What cannot be read stops the copy; what can, but fails a check, is junk.
+    if let Err(e @ (Error::Registry { .. } | Error::Io { .. })) =
+        at_destination.follow_roots().await
+    {
+        return Err(e);
     }
     let theirs = at_destination.root().signed.version.get();
     let ours = source.root().signed.version.get();
@@ -343,6 +383,8 @@ struct Copier<'a, S, D> {
     /// `repository@digest` already handled in this run (blobs are per repository).
     done: HashSet<String>,
     progress: &'a mut dyn FnMut(&str),
+    /// Set once the source has been verified against the trusted root.
+    verified: Option<Verified>,
 }
 
 impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
@@ -367,42 +409,47 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
 
     /// Refuses to put older metadata over the destination's: clients there that saw its state
     /// would take the copy for a rollback, and new ones would get back what it revoked. The
-    /// source's timestamp must not be older. With a `verified` source, the destination's root
-    /// chain is followed from the source's root: one that goes further is a newer state,
-    /// whatever its timestamp says; otherwise versions are those that root signs, and a
-    /// destination timestamp it does not sign (junk, a forgery an unverified copy left) holds
-    /// nothing back. Without one, the versions written in the files are compared, so after a
-    /// recovery that restarted timestamp versions (TUF 5.3.11) a destination still holding
-    /// the inflated timestamp refuses the copy too. Versioned files are compared as they are
-    /// copied ([`Copier::tag`]).
-    async fn check_not_older<V: crate::source::MetadataSource>(
-        &self,
-        source: &str,
-        destination: &str,
-        verified: Option<&Updater<V>>,
-    ) -> Result<()> {
+    /// source's timestamp must not be older. Without a trusted root, the versions written in
+    /// the files are compared, so after a recovery that restarted timestamp versions (TUF
+    /// 5.3.11) a destination still holding the inflated timestamp refuses the copy too.
+    /// Versioned files are compared as they are copied ([`Copier::tag`]).
+    async fn check_not_older(&self, source: &str, destination: &str) -> Result<()> {
         let limit = crate::Limits::default().timestamp;
         let (from, to) = futures_util::join!(
             fetch_file(self.from, source, "timestamp.json", limit, None),
             fetch_file(self.to, destination, "timestamp.json", limit, None),
         );
-        let (from, to) = (from?, to?);
-        let (from, to) = match verified {
-            Some(source_state) => {
-                let at_destination = destination_roots(self.to, destination, source_state).await?;
-                (
-                    from.and_then(|bytes| timestamp_version(source_state, &bytes)),
-                    to.and_then(|bytes| timestamp_version(&at_destination, &bytes)),
-                )
-            }
-            None => (
-                from.and_then(|bytes| signed_version(&bytes)),
-                to.and_then(|bytes| signed_version(&bytes)),
-            ),
-        };
-        let (Some(from), Some(to)) = (from, to) else {
+        let version = |bytes: Option<Vec<u8>>| signed_version(&bytes?);
+        let (Some(from), Some(to)) = (version(from?), version(to?)) else {
             return Ok(());
         };
+        self.not_older(destination, from, to)
+    }
+
+    /// [`Copier::check_not_older`] for a source verified against the trusted root: its
+    /// verified timestamp against the destination's, counted only when `at_destination`'s
+    /// root (the source's, or further along the destination's chain: [`destination_roots`])
+    /// signs it. A destination timestamp it does not sign, or that cannot be read as one, is
+    /// junk (a forgery an unverified copy left) and holds nothing back.
+    async fn check_verified_not_older<V: crate::source::MetadataSource>(
+        &self,
+        destination: &str,
+        at_destination: &Updater<V>,
+        verified: &Verified,
+    ) -> Result<()> {
+        let limit = crate::Limits::default().timestamp;
+        let to = match fetch_file(self.to, destination, "timestamp.json", limit, None).await {
+            Err(e @ (Error::Registry { .. } | Error::Io { .. })) => return Err(e),
+            Ok(to) => to,
+            Err(_) => None,
+        };
+        match to.and_then(|bytes| timestamp_version(at_destination, &bytes)) {
+            Some(to) => self.not_older(destination, verified.timestamp, to),
+            None => Ok(()),
+        }
+    }
+
+    fn not_older(&self, destination: &str, from: u64, to: u64) -> Result<()> {
         if from < to {
             return Err(Error::Rollback {
                 role: format!("timestamp of {destination} in {}", self.to.describe()),
@@ -411,6 +458,33 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             });
         }
         Ok(())
+    }
+
+    /// With a verified source, whether the object tagged `tag` of `source` (`stored`) is part
+    /// of what was verified: a versioned file at most at the version the verified state
+    /// names for its role, and the timestamp the one verified. Files past it are left out
+    /// (unverified, they could only block the real versions later: those are written once);
+    /// a timestamp that changed since is refused.
+    fn verified_part(&self, source: &str, tag: &str, stored: &Stored) -> Result<bool> {
+        let Some(verified) = &self.verified else {
+            return Ok(true);
+        };
+        if let Some((version, role)) = parse_versioned_file(tag) {
+            return Ok(verified
+                .versions
+                .get(role)
+                .is_some_and(|named| version <= *named));
+        }
+        if tag == "timestamp.json" && source == verified.metadata {
+            let layers = Manifest::parse(tag, &stored.bytes)?.layers;
+            if !layers.iter().any(|l| l.digest == verified.timestamp_digest) {
+                return Err(Error::Conflict {
+                    what: format!("{source}:{tag} in {}", self.from.describe()),
+                    reason: "it changed after it was verified".into(),
+                });
+            }
+        }
+        Ok(true)
     }
 
     /// Copies the object tagged `tag` with everything it references, then the tag.
@@ -422,6 +496,10 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             .ok_or_else(|| Error::NotFound {
                 what: format!("{source}:{tag} in {}", self.from.describe()),
             })?;
+        if !self.verified_part(source, tag, &stored)? {
+            (self.progress)(&format!("left out {source}:{tag}: past the verified state"));
+            return Ok(());
+        }
         if tag.starts_with("sha256-") {
             let Some(held) = self.held_referrers(source, stored).await? else {
                 (self.progress)(&format!("skipped {source}:{tag}: not a referrers index"));
