@@ -657,14 +657,17 @@ async fn junk_in_a_referrers_index_does_not_stop_a_copy() {
         .unwrap()
         .unwrap();
     let mut poisoned: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
-    poisoned["manifests"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "mediaType": tuf_oci::layout::MANIFEST_MEDIA_TYPE,
-            "digest": format!("sha256:{}", "0".repeat(64)),
-            "size": 1,
-        }));
+    // A manifest the source lacks, and a tag where a digest belongs.
+    for junk in [format!("sha256:{}", "0".repeat(64)), "tuf-metadata".into()] {
+        poisoned["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "mediaType": tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+                "digest": junk,
+                "size": 1,
+            }));
+    }
     let proxy = HostileRegistry::start(
         &a.host,
         vec![Rule::Replace {

@@ -536,13 +536,20 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         };
         let mut held = Vec::new();
         for entry in &index.manifests {
-            if self
+            // An entry must name a manifest by digest: a tag (`tuf-metadata`) would be looked
+            // up and written like one. What fails to read as a manifest is not held; what
+            // cannot be read at all stops the copy.
+            if crate::grammar::check_digest(&entry.digest).is_err() {
+                continue;
+            }
+            match self
                 .from
                 .manifest(source, &entry.digest, MANIFEST_LIMIT)
-                .await?
-                .is_some()
+                .await
             {
-                held.push(entry.clone());
+                Ok(Some(_)) => held.push(entry.clone()),
+                Err(e @ (Error::Registry { .. } | Error::Io { .. })) => return Err(e),
+                Ok(None) | Err(_) => {}
             }
         }
         if held.len() == index.manifests.len() {

@@ -162,7 +162,7 @@ pub fn check_tag(tag: &str) -> Result<&str, String> {
 
 /// `sha256`, `sha384` or `sha512` and its lowercase hex: the algorithms OCI registers (and
 /// oci-client accepts).
-fn check_digest(digest: &str) -> Result<&str, String> {
+pub fn check_digest(digest: &str) -> Result<&str, String> {
     let invalid = |why: &str| Err(format!("invalid digest {digest:?}: {why}"));
     let Some((algorithm, hex)) = digest.split_once(':') else {
         return invalid("expected algorithm:hex");
