@@ -608,6 +608,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // The source is verified against the trusted root when there is one: a forged
             // timestamp copied unverified would hold every later copy back as older.
             let root = match std::fs::read(&cli.root) {
+                // Nothing of the metadata repository is copied then.
+                _ if keep_metadata_remote => None,
                 Ok(root) => {
                     eprintln!("verifying the source against {}", cli.root.display());
                     Some(root)
