@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use tuf_oci::{Error, TrustConfig, Verifier};
-use tuf_oci_tests::{Org, TeamA, TestRegistry, cli_binary, delegation, solo};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, cli_binary, craft, delegation, solo};
 
 fn tuf(args: &[&str], insecure: &[&str]) -> Output {
     Command::new(cli_binary())
@@ -784,6 +784,9 @@ async fn with_a_trusted_root_files_past_the_verified_state_are_left_out() {
     let b = TestRegistry::start();
     let (org, root) = source(&a).await;
     a.put_file(&org.metadata, "99.snapshot.json", b"{}").await;
+    // Signed but not published yet: a targets version and its head past the verified state.
+    a.push_image("other/app", "v1", "other").await;
+    org.sign_in_targets(&a, "other/app:v1").await;
     let dir = tempfile::tempdir().unwrap();
     let root_file = dir.path().join("root.json");
     std::fs::write(&root_file, &root).unwrap();
@@ -799,8 +802,18 @@ async fn with_a_trusted_root_files_past_the_verified_state_are_left_out() {
         &[&a.host, &b.host],
     ));
     assert!(out.contains("left out org/tuf:99.snapshot.json"), "{out}");
+    assert!(out.contains("left out org/tuf:targets.json"), "{out}");
     let tags = b.client.tags(&b.repo("org/tuf")).await.unwrap();
     assert!(!tags.iter().any(|t| t == "99.snapshot.json"), "{tags:?}");
+    let published = craft::published(&a, &org).await;
+    let named = published.snapshot.signed.meta["targets.json"].version.get();
+    assert!(
+        tags.iter().any(|t| *t == format!("{named}.targets.json"))
+            && !tags
+                .iter()
+                .any(|t| *t == format!("{}.targets.json", named + 1)),
+        "{tags:?}"
+    );
     let cache = tempfile::tempdir().unwrap();
     verifier(&b, &root, cache.path(), &[])
         .verify(&b.image("team-a/app:v1"))

@@ -234,14 +234,20 @@ async fn verified_source<'s, S: ContentStore>(
     updater.refresh().await?;
     let timestamp = updater.timestamp().expect("refreshed");
     let snapshot = updater.snapshot().expect("refreshed");
-    let mut versions: HashMap<String, u64> = snapshot
+    let named = snapshot
         .signed
         .meta
         .iter()
-        .filter_map(|(file, meta)| {
-            Some((file.strip_suffix(".json")?.to_string(), meta.version.get()))
-        })
-        .collect();
+        .chain(&timestamp.signed.meta)
+        .filter_map(|(file, meta)| Some((file.strip_suffix(".json")?.to_string(), meta)));
+    let mut versions = HashMap::new();
+    let mut digests = HashMap::new();
+    for (role, meta) in named {
+        versions.insert(role.clone(), meta.version.get());
+        if let Some(hashes) = &meta.hashes {
+            digests.insert(role, format!("sha256:{}", hex::encode(&hashes.sha256)));
+        }
+    }
     versions.insert("root".into(), updater.root().signed.version.get());
     versions.insert("timestamp".into(), timestamp.signed.version.get());
     versions.insert("snapshot".into(), snapshot.signed.version.get());
@@ -253,6 +259,7 @@ async fn verified_source<'s, S: ContentStore>(
     let verified = Verified {
         metadata: path.to_string(),
         versions,
+        digests,
         timestamp: timestamp.signed.version.get(),
         timestamp_digest: crate::layout::sha256_digest(&bytes),
     };
@@ -267,6 +274,8 @@ struct Verified {
     /// The version of each role the verified state names (root, timestamp, snapshot, and
     /// every role the snapshot lists).
     versions: HashMap<String, u64>,
+    /// For roles whose file the verified state names by hash, that file's digest.
+    digests: HashMap<String, String>,
     /// The verified timestamp's version.
     timestamp: u64,
     /// The digest of the verified `timestamp.json`, the only one copied.
@@ -462,27 +471,52 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
 
     /// With a verified source, whether the object tagged `tag` of `source` (`stored`) is part
     /// of what was verified: a versioned file at most at the version the verified state
-    /// names for its role, and the timestamp the one verified. Files past it are left out
-    /// (unverified, they could only block the real versions later: those are written once);
-    /// a timestamp that changed since is refused.
-    fn verified_part(&self, source: &str, tag: &str, stored: &Stored) -> Result<bool> {
+    /// names for its role (at that version, the file whose hash it names), a role's head at
+    /// most at that version too, and the timestamp the one verified. Files past it are left
+    /// out (unverified, they could only block the real versions later: those are written
+    /// once, and a head past them names a file not copied); a verified file that changed
+    /// since is refused.
+    async fn verified_part(&self, source: &str, tag: &str, stored: &Stored) -> Result<bool> {
         let Some(verified) = &self.verified else {
             return Ok(true);
         };
+        let changed = || Error::Conflict {
+            what: format!("{source}:{tag} in {}", self.from.describe()),
+            reason: "it changed after it was verified".into(),
+        };
         if let Some((version, role)) = parse_versioned_file(tag) {
-            return Ok(verified
-                .versions
-                .get(role)
-                .is_some_and(|named| version <= *named));
+            let Some(named) = verified.versions.get(role) else {
+                return Ok(false);
+            };
+            if version == *named
+                && let Some(digest) = verified.digests.get(role)
+                && !Manifest::parse(tag, &stored.bytes)?
+                    .layers
+                    .iter()
+                    .any(|l| l.digest == *digest)
+            {
+                return Err(changed());
+            }
+            return Ok(version <= *named);
         }
         if tag == "timestamp.json" && source == verified.metadata {
             let layers = Manifest::parse(tag, &stored.bytes)?.layers;
             if !layers.iter().any(|l| l.digest == verified.timestamp_digest) {
-                return Err(Error::Conflict {
-                    what: format!("{source}:{tag} in {}", self.from.describe()),
-                    reason: "it changed after it was verified".into(),
-                });
+                return Err(changed());
             }
+            return Ok(true);
+        }
+        let head_of = tag
+            .strip_suffix(".json")
+            .and_then(|role| verified.versions.get(role));
+        if let Some(named) = head_of {
+            let limit = crate::Limits::default().targets;
+            let version = match fetch_file(self.from, source, tag, limit, None).await {
+                Err(e @ (Error::Registry { .. } | Error::Io { .. })) => return Err(e),
+                Ok(Some(bytes)) => signed_version(&bytes),
+                Ok(None) | Err(_) => None,
+            };
+            return Ok(version.is_some_and(|version| version <= *named));
         }
         Ok(true)
     }
@@ -496,7 +530,7 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             .ok_or_else(|| Error::NotFound {
                 what: format!("{source}:{tag} in {}", self.from.describe()),
             })?;
-        if !self.verified_part(source, tag, &stored)? {
+        if !self.verified_part(source, tag, &stored).await? {
             (self.progress)(&format!("left out {source}:{tag}: past the verified state"));
             return Ok(());
         }
