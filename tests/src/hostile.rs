@@ -112,6 +112,18 @@ impl HostileRegistry {
     }
 }
 
+/// Answers `body` as a JSON 200 and closes the connection.
+async fn answer_json(client: &mut TcpStream, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await?;
+    client.write_all(body.as_bytes()).await?;
+    client.shutdown().await
+}
+
 /// One request per connection: read it, answer from the rules or forward it.
 async fn serve(
     mut client: TcpStream,
@@ -169,14 +181,7 @@ async fn serve(
                     .trim_start_matches("/v2/")
                     .trim_end_matches("/tags/list");
                 let body = serde_json::json!({ "name": name, "tags": page }).to_string();
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                client.write_all(head.as_bytes()).await?;
-                client.write_all(body.as_bytes()).await?;
-                return client.shutdown().await;
+                return answer_json(&mut client, &body).await;
             }
             Rule::InventTags { per_page } if path.ends_with("/tags/list") => {
                 let after = query
@@ -188,14 +193,7 @@ async fn serve(
                     .map(|n| format!("t{n:08}"))
                     .collect();
                 let body = serde_json::json!({ "name": "invented", "tags": tags }).to_string();
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                client.write_all(head.as_bytes()).await?;
-                client.write_all(body.as_bytes()).await?;
-                return client.shutdown().await;
+                return answer_json(&mut client, &body).await;
             }
             Rule::Stall { path_suffix } if path.ends_with(path_suffix.as_str()) => {
                 std::future::pending::<()>().await;

@@ -570,6 +570,37 @@ async fn older_metadata_is_not_copied_over_newer() {
     ok(copy(&b, &old));
 }
 
+/// `tuf-oci copy --all-tags` of `team-a/app` between test registries, trusting a root.
+struct TrustedCopy {
+    /// Holds `root.json`.
+    dir: tempfile::TempDir,
+    hosts: Vec<String>,
+}
+
+impl TrustedCopy {
+    fn new(root: &[u8], registries: &[&TestRegistry]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("root.json"), root).unwrap();
+        let hosts = registries.iter().map(|r| r.host.clone()).collect();
+        TrustedCopy { dir, hosts }
+    }
+
+    fn copy(&self, from: &TestRegistry, to: &TestRegistry) -> Output {
+        let hosts: Vec<&str> = self.hosts.iter().map(String::as_str).collect();
+        tuf(
+            &[
+                "--root",
+                self.dir.path().join("root.json").to_str().unwrap(),
+                "copy",
+                &format!("{}/team-a/app", from.host),
+                &format!("{}/team-a/app", to.host),
+                "--all-tags",
+            ],
+            &hosts,
+        )
+    }
+}
+
 #[tokio::test]
 async fn with_a_trusted_root_forgeries_are_neither_copied_nor_obeyed() {
     // A copy carries metadata it otherwise takes on trust: a forged timestamp of a huge
@@ -580,23 +611,8 @@ async fn with_a_trusted_root_forgeries_are_neither_copied_nor_obeyed() {
     let b = TestRegistry::start();
     let c = TestRegistry::start();
     let (org, root) = source(&a).await;
-    let dir = tempfile::tempdir().unwrap();
-    let root_file = dir.path().join("root.json");
-    std::fs::write(&root_file, &root).unwrap();
-    let hosts = [a.host.as_str(), b.host.as_str(), c.host.as_str()];
-    let copy = |from: &TestRegistry, to: &TestRegistry| {
-        tuf(
-            &[
-                "--root",
-                root_file.to_str().unwrap(),
-                "copy",
-                &format!("{}/team-a/app", from.host),
-                &format!("{}/team-a/app", to.host),
-                "--all-tags",
-            ],
-            &hosts,
-        )
-    };
+    let trusted = TrustedCopy::new(&root, &[&a, &b, &c]);
+    let copy = |from: &TestRegistry, to: &TestRegistry| trusted.copy(from, to);
     ok(copy(&a, &b));
     let forged = {
         let current = a.get_file(&org.metadata, "timestamp.json").await;
@@ -740,23 +756,8 @@ async fn with_a_trusted_root_a_destination_past_a_key_rotation_is_not_rolled_bac
     let b = TestRegistry::start();
     let old = TestRegistry::start();
     let (org, root) = source(&a).await;
-    let dir = tempfile::tempdir().unwrap();
-    let root_file = dir.path().join("root.json");
-    std::fs::write(&root_file, &root).unwrap();
-    let hosts = [a.host.as_str(), b.host.as_str(), old.host.as_str()];
-    let copy = |from: &TestRegistry, to: &TestRegistry| {
-        tuf(
-            &[
-                "--root",
-                root_file.to_str().unwrap(),
-                "copy",
-                &format!("{}/team-a/app", from.host),
-                &format!("{}/team-a/app", to.host),
-                "--all-tags",
-            ],
-            &hosts,
-        )
-    };
+    let trusted = TrustedCopy::new(&root, &[&a, &b, &old]);
+    let copy = |from: &TestRegistry, to: &TestRegistry| trusted.copy(from, to);
     ok(copy(&a, &old));
     let (fresh, new_root) =
         tuf_oci_tests::craft::rotate_to_new_key(&a, &org, tough::schema::RoleType::Timestamp).await;
@@ -787,20 +788,7 @@ async fn with_a_trusted_root_files_past_the_verified_state_are_left_out() {
     // Signed but not published yet: a targets version and its head past the verified state.
     a.push_image("other/app", "v1", "other").await;
     org.sign_in_targets(&a, "other/app:v1").await;
-    let dir = tempfile::tempdir().unwrap();
-    let root_file = dir.path().join("root.json");
-    std::fs::write(&root_file, &root).unwrap();
-    let out = ok(tuf(
-        &[
-            "--root",
-            root_file.to_str().unwrap(),
-            "copy",
-            &format!("{}/team-a/app", a.host),
-            &format!("{}/team-a/app", b.host),
-            "--all-tags",
-        ],
-        &[&a.host, &b.host],
-    ));
+    let out = ok(TrustedCopy::new(&root, &[&a, &b]).copy(&a, &b));
     assert!(out.contains("left out org/tuf:99.snapshot.json"), "{out}");
     assert!(out.contains("left out org/tuf:targets.json"), "{out}");
     let tags = b.client.tags(&b.repo("org/tuf")).await.unwrap();
