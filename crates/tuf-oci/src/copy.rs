@@ -260,7 +260,6 @@ async fn verified_source<'s, S: ContentStore>(
         metadata: path.to_string(),
         versions,
         digests,
-        timestamp: timestamp.signed.version.get(),
         timestamp_digest: crate::layout::sha256_digest(&bytes),
     };
     Ok((updater, verified))
@@ -276,8 +275,6 @@ struct Verified {
     versions: HashMap<String, u64>,
     /// For roles whose file the verified state names by hash, that file's digest.
     digests: HashMap<String, String>,
-    /// The verified timestamp's version.
-    timestamp: u64,
     /// The digest of the verified `timestamp.json`, the only one copied.
     timestamp_digest: String,
 }
@@ -299,12 +296,7 @@ async fn destination_roots<'t, D: ContentStore, V: crate::source::MetadataSource
         Limits::default(),
         Expiration::UnsafeIgnoreForRepair,
     )?;
-    // What cannot be read stops the copy; what can, but fails a check, is junk.
-    if let Err(e @ (Error::Registry { .. } | Error::Io { .. })) =
-        at_destination.follow_roots().await
-    {
-        return Err(e);
-    }
+    junk_as_none(at_destination.follow_roots().await)?;
     let theirs = at_destination.root().signed.version.get();
     let ours = source.root().signed.version.get();
     if theirs > ours {
@@ -315,6 +307,17 @@ async fn destination_roots<'t, D: ContentStore, V: crate::source::MetadataSource
         });
     }
     Ok(at_destination)
+}
+
+/// `result`, with a failed check (parse, signature, size, digest) as `None`: junk that whoever
+/// can push to a repository may leave there. A read that could not be made (registry, I/O)
+/// stays an error and stops the copy.
+fn junk_as_none<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e @ (Error::Registry { .. } | Error::Io { .. })) => Err(e),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The version of timestamp `bytes`, when `updater`'s root signs them.
@@ -447,13 +450,13 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         verified: &Verified,
     ) -> Result<()> {
         let limit = crate::Limits::default().timestamp;
-        let to = match fetch_file(self.to, destination, "timestamp.json", limit, None).await {
-            Err(e @ (Error::Registry { .. } | Error::Io { .. })) => return Err(e),
-            Ok(to) => to,
-            Err(_) => None,
-        };
-        match to.and_then(|bytes| timestamp_version(at_destination, &bytes)) {
-            Some(to) => self.not_older(destination, verified.timestamp, to),
+        let to =
+            junk_as_none(fetch_file(self.to, destination, "timestamp.json", limit, None).await)?;
+        match to
+            .flatten()
+            .and_then(|bytes| timestamp_version(at_destination, &bytes))
+        {
+            Some(to) => self.not_older(destination, verified.versions["timestamp"], to),
             None => Ok(()),
         }
     }
@@ -511,11 +514,8 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             .and_then(|role| verified.versions.get(role));
         if let Some(named) = head_of {
             let limit = crate::Limits::default().targets;
-            let version = match fetch_file(self.from, source, tag, limit, None).await {
-                Err(e @ (Error::Registry { .. } | Error::Io { .. })) => return Err(e),
-                Ok(Some(bytes)) => signed_version(&bytes),
-                Ok(None) | Err(_) => None,
-            };
+            let head = junk_as_none(fetch_file(self.from, source, tag, limit, None).await)?;
+            let version = head.flatten().and_then(|bytes| signed_version(&bytes));
             return Ok(version.is_some_and(|version| version <= *named));
         }
         Ok(true)
@@ -571,19 +571,13 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         let mut held = Vec::new();
         for entry in &index.manifests {
             // An entry must name a manifest by digest: a tag (`tuf-metadata`) would be looked
-            // up and written like one. What fails to read as a manifest is not held; what
-            // cannot be read at all stops the copy.
+            // up and written like one. What fails to read as a manifest is not held.
             if crate::grammar::check_digest(&entry.digest).is_err() {
                 continue;
             }
-            match self
-                .from
-                .manifest(source, &entry.digest, MANIFEST_LIMIT)
-                .await
-            {
-                Ok(Some(_)) => held.push(entry.clone()),
-                Err(e @ (Error::Registry { .. } | Error::Io { .. })) => return Err(e),
-                Ok(None) | Err(_) => {}
+            let manifest = self.from.manifest(source, &entry.digest, MANIFEST_LIMIT);
+            if junk_as_none(manifest.await)?.flatten().is_some() {
+                held.push(entry.clone());
             }
         }
         if held.len() == index.manifests.len() {
