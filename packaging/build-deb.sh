@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the containerd-tuf Debian package (tuf-oci, containerd-tuf-verifier,
+# Builds the containerd-tuf Debian package (tuf-oci, containerd-tuf-verifier and its client,
 # containerd-tuf-transfer, systemd units, default policy, docs), versioned from the workspace.
 #
 #   bash packaging/build-deb.sh [--profile release|debug] [--out DIR]    # prints the .deb path
@@ -28,14 +28,16 @@ bin=target/$profile
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 
-# containerd runs every executable in its image-verifier bin_dir: the verifier lives there and
-# /usr/bin points at it for `containerd-tuf-verifier serve`.
-install -D -m 0755 "$bin/containerd-tuf-verifier" "$root/opt/containerd/image-verifier/bin/containerd-tuf-verifier"
+# containerd runs every executable in its image-verifier bin_dir: only the small client lives
+# there. It asks the service (`containerd-tuf-verifier serve`) and, when the service does not
+# answer, runs /usr/bin/containerd-tuf-verifier, which verifies in-process.
+install -D -m 0755 "$bin/containerd-tuf-verifier-client" \
+  "$root/opt/containerd/image-verifier/bin/containerd-tuf-verifier-client"
 install -d "$root/usr/bin"
-ln -s /opt/containerd/image-verifier/bin/containerd-tuf-verifier "$root/usr/bin/containerd-tuf-verifier"
-install -m 0755 "$bin/tuf-oci" "$bin/containerd-tuf-transfer" "$root/usr/bin/"
+install -m 0755 "$bin/tuf-oci" "$bin/containerd-tuf-transfer" "$bin/containerd-tuf-verifier" "$root/usr/bin/"
 strip --strip-unneeded "$root/usr/bin/tuf-oci" "$root/usr/bin/containerd-tuf-transfer" \
-  "$root/opt/containerd/image-verifier/bin/containerd-tuf-verifier"
+  "$root/usr/bin/containerd-tuf-verifier" \
+  "$root/opt/containerd/image-verifier/bin/containerd-tuf-verifier-client"
 install -D -m 0644 -t "$root/lib/systemd/system" packaging/systemd/*.service
 install -D -m 0644 packaging/policy.default.toml "$root/etc/containerd-tuf/policy.toml"
 doc=$root/usr/share/doc/containerd-tuf
@@ -57,7 +59,8 @@ Depends: libc6
 Recommends: containerd
 Description: TUF-verified image pulls for containerd, with TUF metadata in OCI registries
  tuf-oci signs, publishes, copies and verifies TUF metadata stored in OCI registries;
- containerd-tuf-verifier is a containerd 2.x image verifier (and a verification service);
+ containerd-tuf-verifier-client is a containerd 2.x image verifier asking the verification
+ service containerd-tuf-verifier, which it runs in-process when the service does not answer;
  containerd-tuf-transfer is a verifying gRPC front for containerd 1.6 and later.
 CONTROL
 echo /etc/containerd-tuf/policy.toml > "$root/DEBIAN/conffiles"

@@ -27,7 +27,7 @@ for _ in 1 2; do
 done
 [ "$(grep -c 'image-verifier.v1.bindir' "$node_config")" = 1 ] || fail "install-node.sh is not idempotent"
 for f in /usr/bin/tuf-oci /usr/bin/containerd-tuf-transfer /usr/bin/containerd-tuf-verifier \
-         /opt/containerd/image-verifier/bin/containerd-tuf-verifier \
+         /opt/containerd/image-verifier/bin/containerd-tuf-verifier-client \
          /lib/systemd/system/containerd-tuf-verifier.service \
          /lib/systemd/system/containerd-tuf-transfer.service \
          /etc/containerd-tuf/policy.toml /usr/share/doc/containerd-tuf/policy.example.toml \
@@ -37,6 +37,11 @@ done
 [ -d /var/lib/containerd-tuf ] || fail "postinst did not create /var/lib/containerd-tuf"
 tuf-oci --version | grep -q "tuf-oci " || fail "tuf-oci --version"
 containerd-tuf-verifier --version | grep -q "containerd-tuf-verifier " || fail "verifier --version"
+/opt/containerd/image-verifier/bin/containerd-tuf-verifier-client --version |
+  grep -q "containerd-tuf-verifier-client " || fail "client --version"
+# containerd runs every executable in bin_dir: one verifier only.
+[ "$(ls /opt/containerd/image-verifier/bin)" = containerd-tuf-verifier-client ] ||
+  fail "bin_dir holds $(ls /opt/containerd/image-verifier/bin | tr '\n' ' ')"
 containerd-tuf-transfer --version | grep -q "containerd-tuf-transfer " || fail "transfer --version"
 systemd-analyze verify /lib/systemd/system/containerd-tuf-verifier.service \
   /lib/systemd/system/containerd-tuf-transfer.service || fail "systemd-analyze verify"
@@ -92,7 +97,8 @@ start_containerd /etc/containerd-tuf/policy.toml
 ctr images pull --plain-http "$reg/app/x:v2" >/dev/null || fail "default policy blocked a pull"
 ctr images rm "$reg/app/x:v2" >/dev/null
 stop_containerd
-# With a scope: the signed image pulls, the unsigned one is refused with our reason.
+# With a scope and no service: the client runs the installed full executable, so the signed
+# image pulls and the unsigned one is refused with its reason.
 start_containerd "$work/policy.toml"
 ctr images pull --plain-http "$reg/app/x:v1" >/dev/null || fail "signed pull refused"
 if ctr images pull --plain-http "$reg/app/x:v2" >"$work/refused" 2>&1; then fail "unsigned pull allowed"; fi
@@ -101,7 +107,9 @@ stop_containerd
 echo "test-deb: verified pulls through the installed verifier work"
 
 dpkg -r containerd-tuf >/dev/null
-for f in /usr/bin/tuf-oci /opt/containerd/image-verifier/bin/containerd-tuf-verifier /lib/systemd/system/containerd-tuf-transfer.service; do
+for f in /usr/bin/tuf-oci /usr/bin/containerd-tuf-verifier \
+         /opt/containerd/image-verifier/bin/containerd-tuf-verifier-client \
+         /lib/systemd/system/containerd-tuf-transfer.service; do
   [ ! -e "$f" ] || fail "$f left after dpkg -r"
 done
 [ -e /etc/containerd-tuf/policy.toml ] || fail "dpkg -r must keep the edited configuration"

@@ -538,6 +538,21 @@ pub fn cli_binary() -> PathBuf {
     workspace_binary("tuf-oci")
 }
 
+/// Starts `containerd-tuf-verifier serve` with `policy`, its logs dropped, and waits until it
+/// listens on `socket` (the policy's); the caller stops it.
+pub async fn serve_verifier(policy: &Path, socket: &Path) -> std::process::Child {
+    let service = std::process::Command::new(workspace_binary("containerd-tuf-verifier"))
+        .args(["serve", "--policy"])
+        .arg(policy)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("containerd-tuf-verifier serve");
+    while !socket.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    service
+}
+
 /// A binary of this workspace, built beside the test executables.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

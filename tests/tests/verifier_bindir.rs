@@ -227,3 +227,25 @@ async fn a_metadata_location_in_the_policy_replaces_the_pointer() {
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("signed by team-a"), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_descriptor_in_a_file_is_read_like_one_from_a_pipe() {
+    // containerd writes the descriptor into a pipe, which the executable reads through its
+    // runtime; anything else on stdin is read as well.
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &[], "");
+    let descriptor = dir.path().join("descriptor.json");
+    std::fs::write(&descriptor, serde_json::to_vec(&signed).unwrap()).unwrap();
+    let out = Command::new(workspace_binary("containerd-tuf-verifier"))
+        .env("CONTAINERD_TUF_POLICY", &policy)
+        .args(["-name", &format!("{}/team-a/app:v1", registry.host)])
+        .args(["-digest", &signed.digest, "-stdin-media-type", MEDIA_TYPE])
+        .stdin(std::fs::File::open(&descriptor).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("signed by team-a"), "{stdout}");
+}

@@ -1,10 +1,13 @@
-//! containerd 2.3.4 with containerd-tuf-verifier in its image-verifier bin_dir: Transfer-service
-//! pulls (`ctr images pull`) of protected images are allowed only when TUF verifies them.
+//! containerd 2.3.4 with containerd-tuf-verifier (or, beside the service,
+//! containerd-tuf-verifier-client) in its image-verifier bin_dir: Transfer-service pulls
+//! (`ctr images pull`) of protected images are allowed only when TUF verifies them.
 
 use std::path::Path;
 
 use tuf_oci_tests::containerd::{Containerd, Version};
-use tuf_oci_tests::{Org, TeamA, TestRegistry, expiries, workspace_binary, write_policy};
+use tuf_oci_tests::{
+    Org, TeamA, TestRegistry, expiries, serve_verifier, workspace_binary, write_policy,
+};
 
 struct Setup {
     registry: TestRegistry,
@@ -146,4 +149,53 @@ async fn expired_timestamp_blocks_pulls() {
         "timestamp metadata expired",
     );
     assert!(Path::new(&containerd.ctr).exists());
+}
+
+#[tokio::test]
+async fn the_client_in_bin_dir_answers_through_the_service_and_without_it() {
+    let setup = setup().await;
+    let dir = setup.dir.path().join("client");
+    let verifiers = dir.join("verifiers");
+    std::fs::create_dir_all(&verifiers).unwrap();
+    std::fs::copy(
+        workspace_binary("containerd-tuf-verifier-client"),
+        verifiers.join("containerd-tuf-verifier-client"),
+    )
+    .unwrap();
+    let socket = dir.join("verifier.sock");
+    let policy = write_policy(
+        &dir,
+        &setup.registry,
+        &setup.org,
+        &["team-a/"],
+        &[],
+        &format!("socket = \"{}\"", socket.display()),
+    );
+    let signed = format!("{}/team-a/app:v1", setup.registry.host);
+    let unsigned = format!("{}/team-a/app:v2", setup.registry.host);
+    let pulls = |full: &Path| {
+        let containerd = Containerd::start(
+            Version::V2_3,
+            Some(&verifiers),
+            &[
+                ("CONTAINERD_TUF_POLICY", &policy),
+                ("CONTAINERD_TUF_VERIFIER", full),
+            ],
+        );
+        pull(&containerd, &signed).unwrap_or_else(|e| panic!("{e}\n{}", containerd.log()));
+        assert_refused(
+            &containerd,
+            &unsigned,
+            "no trusted role signs target team-a/app:v2",
+        );
+    };
+
+    // With the service, and no full executable to fall back on.
+    let mut service = serve_verifier(&policy, &socket).await;
+    pulls(&dir.join("missing-verifier"));
+    let _ = service.kill();
+    let _ = service.wait();
+
+    // Without the service (its socket left behind), through the full executable.
+    pulls(&workspace_binary("containerd-tuf-verifier"));
 }

@@ -103,6 +103,7 @@ async fn bindir_run(f: &Fixture, name: &str, descriptor: &Entry) -> bindir::Outc
         &bindir_args(name, descriptor),
         &stdin[..],
         Policy::load(&f.policy),
+        true,
     ))
     .await
 }
@@ -355,6 +356,7 @@ async fn the_executable_waits_for_a_slow_cold_verification_by_the_service() {
         &bindir_args(&name, &signed),
         &stdin[..],
         Policy::load(&policy),
+        true,
     )
     .await;
     // The service's answer, not an in-process repeat of its work after giving up on it.

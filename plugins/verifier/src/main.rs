@@ -7,14 +7,13 @@
 //!
 //! The policy comes from `--policy`, `CONTAINERD_TUF_POLICY`, or /etc/containerd-tuf/policy.toml.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use containerd_tuf_verifier::policy::Policy;
-use containerd_tuf_verifier::{bindir, engine::Engine, server};
+use containerd_tuf_verifier::{bindir, engine::Engine, logs, server};
 
 const USAGE: &str = "\
 containerd-tuf-verifier: TUF verification of containerd image pulls
@@ -31,14 +30,7 @@ The policy is --policy, $CONTAINERD_TUF_POLICY, or /etc/containerd-tuf/policy.to
 $CONTAINERD_TUF_LOG sets the filter (e.g. debug).";
 
 fn main() -> ExitCode {
-    // Diagnostics go to stderr: containerd logs it at debug level; stdout is the reason.
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr);
-    match tracing_subscriber::EnvFilter::try_from_env("CONTAINERD_TUF_LOG") {
-        Ok(filter) => logs.with_env_filter(filter).init(),
-        // A plain level: parsing even "info" as a filter compiles regexes, which every bindir
-        // invocation would pay.
-        Err(_) => logs.with_max_level(tracing::Level::INFO).init(),
-    }
+    logs::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if matches!(args.as_slice(), [flag] if flag == "--version" || flag == "-version") {
         println!("containerd-tuf-verifier {}", env!("CARGO_PKG_VERSION"));
@@ -59,19 +51,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    // One verification per process: a single thread, none to start.
-    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            println!("tuf-oci: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(bindir::run(&args, tokio::io::stdin(), Policy::from_env()));
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "{}", outcome.message);
-    let _ = stdout.flush();
-    ExitCode::from(outcome.code)
+    let ask_service = std::env::var_os(bindir::IN_PROCESS_ENV).is_none();
+    bindir::report(|stdin| bindir::run(&args, stdin, Policy::from_env(), ask_service))
 }
 
 fn runtime(mut builder: tokio::runtime::Builder) -> anyhow::Result<tokio::runtime::Runtime> {

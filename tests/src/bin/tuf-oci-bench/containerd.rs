@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tuf_oci::layout::Entry;
-use tuf_oci_tests::{Org, TestRegistry};
+use tuf_oci_tests::{Org, TestRegistry, serve_verifier};
 
 use crate::fixtures::signed_app;
 use crate::measure::median;
@@ -49,17 +49,6 @@ async fn start_front(
         .arg("--policy")
         .arg(policy);
     listening(front, listen).await
-}
-
-/// Starts the verification service on `socket` and waits until it listens.
-async fn start_service(
-    verifier: &std::path::Path,
-    policy: &std::path::Path,
-    socket: &std::path::Path,
-) -> std::process::Child {
-    let mut service = std::process::Command::new(verifier);
-    service.args(["serve", "--policy"]).arg(policy);
-    listening(service, socket).await
 }
 
 /// Spawns `command`, its logs dropped, and waits until `socket` exists.
@@ -137,12 +126,14 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     let dir = tempfile::tempdir().unwrap();
     let (policy, socket) = service_policy(dir.path(), registry, &org, "plugin/");
     let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
+    let client = tuf_oci_tests::workspace_binary("containerd-tuf-verifier-client");
     let name = format!("{}/plugin/app:v1", registry.host);
-    let invoke = || {
+    let invoke_with = |executable: &std::path::Path| {
         let start = Instant::now();
-        assert!(run_bindir(&verifier, &policy, &name, image));
+        assert!(run_bindir(executable, &policy, &name, image));
         start.elapsed()
     };
+    let invoke = || invoke_with(&verifier);
     let mut cold = Duration::ZERO;
     for _ in 0..runs {
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
@@ -160,15 +151,16 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     let _ = std::fs::remove_dir_all(dir.path().join("cache"));
     let mut service_cold = Duration::ZERO;
     for _ in 0..runs {
-        let service = start_service(&verifier, &policy, &socket).await;
+        let service = serve_verifier(&policy, &socket).await;
         service_cold += invoke();
         stop(service);
     }
-    let mut service = start_service(&verifier, &policy, &socket).await;
+    let mut service = serve_verifier(&policy, &socket).await;
     invoke();
-    let mut warm = Duration::ZERO;
+    let (mut warm, mut warm_client) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..runs {
         warm += invoke();
+        warm_client += invoke_with(&client);
     }
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
     println!(
@@ -193,14 +185,30 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
         per(warm)
     );
     println!(
+        "{:<56} {:>10} {:>12} {:>10.2}ms",
+        "bindir client, warm service",
+        "",
+        "",
+        per(warm_client)
+    );
+    println!(
         "{:<56} {:>10.2}",
         "  ratio warm service / in-process cold",
         warm.as_secs_f64() / cold.as_secs_f64()
+    );
+    println!(
+        "{:<56} {:>10.2}",
+        "  ratio client / full executable, warm service",
+        warm_client.as_secs_f64() / warm.as_secs_f64()
     );
 
     let bin_dir = dir.path().join("verifiers");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::fs::copy(&verifier, bin_dir.join("containerd-tuf-verifier")).unwrap();
+    // The client, as the package installs it beside the service; it falls back on `verifier`.
+    let client_dir = dir.path().join("client");
+    std::fs::create_dir_all(&client_dir).unwrap();
+    std::fs::copy(&client, client_dir.join("containerd-tuf-verifier-client")).unwrap();
     // The same, in-process, for a client that follows the image's `tuf-metadata` pointer
     // instead of being given the metadata location.
     let pointer_dir = dir.path().join("pointer");
@@ -212,39 +220,53 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     std::fs::create_dir_all(&true_dir).unwrap();
     std::fs::copy("/bin/true", true_dir.join("true")).unwrap();
     // Pulls, side by side in every run: no verifier; a verifier that only exits 0; ours answered
-    // by the warm service; by a service just started with an empty cache (which updates the
-    // metadata when it starts, while containerd starts); in-process with an empty cache
-    // (service stopped), given the metadata location or following the pointer.
+    // by the warm service, through the client and through the full executable; by a service
+    // just started with an empty cache (which updates the metadata when it starts, while
+    // containerd starts); in-process with an empty cache (service stopped), given the metadata
+    // location or following the pointer.
     let pull = |verifiers: Option<&std::path::Path>, policy: &std::path::Path| {
         let containerd = Containerd::start(
             Version::V2_3,
             verifiers,
-            &[("CONTAINERD_TUF_POLICY", policy)],
+            &[
+                ("CONTAINERD_TUF_POLICY", policy),
+                ("CONTAINERD_TUF_VERIFIER", &verifier),
+            ],
         );
         timed_pull(&containerd, &containerd.socket, &name)
     };
-    let mut pulls: [Vec<Duration>; 6] = Default::default();
+    let mut pulls: [Vec<Duration>; 7] = Default::default();
     for _ in 0..runs {
         pulls[0].push(pull(None, &policy));
         pulls[5].push(pull(Some(&true_dir), &policy));
-        pulls[1].push(pull(Some(&bin_dir), &policy));
+        pulls[1].push(pull(Some(&client_dir), &policy));
+        pulls[6].push(pull(Some(&bin_dir), &policy));
         stop(service);
-        service = start_service(&verifier, &policy, &socket).await;
-        pulls[2].push(pull(Some(&bin_dir), &policy));
+        service = serve_verifier(&policy, &socket).await;
+        pulls[2].push(pull(Some(&client_dir), &policy));
         stop(service);
         pulls[3].push(pull(Some(&bin_dir), &policy));
         let _ = std::fs::remove_dir_all(pointer_dir.join("cache"));
         pulls[4].push(pull(Some(&bin_dir), &pointer_policy));
-        service = start_service(&verifier, &policy, &socket).await;
+        service = serve_verifier(&policy, &socket).await;
         invoke();
     }
     stop(service);
     let mb = layer_bytes >> 20;
-    let [plain, warm, service_cold, cold, cold_pointer, exits] = pulls.map(median);
+    let [
+        plain,
+        warm,
+        service_cold,
+        cold,
+        cold_pointer,
+        exits,
+        warm_full,
+    ] = pulls.map(median);
     let verified = [
         ("verifier that only exits 0 (/bin/true)", exits),
-        ("warm service", warm),
-        ("service just started, empty cache", service_cold),
+        ("warm service (client)", warm),
+        ("warm service (full executable)", warm_full),
+        ("service just started, empty cache (client)", service_cold),
         ("in-process, cold metadata", cold),
         ("in-process, cold, following the pointer", cold_pointer),
     ];
@@ -432,7 +454,7 @@ pub(crate) async fn peak_memory_under_load(registry: &TestRegistry, concurrent: 
     };
 
     let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
-    let mut service = start_service(&verifier, &policy, &socket).await;
+    let mut service = serve_verifier(&policy, &socket).await;
     let mut calls = Vec::new();
     for (i, image) in images.iter().enumerate() {
         let (verifier, policy) = (verifier.clone(), policy.clone());

@@ -1,0 +1,165 @@
+//! containerd-tuf-verifier-client, the small image verifier for nodes running the verification
+//! service, invoked as containerd's bindir plugin runs it: it answers through the service, and
+//! without the service through the full executable, whose answer it passes on.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tuf_oci::layout::Entry;
+use tuf_oci_tests::{TeamA, TestRegistry, serve_verifier, workspace_binary, write_policy};
+
+const MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
+
+struct Setup {
+    registry: TestRegistry,
+    team: TeamA,
+    dir: tempfile::TempDir,
+    policy: PathBuf,
+    socket: PathBuf,
+}
+
+/// team-a/ protected, verifications asked of a service on `dir/verifier.sock`.
+async fn setup() -> Setup {
+    let registry = TestRegistry::start();
+    let team = TeamA::create(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("verifier.sock");
+    let policy = write_policy(
+        dir.path(),
+        &registry,
+        &team.org,
+        &["team-a/"],
+        &[],
+        &format!("socket = \"{}\"", socket.display()),
+    );
+    Setup {
+        registry,
+        team,
+        dir,
+        policy,
+        socket,
+    }
+}
+
+impl Setup {
+    /// Runs `executable` as containerd does on `name` resolved to `descriptor`, with `env`;
+    /// returns its exit code and stdout.
+    fn verify(
+        &self,
+        executable: &str,
+        env: &[(&str, &Path)],
+        name: &str,
+        descriptor: &Entry,
+    ) -> (Option<i32>, String) {
+        let mut child = Command::new(workspace_binary(executable))
+            .env("CONTAINERD_TUF_POLICY", &self.policy)
+            .envs(env.iter().copied())
+            .args(["-name", name, "-digest", &descriptor.digest])
+            .args(["-stdin-media-type", MEDIA_TYPE])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let json = serde_json::to_vec(descriptor).unwrap();
+        child.stdin.take().unwrap().write_all(&json).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    }
+
+    /// The client, with `verifier` as its full executable.
+    fn client(&self, verifier: &Path, name: &str, descriptor: &Entry) -> (Option<i32>, String) {
+        self.verify(
+            "containerd-tuf-verifier-client",
+            &[("CONTAINERD_TUF_VERIFIER", verifier)],
+            name,
+            descriptor,
+        )
+    }
+
+    fn name(&self, tag: &str) -> String {
+        format!("{}/team-a/app:{tag}", self.registry.host)
+    }
+}
+
+fn allowed(out: (Option<i32>, String)) {
+    assert_eq!(out.0, Some(0), "{}", out.1);
+    assert!(out.1.contains("signed by team-a"), "{}", out.1);
+}
+
+fn refused(out: (Option<i32>, String), reason: &str) {
+    assert_eq!(out.0, Some(1), "{}", out.1);
+    assert!(out.1.contains(reason), "expected {reason:?} in {:?}", out.1);
+    assert_eq!(out.1.trim_end().lines().count(), 1, "one line: {:?}", out.1);
+}
+
+#[tokio::test]
+async fn the_client_answers_through_the_service() {
+    let s = setup().await;
+    let mut service = serve_verifier(&s.policy, &s.socket).await;
+    // No full executable to fall back on: every answer comes from the service.
+    let missing = s.dir.path().join("missing-verifier");
+    allowed(s.client(&missing, &s.name("v1"), &s.team.signed));
+    refused(
+        s.client(&missing, &s.name("v2"), &s.team.unsigned),
+        "no trusted role signs target team-a/app:v2",
+    );
+    refused(
+        s.client(&missing, &s.name("v1"), &s.team.unsigned),
+        ": digest is sha256:",
+    );
+    let _ = service.kill();
+    let _ = service.wait();
+}
+
+#[tokio::test]
+async fn without_the_service_the_client_runs_the_full_executable() {
+    let s = setup().await;
+    let verifier = workspace_binary("containerd-tuf-verifier");
+    allowed(s.client(&verifier, &s.name("v1"), &s.team.signed));
+    refused(
+        s.client(&verifier, &s.name("v2"), &s.team.unsigned),
+        "no trusted role signs target team-a/app:v2",
+    );
+    refused(
+        s.client(&verifier, &s.name("v1"), &s.team.unsigned),
+        ": digest is sha256:",
+    );
+    // The full executable's own refusals of bad input come through too.
+    let mut wrong_size = s.team.signed.clone();
+    wrong_size.size += 1;
+    refused(s.client(&verifier, &s.name("v1"), &wrong_size), ": size is");
+}
+
+#[tokio::test]
+async fn without_either_the_client_refuses_naming_what_is_missing() {
+    let s = setup().await;
+    let missing = s.dir.path().join("missing-verifier");
+    refused(
+        s.client(&missing, &s.name("v1"), &s.team.signed),
+        &format!("verifying in-process with {}", missing.display()),
+    );
+    // A full executable that exits without a reason still blocks the pull.
+    refused(
+        s.client(Path::new("/bin/false"), &s.name("v1"), &s.team.signed),
+        "/bin/false gave no reason",
+    );
+}
+
+#[tokio::test]
+async fn the_full_executable_run_by_the_client_does_not_ask_the_service_again() {
+    let s = setup().await;
+    // Something listens on the service's socket and never answers: asking it would wait until
+    // the executable's deadline and refuse.
+    let listener = tokio::net::UnixListener::bind(&s.socket).unwrap();
+    let out = s.verify(
+        "containerd-tuf-verifier",
+        &[("CONTAINERD_TUF_IN_PROCESS", Path::new("1"))],
+        &s.name("v1"),
+        &s.team.signed,
+    );
+    allowed(out);
+    let asked = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+    assert!(asked.is_err(), "the service was asked");
+}
