@@ -541,16 +541,24 @@ pub fn cli_binary() -> PathBuf {
 /// Starts `containerd-tuf-verifier serve` with `policy`, its logs dropped, and waits until it
 /// listens on `socket` (the policy's); the caller stops it.
 pub async fn serve_verifier(policy: &Path, socket: &Path) -> std::process::Child {
-    let service = std::process::Command::new(workspace_binary("containerd-tuf-verifier"))
+    let mut service = std::process::Command::new(workspace_binary("containerd-tuf-verifier"))
         .args(["serve", "--policy"])
         .arg(policy)
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("containerd-tuf-verifier serve");
-    while !socket.exists() {
+    for _ in 0..1000 {
+        if socket.exists() {
+            return service;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    service
+    let _ = service.kill();
+    let _ = service.wait();
+    panic!(
+        "the verification service did not listen on {}",
+        socket.display()
+    );
 }
 
 /// A binary of this workspace, built beside the test executables.

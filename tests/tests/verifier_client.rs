@@ -140,10 +140,59 @@ async fn without_either_the_client_refuses_naming_what_is_missing() {
         s.client(&missing, &s.name("v1"), &s.team.signed),
         &format!("verifying in-process with {}", missing.display()),
     );
-    // A full executable that exits without a reason still blocks the pull.
+    // A full executable that exits without a reason blocks the pull, whatever its status.
+    for silent in ["/bin/false", "/bin/true"] {
+        refused(
+            s.client(Path::new(silent), &s.name("v1"), &s.team.signed),
+            &format!("{silent} gave no reason"),
+        );
+    }
+    // A bare name would be looked up in containerd's PATH.
     refused(
-        s.client(Path::new("/bin/false"), &s.name("v1"), &s.team.signed),
-        "/bin/false gave no reason",
+        s.client(
+            Path::new("containerd-tuf-verifier"),
+            &s.name("v1"),
+            &s.team.signed,
+        ),
+        "not an absolute path",
+    );
+}
+
+#[tokio::test]
+async fn a_client_run_as_the_full_executable_does_not_run_itself_again() {
+    let s = setup().await;
+    let client = workspace_binary("containerd-tuf-verifier-client");
+    // Each client would otherwise start the next, without end.
+    refused(
+        s.client(&client, &s.name("v1"), &s.team.signed),
+        "the client was run as the full executable",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_has_the_full_executable_verify_without_the_service() {
+    let s = setup().await;
+    // A service that hangs up on every connection: the client gives up on it and runs the full
+    // executable, which must not ask it again.
+    let listener = tokio::net::UnixListener::bind(&s.socket).unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let verifier = workspace_binary("containerd-tuf-verifier");
+    let out =
+        tokio::task::spawn_blocking(move || s.client(&verifier, &s.name("v1"), &s.team.signed))
+            .await
+            .unwrap();
+    allowed(out);
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the client asks the service"
     );
 }
 

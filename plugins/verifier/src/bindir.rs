@@ -134,12 +134,20 @@ pub async fn run(
 /// does not answer, it runs `verifier` (the full executable) in-process with the same flags and
 /// descriptor, and passes on its answer. Starting the small client costs a warm pull about
 /// 2 ms less than starting the full executable (`docs/performance.md`).
+///
+/// Run with [`IN_PROCESS_ENV`] set, the client was run as the full executable (a path leading
+/// back to it): it refuses rather than run itself again, one process after another.
 pub async fn run_client(
     args: &[String],
     stdin: impl AsyncRead + Unpin,
     policy: anyhow::Result<Policy>,
     verifier: &Path,
 ) -> Outcome {
+    if std::env::var_os(IN_PROCESS_ENV).is_some() {
+        return Outcome::refuse(
+            "tuf-oci: the client was run as the full executable, which it would run again",
+        );
+    }
     answer(
         args,
         stdin,
@@ -199,7 +207,8 @@ async fn answer(
 }
 
 /// Runs the full executable `verifier` in-process on one verification and reads its answer.
-/// It is killed if the deadline ends the wait; its stderr is ours (containerd logs it).
+/// It is killed if the deadline ends the wait; its stderr is ours (containerd logs it). An
+/// answer without a reason is no answer: the pull is refused whatever the exit status.
 async fn in_executable(
     verifier: &Path,
     flags: &Flags,
@@ -208,6 +217,13 @@ async fn in_executable(
     use std::process::Stdio;
     use tokio::io::AsyncWriteExt;
 
+    // A bare name would be looked up in containerd's PATH.
+    if !verifier.is_absolute() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not an absolute path",
+        ));
+    }
     let mut child = tokio::process::Command::new(verifier)
         .args(["-name", &flags.name, "-digest", &flags.digest])
         .args(["-stdin-media-type", &flags.stdin_media_type])
@@ -218,7 +234,8 @@ async fn in_executable(
         .spawn()?;
     let input = serde_json::to_vec(descriptor)?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin.write_all(&input).await?;
+    // It may answer, a refusal, without reading: its answer is what counts.
+    let _ = stdin.write_all(&input).await;
     drop(stdin);
     let mut reason = Vec::new();
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -228,13 +245,16 @@ async fn in_executable(
         .await?;
     let status = child.wait().await?;
     let reason = String::from_utf8_lossy(&reason).trim().to_string();
+    if reason.is_empty() {
+        return Ok(Outcome::refuse(format!(
+            "tuf-oci: {}: {} gave no reason ({status})",
+            flags.name,
+            verifier.display()
+        )));
+    }
     Ok(Outcome {
         code: u8::from(!status.success()),
-        message: one_line(if reason.is_empty() {
-            format!("tuf-oci: {} gave no reason ({status})", verifier.display())
-        } else {
-            reason
-        }),
+        message: one_line(reason),
         via_service: false,
     })
 }
@@ -247,16 +267,20 @@ pub fn report<F: Future<Output = Outcome>>(
 ) -> ExitCode {
     use std::io::Write;
 
-    let outcome = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-    {
+        .build();
+    let outcome = match &runtime {
         Ok(runtime) => runtime.block_on(async { verification(stdin()).await }),
         Err(e) => Outcome::refuse(format!("tuf-oci: starting the async runtime: {e}")),
     };
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{}", outcome.message);
     let _ = stdout.flush();
+    // Without waiting for blocking work a deadline left behind (a DNS lookup, say).
+    if let Ok(runtime) = runtime {
+        runtime.shutdown_background();
+    }
     ExitCode::from(outcome.code)
 }
 
