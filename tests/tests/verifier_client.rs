@@ -212,3 +212,34 @@ async fn the_full_executable_run_by_the_client_does_not_ask_the_service_again() 
     let asked = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
     assert!(asked.is_err(), "the service was asked");
 }
+
+#[tokio::test]
+async fn a_full_executable_that_hangs_is_killed_at_the_deadline() {
+    let s = setup().await;
+    let pid_file = s.dir.path().join("hung.pid");
+    let hung = s.dir.path().join("hung-verifier");
+    std::fs::write(
+        &hung,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hung, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    refused(
+        s.client(&hung, &s.name("v1"), &s.team.signed),
+        "verification did not finish within 8 s",
+    );
+    // Killed, not left running after the client answered.
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    for _ in 0..100 {
+        let state = std::fs::read_to_string(&stat).unwrap_or_default();
+        if state.is_empty() || state.contains(") Z ") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the hung full executable (pid {}) still runs", pid.trim());
+}
