@@ -24,6 +24,9 @@ Exit 0 allows the pull; otherwise stdout says which check failed.
 
 Run the verification service (warm metadata, used by the executable when its socket is up):
     containerd-tuf-verifier serve [--policy FILE]
+On nodes running it, containerd-tuf-verifier-client is the smaller image verifier: it asks the
+service, and runs this executable with $CONTAINERD_TUF_IN_PROCESS=1 (verify in-process without
+asking the service) when the service does not answer.
 
 The policy is --policy, $CONTAINERD_TUF_POLICY, or /etc/containerd-tuf/policy.toml
 (example: /usr/share/doc/containerd-tuf/policy.example.toml). Logs go to stderr;
