@@ -78,6 +78,20 @@ impl Setup {
         )
     }
 
+    /// The client, falling back on `verifier`, allows the signed tag and refuses the unsigned
+    /// one and a tag resolved to other content.
+    fn answers_right(&self, verifier: &Path) {
+        allowed(self.client(verifier, &self.name("v1"), &self.team.signed));
+        refused(
+            self.client(verifier, &self.name("v2"), &self.team.unsigned),
+            "no trusted role signs target team-a/app:v2",
+        );
+        refused(
+            self.client(verifier, &self.name("v1"), &self.team.unsigned),
+            ": digest is sha256:",
+        );
+    }
+
     fn name(&self, tag: &str) -> String {
         format!("{}/team-a/app:{tag}", self.registry.host)
     }
@@ -99,16 +113,7 @@ async fn the_client_answers_through_the_service() {
     let s = setup().await;
     let mut service = serve_verifier(&s.policy, &s.socket).await;
     // No full executable to fall back on: every answer comes from the service.
-    let missing = s.dir.path().join("missing-verifier");
-    allowed(s.client(&missing, &s.name("v1"), &s.team.signed));
-    refused(
-        s.client(&missing, &s.name("v2"), &s.team.unsigned),
-        "no trusted role signs target team-a/app:v2",
-    );
-    refused(
-        s.client(&missing, &s.name("v1"), &s.team.unsigned),
-        ": digest is sha256:",
-    );
+    s.answers_right(&s.dir.path().join("missing-verifier"));
     let _ = service.kill();
     let _ = service.wait();
 }
@@ -117,15 +122,7 @@ async fn the_client_answers_through_the_service() {
 async fn without_the_service_the_client_runs_the_full_executable() {
     let s = setup().await;
     let verifier = workspace_binary("containerd-tuf-verifier");
-    allowed(s.client(&verifier, &s.name("v1"), &s.team.signed));
-    refused(
-        s.client(&verifier, &s.name("v2"), &s.team.unsigned),
-        "no trusted role signs target team-a/app:v2",
-    );
-    refused(
-        s.client(&verifier, &s.name("v1"), &s.team.unsigned),
-        ": digest is sha256:",
-    );
+    s.answers_right(&verifier);
     // The full executable's own refusals of bad input come through too.
     let mut wrong_size = s.team.signed.clone();
     wrong_size.size += 1;
