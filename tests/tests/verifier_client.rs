@@ -169,14 +169,16 @@ async fn a_client_run_as_the_full_executable_does_not_run_itself_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_has_the_full_executable_verify_without_the_service() {
     let s = setup().await;
-    // A service that hangs up on every connection: the client gives up on it and runs the full
-    // executable, which must not ask it again.
+    // A service that hangs up on every connection: the client gives up on it (after connecting
+    // once or more) and runs the full executable, which must not ask it again. Each connecting
+    // process is told apart by its pid.
     let listener = tokio::net::UnixListener::bind(&s.socket).unwrap();
-    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = connections.clone();
+    let callers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let seen = callers.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let pid = stream.peer_cred().unwrap().pid();
+            seen.lock().unwrap().insert(pid);
             drop(stream);
         }
     });
@@ -187,7 +189,7 @@ async fn the_client_has_the_full_executable_verify_without_the_service() {
             .unwrap();
     allowed(out);
     assert_eq!(
-        connections.load(std::sync::atomic::Ordering::SeqCst),
+        callers.lock().unwrap().len(),
         1,
         "only the client asks the service"
     );
