@@ -132,8 +132,8 @@ pub async fn run(
 
 /// The same for the client executable, which links no verification engine: when the service
 /// does not answer, it runs `verifier` (the full executable) in-process with the same flags and
-/// descriptor, and passes on its answer. Starting the small client costs a warm pull about
-/// 2 ms less than starting the full executable (`docs/performance.md`).
+/// descriptor, and passes on its answer. Starting the small client costs a warm pull 0.4–2 ms
+/// less than starting the full executable (`docs/performance.md`).
 ///
 /// Run with [`IN_PROCESS_ENV`] set, the client was run as the full executable (a path leading
 /// back to it): it refuses rather than run itself again, one process after another.
