@@ -488,6 +488,25 @@ mod tests {
         assert!(stopped.unwrap_err().is_cancelled());
     }
 
+    #[tokio::test]
+    async fn an_archive_sent_whole_is_read_once_the_way_back_closed() {
+        // The client sent everything and ended its side, which ended containerd's answer and
+        // closed the way back before the front read the last bytes.
+        let messages = [&b"first "[..], b"second"]
+            .map(|chunk| {
+                let data = Data {
+                    data: chunk.to_vec(),
+                };
+                bytes::Bytes::from(any::pack(DATA, &data.encode_to_vec()))
+            })
+            .to_vec();
+        let mut claimed = Claimed::answered(messages);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("received");
+        receive(&mut claimed, &path).await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first second");
+    }
+
     #[test]
     fn metadata_entries_are_not_images() {
         let entry = |name: &str| -> Descriptor {

@@ -113,6 +113,26 @@ impl Claimed {
     }
 }
 
+#[cfg(test)]
+impl Claimed {
+    /// A claimed stream whose client sent `messages` and ended its side, and whose way back to
+    /// the client is already closed.
+    pub(crate) fn answered(messages: Vec<Bytes>) -> Self {
+        let (tx, rx) = mpsc::channel(messages.len().max(1));
+        for message in messages {
+            tx.try_send(message).expect("room for every message");
+        }
+        let (replies, body) = channel_body();
+        drop(body);
+        Claimed {
+            uri: Uri::default(),
+            headers: HeaderMap::new(),
+            messages: rx,
+            replies,
+        }
+    }
+}
+
 impl Streams {
     /// Takes over stream `id` of `namespace`, once.
     pub fn claim(&self, namespace: &str, id: &str) -> Option<Claimed> {
