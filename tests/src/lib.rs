@@ -561,6 +561,14 @@ pub async fn serve_verifier(policy: &Path, socket: &Path) -> std::process::Child
     );
 }
 
+/// Asserts an image verifier's answer `(exit code, stdout)` is containerd's refusal: exit 1 and
+/// one line naming `reason`.
+pub fn assert_refused(out: (Option<i32>, String), reason: &str) {
+    assert_eq!(out.0, Some(1), "{}", out.1);
+    assert!(out.1.contains(reason), "expected {reason:?} in {:?}", out.1);
+    assert_eq!(out.1.trim_end().lines().count(), 1, "one line: {:?}", out.1);
+}
+
 /// A binary of this workspace, built beside the test executables.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use tuf_oci::layout::Entry;
 use tuf_oci_tests::{
-    TeamA, TestRegistry, workspace_binary, write_bootstrapped_policy, write_policy,
+    TeamA, TestRegistry, assert_refused, workspace_binary, write_bootstrapped_policy, write_policy,
 };
 
 const MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
@@ -43,12 +43,6 @@ fn verify(policy: &Path, name: &str, descriptor: &Entry) -> (Option<i32>, String
     (out.status.code(), String::from_utf8(out.stdout).unwrap())
 }
 
-fn refused(out: (Option<i32>, String), reason: &str) {
-    assert_eq!(out.0, Some(1), "{}", out.1);
-    assert!(out.1.contains(reason), "expected {reason:?} in {:?}", out.1);
-    assert_eq!(out.1.trim_end().lines().count(), 1, "one line: {:?}", out.1);
-}
-
 #[tokio::test]
 async fn answers_like_containerd_expects() {
     let registry = TestRegistry::start();
@@ -68,28 +62,28 @@ async fn answers_like_containerd_expects() {
     let by_digest = format!("{host}/team-a/app@{}", signed.digest);
     assert_eq!(verify(&policy, &by_digest, &signed).0, Some(0));
 
-    refused(
+    assert_refused(
         verify(&policy, &format!("{host}/team-a/app:v2"), &unsigned),
         "no trusted role signs target team-a/app:v2",
     );
     // The tag is signed, but containerd resolved it to something else.
-    refused(
+    assert_refused(
         verify(&policy, &format!("{host}/team-a/app:v1"), &unsigned),
         ": digest is sha256:",
     );
     let mut wrong_size = signed.clone();
     wrong_size.size += 1;
-    refused(
+    assert_refused(
         verify(&policy, &format!("{host}/team-a/app:v1"), &wrong_size),
         ": size is",
     );
     let mut wrong_type = signed.clone();
     wrong_type.media_type = tuf_oci::layout::INDEX_MEDIA_TYPE.into();
-    refused(
+    assert_refused(
         verify(&policy, &format!("{host}/team-a/app:v1"), &wrong_type),
         ": mediaType is",
     );
-    refused(
+    assert_refused(
         verify(&policy, &format!("{host}/elsewhere/app:v1"), &signed),
         "policy default denies it",
     );
@@ -183,7 +177,7 @@ async fn answers_like_containerd_expects() {
     ];
     for (args, stdin, reason) in cases {
         let out = run(&policy, &args, &stdin);
-        refused(
+        assert_refused(
             (out.status.code(), String::from_utf8(out.stdout).unwrap()),
             reason,
         );
@@ -201,7 +195,7 @@ async fn answers_like_containerd_expects() {
         ],
         &json,
     );
-    refused(
+    assert_refused(
         (out.status.code(), String::from_utf8(out.stdout).unwrap()),
         "missing.toml",
     );
@@ -219,7 +213,7 @@ async fn a_metadata_location_in_the_policy_replaces_the_pointer() {
 
     let following = tempfile::tempdir().unwrap();
     let policy = write_policy(following.path(), &registry, &org, &["team-a/"], &[], "");
-    refused(verify(&policy, &name, &signed), "timestamp.json");
+    assert_refused(verify(&policy, &name, &signed), "timestamp.json");
 
     let bootstrapped = tempfile::tempdir().unwrap();
     let policy = write_bootstrapped_policy(bootstrapped.path(), &registry, &org, &["team-a/"], "");
@@ -248,4 +242,32 @@ async fn a_descriptor_in_a_file_is_read_like_one_from_a_pipe() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("signed by team-a"), "{stdout}");
+}
+
+#[test]
+fn both_executables_tell_their_version_and_usage() {
+    for name in ["containerd-tuf-verifier", "containerd-tuf-verifier-client"] {
+        for flag in ["--version", "-version"] {
+            let out = Command::new(workspace_binary(name))
+                .arg(flag)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{name} {flag}");
+            let version = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(
+                version.trim_end(),
+                format!("{name} {}", env!("CARGO_PKG_VERSION"))
+            );
+        }
+        for flag in ["--help", "-help", "-h"] {
+            let out = Command::new(workspace_binary(name))
+                .arg(flag)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{name} {flag}");
+            let usage = String::from_utf8(out.stdout).unwrap();
+            assert!(usage.starts_with(&format!("{name}: ")), "{usage}");
+            assert!(usage.contains(" -name REF -digest DIGEST "), "{usage}");
+        }
+    }
 }

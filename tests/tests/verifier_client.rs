@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tuf_oci::layout::Entry;
-use tuf_oci_tests::{TeamA, TestRegistry, serve_verifier, workspace_binary, write_policy};
+use tuf_oci_tests::{
+    TeamA, TestRegistry, assert_refused, serve_verifier, workspace_binary, write_policy,
+};
 
 const MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
 
@@ -82,11 +84,11 @@ impl Setup {
     /// one and a tag resolved to other content.
     fn answers_right(&self, verifier: &Path) {
         allowed(self.client(verifier, &self.name("v1"), &self.team.signed));
-        refused(
+        assert_refused(
             self.client(verifier, &self.name("v2"), &self.team.unsigned),
             "no trusted role signs target team-a/app:v2",
         );
-        refused(
+        assert_refused(
             self.client(verifier, &self.name("v1"), &self.team.unsigned),
             ": digest is sha256:",
         );
@@ -100,12 +102,6 @@ impl Setup {
 fn allowed(out: (Option<i32>, String)) {
     assert_eq!(out.0, Some(0), "{}", out.1);
     assert!(out.1.contains("signed by team-a"), "{}", out.1);
-}
-
-fn refused(out: (Option<i32>, String), reason: &str) {
-    assert_eq!(out.0, Some(1), "{}", out.1);
-    assert!(out.1.contains(reason), "expected {reason:?} in {:?}", out.1);
-    assert_eq!(out.1.trim_end().lines().count(), 1, "one line: {:?}", out.1);
 }
 
 #[tokio::test]
@@ -126,26 +122,26 @@ async fn without_the_service_the_client_runs_the_full_executable() {
     // The full executable's own refusals of bad input come through too.
     let mut wrong_size = s.team.signed.clone();
     wrong_size.size += 1;
-    refused(s.client(&verifier, &s.name("v1"), &wrong_size), ": size is");
+    assert_refused(s.client(&verifier, &s.name("v1"), &wrong_size), ": size is");
 }
 
 #[tokio::test]
 async fn without_either_the_client_refuses_naming_what_is_missing() {
     let s = setup().await;
     let missing = s.dir.path().join("missing-verifier");
-    refused(
+    assert_refused(
         s.client(&missing, &s.name("v1"), &s.team.signed),
         &format!("verifying in-process with {}", missing.display()),
     );
     // A full executable that exits without a reason blocks the pull, whatever its status.
     for silent in ["/bin/false", "/bin/true"] {
-        refused(
+        assert_refused(
             s.client(Path::new(silent), &s.name("v1"), &s.team.signed),
             &format!("{silent} gave no reason"),
         );
     }
     // A bare name would be looked up in containerd's PATH.
-    refused(
+    assert_refused(
         s.client(
             Path::new("containerd-tuf-verifier"),
             &s.name("v1"),
@@ -160,7 +156,7 @@ async fn a_client_run_as_the_full_executable_does_not_run_itself_again() {
     let s = setup().await;
     let client = workspace_binary("containerd-tuf-verifier-client");
     // Each client would otherwise start the next, without end.
-    refused(
+    assert_refused(
         s.client(&client, &s.name("v1"), &s.team.signed),
         "the client was run as the full executable",
     );
@@ -226,7 +222,7 @@ async fn a_full_executable_that_hangs_is_killed_at_the_deadline() {
     )
     .unwrap();
     std::fs::set_permissions(&hung, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    refused(
+    assert_refused(
         s.client(&hung, &s.name("v1"), &s.team.signed),
         "verification did not finish within 8 s",
     );

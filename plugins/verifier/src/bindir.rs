@@ -259,6 +259,19 @@ async fn in_executable(
     })
 }
 
+/// Answers `--version` and `--help` (either spelling: containerd's flags take one dash) for
+/// the executable `name`; `None` when `args` ask for neither.
+pub fn info(args: &[String], name: &str, usage: &str) -> Option<ExitCode> {
+    match args {
+        [flag] if flag == "--version" || flag == "-version" => {
+            println!("{name} {}", env!("CARGO_PKG_VERSION"));
+        }
+        [flag] if flag == "--help" || flag == "-help" || flag == "-h" => println!("{usage}"),
+        _ => return None,
+    }
+    Some(ExitCode::SUCCESS)
+}
+
 /// Runs one verification, given containerd's stdin, on a one-thread runtime (one verification
 /// per process: no threads to start) and reports it as containerd reads it: the reason on
 /// stdout, the exit code.

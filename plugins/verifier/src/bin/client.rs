@@ -33,16 +33,8 @@ $CONTAINERD_TUF_LOG sets the filter (e.g. debug).";
 fn main() -> ExitCode {
     logs::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if matches!(args.as_slice(), [flag] if flag == "--version" || flag == "-version") {
-        println!(
-            "containerd-tuf-verifier-client {}",
-            env!("CARGO_PKG_VERSION")
-        );
-        return ExitCode::SUCCESS;
-    }
-    if matches!(args.as_slice(), [flag] if flag == "--help" || flag == "-help" || flag == "-h") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
+    if let Some(code) = bindir::info(&args, "containerd-tuf-verifier-client", USAGE) {
+        return code;
     }
     let verifier =
         std::env::var_os(VERIFIER_ENV).map_or_else(|| PathBuf::from(VERIFIER), PathBuf::from);
