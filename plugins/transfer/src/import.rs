@@ -269,7 +269,8 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
             let update = WindowUpdate { update: WINDOW };
             // A client that sent its last bytes and ended its side ends containerd's too, whose
             // answer closes the way back: what it sent is still to be read. An archive cut short
-            // is refused when it is opened.
+            // inside an entry is refused when it is opened; one cut between entries only leaves
+            // entries out.
             listening = claimed
                 .reply(&any::pack(WINDOW_UPDATE, &update.encode_to_vec()))
                 .await
@@ -466,6 +467,24 @@ mod tests {
         drop(builder);
         let err = open_archive(&received, &tar, &dir.path().join("layout")).unwrap_err();
         assert!(err.to_string().contains("more than"), "{err}");
+    }
+
+    #[test]
+    fn an_archive_cut_short_inside_an_entry_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (received, tar) = (dir.path().join("received"), dir.path().join("out.tar"));
+        let mut builder = tar::Builder::new(Vec::new());
+        let blob = vec![7u8; 4096];
+        let mut header = tar::Header::new_gnu();
+        header.set_size(blob.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "blobs/sha256/aa", &blob[..])
+            .unwrap();
+        let whole = builder.into_inner().unwrap();
+        std::fs::write(&received, &whole[..512 + 1000]).unwrap();
+        let err = open_archive(&received, &tar, &dir.path().join("layout")).unwrap_err();
+        assert!(err.to_string().contains("not an OCI archive"), "{err}");
     }
 
     #[tokio::test]
