@@ -55,7 +55,7 @@ Architecture: $arch
 Maintainer: tuf-oci developers <tuf-oci@localhost>
 Section: admin
 Priority: optional
-Depends: libc6
+Depends: libc6, ca-certificates
 Recommends: containerd
 Description: TUF-verified image pulls for containerd, with TUF metadata in OCI registries
  tuf-oci signs, publishes, copies and verifies TUF metadata stored in OCI registries;

@@ -68,7 +68,8 @@ impl TestRegistry {
         let client = Registry::new(&RegistryConfig {
             insecure_hosts: vec![host.clone()],
             timeout: Duration::from_secs(10),
-        });
+        })
+        .expect("registry client");
         TestRegistry {
             host,
             client,
@@ -559,6 +560,39 @@ pub async fn serve_verifier(policy: &Path, socket: &Path) -> std::process::Child
         "the verification service did not listen on {}",
         socket.display()
     );
+}
+
+/// Runs an image verifier as containerd does: `command` (the executable and its environment)
+/// with the bindir flags for `name` resolved to `descriptor`, the descriptor on stdin. Returns
+/// its exit code and stdout.
+pub fn run_image_verifier(
+    command: &mut std::process::Command,
+    name: &str,
+    descriptor: &Entry,
+) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = command
+        .args(["-name", name, "-digest", &descriptor.digest])
+        .args([
+            "-stdin-media-type",
+            "application/vnd.oci.descriptor.v1+json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("image verifier");
+    let json = serde_json::to_vec(descriptor).expect("descriptor");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&json)
+        .expect("descriptor on stdin");
+    let out = child.wait_with_output().expect("image verifier");
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).expect("UTF-8 reason"),
+    )
 }
 
 /// Asserts an image verifier's answer `(exit code, stdout)` is containerd's refusal: exit 1 and

@@ -24,7 +24,8 @@ async fn resolve_through(
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![proxy.host.clone()],
         timeout: Duration::from_secs(2),
-    });
+    })
+    .expect("registry client");
     let metadata = Repository {
         registry: proxy.host.clone(),
         path: org.metadata.path.clone(),

@@ -517,7 +517,8 @@ async fn metadata_can_stay_remote() {
     let both = tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
         insecure_hosts: vec![a.host.clone(), b.host.clone()],
         timeout: std::time::Duration::from_secs(10),
-    });
+    })
+    .expect("registry client");
     let trust = TrustConfig {
         root,
         ..TrustConfig::default()

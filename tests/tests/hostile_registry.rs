@@ -17,7 +17,8 @@ fn verifier(host: &str, root: &[u8]) -> Verifier {
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![host.to_string()],
         timeout: Duration::from_secs(5),
-    });
+    })
+    .expect("registry client");
     Verifier::new(
         client,
         TrustConfig {
@@ -283,7 +284,8 @@ async fn paged_tag_lists_are_read_to_the_end() {
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![proxy.host.clone()],
         timeout: Duration::from_secs(5),
-    });
+    })
+    .expect("registry client");
     let repository = tuf_oci::Repository::parse(&format!("{}/paged/app", proxy.host)).unwrap();
     let mut tags = client.tags(&repository).await.unwrap();
     tags.sort();
@@ -308,7 +310,8 @@ async fn a_tag_listing_without_end_is_cut() {
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![proxy.host.clone()],
         timeout: Duration::from_secs(5),
-    });
+    })
+    .expect("registry client");
     let repository = tuf_oci::Repository::parse(&format!("{}/any/app", proxy.host)).unwrap();
     let err = tokio::time::timeout(Duration::from_secs(60), client.tags(&repository))
         .await
@@ -404,7 +407,8 @@ async fn a_delegated_role_that_never_comes_holds_up_only_the_images_it_signs() {
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![hanging.host.clone()],
         timeout: Duration::from_secs(60),
-    });
+    })
+    .expect("registry client");
     let cache = tempfile::tempdir().unwrap();
     let metadata =
         tuf_oci::location::Repository::parse(&format!("{}/org/tuf", hanging.host)).unwrap();
@@ -448,7 +452,8 @@ async fn a_publication_landing_while_a_delegated_role_is_read_is_no_rollback() {
         let client = Registry::new(&RegistryConfig {
             insecure_hosts: vec![host.to_string()],
             ..Default::default()
-        });
+        })
+        .expect("registry client");
         let metadata = tuf_oci::location::Repository::parse(&format!("{host}/org/tuf")).unwrap();
         Verifier::new(client, org.trust(Some(metadata), Some(cache.path()))).unwrap()
     };

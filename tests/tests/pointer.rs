@@ -96,6 +96,7 @@ fn client_for(hosts: &[&str]) -> tuf_oci::Registry {
         insecure_hosts: hosts.iter().map(|host| host.to_string()).collect(),
         ..Default::default()
     })
+    .expect("registry client")
 }
 
 /// Publishes the current snapshot again, one version up, signed by `key` under `root`: the
@@ -424,7 +425,8 @@ async fn a_pointer_to_a_hanging_copy_holds_up_only_its_own_images() {
     let client = tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
         insecure_hosts: vec![registry.host.clone(), hanging.host.clone()],
         timeout: Duration::from_secs(60),
-    });
+    })
+    .expect("registry client");
     let verifier = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
     let held_up = tokio::spawn({
         let (verifier, image) = (verifier.clone(), registry.image("other/app:v1"));

@@ -110,7 +110,8 @@ async fn hanging_registry_is_bounded_by_the_deadline() {
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![registry.host.clone(), hanging.clone()],
         timeout: Duration::from_secs(1),
-    });
+    })
+    .expect("registry client");
     let verifier = Verifier::new(client, org.trust(None, None)).unwrap();
     let start = Instant::now();
     let err = verifier

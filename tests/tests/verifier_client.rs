@@ -2,17 +2,15 @@
 //! service, invoked as containerd's bindir plugin runs it: it answers through the service, and
 //! without the service through the full executable, whose answer it passes on.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tuf_oci::layout::Entry;
 use tuf_oci_tests::{
-    TeamA, TestRegistry, assert_refused, serve_verifier, workspace_binary, write_policy,
+    TeamA, TestRegistry, assert_refused, run_image_verifier, serve_verifier, workspace_binary,
+    write_policy,
 };
-
-const MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
 
 struct Setup {
     registry: TestRegistry,
@@ -55,19 +53,13 @@ impl Setup {
         name: &str,
         descriptor: &Entry,
     ) -> (Option<i32>, String) {
-        let mut child = Command::new(workspace_binary(executable))
-            .env("CONTAINERD_TUF_POLICY", &self.policy)
-            .envs(env.iter().copied())
-            .args(["-name", name, "-digest", &descriptor.digest])
-            .args(["-stdin-media-type", MEDIA_TYPE])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let json = serde_json::to_vec(descriptor).unwrap();
-        child.stdin.take().unwrap().write_all(&json).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+        run_image_verifier(
+            Command::new(workspace_binary(executable))
+                .env("CONTAINERD_TUF_POLICY", &self.policy)
+                .envs(env.iter().copied()),
+            name,
+            descriptor,
+        )
     }
 
     /// The client, with `verifier` as its full executable.

@@ -253,7 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let registry = Registry::new(&RegistryConfig {
         insecure_hosts: cli.insecure.clone(),
         timeout: Duration::from_secs(cli.timeout),
-    });
+    })?;
     let override_repo = cli
         .metadata_repo
         .as_deref()

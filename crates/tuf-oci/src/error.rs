@@ -19,6 +19,13 @@ pub enum Error {
         message: String,
     },
 
+    /// The registry client cannot be set up (e.g. no CA certificates on the system).
+    #[error("the registry client cannot be set up: {message}")]
+    ClientSetup {
+        /// What the HTTP client said.
+        message: String,
+    },
+
     /// An object the verification needs does not exist in the registry.
     #[error("{what} not found in the registry")]
     NotFound {

@@ -189,23 +189,30 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// A client following `config`.
-    pub fn new(config: &RegistryConfig) -> Self {
-        let client = Client::new(ClientConfig {
+    /// A client following `config`. Fails when the HTTP client cannot be set up: without the
+    /// system's CA certificates, say, which oci-client's TLS client needs even for registries
+    /// reached over plain HTTP.
+    pub fn new(config: &RegistryConfig) -> Result<Self> {
+        // Not `Client::new`: on failure it falls back on a client without this protocol and
+        // these timeouts, which it then cannot build either, and panics.
+        let client = Client::try_from(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(config.insecure_hosts.clone()),
             connect_timeout: Some(config.timeout),
             read_timeout: Some(config.timeout),
             // One request per blob: distribution takes a streamed PUT with the length known.
             use_monolithic_push: true,
             ..Default::default()
-        });
-        Registry {
+        })
+        .map_err(|e| Error::ClientSetup {
+            message: error_chain(&e),
+        })?;
+        Ok(Registry {
             client: Arc::new(client),
             timeout: config.timeout,
             traffic: Arc::default(),
             anonymous: Arc::default(),
             exchange: Arc::default(),
-        }
+        })
     }
 
     /// Requests and bytes this client has used.
@@ -683,6 +690,14 @@ fn is_not_found(error: &OciDistributionError) -> bool {
 /// The error with its causes (`error sending request …: operation timed out`): HTTP errors
 /// keep the useful part in their sources.
 fn registry_error(reference: &Reference, error: &OciDistributionError) -> Error {
+    Error::Registry {
+        reference: reference.whole(),
+        message: error_chain(error),
+    }
+}
+
+/// `error` and its causes, each said once.
+fn error_chain(error: &OciDistributionError) -> String {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -693,8 +708,5 @@ fn registry_error(reference: &Reference, error: &OciDistributionError) -> Error 
         }
         source = cause.source();
     }
-    Error::Registry {
-        reference: reference.whole(),
-        message,
-    }
+    message
 }

@@ -118,10 +118,8 @@ enum Coverage<'a> {
 impl Engine {
     /// Loads every scope's trusted root; fails on the first unusable one.
     pub fn new(policy: Policy) -> anyhow::Result<Self> {
-        let registry = Registry::new(&RegistryConfig {
-            insecure_hosts: policy.insecure_registries.clone(),
-            timeout: policy.request_timeout(),
-        });
+        // Set up for the first scope in a registry: bundles need none.
+        let mut registry: Option<Registry> = None;
         let mut backends = Vec::new();
         let mut trusts = Vec::new();
         for scope in &policy.scopes {
@@ -165,10 +163,21 @@ impl Engine {
                         trust: trust.clone(),
                     }
                 }
-                _ => Backend::Registry(
-                    Verifier::new(registry.clone(), trust.clone())
-                        .map_err(|e| anyhow::anyhow!("scope {}: {e}", scope.name))?,
-                ),
+                _ => {
+                    let registry = match &registry {
+                        Some(registry) => registry.clone(),
+                        None => registry
+                            .insert(Registry::new(&RegistryConfig {
+                                insecure_hosts: policy.insecure_registries.clone(),
+                                timeout: policy.request_timeout(),
+                            })?)
+                            .clone(),
+                    };
+                    Backend::Registry(
+                        Verifier::new(registry, trust.clone())
+                            .map_err(|e| anyhow::anyhow!("scope {}: {e}", scope.name))?,
+                    )
+                }
             };
             backends.push(backend);
             trusts.push(trust);

@@ -23,7 +23,8 @@ pub(crate) fn client_with(
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![registry.host.clone()],
         timeout: Duration::from_secs(30),
-    });
+    })
+    .expect("registry client");
     let trust = TrustConfig {
         root: org.root.clone(),
         metadata_override: None,

@@ -48,7 +48,8 @@ pub(crate) async fn requests_per_verification(registry: &TestRegistry, runs: usi
         let client = Registry::new(&RegistryConfig {
             insecure_hosts: vec![registry.host.clone()],
             timeout: Duration::from_secs(30),
-        });
+        })
+        .expect("registry client");
         let trust = org.trust(Some(registry.repo("bench/tuf")), Some(located.path()));
         let verifier = Verifier::new(client.clone(), trust).expect("trusted root");
         for case in &mut cases[2..4] {

@@ -1,0 +1,116 @@
+//! A node without CA certificates (a minimal image, a broken certificate store). The registry
+//! client library sets up a TLS client even for registries reached over plain HTTP, and cannot
+//! without them: every executable says so, where it used to panic. Verifying against a bundle
+//! on disk needs no registry client and still works.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use tuf_oci::layout::Entry;
+use tuf_oci_tests::{
+    TeamA, TestRegistry, assert_refused, cli_binary, run_image_verifier, workspace_binary,
+    write_policy,
+};
+
+/// `command` on a system whose certificate store is empty.
+fn without_certificates<'a>(command: &'a mut Command, dir: &Path) -> &'a mut Command {
+    let empty = dir.join("no-certificates.pem");
+    std::fs::write(&empty, "").unwrap();
+    command
+        .env("SSL_CERT_FILE", empty)
+        .env_remove("SSL_CERT_DIR")
+}
+
+fn bindir(dir: &Path, policy: &Path, name: &str, descriptor: &Entry) -> (Option<i32>, String) {
+    run_image_verifier(
+        without_certificates(
+            &mut Command::new(workspace_binary("containerd-tuf-verifier")),
+            dir,
+        )
+        .env("CONTAINERD_TUF_POLICY", policy)
+        .stderr(Stdio::null()),
+        name,
+        descriptor,
+    )
+}
+
+fn failed_clearly(out: &Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+    assert!(
+        stderr.contains("the registry client cannot be set up")
+            && stderr.contains("No CA certificates"),
+        "{what}: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn every_executable_names_the_missing_certificates() {
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/team-a/app:v1", registry.host);
+
+    let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &[], "");
+    let out = bindir(dir.path(), &policy, &name, &signed);
+    assert_refused(out.clone(), "the registry client cannot be set up");
+    assert!(out.1.contains("No CA certificates"), "{}", out.1);
+
+    let verify = without_certificates(&mut Command::new(cli_binary()), dir.path())
+        .args(["--insecure-registry", &registry.host, "--root"])
+        .arg(dir.path().join("root.json"))
+        .args(["verify", &name])
+        .output()
+        .unwrap();
+    failed_clearly(&verify, "tuf-oci verify");
+
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let socket = served.join("verifier.sock");
+    let service_policy = write_policy(
+        &served,
+        &registry,
+        &org,
+        &["team-a/"],
+        &[],
+        &format!("socket = \"{}\"", socket.display()),
+    );
+    let serve = without_certificates(
+        &mut Command::new(workspace_binary("containerd-tuf-verifier")),
+        dir.path(),
+    )
+    .args(["serve", "--policy"])
+    .arg(&service_policy)
+    .output()
+    .unwrap();
+    failed_clearly(&serve, "containerd-tuf-verifier serve");
+    assert!(!socket.exists());
+}
+
+#[tokio::test]
+async fn a_bundle_verifies_without_certificates() {
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/team-a/app:v1", registry.host);
+    let bundle = dir.path().join("bundle");
+    let copied = Command::new(cli_binary())
+        .args(["--insecure-registry", &registry.host, "copy", &name])
+        .arg(format!("oci:{}", bundle.display()))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{copied:?}");
+    let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &[], "");
+    // The last table is the scope: its metadata is the bundle.
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str(&format!(
+        "metadata = \"oci:{}:org/tuf\"\n",
+        bundle.display()
+    ));
+    std::fs::write(&policy, text).unwrap();
+    drop(registry);
+
+    let (code, stdout) = bindir(dir.path(), &policy, &name, &signed);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("signed by team-a"), "{stdout}");
+}
