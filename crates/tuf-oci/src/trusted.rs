@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use crate::error::{Error, Result};
 
 /// Longest wait for another process's lock on a store directory: holders keep it for one
@@ -190,15 +192,13 @@ fn create_dir(dir: &Path) -> Result<()> {
 /// Percent-encodes everything but `A-Za-z0-9-._~`, as TUF clients name files after role and
 /// target names (python-tuf: `quote(name, "")`), so a name can never escape its directory.
 pub fn encode_file_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    /// RFC 3986's unreserved characters are kept.
+    const ENCODED: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(name, ENCODED).to_string()
 }
 
 #[cfg(test)]

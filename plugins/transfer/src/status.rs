@@ -2,6 +2,7 @@
 
 use http::{HeaderValue, Response};
 use http_body_util::{BodyExt, Empty};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::upstream::Body;
 
@@ -30,15 +31,8 @@ pub fn error(code: Code, message: &str) -> Response<Body> {
 
 /// gRPC's grpc-message encoding: printable ASCII except `%` as is, everything else `%XX`.
 fn percent_encode(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for byte in message.bytes() {
-        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    const ENCODED: &AsciiSet = &CONTROLS.add(b'%');
+    utf8_percent_encode(message, ENCODED).to_string()
 }
 
 #[cfg(test)]
