@@ -231,6 +231,32 @@ async fn auth_less_registry_is_never_asked_for_a_token() {
 }
 
 #[tokio::test]
+async fn a_token_that_is_no_header_value_is_a_refusal_not_a_panic() {
+    // oci-client puts the token in an `Authorization` header with `unwrap`: a newline in it
+    // panicked inside the verification (an image's pointer may name any registry).
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let rules = vec![
+        Rule::Replace {
+            path_suffix: "/token".into(),
+            body: br#"{"token":"a\nb","expires_in":300}"#.to_vec(),
+            content_type: "application/json".into(),
+        },
+        Rule::RequireToken,
+    ];
+    match refusal_through(&registry, &org.root, rules).await {
+        Error::Registry { reference, message } => {
+            assert!(reference.contains("org/tuf") || reference.contains("solo/app"));
+            assert!(
+                message.contains("the registry client failed on the registry's answer"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a registry error, got {other}"),
+    }
+}
+
+#[tokio::test]
 async fn registry_wanting_anonymous_tokens_gets_one_per_scope() {
     // Registries such as Docker Hub want a token even for anonymous pulls. The first request
     // is refused (401); the client fetches a token for that repository and keeps it.

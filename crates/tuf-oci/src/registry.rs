@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -603,22 +603,38 @@ impl Registry {
         true
     }
 
-    /// Runs a request under the configured deadline.
+    /// Runs a request under the configured deadline. oci-client panics on some answers (a
+    /// token that is no valid header value, a push answered without a usable `Location`):
+    /// such a request fails, naming the reference, instead of taking the caller down.
     async fn deadline<T>(
         &self,
         reference: &Reference,
         request: impl Future<Output = Result<T, OciDistributionError>>,
     ) -> Result<T, OciDistributionError> {
-        tokio::time::timeout(self.timeout, request)
-            .await
-            .unwrap_or_else(|_| {
-                Err(OciDistributionError::GenericError(Some(format!(
-                    "{} timed out after {} s",
-                    reference.whole(),
-                    self.timeout.as_secs()
-                ))))
-            })
+        let guarded = std::panic::AssertUnwindSafe(request).catch_unwind();
+        match tokio::time::timeout(self.timeout, guarded).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(panic)) => Err(OciDistributionError::GenericError(Some(format!(
+                "{}: the registry client failed on the registry's answer: {}",
+                reference.whole(),
+                panic_message(panic.as_ref())
+            )))),
+            Err(_) => Err(OciDistributionError::GenericError(Some(format!(
+                "{} timed out after {} s",
+                reference.whole(),
+                self.timeout.as_secs()
+            )))),
+        }
     }
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic")
 }
 
 /// Credentials for `registry` from docker's `config.json` (or a credential helper it names);
