@@ -197,6 +197,11 @@ async fn bad_input_names_what_failed() {
     assert!(err.contains("invalid reference \"no-host\""), "{err}");
     let err = cli.fails(&["publish", "--keys", "/nonexistent"]);
     assert!(err.contains("--metadata-repo"), "{err}");
+    // A deadline that would overflow the clock arithmetic under every request.
+    let out = cli.run(&["--timeout", "18446744073709551615", "verify", "x/a/b:v1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--timeout"), "{err}");
 }
 
 #[tokio::test]

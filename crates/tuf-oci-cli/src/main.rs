@@ -52,8 +52,9 @@ struct Cli {
     /// expired (0: strict).
     #[arg(long, default_value_t = 0, global = true)]
     clock_skew: u64,
-    /// Per-request deadline in seconds.
-    #[arg(long, default_value_t = 30, global = true)]
+    /// Per-request deadline in seconds (1 to 86400).
+    #[arg(long, default_value_t = 30, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
     #[command(subcommand)]
     command: Command,

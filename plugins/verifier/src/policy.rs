@@ -100,6 +100,10 @@ fn default_request_timeout() -> u64 {
     5
 }
 
+/// The longest request deadline a policy may set: beyond any registry's answer, and far
+/// from the clock arithmetic a huge deadline would overflow.
+const MAX_REQUEST_TIMEOUT: u64 = 3600;
+
 /// A scope's `metadata` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Metadata {
@@ -160,6 +164,12 @@ impl Policy {
             parts.push_str(&tuf_oci::layout::sha256_digest(&root));
         }
         policy.digest = tuf_oci::layout::sha256_digest(parts.as_bytes());
+        anyhow::ensure!(
+            (1..=MAX_REQUEST_TIMEOUT).contains(&policy.request_timeout_seconds),
+            "policy {}: request_timeout_seconds is {}, not between 1 and {MAX_REQUEST_TIMEOUT}",
+            path.display(),
+            policy.request_timeout_seconds
+        );
         for scope in &policy.scopes {
             anyhow::ensure!(
                 !scope.covers.registries.is_empty(),
@@ -404,6 +414,32 @@ mod tests {
             .unwrap();
             let error = Policy::load(&path).unwrap_err().to_string();
             assert!(error.contains("names no repository"), "{error}");
+        }
+    }
+
+    #[test]
+    fn request_deadlines_out_of_range_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        for (seconds, fine) in [
+            (0, false),
+            (1, true),
+            (3600, true),
+            (3601, false),
+            (u64::MAX >> 1, false),
+        ] {
+            std::fs::write(
+                &path,
+                format!("cache_dir = \"/tmp/c\"\nrequest_timeout_seconds = {seconds}\n"),
+            )
+            .unwrap();
+            match Policy::load(&path) {
+                Ok(_) => assert!(fine, "{seconds} s accepted"),
+                Err(e) => {
+                    assert!(!fine, "{seconds} s refused: {e}");
+                    assert!(e.to_string().contains("request_timeout_seconds"), "{e}");
+                }
+            }
         }
     }
 
