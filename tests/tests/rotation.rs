@@ -4,7 +4,7 @@
 use std::num::NonZeroU64;
 
 use tough::schema::{RoleType, Root, Signed};
-use tuf_oci::Error;
+use tuf_oci::{Error, TrustConfig, Verifier};
 use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry, expiries};
 
@@ -59,6 +59,27 @@ async fn root_rotation_is_followed_from_the_old_root() {
         assert_eq!(updater.root().signed.version.get(), 3);
         updater.find("solo/app:v1", None).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_trusted_root_of_the_last_version_has_no_successor_to_ask_for() {
+    // Versions are 64-bit: asking for root N+1 of the last one overflowed.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let root: Signed<Root> = parse(&org.root);
+    let mut last = root.signed.clone();
+    last.version = NonZeroU64::MAX;
+    let signed = craft::sign_top(last.clone(), &last, &[org.key("root").await]).await;
+    let verifier = Verifier::new(
+        registry.client.clone(),
+        TrustConfig {
+            root: craft::bytes(&signed),
+            ..TrustConfig::default()
+        },
+    )
+    .unwrap();
+    let image = tuf_oci::ImageRef::parse(&format!("{}/solo/app:v1", registry.host)).unwrap();
+    verifier.verify(&image).await.unwrap();
 }
 
 #[tokio::test]

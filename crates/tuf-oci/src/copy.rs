@@ -648,7 +648,8 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                 ),
             };
             if !matches!(outcome, BlobCopy::Mounted) {
-                self.report.bytes += blob.size;
+                // The size is the source manifest's word, not yet checked against the bytes.
+                self.report.bytes = self.report.bytes.saturating_add(blob.size);
             }
             self.report
                 .written

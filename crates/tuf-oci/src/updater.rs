@@ -197,8 +197,7 @@ impl<S: MetadataSource> Updater<S> {
     /// a copy's roots go past the trusted one. A link that fails its checks ends the chain
     /// where it is, with the error.
     pub(crate) async fn follow_roots(&mut self) -> Result<()> {
-        let next = versioned_file("root", self.root.signed.version.get() + 1);
-        let next = self.source.fetch(&next, None, self.limits.root).await?;
+        let next = self.fetch_next_root().await?;
         self.update_root(next).await
     }
 
@@ -210,9 +209,8 @@ impl<S: MetadataSource> Updater<S> {
         // before 5.4), with the newest root's keys. A client missing snapshot or top-level
         // targets reads their heads in the same round trip, on the chance that they are the
         // versions the new timestamp names.
-        let next_root = versioned_file("root", self.root.signed.version.get() + 1);
         let (next_root, timestamp, snapshot_head, targets_head) = futures_util::join!(
-            self.source.fetch(&next_root, None, self.limits.root),
+            self.fetch_next_root(),
             self.fetch_timestamp(),
             self.read_head("snapshot", self.snapshot.is_none(), self.limits.snapshot),
             self.read_head("targets", self.targets.is_none(), self.limits.targets),
@@ -501,13 +499,27 @@ impl<S: MetadataSource> Updater<S> {
         Ok(())
     }
 
+    /// Root N+1 of the trusted root N; none after the last version there can be.
+    async fn fetch_next_root(&self) -> Result<Option<Vec<u8>>> {
+        match self.root.signed.version.get().checked_add(1) {
+            Some(next) => {
+                let file = versioned_file("root", next);
+                self.source.fetch(&file, None, self.limits.root).await
+            }
+            None => Ok(None),
+        }
+    }
+
     /// TUF 5.3: follow root N+1 until the source has none, each signed by the previous root and
     /// by itself. `next` is root N+1 as already fetched.
     async fn update_root(&mut self, mut next: Option<Vec<u8>>) -> Result<()> {
         let first = self.root.signed.version.get();
-        for version in first + 1..=first + self.limits.max_root_rotations {
+        let Some(start) = first.checked_add(1) else {
+            return Ok(());
+        };
+        for version in start..=first.saturating_add(self.limits.max_root_rotations) {
             let file = versioned_file("root", version);
-            let fetched = if version == first + 1 {
+            let fetched = if version == start {
                 next.take()
             } else {
                 self.source.fetch(&file, None, self.limits.root).await?
