@@ -17,6 +17,9 @@ use crate::gate::Gate;
 use crate::upstream::Upstream;
 use crate::verify::VerifyLayer;
 
+/// The pause after a failed accept before the next, so that a lasting failure does not spin.
+const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Serves the front on `listener`, forwarding to `upstream` and checking with `engine`, until
 /// `shutdown` completes; imports are staged under `staging` while checked. The engine's
 /// metadata is brought up to date meanwhile ([`Engine::spawn_warm_up`]), so the first pulls
@@ -38,9 +41,21 @@ pub async fn serve(
         .service(Forward::new(upstream));
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => return Ok(()),
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say, while clients hold many connections: the front
+                // keeps serving those, and accepts again once some are gone.
+                tracing::warn!(error = %e, "accepting a client connection");
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_PAUSE) => continue,
+                    () = &mut shutdown => return Ok(()),
+                }
+            }
         };
         let service = service.clone();
         tokio::spawn(async move {
