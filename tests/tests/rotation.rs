@@ -80,6 +80,20 @@ async fn a_trusted_root_of_the_last_version_has_no_successor_to_ask_for() {
     .unwrap();
     let image = tuf_oci::ImageRef::parse(&format!("{}/solo/app:v1", registry.host)).unwrap();
     verifier.verify(&image).await.unwrap();
+
+    // And it still expires (TUF 5.3.10).
+    last.expires = tuf_oci_tests::past();
+    let signed = craft::sign_top(last.clone(), &last, &[org.key("root").await]).await;
+    let verifier = Verifier::new(
+        registry.client.clone(),
+        TrustConfig {
+            root: craft::bytes(&signed),
+            ..TrustConfig::default()
+        },
+    )
+    .unwrap();
+    let err = verifier.verify(&image).await.unwrap_err();
+    assert!(matches!(&err, Error::Expired { role, .. } if role == "root"), "{err}");
 }
 
 #[tokio::test]

@@ -514,9 +514,9 @@ impl<S: MetadataSource> Updater<S> {
     /// by itself. `next` is root N+1 as already fetched.
     async fn update_root(&mut self, mut next: Option<Vec<u8>>) -> Result<()> {
         let first = self.root.signed.version.get();
-        let Some(start) = first.checked_add(1) else {
-            return Ok(());
-        };
+        // After the last version there is none to fetch (`next` is `None`): the loop ends at
+        // once, and the checks after it still run.
+        let start = first.saturating_add(1);
         for version in start..=first.saturating_add(self.limits.max_root_rotations) {
             let file = versioned_file("root", version);
             let fetched = if version == start {
