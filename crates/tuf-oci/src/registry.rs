@@ -351,10 +351,14 @@ impl Registry {
         let data = data.map(|chunk| {
             chunk.map_err(|e| OciDistributionError::GenericError(Some(e.to_string())))
         });
-        self.client
-            .push_blob_stream(&reference, data, digest, Some(size))
-            .await
-            .map_err(|e| registry_error(&reference, &e))?;
+        // Not under the deadline: a large blob takes as long as it takes.
+        guarded(
+            &reference,
+            self.client
+                .push_blob_stream(&reference, data, digest, Some(size)),
+        )
+        .await
+        .map_err(|e| registry_error(&reference, &e))?;
         self.traffic.record(0);
         Ok(())
     }
@@ -603,29 +607,41 @@ impl Registry {
         true
     }
 
-    /// Runs a request under the configured deadline. oci-client panics on some answers (a
-    /// token that is no valid header value, a push answered without a usable `Location`):
-    /// such a request fails, naming the reference, instead of taking the caller down.
+    /// Runs a request under the configured deadline, [`guarded`].
     async fn deadline<T>(
         &self,
         reference: &Reference,
         request: impl Future<Output = Result<T, OciDistributionError>>,
     ) -> Result<T, OciDistributionError> {
-        let guarded = std::panic::AssertUnwindSafe(request).catch_unwind();
-        match tokio::time::timeout(self.timeout, guarded).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(panic)) => Err(OciDistributionError::GenericError(Some(format!(
+        tokio::time::timeout(self.timeout, guarded(reference, request))
+            .await
+            .unwrap_or_else(|_| {
+                Err(OciDistributionError::GenericError(Some(format!(
+                    "{} timed out after {} s",
+                    reference.whole(),
+                    self.timeout.as_secs()
+                ))))
+            })
+    }
+}
+
+/// Runs an oci-client request, which panics on some answers (a token that is no valid header
+/// value, a push answered without a usable `Location`): such a request fails, naming the
+/// reference, instead of taking the caller down.
+async fn guarded<T>(
+    reference: &Reference,
+    request: impl Future<Output = Result<T, OciDistributionError>>,
+) -> Result<T, OciDistributionError> {
+    std::panic::AssertUnwindSafe(request)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(OciDistributionError::GenericError(Some(format!(
                 "{}: the registry client failed on the registry's answer: {}",
                 reference.whole(),
                 panic_message(panic.as_ref())
-            )))),
-            Err(_) => Err(OciDistributionError::GenericError(Some(format!(
-                "{} timed out after {} s",
-                reference.whole(),
-                self.timeout.as_secs()
-            )))),
-        }
-    }
+            ))))
+        })
 }
 
 /// What a caught panic said.
@@ -714,6 +730,10 @@ fn registry_error(reference: &Reference, error: &OciDistributionError) -> Error 
 
 /// `error` and its causes, each said once.
 fn error_chain(error: &OciDistributionError) -> String {
+    // Ours (timeouts, caught panics): oci-client would quote it as `Generic error: Some("…")`.
+    if let OciDistributionError::GenericError(Some(message)) = error {
+        return message.clone();
+    }
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
