@@ -93,7 +93,10 @@ async fn a_trusted_root_of_the_last_version_has_no_successor_to_ask_for() {
     )
     .unwrap();
     let err = verifier.verify(&image).await.unwrap_err();
-    assert!(matches!(&err, Error::Expired { role, .. } if role == "root"), "{err}");
+    assert!(
+        matches!(&err, Error::Expired { role, .. } if role == "root"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
