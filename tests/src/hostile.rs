@@ -49,6 +49,9 @@ pub enum Rule {
     /// Want a bearer token on every `/v2/` request, as registries with anonymous tokens do
     /// (Docker Hub, ghcr.io): 401 with a challenge naming `/token`, which hands one out.
     RequireToken,
+    /// The same for writes only (`POST`, `PUT`, `PATCH`, `DELETE`) and the `/v2/` ping that
+    /// tells clients so, as registries that let anyone pull but not push do.
+    RequireTokenToWrite,
 }
 
 /// The token [`Rule::RequireToken`] hands out.
@@ -208,7 +211,7 @@ async fn serve(
                     .map_err(std::io::Error::other)?
                     .forget();
             }
-            Rule::RequireToken if path == "/token" => {
+            Rule::RequireToken | Rule::RequireTokenToWrite if path == "/token" => {
                 let body = format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
@@ -218,10 +221,11 @@ async fn serve(
                 client.write_all(head.as_bytes()).await?;
                 return client.shutdown().await;
             }
-            Rule::RequireToken
-                if !head
-                    .to_lowercase()
-                    .contains(&format!("authorization: bearer {TOKEN}")) =>
+            Rule::RequireToken | Rule::RequireTokenToWrite
+                if (matches!(rule, Rule::RequireToken) || path == "/v2/" || writes(&request))
+                    && !head
+                        .to_lowercase()
+                        .contains(&format!("authorization: bearer {TOKEN}")) =>
             {
                 let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}"#;
                 let mut answer = format!(
@@ -274,6 +278,12 @@ async fn all_tags(upstream: &str, path: &str) -> std::io::Result<Vec<String>> {
 
 fn head_only(request: &[u8]) -> bool {
     request.starts_with(b"HEAD ")
+}
+
+fn writes(request: &[u8]) -> bool {
+    [&b"POST "[..], b"PUT ", b"PATCH ", b"DELETE "]
+        .iter()
+        .any(|method| request.starts_with(method))
 }
 
 /// Reads a request head and, when it declares one, its body.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::json;
 
 use tuf_oci::layout::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
@@ -254,6 +255,44 @@ async fn a_token_that_is_no_header_value_is_a_refusal_not_a_panic() {
         }
         other => panic!("expected a registry error, got {other}"),
     }
+}
+
+#[tokio::test]
+async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
+    // Anyone may pull there, a signer's pushes want a token, and the token it is handed is no
+    // header value: the copy crashed (exit 101) on its first request carrying it.
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    solo(&source, true).await;
+    let rules = vec![
+        Rule::Replace {
+            path_suffix: "/token".into(),
+            body: br#"{"token":"a\nb","expires_in":300}"#.to_vec(),
+            content_type: "application/json".into(),
+        },
+        Rule::RequireTokenToWrite,
+    ];
+    let proxy = HostileRegistry::start(&destination.host, rules).await;
+    let docker_config = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");
+    let config = json!({ "auths": { proxy.host.clone(): { "auth": auth } } });
+    std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
+    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
+        .env("DOCKER_CONFIG", docker_config.path())
+        .args(["--insecure-registry", &source.host])
+        .args(["--insecure-registry", &proxy.host])
+        .arg("copy")
+        .arg(format!("{}/solo/app:v1", source.host))
+        .arg(format!("{}/solo/app:v1", proxy.host))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the registry client failed on the registry's answer"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
