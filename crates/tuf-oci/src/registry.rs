@@ -632,7 +632,9 @@ async fn guarded<T>(
     reference: &Reference,
     request: impl Future<Output = Result<T, OciDistributionError>>,
 ) -> Result<T, OciDistributionError> {
-    std::panic::AssertUnwindSafe(request)
+    // Boxed: oci-client's request futures are large, and each layer around one would hold
+    // another copy (a deep copy in debug builds overflowed a test thread's stack).
+    std::panic::AssertUnwindSafe(Box::pin(request))
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
