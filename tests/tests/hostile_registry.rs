@@ -231,20 +231,22 @@ async fn auth_less_registry_is_never_asked_for_a_token() {
     assert!(seen.len() > 4, "{seen:#?}");
 }
 
+/// Hands out a token with a newline in it, which no `Authorization` header can carry.
+fn token_that_is_no_header_value() -> Rule {
+    Rule::Replace {
+        path_suffix: "/token".into(),
+        body: br#"{"token":"a\nb","expires_in":300}"#.to_vec(),
+        content_type: "application/json".into(),
+    }
+}
+
 #[tokio::test]
 async fn a_token_that_is_no_header_value_is_a_refusal_not_a_panic() {
     // oci-client puts the token in an `Authorization` header with `unwrap`: a newline in it
     // panicked inside the verification (an image's pointer may name any registry).
     let registry = TestRegistry::start();
     let (org, _) = solo(&registry, true).await;
-    let rules = vec![
-        Rule::Replace {
-            path_suffix: "/token".into(),
-            body: br#"{"token":"a\nb","expires_in":300}"#.to_vec(),
-            content_type: "application/json".into(),
-        },
-        Rule::RequireToken,
-    ];
+    let rules = vec![token_that_is_no_header_value(), Rule::RequireToken];
     match refusal_through(&registry, &org.root, rules).await {
         Error::Registry { reference, message } => {
             assert!(reference.contains("org/tuf") || reference.contains("solo/app"));
@@ -264,14 +266,7 @@ async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
     let source = TestRegistry::start();
     let destination = TestRegistry::start();
     solo(&source, true).await;
-    let rules = vec![
-        Rule::Replace {
-            path_suffix: "/token".into(),
-            body: br#"{"token":"a\nb","expires_in":300}"#.to_vec(),
-            content_type: "application/json".into(),
-        },
-        Rule::RequireTokenToWrite,
-    ];
+    let rules = vec![token_that_is_no_header_value(), Rule::RequireTokenToWrite];
     let proxy = HostileRegistry::start(&destination.host, rules).await;
     let docker_config = tempfile::tempdir().unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");

@@ -61,6 +61,19 @@ async fn root_rotation_is_followed_from_the_old_root() {
     }
 }
 
+/// A verifier of `registry` trusting `root`, signed with `org`'s root key.
+async fn trusting(registry: &TestRegistry, org: &Org, root: &Root) -> Verifier {
+    let signed = craft::sign_top(root.clone(), root, &[org.key("root").await]).await;
+    Verifier::new(
+        registry.client.clone(),
+        TrustConfig {
+            root: craft::bytes(&signed),
+            ..TrustConfig::default()
+        },
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_trusted_root_of_the_last_version_has_no_successor_to_ask_for() {
     // Versions are 64-bit: asking for root N+1 of the last one overflowed.
@@ -69,29 +82,13 @@ async fn a_trusted_root_of_the_last_version_has_no_successor_to_ask_for() {
     let root: Signed<Root> = parse(&org.root);
     let mut last = root.signed.clone();
     last.version = NonZeroU64::MAX;
-    let signed = craft::sign_top(last.clone(), &last, &[org.key("root").await]).await;
-    let verifier = Verifier::new(
-        registry.client.clone(),
-        TrustConfig {
-            root: craft::bytes(&signed),
-            ..TrustConfig::default()
-        },
-    )
-    .unwrap();
+    let verifier = trusting(&registry, &org, &last).await;
     let image = tuf_oci::ImageRef::parse(&format!("{}/solo/app:v1", registry.host)).unwrap();
     verifier.verify(&image).await.unwrap();
 
     // And it still expires (TUF 5.3.10).
     last.expires = tuf_oci_tests::past();
-    let signed = craft::sign_top(last.clone(), &last, &[org.key("root").await]).await;
-    let verifier = Verifier::new(
-        registry.client.clone(),
-        TrustConfig {
-            root: craft::bytes(&signed),
-            ..TrustConfig::default()
-        },
-    )
-    .unwrap();
+    let verifier = trusting(&registry, &org, &last).await;
     let err = verifier.verify(&image).await.unwrap_err();
     assert!(
         matches!(&err, Error::Expired { role, .. } if role == "root"),

@@ -7,7 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use tuf_oci::layout::Entry;
 use tuf_oci_tests::{
-    TeamA, TestRegistry, assert_refused, workspace_binary, write_bootstrapped_policy, write_policy,
+    TeamA, TestRegistry, assert_refused, run_image_verifier, workspace_binary,
+    write_bootstrapped_policy, write_policy,
 };
 
 const MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
@@ -27,20 +28,13 @@ fn run(policy: &Path, args: &[&str], stdin: &[u8]) -> Output {
 }
 
 fn verify(policy: &Path, name: &str, descriptor: &Entry) -> (Option<i32>, String) {
-    let json = serde_json::to_vec(descriptor).unwrap();
-    let out = run(
-        policy,
-        &[
-            "-name",
-            name,
-            "-digest",
-            &descriptor.digest,
-            "-stdin-media-type",
-            MEDIA_TYPE,
-        ],
-        &json,
-    );
-    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    run_image_verifier(
+        Command::new(workspace_binary("containerd-tuf-verifier"))
+            .env("CONTAINERD_TUF_POLICY", policy)
+            .stderr(Stdio::null()),
+        name,
+        descriptor,
+    )
 }
 
 #[tokio::test]
