@@ -291,6 +291,36 @@ async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
 }
 
 #[tokio::test]
+async fn an_anonymous_copy_to_a_registry_wanting_tokens_to_write_gets_one() {
+    // Anyone may pull and push there, but pushes want an (anonymous) token. Blobs are streamed
+    // to another registry, and a stream cannot be sent again: the copy asks the registry
+    // before its first write instead of learning it from a 401.
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    let (org, _) = solo(&source, true).await;
+    let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireTokenToWrite]).await;
+    let empty_docker_config = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
+        .env("DOCKER_CONFIG", empty_docker_config.path())
+        .args(["--insecure-registry", &source.host])
+        .args(["--insecure-registry", &proxy.host])
+        .arg("copy")
+        .arg(format!("{}/solo/app:v1", source.host))
+        .arg(format!("{}/solo/app:v1", proxy.host))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|p| p == "/token"), "{seen:#?}");
+    verifier(&destination.host, &org.root)
+        .verify(&image(&destination.host, "solo/app:v1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn registry_wanting_anonymous_tokens_gets_one_per_scope() {
     // Registries such as Docker Hub want a token even for anonymous pulls. The first request
     // is refused (401); the client fetches a token for that repository and keeps it.

@@ -564,7 +564,9 @@ impl Registry {
         if is_ready {
             return Ok(());
         }
-        if wants_tokens {
+        // Writes ask first (`GET /v2/`): a registry may let anyone read but want a token to
+        // write, and a streamed upload cannot be sent again once a 401 has told us so.
+        if wants_tokens || matches!(operation, RegistryOperation::Push) {
             let _exchange = self.exchange.lock().await;
             if ready().0 {
                 return Ok(());
