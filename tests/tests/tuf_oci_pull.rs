@@ -1,10 +1,11 @@
 //! `tuf-oci pull`: the tag is resolved through TUF and the image fetched by digest, recorded and
 //! unpacked through containerd's API, on containerd 1.6 and 2.3.4, even when the registry's
-//! tag was moved.
+//! tag was moved; a layer the registry swaps is never committed.
 
 use std::process::Command;
 
 use tuf_oci_tests::containerd::{Containerd, Version};
+use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, cli_binary};
 
 async fn pull_resolves_through_tuf(version: Version) {
@@ -80,4 +81,62 @@ async fn on_containerd_1_6() {
 #[tokio::test]
 async fn on_containerd_2_3() {
     pull_resolves_through_tuf(Version::V2_3).await;
+}
+
+/// Layers stream from the registry into containerd as they arrive; one whose bytes are not
+/// its digest's is cut at its end, before the commit: the pull fails naming the layer, and
+/// containerd holds neither the layer nor the image.
+#[tokio::test]
+async fn a_layer_with_other_bytes_is_never_committed() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let signed = registry
+        .push_image_layers("solo/app", "v1", &["first layer", "second layer"])
+        .await;
+    org.sign_in_targets(&registry, "solo/app:v1").await;
+    org.publish(&registry).await;
+    let manifest = registry
+        .client
+        .manifest(&registry.repo("solo/app").digested(&signed.digest), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let layer = &manifest["layers"][1];
+    let digest = layer["digest"].as_str().unwrap().to_string();
+    // As many bytes as the manifest says, none of them right.
+    let size = layer["size"].as_u64().unwrap() as usize;
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: format!("/blobs/{digest}"),
+            body: vec![b'x'; size],
+            content_type: "application/octet-stream".into(),
+        }],
+    )
+    .await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
+    // Awaited: the proxy serves on this test's runtime.
+    let out = tokio::process::Command::new(cli_binary())
+        .args(["--insecure-registry", &hostile.host, "--root"])
+        .arg(dir.path().join("root.json"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args([
+            "pull",
+            &format!("{}/solo/app:v1", hostile.host),
+            "--address",
+        ])
+        .arg(&containerd.socket)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&digest), "{stderr}");
+    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+    let content = String::from_utf8(containerd.ctr(&["content", "ls", "-q"]).stdout).unwrap();
+    assert!(!content.contains(&digest), "{content}");
 }

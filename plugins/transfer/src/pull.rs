@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::diff_client::DiffClient;
 use containerd_client::services::v1::images_client::ImagesClient;
@@ -22,8 +23,10 @@ use containerd_client::services::v1::{
 };
 use containerd_client::types::Descriptor;
 use serde::Deserialize;
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tuf_oci::layout::{INDEX_MEDIA_TYPE, Manifest};
+use tuf_oci::registry::BlobStream;
 use tuf_oci::{ImageRef, Registry, Verifier};
 
 /// Chunk size of `Content.Write` messages.
@@ -84,6 +87,12 @@ pub async fn pull(
     // Whatever happened, drop the lease: content an image does not reference is collected.
     session.close().await;
     result
+}
+
+/// A size as containerd's API carries it (signed).
+fn containerd_size(digest: &str, size: u64) -> anyhow::Result<i64> {
+    i64::try_from(size)
+        .with_context(|| format!("{digest}: size {size} is more than containerd takes"))
 }
 
 async fn containerd_client_channel(address: &Path) -> anyhow::Result<Channel> {
@@ -227,9 +236,11 @@ impl Session {
                 progress(&format!("{}: exists", layer.digest));
                 continue;
             }
-            let bytes = registry.blob(repository, &layer.digest, layer.size).await?;
+            let content = registry
+                .blob_stream(repository, &layer.digest, layer.size)
+                .await?;
             fetched_bytes += self
-                .write(&layer.digest, &bytes, HashMap::new(), progress)
+                .ingest(&layer.digest, layer.size, content, HashMap::new(), progress)
                 .await?;
         }
         fetched_bytes += self
@@ -274,7 +285,8 @@ impl Session {
         }
     }
 
-    /// Writes a blob (or only its labels when containerd has it); returns the bytes written.
+    /// Writes an object held in memory (or only its labels when containerd has it); returns
+    /// the bytes written.
     async fn write(
         &self,
         digest: &str,
@@ -300,44 +312,96 @@ impl Session {
             progress(&format!("{digest}: exists"));
             return Ok(0);
         }
+        let content = tokio_stream::once(Ok::<_, tuf_oci::Error>(Bytes::copy_from_slice(bytes)));
+        self.ingest(
+            digest,
+            bytes.len() as u64,
+            Box::pin(content),
+            labels,
+            progress,
+        )
+        .await
+    }
+
+    /// Streams `size` bytes of `content` into containerd with `Content.Write`, in chunks of
+    /// [`CHUNK`], so memory stays bounded whatever the blob's size. The commit is sent only
+    /// once `content` ended without error (it is checked against its digest as it arrives);
+    /// a write cut short is left uncommitted for containerd to collect.
+    async fn ingest(
+        &self,
+        digest: &str,
+        size: u64,
+        mut content: BlobStream,
+        labels: HashMap<String, String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<u64> {
+        let total = containerd_size(digest, size)?;
         let reference = format!("tuf-oci-{digest}");
-        let total = bytes.len() as i64;
-        let mut requests = Vec::new();
-        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
-            requests.push(WriteContentRequest {
-                action: WriteAction::Write as i32,
+        let (requests, queue) = tokio::sync::mpsc::channel(2);
+        let feed = async move {
+            let message = |action: WriteAction, offset: i64, data: Vec<u8>| WriteContentRequest {
+                action: action as i32,
                 r#ref: reference.clone(),
                 total,
-                offset: (i * CHUNK) as i64,
-                data: chunk.to_vec(),
+                offset,
+                data,
                 ..Default::default()
-            });
-        }
-        requests.push(WriteContentRequest {
-            action: WriteAction::Commit as i32,
-            r#ref: reference,
-            total,
-            expected: digest.to_string(),
-            offset: total,
-            labels,
-            ..Default::default()
-        });
-        let mut responses = ContentClient::new(self.channel.clone())
-            .write(self.request(tokio_stream::iter(requests)))
-            .await
-            .with_context(|| format!("writing {digest}"))?
-            .into_inner();
-        while let Some(response) = responses
-            .message()
-            .await
-            .with_context(|| format!("writing {digest}"))?
-        {
-            if response.action == WriteAction::Commit as i32 && response.digest != digest {
-                bail!("containerd committed {} for {digest}", response.digest);
+            };
+            let mut offset = 0;
+            let mut pending = Vec::with_capacity(CHUNK);
+            let mut ended = false;
+            while !ended {
+                match content.next().await {
+                    Some(chunk) => pending.extend_from_slice(&chunk?),
+                    None => ended = true,
+                }
+                while pending.len() >= CHUNK || (ended && !pending.is_empty()) {
+                    let rest = pending.split_off(CHUNK.min(pending.len()));
+                    let data = std::mem::replace(&mut pending, rest);
+                    pending.reserve(CHUNK);
+                    let len = data.len() as i64;
+                    if requests
+                        .send(message(WriteAction::Write, offset, data))
+                        .await
+                        .is_err()
+                    {
+                        // containerd ended the call; its answer says why.
+                        return Ok(());
+                    }
+                    offset += len;
+                }
             }
+            let commit = WriteContentRequest {
+                expected: digest.to_string(),
+                labels,
+                ..message(WriteAction::Commit, offset, Vec::new())
+            };
+            // Dropping the sender afterwards ends the request stream.
+            let _ = requests.send(commit).await;
+            Ok::<_, tuf_oci::Error>(())
+        };
+        let call = async {
+            let mut responses = ContentClient::new(self.channel.clone())
+                .write(self.request(tokio_stream::wrappers::ReceiverStream::new(queue)))
+                .await?
+                .into_inner();
+            let mut committed = None;
+            while let Some(response) = responses.message().await? {
+                if response.action == WriteAction::Commit as i32 {
+                    committed = Some(response.digest);
+                }
+            }
+            Ok::<_, tonic::Status>(committed)
+        };
+        let (fed, called) = tokio::join!(feed, call);
+        fed?;
+        match called.with_context(|| format!("writing {digest}"))? {
+            Some(committed) if committed == digest => {}
+            Some(committed) => bail!("containerd committed {committed} for {digest}"),
+            None => bail!("containerd ended the write of {digest} before its commit"),
         }
-        progress(&format!("{digest}: done ({total} bytes)"));
-        Ok(bytes.len() as u64)
+        progress(&format!("{digest}: done ({size} bytes)"));
+        Ok(size)
     }
 
     /// Applies the layers in order onto snapshots named by their chain ids; returns the top.
@@ -391,7 +455,7 @@ impl Session {
                         diff: Some(Descriptor {
                             media_type: layer.media_type.clone(),
                             digest: layer.digest.clone(),
-                            size: layer.size as i64,
+                            size: containerd_size(&layer.digest, layer.size)?,
                             annotations: HashMap::new(),
                         }),
                         mounts,
@@ -451,7 +515,7 @@ impl Session {
             target: Some(Descriptor {
                 media_type: target.media_type().to_string(),
                 digest: target.digest().to_string(),
-                size: target.size() as i64,
+                size: containerd_size(target.digest().as_ref(), target.size())?,
                 annotations: HashMap::new(),
             }),
             ..Default::default()

@@ -1,52 +1,18 @@
 //! `tuf-oci copy` against `skopeo copy`.
 
-use tuf_oci_tests::{Org, TestRegistry};
+use tuf_oci_tests::TestRegistry;
+
+use crate::fixtures::four_layer_image;
+use crate::measure::timed_process;
 
 /// `tuf-oci copy` (image plus all its TUF metadata) vs `skopeo copy` (image only) of the same
 /// four-layer image, registry to registry, with the peak memory of each process.
 pub(crate) async fn copy_vs_skopeo(registry: &TestRegistry, layer_bytes: usize) {
-    use std::process::Command;
-
-    let org = Org::init(registry, "bench/big").await;
-    let fills: Vec<String> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|f| f.repeat(layer_bytes))
-        .collect();
-    let contents: Vec<&str> = fills.iter().map(String::as_str).collect();
-    registry
-        .push_image_layers("bench/big", "v1", &contents)
-        .await;
-    org.sign_in_targets(registry, "bench/big:v1").await;
-    org.publish(registry).await;
-    let measure = |program: &std::path::Path, args: &[String]| {
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%e %M"])
-            .arg(program)
-            .args(args)
-            .output()
-            .expect("/usr/bin/time (Debian package time)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().last().unwrap_or_default().to_string();
-        let mut fields = last.split_whitespace();
-        let seconds: f64 = fields
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(f64::NAN);
-        let kib: u64 = fields
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_default();
-        (seconds, kib)
-    };
+    four_layer_image(registry, "bench/big", layer_bytes).await;
     let ours_dest = TestRegistry::start();
     let theirs_dest = TestRegistry::start();
     let source = format!("{}/bench/big:v1", registry.host);
-    let ours = measure(
+    let ours = timed_process(
         &tuf_oci_tests::cli_binary(),
         &[
             "--insecure-registry".into(),
@@ -56,7 +22,7 @@ pub(crate) async fn copy_vs_skopeo(registry: &TestRegistry, layer_bytes: usize) 
             format!("{}/bench/big:v1", ours_dest.host),
         ],
     );
-    let theirs = measure(
+    let theirs = timed_process(
         std::path::Path::new("skopeo"),
         &[
             "copy".into(),

@@ -55,6 +55,28 @@ pub(crate) async fn signed_app(
     (org, pushed)
 }
 
+/// A new organisation signing `repository:v1`, an image of four layers of `layer_bytes`
+/// each (one letter repeated), in single-repository mode, published.
+pub(crate) async fn four_layer_image(
+    registry: &TestRegistry,
+    repository: &str,
+    layer_bytes: usize,
+) -> Org {
+    let org = Org::init(registry, repository).await;
+    let fills: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|f| f.repeat(layer_bytes))
+        .collect();
+    let contents: Vec<&str> = fills.iter().map(String::as_str).collect();
+    registry
+        .push_image_layers(repository, "v1", &contents)
+        .await;
+    org.sign_in_targets(registry, &format!("{repository}:v1"))
+        .await;
+    org.publish(registry).await;
+    org
+}
+
 /// A descriptor for a manifest that does not exist (only its metadata matters here).
 pub(crate) fn fake_entry(i: usize) -> Entry {
     Entry::of(

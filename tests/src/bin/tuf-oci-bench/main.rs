@@ -3,7 +3,7 @@
 //! search must fetch only the role on the target's path), publishing after one change among
 //! many roles, signing throughput, and the containerd image verifier: bindir latency
 //! in-process vs through the service, `ctr images pull` with vs without it (containerd 2.3.4),
-//! the transfer front, copies, memory under load.
+//! the transfer front, copies, `tuf-oci pull` against `ctr images pull`, memory under load.
 //!
 //!     cargo run --release -p tuf-oci-tests --bin tuf-oci-bench            # full size
 //!     cargo run -p tuf-oci-tests --bin tuf-oci-bench -- --smoke           # CI size
@@ -12,7 +12,7 @@
 //! Prints figures and ratios; it asserts only what must hold at any size (the lazy search).
 //!
 //! Cases by module: [`verification`], [`signing`], [`containerd`] (verifier, front, memory),
-//! [`copy`]; shared: [`measure`] (counted clients, medians, rows) and [`fixtures`].
+//! [`copy`], [`pull`]; shared: [`measure`] (counted clients, medians, rows) and [`fixtures`].
 
 use tuf_oci_tests::TestRegistry;
 
@@ -20,6 +20,7 @@ mod containerd;
 mod copy;
 mod fixtures;
 mod measure;
+mod pull;
 mod signing;
 mod verification;
 
@@ -99,6 +100,9 @@ async fn main() {
     }
     if run("copy") {
         copy::copy_vs_skopeo(&registry, sizes.layer_bytes).await;
+    }
+    if run("pull") {
+        pull::pull_vs_ctr(&registry, sizes.layer_bytes).await;
     }
     if run("memory") {
         containerd::peak_memory_under_load(&registry, if smoke { 10 } else { 50 }).await;

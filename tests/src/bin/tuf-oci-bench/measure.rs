@@ -97,3 +97,31 @@ pub(crate) fn row(case: &str, m: &Measured) {
 pub(crate) fn median(samples: Vec<Duration>) -> Duration {
     median_by(samples, |d| *d)
 }
+
+/// The wall time (seconds) and peak resident memory (KiB) of one run of `program`, as
+/// `/usr/bin/time` reports them; a run that fails ends the benchmark with its output.
+pub(crate) fn timed_process(program: &std::path::Path, args: &[String]) -> (f64, u64) {
+    let out = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%e %M"])
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("/usr/bin/time (Debian package time)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} failed: {stderr}",
+        program.display()
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    let mut fields = last.split_whitespace();
+    let seconds = fields
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    let kib = fields
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    (seconds, kib)
+}
