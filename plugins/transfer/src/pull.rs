@@ -22,8 +22,8 @@ use containerd_client::services::v1::{
     UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::types::Descriptor;
+use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tuf_oci::layout::{INDEX_MEDIA_TYPE, Manifest};
 use tuf_oci::registry::BlobStream;
@@ -31,6 +31,8 @@ use tuf_oci::{ImageRef, Registry, Verifier};
 
 /// Chunk size of `Content.Write` messages.
 const CHUNK: usize = 1 << 20;
+/// Layers fetched and written at once (ctr's default `--max-concurrent-downloads`).
+const LAYER_CONCURRENCY: usize = 3;
 /// Largest manifest or index read from the registry.
 const MANIFEST_LIMIT: u64 = 4 << 20;
 
@@ -231,17 +233,30 @@ impl Session {
                 progress,
             )
             .await?;
-        for layer in &manifest.layers {
-            if self.has(&layer.digest).await? {
-                progress(&format!("{}: exists", layer.digest));
-                continue;
+        // Several layers at once, as ctr does: one layer's round trips and hashing overlap
+        // another's transfer. Unpacking below keeps their order.
+        let mut layers = futures_util::stream::iter(&manifest.layers)
+            .map(|layer| async move {
+                if self.has(&layer.digest).await? {
+                    return Ok::<_, anyhow::Error>((layer, None));
+                }
+                let content = registry
+                    .blob_stream(repository, &layer.digest, layer.size)
+                    .await?;
+                let written = self
+                    .ingest(&layer.digest, layer.size, content, HashMap::new())
+                    .await?;
+                Ok((layer, Some(written)))
+            })
+            .buffer_unordered(LAYER_CONCURRENCY);
+        while let Some(layer) = layers.next().await {
+            match layer? {
+                (layer, Some(written)) => {
+                    fetched_bytes += written;
+                    progress(&format!("{}: done ({written} bytes)", layer.digest));
+                }
+                (layer, None) => progress(&format!("{}: exists", layer.digest)),
             }
-            let content = registry
-                .blob_stream(repository, &layer.digest, layer.size)
-                .await?;
-            fetched_bytes += self
-                .ingest(&layer.digest, layer.size, content, HashMap::new(), progress)
-                .await?;
         }
         fetched_bytes += self
             .write(&manifest_digest, &manifest_bytes, labels, progress)
@@ -313,14 +328,11 @@ impl Session {
             return Ok(0);
         }
         let content = tokio_stream::once(Ok::<_, tuf_oci::Error>(Bytes::copy_from_slice(bytes)));
-        self.ingest(
-            digest,
-            bytes.len() as u64,
-            Box::pin(content),
-            labels,
-            progress,
-        )
-        .await
+        let written = self
+            .ingest(digest, bytes.len() as u64, Box::pin(content), labels)
+            .await?;
+        progress(&format!("{digest}: done ({written} bytes)"));
+        Ok(written)
     }
 
     /// Streams `size` bytes of `content` into containerd with `Content.Write`, in chunks of
@@ -333,7 +345,6 @@ impl Session {
         size: u64,
         mut content: BlobStream,
         labels: HashMap<String, String>,
-        progress: &mut dyn FnMut(&str),
     ) -> anyhow::Result<u64> {
         let total = containerd_size(digest, size)?;
         let reference = format!("tuf-oci-{digest}");
@@ -400,7 +411,6 @@ impl Session {
             Some(committed) => bail!("containerd committed {committed} for {digest}"),
             None => bail!("containerd ended the write of {digest} before its commit"),
         }
-        progress(&format!("{digest}: done ({size} bytes)"));
         Ok(size)
     }
 
