@@ -17,7 +17,8 @@ seconds=${FUZZ_SECONDS:-60}
 flags=(--fuzz-dir tests/fuzz --sanitizer none)
 targets=(descriptor reference verifier_input metadata)
 corpus=$(mktemp -d)
-trap 'rm -rf "$corpus"' EXIT
+# Fuzzers still running when the script ends (a failure elsewhere) are stopped.
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$corpus"' EXIT
 
 fuzz() {
   local target=$1
@@ -28,7 +29,7 @@ fuzz() {
     echo "fuzz: $target crashed (reproducer under tests/fuzz/artifacts/$target/)" >&2
     return 1
   fi
-  grep -E "^Done" "$corpus/$target.log" | sed "s/^/fuzz $target: /"
+  grep -E "^Done" "$corpus/$target.log" | sed "s/^/fuzz $target: /" || true
 }
 
 cargo fuzz build "${flags[@]}"

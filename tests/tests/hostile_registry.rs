@@ -2,6 +2,7 @@
 //! other bytes for a blob, a rewritten manifest, an oversized pointer are refused, and a
 //! poisoned referrers index changes nothing, since no trust decision reads it.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,6 +230,39 @@ async fn auth_less_registry_is_never_asked_for_a_token() {
     let seen = proxy.seen.lock().unwrap().clone();
     assert!(!seen.iter().any(|p| p == "/v2/"), "{seen:#?}");
     assert!(seen.len() > 4, "{seen:#?}");
+
+    // Writes ask once per repository (image and metadata), not before each request.
+    let destination = TestRegistry::start();
+    let proxy = HostileRegistry::start(&destination.host, vec![]).await;
+    let empty_docker_config = tempfile::tempdir().unwrap();
+    let out = copy_app(&registry.host, &proxy.host, empty_docker_config.path()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = proxy.seen.lock().unwrap().clone();
+    let pings = seen.iter().filter(|p| *p == "/v2/").count();
+    let uploads = seen
+        .iter()
+        .filter(|p| p.contains("/blobs/uploads/"))
+        .count();
+    assert!(pings <= 2 && uploads > 2, "{seen:#?}");
+}
+
+/// `tuf-oci copy` of `solo/app:v1` from `source` to `destination` (both plain HTTP) with the
+/// docker configuration in `docker_config`; awaited, so proxies on this runtime keep answering.
+async fn copy_app(source: &str, destination: &str, docker_config: &Path) -> std::process::Output {
+    tokio::process::Command::new(tuf_oci_tests::cli_binary())
+        .env("DOCKER_CONFIG", docker_config)
+        .args(["--insecure-registry", source])
+        .args(["--insecure-registry", destination])
+        .arg("copy")
+        .arg(format!("{source}/solo/app:v1"))
+        .arg(format!("{destination}/solo/app:v1"))
+        .output()
+        .await
+        .unwrap()
 }
 
 /// Hands out a token with a newline in it, which no `Authorization` header can carry.
@@ -272,16 +306,7 @@ async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
     let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");
     let config = json!({ "auths": { proxy.host.clone(): { "auth": auth } } });
     std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
-    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
-        .env("DOCKER_CONFIG", docker_config.path())
-        .args(["--insecure-registry", &source.host])
-        .args(["--insecure-registry", &proxy.host])
-        .arg("copy")
-        .arg(format!("{}/solo/app:v1", source.host))
-        .arg(format!("{}/solo/app:v1", proxy.host))
-        .output()
-        .await
-        .unwrap();
+    let out = copy_app(&source.host, &proxy.host, docker_config.path()).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -300,16 +325,7 @@ async fn an_anonymous_copy_to_a_registry_wanting_tokens_to_write_gets_one() {
     let (org, _) = solo(&source, true).await;
     let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireTokenToWrite]).await;
     let empty_docker_config = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
-        .env("DOCKER_CONFIG", empty_docker_config.path())
-        .args(["--insecure-registry", &source.host])
-        .args(["--insecure-registry", &proxy.host])
-        .arg("copy")
-        .arg(format!("{}/solo/app:v1", source.host))
-        .arg(format!("{}/solo/app:v1", proxy.host))
-        .output()
-        .await
-        .unwrap();
+    let out = copy_app(&source.host, &proxy.host, empty_docker_config.path()).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let seen = proxy.seen.lock().unwrap().clone();

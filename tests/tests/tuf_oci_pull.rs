@@ -2,7 +2,7 @@
 //! unpacked through containerd's API, on containerd 1.6 and 2.3.4, even when the registry's
 //! tag was moved; a layer the registry swaps is never committed.
 
-use std::process::Command;
+use std::path::Path;
 
 use tuf_oci_tests::containerd::{Containerd, Version};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
@@ -19,26 +19,10 @@ async fn pull_resolves_through_tuf(version: Version) {
     let containerd = Containerd::start(version, None, &[]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
-    let pull = |reference: &str| {
-        Command::new(cli_binary())
-            .args(["--insecure-registry", &registry.host, "--root"])
-            .arg(dir.path().join("root.json"))
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .args(["pull", reference, "--address"])
-            .arg(&containerd.socket)
-            .output()
-            .unwrap()
-    };
 
     let name = format!("{}/solo/app:v1", registry.host);
-    let out = pull(&name);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        containerd.log()
-    );
+    let out = pull(&registry.host, "solo/app:v1", dir.path(), &containerd).await;
+    assert_pulled(&out, &containerd);
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
         format!("{name} {}", signed.digest)
@@ -58,9 +42,10 @@ async fn pull_resolves_through_tuf(version: Version) {
     let snapshots = String::from_utf8(containerd.ctr(&["snapshots", "ls"]).stdout).unwrap();
     assert!(snapshots.contains(&chain), "{snapshots}");
     // Pulling again fetches nothing new.
-    assert!(pull(&name).status.success());
+    let again = pull(&registry.host, "solo/app:v1", dir.path(), &containerd).await;
+    assert!(again.status.success());
 
-    let out = pull(&format!("{}/solo/app:v2", registry.host));
+    let out = pull(&registry.host, "solo/app:v2", dir.path(), &containerd).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no trusted role signs target solo/app:v2")
@@ -83,25 +68,90 @@ async fn on_containerd_2_3() {
     pull_resolves_through_tuf(Version::V2_3).await;
 }
 
-/// Layers stream from the registry into containerd as they arrive; one whose bytes are not
-/// its digest's is cut at its end, before the commit: the pull fails naming the layer, and
-/// containerd holds neither the layer nor the image.
-#[tokio::test]
-async fn a_layer_with_other_bytes_is_never_committed() {
-    let registry = TestRegistry::start();
-    let org = Org::init(&registry, "solo/app").await;
-    let signed = registry
-        .push_image_layers("solo/app", "v1", &["first layer", "second layer"])
-        .await;
-    org.sign_in_targets(&registry, "solo/app:v1").await;
-    org.publish(&registry).await;
+/// A signed `solo/app:v1` of layers holding `contents`, in single-repository mode, with its
+/// trusted root in a file; and the image manifest.
+async fn signed_layers(
+    registry: &TestRegistry,
+    contents: &[&str],
+) -> (tempfile::TempDir, serde_json::Value) {
+    let org = Org::init(registry, "solo/app").await;
+    let signed = registry.push_image_layers("solo/app", "v1", contents).await;
+    org.sign_in_targets(registry, "solo/app:v1").await;
+    org.publish(registry).await;
     let manifest = registry
         .client
         .manifest(&registry.repo("solo/app").digested(&signed.digest), 1 << 20)
         .await
         .unwrap()
         .unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
+    (dir, serde_json::from_slice(&manifest.bytes).unwrap())
+}
+
+/// Fails with the pull's and containerd's logs unless the pull succeeded.
+fn assert_pulled(out: &std::process::Output, containerd: &Containerd) {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        containerd.log()
+    );
+}
+
+/// `tuf-oci pull HOST/REFERENCE` into `containerd`, trusting `dir/root.json`; awaited, so a
+/// proxy serving on the test's runtime keeps answering.
+async fn pull(
+    host: &str,
+    reference: &str,
+    dir: &Path,
+    containerd: &Containerd,
+) -> std::process::Output {
+    tokio::process::Command::new(cli_binary())
+        .args(["--insecure-registry", host, "--root"])
+        .arg(dir.join("root.json"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(["pull", &format!("{host}/{reference}"), "--address"])
+        .arg(&containerd.socket)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// Layers of several `Content.Write` messages (1 MiB each), one of them listed twice.
+fn big_layers() -> (String, String) {
+    ("a".repeat(5 << 19), "b".repeat(5 << 19))
+}
+
+#[tokio::test]
+async fn layers_larger_than_a_message_and_listed_twice_arrive_whole() {
+    let registry = TestRegistry::start();
+    let (first, second) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&first, &second, &first]).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let out = pull(&registry.host, "solo/app:v1", dir.path(), &containerd).await;
+    assert_pulled(&out, &containerd);
+    assert_eq!(
+        containerd.images(),
+        [format!("{}/solo/app:v1", registry.host)]
+    );
+    // containerd committed each layer under its digest, having checked it.
+    let content = String::from_utf8(containerd.ctr(&["content", "ls"]).stdout).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        assert!(content.contains(digest), "{digest} missing:\n{content}");
+    }
+}
+
+/// Layers stream from the registry into containerd as they arrive; one whose bytes are not
+/// its digest's is cut at its end, before the commit: the pull fails naming the layer, and
+/// containerd holds neither the layer nor the image, and was never asked to commit it.
+#[tokio::test]
+async fn a_layer_with_other_bytes_is_never_committed() {
+    let registry = TestRegistry::start();
+    let (first, second) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
     let layer = &manifest["layers"][1];
     let digest = layer["digest"].as_str().unwrap().to_string();
     // As many bytes as the manifest says, none of them right.
@@ -116,27 +166,14 @@ async fn a_layer_with_other_bytes_is_never_committed() {
     )
     .await;
     let containerd = Containerd::start(Version::V1_6, None, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
-    // Awaited: the proxy serves on this test's runtime.
-    let out = tokio::process::Command::new(cli_binary())
-        .args(["--insecure-registry", &hostile.host, "--root"])
-        .arg(dir.path().join("root.json"))
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .args([
-            "pull",
-            &format!("{}/solo/app:v1", hostile.host),
-            "--address",
-        ])
-        .arg(&containerd.socket)
-        .output()
-        .await
-        .unwrap();
+    let out = pull(&hostile.host, "solo/app:v1", dir.path(), &containerd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&digest), "{stderr}");
     assert!(containerd.images().is_empty(), "{:?}", containerd.images());
     let content = String::from_utf8(containerd.ctr(&["content", "ls", "-q"]).stdout).unwrap();
     assert!(!content.contains(&digest), "{content}");
+    // A commit of those bytes would have reached containerd, which refuses it and says so.
+    let log = containerd.log();
+    assert!(!log.contains("unexpected commit digest"), "{log}");
 }

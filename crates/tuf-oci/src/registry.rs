@@ -566,7 +566,7 @@ impl Registry {
         }
         // Writes ask first (`GET /v2/`): a registry may let anyone read but want a token to
         // write, and a streamed upload cannot be sent again once a 401 has told us so.
-        if wants_tokens || matches!(operation, RegistryOperation::Push) {
+        let token = if wants_tokens || matches!(operation, RegistryOperation::Push) {
             let _exchange = self.exchange.lock().await;
             if ready().0 {
                 return Ok(());
@@ -579,7 +579,13 @@ impl Registry {
             if token.is_some() {
                 self.traffic.record(0);
             }
+            token
         } else {
+            None
+        };
+        if token.is_none() {
+            // An empty credential: without one, oci-client would ask `GET /v2/` again before
+            // every request of the scope.
             let none = RegistryTokenType::Basic(String::new(), String::new());
             self.client.tokens.insert(reference, operation, none).await;
         }

@@ -235,7 +235,11 @@ impl Session {
             .await?;
         // Several layers at once, as ctr does: one layer's round trips and hashing overlap
         // another's transfer. Unpacking below keeps their order.
+        // A layer listed twice is written once: two writes of one digest would contend for
+        // the same ingest.
+        let mut distinct = std::collections::HashSet::new();
         let mut layers = futures_util::stream::iter(&manifest.layers)
+            .filter(|layer| std::future::ready(distinct.insert(&layer.digest)))
             .map(|layer| async move {
                 if self.has(&layer.digest).await? {
                     return Ok::<_, anyhow::Error>((layer, None));
@@ -296,7 +300,7 @@ impl Session {
         {
             Ok(_) => Ok(true),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
-            Err(status) => Err(status).context("content info"),
+            Err(status) => Err(status).with_context(|| format!("asking containerd for {digest}")),
         }
     }
 
@@ -338,7 +342,8 @@ impl Session {
     /// Streams `size` bytes of `content` into containerd with `Content.Write`, in chunks of
     /// [`CHUNK`], so memory stays bounded whatever the blob's size. The commit is sent only
     /// once `content` ended without error (it is checked against its digest as it arrives);
-    /// a write cut short is left uncommitted for containerd to collect.
+    /// a write cut short is left uncommitted for containerd to collect. Returns the bytes
+    /// written: 0 when another client committed the same content first.
     async fn ingest(
         &self,
         digest: &str,
@@ -360,16 +365,18 @@ impl Session {
             };
             let mut offset = 0;
             let mut pending = Vec::with_capacity(CHUNK);
-            let mut ended = false;
-            while !ended {
-                match content.next().await {
-                    Some(chunk) => pending.extend_from_slice(&chunk?),
-                    None => ended = true,
-                }
-                while pending.len() >= CHUNK || (ended && !pending.is_empty()) {
-                    let rest = pending.split_off(CHUNK.min(pending.len()));
-                    let data = std::mem::replace(&mut pending, rest);
-                    pending.reserve(CHUNK);
+            loop {
+                let next = content.next().await.transpose()?;
+                let ended = next.is_none();
+                let mut chunk = next.unwrap_or_default();
+                // Whole messages from what arrived; the rest waits for more, or the end.
+                while !chunk.is_empty() || (ended && !pending.is_empty()) {
+                    let take = (CHUNK - pending.len()).min(chunk.len());
+                    pending.extend_from_slice(&chunk.split_to(take));
+                    if pending.len() < CHUNK && !ended {
+                        continue;
+                    }
+                    let data = std::mem::replace(&mut pending, Vec::with_capacity(CHUNK));
                     let len = data.len() as i64;
                     if requests
                         .send(message(WriteAction::Write, offset, data))
@@ -380,6 +387,9 @@ impl Session {
                         return Ok(());
                     }
                     offset += len;
+                }
+                if ended {
+                    break;
                 }
             }
             let commit = WriteContentRequest {
@@ -406,7 +416,12 @@ impl Session {
         };
         let (fed, called) = tokio::join!(feed, call);
         fed?;
-        match called.with_context(|| format!("writing {digest}"))? {
+        let called = match called {
+            // Another client committed the same digest meanwhile (containerd checked it).
+            Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(0),
+            called => called.with_context(|| format!("writing {digest}"))?,
+        };
+        match called {
             Some(committed) if committed == digest => {}
             Some(committed) => bail!("containerd committed {committed} for {digest}"),
             None => bail!("containerd ended the write of {digest} before its commit"),
