@@ -25,6 +25,16 @@ pub enum Rule {
         /// Matched against the end of the request path.
         path_suffix: String,
     },
+    /// Forward the request, then send the answer's body `bytes` at a time with a `pause`
+    /// between: each read comes well within any read timeout, the whole takes long.
+    Trickle {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+        /// Body bytes per write.
+        bytes: usize,
+        /// Pause after each write.
+        pause: std::time::Duration,
+    },
     /// Forward each request only once the test hands out a permit for it, so a test can
     /// choose what happens while the client waits.
     Hold {
@@ -243,16 +253,42 @@ async fn serve(
             _ => {}
         }
     }
-    // Forward: ask for a closed connection so the whole answer is everything until EOF.
+    let response = forward(&request, upstream).await?;
+    for rule in rules {
+        if let Rule::Trickle {
+            path_suffix,
+            bytes,
+            pause,
+        } = rule
+            && path.ends_with(path_suffix.as_str())
+        {
+            let body = response
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |end| end + 4);
+            client.write_all(&response[..body]).await?;
+            for chunk in response[body..].chunks(*bytes) {
+                client.write_all(chunk).await?;
+                tokio::time::sleep(*pause).await;
+            }
+            return client.shutdown().await;
+        }
+    }
+    client.write_all(&response).await?;
+    client.shutdown().await
+}
+
+/// The upstream's whole answer to `request`: a closed connection is asked for, so the answer
+/// is everything until EOF.
+async fn forward(request: &[u8], upstream: &str) -> std::io::Result<Vec<u8>> {
     let mut forwarded =
-        String::from_utf8_lossy(&request).replacen("\r\n", "\r\nConnection: close\r\n", 1);
+        String::from_utf8_lossy(request).replacen("\r\n", "\r\nConnection: close\r\n", 1);
     forwarded = forwarded.replace("Connection: keep-alive\r\n", "");
     let mut server = TcpStream::connect(upstream).await?;
     server.write_all(forwarded.as_bytes()).await?;
     let mut response = Vec::new();
     server.read_to_end(&mut response).await?;
-    client.write_all(&response).await?;
-    client.shutdown().await
+    Ok(response)
 }
 
 /// Every tag of the repository whose listing is at `path`, asked of `upstream` over HTTP/1.0

@@ -337,6 +337,53 @@ async fn an_anonymous_copy_to_a_registry_wanting_tokens_to_write_gets_one() {
 }
 
 #[tokio::test]
+async fn a_registry_trickling_a_layer_cannot_hold_a_copy_open() {
+    // Each read comes well within the read timeout (1 s here), so only a deadline over the
+    // whole blob ends it: the request deadline plus a second per 64 KiB.
+    let source = TestRegistry::start();
+    let (_, signed) = solo(&source, true).await;
+    let manifest = source
+        .client
+        .manifest(&source.repo("solo/app").digested(&signed.digest), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rule = Rule::Trickle {
+        path_suffix: format!("/blobs/{layer}"),
+        bytes: 64,
+        pause: Duration::from_millis(200),
+    };
+    let proxy = HostileRegistry::start(&source.host, vec![rule]).await;
+    // Into a layout: an upload to a registry would time out on its own trickling body.
+    let layout = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
+        .args(["--timeout", "1", "--insecure-registry", &proxy.host, "copy"])
+        .arg(format!("{}/solo/app:v1", proxy.host))
+        .arg(format!("oci:{}", layout.path().display()))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&layer) && stderr.contains("timed out after 1 s"),
+        "{stderr}"
+    );
+    // The whole layer would have taken over 6 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn registry_wanting_anonymous_tokens_gets_one_per_scope() {
     // Registries such as Docker Hub want a token even for anonymous pulls. The first request
     // is refused (401); the client fetches a token for that repository and keeps it.

@@ -71,8 +71,40 @@ impl Traffic {
     }
 }
 
+/// The least average throughput of a streamed blob beyond the request deadline: a blob of
+/// `n` bytes must arrive within the deadline plus a second per 64 KiB, so a registry that
+/// trickles bytes just inside the read timeout cannot hold a pull or a copy open for ever.
+const MIN_BYTES_PER_SECOND: u64 = 64 * 1024;
+
 /// Blob content as it arrives, chunk by chunk.
 pub type BlobStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes>> + Send>>;
+
+/// Ends `inner` with an error naming `reference` when it has not ended by `deadline`
+/// (`allowed` after its request started).
+fn within(
+    inner: BlobStream,
+    reference: String,
+    deadline: tokio::time::Instant,
+    allowed: Duration,
+) -> BlobStream {
+    Box::pin(futures_util::stream::unfold(Some(inner), move |inner| {
+        let reference = reference.clone();
+        async move {
+            let mut inner = inner?;
+            match tokio::time::timeout_at(deadline, inner.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(inner))),
+                Ok(None) => None,
+                Err(_) => {
+                    let message = format!(
+                        "timed out after {} s (the request deadline and a second per 64 KiB)",
+                        allowed.as_secs()
+                    );
+                    Some((Err(Error::Registry { reference, message }), None))
+                }
+            }
+        }
+    }))
+}
 
 /// Wraps `inner` so that more than `limit` bytes, or bytes that do not hash to `digest`, end
 /// it with an error naming `what`: nothing unchecked reaches the end of a stream.
@@ -303,6 +335,7 @@ impl Registry {
         digest: &str,
         limit: u64,
     ) -> Result<BlobStream> {
+        let started = tokio::time::Instant::now();
         let reference = repository.digested(digest);
         let what = format!("blob {digest} in {repository}");
         let stream = self
@@ -327,7 +360,12 @@ impl Registry {
                 message: e.to_string(),
             })
         });
-        Ok(checked(Box::pin(inner), what, digest.to_string(), limit))
+        let allowed = self.timeout + Duration::from_secs(limit / MIN_BYTES_PER_SECOND);
+        let inner = match started.checked_add(allowed) {
+            Some(deadline) => within(Box::pin(inner), reference.whole(), deadline, allowed),
+            None => Box::pin(inner),
+        };
+        Ok(checked(inner, what, digest.to_string(), limit))
     }
 
     /// Uploads a blob from a stream of `size` bytes (one monolithic upload). Callers check
