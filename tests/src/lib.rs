@@ -88,6 +88,17 @@ impl TestRegistry {
         ImageRef::parse(&format!("{}/{reference}", self.host)).expect("image reference")
     }
 
+    /// The manifest `digest` of repository `path`, as JSON (to read its layers).
+    pub async fn manifest_json(&self, path: &str, digest: &str) -> serde_json::Value {
+        let manifest = self
+            .client
+            .manifest(&self.repo(path).digested(digest), 1 << 20)
+            .await
+            .expect("manifest")
+            .expect("manifest exists");
+        serde_json::from_slice(&manifest.bytes).expect("manifest JSON")
+    }
+
     /// Pushes a one-layer image whose layer holds `content`, tagged `tag`. Returns its
     /// manifest descriptor.
     pub async fn push_image(&self, path: &str, tag: &str, content: &str) -> Entry {

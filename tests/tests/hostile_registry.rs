@@ -342,13 +342,7 @@ async fn a_registry_trickling_a_layer_cannot_hold_a_copy_open() {
     // whole blob ends it: the request deadline plus a second per 64 KiB.
     let source = TestRegistry::start();
     let (_, signed) = solo(&source, true).await;
-    let manifest = source
-        .client
-        .manifest(&source.repo("solo/app").digested(&signed.digest), 1 << 20)
-        .await
-        .unwrap()
-        .unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let manifest = source.manifest_json("solo/app", &signed.digest).await;
     let layer = manifest["layers"][0]["digest"]
         .as_str()
         .unwrap()

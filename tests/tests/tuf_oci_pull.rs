@@ -78,15 +78,12 @@ async fn signed_layers(
     let signed = registry.push_image_layers("solo/app", "v1", contents).await;
     org.sign_in_targets(registry, "solo/app:v1").await;
     org.publish(registry).await;
-    let manifest = registry
-        .client
-        .manifest(&registry.repo("solo/app").digested(&signed.digest), 1 << 20)
-        .await
-        .unwrap()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
-    (dir, serde_json::from_slice(&manifest.bytes).unwrap())
+    (
+        dir,
+        registry.manifest_json("solo/app", &signed.digest).await,
+    )
 }
 
 /// Fails with the pull's and containerd's logs unless the pull succeeded.
