@@ -132,7 +132,8 @@ impl Containerd {
         tokio::task::spawn_blocking(move || command.output().expect("run ctr"))
     }
 
-    fn ctr_command(&self, socket: &Path, args: &[&str]) -> Command {
+    /// This containerd's `ctr` against `socket`, to run with other stdio (a pipe to stdin).
+    pub fn ctr_command(&self, socket: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(&self.ctr);
         command.arg("--address").arg(socket).args(args);
         command

@@ -1,8 +1,13 @@
 //! `tuf-oci pull`: the tag is resolved through TUF and the image fetched by digest, recorded and
 //! unpacked through containerd's API, on containerd 1.6 and 2.3.4, even when the registry's
-//! tag was moved; a layer the registry swaps is never committed.
+//! tag was moved; a layer the registry swaps is never committed; a layer another client is
+//! writing is waited for.
 
 use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use tuf_oci_tests::containerd::{Containerd, Version};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
@@ -173,4 +178,130 @@ async fn a_layer_with_other_bytes_is_never_committed() {
     // A commit of those bytes would have reached containerd, which refuses it and says so.
     let log = containerd.log();
     assert!(!log.contains("unexpected commit digest"), "{log}");
+}
+
+/// containerd locks an ingest's reference while a client writes it. A pull meeting a layer
+/// another client is writing waits, as ctr waits, instead of failing: it finds the layer when
+/// that client commits it, and writes it itself (from the start) when that client gives up.
+#[tokio::test]
+async fn layers_another_client_is_writing_are_waited_for() {
+    let registry = TestRegistry::start();
+    let (first, second) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let digests: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["digest"].as_str().unwrap().to_string())
+        .collect();
+    // Two `ctr content ingest`s, each holding the reference `tuf-oci pull` writes a layer
+    // under, half of the layer sent.
+    let mut writers = Vec::new();
+    for (content, digest) in [&first, &second].into_iter().zip(&digests) {
+        let layer = tuf_oci_tests::layer_tar(content);
+        let size = layer.len().to_string();
+        let reference = format!("tuf-oci-{digest}");
+        let mut writer = tokio::process::Command::from(containerd.ctr_command(
+            &containerd.socket,
+            &[
+                "content",
+                "ingest",
+                "--expected-size",
+                &size,
+                "--expected-digest",
+                digest,
+                &reference,
+            ],
+        ))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut stdin = writer.stdin.take().unwrap();
+        stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
+        stdin.flush().await.unwrap();
+        wait_for_ingest(&containerd, &reference).await;
+        writers.push((writer, stdin, layer));
+    }
+
+    let mut puller = tokio::process::Command::new(cli_binary())
+        .args(["--insecure-registry", &registry.host, "--root"])
+        .arg(dir.path().join("root.json"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args([
+            "pull",
+            &format!("{}/solo/app:v1", registry.host),
+            "--address",
+        ])
+        .arg(&containerd.socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    // Without the wait, the pull fails here on containerd's lock (and its stderr ends).
+    let waiting = tokio::time::timeout(Duration::from_secs(30), async {
+        while said
+            .matches("another client is writing it; waiting")
+            .count()
+            < 2
+        {
+            let line = progress.next_line().await.unwrap().unwrap_or_else(|| {
+                panic!("the pull ended before waiting for both layers:\n{said}")
+            });
+            said.push_str(&line);
+            said.push('\n');
+        }
+    })
+    .await;
+    assert!(waiting.is_ok(), "no wait for both layers:\n{said}");
+
+    // The first writer finishes its layer; the second gives up.
+    let (committer, mut stdin, layer) = writers.remove(0);
+    stdin.write_all(&layer[layer.len() / 2..]).await.unwrap();
+    drop(stdin);
+    let committed = committer.wait_with_output().await.unwrap();
+    assert!(
+        committed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&committed.stderr)
+    );
+    let (mut quitter, _stdin, _) = writers.remove(0);
+    quitter.kill().await.unwrap();
+
+    while let Some(line) = progress.next_line().await.unwrap() {
+        said.push_str(&line);
+        said.push('\n');
+    }
+    let out = puller.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{said}\n{}", containerd.log());
+    assert!(said.contains(&format!("{}: exists", digests[0])), "{said}");
+    let written = tuf_oci_tests::layer_tar(&second).len();
+    assert!(
+        said.contains(&format!("{}: done ({written} bytes)", digests[1])),
+        "{said}"
+    );
+    assert_eq!(
+        containerd.images(),
+        [format!("{}/solo/app:v1", registry.host)]
+    );
+    let content = String::from_utf8(containerd.ctr(&["content", "ls", "-q"]).stdout).unwrap();
+    for digest in &digests {
+        assert!(content.contains(digest), "{digest} missing:\n{content}");
+    }
+}
+
+/// Waits until containerd lists `reference` among its active ingests.
+async fn wait_for_ingest(containerd: &Containerd, reference: &str) {
+    for _ in 0..100 {
+        let active = containerd.ctr(&["content", "active"]);
+        if String::from_utf8_lossy(&active.stdout).contains(reference) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("containerd never listed the ingest {reference}");
 }

@@ -586,10 +586,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 namespace,
                 snapshotter: (!no_unpack).then_some(snapshotter),
             };
-            let pulled = pull(&verifier()?, &image, &options, &mut |line| {
-                eprintln!("{line}")
-            })
-            .await?;
+            let pulled = pull(&verifier()?, &image, &options, &|line| eprintln!("{line}")).await?;
             println!("{} {}", pulled.name, pulled.digest);
         }
         Command::Copy {

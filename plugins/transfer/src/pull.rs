@@ -18,8 +18,8 @@ use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image, Info, InfoRequest,
-    UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
+    ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image, Info,
+    UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest, WriteContentResponse,
 };
 use containerd_client::types::Descriptor;
 use futures_util::StreamExt;
@@ -35,6 +35,10 @@ const CHUNK: usize = 1 << 20;
 const LAYER_CONCURRENCY: usize = 3;
 /// Largest manifest or index read from the registry.
 const MANIFEST_LIMIT: u64 = 4 << 20;
+/// Pauses between attempts to take a lock another client holds, doubling from the first to
+/// the last (ctr's `content.OpenWriter` waits likewise, without end).
+const FIRST_LOCK_PAUSE: Duration = Duration::from_millis(16);
+const LAST_LOCK_PAUSE: Duration = Duration::from_secs(2);
 
 /// Where and how to pull.
 #[derive(Debug, Clone)]
@@ -66,7 +70,7 @@ pub async fn pull(
     verifier: &Verifier,
     image: &ImageRef,
     options: &PullOptions,
-    progress: &mut dyn FnMut(&str),
+    progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<Pulled> {
     let verified = verifier.resolve(image).await?;
     let digest = verified.digest();
@@ -89,6 +93,19 @@ pub async fn pull(
     // Whatever happened, drop the lease: content an image does not reference is collected.
     session.close().await;
     result
+}
+
+/// A `Content.Write` call containerd accepted: it holds the lock on the ingest's reference
+/// until the call ends.
+struct OpenWrite {
+    requests: tokio::sync::mpsc::Sender<WriteContentRequest>,
+    responses: tonic::Streaming<WriteContentResponse>,
+}
+
+/// Whether containerd refused a write because another client holds its reference's lock
+/// (`ErrUnavailable` with "ref ... locked"), not because it is unreachable.
+fn is_locked(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().contains("locked")
 }
 
 /// A size as containerd's API carries it (signed).
@@ -160,7 +177,7 @@ impl Session {
         image: &ImageRef,
         root: &oci_spec::image::Descriptor,
         options: &PullOptions,
-        progress: &mut dyn FnMut(&str),
+        progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<Pulled> {
         let repository = &image.repository;
         let mut fetched_bytes = 0;
@@ -241,16 +258,11 @@ impl Session {
         let mut layers = futures_util::stream::iter(&manifest.layers)
             .filter(|layer| std::future::ready(distinct.insert(&layer.digest)))
             .map(|layer| async move {
-                if self.has(&layer.digest).await? {
-                    return Ok::<_, anyhow::Error>((layer, None));
-                }
-                let content = registry
-                    .blob_stream(repository, &layer.digest, layer.size)
-                    .await?;
+                let content = registry.blob_stream(repository, &layer.digest, layer.size);
                 let written = self
-                    .ingest(&layer.digest, layer.size, content, HashMap::new())
+                    .ingest(&layer.digest, layer.size, content, HashMap::new(), progress)
                     .await?;
-                Ok((layer, Some(written)))
+                Ok::<_, anyhow::Error>((layer, written))
             })
             .buffer_unordered(LAYER_CONCURRENCY);
         while let Some(layer) = layers.next().await {
@@ -290,70 +302,142 @@ impl Session {
         })
     }
 
-    /// Whether containerd's content store has `digest`.
-    async fn has(&self, digest: &str) -> anyhow::Result<bool> {
-        match ContentClient::new(self.channel.clone())
-            .info(self.request(InfoRequest {
-                digest: digest.to_string(),
-            }))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
-            Err(status) => Err(status).with_context(|| format!("asking containerd for {digest}")),
-        }
-    }
-
-    /// Writes an object held in memory (or only its labels when containerd has it); returns
-    /// the bytes written.
+    /// Writes an object held in memory; returns the bytes written. When containerd has it
+    /// already, only `labels` are added to it.
     async fn write(
         &self,
         digest: &str,
         bytes: &[u8],
         labels: HashMap<String, String>,
-        progress: &mut dyn FnMut(&str),
+        progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<u64> {
-        if self.has(digest).await? {
-            if !labels.is_empty() {
-                let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
-                ContentClient::new(self.channel.clone())
-                    .update(self.request(UpdateRequest {
-                        info: Some(Info {
-                            digest: digest.to_string(),
-                            labels,
-                            ..Default::default()
-                        }),
-                        update_mask: Some(prost_types::FieldMask { paths }),
-                    }))
-                    .await
-                    .with_context(|| format!("labelling {digest}"))?;
-            }
-            progress(&format!("{digest}: exists"));
-            return Ok(0);
-        }
         let content = tokio_stream::once(Ok::<_, tuf_oci::Error>(Bytes::copy_from_slice(bytes)));
+        let content = std::future::ready(Ok::<BlobStream, tuf_oci::Error>(Box::pin(content)));
         let written = self
-            .ingest(digest, bytes.len() as u64, Box::pin(content), labels)
+            .ingest(
+                digest,
+                bytes.len() as u64,
+                content,
+                labels.clone(),
+                progress,
+            )
             .await?;
-        progress(&format!("{digest}: done ({written} bytes)"));
-        Ok(written)
+        match written {
+            Some(written) => {
+                progress(&format!("{digest}: done ({written} bytes)"));
+                Ok(written)
+            }
+            None => {
+                self.label(digest, labels).await?;
+                progress(&format!("{digest}: exists"));
+                Ok(0)
+            }
+        }
+    }
+
+    /// Adds `labels` to content containerd has.
+    async fn label(&self, digest: &str, labels: HashMap<String, String>) -> anyhow::Result<()> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
+        ContentClient::new(self.channel.clone())
+            .update(self.request(UpdateRequest {
+                info: Some(Info {
+                    digest: digest.to_string(),
+                    labels,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask { paths }),
+            }))
+            .await
+            .with_context(|| format!("labelling {digest}"))?;
+        Ok(())
+    }
+
+    /// Opens a `Content.Write` of `digest`, which takes containerd's lock on `reference`. While
+    /// another client holds that lock (a pull of the same content), waits for it as ctr does,
+    /// then finds the content there or writes it. `None` when containerd has the content.
+    async fn open_write(
+        &self,
+        reference: &str,
+        digest: &str,
+        total: i64,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> anyhow::Result<Option<OpenWrite>> {
+        let mut pause = FIRST_LOCK_PAUSE;
+        let mut waiting = false;
+        loop {
+            let (requests, queue) = tokio::sync::mpsc::channel(2);
+            // The status of the ingest; with `expected`, containerd says when it has it.
+            let stat = WriteContentRequest {
+                action: WriteAction::Stat as i32,
+                r#ref: reference.to_string(),
+                total,
+                expected: digest.to_string(),
+                ..Default::default()
+            };
+            requests
+                .send(stat)
+                .await
+                .expect("the receiver is held below");
+            let opened = async {
+                let mut responses = ContentClient::new(self.channel.clone())
+                    .write(self.request(tokio_stream::wrappers::ReceiverStream::new(queue)))
+                    .await?
+                    .into_inner();
+                let answered = responses.message().await?.is_some();
+                Ok::<_, tonic::Status>(answered.then_some(responses))
+            }
+            .await;
+            match opened {
+                Ok(Some(responses)) => {
+                    return Ok(Some(OpenWrite {
+                        requests,
+                        responses,
+                    }));
+                }
+                Ok(None) => bail!("containerd ended the write of {digest} before answering"),
+                Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(None),
+                Err(status) if is_locked(&status) => {
+                    if !waiting {
+                        progress(&format!("{digest}: another client is writing it; waiting"));
+                        waiting = true;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LAST_LOCK_PAUSE);
+                }
+                Err(status) => {
+                    return Err(status).with_context(|| format!("writing {digest}"));
+                }
+            }
+        }
     }
 
     /// Streams `size` bytes of `content` into containerd with `Content.Write`, in chunks of
-    /// [`CHUNK`], so memory stays bounded whatever the blob's size. The commit is sent only
-    /// once `content` ended without error (it is checked against its digest as it arrives);
-    /// a write cut short is left uncommitted for containerd to collect. Returns the bytes
-    /// written: 0 when another client committed the same content first.
+    /// [`CHUNK`], so memory stays bounded whatever the blob's size. `content` is opened only
+    /// once the write is (containerd may have the blob, or another client may be writing it).
+    /// The commit is sent only once `content` ended without error (it is checked against its
+    /// digest as it arrives); a write cut short is left uncommitted for containerd to collect
+    /// with the lease. Returns the bytes written; `None` when containerd has the content.
     async fn ingest(
         &self,
         digest: &str,
         size: u64,
-        mut content: BlobStream,
+        content: impl Future<Output = Result<BlobStream, tuf_oci::Error>>,
         labels: HashMap<String, String>,
-    ) -> anyhow::Result<u64> {
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> anyhow::Result<Option<u64>> {
         let total = containerd_size(digest, size)?;
         let reference = format!("tuf-oci-{digest}");
-        let (requests, queue) = tokio::sync::mpsc::channel(2);
+        let Some(OpenWrite {
+            requests,
+            mut responses,
+        }) = self.open_write(&reference, digest, total, progress).await?
+        else {
+            return Ok(None);
+        };
+        let mut content = content.await?;
         let feed = async move {
             let message = |action: WriteAction, offset: i64, data: Vec<u8>| WriteContentRequest {
                 action: action as i32,
@@ -401,11 +485,7 @@ impl Session {
             let _ = requests.send(commit).await;
             Ok::<_, tuf_oci::Error>(())
         };
-        let call = async {
-            let mut responses = ContentClient::new(self.channel.clone())
-                .write(self.request(tokio_stream::wrappers::ReceiverStream::new(queue)))
-                .await?
-                .into_inner();
+        let answers = async {
             let mut committed = None;
             while let Some(response) = responses.message().await? {
                 if response.action == WriteAction::Commit as i32 {
@@ -414,19 +494,18 @@ impl Session {
             }
             Ok::<_, tonic::Status>(committed)
         };
-        let (fed, called) = tokio::join!(feed, call);
+        let (fed, answered) = tokio::join!(feed, answers);
         fed?;
-        let called = match called {
+        let answered = match answered {
             // Another client committed the same digest meanwhile (containerd checked it).
-            Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(0),
-            called => called.with_context(|| format!("writing {digest}"))?,
+            Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(None),
+            answered => answered.with_context(|| format!("writing {digest}"))?,
         };
-        match called {
-            Some(committed) if committed == digest => {}
+        match answered {
+            Some(committed) if committed == digest => Ok(Some(size)),
             Some(committed) => bail!("containerd committed {committed} for {digest}"),
             None => bail!("containerd ended the write of {digest} before its commit"),
         }
-        Ok(size)
     }
 
     /// Applies the layers in order onto snapshots named by their chain ids; returns the top.
@@ -436,7 +515,7 @@ impl Session {
         config_digest: &str,
         config: &[u8],
         manifest: &Manifest,
-        progress: &mut dyn FnMut(&str),
+        progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<String> {
         let rootfs: RootFs = serde_json::from_slice(config).context("image config")?;
         let diff_ids = rootfs.rootfs.diff_ids;
