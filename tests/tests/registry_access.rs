@@ -1,5 +1,6 @@
 //! Registry access: credentials from docker's config.json (basic auth against a registry with
-//! htpasswd), and a hanging registry bounded by the request deadline.
+//! htpasswd), a hanging registry bounded by the request deadline, and the traffic a client
+//! counts.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -126,5 +127,41 @@ async fn hanging_registry_is_bounded_by_the_deadline() {
     assert!(
         matches!(err, Error::Registry { ref reference, ref message } if reference.contains(&hanging) && message.contains("timed out")),
         "{err}"
+    );
+}
+
+/// A streamed layer counts in the client's traffic as it arrives: one request, its bytes.
+#[tokio::test]
+async fn streamed_blobs_count_in_traffic() {
+    use futures_util::StreamExt;
+
+    let registry = TestRegistry::start();
+    let image = registry
+        .push_image_layers("solo/app", "v1", &["a layer"])
+        .await;
+    let manifest = registry.manifest_json("solo/app", &image.digest).await;
+    let layer = &manifest["layers"][0];
+    let (digest, size) = (
+        layer["digest"].as_str().unwrap(),
+        layer["size"].as_u64().unwrap(),
+    );
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![registry.host.clone()],
+        timeout: Duration::from_secs(5),
+    })
+    .expect("registry client");
+    let mut stream = client
+        .blob_stream(&registry.repo("solo/app"), digest, size)
+        .await
+        .unwrap();
+    assert_eq!(client.traffic().requests(), 1);
+    let mut read = 0;
+    while let Some(chunk) = stream.next().await {
+        read += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(read, size);
+    assert_eq!(
+        (client.traffic().requests(), client.traffic().bytes()),
+        (1, size)
     );
 }

@@ -67,6 +67,10 @@ impl Traffic {
     }
     fn record(&self, bytes: usize) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.received(bytes);
+    }
+    /// Body bytes of a response still arriving (a streamed blob).
+    fn received(&self, bytes: usize) {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }
@@ -323,7 +327,6 @@ impl Registry {
                 reference: reference.whole(),
                 message: format!("timed out after {} s", self.timeout.as_secs()),
             })??;
-        self.traffic.record(body.len());
         Ok(body)
     }
 
@@ -350,15 +353,19 @@ impl Registry {
                     registry_error(&reference, &e)
                 }
             })?;
+        self.traffic.record(0);
         if stream.content_length.is_some_and(|len| len > limit) {
             return Err(Error::TooLarge { what, limit });
         }
         let whole = reference.whole();
+        let traffic = Arc::clone(&self.traffic);
         let inner = stream.stream.map(move |chunk| {
-            chunk.map_err(|e| Error::Registry {
+            let chunk = chunk.map_err(|e| Error::Registry {
                 reference: whole.clone(),
                 message: e.to_string(),
-            })
+            })?;
+            traffic.received(chunk.len());
+            Ok(chunk)
         });
         let allowed = self.timeout + Duration::from_secs(limit / MIN_BYTES_PER_SECOND);
         let inner = match started.checked_add(allowed) {
