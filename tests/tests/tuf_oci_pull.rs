@@ -1,7 +1,7 @@
 //! `tuf-oci pull`: the tag is resolved through TUF and the image fetched by digest, recorded and
 //! unpacked through containerd's API, on containerd 1.6 and 2.3.4, even when the registry's
 //! tag was moved; a layer the registry swaps is never committed; a layer another client is
-//! writing is waited for.
+//! writing is waited for; containerd ending a write ends the pull at once.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -304,4 +304,61 @@ async fn wait_for_ingest(containerd: &Containerd, reference: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("containerd never listed the ingest {reference}");
+}
+
+/// containerd ending a write (here: it stops) ends the pull at once, even while the registry
+/// is still sending the layer, slowly: the pull does not wait out the layer's deadline.
+#[tokio::test]
+async fn containerd_ending_a_write_ends_the_pull_at_once() {
+    let registry = TestRegistry::start();
+    // One layer: no other write can fail the pull first.
+    let (layer, _) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
+    let digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Trickle {
+            path_suffix: format!("/blobs/{digest}"),
+            bytes: 64,
+            pause: Duration::from_millis(200),
+        }],
+    )
+    .await;
+    let mut containerd = Containerd::start(Version::V1_6, None, &[]);
+    // The layer's deadline: 5 s and a second per 64 KiB, 45 s in all.
+    let puller = tokio::process::Command::new(cli_binary())
+        .args([
+            "--timeout",
+            "5",
+            "--insecure-registry",
+            &hostile.host,
+            "--root",
+        ])
+        .arg(dir.path().join("root.json"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args([
+            "pull",
+            &format!("{}/solo/app:v1", hostile.host),
+            "--address",
+        ])
+        .arg(&containerd.socket)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_ingest(&containerd, &format!("tuf-oci-{digest}")).await;
+    let stopped = std::time::Instant::now();
+    containerd.restart();
+    let out = puller.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("writing {digest}")), "{stderr}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        stopped.elapsed()
+    );
 }

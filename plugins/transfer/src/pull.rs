@@ -494,8 +494,15 @@ impl Session {
             }
             Ok::<_, tonic::Status>(committed)
         };
-        let (fed, answered) = tokio::join!(feed, answers);
-        fed?;
+        tokio::pin!(feed, answers);
+        let answered = tokio::select! {
+            fed = &mut feed => {
+                fed?;
+                answers.await
+            }
+            // containerd ended the call first: what the registry still sends is moot.
+            answered = &mut answers => answered,
+        };
         let answered = match answered {
             // Another client committed the same digest meanwhile (containerd checked it).
             Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(None),
