@@ -109,16 +109,28 @@ async fn pull(
     dir: &Path,
     containerd: &Containerd,
 ) -> std::process::Output {
-    tokio::process::Command::new(cli_binary())
+    pull_command(host, reference, dir, containerd)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The command of [`pull`], to add arguments to or to spawn.
+fn pull_command(
+    host: &str,
+    reference: &str,
+    dir: &Path,
+    containerd: &Containerd,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(cli_binary());
+    command
         .args(["--insecure-registry", host, "--root"])
         .arg(dir.join("root.json"))
         .arg("--cache-dir")
         .arg(dir.join("cache"))
         .args(["pull", &format!("{host}/{reference}"), "--address"])
-        .arg(&containerd.socket)
-        .output()
-        .await
-        .unwrap()
+        .arg(&containerd.socket);
+    command
 }
 
 /// Layers of several `Content.Write` messages (1 MiB each), one of them listed twice.
@@ -225,17 +237,7 @@ async fn layers_another_client_is_writing_are_waited_for() {
         writers.push((writer, stdin, layer));
     }
 
-    let mut puller = tokio::process::Command::new(cli_binary())
-        .args(["--insecure-registry", &registry.host, "--root"])
-        .arg(dir.path().join("root.json"))
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .args([
-            "pull",
-            &format!("{}/solo/app:v1", registry.host),
-            "--address",
-        ])
-        .arg(&containerd.socket)
+    let mut puller = pull_command(&registry.host, "solo/app:v1", dir.path(), &containerd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -329,23 +331,8 @@ async fn containerd_ending_a_write_ends_the_pull_at_once() {
     .await;
     let mut containerd = Containerd::start(Version::V1_6, None, &[]);
     // The layer's deadline: 5 s and a second per 64 KiB, 45 s in all.
-    let puller = tokio::process::Command::new(cli_binary())
-        .args([
-            "--timeout",
-            "5",
-            "--insecure-registry",
-            &hostile.host,
-            "--root",
-        ])
-        .arg(dir.path().join("root.json"))
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .args([
-            "pull",
-            &format!("{}/solo/app:v1", hostile.host),
-            "--address",
-        ])
-        .arg(&containerd.socket)
+    let puller = pull_command(&hostile.host, "solo/app:v1", dir.path(), &containerd)
+        .args(["--timeout", "5"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -361,4 +348,122 @@ async fn containerd_ending_a_write_ends_the_pull_at_once() {
         "{:?}",
         stopped.elapsed()
     );
+}
+
+/// Content containerd holds in another namespace is committed into the pull's from what
+/// containerd has, as ctr does: the registry is not asked for the layers again.
+#[tokio::test]
+async fn layers_held_in_another_namespace_are_not_fetched_again() {
+    let registry = TestRegistry::start();
+    let (first, second) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    assert_pulled(
+        &pull(&registry.host, "solo/app:v1", dir.path(), &containerd).await,
+        &containerd,
+    );
+    let proxy = HostileRegistry::start(&registry.host, Vec::new()).await;
+    let out = pull_command(&proxy.host, "solo/app:v1", dir.path(), &containerd)
+        .args(["--namespace", "other"])
+        .output()
+        .await
+        .unwrap();
+    assert_pulled(&out, &containerd);
+    let images = containerd.ctr(&["--namespace", "other", "images", "ls", "-q"]);
+    assert_eq!(
+        String::from_utf8_lossy(&images.stdout).trim(),
+        format!("{}/solo/app:v1", proxy.host)
+    );
+    let seen = proxy.seen.lock().unwrap().clone();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let blob = format!("/blobs/{}", layer["digest"].as_str().unwrap());
+        assert!(!seen.iter().any(|path| path.ends_with(&blob)), "{seen:?}");
+    }
+}
+
+/// A layer another client commits while the pull writes it stays, held by the pull's lease,
+/// until the image that references it is recorded: a garbage collection in between does not
+/// take it.
+#[tokio::test]
+async fn a_layer_another_client_commits_meanwhile_stays_leased() {
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+
+    let registry = TestRegistry::start();
+    let (first, second) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
+    let digests: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["digest"].as_str().unwrap().to_string())
+        .collect();
+    // Both layers held at the registry until the test lets them through.
+    let permits = [Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0))];
+    let rules = digests
+        .iter()
+        .zip(&permits)
+        .map(|(digest, permits)| Rule::Hold {
+            path_suffix: format!("/blobs/{digest}"),
+            permits: Arc::clone(permits),
+        })
+        .collect();
+    let proxy = HostileRegistry::start(&registry.host, rules).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let mut puller = pull_command(&proxy.host, "solo/app:v1", dir.path(), &containerd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for digest in &digests {
+        wait_for_ingest(&containerd, &format!("tuf-oci-{digest}")).await;
+    }
+
+    // Another client writes the first layer under its own reference, with no lease, and
+    // commits it; then the pull's write of it gets through and finds it committed.
+    let layer = tuf_oci_tests::layer_tar(&first);
+    let mut other = tokio::process::Command::from(containerd.ctr_command(
+        &containerd.socket,
+        &[
+            "content",
+            "ingest",
+            "--expected-size",
+            &layer.len().to_string(),
+            "--expected-digest",
+            &digests[0],
+            "another-client",
+        ],
+    ))
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = other.stdin.take().unwrap();
+    stdin.write_all(&layer).await.unwrap();
+    drop(stdin);
+    assert!(other.wait().await.unwrap().success());
+    permits[0].add_permits(1);
+    let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    let exists = format!("{}: exists", digests[0]);
+    while !said.contains(&exists) {
+        let line = progress.next_line().await.unwrap();
+        let line = line.unwrap_or_else(|| panic!("the pull ended first:\n{said}"));
+        said.push_str(&line);
+        said.push('\n');
+    }
+
+    // A garbage collection now takes every content no image, label or lease holds.
+    let lease = containerd.ctr(&["leases", "create"]);
+    let lease = String::from_utf8(lease.stdout).unwrap();
+    let collected = containerd.ctr(&["leases", "delete", "--sync", lease.trim()]);
+    assert!(collected.status.success(), "{collected:?}");
+    permits[1].add_permits(1);
+    while let Some(line) = progress.next_line().await.unwrap() {
+        said.push_str(&line);
+        said.push('\n');
+    }
+    let out = puller.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{said}\n{}", containerd.log());
+    let content = String::from_utf8(containerd.ctr(&["content", "ls", "-q"]).stdout).unwrap();
+    assert!(content.contains(&digests[0]), "{content}");
 }

@@ -18,8 +18,9 @@ use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image, Info,
-    UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest, WriteContentResponse,
+    AddResourceRequest, ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image,
+    Info, Resource, UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
+    WriteContentResponse,
 };
 use containerd_client::types::Descriptor;
 use futures_util::StreamExt;
@@ -36,9 +37,12 @@ const LAYER_CONCURRENCY: usize = 3;
 /// Largest manifest or index read from the registry.
 const MANIFEST_LIMIT: u64 = 4 << 20;
 /// Pauses between attempts to take a lock another client holds, doubling from the first to
-/// the last (ctr's `content.OpenWriter` waits likewise, without end).
+/// the last (ctr's `content.OpenWriter` waits a random part of such a bound).
 const FIRST_LOCK_PAUSE: Duration = Duration::from_millis(16);
 const LAST_LOCK_PAUSE: Duration = Duration::from_secs(2);
+/// How long a lock is waited for: well within the pull's lease (see [`lease_expiry`]), past
+/// which containerd may collect what the pull wrote.
+const LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// Where and how to pull.
 #[derive(Debug, Clone)]
@@ -100,6 +104,10 @@ pub async fn pull(
 struct OpenWrite {
     requests: tokio::sync::mpsc::Sender<WriteContentRequest>,
     responses: tonic::Streaming<WriteContentResponse>,
+    /// The ingest already holds all of the content, hashing to its digest: content shared
+    /// from another namespace, or a write that ended before its commit. Only the commit is
+    /// left to send.
+    complete: bool,
 }
 
 /// Whether containerd refused a write because another client holds its reference's lock
@@ -356,8 +364,9 @@ impl Session {
     }
 
     /// Opens a `Content.Write` of `digest`, which takes containerd's lock on `reference`. While
-    /// another client holds that lock (a pull of the same content), waits for it as ctr does,
-    /// then finds the content there or writes it. `None` when containerd has the content.
+    /// another client holds that lock (another `tuf-oci pull` of the same content), waits for
+    /// it up to [`LOCK_WAIT`], then finds the content there or writes it. `None` when containerd
+    /// has the content (it then added it to the pull's lease).
     async fn open_write(
         &self,
         reference: &str,
@@ -366,10 +375,11 @@ impl Session {
         progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<Option<OpenWrite>> {
         let mut pause = FIRST_LOCK_PAUSE;
-        let mut waiting = false;
+        let mut waited = Duration::ZERO;
         loop {
             let (requests, queue) = tokio::sync::mpsc::channel(2);
-            // The status of the ingest; with `expected`, containerd says when it has it.
+            // The status of the ingest. With `expected`, containerd answers AlreadyExists
+            // when it has the content, having added it to the lease of the request.
             let stat = WriteContentRequest {
                 action: WriteAction::Stat as i32,
                 r#ref: reference.to_string(),
@@ -386,25 +396,26 @@ impl Session {
                     .write(self.request(tokio_stream::wrappers::ReceiverStream::new(queue)))
                     .await?
                     .into_inner();
-                let answered = responses.message().await?.is_some();
-                Ok::<_, tonic::Status>(answered.then_some(responses))
+                let status = responses.message().await?;
+                Ok::<_, tonic::Status>(status.map(|status| (status, responses)))
             }
             .await;
             match opened {
-                Ok(Some(responses)) => {
+                Ok(Some((status, responses))) => {
                     return Ok(Some(OpenWrite {
                         requests,
                         responses,
+                        complete: total > 0 && status.offset == total && status.digest == digest,
                     }));
                 }
                 Ok(None) => bail!("containerd ended the write of {digest} before answering"),
                 Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(None),
-                Err(status) if is_locked(&status) => {
-                    if !waiting {
+                Err(status) if is_locked(&status) && waited < LOCK_WAIT => {
+                    if waited.is_zero() {
                         progress(&format!("{digest}: another client is writing it; waiting"));
-                        waiting = true;
                     }
                     tokio::time::sleep(pause).await;
+                    waited += pause;
                     pause = (pause * 2).min(LAST_LOCK_PAUSE);
                 }
                 Err(status) => {
@@ -412,6 +423,23 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Adds content another client committed to the pull's lease, so that it stays until the
+    /// image that references it is recorded (containerd does so itself only when a write
+    /// opens on content it has, not when a commit finds it there).
+    async fn lease_content(&self, digest: &str) -> anyhow::Result<()> {
+        LeasesClient::new(self.channel.clone())
+            .add_resource(self.request(AddResourceRequest {
+                id: self.lease.clone(),
+                resource: Some(Resource {
+                    id: digest.to_string(),
+                    r#type: "content".into(),
+                }),
+            }))
+            .await
+            .with_context(|| format!("adding {digest} to the pull's lease"))?;
+        Ok(())
     }
 
     /// Streams `size` bytes of `content` into containerd with `Content.Write`, in chunks of
@@ -433,11 +461,17 @@ impl Session {
         let Some(OpenWrite {
             requests,
             mut responses,
+            complete,
         }) = self.open_write(&reference, digest, total, progress).await?
         else {
             return Ok(None);
         };
-        let mut content = content.await?;
+        let mut content = if complete {
+            // Nothing to fetch: the commit below checks the digest again.
+            Box::pin(tokio_stream::empty())
+        } else {
+            content.await?
+        };
         let feed = async move {
             let message = |action: WriteAction, offset: i64, data: Vec<u8>| WriteContentRequest {
                 action: action as i32,
@@ -479,7 +513,11 @@ impl Session {
             let commit = WriteContentRequest {
                 expected: digest.to_string(),
                 labels,
-                ..message(WriteAction::Commit, offset, Vec::new())
+                ..message(
+                    WriteAction::Commit,
+                    if complete { total } else { offset },
+                    Vec::new(),
+                )
             };
             // Dropping the sender afterwards ends the request stream.
             let _ = requests.send(commit).await;
@@ -505,10 +543,15 @@ impl Session {
         };
         let answered = match answered {
             // Another client committed the same digest meanwhile (containerd checked it).
-            Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(None),
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                self.lease_content(digest).await?;
+                return Ok(None);
+            }
             answered => answered.with_context(|| format!("writing {digest}"))?,
         };
         match answered {
+            // Committed from what containerd held: nothing was fetched.
+            Some(committed) if committed == digest && complete => Ok(None),
             Some(committed) if committed == digest => Ok(Some(size)),
             Some(committed) => bail!("containerd committed {committed} for {digest}"),
             None => bail!("containerd ended the write of {digest} before its commit"),
