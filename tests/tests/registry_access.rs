@@ -131,6 +131,7 @@ async fn hanging_registry_is_bounded_by_the_deadline() {
 }
 
 /// A streamed layer counts in the client's traffic as it arrives: one request, its bytes.
+/// So does a layer read whole, and a request for one the registry lacks.
 #[tokio::test]
 async fn streamed_blobs_count_in_traffic() {
     use futures_util::StreamExt;
@@ -163,5 +164,18 @@ async fn streamed_blobs_count_in_traffic() {
     assert_eq!(
         (client.traffic().requests(), client.traffic().bytes()),
         (1, size)
+    );
+    // A whole blob counts once as well; a blob the registry does not have is a request.
+    let repository = registry.repo("solo/app");
+    assert_eq!(
+        client.blob(&repository, digest, size).await.unwrap().len() as u64,
+        size
+    );
+    let absent = tuf_oci::layout::sha256_digest(b"absent");
+    let missing = client.blob_stream(&repository, &absent, 6).await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })));
+    assert_eq!(
+        (client.traffic().requests(), client.traffic().bytes()),
+        (3, 2 * size)
     );
 }

@@ -348,6 +348,7 @@ impl Registry {
             .await
             .map_err(|e| {
                 if is_not_found(&e) {
+                    self.traffic.record(0);
                     Error::NotFound { what: what.clone() }
                 } else {
                     registry_error(&reference, &e)
