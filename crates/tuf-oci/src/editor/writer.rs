@@ -323,11 +323,7 @@ impl Writer {
         tags: &[String],
         attached: &HashMap<String, Entry>,
     ) -> Result<()> {
-        let name = referrers_tag(&subject.digest);
-        // An index the listing lacks is not read before the first push (a new image's, say):
-        // one created since is read back after it, like any concurrent writer's.
-        let mut absent = !tags.contains(&name);
-        let tag = repository.tagged(&name);
+        let tag = repository.tagged(&referrers_tag(&subject.digest));
         let wanted = self
             .referrers_of(repository, subject, tags, attached)
             .await?;
@@ -338,12 +334,7 @@ impl Writer {
                 let pause = 20 * attempt as u64 + u64::from(std::process::id() % 17);
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
-            let stored = if std::mem::take(&mut absent) {
-                None
-            } else {
-                self.registry.manifest(&tag, WRITER_READ_LIMIT).await?
-            };
-            let current = match stored {
+            let current = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
                 Some(current) => Manifest::parse("referrers index", &current.bytes)?.manifests,
                 None => Vec::new(),
             };
