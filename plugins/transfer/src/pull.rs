@@ -18,9 +18,8 @@ use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    AddResourceRequest, ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image,
-    Info, Resource, UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
-    WriteContentResponse,
+    ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image, Info,
+    UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest, WriteContentResponse,
 };
 use containerd_client::types::Descriptor;
 use futures_util::StreamExt;
@@ -40,7 +39,7 @@ const MANIFEST_LIMIT: u64 = 4 << 20;
 /// the last (ctr's `content.OpenWriter` waits a random part of such a bound).
 const FIRST_LOCK_PAUSE: Duration = Duration::from_millis(16);
 const LAST_LOCK_PAUSE: Duration = Duration::from_secs(2);
-/// How long a lock is waited for: well within the pull's lease (see [`lease_expiry`]), past
+/// How long one lock is waited for: a part of the pull's lease (see [`lease_expiry`]), past
 /// which containerd may collect what the pull wrote.
 const LOCK_WAIT: Duration = Duration::from_secs(600);
 
@@ -108,6 +107,12 @@ struct OpenWrite {
     /// from another namespace, or a write that ended before its commit. Only the commit is
     /// left to send.
     complete: bool,
+}
+
+/// The reference a pull writes `digest` under: one per digest, so that two pulls of one layer
+/// into a namespace share containerd's lock on it rather than both writing it.
+fn ingest_reference(digest: &str) -> String {
+    format!("tuf-oci-{digest}")
 }
 
 /// Whether containerd refused a write because another client holds its reference's lock
@@ -425,23 +430,6 @@ impl Session {
         }
     }
 
-    /// Adds content another client committed to the pull's lease, so that it stays until the
-    /// image that references it is recorded (containerd does so itself only when a write
-    /// opens on content it has, not when a commit finds it there).
-    async fn lease_content(&self, digest: &str) -> anyhow::Result<()> {
-        LeasesClient::new(self.channel.clone())
-            .add_resource(self.request(AddResourceRequest {
-                id: self.lease.clone(),
-                resource: Some(Resource {
-                    id: digest.to_string(),
-                    r#type: "content".into(),
-                }),
-            }))
-            .await
-            .with_context(|| format!("adding {digest} to the pull's lease"))?;
-        Ok(())
-    }
-
     /// Streams `size` bytes of `content` into containerd with `Content.Write`, in chunks of
     /// [`CHUNK`], so memory stays bounded whatever the blob's size. `content` is opened only
     /// once the write is (containerd may have the blob, or another client may be writing it).
@@ -457,7 +445,7 @@ impl Session {
         progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<Option<u64>> {
         let total = containerd_size(digest, size)?;
-        let reference = format!("tuf-oci-{digest}");
+        let reference = ingest_reference(digest);
         let Some(OpenWrite {
             requests,
             mut responses,
@@ -467,7 +455,8 @@ impl Session {
             return Ok(None);
         };
         let mut content = if complete {
-            // Nothing to fetch: the commit below checks the digest again.
+            // Nothing to fetch: containerd checked this content when it was stored (a resumed
+            // ingest is hashed again at the commit).
             Box::pin(tokio_stream::empty())
         } else {
             content.await?
@@ -544,7 +533,18 @@ impl Session {
         let answered = match answered {
             // Another client committed the same digest meanwhile (containerd checked it).
             Err(status) if status.code() == tonic::Code::AlreadyExists => {
-                self.lease_content(digest).await?;
+                // containerd found it at the commit without adding it to the pull's lease;
+                // opening a write adds it, in the same step as it finds it still there.
+                if self
+                    .open_write(&ingest_reference(digest), digest, total, progress)
+                    .await?
+                    .is_some()
+                {
+                    bail!(
+                        "containerd collected {digest}, which another client committed during \
+                         this pull's write of it; pull again"
+                    );
+                }
                 return Ok(None);
             }
             answered => answered.with_context(|| format!("writing {digest}"))?,
