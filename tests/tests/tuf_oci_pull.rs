@@ -467,3 +467,83 @@ async fn a_layer_another_client_commits_meanwhile_stays_leased() {
     let content = String::from_utf8(containerd.ctr(&["content", "ls", "-q"]).stdout).unwrap();
     assert!(content.contains(&digests[0]), "{content}");
 }
+
+/// An ingest holding the whole layer that was never committed (a pull cut off just before its
+/// commit) is committed from what containerd holds, which containerd hashes again: the
+/// registry is not asked for the layer.
+#[tokio::test]
+async fn a_whole_uncommitted_layer_is_committed_without_fetching_it() {
+    let registry = TestRegistry::start();
+    let (layer, _) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
+    let digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let bytes = tuf_oci_tests::layer_tar(&layer);
+    write_uncommitted(&containerd, &format!("tuf-oci-{digest}"), bytes).await;
+
+    let proxy = HostileRegistry::start(&registry.host, Vec::new()).await;
+    let out = pull(&proxy.host, "solo/app:v1", dir.path(), &containerd).await;
+    assert_pulled(&out, &containerd);
+    let seen = proxy.seen.lock().unwrap().clone();
+    let blob = format!("/blobs/{digest}");
+    assert!(!seen.iter().any(|path| path.ends_with(&blob)), "{seen:?}");
+    let content = String::from_utf8(containerd.ctr(&["content", "ls", "-q"]).stdout).unwrap();
+    assert!(content.contains(&digest), "{content}");
+}
+
+/// An uncommitted ingest of the layer's size holding other bytes is not committed: the pull
+/// fetches the layer and writes it over them.
+#[tokio::test]
+async fn an_uncommitted_layer_of_other_bytes_is_written_again() {
+    let registry = TestRegistry::start();
+    let (layer, _) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
+    let digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let size = tuf_oci_tests::layer_tar(&layer).len();
+    write_uncommitted(&containerd, &format!("tuf-oci-{digest}"), vec![b'x'; size]).await;
+
+    let proxy = HostileRegistry::start(&registry.host, Vec::new()).await;
+    let out = pull(&proxy.host, "solo/app:v1", dir.path(), &containerd).await;
+    assert_pulled(&out, &containerd);
+    let seen = proxy.seen.lock().unwrap().clone();
+    let blob = format!("/blobs/{digest}");
+    assert!(seen.iter().any(|path| path.ends_with(&blob)), "{seen:?}");
+    let log = containerd.log();
+    assert!(!log.contains("unexpected commit digest"), "{log}");
+}
+
+/// Writes `bytes` into containerd under `reference` and ends the write without a commit.
+async fn write_uncommitted(containerd: &Containerd, reference: &str, bytes: Vec<u8>) {
+    use containerd_client::services::v1::content_client::ContentClient;
+    use containerd_client::services::v1::{WriteAction, WriteContentRequest};
+
+    let write = WriteContentRequest {
+        action: WriteAction::Write as i32,
+        r#ref: reference.to_string(),
+        total: bytes.len() as i64,
+        data: bytes,
+        ..Default::default()
+    };
+    let channel =
+        containerd_tuf_verifier::client::unix_channel(&containerd.socket, Duration::from_secs(60))
+            .await
+            .unwrap();
+    let mut request = tonic::Request::new(futures_util::stream::iter([write]));
+    request
+        .metadata_mut()
+        .insert("containerd-namespace", "default".parse().unwrap());
+    let mut answers = ContentClient::new(channel)
+        .write(request)
+        .await
+        .unwrap()
+        .into_inner();
+    while answers.message().await.unwrap().is_some() {}
+    wait_for_ingest(containerd, reference).await;
+}
