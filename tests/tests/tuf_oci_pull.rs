@@ -201,35 +201,14 @@ async fn layers_another_client_is_writing_are_waited_for() {
     let (first, second) = big_layers();
     let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
     let containerd = Containerd::start(Version::V1_6, None, &[]);
-    let digests: Vec<String> = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|layer| layer["digest"].as_str().unwrap().to_string())
-        .collect();
+    let digests = layer_digests(&manifest);
     // Two `ctr content ingest`s, each holding the reference `tuf-oci pull` writes a layer
     // under, half of the layer sent.
     let mut writers = Vec::new();
     for (content, digest) in [&first, &second].into_iter().zip(&digests) {
         let layer = tuf_oci_tests::layer_tar(content);
-        let size = layer.len().to_string();
         let reference = format!("tuf-oci-{digest}");
-        let mut writer = tokio::process::Command::from(containerd.ctr_command(
-            &containerd.socket,
-            &[
-                "content",
-                "ingest",
-                "--expected-size",
-                &size,
-                "--expected-digest",
-                digest,
-                &reference,
-            ],
-        ))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        let mut writer = ctr_ingest(&containerd, &reference, digest, layer.len());
         let mut stdin = writer.stdin.take().unwrap();
         stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
         stdin.flush().await.unwrap();
@@ -245,21 +224,16 @@ async fn layers_another_client_is_writing_are_waited_for() {
     let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
     let mut said = String::new();
     // Without the wait, the pull fails here on containerd's lock (and its stderr ends).
-    let waiting = tokio::time::timeout(Duration::from_secs(30), async {
-        while said
-            .matches("another client is writing it; waiting")
-            .count()
-            < 2
-        {
-            let line = progress.next_line().await.unwrap().unwrap_or_else(|| {
-                panic!("the pull ended before waiting for both layers:\n{said}")
-            });
-            said.push_str(&line);
-            said.push('\n');
-        }
-    })
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(30),
+        read_progress(&mut progress, &mut said, |said| {
+            said.matches("another client is writing it; waiting")
+                .count()
+                >= 2
+        }),
+    )
     .await;
-    assert!(waiting.is_ok(), "no wait for both layers:\n{said}");
+    assert_eq!(waiting, Ok(true), "no wait for both layers:\n{said}");
 
     // The first writer finishes its layer; the second gives up.
     let (committer, mut stdin, layer) = writers.remove(0);
@@ -274,10 +248,7 @@ async fn layers_another_client_is_writing_are_waited_for() {
     let (mut quitter, _stdin, _) = writers.remove(0);
     quitter.kill().await.unwrap();
 
-    while let Some(line) = progress.next_line().await.unwrap() {
-        said.push_str(&line);
-        said.push('\n');
-    }
+    read_progress(&mut progress, &mut said, |_| false).await;
     let out = puller.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{said}\n{}", containerd.log());
     assert!(said.contains(&format!("{}: exists", digests[0])), "{said}");
@@ -308,6 +279,69 @@ async fn wait_for_ingest(containerd: &Containerd, reference: &str) {
     panic!("containerd never listed the ingest {reference}");
 }
 
+/// The digests of an image manifest's layers, in order.
+fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `ctr content ingest` of `size` bytes of `digest` under `reference`, reading them from its
+/// stdin (a pipe); it takes containerd's lock on `reference` before reading.
+fn ctr_ingest(
+    containerd: &Containerd,
+    reference: &str,
+    digest: &str,
+    size: usize,
+) -> tokio::process::Child {
+    let size = size.to_string();
+    let args = [
+        "content",
+        "ingest",
+        "--expected-size",
+        &size,
+        "--expected-digest",
+        digest,
+        reference,
+    ];
+    tokio::process::Command::from(containerd.ctr_command(&containerd.socket, &args))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Appends the pull's progress lines to `said` until `until(said)` holds (true) or the pull's
+/// stderr ends (false).
+async fn read_progress(
+    progress: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    said: &mut String,
+    until: impl Fn(&str) -> bool,
+) -> bool {
+    while !until(said) {
+        let Some(line) = progress.next_line().await.unwrap() else {
+            return false;
+        };
+        said.push_str(&line);
+        said.push('\n');
+    }
+    true
+}
+
+/// Whether the proxy was asked for the blob `digest`.
+fn fetched(proxy: &HostileRegistry, digest: &str) -> bool {
+    let blob = format!("/blobs/{digest}");
+    proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|path| path.ends_with(&blob))
+}
+
 /// containerd ending a write (here: it stops) ends the pull at once, even while the registry
 /// is still sending the layer, slowly: the pull does not wait out the layer's deadline.
 #[tokio::test]
@@ -316,10 +350,7 @@ async fn containerd_ending_a_write_ends_the_pull_at_once() {
     // One layer: no other write can fail the pull first.
     let (layer, _) = big_layers();
     let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
-    let digest = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = layer_digests(&manifest).remove(0);
     let hostile = HostileRegistry::start(
         &registry.host,
         vec![Rule::Trickle {
@@ -374,10 +405,8 @@ async fn layers_held_in_another_namespace_are_not_fetched_again() {
         String::from_utf8_lossy(&images.stdout).trim(),
         format!("{}/solo/app:v1", proxy.host)
     );
-    let seen = proxy.seen.lock().unwrap().clone();
-    for layer in manifest["layers"].as_array().unwrap() {
-        let blob = format!("/blobs/{}", layer["digest"].as_str().unwrap());
-        assert!(!seen.iter().any(|path| path.ends_with(&blob)), "{seen:?}");
+    for digest in layer_digests(&manifest) {
+        assert!(!fetched(&proxy, &digest), "{:?}", proxy.seen);
     }
 }
 
@@ -392,12 +421,7 @@ async fn a_layer_another_client_commits_meanwhile_stays_leased() {
     let registry = TestRegistry::start();
     let (first, second) = big_layers();
     let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
-    let digests: Vec<String> = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|layer| layer["digest"].as_str().unwrap().to_string())
-        .collect();
+    let digests = layer_digests(&manifest);
     // Both layers held at the registry until the test lets them through.
     let permits = [Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0))];
     let rules = digests
@@ -422,35 +446,18 @@ async fn a_layer_another_client_commits_meanwhile_stays_leased() {
     // Another client writes the first layer under its own reference, with no lease, and
     // commits it; then the pull's write of it gets through and finds it committed.
     let layer = tuf_oci_tests::layer_tar(&first);
-    let mut other = tokio::process::Command::from(containerd.ctr_command(
-        &containerd.socket,
-        &[
-            "content",
-            "ingest",
-            "--expected-size",
-            &layer.len().to_string(),
-            "--expected-digest",
-            &digests[0],
-            "another-client",
-        ],
-    ))
-    .stdin(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut other = ctr_ingest(&containerd, "another-client", &digests[0], layer.len());
     let mut stdin = other.stdin.take().unwrap();
     stdin.write_all(&layer).await.unwrap();
     drop(stdin);
-    assert!(other.wait().await.unwrap().success());
+    let committed = other.wait_with_output().await.unwrap();
+    assert!(committed.status.success(), "{committed:?}");
     permits[0].add_permits(1);
     let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
     let mut said = String::new();
     let exists = format!("{}: exists", digests[0]);
-    while !said.contains(&exists) {
-        let line = progress.next_line().await.unwrap();
-        let line = line.unwrap_or_else(|| panic!("the pull ended first:\n{said}"));
-        said.push_str(&line);
-        said.push('\n');
-    }
+    let found = read_progress(&mut progress, &mut said, |said| said.contains(&exists)).await;
+    assert!(found, "the pull ended first:\n{said}");
 
     // A garbage collection now takes every content no image, label or lease holds.
     let lease = containerd.ctr(&["leases", "create"]);
@@ -458,10 +465,7 @@ async fn a_layer_another_client_commits_meanwhile_stays_leased() {
     let collected = containerd.ctr(&["leases", "delete", "--sync", lease.trim()]);
     assert!(collected.status.success(), "{collected:?}");
     permits[1].add_permits(1);
-    while let Some(line) = progress.next_line().await.unwrap() {
-        said.push_str(&line);
-        said.push('\n');
-    }
+    read_progress(&mut progress, &mut said, |_| false).await;
     let out = puller.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{said}\n{}", containerd.log());
     let content = String::from_utf8(containerd.ctr(&["content", "ls", "-q"]).stdout).unwrap();
@@ -476,10 +480,7 @@ async fn a_whole_uncommitted_layer_is_committed_without_fetching_it() {
     let registry = TestRegistry::start();
     let (layer, _) = big_layers();
     let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
-    let digest = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = layer_digests(&manifest).remove(0);
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let bytes = tuf_oci_tests::layer_tar(&layer);
     write_uncommitted(&containerd, &format!("tuf-oci-{digest}"), bytes).await;
@@ -487,9 +488,7 @@ async fn a_whole_uncommitted_layer_is_committed_without_fetching_it() {
     let proxy = HostileRegistry::start(&registry.host, Vec::new()).await;
     let out = pull(&proxy.host, "solo/app:v1", dir.path(), &containerd).await;
     assert_pulled(&out, &containerd);
-    let seen = proxy.seen.lock().unwrap().clone();
-    let blob = format!("/blobs/{digest}");
-    assert!(!seen.iter().any(|path| path.ends_with(&blob)), "{seen:?}");
+    assert!(!fetched(&proxy, &digest), "{:?}", proxy.seen);
     let content = String::from_utf8(containerd.ctr(&["content", "ls", "-q"]).stdout).unwrap();
     assert!(content.contains(&digest), "{content}");
 }
@@ -501,10 +500,7 @@ async fn an_uncommitted_layer_of_other_bytes_is_written_again() {
     let registry = TestRegistry::start();
     let (layer, _) = big_layers();
     let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
-    let digest = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = layer_digests(&manifest).remove(0);
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let size = tuf_oci_tests::layer_tar(&layer).len();
     write_uncommitted(&containerd, &format!("tuf-oci-{digest}"), vec![b'x'; size]).await;
@@ -512,9 +508,7 @@ async fn an_uncommitted_layer_of_other_bytes_is_written_again() {
     let proxy = HostileRegistry::start(&registry.host, Vec::new()).await;
     let out = pull(&proxy.host, "solo/app:v1", dir.path(), &containerd).await;
     assert_pulled(&out, &containerd);
-    let seen = proxy.seen.lock().unwrap().clone();
-    let blob = format!("/blobs/{digest}");
-    assert!(seen.iter().any(|path| path.ends_with(&blob)), "{seen:?}");
+    assert!(fetched(&proxy, &digest), "{:?}", proxy.seen);
     let log = containerd.log();
     assert!(!log.contains("unexpected commit digest"), "{log}");
 }
