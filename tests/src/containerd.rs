@@ -105,6 +105,26 @@ impl Containerd {
         self.wait_ready();
     }
 
+    /// Stops containerd's process where it is (`SIGSTOP`) until [`Containerd::resume`]: its
+    /// clients' calls wait, as on a node whose containerd is busy.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused containerd run on (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.process.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{name} containerd");
+    }
+
     fn wait_ready(&self) {
         for _ in 0..400 {
             if self.socket.exists() && self.ctr(&["version"]).status.success() {

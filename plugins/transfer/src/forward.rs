@@ -12,6 +12,36 @@ use http_body_util::BodyExt;
 use crate::status::{self, Code};
 use crate::upstream::{Body, Upstream};
 
+/// What the front's layers wrap: a service that answers every call, failures included, with a
+/// response (a gRPC status), so its error never occurs.
+pub trait Relay:
+    tower::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Relay for S where
+    S: tower::Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = std::convert::Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The future of the front's services.
+pub type Answer =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send>>;
+
 /// The innermost service of the front.
 #[derive(Debug, Clone)]
 pub struct Forward {
@@ -28,7 +58,7 @@ impl Forward {
 impl tower::Service<Request<Body>> for Forward {
     type Response = Response<Body>;
     type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))

@@ -72,14 +72,21 @@ pub enum Item {
 pub struct Messages {
     body: Body,
     buffer: BytesMut,
+    limit: usize,
 }
 
 impl Messages {
-    /// Reads `body`.
+    /// Reads `body`, refusing messages larger than containerd's stream messages may be.
     pub fn new(body: Body) -> Self {
+        Messages::with_limit(body, MAX_STREAM_MESSAGE)
+    }
+
+    /// Reads `body`, refusing messages larger than `limit` bytes.
+    pub fn with_limit(body: Body, limit: usize) -> Self {
         Messages {
             body,
             buffer: BytesMut::new(),
+            limit,
         }
     }
 
@@ -88,15 +95,19 @@ impl Messages {
         loop {
             if let [_, a, b, c, d, ..] = self.buffer[..] {
                 let len = u32::from_be_bytes([a, b, c, d]) as usize;
-                if len > MAX_STREAM_MESSAGE {
+                if len > self.limit {
                     return Some(Err(format!(
-                        "gRPC message of {len} bytes exceeds {MAX_STREAM_MESSAGE}"
+                        "gRPC message of {len} bytes exceeds {}",
+                        self.limit
                     )));
                 }
                 if self.buffer.len() >= 5 + len {
                     let raw = self.buffer.split_to(5 + len).freeze();
                     return Some(Ok(Item::Message(Message { raw })));
                 }
+                // Room for the whole message at once: grown frame by frame, a 1 MiB message
+                // would be copied again at every doubling.
+                self.buffer.reserve(5 + len - self.buffer.len());
             }
             match self.body.frame().await {
                 None if self.buffer.has_remaining() => {

@@ -4,6 +4,8 @@
 //! instead of containerd's. Every call is forwarded unchanged, except the few that would record
 //! or pull an image, which are checked first:
 //!
+//! - [`write_ahead`]: containerd 1.6 clients' blob writes answered as soon as the front has
+//!   them, containerd's answers checked as they follow.
 //! - [`forward`]: plain forwarding to [`upstream`] (containerd), streams and metadata intact;
 //!   [`coalesce`] gathers the frames written to containerd in one poll into one write.
 //! - [`verify`]: the tower layer that reads checked calls and asks [`gate`] for a verdict.
@@ -31,3 +33,4 @@ pub mod status;
 pub mod streams;
 pub mod upstream;
 pub mod verify;
+pub mod write_ahead;

@@ -16,6 +16,7 @@ use crate::forward::Forward;
 use crate::gate::Gate;
 use crate::upstream::Upstream;
 use crate::verify::VerifyLayer;
+use crate::write_ahead::WriteAheadLayer;
 
 /// The pause after a failed accept before the next, so that a lasting failure does not spin.
 const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -38,6 +39,7 @@ pub async fn serve(
             upstream.clone(),
             staging,
         ))))
+        .layer(WriteAheadLayer)
         .service(Forward::new(upstream));
     tokio::pin!(shutdown);
     loop {

@@ -1,6 +1,6 @@
 //! gRPC errors answered by the front itself ("Trailers-Only" responses), in one place.
 
-use http::{HeaderValue, Response};
+use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::{BodyExt, Empty};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -13,6 +13,8 @@ pub enum Code {
     InvalidArgument = 3,
     /// Verification refused the image.
     PermissionDenied = 7,
+    /// containerd's answer broke what the front had answered for it.
+    Internal = 13,
     /// containerd cannot be reached.
     Unavailable = 14,
 }
@@ -22,11 +24,18 @@ pub fn error(code: Code, message: &str) -> Response<Body> {
     let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/grpc"));
-    headers.insert("grpc-status", HeaderValue::from(code as u16));
-    if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
-        headers.insert("grpc-message", value);
-    }
+    headers.extend(trailers(code, message));
     response
+}
+
+/// The trailers ending a call with a gRPC status and message.
+pub fn trailers(code: Code, message: &str) -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from(code as u16));
+    if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
+        trailers.insert("grpc-message", value);
+    }
+    trailers
 }
 
 /// gRPC's grpc-message encoding: printable ASCII except `%` as is, everything else `%XX`.

@@ -3,8 +3,6 @@
 //! message by message (imports arrive on them); other calls to containerd's own services go
 //! through untouched, and calls to any other service are refused.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 
+use crate::forward::{Answer, Relay};
 use crate::frame;
 use crate::gate::{self, Gate, Verdict};
 use crate::import;
@@ -53,17 +52,10 @@ pub struct Verify<S> {
     gate: Arc<Gate>,
 }
 
-impl<S> tower::Service<Request<Body>> for Verify<S>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
+impl<S: Relay> tower::Service<Request<Body>> for Verify<S> {
     type Response = Response<Body>;
     type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

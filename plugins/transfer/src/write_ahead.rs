@@ -1,0 +1,491 @@
+//! containerd's `Content.Write` with each write answered as soon as the front has it.
+//!
+//! containerd 1.6 clients pull client-side: `ctr` fetches every blob and writes it through
+//! `Content.Write` in 1 MiB messages, each answered before the next is read from the
+//! registry. Forwarded plainly, every message waits for its relay to containerd and the answer's
+//! relay back, one after the other. Here the front answers a `WRITE` itself once it holds the
+//! whole message and passes the message on, so the client fetches the next MiB while containerd
+//! writes this one.
+//!
+//! Nothing is promised that containerd has not confirmed by the end: containerd answers every
+//! message in order, and each answer to an early-answered write is checked against the offset
+//! the front gave. An error from containerd ends the call with that error; a different offset,
+//! or a call ended with writes unconfirmed, ends it with one of the front's. `STAT` and
+//! `COMMIT` (the commit is what makes content exist) are always containerd's own answers, and
+//! no early answer overtakes one still awaited, so the client reads answers in request order.
+//! The bytes answered early and not yet confirmed are bounded ([`UNCONFIRMED`]); past the bound
+//! a write waits for containerd's answer, as when forwarded plainly.
+//!
+//! An early answer is containerd's previous answer on the call (its total and timestamps) with
+//! the new offset and without the running digest, which containerd's clients read only from the
+//! commit's answer.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use containerd_client::services::v1::{WriteAction, WriteContentResponse};
+use http::{Request, Response};
+use http_body::Frame;
+use prost::Message as _;
+use tokio::sync::mpsc;
+
+use crate::forward::{Answer, Relay};
+use crate::frame::{self, Item, Messages};
+use crate::status::{self, Code};
+use crate::streams::{FrameSender, channel_body};
+use crate::upstream::Body;
+
+/// The method answered early.
+pub const WRITE: &str = "/containerd.services.content.v1.Content/Write";
+
+/// Most bytes of one call answered early and not yet confirmed by containerd: a few of
+/// containerd's clients' 1 MiB messages, so that a client never waits on the relay while the
+/// front's memory per call stays small.
+const UNCONFIRMED: usize = 4 << 20;
+
+/// Largest message of a write, as containerd takes them (its `DefaultMaxRecvMsgSize`): relayed
+/// plainly, any message containerd would take passed the front, and still does.
+const MAX_WRITE_MESSAGE: usize = 16 << 20;
+
+/// Early answers queued for the client at most (a few small writes; large ones are bounded by
+/// [`UNCONFIRMED`]).
+const EARLY_DEPTH: usize = 16;
+
+/// Answers `Content.Write` messages early in front of a service.
+#[derive(Debug, Clone, Default)]
+pub struct WriteAheadLayer;
+
+impl<S> tower::Layer<S> for WriteAheadLayer {
+    type Service = WriteAhead<S>;
+
+    fn layer(&self, inner: S) -> WriteAhead<S> {
+        WriteAhead { inner }
+    }
+}
+
+/// The service [`WriteAheadLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct WriteAhead<S> {
+    inner: S,
+}
+
+impl<S: Relay> tower::Service<Request<Body>> for WriteAhead<S> {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if request.uri().path() != WRITE {
+            return Box::pin(self.inner.call(request));
+        }
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { Ok(write_ahead(request, inner).await) })
+    }
+}
+
+/// The fields of containerd's `WriteContentRequest` the front reads. Decoded from the message's
+/// own buffer, `data` is a slice of it rather than a copy of every MiB.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WriteRequest {
+    #[prost(enumeration = "WriteAction", tag = "1")]
+    action: i32,
+    #[prost(string, tag = "4")]
+    expected: String,
+    #[prost(int64, tag = "5")]
+    offset: i64,
+    #[prost(bytes = "bytes", tag = "6")]
+    data: Bytes,
+}
+
+/// What one call has passed on to containerd and not yet seen answered.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Messages passed on, oldest first.
+    awaited: VecDeque<Awaited>,
+    /// Bytes of the early-answered writes among them.
+    unconfirmed: usize,
+    /// containerd's latest answer; none before its first, and no early answer before then
+    /// (the first message opens the write, and may fail to).
+    last: Option<WriteContentResponse>,
+}
+
+/// A message passed on to containerd, by who answers the client.
+#[derive(Debug)]
+enum Awaited {
+    /// containerd's answer goes to the client.
+    Relayed,
+    /// The front answered a write of `len` bytes ending at `offset`; containerd's answer must
+    /// agree.
+    Early { offset: i64, len: usize },
+}
+
+impl Ledger {
+    /// The early answer to `request` (recording it as awaited either way), or `None` when
+    /// containerd's answer is relayed instead.
+    fn answer(&mut self, request: Option<WriteRequest>) -> Option<WriteContentResponse> {
+        let early = request.zip(self.last.as_ref()).and_then(|(request, last)| {
+            let len = request.data.len();
+            let end = request.offset.checked_add(i64::try_from(len).ok()?)?;
+            let writes = request.action == WriteAction::Write as i32
+                && len > 0
+                && request.offset >= 0
+                // containerd checks an expected digest first, and may refuse the write.
+                && request.expected.is_empty();
+            let in_order = !self
+                .awaited
+                .iter()
+                .any(|awaited| matches!(awaited, Awaited::Relayed));
+            (writes && in_order && self.unconfirmed + len <= UNCONFIRMED).then(|| {
+                let mut answer = last.clone();
+                answer.action = WriteAction::Write as i32;
+                answer.offset = end;
+                answer.digest.clear();
+                (answer, len)
+            })
+        });
+        match early {
+            Some((answer, len)) => {
+                self.awaited.push_back(Awaited::Early {
+                    offset: answer.offset,
+                    len,
+                });
+                self.unconfirmed += len;
+                Some(answer)
+            }
+            None => {
+                self.awaited.push_back(Awaited::Relayed);
+                None
+            }
+        }
+    }
+
+    /// Matches containerd's next answer with what it answers: `Ok(true)` to relay it,
+    /// `Ok(false)` when the front answered already, and the error ending the call when the
+    /// two disagree.
+    fn confirm(&mut self, answer: &frame::Message) -> Result<bool, String> {
+        let decoded = answer
+            .payload()
+            .ok()
+            .and_then(|payload| WriteContentResponse::decode(payload).ok());
+        match self.awaited.pop_front() {
+            Some(Awaited::Early { offset, len }) => {
+                self.unconfirmed -= len;
+                match decoded {
+                    Some(answer)
+                        if answer.action == WriteAction::Write as i32
+                            && answer.offset == offset =>
+                    {
+                        self.last = Some(answer);
+                        Ok(false)
+                    }
+                    Some(answer) => Err(format!(
+                        "containerd wrote up to offset {} where the front had answered {offset}",
+                        answer.offset
+                    )),
+                    None => Err("containerd answered a write with an unreadable message".into()),
+                }
+            }
+            // Answers beyond the messages passed on (containerd repeats its last answer when
+            // the client ends its side) are relayed as they are.
+            Some(Awaited::Relayed) | None => {
+                if decoded.is_some() {
+                    self.last = decoded;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Bytes answered early that containerd never confirmed.
+    fn unanswered(&self) -> usize {
+        self.unconfirmed
+    }
+}
+
+/// Relays one `Content.Write` call through `inner` (containerd), answering writes early.
+async fn write_ahead<S>(request: Request<Body>, mut inner: S) -> Response<Body>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
+{
+    let (parts, body) = request.into_parts();
+    let (to_containerd, containerd_body) = channel_body();
+    let (early, early_answers) = mpsc::channel(EARLY_DEPTH);
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    tokio::spawn(client_to_containerd(
+        Messages::with_limit(body, MAX_WRITE_MESSAGE),
+        to_containerd,
+        early,
+        ledger.clone(),
+    ));
+    let Ok(response) = inner
+        .call(Request::from_parts(parts, containerd_body))
+        .await;
+    let (parts, body) = response.into_parts();
+    let (to_client, client_body) = channel_body();
+    tokio::spawn(containerd_to_client(
+        Messages::new(body),
+        early_answers,
+        to_client,
+        ledger,
+    ));
+    Response::from_parts(parts, client_body)
+}
+
+/// The client's messages to containerd, each write answered early where [`Ledger::answer`]
+/// allows. A client that ends its side ends containerd's side; one that sends what the front
+/// cannot read, or breaks off, ends the call.
+async fn client_to_containerd(
+    mut from_client: Messages,
+    to_containerd: FrameSender,
+    early: mpsc::Sender<Frame<Bytes>>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    loop {
+        let message = match from_client.next().await {
+            Some(Ok(Item::Message(message))) => message,
+            // A client that broke off no longer reads it.
+            Some(Err(e)) => {
+                let error = status::trailers(Code::InvalidArgument, &format!("tuf-oci front: {e}"));
+                let _ = early.send(Frame::trailers(error)).await;
+                return;
+            }
+            _ => return,
+        };
+        let request = message
+            .payload()
+            .ok()
+            .and_then(|payload| WriteRequest::decode(payload).ok());
+        let answer = lock(&ledger).answer(request);
+        if let Some(answer) = answer
+            && early
+                .send(Frame::data(frame::encode(&answer.encode_to_vec())))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if to_containerd
+            .send(Ok(Frame::data(message.raw())))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The answers to the client: the front's early ones, and containerd's less those it answered
+/// early, until either side goes away. The only sender of the client's side, so that the call
+/// ends when containerd's does.
+async fn containerd_to_client(
+    mut from_containerd: Messages,
+    mut early: mpsc::Receiver<Frame<Bytes>>,
+    to_client: FrameSender,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    loop {
+        let item = tokio::select! {
+            // An early answer is queued before its write is passed on, so before any later
+            // answer of containerd's can arrive: taking it first keeps answers in order.
+            biased;
+            Some(answer) = early.recv() => {
+                let ends = answer.is_trailers();
+                if to_client.send(Ok(answer)).await.is_err() || ends {
+                    return;
+                }
+                continue;
+            }
+            item = from_containerd.next() => item,
+        };
+        let Some(Ok(item)) = item else {
+            return;
+        };
+        let frame = match item {
+            Item::Message(answer) => match lock(&ledger).confirm(&answer) {
+                Ok(true) => Frame::data(answer.raw()),
+                Ok(false) => continue,
+                Err(reason) => {
+                    tracing::warn!(%reason, "content write ended");
+                    Frame::trailers(status::trailers(
+                        Code::Internal,
+                        &format!("tuf-oci front: {reason}"),
+                    ))
+                }
+            },
+            Item::Trailers(trailers) => {
+                let unanswered = lock(&ledger).unanswered();
+                if unanswered > 0 && trailers.get("grpc-status").is_none_or(|s| s == "0") {
+                    Frame::trailers(status::trailers(
+                        Code::Internal,
+                        &format!(
+                            "tuf-oci front: containerd ended the write without confirming \
+                             {unanswered} bytes the front had answered for"
+                        ),
+                    ))
+                } else {
+                    Frame::trailers(trailers)
+                }
+            }
+        };
+        let ends = frame.is_trailers();
+        if to_client.send(Ok(frame)).await.is_err() || ends {
+            return;
+        }
+    }
+}
+
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use containerd_client::services::v1::WriteContentRequest;
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    fn write(offset: i64, len: usize) -> Option<WriteRequest> {
+        Some(WriteRequest {
+            action: WriteAction::Write as i32,
+            offset,
+            data: Bytes::from(vec![0; len]),
+            ..Default::default()
+        })
+    }
+
+    fn stat() -> Option<WriteRequest> {
+        Some(WriteRequest::default())
+    }
+
+    /// containerd's answer, framed as it arrives.
+    fn answer(action: WriteAction, offset: i64) -> frame::Message {
+        let answer = WriteContentResponse {
+            action: action as i32,
+            offset,
+            total: 9,
+            digest: "sha256:running".into(),
+            ..Default::default()
+        };
+        let mut messages = Messages::new(
+            http_body_util::Full::new(frame::encode(&answer.encode_to_vec()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        let Some(Ok(Item::Message(message))) =
+            futures_util::FutureExt::now_or_never(messages.next()).flatten()
+        else {
+            panic!("one message");
+        };
+        message
+    }
+
+    #[test]
+    fn writes_are_answered_early_once_the_write_is_open_and_in_order() {
+        let mut ledger = Ledger::default();
+        // Nothing before containerd's first answer: the write may not open.
+        assert!(ledger.answer(write(0, 4)).is_none());
+        assert_eq!(ledger.confirm(&answer(WriteAction::Write, 4)), Ok(true));
+
+        let early = ledger.answer(write(4, 5)).expect("answered early");
+        assert_eq!((early.action, early.offset), (WriteAction::Write as i32, 9));
+        assert_eq!(early.total, 9, "containerd's other fields carried over");
+        assert!(
+            early.digest.is_empty(),
+            "no running digest the front cannot vouch for"
+        );
+
+        // A commit is containerd's to answer, and no early answer overtakes it.
+        assert!(
+            ledger
+                .answer(Some(WriteRequest {
+                    action: WriteAction::Commit as i32,
+                    ..Default::default()
+                }))
+                .is_none()
+        );
+        assert!(ledger.answer(write(9, 1)).is_none());
+        assert!(ledger.answer(stat()).is_none());
+        assert_eq!(ledger.confirm(&answer(WriteAction::Write, 9)), Ok(false));
+        assert_eq!(ledger.confirm(&answer(WriteAction::Commit, 9)), Ok(true));
+        assert_eq!(ledger.confirm(&answer(WriteAction::Write, 10)), Ok(true));
+        assert_eq!(ledger.confirm(&answer(WriteAction::Stat, 10)), Ok(true));
+        // An expected digest lets containerd refuse the write (the content exists).
+        let expecting = WriteRequest {
+            expected: "sha256:x".into(),
+            ..write(10, 1).unwrap()
+        };
+        assert!(ledger.answer(Some(expecting)).is_none());
+        assert!(
+            ledger.answer(None).is_none(),
+            "unreadable requests are relayed"
+        );
+
+        // A write ending past the largest offset is containerd's to refuse.
+        let mut ledger = Ledger::default();
+        ledger.answer(stat());
+        ledger.confirm(&answer(WriteAction::Stat, 0)).unwrap();
+        assert!(ledger.answer(write(i64::MAX, 1)).is_none());
+    }
+
+    #[test]
+    fn unconfirmed_bytes_are_bounded() {
+        let mut ledger = Ledger::default();
+        ledger.answer(stat());
+        ledger.confirm(&answer(WriteAction::Stat, 0)).unwrap();
+        let mib = 1 << 20;
+        for i in 0..UNCONFIRMED / mib {
+            assert!(ledger.answer(write((i * mib) as i64, mib)).is_some());
+        }
+        assert!(ledger.answer(write(UNCONFIRMED as i64, 1)).is_none());
+        assert_eq!(ledger.unanswered(), UNCONFIRMED);
+        assert_eq!(
+            ledger.confirm(&answer(WriteAction::Write, mib as i64)),
+            Ok(false)
+        );
+        assert_eq!(ledger.unanswered(), UNCONFIRMED - mib);
+    }
+
+    #[test]
+    fn containerd_disagreeing_with_an_early_answer_ends_the_call() {
+        let mut ledger = Ledger::default();
+        ledger.answer(stat());
+        ledger.confirm(&answer(WriteAction::Stat, 0)).unwrap();
+        ledger.answer(write(0, 4)).unwrap();
+        let error = ledger.confirm(&answer(WriteAction::Write, 3)).unwrap_err();
+        assert!(
+            error.contains("offset 3") && error.contains("answered 4"),
+            "{error}"
+        );
+
+        ledger.answer(write(4, 4)).unwrap();
+        let error = ledger.confirm(&answer(WriteAction::Stat, 8)).unwrap_err();
+        assert!(error.contains("offset 8"), "{error}");
+    }
+
+    /// The front's reading of a write agrees with containerd's own message type.
+    #[test]
+    fn write_requests_read_as_containerd_writes_them() {
+        let sent = WriteContentRequest {
+            action: WriteAction::Write as i32,
+            r#ref: "ingest".into(),
+            total: 7,
+            expected: "sha256:e".into(),
+            offset: 3,
+            data: b"four".to_vec(),
+            labels: [("k".to_string(), "v".to_string())].into(),
+        };
+        let read = WriteRequest::decode(Bytes::from(sent.encode_to_vec())).unwrap();
+        assert_eq!(read.action, sent.action);
+        assert_eq!(read.expected, sent.expected);
+        assert_eq!(read.offset, sent.offset);
+        assert_eq!(read.data, sent.data);
+    }
+}

@@ -1,0 +1,249 @@
+//! Blob writes through containerd-tuf-transfer (`Content.Write`, as containerd 1.6 clients pull):
+//! the front answers each write as soon as it holds it, a bounded amount ahead of containerd,
+//! and containerd's own answers decide how the call ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::{
+    InfoRequest, WriteAction, WriteContentRequest, WriteContentResponse,
+};
+use containerd_tuf_transfer::{server, upstream::Upstream};
+use containerd_tuf_verifier::engine::Engine;
+use containerd_tuf_verifier::policy::Policy;
+use sha2::Digest as _;
+use tokio::sync::{mpsc, oneshot};
+use tonic::Streaming;
+use tonic::transport::Channel;
+use tuf_oci_tests::containerd::{Containerd, Version};
+
+const MIB: usize = 1 << 20;
+
+/// How long an answer that must come may take; one that must not come is waited for 1 s.
+const ANSWER: Duration = Duration::from_secs(10);
+
+/// containerd 1.6 and the front before it (which refuses every image: writes are forwarded
+/// whatever the policy).
+struct Setup {
+    containerd: Containerd,
+    front: Channel,
+    _dir: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn setup() -> Setup {
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "default = \"deny\"\ncache_dir = \"{}\"\n",
+            dir.path().join("cache").display()
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("front.sock");
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let engine = Arc::new(Engine::new(Policy::load(&policy).unwrap()).unwrap());
+    let listener = containerd_tuf_verifier::server::bind(&socket).unwrap();
+    let upstream = Upstream::new(containerd.socket.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, upstream, engine, staging, async {
+        let _ = stopped.await;
+    }));
+    let front = containerd_tuf_verifier::client::unix_channel(&socket, ANSWER)
+        .await
+        .unwrap();
+    Setup {
+        containerd,
+        front,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+/// A request in the `default` namespace.
+fn in_namespace<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("containerd-namespace", "default".parse().unwrap());
+    request
+}
+
+/// One `Content.Write` call, opened as containerd's clients open it: with the ingest's status.
+struct Write {
+    requests: mpsc::Sender<WriteContentRequest>,
+    answers: Streaming<WriteContentResponse>,
+}
+
+impl Write {
+    async fn open(channel: &Channel, reference: &str, total: usize, expected: &str) -> Self {
+        let (requests, stream) = mpsc::channel(16);
+        requests
+            .send(WriteContentRequest {
+                action: WriteAction::Stat as i32,
+                r#ref: reference.into(),
+                total: total as i64,
+                expected: expected.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut answers = ContentClient::new(channel.clone())
+            .write(in_namespace(futures_util::stream::unfold(
+                stream,
+                |mut stream| async { stream.recv().await.map(|request| (request, stream)) },
+            )))
+            .await
+            .unwrap()
+            .into_inner();
+        let status = answers.message().await.unwrap().unwrap();
+        assert_eq!(status.offset, 0, "a new ingest");
+        Write { requests, answers }
+    }
+
+    async fn send(&self, action: WriteAction, offset: usize, data: &[u8]) {
+        self.requests
+            .send(WriteContentRequest {
+                action: action as i32,
+                offset: offset as i64,
+                data: data.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The next answer, or `None` when none comes within `wait`.
+    async fn answer(
+        &mut self,
+        wait: Duration,
+    ) -> Option<Result<WriteContentResponse, tonic::Status>> {
+        let answer = tokio::time::timeout(wait, self.answers.message())
+            .await
+            .ok()?;
+        Some(answer.map(|answer| answer.expect("an answer, not the end of the call")))
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// Whether containerd holds content `digest` (asked directly, not through the front).
+async fn stored(containerd: &Containerd, digest: &str) -> bool {
+    let channel = containerd_tuf_verifier::client::unix_channel(&containerd.socket, ANSWER)
+        .await
+        .unwrap();
+    match ContentClient::new(channel)
+        .info(in_namespace(InfoRequest {
+            digest: digest.into(),
+        }))
+        .await
+    {
+        Ok(_) => true,
+        Err(status) if status.code() == tonic::Code::NotFound => false,
+        Err(status) => panic!("Content.Info {digest}: {status:?}"),
+    }
+}
+
+#[tokio::test]
+async fn writes_are_answered_before_containerd_answers_them() {
+    let setup = setup().await;
+    let (containerd, front) = (&setup.containerd, &setup.front);
+    let blob: Vec<u8> = (0..4 * MIB + 1024).map(|i| (i % 251) as u8).collect();
+    let digest = sha256(&blob);
+    let mut write = Write::open(front, "early-1", blob.len(), &digest).await;
+
+    // With containerd stopped, four MiB are answered by the front...
+    containerd.pause();
+    for (i, chunk) in blob.chunks(MIB).take(4).enumerate() {
+        write.send(WriteAction::Write, i * MIB, chunk).await;
+        let answer = write.answer(ANSWER).await;
+        let answer = answer
+            .expect("answered while containerd is stopped")
+            .unwrap();
+        assert_eq!(answer.offset as usize, (i + 1) * MIB);
+    }
+    // ...and no more: the fifth write waits for containerd.
+    write
+        .send(WriteAction::Write, 4 * MIB, &blob[4 * MIB..])
+        .await;
+    let waited = write.answer(Duration::from_secs(1)).await;
+    containerd.resume();
+    assert!(
+        waited.is_none(),
+        "answered beyond the front's bound: {waited:?}"
+    );
+    let answer = write.answer(ANSWER).await.unwrap().unwrap();
+    assert_eq!(answer.offset as usize, blob.len());
+    assert!(
+        !stored(containerd, &digest).await,
+        "stored before the commit"
+    );
+
+    // The commit is containerd's answer.
+    write.send(WriteAction::Commit, blob.len(), &[]).await;
+    let committed = write.answer(ANSWER).await.unwrap().unwrap();
+    assert_eq!(committed.digest, digest);
+    assert!(stored(containerd, &digest).await);
+}
+
+#[tokio::test]
+async fn a_write_containerd_refuses_ends_the_call_with_its_error() {
+    let setup = setup().await;
+    let (containerd, front) = (&setup.containerd, &setup.front);
+    let blob = vec![7u8; 2048];
+    let digest = sha256(&blob);
+    let mut write = Write::open(front, "refused-1", blob.len(), &digest).await;
+
+    write.send(WriteAction::Write, 0, &blob[..1024]).await;
+    assert_eq!(write.answer(ANSWER).await.unwrap().unwrap().offset, 1024);
+    // Not where the ingest stands: containerd refuses it, after the front has answered it.
+    write.send(WriteAction::Write, 1500, &blob[1024..]).await;
+    let early = write.answer(ANSWER).await.unwrap().unwrap();
+    assert_eq!(early.offset, 1500 + 1024);
+    write.send(WriteAction::Commit, 2524, &[]).await;
+    let refused = write.answer(ANSWER).await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("must occur at current offset 1024"),
+        "{refused:?}"
+    );
+    assert!(!stored(containerd, &digest).await);
+}
+
+#[tokio::test]
+async fn writes_as_large_as_containerd_takes_pass_and_larger_are_refused() {
+    let setup = setup().await;
+    let (containerd, front) = (&setup.containerd, &setup.front);
+    // Larger than the front's bound on early answers, and than its other streams' messages.
+    let blob = vec![3u8; 6 * MIB];
+    let digest = sha256(&blob);
+    let mut write = Write::open(front, "large-1", blob.len(), &digest).await;
+    write.send(WriteAction::Write, 0, &blob).await;
+    assert_eq!(
+        write.answer(ANSWER).await.unwrap().unwrap().offset as usize,
+        blob.len()
+    );
+    write.send(WriteAction::Commit, blob.len(), &[]).await;
+    assert_eq!(write.answer(ANSWER).await.unwrap().unwrap().digest, digest);
+    assert!(stored(containerd, &digest).await);
+
+    // Beyond containerd's 16 MiB a message is refused before the front reads it.
+    let blob = vec![4u8; 17 * MIB];
+    let mut write = Write::open(front, "larger-1", blob.len(), &sha256(&blob)).await;
+    write.send(WriteAction::Write, 0, &blob).await;
+    let refused = write.answer(ANSWER).await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("exceeds 16777216"),
+        "{refused:?}"
+    );
+}
