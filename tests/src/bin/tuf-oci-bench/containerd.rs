@@ -433,25 +433,17 @@ pub(crate) async fn transfer_front(registry: &TestRegistry, runs: usize, layer_b
 /// Peak resident memory of the verification service and of the front, each answering
 /// `concurrent` pulls at once (the service: bindir invocations; the front: `ctr images pull` on
 /// containerd 1.6).
-pub(crate) async fn peak_memory_under_load(registry: &TestRegistry, concurrent: usize) {
-    use tuf_oci_tests::containerd::{Containerd, Version};
-
+pub(crate) async fn peak_memory_under_load(
+    registry: &TestRegistry,
+    concurrent: usize,
+    layer_bytes: usize,
+) {
     let wanted: Vec<(String, String)> = (0..concurrent)
         .map(|i| (format!("t{i}"), format!("load {i}")))
         .collect();
     let (org, images) = signed_app(registry, "load/app", &wanted).await;
     let dir = tempfile::tempdir().unwrap();
     let (policy, socket) = service_policy(dir.path(), registry, &org, "load/");
-    let peak_kib = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or_default()
-    };
 
     let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
     let mut service = serve_verifier(&policy, &socket).await;
@@ -471,25 +463,26 @@ pub(crate) async fn peak_memory_under_load(registry: &TestRegistry, concurrent: 
     let _ = service.kill();
     let _ = service.wait();
 
-    let containerd = Containerd::start(Version::V1_6, None, &[]);
-    let front_socket = dir.path().join("front.sock");
-    let mut front = start_front(&containerd.socket, &front_socket, &policy).await;
-    let mut pulls = Vec::new();
-    for i in 0..concurrent {
-        let name = format!("{}/load/app:t{i}", registry.host);
-        pulls.push(
-            containerd.spawn_ctr_at(&front_socket, &["images", "pull", "--plain-http", &name]),
-        );
-    }
-    for pull in pulls {
-        assert!(
-            pull.await.unwrap().status.success(),
-            "a pull through the front failed under load"
-        );
-    }
-    let front_peak = peak_kib(front.id());
-    let _ = front.kill();
-    let _ = front.wait();
+    let names: Vec<String> = (0..concurrent)
+        .map(|i| format!("{}/load/app:t{i}", registry.host))
+        .collect();
+    let front_peak = front_peak_kib(dir.path(), &policy, &names).await;
+
+    // Large layers: each blob write may run up to the front's bound ahead of containerd.
+    let large = (concurrent / 5).max(2);
+    let wanted: Vec<(String, String)> = (0..large)
+        .map(|i| {
+            let fill = char::from(b'a' + i as u8).to_string();
+            (format!("t{i}"), fill.repeat(layer_bytes / 2))
+        })
+        .collect();
+    let (org, _) = signed_app(registry, "bulk/app", &wanted).await;
+    let bulk_dir = tempfile::tempdir().unwrap();
+    let (bulk_policy, _) = service_policy(bulk_dir.path(), registry, &org, "bulk/");
+    let names: Vec<String> = (0..large)
+        .map(|i| format!("{}/bulk/app:t{i}", registry.host))
+        .collect();
+    let bulk_peak = front_peak_kib(bulk_dir.path(), &bulk_policy, &names).await;
     println!(
         "{:<56} {:>10} {:>9} MiB",
         format!("peak RSS, verifier service, {concurrent} concurrent"),
@@ -502,4 +495,53 @@ pub(crate) async fn peak_memory_under_load(registry: &TestRegistry, concurrent: 
         "",
         front_peak >> 10
     );
+    println!(
+        "{:<56} {:>10} {:>9} MiB",
+        format!(
+            "peak RSS, front, {large} concurrent pulls of {:.1} MiB layers",
+            layer_bytes as f64 / 2.0 / f64::from(1 << 20)
+        ),
+        "",
+        bulk_peak >> 10
+    );
+}
+
+/// Peak resident memory (KiB) of process `pid` so far.
+fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or_default()
+}
+
+/// Peak resident memory (KiB) of a front, started with `policy` (its socket in `dir`) before
+/// a new containerd 1.6, that answered `ctr images pull` of every one of `names` at once.
+async fn front_peak_kib(dir: &std::path::Path, policy: &std::path::Path, names: &[String]) -> u64 {
+    use tuf_oci_tests::containerd::{Containerd, Version};
+
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let front_socket = dir.join("front.sock");
+    let mut front = start_front(&containerd.socket, &front_socket, policy).await;
+    let pulls: Vec<_> = names
+        .iter()
+        .map(|name| {
+            containerd.spawn_ctr_at(&front_socket, &["images", "pull", "--plain-http", name])
+        })
+        .collect();
+    for pull in pulls {
+        let out = pull.await.unwrap();
+        assert!(
+            out.status.success(),
+            "a pull through the front failed under load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let peak = peak_kib(front.id());
+    let _ = front.kill();
+    let _ = front.wait();
+    peak
 }

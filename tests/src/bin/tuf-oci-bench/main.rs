@@ -105,6 +105,11 @@ async fn main() {
         pull::pull_vs_ctr(&registry, sizes.layer_bytes).await;
     }
     if run("memory") {
-        containerd::peak_memory_under_load(&registry, if smoke { 10 } else { 50 }).await;
+        containerd::peak_memory_under_load(
+            &registry,
+            if smoke { 10 } else { 50 },
+            sizes.layer_bytes,
+        )
+        .await;
     }
 }
