@@ -280,6 +280,43 @@ async fn wait_for_ingest(containerd: &Containerd, reference: &str) {
 }
 
 /// The digests of an image manifest's layers, in order.
+#[tokio::test]
+async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
+    let registry = TestRegistry::start();
+    let (first, _) = big_layers();
+    let (dir, manifest) = signed_layers(&registry, &[&first]).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let digest = layer_digests(&manifest).remove(0);
+    let layer = tuf_oci_tests::layer_tar(&first);
+    let reference = format!("tuf-oci-{digest}");
+    let mut writer = ctr_ingest(&containerd, &reference, &digest, layer.len());
+    let mut stdin = writer.stdin.take().unwrap();
+    stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
+    stdin.flush().await.unwrap();
+    wait_for_ingest(&containerd, &reference).await;
+
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        pull_command(&registry.host, "solo/app:v1", dir.path(), &containerd)
+            .args(["--lock-wait", "1"])
+            .output(),
+    )
+    .await
+    .expect("the pull waited past its lock wait")
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "writing {digest}: another client held containerd's lock on it for longer than \
+             the pull waits (1 s)"
+        )),
+        "{said}"
+    );
+    assert!(containerd.images().is_empty());
+    writer.kill().await.unwrap();
+}
+
 fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
     manifest["layers"]
         .as_array()

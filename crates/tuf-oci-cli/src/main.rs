@@ -195,6 +195,10 @@ enum Command {
         /// Record the image without unpacking it.
         #[arg(long)]
         no_unpack: bool,
+        /// Seconds to wait for another client's write of a blob the pull needs (0 to 1800).
+        #[arg(long, default_value_t = 600,
+              value_parser = clap::value_parser!(u64).range(0..=1800))]
+        lock_wait: u64,
     },
     /// Copy an image repository with all its TUF metadata (registry, oci:DIR, oci-archive:FILE),
     /// so the copy verifies at the destination with the source unreachable. When the --root file
@@ -579,12 +583,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             namespace,
             snapshotter,
             no_unpack,
+            lock_wait,
         } => {
             let image = ImageRef::parse(&image)?;
             let options = PullOptions {
                 address,
                 namespace,
                 snapshotter: (!no_unpack).then_some(snapshotter),
+                lock_wait: Duration::from_secs(lock_wait),
             };
             let pulled = pull(&verifier()?, &image, &options, &|line| eprintln!("{line}")).await?;
             println!("{} {}", pulled.name, pulled.digest);

@@ -39,9 +39,9 @@ const MANIFEST_LIMIT: u64 = 4 << 20;
 /// the last (ctr's `content.OpenWriter` waits a random part of such a bound).
 const FIRST_LOCK_PAUSE: Duration = Duration::from_millis(16);
 const LAST_LOCK_PAUSE: Duration = Duration::from_secs(2);
-/// How long one lock is waited for: a part of the pull's lease (see [`lease_expiry`]), past
+/// The longest [`PullOptions::lock_wait`]: half the pull's lease (see [`lease_expiry`]), past
 /// which containerd may collect what the pull wrote.
-const LOCK_WAIT: Duration = Duration::from_secs(600);
+pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(1800);
 
 /// Where and how to pull.
 #[derive(Debug, Clone)]
@@ -52,6 +52,9 @@ pub struct PullOptions {
     pub namespace: String,
     /// Snapshotter to unpack for; `None` skips unpacking.
     pub snapshotter: Option<String>,
+    /// How long to wait for another client's write of a blob the pull needs (containerd's
+    /// lock on it) before failing; at most [`MAX_LOCK_WAIT`].
+    pub lock_wait: Duration,
 }
 
 /// What a pull did.
@@ -75,6 +78,7 @@ pub async fn pull(
     options: &PullOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<Pulled> {
+    check_lock_wait(options.lock_wait)?;
     let verified = verifier.resolve(image).await?;
     let digest = verified.digest();
     progress(&format!(
@@ -83,7 +87,7 @@ pub async fn pull(
         verified.role()
     ));
     let channel = containerd_client_channel(&options.address).await?;
-    let session = Session::open(channel, &options.namespace).await?;
+    let session = Session::open(channel, &options.namespace, options.lock_wait).await?;
     let result = session
         .pull(
             verifier.registry(),
@@ -138,14 +142,17 @@ struct Session {
     channel: Channel,
     namespace: String,
     lease: String,
+    /// See [`PullOptions::lock_wait`].
+    lock_wait: Duration,
 }
 
 impl Session {
-    async fn open(channel: Channel, namespace: &str) -> anyhow::Result<Self> {
+    async fn open(channel: Channel, namespace: &str, lock_wait: Duration) -> anyhow::Result<Self> {
         let mut session = Session {
             channel: channel.clone(),
             namespace: namespace.to_string(),
             lease: String::new(),
+            lock_wait,
         };
         let expire = lease_expiry();
         let created = LeasesClient::new(channel)
@@ -368,17 +375,18 @@ impl Session {
         Ok(())
     }
 
-    /// Opens a `Content.Write` of `digest`, which takes containerd's lock on `reference`. While
-    /// another client holds that lock (another `tuf-oci pull` of the same content), waits for
-    /// it up to [`LOCK_WAIT`], then finds the content there or writes it. `None` when containerd
-    /// has the content (it then added it to the pull's lease).
+    /// Opens a `Content.Write` of `digest`, which takes containerd's lock on its
+    /// [`ingest_reference`]. While another client holds that lock (another `tuf-oci pull` of the
+    /// same content), waits for it up to the session's lock wait, then finds the content there
+    /// or writes it. `None` when containerd has the content (it then added it to the pull's
+    /// lease).
     async fn open_write(
         &self,
-        reference: &str,
         digest: &str,
         total: i64,
         progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<Option<OpenWrite>> {
+        let reference = ingest_reference(digest);
         let mut pause = FIRST_LOCK_PAUSE;
         let mut waited = Duration::ZERO;
         loop {
@@ -387,7 +395,7 @@ impl Session {
             // when it has the content, having added it to the lease of the request.
             let stat = WriteContentRequest {
                 action: WriteAction::Stat as i32,
-                r#ref: reference.to_string(),
+                r#ref: reference.clone(),
                 total,
                 expected: digest.to_string(),
                 ..Default::default()
@@ -415,14 +423,20 @@ impl Session {
                 }
                 Ok(None) => bail!("containerd ended the write of {digest} before answering"),
                 Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(None),
-                Err(status) if is_locked(&status) && waited < LOCK_WAIT => {
+                Err(status) if is_locked(&status) && waited < self.lock_wait => {
                     if waited.is_zero() {
                         progress(&format!("{digest}: another client is writing it; waiting"));
                     }
-                    tokio::time::sleep(pause).await;
-                    waited += pause;
+                    let pause_now = pause.min(self.lock_wait - waited);
+                    tokio::time::sleep(pause_now).await;
+                    waited += pause_now;
                     pause = (pause * 2).min(LAST_LOCK_PAUSE);
                 }
+                Err(status) if is_locked(&status) => bail!(
+                    "writing {digest}: another client held containerd's lock on it for longer \
+                     than the pull waits ({} s)",
+                    self.lock_wait.as_secs()
+                ),
                 Err(status) => {
                     return Err(status).with_context(|| format!("writing {digest}"));
                 }
@@ -445,12 +459,11 @@ impl Session {
         progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<Option<u64>> {
         let total = containerd_size(digest, size)?;
-        let reference = ingest_reference(digest);
         let Some(OpenWrite {
             requests,
             mut responses,
             complete,
-        }) = self.open_write(&reference, digest, total, progress).await?
+        }) = self.open_write(digest, total, progress).await?
         else {
             return Ok(None);
         };
@@ -461,6 +474,7 @@ impl Session {
         } else {
             content.await?
         };
+        let reference = ingest_reference(digest);
         let feed = async move {
             let message = |action: WriteAction, offset: i64, data: Vec<u8>| WriteContentRequest {
                 action: action as i32,
@@ -535,11 +549,7 @@ impl Session {
             Err(status) if status.code() == tonic::Code::AlreadyExists => {
                 // containerd found it at the commit without adding it to the pull's lease;
                 // opening a write adds it, in the same step as it finds it still there.
-                if self
-                    .open_write(&ingest_reference(digest), digest, total, progress)
-                    .await?
-                    .is_some()
-                {
+                if self.open_write(digest, total, progress).await?.is_some() {
                     bail!(
                         "containerd collected {digest}, which another client committed during \
                          this pull's write of it; pull again"
@@ -746,9 +756,36 @@ fn platform_manifest(index: &[u8]) -> Option<String> {
         .map(|m| m.digest)
 }
 
+/// Refuses a lock wait the pull's lease would not outlast.
+fn check_lock_wait(lock_wait: Duration) -> anyhow::Result<()> {
+    if lock_wait > MAX_LOCK_WAIT {
+        bail!(
+            "a lock wait of {} s exceeds {} s: the pull's lease must outlast it",
+            lock_wait.as_secs(),
+            MAX_LOCK_WAIT.as_secs()
+        );
+    }
+    Ok(())
+}
+
 /// An hour from now in RFC 3339, for the lease's expiry label (a safety net if we die).
 fn lease_expiry() -> String {
     jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 3600)
         .map(|t| t.to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_waits_the_lease_would_not_outlast_are_refused() {
+        assert!(check_lock_wait(MAX_LOCK_WAIT).is_ok());
+        let error = check_lock_wait(MAX_LOCK_WAIT + Duration::from_secs(1)).unwrap_err();
+        assert!(
+            error.to_string().contains("1801 s exceeds 1800 s"),
+            "{error}"
+        );
+    }
 }

@@ -47,7 +47,12 @@ pub type FrameSender = mpsc::Sender<Result<Frame<Bytes>, hyper::Error>>;
 
 /// A body fed through a channel, and the sender feeding it.
 pub fn channel_body() -> (FrameSender, Body) {
-    let (tx, rx) = mpsc::channel(DEPTH);
+    channel_body_of(DEPTH)
+}
+
+/// [`channel_body`] holding at most `depth` frames.
+pub fn channel_body_of(depth: usize) -> (FrameSender, Body) {
+    let (tx, rx) = mpsc::channel(depth);
     (tx, StreamBody::new(ReceiverStream::new(rx)).boxed_unsync())
 }
 

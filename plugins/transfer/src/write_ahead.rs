@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use crate::forward::{Answer, Relay};
 use crate::frame::{self, Item, Messages};
 use crate::status::{self, Code};
-use crate::streams::{FrameSender, channel_body};
+use crate::streams::{FrameSender, channel_body, channel_body_of};
 use crate::upstream::Body;
 
 /// The method answered early.
@@ -48,6 +48,10 @@ const UNCONFIRMED: usize = 4 << 20;
 /// Largest message of a write, as containerd takes them (its `DefaultMaxRecvMsgSize`): relayed
 /// plainly, any message containerd would take passed the front, and still does.
 const MAX_WRITE_MESSAGE: usize = 16 << 20;
+
+/// Messages queued for containerd: as many 1 MiB messages as [`UNCONFIRMED`] answers ahead, so
+/// a client that sends without waiting for answers is held back as soon.
+const QUEUED: usize = 4;
 
 /// Early answers queued for the client at most (a few small writes; large ones are bounded by
 /// [`UNCONFIRMED`]).
@@ -215,7 +219,7 @@ where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>,
 {
     let (parts, body) = request.into_parts();
-    let (to_containerd, containerd_body) = channel_body();
+    let (to_containerd, containerd_body) = channel_body_of(QUEUED);
     let (early, early_answers) = mpsc::channel(EARLY_DEPTH);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     tokio::spawn(client_to_containerd(
