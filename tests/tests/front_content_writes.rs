@@ -28,6 +28,8 @@ const ANSWER: Duration = Duration::from_secs(10);
 struct Setup {
     containerd: Containerd,
     front: Channel,
+    /// The front's socket.
+    socket: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
@@ -60,6 +62,7 @@ async fn setup() -> Setup {
     Setup {
         containerd,
         front,
+        socket,
         _dir: dir,
         _stop: stop,
     }
@@ -246,4 +249,53 @@ async fn writes_as_large_as_containerd_takes_pass_and_larger_are_refused() {
         refused.message().contains("exceeds 16777216"),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_lock_containerd_reports_at_once_keeps_its_status() {
+    let setup = setup().await;
+    let containerd = &setup.containerd;
+    // Another client holds containerd's lock on the ingest (its call still open).
+    let direct = containerd_tuf_verifier::client::unix_channel(&containerd.socket, ANSWER)
+        .await
+        .unwrap();
+    let blob = b"held while another client writes".to_vec();
+    let holder = Write::open(&direct, "held-1", blob.len(), "").await;
+
+    // containerd refuses ctr's call through the front before answering any message (a
+    // "trailers-only" answer). ctr waits on the lock only if it reads `UNAVAILABLE`; taken for
+    // another error, it fails at once.
+    let size = blob.len().to_string();
+    let digest = sha256(&blob);
+    let args = [
+        "content",
+        "ingest",
+        "--expected-size",
+        &size,
+        "--expected-digest",
+        &digest,
+        "held-1",
+    ];
+    let mut ctr = tokio::process::Command::from(containerd.ctr_command(&setup.socket, &args))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ctr.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, &blob)
+        .await
+        .unwrap();
+    drop(stdin);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(holder);
+    let out = tokio::time::timeout(ANSWER, ctr.wait_with_output())
+        .await
+        .expect("ctr still waiting after the lock was released")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stored(containerd, &digest).await);
 }

@@ -38,6 +38,14 @@ pub fn trailers(code: Code, message: &str) -> HeaderMap {
     trailers
 }
 
+/// Whether `headers` end a call on their own (gRPC's "Trailers-Only" answer, the status in the
+/// headers). Such an answer must be passed on as it is: rebuilt around a relayed body, it
+/// would end with an empty frame after the headers, which grpc-go clients (ctr) read as a
+/// call ended without trailers, whatever the status.
+pub fn is_trailers_only(headers: &HeaderMap) -> bool {
+    headers.contains_key("grpc-status")
+}
+
 /// gRPC's grpc-message encoding: printable ASCII except `%` as is, everything else `%XX`.
 fn percent_encode(message: &str) -> String {
     const ENCODED: &AsciiSet = &CONTROLS.add(b'%');

@@ -215,6 +215,9 @@ impl Streams {
             key,
         ));
         let Ok(response) = inner.call(Request::from_parts(parts, upstream_body)).await;
+        if status::is_trailers_only(response.headers()) {
+            return response;
+        }
         let (parts, body) = response.into_parts();
         tokio::spawn(upstream_to_client(
             Messages::new(body),
@@ -365,6 +368,27 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+
+    /// containerd refusing a stream before any message ("trailers-only") is answered as it
+    /// is: hyper then ends the call with the status headers, as grpc-go clients expect.
+    #[tokio::test]
+    async fn a_stream_containerd_refuses_at_once_keeps_its_status_headers() {
+        let containerd = tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(status::error(Code::Unavailable, "refused"))
+        });
+        let init = any::pack(
+            any::STREAM_INIT,
+            &StreamInit { id: "s-1".into() }.encode_to_vec(),
+        );
+        let body = http_body_util::Full::new(frame::encode(&init))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let response = Streams::default()
+            .splice(Request::new(body), containerd)
+            .await;
+        assert_eq!(response.headers()["grpc-status"], "14");
+        assert!(http_body::Body::is_end_stream(response.body()));
+    }
 
     /// A Transfer that exported to a stream answers only once the client has taken what
     /// containerd wrote on that stream before answering.

@@ -231,6 +231,9 @@ where
     let Ok(response) = inner
         .call(Request::from_parts(parts, containerd_body))
         .await;
+    if status::is_trailers_only(response.headers()) {
+        return response;
+    }
     let (parts, body) = response.into_parts();
     let (to_client, client_body) = channel_body();
     tokio::spawn(containerd_to_client(
@@ -437,6 +440,21 @@ mod tests {
         ledger.answer(stat());
         ledger.confirm(&answer(WriteAction::Stat, 0)).unwrap();
         assert!(ledger.answer(write(i64::MAX, 1)).is_none());
+    }
+
+    /// containerd refusing a write before any message ("trailers-only") is answered as it is:
+    /// hyper then ends the call with the status headers, as grpc-go clients (ctr) expect.
+    #[tokio::test]
+    async fn a_write_containerd_refuses_at_once_keeps_its_status_headers() {
+        let containerd = tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(status::error(Code::Unavailable, "ref locked"))
+        });
+        let body = http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let response = write_ahead(Request::new(body), containerd).await;
+        assert_eq!(response.headers()["grpc-status"], "14");
+        assert!(http_body::Body::is_end_stream(response.body()));
     }
 
     #[test]
