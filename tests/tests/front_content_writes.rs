@@ -206,11 +206,8 @@ async fn a_write_containerd_refuses_ends_the_call_with_its_error() {
 
     write.send(WriteAction::Write, 0, &blob[..1024]).await;
     assert_eq!(write.answer(ANSWER).await.unwrap().unwrap().offset, 1024);
-    // Not where the ingest stands: containerd refuses it, after the front has answered it.
+    // Not where the ingest stands: containerd's to answer, and it refuses.
     write.send(WriteAction::Write, 1500, &blob[1024..]).await;
-    let early = write.answer(ANSWER).await.unwrap().unwrap();
-    assert_eq!(early.offset, 1500 + 1024);
-    write.send(WriteAction::Commit, 2524, &[]).await;
     let refused = write.answer(ANSWER).await.unwrap().unwrap_err();
     assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
     assert!(
@@ -265,8 +262,51 @@ async fn a_lock_containerd_reports_at_once_keeps_its_status() {
     // containerd refuses ctr's call through the front before answering any message (a
     // "trailers-only" answer). ctr waits on the lock only if it reads `UNAVAILABLE`; taken for
     // another error, it fails at once.
-    let size = blob.len().to_string();
     let digest = sha256(&blob);
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(holder);
+    };
+    let (out, ()) = tokio::join!(
+        ctr_ingest(containerd, &setup.socket, "held-1", &blob),
+        release
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stored(containerd, &digest).await);
+}
+
+#[tokio::test]
+async fn a_blob_containerd_has_is_found_through_the_front() {
+    let setup = setup().await;
+    let containerd = &setup.containerd;
+    let blob = b"stored once, offered twice".to_vec();
+    let digest = sha256(&blob);
+    // Content containerd has, written again through the front (as pulls of images sharing
+    // layers do), is taken as there.
+    for round in ["first", "second"] {
+        let out = ctr_ingest(containerd, &setup.socket, &format!("{round}-1"), &blob).await;
+        assert!(
+            out.status.success(),
+            "{round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(stored(containerd, &digest).await);
+}
+
+/// `ctr content ingest` of `blob` under `reference` through `socket`, `blob` on its stdin.
+async fn ctr_ingest(
+    containerd: &Containerd,
+    socket: &std::path::Path,
+    reference: &str,
+    blob: &[u8],
+) -> std::process::Output {
+    let size = blob.len().to_string();
+    let digest = sha256(blob);
     let args = [
         "content",
         "ingest",
@@ -274,28 +314,21 @@ async fn a_lock_containerd_reports_at_once_keeps_its_status() {
         &size,
         "--expected-digest",
         &digest,
-        "held-1",
+        reference,
     ];
-    let mut ctr = tokio::process::Command::from(containerd.ctr_command(&setup.socket, &args))
+    let mut ctr = tokio::process::Command::from(containerd.ctr_command(socket, &args))
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stdin = ctr.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, &blob)
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, blob)
         .await
         .unwrap();
     drop(stdin);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    drop(holder);
-    let out = tokio::time::timeout(ANSWER, ctr.wait_with_output())
+    tokio::time::timeout(ANSWER, ctr.wait_with_output())
         .await
-        .expect("ctr still waiting after the lock was released")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stored(containerd, &digest).await);
+        .expect("ctr answered")
+        .unwrap()
 }

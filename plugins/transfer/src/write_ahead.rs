@@ -14,11 +14,15 @@
 //! `COMMIT` (the commit is what makes content exist) are always containerd's own answers, and
 //! no early answer overtakes one still awaited, so the client reads answers in request order.
 //! The bytes answered early and not yet confirmed are bounded ([`UNCONFIRMED`]); past the bound
-//! a write waits for containerd's answer, as when forwarded plainly.
+//! a write waits for containerd's answer, as when forwarded plainly. So does a write containerd
+//! is sure to refuse (at an offset other than 0 or where the ingest will stand, or after a
+//! commit): the client reads containerd's refusal as its answer.
 //!
 //! An early answer is containerd's previous answer on the call (its total and timestamps) with
-//! the new offset and without the running digest, which containerd's clients read only from the
-//! commit's answer.
+//! the new offset. It carries no running digest (the digest of the bytes so far, which the
+//! front does not compute), and neither do containerd's answers to writes relayed on such a
+//! call: containerd's Go client keeps the last digest it was given, so it must be none or the
+//! whole one. Status and commit answers carry containerd's digest.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -118,6 +122,11 @@ struct Ledger {
     /// containerd's latest answer; none before its first, and no early answer before then
     /// (the first message opens the write, and may fail to).
     last: Option<WriteContentResponse>,
+    /// Where the ingest stands once containerd has taken the messages passed on, when the
+    /// front knows: a write elsewhere (but at 0, which starts over) is containerd's to refuse.
+    next_offset: Option<i64>,
+    /// A commit was passed on: containerd reads nothing after it.
+    committed: bool,
 }
 
 /// A message passed on to containerd, by who answers the client.
@@ -134,14 +143,21 @@ impl Ledger {
     /// The early answer to `request` (recording it as awaited either way), or `None` when
     /// containerd's answer is relayed instead.
     fn answer(&mut self, request: Option<WriteRequest>) -> Option<WriteContentResponse> {
+        if request
+            .as_ref()
+            .is_some_and(|request| request.action == WriteAction::Commit as i32)
+        {
+            self.committed = true;
+        }
         let early = request.zip(self.last.as_ref()).and_then(|(request, last)| {
             let len = request.data.len();
             let end = request.offset.checked_add(i64::try_from(len).ok()?)?;
             let writes = request.action == WriteAction::Write as i32
                 && len > 0
-                && request.offset >= 0
+                && (request.offset == 0 || Some(request.offset) == self.next_offset)
                 // containerd checks an expected digest first, and may refuse the write.
-                && request.expected.is_empty();
+                && request.expected.is_empty()
+                && !self.committed;
             let in_order = !self
                 .awaited
                 .iter()
@@ -161,19 +177,23 @@ impl Ledger {
                     len,
                 });
                 self.unconfirmed += len;
+                self.next_offset = Some(answer.offset);
                 Some(answer)
             }
             None => {
                 self.awaited.push_back(Awaited::Relayed);
+                self.next_offset = None;
                 None
             }
         }
     }
 
-    /// Matches containerd's next answer with what it answers: `Ok(true)` to relay it,
-    /// `Ok(false)` when the front answered already, and the error ending the call when the
-    /// two disagree.
-    fn confirm(&mut self, answer: &frame::Message) -> Result<bool, String> {
+    /// Matches containerd's next answer with what it answers: the message to relay, `None`
+    /// when the front answered already, and the error ending the call when the two disagree.
+    /// Relayed answers to writes lose the running digest, as early ones have none: containerd's
+    /// Go client keeps the last digest it was given, and would commit a write it finished with
+    /// that of an earlier part.
+    fn confirm(&mut self, answer: &frame::Message) -> Result<Option<Bytes>, String> {
         let decoded = answer
             .payload()
             .ok()
@@ -187,22 +207,31 @@ impl Ledger {
                             && answer.offset == offset =>
                     {
                         self.last = Some(answer);
-                        Ok(false)
+                        Ok(None)
                     }
                     Some(answer) => Err(format!(
-                        "containerd wrote up to offset {} where the front had answered {offset}",
+                        "containerd answered {} at offset {} where the front had answered a \
+                         write up to {offset}",
+                        action_name(answer.action),
                         answer.offset
                     )),
                     None => Err("containerd answered a write with an unreadable message".into()),
                 }
             }
             // Answers beyond the messages passed on (containerd repeats its last answer when
-            // the client ends its side) are relayed as they are.
+            // the client ends its side) are relayed too.
             Some(Awaited::Relayed) | None => {
-                if decoded.is_some() {
-                    self.last = decoded;
+                let Some(mut decoded) = decoded else {
+                    return Ok(Some(answer.raw()));
+                };
+                // Early answers follow none that is awaited: this one ends what is awaited.
+                self.next_offset = Some(decoded.offset);
+                self.last = Some(decoded.clone());
+                if decoded.action != WriteAction::Write as i32 || decoded.digest.is_empty() {
+                    return Ok(Some(answer.raw()));
                 }
-                Ok(true)
+                decoded.digest.clear();
+                Ok(Some(frame::encode(&decoded.encode_to_vec())))
             }
         }
     }
@@ -211,6 +240,11 @@ impl Ledger {
     fn unanswered(&self) -> usize {
         self.unconfirmed
     }
+}
+
+/// containerd's name for `action`, for messages.
+fn action_name(action: i32) -> &'static str {
+    WriteAction::try_from(action).map_or("an unknown action", |action| action.as_str_name())
 }
 
 /// Relays one `Content.Write` call through `inner` (containerd), answering writes early.
@@ -299,25 +333,27 @@ async fn containerd_to_client(
 ) {
     loop {
         let item = tokio::select! {
-            // An early answer is queued before its write is passed on, so before any later
-            // answer of containerd's can arrive: taking it first keeps answers in order.
             biased;
             Some(answer) = early.recv() => {
-                let ends = answer.is_trailers();
-                if to_client.send(Ok(answer)).await.is_err() || ends {
+                if !send(&to_client, answer).await {
                     return;
                 }
                 continue;
             }
             item = from_containerd.next() => item,
+            () = to_client.closed() => return,
         };
-        let Some(Ok(item)) = item else {
-            return;
-        };
+        // An early answer is queued before its write is passed on, so before any later answer
+        // of containerd's can arrive: those queued go first, to keep answers in order.
+        while let Ok(answer) = early.try_recv() {
+            if !send(&to_client, answer).await {
+                return;
+            }
+        }
         let frame = match item {
-            Item::Message(answer) => match lock(&ledger).confirm(&answer) {
-                Ok(true) => Frame::data(answer.raw()),
-                Ok(false) => continue,
+            Some(Ok(Item::Message(answer))) => match lock(&ledger).confirm(&answer) {
+                Ok(Some(relayed)) => Frame::data(relayed),
+                Ok(None) => continue,
                 Err(reason) => {
                     tracing::warn!(%reason, "content write ended");
                     Frame::trailers(status::trailers(
@@ -326,7 +362,7 @@ async fn containerd_to_client(
                     ))
                 }
             },
-            Item::Trailers(trailers) => {
+            Some(Ok(Item::Trailers(trailers))) => {
                 let unanswered = lock(&ledger).unanswered();
                 if unanswered > 0 && trailers.get("grpc-status").is_none_or(|s| s == "0") {
                     Frame::trailers(status::trailers(
@@ -340,12 +376,33 @@ async fn containerd_to_client(
                     Frame::trailers(trailers)
                 }
             }
+            // Reset, or ended without a status (containerd restarting, say).
+            ended => {
+                let unanswered = lock(&ledger).unanswered();
+                let reason = match ended {
+                    Some(Err(e)) => e,
+                    _ => "ended without a status".into(),
+                };
+                Frame::trailers(status::trailers(
+                    Code::Unavailable,
+                    &format!(
+                        "tuf-oci front: containerd's side of the write: {reason} \
+                         ({unanswered} bytes answered early unconfirmed)"
+                    ),
+                ))
+            }
         };
-        let ends = frame.is_trailers();
-        if to_client.send(Ok(frame)).await.is_err() || ends {
+        if !send(&to_client, frame).await {
             return;
         }
     }
+}
+
+/// Sends the client `frame`; whether the call goes on (the client is there and the frame did
+/// not end the call).
+async fn send(to_client: &FrameSender, frame: Frame<Bytes>) -> bool {
+    let ends = frame.is_trailers();
+    to_client.send(Ok(frame)).await.is_ok() && !ends
 }
 
 fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
@@ -354,7 +411,11 @@ fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
     use containerd_client::services::v1::WriteContentRequest;
+    use http::HeaderMap;
     use http_body_util::BodyExt as _;
 
     use super::*;
@@ -372,7 +433,18 @@ mod tests {
         Some(WriteRequest::default())
     }
 
-    /// containerd's answer, framed as it arrives.
+    fn commit() -> Option<WriteRequest> {
+        Some(WriteRequest {
+            action: WriteAction::Commit as i32,
+            ..Default::default()
+        })
+    }
+
+    fn framed(answer: &WriteContentResponse) -> Bytes {
+        frame::encode(&answer.encode_to_vec())
+    }
+
+    /// containerd's answer (with a running digest), framed as it arrives.
     fn answer(action: WriteAction, offset: i64) -> frame::Message {
         let answer = WriteContentResponse {
             action: action as i32,
@@ -382,7 +454,7 @@ mod tests {
             ..Default::default()
         };
         let mut messages = Messages::new(
-            http_body_util::Full::new(frame::encode(&answer.encode_to_vec()))
+            http_body_util::Full::new(framed(&answer))
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         );
@@ -394,102 +466,106 @@ mod tests {
         message
     }
 
+    /// The answer `confirm` relays, decoded; `None` when the front answered already.
+    fn relayed(confirmed: Result<Option<Bytes>, String>) -> Option<WriteContentResponse> {
+        let framed = confirmed.expect("no disagreement")?;
+        Some(WriteContentResponse::decode(frame::single_message(&framed).unwrap()).unwrap())
+    }
+
+    /// A ledger whose write containerd opened at `offset`.
+    fn opened(offset: i64) -> Ledger {
+        let mut ledger = Ledger::default();
+        assert!(ledger.answer(stat()).is_none());
+        relayed(ledger.confirm(&answer(WriteAction::Stat, offset))).unwrap();
+        ledger
+    }
+
     #[test]
     fn writes_are_answered_early_once_the_write_is_open_and_in_order() {
         let mut ledger = Ledger::default();
         // Nothing before containerd's first answer: the write may not open.
         assert!(ledger.answer(write(0, 4)).is_none());
-        assert_eq!(ledger.confirm(&answer(WriteAction::Write, 4)), Ok(true));
+        let first = relayed(ledger.confirm(&answer(WriteAction::Write, 4))).unwrap();
+        assert!(
+            first.digest.is_empty(),
+            "a relayed write loses its running digest"
+        );
 
         let early = ledger.answer(write(4, 5)).expect("answered early");
         assert_eq!((early.action, early.offset), (WriteAction::Write as i32, 9));
         assert_eq!(early.total, 9, "containerd's other fields carried over");
+        assert!(early.digest.is_empty());
+
+        // A commit is containerd's to answer, and no early answer overtakes it or follows it.
+        assert!(ledger.answer(commit()).is_none());
+        assert!(ledger.answer(write(9, 1)).is_none());
+        assert!(relayed(ledger.confirm(&answer(WriteAction::Write, 9))).is_none());
+        let committed = relayed(ledger.confirm(&answer(WriteAction::Commit, 9))).unwrap();
+        assert_eq!(
+            committed.digest, "sha256:running",
+            "a commit keeps its digest"
+        );
+        relayed(ledger.confirm(&answer(WriteAction::Write, 10))).unwrap();
         assert!(
-            early.digest.is_empty(),
-            "no running digest the front cannot vouch for"
+            ledger.answer(write(10, 1)).is_none(),
+            "a write after the commit"
         );
 
-        // A commit is containerd's to answer, and no early answer overtakes it.
-        assert!(
-            ledger
-                .answer(Some(WriteRequest {
-                    action: WriteAction::Commit as i32,
-                    ..Default::default()
-                }))
-                .is_none()
-        );
-        assert!(ledger.answer(write(9, 1)).is_none());
-        assert!(ledger.answer(stat()).is_none());
-        assert_eq!(ledger.confirm(&answer(WriteAction::Write, 9)), Ok(false));
-        assert_eq!(ledger.confirm(&answer(WriteAction::Commit, 9)), Ok(true));
-        assert_eq!(ledger.confirm(&answer(WriteAction::Write, 10)), Ok(true));
-        assert_eq!(ledger.confirm(&answer(WriteAction::Stat, 10)), Ok(true));
         // An expected digest lets containerd refuse the write (the content exists).
+        let mut ledger = opened(0);
         let expecting = WriteRequest {
             expected: "sha256:x".into(),
-            ..write(10, 1).unwrap()
+            ..write(0, 1).unwrap()
         };
         assert!(ledger.answer(Some(expecting)).is_none());
+        let mut ledger = opened(0);
         assert!(
             ledger.answer(None).is_none(),
             "unreadable requests are relayed"
         );
-
-        // A write ending past the largest offset is containerd's to refuse.
-        let mut ledger = Ledger::default();
-        ledger.answer(stat());
-        ledger.confirm(&answer(WriteAction::Stat, 0)).unwrap();
-        assert!(ledger.answer(write(i64::MAX, 1)).is_none());
     }
 
-    /// containerd refusing a write before any message ("trailers-only") is answered as it is:
-    /// hyper then ends the call with the status headers, as grpc-go clients (ctr) expect.
-    #[tokio::test]
-    async fn a_write_containerd_refuses_at_once_keeps_its_status_headers() {
-        let containerd = tower::service_fn(|_: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(status::error(Code::Unavailable, "ref locked"))
-        });
-        let body = http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        let response = write_ahead(Request::new(body), containerd).await;
-        assert_eq!(response.headers()["grpc-status"], "14");
-        assert!(http_body::Body::is_end_stream(response.body()));
+    #[test]
+    fn writes_containerd_will_refuse_are_its_to_answer() {
+        // Neither where the ingest stands nor at 0 (which starts over).
+        let mut ledger = opened(10);
+        assert!(ledger.answer(write(4, 1)).is_none());
+        let mut ledger = opened(10);
+        assert!(ledger.answer(write(0, 1)).is_some());
+        assert!(ledger.answer(write(1, 1)).is_some());
+        assert!(ledger.answer(write(3, 1)).is_none());
+        // Ending past the largest offset.
+        let mut ledger = opened(i64::MAX);
+        assert!(ledger.answer(write(i64::MAX, 1)).is_none());
     }
 
     #[test]
     fn unconfirmed_bytes_are_bounded() {
-        let mut ledger = Ledger::default();
-        ledger.answer(stat());
-        ledger.confirm(&answer(WriteAction::Stat, 0)).unwrap();
+        let mut ledger = opened(0);
         let mib = 1 << 20;
         for i in 0..UNCONFIRMED / mib {
             assert!(ledger.answer(write((i * mib) as i64, mib)).is_some());
         }
         assert!(ledger.answer(write(UNCONFIRMED as i64, 1)).is_none());
         assert_eq!(ledger.unanswered(), UNCONFIRMED);
-        assert_eq!(
-            ledger.confirm(&answer(WriteAction::Write, mib as i64)),
-            Ok(false)
-        );
+        assert!(relayed(ledger.confirm(&answer(WriteAction::Write, mib as i64))).is_none());
         assert_eq!(ledger.unanswered(), UNCONFIRMED - mib);
     }
 
     #[test]
     fn containerd_disagreeing_with_an_early_answer_ends_the_call() {
-        let mut ledger = Ledger::default();
-        ledger.answer(stat());
-        ledger.confirm(&answer(WriteAction::Stat, 0)).unwrap();
+        let mut ledger = opened(0);
         ledger.answer(write(0, 4)).unwrap();
         let error = ledger.confirm(&answer(WriteAction::Write, 3)).unwrap_err();
         assert!(
-            error.contains("offset 3") && error.contains("answered 4"),
+            error.contains("WRITE at offset 3") && error.contains("write up to 4"),
             "{error}"
         );
 
-        ledger.answer(write(4, 4)).unwrap();
+        let mut ledger = opened(0);
+        ledger.answer(write(0, 8)).unwrap();
         let error = ledger.confirm(&answer(WriteAction::Stat, 8)).unwrap_err();
-        assert!(error.contains("offset 8"), "{error}");
+        assert!(error.contains("answered STAT at offset 8"), "{error}");
     }
 
     /// The front's reading of a write agrees with containerd's own message type.
@@ -509,5 +585,179 @@ mod tests {
         assert_eq!(read.expected, sent.expected);
         assert_eq!(read.offset, sent.offset);
         assert_eq!(read.data, sent.data);
+    }
+
+    /// containerd refusing a write before any message ("trailers-only") is answered as it is:
+    /// hyper then ends the call with the status headers, as grpc-go clients (ctr) expect.
+    #[tokio::test]
+    async fn a_write_containerd_refuses_at_once_keeps_its_status_headers() {
+        let containerd = tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(status::error(Code::Unavailable, "ref locked"))
+        });
+        let body = http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let response = write_ahead(Request::new(body), containerd).await;
+        assert_eq!(response.headers()["grpc-status"], "14");
+        assert!(http_body::Body::is_end_stream(response.body()));
+    }
+
+    /// One call through [`write_ahead`] to a containerd played by the test: what the client
+    /// sends, what containerd sends, and what the client reads.
+    struct Call {
+        client: FrameSender,
+        containerd: FrameSender,
+        reads: Messages,
+    }
+
+    impl Call {
+        /// Opens the call and answers its status at `offset`, as containerd does.
+        async fn open(offset: i64) -> Self {
+            let (containerd, containerd_side) = channel_body();
+            let mut containerd_side = Some(containerd_side);
+            let service = tower::service_fn(move |request: Request<Body>| {
+                // containerd reads what the client sends.
+                tokio::spawn(async move {
+                    let mut sent = request.into_body();
+                    while sent.frame().await.is_some() {}
+                });
+                let body = containerd_side.take().expect("one call");
+                async move { Ok::<_, Infallible>(Response::new(body)) }
+            });
+            let (client, client_side) = channel_body();
+            let stat = WriteContentRequest::default();
+            client
+                .send(Ok(Frame::data(frame::encode(&stat.encode_to_vec()))))
+                .await
+                .unwrap();
+            let status = WriteContentResponse {
+                offset,
+                ..Default::default()
+            };
+            containerd
+                .send(Ok(Frame::data(framed(&status))))
+                .await
+                .unwrap();
+            let response = write_ahead(Request::new(client_side), service).await;
+            let mut call = Call {
+                client,
+                containerd,
+                reads: Messages::new(response.into_body()),
+            };
+            assert_eq!(call.read().await.unwrap().offset, offset);
+            call
+        }
+
+        async fn write(&self, offset: i64, data: &[u8]) {
+            let request = WriteContentRequest {
+                action: WriteAction::Write as i32,
+                offset,
+                data: data.to_vec(),
+                ..Default::default()
+            };
+            self.client
+                .send(Ok(Frame::data(frame::encode(&request.encode_to_vec()))))
+                .await
+                .unwrap();
+        }
+
+        /// The client's next answer, or the status ending the call.
+        async fn read(&mut self) -> Result<WriteContentResponse, String> {
+            let item = tokio::time::timeout(Duration::from_secs(5), self.reads.next())
+                .await
+                .expect("an answer within 5 s");
+            match item {
+                Some(Ok(Item::Message(answer))) => {
+                    Ok(WriteContentResponse::decode(answer.payload().unwrap()).unwrap())
+                }
+                Some(Ok(Item::Trailers(trailers))) => Err(format!(
+                    "{} {}",
+                    trailers["grpc-status"].to_str().unwrap(),
+                    trailers["grpc-message"].to_str().unwrap()
+                )),
+                other => panic!("the call ended without a status: {other:?}"),
+            }
+        }
+    }
+
+    /// containerd's trailers with `code`.
+    fn trailers(code: &str) -> Frame<Bytes> {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", code.parse().unwrap());
+        trailers.insert("grpc-message", "containerd's reason".parse().unwrap());
+        Frame::trailers(trailers)
+    }
+
+    #[tokio::test]
+    async fn containerd_refusing_an_early_answered_write_ends_the_call_with_its_error() {
+        let mut call = Call::open(0).await;
+        call.write(0, b"abcd").await;
+        assert_eq!(
+            call.read().await.unwrap().offset,
+            4,
+            "answered by the front"
+        );
+        // containerd fails the write (its disk is full, say).
+        call.containerd.send(Ok(trailers("15"))).await.unwrap();
+        assert_eq!(call.read().await.unwrap_err(), "15 containerd's reason");
+    }
+
+    #[tokio::test]
+    async fn containerd_ending_with_writes_unconfirmed_is_an_error() {
+        let mut call = Call::open(0).await;
+        call.write(0, b"abcd").await;
+        call.read().await.unwrap();
+        call.containerd.send(Ok(trailers("0"))).await.unwrap();
+        let error = call.read().await.unwrap_err();
+        assert!(
+            error.starts_with("13 ") && error.contains("without confirming 4 bytes"),
+            "{error}"
+        );
+
+        let Call {
+            client,
+            containerd,
+            mut reads,
+        } = Call::open(0).await;
+        let mut call = Call {
+            client,
+            containerd: channel_body().0,
+            reads: std::mem::replace(&mut reads, Messages::new(channel_body().1)),
+        };
+        call.write(0, b"abcd").await;
+        call.read().await.unwrap();
+        drop(containerd);
+        let error = call.read().await.unwrap_err();
+        assert!(
+            error.starts_with("14 ") && error.contains("4 bytes answered early unconfirmed"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn containerd_answers_follow_the_early_ones_in_order() {
+        let mut call = Call::open(0).await;
+        call.write(0, b"ab").await;
+        call.write(2, b"cd").await;
+        // A write elsewhere waits for containerd's answer, which confirms the earlier ones.
+        call.write(9, b"ef").await;
+        for (action, offset) in [(WriteAction::Write, 2), (WriteAction::Write, 4)] {
+            let answer = WriteContentResponse {
+                action: action as i32,
+                offset,
+                digest: "sha256:running".into(),
+                ..Default::default()
+            };
+            call.containerd
+                .send(Ok(Frame::data(framed(&answer))))
+                .await
+                .unwrap();
+        }
+        call.containerd.send(Ok(trailers("11"))).await.unwrap();
+        let offsets: Vec<i64> = [call.read().await, call.read().await]
+            .map(|answer| answer.unwrap().offset)
+            .to_vec();
+        assert_eq!(offsets, [2, 4]);
+        assert_eq!(call.read().await.unwrap_err(), "11 containerd's reason");
     }
 }
