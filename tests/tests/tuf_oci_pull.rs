@@ -279,7 +279,6 @@ async fn wait_for_ingest(containerd: &Containerd, reference: &str) {
     panic!("containerd never listed the ingest {reference}");
 }
 
-/// The digests of an image manifest's layers, in order.
 #[tokio::test]
 async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
     let registry = TestRegistry::start();
@@ -295,6 +294,7 @@ async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
     stdin.flush().await.unwrap();
     wait_for_ingest(&containerd, &reference).await;
 
+    let started = std::time::Instant::now();
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         pull_command(&registry.host, "solo/app:v1", dir.path(), &containerd)
@@ -306,10 +306,15 @@ async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
     .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{said}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "{said}");
+    assert!(
+        said.contains(&format!("{digest}: another client is writing it; waiting")),
+        "{said}"
+    );
     assert!(
         said.contains(&format!(
-            "writing {digest}: another client held containerd's lock on it for longer than \
-             the pull waits (1 s)"
+            "writing {digest}: another client held containerd's lock on it past the time the \
+             pull waits for other clients (1 s in all)"
         )),
         "{said}"
     );
@@ -317,6 +322,7 @@ async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
     writer.kill().await.unwrap();
 }
 
+/// The digests of an image manifest's layers, in order.
 fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
     manifest["layers"]
         .as_array()
@@ -347,6 +353,7 @@ fn ctr_ingest(
     tokio::process::Command::from(containerd.ctr_command(&containerd.socket, &args))
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap()
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use containerd_tuf_transfer::pull::{PullOptions, pull};
+use containerd_tuf_transfer::pull::{MAX_LOCK_WAIT, PullOptions, pull};
 use tuf_oci::descriptor::target_digest;
 use tuf_oci::editor::{self, Editor, NewDelegation};
 use tuf_oci::schema::RoleType;
@@ -195,9 +195,10 @@ enum Command {
         /// Record the image without unpacking it.
         #[arg(long)]
         no_unpack: bool,
-        /// Seconds to wait for another client's write of a blob the pull needs (0 to 1800).
+        /// Seconds to wait, in all, for other clients' writes of blobs the pull needs (0 to
+        /// 1800: half the pull's lease).
         #[arg(long, default_value_t = 600,
-              value_parser = clap::value_parser!(u64).range(0..=1800))]
+              value_parser = clap::value_parser!(u64).range(0..=MAX_LOCK_WAIT.as_secs()))]
         lock_wait: u64,
     },
     /// Copy an image repository with all its TUF metadata (registry, oci:DIR, oci-archive:FILE),

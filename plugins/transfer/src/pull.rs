@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -52,8 +52,8 @@ pub struct PullOptions {
     pub namespace: String,
     /// Snapshotter to unpack for; `None` skips unpacking.
     pub snapshotter: Option<String>,
-    /// How long to wait for another client's write of a blob the pull needs (containerd's
-    /// lock on it) before failing; at most [`MAX_LOCK_WAIT`].
+    /// How long, all waits together, to wait for other clients' writes of blobs the pull
+    /// needs (containerd's locks on them) before failing; at most [`MAX_LOCK_WAIT`].
     pub lock_wait: Duration,
 }
 
@@ -144,6 +144,9 @@ struct Session {
     lease: String,
     /// See [`PullOptions::lock_wait`].
     lock_wait: Duration,
+    /// When the pull stops waiting for other clients' locks: one bound for all its writes,
+    /// so that the waits together stay within its lease.
+    waits_until: Instant,
 }
 
 impl Session {
@@ -153,6 +156,7 @@ impl Session {
             namespace: namespace.to_string(),
             lease: String::new(),
             lock_wait,
+            waits_until: Instant::now() + lock_wait,
         };
         let expire = lease_expiry();
         let created = LeasesClient::new(channel)
@@ -377,7 +381,7 @@ impl Session {
 
     /// Opens a `Content.Write` of `digest`, which takes containerd's lock on its
     /// [`ingest_reference`]. While another client holds that lock (another `tuf-oci pull` of the
-    /// same content), waits for it up to the session's lock wait, then finds the content there
+    /// same content), waits for it until the session's waits end, then finds the content there
     /// or writes it. `None` when containerd has the content (it then added it to the pull's
     /// lease).
     async fn open_write(
@@ -388,7 +392,7 @@ impl Session {
     ) -> anyhow::Result<Option<OpenWrite>> {
         let reference = ingest_reference(digest);
         let mut pause = FIRST_LOCK_PAUSE;
-        let mut waited = Duration::ZERO;
+        let mut waiting = false;
         loop {
             let (requests, queue) = tokio::sync::mpsc::channel(2);
             // The status of the ingest. With `expected`, containerd answers AlreadyExists
@@ -423,18 +427,18 @@ impl Session {
                 }
                 Ok(None) => bail!("containerd ended the write of {digest} before answering"),
                 Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(None),
-                Err(status) if is_locked(&status) && waited < self.lock_wait => {
-                    if waited.is_zero() {
+                Err(status) if is_locked(&status) && Instant::now() < self.waits_until => {
+                    if !waiting {
                         progress(&format!("{digest}: another client is writing it; waiting"));
+                        waiting = true;
                     }
-                    let pause_now = pause.min(self.lock_wait - waited);
-                    tokio::time::sleep(pause_now).await;
-                    waited += pause_now;
+                    let left = self.waits_until.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(pause.min(left)).await;
                     pause = (pause * 2).min(LAST_LOCK_PAUSE);
                 }
                 Err(status) if is_locked(&status) => bail!(
-                    "writing {digest}: another client held containerd's lock on it for longer \
-                     than the pull waits ({} s)",
+                    "writing {digest}: another client held containerd's lock on it past the \
+                     time the pull waits for other clients ({} s in all)",
                     self.lock_wait.as_secs()
                 ),
                 Err(status) => {
