@@ -18,11 +18,14 @@
 //! is sure to refuse (at an offset other than 0 or where the ingest will stand, or after a
 //! commit): the client reads containerd's refusal as its answer.
 //!
-//! An early answer is containerd's previous answer on the call (its total and timestamps) with
-//! the new offset. It carries no running digest (the digest of the bytes so far, which the
-//! front does not compute), and neither do containerd's answers to writes relayed on such a
-//! call: containerd's Go client keeps the last digest it was given, so it must be none or the
-//! whole one. Status and commit answers carry containerd's digest.
+//! Only calls that name the digest they write (pulls do, from the descriptor) are answered
+//! early. An early answer is containerd's previous answer on the call (its total and
+//! timestamps) with the new offset. It carries no running digest (the digest of the bytes so
+//! far, which the front does not compute), and neither do containerd's answers to writes
+//! relayed on such a call, so that the Go client's `Digest()` is never that of an earlier part.
+//! Calls that do not name their digest read it from those answers (`ctr image convert`,
+//! checkpoints): they are relayed as containerd gives them. Status and commit answers always
+//! carry containerd's digest.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -127,6 +130,10 @@ struct Ledger {
     next_offset: Option<i64>,
     /// A commit was passed on: containerd reads nothing after it.
     committed: bool,
+    /// The client named the digest it writes (as pulls do, from the descriptor). Only such
+    /// calls are answered early: a client that does not know the digest reads it from the
+    /// answers to its writes (containerd's running digest, which the front does not compute).
+    expects_digest: bool,
 }
 
 /// A message passed on to containerd, by who answers the client.
@@ -143,11 +150,9 @@ impl Ledger {
     /// The early answer to `request` (recording it as awaited either way), or `None` when
     /// containerd's answer is relayed instead.
     fn answer(&mut self, request: Option<WriteRequest>) -> Option<WriteContentResponse> {
-        if request
-            .as_ref()
-            .is_some_and(|request| request.action == WriteAction::Commit as i32)
-        {
-            self.committed = true;
+        if let Some(request) = &request {
+            self.committed |= request.action == WriteAction::Commit as i32;
+            self.expects_digest |= !request.expected.is_empty();
         }
         let early = request.zip(self.last.as_ref()).and_then(|(request, last)| {
             let len = request.data.len();
@@ -157,6 +162,7 @@ impl Ledger {
                 && (request.offset == 0 || Some(request.offset) == self.next_offset)
                 // containerd checks an expected digest first, and may refuse the write.
                 && request.expected.is_empty()
+                && self.expects_digest
                 && !self.committed;
             let in_order = !self
                 .awaited
@@ -190,9 +196,9 @@ impl Ledger {
 
     /// Matches containerd's next answer with what it answers: the message to relay, `None`
     /// when the front answered already, and the error ending the call when the two disagree.
-    /// Relayed answers to writes lose the running digest, as early ones have none: containerd's
-    /// Go client keeps the last digest it was given, and would commit a write it finished with
-    /// that of an earlier part.
+    /// On calls answered early, relayed answers to writes lose the running digest, as early
+    /// ones have none: containerd's Go client keeps the last digest it was given, which would
+    /// otherwise be that of an earlier part.
     fn confirm(&mut self, answer: &frame::Message) -> Result<Option<Bytes>, String> {
         let decoded = answer
             .payload()
@@ -222,12 +228,17 @@ impl Ledger {
             // the client ends its side) are relayed too.
             Some(Awaited::Relayed) | None => {
                 let Some(mut decoded) = decoded else {
+                    self.next_offset = None;
                     return Ok(Some(answer.raw()));
                 };
-                // Early answers follow none that is awaited: this one ends what is awaited.
+                // Early answers are given only while nothing relayed is awaited, so the offset
+                // counts once the last of those is answered.
                 self.next_offset = Some(decoded.offset);
                 self.last = Some(decoded.clone());
-                if decoded.action != WriteAction::Write as i32 || decoded.digest.is_empty() {
+                if !self.expects_digest
+                    || decoded.action != WriteAction::Write as i32
+                    || decoded.digest.is_empty()
+                {
                     return Ok(Some(answer.raw()));
                 }
                 decoded.digest.clear();
@@ -429,8 +440,12 @@ mod tests {
         })
     }
 
+    /// A status request naming the digest written, as pulls send it.
     fn stat() -> Option<WriteRequest> {
-        Some(WriteRequest::default())
+        Some(WriteRequest {
+            expected: "sha256:whole".into(),
+            ..Default::default()
+        })
     }
 
     fn commit() -> Option<WriteRequest> {
@@ -483,8 +498,10 @@ mod tests {
     #[test]
     fn writes_are_answered_early_once_the_write_is_open_and_in_order() {
         let mut ledger = Ledger::default();
+        assert!(ledger.answer(stat()).is_none());
         // Nothing before containerd's first answer: the write may not open.
         assert!(ledger.answer(write(0, 4)).is_none());
+        relayed(ledger.confirm(&answer(WriteAction::Stat, 0))).unwrap();
         let first = relayed(ledger.confirm(&answer(WriteAction::Write, 4))).unwrap();
         assert!(
             first.digest.is_empty(),
@@ -522,6 +539,19 @@ mod tests {
         assert!(
             ledger.answer(None).is_none(),
             "unreadable requests are relayed"
+        );
+    }
+
+    #[test]
+    fn calls_not_naming_their_digest_are_answered_by_containerd() {
+        let mut ledger = Ledger::default();
+        assert!(ledger.answer(Some(WriteRequest::default())).is_none());
+        relayed(ledger.confirm(&answer(WriteAction::Stat, 0))).unwrap();
+        assert!(ledger.answer(write(0, 4)).is_none());
+        let written = relayed(ledger.confirm(&answer(WriteAction::Write, 4))).unwrap();
+        assert_eq!(
+            written.digest, "sha256:running",
+            "the running digest is kept"
         );
     }
 
@@ -625,7 +655,10 @@ mod tests {
                 async move { Ok::<_, Infallible>(Response::new(body)) }
             });
             let (client, client_side) = channel_body();
-            let stat = WriteContentRequest::default();
+            let stat = WriteContentRequest {
+                expected: "sha256:whole".into(),
+                ..Default::default()
+            };
             client
                 .send(Ok(Frame::data(frame::encode(&stat.encode_to_vec()))))
                 .await
