@@ -195,8 +195,8 @@ enum Command {
         /// Record the image without unpacking it.
         #[arg(long)]
         no_unpack: bool,
-        /// Seconds to wait, in all, for other clients' writes of blobs the pull needs (0 to
-        /// 1800: half the pull's lease).
+        /// Seconds the pull waits for other clients' writes of blobs it needs, counted from its
+        /// first wait (0 to 1800: half the pull's lease).
         #[arg(long, default_value_t = 600,
               value_parser = clap::value_parser!(u64).range(0..=MAX_LOCK_WAIT.as_secs()))]
         lock_wait: u64,

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -39,9 +40,11 @@ const MANIFEST_LIMIT: u64 = 4 << 20;
 /// the last (ctr's `content.OpenWriter` waits a random part of such a bound).
 const FIRST_LOCK_PAUSE: Duration = Duration::from_millis(16);
 const LAST_LOCK_PAUSE: Duration = Duration::from_secs(2);
-/// The longest [`PullOptions::lock_wait`]: half the pull's lease (see [`lease_expiry`]), past
-/// which containerd may collect what the pull wrote.
-pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(1800);
+/// How long the pull's lease lasts: past it containerd may collect what the pull wrote.
+const LEASE: Duration = Duration::from_secs(3600);
+/// The longest [`PullOptions::lock_wait`]: half the pull's lease. Waits also end by the
+/// lease's half-way point, leaving the other half for the writes.
+pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(LEASE.as_secs() / 2);
 
 /// Where and how to pull.
 #[derive(Debug, Clone)]
@@ -52,8 +55,8 @@ pub struct PullOptions {
     pub namespace: String,
     /// Snapshotter to unpack for; `None` skips unpacking.
     pub snapshotter: Option<String>,
-    /// How long, all waits together, to wait for other clients' writes of blobs the pull
-    /// needs (containerd's locks on them) before failing; at most [`MAX_LOCK_WAIT`].
+    /// How long to wait for other clients' writes of blobs the pull needs (containerd's locks
+    /// on them) before failing, counted from the first wait; at most [`MAX_LOCK_WAIT`].
     pub lock_wait: Duration,
 }
 
@@ -144,9 +147,11 @@ struct Session {
     lease: String,
     /// See [`PullOptions::lock_wait`].
     lock_wait: Duration,
-    /// When the pull stops waiting for other clients' locks: one bound for all its writes,
-    /// so that the waits together stay within its lease.
-    waits_until: Instant,
+    /// When the session began (its lease with it).
+    opened: Instant,
+    /// When the pull stops waiting for other clients' locks: set at its first wait, one bound
+    /// for all its writes.
+    waits_until: OnceLock<Instant>,
 }
 
 impl Session {
@@ -156,7 +161,8 @@ impl Session {
             namespace: namespace.to_string(),
             lease: String::new(),
             lock_wait,
-            waits_until: Instant::now() + lock_wait,
+            opened: Instant::now(),
+            waits_until: OnceLock::new(),
         };
         let expire = lease_expiry();
         let created = LeasesClient::new(channel)
@@ -393,6 +399,11 @@ impl Session {
         let reference = ingest_reference(digest);
         let mut pause = FIRST_LOCK_PAUSE;
         let mut waiting = false;
+        let waits_until = || {
+            *self
+                .waits_until
+                .get_or_init(|| (Instant::now() + self.lock_wait).min(self.opened + LEASE / 2))
+        };
         loop {
             let (requests, queue) = tokio::sync::mpsc::channel(2);
             // The status of the ingest. With `expected`, containerd answers AlreadyExists
@@ -427,18 +438,19 @@ impl Session {
                 }
                 Ok(None) => bail!("containerd ended the write of {digest} before answering"),
                 Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(None),
-                Err(status) if is_locked(&status) && Instant::now() < self.waits_until => {
+                Err(status) if is_locked(&status) && Instant::now() < waits_until() => {
                     if !waiting {
                         progress(&format!("{digest}: another client is writing it; waiting"));
                         waiting = true;
                     }
-                    let left = self.waits_until.saturating_duration_since(Instant::now());
+                    let left = waits_until().saturating_duration_since(Instant::now());
                     tokio::time::sleep(pause.min(left)).await;
                     pause = (pause * 2).min(LAST_LOCK_PAUSE);
                 }
                 Err(status) if is_locked(&status) => bail!(
                     "writing {digest}: another client held containerd's lock on it past the \
-                     time the pull waits for other clients ({} s in all)",
+                     time the pull waits for other clients ({} s from its first wait, within \
+                     half its lease)",
                     self.lock_wait.as_secs()
                 ),
                 Err(status) => {
@@ -772,9 +784,9 @@ fn check_lock_wait(lock_wait: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An hour from now in RFC 3339, for the lease's expiry label (a safety net if we die).
+/// [`LEASE`] from now in RFC 3339, for the lease's expiry label (a safety net if we die).
 fn lease_expiry() -> String {
-    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 3600)
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + LEASE.as_secs() as i64)
         .map(|t| t.to_string())
         .unwrap_or_default()
 }
