@@ -267,7 +267,7 @@ where
     let (to_containerd, containerd_body) = channel_body_of(QUEUED);
     let (early, early_answers) = mpsc::channel(EARLY_DEPTH);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    tokio::spawn(client_to_containerd(
+    let client_side = tokio::spawn(client_to_containerd(
         Messages::with_limit(body, MAX_WRITE_MESSAGE),
         to_containerd,
         early,
@@ -277,16 +277,18 @@ where
         .call(Request::from_parts(parts, containerd_body))
         .await;
     if status::is_trailers_only(response.headers()) {
+        client_side.abort();
         return response;
     }
     let (parts, body) = response.into_parts();
     let (to_client, client_body) = channel_body();
-    tokio::spawn(containerd_to_client(
-        Messages::new(body),
-        early_answers,
-        to_client,
-        ledger,
-    ));
+    let relay = containerd_to_client(Messages::new(body), early_answers, to_client, ledger);
+    tokio::spawn(async move {
+        relay.await;
+        // The call is over: what the client still sends goes nowhere, and containerd's side
+        // ends now rather than when the client ends its own.
+        client_side.abort();
+    });
     Response::from_parts(parts, client_body)
 }
 
@@ -638,6 +640,8 @@ mod tests {
         client: FrameSender,
         containerd: FrameSender,
         reads: Messages,
+        /// Fires when containerd's side of the call has ended.
+        containerd_side_ended: tokio::sync::oneshot::Receiver<()>,
     }
 
     impl Call {
@@ -645,11 +649,15 @@ mod tests {
         async fn open(offset: i64) -> Self {
             let (containerd, containerd_side) = channel_body();
             let mut containerd_side = Some(containerd_side);
+            let (ended, containerd_side_ended) = tokio::sync::oneshot::channel();
+            let mut ended = Some(ended);
             let service = tower::service_fn(move |request: Request<Body>| {
                 // containerd reads what the client sends.
+                let ended = ended.take().expect("one call");
                 tokio::spawn(async move {
                     let mut sent = request.into_body();
                     while sent.frame().await.is_some() {}
+                    let _ = ended.send(());
                 });
                 let body = containerd_side.take().expect("one call");
                 async move { Ok::<_, Infallible>(Response::new(body)) }
@@ -676,6 +684,7 @@ mod tests {
                 client,
                 containerd,
                 reads: Messages::new(response.into_body()),
+                containerd_side_ended,
             };
             assert_eq!(call.read().await.unwrap().offset, offset);
             call
@@ -750,12 +759,14 @@ mod tests {
         let Call {
             client,
             containerd,
-            mut reads,
+            reads,
+            containerd_side_ended,
         } = Call::open(0).await;
         let mut call = Call {
             client,
             containerd: channel_body().0,
-            reads: std::mem::replace(&mut reads, Messages::new(channel_body().1)),
+            reads,
+            containerd_side_ended,
         };
         call.write(0, b"abcd").await;
         call.read().await.unwrap();
@@ -765,6 +776,17 @@ mod tests {
             error.starts_with("14 ") && error.contains("4 bytes answered early unconfirmed"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_call_containerd_ended_ends_containerd_side_though_the_client_sends_on() {
+        let mut call = Call::open(0).await;
+        call.containerd.send(Ok(trailers("0"))).await.unwrap();
+        assert_eq!(call.read().await.unwrap_err(), "0 containerd's reason");
+        // The client has not ended its side (it still holds its sender).
+        let ended = tokio::time::timeout(Duration::from_secs(5), call.containerd_side_ended).await;
+        assert!(ended.is_ok(), "containerd's side still open");
+        drop(call.client);
     }
 
     #[tokio::test]
