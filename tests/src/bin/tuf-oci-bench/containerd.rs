@@ -476,13 +476,13 @@ pub(crate) async fn peak_memory_under_load(
             (format!("t{i}"), fill.repeat(layer_bytes / 2))
         })
         .collect();
-    let (org, _) = signed_app(registry, "bulk/app", &wanted).await;
-    let bulk_dir = tempfile::tempdir().unwrap();
-    let (bulk_policy, _) = service_policy(bulk_dir.path(), registry, &org, "bulk/");
+    let (org, _) = signed_app(registry, "layered/app", &wanted).await;
+    let layered_dir = tempfile::tempdir().unwrap();
+    let (layered_policy, _) = service_policy(layered_dir.path(), registry, &org, "layered/");
     let names: Vec<String> = (0..large)
-        .map(|i| format!("{}/bulk/app:t{i}", registry.host))
+        .map(|i| format!("{}/layered/app:t{i}", registry.host))
         .collect();
-    let bulk_peak = front_peak_kib(bulk_dir.path(), &bulk_policy, &names).await;
+    let layered_peak = front_peak_kib(layered_dir.path(), &layered_policy, &names).await;
     println!(
         "{:<56} {:>10} {:>9} MiB",
         format!("peak RSS, verifier service, {concurrent} concurrent"),
@@ -502,7 +502,7 @@ pub(crate) async fn peak_memory_under_load(
             layer_bytes as f64 / 2.0 / f64::from(1 << 20)
         ),
         "",
-        bulk_peak >> 10
+        layered_peak >> 10
     );
 }
 
