@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{
-    InfoRequest, WriteAction, WriteContentRequest, WriteContentResponse,
+    CreateRequest, InfoRequest, WriteAction, WriteContentRequest, WriteContentResponse,
 };
 use containerd_tuf_transfer::{server, upstream::Upstream};
 use containerd_tuf_verifier::engine::Engine;
@@ -59,6 +60,18 @@ async fn setup() -> Setup {
     let front = containerd_tuf_verifier::client::unix_channel(&socket, ANSWER)
         .await
         .unwrap();
+    // What the tests commit stays leased: containerd collects unreferenced content, and its
+    // first collection runs shortly after it starts.
+    let direct = containerd_tuf_verifier::client::unix_channel(&containerd.socket, ANSWER)
+        .await
+        .unwrap();
+    LeasesClient::new(direct)
+        .create(in_namespace(CreateRequest {
+            id: LEASE.into(),
+            labels: Default::default(),
+        }))
+        .await
+        .unwrap();
     Setup {
         containerd,
         front,
@@ -68,12 +81,15 @@ async fn setup() -> Setup {
     }
 }
 
-/// A request in the `default` namespace.
+/// The lease the tests' writes are made under.
+const LEASE: &str = "front-content-writes";
+
+/// A request in the `default` namespace, under [`LEASE`].
 fn in_namespace<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("containerd-namespace", "default".parse().unwrap());
+    let metadata = request.metadata_mut();
+    metadata.insert("containerd-namespace", "default".parse().unwrap());
+    metadata.insert("containerd-lease", LEASE.parse().unwrap());
     request
 }
 
@@ -277,8 +293,8 @@ async fn a_lock_containerd_reports_at_once_keeps_its_status() {
 
     // containerd refuses ctr's call through the front before answering any message (a
     // "trailers-only" answer). ctr waits on the lock only if it reads `UNAVAILABLE`; taken for
-    // another error, it fails at once.
-    let digest = sha256(&blob);
+    // another error, it fails at once. (What ctr writes is not leased once it exits, so
+    // containerd may collect it: ctr's success is the outcome.)
     let release = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         drop(holder);
@@ -292,7 +308,6 @@ async fn a_lock_containerd_reports_at_once_keeps_its_status() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stored(containerd, &digest).await);
 }
 
 #[tokio::test]
@@ -300,7 +315,6 @@ async fn a_blob_containerd_has_is_found_through_the_front() {
     let setup = setup().await;
     let containerd = &setup.containerd;
     let blob = b"stored once, offered twice".to_vec();
-    let digest = sha256(&blob);
     // Content containerd has, written again through the front (as pulls of images sharing
     // layers do), is taken as there.
     for round in ["first", "second"] {
@@ -311,7 +325,6 @@ async fn a_blob_containerd_has_is_found_through_the_front() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert!(stored(containerd, &digest).await);
 }
 
 /// `ctr content ingest` of `blob` under `reference` through `socket`, `blob` on its stdin.
