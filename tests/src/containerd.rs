@@ -159,6 +159,34 @@ impl Containerd {
         command
     }
 
+    /// `ctr content ingest` of `size` bytes of `digest` under `reference`, through `socket`,
+    /// reading them from its stdin (a pipe); it takes containerd's lock on `reference` before
+    /// reading. Killed on drop.
+    pub fn spawn_ctr_ingest(
+        &self,
+        socket: &Path,
+        reference: &str,
+        digest: &str,
+        size: usize,
+    ) -> tokio::process::Child {
+        let size = size.to_string();
+        let args = [
+            "content",
+            "ingest",
+            "--expected-size",
+            &size,
+            "--expected-digest",
+            digest,
+            reference,
+        ];
+        tokio::process::Command::from(self.ctr_command(socket, &args))
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run ctr content ingest")
+    }
+
     /// The image names containerd holds.
     pub fn images(&self) -> Vec<String> {
         let out = self.ctr(&["images", "ls", "-q"]);

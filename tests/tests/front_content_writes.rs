@@ -334,23 +334,7 @@ async fn ctr_ingest(
     reference: &str,
     blob: &[u8],
 ) -> std::process::Output {
-    let size = blob.len().to_string();
-    let digest = sha256(blob);
-    let args = [
-        "content",
-        "ingest",
-        "--expected-size",
-        &size,
-        "--expected-digest",
-        &digest,
-        reference,
-    ];
-    let mut ctr = tokio::process::Command::from(containerd.ctr_command(socket, &args))
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut ctr = containerd.spawn_ctr_ingest(socket, reference, &sha256(blob), blob.len());
     let mut stdin = ctr.stdin.take().unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut stdin, blob)
         .await

@@ -208,7 +208,8 @@ async fn layers_another_client_is_writing_are_waited_for() {
     for (content, digest) in [&first, &second].into_iter().zip(&digests) {
         let layer = tuf_oci_tests::layer_tar(content);
         let reference = format!("tuf-oci-{digest}");
-        let mut writer = ctr_ingest(&containerd, &reference, digest, layer.len());
+        let mut writer =
+            containerd.spawn_ctr_ingest(&containerd.socket, &reference, digest, layer.len());
         let mut stdin = writer.stdin.take().unwrap();
         stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
         stdin.flush().await.unwrap();
@@ -288,7 +289,8 @@ async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
     let digest = layer_digests(&manifest).remove(0);
     let layer = tuf_oci_tests::layer_tar(&first);
     let reference = format!("tuf-oci-{digest}");
-    let mut writer = ctr_ingest(&containerd, &reference, &digest, layer.len());
+    let mut writer =
+        containerd.spawn_ctr_ingest(&containerd.socket, &reference, &digest, layer.len());
     let mut stdin = writer.stdin.take().unwrap();
     stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
     stdin.flush().await.unwrap();
@@ -330,32 +332,6 @@ fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|layer| layer["digest"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// `ctr content ingest` of `size` bytes of `digest` under `reference`, reading them from its
-/// stdin (a pipe); it takes containerd's lock on `reference` before reading.
-fn ctr_ingest(
-    containerd: &Containerd,
-    reference: &str,
-    digest: &str,
-    size: usize,
-) -> tokio::process::Child {
-    let size = size.to_string();
-    let args = [
-        "content",
-        "ingest",
-        "--expected-size",
-        &size,
-        "--expected-digest",
-        digest,
-        reference,
-    ];
-    tokio::process::Command::from(containerd.ctr_command(&containerd.socket, &args))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
 }
 
 /// Appends the pull's progress lines to `said` until `until(said)` holds (true) or the pull's
@@ -490,7 +466,12 @@ async fn a_layer_another_client_commits_meanwhile_stays_leased() {
     // Another client writes the first layer under its own reference, with no lease, and
     // commits it; then the pull's write of it gets through and finds it committed.
     let layer = tuf_oci_tests::layer_tar(&first);
-    let mut other = ctr_ingest(&containerd, "another-client", &digests[0], layer.len());
+    let mut other = containerd.spawn_ctr_ingest(
+        &containerd.socket,
+        "another-client",
+        &digests[0],
+        layer.len(),
+    );
     let mut stdin = other.stdin.take().unwrap();
     stdin.write_all(&layer).await.unwrap();
     drop(stdin);
