@@ -21,10 +21,15 @@ pub enum Code {
 
 /// A response carrying only a gRPC status and message.
 pub fn error(code: Code, message: &str) -> Response<Body> {
+    trailers_only(trailers(code, message))
+}
+
+/// A response ending the call at once with `trailers` (gRPC's "Trailers-Only").
+pub fn trailers_only(trailers: HeaderMap) -> Response<Body> {
     let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/grpc"));
-    headers.extend(trailers(code, message));
+    headers.extend(trailers);
     response
 }
 

@@ -265,7 +265,7 @@ where
 {
     let (parts, body) = request.into_parts();
     let (to_containerd, containerd_body) = channel_body_of(QUEUED);
-    let (early, early_answers) = mpsc::channel(EARLY_DEPTH);
+    let (early, mut early_answers) = mpsc::channel(EARLY_DEPTH);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let client_side = tokio::spawn(client_to_containerd(
         Messages::with_limit(body, MAX_WRITE_MESSAGE),
@@ -278,7 +278,13 @@ where
         .await;
     if status::is_trailers_only(response.headers()) {
         client_side.abort();
-        return response;
+        // Nothing is answered early before containerd's first answer, so a queued frame is the
+        // front's refusal of what the client sent, which ended containerd's side: it says why
+        // (containerd only saw its input end).
+        return match early_answers.try_recv().map(Frame::into_trailers) {
+            Ok(Ok(refusal)) => status::trailers_only(refusal),
+            _ => response,
+        };
     }
     let (parts, body) = response.into_parts();
     let (to_client, client_body) = channel_body();
@@ -632,6 +638,36 @@ mod tests {
         let response = write_ahead(Request::new(body), containerd).await;
         assert_eq!(response.headers()["grpc-status"], "14");
         assert!(http_body::Body::is_end_stream(response.body()));
+    }
+
+    /// A message the front cannot take, sent before containerd's first answer, ends
+    /// containerd's side: the client reads the front's reason, not containerd's refusal of an
+    /// input that ended.
+    #[tokio::test]
+    async fn a_message_too_large_before_containerd_answers_is_refused_by_the_front() {
+        let containerd = tower::service_fn(|request: Request<Body>| async move {
+            let mut sent = request.into_body();
+            while sent.frame().await.is_some() {}
+            Ok::<_, Infallible>(status::error(Code::Unavailable, "EOF"))
+        });
+        let (client, client_side) = channel_body();
+        let mut header = vec![0];
+        header.extend_from_slice(&u32::try_from(MAX_WRITE_MESSAGE + 1).unwrap().to_be_bytes());
+        client
+            .send(Ok(Frame::data(Bytes::from(header))))
+            .await
+            .unwrap();
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            write_ahead(Request::new(client_side), containerd),
+        )
+        .await
+        .expect("answered while the client still holds its side");
+        assert_eq!(response.headers()["grpc-status"], "3");
+        let message = response.headers()["grpc-message"].to_str().unwrap();
+        assert!(message.contains("exceeds 16777216"), "{message}");
+        assert!(http_body::Body::is_end_stream(response.body()));
+        drop(client);
     }
 
     /// One call through [`write_ahead`] to a containerd played by the test: what the client
