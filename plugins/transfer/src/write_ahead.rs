@@ -676,8 +676,8 @@ mod tests {
         client: FrameSender,
         containerd: FrameSender,
         reads: Messages,
-        /// Fires when containerd's side of the call has ended.
-        containerd_side_ended: tokio::sync::oneshot::Receiver<()>,
+        /// The messages containerd received, once its side of the call has ended.
+        containerd_received: tokio::sync::oneshot::Receiver<Vec<WriteContentRequest>>,
     }
 
     impl Call {
@@ -685,15 +685,19 @@ mod tests {
         async fn open(offset: i64) -> Self {
             let (containerd, containerd_side) = channel_body();
             let mut containerd_side = Some(containerd_side);
-            let (ended, containerd_side_ended) = tokio::sync::oneshot::channel();
+            let (ended, containerd_received) = tokio::sync::oneshot::channel();
             let mut ended = Some(ended);
             let service = tower::service_fn(move |request: Request<Body>| {
                 // containerd reads what the client sends.
                 let ended = ended.take().expect("one call");
                 tokio::spawn(async move {
-                    let mut sent = request.into_body();
-                    while sent.frame().await.is_some() {}
-                    let _ = ended.send(());
+                    let mut sent = Messages::with_limit(request.into_body(), MAX_WRITE_MESSAGE);
+                    let mut received = Vec::new();
+                    while let Some(Ok(Item::Message(message))) = sent.next().await {
+                        let payload = message.payload().unwrap();
+                        received.push(WriteContentRequest::decode(payload).unwrap());
+                    }
+                    let _ = ended.send(received);
                 });
                 let body = containerd_side.take().expect("one call");
                 async move { Ok::<_, Infallible>(Response::new(body)) }
@@ -720,7 +724,7 @@ mod tests {
                 client,
                 containerd,
                 reads: Messages::new(response.into_body()),
-                containerd_side_ended,
+                containerd_received,
             };
             assert_eq!(call.read().await.unwrap().offset, offset);
             call
@@ -796,13 +800,13 @@ mod tests {
             client,
             containerd,
             reads,
-            containerd_side_ended,
+            containerd_received,
         } = Call::open(0).await;
         let mut call = Call {
             client,
             containerd: channel_body().0,
             reads,
-            containerd_side_ended,
+            containerd_received,
         };
         call.write(0, b"abcd").await;
         call.read().await.unwrap();
@@ -820,7 +824,7 @@ mod tests {
         call.containerd.send(Ok(trailers("0"))).await.unwrap();
         assert_eq!(call.read().await.unwrap_err(), "0 containerd's reason");
         // The client has not ended its side (it still holds its sender).
-        let ended = tokio::time::timeout(Duration::from_secs(5), call.containerd_side_ended).await;
+        let ended = tokio::time::timeout(Duration::from_secs(5), call.containerd_received).await;
         assert!(ended.is_ok(), "containerd's side still open");
         drop(call.client);
     }
@@ -850,5 +854,17 @@ mod tests {
             .to_vec();
         assert_eq!(offsets, [2, 4]);
         assert_eq!(call.read().await.unwrap_err(), "11 containerd's reason");
+
+        // Every message reached containerd as the client sent it, in order.
+        let received = tokio::time::timeout(Duration::from_secs(5), call.containerd_received)
+            .await
+            .expect("containerd's side ended with the call")
+            .unwrap();
+        assert_eq!(received[0].expected, "sha256:whole");
+        let writes: Vec<(i64, &[u8])> = received[1..]
+            .iter()
+            .map(|request| (request.offset, &request.data[..]))
+            .collect();
+        assert_eq!(writes, [(0, &b"ab"[..]), (2, b"cd"), (9, b"ef")]);
     }
 }
