@@ -5,9 +5,11 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Semaphore;
 
 use tuf_oci_tests::containerd::{Containerd, Version};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
@@ -74,21 +76,19 @@ async fn on_containerd_2_3() {
 }
 
 /// A signed `solo/app:v1` of layers holding `contents`, in single-repository mode, with its
-/// trusted root in a file; and the image manifest.
+/// trusted root in a file; the image manifest, and its digest.
 async fn signed_layers(
     registry: &TestRegistry,
     contents: &[&str],
-) -> (tempfile::TempDir, serde_json::Value) {
+) -> (tempfile::TempDir, serde_json::Value, String) {
     let org = Org::init(registry, "solo/app").await;
     let signed = registry.push_image_layers("solo/app", "v1", contents).await;
     org.sign_in_targets(registry, "solo/app:v1").await;
     org.publish(registry).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
-    (
-        dir,
-        registry.manifest_json("solo/app", &signed.digest).await,
-    )
+    let manifest = registry.manifest_json("solo/app", &signed.digest).await;
+    (dir, manifest, signed.digest)
 }
 
 /// Fails with the pull's and containerd's logs unless the pull succeeded.
@@ -142,7 +142,7 @@ fn big_layers() -> (String, String) {
 async fn layers_larger_than_a_message_and_listed_twice_arrive_whole() {
     let registry = TestRegistry::start();
     let (first, second) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&first, &second, &first]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&first, &second, &first]).await;
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let out = pull(&registry.host, "solo/app:v1", dir.path(), &containerd).await;
     assert_pulled(&out, &containerd);
@@ -165,7 +165,7 @@ async fn layers_larger_than_a_message_and_listed_twice_arrive_whole() {
 async fn a_layer_with_other_bytes_is_never_committed() {
     let registry = TestRegistry::start();
     let (first, second) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&first, &second]).await;
     let layer = &manifest["layers"][1];
     let digest = layer["digest"].as_str().unwrap().to_string();
     // As many bytes as the manifest says, none of them right.
@@ -199,7 +199,7 @@ async fn a_layer_with_other_bytes_is_never_committed() {
 async fn layers_another_client_is_writing_are_waited_for() {
     let registry = TestRegistry::start();
     let (first, second) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&first, &second]).await;
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let digests = layer_digests(&manifest);
     // Two `ctr content ingest`s, each holding the reference `tuf-oci pull` writes a layer
@@ -284,7 +284,7 @@ async fn wait_for_ingest(containerd: &Containerd, reference: &str) {
 async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
     let registry = TestRegistry::start();
     let (first, _) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&first]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&first]).await;
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let digest = layer_digests(&manifest).remove(0);
     let layer = tuf_oci_tests::layer_tar(&first);
@@ -322,6 +322,57 @@ async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
     );
     assert!(containerd.images().is_empty());
     writer.kill().await.unwrap();
+}
+
+/// The lock wait counts from the pull's first wait, not from its start: a pull that reaches
+/// a locked layer only after longer than the wait (the registry holds its manifest) still
+/// waits for the layer.
+#[tokio::test]
+async fn the_lock_wait_counts_from_the_pulls_first_wait() {
+    let registry = TestRegistry::start();
+    let (first, _) = big_layers();
+    let (dir, manifest, image) = signed_layers(&registry, &[&first]).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let digest = layer_digests(&manifest).remove(0);
+    let layer = tuf_oci_tests::layer_tar(&first);
+    let reference = format!("tuf-oci-{digest}");
+    let mut writer =
+        containerd.spawn_ctr_ingest(&containerd.socket, &reference, &digest, layer.len());
+    let mut stdin = writer.stdin.take().unwrap();
+    stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
+    stdin.flush().await.unwrap();
+    wait_for_ingest(&containerd, &reference).await;
+
+    let permits = Arc::new(Semaphore::new(0));
+    let rules = vec![Rule::Hold {
+        path_suffix: format!("/manifests/{image}"),
+        permits: Arc::clone(&permits),
+    }];
+    let proxy = HostileRegistry::start(&registry.host, rules).await;
+    let mut puller = pull_command(&proxy.host, "solo/app:v1", dir.path(), &containerd)
+        .args(["--lock-wait", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.asked(&format!("/manifests/{image}"), 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    permits.add_permits(1);
+    let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    let waiting = format!("{digest}: another client is writing it; waiting");
+    let found = read_progress(&mut progress, &mut said, |said| said.contains(&waiting)).await;
+    assert!(found, "the pull ended without waiting:\n{said}");
+
+    // The other client finishes the layer within the wait.
+    stdin.write_all(&layer[layer.len() / 2..]).await.unwrap();
+    drop(stdin);
+    let committed = writer.wait_with_output().await.unwrap();
+    assert!(committed.status.success(), "{committed:?}");
+    read_progress(&mut progress, &mut said, |_| false).await;
+    let out = puller.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{said}\n{}", containerd.log());
+    assert_eq!(containerd.images(), [format!("{}/solo/app:v1", proxy.host)]);
 }
 
 /// The digests of an image manifest's layers, in order.
@@ -369,7 +420,7 @@ async fn containerd_ending_a_write_ends_the_pull_at_once() {
     let registry = TestRegistry::start();
     // One layer: no other write can fail the pull first.
     let (layer, _) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&layer]).await;
     let digest = layer_digests(&manifest).remove(0);
     let hostile = HostileRegistry::start(
         &registry.host,
@@ -407,7 +458,7 @@ async fn containerd_ending_a_write_ends_the_pull_at_once() {
 async fn layers_held_in_another_namespace_are_not_fetched_again() {
     let registry = TestRegistry::start();
     let (first, second) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&first, &second]).await;
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     assert_pulled(
         &pull(&registry.host, "solo/app:v1", dir.path(), &containerd).await,
@@ -435,12 +486,9 @@ async fn layers_held_in_another_namespace_are_not_fetched_again() {
 /// take it.
 #[tokio::test]
 async fn a_layer_another_client_commits_meanwhile_stays_leased() {
-    use std::sync::Arc;
-    use tokio::sync::Semaphore;
-
     let registry = TestRegistry::start();
     let (first, second) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&first, &second]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&first, &second]).await;
     let digests = layer_digests(&manifest);
     // Both layers held at the registry until the test lets them through.
     let permits = [Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0))];
@@ -504,7 +552,7 @@ async fn a_layer_another_client_commits_meanwhile_stays_leased() {
 async fn a_whole_uncommitted_layer_is_committed_without_fetching_it() {
     let registry = TestRegistry::start();
     let (layer, _) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&layer]).await;
     let digest = layer_digests(&manifest).remove(0);
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let bytes = tuf_oci_tests::layer_tar(&layer);
@@ -524,7 +572,7 @@ async fn a_whole_uncommitted_layer_is_committed_without_fetching_it() {
 async fn an_uncommitted_layer_of_other_bytes_is_written_again() {
     let registry = TestRegistry::start();
     let (layer, _) = big_layers();
-    let (dir, manifest) = signed_layers(&registry, &[&layer]).await;
+    let (dir, manifest, _) = signed_layers(&registry, &[&layer]).await;
     let digest = layer_digests(&manifest).remove(0);
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let size = tuf_oci_tests::layer_tar(&layer).len();
