@@ -207,13 +207,7 @@ async fn layers_another_client_is_writing_are_waited_for() {
     let mut writers = Vec::new();
     for (content, digest) in [&first, &second].into_iter().zip(&digests) {
         let layer = tuf_oci_tests::layer_tar(content);
-        let reference = format!("tuf-oci-{digest}");
-        let mut writer =
-            containerd.spawn_ctr_ingest(&containerd.socket, &reference, digest, layer.len());
-        let mut stdin = writer.stdin.take().unwrap();
-        stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
-        stdin.flush().await.unwrap();
-        wait_for_ingest(&containerd, &reference).await;
+        let (writer, stdin) = half_written(&containerd, digest, &layer).await;
         writers.push((writer, stdin, layer));
     }
 
@@ -269,6 +263,24 @@ async fn layers_another_client_is_writing_are_waited_for() {
 }
 
 /// Waits until containerd lists `reference` among its active ingests.
+/// Another client's `ctr content ingest` of `layer` (of `digest`), holding containerd's lock on
+/// the reference `tuf-oci pull` writes it under, with half of it written; and its stdin, to
+/// write the rest or to give up.
+async fn half_written(
+    containerd: &Containerd,
+    digest: &str,
+    layer: &[u8],
+) -> (tokio::process::Child, tokio::process::ChildStdin) {
+    let reference = format!("tuf-oci-{digest}");
+    let mut writer =
+        containerd.spawn_ctr_ingest(&containerd.socket, &reference, digest, layer.len());
+    let mut stdin = writer.stdin.take().unwrap();
+    stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
+    stdin.flush().await.unwrap();
+    wait_for_ingest(containerd, &reference).await;
+    (writer, stdin)
+}
+
 async fn wait_for_ingest(containerd: &Containerd, reference: &str) {
     for _ in 0..100 {
         let active = containerd.ctr(&["content", "active"]);
@@ -288,13 +300,7 @@ async fn a_layer_locked_longer_than_the_wait_fails_naming_it() {
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let digest = layer_digests(&manifest).remove(0);
     let layer = tuf_oci_tests::layer_tar(&first);
-    let reference = format!("tuf-oci-{digest}");
-    let mut writer =
-        containerd.spawn_ctr_ingest(&containerd.socket, &reference, &digest, layer.len());
-    let mut stdin = writer.stdin.take().unwrap();
-    stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
-    stdin.flush().await.unwrap();
-    wait_for_ingest(&containerd, &reference).await;
+    let (mut writer, _stdin) = half_written(&containerd, &digest, &layer).await;
 
     let started = std::time::Instant::now();
     let out = tokio::time::timeout(
@@ -335,13 +341,7 @@ async fn the_lock_wait_counts_from_the_pulls_first_wait() {
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let digest = layer_digests(&manifest).remove(0);
     let layer = tuf_oci_tests::layer_tar(&first);
-    let reference = format!("tuf-oci-{digest}");
-    let mut writer =
-        containerd.spawn_ctr_ingest(&containerd.socket, &reference, &digest, layer.len());
-    let mut stdin = writer.stdin.take().unwrap();
-    stdin.write_all(&layer[..layer.len() / 2]).await.unwrap();
-    stdin.flush().await.unwrap();
-    wait_for_ingest(&containerd, &reference).await;
+    let (writer, mut stdin) = half_written(&containerd, &digest, &layer).await;
 
     let permits = Arc::new(Semaphore::new(0));
     let rules = vec![Rule::Hold {
