@@ -225,6 +225,63 @@ async fn role_signing_outside_its_paths_is_ignored() {
     assert!(matches!(err, Error::DigestNotSigned { .. }), "{err}");
 }
 
+/// A pull by digest believes only names `<repository>:<tag>`. A role whose patterns cover
+/// other repositories' names (`team-*/base:*`, `team-a/*`), and whose glob lets `*` span `/`
+/// and `:`, cannot sign this repository's digest under a name that only starts like one of
+/// its tags: `team-b/app:x/base:1` (the pattern `team-*/base:*`), or one that resolves into
+/// its own paths (`team-b/app:x/../../team-a/y` is `team-a/y`).
+#[tokio::test]
+async fn names_that_are_no_tag_of_the_repository_sign_nothing_in_it() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let base = org.key("base").await;
+    org.delegate_from_targets(
+        &registry,
+        &delegation("base", &["team-*/base:*", "team-a/*"], &[&base], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    let victim = registry.push_image("team-b/app", "v1", "not yours").await;
+    with_pointer(&registry, "team-b/app").await;
+
+    let descriptor: tuf_oci::layout::Entry = victim.clone();
+    let descriptor = serde_json::from_value(serde_json::to_value(descriptor).unwrap()).unwrap();
+    let top: Signed<Targets> = parse(&registry.get_file(&org.metadata, "targets.json").await);
+    for (version, name) in [
+        (1, "team-b/app:x/base:1"),
+        (2, "team-b/app:x/../../team-a/y"),
+    ] {
+        let mut targets = Targets::new(
+            "1.0.0".into(),
+            version.try_into().unwrap(),
+            expiries().targets,
+        );
+        targets.targets.insert(
+            tough::TargetName::new(name).unwrap(),
+            tuf_oci::descriptor::target_from_descriptor(&descriptor).unwrap(),
+        );
+        let signed = craft::sign_delegated(
+            "base",
+            targets,
+            top.signed.delegations.as_ref().unwrap(),
+            std::slice::from_ref(&base),
+        )
+        .await;
+        craft::publish_raw(&registry, &org, &[("base", craft::bytes(&signed))]).await;
+
+        let cache = tempfile::tempdir().unwrap();
+        let err = org
+            .verifier(&registry, cache.path())
+            .verify(&registry.image(&format!("team-b/app@{}", victim.digest)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::DigestNotSigned { .. }),
+            "{name} signed team-b/app: {err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn terminating_delegation_hides_later_roles() {
     let registry = TestRegistry::start();

@@ -14,6 +14,7 @@ use tough::TargetName;
 use tough::schema::{Delegations, Role, RoleKeys, RoleType, Root, Signed, Target};
 
 use crate::error::{Error, Result};
+use crate::grammar;
 use crate::layout::TOP_LEVEL_ROLES;
 
 /// Targets metadata, top-level or delegated, whose signatures met their threshold. Only
@@ -92,8 +93,10 @@ impl TargetsMetadata {
             .transpose()
     }
 
-    /// Names starting with `prefix` whose target's SHA-256 is `hex`: candidates for a pull by
-    /// digest, each still to be confirmed by a search for its name.
+    /// Names `prefix` (`<repository>:`) and a tag whose target's SHA-256 is `hex`:
+    /// candidates for a pull by digest, each still to be confirmed by a search for its name.
+    /// Only a tag may follow: `team-b/app:x/base:1` is no name of `team-b/app`, and a role
+    /// whose patterns cover it (`team-*/base:*`) must not sign `team-b/app`'s content with it.
     pub(crate) fn names_with_digest<'a>(
         &'a self,
         prefix: &'a str,
@@ -102,7 +105,8 @@ impl TargetsMetadata {
         self.targets()
             .iter()
             .filter(move |(name, target)| {
-                name.starts_with(prefix)
+                name.strip_prefix(prefix)
+                    .is_some_and(|tag| grammar::check_tag(tag).is_ok())
                     && target["hashes"]["sha256"]
                         .as_str()
                         .is_some_and(|h| h.eq_ignore_ascii_case(hex))
