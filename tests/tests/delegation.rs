@@ -308,7 +308,7 @@ async fn terminating_delegation_hides_later_roles() {
         &registry,
         &registry.image("team-a/other:v1"),
         "first",
-        &[first],
+        std::slice::from_ref(&first),
     )
     .await;
     org.sign(
@@ -335,6 +335,40 @@ async fn terminating_delegation_hides_later_roles() {
     assert!(
         matches!(err, Error::TargetNotSigned { ref name } if name == "team-a/app:v1"),
         "{err}"
+    );
+
+    // `first` rotates its key as the guide says (delegated again with both keys, signs with
+    // the new one, delegated again with the new one alone): it keeps its place before
+    // `second`, so the search still stops at it.
+    let rotated = org.key("first-rotated").await;
+    for keys in [vec![&first, &rotated], vec![&rotated]] {
+        let mut again = delegation("first", &["team-a/*"], &keys, 1);
+        again.terminating = true;
+        org.delegate(&registry, "targets", &targets_key, &again)
+            .await;
+        if keys.len() == 2 {
+            org.sign(
+                &registry,
+                &registry.image("team-a/other:v1"),
+                "first",
+                std::slice::from_ref(&rotated),
+            )
+            .await;
+        }
+    }
+    org.publish(&registry).await;
+    let found = verifier
+        .verify(&registry.image("team-a/other:v1"))
+        .await
+        .unwrap();
+    assert_eq!(found.role(), "first");
+    let err = verifier
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TargetNotSigned { ref name } if name == "team-a/app:v1"),
+        "after the rotation: {err}"
     );
 }
 

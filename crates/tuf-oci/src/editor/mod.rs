@@ -294,8 +294,8 @@ impl Editor {
         })
     }
 
-    /// Adds or replaces a delegation in `parent` (top-level `targets` or a delegated role),
-    /// signed with `parent_keys`.
+    /// Adds a delegation at the end of `parent`'s (top-level `targets` or a delegated role), or
+    /// replaces it where it stands; signed with `parent_keys`.
     pub async fn delegate(
         &self,
         parent: &str,
@@ -318,16 +318,22 @@ impl Editor {
             .collect::<Result<Vec<_>>>()?;
         self.edit(parent, parent_keys, expires, &[], |targets| {
             let delegations = targets.delegations.get_or_insert_with(Delegations::new);
-            delegations.roles.retain(|r| r.name != delegation.role);
             delegations.keys.extend(keys);
-            delegations.roles.push(DelegatedRole {
+            let role = DelegatedRole {
                 name: delegation.role.clone(),
                 keyids,
                 threshold: delegation.threshold,
                 paths: PathSet::Paths(paths),
                 terminating: delegation.terminating,
                 targets: None,
-            });
+            };
+            // A role delegated again (a new key, new paths) keeps its place: the order is the
+            // search order (TUF 5.6.7.2), and moving it behind a later role would let that
+            // role's targets win, or a terminating role hide it.
+            match delegations.roles.iter_mut().find(|r| r.name == role.name) {
+                Some(existing) => *existing = role,
+                None => delegations.roles.push(role),
+            }
             Ok(())
         })
         .await
