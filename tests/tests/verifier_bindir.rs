@@ -195,6 +195,37 @@ async fn answers_like_containerd_expects() {
     );
 }
 
+/// containerd reads names tuf-oci does not (an empty path component, a percent-encoded one)
+/// and tidies them into references a scope covers: on a protected registry they are refused
+/// even where the policy default allows, never pulled unverified.
+#[tokio::test]
+async fn unreadable_names_on_a_protected_registry_are_refused() {
+    let registry = TestRegistry::start();
+    let TeamA { org, signed, .. } = TeamA::create(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &[], "");
+    let allowing = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace("default = \"deny\"", "default = \"allow\"");
+    std::fs::write(&policy, allowing).unwrap();
+    let host = &registry.host;
+    for name in [
+        format!("{host}/team-a//app:v1"),
+        format!("{host}/team%2Da/app:v1"),
+    ] {
+        assert_refused(
+            verify(&policy, &name, &signed),
+            &format!("{host} is a registry the policy protects"),
+        );
+    }
+    let (code, stdout) = verify(&policy, "localimage:latest", &signed);
+    assert_eq!(
+        code,
+        Some(0),
+        "the default allows names on no registry: {stdout}"
+    );
+}
+
 #[tokio::test]
 async fn a_metadata_location_in_the_policy_replaces_the_pointer() {
     let registry = TestRegistry::start();

@@ -302,12 +302,24 @@ impl Engine {
     fn coverage(&self, reference: &str) -> Coverage<'_> {
         let image = match ImageRef::parse(reference) {
             Ok(image) => image,
+            // A name on a protected registry that tuf-oci cannot read, containerd may still
+            // read and tidy into a protected reference: refused, whatever the default.
+            Err(e) if let Some(registry) = self.policy.protected_registry_of(reference) => {
+                return Coverage::Decided(Box::new(Answer::refuse(
+                    None,
+                    format!(
+                        "tuf-oci: {e}; {registry} is a registry the policy protects, so names \
+                         on it must be references tuf-oci reads"
+                    ),
+                )));
+            }
             // Names without a registry host (local tags, imports) are in no scope: the policy
             // default decides, as for any reference no scope covers.
             Err(e) => {
                 return Coverage::Decided(Box::new(match self.policy.default {
                     Default::Allow => Answer::allow(format!(
-                        "tuf-oci: {reference:?} names no registry; policy default allows it"
+                        "tuf-oci: {reference:?} is no registry reference; policy default \
+                         allows it"
                     )),
                     Default::Deny => {
                         Answer::refuse(None, format!("tuf-oci: {e}; policy default denies it"))

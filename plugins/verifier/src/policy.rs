@@ -224,6 +224,26 @@ impl Policy {
         }
     }
 
+    /// The registry `name` begins with, when a scope protects it: for names tuf-oci does not
+    /// read as references but containerd does, which it tidies into one a scope covers
+    /// (`host/team-a//app:v1`, `host/team%2Da/app:v1`, `host./team-a/app:v1`: Go drops a
+    /// host's trailing dot). Such names are refused rather than left to the policy default.
+    pub fn protected_registry_of<'a>(&self, name: &'a str) -> Option<&'a str> {
+        let host = name.split('/').next()?;
+        let (hostname, port) = host.split_once(':').unwrap_or((host, ""));
+        let hostname = hostname.trim_end_matches('.');
+        let tidied = if port.is_empty() {
+            hostname.to_string()
+        } else {
+            format!("{hostname}:{port}")
+        };
+        self.scopes
+            .iter()
+            .flat_map(|scope| &scope.covers.registries)
+            .any(|registry| same_registry(registry, &tidied))
+            .then_some(host)
+    }
+
     /// Per-request registry deadline.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds)
@@ -350,6 +370,24 @@ mod tests {
         }
         let elsewhere = ImageRef::parse("r:5001/team-a/app:v1").unwrap();
         assert_eq!(p.decide(&elsewhere), Decision::Uncovered(Default::Allow));
+
+        // Names containerd reads and tuf-oci does not, on a protected registry.
+        for name in [
+            "registry.example.com/team-a//app:v1",
+            "registry.example.com/team%2Da/app:v1",
+            "registry.example.com./team-a/app:v1",
+            "R.:5000/team-a/app:v1",
+        ] {
+            assert!(ImageRef::parse(name).is_err(), "{name}");
+            assert!(p.protected_registry_of(name).is_some(), "{name}");
+        }
+        for name in [
+            "r:5001/team-a//app:v1",
+            "localimage:latest",
+            "other.example.com./x",
+        ] {
+            assert_eq!(p.protected_registry_of(name), None, "{name}");
+        }
     }
 
     #[test]
