@@ -455,6 +455,17 @@ async fn air_gapped_imports_verify_against_a_bundle_on_disk() {
     assert!(err.contains(": digest is sha256:"), "{err}");
     import(&containerd, &front, &signed_path).await.unwrap();
     assert!(containerd.images().contains(&name));
+
+    // A digest pinned beside the tag must be the one the tag is signed for.
+    let pinned = format!("{name}@sha256:{}", "0".repeat(64));
+    let err = ctr(&containerd, &front, &["images", "tag", &name, &pinned])
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains(&format!("has digest sha256:{}", "0".repeat(64))),
+        "{err}"
+    );
+    assert!(!containerd.images().contains(&pinned));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

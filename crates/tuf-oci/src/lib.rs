@@ -46,7 +46,9 @@ pub use registry::{Registry, RegistryConfig};
 #[doc(inline)]
 pub use updater::{Expiration, Limits, Updater, VerifiedTarget};
 #[doc(inline)]
-pub use verify::{TrustConfig, Verifier, check_descriptor, resolve_in_store, verify_in_store};
+pub use verify::{
+    TrustConfig, Verifier, check_descriptor, check_pin, resolve_in_store, verify_in_store,
+};
 
 /// tough's schema types, re-exported so callers build and read metadata with the same version.
 pub use tough::schema;

@@ -181,16 +181,7 @@ impl Verifier {
         if let Ok(mut held) = session.try_lock() {
             held.updater.take_roles_from(updater);
         }
-        let verified = found?;
-        if let Some(digest) = &image.digest
-            && *digest != verified.digest()
-        {
-            return Err(Error::DigestNotSigned {
-                repository: repository.path.clone(),
-                digest: digest.clone(),
-            });
-        }
-        Ok(verified)
+        check_pin(image, found?)
     }
 
     /// Updates the top-level metadata of the configured metadata repository ahead of any
@@ -372,6 +363,19 @@ fn trusted_store(trust: &TrustConfig) -> TrustedStore {
     match &trust.cache_dir {
         Some(dir) => TrustedStore::at(trust_dir(dir, &trust.root)),
         None => TrustedStore::in_memory(),
+    }
+}
+
+/// `verified`, found for `image`, unless `image` pins another digest beside its tag
+/// (`name:tag@digest`): the pin is the user's, and a tag signed for other content is refused,
+/// never followed instead.
+pub fn check_pin(image: &ImageRef, verified: VerifiedTarget) -> Result<VerifiedTarget> {
+    match &image.digest {
+        Some(digest) if *digest != verified.digest() => Err(Error::DigestNotSigned {
+            repository: image.repository.path.clone(),
+            digest: digest.clone(),
+        }),
+        _ => Ok(verified),
     }
 }
 

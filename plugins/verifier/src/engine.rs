@@ -85,7 +85,7 @@ async fn resolve_in_layout(
     };
     let (verified, _) =
         tuf_oci::resolve_in_store(store, &image.repository.path, &reference, trust).await?;
-    Ok(verified)
+    tuf_oci::check_pin(image, verified)
 }
 
 /// The layout at `dir`, if it carries TUF metadata for `image` (its repository's
