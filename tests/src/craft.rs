@@ -211,12 +211,17 @@ pub async fn rotate_to_new_key(
     role: RoleType,
 ) -> (SigningKey, Signed<Root>) {
     let fresh = org.key(&format!("{role}-new")).await;
+    let current = match role {
+        RoleType::Targets => org.targets_key().await,
+        _ => Vec::new(),
+    };
     let new_root = org
         .editor(registry)
         .await
         .rotate(
             role,
             &[org.key("root").await],
+            &current,
             std::slice::from_ref(&fresh),
             NonZeroU64::MIN,
             &expiries(),

@@ -126,6 +126,7 @@ async fn expired_root() {
         .rotate(
             RoleType::Timestamp,
             &root_key,
+            &[],
             &timestamp_key,
             NonZeroU64::MIN,
             &Expiries {

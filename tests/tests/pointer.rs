@@ -155,6 +155,7 @@ async fn rotate_root_keys(registry: &TestRegistry, org: &Org) {
         .rotate(
             RoleType::Root,
             &[org.key("root").await],
+            &[],
             &[org.key("root-new").await],
             std::num::NonZeroU64::MIN,
             &tuf_oci_tests::expiries(),

@@ -3,7 +3,8 @@
 
 use std::num::NonZeroU64;
 
-use tough::schema::{RoleType, Root, Signed};
+use tough::schema::{RoleType, Root, Signed, Targets};
+use tuf_oci::keys::SigningKey;
 use tuf_oci::{Error, TrustConfig, Verifier};
 use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry, expiries};
@@ -29,6 +30,7 @@ async fn root_rotation_is_followed_from_the_old_root() {
         .rotate(
             RoleType::Root,
             &old_root,
+            &[],
             &new_root,
             NonZeroU64::MIN,
             &expiries(),
@@ -42,6 +44,7 @@ async fn root_rotation_is_followed_from_the_old_root() {
         .rotate(
             RoleType::Root,
             &new_root,
+            &[],
             &newer,
             NonZeroU64::MIN,
             &expiries(),
@@ -274,4 +277,88 @@ async fn targets_signed_by_a_rotated_out_key_is_not_kept() {
         matches!(err, Error::Signature { ref role, .. } if role == "targets"),
         "{err}"
     );
+}
+
+/// Rotates top-level targets to `new` while another writer's fresh claim on version file
+/// `file` stops it from being stored; the claim is withdrawn afterwards. The rotation's error.
+async fn rotate_targets_against_a_claim_on(
+    registry: &TestRegistry,
+    org: &Org,
+    file: &str,
+    new: &SigningKey,
+) -> Error {
+    let rival = tuf_oci::claim::Claim::new(file).unwrap();
+    registry.put_file(&org.metadata, &rival.tag, b"{}").await;
+    let err = org
+        .editor(registry)
+        .await
+        .rotate(
+            RoleType::Targets,
+            &[org.key("root").await],
+            &org.targets_key().await,
+            std::slice::from_ref(new),
+            NonZeroU64::MIN,
+            &expiries(),
+        )
+        .await
+        .unwrap_err();
+    rival
+        .withdraw(&registry.client, &org.metadata)
+        .await
+        .unwrap();
+    err
+}
+
+/// A rotation of top-level targets cut short, before or after its new targets version is
+/// stored, leaves signing, publishing and verifying working under the current root, and
+/// goes through when run again: the new version is signed with the current key too, and is
+/// stored before the new root.
+#[tokio::test]
+async fn a_targets_rotation_cut_short_leaves_the_current_root_working() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let head =
+        || async { parse::<Targets>(&registry.get_file(&org.metadata, "targets.json").await) };
+    let before = head().await.signed.version.get();
+    let fresh = org.key("targets-new").await;
+
+    let next = format!("{}.targets.json", before + 1);
+    let err = rotate_targets_against_a_claim_on(&registry, &org, &next, &fresh).await;
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    let err = rotate_targets_against_a_claim_on(&registry, &org, "2.root.json", &fresh).await;
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(head().await.signed.version.get(), before + 1);
+
+    let second = registry.push_image("solo/app", "v2", "two").await;
+    org.sign_in_targets(&registry, "solo/app:v2").await;
+    org.publish(&registry).await;
+    let verified = org.verify_fresh(&registry, "solo/app:v2").await.unwrap();
+    assert_eq!(verified.digest(), second.digest);
+
+    // As `tuf-oci rotate` does: rotate, then publish with the same editor.
+    let mut editor = org.editor(&registry).await;
+    let root = editor
+        .rotate(
+            RoleType::Targets,
+            &[org.key("root").await],
+            &org.targets_key().await,
+            std::slice::from_ref(&fresh),
+            NonZeroU64::MIN,
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    let root: Signed<Root> = parse(&root);
+    assert_eq!(root.signed.version.get(), 2);
+    root.signed.verify_role(&head().await).unwrap();
+    editor
+        .publish(
+            &[org.key("snapshot").await],
+            &[org.key("timestamp").await],
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    let verified = org.verify_fresh(&registry, "solo/app:v2").await.unwrap();
+    assert_eq!(verified.digest(), second.digest);
 }

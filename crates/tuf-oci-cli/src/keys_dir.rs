@@ -48,6 +48,11 @@ impl KeysDir {
         load(&files).await
     }
 
+    /// The keys of `role` kept here, none when there are none (a lost key).
+    pub async fn role_if_kept(&self, role: &str) -> anyhow::Result<Vec<SigningKey>> {
+        load(&self.files(role)?).await
+    }
+
     /// `count` new keys for `role`, generated in a staging directory beside the keys: they take
     /// the place of the role's keys only once the rotation that trusts them is stored
     /// ([`Staged::commit`]), so a rotation that fails leaves the directory as it was.

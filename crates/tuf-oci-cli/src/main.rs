@@ -485,6 +485,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "--threshold {threshold} needs at least as many keys (--count {count})"
             );
             let old_root_keys = dir.role("root").await?;
+            // Top-level targets is re-signed with its current keys too when they are kept, so
+            // that a rotation cut short leaves it valid under the current root.
+            let current_keys = match role_type {
+                RoleType::Targets => dir.role_if_kept("targets").await?,
+                _ => Vec::new(),
+            };
             let expiries = expiry.all()?;
             let next_root =
                 tuf_oci::layout::versioned_file("root", editor.root().signed.version.get() + 1);
@@ -493,6 +499,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .rotate(
                     role_type,
                     &old_root_keys,
+                    &current_keys,
                     staged.keys(),
                     threshold,
                     &expiries,

@@ -580,13 +580,19 @@ impl Editor {
 
     /// Writes root version N+1 in which `role` is held by `new_keys` with `threshold`, signed by
     /// a threshold of the current root keys and, for root itself, of the new ones too (TUF 5.3.4
-    /// checks both). When top-level targets rotates, its head is re-signed with the new keys.
+    /// checks both). When top-level targets rotates, its head is re-signed as a new version
+    /// with the new keys and with `current_keys` (the role's keys so far; unused for the other
+    /// roles), so that it verifies under root N as under root N+1: it is stored before the new
+    /// root, and a rotation cut short between the two leaves every writer working under root N,
+    /// and can be run again. Without the current keys (lost), the new version verifies under
+    /// root N+1 only and is stored after it.
     /// The editor then works with the new root: publish next, with the (new) online keys.
     /// Returns the new root metadata.
     pub async fn rotate(
         &mut self,
         role: RoleType,
         root_keys: &[SigningKey],
+        current_keys: &[SigningKey],
         new_keys: &[SigningKey],
         threshold: NonZeroU64,
         expires: &Expiries,
@@ -603,13 +609,14 @@ impl Editor {
         let in_use: HashSet<_> = root.roles.values().flat_map(|r| r.keyids.clone()).collect();
         root.keys.retain(|id, _| in_use.contains(id));
         let old = KeyHolder::Root(self.root.signed.clone());
+        let new = KeyHolder::Root(root.clone());
         let by_old = sign_role(root.clone(), &old, root_keys).await?;
         let signers = if role == RoleType::Root {
             new_keys
         } else {
             root_keys
         };
-        let signed = sign_role(root.clone(), &KeyHolder::Root(root.clone()), signers)
+        let signed = sign_role(root.clone(), &new, signers)
             .await?
             .add_old_signatures(by_old.signed().signatures.clone())
             .map_err(|e| Error::Sign {
@@ -625,21 +632,46 @@ impl Editor {
                     message: format!("new root is not signed by a threshold of keys: {e}"),
                 })?;
         }
-        let file = versioned_file("root", root.version.get());
-        self.writer.push_version(&file, signed.buffer()).await?;
-        self.root = signed.signed().clone();
-        self.root_bytes = signed.buffer().clone();
+        let mut resigned = None;
         if let Some(head) = targets_head {
             let mut targets = head.signed.signed;
             targets.version = targets.version.saturating_add(1);
             targets.expires = whole_seconds(expires.targets);
-            let version = targets.version.get();
-            let resigned = sign_role(targets, &KeyHolder::Root(root), new_keys).await?;
-            self.writer
-                .push_head_and_version("targets", version, resigned.buffer())
-                .await?;
+            let mut both = sign_role(targets.clone(), &new, new_keys).await?;
+            if !current_keys.is_empty() {
+                let by_current = sign_role(targets, &old, current_keys).await?;
+                both = both
+                    .add_old_signatures(by_current.signed().signatures.clone())
+                    .map_err(|e| Error::Sign {
+                        role: "targets".into(),
+                        message: e.to_string(),
+                    })?;
+            }
+            if self.root.signed.verify_role(both.signed()).is_ok() {
+                self.push_targets(&both).await?;
+            } else {
+                resigned = Some(both);
+            }
+        }
+        let file = versioned_file("root", root.version.get());
+        self.writer.push_version(&file, signed.buffer()).await?;
+        self.root = signed.signed().clone();
+        self.root_bytes = signed.buffer().clone();
+        if let Some(targets) = resigned {
+            self.push_targets(&targets).await?;
         }
         Ok(self.root_bytes.clone())
+    }
+
+    /// Stores `targets` as the next version and head of top-level targets.
+    async fn push_targets(&self, targets: &SignedRole<Targets>) -> Result<()> {
+        self.writer
+            .push_head_and_version(
+                "targets",
+                targets.signed().signed.version.get(),
+                targets.buffer(),
+            )
+            .await
     }
 
     /// Edits `role` found on the delegation path of `target`.
