@@ -809,3 +809,69 @@ async fn with_a_trusted_root_files_past_the_verified_state_are_left_out() {
         .await
         .unwrap();
 }
+
+/// A copy writes metadata in the order a publish does, whatever order its source lists it in:
+/// version files first, then the heads, and the timestamp last, so a copy cut short never
+/// leaves a timestamp naming a snapshot the destination lacks.
+#[tokio::test]
+async fn metadata_is_copied_version_files_first_and_the_timestamp_last() {
+    let a = TestRegistry::start();
+    solo(&a, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/solo/app:v1", a.host),
+            &format!("oci:{}", first.display()),
+        ],
+        &[&a.host],
+    ));
+    // Another tool rewrote the layout's index, its entries in reverse order.
+    let entries = |layout: &Path| -> Vec<String> {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["annotations"][tuf_oci::store::REF_NAME].as_str())
+            .map(str::to_string)
+            .collect()
+    };
+    let index_file = first.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_file).unwrap()).unwrap();
+    index["manifests"].as_array_mut().unwrap().reverse();
+    std::fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+    let listed = entries(&first);
+    let at = |name: &str| listed.iter().position(|n| n == name).unwrap();
+    assert!(at("solo/app:timestamp.json") < at("solo/app:1.root.json"));
+
+    let second = dir.path().join("second");
+    ok(tuf(
+        &[
+            "copy",
+            &format!("oci:{}:solo/app:v1", first.display()),
+            &format!("oci:{}", second.display()),
+        ],
+        &[],
+    ));
+    let written: Vec<String> = entries(&second)
+        .into_iter()
+        .filter_map(|name| Some(name.strip_prefix("solo/app:")?.to_string()))
+        .filter(|tag| tag.ends_with(".json"))
+        .collect();
+    let versions = written
+        .iter()
+        .filter(|tag| tuf_oci::layout::parse_versioned_file(tag).is_some())
+        .count();
+    assert!(versions >= 4, "{written:?}");
+    assert!(
+        written[..versions]
+            .iter()
+            .all(|tag| tuf_oci::layout::parse_versioned_file(tag).is_some()),
+        "heads before versions: {written:?}"
+    );
+    assert_eq!(written.last().unwrap(), "timestamp.json", "{written:?}");
+}

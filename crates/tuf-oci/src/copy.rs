@@ -95,6 +95,21 @@ pub fn is_metadata_tag(tag: &str) -> bool {
     tag == METADATA_TAG || tag.ends_with(".json") || tag.starts_with("sha256-") || is_claim_tag(tag)
 }
 
+/// Metadata `tags` in the order a publish writes them: version files first (written once,
+/// read only where a newer file names them), then the heads and referrers indexes, and
+/// `timestamp.json`, which names the rest, last (TUF 5.4). Copied in the order the source
+/// lists them (a layout's is its `index.json`'s, which any tool may have written), a copy cut
+/// short could leave a timestamp naming a snapshot not there yet.
+fn in_publish_order<'a>(tags: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
+    let mut tags: Vec<_> = tags.collect();
+    tags.sort_by_key(|tag| match parse_versioned_file(tag) {
+        Some(_) => 0,
+        None if *tag == "timestamp.json" => 2,
+        None => 1,
+    });
+    tags
+}
+
 /// Copies repository `source` of `from` to repository `destination` of `to`. `host` is the
 /// registry host of `from` when it is a registry (needed to resolve full-reference pointers),
 /// and `None` for layouts.
@@ -174,10 +189,11 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
     // Delegated targets beside the images, their referrers indexes, and (single-repository
     // mode) the whole TUF repository.
     let all_tags = from.tags(source).await?;
-    for tag in all_tags
-        .iter()
-        .filter(|t| is_metadata_tag(t) && *t != METADATA_TAG && !is_claim_tag(t))
-    {
+    for tag in in_publish_order(
+        all_tags
+            .iter()
+            .filter(|t| is_metadata_tag(t) && *t != METADATA_TAG && !is_claim_tag(t)),
+    ) {
         copier.tag(source, destination, tag).await?;
     }
 
@@ -410,7 +426,7 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                 reason: "the metadata repository holds no 1.root.json".into(),
             });
         }
-        for tag in tags.iter().filter(|t| t.ends_with(".json")) {
+        for tag in in_publish_order(tags.iter().filter(|t| t.ends_with(".json"))) {
             self.tag(source, destination, tag).await?;
         }
         if tags.iter().any(|t| t == METADATA_TAG) {
