@@ -614,3 +614,24 @@ async fn write_uncommitted(containerd: &Containerd, reference: &str, bytes: Vec<
     while answers.message().await.unwrap().is_some() {}
     wait_for_ingest(containerd, reference).await;
 }
+
+/// Pulls of one image at once all end with it unpacked: each prepares snapshots under keys of
+/// its own, and one that finds a layer committed by another meanwhile goes on from it.
+#[tokio::test]
+async fn concurrent_pulls_of_one_image_all_unpack_it() {
+    let registry = TestRegistry::start();
+    let (first, second) = big_layers();
+    let (dir, _, _) = signed_layers(&registry, &[&first, &second]).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let pulls = (0..4).map(|_| pull(&registry.host, "solo/app:v1", dir.path(), &containerd));
+    for out in futures_util::future::join_all(pulls).await {
+        assert_pulled(&out, &containerd);
+    }
+    assert_eq!(
+        containerd.images(),
+        [format!("{}/solo/app:v1", registry.host)]
+    );
+    // The snapshots of pulls that lost a race to commit a layer are removed.
+    let snapshots = String::from_utf8(containerd.ctr(&["snapshots", "ls"]).stdout).unwrap();
+    assert!(!snapshots.contains("tuf-oci-extract-"), "{snapshots}");
+}

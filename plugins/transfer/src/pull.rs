@@ -16,7 +16,7 @@ use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{
-    CommitSnapshotRequest, PrepareSnapshotRequest, StatSnapshotRequest,
+    CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::services::v1::{
     ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image, Info,
@@ -26,7 +26,7 @@ use containerd_client::types::Descriptor;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tonic::transport::Channel;
-use tuf_oci::layout::{INDEX_MEDIA_TYPE, Manifest};
+use tuf_oci::layout::{Entry, INDEX_MEDIA_TYPE, Manifest};
 use tuf_oci::registry::BlobStream;
 use tuf_oci::{ImageRef, Registry, Verifier};
 
@@ -618,50 +618,22 @@ impl Session {
                 .await
                 .is_ok();
             if !exists {
-                let key = format!("tuf-oci-extract-{}", chain);
-                let mounts = snapshots
-                    .prepare(self.request(PrepareSnapshotRequest {
-                        snapshotter: snapshotter.to_string(),
-                        key: key.clone(),
-                        parent: parent.clone(),
-                        labels: HashMap::new(),
-                    }))
-                    .await
-                    .with_context(|| format!("preparing snapshot for {}", layer.digest))?
-                    .into_inner()
-                    .mounts;
-                let applied = DiffClient::new(self.channel.clone())
-                    .apply(self.request(ApplyRequest {
-                        diff: Some(Descriptor {
-                            media_type: layer.media_type.clone(),
-                            digest: layer.digest.clone(),
-                            size: containerd_size(&layer.digest, layer.size)?,
-                            annotations: HashMap::new(),
-                        }),
-                        mounts,
-                        ..Default::default()
-                    }))
-                    .await
-                    .with_context(|| format!("applying layer {}", layer.digest))?
-                    .into_inner()
-                    .applied
-                    .context("diff service returned nothing")?;
-                if applied.digest != *diff_id {
-                    bail!(
-                        "layer {} unpacks to {}, config says {diff_id}",
-                        layer.digest,
-                        applied.digest
-                    );
+                // A key of this pull's own (its lease's): pulls of one image at once each
+                // prepare their own snapshot, and the first to commit the chain wins.
+                let key = format!("tuf-oci-extract-{}-{chain}", self.lease);
+                let unpacked = self
+                    .unpack_layer(snapshotter, &key, &parent, &chain, layer, diff_id)
+                    .await;
+                if let Err(e) = unpacked {
+                    // Left to the lease otherwise, which a failed pull drops anyway.
+                    let _ = snapshots
+                        .remove(self.request(RemoveSnapshotRequest {
+                            snapshotter: snapshotter.to_string(),
+                            key,
+                        }))
+                        .await;
+                    return Err(e);
                 }
-                snapshots
-                    .commit(self.request(CommitSnapshotRequest {
-                        snapshotter: snapshotter.to_string(),
-                        name: chain.clone(),
-                        key,
-                        labels: HashMap::new(),
-                    }))
-                    .await
-                    .with_context(|| format!("committing snapshot {chain}"))?;
             }
             progress(&format!("{}: unpacked ({snapshotter})", layer.digest));
             parent = chain;
@@ -686,6 +658,77 @@ impl Session {
             .await
             .context("labelling the config with its snapshot")?;
         Ok(parent)
+    }
+
+    /// Applies `layer` onto a snapshot of `parent` prepared as `key`, and commits it as
+    /// `chain`; another pull committing `chain` first is as good.
+    async fn unpack_layer(
+        &self,
+        snapshotter: &str,
+        key: &str,
+        parent: &str,
+        chain: &str,
+        layer: &Entry,
+        diff_id: &str,
+    ) -> anyhow::Result<()> {
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        let digest = &layer.digest;
+        let mounts = snapshots
+            .prepare(self.request(PrepareSnapshotRequest {
+                snapshotter: snapshotter.to_string(),
+                key: key.to_string(),
+                parent: parent.to_string(),
+                labels: HashMap::new(),
+            }))
+            .await
+            .with_context(|| format!("preparing snapshot for {digest}"))?
+            .into_inner()
+            .mounts;
+        let applied = DiffClient::new(self.channel.clone())
+            .apply(self.request(ApplyRequest {
+                diff: Some(Descriptor {
+                    media_type: layer.media_type.clone(),
+                    digest: digest.clone(),
+                    size: containerd_size(digest, layer.size)?,
+                    annotations: HashMap::new(),
+                }),
+                mounts,
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("applying layer {digest}"))?
+            .into_inner()
+            .applied
+            .context("diff service returned nothing")?;
+        if applied.digest != diff_id {
+            bail!(
+                "layer {digest} unpacks to {}, config says {diff_id}",
+                applied.digest
+            );
+        }
+        let committed = snapshots
+            .commit(self.request(CommitSnapshotRequest {
+                snapshotter: snapshotter.to_string(),
+                name: chain.to_string(),
+                key: key.to_string(),
+                labels: HashMap::new(),
+            }))
+            .await;
+        match committed {
+            Ok(_) => Ok(()),
+            // Another pull committed the chain meanwhile: this pull's snapshot is not needed.
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                snapshots
+                    .remove(self.request(RemoveSnapshotRequest {
+                        snapshotter: snapshotter.to_string(),
+                        key: key.to_string(),
+                    }))
+                    .await
+                    .with_context(|| format!("removing snapshot {key}"))?;
+                Ok(())
+            }
+            Err(status) => Err(status).with_context(|| format!("committing snapshot {chain}")),
+        }
     }
 
     /// Records the image (creating it, or updating it when the name exists).
