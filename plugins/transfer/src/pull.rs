@@ -626,12 +626,7 @@ impl Session {
                     .await;
                 if let Err(e) = unpacked {
                     // Left to the lease otherwise, which a failed pull drops anyway.
-                    let _ = snapshots
-                        .remove(self.request(RemoveSnapshotRequest {
-                            snapshotter: snapshotter.to_string(),
-                            key,
-                        }))
-                        .await;
+                    let _ = self.remove_snapshot(snapshotter, &key).await;
                     return Err(e);
                 }
             }
@@ -718,17 +713,24 @@ impl Session {
             Ok(_) => Ok(()),
             // Another pull committed the chain meanwhile: this pull's snapshot is not needed.
             Err(status) if status.code() == tonic::Code::AlreadyExists => {
-                snapshots
-                    .remove(self.request(RemoveSnapshotRequest {
-                        snapshotter: snapshotter.to_string(),
-                        key: key.to_string(),
-                    }))
+                self.remove_snapshot(snapshotter, key)
                     .await
                     .with_context(|| format!("removing snapshot {key}"))?;
                 Ok(())
             }
             Err(status) => Err(status).with_context(|| format!("committing snapshot {chain}")),
         }
+    }
+
+    /// Removes the snapshot `key`, prepared and not committed.
+    async fn remove_snapshot(&self, snapshotter: &str, key: &str) -> Result<(), tonic::Status> {
+        SnapshotsClient::new(self.channel.clone())
+            .remove(self.request(RemoveSnapshotRequest {
+                snapshotter: snapshotter.to_string(),
+                key: key.to_string(),
+            }))
+            .await?;
+        Ok(())
     }
 
     /// Records the image (creating it, or updating it when the name exists).
