@@ -244,3 +244,38 @@ async fn a_stale_editor_does_not_overwrite_a_newer_timestamp() {
         "team-0"
     );
 }
+
+/// Junk pushed over a head tag (anyone who may push to the metadata repository can) stops no
+/// writer: the editor goes on from the published version and the versions stored after it,
+/// and the next write replaces the junk.
+#[tokio::test]
+async fn junk_over_a_head_tag_stops_no_writer() {
+    let registry = TestRegistry::start();
+    let (org, _) = tuf_oci_tests::solo(&registry, true).await;
+    // A version signed and not yet published, then junk over its head.
+    let second = registry.push_image("solo/app", "v2", "two").await;
+    org.sign_in_targets(&registry, "solo/app:v2").await;
+    registry
+        .put_file(&org.metadata, "targets.json", b"junk")
+        .await;
+    org.publish(&registry).await;
+    let verified = org.verify_fresh(&registry, "solo/app:v2").await.unwrap();
+    assert_eq!(verified.digest(), second.digest);
+
+    // Metadata signed by no one over the head, then a signer's new version.
+    let unsigned = br#"{"signed": {"_type": "targets", "spec_version": "1.0.0", "version": 99,
+        "expires": "2030-01-01T00:00:00Z", "targets": {}}, "signatures": []}"#;
+    registry
+        .put_file(&org.metadata, "targets.json", unsigned)
+        .await;
+    let third = registry.push_image("solo/app", "v3", "three").await;
+    org.sign_in_targets(&registry, "solo/app:v3").await;
+    org.publish(&registry).await;
+    for (tag, image) in [("v2", &second), ("v3", &third)] {
+        let verified = org
+            .verify_fresh(&registry, &format!("solo/app:{tag}"))
+            .await
+            .unwrap();
+        assert_eq!(verified.digest(), image.digest);
+    }
+}

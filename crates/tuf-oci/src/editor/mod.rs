@@ -835,6 +835,10 @@ impl Editor {
     /// A version after the head's among the `stored` files is the head: its writer stored it
     /// but never moved the head tag (interrupted, or its head write was overtaken), and it
     /// must not be lost.
+    /// A head tag that does not verify is passed over for the published version and the
+    /// versions stored after it: anyone who may push can put junk over a head tag (heads are
+    /// rewritten, versions written once), and it must not stop every writer. Its error stands
+    /// when no version verifies either.
     async fn head(
         &self,
         role: &str,
@@ -843,10 +847,26 @@ impl Editor {
     ) -> Result<Option<Head>> {
         let file = format!("{role}.json");
         let published = self.published_version(role);
+        let mut refused = None;
         let mut head = match self.writer.read_file(&file).await? {
-            Some(bytes) => Some(self.checked_head(role, bytes, &verify)?),
+            Some(bytes) => match self.checked_head(role, bytes, &verify) {
+                Ok(head) => Some(head),
+                Err(e) => {
+                    refused = Some(e);
+                    let published_file = versioned_file(role, published);
+                    match self.writer.read_file(&published_file).await? {
+                        Some(bytes) if published > 0 => {
+                            self.checked_head(role, bytes, &verify).ok()
+                        }
+                        _ => None,
+                    }
+                }
+            },
             None => None,
         };
+        if let (None, Some(e)) = (&head, refused) {
+            return Err(e);
+        }
         loop {
             let current = head.as_ref().map_or(0, |h| h.signed.signed.version.get());
             let next = versioned_file(role, current + 1);
