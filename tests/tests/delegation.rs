@@ -504,3 +504,57 @@ async fn delegation_cycle_ends_the_search() {
         "{err}"
     );
 }
+
+/// A pull by digest searches roles in the order a pull by tag does and stops at the first
+/// that signs the digest: a role later in that order that is broken (delegated, never
+/// published) does not fail it. The roles it may visit are bounded before they are fetched.
+#[tokio::test]
+async fn a_pull_by_digest_stops_at_the_first_role_signing_it() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let targets_key = org.targets_key().await;
+    let (first, later) = (org.key("first").await, org.key("later").await);
+    for (name, key) in [("first", &first), ("later", &later)] {
+        org.delegate(
+            &registry,
+            "targets",
+            &targets_key,
+            &delegation(name, &["team-a/*"], &[key], 1),
+        )
+        .await;
+    }
+    let signed = registry.push_image("team-a/app", "v1", "app").await;
+    with_pointer(&registry, "team-a/app").await;
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "first",
+        std::slice::from_ref(&first),
+    )
+    .await;
+    org.publish(&registry).await;
+
+    let by_digest = registry.image(&format!("team-a/app@{}", signed.digest));
+    let cache = tempfile::tempdir().unwrap();
+    let found = org
+        .verifier(&registry, cache.path())
+        .resolve(&by_digest)
+        .await
+        .unwrap();
+    assert_eq!((found.name(), found.role()), ("team-a/app:v1", "first"));
+
+    // Past the bound, the search ends before fetching the role that would pass it.
+    registry.push_image("team-a/app", "v2", "unsigned").await;
+    let unsigned = registry.image(&format!("team-a/app@sha256:{}", "0".repeat(64)));
+    let mut trust = org.trust(None, None);
+    trust.limits.max_delegations = 1;
+    let err = tuf_oci::Verifier::new(registry.client.clone(), trust)
+        .unwrap()
+        .resolve(&unsigned)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Delegation { ref reason, .. } if reason.contains("more than 1")),
+        "{err}"
+    );
+}

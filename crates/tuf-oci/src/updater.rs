@@ -64,6 +64,38 @@ pub enum Expiration {
     UnsafeIgnoreForRepair,
 }
 
+/// Roles in search order (pre-order, TUF 5.6.7), each taken once: see [`Updater::next_role`].
+#[derive(Debug)]
+struct SearchOrder {
+    /// The delegations still to follow, each as its delegator and its index there (`None`
+    /// for top-level targets), the next last.
+    stack: Vec<Option<(Arc<TargetsMetadata>, usize)>>,
+    /// The roles taken so far.
+    visited: HashSet<String>,
+}
+
+impl Default for SearchOrder {
+    /// Top-level targets first.
+    fn default() -> Self {
+        SearchOrder {
+            stack: vec![None],
+            visited: HashSet::new(),
+        }
+    }
+}
+
+impl SearchOrder {
+    /// Follows the delegations of `metadata` at `indices` next, in their order.
+    fn follow(&mut self, metadata: &Arc<TargetsMetadata>, indices: Vec<usize>) {
+        self.stack.extend(
+            indices
+                .into_iter()
+                .rev()
+                .map(|index| Some((metadata.clone(), index))),
+        );
+    }
+}
+
 /// A target that passed every TUF check. Only the updater builds one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedTarget {
@@ -372,7 +404,10 @@ impl<S: MetadataSource> Updater<S> {
         found
     }
 
-    /// [`Self::find_digest`] on the metadata held.
+    /// [`Self::find_digest`] on the metadata held. Roles are searched in the order of a
+    /// search by name (pre-order, TUF 5.6.7), each fetched when its turn comes, and the search
+    /// ends at the first candidate confirmed: roles after it, which a pull by tag would not
+    /// reach either, are never fetched, and a broken one cannot fail the pull.
     async fn search_digest(
         &mut self,
         signed_path: &str,
@@ -381,47 +416,47 @@ impl<S: MetadataSource> Updater<S> {
     ) -> Result<VerifiedTarget> {
         let prefix = format!("{signed_path}:");
         let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-        let mut candidates = Vec::new();
-        let mut visited = HashSet::new();
-        let mut stack = vec![("targets".to_string(), self.top_level()?)];
-        while let Some((role, metadata)) = stack.pop() {
-            if !visited.insert(role) {
-                continue;
-            }
-            if visited.len() > self.limits.max_delegations {
-                return Err(Error::Delegation {
-                    target: format!("{signed_path}@{digest}"),
-                    reason: format!("more than {} roles", self.limits.max_delegations),
-                });
-            }
-            candidates.extend(metadata.names_with_digest(&prefix, hex).map(str::to_string));
-            for child in metadata.delegations().iter().rev() {
-                if child.may_cover_prefix(&prefix) {
-                    let loaded = self.delegated_role(child, near).await?;
-                    stack.push((child.name.clone(), loaded));
-                }
-            }
-        }
-        candidates.sort();
-        candidates.dedup();
-        // A candidate the search for its name does not reach (path patterns, terminating
-        // delegations) or reaches with another digest is passed over. One that reaches a
-        // target with this digest which is no descriptor is what the pull meets, and is
-        // reported if no other candidate verifies.
+        // Roles that could sign names of the repository are followed (path patterns cannot
+        // tell tags apart, so terminating ones do not end the search).
+        let mut order = SearchOrder::default();
+        let searched = format!("{signed_path}@{digest}");
+        let mut tried = HashSet::new();
+        // A candidate that reaches a target with this digest which is no descriptor, or whose
+        // search fails, is what the pull meets, and is reported if no other candidate verifies.
         let mut failure = None;
-        for name in candidates {
-            let Ok((role, target)) = self.search_target(&name, near).await else {
-                continue;
-            };
-            if hex::encode(&target.hashes.sha256) != hex {
-                continue;
-            }
-            match verified(&name, role, target) {
-                Ok(found) => return Ok(found),
-                Err(e) => {
-                    failure.get_or_insert(e);
+        while let Some((_, metadata)) = self.next_role(&mut order, &searched, near).await? {
+            let names: Vec<String> = metadata
+                .names_with_digest(&prefix, hex)
+                .filter(|name| tried.insert(name.to_string()))
+                .map(str::to_string)
+                .collect();
+            // Each candidate is confirmed by the search for its name, so delegation order
+            // and path restrictions apply exactly as for a pull by tag; one it does not reach,
+            // or reaches with another digest, is passed over.
+            for name in names {
+                match self.search_target(&name, near).await {
+                    Ok((role, target)) if hex::encode(&target.hashes.sha256) == hex => {
+                        match verified(&name, role, target) {
+                            Ok(found) => return Ok(found),
+                            Err(e) => {
+                                failure.get_or_insert(e);
+                            }
+                        }
+                    }
+                    Ok(_) | Err(Error::TargetNotSigned { .. }) => {}
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
                 }
             }
+            let children: Vec<_> = metadata
+                .delegations()
+                .iter()
+                .enumerate()
+                .filter(|(_, child)| child.may_cover_prefix(&prefix))
+                .map(|(index, _)| index)
+                .collect();
+            order.follow(&metadata, children);
         }
         Err(failure.unwrap_or_else(|| Error::DigestNotSigned {
             repository: signed_path.to_string(),
@@ -458,45 +493,60 @@ impl<S: MetadataSource> Updater<S> {
         near: Option<&Repository>,
         mut visit: impl FnMut(&str, &TargetsMetadata) -> Result<bool>,
     ) -> Result<()> {
-        // The delegations still to follow, each as its delegator and its index there (`None`
-        // for top-level targets). Roles are fetched when popped, so siblings after a match are
-        // never downloaded.
-        let mut stack: Vec<Option<(Arc<TargetsMetadata>, usize)>> = vec![None];
-        let mut visited = HashSet::new();
-        while let Some(pending) = stack.pop() {
-            let delegation = pending
-                .as_ref()
-                .map(|(parent, index)| &parent.delegations()[*index]);
-            let role = delegation.map_or("targets", |d| d.name.as_str());
-            if !visited.insert(role.to_string()) {
-                continue;
-            }
-            if visited.len() > self.limits.max_delegations + 1 {
-                return Err(Error::Delegation {
-                    target: name.raw().to_string(),
-                    reason: format!("more than {} roles visited", self.limits.max_delegations),
-                });
-            }
-            let metadata = match delegation {
-                None => self.top_level()?,
-                Some(delegation) => self.delegated_role(delegation, near).await?,
-            };
-            if visit(role, &metadata)? {
+        // Roles are fetched when their turn comes, so siblings after a match are never
+        // downloaded.
+        let mut order = SearchOrder::default();
+        while let Some((role, metadata)) = self.next_role(&mut order, name.raw(), near).await? {
+            if visit(&role, &metadata)? {
                 return Ok(());
             }
             let mut children = Vec::new();
             for (index, child) in metadata.delegations().iter().enumerate() {
                 if child.covers(name)? {
-                    children.push(Some((metadata.clone(), index)));
+                    children.push(index);
                     if child.terminating {
-                        stack.clear();
+                        // Nothing the search has not reached yet is searched after these.
+                        order.stack.clear();
                         break;
                     }
                 }
             }
-            stack.extend(children.into_iter().rev());
+            order.follow(&metadata, children);
         }
         Ok(())
+    }
+
+    /// The next role of `order` and its metadata, fetched; `None` when none is left. Each role is visited once,
+    /// and no more than [`Limits::max_delegations`] delegated roles are: past them the
+    /// search, for `searched` (a name, or `repository@digest`), fails before fetching.
+    async fn next_role(
+        &mut self,
+        order: &mut SearchOrder,
+        searched: &str,
+        near: Option<&Repository>,
+    ) -> Result<Option<(String, Arc<TargetsMetadata>)>> {
+        while let Some(pending) = order.stack.pop() {
+            let delegation = pending
+                .as_ref()
+                .map(|(parent, index)| &parent.delegations()[*index]);
+            let role = delegation.map_or("targets", |d| d.name.as_str());
+            if !order.visited.insert(role.to_string()) {
+                continue;
+            }
+            if order.visited.len() > self.limits.max_delegations + 1 {
+                return Err(Error::Delegation {
+                    target: searched.to_string(),
+                    reason: format!("more than {} roles visited", self.limits.max_delegations),
+                });
+            }
+            let role = role.to_string();
+            let metadata = match delegation {
+                None => self.top_level()?,
+                Some(delegation) => self.delegated_role(delegation, near).await?,
+            };
+            return Ok(Some((role, metadata)));
+        }
+        Ok(None)
     }
 
     /// Root N+1 of the trusted root N; none after the last version there can be.
