@@ -79,6 +79,24 @@ async fn rotate_refresh_revoke_and_list() {
         "--key",
         &format!("{keys}/targets"),
     ]);
+    // An image whose metadata lives elsewhere is not signed with them.
+    registry.push_image("other/app", "v1", "elsewhere").await;
+    let other = format!("{}/other/app", registry.host);
+    cli.ok(&["pointer", "set", &other, "--to", "/other/tuf"]);
+    let refused = cli.fails(&[
+        "sign",
+        &image,
+        &format!("{other}:v1"),
+        "--role",
+        "targets",
+        "--key",
+        &format!("{keys}/targets"),
+    ]);
+    assert!(
+        refused.contains(&format!("{other}:v1: its metadata repository is"))
+            && refused.contains("other/tuf"),
+        "{refused}"
+    );
     cli.ok(&["--metadata-repo", &metadata, "publish", "--keys", keys]);
     let descriptor: serde_json::Value = serde_json::from_str(&cli.ok(&["verify", &image])).unwrap();
     assert_eq!(descriptor["digest"], pushed.digest.as_str());

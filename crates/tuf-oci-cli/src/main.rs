@@ -4,6 +4,7 @@ mod copy_cmd;
 mod expiry;
 mod keys_dir;
 
+use std::collections::HashSet;
 use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -388,7 +389,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let Some(first) = images.first() else {
                 bail!("name at least one image to sign");
             };
-            let editor = Editor::open(&verifier()?, &first.repository).await?;
+            let verifier = verifier()?;
+            let editor = Editor::open(&verifier, &first.repository).await?;
+            // One version of one role signs them all: an image whose metadata lives elsewhere
+            // would be signed where its clients never look.
+            let mut checked = HashSet::from([first.repository.clone()]);
+            for image in &images {
+                if !checked.insert(image.repository.clone()) {
+                    continue;
+                }
+                let theirs = verifier.metadata_repository(&image.repository).await?;
+                let ours = editor.metadata_repository();
+                if theirs != *ours {
+                    bail!(
+                        "{image}: its metadata repository is {theirs}, not {ours} (that of \
+                         {first}); sign it on its own"
+                    );
+                }
+            }
             let signed = editor
                 .sign(
                     &images,
