@@ -509,6 +509,27 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
     .unwrap_err();
     assert!(err.contains("the archive's own index"), "{err}");
     assert_eq!(containerd.images(), std::slice::from_ref(&name));
+    // So is the name `--digests` gives it under a protected base name.
+    let base = format!("{host}/team-a/app");
+    let err = ctr(
+        &containerd,
+        &front,
+        &[
+            "images",
+            "import",
+            "--digests",
+            "--base-name",
+            &base,
+            bundle.to_str().unwrap(),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("the archive's own index") && err.contains("no `--digests`"),
+        "{err}"
+    );
+    assert_eq!(containerd.images(), std::slice::from_ref(&name));
 
     // Exports pass through untouched. `--local`: ctr's Transfer-service export stops reading
     // its stream once the Transfer returns and truncates archives now and then, against

@@ -138,7 +138,8 @@ pub async fn check(
                     repository,
                     &format!(
                         "the import would name {name} the archive's own index, which no TUF \
-                         target signs; import without an index name"
+                         target signs; import without naming it (ctr: no `--index-name`, and \
+                         no `--digests` with `--base-name`)"
                     ),
                 )
             }
