@@ -212,6 +212,8 @@ async fn unreadable_names_on_a_protected_registry_are_refused() {
     for name in [
         format!("{host}/team-a//app:v1"),
         format!("{host}/team%2Da/app:v1"),
+        format!("x@{host}/team-a/app:v1"),
+        format!("u:p@{host}/team-a/app:v1"),
     ] {
         assert_refused(
             verify(&policy, &name, &signed),

@@ -227,9 +227,14 @@ impl Policy {
     /// The registry `name` begins with, when a scope protects it: for names tuf-oci does not
     /// read as references but containerd does, which it tidies into one a scope covers
     /// (`host/team-a//app:v1`, `host/team%2Da/app:v1`, `host./team-a/app:v1`: Go drops a
-    /// host's trailing dot). Such names are refused rather than left to the policy default.
+    /// host's trailing dot; `user@host/team-a/app:v1`: containerd drops user information).
+    /// Such names are refused rather than left to the policy default.
     pub fn protected_registry_of<'a>(&self, name: &'a str) -> Option<&'a str> {
-        let host = name.split('/').next()?;
+        let component = name.split('/').next()?;
+        // containerd reads the host as a URL's (`dummy://` + name): user information before
+        // an `@` is dropped, and a query or fragment ends it.
+        let host = component.rsplit('@').next()?;
+        let host = host.split(['?', '#']).next()?;
         let (hostname, port) = host.split_once(':').unwrap_or((host, ""));
         let hostname = hostname.trim_end_matches('.');
         let tidied = if port.is_empty() {
@@ -377,6 +382,9 @@ mod tests {
             "registry.example.com/team%2Da/app:v1",
             "registry.example.com./team-a/app:v1",
             "R.:5000/team-a/app:v1",
+            "x@registry.example.com/team-a/app:v1",
+            "u:p@registry.example.com/team-a/app:v1",
+            "registry.example.com#x/team-a/app:v1",
         ] {
             assert!(ImageRef::parse(name).is_err(), "{name}");
             assert!(p.protected_registry_of(name).is_some(), "{name}");
