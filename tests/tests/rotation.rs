@@ -362,3 +362,37 @@ async fn a_targets_rotation_cut_short_leaves_the_current_root_working() {
     let verified = org.verify_fresh(&registry, "solo/app:v2").await.unwrap();
     assert_eq!(verified.digest(), second.digest);
 }
+
+/// Without a threshold of the current targets keys (lost, or a stale key file), rotating
+/// top-level targets goes through on the new keys alone, the new root stored first.
+#[tokio::test]
+async fn a_targets_rotation_without_the_current_key_goes_through() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let old_root: Signed<Root> = parse(&org.root);
+    let fresh = org.key("targets-new").await;
+    let mut editor = org.editor(&registry).await;
+    let root = editor
+        .rotate(
+            RoleType::Targets,
+            &[org.key("root").await],
+            &[org.key("stale").await],
+            std::slice::from_ref(&fresh),
+            NonZeroU64::MIN,
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    editor
+        .publish(
+            &[org.key("snapshot").await],
+            &[org.key("timestamp").await],
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    let head: Signed<Targets> = parse(&registry.get_file(&org.metadata, "targets.json").await);
+    parse::<Root>(&root).signed.verify_role(&head).unwrap();
+    assert!(old_root.signed.verify_role(&head).is_err());
+    org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+}

@@ -584,8 +584,8 @@ impl Editor {
     /// with the new keys and with `current_keys` (the role's keys so far; unused for the other
     /// roles), so that it verifies under root N as under root N+1: it is stored before the new
     /// root, and a rotation cut short between the two leaves every writer working under root N,
-    /// and can be run again. Without the current keys (lost), the new version verifies under
-    /// root N+1 only and is stored after it.
+    /// and can be run again. Without a threshold of the current keys (lost), the new version
+    /// verifies under root N+1 only and is stored after it.
     /// The editor then works with the new root: publish next, with the (new) online keys.
     /// Returns the new root metadata.
     pub async fn rotate(
@@ -638,8 +638,9 @@ impl Editor {
             targets.version = targets.version.saturating_add(1);
             targets.expires = whole_seconds(expires.targets);
             let mut both = sign_role(targets.clone(), &new, new_keys).await?;
-            if !current_keys.is_empty() {
-                let by_current = sign_role(targets, &old, current_keys).await?;
+            // Current keys short of root N's threshold (one lost, a stale file) still let the
+            // rotation go through, on the new keys alone.
+            if let Ok(by_current) = sign_role(targets, &old, current_keys).await {
                 both = both
                     .add_old_signatures(by_current.signed().signatures.clone())
                     .map_err(|e| Error::Sign {
