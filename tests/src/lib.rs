@@ -448,10 +448,15 @@ impl Org {
 
     /// Publishes snapshot and timestamp with the org's online keys and `expires`.
     pub async fn publish_with(&self, registry: &TestRegistry, expires: &Expiries) {
+        self.publish_in(&self.editor(registry).await, expires).await;
+    }
+
+    /// Publishes with `editor` (one that rotated a role carries on with the new root, as
+    /// `tuf-oci rotate` does) and the org's online keys.
+    pub async fn publish_in(&self, editor: &Editor, expires: &Expiries) {
         let snapshot = [self.key("snapshot").await];
         let timestamp = [self.key("timestamp").await];
-        self.editor(registry)
-            .await
+        editor
             .publish(&snapshot, &timestamp, expires)
             .await
             .expect("publish");

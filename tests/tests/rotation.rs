@@ -351,14 +351,7 @@ async fn a_targets_rotation_cut_short_leaves_the_current_root_working() {
     let root: Signed<Root> = parse(&root);
     assert_eq!(root.signed.version.get(), 2);
     root.signed.verify_role(&head().await).unwrap();
-    editor
-        .publish(
-            &[org.key("snapshot").await],
-            &[org.key("timestamp").await],
-            &expiries(),
-        )
-        .await
-        .unwrap();
+    org.publish_in(&editor, &expiries()).await;
     let verified = org.verify_fresh(&registry, "solo/app:v2").await.unwrap();
     assert_eq!(verified.digest(), second.digest);
 }
@@ -383,14 +376,7 @@ async fn a_targets_rotation_without_the_current_key_goes_through() {
         )
         .await
         .unwrap();
-    editor
-        .publish(
-            &[org.key("snapshot").await],
-            &[org.key("timestamp").await],
-            &expiries(),
-        )
-        .await
-        .unwrap();
+    org.publish_in(&editor, &expiries()).await;
     let head: Signed<Targets> = parse(&registry.get_file(&org.metadata, "targets.json").await);
     parse::<Root>(&root).signed.verify_role(&head).unwrap();
     assert!(old_root.signed.verify_role(&head).is_err());
