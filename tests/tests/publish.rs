@@ -279,3 +279,34 @@ async fn junk_over_a_head_tag_stops_no_writer() {
         assert_eq!(verified.digest(), image.digest);
     }
 }
+
+/// The same for a role signed and never published: junk over its head stops no writer.
+#[tokio::test]
+async fn junk_over_an_unpublished_roles_head_stops_no_writer() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let key = org.key("team-a").await;
+    org.delegate(
+        &registry,
+        "targets",
+        &org.targets_key().await,
+        &delegation("team-a", &["team-a/*"], &[&key], 1),
+    )
+    .await;
+    registry.push_image("team-a/app", "v1", "app").await;
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "team-a",
+        std::slice::from_ref(&key),
+    )
+    .await;
+    registry
+        .put_file(&org.metadata, "team-a.json", b"junk")
+        .await;
+    org.publish(&registry).await;
+    assert_eq!(
+        verify(&org, &registry, "team-a/app:v1").await.unwrap(),
+        "team-a"
+    );
+}

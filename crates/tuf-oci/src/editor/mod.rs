@@ -854,20 +854,11 @@ impl Editor {
                 Ok(head) => Some(head),
                 Err(e) => {
                     refused = Some(e);
-                    let published_file = versioned_file(role, published);
-                    match self.writer.read_file(&published_file).await? {
-                        Some(bytes) if published > 0 => {
-                            self.checked_head(role, bytes, &verify).ok()
-                        }
-                        _ => None,
-                    }
+                    self.published_head(role, published, &verify).await?
                 }
             },
             None => None,
         };
-        if let (None, Some(e)) = (&head, refused) {
-            return Err(e);
-        }
         loop {
             let current = head.as_ref().map_or(0, |h| h.signed.signed.version.get());
             let next = versioned_file(role, current + 1);
@@ -882,6 +873,9 @@ impl Editor {
             head = Some(newer);
         }
         let Some(head) = head else {
+            if let Some(refused) = refused {
+                return Err(refused);
+            }
             if published > 0 {
                 return Err(Error::NotFound {
                     what: format!(
@@ -900,6 +894,30 @@ impl Editor {
             });
         }
         Ok(Some(head))
+    }
+
+    /// The published version of `role` (`published`, 0 for none), when it is stored and
+    /// verifies: where [`Editor::head`] starts over from when the head tag does not verify.
+    async fn published_head(
+        &self,
+        role: &str,
+        published: u64,
+        verify: impl Fn(&Signed<Targets>) -> std::result::Result<(), String>,
+    ) -> Result<Option<Head>> {
+        if published == 0 {
+            return Ok(None);
+        }
+        let Some(bytes) = self
+            .writer
+            .read_file(&versioned_file(role, published))
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .checked_head(role, bytes, verify)
+            .ok()
+            .filter(|head| head.signed.signed.version.get() == published))
     }
 
     /// `bytes` as a head of `role`, checked with `verify`.
