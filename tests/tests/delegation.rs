@@ -506,20 +506,29 @@ async fn delegation_cycle_ends_the_search() {
 }
 
 /// A pull by digest searches roles in the order a pull by tag does and stops at the first
-/// that signs the digest: a role later in that order that is broken (delegated, never
-/// published) does not fail it. The roles it may visit are bounded before they are fetched.
+/// that signs the digest: a broken role (delegated, never published) does not fail it, after
+/// the signing one or before it on another tag's path (`dev`, for `dev-*` tags). The roles it
+/// may visit are bounded before they are fetched.
 #[tokio::test]
 async fn a_pull_by_digest_stops_at_the_first_role_signing_it() {
     let registry = TestRegistry::start();
     let org = Org::init(&registry, "org/tuf").await;
     let targets_key = org.targets_key().await;
-    let (first, later) = (org.key("first").await, org.key("later").await);
-    for (name, key) in [("first", &first), ("later", &later)] {
+    let (dev, first, later) = (
+        org.key("dev").await,
+        org.key("first").await,
+        org.key("later").await,
+    );
+    for (name, paths, key) in [
+        ("dev", "team-a/app:dev-*", &dev),
+        ("first", "team-a/*", &first),
+        ("later", "team-a/*", &later),
+    ] {
         org.delegate(
             &registry,
             "targets",
             &targets_key,
-            &delegation(name, &["team-a/*"], &[key], 1),
+            &delegation(name, &[paths], &[key], 1),
         )
         .await;
     }

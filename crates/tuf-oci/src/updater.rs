@@ -424,7 +424,16 @@ impl<S: MetadataSource> Updater<S> {
         // A candidate that reaches a target with this digest which is no descriptor, or whose
         // search fails, is what the pull meets, and is reported if no other candidate verifies.
         let mut failure = None;
-        while let Some((_, metadata)) = self.next_role(&mut order, &searched, near).await? {
+        while let Some((_, fetched)) = self.next_role(&mut order, &searched, near).await? {
+            // A role that cannot be had (expired, missing) may lie on other tags' paths only:
+            // passed over, it is met again by the confirming search of any name on its path.
+            let metadata = match fetched {
+                Ok(metadata) => metadata,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    continue;
+                }
+            };
             let names: Vec<String> = metadata
                 .names_with_digest(&prefix, hex)
                 .filter(|name| tried.insert(name.to_string()))
@@ -496,7 +505,8 @@ impl<S: MetadataSource> Updater<S> {
         // Roles are fetched when their turn comes, so siblings after a match are never
         // downloaded.
         let mut order = SearchOrder::default();
-        while let Some((role, metadata)) = self.next_role(&mut order, name.raw(), near).await? {
+        while let Some((role, fetched)) = self.next_role(&mut order, name.raw(), near).await? {
+            let metadata = fetched?;
             if visit(&role, &metadata)? {
                 return Ok(());
             }
@@ -516,15 +526,16 @@ impl<S: MetadataSource> Updater<S> {
         Ok(())
     }
 
-    /// The next role of `order` and its metadata, fetched; `None` when none is left. Each role is visited once,
-    /// and no more than [`Limits::max_delegations`] delegated roles are: past them the
-    /// search, for `searched` (a name, or `repository@digest`), fails before fetching.
+    /// The next role of `order` and its metadata as fetched (the error when it cannot be had);
+    /// `None` when none is left. Each role is taken once, and no more than
+    /// [`Limits::max_delegations`] delegated roles are: past them the search, for `searched`
+    /// (a name, or `repository@digest`), fails before fetching.
     async fn next_role(
         &mut self,
         order: &mut SearchOrder,
         searched: &str,
         near: Option<&Repository>,
-    ) -> Result<Option<(String, Arc<TargetsMetadata>)>> {
+    ) -> Result<Option<(String, Result<Arc<TargetsMetadata>>)>> {
         while let Some(pending) = order.stack.pop() {
             let delegation = pending
                 .as_ref()
@@ -541,8 +552,8 @@ impl<S: MetadataSource> Updater<S> {
             }
             let role = role.to_string();
             let metadata = match delegation {
-                None => self.top_level()?,
-                Some(delegation) => self.delegated_role(delegation, near).await?,
+                None => self.top_level(),
+                Some(delegation) => self.delegated_role(delegation, near).await,
             };
             return Ok(Some((role, metadata)));
         }
