@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use containerd_tuf_transfer::pull::{MAX_LOCK_WAIT, PullOptions, pull};
 use tuf_oci::descriptor::target_digest;
 use tuf_oci::editor::{self, Editor, NewDelegation};
+use tuf_oci::location::same_registry;
 use tuf_oci::schema::RoleType;
 use tuf_oci::store::{ContentStore, RegistryStore, check_graph};
 use tuf_oci::{
@@ -400,7 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let theirs = verifier.metadata_repository(&image.repository).await?;
                 let ours = editor.metadata_repository();
-                if theirs != *ours {
+                if theirs.path != ours.path || !same_registry(&theirs.registry, &ours.registry) {
                     bail!(
                         "{image}: its metadata repository is {theirs}, not {ours} (that of \
                          {first}); sign it on its own"

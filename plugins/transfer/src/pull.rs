@@ -711,11 +711,10 @@ impl Session {
             .await;
         match committed {
             Ok(_) => Ok(()),
-            // Another pull committed the chain meanwhile: this pull's snapshot is not needed.
+            // Another pull committed the chain meanwhile: this pull's snapshot is not needed
+            // (and is left to the lease if it cannot be removed).
             Err(status) if status.code() == tonic::Code::AlreadyExists => {
-                self.remove_snapshot(snapshotter, key)
-                    .await
-                    .with_context(|| format!("removing snapshot {key}"))?;
+                let _ = self.remove_snapshot(snapshotter, key).await;
                 Ok(())
             }
             Err(status) => Err(status).with_context(|| format!("committing snapshot {chain}")),
