@@ -639,8 +639,10 @@ impl Editor {
             targets.expires = whole_seconds(expires.targets);
             let mut both = sign_role(targets.clone(), &new, new_keys).await?;
             // Current keys short of root N's threshold (one lost, a stale file) still let the
-            // rotation go through, on the new keys alone.
-            if let Ok(by_current) = sign_role(targets, &old, current_keys).await {
+            // rotation go through, on the new keys alone; a threshold that fails to sign
+            // fails the rotation, before anything is stored.
+            if holds_threshold(&self.root.signed, RoleType::Targets, current_keys) {
+                let by_current = sign_role(targets, &old, current_keys).await?;
                 both = both
                     .add_old_signatures(by_current.signed().signatures.clone())
                     .map_err(|e| Error::Sign {
@@ -1056,6 +1058,19 @@ fn whole_seconds(at: jiff::Timestamp) -> jiff::Timestamp {
 
 fn nonzero(version: u64) -> NonZeroU64 {
     NonZeroU64::new(version).unwrap_or(NonZeroU64::MIN)
+}
+
+/// Whether `keys` include a threshold of `role`'s keys in `root`.
+fn holds_threshold(root: &Root, role: RoleType, keys: &[SigningKey]) -> bool {
+    let Some(held) = root.roles.get(&role) else {
+        return false;
+    };
+    let ids: HashSet<_> = keys
+        .iter()
+        .filter_map(|key| key.public().key_id().ok())
+        .filter(|id| held.keyids.contains(id))
+        .collect();
+    ids.len() as u64 >= held.threshold.get()
 }
 
 fn set_role_keys(
