@@ -43,6 +43,16 @@ pub enum Rule {
         /// One permit per request let through.
         permits: Arc<tokio::sync::Semaphore>,
     },
+    /// Like [`Rule::Hold`], for writes only (`POST`, `PUT`, `PATCH`, `DELETE`): a test can
+    /// hold a writer between reading and writing.
+    HoldWrites {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+        /// One permit per write let through.
+        permits: Arc<tokio::sync::Semaphore>,
+        /// Writes that came so far, held or let through.
+        arrived: Arc<std::sync::atomic::AtomicUsize>,
+    },
     /// Answer tag listings in pages of `per_page` tags in lexical order, after the `last`
     /// query parameter, as registries that paginate do (OCI distribution spec, "Listing
     /// Tags"); distribution 2.8 itself answers every tag at once.
@@ -215,6 +225,18 @@ async fn serve(
                 path_suffix,
                 permits,
             } if path.ends_with(path_suffix.as_str()) => {
+                permits
+                    .acquire()
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .forget();
+            }
+            Rule::HoldWrites {
+                path_suffix,
+                permits,
+                arrived,
+            } if path.ends_with(path_suffix.as_str()) && writes(&request) => {
+                arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 permits
                     .acquire()
                     .await

@@ -3,13 +3,20 @@
 //! two signers of the same role never both get one version: a writer that meets another's
 //! fresh claim steps back with `Conflict` (`tuf_oci::claim`).
 
-use tuf_oci::Error;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 use tuf_oci::claim::{Claim, WINDOW};
+use tuf_oci::editor::Editor;
 use tuf_oci::keys::SigningKey;
 use tuf_oci::layout::{
     FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, METADATA_LAYER_MEDIA_TYPE, Manifest,
     metadata_manifest, referrers_tag,
 };
+use tuf_oci::{Error, ImageRef, Registry, RegistryConfig, Repository, Verifier};
+use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
 
 /// An organisation delegating `shared/*` to each of `roles`, with `shared/app` pointing at it;
@@ -38,6 +45,40 @@ async fn shared_roles(registry: &TestRegistry, roles: &[&str]) -> (Org, Vec<Sign
     .await
     .unwrap();
     (org, keys)
+}
+
+/// An editor of `org`'s metadata that reaches the registry through `proxy`.
+async fn editor_through(org: &Org, proxy: &HostileRegistry) -> Editor {
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(10),
+    })
+    .expect("registry client");
+    let metadata = Repository {
+        registry: proxy.host.clone(),
+        path: org.metadata.path.clone(),
+    };
+    let admin = Verifier::new(client, org.trust(Some(metadata.clone()), None)).unwrap();
+    Editor::open(&admin, &metadata).await.expect("open editor")
+}
+
+/// The files listed in the referrers index of `subject` (a digest in `shared/app`), sorted.
+async fn referrers(registry: &TestRegistry, subject: &str) -> Vec<String> {
+    let tag = registry.repo("shared/app").tagged(&referrers_tag(subject));
+    let index = registry
+        .client
+        .manifest(&tag, 1 << 20)
+        .await
+        .unwrap()
+        .expect("referrers index");
+    let mut files: Vec<String> = Manifest::parse("referrers", &index.bytes)
+        .unwrap()
+        .manifests
+        .iter()
+        .map(|m| m.annotations[FILENAME_ANNOTATION].clone())
+        .collect();
+    files.sort();
+    files
 }
 
 /// Signs `shared/app:<tag>` into `role-a`.
@@ -177,24 +218,7 @@ async fn two_roles_sign_the_same_image_at_once() {
         );
         ra.unwrap();
         rb.unwrap();
-        let index = registry
-            .client
-            .manifest(
-                &registry
-                    .repo("shared/app")
-                    .tagged(&referrers_tag(&pushed.digest)),
-                1 << 20,
-            )
-            .await
-            .unwrap()
-            .expect("referrers index");
-        let mut files: Vec<String> = Manifest::parse("referrers", &index.bytes)
-            .unwrap()
-            .manifests
-            .iter()
-            .map(|m| m.annotations[FILENAME_ANNOTATION].clone())
-            .collect();
-        files.sort();
+        let files = referrers(&registry, &pushed.digest).await;
         let version = round + 1;
         assert_eq!(
             files,
@@ -207,6 +231,55 @@ async fn two_roles_sign_the_same_image_at_once() {
     org.publish(&registry).await;
     let verified = org.verify_fresh(&registry, "shared/app:v2").await.unwrap();
     assert_eq!(verified.role(), "role-a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_referrers_index_written_over_another_writers_is_mended() {
+    // Without compare-and-swap, a signer can write an image's referrers index with its own
+    // entry only after another signer wrote it with both and saw it complete. The late writer
+    // lists the files again after its write and puts the other's entry back.
+    let registry = TestRegistry::start();
+    let (org, keys) = shared_roles(&registry, &["role-a", "role-b"]).await;
+    let pushed = registry.push_image("shared/app", "v1", "v1").await;
+    let (permits, arrived) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    let hold = Rule::HoldWrites {
+        path_suffix: format!("/manifests/{}", referrers_tag(&pushed.digest)),
+        permits: permits.clone(),
+        arrived: arrived.clone(),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![hold]).await;
+    let editor_a = editor_through(&org, &proxy).await;
+    let image = ImageRef::parse(&format!("{}/shared/app:v1", proxy.host)).unwrap();
+    let late = editor_a.sign(
+        std::slice::from_ref(&image),
+        "role-a",
+        &keys[..1],
+        expiries().targets,
+    );
+    let meanwhile = async {
+        // role-a's writer has read the index (there is none yet) and its write is held...
+        for _ in 0..500 {
+            if arrived.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(arrived.load(Ordering::SeqCst), 1, "role-a's index write");
+        // ...while role-b's writer lists both files, writes the index and reads it back whole.
+        let image = registry.image("shared/app:v1");
+        org.sign(&registry, &image, "role-b", &keys[1..]).await;
+        assert_eq!(
+            referrers(&registry, &pushed.digest).await,
+            ["1.role-a.json", "1.role-b.json"]
+        );
+        permits.add_permits(100);
+    };
+    let (late, ()) = tokio::join!(late, meanwhile);
+    late.expect("role-a signs");
+    assert_eq!(
+        referrers(&registry, &pushed.digest).await,
+        ["1.role-a.json", "1.role-b.json"]
+    );
 }
 
 #[tokio::test]

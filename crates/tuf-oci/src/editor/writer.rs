@@ -30,6 +30,20 @@ const MAX_SKIPPED_VERSIONS: u64 = 100;
 /// Attempts at merging into a referrers index that another writer changed meanwhile.
 const REFERRERS_RETRIES: usize = 8;
 
+/// Metadata files in a repository by tag, each with the digest of the image it is attached
+/// to (`None`: a tag that is no such file).
+type Attachments = HashMap<String, Option<(String, Entry)>>;
+
+/// What one merge into a referrers index did.
+enum Merge {
+    /// The index lacked nothing.
+    Complete,
+    /// The index was pushed with what it lacked; a later read must confirm it.
+    Pushed,
+    /// The push failed (contention, most likely).
+    PushFailed(Error),
+}
+
 /// A role file a snapshot names: its entry in the snapshot and the descriptor of its manifest
 /// in the `tuf-metadata` index.
 #[derive(Debug, Clone)]
@@ -284,100 +298,97 @@ impl Writer {
             // Under a tag naming each subject too, so writers find an image's referrers by
             // listing tags instead of reading every metadata manifest.
             let layer = self.push_layer(repository, bytes).await?;
-            let attached: HashMap<String, Entry> = futures_util::stream::iter(&images)
+            let attached: Attachments = futures_util::stream::iter(&images)
                 .map(|subject| async {
                     let tag = attachment_tag(subject, &file);
                     let entry = self
                         .push_manifest_for(repository, &tag, &file, &layer, Some(subject))
                         .await?;
-                    Ok::<_, Error>((tag, entry))
+                    Ok::<_, Error>((tag, Some((subject.digest.clone(), entry))))
                 })
                 .buffer_unordered(WRITE_CONCURRENCY)
                 .collect::<Vec<_>>()
                 .await
                 .into_iter()
                 .collect::<Result<_>>()?;
-            // One listing for all subjects, taken after our pushes: see `add_referrers`.
-            let tags = self.registry.tags(repository).await?;
-            futures_util::stream::iter(&images)
-                .map(|subject| self.add_referrers(repository, subject, &tags, &attached))
-                .buffer_unordered(WRITE_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<()>>()?;
+            self.add_referrers(repository, &images, attached).await?;
         }
         Ok(())
     }
 
-    /// Brings the referrers index (tag schema) of `subject` up to date with every metadata
-    /// file in `repository` that names it (`tags`, listed after our own pushes; `attached`,
-    /// what we pushed). Distribution 2.8 ignores `If-Match`, so a concurrent writer may replace
-    /// the index with one missing our entry; merging from the tagged files (the source of
-    /// truth) and re-reading until nothing is missing converges: of two writers, the one that
-    /// listed tags last saw both files, and re-checks after the other's last write.
-    pub(super) async fn add_referrers(
+    /// Brings the referrers indexes (tag schema) of `subjects` in `repository` up to date with
+    /// every metadata file there that names them (`known` starts with ours). The tagged files
+    /// are the source of truth, found by listing tags. Distribution 2.8 ignores `If-Match`, so
+    /// a writer can replace an index with one missing an entry it never listed. Hence a writer
+    /// that pushes an index lists tags again and reads the index again, until a read misses
+    /// nothing listed after its last push. That converges: the last writer to push an index
+    /// lists every file whose writer could have seen it complete before that push.
+    async fn add_referrers(
         &self,
         repository: &Repository,
-        subject: &Entry,
-        tags: &[String],
-        attached: &HashMap<String, Entry>,
+        subjects: &[&Entry],
+        mut known: Attachments,
     ) -> Result<()> {
-        let tag = repository.tagged(&referrers_tag(&subject.digest));
-        let wanted = self
-            .referrers_of(repository, subject, tags, attached)
-            .await?;
+        let mut pending = subjects.to_vec();
         let mut failed_push = None;
-        for attempt in 0..REFERRERS_RETRIES {
-            if attempt > 0 {
+        for round in 0..REFERRERS_RETRIES {
+            if round > 1 {
                 // Writers contending for one tag: back off a little, differently each time.
-                let pause = 20 * attempt as u64 + u64::from(std::process::id() % 17);
+                let pause = 20 * round as u64 + u64::from(std::process::id() % 17);
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
-            let current = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
-                Some(current) => Manifest::parse("referrers index", &current.bytes)?.manifests,
-                None => Vec::new(),
-            };
-            let mut merged = current.clone();
-            for entry in &wanted {
-                if !merged.iter().any(|m| m.digest == entry.digest) {
-                    merged.push(entry.clone());
+            let tags = self.registry.tags(repository).await?;
+            self.read_attachments(repository, &tags, &pending, &mut known)
+                .await?;
+            let known = &known;
+            let merges = futures_util::stream::iter(pending.iter().copied())
+                .map(|subject| async move {
+                    let wanted = known
+                        .values()
+                        .flatten()
+                        .filter(|(of, _)| *of == subject.digest)
+                        .map(|(_, entry)| entry);
+                    (subject, self.merge_index(repository, subject, wanted).await)
+                })
+                .buffer_unordered(WRITE_CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await;
+            let mut unsettled = Vec::new();
+            for (subject, merge) in merges {
+                match merge? {
+                    Merge::Complete => {}
+                    Merge::Pushed => unsettled.push(subject),
+                    Merge::PushFailed(e) => {
+                        failed_push = Some(e);
+                        unsettled.push(subject);
+                    }
                 }
             }
-            if merged.len() == current.len() {
+            if unsettled.is_empty() {
                 return Ok(());
             }
-            // Distribution answers 500 when two writers put one tag at the same moment: that
-            // is contention, so read again and merge again.
-            let merged = index(&merged, &BTreeMap::new());
-            if let Err(e) = self
-                .registry
-                .push_manifest(&tag, &merged, INDEX_MEDIA_TYPE)
-                .await
-            {
-                failed_push = Some(e);
-            }
+            pending = unsettled;
         }
         Err(failed_push.unwrap_or_else(|| Error::Conflict {
-            what: format!("referrers index {}", tag.whole()),
+            what: format!("referrers indexes in {repository}"),
             reason: format!("still changing after {REFERRERS_RETRIES} merges"),
         }))
     }
 
-    /// The metadata manifests among `tags` of `repository` whose subject is `subject` (those
-    /// in `attached` are ours, known without reading).
-    pub(super) async fn referrers_of(
+    /// Adds to `known` the metadata manifests among `tags` of `repository` that may name one
+    /// of `subjects` and were not read yet, each with the digest of the subject it names
+    /// (`None`: not a metadata file naming any). Tagged files are written once, so one read
+    /// serves every round.
+    async fn read_attachments(
         &self,
         repository: &Repository,
-        subject: &Entry,
         tags: &[String],
-        attached: &HashMap<String, Entry>,
-    ) -> Result<Vec<Entry>> {
-        let mut found = Vec::new();
-        let prefix = attachment_tag(subject, "");
-        for tag in tags.iter().filter(|t| t.starts_with(&prefix)) {
-            if let Some(ours) = attached.get(tag) {
-                found.push(ours.clone());
+        subjects: &[&Entry],
+        known: &mut Attachments,
+    ) -> Result<()> {
+        let prefixes: Vec<String> = subjects.iter().map(|s| attachment_tag(s, "")).collect();
+        for tag in tags {
+            if known.contains_key(tag) || !prefixes.iter().any(|p| tag.starts_with(p.as_str())) {
                 continue;
             }
             let Some(stored) = self
@@ -388,23 +399,56 @@ impl Writer {
                 continue;
             };
             let manifest = Manifest::parse(tag, &stored.bytes)?;
-            if manifest
-                .subject
-                .as_ref()
-                .is_none_or(|s| s.digest != subject.digest)
-            {
-                continue;
-            }
-            let mut entry = stored.entry();
-            entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
-            if let Some(file) = manifest.annotations.get(FILENAME_ANNOTATION) {
-                entry
-                    .annotations
-                    .insert(FILENAME_ANNOTATION.into(), file.clone());
-            }
-            found.push(entry);
+            let attachment = manifest.subject.map(|subject| {
+                let mut entry = stored.entry();
+                entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+                if let Some(file) = manifest.annotations.get(FILENAME_ANNOTATION) {
+                    entry
+                        .annotations
+                        .insert(FILENAME_ANNOTATION.into(), file.clone());
+                }
+                (subject.digest, entry)
+            });
+            known.insert(tag.clone(), attachment);
         }
-        Ok(found)
+        Ok(())
+    }
+
+    /// Reads the referrers index of `subject` and pushes it again with whatever of `wanted`
+    /// it lacks.
+    async fn merge_index(
+        &self,
+        repository: &Repository,
+        subject: &Entry,
+        wanted: impl Iterator<Item = &Entry>,
+    ) -> Result<Merge> {
+        let tag = repository.tagged(&referrers_tag(&subject.digest));
+        let current = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
+            Some(current) => Manifest::parse("referrers index", &current.bytes)?.manifests,
+            None => Vec::new(),
+        };
+        let mut merged = current.clone();
+        for entry in wanted {
+            if !merged.iter().any(|m| m.digest == entry.digest) {
+                merged.push(entry.clone());
+            }
+        }
+        if merged.len() == current.len() {
+            return Ok(Merge::Complete);
+        }
+        // Distribution answers 500 when two writers put one tag at the same moment: that is
+        // contention, so read again and merge again.
+        let merged = index(&merged, &BTreeMap::new());
+        Ok(
+            match self
+                .registry
+                .push_manifest(&tag, &merged, INDEX_MEDIA_TYPE)
+                .await
+            {
+                Ok(_) => Merge::Pushed,
+                Err(e) => Merge::PushFailed(e),
+            },
+        )
     }
 
     /// Signs and pushes snapshot `snapshot_version` naming `roles` (by role name), then
