@@ -262,6 +262,26 @@ impl TestRegistry {
             .unwrap();
     }
 
+    /// Stores `claim` on version file `file` in `repository`, as a writer about to store that
+    /// version does ([`tuf_oci::claim`]).
+    pub async fn stake(&self, repository: &Repository, claim: &tuf_oci::claim::Claim, file: &str) {
+        use tuf_oci::layout::METADATA_LAYER_MEDIA_TYPE;
+        let layer = self
+            .client
+            .push_blob(repository, METADATA_LAYER_MEDIA_TYPE, b"{}")
+            .await
+            .unwrap();
+        let manifest = tuf_oci::layout::metadata_manifest(file, &layer, None);
+        self.client
+            .push_manifest(
+                &repository.tagged(&claim.tag),
+                &manifest,
+                MANIFEST_MEDIA_TYPE,
+            )
+            .await
+            .unwrap();
+    }
+
     /// Reads metadata file `name` from `repository`.
     pub async fn get_file(&self, repository: &Repository, name: &str) -> Vec<u8> {
         tuf_oci::source::RegistrySource::new(self.client.clone(), repository.clone())

@@ -11,10 +11,7 @@ use tokio::sync::Semaphore;
 use tuf_oci::claim::{Claim, WINDOW};
 use tuf_oci::editor::Editor;
 use tuf_oci::keys::SigningKey;
-use tuf_oci::layout::{
-    FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, METADATA_LAYER_MEDIA_TYPE, Manifest,
-    metadata_manifest, referrers_tag,
-};
+use tuf_oci::layout::{FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, Manifest, referrers_tag};
 use tuf_oci::{Error, ImageRef, Registry, RegistryConfig, Repository, Verifier};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
@@ -113,25 +110,6 @@ async fn v1_signed_of_three(registry: &TestRegistry) -> (Org, SigningKey) {
     (org, key)
 }
 
-/// Stores `claim` on `file` in the metadata repository, as a writer about to store it does.
-async fn stake(registry: &TestRegistry, claim: &Claim, file: &str) {
-    let repository = registry.repo("org/tuf");
-    let layer = registry
-        .client
-        .push_blob(&repository, METADATA_LAYER_MEDIA_TYPE, b"{}")
-        .await
-        .unwrap();
-    registry
-        .client
-        .push_manifest(
-            &repository.tagged(&claim.tag),
-            &metadata_manifest(file, &layer, None),
-            MANIFEST_MEDIA_TYPE,
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
     let registry = TestRegistry::start();
@@ -140,7 +118,7 @@ async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
 
     // Another writer is storing version 2 of role-a right now.
     let rival = Claim::new("2.role-a.json").unwrap();
-    stake(&registry, &rival, "2.role-a.json").await;
+    registry.stake(&org.metadata, &rival, "2.role-a.json").await;
     let err = sign(&org, &registry, key, "v2").await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
     assert!(err.to_string().contains(&rival.tag), "{err}");
@@ -155,7 +133,9 @@ async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
     // A claim older than the window (a writer that crashed) holds nothing.
     let old = jiff::Timestamp::now() - jiff::SignedDuration::try_from(WINDOW * 2).unwrap();
     let crashed = Claim::made_at("3.role-a.json", old).unwrap();
-    stake(&registry, &crashed, "3.role-a.json").await;
+    registry
+        .stake(&org.metadata, &crashed, "3.role-a.json")
+        .await;
     sign(&org, &registry, key, "v3").await.unwrap();
 
     org.publish(&registry).await;

@@ -3,6 +3,7 @@
 //! published snapshot names, so one signer's change among many roles costs reading that role.
 
 use tuf_oci::Error;
+use tuf_oci::claim::Claim;
 use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
 
@@ -243,6 +244,45 @@ async fn a_stale_editor_does_not_overwrite_a_newer_timestamp() {
         verify(&org, &registry, "team-0/app:v2").await.unwrap(),
         "team-0"
     );
+}
+
+#[tokio::test]
+async fn a_timestamp_version_another_writer_is_storing_is_left_to_it() {
+    // Two publishes (or a publish and a timestamp refresh) within milliseconds both find the
+    // stored timestamp the one before theirs. Each claims its timestamp version, as writers of
+    // version files do, so at most one stores it: clients never see two timestamps of one
+    // version naming different snapshots.
+    let registry = TestRegistry::start();
+    let (org, _) = teams(&registry, 1).await;
+    let timestamp_version = || async {
+        let bytes = registry.get_file(&org.metadata, "timestamp.json").await;
+        let timestamp: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        timestamp["signed"]["version"].as_u64().expect("a version")
+    };
+    let version = timestamp_version().await;
+    let next = format!("{}.timestamp.json", version + 1);
+    let rival = Claim::new(&next).unwrap();
+    registry.stake(&org.metadata, &rival, &next).await;
+    let timestamp_keys = [org.key("timestamp").await];
+    let editor = org.editor(&registry).await;
+    let err = editor
+        .refresh_timestamp(&timestamp_keys, expiries().timestamp)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains(&rival.tag), "{err}");
+    assert_eq!(timestamp_version().await, version);
+
+    // The rival stepped back: the version is free again.
+    rival
+        .withdraw(&registry.client, &org.metadata)
+        .await
+        .unwrap();
+    editor
+        .refresh_timestamp(&timestamp_keys, expiries().timestamp)
+        .await
+        .unwrap();
+    assert_eq!(timestamp_version().await, version + 1);
 }
 
 /// Junk pushed over a head tag (anyone who may push to the metadata repository can) stops no

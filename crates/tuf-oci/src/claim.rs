@@ -8,6 +8,7 @@
 //! step back. A writer that steps back withdraws its claim by re-tagging it to an empty index.
 //! Claims older than [`WINDOW`] are ignored, so a crashed writer blocks a version for at most
 //! that long; a writer that took half of it between claiming and storing gives up instead.
+//! Writers of timestamp version N claim `N.timestamp.json` though only the head is stored.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -80,9 +80,31 @@ impl Writer {
     /// Stores timestamp version `version` (`bytes`) unless the stored timestamp is no longer the
     /// one before it: another publish or timestamp refresh got there since this editor read the
     /// state, and overwriting its timestamp would hide what it published (and, with the same
-    /// version, show clients two timestamps). Registries have no compare-and-swap; reading
-    /// just before the push leaves that race milliseconds wide instead of a whole operation.
+    /// version, show clients two timestamps). Registries have no compare-and-swap, so writers
+    /// of one timestamp version also claim it ([`claim`]) and read back what they stored.
     pub(super) async fn push_timestamp(&self, version: u64, bytes: &[u8]) -> Result<Entry> {
+        let repository = &self.metadata;
+        self.refuse_stored_timestamp(version).await?;
+        let layer = self.push_layer(repository, bytes).await?;
+        let claim = self
+            .stake(&versioned_file("timestamp", version), &layer)
+            .await?;
+        // A writer whose claim went stale may have stored the version since the first look.
+        self.refuse_stored_timestamp(version).await?;
+        let name = "timestamp.json";
+        let pushed = self
+            .push_manifest_for(repository, name, name, &layer, None)
+            .await?;
+        self.read_back(repository, name, &pushed).await?;
+        // Unlike role versions, timestamp versions start again after a timestamp key rotation
+        // (TUF 5.3.11), so the claim is withdrawn once the version is stored. Should that
+        // fail, the timestamp is published all the same and the claim goes stale in time.
+        let _ = claim.withdraw(&self.registry, repository).await;
+        Ok(pushed)
+    }
+
+    /// Fails with `Conflict` when the stored timestamp has version `version` or later.
+    async fn refuse_stored_timestamp(&self, version: u64) -> Result<()> {
         let stored = self
             .read_file("timestamp.json")
             .await?
@@ -99,8 +121,7 @@ impl Writer {
                 ),
             });
         }
-        self.push_file(&self.metadata, "timestamp.json", bytes, None)
-            .await
+        Ok(())
     }
 
     /// Stores `bytes` as file `name` in `repository` (manifest tagged `name`), optionally
@@ -181,8 +202,24 @@ impl Writer {
         let repository = &self.metadata;
         self.refuse_existing(repository, name).await?;
         let layer = self.push_layer(repository, bytes).await?;
+        self.stake(name, &layer).await?;
+        // A writer whose claim went stale may have stored the version since the first look.
+        self.refuse_existing(repository, name).await?;
+        let pushed = self
+            .push_manifest_for(repository, name, name, &layer, None)
+            .await?;
+        self.read_back(repository, name, &pushed).await?;
+        Ok(pushed)
+    }
+
+    /// Claims version file `name` in the metadata repository ([`claim`]): its manifest (blobs
+    /// stored as `layer`) under a claim tag. Steps back with `Conflict` when another writer
+    /// claims it too, or when claiming took so long that others may no longer see the claim.
+    /// Returns the claim, still active.
+    async fn stake(&self, name: &str, layer: &Entry) -> Result<Claim> {
+        let repository = &self.metadata;
         let claim = Claim::new(name)?;
-        self.push_manifest_for(repository, &claim.tag, name, &layer, None)
+        self.push_manifest_for(repository, &claim.tag, name, layer, None)
             .await?;
         let rival = claim.rival(&self.registry, repository).await?;
         if rival.is_some() || claim.is_late() {
@@ -198,13 +235,7 @@ impl Writer {
                 },
             });
         }
-        // A writer whose claim went stale may have stored the version since the first look.
-        self.refuse_existing(repository, name).await?;
-        let pushed = self
-            .push_manifest_for(repository, name, name, &layer, None)
-            .await?;
-        self.read_back(repository, name, &pushed).await?;
-        Ok(pushed)
+        Ok(claim)
     }
 
     /// Fails with `Conflict` when version file `name` exists.
