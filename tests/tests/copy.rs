@@ -3,8 +3,15 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use tuf_oci::{Error, TrustConfig, Verifier};
+use tokio::sync::Semaphore;
+use tuf_oci::copy::{CopyOptions, MetadataMode, Tags, copy_repository};
+use tuf_oci::store::RegistryStore;
+use tuf_oci::{Error, Registry, RegistryConfig, TrustConfig, Verifier};
+use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TeamA, TestRegistry, cli_binary, craft, delegation, solo};
 
 fn tuf(args: &[&str], insecure: &[&str]) -> Output {
@@ -569,6 +576,99 @@ async fn older_metadata_is_not_copied_over_newer() {
         .unwrap();
     // The other way round is an ordinary update.
     ok(copy(&b, &old));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_newer_timestamp_copied_meanwhile_is_not_overwritten() {
+    // The check that the destination holds no newer timestamp is made before anything is
+    // written; a copy takes long (blobs), and another copy of a newer state may finish
+    // meanwhile. The timestamp, written last, is checked again just before.
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let old = TestRegistry::start();
+    let (org, root) = source(&a).await;
+    let hosts = [a.host.clone(), b.host.clone(), old.host.clone()];
+    let copy = move |from: String, to: String| {
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        tuf(
+            &[
+                "copy",
+                &format!("{from}/team-a/app"),
+                &format!("{to}/team-a/app"),
+                "--all-tags",
+            ],
+            &hosts,
+        )
+    };
+    ok(copy(a.host.clone(), old.host.clone()));
+    org.publish(&a).await;
+
+    // The old state's copy is held before it writes the snapshot head...
+    let (permits, arrived) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    let hold = Rule::HoldWrites {
+        path_suffix: "/manifests/snapshot.json".into(),
+        permits: permits.clone(),
+        arrived: arrived.clone(),
+    };
+    let proxy = HostileRegistry::start(&b.host, vec![hold]).await;
+    let to_b = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let (from, to) = (
+        RegistryStore::new(old.client.clone(), old.host.clone()),
+        RegistryStore::new(to_b, proxy.host.clone()),
+    );
+    let options = CopyOptions {
+        tags: Tags::All,
+        metadata: MetadataMode::Copy,
+        dry_run: false,
+        root: None,
+    };
+    let mut progress = |_: &str| {};
+    let held = copy_repository(
+        &from,
+        "team-a/app",
+        Some(&old.host),
+        &to,
+        "team-a/app",
+        &options,
+        &mut progress,
+    );
+    let meanwhile = async {
+        for _ in 0..1000 {
+            if arrived.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(arrived.load(Ordering::SeqCst), 1, "the held snapshot head");
+        // ...while the newer state is copied whole.
+        let (from, to) = (a.host.clone(), b.host.clone());
+        ok(tokio::task::spawn_blocking(move || copy(from, to))
+            .await
+            .unwrap());
+        let newer = b.get_file(&b.repo("org/tuf"), "timestamp.json").await;
+        permits.add_permits(1000);
+        newer
+    };
+    let (held, newer) = tokio::join!(held, meanwhile);
+    let err = held.unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, .. } if role.starts_with("timestamp of")),
+        "{err}"
+    );
+    assert_eq!(
+        b.get_file(&b.repo("org/tuf"), "timestamp.json").await,
+        newer,
+        "the destination keeps the newer timestamp"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
 }
 
 /// `tuf-oci copy --all-tags` of `team-a/app` between test registries, trusting a root.

@@ -131,6 +131,7 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
         done: HashSet::new(),
         progress,
         verified: None,
+        guard: None,
     };
     // The pointer decides where metadata lives; read it first so bad input fails early.
     let pointer = from
@@ -161,17 +162,20 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             .map(|(from, to)| (from.as_str(), to.as_str())),
     };
     if let Some((from_path, to_path)) = copied_metadata {
-        match &options.root {
+        let at_destination = match &options.root {
             Some(root) => {
                 let (source_state, verified) = verified_source(from, from_path, root).await?;
-                let at_destination = destination_roots(to, to_path, &source_state).await?;
-                copier
-                    .check_verified_not_older(to_path, &at_destination, &verified)
-                    .await?;
                 copier.verified = Some(verified);
+                Some(destination_roots(to, to_path, &source_state).await?)
             }
-            None => copier.check_not_older(from_path, to_path).await?,
-        }
+            None => None,
+        };
+        copier.guard = Some(TimestampGuard {
+            source: from_path.to_string(),
+            destination: to_path.to_string(),
+            at_destination,
+        });
+        copier.check_timestamp().await?;
     }
 
     let tags = match &options.tags {
@@ -413,6 +417,21 @@ struct Copier<'a, S, D> {
     progress: &'a mut dyn FnMut(&str),
     /// Set once the source has been verified against the trusted root.
     verified: Option<Verified>,
+    /// Set when the copy writes a timestamp.
+    guard: Option<TimestampGuard<'a, D>>,
+}
+
+/// What the check that the copy's timestamp is not older than the destination's needs. It is
+/// made before anything is written and again just before the timestamp is: another copy may
+/// have written a newer one meanwhile.
+struct TimestampGuard<'a, D> {
+    /// The copied metadata repository in the source.
+    source: String,
+    /// The copied metadata repository at the destination.
+    destination: String,
+    /// With a verified source, the destination's root chain followed from its root
+    /// ([`destination_roots`]).
+    at_destination: Option<Updater<StoreSource<&'a D>>>,
 }
 
 impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
@@ -441,6 +460,23 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
     /// the files are compared, so after a recovery that restarted timestamp versions (TUF
     /// 5.3.11) a destination still holding the inflated timestamp refuses the copy too.
     /// Versioned files are compared as they are copied ([`Copier::tag`]).
+    async fn check_timestamp(&self) -> Result<()> {
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        match (&guard.at_destination, &self.verified) {
+            (Some(at_destination), Some(verified)) => {
+                self.check_verified_not_older(&guard.destination, at_destination, verified)
+                    .await
+            }
+            _ => {
+                self.check_not_older(&guard.source, &guard.destination)
+                    .await
+            }
+        }
+    }
+
+    /// [`Copier::check_timestamp`] without a trusted root: the versions written in the files.
     async fn check_not_older(&self, source: &str, destination: &str) -> Result<()> {
         let limit = crate::Limits::default().timestamp;
         let (from, to) = futures_util::join!(
@@ -573,6 +609,14 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             }
         }
         self.children(source, destination, &stored, 0).await?;
+        if tag == "timestamp.json"
+            && self
+                .guard
+                .as_ref()
+                .is_some_and(|guard| guard.destination == destination)
+        {
+            self.check_timestamp().await?;
+        }
         self.put_manifest(destination, tag, &stored.bytes, &stored.media_type)
             .await
     }
