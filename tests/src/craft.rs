@@ -260,3 +260,23 @@ pub async fn publish_snapshot(
     )
     .await;
 }
+
+/// Publishes the current snapshot again, one version up, signed by `key` under `root`: the
+/// administrator's step after rotating the snapshot key.
+pub async fn resign_snapshot(registry: &TestRegistry, org: &Org, root: &Root, key: &SigningKey) {
+    let Published {
+        timestamp,
+        mut snapshot,
+        ..
+    } = published(registry, org).await;
+    snapshot.signed.version = snapshot.signed.version.saturating_add(1);
+    publish_snapshot(
+        registry,
+        org,
+        root,
+        std::slice::from_ref(key),
+        snapshot.signed,
+        timestamp.signed.version.get() + 1,
+    )
+    .await;
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tough::schema::{RoleType, Root};
+use tough::schema::RoleType;
 use tuf_oci::{Error, Verifier};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, craft, solo};
@@ -97,31 +97,6 @@ fn client_for(hosts: &[&str]) -> tuf_oci::Registry {
         ..Default::default()
     })
     .expect("registry client")
-}
-
-/// Publishes the current snapshot again, one version up, signed by `key` under `root`: the
-/// administrator's step after rotating the snapshot key.
-async fn resign_snapshot(
-    registry: &TestRegistry,
-    org: &Org,
-    root: &Root,
-    key: &tuf_oci::keys::SigningKey,
-) {
-    let craft::Published {
-        timestamp,
-        mut snapshot,
-        ..
-    } = craft::published(registry, org).await;
-    snapshot.signed.version = snapshot.signed.version.saturating_add(1);
-    craft::publish_snapshot(
-        registry,
-        org,
-        root,
-        std::slice::from_ref(key),
-        snapshot.signed,
-        timestamp.signed.version.get() + 1,
-    )
-    .await;
 }
 
 /// Asserts that `verifier` refuses `image` as no longer signed.
@@ -493,7 +468,7 @@ async fn a_copy_taken_after_a_key_rotation_cannot_bring_back_a_revoked_image() {
     verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
 
     let (fresh, root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
-    resign_snapshot(&registry, &org, &root.signed, &fresh).await;
+    craft::resign_snapshot(&registry, &org, &root.signed, &fresh).await;
     copy_solo(&registry, &mirror);
     revoke(&registry, &org).await;
     org.editor(&registry)
@@ -541,7 +516,7 @@ async fn a_session_left_on_an_older_root_stores_nothing_beside_a_newer_one() {
     org.publish(&registry).await;
     copy_solo(&registry, &mirror);
     let (fresh, root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
-    resign_snapshot(&registry, &org, &root.signed, &fresh).await;
+    craft::resign_snapshot(&registry, &org, &root.signed, &fresh).await;
 
     let through_mirror = tokio::spawn({
         let verifier = verifier.clone();

@@ -1,7 +1,7 @@
 //! Rollback and mix-and-match: older or mismatched metadata pushed back into the registry is
 //! refused, also by a new client process reading the same trusted-metadata cache.
 
-use tough::schema::{Root, Signed};
+use tough::schema::{RoleType, Root, Signed};
 use tuf_oci::Error;
 use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::{Org, TestRegistry};
@@ -139,6 +139,48 @@ async fn snapshot_dropping_a_role_is_refused() {
         .unwrap_err();
     assert!(
         matches!(err, Error::RoleRemoved { ref role, version: 3 } if role == "targets.json"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_trusted_root_loses_no_newer_timestamp() {
+    // A crash can leave the stored root cut short. The verifier then starts again from the
+    // root it was given, and follows the chain over a snapshot key rotation: that has it
+    // forget the timestamp and snapshot held (TUF 5.3.11), but not those the new keys sign,
+    // which are the newest it has seen. Forgotten, an older state would pass.
+    let (registry, org, cache, dir) = with_trust_dir().await;
+    let (fresh, root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
+    craft::resign_snapshot(&registry, &org, &root.signed, &fresh).await;
+    let fresh = std::slice::from_ref(&fresh);
+    let publish = || async {
+        org.editor(&registry)
+            .await
+            .publish(
+                fresh,
+                &[org.key("timestamp").await],
+                &tuf_oci_tests::expiries(),
+            )
+            .await
+            .unwrap();
+    };
+    publish().await;
+    let older = registry.get_file(&org.metadata, "timestamp.json").await;
+    publish().await;
+    let verify = || async {
+        org.verifier(&registry, cache.path())
+            .verify(&registry.image("solo/app:v1"))
+            .await
+    };
+    verify().await.unwrap();
+    let root = std::fs::read(dir.join("root.json")).unwrap();
+    std::fs::write(dir.join("root.json"), &root[..root.len() / 2]).unwrap();
+    registry
+        .put_file(&org.metadata, "timestamp.json", &older)
+        .await;
+    let err = verify().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
         "{err}"
     );
 }

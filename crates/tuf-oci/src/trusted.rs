@@ -91,7 +91,16 @@ impl TrustedStore {
         // pull) may store the same name at the same time.
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
         std::io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io(tmp.path(), e))?;
+        // On disk before the rename, and the rename with the directory: after a power loss
+        // the store holds this file or the one before, never one cut short (which would be
+        // taken for nothing trusted, and an older state accepted).
+        tmp.as_file()
+            .sync_data()
+            .map_err(|e| Error::io(tmp.path(), e))?;
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
         Ok(())
     }
 

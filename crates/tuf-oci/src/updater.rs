@@ -638,9 +638,25 @@ impl<S: MetadataSource> Updater<S> {
                     .is_none()
                 {
                     // Forgotten before the new root is stored, so that an interruption cannot
-                    // leave the old versions beside it.
-                    for file in forgotten {
-                        self.store.remove(file)?;
+                    // leave the old versions beside it. Stored files that the new keys sign
+                    // are kept: an updater stored them under the new root before a damaged
+                    // stored root sent this one back to the start of the chain. A timestamp
+                    // must then also name the snapshot kept when the snapshot keys changed,
+                    // or it may name a version the old keys inflated.
+                    let snapshot = self
+                        .store
+                        .load("snapshot.json")?
+                        .filter(|bytes| signed_by(&next.signed, "snapshot.json", bytes));
+                    for &file in &forgotten {
+                        let kept = self.store.load(file)?.is_some_and(|bytes| {
+                            signed_by(&next.signed, file, &bytes)
+                                && (file != "timestamp.json"
+                                    || !rotated(RoleType::Snapshot)
+                                    || names_snapshot(&bytes, snapshot.as_deref()))
+                        });
+                        if !kept {
+                            self.store.remove(file)?;
+                        }
                     }
                     self.store.store("root.json", &bytes)?;
                 }
@@ -1056,6 +1072,35 @@ fn verified(name: &str, role: String, target: Target) -> Result<VerifiedTarget> 
         name: name.to_string(),
         role,
         target,
+    })
+}
+
+/// Whether `bytes` are top-level `file` (`timestamp.json`, `snapshot.json`, `targets.json`)
+/// signed by `root`'s keys for it.
+fn signed_by(root: &Root, file: &str, bytes: &[u8]) -> bool {
+    fn verified<T: Role + serde::Serialize + DeserializeOwned>(root: &Root, bytes: &[u8]) -> bool {
+        serde_json::from_slice::<Signed<T>>(bytes)
+            .is_ok_and(|signed| root.verify_role(&signed).is_ok())
+    }
+    match file {
+        "timestamp.json" => verified::<Timestamp>(root, bytes),
+        "snapshot.json" => verified::<Snapshot>(root, bytes),
+        "targets.json" => TargetsMetadata::verified("targets", bytes, root).is_ok(),
+        _ => false,
+    }
+}
+
+/// Whether `timestamp` names exactly `snapshot` (length and SHA-256).
+fn names_snapshot(timestamp: &[u8], snapshot: Option<&[u8]>) -> bool {
+    let Ok(timestamp) = parse::<Timestamp>("timestamp", timestamp) else {
+        return false;
+    };
+    snapshot.is_some_and(|snapshot| {
+        timestamp
+            .signed
+            .meta
+            .get("snapshot.json")
+            .is_some_and(|meta| is_named_by(snapshot, meta))
     })
 }
 
