@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::version_client::VersionClient;
 use containerd_client::services::v1::{
-    CreateRequest, InfoRequest, WriteAction, WriteContentRequest, WriteContentResponse,
+    CreateRequest, InfoRequest, ReadContentRequest, WriteAction, WriteContentRequest,
+    WriteContentResponse,
 };
 use containerd_tuf_transfer::{server, upstream::Upstream};
 use containerd_tuf_verifier::engine::Engine;
@@ -326,6 +328,60 @@ async fn a_blob_containerd_has_is_found_through_the_front() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_stop_reading_hold_up_no_other_call() {
+    // Every call crosses one connection to containerd. What a client does not take waits
+    // there; were that connection's flow-control window shared, three stalled reads of 8 MiB
+    // would stop every other call of every client, as clients reading to a pager do.
+    let setup = setup().await;
+    let blob: Vec<u8> = (0..8 * MIB).map(|i| (i % 251) as u8).collect();
+    let digest = sha256(&blob);
+    let mut write = Write::open(&setup.front, "big", blob.len(), &digest).await;
+    for (i, chunk) in blob.chunks(MIB).enumerate() {
+        let last = (i + 1) * MIB >= blob.len();
+        let action = if last {
+            WriteAction::Commit
+        } else {
+            WriteAction::Write
+        };
+        write.send(action, i * MIB, chunk).await;
+    }
+    loop {
+        let answer = write.answer(ANSWER).await.expect("an answer").unwrap();
+        if answer.action == WriteAction::Commit as i32 {
+            break;
+        }
+    }
+    assert!(stored(&setup.containerd, &digest).await);
+
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let channel = containerd_tuf_verifier::client::unix_channel(&setup.socket, ANSWER)
+            .await
+            .unwrap();
+        let reading = ContentClient::new(channel.clone())
+            .read(in_namespace(ReadContentRequest {
+                digest: digest.clone(),
+                offset: 0,
+                size: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        stalled.push((channel, reading));
+    }
+    // containerd sends what the windows let it send.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let version = tokio::time::timeout(
+        Duration::from_secs(5),
+        VersionClient::new(setup.front.clone()).version(()),
+    )
+    .await
+    .expect("Version answered beside the stalled reads");
+    version.unwrap();
+    drop(stalled);
 }
 
 /// `ctr content ingest` of `blob` under `reference` through `socket`, `blob` on its stdin.

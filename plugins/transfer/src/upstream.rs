@@ -17,6 +17,9 @@ use crate::coalesce::Coalesced;
 /// front makes cannot fail), a concrete type so the futures stay `Send` for every lifetime.
 pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
 
+/// The largest HTTP/2 flow-control window (RFC 9113, 6.9.1).
+const MAX_WINDOW: u32 = (1 << 31) - 1;
+
 /// containerd's socket and the live connection to it.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -52,12 +55,14 @@ impl Upstream {
             .map_err(|e| {
                 anyhow::anyhow!("connecting to containerd at {}: {e}", self.socket.display())
             })?;
-        // Blobs cross this connection 16 KiB frame by frame: write them in batches.
-        let (sender, connection) = hyper::client::conn::http2::handshake(
-            TokioExecutor::new(),
-            TokioIo::new(Coalesced::new(stream)),
-        )
-        .await?;
+        // Blobs cross this connection 16 KiB frame by frame: write them in batches. Every
+        // client's calls share it, and data a client does not take holds flow-control credit
+        // until it does: with a window of a few streams', clients that stop reading (a pager)
+        // would stop every call. The largest window leaves each its own stream's.
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_connection_window_size(MAX_WINDOW)
+            .handshake(TokioIo::new(Coalesced::new(stream)))
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "containerd connection ended");
