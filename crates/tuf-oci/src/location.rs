@@ -152,18 +152,26 @@ impl fmt::Display for ImageRef {
 }
 
 /// Whether registry hosts `a` and `b` name the same registry, as clients reach it: host names
-/// compare without regard to case (DNS), an explicit `:443` is HTTPS's default port, and Docker
-/// Hub's `docker.io` is also reached as `registry-1.docker.io` and `index.docker.io`. Anything
-/// else (an address for a name, another port) is another registry.
+/// compare without regard to case (DNS), ports as numbers (`:0443` is dialled as `:443`), an
+/// explicit `:443` is HTTPS's default port, and Docker Hub's `docker.io` is also reached as
+/// `registry-1.docker.io` and `index.docker.io`. Anything else (an address for a name, another
+/// port) is another registry.
 pub fn same_registry(a: &str, b: &str) -> bool {
-    fn key(host: &str) -> String {
+    fn key(host: &str) -> (String, Option<u64>) {
         let host = host.to_ascii_lowercase();
-        let host = host.strip_suffix(":443").unwrap_or(&host);
-        match host {
+        // After the last `:`, digits are a port; an IPv6 literal's colons sit inside `[...]`.
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                // Digits too many for any port compare as a port no registry has.
+                (name, Some(port.parse::<u64>().unwrap_or(u64::MAX)))
+            }
+            _ => (host.as_str(), None),
+        };
+        let name = match name {
             "registry-1.docker.io" | "index.docker.io" => "docker.io",
             other => other,
-        }
-        .to_string()
+        };
+        (name.to_string(), port.filter(|port| *port != 443))
     }
     key(a) == key(b)
 }
@@ -196,7 +204,13 @@ mod tests {
         assert!(same_registry("[::1]:443", "[::1]"));
         assert!(same_registry("registry-1.docker.io", "docker.io"));
         assert!(same_registry("index.docker.io", "Docker.io:443"));
+        assert!(same_registry(
+            "registry.example.com:0443",
+            "registry.example.com"
+        ));
+        assert!(same_registry("r:05000", "R:5000"));
         assert!(!same_registry("r:5000", "r:5001"));
+        assert!(!same_registry("r:99999999999999999999999", "r"));
         assert!(!same_registry("r:5000", "r"));
         assert!(!same_registry("127.0.0.1:5000", "localhost:5000"));
         assert!(!same_registry(

@@ -186,6 +186,20 @@ impl Policy {
                 })?;
             }
         }
+        // Two scopes covering the same references equally: which root applies would depend
+        // on their order in the file.
+        for (i, scope) in policy.scopes.iter().enumerate() {
+            for other in &policy.scopes[i + 1..] {
+                if let Some(shared) = scope.covers.shared_with(&other.covers) {
+                    anyhow::bail!(
+                        "policy {}: scopes {} and {} both cover {shared}",
+                        path.display(),
+                        scope.name,
+                        other.name
+                    );
+                }
+            }
+        }
         for unprotected in &policy.unprotected {
             unprotected
                 .check()
@@ -269,6 +283,24 @@ impl Match {
             ),
             None => Ok(()),
         }
+    }
+
+    /// What both `self` and `other` cover equally (a registry, and the same repository prefix
+    /// or none), named; `None` when they cover nothing alike.
+    fn shared_with(&self, other: &Match) -> Option<String> {
+        let registry = self
+            .registries
+            .iter()
+            .find(|r| other.registries.iter().any(|o| same_registry(r, o)))?;
+        if self.repositories.is_empty() && other.repositories.is_empty() {
+            return Some(format!("every repository of {registry}"));
+        }
+        let trimmed = |prefix: &String| prefix.trim_end_matches('/').to_string();
+        self.repositories
+            .iter()
+            .map(trimmed)
+            .find(|prefix| other.repositories.iter().map(trimmed).any(|o| o == *prefix))
+            .map(|prefix| format!("{registry}/{prefix}"))
     }
 
     /// `None` when `image` is not covered; otherwise the length of the matching prefix.
@@ -366,6 +398,8 @@ mod tests {
             "registry-1.docker.io/team-a/app:v1",
             "index.docker.io/team-a/app:v1",
             "R:5000/team-a/app:v1",
+            "registry.example.com:0443/team-a/app:v1",
+            "r:005000/team-a/app:v1",
         ] {
             let image = ImageRef::parse(reference).unwrap();
             assert!(
@@ -460,6 +494,57 @@ mod tests {
             .unwrap();
             let error = Policy::load(&path).unwrap_err().to_string();
             assert!(error.contains("names no repository"), "{error}");
+        }
+    }
+
+    #[test]
+    fn scopes_covering_the_same_references_equally_are_refused() {
+        // Which root would apply would depend on the order of the scopes in the file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        let scope = |name: &str, registry: &str, repositories: &str| {
+            format!(
+                "[[scope]]\nname = \"{name}\"\nroot = \"/{name}.json\"\n\
+                 registries = [\"{registry}\"]\n{repositories}\n"
+            )
+        };
+        for (a, b, shared) in [
+            (
+                scope("one", "r:5000", "repositories = [\"team-a/\"]"),
+                scope("two", "R:05000", "repositories = [\"team-b\", \"team-a\"]"),
+                Some("r:5000/team-a"),
+            ),
+            (
+                scope("one", "r:5000", ""),
+                scope("two", "r:5000", ""),
+                Some("every repository of r:5000"),
+            ),
+            (
+                scope("one", "r:5000", "repositories = [\"team-a/\"]"),
+                scope("two", "r:5000", "repositories = [\"team-a/app\"]"),
+                None,
+            ),
+            (
+                scope("one", "r:5000", ""),
+                scope("two", "r:5000", "repositories = [\"team-a/\"]"),
+                None,
+            ),
+            (
+                scope("one", "r:5000", "repositories = [\"team-a/\"]"),
+                scope("two", "r:5001", "repositories = [\"team-a/\"]"),
+                None,
+            ),
+        ] {
+            std::fs::write(&path, format!("cache_dir = \"/tmp/c\"\n{a}{b}")).unwrap();
+            match (Policy::load(&path), shared) {
+                (Ok(_), None) => {}
+                (Err(e), Some(shared)) => {
+                    let e = e.to_string();
+                    assert!(e.contains("scopes one and two both cover"), "{e}");
+                    assert!(e.contains(shared), "{e}");
+                }
+                (outcome, _) => panic!("{a}{b}: {:?}", outcome.map(|_| ())),
+            }
         }
     }
 
