@@ -53,6 +53,16 @@ pub enum Rule {
         /// Writes that came so far, held or let through.
         arrived: Arc<std::sync::atomic::AtomicUsize>,
     },
+    /// Answer 500 to the next `times` requests with `method` (`PUT`, `GET`, ...), as a
+    /// registry under load does; forward the rest.
+    Fail {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+        /// The request method.
+        method: &'static str,
+        /// Failures left to answer.
+        times: Arc<std::sync::atomic::AtomicUsize>,
+    },
     /// Answer tag listings in pages of `per_page` tags in lexical order, after the `last`
     /// query parameter, as registries that paginate do (OCI distribution spec, "Listing
     /// Tags"); distribution 2.8 itself answers every tag at once.
@@ -242,6 +252,29 @@ async fn serve(
                     .await
                     .map_err(std::io::Error::other)?
                     .forget();
+            }
+            Rule::Fail {
+                path_suffix,
+                method,
+                times,
+            } if path.ends_with(path_suffix.as_str())
+                && request.starts_with(format!("{method} ").as_bytes())
+                && times
+                    .fetch_update(
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                        |left| left.checked_sub(1),
+                    )
+                    .is_ok() =>
+            {
+                let body = r#"{"errors":[{"code":"UNKNOWN","message":"failed on purpose"}]}"#;
+                let answer = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                client.write_all(answer.as_bytes()).await?;
+                return client.shutdown().await;
             }
             Rule::RequireToken | Rule::RequireTokenToWrite if path == "/token" => {
                 let body = format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#);

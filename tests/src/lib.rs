@@ -422,6 +422,23 @@ impl Org {
             .expect("open editor")
     }
 
+    /// An editor on the metadata repository that reaches its registry at `host`: a proxy in
+    /// front of the registry (`crate::hostile`).
+    pub async fn editor_through(&self, host: &str) -> Editor {
+        let client = Registry::new(&RegistryConfig {
+            insecure_hosts: vec![host.to_string()],
+            timeout: Duration::from_secs(10),
+        })
+        .expect("registry client");
+        let metadata = Repository {
+            registry: host.to_string(),
+            path: self.metadata.path.clone(),
+        };
+        let admin =
+            Verifier::new(client, self.trust(Some(metadata.clone()), None)).expect("trusted root");
+        Editor::open(&admin, &metadata).await.expect("open editor")
+    }
+
     /// Adds `delegation` to `parent`, signed with `parent_keys`.
     pub async fn delegate(
         &self,

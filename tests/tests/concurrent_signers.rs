@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tuf_oci::claim::{Claim, WINDOW};
-use tuf_oci::editor::Editor;
 use tuf_oci::keys::SigningKey;
-use tuf_oci::layout::{FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, Manifest, referrers_tag};
-use tuf_oci::{Error, ImageRef, Registry, RegistryConfig, Repository, Verifier};
+use tuf_oci::layout::{
+    EMPTY_BLOB, EMPTY_MEDIA_TYPE, FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, Manifest, referrers_tag,
+};
+use tuf_oci::{Error, ImageRef};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
 
@@ -42,21 +43,6 @@ async fn shared_roles(registry: &TestRegistry, roles: &[&str]) -> (Org, Vec<Sign
     .await
     .unwrap();
     (org, keys)
-}
-
-/// An editor of `org`'s metadata that reaches the registry through `proxy`.
-async fn editor_through(org: &Org, proxy: &HostileRegistry) -> Editor {
-    let client = Registry::new(&RegistryConfig {
-        insecure_hosts: vec![proxy.host.clone()],
-        timeout: Duration::from_secs(10),
-    })
-    .expect("registry client");
-    let metadata = Repository {
-        registry: proxy.host.clone(),
-        path: org.metadata.path.clone(),
-    };
-    let admin = Verifier::new(client, org.trust(Some(metadata.clone()), None)).unwrap();
-    Editor::open(&admin, &metadata).await.expect("open editor")
 }
 
 /// The files listed in the referrers index of `subject` (a digest in `shared/app`), sorted.
@@ -148,6 +134,80 @@ async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
     }
 }
 
+#[tokio::test]
+async fn a_version_whose_write_failed_is_free_again_at_once() {
+    // A writer that claimed a version and then failed to store it (the registry answering
+    // 500 every time) withdraws its claim: signing again at once goes through rather than
+    // meeting the claim as another writer's until it goes stale.
+    let registry = TestRegistry::start();
+    let (org, key) = v1_signed_of_three(&registry).await;
+    let fail = Rule::Fail {
+        path_suffix: "/manifests/2.role-a.json".into(),
+        method: "PUT",
+        // The first try and the client's two tries again after a server error.
+        times: Arc::new(AtomicUsize::new(3)),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![fail]).await;
+    let sign_v2 = || async {
+        let image = ImageRef::parse(&format!("{}/shared/app:v2", proxy.host)).unwrap();
+        org.editor_through(&proxy.host)
+            .await
+            .sign(
+                &[image],
+                "role-a",
+                std::slice::from_ref(&key),
+                expiries().targets,
+            )
+            .await
+    };
+    let err = sign_v2().await.unwrap_err();
+    assert!(matches!(err, Error::Registry { .. }), "{err}");
+    sign_v2().await.unwrap();
+    org.publish(&registry).await;
+    let verified = org.verify_fresh(&registry, "shared/app:v2").await.unwrap();
+    assert_eq!(verified.role(), "role-a");
+}
+
+#[tokio::test]
+async fn other_artifacts_named_like_attached_files_are_left_out_of_the_index() {
+    // Anyone who can push to an image's repository can tag another artifact naming the
+    // image (an SBOM, or one meant to mislead) the way attached TUF files are tagged. It is
+    // no TUF file, and the referrers index does not list it as one.
+    let registry = TestRegistry::start();
+    let (org, keys) = shared_roles(&registry, &["role-a"]).await;
+    let pushed = registry.push_image("shared/app", "v1", "v1").await;
+    let repository = registry.repo("shared/app");
+    let empty = registry
+        .client
+        .push_blob(&repository, EMPTY_MEDIA_TYPE, EMPTY_BLOB)
+        .await
+        .unwrap();
+    let sbom = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": "application/spdx+json",
+        "config": empty,
+        "layers": [empty],
+        "subject": pushed,
+    });
+    let hex = &pushed.digest["sha256:".len()..];
+    registry
+        .client
+        .push_manifest(
+            &repository.tagged(&format!("ref-{}-sbom.json", &hex[..16])),
+            &serde_json::to_vec(&sbom).unwrap(),
+            MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+    let image = registry.image("shared/app:v1");
+    org.sign(&registry, &image, "role-a", &keys).await;
+    assert_eq!(
+        referrers(&registry, &pushed.digest).await,
+        ["1.role-a.json"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_role_signed_twice_at_once_loses_nothing() {
     let registry = TestRegistry::start();
@@ -228,7 +288,7 @@ async fn a_referrers_index_written_over_another_writers_is_mended() {
         arrived: arrived.clone(),
     };
     let proxy = HostileRegistry::start(&registry.host, vec![hold]).await;
-    let editor_a = editor_through(&org, &proxy).await;
+    let editor_a = org.editor_through(&proxy.host).await;
     let image = ImageRef::parse(&format!("{}/shared/app:v1", proxy.host)).unwrap();
     let late = editor_a.sign(
         std::slice::from_ref(&image),

@@ -2,9 +2,13 @@
 //! published one, and the roles a moved role delegates. Every other role keeps the file the
 //! published snapshot names, so one signer's change among many roles costs reading that role.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
 use tuf_oci::Error;
 use tuf_oci::claim::Claim;
 use tuf_oci::keys::SigningKey;
+use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
 
 /// An organisation delegating `team-<i>/*` to role `team-<i>` for each of `teams`, each
@@ -283,6 +287,40 @@ async fn a_timestamp_version_another_writer_is_storing_is_left_to_it() {
         .await
         .unwrap();
     assert_eq!(timestamp_version().await, version + 1);
+}
+
+#[tokio::test]
+async fn a_publish_whose_timestamp_write_failed_runs_again_at_once() {
+    // A publish claims its timestamp version before writing it. When the write fails (the
+    // registry answers 500 every time), the claim is withdrawn: run again at once, the publish would
+    // otherwise meet its own claim as another writer's until it went stale (5 minutes).
+    let registry = TestRegistry::start();
+    let (org, _) = teams(&registry, 1).await;
+    let fail = Rule::Fail {
+        path_suffix: "/manifests/timestamp.json".into(),
+        method: "PUT",
+        // The first try and the client's two tries again after a server error.
+        times: Arc::new(AtomicUsize::new(3)),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![fail]).await;
+    let (snapshot_keys, timestamp_keys) =
+        ([org.key("snapshot").await], [org.key("timestamp").await]);
+    let err = org
+        .editor_through(&proxy.host)
+        .await
+        .publish(&snapshot_keys, &timestamp_keys, &expiries())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Registry { .. }), "{err}");
+    org.editor_through(&proxy.host)
+        .await
+        .publish(&snapshot_keys, &timestamp_keys, &expiries())
+        .await
+        .unwrap();
+    assert_eq!(
+        verify(&org, &registry, "team-0/app:v1").await.unwrap(),
+        "team-0"
+    );
 }
 
 /// Junk pushed over a head tag (anyone who may push to the metadata repository can) stops no

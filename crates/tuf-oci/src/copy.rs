@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use futures_util::StreamExt;
 
 use crate::claim::is_claim_tag;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, junk_as_none};
 use crate::layout::{
     MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest, parse_versioned_file, signed_version,
 };
@@ -327,17 +327,6 @@ async fn destination_roots<'t, D: ContentStore, V: crate::source::MetadataSource
         });
     }
     Ok(at_destination)
-}
-
-/// `result`, with a failed check (parse, signature, size, digest) as `None`: junk that whoever
-/// can push to a repository may leave there. A read that could not be made (registry, I/O)
-/// stays an error and stops the copy.
-fn junk_as_none<T>(result: Result<T>) -> Result<Option<T>> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(e @ (Error::Registry { .. } | Error::Io { .. })) => Err(e),
-        Err(_) => Ok(None),
-    }
 }
 
 /// The version of timestamp `bytes`, when `updater`'s root signs them.

@@ -256,3 +256,14 @@ impl Error {
         }
     }
 }
+
+/// `result`, with a failed check (parse, signature, size, digest) as `None`: junk that whoever
+/// can push to a repository may leave there. A read that could not be made (registry, I/O)
+/// stays an error.
+pub(crate) fn junk_as_none<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e @ (Error::Registry { .. } | Error::Io { .. })) => Err(e),
+        Err(_) => Ok(None),
+    }
+}

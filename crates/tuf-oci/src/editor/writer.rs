@@ -9,7 +9,7 @@ use tough::schema::decoded::Decoded;
 use tough::schema::{Hashes, KeyHolder, Metafile, Snapshot, Timestamp};
 
 use crate::claim::Claim;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, junk_as_none};
 use crate::keys::SigningKey;
 use crate::layout::{
     EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE,
@@ -40,8 +40,9 @@ enum Merge {
     Complete,
     /// The index was pushed with what it lacked; a later read must confirm it.
     Pushed,
-    /// The push failed (contention, most likely).
-    PushFailed(Error),
+    /// Reading or pushing the index failed (contention, most likely: distribution answers
+    /// 500 to writers of one tag at once); the next round tries again.
+    Failed(Error),
 }
 
 /// A role file a snapshot names: its entry in the snapshot and the descriptor of its manifest
@@ -89,18 +90,23 @@ impl Writer {
         let claim = self
             .stake(&versioned_file("timestamp", version), &layer)
             .await?;
-        // A writer whose claim went stale may have stored the version since the first look.
-        self.refuse_stored_timestamp(version).await?;
-        let name = "timestamp.json";
-        let pushed = self
-            .push_manifest_for(repository, name, name, &layer, None)
-            .await?;
-        self.read_back(repository, name, &pushed).await?;
-        // Unlike role versions, timestamp versions start again after a timestamp key rotation
-        // (TUF 5.3.11), so the claim is withdrawn once the version is stored. Should that
-        // fail, the timestamp is published all the same and the claim goes stale in time.
+        let stored = async {
+            // A writer whose claim went stale may have stored the version since the first
+            // look.
+            self.refuse_stored_timestamp(version).await?;
+            let name = "timestamp.json";
+            let pushed = self
+                .push_manifest_for(repository, name, name, &layer, None)
+                .await?;
+            self.read_back(repository, name, &pushed).await?;
+            Ok(pushed)
+        }
+        .await;
+        // Withdrawn whatever happened: a retry would meet the claim as another writer's, and
+        // unlike role versions, timestamp versions start again after a timestamp key rotation
+        // (TUF 5.3.11). Should withdrawing fail, the claim goes stale in time.
         let _ = claim.withdraw(&self.registry, repository).await;
-        Ok(pushed)
+        stored
     }
 
     /// Fails with `Conflict` when the stored timestamp has version `version` or later.
@@ -202,14 +208,24 @@ impl Writer {
         let repository = &self.metadata;
         self.refuse_existing(repository, name).await?;
         let layer = self.push_layer(repository, bytes).await?;
-        self.stake(name, &layer).await?;
-        // A writer whose claim went stale may have stored the version since the first look.
-        self.refuse_existing(repository, name).await?;
-        let pushed = self
-            .push_manifest_for(repository, name, name, &layer, None)
-            .await?;
-        self.read_back(repository, name, &pushed).await?;
-        Ok(pushed)
+        let claim = self.stake(name, &layer).await?;
+        let stored = async {
+            // A writer whose claim went stale may have stored the version since the first
+            // look.
+            self.refuse_existing(repository, name).await?;
+            let pushed = self
+                .push_manifest_for(repository, name, name, &layer, None)
+                .await?;
+            self.read_back(repository, name, &pushed).await?;
+            Ok(pushed)
+        }
+        .await;
+        if stored.is_err() {
+            // A retry would meet the claim as another writer's until it went stale. Once the
+            // version is stored, the file itself keeps others off it.
+            let _ = claim.withdraw(&self.registry, repository).await;
+        }
+        stored
     }
 
     /// Claims version file `name` in the metadata repository ([`claim`]): its manifest (blobs
@@ -342,7 +358,8 @@ impl Writer {
                 .await
                 .into_iter()
                 .collect::<Result<_>>()?;
-            self.add_referrers(repository, &images, attached).await?;
+            self.add_referrers(repository, &images, attached, &file)
+                .await?;
         }
         Ok(())
     }
@@ -354,14 +371,16 @@ impl Writer {
     /// that pushes an index lists tags again and reads the index again, until a read misses
     /// nothing listed after its last push. That converges: the last writer to push an index
     /// lists every file whose writer could have seen it complete before that push.
+    /// The next signer of an image mends what a writer that failed here left out.
     async fn add_referrers(
         &self,
         repository: &Repository,
         subjects: &[&Entry],
         mut known: Attachments,
+        file: &str,
     ) -> Result<()> {
         let mut pending = subjects.to_vec();
-        let mut failed_push = None;
+        let mut failed = None;
         for round in 0..REFERRERS_RETRIES {
             if round > 1 {
                 // Writers contending for one tag: back off a little, differently each time.
@@ -389,8 +408,8 @@ impl Writer {
                 match merge? {
                     Merge::Complete => {}
                     Merge::Pushed => unsettled.push(subject),
-                    Merge::PushFailed(e) => {
-                        failed_push = Some(e);
+                    Merge::Failed(e) => {
+                        failed = Some(e);
                         unsettled.push(subject);
                     }
                 }
@@ -400,16 +419,27 @@ impl Writer {
             }
             pending = unsettled;
         }
-        Err(failed_push.unwrap_or_else(|| Error::Conflict {
-            what: format!("referrers indexes in {repository}"),
-            reason: format!("still changing after {REFERRERS_RETRIES} merges"),
-        }))
+        let indexes: Vec<String> = pending
+            .iter()
+            .map(|subject| referrers_tag(&subject.digest))
+            .collect();
+        let why = failed.map_or_else(
+            || format!("they still changed after {REFERRERS_RETRIES} merges"),
+            |e| format!("the last merge failed: {e}"),
+        );
+        Err(Error::Conflict {
+            what: format!("referrers indexes {} in {repository}", indexes.join(", ")),
+            reason: format!(
+                "{why}; {file} is stored (publish names it), and signing the image again mends \
+                 its index"
+            ),
+        })
     }
 
     /// Adds to `known` the metadata manifests among `tags` of `repository` that may name one
     /// of `subjects` and were not read yet, each with the digest of the subject it names
-    /// (`None`: not a metadata file naming any). Tagged files are written once, so one read
-    /// serves every round.
+    /// (`None`: not a metadata file naming any, such as junk anyone who can push there may
+    /// tag so). Tagged files are written once, so one read serves every round.
     async fn read_attachments(
         &self,
         repository: &Repository,
@@ -422,31 +452,34 @@ impl Writer {
             if known.contains_key(tag) || !prefixes.iter().any(|p| tag.starts_with(p.as_str())) {
                 continue;
             }
-            let Some(stored) = self
+            let read = self
                 .registry
                 .manifest(&repository.tagged(tag), WRITER_READ_LIMIT)
-                .await?
-            else {
+                .await;
+            let Some(stored) = junk_as_none(read)?.flatten() else {
                 continue;
             };
-            let manifest = Manifest::parse(tag, &stored.bytes)?;
-            let attachment = manifest.subject.map(|subject| {
-                let mut entry = stored.entry();
-                entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
-                if let Some(file) = manifest.annotations.get(FILENAME_ANNOTATION) {
-                    entry
-                        .annotations
-                        .insert(FILENAME_ANNOTATION.into(), file.clone());
-                }
-                (subject.digest, entry)
-            });
+            let attachment = Manifest::parse(tag, &stored.bytes)
+                .ok()
+                .filter(|manifest| {
+                    manifest.artifact_type.as_deref() == Some(METADATA_ARTIFACT_TYPE)
+                        && manifest.layers.len() == 1
+                        && manifest.layers[0].media_type == METADATA_LAYER_MEDIA_TYPE
+                })
+                .and_then(|manifest| {
+                    let file = manifest.annotations.get(FILENAME_ANNOTATION)?.clone();
+                    let mut entry = stored.entry();
+                    entry.artifact_type = Some(METADATA_ARTIFACT_TYPE.into());
+                    entry.annotations.insert(FILENAME_ANNOTATION.into(), file);
+                    Some((manifest.subject?.digest, entry))
+                });
             known.insert(tag.clone(), attachment);
         }
         Ok(())
     }
 
     /// Reads the referrers index of `subject` and pushes it again with whatever of `wanted`
-    /// it lacks.
+    /// it lacks. An index that is junk (anyone who can push there can tag it) is replaced.
     async fn merge_index(
         &self,
         repository: &Repository,
@@ -454,9 +487,12 @@ impl Writer {
         wanted: impl Iterator<Item = &Entry>,
     ) -> Result<Merge> {
         let tag = repository.tagged(&referrers_tag(&subject.digest));
-        let current = match self.registry.manifest(&tag, WRITER_READ_LIMIT).await? {
-            Some(current) => Manifest::parse("referrers index", &current.bytes)?.manifests,
-            None => Vec::new(),
+        let current = match junk_as_none(self.registry.manifest(&tag, WRITER_READ_LIMIT).await) {
+            Ok(Some(Some(current))) => Manifest::parse("referrers index", &current.bytes)
+                .map(|index| index.manifests)
+                .unwrap_or_default(),
+            Ok(_) => Vec::new(),
+            Err(e) => return Ok(Merge::Failed(e)),
         };
         let mut merged = current.clone();
         for entry in wanted {
@@ -467,8 +503,6 @@ impl Writer {
         if merged.len() == current.len() {
             return Ok(Merge::Complete);
         }
-        // Distribution answers 500 when two writers put one tag at the same moment: that is
-        // contention, so read again and merge again.
         let merged = index(&merged, &BTreeMap::new());
         Ok(
             match self
@@ -477,7 +511,7 @@ impl Writer {
                 .await
             {
                 Ok(_) => Merge::Pushed,
-                Err(e) => Merge::PushFailed(e),
+                Err(e) => Merge::Failed(e),
             },
         )
     }
