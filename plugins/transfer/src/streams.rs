@@ -338,8 +338,12 @@ async fn relay(item: Option<Result<Item, String>>, to_client: &FrameSender) -> O
 }
 
 /// `response` with its trailers (which complete a unary call) held back until `flush` is
-/// through, or `FLUSH_BOUND` has passed.
+/// through, or `FLUSH_BOUND` has passed. A refusal at once ("trailers-only") is passed on as
+/// it is ([`status::is_trailers_only`]): containerd wrote nothing to wait for.
 pub fn trailers_after(response: Response<Body>, flush: Flush) -> Response<Body> {
+    if status::is_trailers_only(response.headers()) {
+        return response;
+    }
     let (parts, mut body) = response.into_parts();
     let (to_client, client_body) = channel_body();
     tokio::spawn(async move {
@@ -388,6 +392,37 @@ mod tests {
             .await;
         assert_eq!(response.headers()["grpc-status"], "14");
         assert!(http_body::Body::is_end_stream(response.body()));
+    }
+
+    /// A Transfer containerd refuses at once (an export of an image it lacks) keeps its
+    /// status headers, which grpc-go clients (ctr) read as the call's status.
+    #[tokio::test]
+    async fn an_export_containerd_refuses_at_once_keeps_its_status_headers() {
+        let streams = Streams::default();
+        let (_containerd_writes, containerd_side) = channel_body();
+        let mut containerd_side = Some(containerd_side);
+        let containerd = tower::service_fn(move |_: Request<Body>| {
+            let body = containerd_side.take().expect("one stream");
+            async move { Ok::<_, Infallible>(Response::new(body)) }
+        });
+        let (client_writes, client_side) = channel_body();
+        let init = StreamInit {
+            id: "export-1".into(),
+        };
+        let init = any::pack(any::STREAM_INIT, &init.encode_to_vec());
+        client_writes
+            .send(Ok(Frame::data(frame::encode(&init))))
+            .await
+            .unwrap();
+        let request = Request::builder()
+            .header(NAMESPACE, "default")
+            .body(client_side)
+            .unwrap();
+        let _client_reads = streams.splice(request, containerd).await;
+        let flush = streams.flush("default", "export-1").unwrap();
+        let refused = trailers_after(status::error(Code::Unavailable, "refused"), flush);
+        assert_eq!(refused.headers()["grpc-status"], "14");
+        assert!(http_body::Body::is_end_stream(refused.body()));
     }
 
     /// A Transfer that exported to a stream answers only once the client has taken what
