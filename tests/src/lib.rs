@@ -587,6 +587,19 @@ fn write_policy_file(
     path
 }
 
+/// `tuf-oci copy SOURCE DESTINATION`, which must succeed.
+pub fn tuf_oci_copy(host: &str, source: &str, destination: &str) {
+    let out = std::process::Command::new(cli_binary())
+        .args(["--insecure-registry", host, "copy", source, destination])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The `tuf-oci` binary built beside the test executables.
 pub fn cli_binary() -> PathBuf {
     workspace_binary("tuf-oci")

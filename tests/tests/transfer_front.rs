@@ -442,7 +442,7 @@ async fn air_gapped_imports_verify_against_a_bundle_on_disk() {
     let forged = forged_archive(&setup.registry, &name).await;
     // The TUF metadata travels as a bundle; the registry is then gone.
     let bundle = setup.dir.path().join("bundle");
-    tuf_oci_copy(&host, &name, &format!("oci:{}", bundle.display()));
+    tuf_oci_tests::tuf_oci_copy(&host, &name, &format!("oci:{}", bundle.display()));
     let metadata = format!("metadata = \"oci:{}:org/tuf\"\n", bundle.display());
     let (_dir, offline, policy) = go_offline(setup, &metadata);
     let (signed_path, forged_path) = (offline.join("signed.tar"), offline.join("forged.tar"));
@@ -475,7 +475,7 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
     let name = format!("{host}/team-a/app:v1");
     // The signed image with all its TUF metadata in one archive, as `tuf-oci copy` writes it.
     let bundle = setup.dir.path().join("bundle.tar");
-    tuf_oci_copy(&host, &name, &format!("oci-archive:{}", bundle.display()));
+    tuf_oci_tests::tuf_oci_copy(&host, &name, &format!("oci-archive:{}", bundle.display()));
     let forged = forged_archive(&setup.registry, &name).await;
     let tampered = setup.dir.path().join("tampered.tar");
     tamper(&bundle, &forged, &tampered);
@@ -668,19 +668,6 @@ async fn import_stream(
     let answer = TransferClient::new(channel).transfer(request).await;
     sending.abort();
     answer.map(|_| ())
-}
-
-/// `tuf-oci copy SOURCE DESTINATION`, which must succeed.
-fn tuf_oci_copy(host: &str, source: &str, destination: &str) {
-    let out = std::process::Command::new(tuf_oci_tests::cli_binary())
-        .args(["--insecure-registry", host, "copy", source, destination])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Stops the registry; keeps only the trusted root and a policy protecting its host (plus

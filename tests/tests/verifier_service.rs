@@ -222,8 +222,8 @@ async fn corrupted_cache_is_rebuilt_not_trusted() {
     let f = fixture().await;
     let name = format!("{}/team-a/app:v1", f.registry.host);
     assert_eq!(bindir_run(&f, &name, &f.signed).await.code, 0);
-    let scope_cache = f.dir.path().join("cache/org");
-    let metadata_cache = std::fs::read_dir(&scope_cache)
+    let cache = f.dir.path().join("cache");
+    let metadata_cache = std::fs::read_dir(&cache)
         .unwrap()
         .next()
         .unwrap()
@@ -247,11 +247,60 @@ async fn corrupted_cache_is_rebuilt_not_trusted() {
             .unwrap();
     assert_eq!(timestamp["signed"]["_type"], "timestamp");
     // A cache directory that cannot be written fails closed with the path in the reason.
-    std::fs::remove_dir_all(&scope_cache).unwrap();
-    std::fs::write(&scope_cache, b"not a directory").unwrap();
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::write(&cache, b"not a directory").unwrap();
     let outcome = bindir_run(&f, &name, &f.signed).await;
     assert_eq!(outcome.code, 1);
-    assert!(outcome.message.contains("cache/org"), "{}", outcome.message);
+    assert!(
+        outcome.message.contains(&cache.display().to_string()),
+        "{}",
+        outcome.message
+    );
+}
+
+#[tokio::test]
+async fn scopes_of_one_root_share_what_it_trusted() {
+    // Trusted metadata is kept per trusted root, not per scope. A newer state seen through
+    // one scope is what another scope of the same root compares with, so an older copy read
+    // through it (a stale bundle, a lagging mirror, a forged pointer) is a rollback.
+    let f = fixture().await;
+    let host = &f.registry.host;
+    let bundle = f.dir.path().join("bundle");
+    let image = format!("{host}/team-a/app:v1");
+    tuf_oci_tests::tuf_oci_copy(host, &image, &format!("oci:{}", bundle.display()));
+    f.org.publish(&f.registry).await;
+    let policy = f.dir.path().join("two-scopes.toml");
+    let scope = |name: &str, prefix: &str, extra: &str| {
+        format!(
+            "[[scope]]\nname = \"{name}\"\nregistries = [\"{host}\"]\n\
+             repositories = [\"{prefix}\"]\nroot = \"{}\"\n{extra}\n",
+            f.dir.path().join("root.json").display()
+        )
+    };
+    let text = format!(
+        "cache_dir = \"{}\"\ninsecure_registries = [\"{host}\"]\n{}{}",
+        f.dir.path().join("cache").display(),
+        scope("registry", "team-a/", ""),
+        scope(
+            "bundle",
+            "prod/",
+            &format!(
+                "metadata = \"oci:{}:org/tuf\"\nsigned_as = [[\"prod/\", \"team-a/\"]]",
+                bundle.display()
+            )
+        ),
+    );
+    std::fs::write(&policy, text).unwrap();
+    let engine = Engine::new(Policy::load(&policy).unwrap()).unwrap();
+    let seen = engine.check(&image, None).await;
+    assert!(seen.allowed, "{}", seen.reason);
+    let older = engine.check(&format!("{host}/prod/app:v1"), None).await;
+    assert!(!older.allowed, "the older bundle passed: {}", older.reason);
+    assert!(
+        older.reason.contains("rollback of timestamp"),
+        "{}",
+        older.reason
+    );
 }
 
 #[tokio::test]

@@ -146,7 +146,10 @@ impl Engine {
             let trust = TrustConfig {
                 root,
                 metadata_override,
-                cache_dir: Some(policy.cache_dir.join(&scope.name)),
+                // One trusted state per trusted root (a directory each), shared by every
+                // scope trusting it: an older copy read through one scope is a rollback of
+                // what another has seen.
+                cache_dir: Some(policy.cache_dir.clone()),
                 signed_as: scope.signed_as.clone(),
                 refresh_interval: Duration::from_secs(policy.refresh_interval_seconds),
                 limits: tuf_oci::Limits {

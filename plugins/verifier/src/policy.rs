@@ -29,7 +29,8 @@ pub struct Policy {
     /// Outcome for references outside every scope.
     #[serde(default)]
     pub default: Default,
-    /// Trusted metadata kept between runs (rollback protection); one subdirectory per scope.
+    /// Trusted metadata kept between runs (rollback protection); one subdirectory per trusted
+    /// root, shared by the scopes trusting it.
     pub cache_dir: PathBuf,
     /// Unix socket of the verification service (`serve`), also the bindir executable's fast path.
     pub socket: Option<PathBuf>,
