@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use containerd_client::services::v1::StreamInit;
 use containerd_client::types::transfer::{Data, ImageStore, WindowUpdate};
@@ -28,6 +29,9 @@ use crate::upstream::{Body, Upstream};
 
 /// Largest archive the front accepts (it is staged on disk while checked).
 pub const MAX_ARCHIVE: u64 = 64 << 30;
+
+/// The archive as checked, in an import's directory: what containerd gets.
+const CHECKED_ARCHIVE: &str = "checked.tar";
 
 /// Flow-control window granted at a time, as containerd's own receiver does.
 const WINDOW: i32 = 64 * 1024;
@@ -58,8 +62,10 @@ impl std::fmt::Display for Refusal {
 /// checked, then as checked and ready for containerd until sent.
 #[derive(Debug)]
 pub struct Checked {
-    /// `None` only once dropped.
-    staging: Option<tempfile::TempDir>,
+    /// `None` only once dropped. Shared with the file work on it ([`blocking_in`]), so the
+    /// directory goes once the last of them is done: an import the client cancels is dropped
+    /// while unpacking may still write there.
+    staging: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Checked {
@@ -68,7 +74,9 @@ impl Checked {
             .prefix("import-")
             .tempdir_in(staging)
             .map_err(|e| unreadable(&format!("staging directory in {}", staging.display()), e))?;
-        Ok(Checked { staging: Some(dir) })
+        Ok(Checked {
+            staging: Some(Arc::new(dir)),
+        })
     }
 
     fn path(&self) -> &Path {
@@ -76,7 +84,7 @@ impl Checked {
     }
 
     fn archive(&self) -> PathBuf {
-        self.path().join("checked.tar")
+        self.path().join(CHECKED_ARCHIVE)
     }
 }
 
@@ -100,12 +108,14 @@ pub async fn check(
     staging: &Path,
 ) -> Result<(Checked, Claimed), Refusal> {
     let checked = Checked::new_in(staging)?;
-    let received = checked.path().join("received");
-    receive(&mut claimed, &received).await?;
+    receive(&mut claimed, &checked.path().join("received")).await?;
     let layout = checked.path().join("layout");
-    let mut index = blocking({
-        let (tar, layout) = (checked.path().join("received.tar"), layout.clone());
-        move || open_archive(&received, &tar, &layout)
+    let mut index = blocking_in(&checked, |dir| {
+        open_archive(
+            &dir.join("received"),
+            &dir.join("received.tar"),
+            &dir.join("layout"),
+        )
     })
     .await?;
     let images: Vec<Descriptor> = index
@@ -149,8 +159,10 @@ pub async fn check(
         }
     }
     index.set_manifests(images);
-    let archive = checked.archive();
-    blocking(move || repack(&layout, &index, &archive)).await?;
+    blocking_in(&checked, move |dir| {
+        repack(&dir.join("layout"), &index, &dir.join(CHECKED_ARCHIVE))
+    })
+    .await?;
     Ok((checked, claimed))
 }
 
@@ -175,13 +187,18 @@ fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex
         .map_err(|e| Refusal::Unreadable(format!("the import's index.json (OCI layout): {e}")))
 }
 
-/// Runs file work (archives of gigabytes) off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
-) -> Result<T, Refusal> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| unreadable("archive work", e))?
+/// Runs file work (archives of gigabytes) in `checked`'s directory off the async workers. The
+/// directory stays until the work is done, even when the import is dropped meanwhile.
+fn blocking_in<T: Send + 'static>(
+    checked: &Checked,
+    work: impl FnOnce(&Path) -> Result<T, Refusal> + Send + 'static,
+) -> impl Future<Output = Result<T, Refusal>> + 'static {
+    let dir = checked.staging.clone().expect("not dropped");
+    async move {
+        tokio::task::spawn_blocking(move || work(dir.path()))
+            .await
+            .map_err(|e| unreadable("archive work", e))?
+    }
 }
 
 /// A checked archive being sent to containerd. Dropped when the Transfer naming its stream is
@@ -431,6 +448,42 @@ fn unreadable(what: &str, e: impl std::fmt::Display) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An import the client cancels is dropped while its file work (unpacking an archive of
+    /// gigabytes) goes on. The directory goes once that work is done, not before, when the
+    /// work would write where nothing removes it any more.
+    #[tokio::test]
+    async fn an_import_dropped_during_its_file_work_leaves_nothing_staged() {
+        let staging = tempfile::tempdir().unwrap();
+        let checked = Checked::new_in(staging.path()).unwrap();
+        let (started, start) = std::sync::mpsc::channel();
+        let (finished, finish) = std::sync::mpsc::channel();
+        let work = blocking_in(&checked, move |dir| {
+            started.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let written = std::fs::create_dir_all(dir.join("layout/blobs/sha256"))
+                .and_then(|()| std::fs::write(dir.join("layout/oci-layout"), b"{}"))
+                .map_err(|e| unreadable("unpacking", e));
+            finished.send(()).unwrap();
+            written
+        });
+        let import = tokio::spawn(work);
+        let waited = tokio::task::spawn_blocking(move || start.recv().unwrap());
+        waited.await.unwrap();
+        import.abort();
+        drop(checked);
+        let waited = tokio::task::spawn_blocking(move || finish.recv().unwrap());
+        waited.await.unwrap();
+        let mut left = usize::MAX;
+        for _ in 0..100 {
+            left = std::fs::read_dir(staging.path()).unwrap().count();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(left, 0, "left in the staging directory");
+    }
 
     #[test]
     fn archives_are_read_plain_or_gzip_and_other_compressions_named() {
