@@ -53,6 +53,31 @@ async fn expired_timestamp() {
 }
 
 #[tokio::test]
+async fn metadata_expiring_within_the_refresh_interval_is_read_again() {
+    // A verifier holding metadata for a refresh interval reads the repository again once what
+    // it holds expires: a new timestamp is out by then, and expired metadata would fail every
+    // pull until the interval ended.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let mut expires = expiries();
+    expires.timestamp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    org.publish_with(&registry, &expires).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut trust = org.trust(None, Some(cache.path()));
+    trust.refresh_interval = std::time::Duration::from_secs(300);
+    let verifier = tuf_oci::Verifier::new(registry.client.clone(), trust).unwrap();
+    let image = registry.image("solo/app:v1");
+    verifier.verify(&image).await.unwrap();
+    org.editor(&registry)
+        .await
+        .refresh_timestamp(&[org.key("timestamp").await], expiries().timestamp)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    verifier.verify(&image).await.unwrap();
+}
+
+#[tokio::test]
 async fn expired_snapshot() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;

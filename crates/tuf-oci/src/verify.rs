@@ -208,10 +208,12 @@ impl Verifier {
             .is_some_and(|at| at.elapsed() < self.trust.refresh_interval);
         // No copy is read within the interval, but what other sessions stored since is taken
         // up: a revocation seen through one copy holds for every copy. What cannot be taken up
-        // so (a new root, part of an update) is read from the copy at once.
-        if within_interval && session.updater.catch_up()? {
-            session.updater.check_unexpired()?;
-        } else {
+        // so (a new root, part of an update), or what expired meanwhile (a new timestamp may
+        // be out), is read from the copy at once.
+        let held = within_interval
+            && session.updater.catch_up()?
+            && session.updater.check_unexpired().is_ok();
+        if !held {
             session.updater.refresh().await?;
             session.refreshed = Some(Instant::now());
         }
