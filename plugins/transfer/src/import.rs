@@ -109,13 +109,13 @@ pub async fn check(
 ) -> Result<(Checked, Claimed), Refusal> {
     let checked = Checked::new_in(staging)?;
     receive(&mut claimed, &checked.path().join("received")).await?;
-    let layout = checked.path().join("layout");
-    let mut index = blocking_in(&checked, |dir| {
-        open_archive(
-            &dir.join("received"),
-            &dir.join("received.tar"),
-            &dir.join("layout"),
-        )
+    let (mut index, layout) = blocking_in(&checked, |dir| {
+        let layout = dir.join("layout");
+        let index = open_archive(&dir.join("received"), &dir.join("received.tar"), &layout)?;
+        // Opened once for every record checked: each would otherwise read index.json again.
+        let opened = tuf_oci::store::LayoutStore::open(&layout, false)
+            .map_err(|e| Refusal::Unreadable(format!("the import's OCI layout: {e}")))?;
+        Ok((index, opened))
     })
     .await?;
     let images: Vec<Descriptor> = index

@@ -1,7 +1,7 @@
 //! Policy plus TUF: the one decision both the bindir executable and the service make.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use oci_spec::image::Descriptor;
@@ -66,7 +66,7 @@ impl Backend {
             Backend::Registry(verifier) => verifier.resolve(image).await,
             Backend::Bundle { dir, trust } => {
                 let store = tuf_oci::store::LayoutStore::open(dir, false)?;
-                resolve_in_layout(store, image, trust).await
+                resolve_in_layout(&store, image, trust).await
             }
         }
     }
@@ -74,7 +74,7 @@ impl Backend {
 
 /// Resolves `image` against the TUF metadata in an OCI layout (no network).
 async fn resolve_in_layout(
-    store: tuf_oci::store::LayoutStore,
+    store: &tuf_oci::store::LayoutStore,
     image: &ImageRef,
     trust: &TrustConfig,
 ) -> tuf_oci::Result<VerifiedTarget> {
@@ -88,19 +88,18 @@ async fn resolve_in_layout(
     tuf_oci::check_pin(image, verified)
 }
 
-/// The layout at `dir`, if it carries TUF metadata for `image` (its repository's
-/// `tuf-metadata` tag is there).
-async fn layout_with_metadata(dir: &Path, image: &ImageRef) -> Option<tuf_oci::store::LayoutStore> {
+/// Whether `layout` carries TUF metadata for `image` (its repository's `tuf-metadata` tag is
+/// there).
+async fn has_metadata_for(layout: &tuf_oci::store::LayoutStore, image: &ImageRef) -> bool {
     use tuf_oci::store::ContentStore;
-    let store = tuf_oci::store::LayoutStore::open(dir, false).ok()?;
-    let pointer = store
+    let pointer = layout
         .manifest(
             &image.repository.path,
             tuf_oci::layout::METADATA_TAG,
             1 << 20,
         )
         .await;
-    matches!(pointer, Ok(Some(_))).then_some(store)
+    matches!(pointer, Ok(Some(_)))
 }
 
 /// What the policy makes of a reference before any TUF work.
@@ -208,14 +207,15 @@ impl Engine {
         .await
     }
 
-    /// Like [`Engine::check`] for an image imported from the OCI layout at `archive`: when the
-    /// layout carries TUF metadata for the image's repository, that metadata is used (against
-    /// the scope's trusted root, no network), otherwise the scope's usual source.
+    /// Like [`Engine::check`] for an image imported from the OCI layout `archive` (opened once
+    /// per import, however many records it names): when the layout carries TUF metadata for
+    /// the image's repository, that metadata is used (against the scope's trusted root, no
+    /// network), otherwise the scope's usual source.
     pub async fn check_in_archive(
         &self,
         reference: &str,
         descriptor: &Descriptor,
-        archive: &Path,
+        archive: &tuf_oci::store::LayoutStore,
     ) -> Answer {
         self.logged(
             reference,
@@ -355,7 +355,7 @@ impl Engine {
         &self,
         reference: &str,
         descriptor: Option<&Descriptor>,
-        archive: Option<&Path>,
+        archive: Option<&tuf_oci::store::LayoutStore>,
     ) -> Answer {
         let (index, scope, image) = match self.coverage(reference) {
             Coverage::Protected {
@@ -367,8 +367,8 @@ impl Engine {
         };
         let name = Some(scope);
         let in_archive = match archive {
-            Some(dir) => layout_with_metadata(dir, &image).await,
-            None => None,
+            Some(layout) if has_metadata_for(layout, &image).await => Some(layout),
+            _ => None,
         };
         let resolved = match in_archive {
             Some(store) => resolve_in_layout(store, &image, &self.trusts[index]).await,
