@@ -889,9 +889,19 @@ async fn with_a_trusted_root_files_past_the_verified_state_are_left_out() {
     // Signed but not published yet: a targets version and its head past the verified state.
     a.push_image("other/app", "v1", "other").await;
     org.sign_in_targets(&a, "other/app:v1").await;
+    // The same for a delegated role's version, attached to the image it signs.
+    let team_a = [org.key("team-a").await];
+    org.sign(&a, &a.image("team-a/app:v2"), "team-a", &team_a)
+        .await;
     let out = ok(TrustedCopy::new(&root, &[&a, &b]).copy(&a, &b));
     assert!(out.contains("left out org/tuf:99.snapshot.json"), "{out}");
     assert!(out.contains("left out org/tuf:targets.json"), "{out}");
+    let image_tags = b.client.tags(&b.repo("team-a/app")).await.unwrap();
+    assert!(
+        image_tags.iter().any(|t| t.ends_with("-1.team-a.json"))
+            && !image_tags.iter().any(|t| t.ends_with("2.team-a.json")),
+        "{image_tags:?}"
+    );
     let tags = b.client.tags(&b.repo("org/tuf")).await.unwrap();
     assert!(!tags.iter().any(|t| t == "99.snapshot.json"), "{tags:?}");
     let published = craft::published(&a, &org).await;

@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 use crate::claim::is_claim_tag;
 use crate::error::{Error, Result, junk_as_none};
 use crate::layout::{
-    MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest, parse_versioned_file, signed_version,
+    MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest, attached_file, parse_versioned_file,
+    signed_version,
 };
 use crate::location::Repository;
 use crate::source::{StoreSource, fetch_file};
@@ -528,7 +529,9 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             what: format!("{source}:{tag} in {}", self.from.describe()),
             reason: "it changed after it was verified".into(),
         };
-        if let Some((version, role)) = parse_versioned_file(tag) {
+        // A version file attached to an image (`ref-…-N.<role>.json`) is one like any other.
+        let file = attached_file(tag).unwrap_or(tag);
+        if let Some((version, role)) = parse_versioned_file(file) {
             let Some(named) = verified.versions.get(role) else {
                 return Ok(false);
             };

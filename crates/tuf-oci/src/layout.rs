@@ -187,6 +187,21 @@ pub fn parse_versioned_file(name: &str) -> Option<(u64, &str)> {
     Some((version.parse().ok()?, role))
 }
 
+/// The tag of `file` attached to `subject`: `ref-<first 16 hex of the subject digest>-<file>`.
+pub(crate) fn attachment_tag(subject: &Entry, file: &str) -> String {
+    let hex = subject.digest.trim_start_matches("sha256:");
+    format!("ref-{}-{file}", &hex[..16.min(hex.len())])
+}
+
+/// The file an attachment tag ([`attachment_tag`]) names: `N.<role>.json` for
+/// `ref-<16 hex>-N.<role>.json`.
+pub(crate) fn attached_file(tag: &str) -> Option<&str> {
+    let rest = tag.strip_prefix("ref-")?;
+    let (hex, file) = rest.split_at_checked(16)?;
+    let file = file.strip_prefix('-')?;
+    hex.bytes().all(|b| b.is_ascii_hexdigit()).then_some(file)
+}
+
 /// The `signed.version` of TUF metadata `bytes`, if they parse and carry one (for comparing
 /// stored files before anything is verified or written).
 pub(crate) fn signed_version(bytes: &[u8]) -> Option<u64> {

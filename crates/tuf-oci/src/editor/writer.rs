@@ -14,8 +14,8 @@ use crate::keys::SigningKey;
 use crate::layout::{
     EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest,
-    index, index_entry, metadata_entry, metadata_manifest, referrers_tag, signed_version,
-    versioned_file,
+    attachment_tag, index, index_entry, metadata_entry, metadata_manifest, referrers_tag,
+    signed_version, versioned_file,
 };
 use crate::location::Repository;
 use crate::registry::Registry;
@@ -584,12 +584,6 @@ impl Writer {
             .await?;
         Ok(())
     }
-}
-
-/// The tag of `file` attached to `subject`: `ref-<first 16 hex of the subject digest>-<file>`.
-fn attachment_tag(subject: &Entry, file: &str) -> String {
-    let hex = subject.digest.trim_start_matches("sha256:");
-    format!("ref-{}-{file}", &hex[..16.min(hex.len())])
 }
 
 fn metafile(version: u64, bytes: &[u8]) -> Metafile {
