@@ -113,8 +113,8 @@ pub async fn check(
         let layout = dir.join("layout");
         let index = open_archive(&dir.join("received"), &dir.join("received.tar"), &layout)?;
         // Opened once for every record checked: each would otherwise read index.json again.
-        let opened = tuf_oci::store::LayoutStore::open(&layout, false)
-            .map_err(|e| Refusal::Unreadable(format!("the import's OCI layout: {e}")))?;
+        // A layout tuf-oci cannot open carries no TUF metadata it could use.
+        let opened = tuf_oci::store::LayoutStore::open(&layout, false).ok();
         Ok((index, opened))
     })
     .await?;
@@ -140,7 +140,10 @@ pub async fn check(
                     continue;
                 }
                 tokio::task::yield_now().await;
-                engine.check_in_archive(&name, descriptor, &layout).await
+                match &layout {
+                    Some(layout) => engine.check_in_archive(&name, descriptor, layout).await,
+                    None => engine.check(&name, Some(descriptor)).await,
+                }
             }
             Recorded::ArchiveIndex => {
                 let repository = name.split('@').next().unwrap_or(&name);
