@@ -394,42 +394,9 @@ mod tests {
         assert!(http_body::Body::is_end_stream(response.body()));
     }
 
-    /// A Transfer containerd refuses at once (an export of an image it lacks) keeps its
-    /// status headers, which grpc-go clients (ctr) read as the call's status.
-    #[tokio::test]
-    async fn an_export_containerd_refuses_at_once_keeps_its_status_headers() {
-        let streams = Streams::default();
-        let (_containerd_writes, containerd_side) = channel_body();
-        let mut containerd_side = Some(containerd_side);
-        let containerd = tower::service_fn(move |_: Request<Body>| {
-            let body = containerd_side.take().expect("one stream");
-            async move { Ok::<_, Infallible>(Response::new(body)) }
-        });
-        let (client_writes, client_side) = channel_body();
-        let init = StreamInit {
-            id: "export-1".into(),
-        };
-        let init = any::pack(any::STREAM_INIT, &init.encode_to_vec());
-        client_writes
-            .send(Ok(Frame::data(frame::encode(&init))))
-            .await
-            .unwrap();
-        let request = Request::builder()
-            .header(NAMESPACE, "default")
-            .body(client_side)
-            .unwrap();
-        let _client_reads = streams.splice(request, containerd).await;
-        let flush = streams.flush("default", "export-1").unwrap();
-        let refused = trailers_after(status::error(Code::Unavailable, "refused"), flush);
-        assert_eq!(refused.headers()["grpc-status"], "14");
-        assert!(http_body::Body::is_end_stream(refused.body()));
-    }
-
-    /// A Transfer that exported to a stream answers only once the client has taken what
-    /// containerd wrote on that stream before answering.
-    #[tokio::test]
-    async fn a_transfer_answers_after_its_export_stream_is_relayed() {
-        let streams = Streams::default();
+    /// Stream `export-1` of namespace `default`, opened by a client through `streams` to a
+    /// containerd that writes what is sent on the returned sender; the client's side.
+    async fn export_stream(streams: &Streams) -> (FrameSender, Response<Body>) {
         let (containerd_writes, containerd_side) = channel_body();
         let mut containerd_side = Some(containerd_side);
         let containerd = tower::service_fn(move |_: Request<Body>| {
@@ -449,7 +416,28 @@ mod tests {
             .header(NAMESPACE, "default")
             .body(client_side)
             .unwrap();
-        let mut client_reads = Messages::new(streams.splice(request, containerd).await.into_body());
+        (containerd_writes, streams.splice(request, containerd).await)
+    }
+
+    /// A Transfer containerd refuses at once (an export of an image it lacks) keeps its
+    /// status headers, which grpc-go clients (ctr) read as the call's status.
+    #[tokio::test]
+    async fn an_export_containerd_refuses_at_once_keeps_its_status_headers() {
+        let streams = Streams::default();
+        let (_containerd_writes, _client_reads) = export_stream(&streams).await;
+        let flush = streams.flush("default", "export-1").unwrap();
+        let refused = trailers_after(status::error(Code::Unavailable, "refused"), flush);
+        assert_eq!(refused.headers()["grpc-status"], "14");
+        assert!(http_body::Body::is_end_stream(refused.body()));
+    }
+
+    /// A Transfer that exported to a stream answers only once the client has taken what
+    /// containerd wrote on that stream before answering.
+    #[tokio::test]
+    async fn a_transfer_answers_after_its_export_stream_is_relayed() {
+        let streams = Streams::default();
+        let (containerd_writes, client_side) = export_stream(&streams).await;
+        let mut client_reads = Messages::new(client_side.into_body());
 
         // containerd writes the archive, then answers the Transfer.
         containerd_writes

@@ -34,6 +34,14 @@ const REFERRERS_RETRIES: usize = 8;
 /// to (`None`: a tag that is no such file).
 type Attachments = HashMap<String, Option<(String, Entry)>>;
 
+/// What becomes of a writer's claim once its version is stored.
+enum Claimed {
+    /// Kept until it goes stale.
+    Keep,
+    /// Withdrawn.
+    Withdraw,
+}
+
 /// What one merge into a referrers index did.
 enum Merge {
     /// The index lacked nothing.
@@ -87,26 +95,18 @@ impl Writer {
         let repository = &self.metadata;
         self.refuse_stored_timestamp(version).await?;
         let layer = self.push_layer(repository, bytes).await?;
-        let claim = self
-            .stake(&versioned_file("timestamp", version), &layer)
-            .await?;
-        let stored = async {
-            // A writer whose claim went stale may have stored the version since the first
-            // look.
-            self.refuse_stored_timestamp(version).await?;
-            let name = "timestamp.json";
-            let pushed = self
-                .push_manifest_for(repository, name, name, &layer, None)
-                .await?;
-            self.read_back(repository, name, &pushed).await?;
-            Ok(pushed)
-        }
-        .await;
-        // Withdrawn whatever happened: a retry would meet the claim as another writer's, and
-        // unlike role versions, timestamp versions start again after a timestamp key rotation
-        // (TUF 5.3.11). Should withdrawing fail, the claim goes stale in time.
-        let _ = claim.withdraw(&self.registry, repository).await;
-        stored
+        // Unlike role versions, timestamp versions start again after a timestamp key rotation
+        // (TUF 5.3.11): the claim must not outlive the write.
+        let claimed = versioned_file("timestamp", version);
+        let still_free = self.refuse_stored_timestamp(version);
+        self.store_claimed(
+            &claimed,
+            "timestamp.json",
+            &layer,
+            still_free,
+            Claimed::Withdraw,
+        )
+        .await
     }
 
     /// Fails with `Conflict` when the stored timestamp has version `version` or later.
@@ -208,21 +208,38 @@ impl Writer {
         let repository = &self.metadata;
         self.refuse_existing(repository, name).await?;
         let layer = self.push_layer(repository, bytes).await?;
-        let claim = self.stake(name, &layer).await?;
+        // Once stored, the file itself keeps other writers off the version.
+        let still_free = self.refuse_existing(repository, name);
+        self.store_claimed(name, name, &layer, still_free, Claimed::Keep)
+            .await
+    }
+
+    /// Stores the metadata file `layer` holds under `tag` in the metadata repository, holding a
+    /// claim on version file `claimed` ([`claim`]) meanwhile. `still_free` is awaited once
+    /// claimed (a writer whose claim went stale may have stored the version since the caller
+    /// looked), and what was stored is read back. A failed write withdraws the claim: a retry
+    /// would otherwise meet it as another writer's until it went stale.
+    async fn store_claimed(
+        &self,
+        claimed: &str,
+        tag: &str,
+        layer: &Entry,
+        still_free: impl Future<Output = Result<()>>,
+        after: Claimed,
+    ) -> Result<Entry> {
+        let repository = &self.metadata;
+        let claim = self.stake(claimed, layer).await?;
         let stored = async {
-            // A writer whose claim went stale may have stored the version since the first
-            // look.
-            self.refuse_existing(repository, name).await?;
+            still_free.await?;
             let pushed = self
-                .push_manifest_for(repository, name, name, &layer, None)
+                .push_manifest_for(repository, tag, tag, layer, None)
                 .await?;
-            self.read_back(repository, name, &pushed).await?;
+            self.read_back(repository, tag, &pushed).await?;
             Ok(pushed)
         }
         .await;
-        if stored.is_err() {
-            // A retry would meet the claim as another writer's until it went stale. Once the
-            // version is stored, the file itself keeps others off it.
+        if stored.is_err() || matches!(after, Claimed::Withdraw) {
+            // Should withdrawing fail, the claim goes stale in time.
             let _ = claim.withdraw(&self.registry, repository).await;
         }
         stored
