@@ -83,6 +83,44 @@ async fn metadata_expiring_within_the_refresh_interval_is_read_again() {
 }
 
 #[tokio::test]
+async fn a_delegated_role_expiring_within_the_refresh_interval_is_read_again() {
+    // The same for a delegated role the verifier holds: its new version is named by a new
+    // snapshot, which only an update reads.
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let team = [org.key("team").await];
+    org.delegate_from_targets(&registry, &delegation("team", &["solo/*"], &[&team[0]], 1))
+        .await;
+    registry.push_image("solo/app", "v1", "one").await;
+    let image = registry.image("solo/app:v1");
+    let sign = |expires| {
+        let (org, registry, image, team) = (&org, &registry, &image, &team);
+        async move {
+            org.editor(registry)
+                .await
+                .sign(std::slice::from_ref(image), "team", team, expires)
+                .await
+                .unwrap();
+            org.publish(registry).await;
+        }
+    };
+    // Long enough for the first verification on a slow machine.
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
+    sign(soon).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut trust = org.trust(None, Some(cache.path()));
+    trust.refresh_interval = std::time::Duration::from_secs(300);
+    let verifier = tuf_oci::Verifier::new(registry.client.clone(), trust).unwrap();
+    assert_eq!(verifier.verify(&image).await.unwrap().role(), "team");
+    sign(expiries().targets).await;
+    let wait = jiff::Timestamp::now().duration_until(soon + jiff::SignedDuration::from_secs(1));
+    if wait.is_positive() {
+        tokio::time::sleep(wait.unsigned_abs()).await;
+    }
+    assert_eq!(verifier.verify(&image).await.unwrap().role(), "team");
+}
+
+#[tokio::test]
 async fn expired_snapshot() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;

@@ -79,6 +79,15 @@ struct Session {
     refreshed: Option<Instant>,
 }
 
+/// When a session's top-level metadata is updated.
+#[derive(Debug, Clone, Copy)]
+enum Update {
+    /// Once the refresh interval has passed, or what is held no longer serves.
+    WhenDue,
+    /// At once.
+    Now,
+}
+
 /// Verifies image references against TUF metadata in registries. Clones share their warm
 /// state: the trusted metadata, and resolved pointers.
 #[derive(Debug, Clone)]
@@ -154,9 +163,31 @@ impl Verifier {
     pub async fn resolve(&self, image: &ImageRef) -> Result<VerifiedTarget> {
         let repository = &image.repository;
         let metadata = self.cached_metadata_repository(repository).await?;
+        match self
+            .resolve_in_session(image, &metadata, Update::WhenDue)
+            .await
+        {
+            // A role on the search's path expired since the session's last update. A new
+            // version may be out, which only an update finds: the refresh interval would hold
+            // the expired one until it ended.
+            Err(Error::Expired { .. }) => {
+                self.resolve_in_session(image, &metadata, Update::Now).await
+            }
+            resolved => resolved,
+        }
+    }
+
+    /// [`Verifier::resolve`] with the session reading `metadata`, updated as `update` says.
+    async fn resolve_in_session(
+        &self,
+        image: &ImageRef,
+        metadata: &Repository,
+        update: Update,
+    ) -> Result<VerifiedTarget> {
+        let repository = &image.repository;
         // The update and the search are boxed: their futures are the largest of a
         // verification, and every caller's future would otherwise hold them.
-        let fresh = Box::pin(self.fresh_session(&metadata)).await?;
+        let fresh = Box::pin(self.fresh_session(metadata, update)).await?;
         // The search runs on a copy of the session's state, without its lock: delegated roles
         // are read where the images live, and a repository or registry slow to answer holds
         // up only its own images.
@@ -192,20 +223,23 @@ impl Verifier {
         let Some(metadata) = self.trust.metadata_override.clone() else {
             return Ok(None);
         };
-        self.fresh_session(&metadata).await?;
+        self.fresh_session(&metadata, Update::WhenDue).await?;
         Ok(Some(metadata))
     }
 
     /// The session reading `metadata`, locked, its top-level metadata updated unless that was
-    /// done there within the refresh interval (then only checked for expiry).
+    /// done there within the refresh interval (then only checked for expiry), or `update` says
+    /// now.
     async fn fresh_session(
         &self,
         metadata: &Repository,
+        update: Update,
     ) -> Result<tokio::sync::OwnedMutexGuard<Session>> {
         let mut session = self.session(metadata)?.lock_owned().await;
-        let within_interval = session
-            .refreshed
-            .is_some_and(|at| at.elapsed() < self.trust.refresh_interval);
+        let within_interval = matches!(update, Update::WhenDue)
+            && session
+                .refreshed
+                .is_some_and(|at| at.elapsed() < self.trust.refresh_interval);
         // No copy is read within the interval, but what other sessions stored since is taken
         // up: a revocation seen through one copy holds for every copy. What cannot be taken up
         // so (a new root, part of an update), or what expired meanwhile (a new timestamp may
