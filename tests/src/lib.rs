@@ -412,14 +412,15 @@ impl Org {
 
     /// An editor on the metadata repository (as the administrator).
     pub async fn editor(&self, registry: &TestRegistry) -> Editor {
-        let admin = Verifier::new(
-            registry.client.clone(),
-            self.trust(Some(self.metadata.clone()), None),
-        )
-        .expect("trusted root");
-        Editor::open(&admin, &self.metadata)
+        self.editor_with(registry.client.clone(), &self.metadata)
             .await
-            .expect("open editor")
+    }
+
+    /// An editor on `metadata` (this org's metadata repository, as `client` reaches it).
+    async fn editor_with(&self, client: Registry, metadata: &Repository) -> Editor {
+        let admin =
+            Verifier::new(client, self.trust(Some(metadata.clone()), None)).expect("trusted root");
+        Editor::open(&admin, metadata).await.expect("open editor")
     }
 
     /// An editor on the metadata repository that reaches its registry at `host`: a proxy in
@@ -434,9 +435,7 @@ impl Org {
             registry: host.to_string(),
             path: self.metadata.path.clone(),
         };
-        let admin =
-            Verifier::new(client, self.trust(Some(metadata.clone()), None)).expect("trusted root");
-        Editor::open(&admin, &metadata).await.expect("open editor")
+        self.editor_with(client, &metadata).await
     }
 
     /// Adds `delegation` to `parent`, signed with `parent_keys`.

@@ -8,6 +8,26 @@ use tuf_oci::Error;
 use tuf_oci::editor::Expiries;
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries, past};
 
+/// A verifier of `org`'s images in `registry` that reuses an update for 5 minutes, with its
+/// trusted metadata in `cache`.
+fn verifier_with_interval(
+    org: &Org,
+    registry: &TestRegistry,
+    cache: &std::path::Path,
+) -> tuf_oci::Verifier {
+    let mut trust = org.trust(None, Some(cache));
+    trust.refresh_interval = std::time::Duration::from_secs(300);
+    tuf_oci::Verifier::new(registry.client.clone(), trust).unwrap()
+}
+
+/// Waits until a second past `expires`.
+async fn sleep_past(expires: jiff::Timestamp) {
+    let wait = jiff::Timestamp::now().duration_until(expires + jiff::SignedDuration::from_secs(1));
+    if wait.is_positive() {
+        tokio::time::sleep(wait.unsigned_abs()).await;
+    }
+}
+
 fn expired_role(err: &Error) -> &str {
     match err {
         Error::Expired { role, .. } => role,
@@ -64,9 +84,7 @@ async fn metadata_expiring_within_the_refresh_interval_is_read_again() {
     expires.timestamp = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
     org.publish_with(&registry, &expires).await;
     let cache = tempfile::tempdir().unwrap();
-    let mut trust = org.trust(None, Some(cache.path()));
-    trust.refresh_interval = std::time::Duration::from_secs(300);
-    let verifier = tuf_oci::Verifier::new(registry.client.clone(), trust).unwrap();
+    let verifier = verifier_with_interval(&org, &registry, cache.path());
     let image = registry.image("solo/app:v1");
     verifier.verify(&image).await.unwrap();
     org.editor(&registry)
@@ -74,11 +92,7 @@ async fn metadata_expiring_within_the_refresh_interval_is_read_again() {
         .refresh_timestamp(&[org.key("timestamp").await], expiries().timestamp)
         .await
         .unwrap();
-    let expired = expires.timestamp + jiff::SignedDuration::from_secs(1);
-    let wait = jiff::Timestamp::now().duration_until(expired);
-    if wait.is_positive() {
-        tokio::time::sleep(wait.unsigned_abs()).await;
-    }
+    sleep_past(expires.timestamp).await;
     verifier.verify(&image).await.unwrap();
 }
 
@@ -108,15 +122,10 @@ async fn a_delegated_role_expiring_within_the_refresh_interval_is_read_again() {
     let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
     sign(soon).await;
     let cache = tempfile::tempdir().unwrap();
-    let mut trust = org.trust(None, Some(cache.path()));
-    trust.refresh_interval = std::time::Duration::from_secs(300);
-    let verifier = tuf_oci::Verifier::new(registry.client.clone(), trust).unwrap();
+    let verifier = verifier_with_interval(&org, &registry, cache.path());
     assert_eq!(verifier.verify(&image).await.unwrap().role(), "team");
     sign(expiries().targets).await;
-    let wait = jiff::Timestamp::now().duration_until(soon + jiff::SignedDuration::from_secs(1));
-    if wait.is_positive() {
-        tokio::time::sleep(wait.unsigned_abs()).await;
-    }
+    sleep_past(soon).await;
     assert_eq!(verifier.verify(&image).await.unwrap().role(), "team");
 }
 
