@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 /// fails rather than waits for it.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// Between two attempts at a held lock: holders keep it for milliseconds.
+const LOCK_PAUSE: Duration = Duration::from_millis(2);
+
 /// The trusted metadata of one TUF repository, in a directory or in memory. Clones share it:
 /// updaters reading different copies of the repository compare what each fetches with what
 /// any of them trusted.
@@ -107,8 +110,9 @@ impl TrustedStore {
     /// Held while one updater compares what is stored with what it would store, and stores
     /// it. A directory is locked with a file lock (`.lock`, the owner's only), so updaters in
     /// other processes sharing it wait too: containerd runs a verifier per pull beside the
-    /// long-running service.
-    pub fn lock(&self) -> Result<StoreLock<'_>> {
+    /// long-running service. The wait yields to the runtime: a verification waiting here
+    /// holds up no other work of a one-thread runtime (the transfer front's).
+    pub async fn lock(&self) -> Result<StoreLock<'_>> {
         let dir = match &self.place {
             Place::Dir(dir) => dir,
             Place::Memory(memory) => {
@@ -129,7 +133,10 @@ impl TrustedStore {
                     .open(&path)
             })
             .map_err(|e| Error::io(&path, e))?;
-        lock_within(&file, &path)?;
+        let since = Instant::now();
+        while !try_lock(&file, &path, since)? {
+            tokio::time::sleep(LOCK_PAUSE).await;
+        }
         Ok(StoreLock::File(file))
     }
 
@@ -154,23 +161,26 @@ impl TrustedStore {
 /// most: a lock held longer means a process stuck or at work for long, and failing names it.
 pub(crate) fn lock_within(file: &std::fs::File, path: &Path) -> Result<()> {
     let since = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < LOCK_WAIT => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::other(format!(
-                        "locked by another process for {} s",
-                        LOCK_WAIT.as_secs()
-                    )),
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
-        }
+    while !try_lock(file, path, since)? {
+        std::thread::sleep(LOCK_PAUSE);
+    }
+    Ok(())
+}
+
+/// One attempt at the exclusive file lock on `file`, waited for since `since`: `false` while
+/// another holds it and the wait is not over.
+fn try_lock(file: &std::fs::File, path: &Path, since: Instant) -> Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < LOCK_WAIT => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::io(
+            path,
+            std::io::Error::other(format!(
+                "locked by another process for {} s",
+                LOCK_WAIT.as_secs()
+            )),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
 }
 
@@ -233,5 +243,20 @@ mod tests {
             store.remove("a/b.json").unwrap();
             assert_eq!(store.load("a/b.json").unwrap(), None);
         }
+    }
+
+    /// The lock of another process (another open of the lock file, which `flock` tells apart
+    /// the same way) is waited for without holding up the runtime's other tasks.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_held_lock_is_waited_for_beside_other_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TrustedStore::at(dir.path().join("cache"));
+        let held = store.lock().await.unwrap();
+        let other = store.clone();
+        let waiting = tokio::spawn(async move { other.lock().await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the waiter gave up or took a held lock");
+        drop(held);
+        waiting.await.unwrap().unwrap();
     }
 }

@@ -251,7 +251,7 @@ impl<S: MetadataSource> Updater<S> {
         // A root another updater reached first is now held here too: what it stored under that
         // root can now be checked, and is taken up before the copy's timestamp is compared.
         self.catch_up()?;
-        self.update_timestamp(timestamp?)?;
+        self.update_timestamp(timestamp?).await?;
         self.update_snapshot(snapshot_head).await?;
         self.update_targets(targets_head).await
     }
@@ -628,7 +628,7 @@ impl<S: MetadataSource> Updater<S> {
                 forgotten.push("targets.json");
             }
             {
-                let _lock = self.store.lock()?;
+                let _lock = self.store.lock().await?;
                 // Another updater may have taken this root, or a newer one, already: it has
                 // forgotten what the new keys void, and what it stored since is signed by them
                 // and its to keep. The chain goes on; ending short of the stored root is a
@@ -754,14 +754,14 @@ impl<S: MetadataSource> Updater<S> {
     /// [`Self::catch_up`]) trusted it while this one was updating, and storing what this one
     /// read would roll the client back, or put metadata signed by keys the newer root replaced
     /// beside it.
-    fn keep(
+    async fn keep(
         &self,
         role: &str,
         bytes: &[u8],
         version: u64,
         signed: impl FnOnce(&[u8]) -> bool,
     ) -> Result<()> {
-        let _lock = self.store.lock()?;
+        let _lock = self.store.lock().await?;
         self.check_root_not_behind()?;
         let file = format!("{role}.json");
         if let Some(trusted) = self.stored_newer(&file, version, signed)? {
@@ -809,7 +809,7 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     /// TUF 5.4: timestamp, never older than trusted, naming a snapshot never older than trusted.
-    fn update_timestamp(&mut self, bytes: Vec<u8>) -> Result<()> {
+    async fn update_timestamp(&mut self, bytes: Vec<u8>) -> Result<()> {
         let new: Signed<Timestamp> = parse("timestamp", &bytes)?;
         self.verify_top_level("timestamp", &new)?;
         if let Some(trusted) = &self.timestamp {
@@ -827,7 +827,8 @@ impl<S: MetadataSource> Updater<S> {
         self.keep("timestamp", &bytes, new.signed.version.get(), |stored| {
             self.signed_by_root::<Timestamp>("timestamp", stored)
                 .is_some()
-        })?;
+        })
+        .await?;
         self.timestamp = Some(new);
         Ok(())
     }
@@ -871,7 +872,8 @@ impl<S: MetadataSource> Updater<S> {
         self.keep("snapshot", &bytes, new.signed.version.get(), |stored| {
             self.signed_by_root::<Snapshot>("snapshot", stored)
                 .is_some()
-        })?;
+        })
+        .await?;
         self.snapshot = Some(Arc::new(new));
         Ok(())
     }
@@ -903,7 +905,8 @@ impl<S: MetadataSource> Updater<S> {
         self.check_expiry("targets", new.expires())?;
         self.keep("targets", &bytes, new.version().get(), |stored| {
             TargetsMetadata::verified("targets", stored, &self.root.signed).is_ok()
-        })?;
+        })
+        .await?;
         self.targets = Some(Arc::new(new));
         Ok(())
     }
@@ -946,7 +949,8 @@ impl<S: MetadataSource> Updater<S> {
         self.check_expiry(role, new.expires())?;
         self.keep(role, &bytes, new.version().get(), |stored| {
             TargetsMetadata::verified(role, stored, signers).is_ok()
-        })?;
+        })
+        .await?;
         self.delegated.insert(role.to_string(), new.clone());
         Ok(new)
     }
