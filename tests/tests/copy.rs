@@ -185,15 +185,13 @@ async fn through_an_archive_with_both_sources_stopped() {
     // A file beside the archive is the user's, whatever its name.
     let beside = dir.path().join("bundle.tmp");
     std::fs::write(&beside, b"mine").unwrap();
-    ok(tuf(
-        &[
-            "copy",
-            &format!("{}/team-a/app", a.host),
-            &bundle_arg,
-            "--all-tags",
-        ],
-        &[&a.host],
-    ));
+    // Copied one image at a time: a copy adds to the archive there, as to a layout.
+    for tag in ["v1", "multi"] {
+        ok(tuf(
+            &["copy", &format!("{}/team-a/app:{tag}", a.host), &bundle_arg],
+            &[&a.host],
+        ));
+    }
     assert_eq!(std::fs::read(&beside).unwrap(), b"mine");
     drop(a);
     // An independent OCI client reads what we wrote.

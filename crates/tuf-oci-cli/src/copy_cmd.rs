@@ -202,7 +202,13 @@ async fn into<S: ContentStore>(
         }
         Endpoint::Archive { file, path, .. } => {
             let destination = path.clone().unwrap_or_else(|| source.to_string());
+            // An archive there already is added to, as a layout is: what it holds is kept,
+            // and compared with what is copied in.
             let dir = staging.join("destination");
+            if file.exists() {
+                unpack(file, &dir)
+                    .with_context(|| format!("reading archive {}", file.display()))?;
+            }
             let report = into_layout(from, source, host, &dir, &destination, options).await?;
             if !options.dry_run {
                 pack(&dir, file)?;

@@ -255,7 +255,10 @@ mod tests {
         let other = store.clone();
         let waiting = tokio::spawn(async move { other.lock().await.map(drop) });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "the waiter gave up or took a held lock");
+        assert!(
+            !waiting.is_finished(),
+            "the waiter gave up or took a held lock"
+        );
         drop(held);
         waiting.await.unwrap().unwrap();
     }
