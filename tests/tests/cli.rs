@@ -3,7 +3,10 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
+use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{TestRegistry, cli_binary};
 
 struct Cli<'a> {
@@ -225,6 +228,72 @@ async fn bad_input_names_what_failed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--lock-wait"), "{err}");
+}
+
+// Threads for the proxy while the test waits on the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.json");
+    let init = |host: &str, keys: &str| {
+        Command::new(cli_binary())
+            .args(["--insecure-registry", host, "--metadata-repo"])
+            .arg(format!("{host}/solo/tuf"))
+            .args(["init", "--keys"])
+            .arg(dir.path().join(keys))
+            .arg("--out")
+            .arg(&root)
+            .output()
+            .unwrap()
+    };
+    // The registry fails the snapshot's write (the first try and the client's two more):
+    // init stops with its root and targets stored, and these can never be stored again.
+    let fail = Rule::Fail {
+        path_suffix: "/manifests/1.snapshot.json".into(),
+        method: "PUT",
+        times: Arc::new(AtomicUsize::new(3)),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![fail]).await;
+    let stopped = init(&proxy.host, "keys");
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert!(!stopped.status.success(), "{err}");
+    assert!(err.contains("1.snapshot.json"), "{err}");
+    assert!(!root.exists());
+
+    // Other keys leave the unfinished repository as it is, and say why.
+    let other = init(&registry.host, "other-keys");
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success(), "{err}");
+    assert!(
+        err.contains("unfinished repository (1.root.json) with other keys"),
+        "{err}"
+    );
+    // The same keys take it up: clients get the root stored first, and the repository
+    // verifies from it.
+    let taken_up = init(&registry.host, "keys");
+    assert!(
+        taken_up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken_up.stderr)
+    );
+    let stored = registry
+        .get_file(&registry.repo("solo/tuf"), "1.root.json")
+        .await;
+    assert_eq!(std::fs::read(&root).unwrap(), stored);
+    let cli = Cli {
+        registry: &registry,
+        dir: dir.path(),
+    };
+    cli.ok(&[
+        "--metadata-repo",
+        &format!("{}/solo/tuf", registry.host),
+        "list",
+    ]);
+    // Once published, the repository is never initialised again.
+    let again = init(&registry.host, "keys");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already holds a TUF repository"), "{err}");
 }
 
 #[tokio::test]

@@ -321,7 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = KeysDir::new(keys);
             let top = dir.top_level(root_threshold, true).await?;
             let root = editor::init(&registry, &metadata_repo()?, &top, &expiry.all()?).await?;
-            std::fs::write(&out, root).with_context(|| format!("writing {}", out.display()))?;
+            write_root(&out, &root)?;
             eprintln!("wrote trusted root {}", out.display());
         }
         Command::Delegate {
@@ -541,8 +541,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             staged.commit()?;
             if let Some(out) = out {
-                std::fs::write(&out, &root)
-                    .with_context(|| format!("writing {}", out.display()))?;
+                write_root(&out, &root)?;
             }
             let version = editor
                 .publish(
@@ -694,6 +693,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Writes a trusted root for clients to `out`, whole or not at all: a root cut short would
+/// be taken for a broken bootstrap, and the one it replaced lost.
+fn write_root(out: &std::path::Path, root: &[u8]) -> anyhow::Result<()> {
+    let dir = match out.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing {}", out.display()))?;
+    // Public, as the file it replaces was.
+    let public = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+    std::io::Write::write_all(&mut file, root)
+        .and_then(|()| file.as_file().set_permissions(public))
+        .and_then(|()| file.as_file().sync_data())
+        .with_context(|| format!("writing {}", out.display()))?;
+    file.persist(out)
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
 

@@ -31,7 +31,8 @@ use crate::layout::{
 };
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
-use crate::updater::{Expiration, check_version, is_named_by, parse};
+use crate::targets_metadata::TargetsMetadata;
+use crate::updater::{Expiration, check_version, is_named_by, parse, trusted_root};
 use crate::verify::Verifier;
 use writer::{RoleFile, Writer};
 
@@ -108,22 +109,23 @@ pub struct Head {
 
 /// Creates a new TUF repository in `metadata`: root, empty targets, snapshot and timestamp,
 /// all version 1, and the `tuf-metadata` index. Returns the root metadata, the clients'
-/// bootstrap.
+/// bootstrap. An init that stopped part way (before its timestamp) is taken up where it
+/// stopped when run again with the same keys: the root and targets it stored are kept, as
+/// they cannot be stored again.
 pub async fn init(
     registry: &Registry,
     metadata: &Repository,
     keys: &TopLevelKeys,
     expires: &Expiries,
 ) -> Result<Vec<u8>> {
-    if registry
-        .manifest(&metadata.tagged("1.root.json"), WRITER_READ_LIMIT)
-        .await?
-        .is_some()
-    {
-        return Err(Error::Conflict {
-            what: format!("{metadata}"),
-            reason: "it already holds a TUF repository (1.root.json)".into(),
-        });
+    let writer = Writer {
+        registry: registry.clone(),
+        metadata: metadata.clone(),
+    };
+    if writer.read_file("timestamp.json").await?.is_some() {
+        return Err(Error::Usage(format!(
+            "{metadata} already holds a TUF repository (timestamp.json)"
+        )));
     }
     let mut root = Root {
         spec_version: SPEC_VERSION.into(),
@@ -142,33 +144,41 @@ pub async fn init(
     ] {
         set_role_keys(&mut root, role, role_keys, *threshold)?;
     }
-    let root_signed = sign_role(root.clone(), &KeyHolder::Root(root.clone()), &keys.root.0).await?;
-    let writer = Writer {
-        registry: registry.clone(),
-        metadata: metadata.clone(),
+    let (root, root_bytes) = match writer.read_file("1.root.json").await? {
+        Some(stored) => resumed_root(metadata, root, stored)?,
+        None => {
+            let signed =
+                sign_role(root.clone(), &KeyHolder::Root(root.clone()), &keys.root.0).await?;
+            writer.push_version("1.root.json", signed.buffer()).await?;
+            (root, signed.buffer().clone())
+        }
     };
-    writer
-        .push_version("1.root.json", root_signed.buffer())
-        .await?;
-    let holder = KeyHolder::Root(root);
-    let targets = Targets::new(
-        SPEC_VERSION.into(),
-        NonZeroU64::MIN,
-        whole_seconds(expires.targets),
-    );
-    let targets = sign_role(targets, &holder, &keys.targets.0).await?;
-    writer
-        .push_head_and_version("targets", 1, targets.buffer())
-        .await?;
+    let holder = KeyHolder::Root(root.clone());
+    let targets = match writer.read_file("1.targets.json").await? {
+        Some(stored) => {
+            TargetsMetadata::verified("targets", &stored, &root)?;
+            stored
+        }
+        None => {
+            let targets = Targets::new(
+                SPEC_VERSION.into(),
+                NonZeroU64::MIN,
+                whole_seconds(expires.targets),
+            );
+            let targets = sign_role(targets, &holder, &keys.targets.0).await?;
+            writer
+                .push_version("1.targets.json", targets.buffer())
+                .await?;
+            targets.buffer().clone()
+        }
+    };
+    writer.push_head("targets", &targets).await?;
     let mut roles = BTreeMap::new();
-    roles.insert(
-        "targets".to_string(),
-        RoleFile::of("targets", 1, targets.buffer()),
-    );
+    roles.insert("targets".to_string(), RoleFile::of("targets", 1, &targets));
     writer
         .publish_files(
             &holder,
-            (root_signed.buffer(), 1),
+            (&root_bytes, 1),
             &roles,
             1,
             1,
@@ -177,7 +187,24 @@ pub async fn init(
             expires,
         )
         .await?;
-    Ok(root_signed.buffer().clone())
+    Ok(root_bytes)
+}
+
+/// The root an earlier init stored (`stored`), when it is the root this one would store
+/// (`root`) but for its expiry, and signed by its own keys: the same keys, so the init can go
+/// on with it. Any other root is another's, and is left as it is.
+fn resumed_root(metadata: &Repository, mut root: Root, stored: Vec<u8>) -> Result<(Root, Vec<u8>)> {
+    let other = |reason: &str| {
+        Error::Usage(format!(
+            "{metadata} holds the root of an unfinished repository (1.root.json) {reason}"
+        ))
+    };
+    let signed = trusted_root(&stored).map_err(|e| other(&format!("that is unusable: {e}")))?;
+    root.expires = signed.signed.expires;
+    if signed.signed != root {
+        return Err(other("with other keys or thresholds than these"));
+    }
+    Ok((signed.signed, stored))
 }
 
 /// A writer's view of a TUF repository: the trusted root and published versions, plus the heads

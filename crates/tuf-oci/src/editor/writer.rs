@@ -323,7 +323,7 @@ impl Writer {
 
     /// Tags `bytes`, a version of `role` just stored in the metadata repository (its blobs are
     /// there), as the head of `role`: the manifest alone, tagged `<role>.json`.
-    async fn push_head(&self, role: &str, bytes: &[u8]) -> Result<()> {
+    pub(super) async fn push_head(&self, role: &str, bytes: &[u8]) -> Result<()> {
         let head = format!("{role}.json");
         let layer = Entry::metadata_layer(bytes);
         self.push_manifest_for(&self.metadata, &head, &head, &layer, None)
