@@ -11,7 +11,7 @@ pub struct Expiry {
     #[arg(long, default_value = "365d")]
     root_expires: String,
     /// Expiry of targets metadata written (top-level or delegated).
-    #[arg(long, alias = "expires", default_value = "90d")]
+    #[arg(long, default_value = "90d")]
     targets_expires: String,
     /// Expiry of snapshot metadata written.
     #[arg(long, default_value = "7d")]
@@ -24,25 +24,29 @@ pub struct Expiry {
 impl Expiry {
     pub fn all(&self) -> anyhow::Result<Expiries> {
         Ok(Expiries {
-            root: parse(&self.root_expires)?,
+            root: parse("--root-expires", &self.root_expires)?,
             targets: self.targets()?,
-            snapshot: parse(&self.snapshot_expires)?,
+            snapshot: parse("--snapshot-expires", &self.snapshot_expires)?,
             timestamp: self.timestamp()?,
         })
     }
 
     pub fn targets(&self) -> anyhow::Result<jiff::Timestamp> {
-        parse(&self.targets_expires)
+        parse("--targets-expires", &self.targets_expires)
     }
 
     pub fn timestamp(&self) -> anyhow::Result<jiff::Timestamp> {
-        parse(&self.timestamp_expires)
+        parse("--timestamp-expires", &self.timestamp_expires)
     }
 }
 
-/// Parses an RFC 3339 timestamp or `<n>{s,m,h,d,w}` counted from now.
-fn parse(text: &str) -> anyhow::Result<jiff::Timestamp> {
+/// Parses `flag`'s value, an RFC 3339 timestamp or `<n>{s,m,h,d,w}` counted from now. Either must be in the
+/// future: metadata signed already expired would stop every client at once.
+fn parse(flag: &str, text: &str) -> anyhow::Result<jiff::Timestamp> {
     if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        if at <= jiff::Timestamp::now() {
+            bail!("{flag} {text:?} is past: metadata signed with it would be expired already");
+        }
         return Ok(at);
     }
     let split = text.char_indices().last().map_or(0, |(i, _)| i);
@@ -54,20 +58,20 @@ fn parse(text: &str) -> anyhow::Result<jiff::Timestamp> {
         .all(|b| b.is_ascii_digit())
         .then(|| count.parse().ok())
         .flatten()
-        .with_context(|| format!("expiry {text:?}: expected RFC 3339 or e.g. 7d, 12h"))?;
+        .with_context(|| format!("{flag} {text:?}: expected RFC 3339 or e.g. 7d, 12h"))?;
     let seconds = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => bail!("expiry {text:?}: unit must be one of s, m, h, d, w"),
+        _ => bail!("{flag} {text:?}: unit must be one of s, m, h, d, w"),
     };
     let span = count
         .checked_mul(seconds)
         .filter(|&span| span > 0)
         .with_context(|| {
-            format!("expiry {text:?}: the span must be above zero and below 290 billion years")
+            format!("{flag} {text:?}: the span must be above zero and below 290 billion years")
         })?;
     Ok(jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(span))?)
 }
@@ -79,20 +83,24 @@ mod tests {
     #[test]
     fn spans_and_timestamps() {
         let now = jiff::Timestamp::now();
-        let week = parse("7d").unwrap();
+        let week = parse("--f", "7d").unwrap();
         assert!(
             week > now
                 .checked_add(jiff::SignedDuration::from_hours(167))
                 .unwrap()
         );
         assert_eq!(
-            parse("2000-01-01T00:00:00Z").unwrap().to_string(),
-            "2000-01-01T00:00:00Z"
+            parse("--f", "2999-01-01T00:00:00Z").unwrap().to_string(),
+            "2999-01-01T00:00:00Z"
         );
-        assert!(parse("7y").is_err());
-        assert!(parse("soon").is_err());
+        let past = parse("--f", "2000-01-01T00:00:00Z")
+            .unwrap_err()
+            .to_string();
+        assert!(past.contains("is past"), "{past}");
+        assert!(parse("--f", "7y").is_err());
+        assert!(parse("--f", "soon").is_err());
         for bad in ["-1d", "+1d", "0d", "7é", "é", "", "99999999999999999w"] {
-            assert!(parse(bad).is_err(), "{bad}");
+            assert!(parse("--f", bad).is_err(), "{bad}");
         }
     }
 }
