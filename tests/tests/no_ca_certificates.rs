@@ -1,7 +1,7 @@
 //! A node without CA certificates (a minimal image, a broken certificate store). The registry
 //! client library sets up a TLS client even for registries reached over plain HTTP, and cannot
 //! without them: every executable says so, where it used to panic. Verifying against a bundle
-//! on disk needs no registry client and still works.
+//! on disk needs no registry client and still works, as do `tuf-oci`'s offline commands.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -113,4 +113,18 @@ async fn a_bundle_verifies_without_certificates() {
     let (code, stdout) = bindir(dir.path(), &policy, &name, &signed);
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("signed by team-a"), "{stdout}");
+
+    // Nor do `tuf-oci`'s offline commands: a bundle's verification, and the key generation
+    // of a machine that keeps root keys offline.
+    let tuf_oci = |args: &[&str]| {
+        let out = without_certificates(&mut Command::new(cli_binary()), dir.path())
+            .arg("--root")
+            .arg(dir.path().join("root.json"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    tuf_oci(&["verify", &format!("oci:{}:team-a/app:v1", bundle.display())]);
+    tuf_oci(&["keygen", dir.path().join("offline").to_str().unwrap()]);
 }

@@ -258,10 +258,19 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let registry = Registry::new(&RegistryConfig {
-        insecure_hosts: cli.insecure.clone(),
-        timeout: Duration::from_secs(cli.timeout),
-    })?;
+    // Set up by the first command that talks to a registry: it needs the system's CA
+    // certificates, which a machine keeping root keys offline may lack.
+    let client = std::cell::OnceCell::new();
+    let registry = || -> anyhow::Result<&Registry> {
+        if let Some(registry) = client.get() {
+            return Ok(registry);
+        }
+        let registry = Registry::new(&RegistryConfig {
+            insecure_hosts: cli.insecure.clone(),
+            timeout: Duration::from_secs(cli.timeout),
+        })?;
+        Ok(client.get_or_init(|| registry))
+    };
     let override_repo = cli
         .metadata_repo
         .as_deref()
@@ -292,7 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         })
     };
     let verifier =
-        || -> anyhow::Result<Verifier> { Ok(Verifier::new(registry.clone(), trust()?)?) };
+        || -> anyhow::Result<Verifier> { Ok(Verifier::new(registry()?.clone(), trust()?)?) };
     let metadata_repo = || {
         override_repo
             .clone()
@@ -320,7 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = KeysDir::new(keys);
             let top = dir.top_level(root_threshold, true).await?;
-            let root = editor::init(&registry, &metadata_repo()?, &top, &expiry.all()?).await?;
+            let root = editor::init(registry()?, &metadata_repo()?, &top, &expiry.all()?).await?;
             write_root(&out, &root)?;
             eprintln!("wrote trusted root {}", out.display());
         }
@@ -559,7 +568,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: PointerAction::Set { repository, to },
         } => {
             let target =
-                editor::set_pointer(&registry, &Repository::parse(&repository)?, &to).await?;
+                editor::set_pointer(registry()?, &Repository::parse(&repository)?, &to).await?;
             eprintln!("{repository} -> {target}");
         }
         Command::Pointer {
@@ -568,7 +577,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let repository = Repository::parse(&repository)?;
             println!(
                 "{}",
-                tuf_oci::source::metadata_repository(&registry, &repository).await?
+                tuf_oci::source::metadata_repository(registry()?, &repository).await?
             );
         }
         Command::Verify { image, deep } => {
@@ -586,7 +595,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let verifier = verifier()?;
                 let verified = verifier.verify(&image).await?;
                 if deep {
-                    let store = RegistryStore::new(registry.clone(), &image.repository.registry);
+                    let store = RegistryStore::new(registry()?.clone(), &image.repository.registry);
                     let path = &image.repository.path;
                     let stored = store
                         .manifest(path, &verified.digest(), verified.target().length)
@@ -657,7 +666,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let (report, from_path, to_path) =
-                copy_cmd::run(&registry, &from, &to, all_tags, metadata, dry_run, root).await?;
+                copy_cmd::run(registry()?, &from, &to, all_tags, metadata, dry_run, root).await?;
             eprintln!(
                 "{} {} objects ({} bytes), {} mounted, {} already present",
                 if dry_run { "would copy" } else { "copied" },
