@@ -60,6 +60,21 @@ async fn threshold_two_of_three() {
         org.key("k2").await,
         org.key("k3").await,
     );
+    // A key listed twice counts once: a threshold of two over it could never be met.
+    let editor = org.editor(&registry).await;
+    let err = editor
+        .delegate(
+            "targets",
+            &delegation("release", &["team-a/*"], &[&k1, &k1], 2),
+            &org.targets_key().await,
+            expiries().targets,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Usage(ref m) if m.contains("release: threshold 2 needs at least that many distinct keys, got 1")),
+        "{err}"
+    );
     org.delegate_from_targets(
         &registry,
         &delegation("release", &["team-a/*"], &[&k1, &k2, &k3], 2),

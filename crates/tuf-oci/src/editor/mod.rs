@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tough::TargetName;
 use tough::editor::signed::SignedRole;
+use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::{
     DelegatedRole, DelegatedTargets, Delegations, KeyHolder, Metafile, PathPattern, PathSet, Role,
     RoleKeys, RoleType, Root, Signed, Target, Targets, Timestamp,
@@ -332,12 +333,15 @@ impl Editor {
     ) -> Result<u64> {
         check_role_name(&delegation.role)?;
         let mut keys = HashMap::new();
-        let mut keyids = Vec::new();
         for key in &delegation.keys {
             let id = key.key_id().map_err(|e| Error::Usage(e.to_string()))?;
-            keyids.push(id.clone());
             keys.insert(id, key.clone());
         }
+        let keyids = distinct_keyids(
+            &delegation.role,
+            delegation.keys.iter().map(tough::schema::key::Key::key_id),
+            delegation.threshold,
+        )?;
         let paths = delegation
             .paths
             .iter()
@@ -1106,20 +1110,17 @@ fn set_role_keys(
     keys: &[SigningKey],
     threshold: NonZeroU64,
 ) -> Result<()> {
-    if (keys.len() as u64) < threshold.get() {
-        return Err(Error::Usage(format!(
-            "{role}: threshold {threshold} needs at least that many keys, got {}",
-            keys.len()
-        )));
-    }
-    let mut keyids = Vec::new();
+    let keyids = distinct_keyids(
+        &role.to_string(),
+        keys.iter().map(|key| key.public().key_id()),
+        threshold,
+    )?;
     for key in keys {
         let id = key
             .public()
             .key_id()
             .map_err(|e| Error::Usage(e.to_string()))?;
-        root.keys.insert(id.clone(), key.public().clone());
-        keyids.push(id);
+        root.keys.insert(id, key.public().clone());
     }
     root.roles.insert(
         role,
@@ -1130,6 +1131,30 @@ fn set_role_keys(
         },
     );
     Ok(())
+}
+
+/// The key ids `ids` of `role`'s keys, each once, in their order, when there are at least
+/// `threshold` of them: TUF counts a key once however often it is listed (5.4.2), so a role
+/// with fewer distinct keys than its threshold could never be signed.
+fn distinct_keyids<E: std::fmt::Display>(
+    role: &str,
+    ids: impl Iterator<Item = std::result::Result<Decoded<Hex>, E>>,
+    threshold: NonZeroU64,
+) -> Result<Vec<Decoded<Hex>>> {
+    let mut keyids: Vec<Decoded<Hex>> = Vec::new();
+    for id in ids {
+        let id = id.map_err(|e| Error::Usage(e.to_string()))?;
+        if !keyids.contains(&id) {
+            keyids.push(id);
+        }
+    }
+    if (keyids.len() as u64) < threshold.get() {
+        return Err(Error::Usage(format!(
+            "{role}: threshold {threshold} needs at least that many distinct keys, got {}",
+            keyids.len()
+        )));
+    }
+    Ok(keyids)
 }
 
 /// Signs `role` with those of `keys` that `holder` lists for it; fails below threshold.
