@@ -228,6 +228,29 @@ async fn bad_input_names_what_failed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--lock-wait"), "{err}");
+    // A delegation signed by nobody, or by two sets of keys at once.
+    let delegate = [
+        "delegate",
+        "team-a",
+        "--paths",
+        "team-a/*",
+        "--key",
+        "team-a.pub",
+    ];
+    for signers in [&[][..], &["--keys-dir", "keys", "--signing-key", "parent"]] {
+        let out = cli.run(&[&delegate[..], signers].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("--signing-key") && err.contains("--keys-dir"),
+            "{err}"
+        );
+    }
+    let err = cli.fails(&[&delegate[..], &["--signing-key", "parent"]].concat());
+    assert!(
+        err.contains("team-a.pub: not found, nor a private key"),
+        "{err}"
+    );
 }
 
 // Threads for the proxy while the test waits on the command.

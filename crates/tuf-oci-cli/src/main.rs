@@ -81,6 +81,7 @@ enum Command {
         expiry: Expiry,
     },
     /// Delegate target name patterns to a role with its own keys and threshold.
+    #[command(group(clap::ArgGroup::new("signer").required(true).args(["signing_keys", "keys_dir"])))]
     Delegate {
         /// The delegated role's name.
         role: String,
@@ -98,10 +99,10 @@ enum Command {
         /// The delegating role (default: top-level targets).
         #[arg(long, default_value = "targets")]
         from: String,
-        /// Keys of the delegating role: a top-level keys directory, or private key files.
+        /// Private keys (STEM or STEM.key) of the delegating role, repeatable.
         #[arg(long = "signing-key")]
         signing_keys: Vec<PathBuf>,
-        /// Top-level keys directory (for --from targets).
+        /// Top-level keys directory, whose targets keys sign (for --from targets).
         #[arg(long)]
         keys_dir: Option<PathBuf>,
         #[command(flatten)]

@@ -90,8 +90,15 @@ pub fn generate(stem: &Path) -> Result<Key> {
         path: key_path.clone(),
         message,
     };
-    if key_path.exists() {
-        return Err(error("already exists; refusing to overwrite a key".into()));
+    // Either file may be a key somebody handed over (a team's public key beside the
+    // administrator's keys): neither is replaced.
+    for path in [&key_path, &pub_path] {
+        if path.exists() {
+            return Err(Error::Key {
+                path: path.clone(),
+                message: "already exists; refusing to overwrite a key".into(),
+            });
+        }
     }
     let document = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
         .map_err(|_| error("key generation failed".into()))?;
@@ -103,7 +110,12 @@ pub fn generate(stem: &Path) -> Result<Key> {
     }
     write_private(&key_path, document.as_ref())?;
     let json = serde_json::to_vec_pretty(&public).expect("keys serialize");
-    std::fs::write(&pub_path, json).map_err(|e| Error::io(&pub_path, e))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&pub_path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, &json))
+        .map_err(|e| Error::io(&pub_path, e))?;
     Ok(public)
 }
 
@@ -116,7 +128,17 @@ pub async fn read_public(path: &Path) -> Result<Key> {
             path: pub_path,
             message: format!("not a TUF public key: {e}"),
         }),
-        Err(_) => Ok(SigningKey::load(path).await?.public),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key_path = with_extension(path, "key");
+            if !key_path.exists() {
+                return Err(Error::Key {
+                    path: pub_path,
+                    message: format!("not found, nor a private key {}", key_path.display()),
+                });
+            }
+            Ok(SigningKey::load(path).await?.public)
+        }
+        Err(e) => Err(Error::io(&pub_path, e)),
     }
 }
 
@@ -177,5 +199,32 @@ mod tests {
             !shown.contains(&format!("{:?}", loaded.pkcs8)),
             "the private key is never printed: {shown}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_public_key_handed_over_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("team-a");
+        let handed_over = generate(&dir.path().join("theirs")).unwrap();
+        std::fs::rename(dir.path().join("theirs.pub"), stem.with_extension("pub")).unwrap();
+        let err = generate(&stem).unwrap_err();
+        assert!(
+            matches!(err, Error::Key { ref path, .. } if path.ends_with("team-a.pub")),
+            "{err}"
+        );
+        assert!(!stem.with_extension("key").exists());
+        assert_eq!(read_public(&stem).await.unwrap(), handed_over);
+    }
+
+    #[tokio::test]
+    async fn a_missing_public_key_names_both_files_looked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_public(&dir.path().join("nobody")).await.unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains("nobody.pub: not found, nor a private key"),
+            "{said}"
+        );
+        assert!(said.contains("nobody.key"), "{said}");
     }
 }
