@@ -253,6 +253,36 @@ async fn bad_input_names_what_failed() {
     );
 }
 
+#[tokio::test]
+async fn init_makes_as_many_root_keys_as_its_threshold_needs() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        registry: &registry,
+        dir: dir.path(),
+    };
+    let keys = dir.path().join("keys");
+    cli.ok(&[
+        "--metadata-repo",
+        &format!("{}/org/tuf", registry.host),
+        "init",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--root-threshold",
+        "2",
+        "--out",
+        dir.path().join("root.json").to_str().unwrap(),
+    ]);
+    assert!(keys.join("root.key").exists() && keys.join("root-2.key").exists());
+    assert!(!keys.join("targets-2.key").exists());
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("root.json")).unwrap()).unwrap();
+    let role = &root["signed"]["roles"]["root"];
+    assert_eq!(role["threshold"], 2);
+    assert_eq!(role["keyids"].as_array().unwrap().len(), 2);
+    assert_eq!(root["signatures"].as_array().unwrap().len(), 2);
+}
+
 // Threads for the proxy while the test waits on the command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {

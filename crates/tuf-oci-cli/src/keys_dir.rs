@@ -17,7 +17,8 @@ impl KeysDir {
         KeysDir { dir }
     }
 
-    /// The keys of all four top-level roles, generating a key for any role that has none.
+    /// The keys of all four top-level roles. With `generate`, a role with fewer keys than its
+    /// threshold gets new ones (`root`, `root-2`, …) up to it.
     pub async fn top_level(
         &self,
         root_threshold: NonZeroU64,
@@ -25,9 +26,21 @@ impl KeysDir {
     ) -> anyhow::Result<TopLevelKeys> {
         let one = NonZeroU64::MIN;
         let mut roles = Vec::new();
-        for role in ["root", "targets", "snapshot", "timestamp"] {
-            if generate && self.files(role)?.is_empty() {
-                tuf_oci::keys::generate(&self.dir.join(role))?;
+        for (role, threshold) in [
+            ("root", root_threshold),
+            ("targets", one),
+            ("snapshot", one),
+            ("timestamp", one),
+        ] {
+            let mut held = self.files(role)?.len() as u64;
+            let mut n = 1;
+            while generate && held < threshold.get() {
+                let stem = self.dir.join(key_name(role, n));
+                if !stem.with_extension("key").exists() {
+                    tuf_oci::keys::generate(&stem)?;
+                    held += 1;
+                }
+                n += 1;
             }
             roles.push(self.role(role).await?);
         }
@@ -73,12 +86,7 @@ impl KeysDir {
         };
         let mut stems = Vec::new();
         for n in 1..=count {
-            let name = if n == 1 {
-                role.to_string()
-            } else {
-                format!("{role}-{n}")
-            };
-            let stem = staged.staging.join(name);
+            let stem = staged.staging.join(key_name(role, n));
             tuf_oci::keys::generate(&stem)?;
             stems.push(stem.with_extension("key"));
         }
@@ -98,6 +106,15 @@ impl KeysDir {
             .collect();
         files.sort();
         Ok(files)
+    }
+}
+
+/// The file name (without extension) of `role`'s key number `n`: `root`, `root-2`, ….
+fn key_name(role: &str, n: u64) -> String {
+    if n == 1 {
+        role.to_string()
+    } else {
+        format!("{role}-{n}")
     }
 }
 
