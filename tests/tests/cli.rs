@@ -138,6 +138,16 @@ async fn rotate_refresh_revoke_and_list() {
         "--keys",
         keys,
     ]);
+    // Keys retired in the same second as this rotation's (here, as if by rotations just
+    // before it) are not replaced by its own.
+    let retired = Path::new(keys).join("retired");
+    let now = jiff::Timestamp::now().as_second();
+    let earlier: Vec<_> = (now..now + 30)
+        .map(|second| retired.join(format!("snapshot.{second}.key")))
+        .collect();
+    for file in &earlier {
+        std::fs::write(file, b"retired before").unwrap();
+    }
     cli.ok(&[
         "--metadata-repo",
         &metadata,
@@ -146,6 +156,9 @@ async fn rotate_refresh_revoke_and_list() {
         "--keys",
         keys,
     ]);
+    for file in &earlier {
+        assert_eq!(std::fs::read(file).unwrap(), b"retired before", "{file:?}");
+    }
     cli.ok(&[
         "--metadata-repo",
         &metadata,

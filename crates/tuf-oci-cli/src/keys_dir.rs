@@ -148,7 +148,22 @@ impl Staged {
         let retired = self.dir.join("retired");
         std::fs::create_dir_all(&retired)
             .with_context(|| format!("creating {}", retired.display()))?;
-        let stamp = jiff::Timestamp::now().as_second();
+        let files = dir.files(&self.role)?;
+        let retired_as = |file: &Path, stamp: i64, ext: &str| {
+            let name = file.file_stem().expect("key files have names");
+            retired.join(format!("{}.{stamp}.{ext}", name.to_string_lossy()))
+        };
+        // Retired keys are named for the second of their retirement. A rotation in a second
+        // that already retired keys of the role takes the next free one: renamed onto it,
+        // they would replace keys retired before.
+        let mut stamp = jiff::Timestamp::now().as_second();
+        while files.iter().any(|file| {
+            ["key", "pub"]
+                .iter()
+                .any(|ext| retired_as(file, stamp, ext).exists())
+        }) {
+            stamp += 1;
+        }
         let kept = || {
             format!(
                 "the new {} keys are in {}",
@@ -156,15 +171,10 @@ impl Staged {
                 self.staging.display()
             )
         };
-        for file in dir.files(&self.role)? {
-            let name = file
-                .file_stem()
-                .expect("key files have names")
-                .to_string_lossy()
-                .to_string();
+        for file in &files {
             for ext in ["key", "pub"] {
                 let from = file.with_extension(ext);
-                let to = retired.join(format!("{name}.{stamp}.{ext}"));
+                let to = retired_as(file, stamp, ext);
                 if from.exists() {
                     std::fs::rename(&from, &to).with_context(|| {
                         format!(

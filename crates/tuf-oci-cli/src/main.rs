@@ -551,7 +551,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             staged.commit()?;
             if let Some(out) = out {
-                write_root(&out, &root)?;
+                write_root(&out, &root).context(
+                    "the new root is stored and its keys are in place: run publish (clients \
+                     follow the chain from the root they hold)",
+                )?;
             }
             let version = editor
                 .publish(
