@@ -294,6 +294,10 @@ async fn bad_input_is_named() {
     assert!(
         fails(&["copy", "docker://x/y:v1", "oci:/tmp/x"]).contains("unknown transport docker://")
     );
+    for by_digest in ["x.example/a/b@sha256:00", "oci:/tmp/x:a/b@sha256:00"] {
+        let err = fails(&["copy", by_digest, "oci:/tmp/y"]);
+        assert!(err.contains("copies are by tag"), "{err}");
+    }
     let renamed = fails(&["copy", "x.example/a/b", "oci:/tmp/x:a/b:v1", "--all-tags"]);
     assert!(
         renamed.contains("the destination takes no tag"),

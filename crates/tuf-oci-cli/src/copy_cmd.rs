@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use tuf_oci::Registry;
 use tuf_oci::copy::is_metadata_tag;
 use tuf_oci::copy::{CopyOptions, CopyReport, MetadataMode, Tags, copy_repository};
@@ -37,8 +37,11 @@ pub enum Endpoint {
 
 impl Endpoint {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let split_ref = |rest: &str| -> (PathBuf, Option<String>, Option<String>) {
+        let by_digest =
+            || anyhow!("{text}: copies are by tag (target names are tags); drop the digest");
+        let split_ref = |rest: &str| -> anyhow::Result<(PathBuf, Option<String>, Option<String>)> {
             let (file, reference) = match rest.split_once(':') {
+                Some((_, reference)) if reference.contains('@') => return Err(by_digest()),
                 Some((file, reference)) => (file, Some(reference)),
                 None => (rest, None),
             };
@@ -46,14 +49,14 @@ impl Endpoint {
                 Some((path, tag)) => (Some(path), tag),
                 None => (None, None),
             };
-            (PathBuf::from(file), path, tag)
+            Ok((PathBuf::from(file), path, tag))
         };
         if let Some(rest) = text.strip_prefix("oci-archive:") {
-            let (file, path, tag) = split_ref(rest);
+            let (file, path, tag) = split_ref(rest)?;
             return Ok(Endpoint::Archive { file, path, tag });
         }
         if let Some(rest) = text.strip_prefix("oci:") {
-            let (dir, path, tag) = split_ref(rest);
+            let (dir, path, tag) = split_ref(rest)?;
             return Ok(Endpoint::Layout { dir, path, tag });
         }
         if let Some((scheme, _)) = text.split_once("://") {
@@ -62,7 +65,7 @@ impl Endpoint {
             );
         }
         if text.contains('@') {
-            bail!("{text}: copies are by tag (target names are tags); drop the digest");
+            return Err(by_digest());
         }
         let (reference, tag) = split_tag(text);
         let repository = tuf_oci::Repository::parse(&reference)?;

@@ -380,7 +380,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             if let Some(file) = images_from {
                 let listed = if file.as_os_str() == "-" {
-                    std::io::read_to_string(std::io::stdin())?
+                    std::io::read_to_string(std::io::stdin())
+                        .context("reading the images to sign from standard input")?
                 } else {
                     std::fs::read_to_string(&file)
                         .with_context(|| format!("reading {}", file.display()))?
@@ -438,7 +439,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             expiry,
         } => {
             let image = ImageRef::parse(&image)?;
-            let name = image.target_name().context("a target name needs a tag")?;
+            let name = image
+                .target_name()
+                .with_context(|| format!("{image}: a target name needs a tag"))?;
             let editor = Editor::open(&verifier()?, &image.repository).await?;
             editor
                 .remove(
