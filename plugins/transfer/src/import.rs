@@ -58,6 +58,9 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// The names of import directories under the staging directory start so.
+const IMPORT_PREFIX: &str = "import-";
+
 /// An import's directory under the staging directory: the archive as received while it is
 /// checked, then as checked and ready for containerd until sent.
 #[derive(Debug)]
@@ -65,17 +68,36 @@ pub struct Checked {
     /// `None` only once dropped. Shared with the file work on it ([`blocking_in`]), so the
     /// directory goes once the last of them is done: an import the client cancels is dropped
     /// while unpacking may still write there.
-    staging: Option<Arc<tempfile::TempDir>>,
+    staging: Option<Arc<ImportDir>>,
+}
+
+/// An import directory, file-locked while it is in use: fronts sharing the staging directory
+/// tell an import of a front still running from one a front stopped without removing
+/// ([`sweep`]).
+#[derive(Debug)]
+struct ImportDir {
+    /// Removed when dropped; dropped before the lock.
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl ImportDir {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 impl Checked {
     fn new_in(staging: &Path) -> Result<Self, Refusal> {
+        let refused = |e| unreadable(&format!("staging directory in {}", staging.display()), e);
         let dir = tempfile::Builder::new()
-            .prefix("import-")
+            .prefix(IMPORT_PREFIX)
             .tempdir_in(staging)
-            .map_err(|e| unreadable(&format!("staging directory in {}", staging.display()), e))?;
+            .map_err(refused)?;
+        let lock = std::fs::File::open(dir.path()).map_err(refused)?;
+        lock.try_lock().map_err(|e| refused(e.into()))?;
         Ok(Checked {
-            staging: Some(Arc::new(dir)),
+            staging: Some(Arc::new(ImportDir { dir, _lock: lock })),
         })
     }
 
@@ -97,6 +119,40 @@ impl Drop for Checked {
             runtime.spawn_blocking(move || drop(dir));
         }
     }
+}
+
+/// Removes the import directories under `staging` that no front is using: a front stopped
+/// mid-import (killed, or the machine down) leaves its archive, of up to [`MAX_ARCHIVE`]
+/// bytes, where nothing else removes it. Returns how many went; what cannot be removed is
+/// logged and left.
+pub fn sweep(staging: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(staging) else {
+        return 0;
+    };
+    let mut swept = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_import = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(IMPORT_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_import {
+            continue;
+        }
+        // Held, it is another front's import in progress.
+        let Ok(lock) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => swept += 1,
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "removing a stale import"),
+        }
+    }
+    swept
 }
 
 /// Receives the archive of `claimed`, checks what importing it into `store` would record, and
@@ -486,6 +542,24 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert_eq!(left, 0, "left in the staging directory");
+    }
+
+    #[tokio::test]
+    async fn imports_left_behind_are_swept_and_those_in_progress_kept() {
+        let staging = tempfile::tempdir().unwrap();
+        let in_progress = Checked::new_in(staging.path()).unwrap();
+        std::fs::write(in_progress.archive(), b"being checked").unwrap();
+        // A front killed mid-import left its directory, unlocked with the process gone.
+        let left = staging.path().join(format!("{IMPORT_PREFIX}left"));
+        std::fs::create_dir_all(left.join("layout")).unwrap();
+        std::fs::write(left.join("received"), b"an archive").unwrap();
+        let other = staging.path().join("not-an-import");
+        std::fs::create_dir(&other).unwrap();
+
+        assert_eq!(sweep(staging.path()), 1);
+        assert!(!left.exists());
+        assert!(in_progress.archive().exists());
+        assert!(other.exists());
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     engine.spawn_warm_up();
+    // What imports of a front stopped mid-way left behind goes, off the forwarding thread.
+    let stale = staging.clone();
+    tokio::task::spawn_blocking(move || {
+        let swept = crate::import::sweep(&stale);
+        if swept > 0 {
+            tracing::info!(swept, staging = %stale.display(), "removed stale imports");
+        }
+    });
     let service = ServiceBuilder::new()
         .layer(VerifyLayer::new(Arc::new(Gate::new(
             engine,
