@@ -146,7 +146,9 @@ impl Gate {
 
     /// Registry pulls are resolved through TUF first and pinned to the verified digest, so
     /// containerd fetches exactly what TUF signs. Imports are received by the front, checked,
-    /// and handed to containerd on a stream of the front's own ([`import`]).
+    /// and handed to containerd on a stream of the front's own ([`import`]). Requests go on
+    /// as decoded and encoded again: fields the front does not know (a newer client's, naming
+    /// images some new way, say) are dropped, never passed on unchecked.
     async fn check_transfer(&self, headers: &HeaderMap, mut request: TransferRequest) -> Verdict {
         let Some(source) = request.source.as_mut() else {
             return Verdict::forward(request.encode_to_vec());
