@@ -33,7 +33,7 @@ pub struct Limits {
     pub max_root_rotations: u64,
     /// Most delegated roles visited while searching for one target (TUF 5.6.7).
     pub max_delegations: usize,
-    /// How far this machine's clock may lag behind the signers': metadata counts as expired
+    /// How far this machine's clock may run ahead of the signers': metadata counts as expired
     /// only this long after its `expires`. Zero (the default) is strict; the tolerance is
     /// explicit because every second of it extends a freeze attack's window.
     pub clock_skew: std::time::Duration,

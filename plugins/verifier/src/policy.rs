@@ -43,7 +43,7 @@ pub struct Policy {
     /// How long the service reuses updated metadata before updating again (0: every call).
     #[serde(default)]
     pub refresh_interval_seconds: u64,
-    /// How far this node's clock may lag behind the signers' (0: strict expiry).
+    /// How far this node's clock may run ahead of the signers' (0: strict expiry).
     #[serde(default)]
     pub clock_skew_seconds: u64,
     /// Protected scopes.
