@@ -363,9 +363,11 @@ impl Org {
             timestamp: (keys.next().unwrap(), one),
         };
         let metadata = registry.repo(metadata);
-        let root = editor::init(&registry.client, &metadata, &top, &expiries())
+        let new = editor::init(&registry.client, &metadata, &top, &expiries())
             .await
             .expect("init");
+        let root = new.root().to_vec();
+        new.finish(&top, &expiries()).await.expect("init");
         Org {
             dir,
             metadata,

@@ -6,8 +6,12 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
+use std::num::NonZeroU64;
+
+use tough::schema::{Root, Signed, Targets};
+use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
-use tuf_oci_tests::{TestRegistry, cli_binary};
+use tuf_oci_tests::{TestRegistry, cli_binary, craft};
 
 struct Cli<'a> {
     registry: &'a TestRegistry,
@@ -302,10 +306,10 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
     let registry = TestRegistry::start();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root.json");
-    let init = |host: &str, keys: &str| {
+    let init_in = |host: &str, path: &str, keys: &str| {
         Command::new(cli_binary())
             .args(["--insecure-registry", host, "--metadata-repo"])
-            .arg(format!("{host}/solo/tuf"))
+            .arg(format!("{host}/{path}"))
             .args(["init", "--keys"])
             .arg(dir.path().join(keys))
             .arg("--out")
@@ -313,6 +317,7 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
             .output()
             .unwrap()
     };
+    let init = |host: &str, keys: &str| init_in(host, "solo/tuf", keys);
     // The registry fails the snapshot's write (the first try and the client's two more):
     // init stops with its root and targets stored, and these can never be stored again.
     let fail = Rule::Fail {
@@ -325,16 +330,70 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
     let err = String::from_utf8_lossy(&stopped.stderr);
     assert!(!stopped.status.success(), "{err}");
     assert!(err.contains("1.snapshot.json"), "{err}");
-    assert!(!root.exists());
+    // The root was written as soon as it was stored.
+    let repository = registry.repo("solo/tuf");
+    let stored_root = registry.get_file(&repository, "1.root.json").await;
+    assert_eq!(std::fs::read(&root).unwrap(), stored_root);
+    let refused_in = |path: &str, keys: &str, reason: &str| {
+        let out = init_in(&registry.host, path, keys);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(reason), "{err}");
+        assert_eq!(std::fs::read(&root).unwrap(), stored_root);
+    };
+    let refused = |keys: &str, reason: &str| refused_in("solo/tuf", keys, reason);
 
     // Other keys leave the unfinished repository as it is, and say why.
-    let other = init(&registry.host, "other-keys");
-    let err = String::from_utf8_lossy(&other.stderr);
-    assert!(!other.status.success(), "{err}");
-    assert!(
-        err.contains("unfinished repository (1.root.json) with other keys"),
-        "{err}"
+    refused(
+        "other-keys",
+        "unfinished repository (1.root.json) with other keys or thresholds than these (root, \
+         targets, snapshot, timestamp)",
     );
+    // The same keys take up only what they signed, as init stores it.
+    // A root listing the keys with signatures not over it (an attacker's, stored first).
+    let mut forged: Signed<Root> = craft::parse(&stored_root);
+    forged.signed.expires = jiff::Timestamp::now() + std::time::Duration::from_secs(3600);
+    registry
+        .put_file(&repository, "1.root.json", &craft::bytes(&forged))
+        .await;
+    refused("keys", "(1.root.json) that is unusable");
+    registry
+        .put_file(&repository, "1.root.json", &stored_root)
+        .await;
+    let stored_targets = registry.get_file(&repository, "1.targets.json").await;
+    let mut later: Signed<Targets> = craft::parse(&stored_targets);
+    later.signed.version = NonZeroU64::new(2).unwrap();
+    let targets_key = SigningKey::load(&dir.path().join("keys/targets"))
+        .await
+        .unwrap();
+    let later = craft::sign_top(
+        later.signed,
+        &craft::parse::<Root>(&stored_root).signed,
+        &[targets_key],
+    )
+    .await;
+    registry
+        .put_file(&repository, "1.targets.json", &craft::bytes(&later))
+        .await;
+    refused("keys", "(1.targets.json) that is version 2");
+    registry
+        .put_file(&repository, "1.targets.json", &stored_targets)
+        .await;
+    // A role version init never stores: that repository was published (its timestamp tag
+    // gone since, say).
+    registry
+        .put_file(
+            &registry.repo("published/tuf"),
+            "2.targets.json",
+            &stored_targets,
+        )
+        .await;
+    refused_in(
+        "published/tuf",
+        "keys",
+        "already holds a TUF repository (2.targets.json)",
+    );
+
     // The same keys take it up: clients get the root stored first, and the repository
     // verifies from it.
     let taken_up = init(&registry.host, "keys");
@@ -343,10 +402,7 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
         "{}",
         String::from_utf8_lossy(&taken_up.stderr)
     );
-    let stored = registry
-        .get_file(&registry.repo("solo/tuf"), "1.root.json")
-        .await;
-    assert_eq!(std::fs::read(&root).unwrap(), stored);
+    assert_eq!(std::fs::read(&root).unwrap(), stored_root);
     let cli = Cli {
         registry: &registry,
         dir: dir.path(),

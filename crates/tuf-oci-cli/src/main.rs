@@ -50,7 +50,7 @@ struct Cli {
     /// (`prod/app=team-a/app`), for copies promoted to other repositories. Repeatable.
     #[arg(long = "signed-as", value_name = "LOCAL=SIGNED", global = true)]
     signed_as: Vec<String>,
-    /// Seconds this machine's clock may lag behind the signers' before metadata counts as
+    /// Seconds this machine's clock may run ahead of the signers' before metadata counts as
     /// expired (0: strict).
     #[arg(long, default_value_t = 0, global = true)]
     clock_skew: u64,
@@ -330,9 +330,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = KeysDir::new(keys);
             let top = dir.top_level(root_threshold, true).await?;
-            let root = editor::init(registry()?, &metadata_repo()?, &top, &expiry.all()?).await?;
-            write_root(&out, &root)?;
+            let expires = expiry.all()?;
+            let new = editor::init(registry()?, &metadata_repo()?, &top, &expires).await?;
+            // Written before the rest is stored: should that stop part way, the root is
+            // stored already and a rerun keeps it.
+            write_root(&out, new.root())?;
             eprintln!("wrote trusted root {}", out.display());
+            new.finish(&top, &expires).await?;
         }
         Command::Delegate {
             role,

@@ -109,23 +109,31 @@ pub struct Head {
 }
 
 /// Creates a new TUF repository in `metadata`: root, empty targets, snapshot and timestamp,
-/// all version 1, and the `tuf-metadata` index. Returns the root metadata, the clients'
-/// bootstrap. An init that stopped part way (before its timestamp) is taken up where it
-/// stopped when run again with the same keys: the root and targets it stored are kept, as
-/// they cannot be stored again.
+/// all version 1, and the `tuf-metadata` index. The root is settled first (stored, before
+/// anything else); [`NewRepository::finish`] stores the rest.
+///
+/// An init that stopped part way, before its timestamp, is taken up where it stopped when run
+/// again with the same keys: the root and targets it stored are kept, as they cannot be
+/// stored again. A repository holding anything else (a timestamp, a `tuf-metadata` index, a
+/// second version of a role) is another's, or published: never initialised again.
 pub async fn init(
     registry: &Registry,
     metadata: &Repository,
     keys: &TopLevelKeys,
     expires: &Expiries,
-) -> Result<Vec<u8>> {
+) -> Result<NewRepository> {
     let writer = Writer {
         registry: registry.clone(),
         metadata: metadata.clone(),
     };
-    if writer.read_file("timestamp.json").await?.is_some() {
+    if let Some(tag) = registry
+        .tags(metadata)
+        .await?
+        .into_iter()
+        .find(|tag| (tag == METADATA_TAG || tag.ends_with(".json")) && !left_by_init(tag))
+    {
         return Err(Error::Usage(format!(
-            "{metadata} already holds a TUF repository (timestamp.json)"
+            "{metadata} already holds a TUF repository ({tag})"
         )));
     }
     let mut root = Root {
@@ -148,64 +156,148 @@ pub async fn init(
     let (root, root_bytes) = match writer.read_file("1.root.json").await? {
         Some(stored) => resumed_root(metadata, root, stored)?,
         None => {
-            let signed =
-                sign_role(root.clone(), &KeyHolder::Root(root.clone()), &keys.root.0).await?;
+            let holder = KeyHolder::Root(root.clone());
+            let signed = sign_role(root.clone(), &holder, &keys.root.0).await?;
             writer.push_version("1.root.json", signed.buffer()).await?;
             (root, signed.buffer().clone())
         }
     };
-    let holder = KeyHolder::Root(root.clone());
-    let targets = match writer.read_file("1.targets.json").await? {
-        Some(stored) => {
-            TargetsMetadata::verified("targets", &stored, &root)?;
-            stored
-        }
-        None => {
-            let targets = Targets::new(
-                SPEC_VERSION.into(),
-                NonZeroU64::MIN,
-                whole_seconds(expires.targets),
-            );
-            let targets = sign_role(targets, &holder, &keys.targets.0).await?;
-            writer
-                .push_version("1.targets.json", targets.buffer())
-                .await?;
-            targets.buffer().clone()
-        }
-    };
-    writer.push_head("targets", &targets).await?;
-    let mut roles = BTreeMap::new();
-    roles.insert("targets".to_string(), RoleFile::of("targets", 1, &targets));
-    writer
-        .publish_files(
-            &holder,
-            (&root_bytes, 1),
-            &roles,
-            1,
-            1,
-            &keys.snapshot.0,
-            &keys.timestamp.0,
-            expires,
-        )
-        .await?;
-    Ok(root_bytes)
+    Ok(NewRepository {
+        writer,
+        root,
+        root_bytes,
+    })
+}
+
+/// Whether `tag`, a metadata file's, is one an init stores before its timestamp: what an
+/// init that stopped part way may have left, and may take up. (Images of a repository that
+/// will hold its own metadata have tags of their own, and their referrers `sha256-…`.)
+fn left_by_init(tag: &str) -> bool {
+    matches!(
+        tag,
+        "1.root.json" | "1.targets.json" | "targets.json" | "snapshot.json"
+    ) || tag
+        .strip_suffix(".snapshot.json")
+        .is_some_and(|version| version.parse::<u64>().is_ok())
+}
+
+/// A TUF repository whose root is settled ([`init`]).
+#[derive(Debug)]
+pub struct NewRepository {
+    writer: Writer,
+    root: Root,
+    root_bytes: Vec<u8>,
+}
+
+impl NewRepository {
+    /// The root metadata, the clients' bootstrap. It is stored already: keep it before
+    /// [`Self::finish`], which may stop part way.
+    pub fn root(&self) -> &[u8] {
+        &self.root_bytes
+    }
+
+    /// Stores the empty top-level targets (or keeps what an earlier init stored), then the
+    /// snapshot, the timestamp and the `tuf-metadata` index.
+    pub async fn finish(self, keys: &TopLevelKeys, expires: &Expiries) -> Result<()> {
+        let NewRepository {
+            writer,
+            root,
+            root_bytes,
+        } = self;
+        let holder = KeyHolder::Root(root.clone());
+        let targets = match writer.read_file("1.targets.json").await? {
+            Some(stored) => resumed_targets(&writer.metadata, &root, stored)?,
+            None => {
+                let targets = Targets::new(
+                    SPEC_VERSION.into(),
+                    NonZeroU64::MIN,
+                    whole_seconds(expires.targets),
+                );
+                let targets = sign_role(targets, &holder, &keys.targets.0).await?;
+                writer
+                    .push_version("1.targets.json", targets.buffer())
+                    .await?;
+                targets.buffer().clone()
+            }
+        };
+        writer.push_head("targets", &targets).await?;
+        let mut roles = BTreeMap::new();
+        roles.insert("targets".to_string(), RoleFile::of("targets", 1, &targets));
+        writer
+            .publish_files(
+                &holder,
+                (&root_bytes, 1),
+                &roles,
+                1,
+                1,
+                &keys.snapshot.0,
+                &keys.timestamp.0,
+                expires,
+            )
+            .await
+    }
 }
 
 /// The root an earlier init stored (`stored`), when it is the root this one would store
-/// (`root`) but for its expiry, and signed by its own keys: the same keys, so the init can go
-/// on with it. Any other root is another's, and is left as it is.
+/// (`root`) but for its expiry, signed by its own keys and not expired: the same keys, so the
+/// init can go on with it. Any other root is another's, and is left as it is.
 fn resumed_root(metadata: &Repository, mut root: Root, stored: Vec<u8>) -> Result<(Root, Vec<u8>)> {
-    let other = |reason: &str| {
+    let refused = |reason: String| {
         Error::Usage(format!(
             "{metadata} holds the root of an unfinished repository (1.root.json) {reason}"
         ))
     };
-    let signed = trusted_root(&stored).map_err(|e| other(&format!("that is unusable: {e}")))?;
+    let signed = trusted_root(&stored).map_err(|e| refused(format!("that is unusable: {e}")))?;
     root.expires = signed.signed.expires;
-    if signed.signed != root {
-        return Err(other("with other keys or thresholds than these"));
+    let differing: Vec<String> = [
+        RoleType::Root,
+        RoleType::Targets,
+        RoleType::Snapshot,
+        RoleType::Timestamp,
+    ]
+    .into_iter()
+    .filter(|role| signed.signed.roles.get(role) != root.roles.get(role))
+    .map(|role| role.to_string())
+    .collect();
+    if !differing.is_empty() || signed.signed != root {
+        return Err(refused(format!(
+            "with other keys or thresholds than these ({})",
+            if differing.is_empty() {
+                "its own fields".to_string()
+            } else {
+                differing.join(", ")
+            }
+        )));
+    }
+    if signed.signed.expires <= jiff::Timestamp::now() {
+        return Err(refused(format!(
+            "that expired at {}",
+            signed.signed.expires
+        )));
     }
     Ok((signed.signed, stored))
+}
+
+/// The top-level targets an earlier init stored (`stored`), when it is what init stores:
+/// version 1 of `root`'s targets role, signing nothing, delegating nothing, not expired.
+fn resumed_targets(metadata: &Repository, root: &Root, stored: Vec<u8>) -> Result<Vec<u8>> {
+    let targets = TargetsMetadata::verified("targets", &stored, root)?;
+    let reason = if targets.version() != NonZeroU64::MIN {
+        Some(format!("is version {}", targets.version()))
+    } else if targets.target_names().next().is_some() || !targets.delegations().is_empty() {
+        Some("signs or delegates targets".to_string())
+    } else if targets.expires() <= jiff::Timestamp::now() {
+        Some(format!("expired at {}", targets.expires()))
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::Usage(format!(
+            "{metadata} holds the targets of an unfinished repository (1.targets.json) that \
+             {reason}, not what init stores"
+        ))),
+        None => Ok(stored),
+    }
 }
 
 /// A writer's view of a TUF repository: the trusted root and published versions, plus the heads
