@@ -823,7 +823,7 @@ async fn junk_in_a_referrers_index_does_not_stop_a_copy() {
 }
 
 #[tokio::test]
-async fn a_layout_being_written_is_not_written_by_a_second_copy() {
+async fn a_layout_or_archive_being_written_is_not_written_by_a_second_copy() {
     // A layout's index.json is read when a copy opens it and written whole when it ends: a
     // second copy in between would lose the first's tags.
     let a = TestRegistry::start();
@@ -847,6 +847,18 @@ async fn a_layout_being_written_is_not_written_by_a_second_copy() {
     assert!(stderr.contains("locked by another process"), "{stderr}");
     drop(writing);
     ok(copy());
+
+    // An archive is read and written anew whole: its directory is locked meanwhile.
+    let archive = format!("oci-archive:{}", dir.path().join("bundle.tar").display());
+    let writing = tuf_oci::store::lock_dir(dir.path()).unwrap();
+    let out = tuf(
+        &["copy", &format!("{}/team-a/app:v1", a.host), &archive],
+        &[&a.host],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("locked by another process"), "{stderr}");
+    drop(writing);
 }
 
 #[tokio::test]

@@ -206,7 +206,12 @@ async fn into<S: ContentStore>(
         Endpoint::Archive { file, path, .. } => {
             let destination = path.clone().unwrap_or_else(|| source.to_string());
             // An archive there already is added to, as a layout is: what it holds is kept,
-            // and compared with what is copied in.
+            // and compared with what is copied in. Its directory stays locked meanwhile.
+            let beside = match file.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let _writing = tuf_oci::store::lock_dir(beside)?;
             let dir = staging.join("destination");
             if file.exists() {
                 unpack(file, &dir)

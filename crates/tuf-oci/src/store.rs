@@ -322,6 +322,17 @@ struct LayoutIndex {
     annotations: BTreeMap<String, String>,
 }
 
+/// Takes directory `dir`'s file lock, held until the returned handle is dropped: what a
+/// layout's writer holds ([`LayoutStore::open`]), and a writer of an archive holds on the
+/// archive's directory while it reads the archive and writes it anew, so that a second
+/// writer never drops what the first adds. Another holder is waited for a few seconds, then
+/// named.
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let handle = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
+    crate::trusted::lock_within(&handle, dir)?;
+    Ok(handle)
+}
+
 /// An OCI image layout directory. Changes to `index.json` are kept in memory until
 /// [`LayoutStore::save`], so a layout is never left naming blobs it does not have.
 #[derive(Debug)]
@@ -340,9 +351,7 @@ impl LayoutStore {
     pub fn open(dir: &Path, create: bool) -> Result<Self> {
         let writing = if create {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            let handle = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
-            crate::trusted::lock_within(&handle, dir)?;
-            Some(handle)
+            Some(lock_dir(dir)?)
         } else {
             None
         };
