@@ -271,6 +271,27 @@ async fn bad_input_names_what_failed() {
 }
 
 #[tokio::test]
+async fn trusted_metadata_is_kept_between_runs_by_default() {
+    // Without a cache each run would start from the bootstrap root again, and take whatever
+    // older state a registry served it.
+    let registry = TestRegistry::start();
+    let (org, _) = tuf_oci_tests::solo(&registry, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
+    let out = Command::new(cli_binary())
+        .env_remove("TUF_OCI_CACHE_DIR")
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .args(["--insecure-registry", &registry.host, "--root"])
+        .arg(dir.path().join("root.json"))
+        .args(["verify", &format!("{}/solo/app:v1", registry.host)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let kept = tuf_oci::verify::trust_dir(&dir.path().join("cache/tuf-oci"), &org.root);
+    assert!(kept.join("timestamp.json").exists(), "{kept:?}");
+}
+
+#[tokio::test]
 async fn init_makes_as_many_root_keys_as_its_threshold_needs() {
     let registry = TestRegistry::start();
     let dir = tempfile::tempdir().unwrap();

@@ -43,7 +43,8 @@ struct Cli {
     /// Metadata repository (host/path); overrides `tuf-metadata` pointers.
     #[arg(long, env = "TUF_OCI_METADATA_REPO", global = true)]
     metadata_repo: Option<String>,
-    /// Directory for trusted metadata kept between runs (rollback protection).
+    /// Directory for trusted metadata kept between runs (rollback protection). Default:
+    /// $XDG_CACHE_HOME/tuf-oci, else $HOME/.cache/tuf-oci.
     #[arg(long, env = "TUF_OCI_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
     /// Verify images of local repository path prefix LOCAL as signed under SIGNED
@@ -292,7 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(TrustConfig {
             root,
             metadata_override: override_repo.clone(),
-            cache_dir: cli.cache_dir.clone(),
+            cache_dir: cli.cache_dir.clone().or_else(default_cache_dir),
             signed_as: signed_as.clone(),
             limits: tuf_oci::Limits {
                 clock_skew: Duration::from_secs(cli.clock_skew),
@@ -714,6 +715,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where trusted metadata is kept when no `--cache-dir` is given: without it, each run would
+/// start again from the bootstrap root, and accept any older state a registry served.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("tuf-oci"))
 }
 
 /// Writes a trusted root for clients to `out`, whole or not at all: a root cut short would
