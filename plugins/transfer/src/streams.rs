@@ -14,6 +14,7 @@
 //! up to that point ([`Flush`]).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -201,12 +202,18 @@ impl Streams {
             replies: to_client.clone(),
             flushes,
         });
-        if let Some(key) = &key {
-            self.open
-                .lock()
-                .expect("not poisoned")
-                .insert(key.clone(), tap.clone());
-        }
+        // An id already open stays the first stream's: containerd refuses the second stream
+        // registering it, and a Transfer naming the id means the first.
+        let key =
+            key.filter(
+                |key| match self.open.lock().expect("not poisoned").entry(key.clone()) {
+                    Entry::Occupied(_) => false,
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(tap.clone());
+                        true
+                    }
+                },
+            );
         tokio::spawn(client_to_upstream(
             from_client,
             to_upstream,
@@ -227,8 +234,13 @@ impl Streams {
         Response::from_parts(parts, client_body)
     }
 
-    fn forget(&self, key: &Key) {
-        self.open.lock().expect("not poisoned").remove(key);
+    /// Forgets stream `key` when it is still `tap`'s (claimed, it is gone already, and the id
+    /// may be another stream's since).
+    fn forget(&self, key: &Key, tap: &Arc<Tap>) {
+        let mut open = self.open.lock().expect("not poisoned");
+        if open.get(key).is_some_and(|open| Arc::ptr_eq(open, tap)) {
+            open.remove(key);
+        }
     }
 }
 
@@ -278,7 +290,7 @@ async fn client_to_upstream(
     }
     // The client ended its side: end containerd's, and the claimant's.
     if let Some(key) = key {
-        streams.forget(&key);
+        streams.forget(&key, &tap);
     }
     tap.divert.lock().expect("not poisoned").take();
 }
@@ -397,6 +409,18 @@ mod tests {
     /// Stream `export-1` of namespace `default`, opened by a client through `streams` to a
     /// containerd that writes what is sent on the returned sender; the client's side.
     async fn export_stream(streams: &Streams) -> (FrameSender, Response<Body>) {
+        let (_client_writes, containerd_writes, client_side) =
+            open_stream(streams, "export-1").await;
+        (containerd_writes, client_side)
+    }
+
+    /// Stream `id` of namespace `default`, opened by a client through `streams` to a
+    /// containerd that writes what is sent on the second sender: what the client writes on
+    /// the first, and the client's side.
+    async fn open_stream(
+        streams: &Streams,
+        id: &str,
+    ) -> (FrameSender, FrameSender, Response<Body>) {
         let (containerd_writes, containerd_side) = channel_body();
         let mut containerd_side = Some(containerd_side);
         let containerd = tower::service_fn(move |_: Request<Body>| {
@@ -404,9 +428,7 @@ mod tests {
             async move { Ok::<_, Infallible>(Response::new(body)) }
         });
         let (client_writes, client_side) = channel_body();
-        let init = StreamInit {
-            id: "export-1".into(),
-        };
+        let init = StreamInit { id: id.into() };
         let init = any::pack(any::STREAM_INIT, &init.encode_to_vec());
         client_writes
             .send(Ok(Frame::data(frame::encode(&init))))
@@ -416,7 +438,34 @@ mod tests {
             .header(NAMESPACE, "default")
             .body(client_side)
             .unwrap();
-        (containerd_writes, streams.splice(request, containerd).await)
+        let response = streams.splice(request, containerd).await;
+        (client_writes, containerd_writes, response)
+    }
+
+    /// A second stream registering an open id (containerd refuses it) neither takes the
+    /// first's place nor, once it ends, removes it.
+    #[tokio::test]
+    async fn a_stream_id_open_twice_stays_the_first_streams() {
+        let streams = Streams::default();
+        let (first, _, _first_reads) = open_stream(&streams, "import-1").await;
+        let (second, _, _second_reads) = open_stream(&streams, "import-1").await;
+        drop(second);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut claimed = streams.claim("default", "import-1").expect("still open");
+        first
+            .send(Ok(Frame::data(frame::encode(b"the first's"))))
+            .await
+            .unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(5), claimed.messages.recv())
+            .await
+            .expect("the first stream's message");
+        assert_eq!(message.as_deref(), Some(&b"the first's"[..]));
+
+        // Claimed, the id is free: the first stream's end leaves a stream registering it since.
+        let (_third, _, _third_reads) = open_stream(&streams, "import-1").await;
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(streams.claim("default", "import-1").is_some());
     }
 
     /// A Transfer containerd refuses at once (an export of an image it lacks) keeps its
