@@ -639,7 +639,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 snapshotter: (!no_unpack).then_some(snapshotter),
                 lock_wait: Duration::from_secs(lock_wait),
             };
-            let pulled = pull(&verifier()?, &image, &options, &|line| eprintln!("{line}")).await?;
+            let pulled = pull(&verifier()?, &image, &options, &|line| eprintln!("{line}"))
+                .await
+                .with_context(|| format!("pulling {image}"))?;
             println!("{} {}", pulled.name, pulled.digest);
         }
         Command::Copy {

@@ -171,7 +171,7 @@ impl Session {
                 labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire)]),
             }))
             .await
-            .context("creating a lease")?
+            .with_context(|| format!("creating a lease in namespace {namespace}"))?
             .into_inner();
         session.lease = created.lease.context("containerd returned no lease")?.id;
         Ok(session)
@@ -593,11 +593,12 @@ impl Session {
         manifest: &Manifest,
         progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<String> {
-        let rootfs: RootFs = serde_json::from_slice(config).context("image config")?;
+        let rootfs: RootFs = serde_json::from_slice(config)
+            .with_context(|| format!("image config {config_digest}"))?;
         let diff_ids = rootfs.rootfs.diff_ids;
         if diff_ids.len() != manifest.layers.len() {
             bail!(
-                "config names {} layers, manifest {}",
+                "config {config_digest} names {} layers, its manifest {}",
                 diff_ids.len(),
                 manifest.layers.len()
             );
@@ -694,7 +695,7 @@ impl Session {
             .with_context(|| format!("applying layer {digest}"))?
             .into_inner()
             .applied
-            .context("diff service returned nothing")?;
+            .with_context(|| format!("applying layer {digest}: containerd returned nothing"))?;
         if applied.digest != diff_id {
             bail!(
                 "layer {digest} unpacks to {}, config says {diff_id}",
@@ -760,10 +761,10 @@ impl Session {
                         ..Default::default()
                     }))
                     .await
-                    .context("updating the image record")?;
+                    .with_context(|| format!("updating the image record {name}"))?;
                 Ok(())
             }
-            Err(status) => Err(status).context("creating the image record"),
+            Err(status) => Err(status).with_context(|| format!("creating the image record {name}")),
         }
     }
 }
