@@ -545,6 +545,45 @@ async fn a_layer_another_client_commits_meanwhile_stays_leased() {
     assert!(content.contains(&digests[0]), "{content}");
 }
 
+/// Content removed from containerd after the pull wrote it (another client's `ctr content
+/// rm`; a collection once the lease ran out) is never recorded as an image.
+#[tokio::test]
+async fn content_removed_after_it_was_written_is_never_recorded() {
+    let registry = TestRegistry::start();
+    let (dir, manifest, _) = signed_layers(&registry, &["first", "second"]).await;
+    let digests = layer_digests(&manifest);
+    // The second layer held at the registry until the first is removed.
+    let permits = Arc::new(Semaphore::new(0));
+    let hold = Rule::Hold {
+        path_suffix: format!("/blobs/{}", digests[1]),
+        permits: Arc::clone(&permits),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![hold]).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let mut puller = pull_command(&proxy.host, "solo/app:v1", dir.path(), &containerd)
+        .arg("--no-unpack")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    let done = format!("{}: done", digests[0]);
+    let found = read_progress(&mut progress, &mut said, |said| said.contains(&done)).await;
+    assert!(found, "the pull ended first:\n{said}");
+    let removed = containerd.ctr(&["content", "rm", &digests[0]]);
+    assert!(removed.status.success(), "{removed:?}");
+    permits.add_permits(1);
+
+    read_progress(&mut progress, &mut said, |_| false).await;
+    let out = puller.wait().await.unwrap();
+    assert!(!out.success(), "{said}");
+    assert!(
+        said.contains(&format!("{} is no longer in containerd", digests[0])),
+        "{said}"
+    );
+    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+}
+
 /// An ingest holding the whole layer that was never committed (a pull cut off just before its
 /// commit) is committed from what containerd holds, which containerd hashes again: the
 /// registry is not asked for the layer.

@@ -19,7 +19,7 @@ use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image, Info,
+    ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, Image, Info, InfoRequest,
     UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest, WriteContentResponse,
 };
 use containerd_client::types::Descriptor;
@@ -322,6 +322,10 @@ impl Session {
             None => None,
         };
         let name = image.to_string();
+        let pulled = [&root_digest, &manifest_digest, &config.config.digest]
+            .into_iter()
+            .chain(manifest.layers.iter().map(|layer| &layer.digest));
+        self.check_held(pulled).await?;
         self.record(&name, root).await?;
         progress(&format!("{name}: recorded as {root_digest}"));
         Ok(Pulled {
@@ -363,6 +367,29 @@ impl Session {
                 Ok(0)
             }
         }
+    }
+
+    /// Fails unless containerd has every one of `digests`: content removed since it was
+    /// written (another client's `ctr content rm`, or collected once the lease ran out) is
+    /// never recorded as an image, which would name content containerd lacks.
+    async fn check_held(&self, digests: impl Iterator<Item = &String>) -> anyhow::Result<()> {
+        let mut content = ContentClient::new(self.channel.clone());
+        for digest in digests {
+            match content
+                .info(self.request(InfoRequest {
+                    digest: digest.clone(),
+                }))
+                .await
+            {
+                Ok(_) => {}
+                Err(status) if status.code() == tonic::Code::NotFound => bail!(
+                    "{digest} is no longer in containerd (removed, or collected) after it was \
+                     written; the image is not recorded"
+                ),
+                Err(status) => Err(status).with_context(|| format!("looking up {digest}"))?,
+            }
+        }
+        Ok(())
     }
 
     /// Adds `labels` to content containerd has.
