@@ -824,14 +824,11 @@ fn platform_manifest(index: &[u8]) -> Option<String> {
     }
     #[derive(Deserialize)]
     struct Platform {
-        architecture: String,
-        os: String,
+        architecture: oci_spec::image::Arch,
+        os: oci_spec::image::Os,
     }
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    // oci-spec names this machine's architecture as OCI (Go) does: amd64, arm64, ppc64le, …
+    let arch = oci_spec::image::Arch::default();
     let index: Index = serde_json::from_slice(index).ok()?;
     index
         .manifests
@@ -839,7 +836,7 @@ fn platform_manifest(index: &[u8]) -> Option<String> {
         .find(|m| {
             m.platform
                 .as_ref()
-                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+                .is_some_and(|p| p.os == oci_spec::image::Os::Linux && p.architecture == arch)
         })
         .map(|m| m.digest)
 }
@@ -875,5 +872,26 @@ mod tests {
             error.to_string().contains("1801 s exceeds 1800 s"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_index_entry_for_this_machine_is_chosen() {
+        let this = oci_spec::image::Arch::default().to_string();
+        let other = if this == "s390x" { "riscv64" } else { "s390x" };
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [
+                {"digest": "sha256:aa", "platform": {"architecture": other, "os": "linux"}},
+                {"digest": "sha256:bb", "platform": {"architecture": this, "os": "windows"}},
+                {"digest": "sha256:cc"},
+                {"digest": "sha256:dd", "platform": {"architecture": this, "os": "linux"}},
+            ]
+        });
+        let index = serde_json::to_vec(&index).unwrap();
+        assert_eq!(platform_manifest(&index).as_deref(), Some("sha256:dd"));
+        // OCI's names, not Rust's.
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(this, "amd64");
+        }
     }
 }
