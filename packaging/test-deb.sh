@@ -48,7 +48,7 @@ systemd-analyze verify /lib/systemd/system/containerd-tuf-verifier.service \
 echo "test-deb: package installed; files, --version and units check out"
 
 # A registry with a signed and an unsigned image, signed with the installed tuf-oci.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 reg=127.0.0.1:$port
 start_registry "$reg" "$work"
 registry_pid=$REGISTRY_PID

@@ -4,17 +4,16 @@
 # verifying front), and a tampered tag refused by tuf-oci and by containerd. Every step uses
 # the real tuf-oci CLI, containerd-tuf-transfer, containerd, ctr, docker-registry and skopeo.
 #
-#   bash tests/demo.sh            (as root; installs docker-registry, skopeo, containerd, curl
-#                                  and protoc with apt-get when missing)
+#   bash tests/demo.sh            (as root; installs docker-registry, skopeo, containerd, curl,
+#                                  python3, protoc and a C compiler with apt-get when missing)
 #
-# DEMO_PORT picks the registry port (default 5000); TUF_OCI_BIN a prebuilt tuf-oci.
+# DEMO_PORT picks the registry port (default: a free one; Debian's docker-registry package runs
+# its own registry on :5000); TUF_OCI_BIN a prebuilt tuf-oci.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tests/lib.sh
 . tests/lib.sh
 
-port=${DEMO_PORT:-5000}
-reg=127.0.0.1:$port
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 need=()
@@ -22,12 +21,17 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v curl >/dev/null || need+=(curl)
 command -v containerd >/dev/null || need+=(containerd)
+command -v python3 >/dev/null || need+=(python3)
+# Building needs a C compiler (ring and aws-lc build native code).
+[ -n "${TUF_OCI_BIN:-}" ] || command -v cc >/dev/null || need+=(gcc libc6-dev)
 # The workspace's gRPC protos are compiled with protoc.
 [ -n "${TUF_OCI_BIN:-}" ] || command -v protoc >/dev/null || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+port=${DEMO_PORT:-$(free_port)}
+reg=127.0.0.1:$port
 if [ -z "${TUF_OCI_BIN:-}" ]; then
   step "building tuf-oci and the transfer front"
   cargo build --quiet --locked -p tuf-oci-cli -p containerd-tuf-transfer

@@ -1,5 +1,10 @@
 # Shell helpers shared by tests/demo.sh and packaging/test-deb.sh.
 
+# free_port: a TCP port free on 127.0.0.1 now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
 # start_registry HOST:PORT DIR: runs docker-registry on HOST:PORT with its storage in DIR and
 # waits until it answers; sets REGISTRY_PID.
 start_registry() {
@@ -16,8 +21,15 @@ http:
 YML
   docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
   REGISTRY_PID=$!
-  for _ in $(seq 100); do curl -fs "http://$address/v2/" >/dev/null && return 0; sleep 0.1; done
-  echo "docker-registry did not start on $address" >&2
+  # Answers from this registry only: another one on the port (Debian's own service on :5000)
+  # would otherwise be taken for it, while this one exited unable to bind.
+  for _ in $(seq 100); do
+    kill -0 "$REGISTRY_PID" 2>/dev/null || break
+    curl -fs "http://$address/v2/" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "docker-registry did not start on $address ($dir/registry.log):" >&2
+  cat "$dir/registry.log" >&2
   return 1
 }
 

@@ -15,6 +15,12 @@ command -v containerd >/dev/null || need+=(containerd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v curl >/dev/null || need+=(curl ca-certificates)
 [ -x /usr/bin/time ] || need+=(time)
+# C and C++ for the crates that build native code (ring, aws-lc, libfuzzer), strip for the
+# package, xz for the containerd 2.3.4 archive.
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+command -v c++ >/dev/null || need+=(g++)
+command -v strip >/dev/null || need+=(binutils)
+command -v xz >/dev/null || need+=(xz-utils)
 # python-tuf goes into a virtual environment unless python3 has it already (Debian's own
 # python3 refuses pip installs, PEP 668).
 python3 -c 'import tuf.ngclient, securesystemslib.signer' 2>/dev/null ||
@@ -41,8 +47,7 @@ fi
 
 cargo build --locked --workspace --all-targets
 # The README's demo, so it cannot rot: registry, signing, containerd 1.6 behind the front.
-DEMO_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
-  TUF_OCI_BIN=$PWD/target/debug/tuf-oci bash tests/demo.sh >/dev/null
+TUF_OCI_BIN=$PWD/target/debug/tuf-oci bash tests/demo.sh >/dev/null
 # The benchmark harness at smoke size, so it cannot rot (figures: docs/performance.md); run
 # directly, since `cargo run -p` would rebuild crates with a different feature set.
 target/debug/tuf-oci-bench --smoke
