@@ -43,6 +43,8 @@ install -D -m 0644 packaging/policy.default.toml "$root/etc/containerd-tuf/polic
 doc=$root/usr/share/doc/containerd-tuf
 install -D -m 0644 packaging/policy.toml "$doc/policy.example.toml"
 install -D -m 0644 -t "$doc" README.md docs/layout.md docs/guide.md packaging/containerd/*
+# What install-node.sh reads at run time lives outside the docs (which slim images leave out).
+install -D -m 0644 -t "$root/usr/share/containerd-tuf" packaging/containerd/config-2.x.toml
 completions=$root/usr/share/bash-completion/completions
 install -d "$completions"
 "$bin/tuf-oci" completions bash > "$completions/tuf-oci"
@@ -64,19 +66,32 @@ Description: TUF-verified image pulls for containerd, with TUF metadata in OCI r
  containerd-tuf-transfer is a verifying gRPC front for containerd 1.6 and later.
 CONTROL
 echo /etc/containerd-tuf/policy.toml > "$root/DEBIAN/conffiles"
-cat > "$root/DEBIAN/postinst" <<'POSTINST'
+units="containerd-tuf-transfer.service containerd-tuf-verifier.service"
+cat > "$root/DEBIAN/postinst" <<POSTINST
 #!/bin/sh
 set -e
 install -d -m 0700 /var/lib/containerd-tuf
-if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload || true
+  # Upgraded: running services take up the new binaries.
+  if [ -n "\$2" ]; then systemctl try-restart $units || true; fi
+fi
 POSTINST
+cat > "$root/DEBIAN/prerm" <<PRERM
+#!/bin/sh
+set -e
+# Removed (not upgraded): the services stop and are no longer started at boot.
+if [ "\$1" = remove ] && [ -d /run/systemd/system ]; then
+  systemctl disable --now $units || true
+fi
+PRERM
 cat > "$root/DEBIAN/postrm" <<'POSTRM'
 #!/bin/sh
 set -e
-if [ "$1" = purge ]; then rm -rf /var/lib/containerd-tuf; fi
+if [ "$1" = purge ]; then rm -rf /var/lib/containerd-tuf /run/containerd-tuf; fi
 if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 POSTRM
-chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/postrm"
+chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb=$out/containerd-tuf_${version}_${arch}.deb

@@ -31,7 +31,7 @@ for f in /usr/bin/tuf-oci /usr/bin/containerd-tuf-transfer /usr/bin/containerd-t
          /lib/systemd/system/containerd-tuf-verifier.service \
          /lib/systemd/system/containerd-tuf-transfer.service \
          /etc/containerd-tuf/policy.toml /usr/share/doc/containerd-tuf/policy.example.toml \
-         /usr/share/doc/containerd-tuf/config-2.x.toml /usr/share/bash-completion/completions/tuf-oci; do
+         /usr/share/containerd-tuf/config-2.x.toml /usr/share/bash-completion/completions/tuf-oci; do
   [ -e "$f" ] || fail "$f missing after dpkg -i"
 done
 [ -d /var/lib/containerd-tuf ] || fail "postinst did not create /var/lib/containerd-tuf"
@@ -72,7 +72,7 @@ sh ../shared/containerd/install.sh "$work/containerd" >/dev/null
   echo "  address = \"$work/cd/containerd.sock\""
   echo "[ttrpc]"
   echo "  address = \"$work/cd/containerd.sock.ttrpc\""
-  cat /usr/share/doc/containerd-tuf/config-2.x.toml
+  cat /usr/share/containerd-tuf/config-2.x.toml
 } > "$work/config.toml"
 cat > "$work/policy.toml" <<POLICY
 default = "deny"
