@@ -49,6 +49,9 @@ completions=$root/usr/share/bash-completion/completions
 install -d "$completions"
 "$bin/tuf-oci" completions bash > "$completions/tuf-oci"
 
+# The newest glibc symbol version the binaries use is the libc6 they need.
+glibc=$(objdump -T "$root/usr/bin/"* "$root/opt/containerd/image-verifier/bin/"* |
+  grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -1 | cut -d_ -f2)
 install -d "$root/DEBIAN"
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: containerd-tuf
@@ -57,7 +60,7 @@ Architecture: $arch
 Maintainer: tuf-oci developers <tuf-oci@localhost>
 Section: admin
 Priority: optional
-Depends: libc6, ca-certificates
+Depends: libc6 (>= $glibc), ca-certificates
 Recommends: containerd
 Description: TUF-verified image pulls for containerd, with TUF metadata in OCI registries
  tuf-oci signs, publishes, copies and verifies TUF metadata stored in OCI registries;
