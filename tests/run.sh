@@ -45,6 +45,11 @@ if [ ! -x target/containerd-2.3.4/ctr ]; then
   mv target/containerd-2.3.4.tmp target/containerd-2.3.4
 fi
 
+# tuf-oci keeps trusted metadata under $XDG_CACHE_HOME by default: the tests' go to a temp dir.
+XDG_CACHE_HOME=$(mktemp -d)
+export XDG_CACHE_HOME
+trap 'rm -rf "$XDG_CACHE_HOME"' EXIT
+
 cargo build --locked --workspace --all-targets
 # The README's demo, so it cannot rot: registry, signing, containerd 1.6 behind the front.
 TUF_OCI_BIN=$PWD/target/debug/tuf-oci bash tests/demo.sh >/dev/null
