@@ -848,9 +848,11 @@ async fn a_layout_or_archive_being_written_is_not_written_by_a_second_copy() {
     drop(writing);
     ok(copy());
 
-    // An archive is read and written anew whole: its directory is locked meanwhile.
+    // An archive is read and written anew whole: a lock file beside it is held meanwhile.
     let archive = format!("oci-archive:{}", dir.path().join("bundle.tar").display());
-    let writing = tuf_oci::store::lock_dir(dir.path()).unwrap();
+    let lock = dir.path().join(".bundle.tar.lock");
+    let writing = std::fs::File::create(&lock).unwrap();
+    tuf_oci::store::lock_file(&writing, &lock).unwrap();
     let out = tuf(
         &["copy", &format!("{}/team-a/app:v1", a.host), &archive],
         &[&a.host],
@@ -858,6 +860,12 @@ async fn a_layout_or_archive_being_written_is_not_written_by_a_second_copy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("locked by another process"), "{stderr}");
+    // Another archive in the same directory is not held up.
+    let other = format!("oci-archive:{}", dir.path().join("other.tar").display());
+    ok(tuf(
+        &["copy", &format!("{}/team-a/app:v1", a.host), &other],
+        &[&a.host],
+    ));
     drop(writing);
 }
 

@@ -206,12 +206,9 @@ async fn into<S: ContentStore>(
         Endpoint::Archive { file, path, .. } => {
             let destination = path.clone().unwrap_or_else(|| source.to_string());
             // An archive there already is added to, as a layout is: what it holds is kept,
-            // and compared with what is copied in. Its directory stays locked meanwhile.
-            let beside = match file.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            let _writing = tuf_oci::store::lock_dir(beside)?;
+            // and compared with what is copied in. A lock file beside it (the archive itself
+            // is replaced, so cannot carry the lock) keeps a second writer out meanwhile.
+            let _writing = lock_beside(file)?;
             let dir = staging.join("destination");
             if file.exists() {
                 unpack(file, &dir)
@@ -224,6 +221,23 @@ async fn into<S: ContentStore>(
             Ok((report, source.to_string(), destination))
         }
     }
+}
+
+/// Takes the lock of archive `file`: `.<name>.lock` beside it, created when missing and left
+/// there (removing it would let a writer waiting on the old file race one taking a new one).
+fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
+    let name = file
+        .file_name()
+        .with_context(|| format!("{}: not a file name", file.display()))?;
+    let lock = file.with_file_name(format!(".{}.lock", name.to_string_lossy()));
+    let handle = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .with_context(|| format!("creating {}", lock.display()))?;
+    tuf_oci::store::lock_file(&handle, &lock)?;
+    Ok(handle)
 }
 
 /// Copies into the OCI layout at `dir`, recording the image repository in its index.

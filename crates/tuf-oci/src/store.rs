@@ -322,15 +322,13 @@ struct LayoutIndex {
     annotations: BTreeMap<String, String>,
 }
 
-/// Takes directory `dir`'s file lock, held until the returned handle is dropped: what a
-/// layout's writer holds ([`LayoutStore::open`]), and a writer of an archive holds on the
-/// archive's directory while it reads the archive and writes it anew, so that a second
-/// writer never drops what the first adds. Another holder is waited for a few seconds, then
-/// named.
-pub fn lock_dir(dir: &Path) -> Result<std::fs::File> {
-    let handle = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
-    crate::trusted::lock_within(&handle, dir)?;
-    Ok(handle)
+/// Takes the exclusive file lock on `file` (opened from `path`), held until the file is
+/// closed: what a layout's writer holds on its directory ([`LayoutStore::open`]), and a writer
+/// of an archive on a lock file beside it while it reads the archive and writes it anew, so
+/// that a second writer never drops what the first adds. Another holder is waited for a few
+/// seconds, then named.
+pub fn lock_file(file: &std::fs::File, path: &Path) -> Result<()> {
+    crate::trusted::lock_within(file, path)
 }
 
 /// An OCI image layout directory. Changes to `index.json` are kept in memory until
@@ -351,7 +349,9 @@ impl LayoutStore {
     pub fn open(dir: &Path, create: bool) -> Result<Self> {
         let writing = if create {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            Some(lock_dir(dir)?)
+            let handle = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
+            lock_file(&handle, dir)?;
+            Some(handle)
         } else {
             None
         };
