@@ -278,17 +278,35 @@ async fn trusted_metadata_is_kept_between_runs_by_default() {
     let (org, _) = tuf_oci_tests::solo(&registry, true).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
-    let out = Command::new(cli_binary())
-        .env_remove("TUF_OCI_CACHE_DIR")
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .args(["--insecure-registry", &registry.host, "--root"])
-        .arg(dir.path().join("root.json"))
-        .args(["verify", &format!("{}/solo/app:v1", registry.host)])
-        .output()
-        .unwrap();
+    let verify = |env: &[(&str, &Path)]| {
+        let mut command = Command::new(cli_binary());
+        command
+            .env_remove("TUF_OCI_CACHE_DIR")
+            .env_remove("XDG_CACHE_HOME");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+            .args(["--insecure-registry", &registry.host, "--root"])
+            .arg(dir.path().join("root.json"))
+            .args(["verify", &format!("{}/solo/app:v1", registry.host)])
+            .output()
+            .unwrap()
+    };
+    let out = verify(&[("XDG_CACHE_HOME", &dir.path().join("cache"))]);
     assert!(out.status.success(), "{out:?}");
     let kept = tuf_oci::verify::trust_dir(&dir.path().join("cache/tuf-oci"), &org.root);
     assert!(kept.join("timestamp.json").exists(), "{kept:?}");
+
+    // A home where nothing can be kept (here a file) verifies all the same, saying so; a
+    // relative XDG_CACHE_HOME is ignored, as XDG says.
+    let home = dir.path().join("not-a-directory");
+    std::fs::write(&home, b"").unwrap();
+    let out = verify(&[("HOME", &home), ("XDG_CACHE_HOME", Path::new("relative"))]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("kept for this run only"), "{said}");
+    assert!(!Path::new("relative").exists());
 }
 
 #[tokio::test]

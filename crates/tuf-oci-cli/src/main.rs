@@ -287,13 +287,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("--signed-as {pair}: expected LOCAL=SIGNED"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Chosen once, by the first command that verifies.
+    let cache = std::cell::OnceCell::new();
+    let cache_dir = || {
+        cache
+            .get_or_init(|| cli.cache_dir.clone().or_else(default_cache_dir))
+            .clone()
+    };
     let trust = || -> anyhow::Result<TrustConfig> {
         let root = std::fs::read(&cli.root)
             .with_context(|| format!("reading trusted root {}", cli.root.display()))?;
         Ok(TrustConfig {
             root,
             metadata_override: override_repo.clone(),
-            cache_dir: cli.cache_dir.clone().or_else(default_cache_dir),
+            cache_dir: cache_dir(),
             signed_as: signed_as.clone(),
             limits: tuf_oci::Limits {
                 clock_skew: Duration::from_secs(cli.clock_skew),
@@ -721,12 +728,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Where trusted metadata is kept when no `--cache-dir` is given: without it, each run would
 /// start again from the bootstrap root, and accept any older state a registry served.
+/// A user without a usable home (a service account, a read-only root) keeps it in memory
+/// for the run, with a warning.
 fn default_cache_dir() -> Option<PathBuf> {
+    // XDG: a relative path is to be ignored.
     let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("tuf-oci"))
+    let dir = base.join("tuf-oci");
+    let made =
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir);
+    match made {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            eprintln!(
+                "tuf-oci: {}: {e}; trusted metadata is kept for this run only (--cache-dir sets \
+                 where)",
+                dir.display()
+            );
+            None
+        }
+    }
 }
 
 /// Writes a trusted root for clients to `out`, whole or not at all: a root cut short would
