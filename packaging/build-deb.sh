@@ -51,7 +51,8 @@ install -d "$completions"
 
 # The newest glibc symbol version the binaries use is the libc6 they need.
 glibc=$(objdump -T "$root/usr/bin/"* "$root/opt/containerd/image-verifier/bin/"* |
-  grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -1 | cut -d_ -f2)
+  grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -1 | cut -d_ -f2) ||
+  { echo "build-deb: the binaries name no glibc symbol version" >&2; exit 1; }
 install -d "$root/DEBIAN"
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: containerd-tuf
@@ -76,8 +77,8 @@ set -e
 install -d -m 0700 /var/lib/containerd-tuf
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload || true
-  # Upgraded: running services take up the new binaries.
-  if [ -n "\$2" ]; then systemctl try-restart $units || true; fi
+  # Upgraded (or installed again): running services take up the new binaries.
+  if [ "\$1" = configure ] && [ -n "\$2" ]; then systemctl try-restart $units || true; fi
 fi
 POSTINST
 cat > "$root/DEBIAN/prerm" <<PRERM

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs containerd-tuf on a node (or into a node image being built). Idempotent: running it
-# again installs the package again and changes nothing else.
+# again installs the package again (restarting the services that run) and changes nothing else.
 #
 #   sh install-node.sh --deb containerd-tuf_VERSION_ARCH.deb \
 #       [--containerd-config /etc/containerd/config.toml] \

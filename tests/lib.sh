@@ -30,6 +30,7 @@ YML
   done
   echo "docker-registry did not start on $address ($dir/registry.log):" >&2
   cat "$dir/registry.log" >&2
+  kill "$REGISTRY_PID" 2>/dev/null || true
   return 1
 }
 

@@ -827,8 +827,7 @@ fn platform_manifest(index: &[u8]) -> Option<String> {
         architecture: oci_spec::image::Arch,
         os: oci_spec::image::Os,
     }
-    // oci-spec names this machine's architecture as OCI (Go) does: amd64, arm64, ppc64le, …
-    let arch = oci_spec::image::Arch::default();
+    let arch = machine_arch();
     let index: Index = serde_json::from_slice(index).ok()?;
     index
         .manifests
@@ -839,6 +838,16 @@ fn platform_manifest(index: &[u8]) -> Option<String> {
                 .is_some_and(|p| p.os == oci_spec::image::Os::Linux && p.architecture == arch)
         })
         .map(|m| m.digest)
+}
+
+/// This machine's architecture as OCI (Go) names it. oci-spec maps Rust's names where they
+/// differ for amd64, arm64 and ppc64; the others that differ are mapped here.
+fn machine_arch() -> oci_spec::image::Arch {
+    match std::env::consts::ARCH {
+        "x86" => oci_spec::image::Arch::from("386"),
+        "loongarch64" => oci_spec::image::Arch::from("loong64"),
+        _ => oci_spec::image::Arch::default(),
+    }
 }
 
 /// Refuses a lock wait the pull's lease would not outlast.
@@ -876,7 +885,7 @@ mod tests {
 
     #[test]
     fn the_index_entry_for_this_machine_is_chosen() {
-        let this = oci_spec::image::Arch::default().to_string();
+        let this = machine_arch().to_string();
         let other = if this == "s390x" { "riscv64" } else { "s390x" };
         let index = serde_json::json!({
             "schemaVersion": 2,
@@ -890,8 +899,12 @@ mod tests {
         let index = serde_json::to_vec(&index).unwrap();
         assert_eq!(platform_manifest(&index).as_deref(), Some("sha256:dd"));
         // OCI's names, not Rust's.
-        if cfg!(target_arch = "x86_64") {
-            assert_eq!(this, "amd64");
-        }
+        let expected = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            _ => &this,
+        };
+        assert_eq!(this, expected);
     }
 }

@@ -33,14 +33,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     engine.spawn_warm_up();
-    // What imports of a front stopped mid-way left behind goes, off the forwarding thread.
+    // What imports of a front stopped mid-way left behind goes, on the blocking pool, before
+    // any call is taken: a sweep beside a new import could catch its directory between its
+    // creation and its lock. Clients meanwhile wait on the socket, which is bound already.
     let stale = staging.clone();
-    tokio::task::spawn_blocking(move || {
-        let swept = crate::import::sweep(&stale);
-        if swept > 0 {
-            tracing::info!(swept, staging = %stale.display(), "removed stale imports");
-        }
-    });
+    let swept = tokio::task::spawn_blocking(move || crate::import::sweep(&stale)).await;
+    if let Ok(swept @ 1..) = swept {
+        tracing::info!(swept, staging = %staging.display(), "removed stale imports");
+    }
     let service = ServiceBuilder::new()
         .layer(VerifyLayer::new(Arc::new(Gate::new(
             engine,
