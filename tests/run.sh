@@ -45,7 +45,8 @@ if [ ! -x target/containerd-2.3.4/ctr ]; then
   mv target/containerd-2.3.4.tmp target/containerd-2.3.4
 fi
 
-# tuf-oci keeps trusted metadata under $XDG_CACHE_HOME by default: the tests' go to a temp dir.
+# tuf-oci keeps trusted metadata under $XDG_CACHE_HOME by default: what the scripts below run
+# outside cargo keeps it in a temp dir (cargo's own runs use target/, .cargo/config.toml).
 XDG_CACHE_HOME=$(mktemp -d)
 export XDG_CACHE_HOME
 trap 'rm -rf "$XDG_CACHE_HOME"' EXIT
