@@ -273,6 +273,41 @@ async fn two_roles_sign_the_same_image_at_once() {
     assert_eq!(verified.role(), "role-a");
 }
 
+#[tokio::test]
+async fn new_images_cost_three_requests_each_to_sign() {
+    // Reading what the registry serves, attaching the role version, and writing the referrers
+    // index: the index of a new image is not read (the tag listing does not show it), nor read
+    // again once written (the next listing names no file it lacks).
+    let registry = TestRegistry::start();
+    let (org, keys) = shared_roles(&registry, &["role-a"]).await;
+    let mut requests = Vec::new();
+    let mut pushed = Vec::new();
+    for (batch, count) in [("a", 4), ("b", 12)] {
+        let mut images = Vec::new();
+        for i in 0..count {
+            let tag = format!("{batch}{i}");
+            pushed.push(registry.push_image("shared/app", &tag, &tag).await);
+            images.push(registry.image(&format!("shared/app:{tag}")));
+        }
+        let editor = org.editor(&registry).await;
+        let before = registry.client.traffic().requests();
+        editor
+            .sign(&images, "role-a", &keys, expiries().targets)
+            .await
+            .unwrap();
+        requests.push(registry.client.traffic().requests() - before);
+    }
+    assert_eq!((requests[1] - requests[0]) / 8, 3, "{requests:?}");
+    assert_eq!((requests[1] - requests[0]) % 8, 0, "{requests:?}");
+    for (i, image) in pushed.iter().enumerate() {
+        let version = if i < 4 { 1 } else { 2 };
+        assert_eq!(
+            referrers(&registry, &image.digest).await,
+            [format!("{version}.role-a.json")]
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_referrers_index_written_over_another_writers_is_mended() {
     // Without compare-and-swap, a signer can write an image's referrers index with its own

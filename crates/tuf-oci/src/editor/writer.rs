@@ -2,7 +2,7 @@
 //! (`docs/layout.md`), write-once versions with their claims, attachments to the images they
 //! sign with the referrers tag schema, and the publish of snapshot and timestamp.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::StreamExt;
 use tough::schema::decoded::Decoded;
@@ -46,8 +46,9 @@ enum Claimed {
 enum Merge {
     /// The index lacked nothing.
     Complete,
-    /// The index was pushed with what it lacked; a later read must confirm it.
-    Pushed,
+    /// The index was pushed with what it lacked (these manifests, by digest); a later tag
+    /// listing must confirm that no file it lacks was pushed meanwhile.
+    Pushed(HashSet<String>),
     /// Reading or pushing the index failed (contention, most likely: distribution answers
     /// 500 to writers of one tag at once); the next round tries again.
     Failed(Error),
@@ -385,9 +386,13 @@ impl Writer {
     /// every metadata file there that names them (`known` starts with ours). The tagged files
     /// are the source of truth, found by listing tags. Distribution 2.8 ignores `If-Match`, so
     /// a writer can replace an index with one missing an entry it never listed. Hence a writer
-    /// that pushes an index lists tags again and reads the index again, until a read misses
-    /// nothing listed after its last push. That converges: the last writer to push an index
-    /// lists every file whose writer could have seen it complete before that push.
+    /// that pushes an index lists tags again, and reads and merges the index again while the
+    /// listing names a file for it that its last push lacked. That converges: a writer that
+    /// replaced this push had read the index before it and so listed the tags before it too;
+    /// it lists again after its own push, finds the files it lacked, and merges them back.
+    /// The last writer to push an index listed every file whose writer could have seen it
+    /// complete before that push. An index the listing does not show is not read: it is
+    /// new, and a writer that made it meanwhile mends it as above.
     /// The next signer of an image mends what a writer that failed here left out.
     async fn add_referrers(
         &self,
@@ -397,6 +402,8 @@ impl Writer {
         file: &str,
     ) -> Result<()> {
         let mut pending = subjects.to_vec();
+        // The files each index was last pushed with by this writer, by subject digest.
+        let mut pushed: HashMap<String, HashSet<String>> = HashMap::new();
         let mut failed = None;
         for round in 0..REFERRERS_RETRIES {
             if round > 1 {
@@ -407,15 +414,25 @@ impl Writer {
             let tags = self.registry.tags(repository).await?;
             self.read_attachments(repository, &tags, &pending, &mut known)
                 .await?;
-            let known = &known;
+            let listed: HashSet<&str> = tags.iter().map(String::as_str).collect();
+            let (known, listed, sent) = (&known, &listed, &pushed);
             let merges = futures_util::stream::iter(pending.iter().copied())
                 .map(|subject| async move {
-                    let wanted = known
+                    let wanted: Vec<&Entry> = known
                         .values()
                         .flatten()
                         .filter(|(of, _)| *of == subject.digest)
-                        .map(|(_, entry)| entry);
-                    (subject, self.merge_index(repository, subject, wanted).await)
+                        .map(|(_, entry)| entry)
+                        .collect();
+                    let lacked = sent.get(&subject.digest).is_none_or(|files| {
+                        wanted.iter().any(|entry| !files.contains(&entry.digest))
+                    });
+                    if !lacked {
+                        return (subject, Ok(Merge::Complete));
+                    }
+                    let stored = listed.contains(referrers_tag(&subject.digest).as_str());
+                    let merge = self.merge_index(repository, subject, stored, wanted);
+                    (subject, merge.await)
                 })
                 .buffer_unordered(WRITE_CONCURRENCY)
                 .collect::<Vec<_>>()
@@ -424,7 +441,10 @@ impl Writer {
             for (subject, merge) in merges {
                 match merge? {
                     Merge::Complete => {}
-                    Merge::Pushed => unsettled.push(subject),
+                    Merge::Pushed(files) => {
+                        pushed.insert(subject.digest.clone(), files);
+                        unsettled.push(subject);
+                    }
                     Merge::Failed(e) => {
                         failed = Some(e);
                         unsettled.push(subject);
@@ -495,16 +515,23 @@ impl Writer {
         Ok(())
     }
 
-    /// Reads the referrers index of `subject` and pushes it again with whatever of `wanted`
-    /// it lacks. An index that is junk (anyone who can push there can tag it) is replaced.
+    /// Reads the referrers index of `subject` (when `stored`: the tag listing shows it) and
+    /// pushes it again with whatever of `wanted` it lacks. An index that is junk (anyone who
+    /// can push there can tag it) is replaced.
     async fn merge_index(
         &self,
         repository: &Repository,
         subject: &Entry,
-        wanted: impl Iterator<Item = &Entry>,
+        stored: bool,
+        wanted: Vec<&Entry>,
     ) -> Result<Merge> {
         let tag = repository.tagged(&referrers_tag(&subject.digest));
-        let current = match junk_as_none(self.registry.manifest(&tag, WRITER_READ_LIMIT).await) {
+        let read = if stored {
+            junk_as_none(self.registry.manifest(&tag, WRITER_READ_LIMIT).await)
+        } else {
+            Ok(None)
+        };
+        let current = match read {
             Ok(Some(Some(current))) => Manifest::parse("referrers index", &current.bytes)
                 .map(|index| index.manifests)
                 .unwrap_or_default(),
@@ -520,6 +547,7 @@ impl Writer {
         if merged.len() == current.len() {
             return Ok(Merge::Complete);
         }
+        let files = merged.iter().map(|m| m.digest.clone()).collect();
         let merged = index(&merged, &BTreeMap::new());
         Ok(
             match self
@@ -527,7 +555,7 @@ impl Writer {
                 .push_manifest(&tag, &merged, INDEX_MEDIA_TYPE)
                 .await
             {
-                Ok(_) => Merge::Pushed,
+                Ok(_) => Merge::Pushed(files),
                 Err(e) => Merge::Failed(e),
             },
         )
