@@ -756,21 +756,9 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// Writes a trusted root for clients to `out`, whole or not at all: a root cut short would
 /// be taken for a broken bootstrap, and the one it replaced lost.
 fn write_root(out: &std::path::Path, root: &[u8]) -> anyhow::Result<()> {
-    let dir = match out.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("writing {}", out.display()))?;
     // Public, as the file it replaces was.
-    let public = std::os::unix::fs::PermissionsExt::from_mode(0o644);
-    std::io::Write::write_all(&mut file, root)
-        .and_then(|()| file.as_file().set_permissions(public))
-        .and_then(|()| file.as_file().sync_data())
-        .with_context(|| format!("writing {}", out.display()))?;
-    file.persist(out)
-        .with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
+    tuf_oci::atomic::replace(out, 0o644, |file| std::io::Write::write_all(file, root))
+        .with_context(|| format!("writing {}", out.display()))
 }
 
 fn top_level_role(name: &str) -> anyhow::Result<RoleType> {

@@ -7,6 +7,7 @@
 //! - [`registry`]: registry access through oci-client (auth, insecure hosts, limits, deadlines).
 //! - [`source`]: where the verification engine reads metadata files from.
 //! - [`trusted`]: trusted metadata persisted between runs (rollback protection).
+//! - [`atomic`]: files replaced whole (trusted metadata, layouts, archives, roots).
 //! - [`updater`]: the TUF client workflow with lazy delegation search.
 //! - [`targets_metadata`]: targets metadata as the search reads it, decoded only where it looks.
 //! - [`verify`]: end-to-end verification of an image reference.
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod atomic;
 pub mod claim;
 pub mod copy;
 pub mod descriptor;

@@ -390,9 +390,9 @@ impl LayoutStore {
         let mut index = self.index.lock().expect("not poisoned").clone();
         index.annotations.extend(annotations.clone());
         let bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
-        let tmp = self.dir.join(".index.json.tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, self.dir.join("index.json")).map_err(|e| Error::io(&self.dir, e))
+        crate::atomic::replace(&self.dir.join("index.json"), 0o644, |file| {
+            std::io::Write::write_all(file, &bytes)
+        })
     }
 
     /// Adds an annotation to the entry named `repository:tag` (kept until [`LayoutStore::save`]).
@@ -759,29 +759,16 @@ async fn check_graph_at<S: ContentStore>(
     Ok(count)
 }
 
-/// Packs the layout at `dir` into the tar file `archive` (written to a temp file of its own
-/// beside it and renamed, so a reader never sees half an archive and no other file is touched).
+/// Packs the layout at `dir` into the tar file `archive`, replaced whole (a reader never sees
+/// half an archive, and no other file is touched).
 pub fn pack(dir: &Path, archive: &Path) -> Result<()> {
-    let parent = match archive.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".tuf-oci-pack-")
-        // As a plain create would make it: an archive is for carrying elsewhere.
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
-    let mut builder = tar::Builder::new(tmp.as_file());
-    builder.follow_symlinks(false);
-    builder
-        .append_dir_all(".", dir)
-        .and_then(|()| builder.finish())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    drop(builder);
-    tmp.persist(archive)
-        .map_err(|e| Error::io(archive, e.error))?;
-    Ok(())
+    // As a plain create would make it: an archive is for carrying elsewhere.
+    crate::atomic::replace(archive, 0o644, |file| {
+        let mut builder = tar::Builder::new(file);
+        builder.follow_symlinks(false);
+        builder.append_dir_all(".", dir)?;
+        builder.finish()
+    })
 }
 
 /// Unpacks the tar file `archive` into `dir`. Archives come from anywhere (imports run as root),

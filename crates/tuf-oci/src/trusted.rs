@@ -89,22 +89,10 @@ impl TrustedStore {
             }
         };
         create_dir(dir)?;
-        let path = dir.join(encode_file_name(name));
-        // A temporary file of its own: verifiers in other processes (containerd runs one per
-        // pull) may store the same name at the same time.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        std::io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io(tmp.path(), e))?;
-        // On disk before the rename, and the rename with the directory: after a power loss
-        // the store holds this file or the one before, never one cut short (which would be
-        // taken for nothing trusted, and an older state accepted).
-        tmp.as_file()
-            .sync_data()
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        std::fs::File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| Error::io(dir, e))?;
-        Ok(())
+        // The owner's only, as the directory.
+        crate::atomic::replace(&dir.join(encode_file_name(name)), 0o600, |file| {
+            std::io::Write::write_all(file, bytes)
+        })
     }
 
     /// Held while one updater compares what is stored with what it would store, and stores

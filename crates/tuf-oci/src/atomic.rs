@@ -1,0 +1,71 @@
+//! Files replaced whole. A file is written to a temporary file of its own beside it, synced,
+//! and renamed over it, and the rename is synced with the directory: a reader (another process,
+//! or this one after a power loss) finds the file before or the file after, never part of one.
+//! Trusted metadata cut short would be taken for nothing trusted, and an older state accepted;
+//! a root or an archive cut short would be lost work.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Replaces `path` with what `write` writes, the file given mode `mode` (a file replaced keeps
+/// no mode of its own). The temporary file is removed if anything fails.
+pub fn replace(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // Its own name: other processes may replace the same file at the same time (containerd
+    // runs a verifier per pull beside the long-running service).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tuf-oci-")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    write(tmp.as_file_mut())
+        .and_then(|()| tmp.as_file().sync_data())
+        .map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_replaced_whole_with_its_mode_and_nothing_left_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.json");
+        std::fs::write(&path, b"before").unwrap();
+        replace(&path, 0o640, |file| {
+            std::io::Write::write_all(file, b"after")
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"after");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+
+        // A write that fails leaves the file as it was, and no temporary file.
+        let failed = replace(&path, 0o644, |file| {
+            std::io::Write::write_all(file, b"half")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(failed.to_string().contains("root.json"), "{failed}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"after");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["root.json"]);
+    }
+}
