@@ -17,6 +17,7 @@ use serde_json::json;
 use tough::TargetName;
 use tough::editor::signed::SignedRole;
 use tough::schema::decoded::{Decoded, Hex};
+use tough::schema::key::Key;
 use tough::schema::{
     DelegatedRole, DelegatedTargets, Delegations, KeyHolder, Metafile, PathPattern, PathSet, Role,
     RoleKeys, RoleType, Root, Signed, Target, Targets, Timestamp,
@@ -249,17 +250,18 @@ fn resumed_root(metadata: &Repository, mut root: Root, stored: Vec<u8>) -> Resul
     };
     let signed = trusted_root(&stored).map_err(|e| refused(format!("that is unusable: {e}")))?;
     root.expires = signed.signed.expires;
-    let differing: Vec<String> = [
-        RoleType::Root,
-        RoleType::Targets,
-        RoleType::Snapshot,
-        RoleType::Timestamp,
-    ]
-    .into_iter()
-    .filter(|role| signed.signed.roles.get(role) != root.roles.get(role))
-    .map(|role| role.to_string())
-    .collect();
-    if !differing.is_empty() || signed.signed != root {
+    if signed.signed != root {
+        // Named for the message: which roles' keys or thresholds differ, if any.
+        let differing: Vec<String> = [
+            RoleType::Root,
+            RoleType::Targets,
+            RoleType::Snapshot,
+            RoleType::Timestamp,
+        ]
+        .into_iter()
+        .filter(|role| signed.signed.roles.get(role) != root.roles.get(role))
+        .map(|role| role.to_string())
+        .collect();
         return Err(refused(format!(
             "with other keys or thresholds than these ({})",
             if differing.is_empty() {
@@ -424,16 +426,8 @@ impl Editor {
         expires: jiff::Timestamp,
     ) -> Result<u64> {
         check_role_name(&delegation.role)?;
-        let mut keys = HashMap::new();
-        for key in &delegation.keys {
-            let id = key.key_id().map_err(|e| Error::Usage(e.to_string()))?;
-            keys.insert(id, key.clone());
-        }
-        let keyids = distinct_keyids(
-            &delegation.role,
-            delegation.keys.iter().map(tough::schema::key::Key::key_id),
-            delegation.threshold,
-        )?;
+        let keys = distinct_keys(&delegation.role, &delegation.keys, delegation.threshold)?;
+        let keyids: Vec<Decoded<Hex>> = keys.iter().map(|(id, _)| id.clone()).collect();
         let paths = delegation
             .paths
             .iter()
@@ -1202,18 +1196,10 @@ fn set_role_keys(
     keys: &[SigningKey],
     threshold: NonZeroU64,
 ) -> Result<()> {
-    let keyids = distinct_keyids(
-        &role.to_string(),
-        keys.iter().map(|key| key.public().key_id()),
-        threshold,
-    )?;
-    for key in keys {
-        let id = key
-            .public()
-            .key_id()
-            .map_err(|e| Error::Usage(e.to_string()))?;
-        root.keys.insert(id, key.public().clone());
-    }
+    let public: Vec<Key> = keys.iter().map(|key| key.public().clone()).collect();
+    let keys = distinct_keys(&role.to_string(), &public, threshold)?;
+    let keyids = keys.iter().map(|(id, _)| id.clone()).collect();
+    root.keys.extend(keys);
     root.roles.insert(
         role,
         RoleKeys {
@@ -1225,28 +1211,30 @@ fn set_role_keys(
     Ok(())
 }
 
-/// The key ids `ids` of `role`'s keys, each once, in their order, when there are at least
-/// `threshold` of them: TUF counts a key once however often it is listed (5.4.2), so a role
-/// with fewer distinct keys than its threshold could never be signed.
-fn distinct_keyids<E: std::fmt::Display>(
+/// `role`'s `keys` by key id, each once, in their order, when there are at least `threshold`
+/// of them: TUF counts a key once however often it is listed (5.4.2), so a role with fewer
+/// distinct keys than its threshold could never be signed.
+fn distinct_keys(
     role: &str,
-    ids: impl Iterator<Item = std::result::Result<Decoded<Hex>, E>>,
+    keys: &[Key],
     threshold: NonZeroU64,
-) -> Result<Vec<Decoded<Hex>>> {
-    let mut keyids: Vec<Decoded<Hex>> = Vec::new();
-    for id in ids {
-        let id = id.map_err(|e| Error::Usage(e.to_string()))?;
-        if !keyids.contains(&id) {
-            keyids.push(id);
+) -> Result<Vec<(Decoded<Hex>, Key)>> {
+    let mut distinct: Vec<(Decoded<Hex>, Key)> = Vec::new();
+    for key in keys {
+        let id = key
+            .key_id()
+            .map_err(|e| Error::Usage(format!("{role}: a key has no key id: {e}")))?;
+        if !distinct.iter().any(|(known, _)| *known == id) {
+            distinct.push((id, key.clone()));
         }
     }
-    if (keyids.len() as u64) < threshold.get() {
+    if (distinct.len() as u64) < threshold.get() {
         return Err(Error::Usage(format!(
             "{role}: threshold {threshold} needs at least that many distinct keys, got {}",
-            keyids.len()
+            distinct.len()
         )));
     }
-    Ok(keyids)
+    Ok(distinct)
 }
 
 /// Signs `role` with those of `keys` that `holder` lists for it; fails below threshold.
