@@ -793,9 +793,22 @@ async fn transfer_into(
     source: prost_types::Any,
     store: containerd_client::types::transfer::ImageStore,
 ) -> Result<(), tonic::Status> {
+    use prost::Message as _;
+    let destination = prost_types::Any {
+        type_url: "containerd.types.transfer.ImageStore".into(),
+        value: store.encode_to_vec(),
+    };
+    transfer(front, source, destination).await
+}
+
+/// A Transfer of `source` into `destination`, through the front, in the default namespace.
+async fn transfer(
+    front: &Front,
+    source: prost_types::Any,
+    destination: prost_types::Any,
+) -> Result<(), tonic::Status> {
     use containerd_client::services::v1::TransferRequest;
     use containerd_client::services::v1::transfer_client::TransferClient;
-    use prost::Message as _;
     let channel = containerd_tuf_verifier::client::unix_channel(
         &front.socket,
         std::time::Duration::from_secs(60),
@@ -804,10 +817,7 @@ async fn transfer_into(
     .unwrap();
     let mut request = tonic::Request::new(TransferRequest {
         source: Some(source),
-        destination: Some(prost_types::Any {
-            type_url: "containerd.types.transfer.ImageStore".into(),
-            value: store.encode_to_vec(),
-        }),
+        destination: Some(destination),
         options: None,
     });
     request
@@ -940,6 +950,51 @@ async fn transfer_destinations_are_checked_on_2() {
         .await
         .unwrap();
     assert_eq!(image_digest(&containerd, &other), setup.signed.digest);
+
+    // A destination the front does not know might record images (a newer containerd's): it
+    // is refused, not passed on.
+    let unknown = prost_types::Any {
+        type_url: "containerd.types.transfer.ImageStoreV2".into(),
+        value: Vec::new(),
+    };
+    let status = transfer(&front, from_registry(&public), unknown)
+        .await
+        .expect_err("unknown destination");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("ImageStoreV2"),
+        "{}",
+        status.message()
+    );
+
+    // Under `default = "allow"`, a name with user information before a protected host is
+    // judged whole, as the policy reads it (refused), not by what precedes its `@`.
+    let allow = setup.dir.path().join("allow.toml");
+    let text = std::fs::read_to_string(&setup.policy).unwrap();
+    std::fs::write(
+        &allow,
+        text.replace("default = \"deny\"", "default = \"allow\""),
+    )
+    .unwrap();
+    let lenient_dir = setup.dir.path().join("lenient");
+    std::fs::create_dir(&lenient_dir).unwrap();
+    let lenient = start_front(&lenient_dir, &allow, &containerd);
+    let disguised = format!("u@{signed}");
+    for (source, name) in [
+        (from_store(&public), disguised.clone()),
+        (from_registry(&public), disguised.clone()),
+    ] {
+        let status = transfer_into(&lenient, source, store(&name, &[]))
+            .await
+            .expect_err(&name);
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains("policy protects"),
+            "{}",
+            status.message()
+        );
+    }
+    assert!(!containerd.images().contains(&disguised));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

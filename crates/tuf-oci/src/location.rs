@@ -3,6 +3,7 @@
 //! registry keeps its names and signatures.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use oci_client::Reference;
 
@@ -152,10 +153,11 @@ impl fmt::Display for ImageRef {
 }
 
 /// Whether registry hosts `a` and `b` name the same registry, as clients reach it: host names
-/// compare without regard to case (DNS), ports as numbers (`:0443` is dialled as `:443`), an
-/// explicit `:443` is HTTPS's default port, and Docker Hub's `docker.io` is also reached as
-/// `registry-1.docker.io` and `index.docker.io`. Anything else (an address for a name, another
-/// port) is another registry.
+/// compare without regard to case (DNS), IP addresses as addresses (`[0::1]` is `[::1]`, and
+/// the IPv4-mapped `[::ffff:7f00:1]` is dialled as `127.0.0.1`), ports as numbers (`:0443` is
+/// dialled as `:443`), an explicit `:443` is HTTPS's default port, and Docker Hub's
+/// `docker.io` is also reached as `registry-1.docker.io` and `index.docker.io`. Anything else
+/// (an address for a name, another port) is another registry.
 pub fn same_registry(a: &str, b: &str) -> bool {
     fn key(host: &str) -> (String, Option<u64>) {
         let host = host.to_ascii_lowercase();
@@ -168,12 +170,26 @@ pub fn same_registry(a: &str, b: &str) -> bool {
             _ => (host.as_str(), None),
         };
         let name = match name {
-            "registry-1.docker.io" | "index.docker.io" => "docker.io",
-            other => other,
+            "registry-1.docker.io" | "index.docker.io" => "docker.io".to_string(),
+            other => canonical_ip(other).unwrap_or_else(|| other.to_string()),
         };
-        (name.to_string(), port.filter(|port| *port != 443))
+        (name, port.filter(|port| *port != 443))
     }
     key(a) == key(b)
+}
+
+/// An IP address host (`127.0.0.1`, `[::1]`) spelt one way: IPv6 in its shortest form, in
+/// brackets, and an IPv4-mapped IPv6 address as the IPv4 address clients dial. `None` for a
+/// host name.
+fn canonical_ip(host: &str) -> Option<String> {
+    let ip = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => IpAddr::V6(v6.parse().ok()?),
+        None => IpAddr::V4(host.parse().ok()?),
+    };
+    Some(match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    })
 }
 
 /// The rest of repository `path` under `prefix`, matched at `/` boundaries: `Some("")` when
@@ -213,6 +229,11 @@ mod tests {
         assert!(!same_registry("r:99999999999999999999999", "r"));
         assert!(!same_registry("r:5000", "r"));
         assert!(!same_registry("127.0.0.1:5000", "localhost:5000"));
+        assert!(same_registry("[0::1]:5000", "[::1]:5000"));
+        assert!(same_registry("[::FFFF:7f00:1]:5000", "127.0.0.1:5000"));
+        assert!(same_registry("[::ffff:127.0.0.1]", "127.0.0.1:443"));
+        assert!(!same_registry("[::1]:5000", "127.0.0.1:5000"));
+        assert!(!same_registry("[::ffff:7f00:2]:5000", "127.0.0.1:5000"));
         assert!(!same_registry(
             "registry.example.com.evil",
             "registry.example.com"

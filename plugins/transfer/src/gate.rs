@@ -153,7 +153,9 @@ impl Gate {
         let Some(source) = request.source.as_mut() else {
             return Verdict::forward(request.encode_to_vec());
         };
-        // Transfers into the image store record images: under the store's names.
+        // Transfers into the image store record images: under the store's names. Pushes and
+        // exports record none; a destination the front does not know might (a newer
+        // containerd's), so it is refused rather than passed on unchecked.
         let into_store = match request.destination.as_ref() {
             Some(d) if any::type_name(&d.type_url) == IMAGE_STORE => {
                 match ImageStore::decode(d.value.as_slice()) {
@@ -162,6 +164,14 @@ impl Gate {
                         return Verdict::Malformed(format!("Transfer destination ImageStore: {e}"));
                     }
                 }
+            }
+            Some(d)
+                if ![OCI_REGISTRY, IMAGE_EXPORT_STREAM].contains(&any::type_name(&d.type_url)) =>
+            {
+                return Verdict::Deny(format!(
+                    "tuf-oci: transfers into {:?} are not checked; refused",
+                    d.type_url
+                ));
             }
             _ => None,
         };
@@ -260,7 +270,11 @@ impl Gate {
     /// The first refusal among the names `store` would give `target`, each checked as a
     /// record pointing at it.
     async fn check_names(&self, store: &ImageStore, target: &Descriptor) -> Option<String> {
-        for name in naming::named(store, target.digest().as_ref()) {
+        let names = match naming::named(store, target.digest().as_ref()) {
+            Ok(names) => names,
+            Err(too_many) => return Some(format!("tuf-oci: {too_many}; refused")),
+        };
+        for name in names {
             let answer = self.engine.check(&name, Some(target)).await;
             if !answer.allowed {
                 return Some(answer.reason);
@@ -272,9 +286,14 @@ impl Gate {
     /// The first refusal among the names `store` would give content the front cannot know
     /// (`why`): protected names are refused, others are what the policy says of them.
     fn check_unverified_names(&self, store: &ImageStore, why: &str) -> Option<String> {
-        naming::named(store, "<digest>").iter().find_map(|name| {
-            let repository = name.split('@').next().unwrap_or(name);
-            let answer = self.engine.check_unverifiable(repository, why);
+        let names = match naming::named(store, naming::UNKNOWN_DIGEST) {
+            Ok(names) => names,
+            Err(too_many) => return Some(format!("tuf-oci: {too_many}; refused")),
+        };
+        names.iter().find_map(|name| {
+            let answer = self
+                .engine
+                .check_unverifiable(naming::unpinned(name, naming::UNKNOWN_DIGEST), why);
             (!answer.allowed).then_some(answer.reason)
         })
     }

@@ -183,7 +183,9 @@ pub async fn check(
     // An archive can list one record many times over: each is checked once, and other calls
     // through the front take turns between checks (each reads the archive's index).
     let mut seen = HashSet::new();
-    for (name, recorded) in naming::recorded(store, &images) {
+    let records = naming::recorded(store, &images)
+        .map_err(|too_many| Refusal::Denied(format!("tuf-oci: {too_many}; refused")))?;
+    for (name, recorded) in records {
         let answer = match recorded {
             Recorded::Entry(descriptor) => {
                 let record = (
@@ -201,17 +203,14 @@ pub async fn check(
                     None => engine.check(&name, Some(descriptor)).await,
                 }
             }
-            Recorded::ArchiveIndex => {
-                let repository = name.split('@').next().unwrap_or(&name);
-                engine.check_unverifiable(
-                    repository,
-                    &format!(
-                        "the import would name {name} the archive's own index, which no TUF \
+            Recorded::ArchiveIndex => engine.check_unverifiable(
+                naming::unpinned(&name, naming::ARCHIVE_INDEX_DIGEST),
+                &format!(
+                    "the import would name {name} the archive's own index, which no TUF \
                          target signs; import without naming it (ctr: no `--index-name`, and \
                          no `--digests` with `--base-name`)"
-                    ),
-                )
-            }
+                ),
+            ),
         };
         if !answer.allowed {
             return Err(Refusal::Denied(answer.reason));

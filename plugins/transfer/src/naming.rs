@@ -17,15 +17,53 @@ pub enum Recorded<'a> {
     ArchiveIndex,
 }
 
+/// The most image records one Transfer may make. Each is checked with TUF; a request naming
+/// more (prefix references times archive entries multiply) is refused before any is built.
+pub const MAX_RECORDS: usize = 4096;
+
+/// Stands for a digest the front does not know when it names records.
+pub const UNKNOWN_DIGEST: &str = "<digest>";
+/// Stands for the digest of the index containerd builds from an archive's `index.json`.
+pub const ARCHIVE_INDEX_DIGEST: &str = "<archive index digest>";
+
+/// A Transfer that would make more than [`MAX_RECORDS`] image records.
+#[derive(Debug)]
+pub struct TooMany;
+
+impl std::fmt::Display for TooMany {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the transfer would make more than {MAX_RECORDS} image records"
+        )
+    }
+}
+
+/// `name` without the `@<placeholder>` [`named`] gave it: the name the user chose, whole
+/// (`user@host/...` included, which the policy reads as containerd does).
+pub fn unpinned<'a>(name: &'a str, placeholder: &str) -> &'a str {
+    name.strip_suffix(placeholder)
+        .and_then(|rest| rest.strip_suffix('@'))
+        .unwrap_or(name)
+}
+
 /// The names `store` gives a descriptor with digest `digest` that carries no import
 /// annotations (a pulled image, an image tagged anew, an archive's own index): its own name,
 /// and every complete reference or prefix that adds the digest (containerd's `Store.Store`).
-pub fn named(store: &ImageStore, digest: &str) -> Vec<String> {
+pub fn named(store: &ImageStore, digest: &str) -> Result<Vec<String>, TooMany> {
+    let naming = |reference: &&containerd_client::types::transfer::ImageReference| {
+        !reference.is_prefix || reference.add_digest
+    };
+    let count =
+        usize::from(!store.name.is_empty()) + store.extra_references.iter().filter(naming).count();
+    if count > MAX_RECORDS {
+        return Err(TooMany);
+    }
     let own = (!store.name.is_empty()).then(|| store.name.clone());
     let references = store
         .extra_references
         .iter()
-        .filter(|reference| !reference.is_prefix || reference.add_digest)
+        .filter(naming)
         .map(|reference| {
             if reference.add_digest {
                 format!("{}@{digest}", reference.name)
@@ -33,13 +71,16 @@ pub fn named(store: &ImageStore, digest: &str) -> Vec<String> {
                 reference.name.clone()
             }
         });
-    own.into_iter().chain(references).collect()
+    Ok(own.into_iter().chain(references).collect())
 }
 
 /// Every `(name, target)` record importing an archive with `entries` into `store` creates.
-pub fn recorded<'a>(store: &ImageStore, entries: &'a [Descriptor]) -> Vec<(String, Recorded<'a>)> {
+pub fn recorded<'a>(
+    store: &ImageStore,
+    entries: &'a [Descriptor],
+) -> Result<Vec<(String, Recorded<'a>)>, TooMany> {
     // The archive's index, under the names a descriptor without import annotations gets.
-    let mut records: Vec<_> = named(store, "<archive index digest>")
+    let mut records: Vec<_> = named(store, ARCHIVE_INDEX_DIGEST)?
         .into_iter()
         .map(|name| (name, Recorded::ArchiveIndex))
         .collect();
@@ -47,6 +88,9 @@ pub fn recorded<'a>(store: &ImageStore, entries: &'a [Descriptor]) -> Vec<(Strin
     for entry in entries {
         let annotations = entry.annotations().clone().unwrap_or_default();
         for reference in store.extra_references.iter().filter(|r| r.is_prefix) {
+            if records.len() > MAX_RECORDS {
+                return Err(TooMany);
+            }
             let name = image_name(&annotations, &reference.name, reference.allow_overwrite);
             let digest_name = format!("{}@{}", reference.name, entry.digest());
             match name {
@@ -61,7 +105,10 @@ pub fn recorded<'a>(store: &ImageStore, entries: &'a [Descriptor]) -> Vec<(Strin
             }
         }
     }
-    records
+    if records.len() > MAX_RECORDS {
+        return Err(TooMany);
+    }
+    Ok(records)
 }
 
 /// containerd's `imageName`: its own annotation if the prefix rule keeps it unchanged, else the
@@ -126,6 +173,7 @@ mod tests {
 
     fn names(store: &ImageStore, entries: &[Descriptor]) -> Vec<String> {
         recorded(store, entries)
+            .unwrap()
             .into_iter()
             .map(|(n, _)| n)
             .collect()
@@ -209,9 +257,9 @@ mod tests {
             ],
             ..ImageStore::default()
         };
-        let records = recorded(&store, &[]);
+        let records = recorded(&store, &[]).unwrap();
         assert_eq!(
-            named(&store, "sha256:ab"),
+            named(&store, "sha256:ab").unwrap(),
             ["r/bundle:all", "r/exact:v1", "r/p@sha256:ab"]
         );
         assert_eq!(
@@ -225,5 +273,49 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn transfers_naming_too_many_records_are_refused_before_they_are_named() {
+        // One archive of many entries through many prefixes would name entries times
+        // prefixes records; they are counted as they are named, and refused past the limit.
+        let many_prefixes = ImageStore {
+            extra_references: (0..1000)
+                .map(|i| prefix(&format!("r/p{i}"), true, true))
+                .collect(),
+            ..ImageStore::default()
+        };
+        let entries: Vec<Descriptor> = (0..1000).map(|_| entry(&[(OCI_REF_NAME, "v1")])).collect();
+        assert!(recorded(&many_prefixes, &entries).is_err());
+        assert!(recorded(&many_prefixes, &entries[..1]).is_ok());
+        let at_limit = ImageStore {
+            extra_references: (0..MAX_RECORDS)
+                .map(|i| ImageReference {
+                    name: format!("r/exact:{i}"),
+                    ..ImageReference::default()
+                })
+                .collect(),
+            ..ImageStore::default()
+        };
+        assert_eq!(named(&at_limit, UNKNOWN_DIGEST).unwrap().len(), MAX_RECORDS);
+        let over = ImageStore {
+            name: "r/own:v1".into(),
+            ..at_limit
+        };
+        assert!(named(&over, UNKNOWN_DIGEST).is_err());
+    }
+
+    #[test]
+    fn only_the_placeholder_is_taken_off_a_name() {
+        assert_eq!(unpinned("r/p@<digest>", UNKNOWN_DIGEST), "r/p");
+        assert_eq!(
+            unpinned("u@registry.example.com/team-a/app:v1", UNKNOWN_DIGEST),
+            "u@registry.example.com/team-a/app:v1"
+        );
+        assert_eq!(
+            unpinned("r/p@<archive index digest>", ARCHIVE_INDEX_DIGEST),
+            "r/p"
+        );
+        assert_eq!(unpinned("r/p<digest>", UNKNOWN_DIGEST), "r/p<digest>");
     }
 }

@@ -124,7 +124,7 @@ pub async fn run(
                     via_service: false,
                 }
             }
-            Err(e) => Outcome::refuse(format!("tuf-oci: {e:#}")),
+            Err(e) => Outcome::refuse(format!("tuf-oci: {}: {e:#}", flags.name)),
         },
     )
     .await
@@ -175,34 +175,47 @@ async fn answer(
     otherwise: impl AsyncFnOnce(Policy, Flags, Descriptor) -> Outcome,
 ) -> Outcome {
     let deadline = Instant::now() + DEADLINE;
+    // What the deadline cut short, for the refusal.
+    let stage = std::sync::Mutex::new("reading the flags");
+    let set_stage = |now| *stage.lock().expect("not poisoned") = now;
     let checked = async {
         let flags = match Flags::parse(args) {
             Ok(flags) => flags,
             Err(e) => return Outcome::refuse(format!("tuf-oci: {e}")),
         };
+        let name = flags.name.as_str();
+        set_stage("reading the descriptor on stdin");
         let descriptor = match read_descriptor(&flags, stdin).await {
             Ok(descriptor) => descriptor,
-            Err(e) => return Outcome::refuse(format!("tuf-oci: {}: {e}", flags.name)),
+            Err(e) => return Outcome::refuse(format!("tuf-oci: {name}: {e}")),
         };
         let policy = match policy {
             Ok(policy) => policy,
-            Err(e) => return Outcome::refuse(format!("tuf-oci: {e:#}")),
+            Err(e) => return Outcome::refuse(format!("tuf-oci: {name}: {e:#}")),
         };
-        if ask_service
-            && let Some(socket) = policy.socket.as_deref()
-            && let Some(outcome) =
-                via_service(socket, &policy.digest, &flags.name, &descriptor, deadline).await
-        {
-            return outcome;
+        if ask_service && let Some(socket) = policy.socket.as_deref() {
+            set_stage("asking the verification service");
+            if let Some(outcome) =
+                via_service(socket, &policy.digest, name, &descriptor, deadline).await
+            {
+                return outcome;
+            }
         }
+        set_stage("verifying in-process");
         otherwise(policy, flags, descriptor).await
     };
     match tokio::time::timeout_at(deadline, checked).await {
         Ok(outcome) => outcome,
-        Err(_) => Outcome::refuse(format!(
-            "tuf-oci: verification did not finish within {} s",
-            DEADLINE.as_secs()
-        )),
+        Err(_) => {
+            let name = Flags::parse(args)
+                .map(|flags| flags.name)
+                .unwrap_or_default();
+            Outcome::refuse(format!(
+                "tuf-oci: {name}: verification did not finish within {} s ({})",
+                DEADLINE.as_secs(),
+                stage.lock().expect("not poisoned")
+            ))
+        }
     }
 }
 

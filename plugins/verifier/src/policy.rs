@@ -97,6 +97,26 @@ pub struct Scope {
     pub signed_as: Vec<(String, String)>,
 }
 
+/// Refuses a relative `path` for setting `name`.
+fn absolute(name: &str, path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        path.is_absolute(),
+        "{name} {} is not an absolute path",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Refuses `host` in setting `name` unless it is a registry host as references spell it
+/// (`host[:port]`).
+fn registry_host(name: &str, host: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Repository::parse(&format!("{host}/x")).is_ok_and(|r| r.registry == host),
+        "{name}: {host:?} is not a registry host (`host[:port]`, no scheme or path)"
+    );
+    Ok(())
+}
+
 fn default_request_timeout() -> u64 {
     5
 }
@@ -104,6 +124,9 @@ fn default_request_timeout() -> u64 {
 /// The longest request deadline a policy may set: beyond any registry's answer, and far
 /// from the clock arithmetic a huge deadline would overflow.
 const MAX_REQUEST_TIMEOUT: u64 = 3600;
+/// The most clock skew or refresh interval a policy may set: a day. More would leave metadata
+/// that expired (a freeze attack) accepted for longer than signers renew a timestamp.
+const MAX_LENIENCY: u64 = 86_400;
 
 /// A scope's `metadata` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,12 +188,9 @@ impl Policy {
             parts.push_str(&tuf_oci::layout::sha256_digest(&root));
         }
         policy.digest = tuf_oci::layout::sha256_digest(parts.as_bytes());
-        anyhow::ensure!(
-            (1..=MAX_REQUEST_TIMEOUT).contains(&policy.request_timeout_seconds),
-            "policy {}: request_timeout_seconds is {}, not between 1 and {MAX_REQUEST_TIMEOUT}",
-            path.display(),
-            policy.request_timeout_seconds
-        );
+        policy
+            .check_settings()
+            .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
         for scope in &policy.scopes {
             anyhow::ensure!(
                 !scope.covers.registries.is_empty(),
@@ -178,6 +198,9 @@ impl Policy {
                 path.display(),
                 scope.name
             );
+            absolute("root", &scope.root).map_err(|e| {
+                anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
+            })?;
             scope.covers.check().map_err(|e| {
                 anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
             })?;
@@ -207,6 +230,35 @@ impl Policy {
                 .map_err(|e| anyhow::anyhow!("policy {}: unprotected: {e}", path.display()))?;
         }
         Ok(policy)
+    }
+
+    /// Refuses settings out of their range, and paths and hosts that would not mean what they
+    /// seem: a relative path depends on the directory each process starts in (containerd's,
+    /// the service's), and a registry spelt as a URL matches no reference, which would leave
+    /// its images to the default.
+    fn check_settings(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=MAX_REQUEST_TIMEOUT).contains(&self.request_timeout_seconds),
+            "request_timeout_seconds is {}, not between 1 and {MAX_REQUEST_TIMEOUT}",
+            self.request_timeout_seconds
+        );
+        for (name, value) in [
+            ("refresh_interval_seconds", self.refresh_interval_seconds),
+            ("clock_skew_seconds", self.clock_skew_seconds),
+        ] {
+            anyhow::ensure!(
+                value <= MAX_LENIENCY,
+                "{name} is {value}, more than {MAX_LENIENCY} (a day)"
+            );
+        }
+        absolute("cache_dir", &self.cache_dir)?;
+        if let Some(socket) = &self.socket {
+            absolute("socket", socket)?;
+        }
+        for host in &self.insecure_registries {
+            registry_host("insecure_registries", host)?;
+        }
+        Ok(())
     }
 
     /// The policy at `CONTAINERD_TUF_POLICY`, or at [`DEFAULT_POLICY`].
@@ -273,17 +325,25 @@ impl Policy {
 impl Match {
     /// Refuses a prefix that names no repository (`""`, `"/"`): whether it meant every
     /// repository or none, leaving `repositories` out says the former unambiguously.
+    /// A registry is a host as references spell it, and a prefix a repository path: anything
+    /// else (`https://host`, `host/team-a`, `Team-A/`) would cover nothing.
     fn check(&self) -> anyhow::Result<()> {
-        match self
-            .repositories
-            .iter()
-            .find(|prefix| prefix.trim_end_matches('/').is_empty())
-        {
-            Some(prefix) => anyhow::bail!(
-                "repository prefix {prefix:?} names no repository (leave `repositories` out to cover all)"
-            ),
-            None => Ok(()),
+        for host in &self.registries {
+            registry_host("registries", host)?;
         }
+        for prefix in &self.repositories {
+            let path = prefix.trim_end_matches('/');
+            anyhow::ensure!(
+                !path.is_empty(),
+                "repository prefix {prefix:?} names no repository (leave `repositories` out to cover all)"
+            );
+            anyhow::ensure!(
+                Repository::parse(&format!("localhost/{path}")).is_ok_and(|r| r.path == path),
+                "repository prefix {prefix:?} is not a repository path (lower case, `/` between \
+                 components, as in `team-a/`)"
+            );
+        }
+        Ok(())
     }
 
     /// What both `self` and `other` cover equally (a registry, and the same repository prefix
@@ -388,7 +448,7 @@ mod tests {
             default = "allow"
             [[scope]]
             name = "org"
-            registries = ["registry.example.com", "docker.io", "r:5000"]
+            registries = ["registry.example.com", "docker.io", "r:5000", "127.0.0.1:5001", "[::1]:5002"]
             repositories = ["team-a/"]
             root = "/root.json"
             "#,
@@ -401,6 +461,9 @@ mod tests {
             "R:5000/team-a/app:v1",
             "registry.example.com:0443/team-a/app:v1",
             "r:005000/team-a/app:v1",
+            "[::ffff:7f00:1]:5001/team-a/app:v1",
+            "[0::1]:5002/team-a/app:v1",
+            "[0:0::1]:05002/team-a/app:v1",
         ] {
             let image = ImageRef::parse(reference).unwrap();
             assert!(
@@ -420,6 +483,8 @@ mod tests {
             "x@registry.example.com/team-a/app:v1",
             "u:p@registry.example.com/team-a/app:v1",
             "registry.example.com#x/team-a/app:v1",
+            "[::ffff:127.0.0.1]:5001/team-a/app:v1",
+            "[0::1]:5002/team-a//app:v1",
         ] {
             assert!(ImageRef::parse(name).is_err(), "{name}");
             assert!(p.protected_registry_of(name).is_some(), "{name}");
@@ -428,6 +493,8 @@ mod tests {
             "r:5001/team-a//app:v1",
             "localimage:latest",
             "other.example.com./x",
+            "[::ffff:127.0.0.2]:5001/team-a//app:v1",
+            "[::1]:5001/team-a//app:v1",
         ] {
             assert_eq!(p.protected_registry_of(name), None, "{name}");
         }
@@ -473,29 +540,6 @@ mod tests {
         assert_eq!(decide("r:5000/team-a/app:v1"), Decision::Unprotected);
         assert_eq!(decide("r:5000/team-a/app/debug:v1"), Decision::Unprotected);
         assert_eq!(decide("r:5000/team-b/app:v1"), Decision::Unprotected);
-    }
-
-    #[test]
-    fn prefixes_naming_no_repository_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("policy.toml");
-        for (entry, prefix) in [("scope", "\"\""), ("unprotected", "\"/\"")] {
-            let root = if entry == "scope" {
-                "name = \"org\"\nroot = \"/root.json\"\n"
-            } else {
-                ""
-            };
-            std::fs::write(
-                &path,
-                format!(
-                    "cache_dir = \"/tmp/c\"\n[[{entry}]]\n{root}registries = [\"r:5000\"]\n\
-                     repositories = [\"team-a/\", {prefix}]\n"
-                ),
-            )
-            .unwrap();
-            let error = Policy::load(&path).unwrap_err().to_string();
-            assert!(error.contains("names no repository"), "{error}");
-        }
     }
 
     #[test]
@@ -573,6 +617,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn settings_that_would_not_mean_what_they_seem_are_refused() {
+        // Each would leave references the operator meant to protect to the default (a
+        // registry spelt as a URL, a prefix no path matches), make expiry meaningless, or
+        // depend on the directory a process starts in.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        let scope = |registries: &str, repositories: &str, root: &str| {
+            format!(
+                "cache_dir = \"/tmp/c\"\n[[scope]]\nname = \"org\"\nroot = \"{root}\"\n\
+                 registries = [{registries}]\nrepositories = [{repositories}]\n"
+            )
+        };
+        let fine = scope(
+            "\"r:5000\", \"[::1]:5000\", \"registry.example.com\"",
+            "\"team-a/\", \"x/y\"",
+            "/r.json",
+        );
+        std::fs::write(&path, &fine).unwrap();
+        Policy::load(&path).unwrap();
+        for (policy, named) in [
+            (scope("\"https://registry.example.com\"", "\"team-a/\"", "/r.json"), "registries"),
+            (scope("\"registry.example.com/team-a\"", "\"team-a/\"", "/r.json"), "registries"),
+            (scope("\"registry\"", "\"team-a/\"", "/r.json"), "registries"),
+            (scope("\"r:5000\"", "\"/team-a/\"", "/r.json"), "\"/team-a/\""),
+            (scope("\"r:5000\"", "\"Team-A/\"", "/r.json"), "\"Team-A/\""),
+            (scope("\"r:5000\"", "\"team-a:v1\"", "/r.json"), "\"team-a:v1\""),
+            (scope("\"r:5000\"", "\"team-a/\", \"\"", "/r.json"), "names no repository"),
+            (scope("\"r:5000\"", "\"team-a/\"", "roots/r.json"), "root roots/r.json"),
+            ("cache_dir = \"cache\"\n".to_string(), "cache_dir cache"),
+            ("cache_dir = \"/c\"\nsocket = \"v.sock\"\n".to_string(), "socket v.sock"),
+            ("cache_dir = \"/c\"\nclock_skew_seconds = 86401\n".to_string(), "clock_skew_seconds"),
+            (format!("cache_dir = \"/c\"\nclock_skew_seconds = {}\n", u64::MAX >> 1), "clock_skew_seconds"),
+            ("cache_dir = \"/c\"\nrefresh_interval_seconds = 86401\n".to_string(), "refresh_interval_seconds"),
+            ("cache_dir = \"/c\"\ninsecure_registries = [\"http://r:5000\"]\n".to_string(), "insecure_registries"),
+            (
+                "cache_dir = \"/c\"\n[[unprotected]]\nregistries = [\"r:5000\"]\nrepositories = [\"/\"]\n".to_string(),
+                "unprotected: repository prefix \"/\" names no repository",
+            ),
+        ] {
+            std::fs::write(&path, &policy).unwrap();
+            let error = Policy::load(&path).map(|_| ()).unwrap_err().to_string();
+            assert!(error.contains(named), "{policy}: {error}");
+        }
+        std::fs::write(
+            &path,
+            "cache_dir = \"/c\"\nclock_skew_seconds = 86400\nrefresh_interval_seconds = 86400\n",
+        )
+        .unwrap();
+        Policy::load(&path).unwrap();
     }
 
     #[test]
