@@ -230,3 +230,60 @@ async fn a_full_executable_that_hangs_is_killed_at_the_deadline() {
     }
     panic!("the hung full executable (pid {}) still runs", pid.trim());
 }
+
+/// Answers every verification as allowed, with a reason and no signed target: what a service
+/// of another version, or another program on the service's socket, might say.
+struct Impostor;
+
+#[tonic::async_trait]
+impl containerd_tuf_verifier::api::verifier_server::Verifier for Impostor {
+    async fn verify(
+        &self,
+        _: tonic::Request<containerd_tuf_verifier::api::VerifyRequest>,
+    ) -> Result<tonic::Response<containerd_tuf_verifier::api::VerifyResponse>, tonic::Status> {
+        Ok(tonic::Response::new(
+            containerd_tuf_verifier::api::VerifyResponse {
+                allowed: true,
+                reason: "fine".into(),
+                ..Default::default()
+            },
+        ))
+    }
+
+    async fn refresh(
+        &self,
+        _: tonic::Request<containerd_tuf_verifier::api::RefreshRequest>,
+    ) -> Result<tonic::Response<containerd_tuf_verifier::api::RefreshResponse>, tonic::Status> {
+        Ok(tonic::Response::new(Default::default()))
+    }
+
+    async fn health(
+        &self,
+        _: tonic::Request<containerd_tuf_verifier::api::HealthRequest>,
+    ) -> Result<tonic::Response<containerd_tuf_verifier::api::HealthResponse>, tonic::Status> {
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_allowing_a_protected_pull_without_its_signed_target_is_not_taken() {
+    let s = setup().await;
+    let listener = tokio::net::UnixListener::bind(&s.socket).unwrap();
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                containerd_tuf_verifier::api::verifier_server::VerifierServer::new(Impostor),
+            )
+            .serve_with_incoming(incoming),
+    );
+    // The client verifies in-process instead: what TUF signs passes, nothing else.
+    let verifier = workspace_binary("containerd-tuf-verifier");
+    s.answers_right(&verifier);
+    // Nor does an allowing answer stand where the policy's default denies.
+    let public = format!("{}/public/app:v1", s.registry.host);
+    assert_refused(
+        s.client(&verifier, &public, &s.team.unsigned),
+        "policy default denies",
+    );
+}

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::api;
 use crate::engine::Engine;
-use crate::policy::Policy;
+use crate::policy::{Decision, Policy};
 
 /// The only stdin media type containerd sends.
 pub const DESCRIPTOR_MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
@@ -195,9 +195,7 @@ async fn answer(
         };
         if ask_service && let Some(socket) = policy.socket.as_deref() {
             set_stage("asking the verification service");
-            if let Some(outcome) =
-                via_service(socket, &policy.digest, name, &descriptor, deadline).await
-            {
+            if let Some(outcome) = via_service(socket, &policy, name, &descriptor, deadline).await {
                 return outcome;
             }
         }
@@ -330,7 +328,7 @@ fn stdin() -> Pin<Box<dyn AsyncRead>> {
 /// reachable or fails (then we verify in-process).
 async fn via_service(
     socket: &std::path::Path,
-    policy_digest: &str,
+    policy: &Policy,
     name: &str,
     descriptor: &Descriptor,
     deadline: Instant,
@@ -348,11 +346,15 @@ async fn via_service(
     let request = api::VerifyRequest {
         reference: name.to_string(),
         descriptor: Some(api::Descriptor::from_oci(descriptor)),
-        policy_digest: policy_digest.to_string(),
+        policy_digest: policy.digest.clone(),
     };
     match client.verify(request).await {
         Ok(response) => {
             let response = response.into_inner();
+            if let Some(unfit) = unfit_answer(policy, name, descriptor, &response) {
+                tracing::warn!(socket = %socket.display(), "the service answered {unfit}; verifying in-process");
+                return None;
+            }
             Some(Outcome {
                 code: u8::from(!response.allowed),
                 message: one_line(response.reason),
@@ -367,6 +369,46 @@ async fn via_service(
             tracing::debug!(%status, "service call failed; verifying in-process");
             None
         }
+    }
+}
+
+/// What makes the service's `response` no answer for `name` with `descriptor`: no reason, or
+/// allowing what the policy lets through only verified without a signed target that is
+/// `descriptor`. The service makes neither; whatever else answers on its socket, or a service
+/// of another version, is not taken at its word.
+fn unfit_answer(
+    policy: &Policy,
+    name: &str,
+    descriptor: &Descriptor,
+    response: &api::VerifyResponse,
+) -> Option<&'static str> {
+    if response.reason.is_empty() {
+        return Some("without a reason");
+    }
+    let allow_unsigned = match tuf_oci::ImageRef::parse(name) {
+        Ok(image) => match policy.decide(&image) {
+            Decision::Verify(..) => false,
+            Decision::Unprotected => true,
+            Decision::Uncovered(default) => default == crate::policy::Default::Allow,
+        },
+        Err(_) => {
+            policy.protected_registry_of(name).is_none()
+                && policy.default == crate::policy::Default::Allow
+        }
+    };
+    if !response.allowed || allow_unsigned {
+        return None;
+    }
+    let signed = response.target.as_ref().and_then(|t| t.descriptor.as_ref());
+    match signed {
+        Some(signed)
+            if signed.digest == descriptor.digest().to_string()
+                && signed.size == descriptor.size()
+                && signed.media_type == descriptor.media_type().to_string() =>
+        {
+            None
+        }
+        _ => Some("allowing a pull without its signed target being this descriptor"),
     }
 }
 
