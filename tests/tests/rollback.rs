@@ -231,3 +231,71 @@ async fn a_store_locked_too_long_by_another_process_fails_closed() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn configuring_the_root_updates_reached_keeps_what_they_trusted() {
+    // Nodes trusting root 1 followed the chain to root 2; the operator then configures root 2
+    // itself (sparing new nodes the chain). The trusted metadata kept under root 1 comes
+    // along: an older timestamp pushed back is still refused.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let old_root = [org.key("root").await];
+    let new_root = [org.key("root-new").await];
+    org.editor(&registry)
+        .await
+        .rotate(
+            RoleType::Root,
+            &old_root,
+            &[],
+            &new_root,
+            std::num::NonZeroU64::MIN,
+            &tuf_oci_tests::expiries(),
+        )
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    let old_timestamp = registry.get_file(&org.metadata, "timestamp.json").await;
+    org.publish(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    registry
+        .put_file(&org.metadata, "timestamp.json", &old_timestamp)
+        .await;
+
+    let root_2 = registry.get_file(&org.metadata, "2.root.json").await;
+    // Spelt otherwise than the registry's copy: what counts is what its signatures sign.
+    let respelt =
+        serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&root_2).unwrap())
+            .unwrap();
+    for root in [root_2, respelt] {
+        let trust = tuf_oci::TrustConfig {
+            root,
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..Default::default()
+        };
+        let err = tuf_oci::verify::Verifier::new(registry.client.clone(), trust)
+            .unwrap()
+            .verify(&registry.image("solo/app:v1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
+            "{err}"
+        );
+    }
+    // Another root starts afresh: it is the operator's bootstrap decision.
+    let fresh = tempfile::tempdir().unwrap();
+    let trust = tuf_oci::TrustConfig {
+        root: registry.get_file(&org.metadata, "2.root.json").await,
+        cache_dir: Some(fresh.path().to_path_buf()),
+        ..Default::default()
+    };
+    tuf_oci::verify::Verifier::new(registry.client.clone(), trust)
+        .unwrap()
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+}

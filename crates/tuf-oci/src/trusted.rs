@@ -128,6 +128,67 @@ impl TrustedStore {
         Ok(StoreLock::File(file))
     }
 
+    /// Starts a directory not made yet from a sibling's (a directory beside it in `parent`)
+    /// whose file `name` satisfies `takes`: copied whole into a directory of its own, then
+    /// renamed into place, so that another process never finds half of it. Nothing is done
+    /// when the directory exists, or when no sibling qualifies (the newest such one, by the
+    /// time its `name` was stored, when several do). The copy holds what the sibling's
+    /// updates verified; anything in it that fails to verify later is ignored, as ever.
+    pub fn take_up(&self, parent: &Path, name: &str, takes: impl Fn(&[u8]) -> bool) -> Result<()> {
+        let Place::Dir(dir) = &self.place else {
+            return Ok(());
+        };
+        if dir.exists() {
+            return Ok(());
+        }
+        let Ok(siblings) = std::fs::read_dir(parent) else {
+            return Ok(());
+        };
+        let file = encode_file_name(name);
+        let newest = siblings
+            .filter_map(std::result::Result::ok)
+            .map(|entry| entry.path())
+            .filter(|sibling| sibling != dir && sibling.is_dir())
+            .filter_map(|sibling| {
+                let path = sibling.join(&file);
+                let stored = std::fs::read(&path).ok()?;
+                let when = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+                takes(&stored).then_some((when, sibling))
+            })
+            .max_by_key(|(when, _)| *when);
+        let Some((_, sibling)) = newest else {
+            return Ok(());
+        };
+        create_dir(parent)?;
+        let staged = tempfile::Builder::new()
+            .prefix(".taking-up-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
+        for entry in std::fs::read_dir(&sibling).map_err(|e| Error::io(&sibling, e))? {
+            let entry = entry.map_err(|e| Error::io(&sibling, e))?;
+            // Files only, not the lock or another writer's temporary files.
+            if entry.file_name().to_string_lossy().starts_with('.')
+                || !entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            crate::atomic::replace(&staged.path().join(entry.file_name()), 0o600, |file| {
+                std::io::Write::write_all(file, &bytes)
+            })?;
+        }
+        // Another process taking it up at the same time may have renamed its copy first.
+        match std::fs::rename(staged.path(), dir) {
+            Ok(()) => {
+                tracing::info!(from = %sibling.display(), to = %dir.display(), "trusted metadata taken up");
+                Ok(())
+            }
+            Err(_) if dir.exists() => Ok(()),
+            Err(e) => Err(Error::io(dir, e)),
+        }
+    }
+
     /// Forgets `name` (timestamp and snapshot after their keys rotate, TUF 5.3.11).
     pub fn remove(&self, name: &str) -> Result<()> {
         let dir = match &self.place {

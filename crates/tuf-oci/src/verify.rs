@@ -390,16 +390,33 @@ fn check_fields(
 /// metadata is read: the location comes from unsigned pointers and from whichever copy a
 /// bundle or archive carries, and a new location must not mean a fresh start from the
 /// configured root (which would let an older copy roll the client back). Configuring another
-/// root starts afresh, as it should: that is the operator's bootstrap decision.
+/// root starts afresh, as it should: that is the operator's bootstrap decision; but a root
+/// another directory's updates reached is taken up with their state ([`TrustedStore::take_up`]).
 pub fn trust_dir(cache_dir: &std::path::Path, root: &[u8]) -> PathBuf {
     cache_dir.join(format!("root-{}", &sha256_digest(root)["sha256:".len()..]))
 }
 
 fn trusted_store(trust: &TrustConfig) -> TrustedStore {
-    match &trust.cache_dir {
-        Some(dir) => TrustedStore::at(trust_dir(dir, &trust.root)),
-        None => TrustedStore::in_memory(),
+    let Some(cache_dir) = &trust.cache_dir else {
+        return TrustedStore::in_memory();
+    };
+    let store = TrustedStore::at(trust_dir(cache_dir, &trust.root));
+    // An operator who configures the newest root instead of an older one (as nodes are told
+    // to, sparing them a long chain) keeps the rollback protection the older one's updates
+    // built up: the state of a directory whose updates reached exactly this root.
+    let same_root =
+        |stored: &[u8]| signed_part(stored).is_some_and(|s| Some(s) == signed_part(&trust.root));
+    if let Err(e) = store.take_up(cache_dir, "root.json", same_root) {
+        tracing::warn!(error = %e, "trusted metadata of an earlier root not taken up");
     }
+    store
+}
+
+/// The `signed` part of a metadata file: what its signatures sign, whatever the spelling of
+/// the file around it.
+fn signed_part(bytes: &[u8]) -> Option<serde_json::Value> {
+    let mut file: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Some(file.get_mut("signed")?.take())
 }
 
 /// `verified`, found for `image`, unless `image` pins another digest beside its tag
