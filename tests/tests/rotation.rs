@@ -100,6 +100,23 @@ async fn a_trusted_root_of_the_last_version_has_no_successor_to_ask_for() {
 }
 
 #[tokio::test]
+async fn a_next_root_that_does_not_parse_is_named_by_its_version() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    registry
+        .put_file(&org.metadata, "2.root.json", b"{\"signed\": 1}")
+        .await;
+    let err = org
+        .verify_fresh(&registry, "solo/app:v1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RootChain { version: 2, ref message } if message.contains("cannot be parsed")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn root_not_signed_by_its_predecessor_is_refused() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;

@@ -158,6 +158,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A delegation naming `role` cannot be used: its entry does not parse, or the role's name
+    /// cannot name a file (TUF file names become tags).
+    #[error("delegated role {role}: {reason}")]
+    InvalidDelegation {
+        /// The delegated role.
+        role: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// No role on the target's delegation path signs this name.
     #[error("no trusted role signs target {name}")]
     TargetNotSigned {

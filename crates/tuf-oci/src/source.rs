@@ -161,9 +161,9 @@ async fn file_layer<S: ContentStore>(
         _ => role,
     };
     if !TOP_LEVEL_ROLES.contains(&role) {
-        check_role_name(role).map_err(|e| crate::Error::Delegation {
-            target: name.to_string(),
-            reason: e.to_string(),
+        check_role_name(role).map_err(|e| crate::Error::InvalidDelegation {
+            role: role.to_string(),
+            reason: format!("no file {name} can be read for it: {e}"),
         })?;
     }
     let Some(manifest) = store.manifest(path, name, METADATA_MANIFEST_LIMIT).await? else {

@@ -299,10 +299,11 @@ impl Delegation {
         if let Some(decoded) = self.decoded.get() {
             return Ok(decoded);
         }
-        let delegations = Delegations::deserialize(&self.json).map_err(|e| Error::Delegation {
-            target: self.name.clone(),
-            reason: format!("delegation cannot be parsed: {e}"),
-        })?;
+        let delegations =
+            Delegations::deserialize(&self.json).map_err(|e| Error::InvalidDelegation {
+                role: self.name.clone(),
+                reason: format!("its delegation cannot be parsed: {e}"),
+            })?;
         let role = &delegations.roles[0];
         let signers = Root {
             spec_version: String::new(),

@@ -589,7 +589,8 @@ impl<S: MetadataSource> Updater<S> {
                 break;
             };
             let chain = |message: String| Error::RootChain { version, message };
-            let next: Signed<Root> = parse("root", &bytes)?;
+            let next: Signed<Root> =
+                parse("root", &bytes).map_err(|e| chain(format!("cannot be parsed: {e}")))?;
             self.root
                 .signed
                 .verify_role(&next)
