@@ -215,12 +215,13 @@ impl<S: ContentStore> MetadataSource for StoreSource<S> {
         near: Option<&Repository>,
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
-        if let Some(image) = near.filter(|r| r.path != self.metadata)
-            && let Some(found) = fetch_file(&self.store, &image.path, name, limit, None).await?
-        {
-            return Ok(Some(found));
-        }
-        fetch_file(&self.store, &self.metadata, name, limit, None).await
+        let beside = near
+            .filter(|r| r.path != self.metadata)
+            .map(|image| || fetch_file(&self.store, &image.path, name, limit, None));
+        beside_first(name, beside, || {
+            fetch_file(&self.store, &self.metadata, name, limit, None)
+        })
+        .await
     }
 
     async fn fetch_embedded(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
@@ -235,12 +236,13 @@ impl MetadataSource for RegistrySource {
         near: Option<&Repository>,
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
-        if let Some(image_repo) = near.filter(|r| **r != self.metadata)
-            && let Some(found) = self.fetch_from(image_repo, name, limit).await?
-        {
-            return Ok(Some(found));
-        }
-        self.fetch_from(&self.metadata, name, limit).await
+        let beside = near
+            .filter(|r| **r != self.metadata)
+            .map(|image| || self.fetch_from(image, name, limit));
+        beside_first(name, beside, || {
+            self.fetch_from(&self.metadata, name, limit)
+        })
+        .await
     }
 
     async fn fetch_embedded(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
@@ -292,6 +294,40 @@ impl MetadataSource for RegistrySource {
     }
 }
 
+/// File `name` as read `beside` the image (when there is such a copy to read), else from the
+/// metadata repository, which holds every file too. A copy beside the image that cannot be
+/// read (junk that whoever can push to the image's repository may tag so) does not stop the
+/// read from the metadata repository; its error is the answer only when that has no copy
+/// either.
+///
+/// Each read is made only when its turn comes, so that this future holds one at a time:
+/// verification futures nest deep, and holding both overflowed a test thread's stack.
+async fn beside_first<B, M>(
+    name: &str,
+    beside: Option<impl FnOnce() -> B>,
+    metadata: impl FnOnce() -> M,
+) -> Result<Option<Vec<u8>>>
+where
+    B: Future<Output = Result<Option<Vec<u8>>>>,
+    M: Future<Output = Result<Option<Vec<u8>>>>,
+{
+    let mut unreadable = None;
+    if let Some(beside) = beside {
+        match beside().await {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(file = name, error = %e, "unreadable beside the image");
+                unreadable = Some(e);
+            }
+        }
+    }
+    match (metadata().await, unreadable) {
+        (Ok(None), Some(e)) => Err(e),
+        (read, _) => read,
+    }
+}
+
 /// Finds the metadata repository of `repository` from its `tuf-metadata` tag: the repository
 /// itself when the tag is an index of metadata (single-repository mode), or where the pointer
 /// annotation leads. The pointer is unsigned: a forged one can only point at metadata that the
@@ -315,5 +351,69 @@ pub async fn metadata_repository(
         None => Err(pointer_error(
             "neither an index of metadata nor a pointer".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{
+        EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, MANIFEST_MEDIA_TYPE, metadata_manifest,
+    };
+    use crate::store::LayoutStore;
+
+    #[tokio::test]
+    async fn junk_beside_the_image_does_not_hide_the_metadata_repositorys_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path(), true).unwrap();
+        let file = "1.team-a.json";
+        let bytes = br#"{"signed":{"_type":"targets"}}"#;
+        let empty = Entry::of(EMPTY_MEDIA_TYPE, EMPTY_BLOB);
+        for repository in ["org/tuf", "team-a/app"] {
+            store
+                .put_blob(repository, &empty.digest, EMPTY_BLOB)
+                .await
+                .unwrap();
+        }
+        let layer = Entry::metadata_layer(bytes);
+        store
+            .put_blob("org/tuf", &layer.digest, bytes)
+            .await
+            .unwrap();
+        let manifest = metadata_manifest(file, &layer, None);
+        store
+            .put_manifest("org/tuf", file, &manifest, MANIFEST_MEDIA_TYPE)
+            .await
+            .unwrap();
+        // Tagged like the file beside the image, but no metadata manifest.
+        let junk = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": empty,
+            "layers": [],
+        }))
+        .unwrap();
+        store
+            .put_manifest("team-a/app", file, &junk, MANIFEST_MEDIA_TYPE)
+            .await
+            .unwrap();
+
+        let source = StoreSource::new(store, "org/tuf");
+        let image = Repository::parse("r:5000/team-a/app").unwrap();
+        let read = source.fetch(file, Some(&image), 1 << 20).await.unwrap();
+        assert_eq!(read.as_deref(), Some(&bytes[..]));
+        let missing = source.fetch("2.team-a.json", Some(&image), 1 << 20).await;
+        assert_eq!(missing.unwrap(), None);
+        // With no copy in the metadata repository, the junk's error is the answer.
+        source
+            .store()
+            .put_manifest("team-a/app", "3.team-a.json", &junk, MANIFEST_MEDIA_TYPE)
+            .await
+            .unwrap();
+        let err = source
+            .fetch("3.team-a.json", Some(&image), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("3.team-a.json"), "{err}");
     }
 }

@@ -72,6 +72,33 @@ impl TrustConfig {
 /// trusted metadata stays in the store).
 const MAX_SESSIONS: usize = 64;
 
+/// Most resolved pointers remembered at once: one per image repository verified, which
+/// whoever can start pulls chooses.
+const MAX_POINTERS: usize = 1024;
+
+/// Resolved pointers, each with when it was resolved.
+type Pointers = HashMap<Repository, (Repository, Instant)>;
+
+/// Remembers that `repository` points at `metadata`, for `interval` (nothing when zero);
+/// past [`MAX_POINTERS`], stale entries go first, then all (a pointer is only a shortcut).
+fn remember(
+    pointers: &mut Pointers,
+    repository: &Repository,
+    metadata: &Repository,
+    interval: Duration,
+) {
+    if interval.is_zero() {
+        return;
+    }
+    if pointers.len() >= MAX_POINTERS {
+        pointers.retain(|_, (_, at)| at.elapsed() < interval);
+        if pointers.len() >= MAX_POINTERS {
+            pointers.clear();
+        }
+    }
+    pointers.insert(repository.clone(), (metadata.clone(), Instant::now()));
+}
+
 /// The warm state for one copy of the metadata repository.
 #[derive(Debug)]
 struct Session {
@@ -102,7 +129,7 @@ pub struct Verifier {
     /// that is slow or hangs (where a forged pointer leads) holds up only the images that lead
     /// there. Sessions meet in `store` ([`Updater::refresh`] takes up what others trusted).
     sessions: Arc<Mutex<HashMap<Repository, Arc<tokio::sync::Mutex<Session>>>>>,
-    pointers: Arc<Mutex<HashMap<Repository, (Repository, Instant)>>>,
+    pointers: Arc<Mutex<Pointers>>,
 }
 
 impl Verifier {
@@ -275,10 +302,8 @@ impl Verifier {
             return Ok(metadata.clone());
         }
         let metadata = self.metadata_repository(repository).await?;
-        self.pointers
-            .lock()
-            .expect("not poisoned")
-            .insert(repository.clone(), (metadata.clone(), Instant::now()));
+        let mut pointers = self.pointers.lock().expect("not poisoned");
+        remember(&mut pointers, repository, &metadata, interval);
         Ok(metadata)
     }
 
@@ -522,6 +547,29 @@ pub async fn verify_in_store<S: ContentStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointers_remembered_stay_bounded() {
+        let repo = |i: usize| Repository::parse(&format!("r:5000/team-{i}/app")).unwrap();
+        let metadata = repo(0);
+        let mut pointers = Pointers::new();
+        remember(&mut pointers, &repo(1), &metadata, Duration::ZERO);
+        assert!(pointers.is_empty(), "nothing to reuse without an interval");
+        let interval = Duration::from_secs(60);
+        for i in 0..MAX_POINTERS * 3 {
+            remember(&mut pointers, &repo(i), &metadata, interval);
+            assert!(pointers.len() <= MAX_POINTERS);
+        }
+        assert!(pointers.contains_key(&repo(MAX_POINTERS * 3 - 1)));
+        // Stale ones go first.
+        let mut pointers: Pointers = (0..MAX_POINTERS)
+            .map(|i| (repo(i), (metadata.clone(), Instant::now() - interval * 2)))
+            .collect();
+        pointers.insert(repo(0), (metadata.clone(), Instant::now()));
+        remember(&mut pointers, &repo(MAX_POINTERS), &metadata, interval);
+        assert_eq!(pointers.len(), 2);
+        assert!(pointers.contains_key(&repo(0)));
+    }
 
     #[test]
     fn signed_names_map_whole_path_components() {
