@@ -286,11 +286,13 @@ async fn configuring_the_root_updates_reached_keeps_what_they_trusted() {
             "{err}"
         );
     }
-    // Another root starts afresh: it is the operator's bootstrap decision.
-    let fresh = tempfile::tempdir().unwrap();
+    // A root no directory's updates ended at (here root 1, spelt anew) starts afresh: the
+    // operator's bootstrap decision. It follows the chain, and takes the older timestamp.
+    let mut root_1 = org.root.clone();
+    root_1.extend_from_slice(b"\n\n");
     let trust = tuf_oci::TrustConfig {
-        root: registry.get_file(&org.metadata, "2.root.json").await,
-        cache_dir: Some(fresh.path().to_path_buf()),
+        root: root_1,
+        cache_dir: Some(cache.path().to_path_buf()),
         ..Default::default()
     };
     tuf_oci::verify::Verifier::new(registry.client.clone(), trust)

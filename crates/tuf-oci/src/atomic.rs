@@ -10,8 +10,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Replaces `path` with what `write` writes, the file given mode `mode` (a file replaced keeps
-/// no mode of its own). The temporary file is removed if anything fails.
+/// Replaces `path` with what `write` writes, the file given mode `mode` whatever the umask (a
+/// file replaced keeps no mode of its own). The temporary file is removed if anything fails.
 pub fn replace(
     path: &Path,
     mode: u32,
@@ -25,10 +25,12 @@ pub fn replace(
     // runs a verifier per pull beside the long-running service).
     let mut tmp = tempfile::Builder::new()
         .prefix(".tuf-oci-")
-        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
-    write(tmp.as_file_mut())
+    // Set on the file, not asked of the create, which the process's umask would narrow.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| write(tmp.as_file_mut()))
         .and_then(|()| tmp.as_file().sync_data())
         .map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;

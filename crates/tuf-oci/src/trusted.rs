@@ -3,7 +3,7 @@
 //! read back and verified is ignored and rebuilt from the trusted root, never trusted.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -109,18 +109,7 @@ impl TrustedStore {
             }
         };
         create_dir(dir)?;
-        let path = dir.join(".lock");
-        // Read-only is enough for a file lock, and works when another user created the file.
-        let file = std::fs::File::open(&path)
-            .or_else(|_| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&path)
-            })
-            .map_err(|e| Error::io(&path, e))?;
+        let (file, path) = lock_file(dir)?;
         let since = Instant::now();
         while !try_lock(&file, &path, since)? {
             tokio::time::sleep(LOCK_PAUSE).await;
@@ -129,11 +118,12 @@ impl TrustedStore {
     }
 
     /// Starts a directory not made yet from a sibling's (a directory beside it in `parent`)
-    /// whose file `name` satisfies `takes`: copied whole into a directory of its own, then
-    /// renamed into place, so that another process never finds half of it. Nothing is done
-    /// when the directory exists, or when no sibling qualifies (the newest such one, by the
-    /// time its `name` was stored, when several do). The copy holds what the sibling's
-    /// updates verified; anything in it that fails to verify later is ignored, as ever.
+    /// whose file `name` satisfies `takes`: copied whole, under the sibling's lock (so that
+    /// no update is caught half done), into a directory of its own, then renamed into place,
+    /// so that another process never finds half of it. Nothing is done when the directory
+    /// exists, or when no sibling qualifies (the newest such one, by the time its `name` was
+    /// stored, when several do). The copy holds what the sibling's updates verified; anything
+    /// in it that fails to verify later is ignored, as ever.
     pub fn take_up(&self, parent: &Path, name: &str, takes: impl Fn(&[u8]) -> bool) -> Result<()> {
         let Place::Dir(dir) = &self.place else {
             return Ok(());
@@ -147,6 +137,8 @@ impl TrustedStore {
         let file = encode_file_name(name);
         let newest = siblings
             .filter_map(std::result::Result::ok)
+            // Not copies being made (or left by a process killed while making one).
+            .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
             .map(|entry| entry.path())
             .filter(|sibling| sibling != dir && sibling.is_dir())
             .filter_map(|sibling| {
@@ -159,12 +151,18 @@ impl TrustedStore {
         let Some((_, sibling)) = newest else {
             return Ok(());
         };
-        create_dir(parent)?;
         let staged = tempfile::Builder::new()
             .prefix(".taking-up-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(parent)
             .map_err(|e| Error::io(parent, e))?;
+        std::fs::set_permissions(staged.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(staged.path(), e))?;
+        let (lock, lock_path) = lock_file(&sibling)?;
+        lock_within(&lock, &lock_path)?;
+        // Taken up only if still so under the lock: an update may have moved it on.
+        if !std::fs::read(sibling.join(&file)).is_ok_and(|stored| takes(&stored)) {
+            return Ok(());
+        }
         for entry in std::fs::read_dir(&sibling).map_err(|e| Error::io(&sibling, e))? {
             let entry = entry.map_err(|e| Error::io(&sibling, e))?;
             // Files only, not the lock or another writer's temporary files.
@@ -178,6 +176,7 @@ impl TrustedStore {
                 std::io::Write::write_all(file, &bytes)
             })?;
         }
+        drop(lock);
         // Another process taking it up at the same time may have renamed its copy first.
         match std::fs::rename(staged.path(), dir) {
             Ok(()) => {
@@ -204,6 +203,23 @@ impl TrustedStore {
             _ => Ok(()),
         }
     }
+}
+
+/// The lock file of directory `dir` (`.lock`, the owner's only), opened, and its path.
+fn lock_file(dir: &Path) -> Result<(std::fs::File, PathBuf)> {
+    let path = dir.join(".lock");
+    // Read-only is enough for a file lock, and works when another user created the file.
+    let file = std::fs::File::open(&path)
+        .or_else(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+        })
+        .map_err(|e| Error::io(&path, e))?;
+    Ok((file, path))
 }
 
 /// Takes the exclusive file lock on `file` (`path`, for messages), waiting [`LOCK_WAIT`] at

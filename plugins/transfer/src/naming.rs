@@ -21,12 +21,16 @@ pub enum Recorded<'a> {
 /// more (prefix references times archive entries multiply) is refused before any is built.
 pub const MAX_RECORDS: usize = 4096;
 
+/// The most (archive entry, prefix reference) pairs one import may name records through.
+pub const MAX_NAMINGS: usize = 65_536;
+
 /// Stands for a digest the front does not know when it names records.
 pub const UNKNOWN_DIGEST: &str = "<digest>";
 /// Stands for the digest of the index containerd builds from an archive's `index.json`.
 pub const ARCHIVE_INDEX_DIGEST: &str = "<archive index digest>";
 
-/// A Transfer that would make more than [`MAX_RECORDS`] image records.
+/// A Transfer that would make more than [`MAX_RECORDS`] image records, or name them through
+/// more than [`MAX_NAMINGS`] (entry, prefix) pairs.
 #[derive(Debug)]
 pub struct TooMany;
 
@@ -34,7 +38,8 @@ impl std::fmt::Display for TooMany {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the transfer would make more than {MAX_RECORDS} image records"
+            "the transfer would make more than {MAX_RECORDS} image records, or name them \
+             through more than {MAX_NAMINGS} pairs of archive entry and prefix reference"
         )
     }
 }
@@ -84,22 +89,33 @@ pub fn recorded<'a>(
         .into_iter()
         .map(|name| (name, Recorded::ArchiveIndex))
         .collect();
-    // Each entry: named from its annotations through every prefix reference.
+    // Each entry: named from its annotations through every prefix reference. The work is
+    // bounded too: pairs that name nothing take time all the same.
+    let prefixes: Vec<_> = store
+        .extra_references
+        .iter()
+        .filter(|r| r.is_prefix)
+        .collect();
+    if entries.len().saturating_mul(prefixes.len()) > MAX_NAMINGS {
+        return Err(TooMany);
+    }
     for entry in entries {
         let annotations = entry.annotations().clone().unwrap_or_default();
-        for reference in store.extra_references.iter().filter(|r| r.is_prefix) {
+        for reference in &prefixes {
             if records.len() > MAX_RECORDS {
                 return Err(TooMany);
             }
             let name = image_name(&annotations, &reference.name, reference.allow_overwrite);
-            let digest_name = format!("{}@{}", reference.name, entry.digest());
+            let digest_name = || format!("{}@{}", reference.name, entry.digest());
             match name {
-                None if reference.add_digest => records.push((digest_name, Recorded::Entry(entry))),
+                None if reference.add_digest => {
+                    records.push((digest_name(), Recorded::Entry(entry)));
+                }
                 None => {}
                 Some(name) => {
                     records.push((name, Recorded::Entry(entry)));
                     if reference.add_digest && !reference.skip_named_digest {
-                        records.push((digest_name, Recorded::Entry(entry)));
+                        records.push((digest_name(), Recorded::Entry(entry)));
                     }
                 }
             }
@@ -288,6 +304,16 @@ mod tests {
         let entries: Vec<Descriptor> = (0..1000).map(|_| entry(&[(OCI_REF_NAME, "v1")])).collect();
         assert!(recorded(&many_prefixes, &entries).is_err());
         assert!(recorded(&many_prefixes, &entries[..1]).is_ok());
+        // Pairs that name nothing (no annotations, no digest added) count too.
+        let silent = ImageStore {
+            extra_references: (0..1000)
+                .map(|i| prefix(&format!("r/p{i}"), true, false))
+                .collect(),
+            ..ImageStore::default()
+        };
+        let bare: Vec<Descriptor> = (0..MAX_NAMINGS / 1000 + 1).map(|_| entry(&[])).collect();
+        assert!(recorded(&silent, &bare).is_err());
+        assert_eq!(recorded(&silent, &bare[..MAX_NAMINGS / 1000]).unwrap(), []);
         let at_limit = ImageStore {
             extra_references: (0..MAX_RECORDS)
                 .map(|i| ImageReference {

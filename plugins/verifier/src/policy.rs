@@ -205,9 +205,14 @@ impl Policy {
                 anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
             })?;
             if let Some(metadata) = &scope.metadata {
-                Metadata::parse(metadata).map_err(|e| {
+                let parsed = Metadata::parse(metadata).map_err(|e| {
                     anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
                 })?;
+                if let Metadata::Bundle { dir, .. } = parsed {
+                    absolute("metadata bundle", &dir).map_err(|e| {
+                        anyhow::anyhow!("policy {}: scope {}: {e}", path.display(), scope.name)
+                    })?;
+                }
             }
         }
         // Two scopes covering the same references equally: which root applies would depend
@@ -649,6 +654,10 @@ mod tests {
             (scope("\"r:5000\"", "\"team-a/\", \"\"", "/r.json"), "names no repository"),
             (scope("\"r:5000\"", "\"team-a/\"", "roots/r.json"), "root roots/r.json"),
             ("cache_dir = \"cache\"\n".to_string(), "cache_dir cache"),
+            (
+                scope("\"r:5000\"", "\"team-a/\"", "/r.json") + "metadata = \"oci:bundle:org/tuf\"\n",
+                "metadata bundle bundle",
+            ),
             ("cache_dir = \"/c\"\nsocket = \"v.sock\"\n".to_string(), "socket v.sock"),
             ("cache_dir = \"/c\"\nclock_skew_seconds = 86401\n".to_string(), "clock_skew_seconds"),
             (format!("cache_dir = \"/c\"\nclock_skew_seconds = {}\n", u64::MAX >> 1), "clock_skew_seconds"),

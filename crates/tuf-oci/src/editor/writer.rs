@@ -391,9 +391,8 @@ impl Writer {
     /// replaced this push had read the index before it and so listed the tags before it too;
     /// it lists again after its own push, finds the files it lacked, and merges them back.
     /// The last writer to push an index listed every file whose writer could have seen it
-    /// complete before that push. An index the listing does not show is not read: it is
-    /// new, and a writer that made it meanwhile mends it as above.
-    /// The next signer of an image mends what a writer that failed here left out.
+    /// complete before that push. The next signer of an image mends what a writer that failed
+    /// here (after replacing another's push, say) left out.
     async fn add_referrers(
         &self,
         repository: &Repository,
@@ -414,8 +413,7 @@ impl Writer {
             let tags = self.registry.tags(repository).await?;
             self.read_attachments(repository, &tags, &pending, &mut known)
                 .await?;
-            let listed: HashSet<&str> = tags.iter().map(String::as_str).collect();
-            let (known, listed, sent) = (&known, &listed, &pushed);
+            let (known, sent) = (&known, &pushed);
             let merges = futures_util::stream::iter(pending.iter().copied())
                 .map(|subject| async move {
                     let wanted: Vec<&Entry> = known
@@ -430,8 +428,7 @@ impl Writer {
                     if !lacked {
                         return (subject, Ok(Merge::Complete));
                     }
-                    let stored = listed.contains(referrers_tag(&subject.digest).as_str());
-                    let merge = self.merge_index(repository, subject, stored, wanted);
+                    let merge = self.merge_index(repository, subject, wanted);
                     (subject, merge.await)
                 })
                 .buffer_unordered(WRITE_CONCURRENCY)
@@ -515,23 +512,19 @@ impl Writer {
         Ok(())
     }
 
-    /// Reads the referrers index of `subject` (when `stored`: the tag listing shows it) and
-    /// pushes it again with whatever of `wanted` it lacks. An index that is junk (anyone who
-    /// can push there can tag it) is replaced.
+    /// Reads the referrers index of `subject` and pushes it again with whatever of `wanted` it
+    /// lacks. It is read even when the tag listing does not show it: another tool (a
+    /// signature, an SBOM) may have made it since, or a registry's listing may lag, and its
+    /// entries are kept. An index that is junk (anyone who can push there can tag it) is
+    /// replaced.
     async fn merge_index(
         &self,
         repository: &Repository,
         subject: &Entry,
-        stored: bool,
         wanted: Vec<&Entry>,
     ) -> Result<Merge> {
         let tag = repository.tagged(&referrers_tag(&subject.digest));
-        let read = if stored {
-            junk_as_none(self.registry.manifest(&tag, WRITER_READ_LIMIT).await)
-        } else {
-            Ok(None)
-        };
-        let current = match read {
+        let current = match junk_as_none(self.registry.manifest(&tag, WRITER_READ_LIMIT).await) {
             Ok(Some(Some(current))) => Manifest::parse("referrers index", &current.bytes)
                 .map(|index| index.manifests)
                 .unwrap_or_default(),
