@@ -762,7 +762,7 @@ async fn check_graph_at<S: ContentStore>(
 /// Packs the layout at `dir` into the tar file `archive`, replaced whole (a reader never sees
 /// half an archive, and no other file is touched).
 pub fn pack(dir: &Path, archive: &Path) -> Result<()> {
-    // As a plain create would make it: an archive is for carrying elsewhere.
+    // Readable by all: an archive is for carrying elsewhere.
     crate::atomic::replace(archive, 0o644, |file| {
         let mut builder = tar::Builder::new(file);
         builder.follow_symlinks(false);

@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 /// fails rather than waits for it.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// Longest wait for a sibling's lock when taking up its state ([`TrustedStore::take_up`]).
+const TAKE_UP_WAIT: Duration = Duration::from_millis(200);
+
 /// Between two attempts at a held lock: holders keep it for milliseconds.
 const LOCK_PAUSE: Duration = Duration::from_millis(2);
 
@@ -111,7 +114,7 @@ impl TrustedStore {
         create_dir(dir)?;
         let (file, path) = lock_file(dir)?;
         let since = Instant::now();
-        while !try_lock(&file, &path, since)? {
+        while !try_lock(&file, &path, since, LOCK_WAIT)? {
             tokio::time::sleep(LOCK_PAUSE).await;
         }
         Ok(StoreLock::File(file))
@@ -157,8 +160,10 @@ impl TrustedStore {
             .map_err(|e| Error::io(parent, e))?;
         std::fs::set_permissions(staged.path(), std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(staged.path(), e))?;
+        // Briefly: this runs on the caller's thread (the front has one), and holders keep the
+        // lock for milliseconds. Failing leaves the directory unmade, to be tried again.
         let (lock, lock_path) = lock_file(&sibling)?;
-        lock_within(&lock, &lock_path)?;
+        lock_waiting(&lock, &lock_path, TAKE_UP_WAIT)?;
         // Taken up only if still so under the lock: an update may have moved it on.
         if !std::fs::read(sibling.join(&file)).is_ok_and(|stored| takes(&stored)) {
             return Ok(());
@@ -225,24 +230,29 @@ fn lock_file(dir: &Path) -> Result<(std::fs::File, PathBuf)> {
 /// Takes the exclusive file lock on `file` (`path`, for messages), waiting [`LOCK_WAIT`] at
 /// most: a lock held longer means a process stuck or at work for long, and failing names it.
 pub(crate) fn lock_within(file: &std::fs::File, path: &Path) -> Result<()> {
+    lock_waiting(file, path, LOCK_WAIT)
+}
+
+/// The same, waiting `wait` at most.
+fn lock_waiting(file: &std::fs::File, path: &Path, wait: Duration) -> Result<()> {
     let since = Instant::now();
-    while !try_lock(file, path, since)? {
+    while !try_lock(file, path, since, wait)? {
         std::thread::sleep(LOCK_PAUSE);
     }
     Ok(())
 }
 
 /// One attempt at the exclusive file lock on `file`, waited for since `since`: `false` while
-/// another holds it and the wait is not over.
-fn try_lock(file: &std::fs::File, path: &Path, since: Instant) -> Result<bool> {
+/// another holds it and `wait` is not over.
+fn try_lock(file: &std::fs::File, path: &Path, since: Instant, wait: Duration) -> Result<bool> {
     match file.try_lock() {
         Ok(()) => Ok(true),
-        Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < LOCK_WAIT => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < wait => Ok(false),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::io(
             path,
             std::io::Error::other(format!(
-                "locked by another process for {} s",
-                LOCK_WAIT.as_secs()
+                "locked by another process for {} ms",
+                wait.as_millis()
             )),
         )),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
@@ -288,6 +298,47 @@ pub fn encode_file_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_is_taken_up_whole_from_a_sibling_and_never_from_a_copy_in_the_making() {
+        let parent = tempfile::tempdir().unwrap();
+        let sibling = parent.path().join("root-a");
+        let sibling_store = TrustedStore::at(&sibling);
+        sibling_store.store("root.json", b"root 2").unwrap();
+        sibling_store
+            .store("timestamp.json", b"timestamp 7")
+            .unwrap();
+        // A copy a killed process left half made, newer than the sibling's: no timestamp.
+        std::thread::sleep(Duration::from_millis(20));
+        let leftover = parent.path().join(".taking-up-x");
+        std::fs::create_dir(&leftover).unwrap();
+        std::fs::write(leftover.join("root.json"), b"root 2").unwrap();
+        let takes = |stored: &[u8]| stored == b"root 2";
+
+        // The sibling's lock held (another process updating it): not taken up, nor started.
+        let new = TrustedStore::at(parent.path().join("root-b"));
+        let (held, _) = lock_file(&sibling).unwrap();
+        held.lock().unwrap();
+        assert!(new.take_up(parent.path(), "root.json", takes).is_err());
+        assert!(!parent.path().join("root-b").exists());
+        drop(held);
+
+        new.take_up(parent.path(), "root.json", takes).unwrap();
+        assert_eq!(
+            new.load("timestamp.json").unwrap().as_deref(),
+            Some(&b"timestamp 7"[..])
+        );
+        assert_eq!(
+            new.load("root.json").unwrap().as_deref(),
+            Some(&b"root 2"[..])
+        );
+        // A root nothing reached takes nothing up.
+        let other = TrustedStore::at(parent.path().join("root-c"));
+        other
+            .take_up(parent.path(), "root.json", |stored| stored == b"root 3")
+            .unwrap();
+        assert!(other.load("timestamp.json").unwrap().is_none());
+    }
 
     #[test]
     fn file_names_cannot_escape() {

@@ -139,7 +139,7 @@ impl Verifier {
         trusted_root(&trust.root)?;
         Ok(Verifier {
             registry,
-            store: trusted_store(&trust),
+            store: trusted_store(&trust)?,
             trust,
             sessions: Arc::default(),
             pointers: Arc::default(),
@@ -421,9 +421,12 @@ pub fn trust_dir(cache_dir: &std::path::Path, root: &[u8]) -> PathBuf {
     cache_dir.join(format!("root-{}", &sha256_digest(root)["sha256:".len()..]))
 }
 
-fn trusted_store(trust: &TrustConfig) -> TrustedStore {
+/// The trusted store of `trust`. Fails when the state of a directory whose updates reached
+/// this root is there but cannot be taken up: started afresh instead, the directory would
+/// never take it up later, and that state's rollback protection would be lost for good.
+fn trusted_store(trust: &TrustConfig) -> Result<TrustedStore> {
     let Some(cache_dir) = &trust.cache_dir else {
-        return TrustedStore::in_memory();
+        return Ok(TrustedStore::in_memory());
     };
     let store = TrustedStore::at(trust_dir(cache_dir, &trust.root));
     // An operator who configures the newest root instead of an older one (as nodes are told
@@ -431,10 +434,8 @@ fn trusted_store(trust: &TrustConfig) -> TrustedStore {
     // built up: the state of a directory whose updates reached exactly this root.
     let same_root =
         |stored: &[u8]| signed_part(stored).is_some_and(|s| Some(s) == signed_part(&trust.root));
-    if let Err(e) = store.take_up(cache_dir, "root.json", same_root) {
-        tracing::warn!(error = %e, "trusted metadata of an earlier root not taken up");
-    }
-    store
+    store.take_up(cache_dir, "root.json", same_root)?;
+    Ok(store)
 }
 
 /// The `signed` part of a metadata file: what its signatures sign, whatever the spelling of
@@ -489,7 +490,7 @@ pub async fn resolve_in_store<S: ContentStore>(
     };
     let mut updater = Updater::open(
         StoreSource::new(store, metadata),
-        trusted_store(trust),
+        trusted_store(trust)?,
         &trust.root,
         trust.limits,
         Expiration::Enforce,
