@@ -43,6 +43,34 @@ pub fn replace(
 mod tests {
     use super::*;
 
+    /// Set in the child process [`modes_are_set_whatever_the_umask`] starts: the file to write.
+    const CHILD: &str = "TUF_OCI_ATOMIC_TEST_FILE";
+
+    #[test]
+    fn modes_are_set_whatever_the_umask() {
+        if let Some(path) = std::env::var_os(CHILD) {
+            replace(Path::new(&path), 0o644, |file| {
+                std::io::Write::write_all(file, b"root")
+            })
+            .unwrap();
+            return;
+        }
+        // This test run again under a umask that keeps group and others out, which a mode
+        // asked of the create would obey: a trusted root for clients would be the owner's only.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.json");
+        let status = std::process::Command::new("sh")
+            .args(["-c", "umask 077 && exec \"$0\" --exact \"$1\" --quiet"])
+            .arg(std::env::current_exe().unwrap())
+            .arg("atomic::tests::modes_are_set_whatever_the_umask")
+            .env(CHILD, &path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+
     #[test]
     fn a_file_is_replaced_whole_with_its_mode_and_nothing_left_beside_it() {
         let dir = tempfile::tempdir().unwrap();
