@@ -584,6 +584,59 @@ async fn content_removed_after_it_was_written_is_never_recorded() {
     assert!(containerd.images().is_empty(), "{:?}", containerd.images());
 }
 
+/// A pull whose tag is signed for other content while it runs does not record what it pulled:
+/// a slower pull of the older target would record it over a newer pull's.
+#[tokio::test]
+async fn a_tag_signed_anew_during_the_pull_is_not_recorded_from_the_older_target() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let first = registry
+        .push_image_layers("solo/app", "v1", &["old one", "old two"])
+        .await;
+    org.sign_in_targets(&registry, "solo/app:v1").await;
+    org.publish(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
+    let manifest = registry.manifest_json("solo/app", &first.digest).await;
+    let digests = layer_digests(&manifest);
+    // The second layer held at the registry until v1 is signed for another image.
+    let permits = Arc::new(Semaphore::new(0));
+    let hold = Rule::Hold {
+        path_suffix: format!("/blobs/{}", digests[1]),
+        permits: Arc::clone(&permits),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![hold]).await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let mut puller = pull_command(&proxy.host, "solo/app:v1", dir.path(), &containerd)
+        .arg("--no-unpack")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    let done = format!("{}: done", digests[0]);
+    let found = read_progress(&mut progress, &mut said, |said| said.contains(&done)).await;
+    assert!(found, "the pull ended first:\n{said}");
+    let second = registry
+        .push_image_layers("solo/app", "v1", &["new one"])
+        .await;
+    org.sign_in_targets(&registry, "solo/app:v1").await;
+    org.publish(&registry).await;
+    permits.add_permits(1);
+
+    read_progress(&mut progress, &mut said, |_| false).await;
+    let out = puller.wait().await.unwrap();
+    assert!(!out.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "was signed for {} while this pull of {}",
+            second.digest, first.digest
+        )),
+        "{said}"
+    );
+    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+}
+
 /// An ingest holding the whole layer that was never committed (a pull cut off just before its
 /// commit) is committed from what containerd holds, which containerd hashes again: the
 /// registry is not asked for the layer.

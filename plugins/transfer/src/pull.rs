@@ -28,7 +28,7 @@ use serde::Deserialize;
 use tonic::transport::Channel;
 use tuf_oci::layout::{Entry, INDEX_MEDIA_TYPE, Manifest};
 use tuf_oci::registry::BlobStream;
-use tuf_oci::{ImageRef, Registry, Verifier};
+use tuf_oci::{ImageRef, Verifier};
 
 /// Chunk size of `Content.Write` messages.
 const CHUNK: usize = 1 << 20;
@@ -92,13 +92,7 @@ pub async fn pull(
     let channel = containerd_client_channel(&options.address).await?;
     let session = Session::open(channel, &options.namespace, options.lock_wait).await?;
     let result = session
-        .pull(
-            verifier.registry(),
-            image,
-            verified.descriptor(),
-            options,
-            progress,
-        )
+        .pull(verifier, image, verified.descriptor(), options, progress)
         .await;
     // Whatever happened, drop the lease: content an image does not reference is collected.
     session.close().await;
@@ -203,12 +197,13 @@ impl Session {
 
     async fn pull(
         &self,
-        registry: &Registry,
+        verifier: &Verifier,
         image: &ImageRef,
         root: &oci_spec::image::Descriptor,
         options: &PullOptions,
         progress: &(dyn Fn(&str) + Sync),
     ) -> anyhow::Result<Pulled> {
+        let registry = verifier.registry();
         let repository = &image.repository;
         let mut fetched_bytes = 0;
         let root_digest = root.digest().to_string();
@@ -326,6 +321,16 @@ impl Session {
             .into_iter()
             .chain(manifest.layers.iter().map(|layer| &layer.digest));
         self.check_held(pulled).await?;
+        // The name may have been signed for other content while this pull ran: a slower pull
+        // of the older target must not record it over a newer pull's.
+        let now = verifier.resolve(image).await?;
+        if now.digest() != root_digest {
+            bail!(
+                "{image} was signed for {} while this pull of {root_digest} ran; not recorded, \
+                 pull again",
+                now.digest()
+            );
+        }
         self.record(&name, root).await?;
         progress(&format!("{name}: recorded as {root_digest}"));
         Ok(Pulled {
