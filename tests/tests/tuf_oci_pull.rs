@@ -545,6 +545,57 @@ async fn a_layer_another_client_commits_meanwhile_stays_leased() {
     assert!(content.contains(&digests[0]), "{content}");
 }
 
+/// A `tuf-oci pull --no-unpack` of `solo/app:v1` (trusting `dir/root.json`) into a containerd
+/// 1.6 of its own, paused once its first layer (`digests[0]`) is written: the second
+/// (`digests[1]`) is held at the registry until [`PausedPull::finish`].
+struct PausedPull {
+    _proxy: HostileRegistry,
+    containerd: Containerd,
+    puller: tokio::process::Child,
+    progress: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    said: String,
+    permits: Arc<Semaphore>,
+}
+
+impl PausedPull {
+    async fn start(registry: &TestRegistry, dir: &Path, digests: &[String]) -> Self {
+        let permits = Arc::new(Semaphore::new(0));
+        let hold = Rule::Hold {
+            path_suffix: format!("/blobs/{}", digests[1]),
+            permits: Arc::clone(&permits),
+        };
+        let proxy = HostileRegistry::start(&registry.host, vec![hold]).await;
+        let containerd = Containerd::start(Version::V1_6, None, &[]);
+        let mut puller = pull_command(&proxy.host, "solo/app:v1", dir, &containerd)
+            .arg("--no-unpack")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
+        let mut said = String::new();
+        let done = format!("{}: done", digests[0]);
+        let found = read_progress(&mut progress, &mut said, |said| said.contains(&done)).await;
+        assert!(found, "the pull ended first:\n{said}");
+        PausedPull {
+            _proxy: proxy,
+            containerd,
+            puller,
+            progress,
+            said,
+            permits,
+        }
+    }
+
+    /// Lets the held layer through and waits for the pull to end: whether it succeeded, and
+    /// all it said.
+    async fn finish(&mut self) -> (bool, &str) {
+        self.permits.add_permits(1);
+        read_progress(&mut self.progress, &mut self.said, |_| false).await;
+        let status = self.puller.wait().await.unwrap();
+        (status.success(), &self.said)
+    }
+}
+
 /// Content removed from containerd after the pull wrote it (another client's `ctr content
 /// rm`; a collection once the lease ran out) is never recorded as an image.
 #[tokio::test]
@@ -553,35 +604,18 @@ async fn content_removed_after_it_was_written_is_never_recorded() {
     let (dir, manifest, _) = signed_layers(&registry, &["first", "second"]).await;
     let digests = layer_digests(&manifest);
     // The second layer held at the registry until the first is removed.
-    let permits = Arc::new(Semaphore::new(0));
-    let hold = Rule::Hold {
-        path_suffix: format!("/blobs/{}", digests[1]),
-        permits: Arc::clone(&permits),
-    };
-    let proxy = HostileRegistry::start(&registry.host, vec![hold]).await;
-    let containerd = Containerd::start(Version::V1_6, None, &[]);
-    let mut puller = pull_command(&proxy.host, "solo/app:v1", dir.path(), &containerd)
-        .arg("--no-unpack")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
-    let mut said = String::new();
-    let done = format!("{}: done", digests[0]);
-    let found = read_progress(&mut progress, &mut said, |said| said.contains(&done)).await;
-    assert!(found, "the pull ended first:\n{said}");
-    let removed = containerd.ctr(&["content", "rm", &digests[0]]);
+    let mut pull = PausedPull::start(&registry, dir.path(), &digests).await;
+    let removed = pull.containerd.ctr(&["content", "rm", &digests[0]]);
     assert!(removed.status.success(), "{removed:?}");
-    permits.add_permits(1);
 
-    read_progress(&mut progress, &mut said, |_| false).await;
-    let out = puller.wait().await.unwrap();
-    assert!(!out.success(), "{said}");
+    let (succeeded, said) = pull.finish().await;
+    assert!(!succeeded, "{said}");
     assert!(
         said.contains(&format!("{} is no longer in containerd", digests[0])),
         "{said}"
     );
-    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+    let images = pull.containerd.images();
+    assert!(images.is_empty(), "{images:?}");
 }
 
 /// A pull whose tag is signed for other content while it runs does not record what it pulled:
@@ -600,33 +634,15 @@ async fn a_tag_signed_anew_during_the_pull_is_not_recorded_from_the_older_target
     let manifest = registry.manifest_json("solo/app", &first.digest).await;
     let digests = layer_digests(&manifest);
     // The second layer held at the registry until v1 is signed for another image.
-    let permits = Arc::new(Semaphore::new(0));
-    let hold = Rule::Hold {
-        path_suffix: format!("/blobs/{}", digests[1]),
-        permits: Arc::clone(&permits),
-    };
-    let proxy = HostileRegistry::start(&registry.host, vec![hold]).await;
-    let containerd = Containerd::start(Version::V1_6, None, &[]);
-    let mut puller = pull_command(&proxy.host, "solo/app:v1", dir.path(), &containerd)
-        .arg("--no-unpack")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut progress = BufReader::new(puller.stderr.take().unwrap()).lines();
-    let mut said = String::new();
-    let done = format!("{}: done", digests[0]);
-    let found = read_progress(&mut progress, &mut said, |said| said.contains(&done)).await;
-    assert!(found, "the pull ended first:\n{said}");
+    let mut pull = PausedPull::start(&registry, dir.path(), &digests).await;
     let second = registry
         .push_image_layers("solo/app", "v1", &["new one"])
         .await;
     org.sign_in_targets(&registry, "solo/app:v1").await;
     org.publish(&registry).await;
-    permits.add_permits(1);
 
-    read_progress(&mut progress, &mut said, |_| false).await;
-    let out = puller.wait().await.unwrap();
-    assert!(!out.success(), "{said}");
+    let (succeeded, said) = pull.finish().await;
+    assert!(!succeeded, "{said}");
     assert!(
         said.contains(&format!(
             "was signed for {} while this pull of {}",
@@ -634,7 +650,8 @@ async fn a_tag_signed_anew_during_the_pull_is_not_recorded_from_the_older_target
         )),
         "{said}"
     );
-    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+    let images = pull.containerd.images();
+    assert!(images.is_empty(), "{images:?}");
 }
 
 /// An ingest holding the whole layer that was never committed (a pull cut off just before its

@@ -112,7 +112,7 @@ impl TrustedStore {
             }
         };
         create_dir(dir)?;
-        let (file, path) = lock_file(dir)?;
+        let (file, path) = open_lock(dir)?;
         let since = Instant::now();
         while !try_lock(&file, &path, since, LOCK_WAIT)? {
             tokio::time::sleep(LOCK_PAUSE).await;
@@ -162,7 +162,7 @@ impl TrustedStore {
             .map_err(|e| Error::io(staged.path(), e))?;
         // Briefly: this runs on the caller's thread (the front has one), and holders keep the
         // lock for milliseconds. Failing leaves the directory unmade, to be tried again.
-        let (lock, lock_path) = lock_file(&sibling)?;
+        let (lock, lock_path) = open_lock(&sibling)?;
         lock_waiting(&lock, &lock_path, TAKE_UP_WAIT)?;
         // Taken up only if still so under the lock: an update may have moved it on.
         if !std::fs::read(sibling.join(&file)).is_ok_and(|stored| takes(&stored)) {
@@ -210,8 +210,9 @@ impl TrustedStore {
     }
 }
 
-/// The lock file of directory `dir` (`.lock`, the owner's only), opened, and its path.
-fn lock_file(dir: &Path) -> Result<(std::fs::File, PathBuf)> {
+/// The lock file of directory `dir` (`.lock`, the owner's only), opened (not locked), and its
+/// path.
+fn open_lock(dir: &Path) -> Result<(std::fs::File, PathBuf)> {
     let path = dir.join(".lock");
     // Read-only is enough for a file lock, and works when another user created the file.
     let file = std::fs::File::open(&path)
@@ -317,7 +318,7 @@ mod tests {
 
         // The sibling's lock held (another process updating it): not taken up, nor started.
         let new = TrustedStore::at(parent.path().join("root-b"));
-        let (held, _) = lock_file(&sibling).unwrap();
+        let (held, _) = open_lock(&sibling).unwrap();
         held.lock().unwrap();
         assert!(new.take_up(parent.path(), "root.json", takes).is_err());
         assert!(!parent.path().join("root-b").exists());
