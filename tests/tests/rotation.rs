@@ -230,6 +230,11 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
         "{err}"
     );
 
+    // What the client trusts now, to be put back below.
+    let trust_dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
+    let fast_forwarded = ["timestamp.json", "snapshot.json"]
+        .map(|file| (file, std::fs::read(trust_dir.join(file)).unwrap()));
+
     // The administrator rotates the snapshot key: the client drops the trusted snapshot and
     // timestamp (TUF 5.3.11) and accepts the real state under the new key.
     let (fresh, new_root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
@@ -254,6 +259,13 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
         updater.snapshot().unwrap().signed.version.get(),
         published + 2
     );
+
+    // An update interrupted after storing the new root, before forgetting, leaves the
+    // fast-forwarded files beside it. The timestamp (its key unchanged) is not taken up again.
+    for (file, bytes) in &fast_forwarded {
+        std::fs::write(trust_dir.join(file), bytes).unwrap();
+    }
+    assert_eq!(verify().await.unwrap().name(), "solo/app:v1");
 }
 
 #[tokio::test]

@@ -181,7 +181,10 @@ impl<S: MetadataSource> Updater<S> {
             targets: None,
             delegated: HashMap::new(),
         };
-        updater.timestamp = updater.load_cached("timestamp")?;
+        updater.timestamp = match updater.store.load("timestamp.json")? {
+            Some(bytes) => updater.stored_timestamp(&bytes)?,
+            None => None,
+        };
         updater.snapshot = updater.load_cached("snapshot")?.map(Arc::new);
         updater.targets = updater.load_targets()?.map(Arc::new);
         Ok(updater)
@@ -638,12 +641,17 @@ impl<S: MetadataSource> Updater<S> {
                     .stored_newer("root.json", version - 1, is_root)?
                     .is_none()
                 {
-                    // Forgotten before the new root is stored, so that an interruption cannot
-                    // leave the old versions beside it. Stored files that the new keys sign
-                    // are kept: an updater stored them under the new root before a damaged
+                    // The new root is stored first: forgetting first, an interruption would
+                    // leave the old root with nothing to compare a copy hiding the new one
+                    // with. Old files left beside the new root by an interruption are not
+                    // taken from the store: the new keys do not sign them, or, for a
+                    // timestamp whose keys stayed, the snapshot beside it is not signed
+                    // ([`Self::stored_timestamp`]). Stored files that the new keys sign are
+                    // kept: an updater stored them under the new root before a damaged
                     // stored root sent this one back to the start of the chain. A timestamp
                     // must then also name the snapshot kept when the snapshot keys changed,
                     // or it may name a version the old keys inflated.
+                    self.store.store("root.json", &bytes)?;
                     let snapshot = self
                         .store
                         .load("snapshot.json")?
@@ -659,7 +667,6 @@ impl<S: MetadataSource> Updater<S> {
                             self.store.remove(file)?;
                         }
                     }
-                    self.store.store("root.json", &bytes)?;
                 }
             }
             self.root = next;
@@ -687,7 +694,7 @@ impl<S: MetadataSource> Updater<S> {
             return Ok(false);
         }
         if let Some((_, bytes)) = self.newer_stored("timestamp.json", timestamp)? {
-            let Some(timestamp) = self.signed_by_root::<Timestamp>("timestamp", &bytes) else {
+            let Some(timestamp) = self.stored_timestamp(&bytes)? else {
                 return Ok(false);
             };
             self.timestamp = Some(timestamp);
@@ -825,9 +832,11 @@ impl<S: MetadataSource> Updater<S> {
             }
         }
         self.check_expiry("timestamp", new.signed.expires)?;
+        // A stored timestamp that cannot be judged is taken as trusted: storing over it could
+        // roll the client back.
         self.keep("timestamp", &bytes, new.signed.version.get(), |stored| {
-            self.signed_by_root::<Timestamp>("timestamp", stored)
-                .is_some()
+            self.stored_timestamp(stored)
+                .map_or(true, |timestamp| timestamp.is_some())
         })
         .await?;
         self.timestamp = Some(new);
@@ -1050,6 +1059,21 @@ impl<S: MetadataSource> Updater<S> {
     {
         let stored = self.store.load(&format!("{role}.json"))?;
         Ok(stored.and_then(|bytes| self.signed_by_root(role, &bytes)))
+    }
+
+    /// `bytes`, the stored timestamp, if the trusted root signs it and the stored snapshot, when
+    /// there is one. A stored snapshot the root does not sign was stored under snapshot keys
+    /// since rotated, and the timestamp beside it, from that time, may name the snapshot
+    /// versions those keys inflated (TUF 5.3.11 forgets both; an update interrupted after
+    /// storing the new root leaves them).
+    fn stored_timestamp(&self, bytes: &[u8]) -> Result<Option<Signed<Timestamp>>> {
+        let snapshot_voided = self.store.load("snapshot.json")?.is_some_and(|stored| {
+            self.signed_by_root::<Snapshot>("snapshot", &stored)
+                .is_none()
+        });
+        Ok(self
+            .signed_by_root("timestamp", bytes)
+            .filter(|_| !snapshot_voided))
     }
 
     /// Top-level targets from the store, if the trusted root signs it.
