@@ -10,6 +10,7 @@ use tough::schema::{DelegatedRole, Delegations, PathPattern, PathSet, Signature,
 use tuf_oci::Error;
 use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::craft::{self, parse};
+use tuf_oci_tests::hostile::HostileRegistry;
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
 
 async fn with_pointer(registry: &TestRegistry, path: &str) {
@@ -581,4 +582,67 @@ async fn a_pull_by_digest_stops_at_the_first_role_signing_it() {
         matches!(err, Error::Delegation { ref reason, .. } if reason.contains("more than 1")),
         "{err}"
     );
+}
+
+/// A role that cannot be had on the path of every candidate name fails each confirmation of
+/// a pull by digest, each after fetching that role again: the pull gives up after a bounded
+/// number of them, with the first failure.
+#[tokio::test]
+async fn a_pull_by_digest_stops_confirming_candidates_after_a_bounded_number_fail() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let targets_key = org.targets_key().await;
+    let (first, later) = (org.key("first").await, org.key("later").await);
+    for (name, key) in [("first", &first), ("later", &later)] {
+        let delegated = delegation(name, &["team-a/*"], &[key], 1);
+        org.delegate(&registry, "targets", &targets_key, &delegated)
+            .await;
+    }
+    let mut tags = Vec::new();
+    for n in 0..40 {
+        registry
+            .push_image("team-a/app", &format!("t{n}"), "app")
+            .await;
+        tags.push(registry.image(&format!("team-a/app:t{n}")));
+    }
+    with_pointer(&registry, "team-a/app").await;
+    let editor = org.editor(&registry).await;
+    // "first", searched before "later" for every name of the repository, has expired.
+    editor
+        .sign(&tags[..1], "first", &[first], tuf_oci_tests::past())
+        .await
+        .unwrap();
+    editor
+        .sign(&tags, "later", &[later], expiries().targets)
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+
+    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
+    let client = tuf_oci::Registry::new(&tuf_oci::RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    let metadata = tuf_oci::Repository {
+        registry: proxy.host.clone(),
+        path: org.metadata.path.clone(),
+    };
+    let digest = registry.push_image("team-a/app", "t0", "app").await.digest;
+    let by_digest =
+        tuf_oci::ImageRef::parse(&format!("{}/team-a/app@{digest}", proxy.host)).unwrap();
+    let err = tuf_oci::Verifier::new(client, org.trust(Some(metadata), None))
+        .unwrap()
+        .resolve(&by_digest)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Expired { ref role, .. } if role == "first"),
+        "{err}"
+    );
+    // The verifier searches twice (again after an update, as for any expired role): both
+    // searches together fetch "first" fewer times than there are candidates.
+    let seen = proxy.seen.lock().unwrap().clone();
+    let fetched = seen.iter().filter(|p| p.ends_with("/1.first.json")).count();
+    assert!((2..tags.len()).contains(&fetched), "{seen:#?}");
 }

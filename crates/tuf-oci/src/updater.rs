@@ -18,6 +18,11 @@ use crate::source::MetadataSource;
 use crate::targets_metadata::{Delegation, TargetsMetadata};
 use crate::trusted::TrustedStore;
 
+/// Candidate names of a pull by digest whose confirming search may fail (a role on its path
+/// that cannot be had, a target that is no descriptor) before the pull fails with the first
+/// such failure, as a pull by one of those tags would.
+const MAX_FAILED_CANDIDATES: usize = 16;
+
 /// Download limits (TUF 5.2: "an upper bound on the number of bytes").
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -427,7 +432,10 @@ impl<S: MetadataSource> Updater<S> {
         // A candidate that reaches a target with this digest which is no descriptor, or whose
         // search fails, is what the pull meets, and is reported if no other candidate verifies.
         let mut failure = None;
-        while let Some((_, fetched)) = self.next_role(&mut order, &searched, near).await? {
+        // Each failed confirmation may have fetched again a role that cannot be had: their
+        // number is bounded, not only the time they take.
+        let mut failed_candidates = 0;
+        'roles: while let Some((_, fetched)) = self.next_role(&mut order, &searched, near).await? {
             // A role that cannot be had (expired, missing) may lie on other tags' paths only:
             // passed over, it is met again by the confirming search of any name on its path.
             let metadata = match fetched {
@@ -446,19 +454,20 @@ impl<S: MetadataSource> Updater<S> {
             // and path restrictions apply exactly as for a pull by tag; one it does not reach,
             // or reaches with another digest, is passed over.
             for name in names {
-                match self.search_target(&name, near).await {
+                let failed = match self.search_target(&name, near).await {
                     Ok((role, target)) if hex::encode(&target.hashes.sha256) == hex => {
                         match verified(&name, role, target) {
                             Ok(found) => return Ok(found),
-                            Err(e) => {
-                                failure.get_or_insert(e);
-                            }
+                            Err(e) => e,
                         }
                     }
-                    Ok(_) | Err(Error::TargetNotSigned { .. }) => {}
-                    Err(e) => {
-                        failure.get_or_insert(e);
-                    }
+                    Ok(_) | Err(Error::TargetNotSigned { .. }) => continue,
+                    Err(e) => e,
+                };
+                failure.get_or_insert(failed);
+                failed_candidates += 1;
+                if failed_candidates == MAX_FAILED_CANDIDATES {
+                    break 'roles;
                 }
             }
             let children: Vec<_> = metadata
