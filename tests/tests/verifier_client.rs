@@ -233,18 +233,31 @@ async fn a_full_executable_that_hangs_is_killed_at_the_deadline() {
 
 /// Answers every verification as allowed, with a reason and no signed target: what a service
 /// of another version, or another program on the service's socket, might say.
-struct Impostor;
+/// Answers on the service's socket in its stead: every pull allowed, with a reason, and,
+/// when `echo`, with the descriptor asked about as the signed target.
+struct Impostor {
+    echo: bool,
+}
 
 #[tonic::async_trait]
 impl containerd_tuf_verifier::api::verifier_server::Verifier for Impostor {
     async fn verify(
         &self,
-        _: tonic::Request<containerd_tuf_verifier::api::VerifyRequest>,
+        request: tonic::Request<containerd_tuf_verifier::api::VerifyRequest>,
     ) -> Result<tonic::Response<containerd_tuf_verifier::api::VerifyResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let target = self
+            .echo
+            .then(|| containerd_tuf_verifier::api::VerifiedTarget {
+                name: request.reference,
+                role: "targets".into(),
+                descriptor: request.descriptor,
+            });
         Ok(tonic::Response::new(
             containerd_tuf_verifier::api::VerifyResponse {
                 allowed: true,
-                reason: "fine".into(),
+                reason: "signed by the impostor".into(),
+                target,
                 ..Default::default()
             },
         ))
@@ -268,15 +281,7 @@ impl containerd_tuf_verifier::api::verifier_server::Verifier for Impostor {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_allowing_a_protected_pull_without_its_signed_target_is_not_taken() {
     let s = setup().await;
-    let listener = tokio::net::UnixListener::bind(&s.socket).unwrap();
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(
-                containerd_tuf_verifier::api::verifier_server::VerifierServer::new(Impostor),
-            )
-            .serve_with_incoming(incoming),
-    );
+    serve_impostor(&s.socket, false);
     // The client verifies in-process instead: what TUF signs passes, nothing else.
     let verifier = workspace_binary("containerd-tuf-verifier");
     s.answers_right(&verifier);
@@ -286,4 +291,103 @@ async fn an_answer_allowing_a_protected_pull_without_its_signed_target_is_not_ta
         s.client(&verifier, &public, &s.team.unsigned),
         "policy default denies",
     );
+}
+
+/// Serves an [`Impostor`] on `socket`.
+fn serve_impostor(socket: &Path, echo: bool) {
+    let listener = tokio::net::UnixListener::bind(socket).unwrap();
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                containerd_tuf_verifier::api::verifier_server::VerifierServer::new(Impostor {
+                    echo,
+                }),
+            )
+            .serve_with_incoming(incoming),
+    );
+}
+
+/// A relay of connections from one socket to another, run as another user; stops when
+/// dropped.
+struct Relay(std::process::Child);
+
+const RELAY: &str = r#"
+import socket, sys, threading
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen()
+def pipe(a, b):
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+while True:
+    client, _ = server.accept()
+    upstream = socket.socket(socket.AF_UNIX)
+    upstream.connect(sys.argv[2])
+    for a, b in ((client, upstream), (upstream, client)):
+        threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+"#;
+
+impl Relay {
+    /// Relays connections to `listen` on to `upstream`, as user (and group) `uid`.
+    async fn start(listen: &Path, upstream: &Path, uid: u32) -> Self {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("python3")
+            .args(["-c", RELAY])
+            .arg(listen)
+            .arg(upstream)
+            .uid(uid)
+            .gid(uid)
+            .spawn()
+            .expect("python3");
+        let relay = Relay(child);
+        for _ in 0..500 {
+            if listen.exists() {
+                return relay;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the relay did not listen on {}", listen.display());
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whoever listens on the service's socket is asked only when running as root or as the
+/// client's user: a server another user started there (the socket path left free in a
+/// directory others can write) is not asked, and the client verifies in-process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_socket_served_by_another_user_is_not_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup().await;
+    // An impostor answering exactly as the service would for a signed image, reached through a
+    // relay: the relay's user is what the client sees.
+    let impostor = s.dir.path().join("impostor.sock");
+    serve_impostor(&impostor, true);
+    for open in [s.dir.path(), &impostor] {
+        std::fs::set_permissions(open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let verifier = workspace_binary("containerd-tuf-verifier");
+    let unsigned = || s.client(&verifier, &s.name("v2"), &s.team.unsigned);
+    {
+        let _as_root = Relay::start(&s.socket, &impostor, 0).await;
+        let (code, reason) = unsigned();
+        assert_eq!(code, Some(0), "{reason}");
+        assert!(reason.contains("signed by the impostor"), "{reason}");
+    }
+    std::fs::remove_file(&s.socket).unwrap();
+    let _as_nobody = Relay::start(&s.socket, &impostor, 65534).await;
+    s.answers_right(&verifier);
 }

@@ -339,7 +339,18 @@ async fn via_service(
     {
         Ok(client) => client,
         Err(e) => {
-            tracing::debug!(socket = %socket.display(), error = %e, "service unreachable; verifying in-process");
+            // Not running is usual; refused (someone else's server, or a socket this user may
+            // not use) is a misconfiguration worth seeing.
+            let denied = e
+                .chain()
+                .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+                .any(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+            let error = format!("{e:#}");
+            if denied {
+                tracing::warn!(socket = %socket.display(), error, "service not asked; verifying in-process");
+            } else {
+                tracing::debug!(socket = %socket.display(), error, "service unreachable; verifying in-process");
+            }
             return None;
         }
     };

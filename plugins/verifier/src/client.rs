@@ -46,10 +46,29 @@ async fn unix_channel_with(
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
             async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
+                let stream = tokio::net::UnixStream::connect(&socket).await?;
+                trusted_server(&stream, &socket)?;
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
         }))
         .await?;
     Ok(channel)
+}
+
+/// Fails unless the server on `stream` runs as root or as the user this process runs as
+/// (`SO_PEERCRED`). Anyone else listening there (a socket path left free in a directory others
+/// can write) could answer anything: a verification service's "allowed" among the rest.
+fn trusted_server(stream: &tokio::net::UnixStream, socket: &Path) -> std::io::Result<()> {
+    let server = stream.peer_cred()?.uid();
+    let own = rustix::process::geteuid().as_raw();
+    if server == 0 || server == own {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "the server on {} runs as uid {server}, neither root nor this process's uid {own}",
+            socket.display()
+        ),
+    ))
 }
