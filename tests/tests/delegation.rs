@@ -646,3 +646,58 @@ async fn a_pull_by_digest_stops_confirming_candidates_after_a_bounded_number_fai
     let fetched = seen.iter().filter(|p| p.ends_with("/1.first.json")).count();
     assert!((2..tags.len()).contains(&fetched), "{seen:#?}");
 }
+
+/// A delegation to a role whose name no metadata file can carry (tags hold no `/`), written
+/// by hand and listed in snapshot, fails the search that reaches it, naming the role.
+#[tokio::test]
+async fn a_role_no_file_can_be_named_for_is_refused_naming_it() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let team_a = org.key("team-a").await;
+    org.delegate_from_targets(
+        &registry,
+        &delegation("team-a", &["team-a/*"], &[&team_a], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    registry.push_image("team-a/app", "v1", "app").await;
+    with_pointer(&registry, "team-a/app").await;
+
+    let root: Signed<tough::schema::Root> = parse(&org.root);
+    let mut top: Signed<Targets> = parse(&registry.get_file(&org.metadata, "targets.json").await);
+    let delegations = top.signed.delegations.as_mut().unwrap();
+    delegations.roles[0].name = "team-a/evil".into();
+    top.signed.version = top.signed.version.saturating_add(1);
+    let resigned = craft::sign_top(top.signed, &root.signed, &org.targets_key().await).await;
+    craft::publish_raw(&registry, &org, &[("targets", craft::bytes(&resigned))]).await;
+    let craft::Published {
+        timestamp,
+        mut snapshot,
+        ..
+    } = craft::published(&registry, &org).await;
+    snapshot.signed.meta.insert(
+        "team-a/evil.json".into(),
+        craft::metafile(1, b"never pushed"),
+    );
+    snapshot.signed.version = snapshot.signed.version.saturating_add(1);
+    craft::publish_snapshot(
+        &registry,
+        &org,
+        &root.signed,
+        &[org.key("snapshot").await],
+        snapshot.signed,
+        timestamp.signed.version.get() + 1,
+    )
+    .await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidDelegation { ref role, ref reason } if role == "team-a/evil" && reason.contains("no file")),
+        "{err}"
+    );
+}
