@@ -272,7 +272,7 @@ impl Gate {
     async fn check_names(&self, store: &ImageStore, target: &Descriptor) -> Option<String> {
         let names = match naming::named(store, target.digest().as_ref()) {
             Ok(names) => names,
-            Err(too_many) => return Some(format!("tuf-oci: {too_many}; refused")),
+            Err(too_many) => return Some(too_many.to_string()),
         };
         for name in names {
             let answer = self.engine.check(&name, Some(target)).await;
@@ -288,7 +288,7 @@ impl Gate {
     fn check_unverified_names(&self, store: &ImageStore, why: &str) -> Option<String> {
         let names = match naming::named(store, naming::UNKNOWN_DIGEST) {
             Ok(names) => names,
-            Err(too_many) => return Some(format!("tuf-oci: {too_many}; refused")),
+            Err(too_many) => return Some(too_many.to_string()),
         };
         names.iter().find_map(|name| {
             let answer = self

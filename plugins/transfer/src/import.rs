@@ -184,7 +184,7 @@ pub async fn check(
     // through the front take turns between checks (each reads the archive's index).
     let mut seen = HashSet::new();
     let records = naming::recorded(store, &images)
-        .map_err(|too_many| Refusal::Denied(format!("tuf-oci: {too_many}; refused")))?;
+        .map_err(|too_many| Refusal::Denied(too_many.to_string()))?;
     for (name, recorded) in records {
         let answer = match recorded {
             Recorded::Entry(descriptor) => {

@@ -30,7 +30,7 @@ pub const UNKNOWN_DIGEST: &str = "<digest>";
 pub const ARCHIVE_INDEX_DIGEST: &str = "<archive index digest>";
 
 /// A Transfer that would make more than [`MAX_RECORDS`] image records, or name them through
-/// more than [`MAX_NAMINGS`] (entry, prefix) pairs.
+/// more than [`MAX_NAMINGS`] (entry, prefix) pairs; shown, the refusal given to the client.
 #[derive(Debug)]
 pub struct TooMany;
 
@@ -38,8 +38,9 @@ impl std::fmt::Display for TooMany {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the transfer would make more than {MAX_RECORDS} image records, or name them \
-             through more than {MAX_NAMINGS} pairs of archive entry and prefix reference"
+            "tuf-oci: the transfer would make more than {MAX_RECORDS} image records, or name \
+             them through more than {MAX_NAMINGS} pairs of archive entry and prefix reference; \
+             refused"
         )
     }
 }
