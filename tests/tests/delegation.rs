@@ -11,7 +11,7 @@ use tuf_oci::Error;
 use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::craft::{self, parse};
 use tuf_oci_tests::hostile::HostileRegistry;
-use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
+use tuf_oci_tests::{Org, TeamA, TestRegistry, delegation, expiries};
 
 async fn with_pointer(registry: &TestRegistry, path: &str) {
     tuf_oci::editor::set_pointer(&registry.client, &registry.repo(path), "/org/tuf")
@@ -652,17 +652,7 @@ async fn a_pull_by_digest_stops_confirming_candidates_after_a_bounded_number_fai
 #[tokio::test]
 async fn a_role_no_file_can_be_named_for_is_refused_naming_it() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let team_a = org.key("team-a").await;
-    org.delegate_from_targets(
-        &registry,
-        &delegation("team-a", &["team-a/*"], &[&team_a], 1),
-    )
-    .await;
-    org.publish(&registry).await;
-    registry.push_image("team-a/app", "v1", "app").await;
-    with_pointer(&registry, "team-a/app").await;
-
+    let TeamA { org, .. } = TeamA::create(&registry).await;
     let root: Signed<tough::schema::Root> = parse(&org.root);
     let mut top: Signed<Targets> = parse(&registry.get_file(&org.metadata, "targets.json").await);
     let delegations = top.signed.delegations.as_mut().unwrap();
@@ -690,10 +680,8 @@ async fn a_role_no_file_can_be_named_for_is_refused_naming_it() {
     )
     .await;
 
-    let cache = tempfile::tempdir().unwrap();
     let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("team-a/app:v1"))
+        .verify_fresh(&registry, "team-a/app:v1")
         .await
         .unwrap_err();
     assert!(
