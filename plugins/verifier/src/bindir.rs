@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::api;
 use crate::engine::Engine;
-use crate::policy::{Decision, Policy};
+use crate::policy::Policy;
 
 /// The only stdin media type containerd sends.
 pub const DESCRIPTOR_MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
@@ -396,18 +396,7 @@ fn unfit_answer(
     if response.reason.is_empty() {
         return Some("without a reason");
     }
-    let allow_unsigned = match tuf_oci::ImageRef::parse(name) {
-        Ok(image) => match policy.decide(&image) {
-            Decision::Verify(..) => false,
-            Decision::Unprotected => true,
-            Decision::Uncovered(default) => default == crate::policy::Default::Allow,
-        },
-        Err(_) => {
-            policy.protected_registry_of(name).is_none()
-                && policy.default == crate::policy::Default::Allow
-        }
-    };
-    if !response.allowed || allow_unsigned {
+    if !response.allowed || policy.judge(name).passes_unverified() {
         return None;
     }
     let signed = response.target.as_ref().and_then(|t| t.descriptor.as_ref());

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use oci_spec::image::Descriptor;
 use tuf_oci::{ImageRef, Registry, RegistryConfig, TrustConfig, VerifiedTarget, Verifier};
 
-use crate::policy::{Decision, Default, Policy};
+use crate::policy::{Decision, Default, Judged, Policy};
 
 /// The answer for one reference.
 #[derive(Debug, Clone)]
@@ -302,35 +302,31 @@ impl Engine {
         }
     }
 
-    fn coverage(&self, reference: &str) -> Coverage<'_> {
-        let image = match ImageRef::parse(reference) {
-            Ok(image) => image,
-            // A name on a protected registry that tuf-oci cannot read, containerd may still
-            // read and tidy into a protected reference: refused, whatever the default.
-            Err(e) if let Some(registry) = self.policy.protected_registry_of(reference) => {
+    fn coverage<'a>(&'a self, reference: &'a str) -> Coverage<'a> {
+        let (image, decision) = match self.policy.judge(reference) {
+            Judged::Reference(image, decision) => (image, decision),
+            Judged::Unreadable { error, registry } => {
                 return Coverage::Decided(Box::new(Answer::refuse(
                     None,
                     format!(
-                        "tuf-oci: {e}; {registry} is a registry the policy protects, so names \
-                         on it must be references tuf-oci reads"
+                        "tuf-oci: {error}; {registry} is a registry the policy protects, so \
+                         names on it must be references tuf-oci reads"
                     ),
                 )));
             }
-            // Names without a registry host (local tags, imports) are in no scope: the policy
-            // default decides, as for any reference no scope covers.
-            Err(e) => {
-                return Coverage::Decided(Box::new(match self.policy.default {
+            Judged::NoReference(error, default) => {
+                return Coverage::Decided(Box::new(match default {
                     Default::Allow => Answer::allow(format!(
                         "tuf-oci: {reference:?} is no registry reference; policy default \
                          allows it"
                     )),
                     Default::Deny => {
-                        Answer::refuse(None, format!("tuf-oci: {e}; policy default denies it"))
+                        Answer::refuse(None, format!("tuf-oci: {error}; policy default denies it"))
                     }
                 }));
             }
         };
-        Coverage::Decided(Box::new(match self.policy.decide(&image) {
+        Coverage::Decided(Box::new(match decision {
             Decision::Verify(index, scope) => {
                 return Coverage::Protected {
                     index,

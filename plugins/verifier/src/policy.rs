@@ -172,6 +172,37 @@ pub enum Decision<'a> {
     Uncovered(Default),
 }
 
+/// What the policy makes of a name containerd asks about, before anything is verified. The
+/// verifier answers from it, and the executable checks the service's answers against it.
+#[derive(Debug)]
+pub enum Judged<'a> {
+    /// A reference tuf-oci reads, and what the policy decides for it.
+    Reference(ImageRef, Decision<'a>),
+    /// A name tuf-oci cannot read as a reference, on `registry`, which a scope protects:
+    /// containerd may still read it and tidy it into a protected reference, so it is refused
+    /// whatever the default ([`Policy::protected_registry_of`]).
+    Unreadable {
+        /// Why tuf-oci cannot read it.
+        error: tuf_oci::Error,
+        /// The protected registry it begins with.
+        registry: &'a str,
+    },
+    /// No registry reference (local tags, imports): in no scope, so the default decides.
+    NoReference(tuf_oci::Error, Default),
+}
+
+impl Judged<'_> {
+    /// Whether the policy lets the name through without a signed target.
+    pub fn passes_unverified(&self) -> bool {
+        match self {
+            Judged::Reference(_, Decision::Verify(..)) | Judged::Unreadable { .. } => false,
+            Judged::Reference(_, Decision::Unprotected) => true,
+            Judged::Reference(_, Decision::Uncovered(default))
+            | Judged::NoReference(_, default) => *default == Default::Allow,
+        }
+    }
+}
+
 impl Policy {
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -271,6 +302,20 @@ impl Policy {
         let path = std::env::var_os("CONTAINERD_TUF_POLICY")
             .map_or_else(|| PathBuf::from(DEFAULT_POLICY), PathBuf::from);
         Self::load(&path)
+    }
+
+    /// What the policy makes of `name` ([`Judged`]).
+    pub fn judge<'a>(&'a self, name: &'a str) -> Judged<'a> {
+        match ImageRef::parse(name) {
+            Ok(image) => {
+                let decision = self.decide(&image);
+                Judged::Reference(image, decision)
+            }
+            Err(error) => match self.protected_registry_of(name) {
+                Some(registry) => Judged::Unreadable { error, registry },
+                None => Judged::NoReference(error, self.default),
+            },
+        }
     }
 
     /// The most specific entry covering `image` (longest repository prefix; a protected scope
