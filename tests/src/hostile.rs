@@ -20,6 +20,11 @@ pub enum Rule {
         /// The Content-Type served.
         content_type: String,
     },
+    /// Answer 404, as a registry without it: a mirror withholding a file.
+    Hide {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+    },
     /// Never answer.
     Stall {
         /// Matched against the end of the request path.
@@ -227,6 +232,16 @@ async fn serve(
                     .collect();
                 let body = serde_json::json!({ "name": "invented", "tags": tags }).to_string();
                 return answer_json(&mut client, &body).await;
+            }
+            Rule::Hide { path_suffix } if path.ends_with(path_suffix.as_str()) => {
+                let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"withheld"}]}"#;
+                let answer = format!(
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                client.write_all(answer.as_bytes()).await?;
+                return client.shutdown().await;
             }
             Rule::Stall { path_suffix } if path.ends_with(path_suffix.as_str()) => {
                 std::future::pending::<()>().await;

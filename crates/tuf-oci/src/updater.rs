@@ -23,6 +23,13 @@ use crate::trusted::TrustedStore;
 /// such failure, as a pull by one of those tags would.
 const MAX_FAILED_CANDIDATES: usize = 16;
 
+/// Root N+1 while an update stores it: stored before the files its new keys void are forgotten
+/// and removed once `root.json` holds it, so that whoever finds it next finishes an update cut
+/// short between the two ([`finish_root_update`]); until then, nothing stored beside it is
+/// read, and a copy whose root chain stops short of it is a rollback. No role's file has this
+/// name: theirs end in `.json`.
+const PENDING_ROOT: &str = "root.pending";
+
 /// Download limits (TUF 5.2: "an upper bound on the number of bytes").
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -173,6 +180,12 @@ impl<S: MetadataSource> Updater<S> {
             .and_then(|bytes| Some((trusted_root(&bytes).ok()?, bytes)))
             .filter(|(cached, _)| cached.signed.version >= bootstrap.0.signed.version)
             .unwrap_or(bootstrap);
+        // A root update cut short: its root is trusted, and nothing stored beside it is read
+        // until the next update has finished it (what its keys void is still there).
+        let pending =
+            pending_root(&store)?.filter(|(next, _)| next.signed.version > root.signed.version);
+        let cut_short = pending.is_some();
+        let (root, root_bytes) = pending.unwrap_or((root, root_bytes));
         let mut updater = Updater {
             source,
             store,
@@ -186,10 +199,10 @@ impl<S: MetadataSource> Updater<S> {
             targets: None,
             delegated: HashMap::new(),
         };
-        updater.timestamp = match updater.store.load("timestamp.json")? {
-            Some(bytes) => updater.stored_timestamp(&bytes)?,
-            None => None,
-        };
+        if cut_short {
+            return Ok(updater);
+        }
+        updater.timestamp = updater.load_cached("timestamp")?;
         updater.snapshot = updater.load_cached("snapshot")?.map(Arc::new);
         updater.targets = updater.load_targets()?.map(Arc::new);
         Ok(updater)
@@ -600,34 +613,14 @@ impl<S: MetadataSource> Updater<S> {
             let Some(bytes) = fetched else {
                 break;
             };
-            let chain = |message: String| Error::RootChain { version, message };
-            let next: Signed<Root> =
-                parse("root", &bytes).map_err(|e| chain(format!("cannot be parsed: {e}")))?;
-            self.root
-                .signed
-                .verify_role(&next)
-                .map_err(|e| chain(format!("not signed by root version {}: {e}", version - 1)))?;
-            next.signed
-                .verify_role(&next)
-                .map_err(|e| chain(format!("not signed by its own keys: {e}")))?;
-            if next.signed.version.get() != version {
-                return Err(Error::VersionMismatch {
-                    role: "root".into(),
-                    named_by: file,
-                    expected: version,
-                    fetched: next.signed.version.get(),
-                });
-            }
-            let mut forgotten = Vec::new();
+            let next = successor(&self.root.signed, version, &bytes)?;
             let rotated = |role| self.root.signed.roles.get(&role) != next.signed.roles.get(&role);
             // Fast-forward recovery (TUF 5.3.11): new keys reset the versions we compare with.
             if rotated(RoleType::Timestamp) || rotated(RoleType::Snapshot) {
                 self.timestamp = None;
-                forgotten.push("timestamp.json");
             }
             if rotated(RoleType::Snapshot) {
                 self.snapshot = None;
-                forgotten.push("snapshot.json");
             }
             // Targets held from before is kept only if the new targets keys sign it too: a
             // version still named by snapshot is otherwise never checked again.
@@ -638,10 +631,10 @@ impl<S: MetadataSource> Updater<S> {
                     .is_some_and(|held| held.check_signatures("targets", &next.signed).is_err())
             {
                 self.targets = None;
-                forgotten.push("targets.json");
             }
             {
                 let _lock = self.store.lock().await?;
+                finish_root_update(&self.store)?;
                 // Another updater may have taken this root, or a newer one, already: it has
                 // forgotten what the new keys void, and what it stored since is signed by them
                 // and its to keep. The chain goes on; ending short of the stored root is a
@@ -650,32 +643,18 @@ impl<S: MetadataSource> Updater<S> {
                     .stored_newer("root.json", version - 1, is_root)?
                     .is_none()
                 {
-                    // The new root is stored first: forgetting first, an interruption would
-                    // leave the old root with nothing to compare a copy hiding the new one
-                    // with. Old files left beside the new root by an interruption are not
-                    // taken from the store: the new keys do not sign them, or, for a
-                    // timestamp whose keys stayed, the snapshot beside it is not signed
-                    // ([`Self::stored_timestamp`]). Stored files that the new keys sign are
-                    // kept: an updater stored them under the new root before a damaged
-                    // stored root sent this one back to the start of the chain. A timestamp
-                    // must then also name the snapshot kept when the snapshot keys changed,
-                    // or it may name a version the old keys inflated.
-                    self.store.store("root.json", &bytes)?;
-                    let snapshot = self
-                        .store
-                        .load("snapshot.json")?
-                        .filter(|bytes| signed_by(&next.signed, "snapshot.json", bytes));
-                    for &file in &forgotten {
-                        let kept = self.store.load(file)?.is_some_and(|bytes| {
-                            signed_by(&next.signed, file, &bytes)
-                                && (file != "timestamp.json"
-                                    || !rotated(RoleType::Snapshot)
-                                    || names_snapshot(&bytes, snapshot.as_deref()))
-                        });
-                        if !kept {
-                            self.store.remove(file)?;
-                        }
+                    // The pending root is checked against the stored one when an update cut
+                    // short is finished: the store must hold its predecessor.
+                    if self
+                        .stored_newer("root.json", version - 2, is_root)?
+                        .is_none()
+                    {
+                        self.store.store("root.json", &self.root_bytes)?;
                     }
+                    self.store.store(PENDING_ROOT, &bytes)?;
+                    forget_voided(&self.store, &self.root.signed, &next.signed)?;
+                    self.store.store("root.json", &bytes)?;
+                    self.store.remove(PENDING_ROOT)?;
                 }
             }
             self.root = next;
@@ -699,11 +678,11 @@ impl<S: MetadataSource> Updater<S> {
     /// update). Callers then update before they answer.
     pub fn catch_up(&mut self) -> Result<bool> {
         let (root, timestamp) = self.held_versions();
-        if self.newer_stored("root.json", root)?.is_some() {
+        if self.newer_stored("root.json", root)?.is_some() || pending_root(&self.store)?.is_some() {
             return Ok(false);
         }
         if let Some((_, bytes)) = self.newer_stored("timestamp.json", timestamp)? {
-            let Some(timestamp) = self.stored_timestamp(&bytes)? else {
+            let Some(timestamp) = self.signed_by_root::<Timestamp>("timestamp", &bytes) else {
                 return Ok(false);
             };
             self.timestamp = Some(timestamp);
@@ -756,7 +735,13 @@ impl<S: MetadataSource> Updater<S> {
     /// is behind.
     fn check_root_not_behind(&self) -> Result<()> {
         let current = self.root.signed.version.get();
-        match self.stored_newer("root.json", current, is_root)? {
+        let pending = pending_root(&self.store)?
+            .map(|(next, _)| next.signed.version.get())
+            .filter(|&pending| pending > current);
+        match self
+            .stored_newer("root.json", current, is_root)?
+            .or(pending)
+        {
             Some(stored) => Err(Error::Rollback {
                 role: "root".into(),
                 trusted: stored,
@@ -779,6 +764,7 @@ impl<S: MetadataSource> Updater<S> {
         signed: impl FnOnce(&[u8]) -> bool,
     ) -> Result<()> {
         let _lock = self.store.lock().await?;
+        finish_root_update(&self.store)?;
         self.check_root_not_behind()?;
         let file = format!("{role}.json");
         if let Some(trusted) = self.stored_newer(&file, version, signed)? {
@@ -841,11 +827,9 @@ impl<S: MetadataSource> Updater<S> {
             }
         }
         self.check_expiry("timestamp", new.signed.expires)?;
-        // A stored timestamp that cannot be judged is taken as trusted: storing over it could
-        // roll the client back.
         self.keep("timestamp", &bytes, new.signed.version.get(), |stored| {
-            self.stored_timestamp(stored)
-                .map_or(true, |timestamp| timestamp.is_some())
+            self.signed_by_root::<Timestamp>("timestamp", stored)
+                .is_some()
         })
         .await?;
         self.timestamp = Some(new);
@@ -1070,21 +1054,6 @@ impl<S: MetadataSource> Updater<S> {
         Ok(stored.and_then(|bytes| self.signed_by_root(role, &bytes)))
     }
 
-    /// `bytes`, the stored timestamp, if the trusted root signs it and the stored snapshot, when
-    /// there is one. A stored snapshot the root does not sign was stored under snapshot keys
-    /// since rotated, and the timestamp beside it, from that time, may name the snapshot
-    /// versions those keys inflated (TUF 5.3.11 forgets both; an update interrupted after
-    /// storing the new root leaves them).
-    fn stored_timestamp(&self, bytes: &[u8]) -> Result<Option<Signed<Timestamp>>> {
-        let snapshot_voided = self.store.load("snapshot.json")?.is_some_and(|stored| {
-            self.signed_by_root::<Snapshot>("snapshot", &stored)
-                .is_none()
-        });
-        Ok(self
-            .signed_by_root("timestamp", bytes)
-            .filter(|_| !snapshot_voided))
-    }
-
     /// Top-level targets from the store, if the trusted root signs it.
     fn load_targets(&self) -> Result<Option<TargetsMetadata>> {
         let stored = self.store.load("targets.json")?;
@@ -1126,6 +1095,102 @@ fn signed_by(root: &Root, file: &str, bytes: &[u8]) -> bool {
         "targets.json" => TargetsMetadata::verified("targets", bytes, root).is_ok(),
         _ => false,
     }
+}
+
+/// `bytes` as root version `version`, the successor of `current`: signed by a threshold of
+/// `current`'s root keys and of its own (TUF 5.3.4, 5.3.5).
+fn successor(current: &Root, version: u64, bytes: &[u8]) -> Result<Signed<Root>> {
+    let chain = |message: String| Error::RootChain { version, message };
+    let next: Signed<Root> =
+        parse("root", bytes).map_err(|e| chain(format!("cannot be parsed: {e}")))?;
+    current
+        .verify_role(&next)
+        .map_err(|e| chain(format!("not signed by root version {}: {e}", version - 1)))?;
+    next.signed
+        .verify_role(&next)
+        .map_err(|e| chain(format!("not signed by its own keys: {e}")))?;
+    if next.signed.version.get() != version {
+        return Err(Error::VersionMismatch {
+            role: "root".into(),
+            named_by: versioned_file("root", version),
+            expected: version,
+            fetched: next.signed.version.get(),
+        });
+    }
+    Ok(next)
+}
+
+/// The root a root update cut short was storing ([`PENDING_ROOT`]) and its bytes, when it
+/// follows the stored root.
+fn pending_root(store: &TrustedStore) -> Result<Option<(Signed<Root>, Vec<u8>)>> {
+    let Some(bytes) = store.load(PENDING_ROOT)? else {
+        return Ok(None);
+    };
+    Ok(pending_successor(store, &bytes)?.map(|(_, next)| (next, bytes)))
+}
+
+/// The stored root and `pending`, when `pending` follows it.
+fn pending_successor(
+    store: &TrustedStore,
+    pending: &[u8],
+) -> Result<Option<(Signed<Root>, Signed<Root>)>> {
+    let Some(stored) = store.load("root.json")?.and_then(|b| trusted_root(&b).ok()) else {
+        return Ok(None);
+    };
+    let Some(version) = stored.signed.version.get().checked_add(1) else {
+        return Ok(None);
+    };
+    Ok(successor(&stored.signed, version, pending)
+        .ok()
+        .map(|next| (stored, next)))
+}
+
+/// Finishes a root update cut short: the root it was storing, if it follows the stored one,
+/// is stored, with what its keys void forgotten first. A leftover that follows nothing
+/// stored (the update went through, and only removing it did not) is removed. The caller
+/// holds the store's lock.
+fn finish_root_update(store: &TrustedStore) -> Result<()> {
+    let Some(pending) = store.load(PENDING_ROOT)? else {
+        return Ok(());
+    };
+    if let Some((stored, next)) = pending_successor(store, &pending)? {
+        forget_voided(store, &stored.signed, &next.signed)?;
+        store.store("root.json", &pending)?;
+    }
+    store.remove(PENDING_ROOT)
+}
+
+/// Forgets from `store` what the keys of root `next`, following `old`, void (TUF 5.3.11):
+/// the timestamp when the timestamp or snapshot keys changed, the snapshot when its keys did,
+/// top-level targets when its keys did. A file the new keys sign is kept: an updater stored
+/// it under the new root before a damaged stored root sent this one back to the start of the
+/// chain. A timestamp kept beside new snapshot keys must also name the snapshot kept, or it
+/// may name a version the old keys inflated.
+fn forget_voided(store: &TrustedStore, old: &Root, next: &Root) -> Result<()> {
+    let rotated = |role| old.roles.get(&role) != next.roles.get(&role);
+    let snapshot = store
+        .load("snapshot.json")?
+        .filter(|bytes| signed_by(next, "snapshot.json", bytes));
+    let voided = [
+        (
+            "timestamp.json",
+            rotated(RoleType::Timestamp) || rotated(RoleType::Snapshot),
+        ),
+        ("snapshot.json", rotated(RoleType::Snapshot)),
+        ("targets.json", rotated(RoleType::Targets)),
+    ];
+    for (file, _) in voided.into_iter().filter(|(_, voided)| *voided) {
+        let kept = store.load(file)?.is_some_and(|bytes| {
+            signed_by(next, file, &bytes)
+                && (file != "timestamp.json"
+                    || !rotated(RoleType::Snapshot)
+                    || names_snapshot(&bytes, snapshot.as_deref()))
+        });
+        if !kept {
+            store.remove(file)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `timestamp` names exactly `snapshot` (length and SHA-256).
