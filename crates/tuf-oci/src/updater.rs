@@ -18,11 +18,6 @@ use crate::source::MetadataSource;
 use crate::targets_metadata::{Delegation, TargetsMetadata};
 use crate::trusted::TrustedStore;
 
-/// Candidate names of a pull by digest whose confirming search may fail (a role on its path
-/// that cannot be had, a target that is no descriptor) before the pull fails with the first
-/// such failure, as a pull by one of those tags would.
-const MAX_FAILED_CANDIDATES: usize = 16;
-
 /// Root N+1 while an update stores it: stored before the files its new keys void are forgotten
 /// and removed once `root.json` holds it, so that whoever finds it next finishes an update cut
 /// short between the two ([`finish_root_update`]); until then, nothing stored beside it is
@@ -159,6 +154,9 @@ pub struct Updater<S> {
     /// delegations it is the largest metadata there is.
     targets: Option<Arc<TargetsMetadata>>,
     delegated: HashMap<String, Arc<TargetsMetadata>>,
+    /// While a pull by digest is searched: the delegated roles that could not be had. The
+    /// search for each candidate name may meet them again, and they are not fetched again.
+    unavailable: Option<HashSet<String>>,
 }
 
 impl<S: MetadataSource> Updater<S> {
@@ -198,6 +196,7 @@ impl<S: MetadataSource> Updater<S> {
             snapshot: None,
             targets: None,
             delegated: HashMap::new(),
+            unavailable: None,
         };
         if cut_short {
             return Ok(updater);
@@ -435,6 +434,19 @@ impl<S: MetadataSource> Updater<S> {
         near: Option<&Repository>,
         digest: &str,
     ) -> Result<VerifiedTarget> {
+        self.unavailable = Some(HashSet::new());
+        let found = self.search_candidates(signed_path, near, digest).await;
+        self.unavailable = None;
+        found
+    }
+
+    /// [`Self::search_digest`] proper.
+    async fn search_candidates(
+        &mut self,
+        signed_path: &str,
+        near: Option<&Repository>,
+        digest: &str,
+    ) -> Result<VerifiedTarget> {
         let prefix = format!("{signed_path}:");
         let hex = digest.strip_prefix("sha256:").unwrap_or_default();
         // Roles that could sign names of the repository are followed (path patterns cannot
@@ -445,10 +457,7 @@ impl<S: MetadataSource> Updater<S> {
         // A candidate that reaches a target with this digest which is no descriptor, or whose
         // search fails, is what the pull meets, and is reported if no other candidate verifies.
         let mut failure = None;
-        // Each failed confirmation may have fetched again a role that cannot be had: their
-        // number is bounded, not only the time they take.
-        let mut failed_candidates = 0;
-        'roles: while let Some((_, fetched)) = self.next_role(&mut order, &searched, near).await? {
+        while let Some((_, fetched)) = self.next_role(&mut order, &searched, near).await? {
             // A role that cannot be had (expired, missing) may lie on other tags' paths only:
             // passed over, it is met again by the confirming search of any name on its path.
             let metadata = match fetched {
@@ -478,10 +487,6 @@ impl<S: MetadataSource> Updater<S> {
                     Err(e) => e,
                 };
                 failure.get_or_insert(failed);
-                failed_candidates += 1;
-                if failed_candidates == MAX_FAILED_CANDIDATES {
-                    break 'roles;
-                }
             }
             let children: Vec<_> = metadata
                 .delegations()
@@ -578,7 +583,19 @@ impl<S: MetadataSource> Updater<S> {
             let role = role.to_string();
             let metadata = match delegation {
                 None => self.top_level(),
-                Some(delegation) => self.delegated_role(delegation, near).await,
+                Some(_) if self.unavailable.as_ref().is_some_and(|u| u.contains(&role)) => {
+                    Err(Error::Delegation {
+                        target: searched.to_string(),
+                        reason: format!("role {role} could not be had earlier in this search"),
+                    })
+                }
+                Some(delegation) => {
+                    let fetched = self.delegated_role(delegation, near).await;
+                    if let (Err(_), Some(unavailable)) = (&fetched, &mut self.unavailable) {
+                        unavailable.insert(role.clone());
+                    }
+                    fetched
+                }
             };
             return Ok(Some((role, metadata)));
         }
