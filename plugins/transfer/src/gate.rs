@@ -119,8 +119,12 @@ impl Gate {
     pub async fn decide(&self, path: &str, headers: &HeaderMap, message: &[u8]) -> Verdict {
         let engine = &self.engine;
         match path {
+            // Forwarded as decoded and encoded again, as Transfers are ([`Self::check_transfer`]).
             IMAGES_CREATE => match CreateImageRequest::decode(message) {
-                Ok(request) => check_image(engine, request.image.as_ref(), message).await,
+                Ok(request) => {
+                    let checked = check_image(engine, request.image.as_ref()).await;
+                    checked.unwrap_or_else(|| Verdict::forward(request.encode_to_vec()))
+                }
                 Err(e) => Verdict::Malformed(format!("Images.Create: {e}")),
             },
             IMAGES_UPDATE => match UpdateImageRequest::decode(message) {
@@ -128,11 +132,12 @@ impl Gate {
                     let touches_target = request.update_mask.as_ref().is_none_or(|mask| {
                         mask.paths.is_empty() || mask.paths.iter().any(|p| p == "target")
                     });
-                    if touches_target {
-                        check_image(engine, request.image.as_ref(), message).await
+                    let checked = if touches_target {
+                        check_image(engine, request.image.as_ref()).await
                     } else {
-                        Verdict::forward(message.to_vec())
-                    }
+                        None
+                    };
+                    checked.unwrap_or_else(|| Verdict::forward(request.encode_to_vec()))
                 }
                 Err(e) => Verdict::Malformed(format!("Images.Update: {e}")),
             },
@@ -147,8 +152,9 @@ impl Gate {
     /// Registry pulls are resolved through TUF first and pinned to the verified digest, so
     /// containerd fetches exactly what TUF signs. Imports are received by the front, checked,
     /// and handed to containerd on a stream of the front's own ([`import`]). Requests go on
-    /// as decoded and encoded again: fields the front does not know (a newer client's, naming
-    /// images some new way, say) are dropped, never passed on unchecked.
+    /// as decoded and encoded again, the source and destination in them too: fields the front
+    /// does not know (a newer client's, naming images some new way, say) are dropped, never
+    /// passed on unchecked.
     async fn check_transfer(&self, headers: &HeaderMap, mut request: TransferRequest) -> Verdict {
         let Some(source) = request.source.as_mut() else {
             return Verdict::forward(request.encode_to_vec());
@@ -156,10 +162,13 @@ impl Gate {
         // Transfers into the image store record images: under the store's names. Pushes and
         // exports record none; a destination the front does not know might (a newer
         // containerd's), so it is refused rather than passed on unchecked.
-        let into_store = match request.destination.as_ref() {
+        let into_store = match request.destination.as_mut() {
             Some(d) if any::type_name(&d.type_url) == IMAGE_STORE => {
                 match ImageStore::decode(d.value.as_slice()) {
-                    Ok(store) => Some(store),
+                    Ok(store) => {
+                        d.value = store.encode_to_vec();
+                        Some(store)
+                    }
                     Err(e) => {
                         return Verdict::Malformed(format!("Transfer destination ImageStore: {e}"));
                     }
@@ -201,8 +210,8 @@ impl Gate {
                 }
                 if let Some(target) = answer.target {
                     registry.reference = pinned(&registry.reference, &target.digest());
-                    source.value = registry.encode_to_vec();
                 }
+                source.value = registry.encode_to_vec();
                 Verdict::forward(request.encode_to_vec())
             }
             (IMAGE_IMPORT_STREAM, into_store) => {
@@ -334,21 +343,18 @@ impl Gate {
     }
 }
 
-/// An image record may only point at the descriptor TUF signs for its name.
-async fn check_image(engine: &Engine, image: Option<&Image>, message: &[u8]) -> Verdict {
+/// An image record may only point at the descriptor TUF signs for its name: the refusal, or
+/// `None` when it may.
+async fn check_image(engine: &Engine, image: Option<&Image>) -> Option<Verdict> {
     let Some(image) = image else {
-        return Verdict::Malformed("image request without an image".into());
+        return Some(Verdict::Malformed("image request without an image".into()));
     };
     let descriptor = match target_descriptor(image) {
         Ok(descriptor) => descriptor,
-        Err(e) => return Verdict::Malformed(e),
+        Err(e) => return Some(Verdict::Malformed(e)),
     };
     let answer = engine.check(&image.name, Some(&descriptor)).await;
-    if answer.allowed {
-        Verdict::forward(message.to_vec())
-    } else {
-        Verdict::Deny(answer.reason)
-    }
+    (!answer.allowed).then(|| Verdict::Deny(answer.reason))
 }
 
 /// The OCI descriptor of an image record's target.
@@ -375,7 +381,92 @@ fn pinned(reference: &str, digest: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::pinned;
+    use super::*;
+
+    /// A gate whose policy allows every name, in `dir`.
+    fn allowing_gate(dir: &std::path::Path) -> Gate {
+        let policy = dir.join("policy.toml");
+        let cache = dir.join("cache");
+        let text = format!("default = \"allow\"\ncache_dir = {:?}\n", cache.display());
+        std::fs::write(&policy, text).unwrap();
+        let policy = containerd_tuf_verifier::policy::Policy::load(&policy).unwrap();
+        let upstream = Upstream::new(dir.join("containerd.sock"));
+        Gate::new(Arc::new(Engine::new(policy).unwrap()), upstream, dir.into())
+    }
+
+    /// A varint field (number 99, value 1) no version of containerd's messages has.
+    const UNKNOWN_FIELD: [u8; 3] = [0x98, 0x06, 0x01];
+
+    #[tokio::test]
+    async fn fields_the_front_does_not_know_are_not_passed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = allowing_gate(dir.path());
+        let image = Image {
+            name: "local/app:v1".into(),
+            target: Some(containerd_client::types::Descriptor {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                size: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let known = CreateImageRequest {
+            image: Some(image.clone()),
+            ..Default::default()
+        };
+        // The unknown field inside the image (field 1 of the request), and beside it.
+        let mut inner = image.encode_to_vec();
+        inner.extend(UNKNOWN_FIELD);
+        let mut message = vec![0x0a];
+        prost::encoding::encode_varint(inner.len() as u64, &mut message);
+        message.extend(inner);
+        message.extend(UNKNOWN_FIELD);
+        for path in [IMAGES_CREATE, IMAGES_UPDATE] {
+            let verdict = gate.decide(path, &HeaderMap::new(), &message).await;
+            let Verdict::Forward { message, .. } = verdict else {
+                panic!("{path}: {verdict:?}");
+            };
+            // Update's request has the image as field 1 too.
+            assert_eq!(message, known.encode_to_vec(), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn fields_the_front_does_not_know_are_not_passed_on_in_transfers() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = allowing_gate(dir.path());
+        let any = |type_url: &str, value: Vec<u8>| prost_types::Any {
+            type_url: type_url.into(),
+            value,
+        };
+        let source = OciRegistry {
+            reference: "local/app:v1".into(),
+            ..Default::default()
+        };
+        let destination = ImageStore {
+            name: "local/app:v1".into(),
+            ..Default::default()
+        };
+        let with_unknown = |message: Vec<u8>| [message, UNKNOWN_FIELD.to_vec()].concat();
+        let request = |source: Vec<u8>, destination: Vec<u8>| TransferRequest {
+            source: Some(any(OCI_REGISTRY, source)),
+            destination: Some(any(IMAGE_STORE, destination)),
+            ..Default::default()
+        };
+        let sent = request(
+            with_unknown(source.encode_to_vec()),
+            with_unknown(destination.encode_to_vec()),
+        );
+        let verdict = gate
+            .decide(TRANSFER, &HeaderMap::new(), &sent.encode_to_vec())
+            .await;
+        let Verdict::Forward { message, .. } = verdict else {
+            panic!("{verdict:?}");
+        };
+        let known = request(source.encode_to_vec(), destination.encode_to_vec());
+        assert_eq!(message, known.encode_to_vec());
+    }
 
     #[test]
     fn pins_keep_the_tag() {
