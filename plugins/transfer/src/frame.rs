@@ -75,6 +75,10 @@ pub struct Messages {
     limit: usize,
 }
 
+/// The least room made for the rest of a message, whatever has arrived of it: blob writes
+/// come in messages of about 1 MiB (containerd's copy buffer), each then made room for once.
+const RESERVE_FLOOR: usize = 1024 * 1024;
+
 impl Messages {
     /// Reads `body`, refusing messages larger than containerd's stream messages may be.
     pub fn new(body: Body) -> Self {
@@ -105,9 +109,12 @@ impl Messages {
                     let raw = self.buffer.split_to(5 + len).freeze();
                     return Some(Ok(Item::Message(Message { raw })));
                 }
-                // Room for the whole message at once: grown frame by frame, a 1 MiB message
-                // would be copied again at every doubling.
-                self.buffer.reserve(5 + len - self.buffer.len());
+                // Room for more than the next frame (grown frame by frame, a 1 MiB message
+                // would be copied again and again), but no more than has arrived: a header
+                // claiming 16 MiB costs what its sender sends, not what it claims.
+                let missing = 5 + len - self.buffer.len();
+                self.buffer
+                    .reserve(missing.min(self.buffer.len().max(RESERVE_FLOOR)));
             }
             match self.body.frame().await {
                 None if self.buffer.has_remaining() => {
@@ -167,5 +174,25 @@ mod tests {
         )];
         let mut messages = Messages::new(StreamBody::new(tokio_stream::iter(cut)).boxed_unsync());
         assert!(matches!(messages.next().await, Some(Err(_))));
+    }
+
+    #[tokio::test]
+    async fn room_follows_what_arrives_not_what_a_header_claims() {
+        use http_body_util::StreamBody;
+        use tokio_stream::StreamExt as _;
+        // A header claiming the largest message, then nothing more for as long as it likes.
+        let limit = 16 * 1024 * 1024;
+        let claim = u32::try_from(limit).unwrap().to_be_bytes();
+        let header = Bytes::copy_from_slice(&[&[0][..], &claim, b"x"].concat());
+        let frames = tokio_stream::iter([Ok::<_, hyper::Error>(http_body::Frame::data(header))])
+            .chain(tokio_stream::pending());
+        let mut messages = Messages::with_limit(StreamBody::new(frames).boxed_unsync(), limit);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), messages.next());
+        assert!(waited.await.is_err(), "no message yet");
+        assert!(
+            messages.buffer.capacity() <= 2 * RESERVE_FLOOR,
+            "{} bytes reserved",
+            messages.buffer.capacity()
+        );
     }
 }
