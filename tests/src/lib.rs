@@ -5,6 +5,7 @@
 pub mod containerd;
 pub mod craft;
 pub mod hostile;
+pub mod relay;
 
 use std::net::TcpListener;
 use std::num::NonZeroU64;

@@ -10,6 +10,7 @@ use containerd_tuf_verifier::policy::Policy;
 use tokio::sync::oneshot;
 use tuf_oci::layout::Entry;
 use tuf_oci_tests::containerd::{Containerd, Version};
+use tuf_oci_tests::relay::Relay;
 use tuf_oci_tests::{Org, TeamA, TestRegistry, write_policy};
 
 struct Setup {
@@ -69,6 +70,11 @@ impl Drop for Front {
 }
 
 fn start_front(dir: &Path, policy: &Path, containerd: &Containerd) -> Front {
+    start_front_to(dir, policy, &containerd.socket)
+}
+
+/// [`start_front`] in front of whatever serves `upstream`.
+fn start_front_to(dir: &Path, policy: &Path, upstream: &Path) -> Front {
     let port = tuf_oci_tests::free_port();
     let socket = dir.join(format!("front-{port}.sock"));
     let staging = dir.join(format!("staging-{port}"));
@@ -76,7 +82,7 @@ fn start_front(dir: &Path, policy: &Path, containerd: &Containerd) -> Front {
     let engine = Arc::new(Engine::new(Policy::load(policy).unwrap()).unwrap());
     let listener = containerd_tuf_verifier::server::bind(&socket).unwrap();
     let (stop, stopped) = oneshot::channel();
-    let upstream = Upstream::new(containerd.socket.clone());
+    let upstream = Upstream::new(upstream.to_path_buf());
     tokio::spawn({
         let staging = staging.clone();
         async move {
@@ -1042,4 +1048,48 @@ async fn a_manifest_served_as_an_index_is_refused_on_2() {
         "{err}"
     );
     assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+}
+
+/// The front talks to containerd's socket only when root or the front's own user serves it:
+/// another user's server there (the socket path left free in a directory others can write)
+/// is not talked to, and calls through the front fail naming its user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_containerd_socket_served_by_another_user_is_not_talked_to() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = setup().await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    // containerd behind a relay run as root, and that one behind a relay run as nobody.
+    let relays = tempfile::tempdir().unwrap();
+    let open = |path: &Path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    };
+    open(relays.path());
+    let (as_root, as_nobody) = (
+        relays.path().join("root.sock"),
+        relays.path().join("nobody.sock"),
+    );
+    let _root_relay = Relay::start(&as_root, &containerd.socket, 0).await;
+    open(&as_root);
+    let _nobody_relay = Relay::start(&as_nobody, &as_root, 65534).await;
+
+    let through_root = start_front_to(setup.dir.path(), &setup.policy, &as_root);
+    let out = containerd
+        .spawn_ctr_at(&through_root.socket, &["version"])
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let through_nobody = start_front_to(setup.dir.path(), &setup.policy, &as_nobody);
+    let out = containerd
+        .spawn_ctr_at(&through_nobody.socket, &["version"])
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("runs as uid 65534"),
+        "{stderr}"
+    );
 }

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tuf_oci::layout::Entry;
+use tuf_oci_tests::relay::Relay;
 use tuf_oci_tests::{
     TeamA, TestRegistry, assert_refused, run_image_verifier, serve_verifier, workspace_binary,
     write_policy,
@@ -306,63 +307,6 @@ fn serve_impostor(socket: &Path, echo: bool) {
             )
             .serve_with_incoming(incoming),
     );
-}
-
-/// A relay of connections from one socket to another, run as another user; stops when
-/// dropped.
-struct Relay(std::process::Child);
-
-const RELAY: &str = r#"
-import socket, sys, threading
-server = socket.socket(socket.AF_UNIX)
-server.bind(sys.argv[1])
-server.listen()
-def pipe(a, b):
-    try:
-        while data := a.recv(65536):
-            b.sendall(data)
-    except OSError:
-        pass
-    try:
-        b.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-while True:
-    client, _ = server.accept()
-    upstream = socket.socket(socket.AF_UNIX)
-    upstream.connect(sys.argv[2])
-    for a, b in ((client, upstream), (upstream, client)):
-        threading.Thread(target=pipe, args=(a, b), daemon=True).start()
-"#;
-
-impl Relay {
-    /// Relays connections to `listen` on to `upstream`, as user (and group) `uid`.
-    async fn start(listen: &Path, upstream: &Path, uid: u32) -> Self {
-        use std::os::unix::process::CommandExt;
-        let child = Command::new("python3")
-            .args(["-c", RELAY])
-            .arg(listen)
-            .arg(upstream)
-            .uid(uid)
-            .gid(uid)
-            .spawn()
-            .expect("python3");
-        let relay = Relay(child);
-        for _ in 0..500 {
-            if listen.exists() {
-                return relay;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the relay did not listen on {}", listen.display());
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Whoever listens on the service's socket is asked only when running as root or as the

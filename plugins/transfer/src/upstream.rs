@@ -52,6 +52,10 @@ impl Upstream {
         }
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
+            .and_then(|stream| {
+                containerd_tuf_verifier::client::trusted_server(&stream, &self.socket)?;
+                Ok(stream)
+            })
             .map_err(|e| {
                 anyhow::anyhow!("connecting to containerd at {}: {e}", self.socket.display())
             })?;

@@ -58,7 +58,7 @@ async fn unix_channel_with(
 /// Fails unless the server on `stream` runs as root or as the user this process runs as
 /// (`SO_PEERCRED`). Anyone else listening there (a socket path left free in a directory others
 /// can write) could answer anything: a verification service's "allowed" among the rest.
-fn trusted_server(stream: &tokio::net::UnixStream, socket: &Path) -> std::io::Result<()> {
+pub fn trusted_server(stream: &tokio::net::UnixStream, socket: &Path) -> std::io::Result<()> {
     let server = stream.peer_cred()?.uid();
     let own = rustix::process::geteuid().as_raw();
     if server == 0 || server == own {
