@@ -644,7 +644,8 @@ async fn a_pull_by_digest_fetches_a_role_that_cannot_be_had_once() {
 }
 
 /// A delegation to a role whose name no metadata file can carry (tags hold no `/`), written
-/// by hand and listed in snapshot, fails the search that reaches it, naming the role.
+/// by hand and listed in snapshot, fails the search that reaches it, naming the role, before
+/// anything is read for it.
 #[tokio::test]
 async fn a_role_no_file_can_be_named_for_is_refused_naming_it() {
     let registry = TestRegistry::start();
@@ -661,10 +662,21 @@ async fn a_role_no_file_can_be_named_for_is_refused_naming_it() {
         mut snapshot,
         ..
     } = craft::published(&registry, &org).await;
-    snapshot.signed.meta.insert(
-        "team-a/evil.json".into(),
-        craft::metafile(1, b"never pushed"),
-    );
+    // Its file is in the registry, to be read by digest: the name is refused all the same.
+    let file = b"{}";
+    registry
+        .client
+        .push_blob(
+            &org.metadata,
+            tuf_oci::layout::METADATA_LAYER_MEDIA_TYPE,
+            file,
+        )
+        .await
+        .unwrap();
+    snapshot
+        .signed
+        .meta
+        .insert("team-a/evil.json".into(), craft::metafile(1, file));
     snapshot.signed.version = snapshot.signed.version.saturating_add(1);
     craft::publish_snapshot(
         &registry,

@@ -12,7 +12,7 @@ use tough::schema::{Metafile, Role, RoleType, Root, Signed, Snapshot, Target, Ti
 
 use crate::descriptor::descriptor_from_target;
 use crate::error::{Error, Result};
-use crate::layout::{sha256_digest, signed_version, versioned_file};
+use crate::layout::{check_role_name, sha256_digest, signed_version, versioned_file};
 use crate::location::Repository;
 use crate::source::MetadataSource;
 use crate::targets_metadata::{Delegation, TargetsMetadata};
@@ -938,6 +938,12 @@ impl<S: MetadataSource> Updater<S> {
         near: Option<&Repository>,
     ) -> Result<Arc<TargetsMetadata>> {
         let role = delegation.name.as_str();
+        // Checked before anything is read for it: its file could be found by digest, and the
+        // role then taken though no file can be named for it.
+        check_role_name(role).map_err(|e| Error::InvalidDelegation {
+            role: role.to_string(),
+            reason: format!("no file can be named for it: {e}"),
+        })?;
         let meta = self
             .snapshot_meta(role)
             .cloned()
