@@ -1093,3 +1093,57 @@ async fn a_containerd_socket_served_by_another_user_is_not_talked_to() {
         "{stderr}"
     );
 }
+
+/// A Transfer pull is verified when the call arrives, and containerd records it when its work
+/// ends: a tag signed for other content meanwhile is checked again once containerd answers,
+/// and the record it made of the older target is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_signed_anew_during_a_transfer_pull_is_not_left_recorded_on_2() {
+    use tuf_oci_tests::hostile::{HostileRegistry, Rule};
+    let setup = setup().await;
+    let registry = &setup.registry;
+    let manifest = registry
+        .manifest_json("team-a/app", &setup.signed.digest)
+        .await;
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    let hold = Rule::Hold {
+        path_suffix: format!("/blobs/{layer}"),
+        permits: Arc::clone(&permits),
+    };
+    let hostile = HostileRegistry::start(&registry.host, vec![hold]).await;
+    let policy = setup.dir.path().join("hostile-policy.toml");
+    let text = std::fs::read_to_string(&setup.policy).unwrap();
+    std::fs::write(&policy, text.replace(&registry.host, &hostile.host)).unwrap();
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &policy, &containerd);
+    let name = format!("{}/team-a/app:v1", hostile.host);
+    let pull = containerd.spawn_ctr_at(&front.socket, &["images", "pull", "--plain-http", &name]);
+    hostile.asked(&format!("/blobs/{layer}"), 1).await;
+
+    let newer = registry.push_image("team-a/app", "v1", "newer").await;
+    let team = [setup.org.key("team-a").await];
+    setup
+        .org
+        .sign(registry, &registry.image("team-a/app:v1"), "team-a", &team)
+        .await;
+    setup.org.publish(registry).await;
+    permits.add_permits(1);
+
+    let out = pull.await.unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("checked again once containerd recorded the pull"),
+        "{said}"
+    );
+    assert!(said.contains(&newer.digest), "{said}");
+    assert!(
+        !containerd.images().contains(&name),
+        "{:?}",
+        containerd.images()
+    );
+}

@@ -7,17 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use containerd_client::services::v1::{
-    CreateImageRequest, Image, TransferRequest, UpdateImageRequest,
+    CreateImageRequest, DeleteImageRequest, Image, TransferRequest, UpdateImageRequest,
 };
 use containerd_client::types::transfer::{
     ImageExportStream, ImageImportStream, ImageStore, OciRegistry,
 };
 use containerd_tuf_verifier::engine::Engine;
-use http::HeaderMap;
+use http::{HeaderMap, Request, Uri};
+use http_body_util::{BodyExt, Full};
 use oci_spec::image::Descriptor;
 use prost::Message;
 
 use crate::any;
+use crate::frame;
 use crate::import::{self, HandedOver, Refusal};
 use crate::naming;
 use crate::streams::{Flush, Streams, namespace};
@@ -31,6 +33,7 @@ pub const IMAGES_CREATE: &str = "/containerd.services.images.v1.Images/Create";
 pub const IMAGES_UPDATE: &str = "/containerd.services.images.v1.Images/Update";
 /// containerd ≥ 1.7 server-side transfers (`ctr images pull` in 2.x, nerdctl ≥ 2.3).
 pub const TRANSFER: &str = "/containerd.services.transfer.v1.Transfer/Transfer";
+const IMAGES_DELETE: &str = "/containerd.services.images.v1.Images/Delete";
 
 const OCI_REGISTRY: &str = "containerd.types.transfer.OCIRegistry";
 const IMAGE_IMPORT_STREAM: &str = "containerd.types.transfer.ImageImportStream";
@@ -69,6 +72,8 @@ pub enum Verdict {
         flush: Option<Flush>,
         /// The checked import this call hands to containerd, kept until it is answered.
         handed_over: Option<HandedOver>,
+        /// What to check again once containerd has answered the call.
+        recheck: Option<Box<Recheck>>,
     },
     /// Refuse with this reason (`PERMISSION_DENIED`).
     Deny(String),
@@ -93,8 +98,18 @@ impl Verdict {
             message,
             flush: None,
             handed_over: None,
+            recheck: None,
         }
     }
+}
+
+/// A Transfer pull into the image store, verified when the call arrived: containerd records
+/// it when its work ends, which nothing bounds (a slow registry; a client holding the ingest
+/// of one of its blobs open), so its names are checked again once containerd answers.
+#[derive(Debug)]
+pub struct Recheck {
+    store: ImageStore,
+    target: Descriptor,
 }
 
 impl Gate {
@@ -208,11 +223,28 @@ impl Gate {
                         return Verdict::Deny(reason);
                     }
                 }
-                if let Some(target) = answer.target {
-                    registry.reference = pinned(&registry.reference, &target.digest());
-                }
+                let recheck = match (answer.target, into_store) {
+                    (Some(target), Some(store)) => {
+                        registry.reference = pinned(&registry.reference, &target.digest());
+                        let target = target.descriptor().clone();
+                        Some(Box::new(Recheck {
+                            store: store.clone(),
+                            target,
+                        }))
+                    }
+                    (Some(target), None) => {
+                        registry.reference = pinned(&registry.reference, &target.digest());
+                        None
+                    }
+                    (None, _) => None,
+                };
                 source.value = registry.encode_to_vec();
-                Verdict::forward(request.encode_to_vec())
+                Verdict::Forward {
+                    message: request.encode_to_vec(),
+                    flush: None,
+                    handed_over: None,
+                    recheck,
+                }
             }
             (IMAGE_IMPORT_STREAM, into_store) => {
                 let mut stream = match ImageImportStream::decode(source.value.as_slice()) {
@@ -237,6 +269,7 @@ impl Gate {
                             message: request.encode_to_vec(),
                             flush: None,
                             handed_over: Some(handed_over),
+                            recheck: None,
                         }
                     }
                     Err(Refusal::Denied(reason)) => Verdict::Deny(reason),
@@ -272,7 +305,85 @@ impl Gate {
                 flush: self.export_flush(headers, &request),
                 message: request.encode_to_vec(),
                 handed_over: None,
+                recheck: None,
             },
+        }
+    }
+
+    /// Checks a Transfer pull's names again once containerd has recorded them (the call made
+    /// with `uri` and `headers`): if one no longer verifies (its tag signed for other content,
+    /// or revoked, meanwhile), every record the pull made is removed, and the refusal is the
+    /// answer. A pull starting now would record nothing older.
+    pub async fn recheck(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        recheck: &Recheck,
+    ) -> Option<String> {
+        let refused = self.check_names(&recheck.store, &recheck.target).await?;
+        let names = naming::named(&recheck.store, recheck.target.digest().as_ref()).ok()?;
+        let mut removed = Vec::new();
+        for name in names {
+            match self
+                .delete_record(uri, headers, &name, &recheck.target)
+                .await
+            {
+                Ok(()) => removed.push(name),
+                Err(e) => tracing::warn!(%name, error = %e, "removing a record the front refused"),
+            }
+        }
+        Some(format!(
+            "{refused} (checked again once containerd recorded the pull of {}; removed {})",
+            recheck.target.digest(),
+            removed.join(", ")
+        ))
+    }
+
+    /// Has containerd delete image record `name` if it points at `target`, in the
+    /// namespace of the call made with `uri` and `headers`.
+    async fn delete_record(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        name: &str,
+        target: &Descriptor,
+    ) -> anyhow::Result<()> {
+        // Only while it points at the pulled target: a newer pull's record stays.
+        let message = DeleteImageRequest {
+            name: name.to_string(),
+            sync: false,
+            target: Some(containerd_client::types::Descriptor {
+                media_type: target.media_type().to_string(),
+                digest: target.digest().to_string(),
+                size: i64::try_from(target.size()).unwrap_or(i64::MAX),
+                ..Default::default()
+            }),
+        };
+        let body = Full::new(frame::encode(&message.encode_to_vec()))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut request = Request::new(body);
+        *request.method_mut() = http::Method::POST;
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(IMAGES_DELETE));
+        *request.uri_mut() = Uri::from_parts(parts)?;
+        *request.headers_mut() = headers.clone();
+        request.headers_mut().remove(http::header::CONTENT_LENGTH);
+        let (head, body) = self.upstream.send(request).await?.into_parts();
+        let trailers = body
+            .collect()
+            .await?
+            .trailers()
+            .cloned()
+            .unwrap_or_default();
+        let status = head
+            .headers
+            .get("grpc-status")
+            .or(trailers.get("grpc-status"));
+        // Not found: gone already.
+        match status.and_then(|s| s.to_str().ok()) {
+            Some("0" | "5") => Ok(()),
+            other => anyhow::bail!("containerd answered grpc-status {other:?}"),
         }
     }
 

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 
 use crate::forward::{Answer, Relay};
 use crate::frame;
-use crate::gate::{self, Gate, Verdict};
+use crate::gate::{self, Gate, Recheck, Verdict};
 use crate::import;
 use crate::status::{self, Code};
 use crate::streams;
@@ -110,11 +110,16 @@ impl<S: Relay> tower::Service<Request<Body>> for Verify<S> {
                     message,
                     flush,
                     handed_over,
+                    recheck,
                 } => {
                     let body = Full::new(frame::encode(&message))
                         .map_err(|never| match never {})
                         .boxed_unsync();
+                    let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
                     let Ok(response) = inner.call(Request::from_parts(parts, body)).await;
+                    if let Some(recheck) = recheck {
+                        return Ok(rechecked(&gate, &uri, &headers, &recheck, response).await);
+                    }
                     let response = match flush {
                         Some(flush) => streams::trailers_after(response, flush),
                         None => response,
@@ -135,6 +140,42 @@ impl<S: Relay> tower::Service<Request<Body>> for Verify<S> {
             }
         })
     }
+}
+
+/// `response`, containerd's answer to a Transfer pull, once `gate` has checked the pull's names
+/// again ([`Gate::recheck`]): the refusal instead when they no longer verify.
+async fn rechecked(
+    gate: &Gate,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    recheck: &Recheck,
+    response: Response<Body>,
+) -> Response<Body> {
+    if status::is_trailers_only(response.headers()) {
+        return response;
+    }
+    let (head, body) = response.into_parts();
+    let collected = match body.collect().await {
+        Ok(collected) => collected,
+        Err(e) => {
+            return status::error(
+                Code::Unavailable,
+                &format!("tuf-oci front: containerd's answer to a Transfer: {e}"),
+            );
+        }
+    };
+    let succeeded = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .is_some_and(|status| status == "0");
+    if succeeded && let Some(reason) = gate.recheck(uri, headers, recheck).await {
+        tracing::warn!(%reason, "refused once recorded");
+        return status::error(Code::PermissionDenied, &reason);
+    }
+    Response::from_parts(
+        head,
+        collected.map_err(|never| match never {}).boxed_unsync(),
+    )
 }
 
 /// Reads a whole request body, refusing more than `limit` bytes.
