@@ -434,3 +434,100 @@ async fn a_targets_rotation_without_the_current_key_goes_through() {
     assert!(old_root.signed.verify_role(&head).is_err());
     org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
 }
+
+/// Rotates the root key (root 2; the online keys stay) and leaves, in `cache`'s trust
+/// directory for the org's root, the state a crash in the middle of storing root 2 leaves:
+/// `root.json` still root 1, root 2 pending. Root 2's bytes.
+async fn root_update_cut_short(
+    registry: &TestRegistry,
+    org: &Org,
+    cache: &std::path::Path,
+) -> Vec<u8> {
+    org.editor(registry)
+        .await
+        .rotate(
+            RoleType::Root,
+            &[org.key("root").await],
+            &[],
+            &[org.key("root-new").await],
+            NonZeroU64::MIN,
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    // Not published: the timestamp stays, and an open session has nothing new to store.
+    let root_2 = registry.get_file(&org.metadata, "2.root.json").await;
+    let trust_dir = tuf_oci::verify::trust_dir(cache, &org.root);
+    std::fs::write(trust_dir.join("root.json"), &org.root).unwrap();
+    std::fs::write(trust_dir.join("root.pending"), &root_2).unwrap();
+    root_2
+}
+
+/// A root update cut short counts for a session already open: a copy whose chain stops at
+/// root 1 is a rollback for it. A verifier opened afterwards trusts root 2 at once, and
+/// finishes the update.
+#[tokio::test]
+async fn a_root_update_cut_short_holds_for_sessions_open_and_new() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    // A mirror that never serves root 2.
+    let hide = Rule::Hide {
+        path_suffix: "/2.root.json".into(),
+    };
+    let mirror = HostileRegistry::start(&registry.host, vec![hide]).await;
+    let through_mirror = || {
+        let client = Registry::new(&RegistryConfig {
+            insecure_hosts: vec![mirror.host.clone()],
+            ..RegistryConfig::default()
+        })
+        .unwrap();
+        let metadata = Repository {
+            registry: mirror.host.clone(),
+            path: org.metadata.path.clone(),
+        };
+        Verifier::new(client, org.trust(Some(metadata), Some(cache.path()))).unwrap()
+    };
+    let image = ImageRef::parse(&format!("{}/solo/app:v1", mirror.host)).unwrap();
+    let open = through_mirror();
+    open.verify(&image).await.unwrap();
+
+    let root_2 = root_update_cut_short(&registry, &org, cache.path()).await;
+    let err = open.verify(&image).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, trusted: 2, fetched: 1 } if role == "root"),
+        "{err}"
+    );
+    through_mirror().verify(&image).await.unwrap();
+    let trust_dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
+    assert!(!trust_dir.join("root.pending").exists());
+    assert_eq!(std::fs::read(trust_dir.join("root.json")).unwrap(), root_2);
+}
+
+/// Configured with root 2 where the trust directory of root 1 holds an update to root 2 cut
+/// short, a verifier starts from that directory's state and finishes the update there.
+#[tokio::test]
+async fn configuring_a_root_whose_update_was_cut_short_takes_up_that_state() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    let root_2 = root_update_cut_short(&registry, &org, cache.path()).await;
+
+    let trust = TrustConfig {
+        root: root_2.clone(),
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..TrustConfig::default()
+    };
+    Verifier::new(registry.client.clone(), trust)
+        .unwrap()
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    let taken_up = tuf_oci::verify::trust_dir(cache.path(), &root_2);
+    assert!(!taken_up.join("root.pending").exists());
+    assert_eq!(std::fs::read(taken_up.join("root.json")).unwrap(), root_2);
+}

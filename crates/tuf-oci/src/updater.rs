@@ -23,7 +23,7 @@ use crate::trusted::TrustedStore;
 /// short between the two ([`finish_root_update`]); until then, nothing stored beside it is
 /// read, and a copy whose root chain stops short of it is a rollback. No role's file has this
 /// name: theirs end in `.json`.
-const PENDING_ROOT: &str = "root.pending";
+pub(crate) const PENDING_ROOT: &str = "root.pending";
 
 /// Download limits (TUF 5.2: "an upper bound on the number of bytes").
 #[derive(Debug, Clone, Copy)]
@@ -180,8 +180,9 @@ impl<S: MetadataSource> Updater<S> {
             .unwrap_or(bootstrap);
         // A root update cut short: its root is trusted, and nothing stored beside it is read
         // until the next update has finished it (what its keys void is still there).
+        // Also when it is the bootstrap root: the stored files beside it are older.
         let pending =
-            pending_root(&store)?.filter(|(next, _)| next.signed.version > root.signed.version);
+            pending_root(&store)?.filter(|(next, _)| next.signed.version >= root.signed.version);
         let cut_short = pending.is_some();
         let (root, root_bytes) = pending.unwrap_or((root, root_bytes));
         let mut updater = Updater {
@@ -376,6 +377,8 @@ impl<S: MetadataSource> Updater<S> {
         name: &str,
         near: Option<&Repository>,
     ) -> Result<(String, Target)> {
+        // Left by a pull by digest cut short (its future dropped): each search starts anew.
+        self.unavailable = None;
         let held = self.held_versions();
         let found = self.search_target(name, near).await;
         if self.overtaken(&found, held) {
@@ -591,7 +594,11 @@ impl<S: MetadataSource> Updater<S> {
                 }
                 Some(delegation) => {
                     let fetched = self.delegated_role(delegation, near).await;
-                    if let (Err(_), Some(unavailable)) = (&fetched, &mut self.unavailable) {
+                    // Signatures are checked with the delegating role's keys for it: another
+                    // delegation to the same role may name keys that sign it.
+                    if let (Err(e), Some(unavailable)) = (&fetched, &mut self.unavailable)
+                        && !matches!(e, Error::Signature { .. })
+                    {
                         unavailable.insert(role.clone());
                     }
                     fetched
@@ -695,7 +702,9 @@ impl<S: MetadataSource> Updater<S> {
     /// update). Callers then update before they answer.
     pub fn catch_up(&mut self) -> Result<bool> {
         let (root, timestamp) = self.held_versions();
-        if self.newer_stored("root.json", root)?.is_some() || pending_root(&self.store)?.is_some() {
+        // The pending root first: read after `root.json`, an update finishing in between
+        // would leave a pending root that follows nothing, and a stored root not seen.
+        if pending_root(&self.store)?.is_some() || self.newer_stored("root.json", root)?.is_some() {
             return Ok(false);
         }
         if let Some((_, bytes)) = self.newer_stored("timestamp.json", timestamp)? {

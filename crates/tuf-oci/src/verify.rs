@@ -435,6 +435,8 @@ fn trusted_store(trust: &TrustConfig) -> Result<TrustedStore> {
     let same_root =
         |stored: &[u8]| signed_part(stored).is_some_and(|s| Some(s) == signed_part(&trust.root));
     store.take_up(cache_dir, "root.json", same_root)?;
+    // Or whose update to this root was cut short: it is finished here ([`Updater::open`]).
+    store.take_up(cache_dir, crate::updater::PENDING_ROOT, same_root)?;
     Ok(store)
 }
 
