@@ -582,6 +582,29 @@ async fn a_failed_import_leaves_nothing_staged() {
     front.assert_nothing_staged().await;
 }
 
+/// An import the front cannot stage (its staging directory gone) fails as the front's fault,
+/// `UNAVAILABLE` (to be tried again) naming the directory, not as a bad archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_the_front_cannot_stage_is_unavailable_naming_where() {
+    let setup = setup().await;
+    let name = format!("{}/team-a/app:v1", setup.registry.host);
+    let archive = setup.registry.oci_archive("team-a/app", "v1", &name).await;
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    std::fs::remove_dir(&front.staging).unwrap();
+    let status = import_stream(&front, archive, "progress")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("staging directory in {}", front.staging.display())),
+        "{status:?}"
+    );
+    assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+}
+
 /// Imports `archive` through the front as `ctr` does on containerd 2.x: the archive on an
 /// import stream, sent as the receiver's window allows, and a Transfer naming that stream,
 /// reporting progress on the stream `progress`.

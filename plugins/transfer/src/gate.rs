@@ -79,6 +79,8 @@ pub enum Verdict {
     Deny(String),
     /// The message cannot be read (`INVALID_ARGUMENT`).
     Malformed(String),
+    /// The front could not do its part (`UNAVAILABLE`: the call may be tried again).
+    Failed(String),
 }
 
 /// What the checks need: the verifier engine, the streams clients opened through the front
@@ -276,6 +278,7 @@ impl Gate {
                     Err(Refusal::Unreadable(reason)) => {
                         Verdict::Malformed(format!("import: {reason}"))
                     }
+                    Err(Refusal::Failed(reason)) => Verdict::Failed(format!("import: {reason}")),
                 }
             }
             // A tag: the store's names are given whatever image record the source names when

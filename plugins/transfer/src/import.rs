@@ -48,12 +48,16 @@ pub enum Refusal {
     Denied(String),
     /// The archive or the stream is unusable.
     Unreadable(String),
+    /// The front could not do its part (staging, containerd): no fault of the import's.
+    Failed(String),
 }
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Denied(reason) | Refusal::Unreadable(reason) => f.write_str(reason),
+            Refusal::Denied(reason) | Refusal::Unreadable(reason) | Refusal::Failed(reason) => {
+                f.write_str(reason)
+            }
         }
     }
 }
@@ -89,7 +93,7 @@ impl ImportDir {
 
 impl Checked {
     fn new_in(staging: &Path) -> Result<Self, Refusal> {
-        let refused = |e| unreadable(&format!("staging directory in {}", staging.display()), e);
+        let refused = |e| failed(&format!("staging directory in {}", staging.display()), e);
         let dir = tempfile::Builder::new()
             .prefix(IMPORT_PREFIX)
             .tempdir_in(staging)
@@ -232,7 +236,7 @@ fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex
             "the import is not an OCI archive (tar of an OCI layout, plain or gzip): {e}"
         ))
     })?;
-    std::fs::remove_file(tar).map_err(|e| unreadable("staged archive", e))?;
+    std::fs::remove_file(tar).map_err(|e| failed("staged archive", e))?;
     let index = layout.join("index.json");
     let size = std::fs::metadata(&index).map_or(0, |m| m.len());
     if size > tuf_oci::store::INDEX_LIMIT {
@@ -255,7 +259,7 @@ fn blocking_in<T: Send + 'static>(
     async move {
         tokio::task::spawn_blocking(move || work(dir.path()))
             .await
-            .map_err(|e| unreadable("archive work", e))?
+            .map_err(|e| failed("archive work", e))?
     }
 }
 
@@ -303,7 +307,7 @@ pub async fn hand_over(
     let response = upstream
         .send(request)
         .await
-        .map_err(|e| unreadable("opening a stream to containerd", e))?;
+        .map_err(|e| failed("opening a stream to containerd", e))?;
     let refused = response
         .headers()
         .get("grpc-message")
@@ -314,15 +318,16 @@ pub async fn hand_over(
     match from_containerd.next().await {
         Some(Ok(Item::Message(_))) => {}
         _ => {
-            return Err(Refusal::Unreadable(format!(
+            return Err(Refusal::Failed(format!(
                 "containerd did not open stream {id}: {}",
                 refused.unwrap_or_else(|| "no acknowledgement".into())
             )));
         }
     }
+    let stream = id.to_string();
     let sending = tokio::spawn(async move {
         if let Err(e) = pump(&checked.archive(), &to_containerd, &mut from_containerd).await {
-            tracing::warn!(error = %e, "sending a checked import to containerd");
+            tracing::warn!(%stream, error = %e, "sending a checked import to containerd");
         }
         drop(to_containerd);
         // Hold the stream (and the staged archive) until containerd ends it, or the Transfer
@@ -336,7 +341,7 @@ pub async fn hand_over(
 async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
     let mut file = tokio::fs::File::create(path)
         .await
-        .map_err(|e| unreadable("staging the archive", e))?;
+        .map_err(|e| failed("staging the archive", e))?;
     let mut window: i64 = 0;
     let mut total: u64 = 0;
     let mut listening = true;
@@ -368,26 +373,26 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
         window -= data.data.len() as i64;
         file.write_all(&data.data)
             .await
-            .map_err(|e| unreadable("staging the archive", e))?;
+            .map_err(|e| failed("staging the archive", e))?;
     }
     file.flush()
         .await
-        .map_err(|e| unreadable("staging the archive", e))
+        .map_err(|e| failed("staging the archive", e))
 }
 
 /// The tar in `received`, gunzipped when it is gzip (as containerd accepts imports). Other
 /// compressions are refused by name rather than misread.
 fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
     let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(received).map_err(|e| unreadable("staged archive", e))?;
+    let mut file = std::fs::File::open(received).map_err(|e| failed("staged archive", e))?;
     let read =
-        std::io::Read::read(&mut file, &mut magic).map_err(|e| unreadable("staged archive", e))?;
+        std::io::Read::read(&mut file, &mut magic).map_err(|e| failed("staged archive", e))?;
     match magic[..read] {
         [0x1f, 0x8b, ..] => {
-            std::io::Seek::rewind(&mut file).map_err(|e| unreadable("staged archive", e))?;
+            std::io::Seek::rewind(&mut file).map_err(|e| failed("staged archive", e))?;
             let mut decoder = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
             let mut out =
-                std::fs::File::create(tar).map_err(|e| unreadable("staging the archive", e))?;
+                std::fs::File::create(tar).map_err(|e| failed("staging the archive", e))?;
             // Bounded: a small gzip stream can expand without end.
             let mut bounded = std::io::Read::take(&mut decoder, MAX_ARCHIVE + 1);
             let copied = std::io::copy(&mut bounded, &mut out)
@@ -398,12 +403,12 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
                 )));
             }
             // One staged copy of the archive at a time.
-            std::fs::remove_file(received).map_err(|e| unreadable("staged archive", e))
+            std::fs::remove_file(received).map_err(|e| failed("staged archive", e))
         }
         [0x28, 0xb5, 0x2f, 0xfd] => Err(Refusal::Unreadable(
             "zstd-compressed imports are not read; decompress the archive first".into(),
         )),
-        _ => std::fs::rename(received, tar).map_err(|e| unreadable("staging the archive", e)),
+        _ => std::fs::rename(received, tar).map_err(|e| failed("staging the archive", e)),
     }
 }
 
@@ -411,20 +416,20 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
 async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), Refusal> {
     let mut file = tokio::fs::File::open(path)
         .await
-        .map_err(|e| unreadable("reading the checked archive", e))?;
+        .map_err(|e| failed("reading the checked archive", e))?;
     let mut buffer = vec![0; CHUNK];
     let mut window: i64 = 0;
     loop {
         while window <= 0 {
             match from.next().await {
                 Some(Ok(Item::Message(message))) => {
-                    let payload = message.payload().map_err(Refusal::Unreadable)?;
+                    let payload = message.payload().map_err(Refusal::Failed)?;
                     if let Some(update) = any::unpack::<WindowUpdate>(&payload, WINDOW_UPDATE) {
                         window += i64::from(update.update);
                     }
                 }
                 _ => {
-                    return Err(Refusal::Unreadable(
+                    return Err(Refusal::Failed(
                         "containerd ended the import stream early".into(),
                     ));
                 }
@@ -434,7 +439,7 @@ async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), 
         let n = file
             .read(&mut buffer[..want])
             .await
-            .map_err(|e| unreadable("reading the checked archive", e))?;
+            .map_err(|e| failed("reading the checked archive", e))?;
         if n == 0 {
             return Ok(());
         }
@@ -473,7 +478,7 @@ fn repack(layout: &Path, index: &ImageIndex, archive: &Path) -> Result<(), Refus
         }
         tar.into_inner()?.sync_all()
     };
-    write().map_err(|e| unreadable("re-packing the checked archive", e))
+    write().map_err(|e| failed("re-packing the checked archive", e))
 }
 
 /// Whether an archive entry is TUF metadata (a metadata tag of `tuf-oci copy`), not an image.
@@ -490,17 +495,21 @@ fn is_metadata(entry: &Descriptor) -> bool {
 fn stream_uri(client: &Uri) -> Result<Uri, Refusal> {
     let mut parts = client.clone().into_parts();
     parts.path_and_query = Some(http::uri::PathAndQuery::from_static(streams::STREAM));
-    Uri::from_parts(parts).map_err(|e| unreadable("stream URI", e))
+    Uri::from_parts(parts).map_err(|e| failed("stream URI", e))
 }
 
 async fn send(to: &FrameSender, type_url: &str, value: &[u8]) -> Result<(), Refusal> {
     to.send(Ok(Frame::data(frame::encode(&any::pack(type_url, value)))))
         .await
-        .map_err(|_| Refusal::Unreadable("containerd closed the import stream".into()))
+        .map_err(|_| Refusal::Failed("containerd closed the import stream".into()))
 }
 
 fn unreadable(what: &str, e: impl std::fmt::Display) -> Refusal {
     Refusal::Unreadable(format!("{what}: {e}"))
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> Refusal {
+    Refusal::Failed(format!("{what}: {e}"))
 }
 
 #[cfg(test)]

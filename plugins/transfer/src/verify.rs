@@ -137,6 +137,13 @@ impl<S: Relay> tower::Service<Request<Body>> for Verify<S> {
                     Code::InvalidArgument,
                     &format!("tuf-oci front: {reason}"),
                 )),
+                Verdict::Failed(reason) => {
+                    tracing::warn!(%path, %reason, "failed");
+                    Ok(status::error(
+                        Code::Unavailable,
+                        &format!("tuf-oci front: {reason}"),
+                    ))
+                }
             }
         })
     }
