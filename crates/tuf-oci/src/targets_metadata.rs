@@ -289,6 +289,12 @@ impl Delegation {
         })
     }
 
+    /// This delegation, told apart from others to the same role: what its metadata is
+    /// checked with (its entry and the delegator's keys it names) is part of it.
+    pub(crate) fn identity(&self) -> String {
+        self.json.to_string()
+    }
+
     /// The keys and threshold the delegated role's metadata must be signed with, as a key set
     /// tough's threshold check takes (duplicate keyids and unknown keys count as in tough).
     pub(crate) fn signers(&self) -> Result<&Root> {

@@ -154,8 +154,9 @@ pub struct Updater<S> {
     /// delegations it is the largest metadata there is.
     targets: Option<Arc<TargetsMetadata>>,
     delegated: HashMap<String, Arc<TargetsMetadata>>,
-    /// While a pull by digest is searched: the delegated roles that could not be had. The
-    /// search for each candidate name may meet them again, and they are not fetched again.
+    /// While a pull by digest is searched: the delegations whose role could not be had
+    /// ([`Delegation::identity`]). The search for each candidate name may meet them again, and
+    /// they are not fetched again.
     unavailable: Option<HashSet<String>>,
 }
 
@@ -586,7 +587,12 @@ impl<S: MetadataSource> Updater<S> {
             let role = role.to_string();
             let metadata = match delegation {
                 None => self.top_level(),
-                Some(_) if self.unavailable.as_ref().is_some_and(|u| u.contains(&role)) => {
+                Some(delegation)
+                    if self
+                        .unavailable
+                        .as_ref()
+                        .is_some_and(|u| !u.is_empty() && u.contains(&delegation.identity())) =>
+                {
                     Err(Error::Delegation {
                         target: searched.to_string(),
                         reason: format!("role {role} could not be had earlier in this search"),
@@ -594,12 +600,8 @@ impl<S: MetadataSource> Updater<S> {
                 }
                 Some(delegation) => {
                     let fetched = self.delegated_role(delegation, near).await;
-                    // Signatures are checked with the delegating role's keys for it: another
-                    // delegation to the same role may name keys that sign it.
-                    if let (Err(e), Some(unavailable)) = (&fetched, &mut self.unavailable)
-                        && !matches!(e, Error::Signature { .. })
-                    {
-                        unavailable.insert(role.clone());
+                    if let (Err(_), Some(unavailable)) = (&fetched, &mut self.unavailable) {
+                        unavailable.insert(delegation.identity());
                     }
                     fetched
                 }
