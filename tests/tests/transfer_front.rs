@@ -1117,36 +1117,90 @@ async fn a_containerd_socket_served_by_another_user_is_not_talked_to() {
     );
 }
 
+/// A Transfer pull of team-a/app:v1 through the front on containerd 2.3.4, from a proxy in
+/// front of the registry that holds the image's layer until [`HeldPull::finish`] and fails
+/// timestamp reads once [`HeldPull::fail_timestamps`] is called.
+struct HeldPull {
+    _hostile: tuf_oci_tests::hostile::HostileRegistry,
+    containerd: Containerd,
+    _front: Front,
+    name: String,
+    pull: tokio::task::JoinHandle<std::process::Output>,
+    permits: Arc<tokio::sync::Semaphore>,
+    failures: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HeldPull {
+    /// Starts the pull, and returns once the layer is asked for.
+    async fn start(setup: &Setup) -> Self {
+        use tuf_oci_tests::hostile::{HostileRegistry, Rule};
+        let registry = &setup.registry;
+        let manifest = registry
+            .manifest_json("team-a/app", &setup.signed.digest)
+            .await;
+        let layer = manifest["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let permits = Arc::new(tokio::sync::Semaphore::new(0));
+        let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let rules = vec![
+            Rule::Hold {
+                path_suffix: format!("/blobs/{layer}"),
+                permits: Arc::clone(&permits),
+            },
+            Rule::Fail {
+                path_suffix: "/manifests/timestamp.json".into(),
+                method: "GET",
+                times: Arc::clone(&failures),
+            },
+        ];
+        let hostile = HostileRegistry::start(&registry.host, rules).await;
+        let policy = setup.dir.path().join("hostile-policy.toml");
+        let text = std::fs::read_to_string(&setup.policy).unwrap();
+        std::fs::write(&policy, text.replace(&registry.host, &hostile.host)).unwrap();
+        let containerd = Containerd::start(Version::V2_3, None, &[]);
+        let front = start_front(setup.dir.path(), &policy, &containerd);
+        let name = format!("{}/team-a/app:v1", hostile.host);
+        let args = ["images", "pull", "--plain-http", &name];
+        let pull = containerd.spawn_ctr_at(&front.socket, &args);
+        hostile.asked(&format!("/blobs/{layer}"), 1).await;
+        HeldPull {
+            _hostile: hostile,
+            containerd,
+            _front: front,
+            name,
+            pull,
+            permits,
+            failures,
+        }
+    }
+
+    /// From now on the registry fails every read of the timestamp.
+    fn fail_timestamps(&self) {
+        let every = usize::MAX;
+        self.failures
+            .store(every, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets the layer through; whether the pull succeeded, and what ctr said.
+    async fn finish(self) -> (bool, String, Containerd, String) {
+        self.permits.add_permits(1);
+        // The proxy and the front stay until the pull ends, with `self`.
+        let out = self.pull.await.unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), said, self.containerd, self.name)
+    }
+}
+
 /// A Transfer pull is verified when the call arrives, and containerd records it when its work
 /// ends: a tag signed for other content meanwhile is checked again once containerd answers,
 /// and the record it made of the older target is removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tag_signed_anew_during_a_transfer_pull_is_not_left_recorded_on_2() {
-    use tuf_oci_tests::hostile::{HostileRegistry, Rule};
     let setup = setup().await;
     let registry = &setup.registry;
-    let manifest = registry
-        .manifest_json("team-a/app", &setup.signed.digest)
-        .await;
-    let layer = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let permits = Arc::new(tokio::sync::Semaphore::new(0));
-    let hold = Rule::Hold {
-        path_suffix: format!("/blobs/{layer}"),
-        permits: Arc::clone(&permits),
-    };
-    let hostile = HostileRegistry::start(&registry.host, vec![hold]).await;
-    let policy = setup.dir.path().join("hostile-policy.toml");
-    let text = std::fs::read_to_string(&setup.policy).unwrap();
-    std::fs::write(&policy, text.replace(&registry.host, &hostile.host)).unwrap();
-    let containerd = Containerd::start(Version::V2_3, None, &[]);
-    let front = start_front(setup.dir.path(), &policy, &containerd);
-    let name = format!("{}/team-a/app:v1", hostile.host);
-    let pull = containerd.spawn_ctr_at(&front.socket, &["images", "pull", "--plain-http", &name]);
-    hostile.asked(&format!("/blobs/{layer}"), 1).await;
-
+    let held = HeldPull::start(&setup).await;
     let newer = registry.push_image("team-a/app", "v1", "newer").await;
     let team = [setup.org.key("team-a").await];
     setup
@@ -1154,11 +1208,9 @@ async fn a_tag_signed_anew_during_a_transfer_pull_is_not_left_recorded_on_2() {
         .sign(registry, &registry.image("team-a/app:v1"), "team-a", &team)
         .await;
     setup.org.publish(registry).await;
-    permits.add_permits(1);
 
-    let out = pull.await.unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{said}");
+    let (succeeded, said, containerd, name) = held.finish().await;
+    assert!(!succeeded, "{said}");
     assert!(
         said.contains("checked again once containerd recorded the pull"),
         "{said}"
@@ -1166,6 +1218,22 @@ async fn a_tag_signed_anew_during_a_transfer_pull_is_not_left_recorded_on_2() {
     assert!(said.contains(&newer.digest), "{said}");
     assert!(
         !containerd.images().contains(&name),
+        "{:?}",
+        containerd.images()
+    );
+}
+
+/// A Transfer pull whose names cannot be checked again once containerd answers (the registry
+/// failing for a moment) stands as verified when it began: its record stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_pull_that_cannot_be_checked_again_stands_on_2() {
+    let setup = setup().await;
+    let held = HeldPull::start(&setup).await;
+    held.fail_timestamps();
+    let (succeeded, said, containerd, name) = held.finish().await;
+    assert!(succeeded, "{said}");
+    assert!(
+        containerd.images().contains(&name),
         "{:?}",
         containerd.images()
     );

@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use containerd_client::services::v1::{
-    CreateImageRequest, DeleteImageRequest, Image, TransferRequest, UpdateImageRequest,
+    CreateImageRequest, DeleteImageRequest, GetImageRequest, GetImageResponse, Image,
+    TransferRequest, UpdateImageRequest,
 };
 use containerd_client::types::transfer::{
     ImageExportStream, ImageImportStream, ImageStore, OciRegistry,
 };
-use containerd_tuf_verifier::engine::Engine;
+use containerd_tuf_verifier::engine::{Engine, Standing};
 use http::{HeaderMap, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use oci_spec::image::Descriptor;
@@ -33,7 +35,10 @@ pub const IMAGES_CREATE: &str = "/containerd.services.images.v1.Images/Create";
 pub const IMAGES_UPDATE: &str = "/containerd.services.images.v1.Images/Update";
 /// containerd ≥ 1.7 server-side transfers (`ctr images pull` in 2.x, nerdctl ≥ 2.3).
 pub const TRANSFER: &str = "/containerd.services.transfer.v1.Transfer/Transfer";
+const IMAGES_GET: &str = "/containerd.services.images.v1.Images/Get";
 const IMAGES_DELETE: &str = "/containerd.services.images.v1.Images/Delete";
+/// How long a call the front makes of its own may take.
+const FRONT_CALL: std::time::Duration = std::time::Duration::from_secs(10);
 
 const OCI_REGISTRY: &str = "containerd.types.transfer.OCIRegistry";
 const IMAGE_IMPORT_STREAM: &str = "containerd.types.transfer.ImageImportStream";
@@ -75,7 +80,14 @@ pub enum Verdict {
         /// What to check again once containerd has answered the call.
         recheck: Option<Box<Recheck>>,
     },
-    /// Refuse with this reason (`PERMISSION_DENIED`).
+    /// Answer the call with this refusal.
+    Refuse(Refused),
+}
+
+/// Why the front answers a checked call itself.
+#[derive(Debug)]
+pub enum Refused {
+    /// Verification or the policy refused it (`PERMISSION_DENIED`), for this reason.
     Deny(String),
     /// The message cannot be read (`INVALID_ARGUMENT`).
     Malformed(String),
@@ -95,6 +107,18 @@ pub struct Gate {
 }
 
 impl Verdict {
+    fn deny(reason: String) -> Self {
+        Verdict::Refuse(Refused::Deny(reason))
+    }
+
+    fn malformed(reason: String) -> Self {
+        Verdict::Refuse(Refused::Malformed(reason))
+    }
+
+    fn failed(reason: String) -> Self {
+        Verdict::Refuse(Refused::Failed(reason))
+    }
+
     fn forward(message: Vec<u8>) -> Self {
         Verdict::Forward {
             message,
@@ -142,7 +166,7 @@ impl Gate {
                     let checked = check_image(engine, request.image.as_ref()).await;
                     checked.unwrap_or_else(|| Verdict::forward(request.encode_to_vec()))
                 }
-                Err(e) => Verdict::Malformed(format!("Images.Create: {e}")),
+                Err(e) => Verdict::malformed(format!("Images.Create: {e}")),
             },
             IMAGES_UPDATE => match UpdateImageRequest::decode(message) {
                 Ok(request) => {
@@ -156,13 +180,13 @@ impl Gate {
                     };
                     checked.unwrap_or_else(|| Verdict::forward(request.encode_to_vec()))
                 }
-                Err(e) => Verdict::Malformed(format!("Images.Update: {e}")),
+                Err(e) => Verdict::malformed(format!("Images.Update: {e}")),
             },
             TRANSFER => match TransferRequest::decode(message) {
                 Ok(request) => self.check_transfer(headers, request).await,
-                Err(e) => Verdict::Malformed(format!("Transfer: {e}")),
+                Err(e) => Verdict::malformed(format!("Transfer: {e}")),
             },
-            other => Verdict::Malformed(format!("{other} is not a checked method")),
+            other => Verdict::malformed(format!("{other} is not a checked method")),
         }
     }
 
@@ -187,14 +211,14 @@ impl Gate {
                         Some(store)
                     }
                     Err(e) => {
-                        return Verdict::Malformed(format!("Transfer destination ImageStore: {e}"));
+                        return Verdict::malformed(format!("Transfer destination ImageStore: {e}"));
                     }
                 }
             }
             Some(d)
                 if ![OCI_REGISTRY, IMAGE_EXPORT_STREAM].contains(&any::type_name(&d.type_url)) =>
             {
-                return Verdict::Deny(format!(
+                return Verdict::deny(format!(
                     "tuf-oci: transfers into {:?} are not checked; refused",
                     d.type_url
                 ));
@@ -206,12 +230,12 @@ impl Gate {
                 let mut registry = match OciRegistry::decode(source.value.as_slice()) {
                     Ok(registry) => registry,
                     Err(e) => {
-                        return Verdict::Malformed(format!("Transfer source OCIRegistry: {e}"));
+                        return Verdict::malformed(format!("Transfer source OCIRegistry: {e}"));
                     }
                 };
                 let answer = self.engine.check(&registry.reference, None).await;
                 if !answer.allowed {
-                    return Verdict::Deny(answer.reason);
+                    return Verdict::deny(answer.reason);
                 }
                 if let Some(store) = into_store {
                     let refused = match &answer.target {
@@ -222,7 +246,7 @@ impl Gate {
                         ),
                     };
                     if let Some(reason) = refused {
-                        return Verdict::Deny(reason);
+                        return Verdict::deny(reason);
                     }
                 }
                 let recheck = match (answer.target, into_store) {
@@ -252,13 +276,13 @@ impl Gate {
                 let mut stream = match ImageImportStream::decode(source.value.as_slice()) {
                     Ok(stream) => stream,
                     Err(e) => {
-                        return Verdict::Malformed(format!(
+                        return Verdict::malformed(format!(
                             "Transfer source ImageImportStream: {e}"
                         ));
                     }
                 };
                 let Some(store) = into_store else {
-                    return Verdict::Deny(format!(
+                    return Verdict::deny(format!(
                         "tuf-oci: imports into {:?} are not checked; refused",
                         request.destination.as_ref().map(|d| d.type_url.as_str())
                     ));
@@ -274,11 +298,11 @@ impl Gate {
                             recheck: None,
                         }
                     }
-                    Err(Refusal::Denied(reason)) => Verdict::Deny(reason),
+                    Err(Refusal::Denied(reason)) => Verdict::deny(reason),
                     Err(Refusal::Unreadable(reason)) => {
-                        Verdict::Malformed(format!("import: {reason}"))
+                        Verdict::malformed(format!("import: {reason}"))
                     }
-                    Err(Refusal::Failed(reason)) => Verdict::Failed(format!("import: {reason}")),
+                    Err(Refusal::Failed(reason)) => Verdict::failed(format!("import: {reason}")),
                 }
             }
             // A tag: the store's names are given whatever image record the source names when
@@ -287,7 +311,7 @@ impl Gate {
             // prefixes instead). So tags may not name protected images, nor use prefixes.
             (IMAGE_STORE, Some(store)) => {
                 if let Some(prefix) = store.extra_references.iter().find(|r| r.is_prefix) {
-                    return Verdict::Deny(format!(
+                    return Verdict::deny(format!(
                         "tuf-oci: tags through the prefix reference {:?} are not checked; refused",
                         prefix.name
                     ));
@@ -296,11 +320,11 @@ impl Gate {
                     store,
                     "a tag cannot be verified (pull the name instead, which verifies it)",
                 ) {
-                    Some(reason) => Verdict::Deny(reason),
+                    Some(reason) => Verdict::deny(reason),
                     None => Verdict::forward(request.encode_to_vec()),
                 }
             }
-            (other, Some(_)) => Verdict::Deny(format!(
+            (other, Some(_)) => Verdict::deny(format!(
                 "tuf-oci: transfers from {other} into the image store are not checked; refused"
             )),
             // Pushes and exports record no image here.
@@ -314,80 +338,131 @@ impl Gate {
     }
 
     /// Checks a Transfer pull's names again once containerd has recorded them (the call made
-    /// with `uri` and `headers`): if one no longer verifies (its tag signed for other content,
-    /// or revoked, meanwhile), every record the pull made is removed, and the refusal is the
-    /// answer. A pull starting now would record nothing older.
+    /// with `uri` and `headers`): if TUF now signs one for other content, or not at all (its
+    /// tag signed anew, or revoked, meanwhile), the pull's records that still point at its
+    /// target are removed, and the refusal is the answer. A pull starting now would record
+    /// nothing older. A name that cannot be checked now (the registry unreachable) leaves the
+    /// pull as verified when it began.
     pub async fn recheck(
         &self,
         uri: &Uri,
         headers: &HeaderMap,
         recheck: &Recheck,
-    ) -> Option<String> {
-        let refused = self.check_names(&recheck.store, &recheck.target).await?;
-        let names = naming::named(&recheck.store, recheck.target.digest().as_ref()).ok()?;
-        let mut removed = Vec::new();
-        for name in names {
-            match self
-                .delete_record(uri, headers, &name, &recheck.target)
-                .await
-            {
-                Ok(()) => removed.push(name),
-                Err(e) => tracing::warn!(%name, error = %e, "removing a record the front refused"),
+    ) -> Option<Refused> {
+        let digest = recheck.target.digest().to_string();
+        let names = naming::named(&recheck.store, &digest).ok()?;
+        let mut withdrawn = None;
+        for name in &names {
+            match self.engine.standing(name, &recheck.target).await {
+                Standing::Holds => {}
+                Standing::Withdrawn(reason) => {
+                    withdrawn = Some(reason);
+                    break;
+                }
+                Standing::Unknown(reason) => {
+                    tracing::warn!(%name, %reason, "not checked again; the pull stands as verified");
+                }
             }
         }
-        Some(format!(
-            "{refused} (checked again once containerd recorded the pull of {}; removed {})",
-            recheck.target.digest(),
-            removed.join(", ")
-        ))
+        let refused = withdrawn?;
+        let (mut removed, mut elsewhere, mut left) = (Vec::new(), Vec::new(), Vec::new());
+        for name in names {
+            match self.remove_record(uri, headers, &name, &digest).await {
+                Ok(true) => removed.push(name),
+                Ok(false) => elsewhere.push(name),
+                Err(e) => left.push(format!("{name} ({e:#})")),
+            }
+        }
+        let said = format!(
+            "{refused} (checked again once containerd recorded the pull of {digest}; removed: \
+             [{}]; no longer pointing at it: [{}]",
+            removed.join(", "),
+            elsewhere.join(", ")
+        );
+        Some(if left.is_empty() {
+            Refused::Deny(format!("{said})"))
+        } else {
+            Refused::Failed(format!("{said}; could not remove: [{}])", left.join(", ")))
+        })
     }
 
-    /// Has containerd delete image record `name` if it points at `target`, in the
-    /// namespace of the call made with `uri` and `headers`.
-    async fn delete_record(
+    /// Has containerd delete image record `name` if it points at `digest`, in the namespace
+    /// of the call made with `uri` and `headers`: whether it did. Read first, then deleted only
+    /// while it still points there (containerd 2.x checks; 1.7 deletes what it finds).
+    async fn remove_record(
         &self,
         uri: &Uri,
         headers: &HeaderMap,
         name: &str,
-        target: &Descriptor,
-    ) -> anyhow::Result<()> {
-        // Only while it points at the pulled target: a newer pull's record stays.
-        let message = DeleteImageRequest {
+        digest: &str,
+    ) -> anyhow::Result<bool> {
+        let get = GetImageRequest {
+            name: name.to_string(),
+        };
+        let Some(answer) = self
+            .unary(uri, headers, IMAGES_GET, &get.encode_to_vec())
+            .await?
+        else {
+            return Ok(false);
+        };
+        let target = GetImageResponse::decode(answer.as_ref())?
+            .image
+            .and_then(|image| image.target);
+        let Some(target) = target.filter(|target| target.digest == digest) else {
+            return Ok(false);
+        };
+        let delete = DeleteImageRequest {
             name: name.to_string(),
             sync: false,
-            target: Some(containerd_client::types::Descriptor {
-                media_type: target.media_type().to_string(),
-                digest: target.digest().to_string(),
-                size: i64::try_from(target.size()).unwrap_or(i64::MAX),
-                ..Default::default()
-            }),
+            target: Some(target),
         };
-        let body = Full::new(frame::encode(&message.encode_to_vec()))
+        let deleted = self
+            .unary(uri, headers, IMAGES_DELETE, &delete.encode_to_vec())
+            .await?;
+        Ok(deleted.is_some())
+    }
+
+    /// Calls containerd's unary method `path` with `message`, as the call made with `uri` and
+    /// `headers` (its namespace and lease), within [`FRONT_CALL`]: the answer's message, or
+    /// `None` when containerd answers not found.
+    async fn unary(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        path: &'static str,
+        message: &[u8],
+    ) -> anyhow::Result<Option<Bytes>> {
+        let body = Full::new(frame::encode(message))
             .map_err(|never| match never {})
             .boxed_unsync();
         let mut request = Request::new(body);
         *request.method_mut() = http::Method::POST;
         let mut parts = uri.clone().into_parts();
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(IMAGES_DELETE));
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
         *request.uri_mut() = Uri::from_parts(parts)?;
         *request.headers_mut() = headers.clone();
+        // The client's deadline was for its own call; this one has the front's.
         request.headers_mut().remove(http::header::CONTENT_LENGTH);
-        let (head, body) = self.upstream.send(request).await?.into_parts();
-        let trailers = body
-            .collect()
-            .await?
-            .trailers()
-            .cloned()
-            .unwrap_or_default();
-        let status = head
-            .headers
-            .get("grpc-status")
-            .or(trailers.get("grpc-status"));
-        // Not found: gone already.
-        match status.and_then(|s| s.to_str().ok()) {
-            Some("0" | "5") => Ok(()),
-            other => anyhow::bail!("containerd answered grpc-status {other:?}"),
-        }
+        request.headers_mut().remove("grpc-timeout");
+        let call = async {
+            let (head, body) = self.upstream.send(request).await?.into_parts();
+            let collected = body.collect().await?;
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            let status = head
+                .headers
+                .get("grpc-status")
+                .or(trailers.get("grpc-status"));
+            match status.and_then(|s| s.to_str().ok()) {
+                Some("0") => Ok(Some(Bytes::copy_from_slice(
+                    frame::single_message(&collected.to_bytes()).map_err(anyhow::Error::msg)?,
+                ))),
+                Some("5") => Ok(None),
+                other => anyhow::bail!("containerd answered {path} with grpc-status {other:?}"),
+            }
+        };
+        tokio::time::timeout(FRONT_CALL, call).await.map_err(|_| {
+            anyhow::anyhow!("containerd did not answer {path} within {FRONT_CALL:?}")
+        })?
     }
 
     /// The first refusal among the names `store` would give `target`, each checked as a
@@ -461,14 +536,14 @@ impl Gate {
 /// `None` when it may.
 async fn check_image(engine: &Engine, image: Option<&Image>) -> Option<Verdict> {
     let Some(image) = image else {
-        return Some(Verdict::Malformed("image request without an image".into()));
+        return Some(Verdict::malformed("image request without an image".into()));
     };
     let descriptor = match target_descriptor(image) {
         Ok(descriptor) => descriptor,
-        Err(e) => return Some(Verdict::Malformed(e)),
+        Err(e) => return Some(Verdict::malformed(e)),
     };
     let answer = engine.check(&image.name, Some(&descriptor)).await;
-    (!answer.allowed).then(|| Verdict::Deny(answer.reason))
+    (!answer.allowed).then(|| Verdict::deny(answer.reason))
 }
 
 /// The OCI descriptor of an image record's target.

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 
 use crate::forward::{Answer, Relay};
 use crate::frame;
-use crate::gate::{self, Gate, Recheck, Verdict};
+use crate::gate::{self, Gate, Recheck, Refused, Verdict};
 use crate::import;
 use crate::status::{self, Code};
 use crate::streams;
@@ -115,11 +115,19 @@ impl<S: Relay> tower::Service<Request<Body>> for Verify<S> {
                     let body = Full::new(frame::encode(&message))
                         .map_err(|never| match never {})
                         .boxed_unsync();
-                    let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
-                    let Ok(response) = inner.call(Request::from_parts(parts, body)).await;
                     if let Some(recheck) = recheck {
-                        return Ok(rechecked(&gate, &uri, &headers, &recheck, response).await);
+                        // Carried on if the client goes: containerd records the pull anyway.
+                        let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
+                        let call = inner.call(Request::from_parts(parts, body));
+                        let rechecked = tokio::spawn(async move {
+                            let Ok(response) = call.await;
+                            rechecked(&gate, &path, &uri, &headers, &recheck, response).await
+                        });
+                        return Ok(rechecked.await.unwrap_or_else(|e| {
+                            status::error(Code::Internal, &format!("tuf-oci front: {e}"))
+                        }));
                     }
+                    let Ok(response) = inner.call(Request::from_parts(parts, body)).await;
                     let response = match flush {
                         Some(flush) => streams::trailers_after(response, flush),
                         None => response,
@@ -129,30 +137,35 @@ impl<S: Relay> tower::Service<Request<Body>> for Verify<S> {
                         None => response,
                     })
                 }
-                Verdict::Deny(reason) => {
-                    tracing::warn!(%path, %reason, "refused");
-                    Ok(status::error(Code::PermissionDenied, &reason))
-                }
-                Verdict::Malformed(reason) => Ok(status::error(
-                    Code::InvalidArgument,
-                    &format!("tuf-oci front: {reason}"),
-                )),
-                Verdict::Failed(reason) => {
-                    tracing::warn!(%path, %reason, "failed");
-                    Ok(status::error(
-                        Code::Unavailable,
-                        &format!("tuf-oci front: {reason}"),
-                    ))
-                }
+                Verdict::Refuse(refusal) => Ok(refused(&path, refusal)),
             }
         })
     }
 }
 
-/// `response`, containerd's answer to a Transfer pull, once `gate` has checked the pull's names
-/// again ([`Gate::recheck`]): the refusal instead when they no longer verify.
+/// The front's own answer to a call to `path`: `refusal`.
+fn refused(path: &str, refusal: Refused) -> Response<Body> {
+    match refusal {
+        Refused::Deny(reason) => {
+            tracing::warn!(%path, %reason, "refused");
+            status::error(Code::PermissionDenied, &reason)
+        }
+        Refused::Malformed(reason) => {
+            status::error(Code::InvalidArgument, &format!("tuf-oci front: {reason}"))
+        }
+        Refused::Failed(reason) => {
+            tracing::warn!(%path, %reason, "failed");
+            status::error(Code::Unavailable, &format!("tuf-oci front: {reason}"))
+        }
+    }
+}
+
+/// `response`, containerd's answer to a Transfer pull (a call to `path`), once `gate` has
+/// checked the pull's names again ([`Gate::recheck`]): the refusal instead when TUF withdrew
+/// one meanwhile.
 async fn rechecked(
     gate: &Gate,
+    path: &str,
     uri: &http::Uri,
     headers: &http::HeaderMap,
     recheck: &Recheck,
@@ -175,9 +188,8 @@ async fn rechecked(
         .trailers()
         .and_then(|t| t.get("grpc-status"))
         .is_some_and(|status| status == "0");
-    if succeeded && let Some(reason) = gate.recheck(uri, headers, recheck).await {
-        tracing::warn!(%reason, "refused once recorded");
-        return status::error(Code::PermissionDenied, &reason);
+    if succeeded && let Some(refusal) = gate.recheck(uri, headers, recheck).await {
+        return refused(path, refusal);
     }
     Response::from_parts(
         head,

@@ -9,6 +9,17 @@ use tuf_oci::{ImageRef, Registry, RegistryConfig, TrustConfig, VerifiedTarget, V
 
 use crate::policy::{Decision, Default, Judged, Policy};
 
+/// Whether a record made after its name was verified still stands ([`Engine::standing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// The name verifies to the record's target, or the policy lets it through unverified.
+    Holds,
+    /// TUF now signs the name for other content, or not at all (the reason).
+    Withdrawn(String),
+    /// It cannot be told now (the registry unreachable, metadata expired...; the reason).
+    Unknown(String),
+}
+
 /// The answer for one reference.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -223,6 +234,30 @@ impl Engine {
             self.decide(reference, Some(descriptor), Some(archive)),
         )
         .await
+    }
+
+    /// Whether a record of `reference` pointing at `descriptor`, made after the name was
+    /// verified, still stands: whether the name verifies to it now. Only what TUF now signs
+    /// otherwise withdraws it; a failure to tell (the registry down for a moment) does not.
+    pub async fn standing(&self, reference: &str, descriptor: &Descriptor) -> Standing {
+        let (index, image) = match self.coverage(reference) {
+            Coverage::Protected { index, image, .. } => (index, image),
+            Coverage::Decided(answer) if answer.allowed => return Standing::Holds,
+            Coverage::Decided(answer) => return Standing::Withdrawn(answer.reason),
+        };
+        match self.backends[index].resolve(&image).await {
+            Ok(verified) => {
+                match tuf_oci::check_descriptor(&image.to_string(), &verified, descriptor) {
+                    Ok(()) => Standing::Holds,
+                    Err(e) => Standing::Withdrawn(format!("tuf-oci: {e}")),
+                }
+            }
+            Err(
+                e @ (tuf_oci::Error::TargetNotSigned { .. }
+                | tuf_oci::Error::DigestNotSigned { .. }),
+            ) => Standing::Withdrawn(format!("tuf-oci: {image}: {e}")),
+            Err(e) => Standing::Unknown(format!("tuf-oci: {image}: {e}")),
+        }
     }
 
     /// The answer for a name that would be given content TUF cannot have signed (`why`):
