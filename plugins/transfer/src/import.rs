@@ -466,8 +466,13 @@ fn repack(layout: &Path, index: &ImageIndex, archive: &Path) -> Result<(), Refus
         add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         let index = serde_json::to_vec(index).map_err(std::io::Error::other)?;
         add("index.json", &index)?;
-        let blobs = layout.join("blobs/sha256");
-        for entry in std::fs::read_dir(&blobs)? {
+        // An archive without blobs (an empty index) has no blobs directory: no fault of the
+        // front's.
+        let blobs = match std::fs::read_dir(layout.join("blobs/sha256")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            read => Some(read?),
+        };
+        for entry in blobs.into_iter().flatten() {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -515,6 +520,22 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_archive_without_blobs_is_repacked() {
+        let dir = tempfile::tempdir().unwrap();
+        let index: ImageIndex =
+            serde_json::from_str(r#"{"schemaVersion":2,"manifests":[]}"#).unwrap();
+        let archive = dir.path().join("archive.tar");
+        repack(dir.path(), &index, &archive).unwrap();
+        let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+        let names: Vec<String> = tar
+            .entries()
+            .unwrap()
+            .map(|entry| entry.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["oci-layout", "index.json"]);
+    }
 
     /// An import the client cancels is dropped while its file work (unpacking an archive of
     /// gigabytes) goes on. The directory goes once that work is done, not before, when the
