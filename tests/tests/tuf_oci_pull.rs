@@ -586,6 +586,20 @@ impl PausedPull {
         }
     }
 
+    /// Interrupts the pull (SIGINT, as Ctrl-C does) and waits for it to end: whether it
+    /// succeeded, and all it said.
+    async fn interrupt(&mut self) -> (bool, &str) {
+        let pid = self.puller.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        read_progress(&mut self.progress, &mut self.said, |_| false).await;
+        let status = self.puller.wait().await.unwrap();
+        (status.success(), &self.said)
+    }
+
     /// Lets the held layer through and waits for the pull to end: whether it succeeded, and
     /// all it said.
     async fn finish(&mut self) -> (bool, &str) {
@@ -594,6 +608,28 @@ impl PausedPull {
         let status = self.puller.wait().await.unwrap();
         (status.success(), &self.said)
     }
+}
+
+/// An interrupted pull (Ctrl-C) records nothing and drops its lease, rather than leaving what
+/// it wrote to the lease's expiry a day later.
+#[tokio::test]
+async fn an_interrupted_pull_drops_its_lease() {
+    let registry = TestRegistry::start();
+    let (dir, manifest, _) = signed_layers(&registry, &["first", "second"]).await;
+    let digests = layer_digests(&manifest);
+    let mut pull = PausedPull::start(&registry, dir.path(), &digests).await;
+    let leases = |pull: &PausedPull| {
+        let out = pull.containerd.ctr(&["leases", "ls", "-q"]);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(!leases(&pull).trim().is_empty(), "the pull holds a lease");
+
+    let (succeeded, said) = pull.interrupt().await;
+    assert!(!succeeded, "{said}");
+    assert!(said.contains("interrupted; nothing recorded"), "{said}");
+    assert!(pull.containerd.images().is_empty());
+    let left = leases(&pull);
+    assert!(left.trim().is_empty(), "{left}");
 }
 
 /// Content removed from containerd after the pull wrote it (another client's `ctr content

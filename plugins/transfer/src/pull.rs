@@ -91,9 +91,12 @@ pub async fn pull(
     ));
     let channel = containerd_client_channel(&options.address).await?;
     let session = Session::open(channel, &options.namespace, options.lock_wait).await?;
-    let result = session
-        .pull(verifier, image, verified.descriptor(), options, progress)
-        .await;
+    let pulled = session.pull(verifier, image, verified.descriptor(), options, progress);
+    // Interrupted (Ctrl-C), the pull stops where it is, and ends as a failed one does.
+    let result = tokio::select! {
+        result = pulled => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("{image}: interrupted; nothing recorded")),
+    };
     // Whatever happened, drop the lease: content an image does not reference is collected.
     session.close().await;
     result
@@ -171,13 +174,15 @@ impl Session {
         Ok(session)
     }
 
+    /// Drops the lease, waiting [`CLOSE_WAIT`] at most: a containerd that does not answer
+    /// leaves it to its expiry.
     async fn close(&self) {
-        let _ = LeasesClient::new(self.channel.clone())
-            .delete(self.request(DeleteRequest {
-                id: self.lease.clone(),
-                sync: false,
-            }))
-            .await;
+        let mut leases = LeasesClient::new(self.channel.clone());
+        let delete = leases.delete(self.request(DeleteRequest {
+            id: self.lease.clone(),
+            sync: false,
+        }));
+        let _ = tokio::time::timeout(CLOSE_WAIT, delete).await;
     }
 
     /// A request carrying the namespace and (once created) the lease.
@@ -866,6 +871,9 @@ fn check_lock_wait(lock_wait: Duration) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long dropping the lease may take at the end of a pull.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// [`LEASE`] from now in RFC 3339, for the lease's expiry label (a safety net if we die).
 fn lease_expiry() -> String {
