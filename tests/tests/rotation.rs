@@ -269,26 +269,52 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
     std::fs::write(trust_dir.join("root.pending"), &root_2).unwrap();
     std::fs::write(trust_dir.join("timestamp.json"), &fast_forwarded).unwrap();
     std::fs::remove_file(trust_dir.join("snapshot.json")).unwrap();
-    let hide = Rule::Hide {
-        path_suffix: "/2.root.json".into(),
-    };
-    let mirror = HostileRegistry::start(&registry.host, vec![hide]).await;
-    let client = Registry::new(&RegistryConfig {
-        insecure_hosts: vec![mirror.host.clone()],
-        ..RegistryConfig::default()
-    })
-    .unwrap();
-    let metadata = Repository {
-        registry: mirror.host.clone(),
-        path: org.metadata.path.clone(),
-    };
-    let through_mirror = Verifier::new(client, org.trust(Some(metadata), Some(cache.path())))
-        .unwrap()
-        .verify(&ImageRef::parse(&format!("{}/solo/app:v1", mirror.host)).unwrap())
+    let mirror = Mirror::start(&registry).await;
+    let verified = mirror
+        .verifier(&org, cache.path())
+        .verify(&mirror.image)
         .await;
-    assert_eq!(through_mirror.unwrap().name(), "solo/app:v1");
+    assert_eq!(verified.unwrap().name(), "solo/app:v1");
+    assert_finished(&trust_dir, &root_2);
+}
+
+/// A proxy in front of the registry that never serves root 2.
+struct Mirror {
+    proxy: HostileRegistry,
+    /// `solo/app:v1` through it.
+    image: ImageRef,
+}
+
+impl Mirror {
+    async fn start(registry: &TestRegistry) -> Self {
+        let hide = Rule::Hide {
+            path_suffix: "/2.root.json".into(),
+        };
+        let proxy = HostileRegistry::start(&registry.host, vec![hide]).await;
+        let image = ImageRef::parse(&format!("{}/solo/app:v1", proxy.host)).unwrap();
+        Mirror { proxy, image }
+    }
+
+    /// A verifier of `org` reading everything through the mirror, keeping trusted metadata
+    /// in `cache`.
+    fn verifier(&self, org: &Org, cache: &std::path::Path) -> Verifier {
+        let client = Registry::new(&RegistryConfig {
+            insecure_hosts: vec![self.proxy.host.clone()],
+            ..RegistryConfig::default()
+        })
+        .unwrap();
+        let metadata = Repository {
+            registry: self.proxy.host.clone(),
+            path: org.metadata.path.clone(),
+        };
+        Verifier::new(client, org.trust(Some(metadata), Some(cache))).unwrap()
+    }
+}
+
+/// Asserts that the update to root `root` (its bytes) finished in `trust_dir`.
+fn assert_finished(trust_dir: &std::path::Path, root: &[u8]) {
     assert!(!trust_dir.join("root.pending").exists());
-    assert_eq!(std::fs::read(trust_dir.join("root.json")).unwrap(), root_2);
+    assert_eq!(std::fs::read(trust_dir.join("root.json")).unwrap(), root);
 }
 
 #[tokio::test]
@@ -471,37 +497,22 @@ async fn a_root_update_cut_short_holds_for_sessions_open_and_new() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;
     let cache = tempfile::tempdir().unwrap();
-    // A mirror that never serves root 2.
-    let hide = Rule::Hide {
-        path_suffix: "/2.root.json".into(),
-    };
-    let mirror = HostileRegistry::start(&registry.host, vec![hide]).await;
-    let through_mirror = || {
-        let client = Registry::new(&RegistryConfig {
-            insecure_hosts: vec![mirror.host.clone()],
-            ..RegistryConfig::default()
-        })
-        .unwrap();
-        let metadata = Repository {
-            registry: mirror.host.clone(),
-            path: org.metadata.path.clone(),
-        };
-        Verifier::new(client, org.trust(Some(metadata), Some(cache.path()))).unwrap()
-    };
-    let image = ImageRef::parse(&format!("{}/solo/app:v1", mirror.host)).unwrap();
-    let open = through_mirror();
-    open.verify(&image).await.unwrap();
+    let mirror = Mirror::start(&registry).await;
+    let open = mirror.verifier(&org, cache.path());
+    open.verify(&mirror.image).await.unwrap();
 
     let root_2 = root_update_cut_short(&registry, &org, cache.path()).await;
-    let err = open.verify(&image).await.unwrap_err();
+    let err = open.verify(&mirror.image).await.unwrap_err();
     assert!(
         matches!(err, Error::Rollback { ref role, trusted: 2, fetched: 1 } if role == "root"),
         "{err}"
     );
-    through_mirror().verify(&image).await.unwrap();
-    let trust_dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
-    assert!(!trust_dir.join("root.pending").exists());
-    assert_eq!(std::fs::read(trust_dir.join("root.json")).unwrap(), root_2);
+    let fresh = mirror.verifier(&org, cache.path());
+    fresh.verify(&mirror.image).await.unwrap();
+    assert_finished(
+        &tuf_oci::verify::trust_dir(cache.path(), &org.root),
+        &root_2,
+    );
 }
 
 /// Configured with root 2 where the trust directory of root 1 holds an update to root 2 cut
@@ -527,7 +538,5 @@ async fn configuring_a_root_whose_update_was_cut_short_takes_up_that_state() {
         .verify(&registry.image("solo/app:v1"))
         .await
         .unwrap();
-    let taken_up = tuf_oci::verify::trust_dir(cache.path(), &root_2);
-    assert!(!taken_up.join("root.pending").exists());
-    assert_eq!(std::fs::read(taken_up.join("root.json")).unwrap(), root_2);
+    assert_finished(&tuf_oci::verify::trust_dir(cache.path(), &root_2), &root_2);
 }
