@@ -856,6 +856,20 @@ impl TeamA {
     }
 }
 
+/// The single-repository scenario ([`solo`]), published and verified once by a client that
+/// keeps its trusted metadata in the directory returned: where tests of its later updates
+/// start.
+pub async fn solo_trusted() -> (TestRegistry, Org, tempfile::TempDir) {
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let cache = tempfile::tempdir().expect("temp dir");
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .expect("the signed image verifies");
+    (registry, org, cache)
+}
+
 /// The single-repository scenario: `solo/app` is its own metadata repository and top-level
 /// targets signs `solo/app:v1` (returned); published unless `publish` is false.
 pub async fn solo(registry: &TestRegistry, publish: bool) -> (Org, Entry) {

@@ -49,13 +49,7 @@ async fn older_timestamp_pushed_back_is_refused_across_restarts() {
 
 #[tokio::test]
 async fn timestamp_naming_an_older_snapshot_is_refused() {
-    let registry = TestRegistry::start();
-    let org = signed_repo(&registry).await;
-    let cache = tempfile::tempdir().unwrap();
-    org.verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap();
+    let (registry, org, cache) = tuf_oci_tests::solo_trusted().await;
 
     // Someone holding the timestamp key signs a newer timestamp naming snapshot version 1.
     let root: Signed<Root> = parse(&org.root);
@@ -103,13 +97,7 @@ async fn targets_swapped_in_from_another_state_are_never_used() {
 
 #[tokio::test]
 async fn snapshot_dropping_a_role_is_refused() {
-    let registry = TestRegistry::start();
-    let org = signed_repo(&registry).await;
-    let cache = tempfile::tempdir().unwrap();
-    org.verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap();
+    let (registry, org, cache) = tuf_oci_tests::solo_trusted().await;
 
     // With the online keys, publish a snapshot that no longer lists targets.json.
     let root: Signed<Root> = parse(&org.root);

@@ -16,13 +16,7 @@ async fn signed_repo(registry: &TestRegistry) -> Org {
 
 #[tokio::test]
 async fn root_rotation_is_followed_from_the_old_root() {
-    let registry = TestRegistry::start();
-    let org = signed_repo(&registry).await;
-    let cache = tempfile::tempdir().unwrap();
-    org.verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap();
+    let (registry, org, cache) = tuf_oci_tests::solo_trusted().await;
 
     let old_root = [org.key("root").await];
     let new_root = [org.key("root-new").await];
@@ -519,13 +513,7 @@ async fn a_root_update_cut_short_holds_for_sessions_open_and_new() {
 /// short, a verifier starts from that directory's state and finishes the update there.
 #[tokio::test]
 async fn configuring_a_root_whose_update_was_cut_short_takes_up_that_state() {
-    let registry = TestRegistry::start();
-    let org = signed_repo(&registry).await;
-    let cache = tempfile::tempdir().unwrap();
-    org.verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap();
+    let (registry, org, cache) = tuf_oci_tests::solo_trusted().await;
     let root_2 = root_update_cut_short(&registry, &org, cache.path()).await;
 
     let trust = TrustConfig {
