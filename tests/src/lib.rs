@@ -501,6 +501,22 @@ impl Org {
             .expect("publish");
     }
 
+    /// Moves the root to a new key, `root-new` (root 2), changing no other role's keys.
+    pub async fn rotate_root_keys(&self, registry: &TestRegistry) {
+        self.editor(registry)
+            .await
+            .rotate(
+                tough::schema::RoleType::Root,
+                &[self.key("root").await],
+                &[],
+                &[self.key("root-new").await],
+                NonZeroU64::MIN,
+                &expiries(),
+            )
+            .await
+            .expect("root rotation");
+    }
+
     /// Publishes with default expiries.
     pub async fn publish(&self, registry: &TestRegistry) {
         self.publish_with(registry, &expiries()).await;

@@ -123,22 +123,6 @@ async fn refused_as_rollback(
     }
 }
 
-/// Moves the root to a new key (root 2), changing no other role's keys.
-async fn rotate_root_keys(registry: &TestRegistry, org: &Org) {
-    org.editor(registry)
-        .await
-        .rotate(
-            RoleType::Root,
-            &[org.key("root").await],
-            &[],
-            &[org.key("root-new").await],
-            std::num::NonZeroU64::MIN,
-            &tuf_oci_tests::expiries(),
-        )
-        .await
-        .unwrap();
-}
-
 /// Has top-level targets stop signing `solo/app:v1` (published separately).
 async fn revoke(registry: &TestRegistry, org: &Org) {
     org.editor(registry)
@@ -434,7 +418,7 @@ async fn a_copy_left_behind_a_root_rotation_is_a_rollback() {
     let verifier = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
     verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
 
-    rotate_root_keys(&registry, &org).await;
+    org.rotate_root_keys(&registry).await;
     org.publish(&registry).await;
     verifier
         .verify(&registry.image("solo/app:v1"))
@@ -655,7 +639,7 @@ async fn a_copy_with_the_new_root_but_an_older_timestamp_is_a_rollback() {
     } = mirrored().await;
     let verifier = Verifier::new(client, org.trust(None, Some(cache.path()))).unwrap();
     verifier.verify(&mirror.image("solo/app:v1")).await.unwrap();
-    rotate_root_keys(&registry, &org).await;
+    org.rotate_root_keys(&registry).await;
     copy_solo(&registry, &mirror);
     revoke(&registry, &org).await;
     org.publish(&registry).await;
