@@ -1224,16 +1224,19 @@ async fn a_tag_signed_anew_during_a_transfer_pull_is_not_left_recorded_on_2() {
 }
 
 /// A Transfer pull whose names cannot be checked again once containerd answers (the registry
-/// failing for a moment) stands as verified when it began: its record stays.
+/// failing) does not stand either: it is verified as a pull starting then would be, which
+/// fails closed. Its record is removed, and the answer says why (UNAVAILABLE: try again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_transfer_pull_that_cannot_be_checked_again_stands_on_2() {
+async fn a_transfer_pull_that_cannot_be_checked_again_is_not_left_recorded_on_2() {
     let setup = setup().await;
     let held = HeldPull::start(&setup).await;
     held.fail_timestamps();
     let (succeeded, said, containerd, name) = held.finish().await;
-    assert!(succeeded, "{said}");
+    assert!(!succeeded, "{said}");
+    assert!(said.contains("could not be checked again"), "{said}");
+    assert!(said.contains(&format!("removed: [{name}]")), "{said}");
     assert!(
-        containerd.images().contains(&name),
+        !containerd.images().contains(&name),
         "{:?}",
         containerd.images()
     );

@@ -646,7 +646,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 snapshotter: (!no_unpack).then_some(snapshotter),
                 lock_wait: Duration::from_secs(lock_wait),
             };
-            let pulled = pull(&verifier()?, &image, &options, &|line| eprintln!("{line}"))
+            let progress = |line: &str| eprintln!("{line}");
+            let interrupted = async {
+                // When no handler can be installed, Ctrl-C ends the process as it always does.
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let pulled = pull(&verifier()?, &image, &options, &progress, interrupted)
                 .await
                 .with_context(|| format!("pulling {image}"))?;
             println!("{} {}", pulled.name, pulled.digest);

@@ -591,6 +591,7 @@ impl<S: MetadataSource> Updater<S> {
                     if self
                         .unavailable
                         .as_ref()
+                        // Mostly empty: no identity is made then.
                         .is_some_and(|u| !u.is_empty() && u.contains(&delegation.identity())) =>
                 {
                     Err(Error::Delegation {

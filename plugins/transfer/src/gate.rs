@@ -24,7 +24,7 @@ use crate::any;
 use crate::frame;
 use crate::import::{self, HandedOver, Refusal};
 use crate::naming;
-use crate::streams::{Flush, Streams, namespace};
+use crate::streams::{self, Flush, Streams, namespace};
 use crate::upstream::Upstream;
 
 /// gRPC methods the front checks; other methods of the services [`is_forwarded`] names are
@@ -338,11 +338,11 @@ impl Gate {
     }
 
     /// Checks a Transfer pull's names again once containerd has recorded them (the call made
-    /// with `uri` and `headers`): if TUF now signs one for other content, or not at all (its
-    /// tag signed anew, or revoked, meanwhile), the pull's records that still point at its
-    /// target are removed, and the refusal is the answer. A pull starting now would record
-    /// nothing older. A name that cannot be checked now (the registry unreachable) leaves the
-    /// pull as verified when it began.
+    /// with `uri` and `headers`), as a pull starting now would check them: if one no longer
+    /// verifies (its tag signed anew or revoked meanwhile, its metadata expired), or cannot be
+    /// checked (the registry unreachable), the pull's records that still point at its target
+    /// are removed, and the refusal is the answer. A pull lasts as long as it likes: what
+    /// verified when it began may not stand when it ends.
     pub async fn recheck(
         &self,
         uri: &Uri,
@@ -351,20 +351,21 @@ impl Gate {
     ) -> Option<Refused> {
         let digest = recheck.target.digest().to_string();
         let names = naming::named(&recheck.store, &digest).ok()?;
-        let mut withdrawn = None;
+        let mut fallen = None;
         for name in &names {
             match self.engine.standing(name, &recheck.target).await {
                 Standing::Holds => {}
                 Standing::Withdrawn(reason) => {
-                    withdrawn = Some(reason);
+                    fallen = Some((reason, false));
                     break;
                 }
                 Standing::Unknown(reason) => {
-                    tracing::warn!(%name, %reason, "not checked again; the pull stands as verified");
+                    fallen = Some((reason, true));
+                    break;
                 }
             }
         }
-        let refused = withdrawn?;
+        let (reason, unknown) = fallen?;
         let (mut removed, mut elsewhere, mut left) = (Vec::new(), Vec::new(), Vec::new());
         for name in names {
             match self.remove_record(uri, headers, &name, &digest).await {
@@ -373,16 +374,23 @@ impl Gate {
                 Err(e) => left.push(format!("{name} ({e:#})")),
             }
         }
+        let checked = if unknown {
+            "could not be checked again"
+        } else {
+            "checked again"
+        };
         let said = format!(
-            "{refused} (checked again once containerd recorded the pull of {digest}; removed: \
-             [{}]; no longer pointing at it: [{}]",
+            "{reason} ({checked} once containerd recorded the pull of {digest}; removed: [{}]; \
+             no longer pointing at it: [{}]",
             removed.join(", "),
             elsewhere.join(", ")
         );
-        Some(if left.is_empty() {
-            Refused::Deny(format!("{said})"))
-        } else {
+        Some(if !left.is_empty() {
             Refused::Failed(format!("{said}; could not remove: [{}])", left.join(", ")))
+        } else if unknown {
+            Refused::Failed(format!("{said})"))
+        } else {
+            Refused::Deny(format!("{said})"))
         })
     }
 
@@ -405,7 +413,8 @@ impl Gate {
         else {
             return Ok(false);
         };
-        let target = GetImageResponse::decode(answer.as_ref())?
+        let answer = frame::single_message(&answer).map_err(anyhow::Error::msg)?;
+        let target = GetImageResponse::decode(answer)?
             .image
             .and_then(|image| image.target);
         let Some(target) = target.filter(|target| target.digest == digest) else {
@@ -422,8 +431,8 @@ impl Gate {
         Ok(deleted.is_some())
     }
 
-    /// Calls containerd's unary method `path` with `message`, as the call made with `uri` and
-    /// `headers` (its namespace and lease), within [`FRONT_CALL`]: the answer's message, or
+    /// Calls containerd's unary method `path` with `message`, in the namespace (and lease) of
+    /// the call made with `uri` and `headers`, within [`FRONT_CALL`]: the answer's body, or
     /// `None` when containerd answers not found.
     async fn unary(
         &self,
@@ -440,10 +449,18 @@ impl Gate {
         let mut parts = uri.clone().into_parts();
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
         *request.uri_mut() = Uri::from_parts(parts)?;
-        *request.headers_mut() = headers.clone();
-        // The client's deadline was for its own call; this one has the front's.
-        request.headers_mut().remove(http::header::CONTENT_LENGTH);
-        request.headers_mut().remove("grpc-timeout");
+        // Only what places the call: the client's deadline and encodings were for its own.
+        let own = request.headers_mut();
+        own.insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        own.insert("te", http::HeaderValue::from_static("trailers"));
+        for carried in [streams::NAMESPACE, "containerd-lease"] {
+            if let Some(value) = headers.get(carried) {
+                own.insert(carried, value.clone());
+            }
+        }
         let call = async {
             let (head, body) = self.upstream.send(request).await?.into_parts();
             let collected = body.collect().await?;
@@ -453,9 +470,7 @@ impl Gate {
                 .get("grpc-status")
                 .or(trailers.get("grpc-status"));
             match status.and_then(|s| s.to_str().ok()) {
-                Some("0") => Ok(Some(Bytes::copy_from_slice(
-                    frame::single_message(&collected.to_bytes()).map_err(anyhow::Error::msg)?,
-                ))),
+                Some("0") => Ok(Some(collected.to_bytes())),
                 Some("5") => Ok(None),
                 other => anyhow::bail!("containerd answered {path} with grpc-status {other:?}"),
             }

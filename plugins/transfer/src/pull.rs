@@ -74,12 +74,14 @@ pub struct Pulled {
 }
 
 /// Pulls `image` into containerd, resolving it through TUF; `progress` receives one line per
-/// object.
+/// object. When `interrupted` completes (Ctrl-C), the pull stops and fails as a failed pull
+/// does, its lease dropped, unless it is recording the image already: then it ends.
 pub async fn pull(
     verifier: &Verifier,
     image: &ImageRef,
     options: &PullOptions,
     progress: &(dyn Fn(&str) + Sync),
+    interrupted: impl Future<Output = ()>,
 ) -> anyhow::Result<Pulled> {
     check_lock_wait(options.lock_wait)?;
     let verified = verifier.resolve(image).await?;
@@ -91,11 +93,17 @@ pub async fn pull(
     ));
     let channel = containerd_client_channel(&options.address).await?;
     let session = Session::open(channel, &options.namespace, options.lock_wait).await?;
-    let pulled = session.pull(verifier, image, verified.descriptor(), options, progress);
-    // Interrupted (Ctrl-C), the pull stops where it is, and ends as a failed one does.
+    let mut pulled =
+        std::pin::pin!(session.pull(verifier, image, verified.descriptor(), options, progress));
     let result = tokio::select! {
-        result = pulled => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("{image}: interrupted; nothing recorded")),
+        result = &mut pulled => result,
+        () = interrupted => {
+            if session.recording.load(std::sync::atomic::Ordering::SeqCst) {
+                pulled.await
+            } else {
+                Err(anyhow::anyhow!("{image}: interrupted; nothing recorded"))
+            }
+        }
     };
     // Whatever happened, drop the lease: content an image does not reference is collected.
     session.close().await;
@@ -149,6 +157,8 @@ struct Session {
     /// When the pull stops waiting for other clients' locks: set at its first wait, one bound
     /// for all its writes.
     waits_until: OnceLock<Instant>,
+    /// Set once the image is being recorded: an interruption then waits for the record.
+    recording: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -160,6 +170,7 @@ impl Session {
             lock_wait,
             opened: Instant::now(),
             waits_until: OnceLock::new(),
+            recording: std::sync::atomic::AtomicBool::new(false),
         };
         let expire = lease_expiry();
         let created = LeasesClient::new(channel)
@@ -772,6 +783,8 @@ impl Session {
 
     /// Records the image (creating it, or updating it when the name exists).
     async fn record(&self, name: &str, target: &oci_spec::image::Descriptor) -> anyhow::Result<()> {
+        self.recording
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let image = Image {
             name: name.to_string(),
             target: Some(Descriptor {

@@ -116,16 +116,14 @@ impl<S: Relay> tower::Service<Request<Body>> for Verify<S> {
                         .map_err(|never| match never {})
                         .boxed_unsync();
                     if let Some(recheck) = recheck {
-                        // Carried on if the client goes: containerd records the pull anyway.
-                        let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
-                        let call = inner.call(Request::from_parts(parts, body));
-                        let rechecked = tokio::spawn(async move {
-                            let Ok(response) = call.await;
-                            rechecked(&gate, &path, &uri, &headers, &recheck, response).await
-                        });
-                        return Ok(rechecked.await.unwrap_or_else(|e| {
-                            status::error(Code::Internal, &format!("tuf-oci front: {e}"))
-                        }));
+                        let pending = PendingRecheck {
+                            gate: gate.clone(),
+                            uri: parts.uri.clone(),
+                            headers: parts.headers.clone(),
+                            recheck: Some(recheck),
+                        };
+                        let Ok(response) = inner.call(Request::from_parts(parts, body)).await;
+                        return Ok(rechecked(&path, pending, response).await);
                     }
                     let Ok(response) = inner.call(Request::from_parts(parts, body)).await;
                     let response = match flush {
@@ -160,18 +158,50 @@ fn refused(path: &str, refusal: Refused) -> Response<Body> {
     }
 }
 
-/// `response`, containerd's answer to a Transfer pull (a call to `path`), once `gate` has
-/// checked the pull's names again ([`Gate::recheck`]): the refusal instead when TUF withdrew
-/// one meanwhile.
+/// A Transfer pull's check once containerd has answered ([`Gate::recheck`]). Dropped before
+/// it ran (the client went, and the call with it), it runs in a task of its own: containerd
+/// may have recorded the pull before it saw the call end.
+struct PendingRecheck {
+    gate: Arc<Gate>,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    recheck: Option<Box<Recheck>>,
+}
+
+impl PendingRecheck {
+    async fn run(mut self) -> Option<Refused> {
+        let refusal = match &self.recheck {
+            Some(recheck) => self.gate.recheck(&self.uri, &self.headers, recheck).await,
+            None => None,
+        };
+        self.recheck = None;
+        refusal
+    }
+}
+
+impl Drop for PendingRecheck {
+    fn drop(&mut self) {
+        if let Some(recheck) = self.recheck.take() {
+            let (gate, uri, headers) = (self.gate.clone(), self.uri.clone(), self.headers.clone());
+            tokio::spawn(async move {
+                if let Some(refusal) = gate.recheck(&uri, &headers, &recheck).await {
+                    tracing::warn!(?refusal, "a Transfer pull whose client went");
+                }
+            });
+        }
+    }
+}
+
+/// `response`, containerd's answer to a Transfer pull (a call to `path`), once `pending` has
+/// checked the pull's names again, whatever containerd answered (a failed pull may have
+/// recorded some): the refusal instead of containerd's success when one no longer stands.
 async fn rechecked(
-    gate: &Gate,
     path: &str,
-    uri: &http::Uri,
-    headers: &http::HeaderMap,
-    recheck: &Recheck,
+    pending: PendingRecheck,
     response: Response<Body>,
 ) -> Response<Body> {
     if status::is_trailers_only(response.headers()) {
+        pending.run().await;
         return response;
     }
     let (head, body) = response.into_parts();
@@ -188,13 +218,13 @@ async fn rechecked(
         .trailers()
         .and_then(|t| t.get("grpc-status"))
         .is_some_and(|status| status == "0");
-    if succeeded && let Some(refusal) = gate.recheck(uri, headers, recheck).await {
-        return refused(path, refusal);
+    match pending.run().await {
+        Some(refusal) if succeeded => refused(path, refusal),
+        _ => Response::from_parts(
+            head,
+            collected.map_err(|never| match never {}).boxed_unsync(),
+        ),
     }
-    Response::from_parts(
-        head,
-        collected.map_err(|never| match never {}).boxed_unsync(),
-    )
 }
 
 /// Reads a whole request body, refusing more than `limit` bytes.

@@ -14,9 +14,10 @@ use crate::policy::{Decision, Default, Judged, Policy};
 pub enum Standing {
     /// The name verifies to the record's target, or the policy lets it through unverified.
     Holds,
-    /// TUF now signs the name for other content, or not at all (the reason).
+    /// It does not verify now (the reason): TUF signs the name for other content, or not at
+    /// all, or its metadata fails a check (expired, rolled back, badly signed).
     Withdrawn(String),
-    /// It cannot be told now (the registry unreachable, metadata expired...; the reason).
+    /// It cannot be told now: the registry could not be reached or read (the reason).
     Unknown(String),
 }
 
@@ -237,8 +238,8 @@ impl Engine {
     }
 
     /// Whether a record of `reference` pointing at `descriptor`, made after the name was
-    /// verified, still stands: whether the name verifies to it now. Only what TUF now signs
-    /// otherwise withdraws it; a failure to tell (the registry down for a moment) does not.
+    /// verified, still stands: whether the name verifies to it now, as a pull starting now
+    /// would (within the refresh interval, from the metadata held).
     pub async fn standing(&self, reference: &str, descriptor: &Descriptor) -> Standing {
         let (index, image) = match self.coverage(reference) {
             Coverage::Protected { index, image, .. } => (index, image),
@@ -253,10 +254,11 @@ impl Engine {
                 }
             }
             Err(
-                e @ (tuf_oci::Error::TargetNotSigned { .. }
-                | tuf_oci::Error::DigestNotSigned { .. }),
-            ) => Standing::Withdrawn(format!("tuf-oci: {image}: {e}")),
-            Err(e) => Standing::Unknown(format!("tuf-oci: {image}: {e}")),
+                e @ (tuf_oci::Error::Registry { .. }
+                | tuf_oci::Error::ClientSetup { .. }
+                | tuf_oci::Error::Io { .. }),
+            ) => Standing::Unknown(format!("tuf-oci: {image}: {e}")),
+            Err(e) => Standing::Withdrawn(format!("tuf-oci: {image}: {e}")),
         }
     }
 
