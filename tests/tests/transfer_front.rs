@@ -1241,3 +1241,75 @@ async fn a_transfer_pull_that_cannot_be_checked_again_is_not_left_recorded_on_2(
         containerd.images()
     );
 }
+
+/// A Transfer pull that containerd fails, whose names cannot be checked again either (the
+/// registry failing), leaves alone the record an earlier pull made of the same target: it
+/// may not be this pull's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_transfer_pull_leaves_an_earlier_record_on_2() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tuf_oci_tests::hostile::{HostileRegistry, Rule};
+    let setup = setup().await;
+    let manifest = format!("/manifests/{}", setup.signed.digest);
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    let (manifests, timestamps) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let rules = vec![
+        Rule::Fail {
+            path_suffix: "/manifests/timestamp.json".into(),
+            method: "GET",
+            times: Arc::clone(&timestamps),
+        },
+        // Held (after the first pull), then failed: containerd's pull fails.
+        Rule::Hold {
+            path_suffix: manifest.clone(),
+            permits: Arc::clone(&permits),
+        },
+        Rule::Fail {
+            path_suffix: manifest.clone(),
+            method: "HEAD",
+            times: Arc::clone(&manifests),
+        },
+        Rule::Fail {
+            path_suffix: manifest.clone(),
+            method: "GET",
+            times: Arc::clone(&manifests),
+        },
+    ];
+    let hostile = HostileRegistry::start(&setup.registry.host, rules).await;
+    let policy = setup.dir.path().join("hostile-policy.toml");
+    let text = std::fs::read_to_string(&setup.policy).unwrap();
+    std::fs::write(&policy, text.replace(&setup.registry.host, &hostile.host)).unwrap();
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = start_front(setup.dir.path(), &policy, &containerd);
+    let name = format!("{}/team-a/app:v1", hostile.host);
+    let args = ["images", "pull", "--plain-http", &name];
+
+    permits.add_permits(1_000);
+    ctr(&containerd, &front, &args).await.unwrap();
+    assert!(containerd.images().contains(&name));
+    permits.forget_permits(1_000);
+
+    let asked = hostile
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.ends_with(&manifest))
+        .count();
+    let pull = containerd.spawn_ctr_at(&front.socket, &args);
+    hostile.asked(&manifest, asked + 1).await;
+    manifests.store(usize::MAX, Ordering::SeqCst);
+    timestamps.store(usize::MAX, Ordering::SeqCst);
+    permits.add_permits(1_000);
+    let out = pull.await.unwrap();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        containerd.images().contains(&name),
+        "{:?}",
+        containerd.images()
+    );
+}

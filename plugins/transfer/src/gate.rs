@@ -342,30 +342,36 @@ impl Gate {
     /// verifies (its tag signed anew or revoked meanwhile, its metadata expired), or cannot be
     /// checked (the registry unreachable), the pull's records that still point at its target
     /// are removed, and the refusal is the answer. A pull lasts as long as it likes: what
-    /// verified when it began may not stand when it ends.
+    /// verified when it began may not stand when it ends. When containerd did not answer
+    /// success (`recorded` false), a record of the name may be an older pull's, which only
+    /// what no longer verifies removes, not a failure to check.
     pub async fn recheck(
         &self,
         uri: &Uri,
         headers: &HeaderMap,
         recheck: &Recheck,
+        recorded: bool,
     ) -> Option<Refused> {
         let digest = recheck.target.digest().to_string();
         let names = naming::named(&recheck.store, &digest).ok()?;
-        let mut fallen = None;
+        let (mut withdrawn, mut unknown) = (None, None);
         for name in &names {
             match self.engine.standing(name, &recheck.target).await {
                 Standing::Holds => {}
                 Standing::Withdrawn(reason) => {
-                    fallen = Some((reason, false));
+                    withdrawn = Some(reason);
                     break;
                 }
                 Standing::Unknown(reason) => {
-                    fallen = Some((reason, true));
-                    break;
+                    unknown.get_or_insert(reason);
                 }
             }
         }
-        let (reason, unknown) = fallen?;
+        let (reason, unknown) = match (withdrawn, unknown) {
+            (Some(reason), _) => (reason, false),
+            (None, Some(reason)) if recorded => (reason, true),
+            _ => return None,
+        };
         let (mut removed, mut elsewhere, mut left) = (Vec::new(), Vec::new(), Vec::new());
         for name in names {
             match self.remove_record(uri, headers, &name, &digest).await {

@@ -99,7 +99,14 @@ pub async fn pull(
         result = &mut pulled => result,
         () = interrupted => {
             if session.recording.load(std::sync::atomic::Ordering::SeqCst) {
-                pulled.await
+                // Not for long: a second Ctrl-C no longer reaches the process.
+                tokio::time::timeout(CLOSE_WAIT, pulled).await.unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "{image}: interrupted while recording it; containerd did not answer \
+                         within {} s, and may have recorded it",
+                        CLOSE_WAIT.as_secs()
+                    ))
+                })
             } else {
                 Err(anyhow::anyhow!("{image}: interrupted; nothing recorded"))
             }

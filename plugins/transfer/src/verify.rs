@@ -169,9 +169,14 @@ struct PendingRecheck {
 }
 
 impl PendingRecheck {
-    async fn run(mut self) -> Option<Refused> {
+    /// Runs the check; `recorded` says whether containerd answered success.
+    async fn run(mut self, recorded: bool) -> Option<Refused> {
         let refusal = match &self.recheck {
-            Some(recheck) => self.gate.recheck(&self.uri, &self.headers, recheck).await,
+            Some(recheck) => {
+                (self.gate)
+                    .recheck(&self.uri, &self.headers, recheck, recorded)
+                    .await
+            }
             None => None,
         };
         self.recheck = None;
@@ -183,11 +188,18 @@ impl Drop for PendingRecheck {
     fn drop(&mut self) {
         if let Some(recheck) = self.recheck.take() {
             let (gate, uri, headers) = (self.gate.clone(), self.uri.clone(), self.headers.clone());
-            tokio::spawn(async move {
-                if let Some(refusal) = gate.recheck(&uri, &headers, &recheck).await {
-                    tracing::warn!(?refusal, "a Transfer pull whose client went");
-                }
-            });
+            // Not while the front shuts down: no runtime is left to run it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let refusal = gate.recheck(&uri, &headers, &recheck, false).await;
+                    if let Some(refusal) = refusal {
+                        tracing::warn!(
+                            ?refusal,
+                            "checked again: a Transfer pull whose client went"
+                        );
+                    }
+                });
+            }
         }
     }
 }
@@ -201,7 +213,9 @@ async fn rechecked(
     response: Response<Body>,
 ) -> Response<Body> {
     if status::is_trailers_only(response.headers()) {
-        pending.run().await;
+        if let Some(refusal) = pending.run(false).await {
+            tracing::warn!(%path, ?refusal, "checked again: a Transfer pull containerd failed");
+        }
         return response;
     }
     let (head, body) = response.into_parts();
@@ -218,13 +232,17 @@ async fn rechecked(
         .trailers()
         .and_then(|t| t.get("grpc-status"))
         .is_some_and(|status| status == "0");
-    match pending.run().await {
-        Some(refusal) if succeeded => refused(path, refusal),
-        _ => Response::from_parts(
-            head,
-            collected.map_err(|never| match never {}).boxed_unsync(),
-        ),
+    match pending.run(succeeded).await {
+        Some(refusal) if succeeded => return refused(path, refusal),
+        Some(refusal) => {
+            tracing::warn!(%path, ?refusal, "checked again: a Transfer pull containerd failed");
+        }
+        None => {}
     }
+    Response::from_parts(
+        head,
+        collected.map_err(|never| match never {}).boxed_unsync(),
+    )
 }
 
 /// Reads a whole request body, refusing more than `limit` bytes.
