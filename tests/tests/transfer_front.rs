@@ -1313,3 +1313,33 @@ async fn a_failed_transfer_pull_leaves_an_earlier_record_on_2() {
         containerd.images()
     );
 }
+
+/// A Transfer pull that outlasts the metadata it was verified with (the timestamp expiring
+/// while containerd pulls) is not left recorded: checked again as a pull starting then would
+/// be, the name no longer verifies (freeze protection), which is a refusal, not a failure to
+/// check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_pull_outlasting_its_metadata_is_not_left_recorded_on_2() {
+    let setup = setup().await;
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(10);
+    let mut expiries = tuf_oci_tests::expiries();
+    expiries.timestamp = expires;
+    setup.org.publish_with(&setup.registry, &expiries).await;
+    let held = HeldPull::start(&setup).await;
+    let left = expires.duration_since(jiff::Timestamp::now());
+    let left = std::time::Duration::try_from(left).unwrap_or_default();
+    tokio::time::sleep(left + std::time::Duration::from_secs(1)).await;
+
+    let (succeeded, said, containerd, name) = held.finish().await;
+    assert!(!succeeded, "{said}");
+    assert!(said.contains("expired"), "{said}");
+    assert!(
+        said.contains("(checked again once containerd recorded"),
+        "{said}"
+    );
+    assert!(
+        !containerd.images().contains(&name),
+        "{:?}",
+        containerd.images()
+    );
+}
