@@ -603,8 +603,9 @@ async fn a_pull_by_digest_fetches_a_role_that_cannot_be_had_once() {
             .await;
     }
     let mut tags = Vec::new();
+    let mut digest = String::new();
     for tag in (0..40).map(|n| format!("t{n}")).chain(["z".to_string()]) {
-        registry.push_image("team-a/app", &tag, "app").await;
+        digest = registry.push_image("team-a/app", &tag, "app").await.digest;
         tags.push(registry.image(&format!("team-a/app:{tag}")));
     }
     with_pointer(&registry, "team-a/app").await;
@@ -629,7 +630,6 @@ async fn a_pull_by_digest_fetches_a_role_that_cannot_be_had_once() {
         registry: proxy.host.clone(),
         path: org.metadata.path.clone(),
     };
-    let digest = registry.push_image("team-a/app", "z", "app").await.digest;
     let by_digest =
         tuf_oci::ImageRef::parse(&format!("{}/team-a/app@{digest}", proxy.host)).unwrap();
     let found = tuf_oci::Verifier::new(client, org.trust(Some(metadata), None))

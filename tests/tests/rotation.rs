@@ -169,8 +169,11 @@ async fn fast_forwarded_timestamp_is_recovered_by_rotating_its_key() {
     updater.find("solo/app:v1", None).await.unwrap();
 }
 
+/// A snapshot key that signed an inflated version is rotated out, and clients recover: the
+/// trusted timestamp and snapshot are forgotten (TUF 5.3.11), also when the root update that
+/// forgets them was cut short by a crash (`root.pending` left).
 #[tokio::test]
-async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key() {
+async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key_even_if_cut_short() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;
     let root: Signed<Root> = parse(&org.root);

@@ -1183,13 +1183,39 @@ impl HeldPull {
             .store(every, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Lets the layer through; whether the pull succeeded, and what ctr said.
-    async fn finish(self) -> (bool, String, Containerd, String) {
+    /// Lets the layer through and waits for the pull to end.
+    async fn finish(self) -> HeldPullEnded {
         self.permits.add_permits(1);
         // The proxy and the front stay until the pull ends, with `self`.
         let out = self.pull.await.unwrap();
-        let said = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out.status.success(), said, self.containerd, self.name)
+        HeldPullEnded {
+            succeeded: out.status.success(),
+            said: String::from_utf8_lossy(&out.stderr).into_owned(),
+            containerd: self.containerd,
+            name: self.name,
+        }
+    }
+}
+
+/// How a [`HeldPull`] ended.
+struct HeldPullEnded {
+    succeeded: bool,
+    /// What ctr said.
+    said: String,
+    containerd: Containerd,
+    /// The name pulled.
+    name: String,
+}
+
+impl HeldPullEnded {
+    /// Asserts that the pull failed, saying each of `says`, and left no record of its name.
+    fn assert_refused_unrecorded(&self, says: &[&str]) {
+        assert!(!self.succeeded, "{}", self.said);
+        for part in says {
+            assert!(self.said.contains(part), "{part:?} in {}", self.said);
+        }
+        let images = self.containerd.images();
+        assert!(!images.contains(&self.name), "{images:?}");
     }
 }
 
@@ -1209,18 +1235,10 @@ async fn a_tag_signed_anew_during_a_transfer_pull_is_not_left_recorded_on_2() {
         .await;
     setup.org.publish(registry).await;
 
-    let (succeeded, said, containerd, name) = held.finish().await;
-    assert!(!succeeded, "{said}");
-    assert!(
-        said.contains("checked again once containerd recorded the pull"),
-        "{said}"
-    );
-    assert!(said.contains(&newer.digest), "{said}");
-    assert!(
-        !containerd.images().contains(&name),
-        "{:?}",
-        containerd.images()
-    );
+    held.finish().await.assert_refused_unrecorded(&[
+        "checked again once containerd recorded the pull",
+        &newer.digest,
+    ]);
 }
 
 /// A Transfer pull whose names cannot be checked again once containerd answers (the registry
@@ -1231,15 +1249,9 @@ async fn a_transfer_pull_that_cannot_be_checked_again_is_not_left_recorded_on_2(
     let setup = setup().await;
     let held = HeldPull::start(&setup).await;
     held.fail_timestamps();
-    let (succeeded, said, containerd, name) = held.finish().await;
-    assert!(!succeeded, "{said}");
-    assert!(said.contains("could not be checked again"), "{said}");
-    assert!(said.contains(&format!("removed: [{name}]")), "{said}");
-    assert!(
-        !containerd.images().contains(&name),
-        "{:?}",
-        containerd.images()
-    );
+    let ended = held.finish().await;
+    let removed = format!("removed: [{}]", ended.name);
+    ended.assert_refused_unrecorded(&["could not be checked again", &removed]);
 }
 
 /// A Transfer pull that containerd fails, whose names cannot be checked again either (the
@@ -1330,16 +1342,7 @@ async fn a_transfer_pull_outlasting_its_metadata_is_not_left_recorded_on_2() {
     let left = std::time::Duration::try_from(left).unwrap_or_default();
     tokio::time::sleep(left + std::time::Duration::from_secs(1)).await;
 
-    let (succeeded, said, containerd, name) = held.finish().await;
-    assert!(!succeeded, "{said}");
-    assert!(said.contains("expired"), "{said}");
-    assert!(
-        said.contains("(checked again once containerd recorded"),
-        "{said}"
-    );
-    assert!(
-        !containerd.images().contains(&name),
-        "{:?}",
-        containerd.images()
-    );
+    held.finish()
+        .await
+        .assert_refused_unrecorded(&["expired", "(checked again once containerd recorded"]);
 }

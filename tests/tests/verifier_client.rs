@@ -232,8 +232,6 @@ async fn a_full_executable_that_hangs_is_killed_at_the_deadline() {
     panic!("the hung full executable (pid {}) still runs", pid.trim());
 }
 
-/// Answers every verification as allowed, with a reason and no signed target: what a service
-/// of another version, or another program on the service's socket, might say.
 /// Answers on the service's socket in its stead: every pull allowed, with a reason, and,
 /// when `echo`, with the descriptor asked about as the signed target.
 struct Impostor {

@@ -760,8 +760,8 @@ impl<S: MetadataSource> Updater<S> {
     }
 
     /// Fails with a rollback of the root when the store holds a newer root than this updater
-    /// trusts: another updater followed the chain further, and a copy that stops short of it
-    /// is behind.
+    /// trusts, or a pending one ([`PENDING_ROOT`]) that follows the stored one: another
+    /// updater followed the chain further, and a copy that stops short of it is behind.
     fn check_root_not_behind(&self) -> Result<()> {
         let current = self.root.signed.version.get();
         let pending = pending_root(&self.store)?

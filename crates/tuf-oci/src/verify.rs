@@ -435,7 +435,8 @@ fn trusted_store(trust: &TrustConfig) -> Result<TrustedStore> {
     let same_root =
         |stored: &[u8]| signed_part(stored).is_some_and(|s| Some(s) == signed_part(&trust.root));
     store.take_up(cache_dir, "root.json", same_root)?;
-    // Or whose update to this root was cut short: it is finished here ([`Updater::open`]).
+    // Or whose update to this root was cut short: taken up, its root is trusted at once, and
+    // the update is finished by the next store of trusted metadata here.
     store.take_up(cache_dir, crate::updater::PENDING_ROOT, same_root)?;
     Ok(store)
 }

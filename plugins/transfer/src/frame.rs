@@ -110,7 +110,7 @@ impl Messages {
                     return Some(Ok(Item::Message(Message { raw })));
                 }
                 // Room for more than the next frame (grown frame by frame, a 1 MiB message
-                // would be copied again and again), but no more than has arrived: a header
+                // would be copied again and again), but no more than has arrived (or 1 MiB): a header
                 // claiming 16 MiB costs what its sender sends, not what it claims.
                 let missing = 5 + len - self.buffer.len();
                 self.buffer

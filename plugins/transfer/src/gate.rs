@@ -249,21 +249,15 @@ impl Gate {
                         return Verdict::deny(reason);
                     }
                 }
-                let recheck = match (answer.target, into_store) {
-                    (Some(target), Some(store)) => {
-                        registry.reference = pinned(&registry.reference, &target.digest());
-                        let target = target.descriptor().clone();
-                        Some(Box::new(Recheck {
-                            store: store.clone(),
-                            target,
-                        }))
-                    }
-                    (Some(target), None) => {
-                        registry.reference = pinned(&registry.reference, &target.digest());
-                        None
-                    }
-                    (None, _) => None,
-                };
+                if let Some(target) = &answer.target {
+                    registry.reference = pinned(&registry.reference, &target.digest());
+                }
+                let recheck = answer.target.zip(into_store).map(|(target, store)| {
+                    Box::new(Recheck {
+                        store: store.clone(),
+                        target: target.descriptor().clone(),
+                    })
+                });
                 source.value = registry.encode_to_vec();
                 Verdict::Forward {
                     message: request.encode_to_vec(),
@@ -337,7 +331,7 @@ impl Gate {
         }
     }
 
-    /// Checks a Transfer pull's names again once containerd has recorded them (the call made
+    /// Checks a Transfer pull's names again once containerd has answered it (the call made
     /// with `uri` and `headers`), as a pull starting now would check them: if one no longer
     /// verifies (its tag signed anew or revoked meanwhile, its metadata expired), or cannot be
     /// checked (the registry unreachable), the pull's records that still point at its target
@@ -353,6 +347,7 @@ impl Gate {
         recorded: bool,
     ) -> Option<Refused> {
         let digest = recheck.target.digest().to_string();
+        // Too many names were refused before the pull was forwarded.
         let names = naming::named(&recheck.store, &digest).ok()?;
         let (mut withdrawn, mut unknown) = (None, None);
         for name in &names {
@@ -367,7 +362,7 @@ impl Gate {
                 }
             }
         }
-        let (reason, unknown) = match (withdrawn, unknown) {
+        let (reason, could_not_check) = match (withdrawn, unknown) {
             (Some(reason), _) => (reason, false),
             (None, Some(reason)) if recorded => (reason, true),
             _ => return None,
@@ -380,23 +375,26 @@ impl Gate {
                 Err(e) => left.push(format!("{name} ({e:#})")),
             }
         }
-        let checked = if unknown {
+        let checked = if could_not_check {
             "could not be checked again"
         } else {
             "checked again"
         };
-        let said = format!(
-            "{reason} ({checked} once containerd recorded the pull of {digest}; removed: [{}]; \
-             no longer pointing at it: [{}]",
+        let answered = if recorded { "recorded" } else { "answered" };
+        let mut detail = format!(
+            "{checked} once containerd {answered} the pull of {digest}; removed: [{}]; no longer \
+             pointing at it: [{}]",
             removed.join(", "),
             elsewhere.join(", ")
         );
-        Some(if !left.is_empty() {
-            Refused::Failed(format!("{said}; could not remove: [{}])", left.join(", ")))
-        } else if unknown {
-            Refused::Failed(format!("{said})"))
+        if !left.is_empty() {
+            detail.push_str(&format!("; could not remove: [{}]", left.join(", ")));
+        }
+        let said = format!("{reason} ({detail})");
+        Some(if could_not_check || !left.is_empty() {
+            Refused::Failed(said)
         } else {
-            Refused::Deny(format!("{said})"))
+            Refused::Deny(said)
         })
     }
 
@@ -475,10 +473,17 @@ impl Gate {
                 .headers
                 .get("grpc-status")
                 .or(trailers.get("grpc-status"));
+            let message = head
+                .headers
+                .get("grpc-message")
+                .or(trailers.get("grpc-message"));
             match status.and_then(|s| s.to_str().ok()) {
                 Some("0") => Ok(Some(collected.to_bytes())),
                 Some("5") => Ok(None),
-                other => anyhow::bail!("containerd answered {path} with grpc-status {other:?}"),
+                other => anyhow::bail!(
+                    "containerd answered {path} with grpc-status {other:?}: {}",
+                    message.and_then(|m| m.to_str().ok()).unwrap_or_default()
+                ),
             }
         };
         tokio::time::timeout(FRONT_CALL, call).await.map_err(|_| {

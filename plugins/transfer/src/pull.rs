@@ -75,7 +75,8 @@ pub struct Pulled {
 
 /// Pulls `image` into containerd, resolving it through TUF; `progress` receives one line per
 /// object. When `interrupted` completes (Ctrl-C), the pull stops and fails as a failed pull
-/// does, its lease dropped, unless it is recording the image already: then it ends.
+/// does, its lease dropped, unless it is recording the image already: that is given
+/// [`GRACE`] to finish.
 pub async fn pull(
     verifier: &Verifier,
     image: &ImageRef,
@@ -100,11 +101,11 @@ pub async fn pull(
         () = interrupted => {
             if session.recording.load(std::sync::atomic::Ordering::SeqCst) {
                 // Not for long: a second Ctrl-C no longer reaches the process.
-                tokio::time::timeout(CLOSE_WAIT, pulled).await.unwrap_or_else(|_| {
+                tokio::time::timeout(GRACE, pulled).await.unwrap_or_else(|_| {
                     Err(anyhow::anyhow!(
                         "{image}: interrupted while recording it; containerd did not answer \
                          within {} s, and may have recorded it",
-                        CLOSE_WAIT.as_secs()
+                        GRACE.as_secs()
                     ))
                 })
             } else {
@@ -192,7 +193,7 @@ impl Session {
         Ok(session)
     }
 
-    /// Drops the lease, waiting [`CLOSE_WAIT`] at most: a containerd that does not answer
+    /// Drops the lease, waiting [`GRACE`] at most: a containerd that does not answer
     /// leaves it to its expiry.
     async fn close(&self) {
         let mut leases = LeasesClient::new(self.channel.clone());
@@ -200,7 +201,7 @@ impl Session {
             id: self.lease.clone(),
             sync: false,
         }));
-        let _ = tokio::time::timeout(CLOSE_WAIT, delete).await;
+        let _ = tokio::time::timeout(GRACE, delete).await;
     }
 
     /// A request carrying the namespace and (once created) the lease.
@@ -892,8 +893,9 @@ fn check_lock_wait(lock_wait: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long dropping the lease may take at the end of a pull.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long dropping the lease may take at the end of a pull, and a record under way when
+/// the pull is interrupted.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// [`LEASE`] from now in RFC 3339, for the lease's expiry label (a safety net if we die).
 fn lease_expiry() -> String {

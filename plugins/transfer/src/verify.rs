@@ -159,12 +159,13 @@ fn refused(path: &str, refusal: Refused) -> Response<Body> {
 }
 
 /// A Transfer pull's check once containerd has answered ([`Gate::recheck`]). Dropped before
-/// it ran (the client went, and the call with it), it runs in a task of its own: containerd
-/// may have recorded the pull before it saw the call end.
+/// it ran to its end (the client went, and the call with it; containerd's answer could not be
+/// read), it runs in a task of its own: containerd may have recorded the pull meanwhile.
 struct PendingRecheck {
     gate: Arc<Gate>,
     uri: http::Uri,
     headers: http::HeaderMap,
+    /// Kept until the check ends: cut short midway, [`Drop`] runs it again.
     recheck: Option<Box<Recheck>>,
 }
 

@@ -17,7 +17,8 @@ pub enum Standing {
     /// It does not verify now (the reason): TUF signs the name for other content, or not at
     /// all, or its metadata fails a check (expired, rolled back, badly signed).
     Withdrawn(String),
-    /// It cannot be told now: the registry could not be reached or read (the reason).
+    /// It cannot be told now: the registry, or the trusted metadata on disk, could not be
+    /// read (the reason).
     Unknown(String),
 }
 
@@ -246,19 +247,13 @@ impl Engine {
             Coverage::Decided(answer) if answer.allowed => return Standing::Holds,
             Coverage::Decided(answer) => return Standing::Withdrawn(answer.reason),
         };
-        match self.backends[index].resolve(&image).await {
-            Ok(verified) => {
-                match tuf_oci::check_descriptor(&image.to_string(), &verified, descriptor) {
-                    Ok(()) => Standing::Holds,
-                    Err(e) => Standing::Withdrawn(format!("tuf-oci: {e}")),
-                }
-            }
-            Err(
-                e @ (tuf_oci::Error::Registry { .. }
-                | tuf_oci::Error::ClientSetup { .. }
-                | tuf_oci::Error::Io { .. }),
-            ) => Standing::Unknown(format!("tuf-oci: {image}: {e}")),
-            Err(e) => Standing::Withdrawn(format!("tuf-oci: {image}: {e}")),
+        match self
+            .verify_in_scope(index, &image, Some(descriptor), None)
+            .await
+        {
+            Ok(_) => Standing::Holds,
+            Err(refusal) if refusal.unreachable => Standing::Unknown(refusal.reason),
+            Err(refusal) => Standing::Withdrawn(refusal.reason),
         }
     }
 
@@ -399,23 +394,13 @@ impl Engine {
             Coverage::Decided(answer) => return *answer,
         };
         let name = Some(scope);
-        let in_archive = match archive {
-            Some(layout) if has_metadata_for(layout, &image).await => Some(layout),
-            _ => None,
-        };
-        let resolved = match in_archive {
-            Some(store) => resolve_in_layout(store, &image, &self.trusts[index]).await,
-            None => self.backends[index].resolve(&image).await,
-        };
-        let verified = match resolved {
-            Ok(verified) => verified,
-            Err(e) => return Answer::refuse(name, format!("tuf-oci: {image}: {e}")),
-        };
-        if let Some(descriptor) = descriptor
-            && let Err(e) = tuf_oci::check_descriptor(&image.to_string(), &verified, descriptor)
+        let verified = match self
+            .verify_in_scope(index, &image, descriptor, archive)
+            .await
         {
-            return Answer::refuse(name, format!("tuf-oci: {e}"));
-        }
+            Ok(verified) => verified,
+            Err(refusal) => return Answer::refuse(name, refusal.reason),
+        };
         Answer {
             allowed: true,
             reason: format!(
@@ -428,6 +413,52 @@ impl Engine {
             target: Some(verified),
         }
     }
+
+    /// `image` verified in scope `index` (from `archive` when it carries the scope's metadata
+    /// for it), and matched with `descriptor` when one is given.
+    async fn verify_in_scope(
+        &self,
+        index: usize,
+        image: &ImageRef,
+        descriptor: Option<&Descriptor>,
+        archive: Option<&tuf_oci::store::LayoutStore>,
+    ) -> Result<VerifiedTarget, ScopeRefusal> {
+        let in_archive = match archive {
+            Some(layout) if has_metadata_for(layout, image).await => Some(layout),
+            _ => None,
+        };
+        let resolved = match in_archive {
+            Some(store) => resolve_in_layout(store, image, &self.trusts[index]).await,
+            None => self.backends[index].resolve(image).await,
+        };
+        let verified = resolved.map_err(|e| ScopeRefusal {
+            unreachable: matches!(
+                e,
+                tuf_oci::Error::Registry { .. }
+                    | tuf_oci::Error::ClientSetup { .. }
+                    | tuf_oci::Error::Io { .. }
+            ),
+            reason: format!("tuf-oci: {image}: {e}"),
+        })?;
+        if let Some(descriptor) = descriptor {
+            tuf_oci::check_descriptor(&image.to_string(), &verified, descriptor).map_err(|e| {
+                ScopeRefusal {
+                    unreachable: false,
+                    reason: format!("tuf-oci: {e}"),
+                }
+            })?;
+        }
+        Ok(verified)
+    }
+}
+
+/// Why a reference did not verify in its scope.
+struct ScopeRefusal {
+    /// One line naming the check that failed.
+    reason: String,
+    /// Whether the metadata could not be read at all (the registry or the local store), not
+    /// found wanting.
+    unreachable: bool,
 }
 
 #[cfg(test)]
