@@ -22,7 +22,7 @@ use prost::Message;
 
 use crate::any;
 use crate::frame;
-use crate::import::{self, HandedOver, Refusal};
+use crate::import::{self, HandedOver};
 use crate::naming;
 use crate::streams::{self, Flush, Streams, namespace};
 use crate::upstream::Upstream;
@@ -84,15 +84,37 @@ pub enum Verdict {
     Refuse(Refused),
 }
 
-/// Why the front answers a checked call itself.
+/// Why the front answers a checked call (or an import it carries) itself.
 #[derive(Debug)]
 pub enum Refused {
     /// Verification or the policy refused it (`PERMISSION_DENIED`), for this reason.
     Deny(String),
-    /// The message cannot be read (`INVALID_ARGUMENT`).
+    /// The message, or the archive it carries, cannot be read (`INVALID_ARGUMENT`).
     Malformed(String),
-    /// The front could not do its part (`UNAVAILABLE`: the call may be tried again).
+    /// The front could not do its part (`UNAVAILABLE`: the call may be tried again), such as
+    /// staging an import or handing it to containerd.
     Failed(String),
+}
+
+impl Refused {
+    /// The refusal of an import, said as such where it does not name an image already.
+    fn in_import(self) -> Self {
+        match self {
+            Refused::Deny(reason) => Refused::Deny(reason),
+            Refused::Malformed(reason) => Refused::Malformed(format!("import: {reason}")),
+            Refused::Failed(reason) => Refused::Failed(format!("import: {reason}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Deny(reason) | Refused::Malformed(reason) | Refused::Failed(reason) => {
+                f.write_str(reason)
+            }
+        }
+    }
 }
 
 /// What the checks need: the verifier engine, the streams clients opened through the front
@@ -113,10 +135,6 @@ impl Verdict {
 
     fn malformed(reason: String) -> Self {
         Verdict::Refuse(Refused::Malformed(reason))
-    }
-
-    fn failed(reason: String) -> Self {
-        Verdict::Refuse(Refused::Failed(reason))
     }
 
     fn forward(message: Vec<u8>) -> Self {
@@ -292,11 +310,7 @@ impl Gate {
                             recheck: None,
                         }
                     }
-                    Err(Refusal::Denied(reason)) => Verdict::deny(reason),
-                    Err(Refusal::Unreadable(reason)) => {
-                        Verdict::malformed(format!("import: {reason}"))
-                    }
-                    Err(Refusal::Failed(reason)) => Verdict::failed(format!("import: {reason}")),
+                    Err(refused) => Verdict::Refuse(refused.in_import()),
                 }
             }
             // A tag: the store's names are given whatever image record the source names when
@@ -540,10 +554,10 @@ impl Gate {
         headers: &HeaderMap,
         id: &str,
         store: &ImageStore,
-    ) -> Result<(String, HandedOver), Refusal> {
+    ) -> Result<(String, HandedOver), Refused> {
         static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
         let claimed = self.streams.claim(namespace(headers), id).ok_or_else(|| {
-            Refusal::Denied(format!(
+            Refused::Deny(format!(
                 "tuf-oci: import stream {id:?} was not opened through the front; refused"
             ))
         })?;

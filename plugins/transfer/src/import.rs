@@ -23,6 +23,7 @@ use tuf_oci::store::REF_NAME as OCI_REF_NAME;
 
 use crate::any;
 use crate::frame::{self, Item, Messages};
+use crate::gate::Refused;
 use crate::naming::{self, Recorded};
 use crate::streams::{self, Claimed, FrameSender};
 use crate::upstream::{Body, Upstream};
@@ -40,27 +41,6 @@ const CHUNK: usize = 32 * 1024;
 
 const DATA: &str = "containerd.types.transfer.Data";
 const WINDOW_UPDATE: &str = "containerd.types.transfer.WindowUpdate";
-
-/// Why an import does not go through.
-#[derive(Debug)]
-pub enum Refusal {
-    /// TUF or the policy refused a record (the reason names the image and the check).
-    Denied(String),
-    /// The archive or the stream is unusable.
-    Unreadable(String),
-    /// The front could not do its part (staging, containerd): no fault of the import's.
-    Failed(String),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Denied(reason) | Refusal::Unreadable(reason) | Refusal::Failed(reason) => {
-                f.write_str(reason)
-            }
-        }
-    }
-}
 
 /// The names of import directories under the staging directory start so.
 const IMPORT_PREFIX: &str = "import-";
@@ -92,7 +72,7 @@ impl ImportDir {
 }
 
 impl Checked {
-    fn new_in(staging: &Path) -> Result<Self, Refusal> {
+    fn new_in(staging: &Path) -> Result<Self, Refused> {
         let refused = |e| failed(&format!("staging directory in {}", staging.display()), e);
         let dir = tempfile::Builder::new()
             .prefix(IMPORT_PREFIX)
@@ -166,7 +146,7 @@ pub async fn check(
     mut claimed: Claimed,
     store: &ImageStore,
     staging: &Path,
-) -> Result<(Checked, Claimed), Refusal> {
+) -> Result<(Checked, Claimed), Refused> {
     let checked = Checked::new_in(staging)?;
     receive(&mut claimed, &checked.path().join("received")).await?;
     let (mut index, layout) = blocking_in(&checked, |dir| {
@@ -187,8 +167,8 @@ pub async fn check(
     // An archive can list one record many times over: each is checked once, and other calls
     // through the front take turns between checks (each reads the archive's index).
     let mut seen = HashSet::new();
-    let records = naming::recorded(store, &images)
-        .map_err(|too_many| Refusal::Denied(too_many.to_string()))?;
+    let records =
+        naming::recorded(store, &images).map_err(|too_many| Refused::Deny(too_many.to_string()))?;
     for (name, recorded) in records {
         let answer = match recorded {
             Recorded::Entry(descriptor) => {
@@ -217,7 +197,7 @@ pub async fn check(
             ),
         };
         if !answer.allowed {
-            return Err(Refusal::Denied(answer.reason));
+            return Err(Refused::Deny(answer.reason));
         }
     }
     index.set_manifests(images);
@@ -229,10 +209,10 @@ pub async fn check(
 }
 
 /// Unpacks the received archive into `layout` (through `tar`, decompressed) and reads its index.
-fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex, Refusal> {
+fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex, Refused> {
     decompress(received, tar)?;
     tuf_oci::store::unpack(tar, layout).map_err(|e| {
-        Refusal::Unreadable(format!(
+        Refused::Malformed(format!(
             "the import is not an OCI archive (tar of an OCI layout, plain or gzip): {e}"
         ))
     })?;
@@ -240,21 +220,21 @@ fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex
     let index = layout.join("index.json");
     let size = std::fs::metadata(&index).map_or(0, |m| m.len());
     if size > tuf_oci::store::INDEX_LIMIT {
-        return Err(Refusal::Unreadable(format!(
+        return Err(Refused::Malformed(format!(
             "the import's index.json is {size} bytes, more than {} (OCI layout)",
             tuf_oci::store::INDEX_LIMIT
         )));
     }
     ImageIndex::from_file(index)
-        .map_err(|e| Refusal::Unreadable(format!("the import's index.json (OCI layout): {e}")))
+        .map_err(|e| Refused::Malformed(format!("the import's index.json (OCI layout): {e}")))
 }
 
 /// Runs file work (archives of gigabytes) in `checked`'s directory off the async workers. The
 /// directory stays until the work is done, even when the import is dropped meanwhile.
 fn blocking_in<T: Send + 'static>(
     checked: &Checked,
-    work: impl FnOnce(&Path) -> Result<T, Refusal> + Send + 'static,
-) -> impl Future<Output = Result<T, Refusal>> + 'static {
+    work: impl FnOnce(&Path) -> Result<T, Refused> + Send + 'static,
+) -> impl Future<Output = Result<T, Refused>> + 'static {
     let dir = checked.staging.clone().expect("not dropped");
     async move {
         tokio::task::spawn_blocking(move || work(dir.path()))
@@ -295,7 +275,7 @@ pub async fn hand_over(
     claimed: &Claimed,
     id: &str,
     checked: Checked,
-) -> Result<HandedOver, Refusal> {
+) -> Result<HandedOver, Refused> {
     let (to_containerd, body) = streams::channel_body();
     let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;
@@ -318,7 +298,7 @@ pub async fn hand_over(
     match from_containerd.next().await {
         Some(Ok(Item::Message(_))) => {}
         _ => {
-            return Err(Refusal::Failed(format!(
+            return Err(Refused::Failed(format!(
                 "containerd did not open stream {id}: {}",
                 refused.unwrap_or_else(|| "no acknowledgement".into())
             )));
@@ -338,7 +318,7 @@ pub async fn hand_over(
 }
 
 /// The client's archive into `path`, granting the client flow-control window as it goes.
-async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
+async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| failed("staging the archive", e))?;
@@ -366,7 +346,7 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
         };
         total += data.data.len() as u64;
         if total > MAX_ARCHIVE {
-            return Err(Refusal::Unreadable(format!(
+            return Err(Refused::Malformed(format!(
                 "the import archive exceeds {MAX_ARCHIVE} bytes"
             )));
         }
@@ -382,7 +362,7 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refusal> {
 
 /// The tar in `received`, gunzipped when it is gzip (as containerd accepts imports). Other
 /// compressions are refused by name rather than misread.
-fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
+fn decompress(received: &Path, tar: &Path) -> Result<(), Refused> {
     let mut magic = [0u8; 4];
     let mut file = std::fs::File::open(received).map_err(|e| failed("staged archive", e))?;
     let read =
@@ -398,14 +378,14 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
             let copied = std::io::copy(&mut bounded, &mut out)
                 .map_err(|e| unreadable("the import's gzip stream", e))?;
             if copied > MAX_ARCHIVE {
-                return Err(Refusal::Unreadable(format!(
+                return Err(Refused::Malformed(format!(
                     "the import archive exceeds {MAX_ARCHIVE} bytes once decompressed"
                 )));
             }
             // One staged copy of the archive at a time.
             std::fs::remove_file(received).map_err(|e| failed("staged archive", e))
         }
-        [0x28, 0xb5, 0x2f, 0xfd] => Err(Refusal::Unreadable(
+        [0x28, 0xb5, 0x2f, 0xfd] => Err(Refused::Malformed(
             "zstd-compressed imports are not read; decompress the archive first".into(),
         )),
         _ => std::fs::rename(received, tar).map_err(|e| failed("staging the archive", e)),
@@ -413,7 +393,7 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refusal> {
 }
 
 /// Sends the file at `path` as `Data` messages within the windows containerd grants.
-async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), Refusal> {
+async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), Refused> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| failed("reading the checked archive", e))?;
@@ -423,13 +403,13 @@ async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), 
         while window <= 0 {
             match from.next().await {
                 Some(Ok(Item::Message(message))) => {
-                    let payload = message.payload().map_err(Refusal::Failed)?;
+                    let payload = message.payload().map_err(Refused::Failed)?;
                     if let Some(update) = any::unpack::<WindowUpdate>(&payload, WINDOW_UPDATE) {
                         window += i64::from(update.update);
                     }
                 }
                 _ => {
-                    return Err(Refusal::Failed(
+                    return Err(Refused::Failed(
                         "containerd ended the import stream early".into(),
                     ));
                 }
@@ -453,7 +433,7 @@ async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), 
 
 /// Writes a tar of exactly the checked layout: `oci-layout`, `index` as `index.json`, and
 /// the blobs.
-fn repack(layout: &Path, index: &ImageIndex, archive: &Path) -> Result<(), Refusal> {
+fn repack(layout: &Path, index: &ImageIndex, archive: &Path) -> Result<(), Refused> {
     let write = || -> std::io::Result<()> {
         let mut tar = tar::Builder::new(std::fs::File::create(archive)?);
         let mut add = |name: &str, bytes: &[u8]| {
@@ -497,24 +477,24 @@ fn is_metadata(entry: &Descriptor) -> bool {
 }
 
 /// The client's stream URI with the streaming method (the authority kept).
-fn stream_uri(client: &Uri) -> Result<Uri, Refusal> {
+fn stream_uri(client: &Uri) -> Result<Uri, Refused> {
     let mut parts = client.clone().into_parts();
     parts.path_and_query = Some(http::uri::PathAndQuery::from_static(streams::STREAM));
     Uri::from_parts(parts).map_err(|e| failed("stream URI", e))
 }
 
-async fn send(to: &FrameSender, type_url: &str, value: &[u8]) -> Result<(), Refusal> {
+async fn send(to: &FrameSender, type_url: &str, value: &[u8]) -> Result<(), Refused> {
     to.send(Ok(Frame::data(frame::encode(&any::pack(type_url, value)))))
         .await
-        .map_err(|_| Refusal::Failed("containerd closed the import stream".into()))
+        .map_err(|_| Refused::Failed("containerd closed the import stream".into()))
 }
 
-fn unreadable(what: &str, e: impl std::fmt::Display) -> Refusal {
-    Refusal::Unreadable(format!("{what}: {e}"))
+fn unreadable(what: &str, e: impl std::fmt::Display) -> Refused {
+    Refused::Malformed(format!("{what}: {e}"))
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> Refusal {
-    Refusal::Failed(format!("{what}: {e}"))
+fn failed(what: &str, e: impl std::fmt::Display) -> Refused {
+    Refused::Failed(format!("{what}: {e}"))
 }
 
 #[cfg(test)]
