@@ -20,21 +20,30 @@ async fn with_trust_dir() -> (TestRegistry, Org, tempfile::TempDir, std::path::P
     (registry, org, cache, dir)
 }
 
-#[tokio::test]
-async fn older_timestamp_pushed_back_is_refused_across_restarts() {
-    let registry = TestRegistry::start();
-    let org = signed_repo(&registry).await;
+/// Publishes anew, has a client keeping its trusted metadata in the directory returned verify
+/// the new state, then pushes the timestamp of before back to the registry.
+async fn trusted_then_timestamp_pushed_back(
+    registry: &TestRegistry,
+    org: &Org,
+) -> tempfile::TempDir {
     let old_timestamp = registry.get_file(&org.metadata, "timestamp.json").await;
-    org.publish(&registry).await;
-
+    org.publish(registry).await;
     let cache = tempfile::tempdir().unwrap();
-    org.verifier(&registry, cache.path())
+    org.verifier(registry, cache.path())
         .verify(&registry.image("solo/app:v1"))
         .await
         .unwrap();
     registry
         .put_file(&org.metadata, "timestamp.json", &old_timestamp)
         .await;
+    cache
+}
+
+#[tokio::test]
+async fn older_timestamp_pushed_back_is_refused_across_restarts() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = trusted_then_timestamp_pushed_back(&registry, &org).await;
     // A fresh verifier: only the on-disk trusted metadata remembers the newer version.
     let err = org
         .verifier(&registry, cache.path())
@@ -227,31 +236,9 @@ async fn configuring_the_root_updates_reached_keeps_what_they_trusted() {
     // along: an older timestamp pushed back is still refused.
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;
-    let old_root = [org.key("root").await];
-    let new_root = [org.key("root-new").await];
-    org.editor(&registry)
-        .await
-        .rotate(
-            RoleType::Root,
-            &old_root,
-            &[],
-            &new_root,
-            std::num::NonZeroU64::MIN,
-            &tuf_oci_tests::expiries(),
-        )
-        .await
-        .unwrap();
+    org.rotate_root_keys(&registry).await;
     org.publish(&registry).await;
-    let old_timestamp = registry.get_file(&org.metadata, "timestamp.json").await;
-    org.publish(&registry).await;
-    let cache = tempfile::tempdir().unwrap();
-    org.verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap();
-    registry
-        .put_file(&org.metadata, "timestamp.json", &old_timestamp)
-        .await;
+    let cache = trusted_then_timestamp_pushed_back(&registry, &org).await;
 
     let root_2 = registry.get_file(&org.metadata, "2.root.json").await;
     // Spelt otherwise than the registry's copy: what counts is what its signatures sign.

@@ -18,21 +18,9 @@ async fn signed_repo(registry: &TestRegistry) -> Org {
 async fn root_rotation_is_followed_from_the_old_root() {
     let (registry, org, cache) = tuf_oci_tests::solo_trusted().await;
 
-    let old_root = [org.key("root").await];
-    let new_root = [org.key("root-new").await];
-    org.editor(&registry)
-        .await
-        .rotate(
-            RoleType::Root,
-            &old_root,
-            &[],
-            &new_root,
-            NonZeroU64::MIN,
-            &expiries(),
-        )
-        .await
-        .unwrap();
+    org.rotate_root_keys(&registry).await;
     // Then the same again: root 3 is signed by root-new and root-newer only.
+    let new_root = [org.key("root-new").await];
     let newer = [org.key("root-newer").await];
     org.editor(&registry)
         .await
