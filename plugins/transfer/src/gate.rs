@@ -24,8 +24,9 @@ use crate::any;
 use crate::frame;
 use crate::import::{self, HandedOver};
 use crate::naming;
+use crate::status;
 use crate::streams::{self, Flush, Streams, namespace};
-use crate::upstream::Upstream;
+use crate::upstream::{self, Upstream};
 
 /// gRPC methods the front checks; other methods of the services [`is_forwarded`] names are
 /// forwarded untouched, and the rest refused.
@@ -464,9 +465,7 @@ impl Gate {
             .boxed_unsync();
         let mut request = Request::new(body);
         *request.method_mut() = http::Method::POST;
-        let mut parts = uri.clone().into_parts();
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
-        *request.uri_mut() = Uri::from_parts(parts)?;
+        *request.uri_mut() = upstream::at_path(uri, path)?;
         // Only what places the call: the client's deadline and encodings were for its own.
         let own = request.headers_mut();
         own.insert(
@@ -482,22 +481,12 @@ impl Gate {
         let call = async {
             let (head, body) = self.upstream.send(request).await?.into_parts();
             let collected = body.collect().await?;
-            let trailers = collected.trailers().cloned().unwrap_or_default();
-            let status = head
-                .headers
-                .get("grpc-status")
-                .or(trailers.get("grpc-status"));
-            let message = head
-                .headers
-                .get("grpc-message")
-                .or(trailers.get("grpc-message"));
-            match status.and_then(|s| s.to_str().ok()) {
-                Some("0") => Ok(Some(collected.to_bytes())),
-                Some("5") => Ok(None),
-                other => anyhow::bail!(
-                    "containerd answered {path} with grpc-status {other:?}: {}",
-                    message.and_then(|m| m.to_str().ok()).unwrap_or_default()
-                ),
+            match status::ended(&head.headers, collected.trailers()) {
+                (Some("0"), _) => Ok(Some(collected.to_bytes())),
+                (Some("5"), _) => Ok(None),
+                (code, message) => {
+                    anyhow::bail!("containerd answered {path} with grpc-status {code:?}: {message}")
+                }
             }
         };
         tokio::time::timeout(FRONT_CALL, call).await.map_err(|_| {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use containerd_client::services::v1::StreamInit;
 use containerd_client::types::transfer::{Data, ImageStore, WindowUpdate};
 use containerd_tuf_verifier::engine::Engine;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt as _;
 use oci_spec::image::{Descriptor, ImageIndex};
@@ -26,7 +26,7 @@ use crate::frame::{self, Item, Messages};
 use crate::gate::Refused;
 use crate::naming::{self, Recorded};
 use crate::streams::{self, Claimed, FrameSender};
-use crate::upstream::{Body, Upstream};
+use crate::upstream::{self, Body, Upstream};
 
 /// Largest archive the front accepts (it is staged on disk while checked).
 pub const MAX_ARCHIVE: u64 = 64 << 30;
@@ -279,7 +279,8 @@ pub async fn hand_over(
     let (to_containerd, body) = streams::channel_body();
     let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = stream_uri(&claimed.uri)?;
+    *request.uri_mut() =
+        upstream::at_path(&claimed.uri, streams::STREAM).map_err(|e| failed("stream URI", e))?;
     *request.headers_mut() = claimed.headers.clone();
     request.headers_mut().remove(http::header::CONTENT_LENGTH);
     let init = StreamInit { id: id.to_string() };
@@ -474,13 +475,6 @@ fn is_metadata(entry: &Descriptor) -> bool {
         .and_then(|a| a.get(OCI_REF_NAME))
         .and_then(|name| name.rsplit_once(':'))
         .is_some_and(|(_, tag)| tuf_oci::copy::is_metadata_tag(tag))
-}
-
-/// The client's stream URI with the streaming method (the authority kept).
-fn stream_uri(client: &Uri) -> Result<Uri, Refused> {
-    let mut parts = client.clone().into_parts();
-    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(streams::STREAM));
-    Uri::from_parts(parts).map_err(|e| failed("stream URI", e))
 }
 
 async fn send(to: &FrameSender, type_url: &str, value: &[u8]) -> Result<(), Refused> {

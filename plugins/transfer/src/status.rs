@@ -51,6 +51,24 @@ pub fn is_trailers_only(headers: &HeaderMap) -> bool {
     headers.contains_key("grpc-status")
 }
 
+/// The gRPC status code and message ending a call: in `headers` for a "Trailers-Only" answer,
+/// otherwise in its `trailers`.
+pub fn ended<'a>(
+    headers: &'a HeaderMap,
+    trailers: Option<&'a HeaderMap>,
+) -> (Option<&'a str>, &'a str) {
+    let field = |name| {
+        headers
+            .get(name)
+            .or_else(|| trailers.and_then(|t| t.get(name)))
+            .and_then(|value| value.to_str().ok())
+    };
+    (
+        field("grpc-status"),
+        field("grpc-message").unwrap_or_default(),
+    )
+}
+
 /// gRPC's grpc-message encoding: printable ASCII except `%` as is, everything else `%XX`.
 fn percent_encode(message: &str) -> String {
     const ENCODED: &AsciiSet = &CONTROLS.add(b'%');

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
@@ -25,6 +25,13 @@ const MAX_WINDOW: u32 = (1 << 31) - 1;
 pub struct Upstream {
     socket: PathBuf,
     sender: Arc<tokio::sync::Mutex<Option<SendRequest<Body>>>>,
+}
+
+/// A client's call URI made the front's own call to method `path` (the authority kept).
+pub fn at_path(client: &Uri, path: &'static str) -> Result<Uri, http::uri::InvalidUriParts> {
+    let mut parts = client.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
+    Uri::from_parts(parts)
 }
 
 impl Upstream {

@@ -229,10 +229,7 @@ async fn rechecked(
             );
         }
     };
-    let succeeded = collected
-        .trailers()
-        .and_then(|t| t.get("grpc-status"))
-        .is_some_and(|status| status == "0");
+    let succeeded = status::ended(&head.headers, collected.trailers()).0 == Some("0");
     match pending.run(succeeded).await {
         Some(refusal) if succeeded => return refused(path, refusal),
         Some(refusal) => {
