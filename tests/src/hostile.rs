@@ -20,6 +20,13 @@ pub enum Rule {
         /// The Content-Type served.
         content_type: String,
     },
+    /// Answer 200 with a body that never ends (chunked, no length), counting what it sent.
+    Endless {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+        /// Body bytes written so far, over all requests.
+        sent: Arc<std::sync::atomic::AtomicU64>,
+    },
     /// Answer 404, as a registry without it: a mirror withholding a file.
     Hide {
         /// Matched against the end of the request path.
@@ -202,6 +209,19 @@ async fn serve(
                     client.write_all(body).await?;
                 }
                 return client.shutdown().await;
+            }
+            Rule::Endless { path_suffix, sent } if path.ends_with(path_suffix.as_str()) => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                client.write_all(head.as_bytes()).await?;
+                let chunk = vec![b' '; 64 * 1024];
+                let framed =
+                    [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                // Until the client hangs up.
+                loop {
+                    client.write_all(&framed).await?;
+                    sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             Rule::PageTags { per_page } if path.ends_with("/tags/list") => {
                 let last = query

@@ -156,6 +156,61 @@ async fn oversized_pointer_is_refused() {
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
 }
 
+/// Bytes a proxy can push into a client that stopped reading, loopback's socket buffers
+/// included: far less than a client reading on until the deadline takes in.
+const SENT_TO_A_CLIENT_THAT_STOPPED: u64 = 32 * 1024 * 1024;
+
+#[tokio::test]
+async fn an_endless_manifest_is_cut_at_its_limit() {
+    // Read whole before its limit applied, such a manifest grew the process until the request
+    // deadline (gigabytes a second on loopback).
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let sent = Arc::<std::sync::atomic::AtomicU64>::default();
+    let rules = vec![Rule::Endless {
+        path_suffix: "/manifests/timestamp.json".into(),
+        sent: sent.clone(),
+    }];
+    let err = refusal_through(&registry, &org.root, rules).await;
+    assert!(
+        matches!(err, Error::TooLarge { ref what, limit: 65536 } if what.contains("timestamp.json")),
+        "{err}"
+    );
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < SENT_TO_A_CLIENT_THAT_STOPPED, "{sent} bytes sent");
+}
+
+#[tokio::test]
+async fn an_endless_tag_listing_answer_is_cut_at_its_limit() {
+    let registry = TestRegistry::start();
+    let sent = Arc::<std::sync::atomic::AtomicU64>::default();
+    let proxy = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Endless {
+            path_suffix: "/tags/list".into(),
+            sent: sent.clone(),
+        }],
+    )
+    .await;
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(30),
+    })
+    .expect("registry client");
+    let repository = tuf_oci::Repository::parse(&format!("{}/any/app", proxy.host)).unwrap();
+    let err = client.tags(&repository).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { ref what, .. } if what.contains("any/app")),
+        "{err}"
+    );
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let limit = 64 * 1024 * 1024;
+    assert!(
+        sent < limit + SENT_TO_A_CLIENT_THAT_STOPPED,
+        "{sent} bytes sent"
+    );
+}
+
 #[tokio::test]
 async fn poisoned_referrers_index_changes_nothing() {
     let registry = TestRegistry::start();
@@ -277,7 +332,8 @@ fn token_that_is_no_header_value() -> Rule {
 #[tokio::test]
 async fn a_token_that_is_no_header_value_is_a_refusal_not_a_panic() {
     // oci-client puts the token in an `Authorization` header with `unwrap`: a newline in it
-    // panicked inside the verification (an image's pointer may name any registry).
+    // panicked inside the verification (an image's pointer may name any registry). The
+    // verification's reads are the project's own, which check the token first.
     let registry = TestRegistry::start();
     let (org, _) = solo(&registry, true).await;
     let rules = vec![token_that_is_no_header_value(), Rule::RequireToken];
@@ -285,7 +341,7 @@ async fn a_token_that_is_no_header_value_is_a_refusal_not_a_panic() {
         Error::Registry { reference, message } => {
             assert!(reference.contains("org/tuf") || reference.contains("solo/app"));
             assert!(
-                message.contains("the registry client failed on the registry's answer"),
+                message.contains("a token that no HTTP header can carry"),
                 "{message}"
             );
         }
@@ -295,17 +351,15 @@ async fn a_token_that_is_no_header_value_is_a_refusal_not_a_panic() {
 
 #[tokio::test]
 async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
-    // Anyone may pull there, a signer's pushes want a token, and the token it is handed is no
-    // header value: the copy crashed (exit 101) on its first request carrying it.
+    // Anyone may pull there, pushes want a token, and the token handed out is no header
+    // value: the copy crashed (exit 101) on its first request carrying it, a push through
+    // oci-client (the copy's reads of the destination need no token).
     let source = TestRegistry::start();
     let destination = TestRegistry::start();
     solo(&source, true).await;
     let rules = vec![token_that_is_no_header_value(), Rule::RequireTokenToWrite];
     let proxy = HostileRegistry::start(&destination.host, rules).await;
     let docker_config = tempfile::tempdir().unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");
-    let config = json!({ "auths": { proxy.host.clone(): { "auth": auth } } });
-    std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
     let out = copy_app(&source.host, &proxy.host, docker_config.path()).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -313,6 +367,28 @@ async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
         stderr.contains("the registry client failed on the registry's answer"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_signer_with_credentials_reads_and_writes_with_the_token_they_get() {
+    // Credentials from the docker configuration are exchanged for a token, which every
+    // request must carry: oci-client's writes and the project's own reads of manifests.
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    solo(&source, true).await;
+    let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireToken]).await;
+    let docker_config = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");
+    let config = json!({ "auths": { proxy.host.clone(): { "auth": auth } } });
+    std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
+    let out = copy_app(&source.host, &proxy.host, docker_config.path()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|p| p.contains("/manifests/")), "{seen:#?}");
 }
 
 #[tokio::test]

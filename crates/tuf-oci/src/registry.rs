@@ -1,9 +1,12 @@
 //! Registry access through oci-client: credentials from the usual docker `config.json`, plain
 //! HTTP only for hosts the user marks insecure, a deadline on every request, size caps on every
 //! download, and "not found" told apart from every other failure (TUF 5.3.3 ends the root chain
-//! on a missing file, not on a broken one).
+//! on a missing file, not on a broken one). Manifests and tag listings, which oci-client reads
+//! whole, are read by the project's own requests (`registry/reads.rs`), cut at their limits.
 
-use std::collections::HashSet;
+mod reads;
+
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,11 +25,16 @@ use crate::error::{Error, Result};
 use crate::grammar;
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
+use reads::{Authorization, Exceeded, Reads};
 
 /// Most tags read from one repository. Every role version is a tag of the metadata repository,
 /// so years of hourly timestamps stay far below this; a registry inventing tags page after
 /// page is cut here.
 const MAX_TAGS: usize = 1_000_000;
+
+/// Most bytes of one answer to a tag listing: a million tags of the metadata repository's
+/// names fit in it.
+const TAG_PAGE_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Pauses before trying a request again after a server error.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
@@ -196,6 +204,8 @@ impl FetchedManifest {
 #[derive(Clone)]
 pub struct Registry {
     client: Arc<Client>,
+    /// Manifests and tag listings, read against their limits (oci-client reads them whole).
+    reads: Arc<Reads>,
     timeout: Duration,
     traffic: Arc<Traffic>,
     /// How anonymous requests are authorized, per registry and scope.
@@ -214,8 +224,9 @@ pub struct Registry {
 struct Anonymous {
     /// Registries that answered 401.
     token_hosts: HashSet<String>,
-    /// Scopes (registry, repository, push) set up: an empty credential or a cached token.
-    ready: HashSet<(String, String, bool)>,
+    /// Scopes (registry, repository, push) set up, with their authorization: none (an empty
+    /// credential for oci-client) or a token.
+    ready: HashMap<(String, String, bool), Authorization>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -242,8 +253,11 @@ impl Registry {
         .map_err(|e| Error::ClientSetup {
             message: error_chain(&e),
         })?;
+        let reads = Reads::new(config.insecure_hosts.clone(), config.timeout)
+            .map_err(|e| Error::ClientSetup { message: chain(&e) })?;
         Ok(Registry {
             client: Arc::new(client),
+            reads: Arc::new(reads),
             timeout: config.timeout,
             traffic: Arc::default(),
             anonymous: Arc::default(),
@@ -257,21 +271,34 @@ impl Registry {
     }
 
     /// Fetches a manifest or index by tag or digest; `None` when the registry says it does not
-    /// exist. When `reference` has a digest, oci-client checks the bytes against it.
+    /// exist. More than `limit` bytes are not read: the answer is refused as it arrives.
     pub async fn manifest(
         &self,
         reference: &Reference,
         limit: u64,
     ) -> Result<Option<FetchedManifest>> {
+        let media_types = [MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE];
         let pulled = self
-            .call(reference, RegistryOperation::Pull, |auth| async move {
-                self.client
-                    .pull_manifest_raw(reference, &auth, &[MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE])
-                    .await
-            })
+            .call(
+                reference,
+                RegistryOperation::Pull,
+                |authorization| async move {
+                    let read = self
+                        .reads
+                        .manifest(reference, &media_types, &authorization, limit);
+                    read.await
+                },
+            )
             .await;
-        let (bytes, _) = match pulled {
-            Ok(found) => found,
+        let bytes = match pulled {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(Exceeded)) => {
+                self.traffic.record(0);
+                return Err(Error::TooLarge {
+                    what: format!("manifest {}", reference.whole()),
+                    limit,
+                });
+            }
             Err(e) if is_not_found(&e) => {
                 self.traffic.record(0);
                 return Ok(None);
@@ -279,12 +306,6 @@ impl Registry {
             Err(e) => return Err(registry_error(reference, &e)),
         };
         self.traffic.record(bytes.len());
-        if bytes.len() as u64 > limit {
-            return Err(Error::TooLarge {
-                what: format!("manifest {}", reference.whole()),
-                limit,
-            });
-        }
         let digest = sha256_digest(&bytes);
         if let Some(expected) = reference.digest()
             && expected != digest
@@ -509,15 +530,32 @@ impl Registry {
         let mut last: Option<String> = None;
         loop {
             let listed = self
-                .call(&reference, RegistryOperation::Pull, |auth| {
+                .call(&reference, RegistryOperation::Pull, |authorization| {
                     let (reference, last) = (&reference, last.as_deref());
-                    async move { self.client.list_tags(reference, &auth, None, last).await }
+                    async move {
+                        let read = self
+                            .reads
+                            .tags(reference, last, &authorization, TAG_PAGE_LIMIT);
+                        read.await
+                    }
                 })
                 .await;
-            self.traffic.record(0);
             let page = match listed {
-                Ok(response) => response.tags,
-                Err(e) if is_not_found(&e) => return Ok(tags),
+                Ok(Ok(body)) => {
+                    self.traffic.record(body.len());
+                    tag_page(&reference, &body)?
+                }
+                Ok(Err(Exceeded)) => {
+                    self.traffic.record(0);
+                    return Err(Error::TooLarge {
+                        what: format!("a tag listing of {}", reference.repository()),
+                        limit: TAG_PAGE_LIMIT,
+                    });
+                }
+                Err(e) if is_not_found(&e) => {
+                    self.traffic.record(0);
+                    return Ok(tags);
+                }
                 Err(e) => return Err(registry_error(&reference, &e)),
             };
             // Listed names go into request paths (copies read and write every tag): a name
@@ -551,27 +589,32 @@ impl Registry {
     /// Runs `request` under the deadline with its scope's credentials in place. A registry
     /// taken for one without auth that answers 401 (or a token that expired) gets the token
     /// exchange, and the request is sent once more. Requests that meet a server error are
-    /// tried again after a pause ([`RETRY_PAUSES`]). The credentials are looked up once and
-    /// handed to `request`.
+    /// tried again after a pause ([`RETRY_PAUSES`]). The credentials are looked up once;
+    /// oci-client's requests find them in its token cache, the project's own reads
+    /// ([`Reads`]) are handed their authorization.
     async fn call<T, F>(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
-        request: impl Fn(RegistryAuth) -> F,
+        request: impl Fn(Authorization) -> F,
     ) -> std::result::Result<T, OciDistributionError>
     where
         F: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
         let auth = auth_for(reference.registry());
-        self.login(reference, operation, &auth).await?;
-        let mut answer = self.deadline(reference, request(auth.clone())).await;
+        let mut authorization = self.login(reference, operation, &auth).await?;
+        let mut answer = self
+            .deadline(reference, request(authorization.clone()))
+            .await;
         if let Err(e) = &answer
             && is_unauthorized(e)
             && self.wants_tokens(reference, operation, &auth)
         {
             self.traffic.record(0);
-            self.login(reference, operation, &auth).await?;
-            answer = self.deadline(reference, request(auth.clone())).await;
+            authorization = self.login(reference, operation, &auth).await?;
+            answer = self
+                .deadline(reference, request(authorization.clone()))
+                .await;
         }
         for pause in RETRY_PAUSES {
             if !answer.as_ref().is_err_and(is_server_error) {
@@ -579,43 +622,54 @@ impl Registry {
             }
             self.traffic.record(0);
             tokio::time::sleep(pause).await;
-            answer = self.deadline(reference, request(auth.clone())).await;
+            answer = self
+                .deadline(reference, request(authorization.clone()))
+                .await;
         }
         answer
     }
 
     /// Sets up credentials for the reference's scope: the docker configuration's, or for
-    /// anonymous access an empty credential or an anonymous token ([`Anonymous`]).
+    /// anonymous access an empty credential or an anonymous token ([`Anonymous`]). Returns
+    /// how the project's own reads are to be authorized.
     async fn login(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
         auth: &RegistryAuth,
-    ) -> std::result::Result<(), OciDistributionError> {
+    ) -> std::result::Result<Authorization, OciDistributionError> {
         if !matches!(auth, RegistryAuth::Anonymous) {
-            return self
+            let token = self
                 .deadline(reference, self.client.auth(reference, auth, operation))
-                .await
-                .map(|_| ());
+                .await?;
+            // oci-client answers a token, or nothing when the registry asks for the user and
+            // password themselves (or for nothing).
+            return Ok(match (token, auth) {
+                (Some(token), _) => Authorization::Bearer(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    Authorization::Basic(user.clone(), password.clone())
+                }
+                (None, _) => Authorization::None,
+            });
         }
         let scope = scope(reference, operation);
         let ready = || {
             let anonymous = self.anonymous.lock().expect("not poisoned");
             (
-                anonymous.ready.contains(&scope),
+                anonymous.ready.get(&scope).cloned(),
                 anonymous.token_hosts.contains(&scope.0),
             )
         };
-        let (is_ready, wants_tokens) = ready();
-        if is_ready {
-            return Ok(());
+        let (set_up, wants_tokens) = ready();
+        if let Some(authorization) = set_up {
+            return Ok(authorization);
         }
         // Writes ask first (`GET /v2/`): a registry may let anyone read but want a token to
         // write, and a streamed upload cannot be sent again once a 401 has told us so.
         let token = if wants_tokens || matches!(operation, RegistryOperation::Push) {
             let _exchange = self.exchange.lock().await;
-            if ready().0 {
-                return Ok(());
+            if let Some(authorization) = ready().0 {
+                return Ok(authorization);
             }
             // `GET /v2/` for the challenge, then the token itself.
             let token = self
@@ -629,18 +683,22 @@ impl Registry {
         } else {
             None
         };
-        if token.is_none() {
-            // An empty credential: without one, oci-client would ask `GET /v2/` again before
-            // every request of the scope.
-            let none = RegistryTokenType::Basic(String::new(), String::new());
-            self.client.tokens.insert(reference, operation, none).await;
-        }
+        let authorization = match token {
+            Some(token) => Authorization::Bearer(token),
+            None => {
+                // An empty credential: without one, oci-client would ask `GET /v2/` again
+                // before every request of the scope.
+                let none = RegistryTokenType::Basic(String::new(), String::new());
+                self.client.tokens.insert(reference, operation, none).await;
+                Authorization::None
+            }
+        };
         self.anonymous
             .lock()
             .expect("not poisoned")
             .ready
-            .insert(scope);
-        Ok(())
+            .insert(scope, authorization.clone());
+        Ok(authorization)
     }
 
     /// After a 401: whether anonymous access to the reference's registry should now use tokens
@@ -723,6 +781,20 @@ fn auth_for(registry: &str) -> RegistryAuth {
     }
 }
 
+/// The tags of one answer to a tag listing (`{"name": …, "tags": […]}`; `null` when there
+/// are none).
+fn tag_page(reference: &Reference, body: &[u8]) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        tags: Option<Vec<String>>,
+    }
+    let page: Page = serde_json::from_slice(body).map_err(|e| Error::Registry {
+        reference: reference.whole(),
+        message: format!("the tag listing is not one: {e}"),
+    })?;
+    Ok(page.tags.unwrap_or_default())
+}
+
 /// An authorization scope: registry, repository, and whether it is for pushing.
 fn scope(reference: &Reference, operation: RegistryOperation) -> (String, String, bool) {
     (
@@ -790,6 +862,11 @@ fn error_chain(error: &OciDistributionError) -> String {
     if let OciDistributionError::GenericError(Some(message)) = error {
         return message.clone();
     }
+    chain(error)
+}
+
+/// `error` and its causes, each said once.
+fn chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
