@@ -27,6 +27,13 @@ pub enum Rule {
         /// Body bytes written so far, over all requests.
         sent: Arc<std::sync::atomic::AtomicU64>,
     },
+    /// Answer 307 sending the client to `location`, as registries storing blobs elsewhere do.
+    Redirect {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+        /// The `Location` answered.
+        location: String,
+    },
     /// Answer 404, as a registry without it: a mirror withholding a file.
     Hide {
         /// Matched against the end of the request path.
@@ -222,6 +229,17 @@ async fn serve(
                     client.write_all(&framed).await?;
                     sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 }
+            }
+            Rule::Redirect {
+                path_suffix,
+                location,
+            } if path.ends_with(path_suffix.as_str()) => {
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                client.write_all(answer.as_bytes()).await?;
+                return client.shutdown().await;
             }
             Rule::PageTags { per_page } if path.ends_with("/tags/list") => {
                 let last = query

@@ -212,6 +212,52 @@ async fn an_endless_tag_listing_answer_is_cut_at_its_limit() {
 }
 
 #[tokio::test]
+async fn a_registry_on_plain_http_may_send_reads_elsewhere() {
+    // Registries storing blobs elsewhere (distribution with S3) answer a blob read with a
+    // redirect. Over plain HTTP it is followed; to HTTPS, by the client that holds the CA
+    // certificates (the plain one has none: its attempt would fail the TLS handshake).
+    let registry = TestRegistry::start();
+    let repository = registry.repo("any/app");
+    let blob = registry
+        .client
+        .push_blob(&repository, "application/octet-stream", b"content")
+        .await
+        .unwrap();
+    let path = format!("/v2/any/app/blobs/{}", blob.digest);
+    let closed = tuf_oci_tests::free_port();
+    let rules = vec![
+        Rule::Redirect {
+            path_suffix: format!("/elsewhere/plain{path}"),
+            location: format!("http://{}{path}", registry.host),
+        },
+        Rule::Redirect {
+            path_suffix: format!("/elsewhere/tls{path}"),
+            location: format!("https://127.0.0.1:{closed}{path}"),
+        },
+    ];
+    let proxy = HostileRegistry::start(&registry.host, rules).await;
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(5),
+    })
+    .expect("registry client");
+    let through = |place: &str| {
+        tuf_oci::Repository::parse(&format!("{}/elsewhere/{place}/v2/any/app", proxy.host)).unwrap()
+    };
+    let read = client.blob(&through("plain"), &blob.digest, 1024).await;
+    assert_eq!(read.unwrap(), b"content");
+    let err = client
+        .blob(&through("tls"), &blob.digest, 1024)
+        .await
+        .unwrap_err();
+    let https = format!("https://127.0.0.1:{closed}");
+    assert!(
+        matches!(err, Error::Registry { ref message, .. } if message.contains(&https)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn poisoned_referrers_index_changes_nothing() {
     let registry = TestRegistry::start();
     let TeamA { org, signed, .. } = TeamA::create(&registry).await;

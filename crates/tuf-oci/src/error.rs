@@ -19,7 +19,8 @@ pub enum Error {
         message: String,
     },
 
-    /// The registry client cannot be set up (e.g. no CA certificates on the system).
+    /// The registry client cannot be set up. Its HTTPS clients are set up when first needed,
+    /// and a failure there (no CA certificates on the system) fails that request instead.
     #[error("the registry client cannot be set up: {message}")]
     ClientSetup {
         /// What the HTTP client said.

@@ -203,7 +203,10 @@ impl FetchedManifest {
 /// A registry client; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
-    client: Arc<Client>,
+    /// oci-client, for blobs, writes and token exchanges, set up at its first use
+    /// ([`Registry::oci`]).
+    client: Arc<tokio::sync::OnceCell<Client>>,
+    insecure_hosts: Vec<String>,
     /// Manifests and tag listings, read against their limits (oci-client reads them whole).
     reads: Arc<Reads>,
     timeout: Duration,
@@ -236,27 +239,15 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// A client following `config`. Fails when the HTTP client cannot be set up: without the
-    /// system's CA certificates, say, which oci-client's TLS client needs even for registries
-    /// reached over plain HTTP.
+    /// A client following `config`. The system's CA certificates are read when a registry is
+    /// first reached over HTTPS, or oci-client first used ([`Registry::oci`]); a registry
+    /// reached over plain HTTP whose manifests are all a verification reads needs none.
     pub fn new(config: &RegistryConfig) -> Result<Self> {
-        // Not `Client::new`: on failure it falls back on a client without this protocol and
-        // these timeouts, which it then cannot build either, and panics.
-        let client = Client::try_from(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.insecure_hosts.clone()),
-            connect_timeout: Some(config.timeout),
-            read_timeout: Some(config.timeout),
-            // One request per blob: distribution takes a streamed PUT with the length known.
-            use_monolithic_push: true,
-            ..Default::default()
-        })
-        .map_err(|e| Error::ClientSetup {
-            message: error_chain(&e),
-        })?;
         let reads = Reads::new(config.insecure_hosts.clone(), config.timeout)
             .map_err(|e| Error::ClientSetup { message: chain(&e) })?;
         Ok(Registry {
-            client: Arc::new(client),
+            client: Arc::default(),
+            insecure_hosts: config.insecure_hosts.clone(),
             reads: Arc::new(reads),
             timeout: config.timeout,
             traffic: Arc::default(),
@@ -268,6 +259,48 @@ impl Registry {
     /// Requests and bytes this client has used.
     pub fn traffic(&self) -> &Traffic {
         &self.traffic
+    }
+
+    /// oci-client, set up at its first use: it builds two TLS clients, each reading the
+    /// system's CA certificates (milliseconds a verification reading only manifests need not
+    /// pay), even for registries reached over plain HTTP. A failure to set it up (no CA
+    /// certificates) fails the request that needed it, naming the cause, and the next one
+    /// tries again.
+    async fn oci(&self) -> std::result::Result<&Client, OciDistributionError> {
+        self.client
+            .get_or_try_init(|| async {
+                // Not `Client::new`: on failure it falls back on a client without this
+                // protocol and these timeouts, which it then cannot build either, and panics.
+                Client::try_from(ClientConfig {
+                    protocol: ClientProtocol::HttpsExcept(self.insecure_hosts.clone()),
+                    connect_timeout: Some(self.timeout),
+                    read_timeout: Some(self.timeout),
+                    // One request per blob: distribution takes a streamed PUT with the length
+                    // known.
+                    use_monolithic_push: true,
+                    ..Default::default()
+                })
+                .map_err(|e| setup_failed(&error_chain(&e)))
+            })
+            .await
+    }
+
+    /// oci-client with `authorization` in place for the reference's scope. A scope that
+    /// needs no credential is given an empty one: without it, oci-client would ask
+    /// `GET /v2/` before each request (tokens and credentials are put in place by their
+    /// exchange, [`Registry::login`]).
+    async fn oci_for(
+        &self,
+        reference: &Reference,
+        operation: RegistryOperation,
+        authorization: &Authorization,
+    ) -> std::result::Result<&Client, OciDistributionError> {
+        let client = self.oci().await?;
+        if matches!(authorization, Authorization::None) {
+            let none = RegistryTokenType::Basic(String::new(), String::new());
+            client.tokens.insert(reference, operation, none).await;
+        }
+        Ok(client)
     }
 
     /// Fetches a manifest or index by tag or digest; `None` when the registry says it does not
@@ -363,8 +396,9 @@ impl Registry {
         let reference = repository.digested(digest);
         let what = format!("blob {digest} in {repository}");
         let stream = self
-            .call(&reference, RegistryOperation::Pull, |_| {
-                self.client.pull_blob_stream(&reference, digest)
+            .call(&reference, RegistryOperation::Pull, |authorization| {
+                let reference = &reference;
+                async move { self.reads.blob(reference, digest, &authorization).await }
             })
             .await
             .map_err(|e| {
@@ -376,15 +410,15 @@ impl Registry {
                 }
             })?;
         self.traffic.record(0);
-        if stream.content_length.is_some_and(|len| len > limit) {
+        if stream.content_length().is_some_and(|len| len > limit) {
             return Err(Error::TooLarge { what, limit });
         }
         let whole = reference.whole();
         let traffic = Arc::clone(&self.traffic);
-        let inner = stream.stream.map(move |chunk| {
+        let inner = stream.bytes_stream().map(move |chunk| {
             let chunk = chunk.map_err(|e| Error::Registry {
                 reference: whole.clone(),
-                message: e.to_string(),
+                message: chain(&e),
             })?;
             traffic.received(chunk.len());
             Ok(chunk)
@@ -408,11 +442,12 @@ impl Registry {
         data: BlobStream,
     ) -> Result<()> {
         let reference = repository.digested(digest);
-        self.login(
-            &reference,
-            RegistryOperation::Push,
-            &auth_for(&repository.registry),
-        )
+        let operation = RegistryOperation::Push;
+        let client = async {
+            let auth = auth_for(&repository.registry);
+            let authorization = self.login(&reference, operation, &auth).await?;
+            self.oci_for(&reference, operation, &authorization).await
+        }
         .await
         .map_err(|e| registry_error(&reference, &e))?;
         let data = data.map(|chunk| {
@@ -421,8 +456,7 @@ impl Registry {
         // Not under the deadline: a large blob takes as long as it takes.
         guarded(
             &reference,
-            self.client
-                .push_blob_stream(&reference, data, digest, Some(size)),
+            client.push_blob_stream(&reference, data, digest, Some(size)),
         )
         .await
         .map_err(|e| registry_error(&reference, &e))?;
@@ -441,8 +475,14 @@ impl Registry {
         let reference = repository.digested(digest);
         let source = from.digested(digest);
         let mounted = self
-            .call(&reference, RegistryOperation::Push, |_| {
-                self.client.mount_blob(&reference, &source, digest)
+            .call(&reference, RegistryOperation::Push, |authorization| {
+                let (reference, source) = (&reference, &source);
+                async move {
+                    let client = self
+                        .oci_for(reference, RegistryOperation::Push, &authorization)
+                        .await?;
+                    client.mount_blob(reference, source, digest).await
+                }
             })
             .await;
         self.traffic.record(0);
@@ -467,8 +507,9 @@ impl Registry {
     ) -> Result<bool> {
         let digest = reference.digest().unwrap_or_default();
         let exists = self
-            .call(reference, operation, |_| {
-                self.client.blob_exists(reference, digest)
+            .call(reference, operation, |authorization| async move {
+                let client = self.oci_for(reference, operation, &authorization).await?;
+                client.blob_exists(reference, digest).await
             })
             .await
             .map_err(|e| registry_error(reference, &e))?;
@@ -489,9 +530,14 @@ impl Registry {
             .blob_exists(&reference, RegistryOperation::Push)
             .await?
         {
-            self.call(&reference, RegistryOperation::Push, |_| {
-                self.client
-                    .push_blob(&reference, bytes.to_vec(), &entry.digest)
+            self.call(&reference, RegistryOperation::Push, |authorization| {
+                let (reference, digest) = (&reference, &entry.digest);
+                async move {
+                    let client = self
+                        .oci_for(reference, RegistryOperation::Push, &authorization)
+                        .await?;
+                    client.push_blob(reference, bytes.to_vec(), digest).await
+                }
             })
             .await
             .map_err(|e| registry_error(&reference, &e))?;
@@ -510,9 +556,16 @@ impl Registry {
         let content_type: http::HeaderValue = media_type
             .parse()
             .map_err(|_| Error::Usage(format!("bad media type {media_type}")))?;
-        self.call(reference, RegistryOperation::Push, |_| {
-            self.client
-                .push_manifest_raw(reference, bytes.to_vec(), content_type.clone())
+        self.call(reference, RegistryOperation::Push, |authorization| {
+            let content_type = content_type.clone();
+            async move {
+                let client = self
+                    .oci_for(reference, RegistryOperation::Push, &authorization)
+                    .await?;
+                client
+                    .push_manifest_raw(reference, bytes.to_vec(), content_type)
+                    .await
+            }
         })
         .await
         .map_err(|e| registry_error(reference, &e))?;
@@ -640,7 +693,10 @@ impl Registry {
     ) -> std::result::Result<Authorization, OciDistributionError> {
         if !matches!(auth, RegistryAuth::Anonymous) {
             let token = self
-                .deadline(reference, self.client.auth(reference, auth, operation))
+                .deadline(
+                    reference,
+                    self.oci().await?.auth(reference, auth, operation),
+                )
                 .await?;
             // oci-client answers a token, or nothing when the registry asks for the user and
             // password themselves (or for nothing).
@@ -673,7 +729,10 @@ impl Registry {
             }
             // `GET /v2/` for the challenge, then the token itself.
             let token = self
-                .deadline(reference, self.client.auth(reference, auth, operation))
+                .deadline(
+                    reference,
+                    self.oci().await?.auth(reference, auth, operation),
+                )
                 .await?;
             self.traffic.record(0);
             if token.is_some() {
@@ -683,16 +742,7 @@ impl Registry {
         } else {
             None
         };
-        let authorization = match token {
-            Some(token) => Authorization::Bearer(token),
-            None => {
-                // An empty credential: without one, oci-client would ask `GET /v2/` again
-                // before every request of the scope.
-                let none = RegistryTokenType::Basic(String::new(), String::new());
-                self.client.tokens.insert(reference, operation, none).await;
-                Authorization::None
-            }
-        };
+        let authorization = token.map_or(Authorization::None, Authorization::Bearer);
         self.anonymous
             .lock()
             .expect("not poisoned")
@@ -779,6 +829,13 @@ fn auth_for(registry: &str) -> RegistryAuth {
         }
         Err(_) => RegistryAuth::Anonymous,
     }
+}
+
+/// The error of a request that needs a client that could not be set up.
+fn setup_failed(message: &str) -> OciDistributionError {
+    OciDistributionError::GenericError(Some(format!(
+        "the registry client cannot be set up: {message}"
+    )))
 }
 
 /// The tags of one answer to a tag listing (`{"name": …, "tags": […]}`; `null` when there

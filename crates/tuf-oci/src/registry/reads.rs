@@ -1,12 +1,14 @@
-//! Reads of manifests and tag listings, with the body cut at its limit as it arrives.
-//! oci-client takes such a response whole before returning it, so a registry sending one
-//! without end would grow the process until the request deadline (a few gigabytes a second on
-//! loopback); blobs it streams, and those are read through it.
+//! The registry reads: manifests and tag listings, with the body cut at its limit as it
+//! arrives, and blobs, streamed to be checked by the caller. oci-client takes a manifest or a
+//! tag listing whole before returning it, so a registry sending one without end would grow the
+//! process until the request deadline (a few gigabytes a second on loopback); and it builds
+//! two TLS clients when set up, each reading the system's CA certificates, which a verification
+//! against a registry on plain HTTP need not pay. oci-client still writes, and exchanges
+//! credentials for tokens.
 //!
 //! The answers are told apart as oci-client tells them (its error type), so [`super::Registry`]
 //! retries, re-authorizes and recognises "not found" the same for every request.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,15 +35,19 @@ pub(super) enum Authorization {
 #[derive(Debug)]
 pub(super) struct Exceeded;
 
+/// Most redirects followed for one read (reqwest's own default).
+const MAX_REDIRECTS: usize = 10;
+
 /// The HTTP clients for these reads.
 pub(super) struct Reads {
     insecure_hosts: Vec<String>,
     timeout: Duration,
-    /// For hosts reached over plain HTTP: set up without CA certificates.
+    /// For hosts reached over plain HTTP: set up without CA certificates. It follows no
+    /// redirect to HTTPS, which the HTTPS client then follows ([`Reads::get`]).
     plain: reqwest::Client,
     /// For HTTPS, set up at its first use: reading the system's CA certificates takes a few
     /// milliseconds, which a verification against a registry on plain HTTP need not pay.
-    tls: OnceLock<Result<reqwest::Client, String>>,
+    tls: tokio::sync::OnceCell<reqwest::Client>,
 }
 
 impl Reads {
@@ -51,12 +57,23 @@ impl Reads {
         insecure_hosts: Vec<String>,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
-        let plain = builder(timeout).tls_certs_only([]).build()?;
+        let plain = builder(timeout)
+            .tls_certs_only([])
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else if attempt.url().scheme() == "http" {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
+            .build()?;
         Ok(Reads {
             insecure_hosts,
             timeout,
             plain,
-            tls: OnceLock::new(),
+            tls: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -68,17 +85,22 @@ impl Reads {
         authorization: &Authorization,
         limit: u64,
     ) -> Result<Result<Bytes, Exceeded>, OciDistributionError> {
-        let target = reference
-            .digest()
-            .or(reference.tag())
-            .unwrap_or("latest")
-            .to_string();
-        let url = self.url(reference, &format!("manifests/{target}"));
-        let request = self
-            .client(reference)?
-            .get(&url)
-            .header(http::header::ACCEPT, media_types.join(", "));
-        read(authorized(request, authorization)?, &url, limit).await
+        let target = reference.digest().or(reference.tag()).unwrap_or("latest");
+        let url = self.url(reference, &format!("manifests/{target}"))?;
+        let accept = media_types.join(", ");
+        let mut response = self.get(url, Some(&accept), authorization).await?;
+        body(&mut response, limit).await
+    }
+
+    /// `GET /v2/<repository>/blobs/<digest>`: the answer, its body still to be read.
+    pub(super) async fn blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        authorization: &Authorization,
+    ) -> Result<reqwest::Response, OciDistributionError> {
+        let url = self.url(reference, &format!("blobs/{digest}"))?;
+        self.get(url, None, authorization).await
     }
 
     /// `GET /v2/<repository>/tags/list`, after tag `last` when given.
@@ -89,37 +111,78 @@ impl Reads {
         authorization: &Authorization,
         limit: u64,
     ) -> Result<Result<Bytes, Exceeded>, OciDistributionError> {
-        let url = self.url(reference, "tags/list");
-        let mut request = self.client(reference)?.get(&url);
+        let mut url = self.url(reference, "tags/list")?;
         if let Some(last) = last {
-            request = request.query(&[("last", last)]);
+            url.query_pairs_mut().append_pair("last", last);
         }
-        read(authorized(request, authorization)?, &url, limit).await
+        let mut response = self.get(url, None, authorization).await?;
+        body(&mut response, limit).await
     }
 
-    fn url(&self, reference: &Reference, path: &str) -> String {
+    /// Sends a `GET` and returns a 200 answer, its body still to be read; any other answer
+    /// is the error oci-client would have made of it. A registry on plain HTTP may send a
+    /// read on to HTTPS (distribution storing blobs in S3 redirects there): that hop and what
+    /// follows go through the HTTPS client, without the registry's credentials.
+    async fn get(
+        &self,
+        url: reqwest::Url,
+        accept: Option<&str>,
+        authorization: &Authorization,
+    ) -> Result<reqwest::Response, OciDistributionError> {
+        let with_accept = |mut request: reqwest::RequestBuilder| {
+            if let Some(accept) = accept {
+                request = request.header(http::header::ACCEPT, accept);
+            }
+            request
+        };
+        let plain = url.scheme() == "http";
+        let client = if plain {
+            &self.plain
+        } else {
+            self.tls().await?
+        };
+        let request = authorized(with_accept(client.get(url)), authorization)?;
+        let mut response = request.send().await?;
+        if plain
+            && response.status().is_redirection()
+            && let Some(location) = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|location| location.to_str().ok())
+                .and_then(|location| response.url().join(location).ok())
+            && location.scheme() == "https"
+        {
+            response = with_accept(self.tls().await?.get(location)).send().await?;
+        }
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(failure(&mut response).await?);
+        }
+        Ok(response)
+    }
+
+    /// The URL of `path` under the reference's repository, over plain HTTP for the insecure
+    /// hosts.
+    fn url(&self, reference: &Reference, path: &str) -> Result<reqwest::Url, OciDistributionError> {
         let registry = reference.resolve_registry();
         let scheme = if self.insecure_hosts.iter().any(|host| host == registry) {
             "http"
         } else {
             "https"
         };
-        format!("{scheme}://{registry}/v2/{}/{path}", reference.repository())
+        let url = format!("{scheme}://{registry}/v2/{}/{path}", reference.repository());
+        reqwest::Url::parse(&url).map_err(|e| OciDistributionError::UrlParseError(e.to_string()))
     }
 
-    fn client(&self, reference: &Reference) -> Result<&reqwest::Client, OciDistributionError> {
-        let registry = reference.resolve_registry();
-        if self.insecure_hosts.iter().any(|host| host == registry) {
-            return Ok(&self.plain);
-        }
+    /// The HTTPS client; a failure to set it up (no CA certificates) fails this read, and
+    /// the next one tries again.
+    async fn tls(&self) -> Result<&reqwest::Client, OciDistributionError> {
         self.tls
-            .get_or_init(|| builder(self.timeout).build().map_err(|e| super::chain(&e)))
-            .as_ref()
-            .map_err(|message| {
-                OciDistributionError::GenericError(Some(format!(
-                    "the registry client cannot be set up: {message}"
-                )))
+            .get_or_try_init(|| async {
+                builder(self.timeout)
+                    .build()
+                    .map_err(|e| super::setup_failed(&super::chain(&e)))
             })
+            .await
     }
 }
 
@@ -149,26 +212,19 @@ fn authorized(
     })
 }
 
-/// Sends `request` and reads a successful answer's body up to `limit` bytes; an answer that
-/// says it is longer is not read at all. Any other answer becomes the error oci-client would
-/// have made of it, its body read up to [`ERROR_BODY_LIMIT`].
-async fn read(
-    request: reqwest::RequestBuilder,
-    url: &str,
-    limit: u64,
-) -> Result<Result<Bytes, Exceeded>, OciDistributionError> {
-    let mut response = request.send().await?;
-    let status = response.status();
-    if status != reqwest::StatusCode::OK {
-        let body = match body(&mut response, ERROR_BODY_LIMIT).await? {
-            Ok(body) => body,
-            Err(Exceeded) => Bytes::from_static(b"(an error answer past 4 KiB)"),
-        };
-        return Err(error(status, &body, url));
-    }
-    body(&mut response, limit).await
+/// The error an answer other than 200 amounts to, its body read up to [`ERROR_BODY_LIMIT`].
+async fn failure(
+    response: &mut reqwest::Response,
+) -> Result<OciDistributionError, OciDistributionError> {
+    let url = response.url().to_string();
+    let body = match body(response, ERROR_BODY_LIMIT).await? {
+        Ok(body) => body,
+        Err(Exceeded) => Bytes::from_static(b"(an error answer past 4 KiB)"),
+    };
+    Ok(error(response.status(), &body, &url))
 }
 
+/// Reads the body up to `limit` bytes; one that says it is longer is not read at all.
 async fn body(
     response: &mut reqwest::Response,
     limit: u64,
