@@ -14,6 +14,8 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v containerd >/dev/null || need+=(containerd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v curl >/dev/null || need+=(curl ca-certificates)
+# A CA and certificate for the HTTPS blob store the redirect tests read from.
+command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/bin/time ] || need+=(time)
 # C and C++ for the crates that build native code (ring, aws-lc, libfuzzer), strip for the
 # package, xz for the containerd 2.3.4 archive.

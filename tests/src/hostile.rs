@@ -20,10 +20,13 @@ pub enum Rule {
         /// The Content-Type served.
         content_type: String,
     },
-    /// Answer 200 with a body that never ends (chunked, no length), counting what it sent.
+    /// Answer `status` (`200 OK`, `500 Internal Server Error`) with a body that never ends
+    /// (chunked, no length), counting what it sent.
     Endless {
         /// Matched against the end of the request path.
         path_suffix: String,
+        /// The status line's code and reason.
+        status: &'static str,
         /// Body bytes written so far, over all requests.
         sent: Arc<std::sync::atomic::AtomicU64>,
     },
@@ -112,7 +115,27 @@ pub struct HostileRegistry {
     pub host: String,
     /// The path of every request received, in order.
     pub seen: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every request received, in order: method, path and the credential it carried.
+    pub heard: Arc<std::sync::Mutex<Vec<Heard>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Where the proxy notes what it hears: [`HostileRegistry::seen`] and
+/// [`HostileRegistry::heard`].
+type Log = (
+    Arc<std::sync::Mutex<Vec<String>>>,
+    Arc<std::sync::Mutex<Vec<Heard>>>,
+);
+
+/// A request as the proxy heard it.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    /// `GET`, `PUT`, ...
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The `Authorization` header's value, if any.
+    pub authorization: Option<String>,
 }
 
 impl Drop for HostileRegistry {
@@ -130,7 +153,8 @@ impl HostileRegistry {
         let upstream = upstream.to_string();
         let rules = Arc::new(rules);
         let seen = Arc::<std::sync::Mutex<Vec<String>>>::default();
-        let log = seen.clone();
+        let heard = Arc::<std::sync::Mutex<Vec<Heard>>>::default();
+        let log = (seen.clone(), heard.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (upstream, rules, log) = (upstream.clone(), rules.clone(), log.clone());
@@ -140,7 +164,12 @@ impl HostileRegistry {
                 });
             }
         });
-        HostileRegistry { host, seen, task }
+        HostileRegistry {
+            host,
+            seen,
+            heard,
+            task,
+        }
     }
 }
 
@@ -181,7 +210,7 @@ async fn serve(
     mut client: TcpStream,
     upstream: &str,
     rules: &[Rule],
-    seen: &std::sync::Mutex<Vec<String>>,
+    (seen, heard): &Log,
     realm: &str,
 ) -> std::io::Result<()> {
     let request = read_request(&mut client).await?;
@@ -194,6 +223,19 @@ async fn serve(
         .to_string();
     let (path, query) = path.split_once('?').unwrap_or((&path, ""));
     seen.lock().expect("not poisoned").push(path.to_string());
+    heard.lock().expect("not poisoned").push(Heard {
+        method: head
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        path: path.to_string(),
+        authorization: head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("authorization")
+                .then(|| value.trim().to_string())
+        }),
+    });
     for rule in rules {
         match rule {
             Rule::Replace {
@@ -217,9 +259,15 @@ async fn serve(
                 }
                 return client.shutdown().await;
             }
-            Rule::Endless { path_suffix, sent } if path.ends_with(path_suffix.as_str()) => {
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                            Transfer-Encoding: chunked\r\n\r\n";
+            Rule::Endless {
+                path_suffix,
+                status,
+                sent,
+            } if path.ends_with(path_suffix.as_str()) => {
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                     Transfer-Encoding: chunked\r\n\r\n"
+                );
                 client.write_all(head.as_bytes()).await?;
                 let chunk = vec![b' '; 64 * 1024];
                 let framed =

@@ -5,6 +5,7 @@
 pub mod containerd;
 pub mod craft;
 pub mod hostile;
+pub mod https_store;
 pub mod relay;
 
 use std::net::TcpListener;

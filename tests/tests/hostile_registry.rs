@@ -12,7 +12,8 @@ use serde_json::json;
 use tuf_oci::layout::{INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use tuf_oci::{Error, Registry, RegistryConfig, TrustConfig, Verifier};
 use tuf_oci_tests::craft;
-use tuf_oci_tests::hostile::{HostileRegistry, Rule};
+use tuf_oci_tests::hostile::{Heard, HostileRegistry, Rule};
+use tuf_oci_tests::https_store::HttpsStore;
 use tuf_oci_tests::{TeamA, TestRegistry, solo};
 
 fn verifier(host: &str, root: &[u8]) -> Verifier {
@@ -160,24 +161,47 @@ async fn oversized_pointer_is_refused() {
 /// included: far less than a client reading on until the deadline takes in.
 const SENT_TO_A_CLIENT_THAT_STOPPED: u64 = 32 * 1024 * 1024;
 
-#[tokio::test]
-async fn an_endless_manifest_is_cut_at_its_limit() {
-    // Read whole before its limit applied, such a manifest grew the process until the request
-    // deadline (gigabytes a second on loopback).
+/// The error of a verification whose timestamp manifest is answered with `status` and a body
+/// without end, and the bytes the proxy sent.
+async fn endless_timestamp(status: &'static str) -> (Error, u64) {
     let registry = TestRegistry::start();
     let (org, _) = solo(&registry, true).await;
     let sent = Arc::<std::sync::atomic::AtomicU64>::default();
     let rules = vec![Rule::Endless {
         path_suffix: "/manifests/timestamp.json".into(),
+        status,
         sent: sent.clone(),
     }];
     let err = refusal_through(&registry, &org.root, rules).await;
+    (err, sent.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn an_endless_manifest_is_cut_at_its_limit() {
+    // Read whole before its limit applied, such a manifest grew the process until the request
+    // deadline (gigabytes a second on loopback).
+    let (err, sent) = endless_timestamp("200 OK").await;
     assert!(
         matches!(err, Error::TooLarge { ref what, limit: 65536 } if what.contains("timestamp.json")),
         "{err}"
     );
-    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
     assert!(sent < SENT_TO_A_CLIENT_THAT_STOPPED, "{sent} bytes sent");
+}
+
+#[tokio::test]
+async fn an_endless_error_answer_is_cut() {
+    // An error answer is read for its message only: a few KiB. Server errors are tried three
+    // times, each cut.
+    let (err, sent) = endless_timestamp("500 Internal Server Error").await;
+    assert!(
+        matches!(err, Error::Registry { ref message, .. }
+            if message.contains("code: 500") && message.contains("past 4 KiB")),
+        "{err}"
+    );
+    assert!(
+        sent < 3 * SENT_TO_A_CLIENT_THAT_STOPPED,
+        "{sent} bytes sent"
+    );
 }
 
 #[tokio::test]
@@ -188,6 +212,7 @@ async fn an_endless_tag_listing_answer_is_cut_at_its_limit() {
         &registry.host,
         vec![Rule::Endless {
             path_suffix: "/tags/list".into(),
+            status: "200 OK",
             sent: sent.clone(),
         }],
     )
@@ -213,9 +238,8 @@ async fn an_endless_tag_listing_answer_is_cut_at_its_limit() {
 
 #[tokio::test]
 async fn a_registry_on_plain_http_may_send_reads_elsewhere() {
-    // Registries storing blobs elsewhere (distribution with S3) answer a blob read with a
-    // redirect. Over plain HTTP it is followed; to HTTPS, by the client that holds the CA
-    // certificates (the plain one has none: its attempt would fail the TLS handshake).
+    // Registries storing blobs elsewhere answer a blob read with a redirect; one over plain
+    // HTTP is followed as it is.
     let registry = TestRegistry::start();
     let repository = registry.repo("any/app");
     let blob = registry
@@ -224,36 +248,79 @@ async fn a_registry_on_plain_http_may_send_reads_elsewhere() {
         .await
         .unwrap();
     let path = format!("/v2/any/app/blobs/{}", blob.digest);
-    let closed = tuf_oci_tests::free_port();
-    let rules = vec![
-        Rule::Redirect {
-            path_suffix: format!("/elsewhere/plain{path}"),
-            location: format!("http://{}{path}", registry.host),
-        },
-        Rule::Redirect {
-            path_suffix: format!("/elsewhere/tls{path}"),
-            location: format!("https://127.0.0.1:{closed}{path}"),
-        },
-    ];
+    let rules = vec![Rule::Redirect {
+        path_suffix: format!("/elsewhere{path}"),
+        location: format!("http://{}{path}", registry.host),
+    }];
     let proxy = HostileRegistry::start(&registry.host, rules).await;
     let client = Registry::new(&RegistryConfig {
         insecure_hosts: vec![proxy.host.clone()],
         timeout: Duration::from_secs(5),
     })
     .expect("registry client");
-    let through = |place: &str| {
-        tuf_oci::Repository::parse(&format!("{}/elsewhere/{place}/v2/any/app", proxy.host)).unwrap()
-    };
-    let read = client.blob(&through("plain"), &blob.digest, 1024).await;
+    let through =
+        tuf_oci::Repository::parse(&format!("{}/elsewhere/v2/any/app", proxy.host)).unwrap();
+    let read = client.blob(&through, &blob.digest, 1024).await;
     assert_eq!(read.unwrap(), b"content");
-    let err = client
-        .blob(&through("tls"), &blob.digest, 1024)
+}
+
+/// A registry with `solo/app:v1` signed, and the digest of its layer.
+async fn solo_and_its_layer() -> (TestRegistry, String) {
+    let registry = TestRegistry::start();
+    let (_, signed) = solo(&registry, true).await;
+    let manifest = registry.manifest_json("solo/app", &signed.digest).await;
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (registry, layer)
+}
+
+#[tokio::test]
+async fn a_blob_sent_on_to_https_storage_is_read_there_without_the_registry_token() {
+    // Distribution storing blobs in S3 redirects blob reads there. From a registry on plain
+    // HTTP the hop is made by the client that holds the CA certificates (the plain one holds
+    // none), and the registry's token does not go along.
+    let (source, layer) = solo_and_its_layer().await;
+    let bytes = source
+        .client
+        .blob(&source.repo("solo/app"), &layer, 1 << 20)
         .await
-        .unwrap_err();
-    let https = format!("https://127.0.0.1:{closed}");
+        .unwrap();
+    let store = HttpsStore::start(&bytes).await;
+    let rules = vec![
+        Rule::RequireToken,
+        Rule::Redirect {
+            path_suffix: format!("/blobs/{layer}"),
+            location: format!("{}/storage/{layer}", store.url),
+        },
+    ];
+    let proxy = HostileRegistry::start(&source.host, rules).await;
+    let layout = tempfile::tempdir().unwrap();
+    let mut copy = std::process::Command::new(tuf_oci_tests::cli_binary());
+    copy.env("SSL_CERT_FILE", &store.ca)
+        .env_remove("SSL_CERT_DIR")
+        .args(["--insecure-registry", &proxy.host, "copy"])
+        .arg(format!("{}/solo/app:v1", proxy.host))
+        .arg(format!("oci:{}", layout.path().display()));
+    let out = tokio::process::Command::from(copy).output().await.unwrap();
     assert!(
-        matches!(err, Error::Registry { ref message, .. } if message.contains(&https)),
-        "{err}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = store.heard.lock().unwrap().clone();
+    assert!(
+        !stored.is_empty() && stored.iter().all(Option::is_none),
+        "{stored:?}"
+    );
+    let heard = proxy.heard.lock().unwrap().clone();
+    assert!(
+        heard
+            .iter()
+            .any(|h| h.path.ends_with(&format!("/blobs/{layer}"))
+                && h.authorization.as_deref() == Some("Bearer anonymous-token")),
+        "{heard:#?}"
     );
 }
 
@@ -415,14 +482,14 @@ async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
     );
 }
 
-#[tokio::test]
-async fn a_signer_with_credentials_reads_and_writes_with_the_token_they_get() {
-    // Credentials from the docker configuration are exchanged for a token, which every
-    // request must carry: oci-client's writes and the project's own reads of manifests.
+/// A successful `tuf-oci copy` of `solo/app:v1` to a registry behind a proxy applying `rules`,
+/// with the user and password of a signer for it in the docker configuration: what the proxy
+/// heard, and those credentials as a `Basic` header carries them.
+async fn copy_as_signer(rules: Vec<Rule>) -> (Vec<Heard>, String) {
     let source = TestRegistry::start();
     let destination = TestRegistry::start();
     solo(&source, true).await;
-    let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireToken]).await;
+    let proxy = HostileRegistry::start(&destination.host, rules).await;
     let docker_config = tempfile::tempdir().unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");
     let config = json!({ "auths": { proxy.host.clone(): { "auth": auth } } });
@@ -433,8 +500,46 @@ async fn a_signer_with_credentials_reads_and_writes_with_the_token_they_get() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let seen = proxy.seen.lock().unwrap().clone();
-    assert!(seen.iter().any(|p| p.contains("/manifests/")), "{seen:#?}");
+    let heard = proxy.heard.lock().unwrap().clone();
+    (heard, auth)
+}
+
+#[tokio::test]
+async fn a_signer_with_credentials_reads_and_writes_with_the_token_they_get() {
+    // Credentials from the docker configuration are exchanged for a token, which every
+    // request must carry: oci-client's writes and the project's own reads of manifests.
+    let (heard, auth) = copy_as_signer(vec![Rule::RequireToken]).await;
+    let token = "Bearer anonymous-token";
+    let carried = |method: &str, part: &str| {
+        heard.iter().any(|h| {
+            h.method == method && h.path.contains(part) && h.authorization.as_deref() == Some(token)
+        })
+    };
+    assert!(
+        carried("GET", "/manifests/") && carried("PUT", "/manifests/"),
+        "{heard:#?}"
+    );
+    let exchanged = format!("Basic {auth}");
+    assert!(
+        heard
+            .iter()
+            .any(|h| h.path == "/token" && h.authorization.as_deref() == Some(exchanged.as_str())),
+        "{heard:#?}"
+    );
+}
+
+#[tokio::test]
+async fn credentials_go_only_to_a_registry_that_asks_for_them() {
+    // A registry that wants no credentials is not given the docker configuration's user and
+    // password, over plain HTTP least of all.
+    let (heard, auth) = copy_as_signer(vec![]).await;
+    assert!(heard.iter().any(|h| h.method == "PUT"), "{heard:#?}");
+    assert!(
+        !heard
+            .iter()
+            .any(|h| h.authorization.as_deref() == Some(format!("Basic {auth}").as_str())),
+        "{heard:#?}"
+    );
 }
 
 #[tokio::test]
@@ -462,13 +567,7 @@ async fn an_anonymous_copy_to_a_registry_wanting_tokens_to_write_gets_one() {
 async fn a_registry_trickling_a_layer_cannot_hold_a_copy_open() {
     // Each read comes well within the read timeout (1 s here), so only a deadline over the
     // whole blob ends it: the request deadline plus a second per 64 KiB.
-    let source = TestRegistry::start();
-    let (_, signed) = solo(&source, true).await;
-    let manifest = source.manifest_json("solo/app", &signed.digest).await;
-    let layer = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (source, layer) = solo_and_its_layer().await;
     let rule = Rule::Trickle {
         path_suffix: format!("/blobs/{layer}"),
         bytes: 64,

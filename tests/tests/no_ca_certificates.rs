@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use tuf_oci::layout::Entry;
+use tuf_oci_tests::hostile::HostileRegistry;
 use tuf_oci_tests::{
     TeamA, TestRegistry, assert_refused, cli_binary, run_image_verifier, workspace_binary,
     write_policy,
@@ -74,13 +75,20 @@ async fn a_registry_on_plain_http_needs_no_certificates() {
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("signed by team-a"), "{stdout}");
 
-    let verify = without_certificates(&mut Command::new(cli_binary()), dir.path())
-        .args(["--insecure-registry", &registry.host, "--root"])
+    // Through a proxy that shows what was read: team-a's role came as a blob.
+    let proxy = HostileRegistry::start(&registry.host, vec![]).await;
+    let mut verify = Command::new(cli_binary());
+    without_certificates(&mut verify, dir.path());
+    let verify = tokio::process::Command::from(verify)
+        .args(["--insecure-registry", &proxy.host, "--root"])
         .arg(dir.path().join("root.json"))
-        .args(["verify", &name])
+        .args(["verify", &format!("{}/team-a/app:v1", proxy.host)])
         .output()
+        .await
         .unwrap();
     assert!(verify.status.success(), "{verify:?}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|p| p.contains("/blobs/")), "{seen:#?}");
 }
 
 #[tokio::test]

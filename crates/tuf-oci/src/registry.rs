@@ -1,8 +1,9 @@
-//! Registry access through oci-client: credentials from the usual docker `config.json`, plain
-//! HTTP only for hosts the user marks insecure, a deadline on every request, size caps on every
-//! download, and "not found" told apart from every other failure (TUF 5.3.3 ends the root chain
-//! on a missing file, not on a broken one). Manifests and tag listings, which oci-client reads
-//! whole, are read by the project's own requests (`registry/reads.rs`), cut at their limits.
+//! Registry access: credentials from the usual docker `config.json`, sent only as a registry
+//! asks for them, plain HTTP only for hosts the user marks insecure, a deadline on every
+//! request, size caps on every download, and "not found" told apart from every other failure
+//! (TUF 5.3.3 ends the root chain on a missing file, not on a broken one). Reads (manifests,
+//! tag listings, blobs) are the project's own requests (`registry/reads.rs`), cut at their
+//! limits as they arrive; oci-client writes and exchanges credentials for tokens.
 
 mod reads;
 
@@ -18,14 +19,14 @@ use futures_util::{FutureExt, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::RegistryTokenType;
+use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::error::{Error, Result};
 use crate::grammar;
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
-use reads::{Authorization, Exceeded, Reads};
+use reads::{Authorization, Challenge, Exceeded, Reads};
 
 /// Most tags read from one repository. Every role version is a tag of the metadata repository,
 /// so years of hourly timestamps stay far below this; a registry inventing tags page after
@@ -203,32 +204,33 @@ impl FetchedManifest {
 /// A registry client; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
-    /// oci-client, for blobs, writes and token exchanges, set up at its first use
+    /// oci-client, for writes and token exchanges, set up at its first use
     /// ([`Registry::oci`]).
     client: Arc<tokio::sync::OnceCell<Client>>,
     insecure_hosts: Vec<String>,
-    /// Manifests and tag listings, read against their limits (oci-client reads them whole).
+    /// Manifests, tag listings and blobs, read against their limits (oci-client reads
+    /// manifests and tag listings whole).
     reads: Arc<Reads>,
     timeout: Duration,
     traffic: Arc<Traffic>,
-    /// How anonymous requests are authorized, per registry and scope.
-    anonymous: Arc<std::sync::Mutex<Anonymous>>,
-    /// Held during an anonymous token exchange, so that concurrent first requests to a scope
-    /// share one exchange.
+    /// How requests are authorized, per registry and scope.
+    access: Arc<std::sync::Mutex<Access>>,
+    /// Held while a scope's authorization is found (a token exchange, a look at the
+    /// registry's challenge), so that concurrent first requests to a scope share it.
     exchange: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Anonymous access without asking first. oci-client would ask the registry whether it wants a
-/// token (`GET /v2/`) before every request to a scope with no cached token. Instead each scope
-/// is given an empty credential, which a registry without auth ignores; a registry that wants
-/// tokens answers 401, and from then on its scopes get the token exchange (see
-/// [`Registry::call`]).
+/// How each scope is authorized, found once and kept until the registry answers 401.
+/// Anonymous reads do not ask first: oci-client would ask the registry whether it wants a token
+/// (`GET /v2/`) before every request to a scope with no cached token. A registry without auth
+/// ignores the absence of a credential; one that wants tokens answers 401, and from then on
+/// its scopes get the token exchange (see [`Registry::call`]). Configured credentials are sent
+/// only as the registry's challenge asks for them ([`Registry::credentials`]).
 #[derive(Debug, Default)]
-struct Anonymous {
-    /// Registries that answered 401.
+struct Access {
+    /// Registries that answered 401 to anonymous requests.
     token_hosts: HashSet<String>,
-    /// Scopes (registry, repository, push) set up, with their authorization: none (an empty
-    /// credential for oci-client) or a token.
+    /// Scopes (registry, repository, push) set up, with their authorization.
     ready: HashMap<(String, String, bool), Authorization>,
 }
 
@@ -251,7 +253,7 @@ impl Registry {
             reads: Arc::new(reads),
             timeout: config.timeout,
             traffic: Arc::default(),
-            anonymous: Arc::default(),
+            access: Arc::default(),
             exchange: Arc::default(),
         })
     }
@@ -285,10 +287,10 @@ impl Registry {
             .await
     }
 
-    /// oci-client with `authorization` in place for the reference's scope. A scope that
-    /// needs no credential is given an empty one: without it, oci-client would ask
-    /// `GET /v2/` before each request (tokens and credentials are put in place by their
-    /// exchange, [`Registry::login`]).
+    /// oci-client with the scope's authorization in its token cache, as it is now (not as it
+    /// was when the request began: a stale one would overwrite the token a concurrent request
+    /// just obtained). A scope that needs no credential is given an empty one: without it,
+    /// oci-client would ask `GET /v2/` before each request.
     async fn oci_for(
         &self,
         reference: &Reference,
@@ -296,10 +298,33 @@ impl Registry {
         authorization: &Authorization,
     ) -> std::result::Result<&Client, OciDistributionError> {
         let client = self.oci().await?;
-        if matches!(authorization, Authorization::None) {
-            let none = RegistryTokenType::Basic(String::new(), String::new());
-            client.tokens.insert(reference, operation, none).await;
+        let current = self
+            .access
+            .lock()
+            .expect("not poisoned")
+            .ready
+            .get(&scope(reference, operation))
+            .cloned()
+            .unwrap_or_else(|| authorization.clone());
+        let token = match current {
+            Authorization::None => RegistryTokenType::Basic(String::new(), String::new()),
+            Authorization::Basic(user, password) => RegistryTokenType::Basic(user, password),
+            Authorization::Bearer(token) => {
+                RegistryTokenType::Bearer(RegistryToken::Token { token })
+            }
+        };
+        // oci-client checks a blob's existence with the pull scope's credentials, also before
+        // a push: the push scope's grant pulling too.
+        if matches!(operation, RegistryOperation::Push) {
+            let pull = RegistryOperation::Pull;
+            client.tokens.insert(reference, pull, token.clone()).await;
         }
+        client.tokens.insert(reference, operation, token).await;
+        // oci-client consults its token cache only for registries it holds a credential for;
+        // ours is in the cache, so an anonymous one will do.
+        client
+            .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
+            .await;
         Ok(client)
     }
 
@@ -640,8 +665,8 @@ impl Registry {
     }
 
     /// Runs `request` under the deadline with its scope's credentials in place. A registry
-    /// taken for one without auth that answers 401 (or a token that expired) gets the token
-    /// exchange, and the request is sent once more. Requests that meet a server error are
+    /// that answers 401 (taken for one without auth, a token that expired) has the scope's
+    /// authorization found again, and the request is sent once more. Requests that meet a server error are
     /// tried again after a pause ([`RETRY_PAUSES`]). The credentials are looked up once;
     /// oci-client's requests find them in its token cache, the project's own reads
     /// ([`Reads`]) are handed their authorization.
@@ -661,7 +686,7 @@ impl Registry {
             .await;
         if let Err(e) = &answer
             && is_unauthorized(e)
-            && self.wants_tokens(reference, operation, &auth)
+            && self.unauthorized(reference, operation, &auth)
         {
             self.traffic.record(0);
             authorization = self.login(reference, operation, &auth).await?;
@@ -682,68 +707,53 @@ impl Registry {
         answer
     }
 
-    /// Sets up credentials for the reference's scope: the docker configuration's, or for
-    /// anonymous access an empty credential or an anonymous token ([`Anonymous`]). Returns
-    /// how the project's own reads are to be authorized.
+    /// The authorization of the reference's scope, found when the scope is first used: for
+    /// anonymous access none, or an anonymous token ([`Access`]); for the docker
+    /// configuration's credentials what the registry's challenge asks for. oci-client's
+    /// requests find it in its token cache ([`Registry::oci_for`]), the project's own reads
+    /// are handed it.
     async fn login(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
         auth: &RegistryAuth,
     ) -> std::result::Result<Authorization, OciDistributionError> {
-        if !matches!(auth, RegistryAuth::Anonymous) {
-            let token = self
-                .deadline(
-                    reference,
-                    self.oci().await?.auth(reference, auth, operation),
-                )
-                .await?;
-            // oci-client answers a token, or nothing when the registry asks for the user and
-            // password themselves (or for nothing).
-            return Ok(match (token, auth) {
-                (Some(token), _) => Authorization::Bearer(token),
-                (None, RegistryAuth::Basic(user, password)) => {
-                    Authorization::Basic(user.clone(), password.clone())
-                }
-                (None, _) => Authorization::None,
-            });
-        }
         let scope = scope(reference, operation);
         let ready = || {
-            let anonymous = self.anonymous.lock().expect("not poisoned");
+            let access = self.access.lock().expect("not poisoned");
             (
-                anonymous.ready.get(&scope).cloned(),
-                anonymous.token_hosts.contains(&scope.0),
+                access.ready.get(&scope).cloned(),
+                access.token_hosts.contains(&scope.0),
             )
         };
         let (set_up, wants_tokens) = ready();
         if let Some(authorization) = set_up {
             return Ok(authorization);
         }
-        // Writes ask first (`GET /v2/`): a registry may let anyone read but want a token to
-        // write, and a streamed upload cannot be sent again once a 401 has told us so.
-        let token = if wants_tokens || matches!(operation, RegistryOperation::Push) {
+        let asks = match auth {
+            // An identity token is sent as it is, as oci-client sends it.
+            RegistryAuth::Bearer(token) => return Ok(Authorization::Bearer(token.clone())),
+            RegistryAuth::Basic(..) => true,
+            // Writes ask first (`GET /v2/`): a registry may let anyone read but want a token
+            // to write, and a streamed upload cannot be sent again once a 401 has told us so.
+            RegistryAuth::Anonymous => wants_tokens || matches!(operation, RegistryOperation::Push),
+        };
+        let authorization = if asks {
             let _exchange = self.exchange.lock().await;
             if let Some(authorization) = ready().0 {
                 return Ok(authorization);
             }
-            // `GET /v2/` for the challenge, then the token itself.
-            let token = self
-                .deadline(
-                    reference,
-                    self.oci().await?.auth(reference, auth, operation),
-                )
-                .await?;
-            self.traffic.record(0);
-            if token.is_some() {
-                self.traffic.record(0);
+            match auth {
+                RegistryAuth::Basic(user, password) => {
+                    self.credentials(reference, operation, auth, user, password)
+                        .await?
+                }
+                _ => self.token(reference, operation, auth).await?,
             }
-            token
         } else {
-            None
+            Authorization::None
         };
-        let authorization = token.map_or(Authorization::None, Authorization::Bearer);
-        self.anonymous
+        self.access
             .lock()
             .expect("not poisoned")
             .ready
@@ -751,21 +761,68 @@ impl Registry {
         Ok(authorization)
     }
 
-    /// After a 401: whether anonymous access to the reference's registry should now use tokens
-    /// (and the scope be set up again). Configured credentials are not retried.
-    fn wants_tokens(
+    /// The configured user and password, as the registry's challenge (`GET /v2/`) asks for
+    /// them: exchanged for a token, sent as they are, or not sent at all (a registry that
+    /// asks for nothing is not given them).
+    async fn credentials(
+        &self,
+        reference: &Reference,
+        operation: RegistryOperation,
+        auth: &RegistryAuth,
+        user: &str,
+        password: &str,
+    ) -> std::result::Result<Authorization, OciDistributionError> {
+        let challenge = self
+            .deadline(reference, self.reads.challenge(reference))
+            .await?;
+        self.traffic.record(0);
+        Ok(match challenge {
+            Challenge::Bearer => self.token(reference, operation, auth).await?,
+            Challenge::Basic => Authorization::Basic(user.to_string(), password.to_string()),
+            Challenge::None => Authorization::None,
+        })
+    }
+
+    /// A token from the registry's token service (oci-client's exchange: `GET /v2/` for the
+    /// challenge, then the token itself), with `auth`'s credentials.
+    async fn token(
+        &self,
+        reference: &Reference,
+        operation: RegistryOperation,
+        auth: &RegistryAuth,
+    ) -> std::result::Result<Authorization, OciDistributionError> {
+        let token = self
+            .deadline(
+                reference,
+                self.oci().await?.auth(reference, auth, operation),
+            )
+            .await?;
+        self.traffic.record(0);
+        if token.is_some() {
+            self.traffic.record(0);
+        }
+        Ok(token.map_or(Authorization::None, Authorization::Bearer))
+    }
+
+    /// After a 401: whether the request is worth sending once more, with the scope's
+    /// authorization found again. An anonymous one now asks for tokens; credentials are
+    /// looked at again (a token that expired). An identity token is what it is.
+    fn unauthorized(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
         auth: &RegistryAuth,
     ) -> bool {
-        if !matches!(auth, RegistryAuth::Anonymous) {
-            return false;
-        }
         let scope = scope(reference, operation);
-        let mut anonymous = self.anonymous.lock().expect("not poisoned");
-        anonymous.token_hosts.insert(scope.0.clone());
-        anonymous.ready.remove(&scope);
+        let mut access = self.access.lock().expect("not poisoned");
+        match auth {
+            RegistryAuth::Bearer(_) => return false,
+            RegistryAuth::Basic(..) => {}
+            RegistryAuth::Anonymous => {
+                access.token_hosts.insert(scope.0.clone());
+            }
+        }
+        access.ready.remove(&scope);
         true
     }
 
@@ -839,10 +896,13 @@ fn setup_failed(message: &str) -> OciDistributionError {
 }
 
 /// The tags of one answer to a tag listing (`{"name": …, "tags": […]}`; `null` when there
-/// are none).
+/// are none). An answer without `tags` is no listing, not an empty one: writers decide on
+/// what the listing holds (`claim`).
 fn tag_page(reference: &Reference, body: &[u8]) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Page {
+        // Required, though it may be `null` (serde lets an `Option` be absent otherwise).
+        #[serde(deserialize_with = "Option::deserialize")]
         tags: Option<Vec<String>>,
     }
     let page: Page = serde_json::from_slice(body).map_err(|e| Error::Registry {
@@ -935,4 +995,32 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_listing_must_list_its_tags() {
+        let reference: Reference = "registry.test/team-a/app:latest".parse().unwrap();
+        let page = |body: &str| tag_page(&reference, body.as_bytes());
+        assert_eq!(
+            page(r#"{"name":"team-a/app","tags":["v1","v2"]}"#).unwrap(),
+            ["v1", "v2"]
+        );
+        assert!(
+            page(r#"{"name":"team-a/app","tags":null}"#)
+                .unwrap()
+                .is_empty()
+        );
+        // No listing at all (an error envelope answered with 200, say) is not "no tags".
+        for body in ["{}", r#"{"errors":[{"code":"UNKNOWN","message":"x"}]}"#] {
+            let error = page(body).unwrap_err();
+            assert!(
+                matches!(error, Error::Registry { ref message, .. } if message.contains("not one")),
+                "{error}"
+            );
+        }
+    }
 }

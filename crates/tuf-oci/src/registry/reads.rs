@@ -18,8 +18,8 @@ use oci_client::errors::{OciDistributionError, OciEnvelope};
 /// Most bytes of an error answer kept for its message.
 const ERROR_BODY_LIMIT: u64 = 4 * 1024;
 
-/// How a read is authorized: what [`super::Registry`]'s log-in found the scope needs.
-#[derive(Debug, Clone, Default)]
+/// How a request is authorized: what [`super::Registry`]'s log-in found the scope needs.
+#[derive(Clone, Default)]
 pub(super) enum Authorization {
     /// Nothing: a registry without auth.
     #[default]
@@ -31,11 +31,33 @@ pub(super) enum Authorization {
     Basic(String, String),
 }
 
+impl std::fmt::Debug for Authorization {
+    /// Names the kind only: tokens and passwords stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Authorization::None => "None",
+            Authorization::Bearer(_) => "Bearer(..)",
+            Authorization::Basic(..) => "Basic(..)",
+        })
+    }
+}
+
+/// What a registry's `WWW-Authenticate` challenge to `GET /v2/` asks for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Challenge {
+    /// No challenge: the registry wants no credentials.
+    None,
+    /// A token from its token service.
+    Bearer,
+    /// User and password.
+    Basic,
+}
+
 /// A body that went past its limit.
 #[derive(Debug)]
 pub(super) struct Exceeded;
 
-/// Most redirects followed for one read (reqwest's own default).
+/// Most redirects followed for one read (reqwest's own default: an eleventh is an error).
 const MAX_REDIRECTS: usize = 10;
 
 /// The HTTP clients for these reads.
@@ -60,7 +82,7 @@ impl Reads {
         let plain = builder(timeout)
             .tls_certs_only([])
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                if attempt.previous().len() >= MAX_REDIRECTS {
+                if attempt.previous().len() > MAX_REDIRECTS {
                     attempt.error("too many redirects")
                 } else if attempt.url().scheme() == "http" {
                     attempt.follow()
@@ -74,6 +96,31 @@ impl Reads {
             timeout,
             plain,
             tls: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// `GET /v2/`: what the registry's challenge asks for. The answer's body is not read.
+    pub(super) async fn challenge(
+        &self,
+        reference: &Reference,
+    ) -> Result<Challenge, OciDistributionError> {
+        let url = self.base(reference)?;
+        let client = if url.scheme() == "http" {
+            &self.plain
+        } else {
+            self.tls().await?
+        };
+        let response = client.get(url).send().await?;
+        let challenge = response
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_whitespace().next())
+            .map(str::to_ascii_lowercase);
+        Ok(match challenge.as_deref() {
+            None => Challenge::None,
+            Some("bearer") => Challenge::Bearer,
+            Some(_) => Challenge::Basic,
         })
     }
 
@@ -136,6 +183,7 @@ impl Reads {
             request
         };
         let plain = url.scheme() == "http";
+        let origin = url.clone();
         let client = if plain {
             &self.plain
         } else {
@@ -155,22 +203,28 @@ impl Reads {
             response = with_accept(self.tls().await?.get(location)).send().await?;
         }
         if response.status() != reqwest::StatusCode::OK {
-            return Err(failure(&mut response).await?);
+            return Err(failure(&mut response, &origin).await?);
         }
         Ok(response)
     }
 
-    /// The URL of `path` under the reference's repository, over plain HTTP for the insecure
-    /// hosts.
-    fn url(&self, reference: &Reference, path: &str) -> Result<reqwest::Url, OciDistributionError> {
+    /// The registry's API root, `/v2/`, over plain HTTP for the insecure hosts.
+    fn base(&self, reference: &Reference) -> Result<reqwest::Url, OciDistributionError> {
         let registry = reference.resolve_registry();
         let scheme = if self.insecure_hosts.iter().any(|host| host == registry) {
             "http"
         } else {
             "https"
         };
-        let url = format!("{scheme}://{registry}/v2/{}/{path}", reference.repository());
-        reqwest::Url::parse(&url).map_err(|e| OciDistributionError::UrlParseError(e.to_string()))
+        reqwest::Url::parse(&format!("{scheme}://{registry}/v2/"))
+            .map_err(|e| OciDistributionError::UrlParseError(e.to_string()))
+    }
+
+    /// The URL of `path` under the reference's repository.
+    fn url(&self, reference: &Reference, path: &str) -> Result<reqwest::Url, OciDistributionError> {
+        self.base(reference)?
+            .join(&format!("{}/{path}", reference.repository()))
+            .map_err(|e| OciDistributionError::UrlParseError(e.to_string()))
     }
 
     /// The HTTPS client; a failure to set it up (no CA certificates) fails this read, and
@@ -213,15 +267,24 @@ fn authorized(
 }
 
 /// The error an answer other than 200 amounts to, its body read up to [`ERROR_BODY_LIMIT`].
+/// A 401 from elsewhere than the registry (`origin`), where a redirect led, asks nothing of
+/// the registry's credentials: it is an error like any other.
 async fn failure(
     response: &mut reqwest::Response,
+    origin: &reqwest::Url,
 ) -> Result<OciDistributionError, OciDistributionError> {
     let url = response.url().to_string();
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED && response.url().origin() != origin.origin() {
+        return Ok(OciDistributionError::GenericError(Some(format!(
+            "{url}, where the registry sent the request, answered 401 Unauthorized"
+        ))));
+    }
     let body = match body(response, ERROR_BODY_LIMIT).await? {
         Ok(body) => body,
         Err(Exceeded) => Bytes::from_static(b"(an error answer past 4 KiB)"),
     };
-    Ok(error(response.status(), &body, &url))
+    Ok(error(status, &body, &url))
 }
 
 /// Reads the body up to `limit` bytes; one that says it is longer is not read at all.
