@@ -16,7 +16,8 @@
 //!   containerd gets it.
 //! - [`frame`], [`status`], [`any`]: gRPC framing, front-made errors, containerd's `Any`s.
 //! - [`server`]: the accept loop.
-//! - [`pull`]: TUF-first pull through containerd's API (`tuf-oci pull`).
+//! - [`pull`]: TUF-first pull through containerd's API (`tuf-oci pull`); [`platform`] picks an
+//!   index's manifest for this machine as containerd would.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod frame;
 pub mod gate;
 pub mod import;
 pub mod naming;
+pub mod platform;
 pub mod pull;
 pub mod server;
 pub mod status;

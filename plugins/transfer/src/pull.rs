@@ -250,7 +250,7 @@ impl Session {
             || fetched.media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
         {
             let index = Manifest::parse(&root_digest, &fetched.bytes)?;
-            let chosen = platform_manifest(&fetched.bytes)
+            let chosen = crate::platform::choose(&fetched.bytes)
                 .with_context(|| format!("{image}: no manifest for this platform in the index"))?;
             let entry = index
                 .manifests
@@ -842,45 +842,6 @@ struct DiffIds {
     diff_ids: Vec<String>,
 }
 
-/// The digest of the index entry for this machine's platform (linux and this architecture).
-fn platform_manifest(index: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Index {
-        manifests: Vec<Entry>,
-    }
-    #[derive(Deserialize)]
-    struct Entry {
-        digest: String,
-        platform: Option<Platform>,
-    }
-    #[derive(Deserialize)]
-    struct Platform {
-        architecture: oci_spec::image::Arch,
-        os: oci_spec::image::Os,
-    }
-    let arch = machine_arch();
-    let index: Index = serde_json::from_slice(index).ok()?;
-    index
-        .manifests
-        .into_iter()
-        .find(|m| {
-            m.platform
-                .as_ref()
-                .is_some_and(|p| p.os == oci_spec::image::Os::Linux && p.architecture == arch)
-        })
-        .map(|m| m.digest)
-}
-
-/// This machine's architecture as OCI (Go) names it. oci-spec maps Rust's names where they
-/// differ for amd64, arm64 and ppc64; the others that differ are mapped here.
-fn machine_arch() -> oci_spec::image::Arch {
-    match std::env::consts::ARCH {
-        "x86" => oci_spec::image::Arch::from("386"),
-        "loongarch64" => oci_spec::image::Arch::from("loong64"),
-        _ => oci_spec::image::Arch::default(),
-    }
-}
-
 /// Refuses a lock wait the pull's lease would not outlast.
 fn check_lock_wait(lock_wait: Duration) -> anyhow::Result<()> {
     if lock_wait > MAX_LOCK_WAIT {
@@ -916,30 +877,5 @@ mod tests {
             error.to_string().contains("1801 s exceeds 1800 s"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn the_index_entry_for_this_machine_is_chosen() {
-        let this = machine_arch().to_string();
-        let other = if this == "s390x" { "riscv64" } else { "s390x" };
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [
-                {"digest": "sha256:aa", "platform": {"architecture": other, "os": "linux"}},
-                {"digest": "sha256:bb", "platform": {"architecture": this, "os": "windows"}},
-                {"digest": "sha256:cc"},
-                {"digest": "sha256:dd", "platform": {"architecture": this, "os": "linux"}},
-            ]
-        });
-        let index = serde_json::to_vec(&index).unwrap();
-        assert_eq!(platform_manifest(&index).as_deref(), Some("sha256:dd"));
-        // OCI's names, not Rust's.
-        let expected = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            _ => &this,
-        };
-        assert_eq!(this, expected);
     }
 }
