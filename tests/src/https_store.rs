@@ -38,12 +38,26 @@ pub struct HttpsStore {
     /// The certificate of the CA that signed the store's: what a client must trust.
     pub ca: PathBuf,
     /// The `Authorization` header of each request served (`None` for none), in order.
-    pub heard: Arc<Mutex<Vec<Option<String>>>>,
+    heard: Arc<Mutex<Vec<Option<String>>>>,
     _dir: tempfile::TempDir,
     _process: tokio::process::Child,
 }
 
 impl HttpsStore {
+    /// The `Authorization` header of each request served so far (`None` for none), once at
+    /// least one was: the store notes a request as it answers it, a moment before this
+    /// process reads the note.
+    pub async fn heard(&self) -> Vec<Option<String>> {
+        for _ in 0..200 {
+            let heard = self.heard.lock().expect("not poisoned").clone();
+            if !heard.is_empty() {
+                return heard;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the store was asked nothing");
+    }
+
     /// Serves `body`; returns once the store listens.
     pub async fn start(body: &[u8]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -100,7 +114,7 @@ fn certificates(dir: &Path) {
         "ec",
         "-pkeyopt",
         "ec_paramgen_curve:P-256",
-        "-nodes",
+        "-noenc",
     ];
     let ca = [
         "-keyout",

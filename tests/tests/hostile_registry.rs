@@ -309,11 +309,8 @@ async fn a_blob_sent_on_to_https_storage_is_read_there_without_the_registry_toke
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stored = store.heard.lock().unwrap().clone();
-    assert!(
-        !stored.is_empty() && stored.iter().all(Option::is_none),
-        "{stored:?}"
-    );
+    let stored = store.heard().await;
+    assert!(stored.iter().all(Option::is_none), "{stored:?}");
     let heard = proxy.heard.lock().unwrap().clone();
     assert!(
         heard
@@ -519,11 +516,37 @@ async fn a_signer_with_credentials_reads_and_writes_with_the_token_they_get() {
         carried("GET", "/manifests/") && carried("PUT", "/manifests/"),
         "{heard:#?}"
     );
+    // The user and password went to the token service, and nowhere else.
     let exchanged = format!("Basic {auth}");
+    let with_them: Vec<_> = heard
+        .iter()
+        .filter(|h| h.authorization.as_deref() == Some(exchanged.as_str()))
+        .map(|h| h.path.as_str())
+        .collect();
+    assert!(
+        !with_them.is_empty() && with_them.iter().all(|path| *path == "/token"),
+        "{heard:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_failing_once_to_say_what_it_asks_for_is_asked_again() {
+    // A server error at the API root is no answer "no credentials wanted": taken for one, a
+    // token-wanting registry's writes would go without, and a streamed upload cannot be sent
+    // again.
+    let times = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let fail = Rule::Fail {
+        path_suffix: "/v2/".into(),
+        method: "GET",
+        times: times.clone(),
+    };
+    let (heard, _) = copy_as_signer(vec![fail, Rule::RequireTokenToWrite]).await;
+    assert_eq!(times.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert!(
         heard
             .iter()
-            .any(|h| h.path == "/token" && h.authorization.as_deref() == Some(exchanged.as_str())),
+            .any(|h| h.method == "PUT"
+                && h.authorization.as_deref() == Some("Bearer anonymous-token")),
         "{heard:#?}"
     );
 }

@@ -215,23 +215,44 @@ pub struct Registry {
     traffic: Arc<Traffic>,
     /// How requests are authorized, per registry and scope.
     access: Arc<std::sync::Mutex<Access>>,
-    /// Held while a scope's authorization is found (a token exchange, a look at the
-    /// registry's challenge), so that concurrent first requests to a scope share it.
-    exchange: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// How each scope is authorized, found once and kept until the registry answers 401.
-/// Anonymous reads do not ask first: oci-client would ask the registry whether it wants a token
-/// (`GET /v2/`) before every request to a scope with no cached token. A registry without auth
-/// ignores the absence of a credential; one that wants tokens answers 401, and from then on
-/// its scopes get the token exchange (see [`Registry::call`]). Configured credentials are sent
-/// only as the registry's challenge asks for them ([`Registry::credentials`]).
+/// How long a token is used before another is asked for. The token specification's default
+/// lifetime is 60 s (`expires_in`); most registries give 300 s. Asked for again in time, a
+/// token never dies in the middle of a streamed upload, which cannot be sent twice.
+const TOKEN_REUSE: Duration = Duration::from_secs(45);
+
+/// How each scope is authorized, found once and kept until the registry answers 401 (a token
+/// for [`TOKEN_REUSE`] at most). Anonymous reads do not ask first: oci-client would ask the
+/// registry whether it wants a token (`GET /v2/`) before every request to a scope with no
+/// cached token. A registry without auth ignores the absence of a credential; one that wants
+/// tokens answers 401, and from then on its scopes get the token exchange (see
+/// [`Registry::call`]). Configured credentials are sent only as the registry's challenge asks
+/// for them ([`Registry::credentials`]).
 #[derive(Debug, Default)]
 struct Access {
     /// Registries that answered 401 to anonymous requests.
     token_hosts: HashSet<String>,
-    /// Scopes (registry, repository, push) set up, with their authorization.
-    ready: HashMap<(String, String, bool), Authorization>,
+    /// Scopes (registry, repository, push) set up, with their authorization and when it was
+    /// found.
+    ready: HashMap<Scope, (Authorization, tokio::time::Instant)>,
+    /// One lock per registry, held while a scope's authorization is found (a look at the
+    /// registry's challenge, a token exchange): concurrent first requests to a scope share
+    /// it, and a registry that hangs there holds up no other.
+    finding: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// An authorization scope: registry, repository, and whether it is for pushing.
+type Scope = (String, String, bool);
+
+impl Access {
+    /// The scope's authorization, unless it is a token past [`TOKEN_REUSE`].
+    fn current(&self, scope: &Scope) -> Option<Authorization> {
+        let (authorization, found) = self.ready.get(scope)?;
+        let stale =
+            matches!(authorization, Authorization::Bearer(_)) && found.elapsed() >= TOKEN_REUSE;
+        (!stale).then(|| authorization.clone())
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -254,7 +275,6 @@ impl Registry {
             timeout: config.timeout,
             traffic: Arc::default(),
             access: Arc::default(),
-            exchange: Arc::default(),
         })
     }
 
@@ -289,7 +309,8 @@ impl Registry {
 
     /// oci-client with the scope's authorization in its token cache, as it is now (not as it
     /// was when the request began: a stale one would overwrite the token a concurrent request
-    /// just obtained). A scope that needs no credential is given an empty one: without it,
+    /// just obtained). A scope that needs no credential is given an empty user and password
+    /// (`Authorization: Basic Og==`, which a registry without auth ignores): without it,
     /// oci-client would ask `GET /v2/` before each request.
     async fn oci_for(
         &self,
@@ -302,9 +323,7 @@ impl Registry {
             .access
             .lock()
             .expect("not poisoned")
-            .ready
-            .get(&scope(reference, operation))
-            .cloned()
+            .current(&scope(reference, operation))
             .unwrap_or_else(|| authorization.clone());
         let token = match current {
             Authorization::None => RegistryTokenType::Basic(String::new(), String::new()),
@@ -666,10 +685,10 @@ impl Registry {
 
     /// Runs `request` under the deadline with its scope's credentials in place. A registry
     /// that answers 401 (taken for one without auth, a token that expired) has the scope's
-    /// authorization found again, and the request is sent once more. Requests that meet a server error are
-    /// tried again after a pause ([`RETRY_PAUSES`]). The credentials are looked up once;
-    /// oci-client's requests find them in its token cache, the project's own reads
-    /// ([`Reads`]) are handed their authorization.
+    /// authorization found again, and the request is sent once more. Requests that meet a
+    /// server error are tried again after a pause ([`RETRY_PAUSES`]). oci-client's requests
+    /// find the authorization in its token cache, the project's own reads ([`Reads`]) are
+    /// handed it.
     async fn call<T, F>(
         &self,
         reference: &Reference,
@@ -684,25 +703,36 @@ impl Registry {
         let mut answer = self
             .deadline(reference, request(authorization.clone()))
             .await;
-        if let Err(e) = &answer
-            && is_unauthorized(e)
-            && self.unauthorized(reference, operation, &auth)
-        {
+        if answer.as_ref().is_err_and(is_unauthorized) {
+            self.unauthorized(reference, operation, &auth, &authorization);
             self.traffic.record(0);
             authorization = self.login(reference, operation, &auth).await?;
             answer = self
                 .deadline(reference, request(authorization.clone()))
                 .await;
         }
+        self.retried(reference, answer, || request(authorization.clone()))
+            .await
+    }
+
+    /// `answer`, or while it is a server error, the answer to `send` after a pause
+    /// ([`RETRY_PAUSES`]).
+    async fn retried<T, F>(
+        &self,
+        reference: &Reference,
+        mut answer: std::result::Result<T, OciDistributionError>,
+        send: impl Fn() -> F,
+    ) -> std::result::Result<T, OciDistributionError>
+    where
+        F: Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
         for pause in RETRY_PAUSES {
             if !answer.as_ref().is_err_and(is_server_error) {
                 break;
             }
             self.traffic.record(0);
             tokio::time::sleep(pause).await;
-            answer = self
-                .deadline(reference, request(authorization.clone()))
-                .await;
+            answer = self.deadline(reference, send()).await;
         }
         answer
     }
@@ -722,7 +752,7 @@ impl Registry {
         let ready = || {
             let access = self.access.lock().expect("not poisoned");
             (
-                access.ready.get(&scope).cloned(),
+                access.current(&scope),
                 access.token_hosts.contains(&scope.0),
             )
         };
@@ -730,25 +760,28 @@ impl Registry {
         if let Some(authorization) = set_up {
             return Ok(authorization);
         }
+        // Anonymous writes ask first (`GET /v2/`): a registry may let anyone read but want a
+        // token to write, and a streamed upload cannot be sent again once a 401 has told us so.
         let asks = match auth {
-            // An identity token is sent as it is, as oci-client sends it.
-            RegistryAuth::Bearer(token) => return Ok(Authorization::Bearer(token.clone())),
-            RegistryAuth::Basic(..) => true,
-            // Writes ask first (`GET /v2/`): a registry may let anyone read but want a token
-            // to write, and a streamed upload cannot be sent again once a 401 has told us so.
             RegistryAuth::Anonymous => wants_tokens || matches!(operation, RegistryOperation::Push),
+            RegistryAuth::Basic(..) | RegistryAuth::Bearer(_) => true,
         };
         let authorization = if asks {
-            let _exchange = self.exchange.lock().await;
+            let finding = Arc::clone(
+                self.access
+                    .lock()
+                    .expect("not poisoned")
+                    .finding
+                    .entry(scope.0.clone())
+                    .or_default(),
+            );
+            let _finding = finding.lock().await;
             if let Some(authorization) = ready().0 {
                 return Ok(authorization);
             }
             match auth {
-                RegistryAuth::Basic(user, password) => {
-                    self.credentials(reference, operation, auth, user, password)
-                        .await?
-                }
-                _ => self.token(reference, operation, auth).await?,
+                RegistryAuth::Anonymous => self.token(reference, operation, auth).await?,
+                _ => self.credentials(reference, operation, auth).await?,
             }
         } else {
             Authorization::None
@@ -757,29 +790,38 @@ impl Registry {
             .lock()
             .expect("not poisoned")
             .ready
-            .insert(scope, authorization.clone());
+            .insert(scope, (authorization.clone(), tokio::time::Instant::now()));
         Ok(authorization)
     }
 
-    /// The configured user and password, as the registry's challenge (`GET /v2/`) asks for
-    /// them: exchanged for a token, sent as they are, or not sent at all (a registry that
-    /// asks for nothing is not given them).
+    /// The configured credentials, as the registry's challenge (`GET /v2/`) asks for them:
+    /// user and password exchanged for a token or sent as they are, an identity token sent as
+    /// a bearer token (as oci-client sends it); not at all to a registry that asks for
+    /// nothing, or for what they are not.
     async fn credentials(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
         auth: &RegistryAuth,
-        user: &str,
-        password: &str,
     ) -> std::result::Result<Authorization, OciDistributionError> {
-        let challenge = self
+        let asked = self
             .deadline(reference, self.reads.challenge(reference))
+            .await;
+        let challenge = self
+            .retried(reference, asked, || self.reads.challenge(reference))
             .await?;
         self.traffic.record(0);
-        Ok(match challenge {
-            Challenge::Bearer => self.token(reference, operation, auth).await?,
-            Challenge::Basic => Authorization::Basic(user.to_string(), password.to_string()),
-            Challenge::None => Authorization::None,
+        Ok(match (challenge, auth) {
+            (Challenge::Bearer, RegistryAuth::Basic(..)) => {
+                self.token(reference, operation, auth).await?
+            }
+            (Challenge::Bearer, RegistryAuth::Bearer(token)) => {
+                Authorization::Bearer(token.clone())
+            }
+            (Challenge::Basic, RegistryAuth::Basic(user, password)) => {
+                Authorization::Basic(user.clone(), password.clone())
+            }
+            _ => Authorization::None,
         })
     }
 
@@ -804,26 +846,30 @@ impl Registry {
         Ok(token.map_or(Authorization::None, Authorization::Bearer))
     }
 
-    /// After a 401: whether the request is worth sending once more, with the scope's
-    /// authorization found again. An anonymous one now asks for tokens; credentials are
-    /// looked at again (a token that expired). An identity token is what it is.
+    /// After a 401 to a request sent with `failed`, before it is sent once more: the scope's
+    /// authorization is to be found again. An anonymous scope now asks for tokens;
+    /// credentials are looked at again (a token that expired, a challenge that changed). The
+    /// scope's authorization is forgotten only if it is still the one that failed: another
+    /// request may have found a new one meanwhile.
     fn unauthorized(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
         auth: &RegistryAuth,
-    ) -> bool {
+        failed: &Authorization,
+    ) {
         let scope = scope(reference, operation);
         let mut access = self.access.lock().expect("not poisoned");
-        match auth {
-            RegistryAuth::Bearer(_) => return false,
-            RegistryAuth::Basic(..) => {}
-            RegistryAuth::Anonymous => {
-                access.token_hosts.insert(scope.0.clone());
-            }
+        if matches!(auth, RegistryAuth::Anonymous) {
+            access.token_hosts.insert(scope.0.clone());
         }
-        access.ready.remove(&scope);
-        true
+        if access
+            .ready
+            .get(&scope)
+            .is_some_and(|(authorization, _)| authorization == failed)
+        {
+            access.ready.remove(&scope);
+        }
     }
 
     /// Runs a request under the configured deadline, [`guarded`].
@@ -912,8 +958,8 @@ fn tag_page(reference: &Reference, body: &[u8]) -> Result<Vec<String>> {
     Ok(page.tags.unwrap_or_default())
 }
 
-/// An authorization scope: registry, repository, and whether it is for pushing.
-fn scope(reference: &Reference, operation: RegistryOperation) -> (String, String, bool) {
+/// The authorization scope of a request.
+fn scope(reference: &Reference, operation: RegistryOperation) -> Scope {
     (
         reference.registry().to_string(),
         reference.repository().to_string(),
@@ -1000,6 +1046,24 @@ fn chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_are_used_for_a_while_and_other_credentials_for_good() {
+        let mut access = Access::default();
+        let scope = |repository: &str| ("r.test".to_string(), repository.to_string(), false);
+        let now = tokio::time::Instant::now();
+        let token = Authorization::Bearer("t".into());
+        let basic = Authorization::Basic("u".into(), "p".into());
+        access.ready.insert(scope("a"), (token.clone(), now));
+        access.ready.insert(scope("b"), (basic.clone(), now));
+        access.ready.insert(scope("c"), (Authorization::None, now));
+        tokio::time::advance(TOKEN_REUSE - Duration::from_secs(1)).await;
+        assert_eq!(access.current(&scope("a")), Some(token));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(access.current(&scope("a")), None);
+        assert_eq!(access.current(&scope("b")), Some(basic));
+        assert_eq!(access.current(&scope("c")), Some(Authorization::None));
+    }
 
     #[test]
     fn a_tag_listing_must_list_its_tags() {

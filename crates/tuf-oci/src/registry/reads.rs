@@ -19,9 +19,9 @@ use oci_client::errors::{OciDistributionError, OciEnvelope};
 const ERROR_BODY_LIMIT: u64 = 4 * 1024;
 
 /// How a request is authorized: what [`super::Registry`]'s log-in found the scope needs.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(super) enum Authorization {
-    /// Nothing: a registry without auth.
+    /// Nothing: a registry without auth, or one that asks for no credentials there are.
     #[default]
     None,
     /// `Authorization: Bearer …`: a token handed out by the registry's token service, or the
@@ -42,14 +42,15 @@ impl std::fmt::Debug for Authorization {
     }
 }
 
-/// What a registry's `WWW-Authenticate` challenge to `GET /v2/` asks for.
-#[derive(Debug, Clone, Copy)]
+/// What a registry's `WWW-Authenticate` challenges to `GET /v2/` ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Challenge {
-    /// No challenge: the registry wants no credentials.
+    /// No challenge (the registry wants no credentials), or none of a scheme the project
+    /// speaks.
     None,
     /// A token from its token service.
     Bearer,
-    /// User and password.
+    /// User and password, as they are.
     Basic,
 }
 
@@ -99,7 +100,10 @@ impl Reads {
         })
     }
 
-    /// `GET /v2/`: what the registry's challenge asks for. The answer's body is not read.
+    /// `GET /v2/`: what the registry's challenges ask for, a bearer token before user and
+    /// password. An answer other than 200 or 401 is an error, not "no challenge": a registry
+    /// failing for a moment is not taken for one that wants no credentials. The answer's body
+    /// is not read.
     pub(super) async fn challenge(
         &self,
         reference: &Reference,
@@ -110,18 +114,16 @@ impl Reads {
         } else {
             self.tls().await?
         };
-        let response = client.get(url).send().await?;
-        let challenge = response
-            .headers()
-            .get(http::header::WWW_AUTHENTICATE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_whitespace().next())
-            .map(str::to_ascii_lowercase);
-        Ok(match challenge.as_deref() {
-            None => Challenge::None,
-            Some("bearer") => Challenge::Bearer,
-            Some(_) => Challenge::Basic,
-        })
+        let response = client.get(url.clone()).send().await?;
+        match response.status() {
+            reqwest::StatusCode::OK => Ok(Challenge::None),
+            reqwest::StatusCode::UNAUTHORIZED => Ok(challenge_of(response.headers())),
+            status => Err(OciDistributionError::ServerError {
+                code: status.as_u16(),
+                url: url.to_string(),
+                message: "the registry's API root did not answer 200 or 401".into(),
+            }),
+        }
     }
 
     /// `GET /v2/<repository>/manifests/<digest or tag>`, accepting `media_types`.
@@ -240,6 +242,31 @@ impl Reads {
     }
 }
 
+/// What the `WWW-Authenticate` headers ask for: each header may hold several challenges
+/// (`Basic realm="r", Bearer realm="…",service="…"`); schemes are told apart from parameters
+/// as the first word of the header or the word after a comma.
+fn challenge_of(headers: &http::HeaderMap) -> Challenge {
+    let schemes: Vec<String> = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|part| {
+            let mut words = part.split_whitespace();
+            let first = words.next()?;
+            // A parameter (`service="…"`) has `=` in its first word; a scheme has none.
+            (!first.contains('=')).then(|| first.to_ascii_lowercase())
+        })
+        .collect();
+    if schemes.iter().any(|scheme| scheme == "bearer") {
+        Challenge::Bearer
+    } else if schemes.iter().any(|scheme| scheme == "basic") {
+        Challenge::Basic
+    } else {
+        Challenge::None
+    }
+}
+
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(timeout)
@@ -280,9 +307,11 @@ async fn failure(
             "{url}, where the registry sent the request, answered 401 Unauthorized"
         ))));
     }
-    let body = match body(response, ERROR_BODY_LIMIT).await? {
-        Ok(body) => body,
-        Err(Exceeded) => Bytes::from_static(b"(an error answer past 4 KiB)"),
+    // The status is what counts: a body that cannot be read is no reason to lose it.
+    let body = match body(response, ERROR_BODY_LIMIT).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(Exceeded)) => Bytes::from_static(b"(an error answer past 4 KiB)"),
+        Err(_) => Bytes::from_static(b"(an error answer that could not be read)"),
     };
     Ok(error(status, &body, &url))
 }
@@ -324,5 +353,38 @@ fn error(status: reqwest::StatusCode, body: &[u8], url: &str) -> OciDistribution
         code: status.as_u16(),
         url,
         message: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(values: &[&str]) -> Challenge {
+        let mut headers = http::HeaderMap::new();
+        for value in values {
+            headers.append(http::header::WWW_AUTHENTICATE, value.parse().unwrap());
+        }
+        challenge_of(&headers)
+    }
+
+    #[test]
+    fn challenges_are_read_from_every_header_and_scheme() {
+        let bearer = r#"Bearer realm="https://auth.test/token",service="registry.test""#;
+        assert_eq!(challenge(&[bearer]), Challenge::Bearer);
+        assert_eq!(challenge(&[r#"basic realm="r""#]), Challenge::Basic);
+        // Several challenges, in one header or in several: a token is asked for first.
+        let both = format!(r#"Basic realm="r", {bearer}"#);
+        assert_eq!(challenge(&[&both]), Challenge::Bearer);
+        assert_eq!(
+            challenge(&[r#"Basic realm="r""#, bearer]),
+            Challenge::Bearer
+        );
+        // Schemes the project does not speak get nothing, least of all a password.
+        assert_eq!(
+            challenge(&[r#"Negotiate"#, r#"Digest realm="r""#]),
+            Challenge::None
+        );
+        assert_eq!(challenge(&[]), Challenge::None);
     }
 }
