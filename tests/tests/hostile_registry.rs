@@ -552,6 +552,57 @@ async fn a_registry_failing_once_to_say_what_it_asks_for_is_asked_again() {
 }
 
 #[tokio::test]
+async fn a_credential_helper_is_asked_once_for_many_requests() {
+    // A credential helper named by the docker configuration is a process started for each
+    // read of the credentials: a copy's dozens of requests ask it once.
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    solo(&source, true).await;
+    let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireToken]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let asked = dir.path().join("asked");
+    let helper = dir.path().join("docker-credential-counting");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\necho get >> '{}'\ncat > /dev/null\n\
+             echo '{{\"Username\":\"signer\",\"Secret\":\"s3cret\"}}'\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = json!({ "credHelpers": { proxy.host.clone(): "counting" } });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
+        .env("DOCKER_CONFIG", dir.path())
+        .env("PATH", path)
+        .args(["--insecure-registry", &source.host])
+        .args(["--insecure-registry", &proxy.host, "copy"])
+        .arg(format!("{}/solo/app:v1", source.host))
+        .arg(format!("{}/solo/app:v1", proxy.host))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = proxy.seen.lock().unwrap().len();
+    let asked = std::fs::read_to_string(&asked).unwrap().lines().count();
+    assert!(
+        requests > 10 && asked == 1,
+        "{asked} asked, {requests} requests"
+    );
+}
+
+#[tokio::test]
 async fn credentials_go_only_to_a_registry_that_asks_for_them() {
     // A registry that wants no credentials is not given the docker configuration's user and
     // password, over plain HTTP least of all.

@@ -217,6 +217,10 @@ pub struct Registry {
     access: Arc<std::sync::Mutex<Access>>,
 }
 
+/// How long credentials read from the docker configuration are used before it is read again:
+/// a credential helper it names is a process started for each read.
+const CREDENTIALS_REUSE: Duration = Duration::from_secs(60);
+
 /// How long a token is used before another is asked for. The token specification's default
 /// lifetime is 60 s (`expires_in`); most registries give 300 s. Asked for again in time, a
 /// token never dies in the middle of a streamed upload, which cannot be sent twice.
@@ -236,6 +240,8 @@ struct Access {
     /// Scopes (registry, repository, push) set up, with their authorization and when it was
     /// found.
     ready: HashMap<Scope, (Authorization, tokio::time::Instant)>,
+    /// Credentials read from the docker configuration, per registry, and when.
+    credentials: HashMap<String, (RegistryAuth, tokio::time::Instant)>,
     /// One lock per registry, held while a scope's authorization is found (a look at the
     /// registry's challenge, a token exchange): concurrent first requests to a scope share
     /// it, and a registry that hangs there holds up no other.
@@ -488,7 +494,7 @@ impl Registry {
         let reference = repository.digested(digest);
         let operation = RegistryOperation::Push;
         let client = async {
-            let auth = auth_for(&repository.registry);
+            let auth = self.credentials_for(&repository.registry).await;
             let authorization = self.login(&reference, operation, &auth).await?;
             self.oci_for(&reference, operation, &authorization).await
         }
@@ -698,7 +704,7 @@ impl Registry {
     where
         F: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
-        let auth = auth_for(reference.registry());
+        let auth = self.credentials_for(reference.registry()).await;
         let mut authorization = self.login(reference, operation, &auth).await?;
         let mut answer = self
             .deadline(reference, request(authorization.clone()))
@@ -735,6 +741,35 @@ impl Registry {
             answer = self.deadline(reference, send()).await;
         }
         answer
+    }
+
+    /// The docker configuration's credentials for `registry` ([`auth_for`]), read again after
+    /// [`CREDENTIALS_REUSE`], off the runtime's threads (a credential helper is a process).
+    async fn credentials_for(&self, registry: &str) -> RegistryAuth {
+        let read = self
+            .access
+            .lock()
+            .expect("not poisoned")
+            .credentials
+            .get(registry)
+            .filter(|(_, read)| read.elapsed() < CREDENTIALS_REUSE)
+            .map(|(auth, _)| auth.clone());
+        if let Some(auth) = read {
+            return auth;
+        }
+        let host = registry.to_string();
+        let auth = tokio::task::spawn_blocking(move || auth_for(&host))
+            .await
+            .unwrap_or(RegistryAuth::Anonymous);
+        self.access
+            .lock()
+            .expect("not poisoned")
+            .credentials
+            .insert(
+                registry.to_string(),
+                (auth.clone(), tokio::time::Instant::now()),
+            );
+        auth
     }
 
     /// The authorization of the reference's scope, found when the scope is first used: for
