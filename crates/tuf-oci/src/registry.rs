@@ -744,23 +744,33 @@ impl Registry {
     }
 
     /// The docker configuration's credentials for `registry` ([`auth_for`]), read again after
-    /// [`CREDENTIALS_REUSE`], off the runtime's threads (a credential helper is a process).
+    /// [`CREDENTIALS_REUSE`], once for concurrent requests, off the runtime's threads and
+    /// under the request deadline (a credential helper is a process, which may hang: then
+    /// the request goes out anonymously).
     async fn credentials_for(&self, registry: &str) -> RegistryAuth {
-        let read = self
-            .access
-            .lock()
-            .expect("not poisoned")
-            .credentials
-            .get(registry)
-            .filter(|(_, read)| read.elapsed() < CREDENTIALS_REUSE)
-            .map(|(auth, _)| auth.clone());
-        if let Some(auth) = read {
+        let read = || {
+            self.access
+                .lock()
+                .expect("not poisoned")
+                .credentials
+                .get(registry)
+                .filter(|(_, read)| read.elapsed() < CREDENTIALS_REUSE)
+                .map(|(auth, _)| auth.clone())
+        };
+        if let Some(auth) = read() {
+            return auth;
+        }
+        let finding = self.finding(registry);
+        let _finding = finding.lock().await;
+        if let Some(auth) = read() {
             return auth;
         }
         let host = registry.to_string();
-        let auth = tokio::task::spawn_blocking(move || auth_for(&host))
-            .await
-            .unwrap_or(RegistryAuth::Anonymous);
+        let lookup = tokio::task::spawn_blocking(move || auth_for(&host));
+        let auth = match tokio::time::timeout(self.timeout, lookup).await {
+            Ok(Ok(auth)) => auth,
+            _ => RegistryAuth::Anonymous,
+        };
         self.access
             .lock()
             .expect("not poisoned")
@@ -799,17 +809,13 @@ impl Registry {
         // token to write, and a streamed upload cannot be sent again once a 401 has told us so.
         let asks = match auth {
             RegistryAuth::Anonymous => wants_tokens || matches!(operation, RegistryOperation::Push),
-            RegistryAuth::Basic(..) | RegistryAuth::Bearer(_) => true,
+            RegistryAuth::Basic(..) => true,
+            // An identity token is sent as it is, as oci-client and docker send it: the user
+            // configured it for this registry.
+            RegistryAuth::Bearer(token) => return Ok(Authorization::Bearer(token.clone())),
         };
         let authorization = if asks {
-            let finding = Arc::clone(
-                self.access
-                    .lock()
-                    .expect("not poisoned")
-                    .finding
-                    .entry(scope.0.clone())
-                    .or_default(),
-            );
+            let finding = self.finding(&scope.0);
             let _finding = finding.lock().await;
             if let Some(authorization) = ready().0 {
                 return Ok(authorization);
@@ -829,10 +835,15 @@ impl Registry {
         Ok(authorization)
     }
 
-    /// The configured credentials, as the registry's challenge (`GET /v2/`) asks for them:
-    /// user and password exchanged for a token or sent as they are, an identity token sent as
-    /// a bearer token (as oci-client sends it); not at all to a registry that asks for
-    /// nothing, or for what they are not.
+    /// The lock held while an authorization for `registry` is found ([`Access::finding`]).
+    fn finding(&self, registry: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut access = self.access.lock().expect("not poisoned");
+        Arc::clone(access.finding.entry(registry.to_string()).or_default())
+    }
+
+    /// The configured user and password, as the registry's challenge (`GET /v2/`) asks for
+    /// them: exchanged for a token or sent as they are; not at all to a registry that asks
+    /// for nothing, or for a scheme the project does not speak.
     async fn credentials(
         &self,
         reference: &Reference,
@@ -847,12 +858,7 @@ impl Registry {
             .await?;
         self.traffic.record(0);
         Ok(match (challenge, auth) {
-            (Challenge::Bearer, RegistryAuth::Basic(..)) => {
-                self.token(reference, operation, auth).await?
-            }
-            (Challenge::Bearer, RegistryAuth::Bearer(token)) => {
-                Authorization::Bearer(token.clone())
-            }
+            (Challenge::Bearer, _) => self.token(reference, operation, auth).await?,
             (Challenge::Basic, RegistryAuth::Basic(user, password)) => {
                 Authorization::Basic(user.clone(), password.clone())
             }

@@ -6,10 +6,12 @@
 //!
 //! - amd64: amd64 (no variant, or `v1`: containerd asks for no higher level), then 386;
 //! - arm64: arm64 (`v8`), then 32-bit arm `v8`, `v7`, `v6`, `v5`;
-//! - arm `vN` (from `/proc/cpuinfo`): arm `vN` down to `v5`;
+//! - arm `vN` (from `/proc/cpuinfo`, or `uname`): arm `vN` down to `v5`;
 //! - anything else: its own architecture without variant.
 //!
-//! Of entries equally preferred, the first in the index wins.
+//! Of entries equally preferred, the first in the index wins; entries naming no platform come
+//! after every match, and entries asking for OS features are never taken (the machine
+//! declares none), as in containerd.
 
 use serde::Deserialize;
 
@@ -45,21 +47,26 @@ impl Platform {
     }
 }
 
-/// The platforms `machine` runs, best first.
+/// The platforms `machine` runs, best first (containerd's `platformVector`).
 fn runs(machine: &Platform) -> Vec<Platform> {
-    let arm_from = |version: u32| {
-        (5..=version)
-            .rev()
-            .map(|version| Platform::normalized("arm", &format!("v{version}")))
+    // 32-bit arm `vN`, then the older variants down to v5.
+    let arm = |variant: &str| {
+        let older = match variant.trim_start_matches('v').parse::<u32>() {
+            Ok(version) if version > 5 => (5..version).rev().collect(),
+            _ => Vec::new(),
+        };
+        std::iter::once(Platform::normalized("arm", variant))
+            .chain(
+                older
+                    .into_iter()
+                    .map(|v| Platform::normalized("arm", &format!("v{v}"))),
+            )
             .collect::<Vec<_>>()
     };
     match machine.architecture.as_str() {
         "amd64" => vec![machine.clone(), Platform::normalized("386", "")],
-        "arm64" => [vec![machine.clone()], arm_from(8)].concat(),
-        "arm" => match machine.variant.trim_start_matches('v').parse() {
-            Ok(version) => arm_from(version),
-            Err(_) => vec![machine.clone()],
-        },
+        "arm64" => [vec![machine.clone()], arm("v8")].concat(),
+        "arm" => arm(&machine.variant),
         _ => vec![machine.clone()],
     }
 }
@@ -78,10 +85,11 @@ fn choose_for(index: &[u8], machine: &Platform) -> Option<String> {
     }
     #[derive(Deserialize)]
     struct EntryPlatform {
-        architecture: String,
-        os: String,
-        #[serde(default)]
-        variant: String,
+        architecture: Option<String>,
+        os: Option<String>,
+        variant: Option<String>,
+        #[serde(rename = "os.features")]
+        os_features: Option<Vec<String>>,
     }
     let index: Index = serde_json::from_slice(index).ok()?;
     let preferences = runs(machine);
@@ -89,11 +97,19 @@ fn choose_for(index: &[u8], machine: &Platform) -> Option<String> {
         .manifests
         .into_iter()
         .filter_map(|entry| {
-            let platform = entry.platform?;
-            if !platform.os.eq_ignore_ascii_case("linux") {
+            let Some(platform) = entry.platform else {
+                return Some((preferences.len(), entry.digest));
+            };
+            // An empty OS is the machine's own.
+            let os = platform.os.unwrap_or_default();
+            let features = platform.os_features.unwrap_or_default();
+            if !(os.is_empty() || os.eq_ignore_ascii_case("linux")) || !features.is_empty() {
                 return None;
             }
-            let platform = Platform::normalized(&platform.architecture, &platform.variant);
+            let platform = Platform::normalized(
+                platform.architecture.as_deref().unwrap_or_default(),
+                platform.variant.as_deref().unwrap_or_default(),
+            );
             let rank = preferences.iter().position(|p| *p == platform)?;
             Some((rank, entry.digest))
         })
@@ -110,40 +126,67 @@ pub(crate) fn choose(index: &[u8]) -> Option<String> {
 /// This machine's platform, as containerd reads it: the architecture as OCI (Go) names it,
 /// and for 32-bit arm the variant from `/proc/cpuinfo`.
 fn this_machine() -> Platform {
+    let little = cfg!(target_endian = "little");
     let architecture = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "x86" => "386",
         "aarch64" => "arm64",
         "loongarch64" => "loong64",
+        "powerpc64" if little => "ppc64le",
         "powerpc64" => "ppc64",
+        "mips" if little => "mipsle",
+        "mips64" if little => "mips64le",
         other => other,
     };
     let variant = if architecture == "arm" {
-        arm_variant(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default())
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let machine = rustix::system::uname()
+            .machine()
+            .to_string_lossy()
+            .into_owned();
+        arm_variant(&cpuinfo, &machine)
     } else {
         String::new()
     };
     Platform::normalized(architecture, &variant)
 }
 
-/// The arm variant `/proc/cpuinfo` gives (`CPU architecture: 7`), with containerd's
-/// exception: ARMv6 Raspberry Pis report 7.
-fn arm_variant(cpuinfo: &str) -> String {
+/// The arm variant as containerd's `getCPUVariant` reads it: `CPU architecture` of
+/// `/proc/cpuinfo` (`7`, `6TEJ`, `5TE`, ...), or without it the machine `uname` names
+/// (`armv6l`); ARMv6 Raspberry Pis report 7, and are v6.
+fn arm_variant(cpuinfo: &str, machine: &str) -> String {
     let field = |name: &str| {
         cpuinfo.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
             key.trim()
                 .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_string())
+                .then(|| value.trim().to_lowercase())
         })
     };
-    let variant = field("CPU architecture").unwrap_or_default();
-    let armv6 = field("model name")
-        .is_some_and(|model| model.to_lowercase().starts_with("armv6-compatible"));
-    if variant == "7" && armv6 {
-        return "6".into();
+    let reported = field("CPU architecture").unwrap_or_else(|| {
+        let machine = machine.to_lowercase();
+        match machine.strip_prefix("armv").and_then(|rest| rest.get(..1)) {
+            _ if machine == "aarch64" => "8".into(),
+            Some(version) if "345678".contains(version) => version.into(),
+            _ => "unknown".into(),
+        }
+    });
+    let armv6 = field("model name").is_some_and(|model| model.starts_with("armv6-compatible"));
+    let reported = if reported == "7" && armv6 {
+        "6"
+    } else {
+        reported.as_str()
+    };
+    match reported {
+        "8" | "aarch64" => "v8",
+        "7" | "7m" | "?(12)" | "?(13)" | "?(14)" | "?(15)" | "?(16)" | "?(17)" => "v7",
+        "6" | "6tej" => "v6",
+        "5" | "5t" | "5te" | "5tej" => "v5",
+        "4" | "4t" => "v4",
+        "3" => "v3",
+        _ => "unknown",
     }
-    variant
+    .to_string()
 }
 
 #[cfg(test)]
@@ -215,20 +258,44 @@ mod tests {
 
     #[test]
     fn the_arm_variant_is_read_as_containerd_reads_it() {
-        assert_eq!(arm_variant("processor\t: 0\nCPU architecture: 7\n"), "7");
+        let cpu =
+            |architecture: &str| format!("processor\t: 0\nCPU architecture: {architecture}\n");
+        assert_eq!(arm_variant(&cpu("7"), "armv7l"), "v7");
+        assert_eq!(arm_variant(&cpu("6TEJ"), "armv7l"), "v6");
+        assert_eq!(arm_variant(&cpu("5TE"), "armv7l"), "v5");
+        assert_eq!(arm_variant(&cpu("?(12)"), "armv7l"), "v7");
         let pi = "model name\t: ARMv6-compatible processor rev 7 (v6l)\nCPU architecture: 7\n";
-        assert_eq!(arm_variant(pi), "6");
-        assert_eq!(arm_variant(""), "");
+        assert_eq!(arm_variant(pi, "armv6l"), "v6");
+        // Without the field, the machine's name.
+        assert_eq!(arm_variant("", "armv6l"), "v6");
+        assert_eq!(arm_variant("", "mystery"), "unknown");
+    }
+
+    #[test]
+    fn an_old_arm_machine_takes_only_its_own_variant() {
+        let entries = [("linux", "arm", "v5"), ("linux", "arm", "v4")];
+        assert_eq!(chosen(("arm", "v4"), &entries).as_deref(), Some("sha256:1"));
+    }
+
+    #[test]
+    fn entries_naming_no_platform_come_last_and_os_features_are_never_taken() {
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"digest": "sha256:none"},
+            {"digest": "sha256:features", "platform":
+                {"os": "linux", "architecture": "amd64", "os.features": ["x"]}},
+            {"digest": "sha256:no-os", "platform": {"architecture": "amd64", "variant": null}},
+        ]});
+        let index = serde_json::to_vec(&index).unwrap();
+        let amd64 = Platform::normalized("amd64", "");
+        assert_eq!(choose_for(&index, &amd64).as_deref(), Some("sha256:no-os"));
+        let arm64 = Platform::normalized("arm64", "");
+        assert_eq!(choose_for(&index, &arm64).as_deref(), Some("sha256:none"));
     }
 
     #[test]
     fn this_machine_is_named_as_oci_names_it() {
-        let expected = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            other => other,
-        };
+        // As oci-spec names this machine's architecture (it follows Go's names).
+        let expected = oci_spec::image::Arch::default().to_string();
         assert_eq!(this_machine().architecture, expected);
     }
 }

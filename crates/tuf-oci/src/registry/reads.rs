@@ -100,10 +100,9 @@ impl Reads {
         })
     }
 
-    /// `GET /v2/`: what the registry's challenges ask for, a bearer token before user and
-    /// password. An answer other than 200 or 401 is an error, not "no challenge": a registry
-    /// failing for a moment is not taken for one that wants no credentials. The answer's body
-    /// is not read.
+    /// `GET /v2/`: what the registry's challenge asks for. A server error is an error, not
+    /// "no challenge": a registry failing for a moment is not taken for one that wants no
+    /// credentials. Any other answer but 401 asks for nothing. The answer's body is not read.
     pub(super) async fn challenge(
         &self,
         reference: &Reference,
@@ -116,13 +115,13 @@ impl Reads {
         };
         let response = client.get(url.clone()).send().await?;
         match response.status() {
-            reqwest::StatusCode::OK => Ok(Challenge::None),
             reqwest::StatusCode::UNAUTHORIZED => Ok(challenge_of(response.headers())),
-            status => Err(OciDistributionError::ServerError {
+            status if status.is_server_error() => Err(OciDistributionError::ServerError {
                 code: status.as_u16(),
                 url: url.to_string(),
-                message: "the registry's API root did not answer 200 or 401".into(),
+                message: "the registry's API root failed".into(),
             }),
+            _ => Ok(Challenge::None),
         }
     }
 
@@ -242,25 +241,35 @@ impl Reads {
     }
 }
 
-/// What the `WWW-Authenticate` headers ask for: each header may hold several challenges
-/// (`Basic realm="r", Bearer realm="…",service="…"`); schemes are told apart from parameters
-/// as the first word of the header or the word after a comma.
+/// What the `WWW-Authenticate` header asks for, read as oci-client's token exchange reads it
+/// (the first header; a bearer challenge with a realm among its challenges), so that a
+/// challenge taken for a token's is one the exchange can answer. Otherwise user and password
+/// are sent only to an explicit `Basic` challenge.
 fn challenge_of(headers: &http::HeaderMap) -> Challenge {
-    let schemes: Vec<String> = headers
-        .get_all(http::header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|part| {
-            let mut words = part.split_whitespace();
-            let first = words.next()?;
-            // A parameter (`service="…"`) has `=` in its first word; a scheme has none.
-            (!first.contains('=')).then(|| first.to_ascii_lowercase())
-        })
+    let Some(value) = headers
+        .get(http::header::WWW_AUTHENTICATE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Challenge::None;
+    };
+    let challenges: Vec<_> = http_auth::parser::ChallengeParser::new(value)
+        .filter_map(Result::ok)
         .collect();
-    if schemes.iter().any(|scheme| scheme == "bearer") {
+    let has_realm = |challenge: &http_auth::ChallengeRef<'_>| {
+        challenge
+            .params
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("realm"))
+    };
+    if challenges
+        .iter()
+        .any(|c| c.scheme.eq_ignore_ascii_case("bearer") && has_realm(c))
+    {
         Challenge::Bearer
-    } else if schemes.iter().any(|scheme| scheme == "basic") {
+    } else if challenges
+        .iter()
+        .any(|c| c.scheme.eq_ignore_ascii_case("basic"))
+    {
         Challenge::Basic
     } else {
         Challenge::None
@@ -369,22 +378,26 @@ mod tests {
     }
 
     #[test]
-    fn challenges_are_read_from_every_header_and_scheme() {
+    fn challenges_are_read_as_the_token_exchange_reads_them() {
         let bearer = r#"Bearer realm="https://auth.test/token",service="registry.test""#;
         assert_eq!(challenge(&[bearer]), Challenge::Bearer);
         assert_eq!(challenge(&[r#"basic realm="r""#]), Challenge::Basic);
-        // Several challenges, in one header or in several: a token is asked for first.
-        let both = format!(r#"Basic realm="r", {bearer}"#);
+        // Several challenges in the header: a token, when the exchange can get one.
+        let both = format!(r#"Basic realm="a, Bearer b", {bearer}"#);
         assert_eq!(challenge(&[&both]), Challenge::Bearer);
         assert_eq!(
-            challenge(&[r#"Basic realm="r""#, bearer]),
-            Challenge::Bearer
+            challenge(&[r#"Basic realm="a, Bearer realm=b""#]),
+            Challenge::Basic
         );
-        // Schemes the project does not speak get nothing, least of all a password.
         assert_eq!(
-            challenge(&[r#"Negotiate"#, r#"Digest realm="r""#]),
+            challenge(&[r#"Bearer service="no realm""#]),
             Challenge::None
         );
+        // The first header only, as the exchange reads.
+        assert_eq!(challenge(&[r#"Basic realm="r""#, bearer]), Challenge::Basic);
+        // Schemes the project does not speak get nothing, least of all a password.
+        assert_eq!(challenge(&["Negotiate"]), Challenge::None);
+        assert_eq!(challenge(&[r#"Digest realm="r""#]), Challenge::None);
         assert_eq!(challenge(&[]), Challenge::None);
     }
 }
