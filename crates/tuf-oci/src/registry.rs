@@ -744,9 +744,8 @@ impl Registry {
     }
 
     /// The docker configuration's credentials for `registry` ([`auth_for`]), read again after
-    /// [`CREDENTIALS_REUSE`], once for concurrent requests, off the runtime's threads and
-    /// under the request deadline (a credential helper is a process, which may hang: then
-    /// the request goes out anonymously).
+    /// [`CREDENTIALS_REUSE`], once for concurrent requests, off the runtime's threads (a
+    /// credential helper is a process; one that hangs holds up the requests to its registry).
     async fn credentials_for(&self, registry: &str) -> RegistryAuth {
         let read = || {
             self.access
@@ -766,11 +765,9 @@ impl Registry {
             return auth;
         }
         let host = registry.to_string();
-        let lookup = tokio::task::spawn_blocking(move || auth_for(&host));
-        let auth = match tokio::time::timeout(self.timeout, lookup).await {
-            Ok(Ok(auth)) => auth,
-            _ => RegistryAuth::Anonymous,
-        };
+        let auth = tokio::task::spawn_blocking(move || auth_for(&host))
+            .await
+            .unwrap_or(RegistryAuth::Anonymous);
         self.access
             .lock()
             .expect("not poisoned")
@@ -810,8 +807,8 @@ impl Registry {
         let asks = match auth {
             RegistryAuth::Anonymous => wants_tokens || matches!(operation, RegistryOperation::Push),
             RegistryAuth::Basic(..) => true,
-            // An identity token is sent as it is, as oci-client and docker send it: the user
-            // configured it for this registry.
+            // An identity token is sent as it is, as oci-client sends it: the user configured
+            // it for this registry.
             RegistryAuth::Bearer(token) => return Ok(Authorization::Bearer(token.clone())),
         };
         let authorization = if asks {

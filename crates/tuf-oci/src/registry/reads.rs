@@ -100,9 +100,10 @@ impl Reads {
         })
     }
 
-    /// `GET /v2/`: what the registry's challenge asks for. A server error is an error, not
-    /// "no challenge": a registry failing for a moment is not taken for one that wants no
-    /// credentials. Any other answer but 401 asks for nothing. The answer's body is not read.
+    /// `GET /v2/`: what the registry's challenge asks for. A server error or a redirect is an
+    /// error, not "no challenge": a registry failing for a moment, or sending the client
+    /// elsewhere, is not taken for one that wants no credentials. Any other answer but 401
+    /// asks for nothing. The answer's body is not read.
     pub(super) async fn challenge(
         &self,
         reference: &Reference,
@@ -116,11 +117,13 @@ impl Reads {
         let response = client.get(url.clone()).send().await?;
         match response.status() {
             reqwest::StatusCode::UNAUTHORIZED => Ok(challenge_of(response.headers())),
-            status if status.is_server_error() => Err(OciDistributionError::ServerError {
-                code: status.as_u16(),
-                url: url.to_string(),
-                message: "the registry's API root failed".into(),
-            }),
+            status if status.is_server_error() || status.is_redirection() => {
+                Err(OciDistributionError::ServerError {
+                    code: status.as_u16(),
+                    url: url.to_string(),
+                    message: "the registry's API root did not say what it asks for".into(),
+                })
+            }
             _ => Ok(Challenge::None),
         }
     }
