@@ -418,16 +418,27 @@ async fn auth_less_registry_is_never_asked_for_a_token() {
 /// `tuf-oci copy` of `solo/app:v1` from `source` to `destination` (both plain HTTP) with the
 /// docker configuration in `docker_config`; awaited, so proxies on this runtime keep answering.
 async fn copy_app(source: &str, destination: &str, docker_config: &Path) -> std::process::Output {
-    tokio::process::Command::new(tuf_oci_tests::cli_binary())
+    copy_app_command(source, destination, docker_config)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The command [`copy_app`] runs, for a test to add to.
+fn copy_app_command(
+    source: &str,
+    destination: &str,
+    docker_config: &Path,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(tuf_oci_tests::cli_binary());
+    command
         .env("DOCKER_CONFIG", docker_config)
         .args(["--insecure-registry", source])
         .args(["--insecure-registry", destination])
         .arg("copy")
         .arg(format!("{source}/solo/app:v1"))
-        .arg(format!("{destination}/solo/app:v1"))
-        .output()
-        .await
-        .unwrap()
+        .arg(format!("{destination}/solo/app:v1"));
+    command
 }
 
 /// Hands out a token with a newline in it, which no `Authorization` header can carry.
@@ -583,13 +594,8 @@ async fn a_credential_helper_is_asked_once_for_many_requests() {
         dir.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
-        .env("DOCKER_CONFIG", dir.path())
+    let out = copy_app_command(&source.host, &proxy.host, dir.path())
         .env("PATH", path)
-        .args(["--insecure-registry", &source.host])
-        .args(["--insecure-registry", &proxy.host, "copy"])
-        .arg(format!("{}/solo/app:v1", source.host))
-        .arg(format!("{}/solo/app:v1", proxy.host))
         .output()
         .await
         .unwrap();

@@ -109,12 +109,7 @@ impl Reads {
         reference: &Reference,
     ) -> Result<Challenge, OciDistributionError> {
         let url = self.base(reference)?;
-        let client = if url.scheme() == "http" {
-            &self.plain
-        } else {
-            self.tls().await?
-        };
-        let response = client.get(url.clone()).send().await?;
+        let response = self.client(&url).await?.get(url.clone()).send().await?;
         match response.status() {
             reqwest::StatusCode::UNAUTHORIZED => Ok(challenge_of(response.headers())),
             status if status.is_server_error() || status.is_redirection() => {
@@ -188,11 +183,7 @@ impl Reads {
         };
         let plain = url.scheme() == "http";
         let origin = url.clone();
-        let client = if plain {
-            &self.plain
-        } else {
-            self.tls().await?
-        };
+        let client = self.client(&url).await?;
         let request = authorized(with_accept(client.get(url)), authorization)?;
         let mut response = request.send().await?;
         if plain
@@ -207,7 +198,7 @@ impl Reads {
             response = with_accept(self.tls().await?.get(location)).send().await?;
         }
         if response.status() != reqwest::StatusCode::OK {
-            return Err(failure(&mut response, &origin).await?);
+            return Err(failure(&mut response, &origin).await);
         }
         Ok(response)
     }
@@ -229,6 +220,15 @@ impl Reads {
         self.base(reference)?
             .join(&format!("{}/{path}", reference.repository()))
             .map_err(|e| OciDistributionError::UrlParseError(e.to_string()))
+    }
+
+    /// The client for `url`: the plain one over HTTP, the HTTPS one otherwise.
+    async fn client(&self, url: &reqwest::Url) -> Result<&reqwest::Client, OciDistributionError> {
+        if url.scheme() == "http" {
+            Ok(&self.plain)
+        } else {
+            self.tls().await
+        }
     }
 
     /// The HTTPS client; a failure to set it up (no CA certificates) fails this read, and
@@ -308,16 +308,13 @@ fn authorized(
 /// The error an answer other than 200 amounts to, its body read up to [`ERROR_BODY_LIMIT`].
 /// A 401 from elsewhere than the registry (`origin`), where a redirect led, asks nothing of
 /// the registry's credentials: it is an error like any other.
-async fn failure(
-    response: &mut reqwest::Response,
-    origin: &reqwest::Url,
-) -> Result<OciDistributionError, OciDistributionError> {
+async fn failure(response: &mut reqwest::Response, origin: &reqwest::Url) -> OciDistributionError {
     let url = response.url().to_string();
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED && response.url().origin() != origin.origin() {
-        return Ok(OciDistributionError::GenericError(Some(format!(
+        return OciDistributionError::GenericError(Some(format!(
             "{url}, where the registry sent the request, answered 401 Unauthorized"
-        ))));
+        )));
     }
     // The status is what counts: a body that cannot be read is no reason to lose it.
     let body = match body(response, ERROR_BODY_LIMIT).await {
@@ -325,7 +322,7 @@ async fn failure(
         Ok(Err(Exceeded)) => Bytes::from_static(b"(an error answer past 4 KiB)"),
         Err(_) => Bytes::from_static(b"(an error answer that could not be read)"),
     };
-    Ok(error(status, &body, &url))
+    error(status, &body, &url)
 }
 
 /// Reads the body up to `limit` bytes; one that says it is longer is not read at all.
