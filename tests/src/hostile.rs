@@ -104,6 +104,15 @@ pub enum Rule {
     /// The same for writes only (`POST`, `PUT`, `PATCH`, `DELETE`) and the `/v2/` ping that
     /// tells clients so, as registries that let anyone pull but not push do.
     RequireTokenToWrite,
+    /// The same for every request to a repository, while the `/v2/` ping is answered to
+    /// anyone: registries with public and private repositories side by side.
+    RequireTokenBeyondRoot,
+    /// Want `Authorization: Basic <credential>` on every `/v2/` request (401 with a `Basic`
+    /// challenge otherwise), as registries behind a plain password check do.
+    RequireBasic {
+        /// `user:password`, base64-encoded.
+        credential: String,
+    },
 }
 
 /// The token [`Rule::RequireToken`] hands out.
@@ -134,6 +143,8 @@ pub struct Heard {
     pub method: String,
     /// The path, without the query.
     pub path: String,
+    /// The query, without its `?`.
+    pub query: String,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<String>,
 }
@@ -222,6 +233,11 @@ async fn serve(
         .unwrap_or_default()
         .to_string();
     let (path, query) = path.split_once('?').unwrap_or((&path, ""));
+    let authorization = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("authorization")
+            .then(|| value.trim().to_string())
+    });
     seen.lock().expect("not poisoned").push(path.to_string());
     heard.lock().expect("not poisoned").push(Heard {
         method: head
@@ -230,11 +246,8 @@ async fn serve(
             .unwrap_or_default()
             .to_string(),
         path: path.to_string(),
-        authorization: head.lines().find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("authorization")
-                .then(|| value.trim().to_string())
-        }),
+        query: query.to_string(),
+        authorization: authorization.clone(),
     });
     for rule in rules {
         match rule {
@@ -377,7 +390,9 @@ async fn serve(
                 client.write_all(answer.as_bytes()).await?;
                 return client.shutdown().await;
             }
-            Rule::RequireToken | Rule::RequireTokenToWrite if path == "/token" => {
+            Rule::RequireToken | Rule::RequireTokenToWrite | Rule::RequireTokenBeyondRoot
+                if path == "/token" =>
+            {
                 let body = format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
@@ -387,11 +402,14 @@ async fn serve(
                 client.write_all(head.as_bytes()).await?;
                 return client.shutdown().await;
             }
-            Rule::RequireToken | Rule::RequireTokenToWrite
-                if (matches!(rule, Rule::RequireToken) || path == "/v2/" || writes(&request))
-                    && !head
-                        .to_lowercase()
-                        .contains(&format!("authorization: bearer {TOKEN}")) =>
+            Rule::RequireToken | Rule::RequireTokenToWrite | Rule::RequireTokenBeyondRoot
+                if match rule {
+                    Rule::RequireToken => true,
+                    Rule::RequireTokenBeyondRoot => path != "/v2/",
+                    _ => path == "/v2/" || writes(&request),
+                } && !head
+                    .to_lowercase()
+                    .contains(&format!("authorization: bearer {TOKEN}")) =>
             {
                 let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}"#;
                 let mut answer = format!(
@@ -403,6 +421,15 @@ async fn serve(
                 if !head_only(&request) {
                     answer.push_str(body);
                 }
+                client.write_all(answer.as_bytes()).await?;
+                return client.shutdown().await;
+            }
+            Rule::RequireBasic { credential }
+                if authorization.as_deref() != Some(format!("Basic {credential}").as_str()) =>
+            {
+                let answer = "HTTP/1.1 401 Unauthorized\r\n\
+                     WWW-Authenticate: Basic realm=\"hostile\"\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n";
                 client.write_all(answer.as_bytes()).await?;
                 return client.shutdown().await;
             }

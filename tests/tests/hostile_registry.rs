@@ -276,11 +276,14 @@ async fn solo_and_its_layer() -> (TestRegistry, String) {
     (registry, layer)
 }
 
-#[tokio::test]
-async fn a_blob_sent_on_to_https_storage_is_read_there_without_the_registry_token() {
-    // Distribution storing blobs in S3 redirects blob reads there. From a registry on plain
-    // HTTP the hop is made by the client that holds the CA certificates (the plain one holds
-    // none), and the registry's token does not go along.
+/// Copies `solo/app:v1` to an OCI layout from a registry behind a proxy applying `rules`
+/// (before them, one sending its layer on to HTTPS storage), with `credential` (base64
+/// `user:password`) configured for it, if given: the `Authorization` headers the storage
+/// heard, and what the proxy heard for the layer.
+async fn copy_through_https_storage(
+    rules: Vec<Rule>,
+    credential: Option<&str>,
+) -> (Vec<Option<String>>, Vec<Heard>) {
     let (source, layer) = solo_and_its_layer().await;
     let bytes = source
         .client
@@ -288,18 +291,25 @@ async fn a_blob_sent_on_to_https_storage_is_read_there_without_the_registry_toke
         .await
         .unwrap();
     let store = HttpsStore::start(&bytes).await;
-    let rules = vec![
-        Rule::RequireToken,
+    let mut rules = rules;
+    rules.insert(
+        0,
         Rule::Redirect {
             path_suffix: format!("/blobs/{layer}"),
             location: format!("{}/storage/{layer}", store.url),
         },
-    ];
+    );
     let proxy = HostileRegistry::start(&source.host, rules).await;
+    let docker_config = tempfile::tempdir().unwrap();
+    if let Some(credential) = credential {
+        let config = json!({ "auths": { proxy.host.clone(): { "auth": credential } } });
+        std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
+    }
     let layout = tempfile::tempdir().unwrap();
     let mut copy = std::process::Command::new(tuf_oci_tests::cli_binary());
     copy.env("SSL_CERT_FILE", &store.ca)
         .env_remove("SSL_CERT_DIR")
+        .env("DOCKER_CONFIG", docker_config.path())
         .args(["--insecure-registry", &proxy.host, "copy"])
         .arg(format!("{}/solo/app:v1", proxy.host))
         .arg(format!("oci:{}", layout.path().display()));
@@ -309,15 +319,44 @@ async fn a_blob_sent_on_to_https_storage_is_read_there_without_the_registry_toke
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stored = store.heard().await;
-    assert!(stored.iter().all(Option::is_none), "{stored:?}");
     let heard = proxy.heard.lock().unwrap().clone();
+    let layer_reads = heard
+        .into_iter()
+        .filter(|h| h.path.ends_with(&format!("/blobs/{layer}")))
+        .collect();
+    (store.heard().await, layer_reads)
+}
+
+#[tokio::test]
+async fn a_blob_sent_on_to_https_storage_is_read_there_without_the_registry_token() {
+    // Distribution storing blobs in S3 redirects blob reads there. From a registry on plain
+    // HTTP the hop is made by the client that holds the CA certificates (the plain one holds
+    // none), and the registry's token does not go along.
+    let (stored, layer_reads) = copy_through_https_storage(vec![Rule::RequireToken], None).await;
+    assert!(stored.iter().all(Option::is_none), "{stored:?}");
     assert!(
-        heard
+        layer_reads
             .iter()
-            .any(|h| h.path.ends_with(&format!("/blobs/{layer}"))
-                && h.authorization.as_deref() == Some("Bearer anonymous-token")),
-        "{heard:#?}"
+            .any(|h| h.authorization.as_deref() == Some("Bearer anonymous-token")),
+        "{layer_reads:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_blob_sent_on_to_https_storage_is_read_there_without_the_registry_password() {
+    // A registry wanting the user and password themselves: they go with the read to the
+    // registry, not on to the storage.
+    let credential = base64::engine::general_purpose::STANDARD.encode("reader:s3cret");
+    let rules = vec![Rule::RequireBasic {
+        credential: credential.clone(),
+    }];
+    let (stored, layer_reads) = copy_through_https_storage(rules, Some(&credential)).await;
+    assert!(stored.iter().all(Option::is_none), "{stored:?}");
+    assert!(
+        layer_reads
+            .iter()
+            .any(|h| h.authorization.as_deref() == Some(format!("Basic {credential}").as_str())),
+        "{layer_reads:#?}"
     );
 }
 
@@ -720,6 +759,78 @@ async fn registry_wanting_anonymous_tokens_gets_one_per_scope() {
     let seen = proxy.seen.lock().unwrap().clone();
     let tokens = seen.iter().filter(|p| *p == "/token").count();
     assert_eq!(tokens, 2, "two repositories, two tokens: {seen:#?}");
+}
+
+#[tokio::test]
+async fn a_registry_wanting_tokens_per_repository_gets_them() {
+    // The API root answers anyone, the repositories want tokens: the challenge that says so
+    // comes with the 401 to a repository's request. Taking the API root's word alone, the
+    // client asked the token service for nothing and was refused again.
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let proxy = HostileRegistry::start(&registry.host, vec![Rule::RequireTokenBeyondRoot]).await;
+    verifier(&proxy.host, &org.root)
+        .verify(&image(&proxy.host, "solo/app:v1"))
+        .await
+        .unwrap();
+    let heard = proxy.heard.lock().unwrap().clone();
+    let scopes: Vec<_> = heard
+        .iter()
+        .filter(|h| h.path == "/token")
+        .map(|h| h.query.as_str())
+        .collect();
+    assert!(
+        scopes.contains(&"scope=repository%3Asolo%2Fapp%3Apull&service=hostile"),
+        "{heard:#?}"
+    );
+
+    // A signer's credentials go to the token service for pushes too, and nowhere else.
+    let (heard, auth) = copy_as_signer(vec![Rule::RequireTokenBeyondRoot]).await;
+    let exchanged = format!("Basic {auth}");
+    let with_them: Vec<_> = heard
+        .iter()
+        .filter(|h| h.authorization.as_deref() == Some(exchanged.as_str()))
+        .map(|h| (h.path.as_str(), h.query.as_str()))
+        .collect();
+    assert!(
+        with_them.contains(&(
+            "/token",
+            "scope=repository%3Asolo%2Fapp%3Apull%2Cpush&service=hostile"
+        )) && with_them.iter().all(|(path, _)| *path == "/token"),
+        "{heard:#?}"
+    );
+    assert!(
+        heard
+            .iter()
+            .any(|h| h.method == "PUT"
+                && h.authorization.as_deref() == Some("Bearer anonymous-token")),
+        "{heard:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_token_answer_is_cut_at_its_limit() {
+    // The registry names the token service; one answering without end grew the client
+    // until the request deadline.
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let sent = Arc::<std::sync::atomic::AtomicU64>::default();
+    let rules = vec![
+        Rule::Endless {
+            path_suffix: "/token".into(),
+            status: "200 OK",
+            sent: sent.clone(),
+        },
+        Rule::RequireToken,
+    ];
+    match refusal_through(&registry, &org.root, rules).await {
+        Error::Registry { message, .. } => {
+            assert!(message.contains("answered past 65536 bytes"), "{message}");
+        }
+        other => panic!("expected a registry error, got {other}"),
+    }
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < SENT_TO_A_CLIENT_THAT_STOPPED, "{sent} bytes sent");
 }
 
 #[tokio::test]

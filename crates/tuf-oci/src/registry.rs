@@ -3,7 +3,7 @@
 //! request, size caps on every download, and "not found" told apart from every other failure
 //! (TUF 5.3.3 ends the root chain on a missing file, not on a broken one). Reads (manifests,
 //! tag listings, blobs) are the project's own requests (`registry/reads.rs`), cut at their
-//! limits as they arrive; oci-client writes and exchanges credentials for tokens.
+//! limits as they arrive, and so is the token exchange; oci-client writes.
 
 mod reads;
 
@@ -204,12 +204,11 @@ impl FetchedManifest {
 /// A registry client; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
-    /// oci-client, for writes and token exchanges, set up at its first use
-    /// ([`Registry::oci`]).
+    /// oci-client, for writes, set up at its first use ([`Registry::oci`]).
     client: Arc<tokio::sync::OnceCell<Client>>,
     insecure_hosts: Vec<String>,
     /// Manifests, tag listings and blobs, read against their limits (oci-client reads
-    /// manifests and tag listings whole).
+    /// manifests and tag listings whole), and the token exchange.
     reads: Arc<Reads>,
     timeout: Duration,
     traffic: Arc<Traffic>,
@@ -495,7 +494,7 @@ impl Registry {
         let operation = RegistryOperation::Push;
         let client = async {
             let auth = self.credentials_for(&repository.registry).await;
-            let authorization = self.login(&reference, operation, &auth).await?;
+            let authorization = self.login(&reference, operation, &auth, false).await?;
             self.oci_for(&reference, operation, &authorization).await
         }
         .await
@@ -705,14 +704,14 @@ impl Registry {
         F: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
         let auth = self.credentials_for(reference.registry()).await;
-        let mut authorization = self.login(reference, operation, &auth).await?;
+        let mut authorization = self.login(reference, operation, &auth, false).await?;
         let mut answer = self
             .deadline(reference, request(authorization.clone()))
             .await;
         if answer.as_ref().is_err_and(is_unauthorized) {
             self.unauthorized(reference, operation, &auth, &authorization);
             self.traffic.record(0);
-            authorization = self.login(reference, operation, &auth).await?;
+            authorization = self.login(reference, operation, &auth, true).await?;
             answer = self
                 .deadline(reference, request(authorization.clone()))
                 .await;
@@ -781,14 +780,16 @@ impl Registry {
 
     /// The authorization of the reference's scope, found when the scope is first used: for
     /// anonymous access none, or an anonymous token ([`Access`]); for the docker
-    /// configuration's credentials what the registry's challenge asks for. oci-client's
-    /// requests find it in its token cache ([`Registry::oci_for`]), the project's own reads
-    /// are handed it.
+    /// configuration's credentials what the registry's challenge asks for
+    /// ([`Registry::authorize`]; `refused`: after a 401 to the scope's request).
+    /// oci-client's requests find it in its token cache ([`Registry::oci_for`]), the
+    /// project's own reads are handed it.
     async fn login(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
         auth: &RegistryAuth,
+        refused: bool,
     ) -> std::result::Result<Authorization, OciDistributionError> {
         let scope = scope(reference, operation);
         let ready = || {
@@ -817,10 +818,7 @@ impl Registry {
             if let Some(authorization) = ready().0 {
                 return Ok(authorization);
             }
-            match auth {
-                RegistryAuth::Anonymous => self.token(reference, operation, auth).await?,
-                _ => self.credentials(reference, operation, auth).await?,
-            }
+            self.authorize(reference, operation, auth, refused).await?
         } else {
             Authorization::None
         };
@@ -838,50 +836,71 @@ impl Registry {
         Arc::clone(access.finding.entry(registry.to_string()).or_default())
     }
 
-    /// The configured user and password, as the registry's challenge (`GET /v2/`) asks for
-    /// them: exchanged for a token or sent as they are; not at all to a registry that asks
-    /// for nothing, or for a scheme the project does not speak.
-    async fn credentials(
+    /// What the registry's challenge asks of `auth`: a token from its token service (with
+    /// the configured user and password, if any), the user and password as they are, or
+    /// nothing (a registry that asks for nothing, or for a scheme the project does not speak).
+    /// The challenge is the API root's (`GET /v2/`); when that asks for nothing, the
+    /// repository's own where it may ask for more: after a 401 to the scope's request
+    /// (`refused`), and before credentials the user configured go unused (a signer's
+    /// streamed upload cannot be sent again after a 401).
+    async fn authorize(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
         auth: &RegistryAuth,
+        refused: bool,
     ) -> std::result::Result<Authorization, OciDistributionError> {
-        let asked = self
-            .deadline(reference, self.reads.challenge(reference))
-            .await;
-        let challenge = self
-            .retried(reference, asked, || self.reads.challenge(reference))
+        let mut challenge = self
+            .challenge(reference, || self.reads.challenge(reference))
             .await?;
-        self.traffic.record(0);
-        Ok(match (challenge, auth) {
-            (Challenge::Bearer, _) => self.token(reference, operation, auth).await?,
-            (Challenge::Basic, RegistryAuth::Basic(user, password)) => {
-                Authorization::Basic(user.clone(), password.clone())
+        let credentials = match auth {
+            RegistryAuth::Basic(user, password) => Some((user.as_str(), password.as_str())),
+            _ => None,
+        };
+        if challenge == Challenge::None && (refused || credentials.is_some()) {
+            challenge = self
+                .challenge(reference, || self.reads.repository_challenge(reference))
+                .await?;
+        }
+        Ok(match challenge {
+            Challenge::Bearer { realm, service } => {
+                let scope = match operation {
+                    RegistryOperation::Pull => {
+                        format!("repository:{}:pull", reference.repository())
+                    }
+                    RegistryOperation::Push => {
+                        format!("repository:{}:pull,push", reference.repository())
+                    }
+                };
+                let exchange = || {
+                    self.reads
+                        .token(&realm, service.as_deref(), &scope, credentials)
+                };
+                let answer = self.deadline(reference, exchange()).await;
+                let token = self.retried(reference, answer, exchange).await?;
+                self.traffic.record(0);
+                Authorization::Bearer(token)
             }
-            _ => Authorization::None,
+            Challenge::Basic => credentials.map_or(Authorization::None, |(user, password)| {
+                Authorization::Basic(user.to_string(), password.to_string())
+            }),
+            Challenge::None => Authorization::None,
         })
     }
 
-    /// A token from the registry's token service (oci-client's exchange: `GET /v2/` for the
-    /// challenge, then the token itself), with `auth`'s credentials.
-    async fn token(
+    /// The challenge `ask` answers, under the deadline, asked again after a server error.
+    async fn challenge<F>(
         &self,
         reference: &Reference,
-        operation: RegistryOperation,
-        auth: &RegistryAuth,
-    ) -> std::result::Result<Authorization, OciDistributionError> {
-        let token = self
-            .deadline(
-                reference,
-                self.oci().await?.auth(reference, auth, operation),
-            )
-            .await?;
+        ask: impl Fn() -> F,
+    ) -> std::result::Result<Challenge, OciDistributionError>
+    where
+        F: Future<Output = std::result::Result<Challenge, OciDistributionError>>,
+    {
+        let asked = self.deadline(reference, ask()).await;
+        let challenge = self.retried(reference, asked, ask).await?;
         self.traffic.record(0);
-        if token.is_some() {
-            self.traffic.record(0);
-        }
-        Ok(token.map_or(Authorization::None, Authorization::Bearer))
+        Ok(challenge)
     }
 
     /// After a 401 to a request sent with `failed`, before it is sent once more: the scope's

@@ -3,8 +3,10 @@
 //! tag listing whole before returning it, so a registry sending one without end would grow the
 //! process until the request deadline (a few gigabytes a second on loopback); and it builds
 //! two TLS clients when set up, each reading the system's CA certificates, which a verification
-//! against a registry on plain HTTP need not pay. oci-client still writes, and exchanges
-//! credentials for tokens.
+//! against a registry on plain HTTP need not pay. The token exchange is the project's own
+//! too: oci-client's exchange reads the challenge at the API root only (a registry wanting
+//! tokens per repository got none) and takes the token service's answer whole. oci-client
+//! still writes.
 //!
 //! The answers are told apart as oci-client tells them (its error type), so [`super::Registry`]
 //! retries, re-authorizes and recognises "not found" the same for every request.
@@ -17,6 +19,9 @@ use oci_client::errors::{OciDistributionError, OciEnvelope};
 
 /// Most bytes of an error answer kept for its message.
 const ERROR_BODY_LIMIT: u64 = 4 * 1024;
+
+/// Most bytes of a token service's answer: a token is a few kilobytes.
+const TOKEN_ANSWER_LIMIT: u64 = 64 * 1024;
 
 /// How a request is authorized: what [`super::Registry`]'s log-in found the scope needs.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -42,14 +47,19 @@ impl std::fmt::Debug for Authorization {
     }
 }
 
-/// What a registry's `WWW-Authenticate` challenges to `GET /v2/` ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a registry's `WWW-Authenticate` challenge asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Challenge {
     /// No challenge (the registry wants no credentials), or none of a scheme the project
     /// speaks.
     None,
-    /// A token from its token service.
-    Bearer,
+    /// A token from its token service at `realm`, for `service`.
+    Bearer {
+        /// Where tokens are asked for.
+        realm: String,
+        /// The registry's name at the token service, if it gives one.
+        service: Option<String>,
+    },
     /// User and password, as they are.
     Basic,
 }
@@ -100,15 +110,29 @@ impl Reads {
         })
     }
 
-    /// `GET /v2/`: what the registry's challenge asks for. A server error or a redirect is an
-    /// error, not "no challenge": a registry failing for a moment, or sending the client
-    /// elsewhere, is not taken for one that wants no credentials. Any other answer but 401
-    /// asks for nothing. The answer's body is not read.
+    /// `GET /v2/`: what the registry's challenge asks for, as registries tell it (OCI
+    /// distribution spec, "Determining Support").
     pub(super) async fn challenge(
         &self,
         reference: &Reference,
     ) -> Result<Challenge, OciDistributionError> {
-        let url = self.base(reference)?;
+        self.challenge_at(self.base(reference)?).await
+    }
+
+    /// `GET /v2/<repository>/tags/list`: what the repository's challenge asks for, for a
+    /// registry that answers its API root to anyone and wants credentials per repository.
+    pub(super) async fn repository_challenge(
+        &self,
+        reference: &Reference,
+    ) -> Result<Challenge, OciDistributionError> {
+        self.challenge_at(self.url(reference, "tags/list")?).await
+    }
+
+    /// The challenge of a 401 to `GET url`. A server error or a redirect is an error, not "no
+    /// challenge": a registry failing for a moment, or sending the client elsewhere, is not
+    /// taken for one that wants no credentials. Any other answer but 401 asks for nothing.
+    /// The answer's body is not read.
+    async fn challenge_at(&self, url: reqwest::Url) -> Result<Challenge, OciDistributionError> {
         let response = self.client(&url).await?.get(url.clone()).send().await?;
         match response.status() {
             reqwest::StatusCode::UNAUTHORIZED => Ok(challenge_of(response.headers())),
@@ -121,6 +145,74 @@ impl Reads {
             }
             _ => Ok(Challenge::None),
         }
+    }
+
+    /// A token for `scope` (`repository:<name>:pull`) from the token service at `realm`
+    /// (distribution's token authentication), asked with `credentials` when there are any.
+    /// A user and password go over plain HTTP only to a host the user marked insecure; the
+    /// answer is read up to [`TOKEN_ANSWER_LIMIT`].
+    pub(super) async fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<String, OciDistributionError> {
+        let mut url = reqwest::Url::parse(realm).map_err(|e| {
+            OciDistributionError::AuthenticationFailure(format!(
+                "the registry names a token service at {realm:?}, which is no URL: {e}"
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(OciDistributionError::AuthenticationFailure(format!(
+                "the registry names a token service at {realm}, which is not reached over HTTP"
+            )));
+        }
+        if url.scheme() == "http" && credentials.is_some() && !self.is_insecure(&url) {
+            return Err(OciDistributionError::AuthenticationFailure(format!(
+                "the registry names a token service on plain HTTP ({realm}), which is not \
+                 given credentials unless its host is marked insecure"
+            )));
+        }
+        url.query_pairs_mut().append_pair("scope", scope);
+        if let Some(service) = service {
+            url.query_pairs_mut().append_pair("service", service);
+        }
+        let mut request = self.client(&url).await?.get(url.clone());
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        let mut response = request.send().await?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            let failed = failure(&mut response, &url).await;
+            return Err(if status.is_server_error() {
+                failed
+            } else {
+                OciDistributionError::AuthenticationFailure(format!(
+                    "the token service at {realm} answered {status}: {}",
+                    super::error_chain(&failed)
+                ))
+            });
+        }
+        let Ok(answer) = body(&mut response, TOKEN_ANSWER_LIMIT).await? else {
+            return Err(OciDistributionError::AuthenticationFailure(format!(
+                "the token service at {realm} answered past {TOKEN_ANSWER_LIMIT} bytes"
+            )));
+        };
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        serde_json::from_slice::<Answer>(&answer)
+            .ok()
+            .and_then(|answer| answer.token.or(answer.access_token))
+            .ok_or_else(|| {
+                OciDistributionError::RegistryTokenDecodeError(format!(
+                    "the token service at {realm} answered no token"
+                ))
+            })
     }
 
     /// `GET /v2/<repository>/manifests/<digest or tag>`, accepting `media_types`.
@@ -203,6 +295,16 @@ impl Reads {
         Ok(response)
     }
 
+    /// Whether `url`'s host (with its port) is one the user marked insecure.
+    fn is_insecure(&self, url: &reqwest::Url) -> bool {
+        let host = url.host_str().unwrap_or_default();
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        self.insecure_hosts.contains(&authority)
+    }
+
     /// The registry's API root, `/v2/`, over plain HTTP for the insecure hosts.
     fn base(&self, reference: &Reference) -> Result<reqwest::Url, OciDistributionError> {
         let registry = reference.resolve_registry();
@@ -244,10 +346,9 @@ impl Reads {
     }
 }
 
-/// What the `WWW-Authenticate` header asks for, read as oci-client's token exchange reads it
-/// (the first header; a bearer challenge with a realm among its challenges), so that a
-/// challenge taken for a token's is one the exchange can answer. Otherwise user and password
-/// are sent only to an explicit `Basic` challenge.
+/// What the `WWW-Authenticate` header asks for, read as oci-client's token exchange read it
+/// (the first header): a token when a bearer challenge among its challenges names a realm
+/// to ask at; otherwise user and password only to an explicit `Basic` challenge.
 fn challenge_of(headers: &http::HeaderMap) -> Challenge {
     let Some(value) = headers
         .get(http::header::WWW_AUTHENTICATE)
@@ -258,17 +359,22 @@ fn challenge_of(headers: &http::HeaderMap) -> Challenge {
     let challenges: Vec<_> = http_auth::parser::ChallengeParser::new(value)
         .filter_map(Result::ok)
         .collect();
-    let has_realm = |challenge: &http_auth::ChallengeRef<'_>| {
+    let param = |challenge: &http_auth::ChallengeRef<'_>, wanted: &str| {
         challenge
             .params
             .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("realm"))
+            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+            .map(|(_, value)| value.to_unescaped())
     };
-    if challenges
-        .iter()
-        .any(|c| c.scheme.eq_ignore_ascii_case("bearer") && has_realm(c))
-    {
-        Challenge::Bearer
+    let bearer = challenges.iter().find_map(|c| {
+        let realm = param(c, "realm")?;
+        c.scheme.eq_ignore_ascii_case("bearer").then(|| {
+            let service = param(c, "service");
+            Challenge::Bearer { realm, service }
+        })
+    });
+    if let Some(bearer) = bearer {
+        bearer
     } else if challenges
         .iter()
         .any(|c| c.scheme.eq_ignore_ascii_case("basic"))
@@ -380,11 +486,21 @@ mod tests {
     #[test]
     fn challenges_are_read_as_the_token_exchange_reads_them() {
         let bearer = r#"Bearer realm="https://auth.test/token",service="registry.test""#;
-        assert_eq!(challenge(&[bearer]), Challenge::Bearer);
+        let token = Challenge::Bearer {
+            realm: "https://auth.test/token".into(),
+            service: Some("registry.test".into()),
+        };
+        assert_eq!(challenge(&[bearer]), token);
         assert_eq!(challenge(&[r#"basic realm="r""#]), Challenge::Basic);
         // Several challenges in the header: a token, when the exchange can get one.
         let both = format!(r#"Basic realm="a, Bearer b", {bearer}"#);
-        assert_eq!(challenge(&[&both]), Challenge::Bearer);
+        assert_eq!(challenge(&[&both]), token);
+        let escaped = r#"Bearer realm="https://auth.test/t\"oken""#;
+        let unescaped = Challenge::Bearer {
+            realm: r#"https://auth.test/t"oken"#.into(),
+            service: None,
+        };
+        assert_eq!(challenge(&[escaped]), unescaped);
         assert_eq!(
             challenge(&[r#"Basic realm="a, Bearer realm=b""#]),
             Challenge::Basic
@@ -399,5 +515,25 @@ mod tests {
         assert_eq!(challenge(&["Negotiate"]), Challenge::None);
         assert_eq!(challenge(&[r#"Digest realm="r""#]), Challenge::None);
         assert_eq!(challenge(&[]), Challenge::None);
+    }
+
+    #[tokio::test]
+    async fn credentials_go_to_a_token_service_on_plain_http_only_on_an_insecure_host() {
+        let reads = Reads::new(vec!["registry.test:5000".into()], Duration::from_secs(1)).unwrap();
+        let credentials = Some(("signer", "s3cret"));
+        let scope = "repository:a:pull";
+        let refused = reads
+            .token("http://auth.test/token", None, scope, credentials)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, OciDistributionError::AuthenticationFailure(ref m)
+                if m.contains("plain HTTP (http://auth.test/token)")),
+            "{refused:?}"
+        );
+        let url = |text: &str| reqwest::Url::parse(text).unwrap();
+        assert!(reads.is_insecure(&url("http://registry.test:5000/token")));
+        assert!(!reads.is_insecure(&url("http://registry.test/token")));
+        assert!(!reads.is_insecure(&url("http://registry.test:5001/token")));
     }
 }
