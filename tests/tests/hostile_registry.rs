@@ -652,6 +652,44 @@ async fn a_credential_helper_is_asked_once_for_many_requests() {
 }
 
 #[tokio::test]
+async fn a_credential_helper_that_never_answers_fails_the_copy_naming_it() {
+    // A helper waiting for a passphrase no one types held its registry's requests for as
+    // long as it waited (a node's verifier, for ever). Past the request deadline the copy
+    // fails, naming the helper, and ends: the helper's thread does not hold the process.
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    solo(&source, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let helper = dir.path().join("docker-credential-hanging");
+    std::fs::write(&helper, "#!/bin/sh\nexec sleep 20\n").unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = json!({ "credHelpers": { source.host.clone(): "hanging" } });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let started = std::time::Instant::now();
+    let out = copy_app_command(&source.host, &destination.host, dir.path())
+        .env("PATH", path)
+        .args(["--timeout", "1"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the credential helper for {} did not answer within 1 s",
+            source.host
+        )),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15), "{stderr}");
+}
+
+#[tokio::test]
 async fn credentials_go_only_to_a_registry_that_asks_for_them() {
     // A registry that wants no credentials is not given the docker configuration's user and
     // password, over plain HTTP least of all.

@@ -239,8 +239,9 @@ struct Access {
     /// Scopes (registry, repository, push) set up, with their authorization and when it was
     /// found.
     ready: HashMap<Scope, (Authorization, tokio::time::Instant)>,
-    /// Credentials read from the docker configuration, per registry, and when.
-    credentials: HashMap<String, (RegistryAuth, tokio::time::Instant)>,
+    /// Credentials read from the docker configuration, per registry, and when; `None`: its
+    /// credential helper did not answer in time.
+    credentials: HashMap<String, (Option<RegistryAuth>, tokio::time::Instant)>,
     /// One lock per registry, held while a scope's authorization is found (a look at the
     /// registry's challenge, a token exchange): concurrent first requests to a scope share
     /// it, and a registry that hangs there holds up no other.
@@ -493,7 +494,7 @@ impl Registry {
         let reference = repository.digested(digest);
         let operation = RegistryOperation::Push;
         let client = async {
-            let auth = self.credentials_for(&repository.registry).await;
+            let auth = self.credentials_for(&repository.registry).await?;
             let authorization = self.login(&reference, operation, &auth, false).await?;
             self.oci_for(&reference, operation, &authorization).await
         }
@@ -703,7 +704,7 @@ impl Registry {
     where
         F: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
-        let auth = self.credentials_for(reference.registry()).await;
+        let auth = self.credentials_for(reference.registry()).await?;
         let mut authorization = self.login(reference, operation, &auth, false).await?;
         let mut answer = self
             .deadline(reference, request(authorization.clone()))
@@ -743,9 +744,14 @@ impl Registry {
     }
 
     /// The docker configuration's credentials for `registry` ([`auth_for`]), read again after
-    /// [`CREDENTIALS_REUSE`], once for concurrent requests, off the runtime's threads (a
-    /// credential helper is a process; one that hangs holds up the requests to its registry).
-    async fn credentials_for(&self, registry: &str) -> RegistryAuth {
+    /// [`CREDENTIALS_REUSE`], once for concurrent requests, off the runtime's threads. A
+    /// credential helper is a process, and one may wait for ever (for a passphrase no one
+    /// types): one that does not answer within the request deadline fails the requests to its
+    /// registry, naming it, until the configuration is read again.
+    async fn credentials_for(
+        &self,
+        registry: &str,
+    ) -> std::result::Result<RegistryAuth, OciDistributionError> {
         let read = || {
             self.access
                 .lock()
@@ -755,27 +761,49 @@ impl Registry {
                 .filter(|(_, read)| read.elapsed() < CREDENTIALS_REUSE)
                 .map(|(auth, _)| auth.clone())
         };
-        if let Some(auth) = read() {
-            return auth;
+        let usable = |found: Option<RegistryAuth>| {
+            found.ok_or_else(|| {
+                OciDistributionError::GenericError(Some(format!(
+                    "the credential helper for {registry} did not answer within {} s",
+                    self.timeout.as_secs()
+                )))
+            })
+        };
+        if let Some(found) = read() {
+            return usable(found);
         }
         let finding = self.finding(registry);
         let _finding = finding.lock().await;
-        if let Some(auth) = read() {
-            return auth;
+        if let Some(found) = read() {
+            return usable(found);
         }
-        let host = registry.to_string();
-        let auth = tokio::task::spawn_blocking(move || auth_for(&host))
-            .await
-            .unwrap_or(RegistryAuth::Anonymous);
+        let found = self.read_credentials(registry).await;
+        let now = tokio::time::Instant::now();
         self.access
             .lock()
             .expect("not poisoned")
             .credentials
-            .insert(
-                registry.to_string(),
-                (auth.clone(), tokio::time::Instant::now()),
-            );
-        auth
+            .insert(registry.to_string(), (found.clone(), now));
+        usable(found)
+    }
+
+    /// [`auth_for`] on a thread of its own, `None` past the deadline. Not a blocking task of
+    /// the runtime: a runtime shutting down waits for those, and a process would not end
+    /// before its hung helper did.
+    async fn read_credentials(&self, registry: &str) -> Option<RegistryAuth> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let host = registry.to_string();
+        let reading = std::thread::Builder::new()
+            .name("docker-credentials".into())
+            .spawn(move || sender.send(auth_for(&host)));
+        if reading.is_err() {
+            // As a configuration that cannot be read: no credentials.
+            return Some(RegistryAuth::Anonymous);
+        }
+        match tokio::time::timeout(self.timeout, receiver).await {
+            Ok(read) => Some(read.unwrap_or(RegistryAuth::Anonymous)),
+            Err(_) => None,
+        }
     }
 
     /// The authorization of the reference's scope, found when the scope is first used: for
