@@ -30,6 +30,15 @@ pub enum Rule {
         /// Body bytes written so far, over all requests.
         sent: Arc<std::sync::atomic::AtomicU64>,
     },
+    /// Answer `status` (`401 Unauthorized`) with this JSON body.
+    Refuse {
+        /// Matched against the end of the request path.
+        path_suffix: String,
+        /// The status line's code and reason.
+        status: &'static str,
+        /// The body answered.
+        body: String,
+    },
     /// Answer 307 sending the client to `location`, as registries storing blobs elsewhere do.
     Redirect {
         /// Matched against the end of the request path.
@@ -421,6 +430,19 @@ async fn serve(
                 if !head_only(&request) {
                     answer.push_str(body);
                 }
+                client.write_all(answer.as_bytes()).await?;
+                return client.shutdown().await;
+            }
+            Rule::Refuse {
+                path_suffix,
+                status,
+                body,
+            } if path.ends_with(path_suffix.as_str()) => {
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 client.write_all(answer.as_bytes()).await?;
                 return client.shutdown().await;
             }

@@ -277,7 +277,7 @@ async fn solo_and_its_layer() -> (TestRegistry, String) {
 }
 
 /// Copies `solo/app:v1` to an OCI layout from a registry behind a proxy applying `rules`
-/// (before them, one sending its layer on to HTTPS storage), with `credential` (base64
+/// (then one sending its layer on to HTTPS storage), with `credential` (base64
 /// `user:password`) configured for it, if given: the `Authorization` headers the storage
 /// heard, and what the proxy heard for the layer.
 async fn copy_through_https_storage(
@@ -292,39 +292,45 @@ async fn copy_through_https_storage(
         .unwrap();
     let store = HttpsStore::start(&bytes).await;
     let mut rules = rules;
-    rules.insert(
-        0,
-        Rule::Redirect {
-            path_suffix: format!("/blobs/{layer}"),
-            location: format!("{}/storage/{layer}", store.url),
-        },
-    );
+    // After the rules wanting credentials: the read is sent on only once authorized.
+    rules.push(Rule::Redirect {
+        path_suffix: format!("/blobs/{layer}"),
+        location: format!("{}/storage/{layer}", store.url),
+    });
     let proxy = HostileRegistry::start(&source.host, rules).await;
     let docker_config = tempfile::tempdir().unwrap();
     if let Some(credential) = credential {
         let config = json!({ "auths": { proxy.host.clone(): { "auth": credential } } });
         std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
     }
-    let layout = tempfile::tempdir().unwrap();
-    let mut copy = std::process::Command::new(tuf_oci_tests::cli_binary());
-    copy.env("SSL_CERT_FILE", &store.ca)
-        .env_remove("SSL_CERT_DIR")
-        .env("DOCKER_CONFIG", docker_config.path())
-        .args(["--insecure-registry", &proxy.host, "copy"])
-        .arg(format!("{}/solo/app:v1", proxy.host))
-        .arg(format!("oci:{}", layout.path().display()));
-    let out = tokio::process::Command::from(copy).output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    copy_to_a_layout_trusting(&proxy.host, &store.ca, docker_config.path()).await;
     let heard = proxy.heard.lock().unwrap().clone();
     let layer_reads = heard
         .into_iter()
         .filter(|h| h.path.ends_with(&format!("/blobs/{layer}")))
         .collect();
     (store.heard().await, layer_reads)
+}
+
+/// A successful `tuf-oci copy` of `solo/app:v1` from `host` (plain HTTP) to an OCI layout,
+/// trusting the CA certificate `ca` only, with the docker configuration in `docker_config`.
+async fn copy_to_a_layout_trusting(host: &str, ca: &Path, docker_config: &Path) {
+    let layout = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
+        .env("SSL_CERT_FILE", ca)
+        .env_remove("SSL_CERT_DIR")
+        .env("DOCKER_CONFIG", docker_config)
+        .args(["--insecure-registry", host, "copy"])
+        .arg(format!("{host}/solo/app:v1"))
+        .arg(format!("oci:{}", layout.path().display()))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -844,6 +850,80 @@ async fn a_registry_wanting_tokens_per_repository_gets_them() {
                 && h.authorization.as_deref() == Some("Bearer anonymous-token")),
         "{heard:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_registry_that_wanted_a_token_per_repository_is_asked_first_in_the_next() {
+    // Once the registry refused an anonymous read, a repository not read before has its
+    // challenge asked before its first request, not after a 401 of its own.
+    let registry = TestRegistry::start();
+    let proxy = HostileRegistry::start(&registry.host, vec![Rule::RequireTokenBeyondRoot]).await;
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(5),
+    })
+    .expect("registry client");
+    for name in ["any/one", "any/two"] {
+        let repository = tuf_oci::Repository::parse(&format!("{}/{name}", proxy.host)).unwrap();
+        let read = client.manifest(&repository.tagged("v1"), 1024).await;
+        assert!(read.unwrap().is_none());
+    }
+    let heard = proxy.heard.lock().unwrap().clone();
+    let second: Vec<_> = heard
+        .iter()
+        .filter(|h| h.path == "/v2/any/two/manifests/v1")
+        .collect();
+    assert!(
+        !second.is_empty()
+            && second
+                .iter()
+                .all(|h| h.authorization.as_deref() == Some("Bearer anonymous-token")),
+        "{heard:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_service_refusing_says_why() {
+    // The reason is in the body of its 401, which the registry's own 401s need not be read
+    // for.
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let rules = vec![
+        Rule::Refuse {
+            path_suffix: "/token".into(),
+            status: "401 Unauthorized",
+            body: r#"{"details":"incorrect username or password"}"#.into(),
+        },
+        Rule::RequireToken,
+    ];
+    match refusal_through(&registry, &org.root, rules).await {
+        Error::Registry { message, .. } => assert!(
+            message.contains("/token answered 401 Unauthorized")
+                && message.contains("incorrect username or password"),
+            "{message}"
+        ),
+        other => panic!("expected a registry error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_token_service_moved_to_https_is_followed_there() {
+    // A token service on plain HTTP sending its requests on to HTTPS, as a registry's blob
+    // reads may be: followed by the client holding the CA certificates.
+    let registry = TestRegistry::start();
+    solo(&registry, true).await;
+    let store = HttpsStore::start(br#"{"token":"anonymous-token"}"#).await;
+    let rules = vec![
+        Rule::Redirect {
+            path_suffix: "/token".into(),
+            location: format!("{}/token", store.url),
+        },
+        Rule::RequireToken,
+    ];
+    let proxy = HostileRegistry::start(&registry.host, rules).await;
+    let empty_docker_config = tempfile::tempdir().unwrap();
+    copy_to_a_layout_trusting(&proxy.host, &store.ca, empty_docker_config.path()).await;
+    assert!(!store.heard().await.is_empty());
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //! - [`location`]: repositories, image references, target names, `tuf-metadata` pointers.
 //! - [`layout`]: how metadata files become OCI manifests and indexes (spec: `docs/layout.md`).
 //! - [`registry`]: registry access (auth, insecure hosts, limits, deadlines): reads of its own,
-//!   cut at their limits as they arrive; writes and token exchanges through oci-client.
+//!   and token exchanges, cut at their limits as they arrive; writes through oci-client.
 //! - [`source`]: where the verification engine reads metadata files from.
 //! - [`trusted`]: trusted metadata persisted between runs (rollback protection).
 //! - [`atomic`]: files replaced whole (trusted metadata, layouts, archives, roots).

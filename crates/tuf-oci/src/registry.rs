@@ -231,7 +231,7 @@ const TOKEN_REUSE: Duration = Duration::from_secs(45);
 /// cached token. A registry without auth ignores the absence of a credential; one that wants
 /// tokens answers 401, and from then on its scopes get the token exchange (see
 /// [`Registry::call`]). Configured credentials are sent only as the registry's challenge asks
-/// for them ([`Registry::credentials`]).
+/// for them ([`Registry::authorize`]).
 #[derive(Debug, Default)]
 struct Access {
     /// Registries that answered 401 to anonymous requests.
@@ -495,7 +495,7 @@ impl Registry {
         let operation = RegistryOperation::Push;
         let client = async {
             let auth = self.credentials_for(&repository.registry).await?;
-            let authorization = self.login(&reference, operation, &auth, false).await?;
+            let authorization = self.login(&reference, operation, &auth).await?;
             self.oci_for(&reference, operation, &authorization).await
         }
         .await
@@ -705,14 +705,14 @@ impl Registry {
         F: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
         let auth = self.credentials_for(reference.registry()).await?;
-        let mut authorization = self.login(reference, operation, &auth, false).await?;
+        let mut authorization = self.login(reference, operation, &auth).await?;
         let mut answer = self
             .deadline(reference, request(authorization.clone()))
             .await;
         if answer.as_ref().is_err_and(is_unauthorized) {
             self.unauthorized(reference, operation, &auth, &authorization);
             self.traffic.record(0);
-            authorization = self.login(reference, operation, &auth, true).await?;
+            authorization = self.login(reference, operation, &auth).await?;
             answer = self
                 .deadline(reference, request(authorization.clone()))
                 .await;
@@ -809,15 +809,13 @@ impl Registry {
     /// The authorization of the reference's scope, found when the scope is first used: for
     /// anonymous access none, or an anonymous token ([`Access`]); for the docker
     /// configuration's credentials what the registry's challenge asks for
-    /// ([`Registry::authorize`]; `refused`: after a 401 to the scope's request).
-    /// oci-client's requests find it in its token cache ([`Registry::oci_for`]), the
-    /// project's own reads are handed it.
+    /// ([`Registry::authorize`]). oci-client's requests find it in its token cache
+    /// ([`Registry::oci_for`]), the project's own reads are handed it.
     async fn login(
         &self,
         reference: &Reference,
         operation: RegistryOperation,
         auth: &RegistryAuth,
-        refused: bool,
     ) -> std::result::Result<Authorization, OciDistributionError> {
         let scope = scope(reference, operation);
         let ready = || {
@@ -846,7 +844,8 @@ impl Registry {
             if let Some(authorization) = ready().0 {
                 return Ok(authorization);
             }
-            self.authorize(reference, operation, auth, refused).await?
+            self.authorize(reference, operation, auth, wants_tokens)
+                .await?
         } else {
             Authorization::None
         };
@@ -868,8 +867,8 @@ impl Registry {
     /// the configured user and password, if any), the user and password as they are, or
     /// nothing (a registry that asks for nothing, or for a scheme the project does not speak).
     /// The challenge is the API root's (`GET /v2/`); when that asks for nothing, the
-    /// repository's own where it may ask for more: after a 401 to the scope's request
-    /// (`refused`), and before credentials the user configured go unused (a signer's
+    /// repository's own where it may ask for more: at a registry that `refused` an anonymous
+    /// request (401), and before credentials the user configured go unused (a signer's
     /// streamed upload cannot be sent again after a 401).
     async fn authorize(
         &self,
@@ -879,7 +878,7 @@ impl Registry {
         refused: bool,
     ) -> std::result::Result<Authorization, OciDistributionError> {
         let mut challenge = self
-            .challenge(reference, || self.reads.challenge(reference))
+            .challenge(reference, || self.reads.root_challenge(reference))
             .await?;
         let credentials = match auth {
             RegistryAuth::Basic(user, password) => Some((user.as_str(), password.as_str())),

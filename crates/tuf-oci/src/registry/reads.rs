@@ -112,11 +112,12 @@ impl Reads {
 
     /// `GET /v2/`: what the registry's challenge asks for, as registries tell it (OCI
     /// distribution spec, "Determining Support").
-    pub(super) async fn challenge(
+    pub(super) async fn root_challenge(
         &self,
         reference: &Reference,
     ) -> Result<Challenge, OciDistributionError> {
-        self.challenge_at(self.base(reference)?).await
+        self.challenge_at(self.base(reference)?, "the registry's API root")
+            .await
     }
 
     /// `GET /v2/<repository>/tags/list`: what the repository's challenge asks for, for a
@@ -125,14 +126,22 @@ impl Reads {
         &self,
         reference: &Reference,
     ) -> Result<Challenge, OciDistributionError> {
-        self.challenge_at(self.url(reference, "tags/list")?).await
+        self.challenge_at(
+            self.url(reference, "tags/list")?,
+            "the repository's tag listing",
+        )
+        .await
     }
 
-    /// The challenge of a 401 to `GET url`. A server error or a redirect is an error, not "no
-    /// challenge": a registry failing for a moment, or sending the client elsewhere, is not
-    /// taken for one that wants no credentials. Any other answer but 401 asks for nothing.
-    /// The answer's body is not read.
-    async fn challenge_at(&self, url: reqwest::Url) -> Result<Challenge, OciDistributionError> {
+    /// The challenge of a 401 to `GET url` (`what` it is). A server error or a redirect is an
+    /// error, not "no challenge": a registry failing for a moment, or sending the client
+    /// elsewhere, is not taken for one that wants no credentials. Any other answer but 401
+    /// asks for nothing. The answer's body is not read.
+    async fn challenge_at(
+        &self,
+        url: reqwest::Url,
+        what: &str,
+    ) -> Result<Challenge, OciDistributionError> {
         let response = self.client(&url).await?.get(url.clone()).send().await?;
         match response.status() {
             reqwest::StatusCode::UNAUTHORIZED => Ok(challenge_of(response.headers())),
@@ -140,7 +149,7 @@ impl Reads {
                 Err(OciDistributionError::ServerError {
                     code: status.as_u16(),
                     url: url.to_string(),
-                    message: "the registry's API root did not say what it asks for".into(),
+                    message: format!("{what} did not say what it asks for"),
                 })
             }
             _ => Ok(Challenge::None),
@@ -178,20 +187,26 @@ impl Reads {
         if let Some(service) = service {
             url.query_pairs_mut().append_pair("service", service);
         }
-        let mut request = self.client(&url).await?.get(url.clone());
-        if let Some((user, password)) = credentials {
-            request = request.basic_auth(user, Some(password));
-        }
-        let mut response = request.send().await?;
+        let authorization = match credentials {
+            Some((user, password)) => Authorization::Basic(user.into(), password.into()),
+            None => Authorization::None,
+        };
+        let mut response = self.send(url.clone(), None, &authorization).await?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
-            let failed = failure(&mut response, &url).await;
+            // The service's reason (a wrong password, say) is in the body, whatever the
+            // status.
+            let reason = error_body(&mut response).await;
+            let reason = String::from_utf8_lossy(&reason).into_owned();
             return Err(if status.is_server_error() {
-                failed
+                OciDistributionError::ServerError {
+                    code: status.as_u16(),
+                    url: realm.to_string(),
+                    message: reason,
+                }
             } else {
                 OciDistributionError::AuthenticationFailure(format!(
-                    "the token service at {realm} answered {status}: {}",
-                    super::error_chain(&failed)
+                    "the token service at {realm} answered {status}: {reason}"
                 ))
             });
         }
@@ -200,19 +215,11 @@ impl Reads {
                 "the token service at {realm} answered past {TOKEN_ANSWER_LIMIT} bytes"
             )));
         };
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        serde_json::from_slice::<Answer>(&answer)
-            .ok()
-            .and_then(|answer| answer.token.or(answer.access_token))
-            .ok_or_else(|| {
-                OciDistributionError::RegistryTokenDecodeError(format!(
-                    "the token service at {realm} answered no token"
-                ))
-            })
+        token_of(&answer).map_err(|reason| {
+            OciDistributionError::RegistryTokenDecodeError(format!(
+                "the token service at {realm} answered no token: {reason}"
+            ))
+        })
     }
 
     /// `GET /v2/<repository>/manifests/<digest or tag>`, accepting `media_types`.
@@ -258,10 +265,26 @@ impl Reads {
     }
 
     /// Sends a `GET` and returns a 200 answer, its body still to be read; any other answer
-    /// is the error oci-client would have made of it. A registry on plain HTTP may send a
-    /// read on to HTTPS (distribution storing blobs in S3 redirects there): that hop and what
-    /// follows go through the HTTPS client, without the registry's credentials.
+    /// is the error oci-client would have made of it.
     async fn get(
+        &self,
+        url: reqwest::Url,
+        accept: Option<&str>,
+        authorization: &Authorization,
+    ) -> Result<reqwest::Response, OciDistributionError> {
+        let origin = url.clone();
+        let mut response = self.send(url, accept, authorization).await?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(failure(&mut response, &origin).await);
+        }
+        Ok(response)
+    }
+
+    /// Sends a `GET` and returns the answer, whatever its status. A host on plain HTTP may
+    /// send a request on to HTTPS (distribution storing blobs in S3 redirects there; a token
+    /// service moved to HTTPS): that hop and what follows go through the HTTPS client,
+    /// without the credentials.
+    async fn send(
         &self,
         url: reqwest::Url,
         accept: Option<&str>,
@@ -274,7 +297,6 @@ impl Reads {
             request
         };
         let plain = url.scheme() == "http";
-        let origin = url.clone();
         let client = self.client(&url).await?;
         let request = authorized(with_accept(client.get(url)), authorization)?;
         let mut response = request.send().await?;
@@ -289,20 +311,20 @@ impl Reads {
         {
             response = with_accept(self.tls().await?.get(location)).send().await?;
         }
-        if response.status() != reqwest::StatusCode::OK {
-            return Err(failure(&mut response, &origin).await);
-        }
         Ok(response)
     }
 
-    /// Whether `url`'s host (with its port) is one the user marked insecure.
+    /// Whether `url`'s host is one the user marked insecure: as `host:port`, or as `host`
+    /// alone when the URL names no port.
     fn is_insecure(&self, url: &reqwest::Url) -> bool {
         let host = url.host_str().unwrap_or_default();
-        let authority = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_string(),
-        };
-        self.insecure_hosts.contains(&authority)
+        let with_port = url
+            .port_or_known_default()
+            .map(|port| format!("{host}:{port}"));
+        self.insecure_hosts.iter().any(|marked| {
+            let marked = marked.to_ascii_lowercase();
+            (url.port().is_none() && marked == host) || with_port.as_ref() == Some(&marked)
+        })
     }
 
     /// The registry's API root, `/v2/`, over plain HTTP for the insecure hosts.
@@ -385,6 +407,22 @@ fn challenge_of(headers: &http::HeaderMap) -> Challenge {
     }
 }
 
+/// The token of a token service's answer: `token`, or the OAuth 2 name `access_token`
+/// (distribution's token specification); an empty one is none.
+fn token_of(answer: &[u8]) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let answer: Answer = serde_json::from_slice(answer).map_err(|e| e.to_string())?;
+    [answer.token, answer.access_token]
+        .into_iter()
+        .flatten()
+        .find(|token| !token.is_empty())
+        .ok_or_else(|| "neither `token` nor `access_token` holds one".to_string())
+}
+
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(timeout)
@@ -422,13 +460,17 @@ async fn failure(response: &mut reqwest::Response, origin: &reqwest::Url) -> Oci
             "{url}, where the registry sent the request, answered 401 Unauthorized"
         )));
     }
-    // The status is what counts: a body that cannot be read is no reason to lose it.
-    let body = match body(response, ERROR_BODY_LIMIT).await {
+    error(status, &error_body(response).await, &url)
+}
+
+/// An error answer's body, up to [`ERROR_BODY_LIMIT`]. The status is what counts: a body
+/// that cannot be read is no reason to lose it.
+async fn error_body(response: &mut reqwest::Response) -> Bytes {
+    match body(response, ERROR_BODY_LIMIT).await {
         Ok(Ok(body)) => body,
         Ok(Err(Exceeded)) => Bytes::from_static(b"(an error answer past 4 KiB)"),
         Err(_) => Bytes::from_static(b"(an error answer that could not be read)"),
-    };
-    error(status, &body, &url)
+    }
 }
 
 /// Reads the body up to `limit` bytes; one that says it is longer is not read at all.
@@ -533,7 +575,37 @@ mod tests {
         );
         let url = |text: &str| reqwest::Url::parse(text).unwrap();
         assert!(reads.is_insecure(&url("http://registry.test:5000/token")));
+        assert!(reads.is_insecure(&url("http://REGISTRY.test:5000/token")));
         assert!(!reads.is_insecure(&url("http://registry.test/token")));
         assert!(!reads.is_insecure(&url("http://registry.test:5001/token")));
+        let reads = Reads::new(
+            vec![
+                "auth.test".into(),
+                "other.test:80".into(),
+                "[::1]:5000".into(),
+            ],
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(reads.is_insecure(&url("http://auth.test/token")));
+        assert!(!reads.is_insecure(&url("http://auth.test:8080/token")));
+        assert!(reads.is_insecure(&url("http://other.test/token")));
+        assert!(reads.is_insecure(&url("http://[::1]:5000/token")));
+    }
+
+    #[test]
+    fn a_token_answer_must_hold_a_token() {
+        assert_eq!(token_of(br#"{"token":"t","expires_in":60}"#).unwrap(), "t");
+        assert_eq!(token_of(br#"{"access_token":"a"}"#).unwrap(), "a");
+        assert_eq!(
+            token_of(br#"{"token":"","access_token":"a"}"#).unwrap(),
+            "a"
+        );
+        assert!(
+            token_of(br#"{"token":""}"#)
+                .unwrap_err()
+                .contains("neither")
+        );
+        assert!(token_of(b"<html>").unwrap_err().contains("expected value"));
     }
 }
