@@ -156,6 +156,8 @@ pub struct Heard {
     pub query: String,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<String>,
+    /// The body of a form (`application/x-www-form-urlencoded`), as sent.
+    pub form: Option<String>,
 }
 
 impl Drop for HostileRegistry {
@@ -257,6 +259,13 @@ async fn serve(
         path: path.to_string(),
         query: query.to_string(),
         authorization: authorization.clone(),
+        form: head
+            .to_lowercase()
+            .contains("content-type: application/x-www-form-urlencoded")
+            .then(|| {
+                let (_, body) = head.split_once("\r\n\r\n").unwrap_or_default();
+                body.to_string()
+            }),
     });
     for rule in rules {
         match rule {

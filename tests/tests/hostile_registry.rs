@@ -539,13 +539,29 @@ async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
 /// with the user and password of a signer for it in the docker configuration: what the proxy
 /// heard, and those credentials as a `Basic` header carries them.
 async fn copy_as_signer(rules: Vec<Rule>) -> (Vec<Heard>, String) {
+    let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");
+    (
+        copy_with_credentials(rules, json!({ "auth": auth })).await,
+        auth,
+    )
+}
+
+/// Whether a `PUT` the proxy heard carried the token [`Rule::RequireToken`] hands out.
+fn a_write_carried_the_token(heard: &[Heard]) -> bool {
+    heard
+        .iter()
+        .any(|h| h.method == "PUT" && h.authorization.as_deref() == Some("Bearer anonymous-token"))
+}
+
+/// A successful `tuf-oci copy` of `solo/app:v1` to a registry behind a proxy applying `rules`,
+/// with `credentials` its entry in the docker configuration's `auths`: what the proxy heard.
+async fn copy_with_credentials(rules: Vec<Rule>, credentials: serde_json::Value) -> Vec<Heard> {
     let source = TestRegistry::start();
     let destination = TestRegistry::start();
     solo(&source, true).await;
     let proxy = HostileRegistry::start(&destination.host, rules).await;
     let docker_config = tempfile::tempdir().unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode("signer:s3cret");
-    let config = json!({ "auths": { proxy.host.clone(): { "auth": auth } } });
+    let config = json!({ "auths": { proxy.host.clone(): credentials } });
     std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
     let out = copy_app(&source.host, &proxy.host, docker_config.path()).await;
     assert!(
@@ -553,8 +569,7 @@ async fn copy_as_signer(rules: Vec<Rule>) -> (Vec<Heard>, String) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let heard = proxy.heard.lock().unwrap().clone();
-    (heard, auth)
+    proxy.heard.lock().unwrap().clone()
 }
 
 #[tokio::test]
@@ -583,6 +598,32 @@ async fn a_signer_with_credentials_reads_and_writes_with_the_token_they_get() {
         !with_them.is_empty() && with_them.iter().all(|path| *path == "/token"),
         "{heard:#?}"
     );
+}
+
+#[tokio::test]
+async fn an_identity_token_is_exchanged_as_a_refresh_token() {
+    // `docker login` stores an identity token for registries that hand one out (Azure's):
+    // an OAuth 2 refresh token, which such registries do not take as an access token. It
+    // was sent to the registry as it was.
+    let identity = json!({ "identitytoken": "refresh-me" });
+    let heard = copy_with_credentials(vec![Rule::RequireToken], identity).await;
+    let grant = "grant_type=refresh_token&refresh_token=refresh-me&client_id=tuf-oci\
+                 &scope=repository%3Asolo%2Fapp%3Apull%2Cpush&service=hostile";
+    assert!(
+        heard
+            .iter()
+            .any(|h| h.method == "POST" && h.path == "/token" && h.form.as_deref() == Some(grant)),
+        "{heard:#?}"
+    );
+    // The identity token itself went nowhere but in that form.
+    assert!(
+        !heard.iter().any(|h| h
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.contains("refresh-me"))),
+        "{heard:#?}"
+    );
+    assert!(a_write_carried_the_token(&heard), "{heard:#?}");
 }
 
 #[tokio::test]
@@ -843,13 +884,7 @@ async fn a_registry_wanting_tokens_per_repository_gets_them() {
         )) && with_them.iter().all(|(path, _)| *path == "/token"),
         "{heard:#?}"
     );
-    assert!(
-        heard
-            .iter()
-            .any(|h| h.method == "PUT"
-                && h.authorization.as_deref() == Some("Bearer anonymous-token")),
-        "{heard:#?}"
-    );
+    assert!(a_write_carried_the_token(&heard), "{heard:#?}");
 }
 
 #[tokio::test]

@@ -833,10 +833,7 @@ impl Registry {
         // token to write, and a streamed upload cannot be sent again once a 401 has told us so.
         let asks = match auth {
             RegistryAuth::Anonymous => wants_tokens || matches!(operation, RegistryOperation::Push),
-            RegistryAuth::Basic(..) => true,
-            // An identity token is sent as it is, as oci-client sends it: the user configured
-            // it for this registry.
-            RegistryAuth::Bearer(token) => return Ok(Authorization::Bearer(token.clone())),
+            RegistryAuth::Basic(..) | RegistryAuth::Bearer(_) => true,
         };
         let authorization = if asks {
             let finding = self.finding(&scope.0);
@@ -863,9 +860,10 @@ impl Registry {
         Arc::clone(access.finding.entry(registry.to_string()).or_default())
     }
 
-    /// What the registry's challenge asks of `auth`: a token from its token service (with
-    /// the configured user and password, if any), the user and password as they are, or
-    /// nothing (a registry that asks for nothing, or for a scheme the project does not speak).
+    /// What the registry's challenge asks of `auth`: a token from its token service (for the
+    /// configured user and password or identity token, if any), the user and password as
+    /// they are, or nothing (a registry that asks for nothing, or for a scheme the project
+    /// does not speak).
     /// The challenge is the API root's (`GET /v2/`); when that asks for nothing, the
     /// repository's own where it may ask for more: at a registry that `refused` an anonymous
     /// request (401), and before credentials the user configured go unused (a signer's
@@ -880,11 +878,8 @@ impl Registry {
         let mut challenge = self
             .challenge(reference, || self.reads.root_challenge(reference))
             .await?;
-        let credentials = match auth {
-            RegistryAuth::Basic(user, password) => Some((user.as_str(), password.as_str())),
-            _ => None,
-        };
-        if challenge == Challenge::None && (refused || credentials.is_some()) {
+        let configured = !matches!(auth, RegistryAuth::Anonymous);
+        if challenge == Challenge::None && (refused || configured) {
             challenge = self
                 .challenge(reference, || self.reads.repository_challenge(reference))
                 .await?;
@@ -899,18 +894,18 @@ impl Registry {
                         format!("repository:{}:pull,push", reference.repository())
                     }
                 };
-                let exchange = || {
-                    self.reads
-                        .token(&realm, service.as_deref(), &scope, credentials)
-                };
+                let exchange = || self.reads.token(&realm, service.as_deref(), &scope, auth);
                 let answer = self.deadline(reference, exchange()).await;
                 let token = self.retried(reference, answer, exchange).await?;
                 self.traffic.record(0);
                 Authorization::Bearer(token)
             }
-            Challenge::Basic => credentials.map_or(Authorization::None, |(user, password)| {
-                Authorization::Basic(user.to_string(), password.to_string())
-            }),
+            Challenge::Basic => match auth {
+                RegistryAuth::Basic(user, password) => {
+                    Authorization::Basic(user.clone(), password.clone())
+                }
+                _ => Authorization::None,
+            },
             Challenge::None => Authorization::None,
         })
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use oci_client::Reference;
 use oci_client::errors::{OciDistributionError, OciEnvelope};
+use oci_client::secrets::RegistryAuth;
 
 /// Most bytes of an error answer kept for its message.
 const ERROR_BODY_LIMIT: u64 = 4 * 1024;
@@ -23,14 +24,17 @@ const ERROR_BODY_LIMIT: u64 = 4 * 1024;
 /// Most bytes of a token service's answer: a token is a few kilobytes.
 const TOKEN_ANSWER_LIMIT: u64 = 64 * 1024;
 
+/// The `client_id` an OAuth 2 token request names (distribution's token specification
+/// requires one).
+const CLIENT_ID: &str = "tuf-oci";
+
 /// How a request is authorized: what [`super::Registry`]'s log-in found the scope needs.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(super) enum Authorization {
     /// Nothing: a registry without auth, or one that asks for no credentials there are.
     #[default]
     None,
-    /// `Authorization: Bearer …`: a token handed out by the registry's token service, or the
-    /// identity token of the docker configuration.
+    /// `Authorization: Bearer …`: a token handed out by the registry's token service.
     Bearer(String),
     /// `Authorization: Basic …`: the docker configuration's user and password.
     Basic(String, String),
@@ -157,15 +161,17 @@ impl Reads {
     }
 
     /// A token for `scope` (`repository:<name>:pull`) from the token service at `realm`
-    /// (distribution's token authentication), asked with `credentials` when there are any.
-    /// A user and password go over plain HTTP only to a host the user marked insecure; the
-    /// answer is read up to [`TOKEN_ANSWER_LIMIT`].
+    /// (distribution's token authentication), asked with the credentials of `auth`: a user
+    /// and password with `GET`, an identity token as the refresh token of an OAuth 2 `POST`
+    /// (what `docker login` stores for registries that hand one out, such as Azure's, which
+    /// do not take it as an access token). Credentials go over plain HTTP only to a host the
+    /// user marked insecure; the answer is read up to [`TOKEN_ANSWER_LIMIT`].
     pub(super) async fn token(
         &self,
         realm: &str,
         service: Option<&str>,
         scope: &str,
-        credentials: Option<(&str, &str)>,
+        auth: &RegistryAuth,
     ) -> Result<String, OciDistributionError> {
         let mut url = reqwest::Url::parse(realm).map_err(|e| {
             OciDistributionError::AuthenticationFailure(format!(
@@ -177,21 +183,36 @@ impl Reads {
                 "the registry names a token service at {realm}, which is not reached over HTTP"
             )));
         }
-        if url.scheme() == "http" && credentials.is_some() && !self.is_insecure(&url) {
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        if url.scheme() == "http" && !anonymous && !self.is_insecure(&url) {
             return Err(OciDistributionError::AuthenticationFailure(format!(
                 "the registry names a token service on plain HTTP ({realm}), which is not \
                  given credentials unless its host is marked insecure"
             )));
         }
-        url.query_pairs_mut().append_pair("scope", scope);
-        if let Some(service) = service {
-            url.query_pairs_mut().append_pair("service", service);
-        }
-        let authorization = match credentials {
-            Some((user, password)) => Authorization::Basic(user.into(), password.into()),
-            None => Authorization::None,
+        let mut response = if let RegistryAuth::Bearer(refresh_token) = auth {
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.as_str()),
+                ("client_id", CLIENT_ID),
+                ("scope", scope),
+            ];
+            form.extend(service.map(|service| ("service", service)));
+            let client = self.client(&url).await?;
+            client.post(url.clone()).form(&form).send().await?
+        } else {
+            url.query_pairs_mut().append_pair("scope", scope);
+            if let Some(service) = service {
+                url.query_pairs_mut().append_pair("service", service);
+            }
+            let authorization = match auth {
+                RegistryAuth::Basic(user, password) => {
+                    Authorization::Basic(user.clone(), password.clone())
+                }
+                _ => Authorization::None,
+            };
+            self.send(url.clone(), None, &authorization).await?
         };
-        let mut response = self.send(url.clone(), None, &authorization).await?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             // The service's reason (a wrong password, say) is in the body, whatever the
@@ -562,17 +583,20 @@ mod tests {
     #[tokio::test]
     async fn credentials_go_to_a_token_service_on_plain_http_only_on_an_insecure_host() {
         let reads = Reads::new(vec!["registry.test:5000".into()], Duration::from_secs(1)).unwrap();
-        let credentials = Some(("signer", "s3cret"));
         let scope = "repository:a:pull";
-        let refused = reads
-            .token("http://auth.test/token", None, scope, credentials)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(refused, OciDistributionError::AuthenticationFailure(ref m)
-                if m.contains("plain HTTP (http://auth.test/token)")),
-            "{refused:?}"
-        );
+        let password = RegistryAuth::Basic("signer".into(), "s3cret".into());
+        let identity = RegistryAuth::Bearer("refresh".into());
+        for auth in [password, identity] {
+            let refused = reads
+                .token("http://auth.test/token", None, scope, &auth)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(refused, OciDistributionError::AuthenticationFailure(ref m)
+                    if m.contains("plain HTTP (http://auth.test/token)")),
+                "{refused:?}"
+            );
+        }
         let url = |text: &str| reqwest::Url::parse(text).unwrap();
         assert!(reads.is_insecure(&url("http://registry.test:5000/token")));
         assert!(reads.is_insecure(&url("http://REGISTRY.test:5000/token")));
