@@ -34,6 +34,8 @@ pub enum Rule {
     Refuse {
         /// Matched against the end of the request path.
         path_suffix: String,
+        /// Matched against the request method, when given.
+        method: Option<&'static str>,
         /// The status line's code and reason.
         status: &'static str,
         /// The body answered.
@@ -444,9 +446,13 @@ async fn serve(
             }
             Rule::Refuse {
                 path_suffix,
+                method,
                 status,
                 body,
-            } if path.ends_with(path_suffix.as_str()) => {
+            } if path.ends_with(path_suffix.as_str())
+                && method
+                    .is_none_or(|method| request.starts_with(format!("{method} ").as_bytes())) =>
+            {
                 let answer = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
                      Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -615,6 +615,16 @@ async fn an_identity_token_is_exchanged_as_a_refresh_token() {
             .any(|h| h.method == "POST" && h.path == "/token" && h.form.as_deref() == Some(grant)),
         "{heard:#?}"
     );
+    // No token was asked for without it.
+    assert!(
+        heard
+            .iter()
+            .filter(|h| h.path == "/token")
+            .all(|h| h.form.as_deref().is_some_and(
+                |form| form.starts_with("grant_type=refresh_token&refresh_token=refresh-me&")
+            )),
+        "{heard:#?}"
+    );
     // The identity token itself went nowhere but in that form.
     assert!(
         !heard.iter().any(|h| h
@@ -624,6 +634,55 @@ async fn an_identity_token_is_exchanged_as_a_refresh_token() {
         "{heard:#?}"
     );
     assert!(a_write_carried_the_token(&heard), "{heard:#?}");
+}
+
+#[tokio::test]
+async fn an_identity_token_goes_as_a_password_to_a_token_service_without_oauth() {
+    // Token services that answer OAuth 2's POST with 404 (GCR did) take the identity token
+    // as the password of a GET, as containerd falls back.
+    let refuse_posts = Rule::Refuse {
+        path_suffix: "/token".into(),
+        method: Some("POST"),
+        status: "404 Not Found",
+        body: "{}".into(),
+    };
+    let identity = json!({ "identitytoken": "refresh-me" });
+    let heard = copy_with_credentials(vec![refuse_posts, Rule::RequireToken], identity).await;
+    let password = base64::engine::general_purpose::STANDARD.encode(":refresh-me");
+    assert!(
+        heard.iter().any(|h| h.method == "GET"
+            && h.path == "/token"
+            && h.authorization.as_deref() == Some(format!("Basic {password}").as_str())),
+        "{heard:#?}"
+    );
+    assert!(a_write_carried_the_token(&heard), "{heard:#?}");
+}
+
+#[tokio::test]
+async fn an_identity_token_is_not_sent_on_where_its_token_service_redirects() {
+    // A 307 keeps a POST's body: followed, it would hand the refresh token to wherever the
+    // answer names.
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    solo(&source, true).await;
+    let elsewhere = HostileRegistry::start(&destination.host, vec![]).await;
+    let rules = vec![
+        Rule::Redirect {
+            path_suffix: "/token".into(),
+            location: format!("http://{}/token", elsewhere.host),
+        },
+        Rule::RequireToken,
+    ];
+    let proxy = HostileRegistry::start(&destination.host, rules).await;
+    let docker_config = tempfile::tempdir().unwrap();
+    let config = json!({ "auths": { proxy.host.clone(): { "identitytoken": "refresh-me" } } });
+    std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
+    let out = copy_app(&source.host, &proxy.host, docker_config.path()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/token answered 307"), "{stderr}");
+    let followed = elsewhere.heard.lock().unwrap().clone();
+    assert!(followed.is_empty(), "{followed:#?}");
 }
 
 #[tokio::test]
@@ -728,7 +787,7 @@ async fn a_credential_helper_that_never_answers_fails_the_copy_naming_it() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "the credential helper for {} did not answer within 1 s",
+            "the credential helper the docker configuration names for {} did not answer within 1 s",
             source.host
         )),
         "{stderr}"
@@ -926,6 +985,7 @@ async fn a_token_service_refusing_says_why() {
     let rules = vec![
         Rule::Refuse {
             path_suffix: "/token".into(),
+            method: None,
             status: "401 Unauthorized",
             body: r#"{"details":"incorrect username or password"}"#.into(),
         },

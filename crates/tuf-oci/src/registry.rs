@@ -242,6 +242,9 @@ struct Access {
     /// Credentials read from the docker configuration, per registry, and when; `None`: its
     /// credential helper did not answer in time.
     credentials: HashMap<String, (Option<RegistryAuth>, tokio::time::Instant)>,
+    /// Registries whose credential helper is still running past its deadline: no other is
+    /// started for them, and its answer, when it comes, is kept.
+    helpers_running: HashSet<String>,
     /// One lock per registry, held while a scope's authorization is found (a look at the
     /// registry's challenge, a token exchange): concurrent first requests to a scope share
     /// it, and a registry that hangs there holds up no other.
@@ -746,25 +749,23 @@ impl Registry {
     /// The docker configuration's credentials for `registry` ([`auth_for`]), read again after
     /// [`CREDENTIALS_REUSE`], once for concurrent requests, off the runtime's threads. A
     /// credential helper is a process, and one may wait for ever (for a passphrase no one
-    /// types): one that does not answer within the request deadline fails the requests to its
-    /// registry, naming it, until the configuration is read again.
+    /// types): while one has not answered within the request deadline, the requests to its
+    /// registry fail, naming it, and no other is started; its answer, when it comes, is used.
     async fn credentials_for(
         &self,
         registry: &str,
     ) -> std::result::Result<RegistryAuth, OciDistributionError> {
         let read = || {
-            self.access
-                .lock()
-                .expect("not poisoned")
-                .credentials
-                .get(registry)
-                .filter(|(_, read)| read.elapsed() < CREDENTIALS_REUSE)
-                .map(|(auth, _)| auth.clone())
+            let access = self.access.lock().expect("not poisoned");
+            let running = access.helpers_running.contains(registry);
+            let (found, read) = access.credentials.get(registry)?;
+            (read.elapsed() < CREDENTIALS_REUSE || running).then(|| found.clone())
         };
         let usable = |found: Option<RegistryAuth>| {
             found.ok_or_else(|| {
                 OciDistributionError::GenericError(Some(format!(
-                    "the credential helper for {registry} did not answer within {} s",
+                    "the credential helper the docker configuration names for {registry} did \
+                     not answer within {} s",
                     self.timeout.as_secs()
                 )))
             })
@@ -777,33 +778,44 @@ impl Registry {
         if let Some(found) = read() {
             return usable(found);
         }
-        let found = self.read_credentials(registry).await;
-        let now = tokio::time::Instant::now();
-        self.access
-            .lock()
-            .expect("not poisoned")
-            .credentials
-            .insert(registry.to_string(), (found.clone(), now));
-        usable(found)
+        usable(self.read_credentials(registry).await)
     }
 
-    /// [`auth_for`] on a thread of its own, `None` past the deadline. Not a blocking task of
-    /// the runtime: a runtime shutting down waits for those, and a process would not end
-    /// before its hung helper did.
+    /// Reads [`auth_for`] on a thread of its own, which stores what it finds; `None` past the
+    /// deadline (the thread stores its answer when it comes). Not a blocking task of the
+    /// runtime: a runtime shutting down waits for those, and a process would not end before
+    /// its hung helper did.
     async fn read_credentials(&self, registry: &str) -> Option<RegistryAuth> {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let host = registry.to_string();
+        let access = Arc::clone(&self.access);
         let reading = std::thread::Builder::new()
             .name("docker-credentials".into())
-            .spawn(move || sender.send(auth_for(&host)));
+            .spawn(move || {
+                let found = auth_for(&host);
+                let now = tokio::time::Instant::now();
+                let mut access = access.lock().expect("not poisoned");
+                access.helpers_running.remove(&host);
+                access.credentials.insert(host, (Some(found.clone()), now));
+                // Sent under the lock: a reader past its deadline either finds the answer on
+                // the channel, or marks the helper running before this thread stores it.
+                let _ = sender.send(found);
+            });
         if reading.is_err() {
             // As a configuration that cannot be read: no credentials.
             return Some(RegistryAuth::Anonymous);
         }
-        match tokio::time::timeout(self.timeout, receiver).await {
-            Ok(read) => Some(read.unwrap_or(RegistryAuth::Anonymous)),
-            Err(_) => None,
+        if let Ok(Ok(found)) = tokio::time::timeout(self.timeout, &mut receiver).await {
+            return Some(found);
         }
+        let mut access = self.access.lock().expect("not poisoned");
+        if let Ok(found) = receiver.try_recv() {
+            return Some(found);
+        }
+        access.helpers_running.insert(registry.to_string());
+        let now = tokio::time::Instant::now();
+        access.credentials.insert(registry.to_string(), (None, now));
+        None
     }
 
     /// The authorization of the reference's scope, found when the scope is first used: for

@@ -85,6 +85,9 @@ pub(super) struct Reads {
     /// For HTTPS, set up at its first use: reading the system's CA certificates takes a few
     /// milliseconds, which a verification against a registry on plain HTTP need not pay.
     tls: tokio::sync::OnceCell<reqwest::Client>,
+    /// For OAuth 2 token requests (`POST`), set up at its first use: it follows no redirect,
+    /// since a `307` would send the form, refresh token and all, on to wherever it names.
+    posts: tokio::sync::OnceCell<reqwest::Client>,
 }
 
 impl Reads {
@@ -111,6 +114,7 @@ impl Reads {
             timeout,
             plain,
             tls: tokio::sync::OnceCell::new(),
+            posts: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -173,7 +177,7 @@ impl Reads {
         scope: &str,
         auth: &RegistryAuth,
     ) -> Result<String, OciDistributionError> {
-        let mut url = reqwest::Url::parse(realm).map_err(|e| {
+        let url = reqwest::Url::parse(realm).map_err(|e| {
             OciDistributionError::AuthenticationFailure(format!(
                 "the registry names a token service at {realm:?}, which is no URL: {e}"
             ))
@@ -190,28 +194,42 @@ impl Reads {
                  given credentials unless its host is marked insecure"
             )));
         }
-        let mut response = if let RegistryAuth::Bearer(refresh_token) = auth {
-            let mut form = vec![
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.as_str()),
-                ("client_id", CLIENT_ID),
-                ("scope", scope),
-            ];
-            form.extend(service.map(|service| ("service", service)));
-            let client = self.client(&url).await?;
-            client.post(url.clone()).form(&form).send().await?
-        } else {
+        let fetch = |authorization: Authorization| {
+            let mut url = url.clone();
             url.query_pairs_mut().append_pair("scope", scope);
             if let Some(service) = service {
                 url.query_pairs_mut().append_pair("service", service);
             }
-            let authorization = match auth {
-                RegistryAuth::Basic(user, password) => {
-                    Authorization::Basic(user.clone(), password.clone())
+            async move { self.send(url, None, &authorization).await }
+        };
+        let mut response = match auth {
+            RegistryAuth::Bearer(refresh_token) => {
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.as_str()),
+                    ("client_id", CLIENT_ID),
+                    ("scope", scope),
+                    ("service", service.unwrap_or_default()),
+                ];
+                let posted = self
+                    .posts()
+                    .await?
+                    .post(url.clone())
+                    .form(&form)
+                    .send()
+                    .await?;
+                // A token service without OAuth 2 (GCR answered 404, JFrog 401): the token
+                // as a password, with `GET`, as containerd falls back.
+                if matches!(posted.status().as_u16(), 400 | 401 | 404 | 405) {
+                    fetch(Authorization::Basic(String::new(), refresh_token.clone())).await?
+                } else {
+                    posted
                 }
-                _ => Authorization::None,
-            };
-            self.send(url.clone(), None, &authorization).await?
+            }
+            RegistryAuth::Basic(user, password) => {
+                fetch(Authorization::Basic(user.clone(), password.clone())).await?
+            }
+            RegistryAuth::Anonymous => fetch(Authorization::None).await?,
         };
         let status = response.status();
         if status != reqwest::StatusCode::OK {
@@ -376,6 +394,18 @@ impl Reads {
         }
     }
 
+    /// The client for OAuth 2 token requests ([`Reads::posts`]).
+    async fn posts(&self) -> Result<&reqwest::Client, OciDistributionError> {
+        self.posts
+            .get_or_try_init(|| async {
+                builder(self.timeout)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| super::setup_failed(&super::chain(&e)))
+            })
+            .await
+    }
+
     /// The HTTPS client; a failure to set it up (no CA certificates) fails this read, and
     /// the next one tries again.
     async fn tls(&self) -> Result<&reqwest::Client, OciDistributionError> {
@@ -484,11 +514,19 @@ async fn failure(response: &mut reqwest::Response, origin: &reqwest::Url) -> Oci
     error(status, &error_body(response).await, &url)
 }
 
-/// An error answer's body, up to [`ERROR_BODY_LIMIT`]. The status is what counts: a body
-/// that cannot be read is no reason to lose it.
+/// An error answer's body, up to [`ERROR_BODY_LIMIT`], its control characters (line breaks,
+/// terminal escapes) made spaces: it is quoted in messages containerd and terminals show. The
+/// status is what counts: a body that cannot be read is no reason to lose it.
 async fn error_body(response: &mut reqwest::Response) -> Bytes {
     match body(response, ERROR_BODY_LIMIT).await {
-        Ok(Ok(body)) => body,
+        Ok(Ok(body)) => {
+            let text = String::from_utf8_lossy(&body);
+            let shown: String = text
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            Bytes::from(shown)
+        }
         Ok(Err(Exceeded)) => Bytes::from_static(b"(an error answer past 4 KiB)"),
         Err(_) => Bytes::from_static(b"(an error answer that could not be read)"),
     }
@@ -615,6 +653,13 @@ mod tests {
         assert!(!reads.is_insecure(&url("http://auth.test:8080/token")));
         assert!(reads.is_insecure(&url("http://other.test/token")));
         assert!(reads.is_insecure(&url("http://[::1]:5000/token")));
+    }
+
+    #[tokio::test]
+    async fn error_answers_are_quoted_without_control_characters() {
+        let answer = http::Response::new("denied\n\u{1b}[2Jfor you\r".to_string());
+        let mut response = reqwest::Response::from(answer);
+        assert_eq!(&error_body(&mut response).await[..], b"denied  [2Jfor you ");
     }
 
     #[test]
