@@ -268,6 +268,22 @@ impl Error {
     }
 }
 
+/// `error` and its causes, each said once: HTTP and gRPC transport errors often repeat their
+/// source's message in their own, and a chain printed whole then says it twice.
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// `result`, with a failed check (parse, signature, size, digest) as `None`: junk that whoever
 /// can push to a repository may leave there. A read that could not be made (registry, I/O)
 /// stays an error.
@@ -276,5 +292,24 @@ pub(crate) fn junk_as_none<T>(result: Result<T>) -> Result<Option<T>> {
         Ok(value) => Ok(Some(value)),
         Err(e @ (Error::Registry { .. } | Error::Io { .. })) => Err(e),
         Err(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error: {0}")]
+        struct Repeating(#[source] std::io::Error);
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not yours");
+        assert_eq!(causes(&Repeating(denied)), "transport error: not yours");
+        #[derive(Debug, thiserror::Error)]
+        #[error("connecting")]
+        struct Plain(#[source] std::io::Error);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(causes(&Plain(refused)), "connecting: refused");
     }
 }

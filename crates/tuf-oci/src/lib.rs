@@ -41,7 +41,7 @@ pub mod updater;
 pub mod verify;
 
 #[doc(inline)]
-pub use error::{Error, Result};
+pub use error::{Error, Result, causes};
 #[doc(inline)]
 pub use location::{ImageRef, Repository};
 #[doc(inline)]

@@ -22,7 +22,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Client, Reference, RegistryOperation};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, causes};
 use crate::grammar;
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
@@ -275,8 +275,11 @@ impl Registry {
     /// first reached over HTTPS, or oci-client first used ([`Registry::oci`]); a registry
     /// reached over plain HTTP whose manifests are all a verification reads needs none.
     pub fn new(config: &RegistryConfig) -> Result<Self> {
-        let reads = Reads::new(config.insecure_hosts.clone(), config.timeout)
-            .map_err(|e| Error::ClientSetup { message: chain(&e) })?;
+        let reads = Reads::new(config.insecure_hosts.clone(), config.timeout).map_err(|e| {
+            Error::ClientSetup {
+                message: causes(&e),
+            }
+        })?;
         Ok(Registry {
             client: Arc::default(),
             insecure_hosts: config.insecure_hosts.clone(),
@@ -471,7 +474,7 @@ impl Registry {
         let inner = stream.bytes_stream().map(move |chunk| {
             let chunk = chunk.map_err(|e| Error::Registry {
                 reference: whole.clone(),
-                message: chain(&e),
+                message: causes(&e),
             })?;
             traffic.received(chunk.len());
             Ok(chunk)
@@ -1116,22 +1119,7 @@ fn error_chain(error: &OciDistributionError) -> String {
     if let OciDistributionError::GenericError(Some(message)) = error {
         return message.clone();
     }
-    chain(error)
-}
-
-/// `error` and its causes, each said once.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
-            message.push_str(": ");
-            message.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    message
+    causes(error)
 }
 
 #[cfg(test)]

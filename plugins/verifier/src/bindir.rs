@@ -345,7 +345,7 @@ async fn via_service(
                 .chain()
                 .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
                 .any(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
-            let error = format!("{e:#}");
+            let error = tuf_oci::causes(e.as_ref());
             if denied {
                 tracing::warn!(socket = %socket.display(), error, "service not asked; verifying in-process");
             } else {

@@ -401,7 +401,7 @@ impl Reads {
                 builder(self.timeout)
                     .redirect(reqwest::redirect::Policy::none())
                     .build()
-                    .map_err(|e| super::setup_failed(&super::chain(&e)))
+                    .map_err(|e| super::setup_failed(&crate::error::causes(&e)))
             })
             .await
     }
@@ -413,7 +413,7 @@ impl Reads {
             .get_or_try_init(|| async {
                 builder(self.timeout)
                     .build()
-                    .map_err(|e| super::setup_failed(&super::chain(&e)))
+                    .map_err(|e| super::setup_failed(&crate::error::causes(&e)))
             })
             .await
     }
