@@ -574,11 +574,53 @@ async fn a_failed_import_leaves_nothing_staged() {
     let archive = setup.registry.oci_archive("team-a/app", "v1", &name).await;
     let containerd = Containerd::start(Version::V2_3, None, &[]);
     let front = start_front(setup.dir.path(), &setup.policy, &containerd);
-    let status = import_stream(&front, archive, "no-such-progress-stream")
+    let status = import_stream(&front, archive, "no-such-progress-stream", None)
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
     assert!(containerd.images().is_empty(), "{:?}", containerd.images());
+    front.assert_nothing_staged().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn imports_past_the_limit_wait_their_turn() {
+    // Each import holds its archive on disk a few times over until containerd has it: past
+    // the limit, an import is not staged until another ends, then goes through.
+    let setup = setup().await;
+    let name = format!("{}/team-a/app:v1", setup.registry.host);
+    let archive = setup.registry.oci_archive("team-a/app", "v1", &name).await;
+    let containerd = Containerd::start(Version::V2_3, None, &[]);
+    let front = Arc::new(start_front(setup.dir.path(), &setup.policy, &containerd));
+    let limit = containerd_tuf_transfer::import::MAX_CONCURRENT;
+    let held = Arc::new(tokio::sync::Semaphore::new(0));
+    let imports: Vec<_> = (0..=limit)
+        .map(|_| {
+            let (front, archive, held) = (front.clone(), archive.clone(), held.clone());
+            tokio::spawn(async move { import_stream(&front, archive, "", Some(held)).await })
+        })
+        .collect();
+    let staged = || {
+        std::fs::read_dir(&front.staging)
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("import-")
+            })
+            .count()
+    };
+    let waited = std::time::Instant::now();
+    while staged() < limit && waited.elapsed() < std::time::Duration::from_secs(20) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Every import has asked by now: the one past the limit is not staged.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(staged(), limit);
+    held.add_permits(limit + 1);
+    let mut results = Vec::new();
+    for import in imports {
+        results.push(import.await.unwrap());
+    }
+    assert!(results.iter().all(Result::is_ok), "{results:#?}");
     front.assert_nothing_staged().await;
 }
 
@@ -592,7 +634,7 @@ async fn an_import_the_front_cannot_stage_is_unavailable_naming_where() {
     let containerd = Containerd::start(Version::V2_3, None, &[]);
     let front = start_front(setup.dir.path(), &setup.policy, &containerd);
     std::fs::remove_dir(&front.staging).unwrap();
-    let status = import_stream(&front, archive, "progress")
+    let status = import_stream(&front, archive, "progress", None)
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
@@ -605,25 +647,29 @@ async fn an_import_the_front_cannot_stage_is_unavailable_naming_where() {
     assert!(containerd.images().is_empty(), "{:?}", containerd.images());
 }
 
-/// Imports `archive` through the front as `ctr` does on containerd 2.x: the archive on an
+/// Imports `archive` through the front as `ctr` does on containerd 2.x: under a lease of its
+/// own (containerd's client takes one for every Transfer: a stream without one is closed by
+/// the next garbage collection), the archive on an
 /// import stream, sent as the receiver's window allows, and a Transfer naming that stream,
-/// reporting progress on the stream `progress`.
+/// reporting progress on the stream `progress` (none when empty). With `held`, the archive
+/// waits for a permit from it once the receiver has asked for it.
 async fn import_stream(
     front: &Front,
     archive: Vec<u8>,
     progress: &str,
+    held: Option<Arc<tokio::sync::Semaphore>>,
 ) -> Result<(), tonic::Status> {
+    use containerd_client::services::v1::leases_client::LeasesClient;
     use containerd_client::services::v1::streaming_client::StreamingClient;
     use containerd_client::services::v1::transfer_client::TransferClient;
-    use containerd_client::services::v1::{StreamInit, TransferOptions, TransferRequest};
+    use containerd_client::services::v1::{
+        CreateRequest, StreamInit, TransferOptions, TransferRequest,
+    };
     use containerd_client::types::transfer::{Data, ImageImportStream, WindowUpdate};
     use prost::Message as _;
     let any = |type_url: &str, value: Vec<u8>| prost_types::Any {
         type_url: type_url.into(),
         value,
-    };
-    let in_namespace = |request: &mut tonic::metadata::MetadataMap| {
-        request.insert("containerd-namespace", "default".parse().unwrap());
     };
     let channel = containerd_tuf_verifier::client::unix_channel(
         &front.socket,
@@ -631,9 +677,26 @@ async fn import_stream(
     )
     .await
     .unwrap();
-    let id = "import-test";
+    static STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let id = format!(
+        "import-test-{}",
+        STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut request = tonic::Request::new(CreateRequest {
+        id: id.clone(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("containerd-namespace", "default".parse().unwrap());
+    LeasesClient::new(channel.clone()).create(request).await?;
+    let lease: tonic::metadata::MetadataValue<_> = id.parse().unwrap();
+    let in_namespace = |request: &mut tonic::metadata::MetadataMap| {
+        request.insert("containerd-namespace", "default".parse().unwrap());
+        request.insert("containerd-lease", lease.clone());
+    };
     let (to_stream, outgoing) = tokio::sync::mpsc::channel(4);
-    let init = StreamInit { id: id.into() }.encode_to_vec();
+    let init = StreamInit { id: id.clone() }.encode_to_vec();
     to_stream
         .send(any("containerd.services.streaming.v1.StreamInit", init))
         .await
@@ -648,6 +711,7 @@ async fn import_stream(
         .await?
         .into_inner();
     incoming.message().await?.expect("stream acknowledged");
+    let mut held = held;
     let sending = tokio::spawn(async move {
         let mut chunks = archive.chunks(32 * 1024).peekable();
         let mut window = 0;
@@ -658,6 +722,9 @@ async fn import_stream(
             window += WindowUpdate::decode(message.value.as_slice())
                 .unwrap()
                 .update;
+            if let Some(held) = held.take() {
+                held.acquire().await.unwrap().forget();
+            }
             while window > 0
                 && let Some(chunk) = chunks.next()
             {
@@ -677,7 +744,7 @@ async fn import_stream(
         while let Ok(Some(_)) = incoming.message().await {}
     });
     let source = ImageImportStream {
-        stream: id.into(),
+        stream: id,
         ..Default::default()
     };
     let mut request = tonic::Request::new(TransferRequest {

@@ -127,6 +127,8 @@ pub struct Gate {
     streams: Streams,
     upstream: Upstream,
     staging: PathBuf,
+    /// Turns for imports ([`import::MAX_CONCURRENT`]).
+    imports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Verdict {
@@ -166,6 +168,7 @@ impl Gate {
             streams: Streams::default(),
             upstream,
             staging,
+            imports: Arc::new(tokio::sync::Semaphore::new(import::MAX_CONCURRENT)),
         }
     }
 
@@ -550,7 +553,22 @@ impl Gate {
                 "tuf-oci: import stream {id:?} was not opened through the front; refused"
             ))
         })?;
-        let (checked, claimed) = import::check(&self.engine, claimed, store, &self.staging).await?;
+        let turn = match Arc::clone(&self.imports).try_acquire_owned() {
+            Ok(turn) => turn,
+            Err(_) => {
+                tracing::info!(
+                    stream = id,
+                    running = import::MAX_CONCURRENT,
+                    "import waits for one of those running to end"
+                );
+                Arc::clone(&self.imports)
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed")
+            }
+        };
+        let (checked, claimed) =
+            import::check(&self.engine, claimed, store, &self.staging, turn).await?;
         let own = format!(
             "{id}-tuf-oci-{}-{}",
             std::process::id(),

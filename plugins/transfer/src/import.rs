@@ -19,6 +19,7 @@ use http_body_util::BodyExt as _;
 use oci_spec::image::{Descriptor, ImageIndex};
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 use tuf_oci::store::REF_NAME as OCI_REF_NAME;
 
 use crate::any;
@@ -30,6 +31,11 @@ use crate::upstream::{self, Body, Upstream};
 
 /// Largest archive the front accepts (it is staged on disk while checked).
 pub const MAX_ARCHIVE: u64 = 64 << 30;
+
+/// Imports staged at once. Each holds its archive on disk two or three times over (as
+/// received, unpacked, re-packed) until containerd has imported it: more wait their turn, so
+/// local clients starting imports by the dozen cannot fill the disk or the processors.
+pub const MAX_CONCURRENT: usize = 4;
 
 /// The archive as checked, in an import's directory: what containerd gets.
 const CHECKED_ARCHIVE: &str = "checked.tar";
@@ -63,6 +69,8 @@ struct ImportDir {
     /// Removed when dropped; dropped before the lock.
     dir: tempfile::TempDir,
     _lock: std::fs::File,
+    /// The import's turn among [`MAX_CONCURRENT`], given back once its directory is gone.
+    _turn: OwnedSemaphorePermit,
 }
 
 impl ImportDir {
@@ -72,7 +80,7 @@ impl ImportDir {
 }
 
 impl Checked {
-    fn new_in(staging: &Path) -> Result<Self, Refused> {
+    fn new_in(staging: &Path, turn: OwnedSemaphorePermit) -> Result<Self, Refused> {
         let refused = |e| failed(&format!("staging directory in {}", staging.display()), e);
         let dir = tempfile::Builder::new()
             .prefix(IMPORT_PREFIX)
@@ -81,7 +89,11 @@ impl Checked {
         let lock = std::fs::File::open(dir.path()).map_err(refused)?;
         lock.try_lock().map_err(|e| refused(e.into()))?;
         Ok(Checked {
-            staging: Some(Arc::new(ImportDir { dir, _lock: lock })),
+            staging: Some(Arc::new(ImportDir {
+                dir,
+                _lock: lock,
+                _turn: turn,
+            })),
         })
     }
 
@@ -140,14 +152,16 @@ pub fn sweep(staging: &Path) -> usize {
 }
 
 /// Receives the archive of `claimed`, checks what importing it into `store` would record, and
-/// stages the archive containerd may import, in a directory of its own under `staging`.
+/// stages the archive containerd may import, in a directory of its own under `staging`, in
+/// its `turn` among the imports staged at once ([`MAX_CONCURRENT`]).
 pub async fn check(
     engine: &Engine,
     mut claimed: Claimed,
     store: &ImageStore,
     staging: &Path,
+    turn: OwnedSemaphorePermit,
 ) -> Result<(Checked, Claimed), Refused> {
-    let checked = Checked::new_in(staging)?;
+    let checked = Checked::new_in(staging, turn)?;
     receive(&mut claimed, &checked.path().join("received")).await?;
     let (mut index, layout) = blocking_in(&checked, |dir| {
         let layout = dir.join("layout");
@@ -495,6 +509,13 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Refused {
 mod tests {
     use super::*;
 
+    /// A turn of an import of its own.
+    fn turn() -> OwnedSemaphorePermit {
+        Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap()
+    }
+
     #[test]
     fn an_archive_without_blobs_is_repacked() {
         let dir = tempfile::tempdir().unwrap();
@@ -517,7 +538,7 @@ mod tests {
     #[tokio::test]
     async fn an_import_dropped_during_its_file_work_leaves_nothing_staged() {
         let staging = tempfile::tempdir().unwrap();
-        let checked = Checked::new_in(staging.path()).unwrap();
+        let checked = Checked::new_in(staging.path(), turn()).unwrap();
         let (started, start) = std::sync::mpsc::channel();
         let (finished, finish) = std::sync::mpsc::channel();
         let work = blocking_in(&checked, move |dir| {
@@ -550,7 +571,7 @@ mod tests {
     #[tokio::test]
     async fn imports_left_behind_are_swept_and_those_in_progress_kept() {
         let staging = tempfile::tempdir().unwrap();
-        let in_progress = Checked::new_in(staging.path()).unwrap();
+        let in_progress = Checked::new_in(staging.path(), turn()).unwrap();
         std::fs::write(in_progress.archive(), b"being checked").unwrap();
         // A front killed mid-import left its directory, unlocked with the process gone.
         let left = staging.path().join(format!("{IMPORT_PREFIX}left"));
