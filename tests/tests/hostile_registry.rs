@@ -1022,6 +1022,29 @@ async fn a_token_service_moved_to_https_is_followed_there() {
 }
 
 #[tokio::test]
+async fn an_anonymous_copy_to_a_registry_wanting_tokens_per_repository_gets_them() {
+    // The API root answers anyone, so nothing asks before the first write; the copy's reads
+    // of the destination meet the 401 first, and its writes then ask each repository.
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    let (org, _) = solo(&source, true).await;
+    let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireTokenBeyondRoot]).await;
+    let empty_docker_config = tempfile::tempdir().unwrap();
+    let out = copy_app(&source.host, &proxy.host, empty_docker_config.path()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard = proxy.heard.lock().unwrap().clone();
+    assert!(a_write_carried_the_token(&heard), "{heard:#?}");
+    verifier(&destination.host, &org.root)
+        .verify(&image(&destination.host, "solo/app:v1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn an_endless_token_answer_is_cut_at_its_limit() {
     // The registry names the token service; one answering without end grew the client
     // until the request deadline.
