@@ -585,14 +585,14 @@ async fn a_failed_import_leaves_nothing_staged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn imports_past_the_limit_wait_their_turn() {
     // Each import holds its archive on disk a few times over until containerd has it: past
-    // the limit, an import is not staged until another ends, then goes through.
+    // the limit, an import is not staged, nor its archive asked for, until another ends.
     let setup = setup().await;
     let name = format!("{}/team-a/app:v1", setup.registry.host);
     let archive = setup.registry.oci_archive("team-a/app", "v1", &name).await;
     let containerd = Containerd::start(Version::V2_3, None, &[]);
     let front = Arc::new(start_front(setup.dir.path(), &setup.policy, &containerd));
     let limit = containerd_tuf_transfer::import::MAX_CONCURRENT;
-    let held = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = Held::new();
     let imports: Vec<_> = (0..=limit)
         .map(|_| {
             let (front, archive, held) = (front.clone(), archive.clone(), held.clone());
@@ -608,20 +608,51 @@ async fn imports_past_the_limit_wait_their_turn() {
             })
             .count()
     };
-    let waited = std::time::Instant::now();
-    while staged() < limit && waited.elapsed() < std::time::Duration::from_secs(20) {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    // Every import has asked by now: the one past the limit is not staged.
+    held.until_asked(limit).await;
+    // Time for the one past the limit to be asked for too, were it not waiting its turn.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(staged(), limit);
-    held.add_permits(limit + 1);
+    assert_eq!((held.asked(), staged()), (limit, limit));
+    // One ends: the one waiting has its turn.
+    held.permits.add_permits(1);
+    held.until_asked(limit + 1).await;
+    held.permits.add_permits(limit);
     let mut results = Vec::new();
     for import in imports {
         results.push(import.await.unwrap());
     }
     assert!(results.iter().all(Result::is_ok), "{results:#?}");
     front.assert_nothing_staged().await;
+}
+
+/// What holds [`import_stream`]s back: each archive waits for one of `permits` once the front
+/// has asked for it (counted in `asked`).
+#[derive(Clone)]
+struct Held {
+    permits: Arc<tokio::sync::Semaphore>,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Held {
+    /// No permits yet, nothing asked.
+    fn new() -> Self {
+        Held {
+            permits: Arc::new(tokio::sync::Semaphore::new(0)),
+            asked: Arc::default(),
+        }
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (20 s at most) until the front has asked for `count` archives.
+    async fn until_asked(&self, count: usize) {
+        let waited = std::time::Instant::now();
+        while self.asked() < count && waited.elapsed() < std::time::Duration::from_secs(20) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(self.asked(), count, "archives asked for");
+    }
 }
 
 /// An import the front cannot stage (its staging directory gone) fails as the front's fault,
@@ -651,13 +682,12 @@ async fn an_import_the_front_cannot_stage_is_unavailable_naming_where() {
 /// own (containerd's client takes one for every Transfer: a stream without one is closed by
 /// the next garbage collection), the archive on an
 /// import stream, sent as the receiver's window allows, and a Transfer naming that stream,
-/// reporting progress on the stream `progress` (none when empty). With `held`, the archive
-/// waits for a permit from it once the receiver has asked for it.
+/// reporting progress on the stream `progress` (none when empty), held back by `held`.
 async fn import_stream(
     front: &Front,
     archive: Vec<u8>,
     progress: &str,
-    held: Option<Arc<tokio::sync::Semaphore>>,
+    held: Option<Held>,
 ) -> Result<(), tonic::Status> {
     use containerd_client::services::v1::leases_client::LeasesClient;
     use containerd_client::services::v1::streaming_client::StreamingClient;
@@ -723,7 +753,8 @@ async fn import_stream(
                 .unwrap()
                 .update;
             if let Some(held) = held.take() {
-                held.acquire().await.unwrap().forget();
+                held.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.permits.acquire().await.unwrap().forget();
             }
             while window > 0
                 && let Some(chunk) = chunks.next()

@@ -220,6 +220,11 @@ pub struct Registry {
 /// a credential helper it names is a process started for each read.
 const CREDENTIALS_REUSE: Duration = Duration::from_secs(60);
 
+/// How long a credential helper that has not answered is left to run before another is
+/// started for its registry: one waiting for ever (for a passphrase no one types) is not
+/// started again for every request, and one the user fixed is asked again in time.
+const HELPER_PATIENCE: Duration = Duration::from_secs(600);
+
 /// How long a token is used before another is asked for. The token specification's default
 /// lifetime is 60 s (`expires_in`); most registries give 300 s. Asked for again in time, a
 /// token never dies in the middle of a streamed upload, which cannot be sent twice.
@@ -239,12 +244,11 @@ struct Access {
     /// Scopes (registry, repository, push) set up, with their authorization and when it was
     /// found.
     ready: HashMap<Scope, (Authorization, tokio::time::Instant)>,
-    /// Credentials read from the docker configuration, per registry, and when; `None`: its
-    /// credential helper did not answer in time.
-    credentials: HashMap<String, (Option<RegistryAuth>, tokio::time::Instant)>,
-    /// Registries whose credential helper is still running past its deadline: no other is
-    /// started for them, and its answer, when it comes, is kept.
-    helpers_running: HashSet<String>,
+    /// Credentials read from the docker configuration, per registry, and when.
+    credentials: HashMap<String, (RegistryAuth, tokio::time::Instant)>,
+    /// Registries whose credentials are being read (a credential helper may be running), and
+    /// since when: another read is started only after [`HELPER_PATIENCE`].
+    reading: HashMap<String, tokio::time::Instant>,
     /// One lock per registry, held while a scope's authorization is found (a look at the
     /// registry's challenge, a token exchange): concurrent first requests to a scope share
     /// it, and a registry that hangs there holds up no other.
@@ -753,72 +757,91 @@ impl Registry {
     /// [`CREDENTIALS_REUSE`], once for concurrent requests, off the runtime's threads. A
     /// credential helper is a process, and one may wait for ever (for a passphrase no one
     /// types): while one has not answered within the request deadline, the requests to its
-    /// registry fail, naming it, and no other is started; its answer, when it comes, is used.
+    /// registry fail, naming it, and no other is started for [`HELPER_PATIENCE`]; its answer,
+    /// when it comes, is used.
     async fn credentials_for(
         &self,
         registry: &str,
     ) -> std::result::Result<RegistryAuth, OciDistributionError> {
-        let read = || {
+        let not_answered = || {
+            OciDistributionError::GenericError(Some(format!(
+                "the credential helper the docker configuration names for {registry} did not \
+                 answer within {} s",
+                self.timeout.as_secs()
+            )))
+        };
+        // The credentials read lately; with `waited`, an error while a helper that did not
+        // answer in time is still running (without, the read under way may yet answer).
+        let known = |waited: bool| {
             let access = self.access.lock().expect("not poisoned");
-            let running = access.helpers_running.contains(registry);
-            let (found, read) = access.credentials.get(registry)?;
-            (read.elapsed() < CREDENTIALS_REUSE || running).then(|| found.clone())
+            if let Some((found, read)) = access.credentials.get(registry)
+                && read.elapsed() < CREDENTIALS_REUSE
+            {
+                return Some(Ok(found.clone()));
+            }
+            let running = access.reading.get(registry);
+            (waited && running.is_some_and(|since| since.elapsed() < HELPER_PATIENCE))
+                .then(|| Err(not_answered()))
         };
-        let usable = |found: Option<RegistryAuth>| {
-            found.ok_or_else(|| {
-                OciDistributionError::GenericError(Some(format!(
-                    "the credential helper the docker configuration names for {registry} did \
-                     not answer within {} s",
-                    self.timeout.as_secs()
-                )))
-            })
-        };
-        if let Some(found) = read() {
-            return usable(found);
+        if let Some(known) = known(false) {
+            return known;
         }
+        // Reads take turns: a concurrent request waits for the one under way.
         let finding = self.finding(registry);
         let _finding = finding.lock().await;
-        if let Some(found) = read() {
-            return usable(found);
+        if let Some(known) = known(true) {
+            return known;
         }
-        usable(self.read_credentials(registry).await)
+        self.read_credentials(registry)
+            .await
+            .ok_or_else(not_answered)
     }
 
-    /// Reads [`auth_for`] on a thread of its own, which stores what it finds; `None` past the
-    /// deadline (the thread stores its answer when it comes). Not a blocking task of the
-    /// runtime: a runtime shutting down waits for those, and a process would not end before
-    /// its hung helper did.
+    /// Reads [`auth_for`] on a thread of its own, which stores what it finds and ends the
+    /// registry's [`Access::reading`] mark, whenever it ends; `None` past the deadline. Not a
+    /// blocking task of the runtime: a runtime shutting down waits for those, and a process
+    /// would not end before its hung helper did.
     async fn read_credentials(&self, registry: &str) -> Option<RegistryAuth> {
-        let (sender, mut receiver) = tokio::sync::oneshot::channel();
-        let host = registry.to_string();
-        let access = Arc::clone(&self.access);
-        let reading = std::thread::Builder::new()
+        /// Ends the reading mark however the thread ends (a panic in the reading included).
+        struct Reading {
+            access: Arc<std::sync::Mutex<Access>>,
+            registry: String,
+        }
+        impl Drop for Reading {
+            fn drop(&mut self) {
+                if let Ok(mut access) = self.access.lock() {
+                    access.reading.remove(&self.registry);
+                }
+            }
+        }
+        let now = tokio::time::Instant::now();
+        (self.access.lock().expect("not poisoned").reading).insert(registry.to_string(), now);
+        let reading = Reading {
+            access: Arc::clone(&self.access),
+            registry: registry.to_string(),
+        };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let started = std::thread::Builder::new()
             .name("docker-credentials".into())
             .spawn(move || {
-                let found = auth_for(&host);
+                let found = auth_for(&reading.registry);
                 let now = tokio::time::Instant::now();
-                let mut access = access.lock().expect("not poisoned");
-                access.helpers_running.remove(&host);
-                access.credentials.insert(host, (Some(found.clone()), now));
-                // Sent under the lock: a reader past its deadline either finds the answer on
-                // the channel, or marks the helper running before this thread stores it.
+                let mut access = reading.access.lock().expect("not poisoned");
+                let registry = reading.registry.clone();
+                access.credentials.insert(registry, (found.clone(), now));
+                drop(access);
+                drop(reading);
                 let _ = sender.send(found);
             });
-        if reading.is_err() {
-            // As a configuration that cannot be read: no credentials.
-            return Some(RegistryAuth::Anonymous);
+        match started {
+            // As a configuration that cannot be read: no credentials (the mark went with
+            // the closure).
+            Err(_) => Some(RegistryAuth::Anonymous),
+            Ok(_) => match tokio::time::timeout(self.timeout, receiver).await {
+                Ok(found) => Some(found.unwrap_or(RegistryAuth::Anonymous)),
+                Err(_) => None,
+            },
         }
-        if let Ok(Ok(found)) = tokio::time::timeout(self.timeout, &mut receiver).await {
-            return Some(found);
-        }
-        let mut access = self.access.lock().expect("not poisoned");
-        if let Ok(found) = receiver.try_recv() {
-            return Some(found);
-        }
-        access.helpers_running.insert(registry.to_string());
-        let now = tokio::time::Instant::now();
-        access.credentials.insert(registry.to_string(), (None, now));
-        None
     }
 
     /// The authorization of the reference's scope, found when the scope is first used: for

@@ -558,7 +558,7 @@ impl Gate {
             Err(_) => {
                 tracing::info!(
                     stream = id,
-                    running = import::MAX_CONCURRENT,
+                    limit = import::MAX_CONCURRENT,
                     "import waits for one of those running to end"
                 );
                 Arc::clone(&self.imports)

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use containerd_client::services::v1::StreamInit;
 use containerd_client::types::transfer::{Data, ImageStore, WindowUpdate};
@@ -39,6 +40,11 @@ pub const MAX_CONCURRENT: usize = 4;
 
 /// The archive as checked, in an import's directory: what containerd gets.
 const CHECKED_ARCHIVE: &str = "checked.tar";
+
+/// Longest the client may send none of its archive: an import holds one of the
+/// [`MAX_CONCURRENT`] turns while it is received, and a client stopped half-way would hold it
+/// for good.
+const IDLE: Duration = Duration::from_secs(60);
 
 /// Flow-control window granted at a time, as containerd's own receiver does.
 const WINDOW: i32 = 64 * 1024;
@@ -353,7 +359,14 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
                 .is_ok();
             window += i64::from(WINDOW);
         }
-        let Some(message) = claimed.messages.recv().await else {
+        let next = tokio::time::timeout(IDLE, claimed.messages.recv()).await;
+        let Some(message) = next.map_err(|_| {
+            Refused::Malformed(format!(
+                "the client sent none of the archive for {} s",
+                IDLE.as_secs()
+            ))
+        })?
+        else {
             break;
         };
         let Some(data) = any::unpack::<Data>(&message, DATA) else {
@@ -369,6 +382,11 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
         file.write_all(&data.data)
             .await
             .map_err(|e| failed("staging the archive", e))?;
+    }
+    if total == 0 {
+        return Err(Refused::Malformed(
+            "the client's import stream ended before any of the archive came".into(),
+        ));
     }
     file.flush()
         .await
@@ -679,6 +697,30 @@ mod tests {
         let path = dir.path().join("received");
         receive(&mut claimed, &path).await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"first second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_sending_none_of_its_archive_loses_its_turn() {
+        // A client stopped half-way (a producer piped into `ctr images import -` that hangs)
+        // would hold one of the few turns for good.
+        let (mut claimed, _open, _answers) = Claimed::silent();
+        let dir = tempfile::tempdir().unwrap();
+        let refused = receive(&mut claimed, &dir.path().join("received")).await;
+        assert!(
+            matches!(&refused, Err(Refused::Malformed(m)) if m.contains("none of the archive for 60 s")),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_import_stream_ending_before_any_data_says_so() {
+        let mut claimed = Claimed::answered(Vec::new());
+        let dir = tempfile::tempdir().unwrap();
+        let refused = receive(&mut claimed, &dir.path().join("received")).await;
+        assert!(
+            matches!(&refused, Err(Refused::Malformed(m)) if m.contains("ended before any of the archive")),
+            "{refused:?}"
+        );
     }
 
     #[test]

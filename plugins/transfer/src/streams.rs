@@ -139,6 +139,23 @@ impl Claimed {
     }
 }
 
+#[cfg(test)]
+impl Claimed {
+    /// A claimed stream whose client keeps its side open and sends nothing (the sender of its
+    /// messages, to keep), and reads what the front answers (kept in the returned body).
+    pub(crate) fn silent() -> (Self, mpsc::Sender<Bytes>, Body) {
+        let (tx, rx) = mpsc::channel(1);
+        let (replies, body) = channel_body();
+        let claimed = Claimed {
+            uri: Uri::default(),
+            headers: HeaderMap::new(),
+            messages: rx,
+            replies,
+        };
+        (claimed, tx, body)
+    }
+}
+
 impl Streams {
     /// Takes over stream `id` of `namespace`, once.
     pub fn claim(&self, namespace: &str, id: &str) -> Option<Claimed> {
