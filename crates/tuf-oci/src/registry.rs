@@ -246,13 +246,22 @@ struct Access {
     ready: HashMap<Scope, (Authorization, tokio::time::Instant)>,
     /// Credentials read from the docker configuration, per registry, and when.
     credentials: HashMap<String, (RegistryAuth, tokio::time::Instant)>,
-    /// Registries whose credentials are being read (a credential helper may be running), and
-    /// since when: another read is started only after [`HELPER_PATIENCE`].
-    reading: HashMap<String, tokio::time::Instant>,
+    /// Registries whose credentials are being read (a credential helper may be running):
+    /// another read is started only after [`HELPER_PATIENCE`].
+    reading: HashMap<String, CredentialRead>,
     /// One lock per registry, held while a scope's authorization is found (a look at the
     /// registry's challenge, a token exchange): concurrent first requests to a scope share
     /// it, and a registry that hangs there holds up no other.
     finding: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A read of a registry's credentials under way ([`Registry::credentials_for`]).
+#[derive(Debug)]
+struct CredentialRead {
+    /// When it started.
+    since: tokio::time::Instant,
+    /// What it found, once it has.
+    answer: tokio::sync::watch::Receiver<Option<RegistryAuth>>,
 }
 
 /// An authorization scope: registry, repository, and whether it is for pushing.
@@ -754,94 +763,95 @@ impl Registry {
     }
 
     /// The docker configuration's credentials for `registry` ([`auth_for`]), read again after
-    /// [`CREDENTIALS_REUSE`], once for concurrent requests, off the runtime's threads. A
+    /// [`CREDENTIALS_REUSE`], once for concurrent requests, on a thread of its own. A
     /// credential helper is a process, and one may wait for ever (for a passphrase no one
-    /// types): while one has not answered within the request deadline, the requests to its
-    /// registry fail, naming it, and no other is started for [`HELPER_PATIENCE`]; its answer,
-    /// when it comes, is used.
+    /// types): the requests waiting for a read fail, naming it, once it has run for the
+    /// request deadline; no other is started for [`HELPER_PATIENCE`], and its answer, when it
+    /// comes, is used.
     async fn credentials_for(
         &self,
         registry: &str,
     ) -> std::result::Result<RegistryAuth, OciDistributionError> {
-        let not_answered = || {
-            OciDistributionError::GenericError(Some(format!(
-                "the credential helper the docker configuration names for {registry} did not \
-                 answer within {} s",
-                self.timeout.as_secs()
-            )))
+        let fresh = |access: &Access| {
+            let (found, read) = access.credentials.get(registry)?;
+            (read.elapsed() < CREDENTIALS_REUSE).then(|| found.clone())
         };
-        // The credentials read lately; with `waited`, an error while a helper that did not
-        // answer in time is still running (without, the read under way may yet answer).
-        let known = |waited: bool| {
-            let access = self.access.lock().expect("not poisoned");
-            if let Some((found, read)) = access.credentials.get(registry)
-                && read.elapsed() < CREDENTIALS_REUSE
-            {
-                return Some(Ok(found.clone()));
+        let (since, mut answer) = {
+            let mut access = self.access.lock().expect("not poisoned");
+            if let Some(found) = fresh(&access) {
+                return Ok(found);
             }
-            let running = access.reading.get(registry);
-            (waited && running.is_some_and(|since| since.elapsed() < HELPER_PATIENCE))
-                .then(|| Err(not_answered()))
-        };
-        if let Some(known) = known(false) {
-            return known;
-        }
-        // Reads take turns: a concurrent request waits for the one under way.
-        let finding = self.finding(registry);
-        let _finding = finding.lock().await;
-        if let Some(known) = known(true) {
-            return known;
-        }
-        self.read_credentials(registry)
-            .await
-            .ok_or_else(not_answered)
-    }
-
-    /// Reads [`auth_for`] on a thread of its own, which stores what it finds and ends the
-    /// registry's [`Access::reading`] mark, whenever it ends; `None` past the deadline. Not a
-    /// blocking task of the runtime: a runtime shutting down waits for those, and a process
-    /// would not end before its hung helper did.
-    async fn read_credentials(&self, registry: &str) -> Option<RegistryAuth> {
-        /// Ends the reading mark however the thread ends (a panic in the reading included).
-        struct Reading {
-            access: Arc<std::sync::Mutex<Access>>,
-            registry: String,
-        }
-        impl Drop for Reading {
-            fn drop(&mut self) {
-                if let Ok(mut access) = self.access.lock() {
-                    access.reading.remove(&self.registry);
+            match access.reading.get(registry) {
+                Some(read) if read.since.elapsed() < HELPER_PATIENCE => {
+                    (read.since, read.answer.clone())
+                }
+                _ => {
+                    let Some(read) = self.read_credentials(registry) else {
+                        // As a configuration that cannot be read: no credentials.
+                        return Ok(RegistryAuth::Anonymous);
+                    };
+                    let started = (read.since, read.answer.clone());
+                    access.reading.insert(registry.to_string(), read);
+                    started
                 }
             }
-        }
-        let now = tokio::time::Instant::now();
-        (self.access.lock().expect("not poisoned").reading).insert(registry.to_string(), now);
-        let reading = Reading {
-            access: Arc::clone(&self.access),
-            registry: registry.to_string(),
         };
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let started = std::thread::Builder::new()
+        let answered = answer.wait_for(Option::is_some);
+        match tokio::time::timeout_at(since + self.timeout, answered).await {
+            Ok(Ok(found)) => Ok(found.clone().unwrap_or(RegistryAuth::Anonymous)),
+            // The reading thread ended without an answer (it panicked): as no credentials.
+            Ok(Err(_)) => Ok(RegistryAuth::Anonymous),
+            Err(_) => {
+                // Unless it answered just now.
+                let access = self.access.lock().expect("not poisoned");
+                fresh(&access).ok_or_else(|| {
+                    OciDistributionError::GenericError(Some(format!(
+                        "the credential helper the docker configuration names for {registry} \
+                         did not answer within {} s",
+                        self.timeout.as_secs()
+                    )))
+                })
+            }
+        }
+    }
+
+    /// Starts reading [`auth_for`] on a thread of its own (not a blocking task of the
+    /// runtime: a runtime shutting down waits for those, and a process would not end before
+    /// its hung helper did). The thread stores what it finds, unless a later read stored
+    /// first, and ends the registry's [`Access::reading`] mark if it is still this read's.
+    /// `None` when no thread can be started.
+    fn read_credentials(&self, registry: &str) -> Option<CredentialRead> {
+        let since = tokio::time::Instant::now();
+        let (sender, answer) = tokio::sync::watch::channel(None);
+        let access = Arc::clone(&self.access);
+        let host = registry.to_string();
+        std::thread::Builder::new()
             .name("docker-credentials".into())
             .spawn(move || {
-                let found = auth_for(&reading.registry);
+                let found = auth_for(&host);
                 let now = tokio::time::Instant::now();
-                let mut access = reading.access.lock().expect("not poisoned");
-                let registry = reading.registry.clone();
-                access.credentials.insert(registry, (found.clone(), now));
+                let mut access = access.lock().expect("not poisoned");
+                if access
+                    .credentials
+                    .get(&host)
+                    .is_none_or(|(_, read)| *read < since)
+                {
+                    access
+                        .credentials
+                        .insert(host.clone(), (found.clone(), now));
+                }
+                if access
+                    .reading
+                    .get(&host)
+                    .is_some_and(|read| read.since == since)
+                {
+                    access.reading.remove(&host);
+                }
                 drop(access);
-                drop(reading);
-                let _ = sender.send(found);
-            });
-        match started {
-            // As a configuration that cannot be read: no credentials (the mark went with
-            // the closure).
-            Err(_) => Some(RegistryAuth::Anonymous),
-            Ok(_) => match tokio::time::timeout(self.timeout, receiver).await {
-                Ok(found) => Some(found.unwrap_or(RegistryAuth::Anonymous)),
-                Err(_) => None,
-            },
-        }
+                sender.send_replace(Some(found));
+            })
+            .ok()?;
+        Some(CredentialRead { since, answer })
     }
 
     /// The authorization of the reference's scope, found when the scope is first used: for
