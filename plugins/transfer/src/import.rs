@@ -231,10 +231,11 @@ pub async fn check(
 /// Unpacks the received archive into `layout` (through `tar`, decompressed) and reads its index.
 fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex, Refused> {
     decompress(received, tar)?;
-    tuf_oci::store::unpack(tar, layout).map_err(|e| {
-        Refused::Malformed(format!(
+    tuf_oci::store::unpack(tar, layout).map_err(|e| match &e {
+        tuf_oci::Error::Io { cause, .. } if is_local(cause) => failed("unpacking the archive", e),
+        _ => Refused::Malformed(format!(
             "the import is not an OCI archive (tar of an OCI layout, plain or gzip): {e}"
-        ))
+        )),
     })?;
     std::fs::remove_file(tar).map_err(|e| failed("staged archive", e))?;
     let index = layout.join("index.json");
@@ -408,8 +409,13 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refused> {
                 std::fs::File::create(tar).map_err(|e| failed("staging the archive", e))?;
             // Bounded: a small gzip stream can expand without end.
             let mut bounded = std::io::Read::take(&mut decoder, MAX_ARCHIVE + 1);
-            let copied = std::io::copy(&mut bounded, &mut out)
-                .map_err(|e| unreadable("the import's gzip stream", e))?;
+            let copied = std::io::copy(&mut bounded, &mut out).map_err(|e| {
+                if is_local(&e) {
+                    failed("staging the archive", e)
+                } else {
+                    unreadable("the import's gzip stream", e)
+                }
+            })?;
             if copied > MAX_ARCHIVE {
                 return Err(Refused::Malformed(format!(
                     "the import archive exceeds {MAX_ARCHIVE} bytes once decompressed"
@@ -521,6 +527,21 @@ fn unreadable(what: &str, e: impl std::fmt::Display) -> Refused {
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Refused {
     Refused::Failed(format!("{what}: {e}"))
+}
+
+/// Whether an I/O error met while unpacking is the node's (a full disk, a read-only one), not
+/// the archive's: the import is then `UNAVAILABLE`, to be tried again, not a bad archive.
+fn is_local(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::ReadOnlyFilesystem
+            | ErrorKind::FileTooLarge
+            | ErrorKind::PermissionDenied
+            | ErrorKind::OutOfMemory
+    )
 }
 
 #[cfg(test)]
@@ -721,6 +742,27 @@ mod tests {
             matches!(&refused, Err(Refused::Malformed(m)) if m.contains("ended before any of the archive")),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn a_full_disk_is_the_fronts_failure_not_a_bad_archive() {
+        // A gzip archive decompressed onto a full disk (`/dev/full` answers every write so).
+        let dir = tempfile::tempdir().unwrap();
+        let received = dir.path().join("received");
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, &[0; 4096]).unwrap();
+        std::fs::write(&received, gzip.finish().unwrap()).unwrap();
+        let refused = decompress(&received, Path::new("/dev/full"));
+        assert!(
+            matches!(&refused, Err(Refused::Failed(m)) if m.starts_with("staging the archive")),
+            "{refused:?}"
+        );
+        // The same error unpacking: the node's, where a broken tar is the archive's.
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(is_local(&full));
+        assert!(!is_local(&std::io::Error::from(
+            std::io::ErrorKind::InvalidData
+        )));
     }
 
     #[test]
