@@ -238,22 +238,22 @@ async fn serve(
     realm: &str,
 ) -> std::io::Result<()> {
     let request = read_request(&mut client).await?;
-    let head = String::from_utf8_lossy(&request);
-    let path = head
+    let request_text = String::from_utf8_lossy(&request);
+    let path = request_text
         .lines()
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
         .unwrap_or_default()
         .to_string();
     let (path, query) = path.split_once('?').unwrap_or((&path, ""));
-    let authorization = head.lines().find_map(|line| {
+    let authorization = request_text.lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
         name.eq_ignore_ascii_case("authorization")
             .then(|| value.trim().to_string())
     });
     seen.lock().expect("not poisoned").push(path.to_string());
     heard.lock().expect("not poisoned").push(Heard {
-        method: head
+        method: request_text
             .split_whitespace()
             .next()
             .unwrap_or_default()
@@ -261,11 +261,11 @@ async fn serve(
         path: path.to_string(),
         query: query.to_string(),
         authorization: authorization.clone(),
-        form: head
+        form: request_text
             .to_lowercase()
             .contains("content-type: application/x-www-form-urlencoded")
             .then(|| {
-                let (_, body) = head.split_once("\r\n\r\n").unwrap_or_default();
+                let (_, body) = request_text.split_once("\r\n\r\n").unwrap_or_default();
                 body.to_string()
             }),
     });
@@ -427,7 +427,7 @@ async fn serve(
                     Rule::RequireToken => true,
                     Rule::RequireTokenBeyondRoot => path != "/v2/",
                     _ => path == "/v2/" || writes(&request),
-                } && !head
+                } && !request_text
                     .to_lowercase()
                     .contains(&format!("authorization: bearer {TOKEN}")) =>
             {

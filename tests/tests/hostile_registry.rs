@@ -556,6 +556,20 @@ fn a_write_carried_the_token(heard: &[Heard]) -> bool {
 /// A successful `tuf-oci copy` of `solo/app:v1` to a registry behind a proxy applying `rules`,
 /// with `credentials` its entry in the docker configuration's `auths`: what the proxy heard.
 async fn copy_with_credentials(rules: Vec<Rule>, credentials: serde_json::Value) -> Vec<Heard> {
+    let (out, heard) = try_copy_with_credentials(rules, credentials).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    heard
+}
+
+/// [`copy_with_credentials`], succeeding or not: how the copy ended, and what the proxy heard.
+async fn try_copy_with_credentials(
+    rules: Vec<Rule>,
+    credentials: serde_json::Value,
+) -> (std::process::Output, Vec<Heard>) {
     let source = TestRegistry::start();
     let destination = TestRegistry::start();
     solo(&source, true).await;
@@ -564,12 +578,8 @@ async fn copy_with_credentials(rules: Vec<Rule>, credentials: serde_json::Value)
     let config = json!({ "auths": { proxy.host.clone(): credentials } });
     std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
     let out = copy_app(&source.host, &proxy.host, docker_config.path()).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    proxy.heard.lock().unwrap().clone()
+    let heard = proxy.heard.lock().unwrap().clone();
+    (out, heard)
 }
 
 #[tokio::test]
@@ -662,10 +672,8 @@ async fn an_identity_token_goes_as_a_password_to_a_token_service_without_oauth()
 async fn an_identity_token_is_not_sent_on_where_its_token_service_redirects() {
     // A 307 keeps a POST's body: followed, it would hand the refresh token to wherever the
     // answer names.
-    let source = TestRegistry::start();
-    let destination = TestRegistry::start();
-    solo(&source, true).await;
-    let elsewhere = HostileRegistry::start(&destination.host, vec![]).await;
+    let somewhere = TestRegistry::start();
+    let elsewhere = HostileRegistry::start(&somewhere.host, vec![]).await;
     let rules = vec![
         Rule::Redirect {
             path_suffix: "/token".into(),
@@ -673,11 +681,8 @@ async fn an_identity_token_is_not_sent_on_where_its_token_service_redirects() {
         },
         Rule::RequireToken,
     ];
-    let proxy = HostileRegistry::start(&destination.host, rules).await;
-    let docker_config = tempfile::tempdir().unwrap();
-    let config = json!({ "auths": { proxy.host.clone(): { "identitytoken": "refresh-me" } } });
-    std::fs::write(docker_config.path().join("config.json"), config.to_string()).unwrap();
-    let out = copy_app(&source.host, &proxy.host, docker_config.path()).await;
+    let identity = json!({ "identitytoken": "refresh-me" });
+    let (out, _) = try_copy_with_credentials(rules, identity).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("/token answered 307"), "{stderr}");

@@ -240,12 +240,12 @@ const TOKEN_REUSE: Duration = Duration::from_secs(45);
 #[derive(Debug, Default)]
 struct Access {
     /// Registries that answered 401 to anonymous requests.
-    token_hosts: HashSet<String>,
+    refused_anonymous: HashSet<String>,
     /// Scopes (registry, repository, push) set up, with their authorization and when it was
     /// found.
     ready: HashMap<Scope, (Authorization, tokio::time::Instant)>,
-    /// Credentials read from the docker configuration, per registry, and when.
-    credentials: HashMap<String, (RegistryAuth, tokio::time::Instant)>,
+    /// Credentials read from the docker configuration, per registry.
+    credentials: HashMap<String, Found>,
     /// Registries whose credentials are being read (a credential helper may be running):
     /// another read is started only after [`HELPER_PATIENCE`].
     reading: HashMap<String, CredentialRead>,
@@ -255,11 +255,21 @@ struct Access {
     finding: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
+/// Credentials read from the docker configuration ([`Registry::credentials_for`]).
+#[derive(Debug)]
+struct Found {
+    auth: RegistryAuth,
+    /// When the read ended: they are used for [`CREDENTIALS_REUSE`] from then.
+    read_at: tokio::time::Instant,
+    /// When the read started: a slow read ending after a later one keeps its answer out.
+    started: tokio::time::Instant,
+}
+
 /// A read of a registry's credentials under way ([`Registry::credentials_for`]).
 #[derive(Debug)]
 struct CredentialRead {
     /// When it started.
-    since: tokio::time::Instant,
+    started: tokio::time::Instant,
     /// What it found, once it has.
     answer: tokio::sync::watch::Receiver<Option<RegistryAuth>>,
 }
@@ -327,7 +337,7 @@ impl Registry {
                     use_monolithic_push: true,
                     ..Default::default()
                 })
-                .map_err(|e| setup_failed(&error_chain(&e)))
+                .map_err(|e| setup_failed(&message_of(&e)))
             })
             .await
     }
@@ -773,31 +783,38 @@ impl Registry {
         registry: &str,
     ) -> std::result::Result<RegistryAuth, OciDistributionError> {
         let fresh = |access: &Access| {
-            let (found, read) = access.credentials.get(registry)?;
-            (read.elapsed() < CREDENTIALS_REUSE).then(|| found.clone())
+            let found = access.credentials.get(registry)?;
+            (found.read_at.elapsed() < CREDENTIALS_REUSE).then(|| found.auth.clone())
         };
-        let (since, mut answer) = {
+        let (started, mut answer, to_start) = {
             let mut access = self.access.lock().expect("not poisoned");
             if let Some(found) = fresh(&access) {
                 return Ok(found);
             }
             match access.reading.get(registry) {
-                Some(read) if read.since.elapsed() < HELPER_PATIENCE => {
-                    (read.since, read.answer.clone())
+                Some(read) if read.started.elapsed() < HELPER_PATIENCE => {
+                    (read.started, read.answer.clone(), None)
                 }
                 _ => {
-                    let Some(read) = self.read_credentials(registry) else {
-                        // As a configuration that cannot be read: no credentials.
-                        return Ok(RegistryAuth::Anonymous);
+                    let started = tokio::time::Instant::now();
+                    let (sender, answer) = tokio::sync::watch::channel(None);
+                    let read = CredentialRead {
+                        started,
+                        answer: answer.clone(),
                     };
-                    let started = (read.since, read.answer.clone());
                     access.reading.insert(registry.to_string(), read);
-                    started
+                    (started, answer, Some(sender))
                 }
             }
         };
+        if let Some(sender) = to_start
+            && !self.read_credentials(registry, started, sender)
+        {
+            // As a configuration that cannot be read: no credentials.
+            return Ok(RegistryAuth::Anonymous);
+        }
         let answered = answer.wait_for(Option::is_some);
-        match tokio::time::timeout_at(since + self.timeout, answered).await {
+        match tokio::time::timeout_at(started + self.timeout, answered).await {
             Ok(Ok(found)) => Ok(found.clone().unwrap_or(RegistryAuth::Anonymous)),
             // The reading thread ended without an answer (it panicked): as no credentials.
             Ok(Err(_)) => Ok(RegistryAuth::Anonymous),
@@ -815,43 +832,64 @@ impl Registry {
         }
     }
 
-    /// Starts reading [`auth_for`] on a thread of its own (not a blocking task of the
-    /// runtime: a runtime shutting down waits for those, and a process would not end before
-    /// its hung helper did). The thread stores what it finds, unless a later read stored
-    /// first, and ends the registry's [`Access::reading`] mark if it is still this read's.
-    /// `None` when no thread can be started.
-    fn read_credentials(&self, registry: &str) -> Option<CredentialRead> {
-        let since = tokio::time::Instant::now();
-        let (sender, answer) = tokio::sync::watch::channel(None);
-        let access = Arc::clone(&self.access);
-        let host = registry.to_string();
+    /// Starts the read marked `started` in [`Access::reading`]: [`auth_for`] on a thread of
+    /// its own (not a blocking task of the runtime: a runtime shutting down waits for those,
+    /// and a process would not end before its hung helper did), which stores what it finds
+    /// unless a later read stored first, ends the mark if it is still this read's, and sends
+    /// the answer. Whether the thread started (the mark is gone when it did not).
+    fn read_credentials(
+        &self,
+        registry: &str,
+        started: tokio::time::Instant,
+        sender: tokio::sync::watch::Sender<Option<RegistryAuth>>,
+    ) -> bool {
+        /// Ends the read's mark however its thread ends (a panic while reading included), if
+        /// the mark is still this read's.
+        struct Mark {
+            access: Arc<std::sync::Mutex<Access>>,
+            registry: String,
+            started: tokio::time::Instant,
+        }
+        impl Drop for Mark {
+            fn drop(&mut self) {
+                if let Ok(mut access) = self.access.lock()
+                    && access
+                        .reading
+                        .get(&self.registry)
+                        .is_some_and(|read| read.started == self.started)
+                {
+                    access.reading.remove(&self.registry);
+                }
+            }
+        }
+        let mark = Mark {
+            access: Arc::clone(&self.access),
+            registry: registry.to_string(),
+            started,
+        };
         std::thread::Builder::new()
             .name("docker-credentials".into())
             .spawn(move || {
-                let found = auth_for(&host);
-                let now = tokio::time::Instant::now();
-                let mut access = access.lock().expect("not poisoned");
+                let auth = auth_for(&mark.registry);
+                let read_at = tokio::time::Instant::now();
+                let mut access = mark.access.lock().expect("not poisoned");
                 if access
                     .credentials
-                    .get(&host)
-                    .is_none_or(|(_, read)| *read < since)
+                    .get(&mark.registry)
+                    .is_none_or(|found| found.started < started)
                 {
-                    access
-                        .credentials
-                        .insert(host.clone(), (found.clone(), now));
-                }
-                if access
-                    .reading
-                    .get(&host)
-                    .is_some_and(|read| read.since == since)
-                {
-                    access.reading.remove(&host);
+                    let found = Found {
+                        auth: auth.clone(),
+                        read_at,
+                        started,
+                    };
+                    access.credentials.insert(mark.registry.clone(), found);
                 }
                 drop(access);
-                sender.send_replace(Some(found));
+                drop(mark);
+                sender.send_replace(Some(auth));
             })
-            .ok()?;
-        Some(CredentialRead { since, answer })
+            .is_ok()
     }
 
     /// The authorization of the reference's scope, found when the scope is first used: for
@@ -870,17 +908,17 @@ impl Registry {
             let access = self.access.lock().expect("not poisoned");
             (
                 access.current(&scope),
-                access.token_hosts.contains(&scope.0),
+                access.refused_anonymous.contains(&scope.0),
             )
         };
-        let (set_up, wants_tokens) = ready();
+        let (set_up, refused) = ready();
         if let Some(authorization) = set_up {
             return Ok(authorization);
         }
         // Anonymous writes ask first (`GET /v2/`): a registry may let anyone read but want a
         // token to write, and a streamed upload cannot be sent again once a 401 has told us so.
         let asks = match auth {
-            RegistryAuth::Anonymous => wants_tokens || matches!(operation, RegistryOperation::Push),
+            RegistryAuth::Anonymous => refused || matches!(operation, RegistryOperation::Push),
             RegistryAuth::Basic(..) | RegistryAuth::Bearer(_) => true,
         };
         let authorization = if asks {
@@ -889,8 +927,7 @@ impl Registry {
             if let Some(authorization) = ready().0 {
                 return Ok(authorization);
             }
-            self.authorize(reference, operation, auth, wants_tokens)
-                .await?
+            self.authorize(reference, operation, auth, refused).await?
         } else {
             Authorization::None
         };
@@ -988,7 +1025,7 @@ impl Registry {
         let scope = scope(reference, operation);
         let mut access = self.access.lock().expect("not poisoned");
         if matches!(auth, RegistryAuth::Anonymous) {
-            access.token_hosts.insert(scope.0.clone());
+            access.refused_anonymous.insert(scope.0.clone());
         }
         if access
             .ready
@@ -1142,12 +1179,13 @@ fn is_not_found(error: &OciDistributionError) -> bool {
 fn registry_error(reference: &Reference, error: &OciDistributionError) -> Error {
     Error::Registry {
         reference: reference.whole(),
-        message: error_chain(error),
+        message: message_of(error),
     }
 }
 
-/// `error` and its causes, each said once.
-fn error_chain(error: &OciDistributionError) -> String {
+/// `error` and its causes, each said once ([`causes`]); the project's own messages (carried
+/// as oci-client's `GenericError`) as they are.
+fn message_of(error: &OciDistributionError) -> String {
     // Ours (timeouts, caught panics): oci-client would quote it as `Generic error: Some("…")`.
     if let OciDistributionError::GenericError(Some(message)) = error {
         return message.clone();

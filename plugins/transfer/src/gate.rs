@@ -128,7 +128,7 @@ pub struct Gate {
     upstream: Upstream,
     staging: PathBuf,
     /// Turns for imports ([`import::MAX_CONCURRENT`]).
-    imports: Arc<tokio::sync::Semaphore>,
+    import_turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl Verdict {
@@ -168,7 +168,7 @@ impl Gate {
             streams: Streams::default(),
             upstream,
             staging,
-            imports: Arc::new(tokio::sync::Semaphore::new(import::MAX_CONCURRENT)),
+            import_turns: Arc::new(tokio::sync::Semaphore::new(import::MAX_CONCURRENT)),
         }
     }
 
@@ -553,7 +553,7 @@ impl Gate {
                 "tuf-oci: import stream {id:?} was not opened through the front; refused"
             ))
         })?;
-        let turn = match Arc::clone(&self.imports).try_acquire_owned() {
+        let turn = match Arc::clone(&self.import_turns).try_acquire_owned() {
             Ok(turn) => turn,
             Err(_) => {
                 tracing::info!(
@@ -561,7 +561,7 @@ impl Gate {
                     limit = import::MAX_CONCURRENT,
                     "import waits for one of those running to end"
                 );
-                Arc::clone(&self.imports)
+                Arc::clone(&self.import_turns)
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed")

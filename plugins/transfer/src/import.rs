@@ -44,7 +44,7 @@ const CHECKED_ARCHIVE: &str = "checked.tar";
 /// Longest the client may send none of its archive: an import holds one of the
 /// [`MAX_CONCURRENT`] turns while it is received, and a client stopped half-way would hold it
 /// for good.
-const IDLE: Duration = Duration::from_secs(60);
+const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// Flow-control window granted at a time, as containerd's own receiver does.
 const WINDOW: i32 = 64 * 1024;
@@ -232,7 +232,9 @@ pub async fn check(
 fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex, Refused> {
     decompress(received, tar)?;
     tuf_oci::store::unpack(tar, layout).map_err(|e| match &e {
-        tuf_oci::Error::Io { cause, .. } if is_local(cause) => failed("unpacking the archive", e),
+        tuf_oci::Error::Io { cause, .. } if is_the_nodes_fault(cause) => {
+            failed("unpacking the archive", e)
+        }
         _ => Refused::Malformed(format!(
             "the import is not an OCI archive (tar of an OCI layout, plain or gzip): {e}"
         )),
@@ -347,6 +349,7 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
     let mut window: i64 = 0;
     let mut total: u64 = 0;
     let mut listening = true;
+    let mut last_data = tokio::time::Instant::now();
     loop {
         if listening && window < i64::from(WINDOW) {
             let update = WindowUpdate { update: WINDOW };
@@ -360,11 +363,11 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
                 .is_ok();
             window += i64::from(WINDOW);
         }
-        let next = tokio::time::timeout(IDLE, claimed.messages.recv()).await;
+        let next = tokio::time::timeout_at(last_data + MAX_IDLE, claimed.messages.recv()).await;
         let Some(message) = next.map_err(|_| {
             Refused::Malformed(format!(
                 "the client sent none of the archive for {} s",
-                IDLE.as_secs()
+                MAX_IDLE.as_secs()
             ))
         })?
         else {
@@ -373,6 +376,9 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
         let Some(data) = any::unpack::<Data>(&message, DATA) else {
             continue;
         };
+        if !data.data.is_empty() {
+            last_data = tokio::time::Instant::now();
+        }
         total += data.data.len() as u64;
         if total > MAX_ARCHIVE {
             return Err(Refused::Malformed(format!(
@@ -410,7 +416,7 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refused> {
             // Bounded: a small gzip stream can expand without end.
             let mut bounded = std::io::Read::take(&mut decoder, MAX_ARCHIVE + 1);
             let copied = std::io::copy(&mut bounded, &mut out).map_err(|e| {
-                if is_local(&e) {
+                if is_the_nodes_fault(&e) {
                     failed("staging the archive", e)
                 } else {
                     unreadable("the import's gzip stream", e)
@@ -529,9 +535,10 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Refused {
     Refused::Failed(format!("{what}: {e}"))
 }
 
-/// Whether an I/O error met while unpacking is the node's (a full disk, a read-only one), not
-/// the archive's: the import is then `UNAVAILABLE`, to be tried again, not a bad archive.
-fn is_local(e: &std::io::Error) -> bool {
+/// Whether an I/O error met while decompressing or unpacking an import is the node's (a full
+/// or read-only disk, a quota, no permission, no memory), not the archive's: the import is
+/// then `UNAVAILABLE`, to be tried again, not a bad archive.
+fn is_the_nodes_fault(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;
     matches!(
         e.kind(),
@@ -759,8 +766,8 @@ mod tests {
         );
         // The same error unpacking: the node's, where a broken tar is the archive's.
         let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
-        assert!(is_local(&full));
-        assert!(!is_local(&std::io::Error::from(
+        assert!(is_the_nodes_fault(&full));
+        assert!(!is_the_nodes_fault(&std::io::Error::from(
             std::io::ErrorKind::InvalidData
         )));
     }

@@ -121,30 +121,10 @@ impl Claimed {
 
 #[cfg(test)]
 impl Claimed {
-    /// A claimed stream whose client sent `messages` and ended its side, and whose way back to
-    /// the client is already closed.
-    pub(crate) fn answered(messages: Vec<Bytes>) -> Self {
-        let (tx, rx) = mpsc::channel(messages.len().max(1));
-        for message in messages {
-            tx.try_send(message).expect("room for every message");
-        }
-        let (replies, body) = channel_body();
-        drop(body);
-        Claimed {
-            uri: Uri::default(),
-            headers: HeaderMap::new(),
-            messages: rx,
-            replies,
-        }
-    }
-}
-
-#[cfg(test)]
-impl Claimed {
-    /// A claimed stream whose client keeps its side open and sends nothing (the sender of its
-    /// messages, to keep), and reads what the front answers (kept in the returned body).
-    pub(crate) fn silent() -> (Self, mpsc::Sender<Bytes>, Body) {
-        let (tx, rx) = mpsc::channel(1);
+    /// A claimed stream whose client's messages come from a channel of `depth`: its sender,
+    /// and the body the front's answers go to.
+    fn of_channel(depth: usize) -> (Self, mpsc::Sender<Bytes>, Body) {
+        let (tx, rx) = mpsc::channel(depth);
         let (replies, body) = channel_body();
         let claimed = Claimed {
             uri: Uri::default(),
@@ -153,6 +133,23 @@ impl Claimed {
             replies,
         };
         (claimed, tx, body)
+    }
+
+    /// A claimed stream whose client sent `messages` and ended its side, and whose way back to
+    /// the client is already closed.
+    pub(crate) fn answered(messages: Vec<Bytes>) -> Self {
+        let (claimed, tx, body) = Self::of_channel(messages.len().max(1));
+        for message in messages {
+            tx.try_send(message).expect("room for every message");
+        }
+        drop(body);
+        claimed
+    }
+
+    /// A claimed stream whose client keeps its side open and sends nothing (the sender of its
+    /// messages, to keep), and reads what the front answers (kept in the returned body).
+    pub(crate) fn silent() -> (Self, mpsc::Sender<Bytes>, Body) {
+        Self::of_channel(1)
     }
 }
 

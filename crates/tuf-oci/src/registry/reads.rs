@@ -29,10 +29,9 @@ const TOKEN_ANSWER_LIMIT: u64 = 64 * 1024;
 const CLIENT_ID: &str = "tuf-oci";
 
 /// How a request is authorized: what [`super::Registry`]'s log-in found the scope needs.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(super) enum Authorization {
     /// Nothing: a registry without auth, or one that asks for no credentials there are.
-    #[default]
     None,
     /// `Authorization: Bearer …`: a token handed out by the registry's token service.
     Bearer(String),
@@ -80,13 +79,14 @@ pub(super) struct Reads {
     insecure_hosts: Vec<String>,
     timeout: Duration,
     /// For hosts reached over plain HTTP: set up without CA certificates. It follows no
-    /// redirect to HTTPS, which the HTTPS client then follows ([`Reads::get`]).
+    /// redirect to HTTPS, which the HTTPS client then follows ([`Reads::send`]).
     plain: reqwest::Client,
     /// For HTTPS, set up at its first use: reading the system's CA certificates takes a few
     /// milliseconds, which a verification against a registry on plain HTTP need not pay.
     tls: tokio::sync::OnceCell<reqwest::Client>,
-    /// For OAuth 2 token requests (`POST`), set up at its first use: it follows no redirect,
-    /// since a `307` would send the form, refresh token and all, on to wherever it names.
+    /// For OAuth 2 token requests (`POST`, [`Reads::token`]), set up at its first use with
+    /// the CA certificates: it follows no redirect, since a `307` would send the form,
+    /// refresh token and all, on to wherever it names.
     posts: tokio::sync::OnceCell<reqwest::Client>,
 }
 
@@ -236,7 +236,6 @@ impl Reads {
             // The service's reason (a wrong password, say) is in the body, whatever the
             // status.
             let reason = error_body(&mut response).await;
-            let reason = String::from_utf8_lossy(&reason).into_owned();
             return Err(if status.is_server_error() {
                 OciDistributionError::ServerError {
                     code: status.as_u16(),
@@ -394,34 +393,36 @@ impl Reads {
         }
     }
 
-    /// The client for OAuth 2 token requests ([`Reads::posts`]).
+    /// The client for OAuth 2 token requests: one that follows no redirect.
     async fn posts(&self) -> Result<&reqwest::Client, OciDistributionError> {
-        self.posts
-            .get_or_try_init(|| async {
-                builder(self.timeout)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| super::setup_failed(&crate::error::causes(&e)))
-            })
-            .await
+        let no_redirect = || builder(self.timeout).redirect(reqwest::redirect::Policy::none());
+        set_up(&self.posts, no_redirect).await
     }
 
-    /// The HTTPS client; a failure to set it up (no CA certificates) fails this read, and
-    /// the next one tries again.
+    /// The HTTPS client.
     async fn tls(&self) -> Result<&reqwest::Client, OciDistributionError> {
-        self.tls
-            .get_or_try_init(|| async {
-                builder(self.timeout)
-                    .build()
-                    .map_err(|e| super::setup_failed(&crate::error::causes(&e)))
-            })
-            .await
+        set_up(&self.tls, || builder(self.timeout)).await
     }
 }
 
-/// What the `WWW-Authenticate` header asks for, read as oci-client's token exchange read it
-/// (the first header): a token when a bearer challenge among its challenges names a realm
-/// to ask at; otherwise user and password only to an explicit `Basic` challenge.
+/// The client in `cell`, built by `builder` (with the system's CA certificates) at its first
+/// use; a failure to set it up (no CA certificates) fails this request, and the next one tries
+/// again.
+async fn set_up(
+    cell: &tokio::sync::OnceCell<reqwest::Client>,
+    builder: impl FnOnce() -> reqwest::ClientBuilder,
+) -> Result<&reqwest::Client, OciDistributionError> {
+    cell.get_or_try_init(|| async {
+        builder()
+            .build()
+            .map_err(|e| super::setup_failed(&crate::error::causes(&e)))
+    })
+    .await
+}
+
+/// What the `WWW-Authenticate` header asks for: a token when a bearer challenge among its
+/// challenges names a realm to ask at; otherwise user and password only to an explicit
+/// `Basic` challenge. The first header only, as docker's and oci-client's clients read it.
 fn challenge_of(headers: &http::HeaderMap) -> Challenge {
     let Some(value) = headers
         .get(http::header::WWW_AUTHENTICATE)
@@ -511,24 +512,20 @@ async fn failure(response: &mut reqwest::Response, origin: &reqwest::Url) -> Oci
             "{url}, where the registry sent the request, answered 401 Unauthorized"
         )));
     }
-    error(status, &error_body(response).await, &url)
+    error(status, error_body(response).await, &url)
 }
 
 /// An error answer's body, up to [`ERROR_BODY_LIMIT`], its control characters (line breaks,
 /// terminal escapes) made spaces: it is quoted in messages containerd and terminals show. The
 /// status is what counts: a body that cannot be read is no reason to lose it.
-async fn error_body(response: &mut reqwest::Response) -> Bytes {
+async fn error_body(response: &mut reqwest::Response) -> String {
     match body(response, ERROR_BODY_LIMIT).await {
-        Ok(Ok(body)) => {
-            let text = String::from_utf8_lossy(&body);
-            let shown: String = text
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            Bytes::from(shown)
-        }
-        Ok(Err(Exceeded)) => Bytes::from_static(b"(an error answer past 4 KiB)"),
-        Err(_) => Bytes::from_static(b"(an error answer that could not be read)"),
+        Ok(Ok(body)) => String::from_utf8_lossy(&body)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+        Ok(Err(Exceeded)) => "(an error answer past 4 KiB)".into(),
+        Err(_) => "(an error answer that could not be read)".into(),
     }
 }
 
@@ -555,20 +552,20 @@ async fn body(
 
 /// The error for an answer other than 200: as oci-client classifies answers, so a 404 is
 /// "not found", a 401 asks for authorization and a 5xx is worth another try.
-fn error(status: reqwest::StatusCode, body: &[u8], url: &str) -> OciDistributionError {
+fn error(status: reqwest::StatusCode, body: String, url: &str) -> OciDistributionError {
     let url = url.to_string();
     if status == reqwest::StatusCode::UNAUTHORIZED {
         return OciDistributionError::UnauthorizedError { url };
     }
     if status.is_client_error()
-        && let Ok(envelope) = serde_json::from_slice::<OciEnvelope>(body)
+        && let Ok(envelope) = serde_json::from_str::<OciEnvelope>(&body)
     {
         return OciDistributionError::RegistryError { envelope, url };
     }
     OciDistributionError::ServerError {
         code: status.as_u16(),
         url,
-        message: String::from_utf8_lossy(body).into_owned(),
+        message: body,
     }
 }
 
@@ -659,7 +656,7 @@ mod tests {
     async fn error_answers_are_quoted_without_control_characters() {
         let answer = http::Response::new("denied\n\u{1b}[2Jfor you\r".to_string());
         let mut response = reqwest::Response::from(answer);
-        assert_eq!(&error_body(&mut response).await[..], b"denied  [2Jfor you ");
+        assert_eq!(error_body(&mut response).await, "denied  [2Jfor you ");
     }
 
     #[test]
