@@ -46,6 +46,11 @@ const CHECKED_ARCHIVE: &str = "checked.tar";
 /// for good.
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
+/// Slowest a client may send its archive, on average, once [`MAX_IDLE`] has passed: one
+/// trickling a few bytes just often enough would otherwise hold its turn for as long as it
+/// liked.
+const MIN_BYTES_PER_SECOND: u64 = 64 * 1024;
+
 /// Flow-control window granted at a time, as containerd's own receiver does.
 const WINDOW: i32 = 64 * 1024;
 /// Largest `Data` message sent, as containerd's own sender does.
@@ -349,7 +354,8 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
     let mut window: i64 = 0;
     let mut total: u64 = 0;
     let mut listening = true;
-    let mut last_data = tokio::time::Instant::now();
+    let started = tokio::time::Instant::now();
+    let mut last_data = started;
     loop {
         if listening && window < i64::from(WINDOW) {
             let update = WindowUpdate { update: WINDOW };
@@ -363,12 +369,23 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
                 .is_ok();
             window += i64::from(WINDOW);
         }
-        let next = tokio::time::timeout_at(last_data + MAX_IDLE, claimed.messages.recv()).await;
+        // The next archive data is due within MAX_IDLE, and by when the average rate so far
+        // falls under MIN_BYTES_PER_SECOND (counted after the first MAX_IDLE).
+        let idle = last_data + MAX_IDLE;
+        let slow = started + MAX_IDLE + Duration::from_secs(total / MIN_BYTES_PER_SECOND);
+        let next = tokio::time::timeout_at(idle.min(slow), claimed.messages.recv()).await;
         let Some(message) = next.map_err(|_| {
-            Refused::Malformed(format!(
-                "the client sent none of the archive for {} s",
-                MAX_IDLE.as_secs()
-            ))
+            Refused::Malformed(if slow < idle {
+                format!(
+                    "the client sent its archive at under {} KiB/s",
+                    MIN_BYTES_PER_SECOND / 1024
+                )
+            } else {
+                format!(
+                    "the client sent none of the archive for {} s",
+                    MAX_IDLE.as_secs()
+                )
+            })
         })?
         else {
             break;
@@ -738,6 +755,35 @@ mod tests {
             matches!(&refused, Err(Refused::Malformed(m)) if m.contains("none of the archive for 60 s")),
             "{refused:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_trickling_its_archive_loses_its_turn() {
+        // A kilobyte every 30 s never leaves the client idle for 60 s, and would hold the
+        // turn for as long as it liked.
+        let (mut claimed, client, _answers) = Claimed::silent();
+        let trickle = tokio::spawn(async move {
+            loop {
+                let data = Data {
+                    data: vec![0; 1024],
+                };
+                let message = bytes::Bytes::from(any::pack(DATA, &data.encode_to_vec()));
+                if client.send(message).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("received");
+        let received = receive(&mut claimed, &path);
+        // Paused time: ten minutes pass at once, but pass.
+        let refused = tokio::time::timeout(Duration::from_secs(600), received).await;
+        assert!(
+            matches!(&refused, Ok(Err(Refused::Malformed(m))) if m.contains("under 64 KiB/s")),
+            "{refused:?}"
+        );
+        trickle.abort();
     }
 
     #[tokio::test]
