@@ -214,7 +214,13 @@ pub struct Registry {
     traffic: Arc<Traffic>,
     /// How requests are authorized, per registry and scope.
     access: Arc<std::sync::Mutex<Access>>,
+    /// Where credentials come from: the docker configuration ([`auth_for`]); tests give a
+    /// reader of their own.
+    credential_source: CredentialSource,
 }
+
+/// Reads a registry's credentials (may block, for as long as a credential helper runs).
+type CredentialSource = Arc<dyn Fn(&str) -> RegistryAuth + Send + Sync>;
 
 /// How long credentials read from the docker configuration are used before it is read again:
 /// a credential helper it names is a process started for each read.
@@ -310,6 +316,7 @@ impl Registry {
             timeout: config.timeout,
             traffic: Arc::default(),
             access: Arc::default(),
+            credential_source: Arc::new(auth_for),
         })
     }
 
@@ -832,7 +839,8 @@ impl Registry {
         }
     }
 
-    /// Starts the read marked `started` in [`Access::reading`]: [`auth_for`] on a thread of
+    /// Starts the read marked `started` in [`Access::reading`]: [`Registry::credential_source`]
+    /// ([`auth_for`]) on a thread of
     /// its own (not a blocking task of the runtime: a runtime shutting down waits for those,
     /// and a process would not end before its hung helper did), which stores what it finds
     /// unless a later read stored first, ends the mark if it is still this read's, and sends
@@ -849,6 +857,9 @@ impl Registry {
             access: Arc<std::sync::Mutex<Access>>,
             registry: String,
             started: tokio::time::Instant,
+            /// Dropped after the mark is ended: a request woken by a read that ended without
+            /// an answer finds no mark, and reads again.
+            sender: tokio::sync::watch::Sender<Option<RegistryAuth>>,
         }
         impl Drop for Mark {
             fn drop(&mut self) {
@@ -862,15 +873,17 @@ impl Registry {
                 }
             }
         }
+        let source = Arc::clone(&self.credential_source);
         let mark = Mark {
             access: Arc::clone(&self.access),
             registry: registry.to_string(),
             started,
+            sender,
         };
         std::thread::Builder::new()
             .name("docker-credentials".into())
             .spawn(move || {
-                let auth = auth_for(&mark.registry);
+                let auth = source(&mark.registry);
                 let read_at = tokio::time::Instant::now();
                 let mut access = mark.access.lock().expect("not poisoned");
                 if access
@@ -886,8 +899,7 @@ impl Registry {
                     access.credentials.insert(mark.registry.clone(), found);
                 }
                 drop(access);
-                drop(mark);
-                sender.send_replace(Some(auth));
+                mark.sender.send_replace(Some(auth));
             })
             .is_ok()
     }
@@ -1213,6 +1225,72 @@ mod tests {
         assert_eq!(access.current(&scope("a")), None);
         assert_eq!(access.current(&scope("b")), Some(basic));
         assert_eq!(access.current(&scope("c")), Some(Authorization::None));
+    }
+
+    /// A client whose credentials come from `source`, with a deadline of one second.
+    fn reading_with(source: impl Fn(&str) -> RegistryAuth + Send + Sync + 'static) -> Registry {
+        let config = RegistryConfig {
+            insecure_hosts: Vec::new(),
+            timeout: Duration::from_secs(1),
+        };
+        let mut registry = Registry::new(&config).unwrap();
+        registry.credential_source = Arc::new(source);
+        registry
+    }
+
+    #[tokio::test]
+    async fn a_hung_credential_helper_is_asked_once_and_its_late_answer_used() {
+        let (answer, hung) = std::sync::mpsc::channel::<()>();
+        let hung = std::sync::Mutex::new(hung);
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&asked);
+        let registry = reading_with(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = hung.lock().unwrap().recv();
+            RegistryAuth::Basic("signer".into(), "s3cret".into())
+        });
+        // Requests at once share the read, and fail once it has run for the deadline.
+        let (first, second) = tokio::join!(
+            registry.credentials_for("r.test"),
+            registry.credentials_for("r.test")
+        );
+        for failed in [first, second] {
+            let message = message_of(&failed.unwrap_err());
+            assert!(message.contains("did not answer within 1 s"), "{message}");
+        }
+        // The next fails at once, starting no other helper.
+        let started = std::time::Instant::now();
+        assert!(registry.credentials_for("r.test").await.is_err());
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Its answer, when it comes, is used.
+        answer.send(()).unwrap();
+        let mut found = registry.credentials_for("r.test").await;
+        for _ in 0..100 {
+            if found.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            found = registry.credentials_for("r.test").await;
+        }
+        assert!(matches!(found, Ok(RegistryAuth::Basic(..))), "{found:?}");
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_credential_read_that_fails_outright_counts_as_none() {
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&asked);
+        let registry = reading_with(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            panic!("the configuration could not be read")
+        });
+        for _ in 0..2 {
+            let found = registry.credentials_for("r.test").await;
+            assert!(matches!(found, Ok(RegistryAuth::Anonymous)), "{found:?}");
+        }
+        // Its mark went with it: the next request read again, as for a helper that answers.
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]
