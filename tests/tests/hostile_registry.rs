@@ -716,6 +716,21 @@ async fn a_registry_failing_once_to_say_what_it_asks_for_is_asked_again() {
     );
 }
 
+/// A docker configuration in `dir` naming a credential helper for `host`, the shell `script`
+/// in `dir`: the `PATH` that finds it.
+fn credential_helper(dir: &Path, host: &str, script: &str) -> String {
+    let helper = dir.join("docker-credential-test");
+    std::fs::write(&helper, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = json!({ "credHelpers": { host: "test" } });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 #[tokio::test]
 async fn a_credential_helper_is_asked_once_for_many_requests() {
     // A credential helper named by the docker configuration is a process started for each
@@ -726,24 +741,12 @@ async fn a_credential_helper_is_asked_once_for_many_requests() {
     let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireToken]).await;
     let dir = tempfile::tempdir().unwrap();
     let asked = dir.path().join("asked");
-    let helper = dir.path().join("docker-credential-counting");
-    std::fs::write(
-        &helper,
-        format!(
-            "#!/bin/sh\necho get >> '{}'\ncat > /dev/null\n\
-             echo '{{\"Username\":\"signer\",\"Secret\":\"s3cret\"}}'\n",
-            asked.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = json!({ "credHelpers": { proxy.host.clone(): "counting" } });
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    let path = format!(
-        "{}:{}",
-        dir.path().display(),
-        std::env::var("PATH").unwrap_or_default()
+    let script = format!(
+        "echo get >> '{}'\ncat > /dev/null\n\
+         echo '{{\"Username\":\"signer\",\"Secret\":\"s3cret\"}}'",
+        asked.display()
     );
+    let path = credential_helper(dir.path(), &proxy.host, &script);
     let out = copy_app_command(&source.host, &proxy.host, dir.path())
         .env("PATH", path)
         .output()
@@ -771,16 +774,7 @@ async fn a_credential_helper_that_never_answers_fails_the_copy_naming_it() {
     let destination = TestRegistry::start();
     solo(&source, true).await;
     let dir = tempfile::tempdir().unwrap();
-    let helper = dir.path().join("docker-credential-hanging");
-    std::fs::write(&helper, "#!/bin/sh\nexec sleep 20\n").unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = json!({ "credHelpers": { source.host.clone(): "hanging" } });
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    let path = format!(
-        "{}:{}",
-        dir.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = credential_helper(dir.path(), &source.host, "exec sleep 20");
     let started = std::time::Instant::now();
     let out = copy_app_command(&source.host, &destination.host, dir.path())
         .env("PATH", path)
@@ -819,20 +813,29 @@ async fn an_anonymous_copy_to_a_registry_wanting_tokens_to_write_gets_one() {
     // Anyone may pull and push there, but pushes want an (anonymous) token. Blobs are streamed
     // to another registry, and a stream cannot be sent again: the copy asks the registry
     // before its first write instead of learning it from a 401.
+    let heard = anonymous_copy(Rule::RequireTokenToWrite).await;
+    assert!(heard.iter().any(|h| h.path == "/token"), "{heard:#?}");
+}
+
+/// A successful anonymous `tuf-oci copy` of `solo/app:v1` to a registry behind a proxy
+/// applying `rule`, verified there: what the proxy heard.
+async fn anonymous_copy(rule: Rule) -> Vec<Heard> {
     let source = TestRegistry::start();
     let destination = TestRegistry::start();
     let (org, _) = solo(&source, true).await;
-    let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireTokenToWrite]).await;
+    let proxy = HostileRegistry::start(&destination.host, vec![rule]).await;
     let empty_docker_config = tempfile::tempdir().unwrap();
     let out = copy_app(&source.host, &proxy.host, empty_docker_config.path()).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let seen = proxy.seen.lock().unwrap().clone();
-    assert!(seen.iter().any(|p| p == "/token"), "{seen:#?}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     verifier(&destination.host, &org.root)
         .verify(&image(&destination.host, "solo/app:v1"))
         .await
         .unwrap();
+    proxy.heard.lock().unwrap().clone()
 }
 
 #[tokio::test]
@@ -1030,23 +1033,8 @@ async fn a_token_service_moved_to_https_is_followed_there() {
 async fn an_anonymous_copy_to_a_registry_wanting_tokens_per_repository_gets_them() {
     // The API root answers anyone, so nothing asks before the first write; the copy's reads
     // of the destination meet the 401 first, and its writes then ask each repository.
-    let source = TestRegistry::start();
-    let destination = TestRegistry::start();
-    let (org, _) = solo(&source, true).await;
-    let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireTokenBeyondRoot]).await;
-    let empty_docker_config = tempfile::tempdir().unwrap();
-    let out = copy_app(&source.host, &proxy.host, empty_docker_config.path()).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let heard = proxy.heard.lock().unwrap().clone();
+    let heard = anonymous_copy(Rule::RequireTokenBeyondRoot).await;
     assert!(a_write_carried_the_token(&heard), "{heard:#?}");
-    verifier(&destination.host, &org.root)
-        .verify(&image(&destination.host, "solo/app:v1"))
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

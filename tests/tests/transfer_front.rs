@@ -564,16 +564,23 @@ async fn containerd_2_imports_verify_from_the_archive_alone() {
     assert!(entries.iter().any(|e| e == "index.json"), "{entries:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failed_import_leaves_nothing_staged() {
-    // containerd fails a Transfer whose progress stream it cannot find. The checked archive
-    // the front staged and handed over must go once the Transfer is answered, whatever
-    // containerd does with the stream it was handed on (`import::HandedOver`).
+/// For an import through the front on containerd 2.x: the set-up (kept for its lifetime), an
+/// archive of the signed `team-a/app:v1`, containerd, and the front before it.
+async fn importing() -> (Setup, Vec<u8>, Containerd, Front) {
     let setup = setup().await;
     let name = format!("{}/team-a/app:v1", setup.registry.host);
     let archive = setup.registry.oci_archive("team-a/app", "v1", &name).await;
     let containerd = Containerd::start(Version::V2_3, None, &[]);
     let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    (setup, archive, containerd, front)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_import_leaves_nothing_staged() {
+    // containerd fails a Transfer whose progress stream it cannot find. The checked archive
+    // the front staged and handed over must go once the Transfer is answered, whatever
+    // containerd does with the stream it was handed on (`import::HandedOver`).
+    let (_setup, archive, containerd, front) = importing().await;
     let status = import_stream(&front, archive, "no-such-progress-stream", None)
         .await
         .unwrap_err();
@@ -586,11 +593,8 @@ async fn a_failed_import_leaves_nothing_staged() {
 async fn imports_past_the_limit_wait_their_turn() {
     // Each import holds its archive on disk a few times over until containerd has it: past
     // the limit, an import is not staged, nor its archive asked for, until another ends.
-    let setup = setup().await;
-    let name = format!("{}/team-a/app:v1", setup.registry.host);
-    let archive = setup.registry.oci_archive("team-a/app", "v1", &name).await;
-    let containerd = Containerd::start(Version::V2_3, None, &[]);
-    let front = Arc::new(start_front(setup.dir.path(), &setup.policy, &containerd));
+    let (_setup, archive, _containerd, front) = importing().await;
+    let front = Arc::new(front);
     let limit = containerd_tuf_transfer::import::MAX_CONCURRENT;
     let held = Held::new();
     let imports: Vec<_> = (0..=limit)
@@ -659,11 +663,7 @@ impl Held {
 /// `UNAVAILABLE` (to be tried again) naming the directory, not as a bad archive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_import_the_front_cannot_stage_is_unavailable_naming_where() {
-    let setup = setup().await;
-    let name = format!("{}/team-a/app:v1", setup.registry.host);
-    let archive = setup.registry.oci_archive("team-a/app", "v1", &name).await;
-    let containerd = Containerd::start(Version::V2_3, None, &[]);
-    let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+    let (_setup, archive, containerd, front) = importing().await;
     std::fs::remove_dir(&front.staging).unwrap();
     let status = import_stream(&front, archive, "progress", None)
         .await

@@ -973,12 +973,12 @@ impl Registry {
         refused: bool,
     ) -> std::result::Result<Authorization, OciDistributionError> {
         let mut challenge = self
-            .challenge(reference, || self.reads.root_challenge(reference))
+            .ask(reference, || self.reads.root_challenge(reference))
             .await?;
         let configured = !matches!(auth, RegistryAuth::Anonymous);
         if challenge == Challenge::None && (refused || configured) {
             challenge = self
-                .challenge(reference, || self.reads.repository_challenge(reference))
+                .ask(reference, || self.reads.repository_challenge(reference))
                 .await?;
         }
         Ok(match challenge {
@@ -992,10 +992,7 @@ impl Registry {
                     }
                 };
                 let exchange = || self.reads.token(&realm, service.as_deref(), &scope, auth);
-                let answer = self.deadline(reference, exchange()).await;
-                let token = self.retried(reference, answer, exchange).await?;
-                self.traffic.record(0);
-                Authorization::Bearer(token)
+                Authorization::Bearer(self.ask(reference, exchange).await?)
             }
             Challenge::Basic => match auth {
                 RegistryAuth::Basic(user, password) => {
@@ -1007,19 +1004,20 @@ impl Registry {
         })
     }
 
-    /// The challenge `ask` answers, under the deadline, asked again after a server error.
-    async fn challenge<F>(
+    /// What a request of the log-in (a challenge, a token) answers: `send` under the
+    /// deadline, sent again after a server error, counted.
+    async fn ask<T, F>(
         &self,
         reference: &Reference,
-        ask: impl Fn() -> F,
-    ) -> std::result::Result<Challenge, OciDistributionError>
+        send: impl Fn() -> F,
+    ) -> std::result::Result<T, OciDistributionError>
     where
-        F: Future<Output = std::result::Result<Challenge, OciDistributionError>>,
+        F: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
-        let asked = self.deadline(reference, ask()).await;
-        let challenge = self.retried(reference, asked, ask).await?;
+        let answer = self.deadline(reference, send()).await;
+        let answer = self.retried(reference, answer, send).await?;
         self.traffic.record(0);
-        Ok(challenge)
+        Ok(answer)
     }
 
     /// After a 401 to a request sent with `failed`, before it is sent once more: the scope's
