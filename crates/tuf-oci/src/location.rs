@@ -155,22 +155,26 @@ impl fmt::Display for ImageRef {
 /// Whether registry hosts `a` and `b` name the same registry, as clients reach it: host names
 /// compare without regard to case (DNS), IP addresses as addresses (`[0::1]` is `[::1]`, and
 /// the IPv4-mapped `[::ffff:7f00:1]` is dialled as `127.0.0.1`), ports as numbers (`:0443` is
-/// dialled as `:443`), an explicit `:443` is HTTPS's default port, and Docker Hub's
-/// `docker.io` is also reached as `registry-1.docker.io` and `index.docker.io`. Anything else
-/// (an address for a name, another port) is another registry.
+/// dialled as `:443`), an explicit `:443` or an empty port (`host:`, which Go dials at the
+/// default port) is HTTPS's default port, and Docker Hub's `docker.io` is also reached as
+/// `registry-1.docker.io`, `index.docker.io` and `registry.hub.docker.com`. Anything else (an
+/// address for a name, another port) is another registry.
 pub fn same_registry(a: &str, b: &str) -> bool {
     fn key(host: &str) -> (String, Option<u64>) {
         let host = host.to_ascii_lowercase();
         // After the last `:`, digits are a port; an IPv6 literal's colons sit inside `[...]`.
         let (name, port) = match host.rsplit_once(':') {
-            Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((name, "")) => (name, None),
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits too many for any port compare as a port no registry has.
                 (name, Some(port.parse::<u64>().unwrap_or(u64::MAX)))
             }
             _ => (host.as_str(), None),
         };
         let name = match name {
-            "registry-1.docker.io" | "index.docker.io" => "docker.io".to_string(),
+            "registry-1.docker.io" | "index.docker.io" | "registry.hub.docker.com" => {
+                "docker.io".to_string()
+            }
             other => canonical_ip(other).unwrap_or_else(|| other.to_string()),
         };
         (name, port.filter(|port| *port != 443))
@@ -220,6 +224,13 @@ mod tests {
         assert!(same_registry("[::1]:443", "[::1]"));
         assert!(same_registry("registry-1.docker.io", "docker.io"));
         assert!(same_registry("index.docker.io", "Docker.io:443"));
+        assert!(same_registry("registry.hub.docker.com", "docker.io"));
+        assert!(same_registry(
+            "registry.example.com:",
+            "registry.example.com"
+        ));
+        assert!(same_registry("[::1]:", "[0::1]:443"));
+        assert!(!same_registry("[::1]:", "[::1]:5000"));
         assert!(same_registry(
             "registry.example.com:0443",
             "registry.example.com"

@@ -184,7 +184,7 @@ pub enum Judged<'a> {
     Unreadable {
         /// Why tuf-oci cannot read it.
         error: tuf_oci::Error,
-        /// The protected registry it begins with.
+        /// The protected registry it begins with (or a host that may be one).
         registry: &'a str,
     },
     /// No registry reference (local tags, imports): in no scope, so the default decides.
@@ -325,12 +325,12 @@ impl Policy {
             .scopes
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| Some((s.covers.specificity(image)?, i, s)))
+            .filter_map(|(i, s)| Some((s.covers.specificity(image, scope_reaches)?, i, s)))
             .max_by_key(|(specificity, ..)| *specificity);
         let unprotected = self
             .unprotected
             .iter()
-            .filter_map(|m| m.specificity(image))
+            .filter_map(|m| m.specificity(image, same_registry))
             .max();
         match (scope, unprotected) {
             (Some((specificity, i, s)), other) if other.is_none_or(|u| specificity >= u) => {
@@ -352,6 +352,12 @@ impl Policy {
         // an `@` is dropped, and a query or fragment ends it.
         let host = component.rsplit('@').next()?;
         let host = host.split(['?', '#']).next()?;
+        // Go decodes a host's `%` escapes and maps what is not ASCII to ASCII before it dials
+        // (IDNA: `ｒｅｇｉｓｔｒｙ.example.com` is dialled as `registry.example.com`): such a
+        // host may be any registry a scope protects.
+        if !self.scopes.is_empty() && host.bytes().any(|b| !b.is_ascii() || b == b'%') {
+            return Some(host);
+        }
         let (hostname, port) = host.split_once(':').unwrap_or((host, ""));
         let hostname = hostname.trim_end_matches('.');
         let tidied = if port.is_empty() {
@@ -362,7 +368,7 @@ impl Policy {
         self.scopes
             .iter()
             .flat_map(|scope| &scope.covers.registries)
-            .any(|registry| same_registry(registry, &tidied))
+            .any(|registry| scope_reaches(registry, &tidied))
             .then_some(host)
     }
 
@@ -414,10 +420,11 @@ impl Match {
             .map(|prefix| format!("{registry}/{prefix}"))
     }
 
-    /// `None` when `image` is not covered; otherwise the length of the matching prefix.
-    fn specificity(&self, image: &ImageRef) -> Option<usize> {
+    /// `None` when `image` is not covered; otherwise the length of the matching prefix. A
+    /// listed registry covers the image's when `reaches` says so.
+    fn specificity(&self, image: &ImageRef, reaches: fn(&str, &str) -> bool) -> Option<usize> {
         let registry = &image.repository.registry;
-        if !self.registries.iter().any(|r| same_registry(r, registry)) {
+        if !self.registries.iter().any(|r| reaches(r, registry)) {
             return None;
         }
         if self.repositories.is_empty() {
@@ -428,6 +435,28 @@ impl Match {
             .filter_map(|prefix| covered_by(&image.repository.path, prefix))
             .max()
     }
+}
+
+/// Whether a scope listing registry `listed` covers `registry`: when they name the same
+/// registry ([`same_registry`]), and also when they differ only in one's explicit `:80`,
+/// plain HTTP's default port (`ctr pull --plain-http host:80/...` reaches `host` served over
+/// HTTP). Covering both is safe for a scope: at worst an image is verified that needed not
+/// be, never the other way round, so unprotected entries match exactly.
+fn scope_reaches(listed: &str, registry: &str) -> bool {
+    fn without_port_80(host: &str) -> &str {
+        match host.rsplit_once(':') {
+            Some((name, port))
+                if !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit())
+                    && port.parse::<u16>() == Ok(80) =>
+            {
+                name
+            }
+            _ => host,
+        }
+    }
+    same_registry(listed, registry)
+        || same_registry(without_port_80(listed), without_port_80(registry))
 }
 
 /// `Some(length of the prefix without its trailing '/')` when the repository `path` is `prefix`
@@ -498,12 +527,16 @@ mod tests {
             default = "allow"
             [[scope]]
             name = "org"
-            registries = ["registry.example.com", "docker.io", "r:5000", "127.0.0.1:5001", "[::1]:5002"]
+            registries = ["registry.example.com", "docker.io", "r:5000", "127.0.0.1:5001", "[::1]:5002", "plain.example.com", "[::2]:80"]
             repositories = ["team-a/"]
             root = "/root.json"
             "#,
         );
         for reference in [
+            "registry.hub.docker.com/team-a/app:v1",
+            "plain.example.com:80/team-a/app:v1",
+            "registry.example.com:080/team-a/app:v1",
+            "[::2]/team-a/app:v1",
             "REGISTRY.EXAMPLE.COM/team-a/app:v1",
             "registry.example.com:443/team-a/app:v1",
             "registry-1.docker.io/team-a/app:v1",
@@ -535,6 +568,14 @@ mod tests {
             "registry.example.com#x/team-a/app:v1",
             "[::ffff:127.0.0.1]:5001/team-a/app:v1",
             "[0::1]:5002/team-a//app:v1",
+            // Dialled as the registry listed (Go maps the host to ASCII first), the default
+            // port (an empty one), or port 80.
+            "\u{ff52}\u{ff45}\u{ff47}istry.example.com/team-a/app:v1",
+            "registry\u{ff0e}example.com/team-a/app:v1",
+            "%EF%BD%92egistry.example.com/team-a/app:v1",
+            "registry.example.com:/team-a/app:v1",
+            "[::2]:/team-a/app:v1",
+            "[::2]:80/team-a//app:v1",
         ] {
             assert!(ImageRef::parse(name).is_err(), "{name}");
             assert!(p.protected_registry_of(name).is_some(), "{name}");
@@ -545,9 +586,21 @@ mod tests {
             "other.example.com./x",
             "[::ffff:127.0.0.2]:5001/team-a//app:v1",
             "[::1]:5001/team-a//app:v1",
+            "r:80/team-a//app:v1",
         ] {
             assert_eq!(p.protected_registry_of(name), None, "{name}");
         }
+        // Without a scope, nothing is protected whatever a host's characters.
+        let open = policy(
+            r#"
+            cache_dir = "/tmp/c"
+            default = "allow"
+            "#,
+        );
+        assert_eq!(
+            open.protected_registry_of("\u{ff52}egistry.example.com/team-a/app:v1"),
+            None
+        );
     }
 
     #[test]
