@@ -107,8 +107,55 @@ async fn targets_swapped_in_from_another_state_are_never_used() {
 #[tokio::test]
 async fn snapshot_dropping_a_role_is_refused() {
     let (registry, org, cache) = tuf_oci_tests::solo_trusted().await;
+    publish_snapshot_dropping_targets(&registry, &org).await;
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RoleRemoved { ref role, version: 3 } if role == "targets.json"),
+        "{err}"
+    );
+}
 
-    // With the online keys, publish a snapshot that no longer lists targets.json.
+#[tokio::test]
+async fn snapshot_dropping_a_role_is_refused_after_a_root_update_cut_short() {
+    // A crash left a root update half done (root 2 pending beside root 1): the first update
+    // after it compares with the timestamp and snapshot stored as any other does.
+    let (registry, org, cache, dir) = with_trust_dir().await;
+    let root_2 = org
+        .editor(&registry)
+        .await
+        .rotate(
+            RoleType::Root,
+            &[org.key("root").await],
+            &[],
+            &[org.key("root-new").await],
+            std::num::NonZeroU64::MIN,
+            &tuf_oci_tests::expiries(),
+        )
+        .await
+        .unwrap();
+    let verify = || async {
+        org.verifier(&registry, cache.path())
+            .verify(&registry.image("solo/app:v1"))
+            .await
+    };
+    verify().await.unwrap();
+    std::fs::write(dir.join("root.json"), &org.root).unwrap();
+    std::fs::write(dir.join("root.pending"), &root_2).unwrap();
+    publish_snapshot_dropping_targets(&registry, &org).await;
+    let err = verify().await.unwrap_err();
+    assert!(
+        matches!(err, Error::RoleRemoved { ref role, version: 3 } if role == "targets.json"),
+        "{err}"
+    );
+}
+
+/// With the online keys, publishes snapshot version 3 listing no role (the org's snapshot is
+/// at version 2), and a timestamp naming it.
+async fn publish_snapshot_dropping_targets(registry: &TestRegistry, org: &Org) {
     let root: Signed<Root> = parse(&org.root);
     let mut snapshot: Signed<tough::schema::Snapshot> =
         parse(&registry.get_file(&org.metadata, "2.snapshot.json").await);
@@ -121,23 +168,13 @@ async fn snapshot_dropping_a_role_is_refused() {
         .put_file(&org.metadata, "3.snapshot.json", &snapshot)
         .await;
     let keys = [org.key("timestamp").await];
-    craft::forge_timestamp(&registry, &org, &root.signed, &keys, |timestamp| {
+    craft::forge_timestamp(registry, org, &root.signed, &keys, |timestamp| {
         timestamp.version = timestamp.version.saturating_add(1);
         timestamp
             .meta
             .insert("snapshot.json".into(), craft::metafile(3, &snapshot));
     })
     .await;
-
-    let err = org
-        .verifier(&registry, cache.path())
-        .verify(&registry.image("solo/app:v1"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::RoleRemoved { ref role, version: 3 } if role == "targets.json"),
-        "{err}"
-    );
 }
 
 #[tokio::test]
@@ -180,6 +217,155 @@ async fn a_damaged_trusted_root_loses_no_newer_timestamp() {
         matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_damaged_trusted_root_loses_no_timestamp_signed_two_rotations_on() {
+    // As above, over two rotations of the timestamp key: the chain's first step (its new keys
+    // not the newest) must not forget a timestamp the last root's keys sign. Forgotten, the
+    // older timestamp those keys signed would pass.
+    let (registry, org, cache, dir) = with_trust_dir().await;
+    let snapshot = [org.key("snapshot").await];
+    let publish = |timestamp: Vec<_>| {
+        let (org, registry, snapshot) = (&org, &registry, &snapshot);
+        async move {
+            org.editor(registry)
+                .await
+                .publish(snapshot, &timestamp, &tuf_oci_tests::expiries())
+                .await
+                .unwrap();
+        }
+    };
+    for name in ["timestamp-new", "timestamp-newer"] {
+        let fresh = org.key(name).await;
+        let root = org
+            .editor(&registry)
+            .await
+            .rotate(
+                RoleType::Timestamp,
+                &[org.key("root").await],
+                &[],
+                std::slice::from_ref(&fresh),
+                std::num::NonZeroU64::MIN,
+                &tuf_oci_tests::expiries(),
+            )
+            .await
+            .unwrap();
+        // The published timestamp signed anew with the new key, for the next editor to open.
+        let root: Signed<Root> = parse(&root);
+        craft::forge_timestamp(&registry, &org, &root.signed, &[fresh], |_| {}).await;
+    }
+    let timestamp = org.key("timestamp-newer").await;
+    publish(vec![timestamp.clone()]).await;
+    let older = registry.get_file(&org.metadata, "timestamp.json").await;
+    publish(vec![timestamp]).await;
+    let verify = || async {
+        org.verifier(&registry, cache.path())
+            .verify(&registry.image("solo/app:v1"))
+            .await
+    };
+    verify().await.unwrap();
+    let root = std::fs::read(dir.join("root.json")).unwrap();
+    std::fs::write(dir.join("root.json"), &root[..root.len() / 2]).unwrap();
+    registry
+        .put_file(&org.metadata, "timestamp.json", &older)
+        .await;
+    let err = verify().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn top_level_targets_signed_anew_at_its_version_replaces_the_copy_held() {
+    // TUF 5.6: targets metadata is the file snapshot names, by its hash too. Signed anew at
+    // the version a client holds (here without the target), the copy held is not that file:
+    // a client holding it must read the new one, as a client holding none does.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let verify = || async {
+        org.verifier(&registry, cache.path())
+            .verify(&registry.image("solo/app:v1"))
+            .await
+    };
+    verify().await.unwrap();
+    let mut targets: Signed<tough::schema::Targets> =
+        parse(&registry.get_file(&org.metadata, "targets.json").await);
+    targets.signed.targets.clear();
+    let root: Signed<Root> = parse(&org.root);
+    let resigned = craft::sign_top(targets.signed, &root.signed, &org.targets_key().await).await;
+    craft::publish_raw(&registry, &org, &[("targets", craft::bytes(&resigned))]).await;
+    let err = verify().await.unwrap_err();
+    assert!(
+        matches!(err, Error::TargetNotSigned { ref name } if name == "solo/app:v1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_delegated_role_signed_anew_at_its_version_replaces_the_copy_held() {
+    // The same for a delegated role, whether held in memory (a verifier's session) or in the
+    // trusted store (a new process).
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let team_a = org.key("team-a").await;
+    org.delegate_from_targets(
+        &registry,
+        &tuf_oci_tests::delegation("team-a", &["team-a/*"], &[&team_a], 1),
+    )
+    .await;
+    registry.push_image("team-a/app", "v1", "signed").await;
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("team-a/app"), "/org/tuf")
+        .await
+        .unwrap();
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v1"),
+        "team-a",
+        std::slice::from_ref(&team_a),
+    )
+    .await;
+    org.publish(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let session = org.verifier(&registry, cache.path());
+    session
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap();
+
+    let published = craft::published(&registry, &org).await;
+    let version = published.snapshot.signed.meta["team-a.json"].version;
+    let emptied =
+        tough::schema::Targets::new("1.0.0".into(), version, tuf_oci_tests::expiries().targets);
+    let top: Signed<tough::schema::Targets> =
+        parse(&registry.get_file(&org.metadata, "targets.json").await);
+    let resigned = craft::sign_delegated(
+        "team-a",
+        emptied,
+        &top.signed.delegations.unwrap(),
+        std::slice::from_ref(&team_a),
+    )
+    .await;
+    craft::publish_raw(&registry, &org, &[("team-a", craft::bytes(&resigned))]).await;
+    let fresh = tempfile::tempdir().unwrap();
+    let expected = org
+        .verifier(&registry, fresh.path())
+        .verify(&registry.image("team-a/app:v1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    for (held, verifier) in [
+        ("in memory", &session),
+        ("stored", &org.verifier(&registry, cache.path())),
+    ] {
+        let err = verifier
+            .verify(&registry.image("team-a/app:v1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), expected, "{held}");
+    }
 }
 
 #[tokio::test]

@@ -11,11 +11,11 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 use tough::TargetName;
-use tough::schema::{Delegations, Role, RoleKeys, RoleType, Root, Signed, Target};
+use tough::schema::{Delegations, Metafile, Role, RoleKeys, RoleType, Root, Signed, Target};
 
 use crate::error::{Error, Result};
 use crate::grammar;
-use crate::layout::TOP_LEVEL_ROLES;
+use crate::layout::{TOP_LEVEL_ROLES, sha256_digest};
 
 /// Targets metadata, top-level or delegated, whose signatures met their threshold. Only
 /// `TargetsMetadata::verified`, inside this crate, builds one.
@@ -23,6 +23,10 @@ use crate::layout::TOP_LEVEL_ROLES;
 pub struct TargetsMetadata {
     signed: Signed<SignedObject>,
     delegations: Vec<Delegation>,
+    /// The length and `sha256:<hex>` digest of the file it was read from: a copy held is the
+    /// role's only while snapshot names that file ([`Self::is_named_by`]).
+    length: u64,
+    digest: String,
 }
 
 impl TargetsMetadata {
@@ -41,6 +45,8 @@ impl TargetsMetadata {
         let header = header(&json).map_err(parse)?;
         let metadata = TargetsMetadata {
             delegations: delegations(&json).map_err(parse)?,
+            length: bytes.len() as u64,
+            digest: sha256_digest(bytes),
             signed: Signed {
                 signed: SignedObject {
                     json,
@@ -62,6 +68,17 @@ impl TargetsMetadata {
             .map_err(|e| Error::Signature {
                 role: role.to_string(),
                 message: e.to_string(),
+            })
+    }
+
+    /// Whether this is the file `meta` (snapshot's entry for the role) names: its version,
+    /// and its length and hash where `meta` gives them (TUF 5.6.2, 5.6.3). A role signed anew
+    /// at a version already held is another file, read as a client holding none would.
+    pub(crate) fn is_named_by(&self, meta: &Metafile) -> bool {
+        self.version() == meta.version
+            && meta.length.is_none_or(|length| length == self.length)
+            && meta.hashes.as_ref().is_none_or(|hashes| {
+                self.digest == format!("sha256:{}", hex::encode(&hashes.sha256))
             })
     }
 

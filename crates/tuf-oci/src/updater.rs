@@ -211,6 +211,13 @@ impl<S: MetadataSource> Updater<S> {
 
     /// Runs the top-level update: root chain, timestamp, snapshot and targets (TUF 5.3–5.5).
     pub async fn refresh(&mut self) -> Result<()> {
+        // A root update cut short is finished first (its root is the one held already), so
+        // that what it keeps of the stored metadata is read below and compared with, as in
+        // any update (TUF 5.4.3.2, 5.5.5).
+        if self.store.load(PENDING_ROOT)?.is_some() {
+            let _lock = self.store.lock().await?;
+            finish_root_update(&self.store)?;
+        }
         // Whatever it finds, the update below reads the rest from this one's copy.
         self.catch_up()?;
         let held = self.held_versions();
@@ -365,7 +372,7 @@ impl<S: MetadataSource> Updater<S> {
         for (role, metadata) in searched.delegated {
             if self
                 .snapshot_meta(&role)
-                .is_some_and(|meta| meta.version == metadata.version())
+                .is_some_and(|meta| metadata.is_named_by(meta))
             {
                 self.delegated.insert(role, metadata);
             }
@@ -744,9 +751,10 @@ impl<S: MetadataSource> Updater<S> {
             return false;
         };
         let named_snapshot = snapshot_version(timestamp).map(|meta| meta.version);
-        let named_targets = self.snapshot_meta("targets").map(|meta| meta.version);
         named_snapshot.is_ok_and(|version| version == snapshot.signed.version)
-            && named_targets == Some(targets.version())
+            && self
+                .snapshot_meta("targets")
+                .is_some_and(|meta| targets.is_named_by(meta))
     }
 
     /// The `signed.version` and bytes of `file` in the store, when it is above `version`;
@@ -920,7 +928,7 @@ impl<S: MetadataSource> Updater<S> {
                 role: "targets.json".into(),
             })?;
         if let Some(trusted) = &self.targets
-            && trusted.version() == meta.version
+            && trusted.is_named_by(&meta)
         {
             return self.check_expiry("targets", trusted.expires());
         }
@@ -974,7 +982,7 @@ impl<S: MetadataSource> Updater<S> {
                 .and_then(|bytes| TargetsMetadata::verified(role, &bytes, signers).ok())
                 .map(Arc::new),
         };
-        if let Some(cached) = cached.filter(|c| c.version() == meta.version) {
+        if let Some(cached) = cached.filter(|c| c.is_named_by(&meta)) {
             self.check_expiry(role, cached.expires())?;
             self.delegated.insert(role.to_string(), cached.clone());
             return Ok(cached);
@@ -1197,10 +1205,11 @@ fn finish_root_update(store: &TrustedStore) -> Result<()> {
 
 /// Forgets from `store` what the keys of root `next`, following `old`, void (TUF 5.3.11):
 /// the timestamp when the timestamp or snapshot keys changed, the snapshot when its keys did,
-/// top-level targets when its keys did. A file the new keys sign is kept: an updater stored
-/// it under the new root before a damaged stored root sent this one back to the start of the
-/// chain. A timestamp kept beside new snapshot keys must also name the snapshot kept, or it
-/// may name a version the old keys inflated.
+/// top-level targets when its keys did. Only a file the old keys sign is forgotten, and not
+/// when the new keys sign it too: an updater stored it under the new root, or a later one,
+/// before a damaged stored root sent this one back to the start of the chain. A timestamp
+/// kept beside new snapshot keys must also name the snapshot kept, or it may name a version
+/// the old keys inflated.
 fn forget_voided(store: &TrustedStore, old: &Root, next: &Root) -> Result<()> {
     let rotated = |role| old.roles.get(&role) != next.roles.get(&role);
     let snapshot = store
@@ -1216,10 +1225,13 @@ fn forget_voided(store: &TrustedStore, old: &Root, next: &Root) -> Result<()> {
     ];
     for (file, _) in voided.into_iter().filter(|(_, voided)| *voided) {
         let kept = store.load(file)?.is_some_and(|bytes| {
-            signed_by(next, file, &bytes)
-                && (file != "timestamp.json"
-                    || !rotated(RoleType::Snapshot)
-                    || names_snapshot(&bytes, snapshot.as_deref()))
+            // Signed by neither root, it was stored under a later one (the chain followed
+            // again from the start), whose step decides on it; or it is junk, never trusted.
+            !signed_by(old, file, &bytes)
+                || signed_by(next, file, &bytes)
+                    && (file != "timestamp.json"
+                        || !rotated(RoleType::Snapshot)
+                        || names_snapshot(&bytes, snapshot.as_deref()))
         });
         if !kept {
             store.remove(file)?;
