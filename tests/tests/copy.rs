@@ -283,6 +283,39 @@ async fn single_repository_mode_and_dry_run() {
 }
 
 #[tokio::test]
+async fn a_single_repository_copies_after_a_timestamp_refresh() {
+    // The cron job's timestamp refresh leaves the `tuf-metadata` index naming the timestamp
+    // before it, which no tag holds any more: the copy brings what the index names, or the
+    // destination refuses the index (distribution checks that an index's manifests exist).
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (org, _) = solo(&a, true).await;
+    org.editor(&a)
+        .await
+        .refresh_timestamp(
+            &[org.key("timestamp").await],
+            tuf_oci_tests::expiries().timestamp,
+        )
+        .await
+        .unwrap();
+    let hosts = [a.host.as_str(), b.host.as_str()];
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/solo/app:v1", a.host),
+            &format!("{}/solo/app:v1", b.host),
+        ],
+        &hosts,
+    ));
+    drop(a);
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &org.root, cache.path(), &[])
+        .verify(&b.image("solo/app:v1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn bad_input_is_named() {
     let a = TestRegistry::start();
     let dir = tempfile::tempdir().unwrap();

@@ -204,6 +204,10 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
 
     let destination_pointer = match pointer_index.pointer().zip(placement) {
         None => {
+            // The repository's own metadata index. What it names may be held by no tag (a
+            // timestamp the cron job's refresh replaced): the destination registry would
+            // refuse an index naming what it does not hold.
+            copier.children(source, destination, &pointer, 0).await?;
             copier.report.metadata_repository = Some(destination.to_string());
             pointer.bytes.clone()
         }
