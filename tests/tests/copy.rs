@@ -856,6 +856,111 @@ async fn junk_in_a_referrers_index_does_not_stop_a_copy() {
 }
 
 #[tokio::test]
+async fn a_referrers_index_copied_again_keeps_what_the_destination_added() {
+    // Another tool (a signature made at the destination, say) adds to an image's referrers
+    // index there; the source then attaches a new role version to the image, and the copy is
+    // run again: both are in the index it leaves.
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let (org, root) = source(&a).await;
+    let hosts = [a.host.as_str(), b.host.as_str()];
+    let copy = || {
+        ok(tuf(
+            &[
+                "copy",
+                &format!("{}/team-a/app", a.host),
+                &format!("{}/team-a/app", b.host),
+                "--all-tags",
+            ],
+            &hosts,
+        ))
+    };
+    copy();
+    let at_b = b.repo("team-a/app");
+    let v1 = b
+        .client
+        .manifest(&at_b.tagged("v1"), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let referrers = at_b.tagged(&tuf_oci::layout::referrers_tag(&v1.digest));
+    async fn index(registry: &TestRegistry, subject: &str) -> tuf_oci::layout::Manifest {
+        let tagged = registry
+            .repo("team-a/app")
+            .tagged(&tuf_oci::layout::referrers_tag(subject));
+        let stored = registry
+            .client
+            .manifest(&tagged, 1 << 20)
+            .await
+            .unwrap()
+            .unwrap();
+        tuf_oci::layout::Manifest::parse("referrers", &stored.bytes).unwrap()
+    }
+    // The other tool's referrer: one of the copy's, annotated anew.
+    let mut index_at_b = index(&b, &v1.digest).await;
+    let attached = b
+        .client
+        .manifest(&at_b.digested(&index_at_b.manifests[0].digest), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut other: serde_json::Value = serde_json::from_slice(&attached.bytes).unwrap();
+    other["annotations"] = serde_json::json!({"org.example.tool": "signature"});
+    let other = serde_json::to_vec(&other).unwrap();
+    let other_digest = tuf_oci::layout::sha256_digest(&other);
+    let mut entry = index_at_b.manifests[0].clone();
+    entry.digest = other_digest.clone();
+    entry.size = other.len() as u64;
+    b.client
+        .push_manifest(
+            &at_b.digested(&other_digest),
+            &other,
+            tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+    index_at_b.manifests.push(entry);
+    b.client
+        .push_manifest(
+            &referrers,
+            &tuf_oci::layout::index(&index_at_b.manifests, &index_at_b.annotations),
+            tuf_oci::layout::INDEX_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+
+    org.sign(
+        &a,
+        &a.image("team-a/app:v1"),
+        "team-a",
+        &[org.key("team-a").await],
+    )
+    .await;
+    org.publish(&a).await;
+    copy();
+    let digests = |index: tuf_oci::layout::Manifest| {
+        index
+            .manifests
+            .into_iter()
+            .map(|m| m.digest)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let mut expected = digests(index(&a, &v1.digest).await);
+    assert!(
+        expected.len() > index_at_b.manifests.len() - 1,
+        "a new role version attached"
+    );
+    expected.insert(other_digest);
+    assert_eq!(digests(index(&b, &v1.digest).await), expected);
+    drop(a);
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_layout_or_archive_being_written_is_not_written_by_a_second_copy() {
     // A layout's index.json is read when a copy opens it and written whole when it ends: a
     // second copy in between would lose the first's tags.

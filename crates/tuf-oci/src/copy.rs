@@ -582,15 +582,25 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             (self.progress)(&format!("left out {source}:{tag}: past the verified state"));
             return Ok(());
         }
+        let existing = self.to.manifest(destination, tag, MANIFEST_LIMIT).await?;
+        // What is written: the source's object, or for a referrers index, the destination's
+        // entries with the source's added (another tool's signature made there is kept).
+        let mut written = None;
         if tag.starts_with("sha256-") {
-            let Some(held) = self.held_referrers(source, stored).await? else {
+            let Some(held) = held_referrers(self.from, source, stored).await? else {
                 (self.progress)(&format!("skipped {source}:{tag}: not a referrers index"));
                 return Ok(());
             };
             stored = held;
+            if let Some(there) = &existing
+                && let Some(kept) = held_referrers(self.to, destination, there.clone()).await?
+            {
+                written = Some(merged_referrers(kept, &stored)?);
+            }
         }
-        if let Some(existing) = self.to.manifest(destination, tag, MANIFEST_LIMIT).await? {
-            if existing.digest == stored.digest {
+        let written = written.as_ref().unwrap_or(&stored);
+        if let Some(existing) = existing {
+            if existing.digest == written.digest {
                 self.report.skipped += 1;
                 return Ok(());
             }
@@ -613,38 +623,8 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         {
             self.check_timestamp().await?;
         }
-        self.put_manifest(destination, tag, &stored.bytes, &stored.media_type)
+        self.put_manifest(destination, tag, &written.bytes, &written.media_type)
             .await
-    }
-
-    /// A referrers index (tag schema) with only the entries the source holds; `None` when it
-    /// is no index. It is a discovery aid that whoever can push to the repository can fill with
-    /// junk: junk must not stop the copy, nor be written where the registry would refuse it.
-    async fn held_referrers(&self, source: &str, stored: Stored) -> Result<Option<Stored>> {
-        let Ok(index) = Manifest::parse("referrers index", &stored.bytes) else {
-            return Ok(None);
-        };
-        let mut held = Vec::new();
-        for entry in &index.manifests {
-            // An entry must name a manifest by digest: a tag (`tuf-metadata`) would be looked
-            // up and written like one. What fails to read as a manifest is not held.
-            if crate::grammar::check_digest(&entry.digest).is_err() {
-                continue;
-            }
-            let manifest = self.from.manifest(source, &entry.digest, MANIFEST_LIMIT);
-            if junk_as_none(manifest.await)?.flatten().is_some() {
-                held.push(entry.clone());
-            }
-        }
-        if held.len() == index.manifests.len() {
-            return Ok(Some(stored));
-        }
-        let bytes = crate::layout::index(&held, &index.annotations);
-        Ok(Some(Stored {
-            digest: crate::layout::sha256_digest(&bytes),
-            bytes,
-            media_type: crate::layout::INDEX_MEDIA_TYPE.into(),
-        }))
     }
 
     /// Copies what a manifest or index references (blobs, child manifests), depth first, so
@@ -777,6 +757,65 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         } else {
             "copied"
         }
+    }
+}
+
+/// A referrers index (tag schema) with only the entries `store` holds at `repository`; `None`
+/// when it is no index. It is a discovery aid that whoever can push to the repository can fill
+/// with junk: junk must not stop the copy, nor be written where the registry would refuse it.
+async fn held_referrers<S: ContentStore>(
+    store: &S,
+    repository: &str,
+    stored: Stored,
+) -> Result<Option<Stored>> {
+    let Ok(index) = Manifest::parse("referrers index", &stored.bytes) else {
+        return Ok(None);
+    };
+    let mut held = Vec::new();
+    for entry in &index.manifests {
+        // An entry must name a manifest by digest: a tag (`tuf-metadata`) would be looked up
+        // and written like one. What fails to read as a manifest is not held.
+        if crate::grammar::check_digest(&entry.digest).is_err() {
+            continue;
+        }
+        let manifest = store.manifest(repository, &entry.digest, MANIFEST_LIMIT);
+        if junk_as_none(manifest.await)?.flatten().is_some() {
+            held.push(entry.clone());
+        }
+    }
+    if held.len() == index.manifests.len() {
+        return Ok(Some(stored));
+    }
+    Ok(Some(referrers_index(&held, &index.annotations)))
+}
+
+/// The destination's referrers index `there` with the entries of the source's `held` it lacks,
+/// after its own; `there` as it is when it lacks none (copied again, nothing is written).
+fn merged_referrers(there: Stored, held: &Stored) -> Result<Stored> {
+    let index = Manifest::parse("referrers index", &there.bytes)?;
+    let held = Manifest::parse("referrers index", &held.bytes)?;
+    let mut entries = index.manifests.clone();
+    for entry in held.manifests {
+        if !entries.iter().any(|e| e.digest == entry.digest) {
+            entries.push(entry);
+        }
+    }
+    if entries.len() == index.manifests.len() {
+        return Ok(there);
+    }
+    Ok(referrers_index(&entries, &index.annotations))
+}
+
+/// A referrers index of `entries`.
+fn referrers_index(
+    entries: &[crate::layout::Entry],
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Stored {
+    let bytes = crate::layout::index(entries, annotations);
+    Stored {
+        digest: crate::layout::sha256_digest(&bytes),
+        bytes,
+        media_type: crate::layout::INDEX_MEDIA_TYPE.into(),
     }
 }
 
