@@ -508,3 +508,72 @@ async fn configuring_a_root_whose_update_was_cut_short_takes_up_that_state() {
         .unwrap();
     assert_finished(&tuf_oci::verify::trust_dir(cache.path(), &root_2), &root_2);
 }
+
+/// `tuf-oci rotate` stores the new root, then publishes under its keys. Cut short between the
+/// two (killed, or its publish failing), the published files are signed by keys the newest root
+/// no longer trusts: clients refuse them until the next publish, and every writer's reading
+/// refused them too, so nothing could publish. Writers now read the published state under the
+/// root before the newest, and the next publish, with the new keys, finishes the rotation.
+#[tokio::test]
+async fn a_rotation_cut_short_before_its_publish_is_finished_by_the_next() {
+    for role in [RoleType::Timestamp, RoleType::Snapshot, RoleType::Targets] {
+        let registry = TestRegistry::start();
+        let org = signed_repo(&registry).await;
+        let (fresh, _) = craft::rotate_to_new_key(&registry, &org, role).await;
+        let err = org
+            .verify_fresh(&registry, "solo/app:v1")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Signature { role: ref refused, .. } if *refused == role.to_string()),
+            "{role}: {err}"
+        );
+
+        let mut snapshot = vec![org.key("snapshot").await];
+        let mut timestamp = vec![org.key("timestamp").await];
+        match role {
+            RoleType::Timestamp => timestamp = vec![fresh],
+            RoleType::Snapshot => snapshot = vec![fresh],
+            _ => {}
+        }
+        let editor = org.editor(&registry).await;
+        assert!(editor.finishes_a_rotation(), "{role}");
+        editor
+            .publish(&snapshot, &timestamp, &expiries())
+            .await
+            .unwrap();
+        let verified = org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+        assert_eq!(verified.name(), "solo/app:v1", "{role}");
+        assert!(!org.editor(&registry).await.finishes_a_rotation(), "{role}");
+    }
+}
+
+/// A published file whose signature fails without a rotation to explain it is still refused
+/// to writers: only the root before the newest is read across, and only for the role whose
+/// keys the newest root changed.
+#[tokio::test]
+async fn a_bad_signature_no_rotation_explains_is_refused_to_writers() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let (fresh, root) = craft::rotate_to_new_key(&registry, &org, RoleType::Snapshot).await;
+    craft::resign_snapshot(&registry, &org, &root.signed, &fresh).await;
+    // The timestamp key did not change: a timestamp changed after it was signed.
+    let mut timestamp: Signed<tough::schema::Timestamp> =
+        parse(&registry.get_file(&org.metadata, "timestamp.json").await);
+    timestamp.signed.version = timestamp.signed.version.saturating_add(1);
+    registry
+        .put_file(&org.metadata, "timestamp.json", &craft::bytes(&timestamp))
+        .await;
+    let admin = Verifier::new(
+        registry.client.clone(),
+        org.trust(Some(org.metadata.clone()), None),
+    )
+    .unwrap();
+    let Err(err) = tuf_oci::editor::Editor::open(&admin, &org.metadata).await else {
+        panic!("refused");
+    };
+    assert!(
+        matches!(err, Error::Signature { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
+}

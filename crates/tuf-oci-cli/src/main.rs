@@ -367,7 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => keys_dir::load(&signing_keys).await?,
             };
             let metadata = metadata_repo()?;
-            let editor = Editor::open(&verifier()?, &metadata).await?;
+            let editor = open_editor(&verifier()?, &metadata).await?;
             let delegation = NewDelegation {
                 role,
                 paths,
@@ -414,7 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("name at least one image to sign");
             };
             let verifier = verifier()?;
-            let editor = Editor::open(&verifier, &first.repository).await?;
+            let editor = open_editor(&verifier, &first.repository).await?;
             // One version of one role signs them all: an image whose metadata lives elsewhere
             // would be signed where its clients never look.
             let mut checked = HashSet::from([first.repository.clone()]);
@@ -454,7 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let name = image
                 .target_name()
                 .with_context(|| format!("{image}: a target name needs a tag"))?;
-            let editor = Editor::open(&verifier()?, &image.repository).await?;
+            let editor = open_editor(&verifier()?, &image.repository).await?;
             editor
                 .remove(
                     &name,
@@ -468,7 +468,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish { keys, expiry } => {
             let dir = KeysDir::new(keys);
             let metadata = metadata_repo()?;
-            let editor = Editor::open(&verifier()?, &metadata).await?;
+            let editor = open_editor(&verifier()?, &metadata).await?;
             let version = editor
                 .publish(
                     &dir.role("snapshot").await?,
@@ -481,7 +481,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Timestamp { keys, expiry } => {
             let dir = KeysDir::new(keys);
             let metadata = metadata_repo()?;
-            let editor = Editor::open(&verifier()?, &metadata).await?;
+            let editor = open_editor(&verifier()?, &metadata).await?;
             let expiries = expiry.all()?;
             let timestamp_keys = dir.role("timestamp").await?;
             let snapshot_keys = if editor.snapshot_expires_before(expiries.timestamp) {
@@ -523,7 +523,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let role_type = top_level_role(&role)?;
             let dir = KeysDir::new(keys);
             let metadata = metadata_repo()?;
-            let mut editor = Editor::open(&verifier()?, &metadata).await?;
+            let mut editor = open_editor(&verifier()?, &metadata).await?;
             anyhow::ensure!(
                 count >= threshold.get(),
                 "--threshold {threshold} needs at least as many keys (--count {count})"
@@ -758,6 +758,20 @@ fn default_cache_dir() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// [`Editor::open`], saying so when the published state is read across a key rotation cut
+/// short.
+async fn open_editor(verifier: &Verifier, repository: &Repository) -> anyhow::Result<Editor> {
+    let editor = Editor::open(verifier, repository).await?;
+    if editor.finishes_a_rotation() {
+        eprintln!(
+            "the published metadata is signed with keys root version {} no longer trusts (a key \
+             rotation cut short): read under the root before it; publish to finish the rotation",
+            editor.root().signed.version
+        );
+    }
+    Ok(editor)
 }
 
 /// Writes a trusted root for clients to `out`, whole or not at all: a root cut short would

@@ -5,7 +5,8 @@ use std::future::Future;
 
 use crate::error::Result;
 use crate::layout::{
-    EMBED_LIMIT, METADATA_TAG, Manifest, TOP_LEVEL_ROLES, check_role_name, sha256_digest,
+    EMBED_LIMIT, METADATA_TAG, Manifest, TOP_LEVEL_ROLES, check_role_name, parse_versioned_file,
+    sha256_digest,
 };
 use crate::location::Repository;
 use crate::registry::Registry;
@@ -66,6 +67,47 @@ pub trait MetadataSource: Send + Sync {
     ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
         let _ = digest;
         self.fetch(name, near, length)
+    }
+}
+
+/// `inner` as it was under root version `last`: later roots are not there. For a writer
+/// finishing a key rotation cut short after its new root was stored, whose published files
+/// only the root before it signs ([`crate::Verifier::under_root_before_last`]).
+#[derive(Debug, Clone)]
+pub struct RootsUpTo<S> {
+    /// The source.
+    pub inner: S,
+    /// The last root version read.
+    pub last: u64,
+}
+
+impl<S: MetadataSource> MetadataSource for RootsUpTo<S> {
+    async fn fetch(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        if parse_versioned_file(name)
+            .is_some_and(|(version, role)| role == "root" && version > self.last)
+        {
+            return Ok(None);
+        }
+        self.inner.fetch(name, near, limit).await
+    }
+
+    async fn fetch_embedded(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.inner.fetch_embedded(name, limit).await
+    }
+
+    async fn fetch_digest(
+        &self,
+        name: &str,
+        near: Option<&Repository>,
+        digest: &str,
+        length: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        self.inner.fetch_digest(name, near, digest, length).await
     }
 }
 

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::layout::{METADATA_TAG, Manifest, sha256_digest};
 use crate::location::{ImageRef, Repository, under_prefix};
 use crate::registry::Registry;
-use crate::source::{RegistrySource, StoreSource, metadata_repository};
+use crate::source::{RegistrySource, RootsUpTo, StoreSource, metadata_repository};
 use crate::store::{ContentStore, check_graph};
 use crate::trusted::TrustedStore;
 use crate::updater::{Expiration, Limits, Updater, VerifiedTarget, trusted_root};
@@ -176,6 +176,45 @@ impl Verifier {
         )?;
         updater.refresh().await?;
         Ok(updater)
+    }
+
+    /// For a writer finishing a key rotation cut short (root N+1 stored, the publish under its
+    /// new keys not made, so that N+1's keys sign none of the published files): an updater
+    /// that read `repository`'s published state under root N, and one that followed the chain
+    /// to root N+1 (and no further: its timestamp is not read). Both chains are followed from the trusted root; nothing is stored (the
+    /// trusted store holds N+1 already). `None` when no root follows the trusted one.
+    pub async fn under_root_before_last(
+        &self,
+        repository: &Repository,
+    ) -> Result<
+        Option<(
+            Updater<RootsUpTo<RegistrySource>>,
+            Updater<RootsUpTo<RegistrySource>>,
+        )>,
+    > {
+        let metadata = self.metadata_repository(repository).await?;
+        let open = |last| {
+            let source = RegistrySource::new(self.registry.clone(), metadata.clone());
+            Updater::open(
+                RootsUpTo {
+                    inner: source,
+                    last,
+                },
+                TrustedStore::in_memory(),
+                &self.trust.root,
+                self.trust.limits,
+                Expiration::UnsafeIgnoreForRepair,
+            )
+        };
+        let mut newest = open(u64::MAX)?;
+        newest.follow_roots().await?;
+        let last = newest.root().signed.version.get();
+        if last <= trusted_root(&self.trust.root)?.signed.version.get() {
+            return Ok(None);
+        }
+        let mut before = open(last - 1)?;
+        before.refresh().await?;
+        Ok(Some((before, newest)))
     }
 
     /// Verifies `image` and checks that the registry serves exactly the signed descriptor.

@@ -315,30 +315,74 @@ pub struct Editor {
     /// When the published snapshot expires.
     snapshot_expires: jiff::Timestamp,
     timestamp: Signed<Timestamp>,
+    /// The published state was read under the root before the newest ([`Editor::open`]).
+    across_rotation: bool,
 }
 
 impl Editor {
     /// Opens the repository holding metadata for `repository` (itself, or where its pointer or
     /// the verifier's override leads), reading the published state from the trusted root on.
     /// Expired published metadata is accepted here, since writers are the ones replacing it.
+    ///
+    /// A key rotation cut short between storing the new root and publishing under its keys
+    /// (a killed `tuf-oci rotate`, a publish that failed) leaves published files the newest
+    /// root's keys do not sign, which every writer's reading would refuse. When a signature
+    /// fails, the published state is read under the root before the newest instead, and the
+    /// editor writes under the newest: the next publish, with the new keys, finishes the
+    /// rotation.
     pub async fn open(verifier: &Verifier, repository: &Repository) -> Result<Self> {
-        let updater = verifier
+        let refused = match verifier
             .updater(repository, Expiration::UnsafeIgnoreForRepair)
-            .await?;
-        let snapshot = updater.snapshot().expect("refreshed");
-        let published = snapshot.signed.meta.clone().into_iter().collect();
+            .await
+        {
+            Ok(updater) => {
+                let metadata = updater.source().metadata_repository().clone();
+                return Ok(Editor::reading(verifier, metadata, &updater, &updater));
+            }
+            Err(refused @ Error::Signature { .. }) => refused,
+            Err(e) => return Err(e),
+        };
+        // Read under the root before the newest: what its keys sign is the state the
+        // rotation's publish would have carried on. A file that fails there too is refused.
+        let Ok(Some((before, newest))) = verifier.under_root_before_last(repository).await else {
+            return Err(refused);
+        };
+        let metadata = before.source().inner.metadata_repository().clone();
         Ok(Editor {
+            across_rotation: true,
+            ..Editor::reading(verifier, metadata, &before, &newest)
+        })
+    }
+
+    /// Whether the published state is signed with keys the newest root no longer trusts (a
+    /// key rotation cut short), and was read under the root before it: publishing with the
+    /// new keys finishes the rotation.
+    pub fn finishes_a_rotation(&self) -> bool {
+        self.across_rotation
+    }
+
+    /// An editor of `metadata` in the state `published` read, writing under the root `rooted`
+    /// holds.
+    fn reading<S: crate::source::MetadataSource, R: crate::source::MetadataSource>(
+        verifier: &Verifier,
+        metadata: Repository,
+        published: &crate::updater::Updater<S>,
+        rooted: &crate::updater::Updater<R>,
+    ) -> Self {
+        let snapshot = published.snapshot().expect("refreshed");
+        Editor {
             writer: Writer {
                 registry: verifier.registry().clone(),
-                metadata: updater.source().metadata_repository().clone(),
+                metadata,
             },
-            root: updater.root().clone(),
-            root_bytes: updater.root_bytes().to_vec(),
-            published,
+            root: rooted.root().clone(),
+            root_bytes: rooted.root_bytes().to_vec(),
+            published: snapshot.signed.meta.clone().into_iter().collect(),
             snapshot_version: snapshot.signed.version.get(),
             snapshot_expires: snapshot.signed.expires,
-            timestamp: updater.timestamp().expect("refreshed").clone(),
-        })
+            timestamp: published.timestamp().expect("refreshed").clone(),
+            across_rotation: false,
+        }
     }
 
     /// The metadata repository written to.
