@@ -737,6 +737,103 @@ impl TrustedCopy {
     }
 }
 
+/// A rule serving `repository:tag` of `registry` as `edit` changes its manifest.
+async fn edited(
+    registry: &TestRegistry,
+    repository: &str,
+    tag: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Rule {
+    let stored = registry
+        .client
+        .manifest(&registry.repo(repository).tagged(tag), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&stored.bytes).unwrap();
+    edit(&mut manifest);
+    Rule::Replace {
+        path_suffix: format!("/{repository}/manifests/{tag}"),
+        body: serde_json::to_vec(&manifest).unwrap(),
+        content_type: tuf_oci::layout::MANIFEST_MEDIA_TYPE.into(),
+    }
+}
+
+// Two workers: the proxy answers while the test waits for the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_trusted_root_only_the_files_verified_are_written() {
+    // Verified, the source's metadata is written as it was read. A root of the chain, or a
+    // version file at the version verified, that is not that file (another file, or one
+    // readers refuse: two layers) is refused in the metadata repository, and left out where
+    // it is attached to an image (verification reads it from the metadata repository).
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let c = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root_file = dir.path().join("root.json");
+    std::fs::write(&root_file, &root).unwrap();
+    let copy = |from: &str, to: &TestRegistry| {
+        tuf(
+            &[
+                "--root",
+                root_file.to_str().unwrap(),
+                "copy",
+                &format!("{from}/team-a/app"),
+                &format!("{}/team-a/app", to.host),
+                "--all-tags",
+            ],
+            &[from, &to.host],
+        )
+    };
+
+    // The newest team-a file attached to v1 (the version verified).
+    let attached = a
+        .client
+        .tags(&a.repo("team-a/app"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|tag| tag.starts_with("ref-") && tag.ends_with(".team-a.json"))
+        .max_by_key(|tag| tag.rsplit('-').next().unwrap().to_string())
+        .expect("an attached team-a file");
+    let rule = edited(&a, "team-a/app", &attached, |manifest| {
+        let layer = manifest["layers"][0].clone();
+        manifest["layers"].as_array_mut().unwrap().push(layer);
+    })
+    .await;
+    let proxy = HostileRegistry::start(&a.host, vec![rule]).await;
+    let stderr = ok(copy(&proxy.host, &b));
+    assert!(
+        stderr.contains(&format!(
+            "left out team-a/app:{attached}: not the file verified"
+        )),
+        "{stderr}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+
+    let rule = edited(&a, "org/tuf", "1.root.json", |manifest| {
+        let other = tuf_oci::layout::Entry::metadata_layer(b"{}");
+        let layer = &mut manifest["layers"][0];
+        layer["digest"] = other.digest.into();
+        layer["size"] = other.size.into();
+        layer["data"] = other.data.into();
+    })
+    .await;
+    let proxy = HostileRegistry::start(&a.host, vec![rule]).await;
+    let out = copy(&proxy.host, &c);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("org/tuf:1.root.json") && stderr.contains("not the file verified"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn with_a_trusted_root_forgeries_are_neither_copied_nor_obeyed() {
     // A copy carries metadata it otherwise takes on trust: a forged timestamp of a huge

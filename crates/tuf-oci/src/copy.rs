@@ -274,6 +274,9 @@ async fn verified_source<'s, S: ContentStore>(
         }
     }
     versions.insert("root".into(), updater.root().signed.version.get());
+    let mut roots = updater.roots_taken().clone();
+    let first_root = crate::updater::trusted_root(root)?.signed.version.get();
+    roots.insert(first_root, crate::layout::sha256_digest(root));
     versions.insert("timestamp".into(), timestamp.signed.version.get());
     versions.insert("snapshot".into(), snapshot.signed.version.get());
     let bytes = trusted
@@ -285,9 +288,30 @@ async fn verified_source<'s, S: ContentStore>(
         metadata: path.to_string(),
         versions,
         digests,
+        roots,
+        first_root,
         timestamp_digest: crate::layout::sha256_digest(&bytes),
     };
     Ok((updater, verified))
+}
+
+/// Whether a copy writes an object ([`Copier::verified_part`]).
+enum Part {
+    Copied,
+    /// Left out, and why.
+    LeftOut(&'static str),
+}
+
+/// Whether `stored` is metadata file `file` as readers take it (one metadata layer, annotated
+/// with the file's name, its embedded bytes, if any, matching it) with layer `digest`.
+fn is_metadata_file(file: &str, stored: &Stored, digest: &str) -> bool {
+    Manifest::parse(file, &stored.bytes)
+        .ok()
+        .and_then(|manifest| {
+            let layer = manifest.metadata_layer(file).ok()?;
+            (layer.digest == digest && layer.embedded(file).is_ok()).then_some(())
+        })
+        .is_some()
 }
 
 /// What verifying the source settled, for the files the copy writes: what was verified is
@@ -300,6 +324,10 @@ struct Verified {
     versions: HashMap<String, u64>,
     /// For roles whose file the verified state names by hash, that file's digest.
     digests: HashMap<String, String>,
+    /// The digest of each root of the chain verified, the trusted one included, by version.
+    roots: HashMap<u64, String>,
+    /// The trusted root's version: older roots were not read, and are copied as they are.
+    first_root: u64,
     /// The digest of the verified `timestamp.json`, the only one copied.
     timestamp_digest: String,
 }
@@ -520,53 +548,59 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
 
     /// With a verified source, whether the object tagged `tag` of `source` (`stored`) is part
     /// of what was verified: a versioned file at most at the version the verified state
-    /// names for its role (at that version, the file whose hash it names), a role's head at
-    /// most at that version too, and the timestamp the one verified. Files past it are left
-    /// out (unverified, they could only block the real versions later: those are written
-    /// once, and a head past them names a file not copied); a verified file that changed
-    /// since is refused.
-    async fn verified_part(&self, source: &str, tag: &str, stored: &Stored) -> Result<bool> {
+    /// names for its role (at that version, and for roots of the chain verified, exactly the
+    /// file verified), a role's head at most at that version too, and the timestamp the one
+    /// verified. Files past it are left out (unverified, they could only block the real
+    /// versions later: those are written once, and a head past them names a file not
+    /// copied). A verified file that changed since is refused; one attached to an image
+    /// (which verification reads from the metadata repository) is left out.
+    async fn verified_part(&self, source: &str, tag: &str, stored: &Stored) -> Result<Part> {
         let Some(verified) = &self.verified else {
-            return Ok(true);
-        };
-        let changed = || Error::Conflict {
-            what: format!("{source}:{tag} in {}", self.from.describe()),
-            reason: "it changed after it was verified".into(),
+            return Ok(Part::Copied);
         };
         // A version file attached to an image (`ref-…-N.<role>.json`) is one like any other.
-        let file = attached_file(tag).unwrap_or(tag);
-        if let Some((version, role)) = parse_versioned_file(file) {
+        let attached = attached_file(tag);
+        let file = attached.unwrap_or(tag);
+        let expected = if let Some((version, role)) = parse_versioned_file(file) {
             let Some(named) = verified.versions.get(role) else {
-                return Ok(false);
+                return Ok(Part::LeftOut("past the verified state"));
             };
-            if version == *named
-                && let Some(digest) = verified.digests.get(role)
-                && !Manifest::parse(tag, &stored.bytes)?
-                    .layers
-                    .iter()
-                    .any(|l| l.digest == *digest)
-            {
-                return Err(changed());
+            if version > *named {
+                return Ok(Part::LeftOut("past the verified state"));
             }
-            return Ok(version <= *named);
-        }
-        if tag == "timestamp.json" && source == verified.metadata {
-            let layers = Manifest::parse(tag, &stored.bytes)?.layers;
-            if !layers.iter().any(|l| l.digest == verified.timestamp_digest) {
-                return Err(changed());
+            match role {
+                "root" if version >= verified.first_root => verified.roots.get(&version),
+                _ if version == *named => verified.digests.get(role),
+                _ => None,
             }
-            return Ok(true);
+        } else if tag == "timestamp.json" && source == verified.metadata {
+            Some(&verified.timestamp_digest)
+        } else {
+            let head_of = tag
+                .strip_suffix(".json")
+                .and_then(|role| verified.versions.get(role));
+            if let Some(named) = head_of {
+                let limit = crate::Limits::default().targets;
+                let head = junk_as_none(fetch_file(self.from, source, tag, limit, None).await)?;
+                let version = head.flatten().and_then(|bytes| signed_version(&bytes));
+                if version.is_none_or(|version| version > *named) {
+                    return Ok(Part::LeftOut("past the verified state"));
+                }
+            }
+            None
+        };
+        match expected {
+            Some(digest) if !is_metadata_file(file, stored, digest) => match attached {
+                Some(_) => Ok(Part::LeftOut("not the file verified")),
+                None => Err(Error::Conflict {
+                    what: format!("{source}:{tag} in {}", self.from.describe()),
+                    reason: "it is not the file verified (changed since, or not a TUF \
+                             metadata manifest readers take)"
+                        .into(),
+                }),
+            },
+            _ => Ok(Part::Copied),
         }
-        let head_of = tag
-            .strip_suffix(".json")
-            .and_then(|role| verified.versions.get(role));
-        if let Some(named) = head_of {
-            let limit = crate::Limits::default().targets;
-            let head = junk_as_none(fetch_file(self.from, source, tag, limit, None).await)?;
-            let version = head.flatten().and_then(|bytes| signed_version(&bytes));
-            return Ok(version.is_some_and(|version| version <= *named));
-        }
-        Ok(true)
     }
 
     /// Copies the object tagged `tag` with everything it references, then the tag.
@@ -578,8 +612,8 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             .ok_or_else(|| Error::NotFound {
                 what: format!("{source}:{tag} in {}", self.from.describe()),
             })?;
-        if !self.verified_part(source, tag, &stored).await? {
-            (self.progress)(&format!("left out {source}:{tag}: past the verified state"));
+        if let Part::LeftOut(why) = self.verified_part(source, tag, &stored).await? {
+            (self.progress)(&format!("left out {source}:{tag}: {why}"));
             return Ok(());
         }
         let existing = self.to.manifest(destination, tag, MANIFEST_LIMIT).await?;

@@ -158,6 +158,9 @@ pub struct Updater<S> {
     /// ([`Delegation::identity`]). The search for each candidate name may meet them again, and
     /// they are not fetched again.
     unavailable: Option<HashSet<String>>,
+    /// The digest of each root this updater took from its source (TUF 5.3), by version: what
+    /// a copy writes of the chain is what was verified ([`crate::copy`]).
+    roots_taken: HashMap<u64, String>,
 }
 
 impl<S: MetadataSource> Updater<S> {
@@ -199,6 +202,7 @@ impl<S: MetadataSource> Updater<S> {
             targets: None,
             delegated: HashMap::new(),
             unavailable: None,
+            roots_taken: HashMap::new(),
         };
         if cut_short {
             return Ok(updater);
@@ -347,6 +351,11 @@ impl<S: MetadataSource> Updater<S> {
     /// The trusted top-level targets, after a refresh.
     fn top_level(&self) -> Result<Arc<TargetsMetadata>> {
         self.targets.clone().ok_or_else(not_refreshed)
+    }
+
+    /// The digests of the roots this updater took from its source, by version.
+    pub(crate) fn roots_taken(&self) -> &HashMap<u64, String> {
+        &self.roots_taken
     }
 
     /// The metadata source.
@@ -691,6 +700,7 @@ impl<S: MetadataSource> Updater<S> {
                     self.store.remove(PENDING_ROOT)?;
                 }
             }
+            self.roots_taken.insert(version, sha256_digest(&bytes));
             self.root = next;
             self.root_bytes = bytes;
         }
