@@ -391,3 +391,42 @@ async fn a_version_left_behind_the_head_is_kept() {
             .unwrap_or_else(|e| panic!("{tag}: {e}"));
     }
 }
+
+#[tokio::test]
+async fn a_junk_version_of_a_role_blocks_neither_its_signers_nor_publish() {
+    // Anyone who can push to the metadata repository (every signer) can tag a file at a
+    // role's next version, and versions are written once. The writers of the role go past
+    // it, and publish names the role's real head: one junk tag does not stop them for good.
+    let registry = TestRegistry::start();
+    let tuf_oci_tests::TeamA { org, .. } = tuf_oci_tests::TeamA::create(&registry).await;
+    let head = || async {
+        tuf_oci_tests::craft::parse::<tough::schema::Targets>(
+            &registry.get_file(&org.metadata, "team-a.json").await,
+        )
+        .signed
+        .version
+        .get()
+    };
+    let before = head().await;
+    registry
+        .put_file(
+            &org.metadata,
+            &format!("{}.team-a.json", before + 1),
+            br#"{"signed": "junk"}"#,
+        )
+        .await;
+    org.publish(&registry).await;
+    let v3 = registry.push_image("team-a/app", "v3", "three").await;
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v3"),
+        "team-a",
+        &[org.key("team-a").await],
+    )
+    .await;
+    org.publish(&registry).await;
+    assert_eq!(head().await, before + 2);
+    let verified = org.verify_fresh(&registry, "team-a/app:v3").await.unwrap();
+    assert_eq!(verified.digest(), v3.digest);
+    org.verify_fresh(&registry, "team-a/app:v1").await.unwrap();
+}

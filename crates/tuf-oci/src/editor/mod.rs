@@ -107,6 +107,16 @@ pub struct Head {
     pub signed: Signed<Targets>,
     /// The bytes as stored.
     pub bytes: Vec<u8>,
+    /// The highest version of the role stored, one that does not verify included: versions
+    /// are written once, so the next goes past it.
+    pub taken: u64,
+}
+
+impl Head {
+    /// The version the role's next version is written as.
+    pub fn next_version(&self) -> u64 {
+        self.taken.max(self.signed.signed.version.get()) + 1
+    }
 }
 
 /// Creates a new TUF repository in `metadata`: root, empty targets, snapshot and timestamp,
@@ -886,9 +896,11 @@ impl Editor {
                 .write_delegated(role, &delegations, head, keys, expires, attach, change)
                 .await;
         }
-        let mut targets = self.top_targets().await?.signed.signed;
+        let head = self.top_targets().await?;
+        let version = head.next_version();
+        let mut targets = head.signed.signed;
         change(&mut targets)?;
-        targets.version = targets.version.saturating_add(1);
+        targets.version = NonZeroU64::new(version).expect("positive");
         targets.expires = whole_seconds(expires);
         let version = targets.version.get();
         let signed = sign_role(targets, &KeyHolder::Root(self.root.signed.clone()), keys).await?;
@@ -915,7 +927,7 @@ impl Editor {
         let published = self.published_version(role);
         let (mut targets, version) = match head {
             Some(head) => {
-                let version = head.signed.signed.version.get().max(published) + 1;
+                let version = head.next_version().max(published + 1);
                 (head.signed.signed, version)
             }
             None => (
@@ -1031,10 +1043,22 @@ impl Editor {
             let Some(bytes) = self.writer.read_file(&next).await? else {
                 break;
             };
-            let newer = self.checked_head(role, bytes, &verify)?;
+            // A version no writer of the role stored (anyone who can push here can tag one):
+            // the head stays where it is, and the next version written goes past it.
+            let Ok(newer) = self.checked_head(role, bytes, &verify) else {
+                break;
+            };
             check_version(role, &next, current + 1, newer.signed.signed.version.get())?;
             head = Some(newer);
         }
+        let taken = stored
+            .iter()
+            .filter_map(|tag| parse_versioned_file(tag))
+            .filter(|(_, stored_role)| *stored_role == role)
+            .map(|(version, _)| version)
+            .max()
+            .unwrap_or(0);
+        let head = head.map(|head| Head { taken, ..head });
         let Some(head) = head else {
             if let Some(refused) = refused {
                 return Err(refused);
@@ -1095,10 +1119,12 @@ impl Editor {
             role: role.to_string(),
             message,
         })?;
+        let taken = signed.signed.version.get();
         Ok(Head {
             role: role.to_string(),
             signed,
             bytes,
+            taken,
         })
     }
 
