@@ -395,8 +395,9 @@ async fn a_version_left_behind_the_head_is_kept() {
 #[tokio::test]
 async fn a_junk_version_of_a_role_blocks_neither_its_signers_nor_publish() {
     // Anyone who can push to the metadata repository (every signer) can tag a file at a
-    // role's next version, and versions are written once. The writers of the role go past
-    // it, and publish names the role's real head: one junk tag does not stop them for good.
+    // role's next versions, and versions are written once: junk, an older version tagged
+    // again, a version as far as versions go. The writers of the role go past them, keep a
+    // real version stored after them, and publish names the role's real head.
     let registry = TestRegistry::start();
     let tuf_oci_tests::TeamA { org, .. } = tuf_oci_tests::TeamA::create(&registry).await;
     let head = || async {
@@ -407,26 +408,48 @@ async fn a_junk_version_of_a_role_blocks_neither_its_signers_nor_publish() {
         .version
         .get()
     };
+    let sign = |tag: &'static str| {
+        let (registry, org) = (&registry, &org);
+        async move {
+            registry.push_image("team-a/app", tag, tag).await;
+            org.sign(
+                registry,
+                &registry.image(&format!("team-a/app:{tag}")),
+                "team-a",
+                &[org.key("team-a").await],
+            )
+            .await;
+        }
+    };
+    sign("v2").await;
+    org.publish(&registry).await;
     let before = head().await;
+    let file = |version: u64| format!("{version}.team-a.json");
+    // Older than the published version: taken for the head, it would be a rollback.
+    let older = registry.get_file(&org.metadata, &file(before - 1)).await;
     registry
-        .put_file(
-            &org.metadata,
-            &format!("{}.team-a.json", before + 1),
-            br#"{"signed": "junk"}"#,
-        )
+        .put_file(&org.metadata, &file(before + 1), br#"{"signed": "junk"}"#)
+        .await;
+    registry
+        .put_file(&org.metadata, &file(before + 2), &older)
+        .await;
+    registry
+        .put_file(&org.metadata, &file(u64::MAX), br#"{"signed": "junk"}"#)
         .await;
     org.publish(&registry).await;
-    let v3 = registry.push_image("team-a/app", "v3", "three").await;
-    org.sign(
-        &registry,
-        &registry.image("team-a/app:v3"),
-        "team-a",
-        &[org.key("team-a").await],
-    )
-    .await;
+    sign("v3").await;
+    assert_eq!(head().await, before + 3);
+    // The head tag left behind (a writer interrupted before moving it): the version stored
+    // past the junk is still the one built on.
+    registry
+        .put_file(&org.metadata, "team-a.json", &older)
+        .await;
+    sign("v4").await;
+    assert_eq!(head().await, before + 4);
     org.publish(&registry).await;
-    assert_eq!(head().await, before + 2);
-    let verified = org.verify_fresh(&registry, "team-a/app:v3").await.unwrap();
-    assert_eq!(verified.digest(), v3.digest);
-    org.verify_fresh(&registry, "team-a/app:v1").await.unwrap();
+    for tag in ["v1", "v2", "v3", "v4"] {
+        org.verify_fresh(&registry, &format!("team-a/app:{tag}"))
+            .await
+            .unwrap();
+    }
 }

@@ -37,6 +37,13 @@ pub fn is_claim_tag(tag: &str) -> bool {
     tag.starts_with(PREFIX)
 }
 
+/// Whether any of `tags` is a claim on version file `file`, however old, withdrawn or not: a
+/// writer set out to store it.
+pub fn ever_claimed(file: &str, tags: &[String]) -> bool {
+    let prefix = file_prefix(file);
+    tags.iter().any(|tag| tag.starts_with(&prefix))
+}
+
 /// One writer's claim on one version file.
 #[derive(Debug, Clone)]
 pub struct Claim {

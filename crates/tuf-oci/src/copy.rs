@@ -626,7 +626,10 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                 return Ok(());
             };
             stored = held;
-            if let Some(there) = &existing
+            // Merged only when the source's differs (each entry there is looked up).
+            if let Some(there) = existing
+                .as_ref()
+                .filter(|there| there.digest != stored.digest)
                 && let Some(kept) = held_referrers(self.to, destination, there.clone()).await?
             {
                 written = Some(merged_referrers(kept, &stored)?);

@@ -408,7 +408,7 @@ impl Match {
         let registry = self
             .registries
             .iter()
-            .find(|r| other.registries.iter().any(|o| same_registry(r, o)))?;
+            .find(|r| other.registries.iter().any(|o| scope_reaches(r, o)))?;
         if self.repositories.is_empty() && other.repositories.is_empty() {
             return Some(format!("every repository of {registry}"));
         }
@@ -681,6 +681,12 @@ mod tests {
                 scope("one", "r:5000", "repositories = [\"team-a/\"]"),
                 scope("two", "r:5001", "repositories = [\"team-a/\"]"),
                 None,
+            ),
+            // A scope covers port 80 of its registries too (plain HTTP's default).
+            (
+                scope("one", "plain.example.com", ""),
+                scope("two", "plain.example.com:80", ""),
+                Some("every repository of plain.example.com"),
             ),
         ] {
             std::fs::write(&path, format!("cache_dir = \"/tmp/c\"\n{a}{b}")).unwrap();

@@ -34,7 +34,7 @@ use crate::layout::{
 use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::targets_metadata::TargetsMetadata;
-use crate::updater::{Expiration, check_version, is_named_by, parse, trusted_root};
+use crate::updater::{Expiration, is_named_by, parse, trusted_root};
 use crate::verify::Verifier;
 use writer::{RoleFile, Writer};
 
@@ -114,10 +114,13 @@ pub struct Head {
 
 impl Head {
     /// The version the role's next version is written as.
-    pub fn next_version(&self) -> u64 {
-        self.taken.max(self.signed.signed.version.get()) + 1
+    pub fn next_version(&self) -> NonZeroU64 {
+        NonZeroU64::MIN.saturating_add(self.taken.max(self.signed.signed.version.get()))
     }
 }
+
+/// How far past a role's head [`Editor::head`] looks for versions stored.
+const MAX_VERSIONS_AHEAD: u64 = 100;
 
 /// Creates a new TUF repository in `metadata`: root, empty targets, snapshot and timestamp,
 /// all version 1, and the `tuf-metadata` index. The root is settled first (stored, before
@@ -341,7 +344,7 @@ impl Editor {
     /// editor writes under the newest: the next publish, with the new keys, finishes the
     /// rotation.
     pub async fn open(verifier: &Verifier, repository: &Repository) -> Result<Self> {
-        let refused = match verifier
+        let (role, message) = match verifier
             .updater(repository, Expiration::UnsafeIgnoreForRepair)
             .await
         {
@@ -349,15 +352,33 @@ impl Editor {
                 let metadata = updater.source().metadata_repository().clone();
                 return Ok(Editor::reading(verifier, metadata, &updater, &updater));
             }
-            Err(refused @ Error::Signature { .. }) => refused,
+            Err(Error::Signature { role, message }) => (role, message),
             Err(e) => return Err(e),
         };
-        // Read under the root before the newest: what its keys sign is the state the
-        // rotation's publish would have carried on. A file that fails there too is refused.
-        let Ok(Some((before, newest))) = verifier.under_root_before_last(repository).await else {
-            return Err(refused);
+        let refused = || Error::Signature {
+            role: role.clone(),
+            message: message.clone(),
         };
+        // Read under the root before the newest: what its keys sign is the state the
+        // rotation's publish would have carried on (a file they do not sign either is refused).
+        // Only while no timestamp was written after the one read: old files the old keys
+        // signed, tagged again after the rotation went through, must not have writers sign
+        // their state anew.
+        let Ok(Some((before, newest))) = verifier.under_root_before_last(repository).await else {
+            return Err(refused());
+        };
+        let next_timestamp = before
+            .timestamp()
+            .expect("refreshed")
+            .signed
+            .version
+            .get()
+            .saturating_add(1);
         let metadata = before.source().inner.metadata_repository().clone();
+        let tags = verifier.registry().tags(&metadata).await?;
+        if crate::claim::ever_claimed(&versioned_file("timestamp", next_timestamp), &tags) {
+            return Err(refused());
+        }
         Ok(Editor {
             across_rotation: true,
             ..Editor::reading(verifier, metadata, &before, &newest)
@@ -805,8 +826,9 @@ impl Editor {
         }
         let mut resigned = None;
         if let Some(head) = targets_head {
+            let version = head.next_version();
             let mut targets = head.signed.signed;
-            targets.version = targets.version.saturating_add(1);
+            targets.version = version;
             targets.expires = whole_seconds(expires.targets);
             let mut both = sign_role(targets.clone(), &new, new_keys).await?;
             // Current keys short of root N's threshold (one lost, a stale file) still let the
@@ -900,9 +922,9 @@ impl Editor {
         let version = head.next_version();
         let mut targets = head.signed.signed;
         change(&mut targets)?;
-        targets.version = NonZeroU64::new(version).expect("positive");
+        targets.version = version;
         targets.expires = whole_seconds(expires);
-        let version = targets.version.get();
+        let version = version.get();
         let signed = sign_role(targets, &KeyHolder::Root(self.root.signed.clone()), keys).await?;
         self.writer
             .push_head_and_version("targets", version, signed.buffer())
@@ -924,20 +946,21 @@ impl Editor {
         attach: &[(Repository, Entry)],
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
-        let published = self.published_version(role);
+        let after_published = NonZeroU64::MIN.saturating_add(self.published_version(role));
         let (mut targets, version) = match head {
             Some(head) => {
-                let version = head.next_version().max(published + 1);
+                let version = head.next_version().max(after_published);
                 (head.signed.signed, version)
             }
             None => (
                 Targets::new(SPEC_VERSION.into(), NonZeroU64::MIN, expires),
-                published + 1,
+                after_published,
             ),
         };
         change(&mut targets)?;
-        targets.version = NonZeroU64::new(version).expect("positive");
+        targets.version = version;
         targets.expires = whole_seconds(expires);
+        let version = version.get();
         let role_metadata = DelegatedTargets {
             name: role.to_string(),
             targets,
@@ -1014,7 +1037,10 @@ impl Editor {
     /// A head tag that does not verify is passed over for the published version and the
     /// versions stored after it: anyone who may push can put junk over a head tag (heads are
     /// rewritten, versions written once), and it must not stop every writer. Its error stands
-    /// when no version verifies either.
+    /// when no version verifies either. So is a version file that does not verify as that
+    /// version (junk, or an older version tagged again), and the next version written goes
+    /// past it ([`Head::taken`]); versions more than [`MAX_VERSIONS_AHEAD`] past the head are
+    /// not looked at.
     async fn head(
         &self,
         role: &str,
@@ -1034,30 +1060,32 @@ impl Editor {
             },
             None => None,
         };
-        loop {
-            let current = head.as_ref().map_or(0, |h| h.signed.signed.version.get());
-            let next = versioned_file(role, current + 1);
-            if !stored.contains(&next) {
-                break;
-            }
-            let Some(bytes) = self.writer.read_file(&next).await? else {
-                break;
-            };
-            // A version no writer of the role stored (anyone who can push here can tag one):
-            // the head stays where it is, and the next version written goes past it.
-            let Ok(newer) = self.checked_head(role, bytes, &verify) else {
-                break;
-            };
-            check_version(role, &next, current + 1, newer.signed.signed.version.get())?;
-            head = Some(newer);
-        }
-        let taken = stored
+        let from = head.as_ref().map_or(0, |h| h.signed.signed.version.get());
+        let mut ahead: Vec<u64> = stored
             .iter()
             .filter_map(|tag| parse_versioned_file(tag))
-            .filter(|(_, stored_role)| *stored_role == role)
+            .filter(|(version, stored_role)| {
+                *stored_role == role && *version > from && *version - from <= MAX_VERSIONS_AHEAD
+            })
             .map(|(version, _)| version)
-            .max()
-            .unwrap_or(0);
+            .collect();
+        ahead.sort_unstable();
+        let mut taken = from;
+        for version in ahead {
+            taken = version;
+            let Some(bytes) = self
+                .writer
+                .read_file(&versioned_file(role, version))
+                .await?
+            else {
+                continue;
+            };
+            if let Ok(newer) = self.checked_head(role, bytes, &verify)
+                && newer.signed.signed.version.get() == version
+            {
+                head = Some(newer);
+            }
+        }
         let head = head.map(|head| Head { taken, ..head });
         let Some(head) = head else {
             if let Some(refused) = refused {
