@@ -452,4 +452,30 @@ async fn a_junk_version_of_a_role_blocks_neither_its_signers_nor_publish() {
             .await
             .unwrap();
     }
+
+    // Junk at the first version of a role never written yet.
+    let team_z = org.key("team-z").await;
+    org.delegate_from_targets(
+        &registry,
+        &delegation("team-z", &["team-z/*"], &[&team_z], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    registry
+        .put_file(&org.metadata, "1.team-z.json", br#"{"signed": "junk"}"#)
+        .await;
+    let image = registry.push_image("team-z/app", "v1", "z").await;
+    tuf_oci::editor::set_pointer(&registry.client, &registry.repo("team-z/app"), "/org/tuf")
+        .await
+        .unwrap();
+    org.sign(
+        &registry,
+        &registry.image("team-z/app:v1"),
+        "team-z",
+        &[team_z],
+    )
+    .await;
+    org.publish(&registry).await;
+    let verified = org.verify_fresh(&registry, "team-z/app:v1").await.unwrap();
+    assert_eq!(verified.digest(), image.digest);
 }

@@ -122,6 +122,21 @@ impl Head {
 /// How far past a role's head [`Editor::head`] looks for versions stored.
 const MAX_VERSIONS_AHEAD: u64 = 100;
 
+/// The versions of `role` among the `stored` files past version `from`, at most
+/// [`MAX_VERSIONS_AHEAD`] past it, lowest first.
+fn versions_ahead(stored: &HashSet<String>, role: &str, from: u64) -> Vec<u64> {
+    let mut ahead: Vec<u64> = stored
+        .iter()
+        .filter_map(|tag| parse_versioned_file(tag))
+        .filter(|(version, stored_role)| {
+            *stored_role == role && *version > from && *version - from <= MAX_VERSIONS_AHEAD
+        })
+        .map(|(version, _)| version)
+        .collect();
+    ahead.sort_unstable();
+    ahead
+}
+
 /// Creates a new TUF repository in `metadata`: root, empty targets, snapshot and timestamp,
 /// all version 1, and the `tuf-metadata` index. The root is settled first (stored, before
 /// anything else); [`NewRepository::finish`] stores the rest.
@@ -952,10 +967,17 @@ impl Editor {
                 let version = head.next_version().max(after_published);
                 (head.signed.signed, version)
             }
-            None => (
-                Targets::new(SPEC_VERSION.into(), NonZeroU64::MIN, expires),
-                after_published,
-            ),
+            None => {
+                // A role never written has no version stored: any there is junk, gone past.
+                let stored = self.stored_files().await?;
+                let taken = versions_ahead(&stored, role, 0).last().copied();
+                (
+                    Targets::new(SPEC_VERSION.into(), NonZeroU64::MIN, expires),
+                    NonZeroU64::MIN
+                        .saturating_add(taken.unwrap_or(0))
+                        .max(after_published),
+                )
+            }
         };
         change(&mut targets)?;
         targets.version = version;
@@ -1061,17 +1083,8 @@ impl Editor {
             None => None,
         };
         let from = head.as_ref().map_or(0, |h| h.signed.signed.version.get());
-        let mut ahead: Vec<u64> = stored
-            .iter()
-            .filter_map(|tag| parse_versioned_file(tag))
-            .filter(|(version, stored_role)| {
-                *stored_role == role && *version > from && *version - from <= MAX_VERSIONS_AHEAD
-            })
-            .map(|(version, _)| version)
-            .collect();
-        ahead.sort_unstable();
         let mut taken = from;
-        for version in ahead {
+        for version in versions_ahead(stored, role, from) {
             taken = version;
             let Some(bytes) = self
                 .writer
