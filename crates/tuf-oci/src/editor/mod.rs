@@ -472,17 +472,23 @@ impl Editor {
 
     /// Every role reachable from top-level targets (their heads), top-level targets first.
     pub async fn all_roles(&self) -> Result<Vec<Head>> {
-        self.walk(None).await
+        let stored = self.stored_files().await?;
+        self.walk_into(&stored, |_, _| true).await
     }
 
     /// Finds `role` among the roles whose paths cover `target` (or anywhere, without a target):
-    /// the delegations that vouch for it, its parent's name, and its head if it has one.
+    /// the delegations that vouch for it, its head if it has one, and the highest version of
+    /// it stored ([`Head::taken`]; for a role not written yet, junk anyone can tag, which its
+    /// first version goes past).
     pub async fn find_role(
         &self,
         role: &str,
         target: Option<&TargetName>,
-    ) -> Result<(Delegations, String, Option<Head>)> {
-        let heads = self.walk(target).await?;
+    ) -> Result<(Delegations, Option<Head>, u64)> {
+        let stored = self.stored_files().await?;
+        let heads = self
+            .walk_into(&stored, |_, child| target.is_none_or(|t| covers(child, t)))
+            .await?;
         for parent in &heads {
             let Some(delegations) = &parent.signed.signed.delegations else {
                 continue;
@@ -490,7 +496,16 @@ impl Editor {
             let delegated = delegations.roles.iter().find(|r| r.name == role);
             if delegated.is_some_and(|r| target.is_none_or(|t| covers(r, t))) {
                 let head = heads.iter().find(|h| h.role == role).cloned();
-                return Ok((delegations.clone(), parent.role.clone(), head));
+                let taken = head.as_ref().map_or_else(
+                    || {
+                        versions_ahead(&stored, role, 0)
+                            .last()
+                            .copied()
+                            .unwrap_or(0)
+                    },
+                    |head| head.taken,
+                );
+                return Ok((delegations.clone(), head, taken));
             }
         }
         Err(Error::Delegation {
@@ -903,7 +918,7 @@ impl Editor {
         if role == "targets" {
             return self.edit("targets", keys, expires, attach, change).await;
         }
-        let (delegations, _, head) = self.find_role(role, Some(first)).await?;
+        let (delegations, head, taken) = self.find_role(role, Some(first)).await?;
         let delegated = delegations.roles.iter().find(|r| r.name == role);
         if let Some(outside) = names
             .iter()
@@ -914,8 +929,17 @@ impl Editor {
                 reason: format!("{role} is not delegated this target"),
             });
         }
-        self.write_delegated(role, &delegations, head, keys, expires, attach, change)
-            .await
+        self.write_delegated(
+            role,
+            &delegations,
+            head,
+            taken,
+            keys,
+            expires,
+            attach,
+            change,
+        )
+        .await
     }
 
     /// Edits `role` (top-level `targets` or delegated, found anywhere in the tree).
@@ -928,9 +952,18 @@ impl Editor {
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
         if role != "targets" {
-            let (delegations, _, head) = self.find_role(role, None).await?;
+            let (delegations, head, taken) = self.find_role(role, None).await?;
             return self
-                .write_delegated(role, &delegations, head, keys, expires, attach, change)
+                .write_delegated(
+                    role,
+                    &delegations,
+                    head,
+                    taken,
+                    keys,
+                    expires,
+                    attach,
+                    change,
+                )
                 .await;
         }
         let head = self.top_targets().await?;
@@ -956,6 +989,7 @@ impl Editor {
         role: &str,
         delegations: &Delegations,
         head: Option<Head>,
+        taken: u64,
         keys: &[SigningKey],
         expires: jiff::Timestamp,
         attach: &[(Repository, Entry)],
@@ -967,17 +1001,11 @@ impl Editor {
                 let version = head.next_version().max(after_published);
                 (head.signed.signed, version)
             }
-            None => {
-                // A role never written has no version stored: any there is junk, gone past.
-                let stored = self.stored_files().await?;
-                let taken = versions_ahead(&stored, role, 0).last().copied();
-                (
-                    Targets::new(SPEC_VERSION.into(), NonZeroU64::MIN, expires),
-                    NonZeroU64::MIN
-                        .saturating_add(taken.unwrap_or(0))
-                        .max(after_published),
-                )
-            }
+            // A role not written yet has no version stored: any there is junk, gone past.
+            None => (
+                Targets::new(SPEC_VERSION.into(), NonZeroU64::MIN, expires),
+                NonZeroU64::MIN.saturating_add(taken).max(after_published),
+            ),
         };
         change(&mut targets)?;
         targets.version = version;
@@ -1000,14 +1028,6 @@ impl Editor {
             .attach(role, version, signed.buffer(), attach)
             .await?;
         Ok(version)
-    }
-
-    /// Reads the heads of the roles whose paths cover `target` (all roles without one),
-    /// verifying each with its delegator's keys, in pre-order.
-    async fn walk(&self, target: Option<&TargetName>) -> Result<Vec<Head>> {
-        let stored = self.stored_files().await?;
-        self.walk_into(&stored, |_, child| target.is_none_or(|t| covers(child, t)))
-            .await
     }
 
     /// Reads the head of top-level targets and, in pre-order, of every delegated role that
