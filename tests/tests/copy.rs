@@ -266,17 +266,22 @@ async fn single_repository_mode_and_dry_run() {
     let stderr = String::from_utf8_lossy(&remote.stderr);
     assert_eq!(remote.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("single-repository mode"), "{stderr}");
+    copy_solo_then_verify_without_the_source(a, &b, &org.root).await;
+}
+
+/// Copies `solo/app:v1` of `a` to `b`, stops `a`, and verifies the copy at `b`.
+async fn copy_solo_then_verify_without_the_source(a: TestRegistry, b: &TestRegistry, root: &[u8]) {
     ok(tuf(
         &[
             "copy",
             &format!("{}/solo/app:v1", a.host),
             &format!("{}/solo/app:v1", b.host),
         ],
-        &hosts,
+        &[&a.host, &b.host],
     ));
     drop(a);
     let cache = tempfile::tempdir().unwrap();
-    verifier(&b, &org.root, cache.path(), &[])
+    verifier(b, root, cache.path(), &[])
         .verify(&b.image("solo/app:v1"))
         .await
         .unwrap();
@@ -298,21 +303,7 @@ async fn a_single_repository_copies_after_a_timestamp_refresh() {
         )
         .await
         .unwrap();
-    let hosts = [a.host.as_str(), b.host.as_str()];
-    ok(tuf(
-        &[
-            "copy",
-            &format!("{}/solo/app:v1", a.host),
-            &format!("{}/solo/app:v1", b.host),
-        ],
-        &hosts,
-    ));
-    drop(a);
-    let cache = tempfile::tempdir().unwrap();
-    verifier(&b, &org.root, cache.path(), &[])
-        .verify(&b.image("solo/app:v1"))
-        .await
-        .unwrap();
+    copy_solo_then_verify_without_the_source(a, &b, &org.root).await;
 }
 
 #[tokio::test]

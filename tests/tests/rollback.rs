@@ -177,6 +177,33 @@ async fn publish_snapshot_dropping_targets(registry: &TestRegistry, org: &Org) {
     .await;
 }
 
+/// Has a client trust the state published now, cuts the stored root short (a crash), and
+/// serves `older`, an older timestamp: it must be refused as a rollback.
+async fn a_damaged_root_keeps_out(
+    registry: &TestRegistry,
+    org: &Org,
+    cache: &std::path::Path,
+    dir: &std::path::Path,
+    older: &[u8],
+) {
+    let verify = || async {
+        org.verifier(registry, cache)
+            .verify(&registry.image("solo/app:v1"))
+            .await
+    };
+    verify().await.unwrap();
+    let root = std::fs::read(dir.join("root.json")).unwrap();
+    std::fs::write(dir.join("root.json"), &root[..root.len() / 2]).unwrap();
+    registry
+        .put_file(&org.metadata, "timestamp.json", older)
+        .await;
+    let err = verify().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn a_damaged_trusted_root_loses_no_newer_timestamp() {
     // A crash can leave the stored root cut short. The verifier then starts again from the
@@ -201,22 +228,7 @@ async fn a_damaged_trusted_root_loses_no_newer_timestamp() {
     publish().await;
     let older = registry.get_file(&org.metadata, "timestamp.json").await;
     publish().await;
-    let verify = || async {
-        org.verifier(&registry, cache.path())
-            .verify(&registry.image("solo/app:v1"))
-            .await
-    };
-    verify().await.unwrap();
-    let root = std::fs::read(dir.join("root.json")).unwrap();
-    std::fs::write(dir.join("root.json"), &root[..root.len() / 2]).unwrap();
-    registry
-        .put_file(&org.metadata, "timestamp.json", &older)
-        .await;
-    let err = verify().await.unwrap_err();
-    assert!(
-        matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
-        "{err}"
-    );
+    a_damaged_root_keeps_out(&registry, &org, cache.path(), &dir, &older).await;
 }
 
 #[tokio::test]
@@ -259,22 +271,7 @@ async fn a_damaged_trusted_root_loses_no_timestamp_signed_two_rotations_on() {
     publish(vec![timestamp.clone()]).await;
     let older = registry.get_file(&org.metadata, "timestamp.json").await;
     publish(vec![timestamp]).await;
-    let verify = || async {
-        org.verifier(&registry, cache.path())
-            .verify(&registry.image("solo/app:v1"))
-            .await
-    };
-    verify().await.unwrap();
-    let root = std::fs::read(dir.join("root.json")).unwrap();
-    std::fs::write(dir.join("root.json"), &root[..root.len() / 2]).unwrap();
-    registry
-        .put_file(&org.metadata, "timestamp.json", &older)
-        .await;
-    let err = verify().await.unwrap_err();
-    assert!(
-        matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
-        "{err}"
-    );
+    a_damaged_root_keeps_out(&registry, &org, cache.path(), &dir, &older).await;
 }
 
 #[tokio::test]
