@@ -276,7 +276,16 @@ async fn verified_source<'s, S: ContentStore>(
     versions.insert("root".into(), updater.root().signed.version.get());
     let mut roots = updater.roots_taken().clone();
     let first_root = crate::updater::trusted_root(root)?.signed.version.get();
-    roots.insert(first_root, crate::layout::sha256_digest(root));
+    // The source's copy of the trusted root is written when it says the same: a root file
+    // formatted anew by hand is the same root.
+    let file = crate::layout::versioned_file("root", first_root);
+    let held = junk_as_none(fetch_file(from, path, &file, Limits::default().root, None).await)?
+        .flatten()
+        .filter(|held| same_json(held, root));
+    roots.insert(
+        first_root,
+        crate::layout::sha256_digest(held.as_deref().unwrap_or(root)),
+    );
     versions.insert("timestamp".into(), timestamp.signed.version.get());
     versions.insert("snapshot".into(), snapshot.signed.version.get());
     let bytes = trusted
@@ -312,6 +321,12 @@ fn is_metadata_file(file: &str, stored: &Stored, digest: &str) -> bool {
             (layer.digest == digest && layer.embedded(file).is_ok()).then_some(())
         })
         .is_some()
+}
+
+/// Whether `a` and `b` are the same JSON, however spelt.
+fn same_json(a: &[u8], b: &[u8]) -> bool {
+    let value = |bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    value(a).is_some_and(|a| Some(a) == value(b))
 }
 
 /// What verifying the source settled, for the files the copy writes: what was verified is
