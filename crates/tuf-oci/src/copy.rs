@@ -18,7 +18,7 @@ use crate::location::Repository;
 use crate::source::{StoreSource, fetch_file};
 use crate::store::{ContentStore, Stored};
 use crate::trusted::TrustedStore;
-use crate::updater::{Expiration, Limits, Updater};
+use crate::updater::{Expiration, Limits, Updater, named_digest};
 use tough::schema::Timestamp;
 
 /// Largest manifest copied.
@@ -270,7 +270,7 @@ async fn verified_source<'s, S: ContentStore>(
     for (role, meta) in named {
         versions.insert(role.clone(), meta.version.get());
         if let Some(hashes) = &meta.hashes {
-            digests.insert(role, format!("sha256:{}", hex::encode(&hashes.sha256)));
+            digests.insert(role, named_digest(hashes));
         }
     }
     versions.insert("root".into(), updater.root().signed.version.get());
@@ -846,12 +846,7 @@ async fn held_referrers<S: ContentStore>(
 fn merged_referrers(there: Stored, held: &Stored) -> Result<Stored> {
     let index = Manifest::parse("referrers index", &there.bytes)?;
     let held = Manifest::parse("referrers index", &held.bytes)?;
-    let mut entries = index.manifests.clone();
-    for entry in held.manifests {
-        if !entries.iter().any(|e| e.digest == entry.digest) {
-            entries.push(entry);
-        }
-    }
+    let entries = crate::layout::with_entries(&index.manifests, &held.manifests);
     if entries.len() == index.manifests.len() {
         return Ok(there);
     }

@@ -288,6 +288,21 @@ pub fn index_entry(file_name: &str, bytes: &[u8]) -> Entry {
     metadata_entry(file_name, &metadata_manifest(file_name, &layer, None))
 }
 
+/// `entries` with the entries of `more` they lack (by digest) after them: a referrers index
+/// merged, whoever else wrote to it keeping their entries.
+pub(crate) fn with_entries<'a>(
+    entries: &[Entry],
+    more: impl IntoIterator<Item = &'a Entry>,
+) -> Vec<Entry> {
+    let mut merged = entries.to_vec();
+    for entry in more {
+        if !merged.iter().any(|m| m.digest == entry.digest) {
+            merged.push(entry.clone());
+        }
+    }
+    merged
+}
+
 /// An image index; `manifests` may be empty (pointer form and empty referrers lists).
 pub fn index(manifests: &[Entry], annotations: &BTreeMap<String, String>) -> Vec<u8> {
     let mut index = json!({

@@ -77,9 +77,10 @@ impl TargetsMetadata {
     pub(crate) fn is_named_by(&self, meta: &Metafile) -> bool {
         self.version() == meta.version
             && meta.length.is_none_or(|length| length == self.length)
-            && meta.hashes.as_ref().is_none_or(|hashes| {
-                self.digest == format!("sha256:{}", hex::encode(&hashes.sha256))
-            })
+            && meta
+                .hashes
+                .as_ref()
+                .is_none_or(|hashes| self.digest == crate::updater::named_digest(hashes))
     }
 
     /// The metadata's version.

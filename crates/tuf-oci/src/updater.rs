@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use tough::TargetName;
-use tough::schema::{Metafile, Role, RoleType, Root, Signed, Snapshot, Target, Timestamp};
+use tough::schema::{Hashes, Metafile, Role, RoleType, Root, Signed, Snapshot, Target, Timestamp};
 
 use crate::descriptor::descriptor_from_target;
 use crate::error::{Error, Result};
@@ -1044,7 +1044,7 @@ impl<S: MetadataSource> Updater<S> {
         let limit = meta.length.unwrap_or(default_limit);
         let fetched = match (&meta.hashes, meta.length) {
             (Some(hashes), Some(length)) => {
-                let digest = format!("sha256:{}", hex::encode(&hashes.sha256));
+                let digest = named_digest(hashes);
                 self.source
                     .fetch_digest(&file, near, &digest, length)
                     .await?
@@ -1269,11 +1269,16 @@ fn is_root(bytes: &[u8]) -> bool {
     trusted_root(bytes).is_ok()
 }
 
+/// The `sha256:<hex>` digest `hashes` (of a snapshot or timestamp entry) names.
+pub(crate) fn named_digest(hashes: &Hashes) -> String {
+    format!("sha256:{}", hex::encode(&hashes.sha256))
+}
+
 /// Whether `meta` names a SHA-256 and `bytes` have it.
 fn hash_named_by(bytes: &[u8], meta: &Metafile) -> bool {
     meta.hashes
         .as_ref()
-        .is_some_and(|h| sha256_digest(bytes) == format!("sha256:{}", hex::encode(&h.sha256)))
+        .is_some_and(|h| sha256_digest(bytes) == named_digest(h))
 }
 
 /// Whether `bytes` are exactly the file `meta` names: its length and SHA-256.

@@ -181,8 +181,9 @@ impl Verifier {
     /// For a writer finishing a key rotation cut short (root N+1 stored, the publish under its
     /// new keys not made, so that N+1's keys sign none of the published files): an updater
     /// that read `repository`'s published state under root N, and one that followed the chain
-    /// to root N+1 (and no further: its timestamp is not read). Both chains are followed from the trusted root; nothing is stored (the
-    /// trusted store holds N+1 already). `None` when no root follows the trusted one.
+    /// to root N+1 (and no further: its timestamp is not read). Both chains are followed from
+    /// the trusted root; nothing is stored (the trusted store holds N+1 already). `None` when
+    /// no root follows the trusted one.
     pub async fn under_root_before_last(
         &self,
         repository: &Repository,

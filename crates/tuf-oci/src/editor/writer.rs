@@ -15,7 +15,7 @@ use crate::layout::{
     EMPTY_BLOB, EMPTY_MEDIA_TYPE, Entry, FILENAME_ANNOTATION, INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest,
     attachment_tag, index, index_entry, metadata_entry, metadata_manifest, referrers_tag,
-    signed_version, versioned_file,
+    signed_version, versioned_file, with_entries,
 };
 use crate::location::Repository;
 use crate::registry::Registry;
@@ -531,12 +531,7 @@ impl Writer {
             Ok(_) => Vec::new(),
             Err(e) => return Ok(Merge::Failed(e)),
         };
-        let mut merged = current.clone();
-        for entry in wanted {
-            if !merged.iter().any(|m| m.digest == entry.digest) {
-                merged.push(entry.clone());
-            }
-        }
+        let merged = with_entries(&current, wanted);
         if merged.len() == current.len() {
             return Ok(Merge::Complete);
         }
