@@ -791,12 +791,36 @@ async fn with_a_trusted_root_only_the_files_verified_are_written() {
         .filter(|tag| tag.starts_with("ref-") && tag.ends_with(".team-a.json"))
         .max_by_key(|tag| tag.rsplit('-').next().unwrap().to_string())
         .expect("an attached team-a file");
-    let rule = edited(&a, "team-a/app", &attached, |manifest| {
+    let two_layers = |manifest: &mut serde_json::Value| {
         let layer = manifest["layers"][0].clone();
         manifest["layers"].as_array_mut().unwrap().push(layer);
-    })
-    .await;
-    let proxy = HostileRegistry::start(&a.host, vec![rule]).await;
+    };
+    let rule = edited(&a, "team-a/app", &attached, two_layers).await;
+    // The same file stored beside it, and named in v1's referrers index too.
+    let Rule::Replace { body: bytes, .. } = &rule else {
+        unreachable!()
+    };
+    let app = a.repo("team-a/app");
+    let junk = tuf_oci::layout::Entry::of(tuf_oci::layout::MANIFEST_MEDIA_TYPE, bytes);
+    a.client
+        .push_manifest(&app.digested(&junk.digest), bytes, &junk.media_type)
+        .await
+        .unwrap();
+    let v1 = a.client.manifest(&app.tagged("v1"), 1 << 20).await.unwrap();
+    let referrers = tuf_oci::layout::referrers_tag(&v1.unwrap().digest);
+    let index = a.client.manifest(&app.tagged(&referrers), 1 << 20).await;
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&index.unwrap().unwrap().bytes).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(&junk).unwrap());
+    let index = Rule::Replace {
+        path_suffix: format!("/team-a/app/manifests/{referrers}"),
+        body: serde_json::to_vec(&index).unwrap(),
+        content_type: tuf_oci::layout::INDEX_MEDIA_TYPE.into(),
+    };
+    let proxy = HostileRegistry::start(&a.host, vec![rule, index]).await;
     let stderr = ok(copy(&proxy.host, &b));
     assert!(
         stderr.contains(&format!(
@@ -804,6 +828,16 @@ async fn with_a_trusted_root_only_the_files_verified_are_written() {
         )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!(
+            "left out team-a/app@{} from {referrers}",
+            junk.digest
+        )),
+        "{stderr}"
+    );
+    let copied = b.repo("team-a/app").digested(&junk.digest);
+    let written = b.client.manifest(&copied, 1 << 20).await.unwrap();
+    assert!(written.is_none(), "the file not verified was written");
     let cache = tempfile::tempdir().unwrap();
     verifier(&b, &root, cache.path(), &[])
         .verify(&b.image("team-a/app:v1"))
@@ -1153,6 +1187,44 @@ async fn with_a_trusted_root_files_past_the_verified_state_are_left_out() {
             && !image_tags.iter().any(|t| t.ends_with("2.team-a.json")),
         "{image_tags:?}"
     );
+    // Nor is it written as an entry of v2's referrers index, which names it at the source.
+    let manifest = |registry: &TestRegistry, reference: &str| {
+        let (repository, reference) = (registry.repo("team-a/app"), reference.to_string());
+        let client = registry.client.clone();
+        async move {
+            let reference = match reference.strip_prefix('@') {
+                Some(digest) => repository.digested(digest),
+                None => repository.tagged(&reference),
+            };
+            client.manifest(&reference, 1 << 20).await.unwrap()
+        }
+    };
+    let unpublished = a.client.tags(&a.repo("team-a/app")).await.unwrap();
+    let unpublished = unpublished
+        .iter()
+        .find(|t| t.starts_with("ref-") && t.ends_with("-2.team-a.json"))
+        .expect("attached at the source");
+    let unpublished = manifest(&a, unpublished).await.unwrap().digest;
+    let v2 = manifest(&a, "v2").await.unwrap().digest;
+    let referrers = tuf_oci::layout::referrers_tag(&v2);
+    let names_it = |index: Option<tuf_oci::registry::FetchedManifest>| {
+        let index = index.expect("a referrers index");
+        tuf_oci::layout::Manifest::parse("referrers", &index.bytes)
+            .unwrap()
+            .manifests
+            .iter()
+            .any(|entry| entry.digest == unpublished)
+    };
+    assert!(names_it(manifest(&a, &referrers).await));
+    assert!(
+        out.contains(&format!(
+            "left out team-a/app@{unpublished} from {referrers}"
+        )),
+        "{out}"
+    );
+    assert!(!names_it(manifest(&b, &referrers).await));
+    let written = manifest(&b, &format!("@{unpublished}")).await;
+    assert!(written.is_none(), "the unpublished file was written");
     let tags = b.client.tags(&b.repo("org/tuf")).await.unwrap();
     assert!(!tags.iter().any(|t| t == "99.snapshot.json"), "{tags:?}");
     let published = craft::published(&a, &org).await;

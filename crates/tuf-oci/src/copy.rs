@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 use crate::claim::is_claim_tag;
 use crate::error::{Error, Result, junk_as_none};
 use crate::layout::{
-    MANIFEST_MEDIA_TYPE, METADATA_TAG, Manifest, attached_file, parse_versioned_file,
-    signed_version,
+    FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE,
+    METADATA_TAG, Manifest, attached_file, parse_versioned_file, signed_version,
 };
 use crate::location::Repository;
 use crate::source::{StoreSource, fetch_file};
@@ -311,6 +311,19 @@ enum Part {
     LeftOut(&'static str),
 }
 
+/// Why a file of a version the verified state has not reached is left out.
+const PAST: &str = "past the verified state";
+
+/// What the verified state asks of a version file ([`Verified::expects`]).
+enum Expected<'v> {
+    /// Past the version verified for its role (or of a role it does not name).
+    Past,
+    /// The very file verified: its metadata layer has this digest.
+    File(&'v str),
+    /// An older version, not read by verification: copied as it is.
+    Any,
+}
+
 /// Whether `stored` is metadata file `file` as readers take it (one metadata layer, annotated
 /// with the file's name, its embedded bytes, if any, matching it) with layer `digest`.
 fn is_metadata_file(file: &str, stored: &Stored, digest: &str) -> bool {
@@ -345,6 +358,58 @@ struct Verified {
     first_root: u64,
     /// The digest of the verified `timestamp.json`, the only one copied.
     timestamp_digest: String,
+}
+
+impl Verified {
+    /// What version `version` of `role`'s file must be to be copied: at most the version
+    /// verified, and at that version (and for roots of the chain verified) the file verified.
+    fn expects(&self, version: u64, role: &str) -> Expected<'_> {
+        let Some(named) = self.versions.get(role) else {
+            return Expected::Past;
+        };
+        if version > *named {
+            return Expected::Past;
+        }
+        let digest = match role {
+            "root" if version >= self.first_root => self.roots.get(&version),
+            _ if version == *named => self.digests.get(role),
+            _ => None,
+        };
+        digest.map_or(Expected::Any, |digest| Expected::File(digest))
+    }
+
+    /// Whether `entry`, a manifest an image's referrers index names, is written with the
+    /// index: TUF metadata is held to [`Verified::expects`] as the version file its layer is
+    /// annotated as (verification reads it from the metadata repository, and an unverified
+    /// one is left out, as its `ref-…` tag is); other artifacts (another tool's signature)
+    /// are copied as they are.
+    fn takes_referrer(&self, entry: &Stored) -> bool {
+        let Ok(manifest) = Manifest::parse("referrer", &entry.bytes) else {
+            return true;
+        };
+        let is_tuf = manifest.artifact_type.as_deref() == Some(METADATA_ARTIFACT_TYPE)
+            || manifest
+                .layers
+                .iter()
+                .any(|layer| layer.media_type == METADATA_LAYER_MEDIA_TYPE);
+        if !is_tuf {
+            return true;
+        }
+        let file = manifest
+            .layers
+            .iter()
+            .find_map(|layer| layer.annotations.get(FILENAME_ANNOTATION));
+        let Some((file, (version, role))) =
+            file.and_then(|file| Some((file, parse_versioned_file(file)?)))
+        else {
+            return false;
+        };
+        match self.expects(version, role) {
+            Expected::Past => false,
+            Expected::File(digest) => is_metadata_file(file, entry, digest),
+            Expected::Any => true,
+        }
+    }
 }
 
 /// The destination's metadata repository at `destination` of `to`, its root chain followed
@@ -577,19 +642,13 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         let attached = attached_file(tag);
         let file = attached.unwrap_or(tag);
         let expected = if let Some((version, role)) = parse_versioned_file(file) {
-            let Some(named) = verified.versions.get(role) else {
-                return Ok(Part::LeftOut("past the verified state"));
-            };
-            if version > *named {
-                return Ok(Part::LeftOut("past the verified state"));
-            }
-            match role {
-                "root" if version >= verified.first_root => verified.roots.get(&version),
-                _ if version == *named => verified.digests.get(role),
-                _ => None,
+            match verified.expects(version, role) {
+                Expected::Past => return Ok(Part::LeftOut(PAST)),
+                Expected::File(digest) => Some(digest),
+                Expected::Any => None,
             }
         } else if tag == "timestamp.json" && source == verified.metadata {
-            Some(&verified.timestamp_digest)
+            Some(verified.timestamp_digest.as_str())
         } else {
             let head_of = tag
                 .strip_suffix(".json")
@@ -599,7 +658,7 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                 let head = junk_as_none(fetch_file(self.from, source, tag, limit, None).await)?;
                 let version = head.flatten().and_then(|bytes| signed_version(&bytes));
                 if version.is_none_or(|version| version > *named) {
-                    return Ok(Part::LeftOut("past the verified state"));
+                    return Ok(Part::LeftOut(PAST));
                 }
             }
             None
@@ -636,7 +695,22 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         // entries with the source's added (another tool's signature made there is kept).
         let mut written = None;
         if tag.starts_with("sha256-") {
-            let Some(held) = held_referrers(self.from, source, stored).await? else {
+            let mut left_out = Vec::new();
+            let verified = self.verified.as_ref();
+            let takes = |entry: &Stored| {
+                let takes = verified.is_none_or(|verified| verified.takes_referrer(entry));
+                if !takes {
+                    left_out.push(entry.digest.clone());
+                }
+                takes
+            };
+            let held = held_referrers(self.from, source, stored, takes).await?;
+            for digest in left_out {
+                (self.progress)(&format!(
+                    "left out {source}@{digest} from {tag}: not a file verified"
+                ));
+            }
+            let Some(held) = held else {
                 (self.progress)(&format!("skipped {source}:{tag}: not a referrers index"));
                 return Ok(());
             };
@@ -645,7 +719,8 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             if let Some(there) = existing
                 .as_ref()
                 .filter(|there| there.digest != stored.digest)
-                && let Some(kept) = held_referrers(self.to, destination, there.clone()).await?
+                && let Some(kept) =
+                    held_referrers(self.to, destination, there.clone(), |_| true).await?
             {
                 written = Some(merged_referrers(kept, &stored)?);
             }
@@ -812,13 +887,15 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
     }
 }
 
-/// A referrers index (tag schema) with only the entries `store` holds at `repository`; `None`
-/// when it is no index. It is a discovery aid that whoever can push to the repository can fill
-/// with junk: junk must not stop the copy, nor be written where the registry would refuse it.
+/// A referrers index (tag schema) with only the entries `store` holds at `repository` and
+/// `takes` takes; `None` when it is no index. It is a discovery aid that whoever can push to
+/// the repository can fill with junk: junk must not stop the copy, nor be written where the
+/// registry would refuse it.
 async fn held_referrers<S: ContentStore>(
     store: &S,
     repository: &str,
     stored: Stored,
+    mut takes: impl FnMut(&Stored) -> bool,
 ) -> Result<Option<Stored>> {
     let Ok(index) = Manifest::parse("referrers index", &stored.bytes) else {
         return Ok(None);
@@ -831,7 +908,10 @@ async fn held_referrers<S: ContentStore>(
             continue;
         }
         let manifest = store.manifest(repository, &entry.digest, MANIFEST_LIMIT);
-        if junk_as_none(manifest.await)?.flatten().is_some() {
+        if junk_as_none(manifest.await)?
+            .flatten()
+            .is_some_and(|manifest| takes(&manifest))
+        {
             held.push(entry.clone());
         }
     }
