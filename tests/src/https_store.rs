@@ -9,14 +9,22 @@ use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 
-/// Serves the file `argv[1]` over TLS with certificate `argv[2]` and key `argv[3]`; says
-/// `ready <port>`, then `heard <Authorization or ->` for each request.
+/// Serves the file `argv[1]` over TLS with certificate `argv[2]` and key `argv[3]`, or sends
+/// every request on to `argv[4]` (307) when given; says `ready <port>`, then
+/// `heard <Authorization or ->` for each request.
 const SERVER: &str = r#"
 import http.server, ssl, sys
 body = open(sys.argv[1], "rb").read()
+location = sys.argv[4] if len(sys.argv) > 4 else None
 class Store(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         print("heard", self.headers.get("Authorization", "-"), flush=True)
+        if location:
+            self.send_response(307)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -60,6 +68,15 @@ impl HttpsStore {
 
     /// Serves `body`; returns once the store listens.
     pub async fn start(body: &[u8]) -> Self {
+        Self::serving(body, None).await
+    }
+
+    /// Sends every request on to `location` (307), as storage handing reads on elsewhere.
+    pub async fn redirecting(location: &str) -> Self {
+        Self::serving(b"", Some(location)).await
+    }
+
+    async fn serving(body: &[u8], location: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("body"), body).expect("body");
@@ -67,6 +84,7 @@ impl HttpsStore {
         let mut child = tokio::process::Command::new("python3")
             .args(["-c", SERVER])
             .args([path("body"), path("cert.pem"), path("key.pem")])
+            .args(location)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()

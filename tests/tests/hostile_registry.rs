@@ -315,8 +315,22 @@ async fn copy_through_https_storage(
 /// A successful `tuf-oci copy` of `solo/app:v1` from `host` (plain HTTP) to an OCI layout,
 /// trusting the CA certificate `ca` only, with the docker configuration in `docker_config`.
 async fn copy_to_a_layout_trusting(host: &str, ca: &Path, docker_config: &Path) {
+    let out = copy_to_a_layout_trying(host, ca, docker_config).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The same copy, whether it succeeds or not.
+async fn copy_to_a_layout_trying(
+    host: &str,
+    ca: &Path,
+    docker_config: &Path,
+) -> std::process::Output {
     let layout = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
+    tokio::process::Command::new(tuf_oci_tests::cli_binary())
         .env("SSL_CERT_FILE", ca)
         .env_remove("SSL_CERT_DIR")
         .env("DOCKER_CONFIG", docker_config)
@@ -325,12 +339,33 @@ async fn copy_to_a_layout_trusting(host: &str, ca: &Path, docker_config: &Path) 
         .arg(format!("oci:{}", layout.path().display()))
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn storage_on_https_sending_reads_on_to_plain_http_is_not_followed() {
+    // What a registry reached over HTTPS (here its storage) serves must not come over plain
+    // HTTP from a host the user never marked insecure, where anyone on the way could answer.
+    let (source, layer) = solo_and_its_layer().await;
+    let elsewhere = HostileRegistry::start(&source.host, vec![]).await;
+    let store =
+        HttpsStore::redirecting(&format!("http://{}/storage/{layer}", elsewhere.host)).await;
+    let rules = vec![Rule::Redirect {
+        path_suffix: format!("/blobs/{layer}"),
+        location: format!("{}/storage/{layer}", store.url),
+    }];
+    let proxy = HostileRegistry::start(&source.host, rules).await;
+    let empty_docker_config = tempfile::tempdir().unwrap();
+    let out = copy_to_a_layout_trying(&proxy.host, &store.ca, empty_docker_config.path()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("a redirect from HTTPS to http://") && stderr.contains("not followed"),
+        "{stderr}"
     );
+    assert!(!store.heard().await.is_empty());
+    let heard = elsewhere.heard.lock().unwrap().clone();
+    assert!(heard.is_empty(), "{heard:#?}");
 }
 
 #[tokio::test]
@@ -1027,6 +1062,36 @@ async fn a_token_service_moved_to_https_is_followed_there() {
     let empty_docker_config = tempfile::tempdir().unwrap();
     copy_to_a_layout_trusting(&proxy.host, &store.ca, empty_docker_config.path()).await;
     assert!(!store.heard().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_challenge_answered_where_the_registry_sent_the_ping_is_not_taken() {
+    // The token service a registry names decides where credentials go: only the registry's
+    // own challenge names it, not one answered wherever its `/v2/` sends the request on.
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let elsewhere = HostileRegistry::start(&registry.host, vec![Rule::RequireToken]).await;
+    let rules = vec![
+        Rule::Redirect {
+            path_suffix: "/v2/".into(),
+            location: format!("http://{}/v2/", elsewhere.host),
+        },
+        Rule::RequireTokenBeyondRoot,
+    ];
+    let proxy = HostileRegistry::start(&registry.host, rules).await;
+    let refused = verifier(&proxy.host, &org.root)
+        .verify(&image(&proxy.host, "solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains(&format!(
+            "http://{}/v2/, where the registry sent the request, answered 401",
+            elsewhere.host
+        )),
+        "{refused}"
+    );
+    let asked = elsewhere.seen.lock().unwrap().clone();
+    assert!(!asked.iter().any(|path| path == "/token"), "{asked:?}");
 }
 
 #[tokio::test]

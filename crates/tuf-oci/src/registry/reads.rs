@@ -152,6 +152,13 @@ impl Reads {
     ) -> Result<Challenge, OciDistributionError> {
         let response = self.client(&url).await?.get(url.clone()).send().await?;
         match response.status() {
+            // Only the registry's own challenge names where its credentials go.
+            reqwest::StatusCode::UNAUTHORIZED if response.url().origin() != url.origin() => {
+                Err(OciDistributionError::GenericError(Some(format!(
+                    "{what}: {}, where the registry sent the request, answered 401 Unauthorized",
+                    response.url()
+                ))))
+            }
             reqwest::StatusCode::UNAUTHORIZED => Ok(challenge_of(response.headers())),
             status if status.is_server_error() || status.is_redirection() => {
                 Err(OciDistributionError::ServerError {
@@ -352,17 +359,9 @@ impl Reads {
         Ok(response)
     }
 
-    /// Whether `url`'s host is one the user marked insecure: as `host:port`, or as `host`
-    /// alone when the URL names no port.
+    /// Whether `url`'s host is one the user marked insecure ([`is_insecure`]).
     fn is_insecure(&self, url: &reqwest::Url) -> bool {
-        let host = url.host_str().unwrap_or_default();
-        let with_port = url
-            .port_or_known_default()
-            .map(|port| format!("{host}:{port}"));
-        self.insecure_hosts.iter().any(|marked| {
-            let marked = marked.to_ascii_lowercase();
-            (url.port().is_none() && marked == host) || with_port.as_ref() == Some(&marked)
-        })
+        is_insecure(&self.insecure_hosts, url)
     }
 
     /// The registry's API root, `/v2/`, over plain HTTP for the insecure hosts.
@@ -399,10 +398,42 @@ impl Reads {
         set_up(&self.posts, no_redirect).await
     }
 
-    /// The HTTPS client.
+    /// The HTTPS client. It follows redirects to HTTPS, and to plain HTTP only at a host the
+    /// user marked insecure: what a registry reached over HTTPS serves (blobs, manifests, a
+    /// challenge naming the token service the credentials go to) never comes over plain HTTP
+    /// from elsewhere.
     async fn tls(&self) -> Result<&reqwest::Client, OciDistributionError> {
-        set_up(&self.tls, || builder(self.timeout)).await
+        let insecure_hosts = self.insecure_hosts.clone();
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if attempt.url().scheme() == "https"
+                || is_insecure(&insecure_hosts, attempt.url())
+            {
+                attempt.follow()
+            } else {
+                let refused = format!(
+                    "a redirect from HTTPS to {}, a host not marked insecure, is not followed",
+                    attempt.url()
+                );
+                attempt.error(refused)
+            }
+        });
+        set_up(&self.tls, || builder(self.timeout).redirect(policy)).await
     }
+}
+
+/// Whether `url`'s host is one of `insecure_hosts`: as `host:port`, or as `host` alone when
+/// the URL names no port.
+fn is_insecure(insecure_hosts: &[String], url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let with_port = url
+        .port_or_known_default()
+        .map(|port| format!("{host}:{port}"));
+    insecure_hosts.iter().any(|marked| {
+        let marked = marked.to_ascii_lowercase();
+        (url.port().is_none() && marked == host) || with_port.as_ref() == Some(&marked)
+    })
 }
 
 /// The client in `cell`, built by `builder` (with the system's CA certificates) at its first
