@@ -103,6 +103,18 @@ pub enum Rule {
         /// Tags per answer.
         per_page: usize,
     },
+    /// Answer tag listings in pages of `per_page` tags named by an opaque cursor
+    /// (`?page=K`), each naming the next in its `Link` header, as registries paging so do;
+    /// `last` is ignored (a request without a cursor gets the first page).
+    PageTagsByLink {
+        /// Tags per answer.
+        per_page: usize,
+        /// Pages from this one on are answered 404, as by a registry that lost them.
+        lost_from: Option<usize>,
+        /// What each page's `Link` names instead of the next page (the first page again:
+        /// pages that lead back; another host).
+        link_to: Option<String>,
+    },
     /// Answer every tag listing with `per_page` tags never listed before (`t00000000`,
     /// `t00000001`, ... after the `last` query parameter): a listing without end.
     InventTags {
@@ -229,6 +241,22 @@ async fn answer_json(client: &mut TcpStream, body: &str) -> std::io::Result<()> 
     client.shutdown().await
 }
 
+/// Answers 404 with an error envelope of `code`.
+async fn answer_not_found(
+    client: &mut TcpStream,
+    code: &str,
+    message: &str,
+) -> std::io::Result<()> {
+    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] }).to_string();
+    let answer = format!(
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(answer.as_bytes()).await?;
+    client.shutdown().await
+}
+
 /// One request per connection: read it, answer from the rules or forward it.
 async fn serve(
     mut client: TcpStream,
@@ -340,6 +368,41 @@ async fn serve(
                 let body = serde_json::json!({ "name": name, "tags": page }).to_string();
                 return answer_json(&mut client, &body).await;
             }
+            Rule::PageTagsByLink {
+                per_page,
+                lost_from,
+                link_to,
+            } if path.ends_with("/tags/list") => {
+                let page = query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("page="))
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if lost_from.is_some_and(|lost| page >= lost) {
+                    return answer_not_found(&mut client, "NAME_UNKNOWN", "lost").await;
+                }
+                let mut tags = all_tags(upstream, path).await?;
+                tags.sort();
+                let listed: Vec<&String> =
+                    tags.iter().skip(page * per_page).take(*per_page).collect();
+                let body = serde_json::json!({ "tags": listed }).to_string();
+                let next = link_to
+                    .clone()
+                    .unwrap_or_else(|| format!("{path}?n={per_page}&page={}", page + 1));
+                let link = if (page + 1) * per_page < tags.len() {
+                    format!("Link: <{next}>; rel=\"next\"\r\n")
+                } else {
+                    String::new()
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{link}\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                client.write_all(head.as_bytes()).await?;
+                client.write_all(body.as_bytes()).await?;
+                return client.shutdown().await;
+            }
             Rule::InventTags { per_page } if path.ends_with("/tags/list") => {
                 let after = query
                     .split('&')
@@ -353,14 +416,7 @@ async fn serve(
                 return answer_json(&mut client, &body).await;
             }
             Rule::Hide { path_suffix } if path.ends_with(path_suffix.as_str()) => {
-                let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"withheld"}]}"#;
-                let answer = format!(
-                    "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                client.write_all(answer.as_bytes()).await?;
-                return client.shutdown().await;
+                return answer_not_found(&mut client, "MANIFEST_UNKNOWN", "withheld").await;
             }
             Rule::Stall { path_suffix } if path.ends_with(path_suffix.as_str()) => {
                 std::future::pending::<()>().await;

@@ -1155,6 +1155,51 @@ async fn paged_tag_lists_are_read_to_the_end() {
         .filter(|p| p.ends_with("/tags/list"))
         .count();
     assert_eq!(listings, 4, "three pages and the empty answer after them");
+
+    // Paged by a cursor each page's `Link` names, `last` ignored: the links are followed.
+    let listing = |rule: Rule| {
+        let registry = &registry;
+        async move {
+            let proxy = HostileRegistry::start(&registry.host, vec![rule]).await;
+            let client = Registry::new(&RegistryConfig {
+                insecure_hosts: vec![proxy.host.clone()],
+                timeout: Duration::from_secs(5),
+            })
+            .expect("registry client");
+            let repository =
+                tuf_oci::Repository::parse(&format!("{}/paged/app", proxy.host)).unwrap();
+            client.tags(&repository).await
+        }
+    };
+    let by_link = |lost_from, link_to| Rule::PageTagsByLink {
+        per_page: 2,
+        lost_from,
+        link_to,
+    };
+    let tags = listing(by_link(None, None)).await.unwrap();
+    assert_eq!(tags, ["t0", "t1", "t2", "t3", "t4"]);
+
+    // A listing that cannot be read whole is an error, not the pages read.
+    let lost = listing(by_link(Some(1), None)).await.unwrap_err();
+    assert!(
+        lost.to_string()
+            .contains("page 2 of the tag listing was not found"),
+        "{lost}"
+    );
+    let first_again = Some("/v2/paged/app/tags/list".to_string());
+    let loop_ = listing(by_link(None, first_again)).await.unwrap_err();
+    assert!(loop_.to_string().contains("its pages lead back"), "{loop_}");
+    // Nor is a next page read from another place than the registry.
+    let elsewhere = format!("http://{}/v2/paged/app/tags/list?page=1", registry.host);
+    let away = listing(by_link(None, Some(elsewhere.clone())))
+        .await
+        .unwrap_err();
+    assert!(
+        away.to_string().contains(&format!(
+            "names its next page at {elsewhere}, elsewhere than the registry"
+        )),
+        "{away}"
+    );
 }
 
 #[tokio::test]

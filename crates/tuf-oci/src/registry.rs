@@ -26,7 +26,7 @@ use crate::error::{Error, Result, causes};
 use crate::grammar;
 use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::location::Repository;
-use reads::{Authorization, Challenge, Exceeded, Reads};
+use reads::{Authorization, Challenge, Exceeded, Reads, TagPageAt};
 
 /// Most tags read from one repository. Every role version is a tag of the metadata repository,
 /// so years of hourly timestamps stay far below this; a registry inventing tags page after
@@ -36,6 +36,12 @@ const MAX_TAGS: usize = 1_000_000;
 /// Most bytes of one answer to a tag listing: a million tags of the metadata repository's
 /// names fit in it.
 const TAG_PAGE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Most bytes of a whole tag listing, all its pages together.
+const MAX_LISTING_BYTES: u64 = 2 * TAG_PAGE_LIMIT;
+
+/// Most pages of one tag listing: a million tags in pages of a hundred.
+const MAX_TAG_PAGES: usize = MAX_TAGS / 100;
 
 /// Pauses before trying a request again after a server error.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
@@ -659,31 +665,41 @@ impl Registry {
         Ok(Entry::of(media_type, bytes))
     }
 
-    /// Lists a repository's tags (empty when the repository does not exist). A registry may
-    /// answer in pages, in lexical order (OCI distribution spec, "Listing Tags"), so the
-    /// listing asks again after the last tag received until an answer brings nothing after it;
-    /// a registry that answers everything at once costs one more request, which finds nothing.
+    /// Lists a repository's tags (empty when the repository does not exist), sorted. A
+    /// registry may answer in pages (OCI distribution spec, "Listing Tags"): the listing
+    /// follows each page's `Link` to the next, and after a page without one asks again after
+    /// the last tag received, until an answer brings nothing new; a registry that answers
+    /// everything at once costs one more request, which finds nothing. A listing that cannot
+    /// be read whole (a later page missing, a `Link` that leads back) is an error: writers
+    /// rely on it to find what others stored.
     pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>> {
         let reference = repository.tagged("latest");
-        let mut tags: Vec<String> = Vec::new();
-        let mut last: Option<String> = None;
+        let failed = |message: String| Error::Registry {
+            reference: reference.whole(),
+            message,
+        };
+        let mut tags = std::collections::BTreeSet::new();
+        let (mut at, mut pages, mut bytes) = (TagPageAt::First, 0usize, 0usize);
         loop {
+            pages += 1;
+            if pages > MAX_TAG_PAGES {
+                return Err(failed(format!(
+                    "the tag listing goes on past {MAX_TAG_PAGES} pages"
+                )));
+            }
             let listed = self
                 .call(&reference, RegistryOperation::Pull, |authorization| {
-                    let (reference, last) = (&reference, last.as_deref());
+                    let (reference, at) = (&reference, &at);
                     async move {
                         let read = self
                             .reads
-                            .tags(reference, last, &authorization, TAG_PAGE_LIMIT);
+                            .tags(reference, at, &authorization, TAG_PAGE_LIMIT);
                         read.await
                     }
                 })
                 .await;
-            let page = match listed {
-                Ok(Ok(body)) => {
-                    self.traffic.record(body.len());
-                    tag_page(&reference, &body)?
-                }
+            let (body, next) = match listed {
+                Ok(Ok(page)) => page,
                 Ok(Err(Exceeded)) => {
                     self.traffic.record(0);
                     return Err(Error::TooLarge {
@@ -691,37 +707,58 @@ impl Registry {
                         limit: TAG_PAGE_LIMIT,
                     });
                 }
+                Err(e) if is_not_found(&e) && matches!(at, TagPageAt::First) => {
+                    self.traffic.record(0);
+                    return Ok(Vec::new());
+                }
                 Err(e) if is_not_found(&e) => {
                     self.traffic.record(0);
-                    return Ok(tags);
+                    return Err(failed(format!(
+                        "page {pages} of the tag listing was not found, so the listing \
+                         cannot be read whole: {}",
+                        causes(&e)
+                    )));
                 }
                 Err(e) => return Err(registry_error(&reference, &e)),
             };
+            self.traffic.record(body.len());
+            bytes = bytes.saturating_add(body.len());
+            if bytes as u64 > MAX_LISTING_BYTES {
+                return Err(Error::TooLarge {
+                    what: format!("the tag listing of {}", reference.repository()),
+                    limit: MAX_LISTING_BYTES,
+                });
+            }
+            let page = tag_page(&reference, &body)?;
             // Listed names go into request paths (copies read and write every tag): a name
             // like `x/../../other/manifests/t` would reach another repository.
             if let Some(bad) = page.iter().find(|tag| grammar::check_tag(tag).is_err()) {
-                return Err(Error::Registry {
-                    reference: reference.whole(),
-                    message: format!("tag listing names {bad:?}, which is not a valid tag"),
-                });
+                return Err(failed(format!(
+                    "tag listing names {bad:?}, which is not a valid tag"
+                )));
             }
             let before = tags.len();
-            // A registry that ignores `last` answers the tags already listed: nothing new.
-            tags.extend(
-                page.into_iter()
-                    .filter(|tag| last.as_ref().is_none_or(|last| tag > last)),
-            );
-            if tags.len() == before {
-                return Ok(tags);
-            }
+            tags.extend(page);
             // One that keeps inventing new ones is stopped.
             if tags.len() > MAX_TAGS {
-                return Err(Error::Registry {
-                    reference: reference.whole(),
-                    message: format!("the tag listing goes on past {MAX_TAGS} tags"),
-                });
+                return Err(failed(format!(
+                    "the tag listing goes on past {MAX_TAGS} tags"
+                )));
             }
-            last = tags[before..].iter().max().cloned().max(last);
+            let followed = matches!(at, TagPageAt::Link(_));
+            at = match next {
+                Some(_) if followed && tags.len() == before => {
+                    return Err(failed(
+                        "the tag listing's next page brings no tag not listed before: its \
+                         pages lead back"
+                            .into(),
+                    ));
+                }
+                // The end, or a registry ignoring `last` answering tags already listed.
+                _ if tags.len() == before => return Ok(tags.into_iter().collect()),
+                Some(next) => TagPageAt::Link(next),
+                None => TagPageAt::After(tags.last().cloned().unwrap_or_default()),
+            };
         }
     }
 
@@ -1122,7 +1159,7 @@ fn tag_page(reference: &Reference, body: &[u8]) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Page {
         // Required, though it may be `null` (serde lets an `Option` be absent otherwise).
-        #[serde(deserialize_with = "Option::deserialize")]
+        #[serde(deserialize_with = "bounded_tags")]
         tags: Option<Vec<String>>,
     }
     let page: Page = serde_json::from_slice(body).map_err(|e| Error::Registry {
@@ -1130,6 +1167,54 @@ fn tag_page(reference: &Reference, body: &[u8]) -> Result<Vec<String>> {
         message: format!("the tag listing is not one: {e}"),
     })?;
     Ok(page.tags.unwrap_or_default())
+}
+
+/// A page's `tags`: a list of at most [`MAX_TAGS`], or `null`. Read up to the bound, not
+/// whole first: a page of a million tags is tens of megabytes, one of tiny names repeated
+/// would be gigabytes of strings.
+fn bounded_tags<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    struct Tags;
+    impl<'de> serde::de::Visitor<'de> for Tags {
+        type Value = Option<Vec<String>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of tags, or null")
+        }
+
+        fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            deserializer.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut tags = Vec::new();
+            while let Some(tag) = seq.next_element::<String>()? {
+                if tags.len() == MAX_TAGS {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "a page of more than {MAX_TAGS} tags"
+                    )));
+                }
+                tags.push(tag);
+            }
+            Ok(Some(tags))
+        }
+    }
+    deserializer.deserialize_option(Tags)
 }
 
 /// The authorization scope of a request.
@@ -1312,5 +1397,15 @@ mod tests {
                 "{error}"
             );
         }
+        // A page is read up to its bound, not whole first.
+        let tags = |count: usize| format!(r#"{{"tags":[{}"a"]}}"#, r#""a","#.repeat(count - 1));
+        assert_eq!(page(&tags(MAX_TAGS)).unwrap().len(), MAX_TAGS);
+        let error = page(&tags(MAX_TAGS + 1)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("a page of more than 1000000 tags"),
+            "{error}"
+        );
     }
 }

@@ -293,20 +293,37 @@ impl Reads {
         self.get(url, None, authorization).await
     }
 
-    /// `GET /v2/<repository>/tags/list`, after tag `last` when given.
+    /// A page of `GET /v2/<repository>/tags/list` ([`TagPageAt`]): its body, and the next
+    /// page's URL when the answer's `Link` header names one (OCI distribution spec, "Listing
+    /// Tags"), which must be on the registry.
     pub(super) async fn tags(
         &self,
         reference: &Reference,
-        last: Option<&str>,
+        at: &TagPageAt,
         authorization: &Authorization,
         limit: u64,
-    ) -> Result<Result<Bytes, Exceeded>, OciDistributionError> {
-        let mut url = self.url(reference, "tags/list")?;
-        if let Some(last) = last {
-            url.query_pairs_mut().append_pair("last", last);
-        }
+    ) -> Result<Result<(Bytes, Option<reqwest::Url>), Exceeded>, OciDistributionError> {
+        let listing = self.url(reference, "tags/list")?;
+        let url = match at {
+            TagPageAt::First => listing.clone(),
+            TagPageAt::After(last) => {
+                let mut url = listing.clone();
+                url.query_pairs_mut().append_pair("last", last);
+                url
+            }
+            TagPageAt::Link(url) => url.clone(),
+        };
         let mut response = self.get(url, None, authorization).await?;
-        body(&mut response, limit).await
+        let next = next_link(response.headers(), response.url());
+        if let Some(next) = next
+            .as_ref()
+            .filter(|next| next.origin() != listing.origin())
+        {
+            return Err(OciDistributionError::GenericError(Some(format!(
+                "the tag listing names its next page at {next}, elsewhere than the registry"
+            ))));
+        }
+        Ok(body(&mut response, limit).await?.map(|body| (body, next)))
     }
 
     /// Sends a `GET` and returns a 200 answer, its body still to be read; any other answer
@@ -421,6 +438,48 @@ impl Reads {
         });
         set_up(&self.tls, || builder(self.timeout).redirect(policy)).await
     }
+}
+
+/// Where a page of a tag listing is asked for.
+pub(super) enum TagPageAt {
+    /// The listing's start.
+    First,
+    /// After this tag, in lexical order (the `last` query parameter).
+    After(String),
+    /// Where the previous page's `Link` header said the next one is.
+    Link(reqwest::Url),
+}
+
+/// The `rel="next"` target of `headers`' `Link` headers (RFC 8288), resolved against `base`,
+/// the URL answered; `None` when there is none.
+fn next_link(headers: &http::HeaderMap, base: &reqwest::Url) -> Option<reqwest::Url> {
+    let is_next = |params: &str| {
+        params.split(';').any(|param| {
+            param.split_once('=').is_some_and(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("rel")
+                    && value
+                        .trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|rel| rel.eq_ignore_ascii_case("next"))
+            })
+        })
+    };
+    for value in headers.get_all(http::header::LINK) {
+        let Ok(mut links) = value.to_str() else {
+            continue;
+        };
+        // `<target>; param; param, <target>; ...`: a target may hold commas, parameters not.
+        while let Some(start) = links.find('<') {
+            let (target, after) = links[start + 1..].split_once('>')?;
+            let (params, more) = after.split_once(',').unwrap_or((after, ""));
+            if is_next(params) {
+                return base.join(target).ok();
+            }
+            links = more;
+        }
+    }
+    None
 }
 
 /// Whether `url`'s host is one of `insecure_hosts`: as `host:port`, or as `host` alone when
@@ -681,6 +740,37 @@ mod tests {
         assert!(!reads.is_insecure(&url("http://auth.test:8080/token")));
         assert!(reads.is_insecure(&url("http://other.test/token")));
         assert!(reads.is_insecure(&url("http://[::1]:5000/token")));
+    }
+
+    #[test]
+    fn the_next_page_is_where_a_link_header_says() {
+        let base =
+            reqwest::Url::parse("https://registry.test/v2/team-a/app/tags/list?n=2").unwrap();
+        let next = |values: &[&str]| {
+            let mut headers = http::HeaderMap::new();
+            for value in values {
+                headers.append(http::header::LINK, value.parse().unwrap());
+            }
+            next_link(&headers, &base).map(|url| url.to_string())
+        };
+        assert_eq!(
+            next(&[r#"</v2/team-a/app/tags/list?n=2&last=b>; rel="next""#]).as_deref(),
+            Some("https://registry.test/v2/team-a/app/tags/list?n=2&last=b")
+        );
+        // Among other links, with several relations, a comma in its target.
+        assert_eq!(
+            next(&[
+                r#"<https://registry.test/a,b>; rel=prev, <?page=2,3>; title="x"; REL="last next""#
+            ])
+            .as_deref(),
+            Some("https://registry.test/v2/team-a/app/tags/list?page=2,3")
+        );
+        assert_eq!(
+            next(&["</other>; rel=prev", "<?page=2>; rel=next"]).as_deref(),
+            Some("https://registry.test/v2/team-a/app/tags/list?page=2")
+        );
+        assert_eq!(next(&[r#"</v2/x>; rel="prev""#]), None);
+        assert_eq!(next(&[]), None);
     }
 
     #[tokio::test]
