@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tuf_oci::Error;
 use tuf_oci::layout::{MANIFEST_MEDIA_TYPE, METADATA_TAG};
-use tuf_oci::store::{ContentStore, LayoutStore};
+use tuf_oci::store::{ContentStore, LayoutStore, Unpacked};
 
 const REPOSITORY: &str = "team-a/app";
 /// The limit `tuf-metadata` is read with here (a metadata manifest's).
@@ -119,7 +119,7 @@ async fn links_and_special_files_in_archives_are_left_out() {
     let good = work.path().join("good.tar");
     tuf_oci::store::pack(&source, &good).unwrap();
     let unpacked = work.path().join("good");
-    tuf_oci::store::unpack(&good, &unpacked).unwrap();
+    tuf_oci::store::unpack(&good, &unpacked, Unpacked::Layout).unwrap();
     let store = LayoutStore::open(&unpacked, false).unwrap();
     let stored = store
         .manifest(REPOSITORY, METADATA_TAG, LIMIT)
@@ -140,7 +140,8 @@ async fn links_and_special_files_in_archives_are_left_out() {
         let dir = work.path().join(format!("{bad:?}"));
         let started = std::time::Instant::now();
         // The rest unpacks (docker save writes symlinks beside its layout)...
-        tuf_oci::store::unpack(&archive, &dir).unwrap_or_else(|e| panic!("{bad:?}: {e}"));
+        tuf_oci::store::unpack(&archive, &dir, Unpacked::Layout)
+            .unwrap_or_else(|e| panic!("{bad:?}: {e}"));
         assert!(
             std::fs::symlink_metadata(dir.join(&name)).is_err(),
             "{bad:?}: the entry was created"
@@ -151,6 +152,66 @@ async fn links_and_special_files_in_archives_are_left_out() {
         assert!(matches!(read, Ok(None)), "{bad:?}: {read:?}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
+}
+
+#[tokio::test]
+async fn archives_read_give_their_layout_only() {
+    // An import's archive comes from anywhere, and the front unpacking it runs as root beside
+    // containerd: a file nested thousands of directories deep, or a million directory
+    // entries (kept in memory to be made last), would cost inodes and memory far beyond the
+    // archive's size. Only the layout's files are taken; an archive a copy adds to keeps
+    // its other files.
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    let (digest, _) = layout(&source).await;
+    let archive = work.path().join("archive.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    builder.append_dir_all(".", &source).unwrap();
+    let mut file = |name: &str, entry_type: tar::EntryType| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(entry_type);
+        header.set_size(0);
+        header.set_mode(0o755);
+        builder.append_data(&mut header, name, &[][..]).unwrap();
+    };
+    let deep = format!("{}x", "d/".repeat(200));
+    file(&deep, tar::EntryType::Regular);
+    file("manifest.json", tar::EntryType::Regular);
+    file("blobs/sha256/not-a-digest", tar::EntryType::Regular);
+    for i in 0..1000 {
+        file(&format!("dir{i}"), tar::EntryType::Directory);
+    }
+    builder.into_inner().unwrap();
+
+    let read = work.path().join("read");
+    tuf_oci::store::unpack(&archive, &read, Unpacked::Layout).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&read)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["blobs", "index.json", "oci-layout"]);
+    let blobs = std::fs::read_dir(read.join("blobs/sha256")).unwrap();
+    assert!(
+        blobs
+            .map(|b| b.unwrap().file_name())
+            .all(|name| name.len() == 64)
+    );
+    let store = LayoutStore::open(&read, false).unwrap();
+    let stored = store
+        .manifest(REPOSITORY, METADATA_TAG, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(stored.expect("tuf-metadata").digest, digest);
+
+    let added_to = work.path().join("added-to");
+    tuf_oci::store::unpack(&archive, &added_to, Unpacked::Files).unwrap();
+    assert!(added_to.join("manifest.json").is_file());
+    assert!(added_to.join(&deep).is_file());
+    assert!(
+        !added_to.join("dir0").exists(),
+        "directory entries are not made"
+    );
 }
 
 #[tokio::test]

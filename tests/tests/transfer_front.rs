@@ -827,7 +827,7 @@ fn go_offline(setup: Setup, scope_extra: &str) -> (tempfile::TempDir, PathBuf, P
 fn tamper(bundle: &Path, forged: &[u8], out: &Path) {
     let work = tempfile::tempdir().unwrap();
     let (layout, other) = (work.path().join("layout"), work.path().join("other"));
-    tuf_oci::store::unpack(bundle, &layout).unwrap();
+    tuf_oci::store::unpack(bundle, &layout, tuf_oci::store::Unpacked::Layout).unwrap();
     tar::Archive::new(forged).unpack(&other).unwrap();
     for blob in std::fs::read_dir(other.join("blobs/sha256")).unwrap() {
         let blob = blob.unwrap();

@@ -9,7 +9,7 @@ use tuf_oci::Registry;
 use tuf_oci::copy::is_metadata_tag;
 use tuf_oci::copy::{CopyOptions, CopyReport, MetadataMode, Tags, copy_repository};
 use tuf_oci::store::{
-    BUNDLE_REPOSITORY, ContentStore, IMAGE_NAME, LayoutStore, RegistryStore, pack, unpack,
+    BUNDLE_REPOSITORY, ContentStore, IMAGE_NAME, LayoutStore, RegistryStore, Unpacked, pack, unpack,
 };
 
 /// One side of a copy.
@@ -149,7 +149,8 @@ pub async fn run(
         }
         Endpoint::Archive { file, path, .. } => {
             let dir = staging.path().join("source");
-            unpack(file, &dir).with_context(|| format!("reading archive {}", file.display()))?;
+            unpack(file, &dir, Unpacked::Layout)
+                .with_context(|| format!("reading archive {}", file.display()))?;
             let store = LayoutStore::open(&dir, false)
                 .with_context(|| format!("{} is not an OCI layout archive", file.display()))?;
             let path = layout_path(&store, path.as_deref())?;
@@ -211,7 +212,7 @@ async fn into<S: ContentStore>(
             let _writing = lock_beside(file)?;
             let dir = staging.join("destination");
             if file.exists() {
-                unpack(file, &dir)
+                unpack(file, &dir, Unpacked::Files)
                     .with_context(|| format!("reading archive {}", file.display()))?;
             }
             let report = into_layout(from, source, host, &dir, &destination, options).await?;
@@ -295,7 +296,8 @@ pub fn open_layout(text: &str, staging: &Path) -> anyhow::Result<(LayoutStore, S
     };
     let dir = if kind == "oci-archive" {
         let dir = staging.join("archive");
-        unpack(Path::new(file), &dir).with_context(|| format!("reading archive {file}"))?;
+        unpack(Path::new(file), &dir, Unpacked::Layout)
+            .with_context(|| format!("reading archive {file}"))?;
         dir
     } else {
         PathBuf::from(file)

@@ -771,42 +771,63 @@ pub fn pack(dir: &Path, archive: &Path) -> Result<()> {
     })
 }
 
-/// Unpacks the tar file `archive` into `dir`. Archives come from anywhere (imports run as root),
-/// so only regular files and directories are unpacked: symlinks (to `/dev/zero`, to a host
-/// file), hard links, devices and fifos are left out. An OCI layout needs none of them, and
-/// `docker save` writes its legacy `layer.tar` files as symlinks beside the layout, so such
-/// archives still import; a layout blob that was a link is then simply missing.
-pub fn unpack(archive: &Path, dir: &Path) -> Result<()> {
+/// What [`unpack`] takes of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpacked {
+    /// The OCI layout only (`oci-layout`, `index.json`, `blobs/sha256/<hex>`): an archive to
+    /// read (an import, a copy's source). Anything else is not read, and an archive of a
+    /// million directory entries, or of files nested thousands of directories deep, makes
+    /// neither directories nor memory.
+    Layout,
+    /// Every regular file: an archive a copy adds to, whose other files (`docker save`'s
+    /// `manifest.json`) are kept.
+    Files,
+}
+
+/// Unpacks the tar file `archive` into `dir`, what `what` says. Archives come from anywhere
+/// (imports run as root), so only regular files are unpacked (their directories made as they
+/// need them): symlinks (to `/dev/zero`, to a host file), hard links, devices and fifos are
+/// left out. An OCI layout needs none of them, and `docker save` writes its legacy
+/// `layer.tar` files as symlinks beside the layout, so such archives still import; a layout
+/// blob that was a link is then simply missing.
+pub fn unpack(archive: &Path, dir: &Path, what: Unpacked) -> Result<()> {
     let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
     let mut archive_reader = tar::Archive::new(file);
     let io = |e| Error::io(archive, e);
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    // As `tar::Archive::unpack` does: directories last, deepest first, so a read-only one
-    // does not stop what goes in it.
-    let mut directories = Vec::new();
+    std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(|e| Error::io(dir, e))?;
     for entry in archive_reader.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
         let kind = entry.header().entry_type();
-        match kind {
-            tar::EntryType::Directory => directories.push(entry),
+        let taken = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                entry.unpack_in(dir).map_err(io)?;
+                what == Unpacked::Files || is_layout_file(&entry.path_bytes())
             }
-            // Global PAX headers carry no file (tar skips them too).
-            tar::EntryType::XGlobalHeader => {}
-            other => {
-                tracing::debug!(
-                    archive = %archive.display(),
-                    entry = %String::from_utf8_lossy(&entry.path_bytes()),
-                    kind = ?other,
-                    "left out: not a regular file or directory"
-                );
-            }
+            _ => false,
+        };
+        if taken {
+            entry.unpack_in(dir).map_err(io)?;
+        } else if !matches!(
+            kind,
+            // Directories are made as files need them; global PAX headers carry no file.
+            tar::EntryType::Directory | tar::EntryType::XGlobalHeader
+        ) {
+            tracing::debug!(
+                archive = %archive.display(),
+                entry = %String::from_utf8_lossy(&entry.path_bytes()),
+                kind = ?kind,
+                "left out: not a file of the layout"
+            );
         }
     }
-    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
-    for mut directory in directories {
-        directory.unpack_in(dir).map_err(io)?;
-    }
     Ok(())
+}
+
+/// Whether an archive entry's `path` names a file of an OCI layout, with or without a
+/// leading `./`.
+fn is_layout_file(path: &[u8]) -> bool {
+    let path = path.strip_prefix(b"./").unwrap_or(path);
+    match path.strip_prefix(b"blobs/sha256/") {
+        Some(hex) => hex.len() == 64 && hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        None => path == b"oci-layout" || path == b"index.json",
+    }
 }

@@ -236,14 +236,16 @@ pub async fn check(
 /// Unpacks the received archive into `layout` (through `tar`, decompressed) and reads its index.
 fn open_archive(received: &Path, tar: &Path, layout: &Path) -> Result<ImageIndex, Refused> {
     decompress(received, tar)?;
-    tuf_oci::store::unpack(tar, layout).map_err(|e| match &e {
-        tuf_oci::Error::Io { cause, .. } if is_the_nodes_fault(cause) => {
-            failed("unpacking the archive", e)
-        }
-        _ => Refused::Malformed(format!(
-            "the import is not an OCI archive (tar of an OCI layout, plain or gzip): {e}"
-        )),
-    })?;
+    tuf_oci::store::unpack(tar, layout, tuf_oci::store::Unpacked::Layout).map_err(
+        |e| match &e {
+            tuf_oci::Error::Io { cause, .. } if is_the_nodes_fault(cause) => {
+                failed("unpacking the archive", e)
+            }
+            _ => Refused::Malformed(format!(
+                "the import is not an OCI archive (tar of an OCI layout, plain or gzip): {e}"
+            )),
+        },
+    )?;
     std::fs::remove_file(tar).map_err(|e| failed("staged archive", e))?;
     let index = layout.join("index.json");
     let size = std::fs::metadata(&index).map_or(0, |m| m.len());
