@@ -94,22 +94,26 @@ pub async fn pull(
     ));
     let channel = containerd_client_channel(&options.address).await?;
     let session = Session::open(channel, &options.namespace, options.lock_wait).await?;
-    let mut pulled =
-        std::pin::pin!(session.pull(verifier, image, verified.descriptor(), options, progress));
-    let result = tokio::select! {
-        result = &mut pulled => result,
-        () = interrupted => {
-            if session.recording.load(std::sync::atomic::Ordering::SeqCst) {
-                // Not for long: a second Ctrl-C no longer reaches the process.
-                tokio::time::timeout(GRACE, pulled).await.unwrap_or_else(|_| {
-                    Err(anyhow::anyhow!(
-                        "{image}: interrupted while recording it; containerd did not answer \
-                         within {} s, and may have recorded it",
-                        GRACE.as_secs()
-                    ))
-                })
-            } else {
-                Err(anyhow::anyhow!("{image}: interrupted; nothing recorded"))
+    // The pull is dropped at the end of this block, before the lease: its open writes and
+    // unpacking end first, rather than meet the garbage collector the lease's end lets in.
+    let result = {
+        let mut pulled =
+            std::pin::pin!(session.pull(verifier, image, verified.descriptor(), options, progress));
+        tokio::select! {
+            result = &mut pulled => result,
+            () = interrupted => {
+                if session.recording.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Not for long: a second Ctrl-C no longer reaches the process.
+                    tokio::time::timeout(GRACE, pulled).await.unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "{image}: interrupted while recording it; containerd did not answer \
+                             within {} s, and may have recorded it",
+                            GRACE.as_secs()
+                        ))
+                    })
+                } else {
+                    Err(anyhow::anyhow!("{image}: interrupted; nothing recorded"))
+                }
             }
         }
     };
@@ -344,7 +348,6 @@ impl Session {
         let pulled = [&root_digest, &manifest_digest, &config.config.digest]
             .into_iter()
             .chain(manifest.layers.iter().map(|layer| &layer.digest));
-        self.check_held(pulled).await?;
         // The name may have been signed for other content while this pull ran: a slower pull
         // of the older target must not record it over a newer pull's.
         let now = verifier.resolve(image).await?;
@@ -355,6 +358,8 @@ impl Session {
                 now.digest()
             );
         }
+        // Last before the record: nothing removed during the round trip above goes unseen.
+        self.check_held(pulled).await?;
         self.record(&name, root).await?;
         progress(&format!("{name}: recorded as {root_digest}"));
         Ok(Pulled {
