@@ -192,6 +192,38 @@ async fn a_layer_with_other_bytes_is_never_committed() {
     assert!(!log.contains("unexpected commit digest"), "{log}");
 }
 
+/// The registry serving the signed manifest's bytes as another media type (an index, which
+/// containerd would read for its children): the pull takes the type the bytes declare,
+/// which their digest covers, and containerd records the image as the manifest it is.
+#[tokio::test]
+async fn a_media_type_the_registry_swaps_is_not_taken() {
+    let registry = TestRegistry::start();
+    let (dir, manifest, digest) = signed_layers(&registry, &["one layer"]).await;
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: format!("/manifests/{digest}"),
+            body: serde_json::to_vec(&manifest).unwrap(),
+            content_type: tuf_oci::layout::INDEX_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let out = pull(&hostile.host, "solo/app:v1", dir.path(), &containerd).await;
+    assert_pulled(&out, &containerd);
+    let listed = containerd.ctr(&["images", "ls"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let line = listed
+        .lines()
+        .find(|line| line.contains(&digest))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.contains(tuf_oci::layout::MANIFEST_MEDIA_TYPE)
+            && !line.contains(tuf_oci::layout::INDEX_MEDIA_TYPE),
+        "{line}"
+    );
+}
+
 /// containerd locks an ingest's reference while a client writes it. A pull meeting a layer
 /// another client is writing waits, as ctr waits, instead of failing: it finds the layer when
 /// that client commits it, and writes it itself (from the start) when that client gives up.

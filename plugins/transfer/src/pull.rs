@@ -246,7 +246,11 @@ impl Session {
             || fetched.media_type != root.media_type().to_string()
         {
             bail!(
-                "{image}: registry object {root_digest} does not match the signed size and media type"
+                "{image}: registry object {root_digest} is {} bytes of {}; signed: {} bytes of {}",
+                fetched.bytes.len(),
+                fetched.media_type,
+                root.size(),
+                root.media_type()
             );
         }
         // Select the manifest for this platform when the root is an index.
