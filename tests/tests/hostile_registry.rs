@@ -704,6 +704,42 @@ async fn an_identity_token_goes_as_a_password_to_a_token_service_without_oauth()
 }
 
 #[tokio::test]
+async fn an_identity_token_refused_by_both_ways_of_the_token_service_says_both() {
+    // An identity token that expired: OAuth 2's answer says so, the fallback's only that
+    // the password is wrong. Both are said.
+    let refuse = |method, status, body: &str| Rule::Refuse {
+        path_suffix: "/token".into(),
+        method: Some(method),
+        status,
+        body: body.into(),
+    };
+    let rules = vec![
+        refuse(
+            "POST",
+            "400 Bad Request",
+            r#"{"error":"invalid_grant","error_description":"refresh token expired"}"#,
+        ),
+        refuse(
+            "GET",
+            "401 Unauthorized",
+            r#"{"details":"incorrect password"}"#,
+        ),
+        Rule::RequireToken,
+    ];
+    let identity = json!({ "identitytoken": "expired" });
+    let (out, _) = try_copy_with_credentials(rules, identity).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("answered 401 Unauthorized")
+            && stderr.contains("incorrect password")
+            && stderr.contains("after its OAuth 2 answer to the identity token: 400 Bad Request")
+            && stderr.contains("refresh token expired"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn an_identity_token_is_not_sent_on_where_its_token_service_redirects() {
     // A 307 keeps a POST's body: followed, it would hand the refresh token to wherever the
     // answer names.

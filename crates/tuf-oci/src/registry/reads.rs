@@ -209,6 +209,9 @@ impl Reads {
             }
             async move { self.send(url, None, &authorization).await }
         };
+        // An OAuth 2 refusal the fallback follows: said too, should the fallback fail (an
+        // identity token that expired is the OAuth 2 answer's to tell).
+        let mut refused_first = None;
         let mut response = match auth {
             RegistryAuth::Bearer(refresh_token) => {
                 let form = [
@@ -218,7 +221,7 @@ impl Reads {
                     ("scope", scope),
                     ("service", service.unwrap_or_default()),
                 ];
-                let posted = self
+                let mut posted = self
                     .posts()
                     .await?
                     .post(url.clone())
@@ -228,6 +231,8 @@ impl Reads {
                 // A token service without OAuth 2 (GCR answered 404, JFrog 401): the token
                 // as a password, with `GET`, as containerd falls back.
                 if matches!(posted.status().as_u16(), 400 | 401 | 404 | 405) {
+                    let status = posted.status();
+                    refused_first = Some(format!("{status}: {}", error_body(&mut posted).await));
                     fetch(Authorization::Basic(String::new(), refresh_token.clone())).await?
                 } else {
                     posted
@@ -242,7 +247,12 @@ impl Reads {
         if status != reqwest::StatusCode::OK {
             // The service's reason (a wrong password, say) is in the body, whatever the
             // status.
-            let reason = error_body(&mut response).await;
+            let mut reason = error_body(&mut response).await;
+            if let Some(first) = refused_first {
+                reason.push_str(&format!(
+                    " (after its OAuth 2 answer to the identity token: {first})"
+                ));
+            }
             return Err(if status.is_server_error() {
                 OciDistributionError::ServerError {
                     code: status.as_u16(),
