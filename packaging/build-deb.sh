@@ -38,7 +38,7 @@ install -m 0755 "$bin/tuf-oci" "$bin/containerd-tuf-transfer" "$bin/containerd-t
 strip --strip-unneeded "$root/usr/bin/tuf-oci" "$root/usr/bin/containerd-tuf-transfer" \
   "$root/usr/bin/containerd-tuf-verifier" \
   "$root/opt/containerd/image-verifier/bin/containerd-tuf-verifier-client"
-install -D -m 0644 -t "$root/lib/systemd/system" packaging/systemd/*.service
+install -D -m 0644 -t "$root/usr/lib/systemd/system" packaging/systemd/*.service
 install -D -m 0644 packaging/policy.default.toml "$root/etc/containerd-tuf/policy.toml"
 doc=$root/usr/share/doc/containerd-tuf
 install -D -m 0644 packaging/policy.toml "$doc/policy.example.toml"

@@ -6,9 +6,15 @@
 #       [--containerd-config /etc/containerd/config.toml] \
 #       [--root org-root.json --scope org --registries reg1,reg2 [--repositories team-a/,team-b/]]
 #
+# --deb installs with apt-get, which installs what the package depends on first (dpkg alone
+# would leave it unpacked and unconfigured where a dependency is missing: its image verifier
+# in containerd's bin_dir, its policy not).
 # --containerd-config adds the image-verifier bin_dir (containerd 2.x) if the file lacks it.
 # --root/--scope/--registries add a protected scope to /etc/containerd-tuf/policy.toml if no
 # scope of that name exists, with the root installed as /etc/containerd-tuf/roots/NAME.json.
+# The policy is changed only once the edited copy checks out (`containerd-tuf-verifier check`):
+# a policy that does not load refuses every pull. The services that run are restarted to read
+# it (the front reads its policy when it starts).
 set -eu
 
 deb= config= root= scope= registries= repositories=
@@ -24,11 +30,13 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
+fail() { echo "install-node.sh: $*" >&2; exit 1; }
 
 if [ -n "$deb" ]; then
   # Installed every time (a rebuilt package keeps its version); the policy this script
-  # added scopes to is kept, never asked about.
-  dpkg -i --force-confold "$deb"
+  # added scopes to is kept, never asked about. apt-get takes a file by a path with a slash.
+  case $deb in */*) ;; *) deb=./$deb ;; esac
+  apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold "$deb" >/dev/null
 fi
 
 if [ -n "$config" ] && ! grep -q 'io.containerd.image-verifier.v1.bindir' "$config" 2>/dev/null; then
@@ -40,17 +48,33 @@ fi
 if [ -n "$scope" ]; then
   [ -n "$root" ] && [ -n "$registries" ] || { echo "install-node.sh: --scope needs --root and --registries" >&2; exit 2; }
   policy=/etc/containerd-tuf/policy.toml
+  [ -f "$policy" ] || fail "$policy is missing: install the package first (--deb)"
   if ! grep -q "^name = \"$scope\"" "$policy"; then
-    install -D -m 0644 "$root" "/etc/containerd-tuf/roots/$scope.json"
-    quote() { echo "$1" | tr ',' '\n' | sed '/^$/d; s/.*/"&"/' | paste -sd, -; }
+    installed_root=/etc/containerd-tuf/roots/$scope.json
+    [ -e "$installed_root" ] || new_root=yes
+    install -D -m 0644 "$root" "$installed_root"
+    # A comma-separated list as TOML strings, spaces around items dropped.
+    quote() { echo "$1" | tr ',' '\n' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//; /^$/d; s/.*/"&"/' | paste -sd, -; }
+    edited=$(mktemp "$policy.XXXXXX")
+    trap 'rm -f "$edited"' EXIT
     {
+      cat "$policy"
       echo
       echo "[[scope]]"
       echo "name = \"$scope\""
       echo "registries = [$(quote "$registries")]"
       [ -n "$repositories" ] && echo "repositories = [$(quote "$repositories")]"
-      echo "root = \"/etc/containerd-tuf/roots/$scope.json\""
-    } >> "$policy"
+      echo "root = \"$installed_root\""
+    } > "$edited"
+    if ! checked=$(containerd-tuf-verifier check --policy "$edited" 2>&1); then
+      [ -z "${new_root:-}" ] || rm -f "$installed_root"
+      fail "scope $scope not added, $policy unchanged: ${checked#containerd-tuf-verifier: }"
+    fi
+    chmod 0644 "$edited"
+    mv "$edited" "$policy"
     echo "install-node.sh: added scope $scope to $policy"
+    if [ -d /run/systemd/system ]; then
+      systemctl try-restart containerd-tuf-verifier.service containerd-tuf-transfer.service || true
+    fi
   fi
 fi

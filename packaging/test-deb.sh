@@ -14,7 +14,7 @@ containerd_pid=
 cleanup() {
   for pid in $containerd_pid $registry_pid; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   dpkg -P containerd-tuf >/dev/null 2>&1 || true
-  rm -rf "$work"
+  rm -rf "$work" /etc/containerd-tuf/roots
 }
 trap cleanup EXIT
 fail() { echo "test-deb: $*" >&2; exit 1; }
@@ -28,8 +28,8 @@ done
 [ "$(grep -c 'image-verifier.v1.bindir' "$node_config")" = 1 ] || fail "install-node.sh is not idempotent"
 for f in /usr/bin/tuf-oci /usr/bin/containerd-tuf-transfer /usr/bin/containerd-tuf-verifier \
          /opt/containerd/image-verifier/bin/containerd-tuf-verifier-client \
-         /lib/systemd/system/containerd-tuf-verifier.service \
-         /lib/systemd/system/containerd-tuf-transfer.service \
+         /usr/lib/systemd/system/containerd-tuf-verifier.service \
+         /usr/lib/systemd/system/containerd-tuf-transfer.service \
          /etc/containerd-tuf/policy.toml /usr/share/doc/containerd-tuf/policy.example.toml \
          /usr/share/containerd-tuf/config-2.x.toml /usr/share/bash-completion/completions/tuf-oci; do
   [ -e "$f" ] || fail "$f missing after dpkg -i"
@@ -43,8 +43,8 @@ containerd-tuf-verifier --version | grep -q "containerd-tuf-verifier " || fail "
 [ "$(ls /opt/containerd/image-verifier/bin)" = containerd-tuf-verifier-client ] ||
   fail "bin_dir holds $(ls /opt/containerd/image-verifier/bin | tr '\n' ' ')"
 containerd-tuf-transfer --version | grep -q "containerd-tuf-transfer " || fail "transfer --version"
-systemd-analyze verify /lib/systemd/system/containerd-tuf-verifier.service \
-  /lib/systemd/system/containerd-tuf-transfer.service || fail "systemd-analyze verify"
+systemd-analyze verify /usr/lib/systemd/system/containerd-tuf-verifier.service \
+  /usr/lib/systemd/system/containerd-tuf-transfer.service || fail "systemd-analyze verify"
 echo "test-deb: package installed; files, --version and units check out"
 
 # A registry with a signed and an unsigned image, signed with the installed tuf-oci.
@@ -60,6 +60,26 @@ skopeo copy --quiet --insecure-policy --dest-tls-verify=false "oci:$work/unsigne
 tuf --metadata-repo "$reg/app/x" init --keys "$work/keys" --out "$work/root.json" 2>/dev/null
 tuf sign "$reg/app/x:v1" --role targets --key "$work/keys/targets" 2>/dev/null
 tuf --metadata-repo "$reg/app/x" publish --keys "$work/keys" 2>/dev/null
+
+# install-node.sh adds a scope (on a registry the pulls below do not use) only once the edited
+# policy checks out, and leaves the policy as it was otherwise.
+policy=/etc/containerd-tuf/policy.toml
+sh packaging/install-node.sh --root "$work/root.json" --scope node --registries " 127.0.0.1:1 , " >/dev/null
+grep -q '^name = "node"' "$policy" || fail "install-node.sh did not add the scope"
+grep -q '^registries = \["127.0.0.1:1"\]$' "$policy" || fail "registries not trimmed: $(cat "$policy")"
+containerd-tuf-verifier check --policy "$policy" >/dev/null || fail "the edited policy does not load"
+cp "$policy" "$work/policy.before"
+echo '<html>' > "$work/not-a-root.json"
+if sh packaging/install-node.sh --root "$work/not-a-root.json" --scope broken --registries 127.0.0.1:2 \
+    2>"$work/refused-scope"; then
+  fail "a scope whose root is no root was added"
+fi
+grep -q "scope broken not added, $policy unchanged: .*scope broken: root metadata cannot be parsed" \
+  "$work/refused-scope" || fail "refusal: $(cat "$work/refused-scope")"
+cmp -s "$work/policy.before" "$policy" || fail "a refused scope changed the policy"
+[ ! -e /etc/containerd-tuf/roots/broken.json ] || fail "a refused scope left its root"
+[ "$(ls /etc/containerd-tuf)" = "$(printf 'policy.toml\nroots')" ] || fail "left beside the policy: $(ls /etc/containerd-tuf)"
+echo "test-deb: install-node.sh adds scopes that check out, and only those"
 
 # containerd 2.3.4 with the packaged bin_dir snippet.
 sh ../shared/containerd/install.sh "$work/containerd" >/dev/null
@@ -109,11 +129,14 @@ echo "test-deb: verified pulls through the installed verifier work"
 dpkg -r containerd-tuf >/dev/null
 for f in /usr/bin/tuf-oci /usr/bin/containerd-tuf-verifier \
          /opt/containerd/image-verifier/bin/containerd-tuf-verifier-client \
-         /lib/systemd/system/containerd-tuf-transfer.service; do
+         /usr/lib/systemd/system/containerd-tuf-transfer.service; do
   [ ! -e "$f" ] || fail "$f left after dpkg -r"
 done
 [ -e /etc/containerd-tuf/policy.toml ] || fail "dpkg -r must keep the edited configuration"
 dpkg -P containerd-tuf >/dev/null
 [ ! -e /etc/containerd-tuf/policy.toml ] || fail "dpkg -P left the configuration"
+# What install-node.sh added is the operator's: purging keeps it.
+[ -e /etc/containerd-tuf/roots/node.json ] || fail "dpkg -P removed a root the package did not install"
+rm -r /etc/containerd-tuf
 [ ! -e /var/lib/containerd-tuf ] || fail "dpkg -P left the cache"
 echo "test-deb: package builds, installs, verifies pulls, removes and purges cleanly"

@@ -298,3 +298,42 @@ fn both_executables_tell_their_version_and_usage() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_policy_is_checked_before_it_is_put_in_place() {
+    // Every pull is refused while the policy in place does not load: operators (and
+    // install-node.sh) check an edited copy first, trusted roots read as the service reads them.
+    let registry = TestRegistry::start();
+    let TeamA { org, .. } = TeamA::create(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &[], "");
+    let check = |policy: &Path| {
+        Command::new(workspace_binary("containerd-tuf-verifier"))
+            .args(["check", "--policy"])
+            .arg(policy)
+            .output()
+            .unwrap()
+    };
+    let out = check(&policy);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("the policy loads; 1 scopes"), "{stdout}");
+
+    // A scope whose trusted root is no root, and a policy that is no TOML.
+    std::fs::write(dir.path().join("root.json"), b"<html>").unwrap();
+    let out = check(&policy);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scope org: root metadata cannot be parsed"),
+        "{stderr}"
+    );
+    std::fs::write(&policy, b"[[scope]\n").unwrap();
+    let out = check(&policy);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("policy {}", policy.display())),
+        "{stderr}"
+    );
+}

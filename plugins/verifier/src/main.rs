@@ -3,6 +3,7 @@
 //!
 //!     containerd-tuf-verifier -name REF -digest DIGEST -stdin-media-type MEDIA_TYPE < descriptor
 //!     containerd-tuf-verifier serve [--policy FILE]
+//!     containerd-tuf-verifier check [--policy FILE]
 //!     containerd-tuf-verifier --version
 //!
 //! The policy comes from `--policy`, `CONTAINERD_TUF_POLICY`, or /etc/containerd-tuf/policy.toml.
@@ -28,6 +29,9 @@ On nodes running it, containerd-tuf-verifier-client is the smaller image verifie
 service, and runs this executable with $CONTAINERD_TUF_IN_PROCESS=1 (verify in-process without
 asking the service) when the service does not answer.
 
+Check a policy before putting it in place (it loads, and every trusted root it names reads):
+    containerd-tuf-verifier check [--policy FILE]
+
 The policy is --policy, $CONTAINERD_TUF_POLICY, or /etc/containerd-tuf/policy.toml
 (example: /usr/share/doc/containerd-tuf/policy.example.toml). Logs go to stderr;
 $CONTAINERD_TUF_LOG sets the filter (e.g. debug).";
@@ -49,6 +53,21 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.first().map(String::as_str) == Some("check") {
+        return match check(&args[1..]) {
+            Ok(scopes) => {
+                println!(
+                    "containerd-tuf-verifier: the policy loads; {scopes} scopes, their trusted \
+                     roots read"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("containerd-tuf-verifier: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let ask_service = std::env::var_os(bindir::IN_PROCESS_ENV).is_none();
     bindir::report(|stdin| bindir::run(&args, stdin, Policy::from_env(), ask_service))
 }
@@ -60,12 +79,26 @@ fn runtime(mut builder: tokio::runtime::Builder) -> anyhow::Result<tokio::runtim
         .context("starting the async runtime")
 }
 
+/// The policy `command`'s `args` name: `--policy FILE`, or the one the environment does.
+fn policy_of(command: &str, args: &[String]) -> anyhow::Result<Policy> {
+    match args {
+        [] => Policy::from_env(),
+        [flag, path] if flag == "--policy" => Policy::load(&PathBuf::from(path)),
+        _ => anyhow::bail!("usage: containerd-tuf-verifier {command} [--policy FILE]"),
+    }
+}
+
+/// Whether the policy `args` name would be served, as `serve` sets it up (its trusted roots
+/// read and parsed), without serving it: how many scopes it has.
+fn check(args: &[String]) -> anyhow::Result<usize> {
+    let policy = policy_of("check", args)?;
+    let scopes = policy.scopes.len();
+    Engine::new(policy)?;
+    Ok(scopes)
+}
+
 async fn serve(args: &[String]) -> anyhow::Result<()> {
-    let policy = match args {
-        [] => Policy::from_env()?,
-        [flag, path] if flag == "--policy" => Policy::load(&PathBuf::from(path))?,
-        _ => anyhow::bail!("usage: containerd-tuf-verifier serve [--policy FILE]"),
-    };
+    let policy = policy_of("serve", args)?;
     let socket = policy
         .socket
         .clone()
