@@ -392,6 +392,12 @@ async fn receive(claimed: &mut Claimed, path: &Path) -> Result<(), Refused> {
         else {
             break;
         };
+        let message = message.map_err(|reason| {
+            Refused::Malformed(format!(
+                "the client's import stream broke off after {total} bytes of the archive: \
+                 {reason}"
+            ))
+        })?;
         let Some(data) = any::unpack::<Data>(&message, DATA) else {
             continue;
         };
@@ -770,7 +776,7 @@ mod tests {
                     data: vec![0; 1024],
                 };
                 let message = bytes::Bytes::from(any::pack(DATA, &data.encode_to_vec()));
-                if client.send(message).await.is_err() {
+                if client.send(Ok(message)).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(Duration::from_secs(30)).await;
@@ -786,6 +792,30 @@ mod tests {
             "{refused:?}"
         );
         trickle.abort();
+    }
+
+    #[tokio::test]
+    async fn an_import_stream_broken_off_is_not_taken_for_its_end() {
+        // Taken for the end, the entries received so far would be checked and imported: an
+        // archive cut short between entries, imported without a word.
+        let (mut claimed, client, _answers) = Claimed::silent();
+        let data = Data {
+            data: b"the first entries".to_vec(),
+        };
+        let sending = tokio::spawn(async move {
+            let message = bytes::Bytes::from(any::pack(DATA, &data.encode_to_vec()));
+            client.send(Ok(message)).await.unwrap();
+            let reason = "a message of 5000000 bytes exceeds the limit".to_string();
+            client.send(Err(reason)).await.unwrap();
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let refused = receive(&mut claimed, &dir.path().join("received")).await;
+        sending.await.unwrap();
+        assert!(
+            matches!(&refused, Err(Refused::Malformed(m))
+                if m.contains("broke off after 17 bytes of the archive: a message of 5000000")),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

@@ -72,7 +72,7 @@ struct Tap {
     uri: Uri,
     headers: HeaderMap,
     /// Where the client's messages go once claimed (containerd's side until then).
-    divert: Mutex<Option<mpsc::Sender<Bytes>>>,
+    divert: Mutex<Option<mpsc::Sender<Result<Bytes, String>>>>,
     /// Messages the front sends the client.
     replies: FrameSender,
     /// Barriers on the relay of containerd's messages ([`Flush`]).
@@ -104,8 +104,10 @@ pub struct Claimed {
     pub uri: Uri,
     /// See [`Claimed::uri`].
     pub headers: HeaderMap,
-    /// The client's messages (payloads); closed when the client ends its side.
-    pub messages: mpsc::Receiver<Bytes>,
+    /// The client's messages (payloads); closed when the client ends its side, and an error
+    /// when its side broke off instead (reset, a message past the limit or compressed): what
+    /// came before is then not all the client meant to send.
+    pub messages: mpsc::Receiver<Result<Bytes, String>>,
     replies: FrameSender,
 }
 
@@ -123,7 +125,7 @@ impl Claimed {
 impl Claimed {
     /// A claimed stream whose client's messages come from a channel of `depth`: its sender,
     /// and the body the front's answers go to.
-    fn of_channel(depth: usize) -> (Self, mpsc::Sender<Bytes>, Body) {
+    fn of_channel(depth: usize) -> (Self, mpsc::Sender<Result<Bytes, String>>, Body) {
         let (tx, rx) = mpsc::channel(depth);
         let (replies, body) = channel_body();
         let claimed = Claimed {
@@ -140,7 +142,7 @@ impl Claimed {
     pub(crate) fn answered(messages: Vec<Bytes>) -> Self {
         let (claimed, tx, body) = Self::of_channel(messages.len().max(1));
         for message in messages {
-            tx.try_send(message).expect("room for every message");
+            tx.try_send(Ok(message)).expect("room for every message");
         }
         drop(body);
         claimed
@@ -148,7 +150,7 @@ impl Claimed {
 
     /// A claimed stream whose client keeps its side open and sends nothing (the sender of its
     /// messages, to keep), and reads what the front answers (kept in the returned body).
-    pub(crate) fn silent() -> (Self, mpsc::Sender<Bytes>, Body) {
+    pub(crate) fn silent() -> (Self, mpsc::Sender<Result<Bytes, String>>, Body) {
         Self::of_channel(1)
     }
 }
@@ -280,14 +282,27 @@ async fn client_to_upstream(
     streams: Streams,
     key: Option<Key>,
 ) {
-    while let Some(Ok(Item::Message(message))) = from_client.next().await {
+    while let Some(item) = from_client.next().await {
         let divert = tap.divert.lock().expect("not poisoned").clone();
+        let message = match item {
+            Ok(Item::Message(message)) => message,
+            // Broken off: a claimant is told so, rather than take it for the end.
+            broken => {
+                if let Some(divert) = divert {
+                    let reason = match broken {
+                        Err(reason) => reason,
+                        Ok(_) => "the client sent trailers".into(),
+                    };
+                    let _ = divert.send(Err(reason)).await;
+                }
+                break;
+            }
+        };
         match divert {
             Some(divert) => {
-                let Ok(payload) = message.payload() else {
-                    break;
-                };
-                if divert.send(payload).await.is_err() {
+                let payload = message.payload();
+                let broken = payload.is_err();
+                if divert.send(payload).await.is_err() || broken {
                     break;
                 }
             }
@@ -456,6 +471,33 @@ mod tests {
         (client_writes, containerd_writes, response)
     }
 
+    /// A claimed stream that breaks off (here: a compressed message, which the front does
+    /// not read) is said to have, not taken for one its client ended.
+    #[tokio::test]
+    async fn a_claimed_stream_breaking_off_says_so() {
+        let streams = Streams::default();
+        let (client, _, _reads) = open_stream(&streams, "import-1").await;
+        let mut claimed = streams.claim("default", "import-1").expect("open");
+        client
+            .send(Ok(Frame::data(frame::encode(b"whole"))))
+            .await
+            .unwrap();
+        let mut compressed = frame::encode(b"squeezed").to_vec();
+        compressed[0] = 1;
+        client
+            .send(Ok(Frame::data(compressed.into())))
+            .await
+            .unwrap();
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(5), claimed.messages.recv())
+                .await
+                .expect("a message or the end")
+        };
+        assert_eq!(next().await.unwrap().unwrap(), &b"whole"[..]);
+        let broken = next().await.expect("not the end").unwrap_err();
+        assert!(broken.contains("compressed"), "{broken}");
+    }
+
     /// A second stream registering an open id (containerd refuses it) neither takes the
     /// first's place nor, once it ends, removes it.
     #[tokio::test]
@@ -473,7 +515,10 @@ mod tests {
         let message = tokio::time::timeout(Duration::from_secs(5), claimed.messages.recv())
             .await
             .expect("the first stream's message");
-        assert_eq!(message.as_deref(), Some(&b"the first's"[..]));
+        assert_eq!(
+            message.map(|message| message.unwrap()).as_deref(),
+            Some(&b"the first's"[..])
+        );
 
         // Claimed, the id is free: the first stream's end leaves a stream registering it since.
         let (_third, _, _third_reads) = open_stream(&streams, "import-1").await;
