@@ -389,18 +389,26 @@ pub fn trailers_after(response: Response<Body>, flush: Flush) -> Response<Body> 
     let (to_client, client_body) = channel_body();
     tokio::spawn(async move {
         let mut flush = Some(flush);
-        while let Some(frame) = body.frame().await {
-            if frame.as_ref().is_ok_and(Frame::is_trailers)
-                && let Some(flush) = flush.take()
-                && tokio::time::timeout(FLUSH_BOUND, flush.wait())
-                    .await
-                    .is_err()
-            {
-                tracing::warn!("export stream not relayed within {FLUSH_BOUND:?}; answering");
+        // A client gone ends the relay, and with it containerd's call (its body dropped): the
+        // export it asked for stops.
+        let relay = async {
+            while let Some(frame) = body.frame().await {
+                if frame.as_ref().is_ok_and(Frame::is_trailers)
+                    && let Some(flush) = flush.take()
+                    && tokio::time::timeout(FLUSH_BOUND, flush.wait())
+                        .await
+                        .is_err()
+                {
+                    tracing::warn!("export stream not relayed within {FLUSH_BOUND:?}; answering");
+                }
+                if to_client.send(frame).await.is_err() {
+                    return;
+                }
             }
-            if to_client.send(frame).await.is_err() {
-                return;
-            }
+        };
+        tokio::select! {
+            () = relay => {}
+            () = to_client.closed() => {}
         }
     });
     Response::from_parts(parts, client_body)
@@ -469,6 +477,21 @@ mod tests {
             .unwrap();
         let response = streams.splice(request, containerd).await;
         (client_writes, containerd_writes, response)
+    }
+
+    /// An answer held back for an export stream ends containerd's call once its client is
+    /// gone, rather than keep the export running until containerd answers.
+    #[tokio::test]
+    async fn a_held_answer_ends_when_its_client_goes() {
+        let streams = Streams::default();
+        let (_client, _, _reads) = open_stream(&streams, "export-1").await;
+        let flush = streams.flush("default", "export-1").expect("open");
+        let (containerd_writes, containerd_body) = channel_body();
+        let held = trailers_after(Response::new(containerd_body), flush);
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), containerd_writes.closed())
+            .await
+            .expect("containerd's call still open after the client went");
     }
 
     /// A claimed stream that breaks off (here: a compressed message, which the front does
