@@ -910,6 +910,50 @@ async fn anonymous_copy(rule: Rule) -> Vec<Heard> {
 }
 
 #[tokio::test]
+async fn a_copy_within_a_registry_wanting_tokens_copies_its_blobs_without_mounting() {
+    // A token names the repositories it grants: the push token grants no pull from the
+    // source repository, so a mount would be refused, and its 401 would throw the push token
+    // away and ask for it again, blob after blob.
+    let registry = TestRegistry::start();
+    solo(&registry, true).await;
+    let proxy = HostileRegistry::start(&registry.host, vec![Rule::RequireToken]).await;
+    let empty_docker_config = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(tuf_oci_tests::cli_binary())
+        .env("DOCKER_CONFIG", empty_docker_config.path())
+        .args(["--insecure-registry", &proxy.host, "copy"])
+        .arg(format!("{}/solo/app:v1", proxy.host))
+        .arg(format!("{}/prod/app:v1", proxy.host))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(", 0 mounted, "), "{stderr}");
+    let heard = proxy.heard.lock().unwrap().clone();
+    let mounts: Vec<_> = heard
+        .iter()
+        .filter(|h| h.query.contains("mount="))
+        .collect();
+    assert!(mounts.is_empty(), "{mounts:#?}");
+    // One token per scope: the source's reads and the destination's writes.
+    let tokens = heard.iter().filter(|h| h.path == "/token").count();
+    assert!(tokens <= 3, "{tokens} token exchanges: {heard:#?}");
+    let digest = |path: &str| {
+        let reference = registry.repo(path).tagged("v1");
+        let client = registry.client.clone();
+        async move {
+            client
+                .manifest(&reference, 1 << 20)
+                .await
+                .unwrap()
+                .unwrap()
+                .digest
+        }
+    };
+    assert_eq!(digest("prod/app").await, digest("solo/app").await);
+}
+
+#[tokio::test]
 async fn a_registry_trickling_a_layer_cannot_hold_a_copy_open() {
     // Each read comes well within the read timeout (1 s here), so only a deadline over the
     // whole blob ends it: the request deadline plus a second per 64 KiB.

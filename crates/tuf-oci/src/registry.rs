@@ -557,7 +557,10 @@ impl Registry {
     }
 
     /// Mounts blob `digest` from repository `from` of the same registry (no data moves).
-    /// Returns whether the blob is now there.
+    /// Returns whether the blob is now there. Not tried where pushing takes a token: a token
+    /// names the repositories it grants, and the push scope's grants no pull from `from`, so
+    /// the registry would refuse the mount, and the 401 would have the push token thrown away
+    /// and asked for again, for every blob; the blob is copied instead.
     pub async fn mount(
         &self,
         repository: &Repository,
@@ -566,6 +569,17 @@ impl Registry {
     ) -> Result<bool> {
         let reference = repository.digested(digest);
         let source = from.digested(digest);
+        let auth = self
+            .credentials_for(reference.registry())
+            .await
+            .map_err(|e| registry_error(&reference, &e))?;
+        let authorization = self
+            .login(&reference, RegistryOperation::Push, &auth)
+            .await
+            .map_err(|e| registry_error(&reference, &e))?;
+        if matches!(authorization, Authorization::Bearer(_)) {
+            return Ok(false);
+        }
         let mounted = self
             .call(&reference, RegistryOperation::Push, |authorization| {
                 let (reference, source) = (&reference, &source);
