@@ -135,6 +135,34 @@ async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
 }
 
 #[tokio::test]
+async fn a_listed_claim_that_reads_as_missing_still_holds_its_version() {
+    // Claims are withdrawn, never removed: one a listing names but a read does not find (a
+    // registry whose listing runs ahead of its reads) is another writer's at work.
+    let registry = TestRegistry::start();
+    let (org, key) = v1_signed_of_three(&registry).await;
+    let rival = Claim::new("2.role-a.json").unwrap();
+    registry.stake(&org.metadata, &rival, "2.role-a.json").await;
+    let hide = Rule::Hide {
+        path_suffix: format!("/manifests/{}", rival.tag),
+    };
+    let proxy = HostileRegistry::start(&registry.host, vec![hide]).await;
+    let image = ImageRef::parse(&format!("{}/shared/app:v2", proxy.host)).unwrap();
+    let err = org
+        .editor_through(&proxy.host)
+        .await
+        .sign(
+            &[image],
+            "role-a",
+            std::slice::from_ref(&key),
+            expiries().targets,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains(&rival.tag), "{err}");
+}
+
+#[tokio::test]
 async fn a_version_whose_write_failed_is_free_again_at_once() {
     // A writer that claimed a version and then failed to store it (the registry answering
     // 500 every time) withdraws its claim: signing again at once goes through rather than

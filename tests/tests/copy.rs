@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tuf_oci::copy::{CopyOptions, MetadataMode, Tags, copy_repository};
-use tuf_oci::store::RegistryStore;
+use tuf_oci::store::{ContentStore, LayoutStore, RegistryStore};
 use tuf_oci::{Error, Registry, RegistryConfig, TrustConfig, Verifier};
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TeamA, TestRegistry, cli_binary, craft, delegation, solo};
@@ -521,6 +521,75 @@ async fn copies_within_a_registry_mount_blobs() {
         .verify(&a.image("prod/app:v1"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_bundle_reads_a_role_by_its_digest_before_a_copy_beside_the_image() {
+    // Anyone who could write to the image's part of a bundle could tag junk as the role's
+    // version there: read first and found wrong, it stopped verification, though the
+    // metadata repository holds the file snapshot names, by its digest.
+    let a = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root_file = dir.path().join("root.json");
+    std::fs::write(&root_file, &root).unwrap();
+    let layout = dir.path().join("layout");
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/team-a/app:v1", a.host),
+            &format!("oci:{}", layout.display()),
+        ],
+        &[&a.host],
+    ));
+    let store = LayoutStore::open(&layout, false).unwrap();
+    let beside = store
+        .tags("team-a/app")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|tag| {
+            let (version, role) = tuf_oci::layout::parse_versioned_file(&tag)?;
+            (role == "team-a").then_some((version, tag))
+        })
+        .max()
+        .expect("the role's versions beside the image")
+        .1;
+    let junk = tuf_oci::layout::Entry::metadata_layer(b"{}");
+    let manifest = tuf_oci::layout::metadata_manifest(&beside, &junk, None);
+    store
+        .put_blob(
+            "team-a/app",
+            tuf_oci::layout::EMPTY_MEDIA_TYPE,
+            tuf_oci::layout::EMPTY_BLOB,
+        )
+        .await
+        .unwrap();
+    store
+        .put_blob("team-a/app", &junk.media_type, b"{}")
+        .await
+        .unwrap();
+    store
+        .put_manifest(
+            "team-a/app",
+            &beside,
+            &manifest,
+            tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+    store.save(&Default::default()).unwrap();
+    drop(store);
+    let out = Command::new(cli_binary())
+        .arg("--root")
+        .arg(&root_file)
+        .arg("verify")
+        .arg(format!("oci:{}:team-a/app:v1", layout.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("signed by team-a"), "{stderr}");
 }
 
 #[tokio::test]

@@ -50,7 +50,10 @@ pub struct Claim {
     /// The claim's tag.
     pub tag: String,
     file: String,
+    /// When it was made, as its tag says (what other writers compare theirs with).
     at: jiff::Timestamp,
+    /// When it was made, by a clock that never steps back: how long this writer has held it.
+    made: tokio::time::Instant,
 }
 
 impl Claim {
@@ -74,6 +77,7 @@ impl Claim {
             ),
             file: file.to_string(),
             at,
+            made: tokio::time::Instant::now(),
         })
     }
 
@@ -97,11 +101,12 @@ impl Claim {
             .collect();
         for tag in fresh {
             // A claim that cannot be read is being written (distribution serves a tag being
-            // stored as an error): it counts.
+            // stored as an error): it counts. So does one listed but not found (a registry
+            // whose listing runs ahead of its reads): claims are withdrawn, never removed.
             let withdrawn = registry
                 .manifest(&repository.tagged(&tag), CLAIM_READ_LIMIT)
                 .await
-                .is_ok_and(|stored| stored.is_none_or(|m| m.media_type == INDEX_MEDIA_TYPE));
+                .is_ok_and(|stored| stored.is_some_and(|m| m.media_type == INDEX_MEDIA_TYPE));
             if !withdrawn {
                 return Ok(Some(tag));
             }
@@ -109,10 +114,17 @@ impl Claim {
         Ok(None)
     }
 
-    /// Whether so much time has passed since claiming that others may no longer see the claim.
+    /// Whether so much time has passed since claiming that others may soon no longer see the
+    /// claim: half of [`WINDOW`], leaving the other half for the write to land before another
+    /// writer could claim the version over it.
     pub fn is_late(&self) -> bool {
-        let elapsed = jiff::Timestamp::now().duration_since(self.at);
-        elapsed.as_secs() >= WINDOW.as_secs() as i64 / 2
+        self.made.elapsed() >= WINDOW / 2
+    }
+
+    /// Whether the claim has lapsed: another writer may have claimed and stored the version
+    /// meanwhile, so what this one stored and read back may have been written over since.
+    pub fn has_lapsed(&self) -> bool {
+        self.made.elapsed() >= WINDOW
     }
 
     /// Steps back: the claim's tag moves to an empty index.
@@ -163,5 +175,17 @@ mod tests {
         let other = Claim::new(&claim.file).unwrap();
         assert_ne!(other.tag, claim.tag, "nonces tell claims apart");
         assert!(!claim.is_late());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_held_too_long_is_late_then_lapsed_whatever_the_wall_clock_says() {
+        // Dated a day ahead (a clock stepped back since): only the time held counts.
+        let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+        let claim = Claim::made_at("3.team-a.json", ahead).unwrap();
+        assert!(!claim.is_late() && !claim.has_lapsed());
+        tokio::time::advance(WINDOW / 2).await;
+        assert!(claim.is_late() && !claim.has_lapsed());
+        tokio::time::advance(WINDOW / 2).await;
+        assert!(claim.has_lapsed());
     }
 }

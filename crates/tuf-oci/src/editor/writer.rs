@@ -30,6 +30,9 @@ const MAX_SKIPPED_VERSIONS: u64 = 100;
 /// Attempts at merging into a referrers index that another writer changed meanwhile.
 const REFERRERS_RETRIES: usize = 8;
 
+/// Why a writer whose claim others may no longer see steps back.
+const TOO_LONG: &str = "storing took longer than a claim lasts; re-read and retry";
+
 /// Metadata files in a repository by tag, each with the digest of the image it is attached
 /// to (`None`: a tag that is no such file).
 type Attachments = HashMap<String, Option<(String, Entry)>>;
@@ -232,10 +235,26 @@ impl Writer {
         let claim = self.stake(claimed, layer).await?;
         let stored = async {
             still_free.await?;
+            // Pushed while others still see the claim, and reported only if read back before
+            // it lapsed: a writer claiming after that could have written over it unseen.
+            if claim.is_late() {
+                return Err(Error::Conflict {
+                    what: format!("{claimed} in {repository}"),
+                    reason: TOO_LONG.into(),
+                });
+            }
             let pushed = self
                 .push_manifest_for(repository, tag, tag, layer, None)
                 .await?;
             self.read_back(repository, tag, &pushed).await?;
+            if claim.has_lapsed() {
+                return Err(Error::Conflict {
+                    what: format!("{claimed} in {repository}"),
+                    reason: "it was stored after its claim lapsed, so another writer may have \
+                             stored this version over it; re-read and retry"
+                        .into(),
+                });
+            }
             Ok(pushed)
         }
         .await;
@@ -265,7 +284,7 @@ impl Writer {
                         "another writer is storing this version at the same time (claim \
                          {tag}); re-read and retry"
                     ),
-                    None => "storing took longer than a claim lasts; re-read and retry".into(),
+                    None => TOO_LONG.into(),
                 },
             });
         }
