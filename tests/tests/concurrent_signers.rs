@@ -84,6 +84,26 @@ async fn sign(
         .map(|_| ())
 }
 
+/// Signs `shared/app:<tag>` into `role-a` through `proxy`.
+async fn sign_through(
+    org: &Org,
+    proxy: &HostileRegistry,
+    key: &SigningKey,
+    tag: &str,
+) -> Result<(), Error> {
+    let image = ImageRef::parse(&format!("{}/shared/app:{tag}", proxy.host)).unwrap();
+    org.editor_through(&proxy.host)
+        .await
+        .sign(
+            &[image],
+            "role-a",
+            std::slice::from_ref(key),
+            expiries().targets,
+        )
+        .await
+        .map(|_| ())
+}
+
 /// `role-a` delegated as by [`shared_roles`], `shared/app:v1`, `v2` and `v3` pushed, and `v1`
 /// signed (role-a version 1); the role's key.
 async fn v1_signed_of_three(registry: &TestRegistry) -> (Org, SigningKey) {
@@ -146,18 +166,7 @@ async fn a_listed_claim_that_reads_as_missing_still_holds_its_version() {
         path_suffix: format!("/manifests/{}", rival.tag),
     };
     let proxy = HostileRegistry::start(&registry.host, vec![hide]).await;
-    let image = ImageRef::parse(&format!("{}/shared/app:v2", proxy.host)).unwrap();
-    let err = org
-        .editor_through(&proxy.host)
-        .await
-        .sign(
-            &[image],
-            "role-a",
-            std::slice::from_ref(&key),
-            expiries().targets,
-        )
-        .await
-        .unwrap_err();
+    let err = sign_through(&org, &proxy, &key, "v2").await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
     assert!(err.to_string().contains(&rival.tag), "{err}");
 }
@@ -176,18 +185,7 @@ async fn a_version_whose_write_failed_is_free_again_at_once() {
         times: Arc::new(AtomicUsize::new(3)),
     };
     let proxy = HostileRegistry::start(&registry.host, vec![fail]).await;
-    let sign_v2 = || async {
-        let image = ImageRef::parse(&format!("{}/shared/app:v2", proxy.host)).unwrap();
-        org.editor_through(&proxy.host)
-            .await
-            .sign(
-                &[image],
-                "role-a",
-                std::slice::from_ref(&key),
-                expiries().targets,
-            )
-            .await
-    };
+    let sign_v2 = || sign_through(&org, &proxy, &key, "v2");
     let err = sign_v2().await.unwrap_err();
     assert!(matches!(err, Error::Registry { .. }), "{err}");
     sign_v2().await.unwrap();
