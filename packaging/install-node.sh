@@ -17,7 +17,7 @@
 # it (the front reads its policy when it starts).
 set -eu
 
-deb= config= root= scope= registries= repositories=
+deb= config= root= scope= registries= repositories= new_root=
 while [ $# -gt 0 ]; do
   case $1 in
     --deb) deb=$2 ;;
@@ -35,8 +35,10 @@ fail() { echo "install-node.sh: $*" >&2; exit 1; }
 if [ -n "$deb" ]; then
   # Installed every time (a rebuilt package keeps its version); the policy this script
   # added scopes to is kept, never asked about. apt-get takes a file by a path with a slash.
+  # Older packages too (rolling a node back), and no question asked of anyone.
   case $deb in */*) ;; *) deb=./$deb ;; esac
-  apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold "$deb" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall --allow-downgrades \
+    -o Dpkg::Options::=--force-confold "$deb" >/dev/null
 fi
 
 if [ -n "$config" ] && ! grep -q 'io.containerd.image-verifier.v1.bindir' "$config" 2>/dev/null; then
@@ -49,14 +51,21 @@ if [ -n "$scope" ]; then
   [ -n "$root" ] && [ -n "$registries" ] || { echo "install-node.sh: --scope needs --root and --registries" >&2; exit 2; }
   policy=/etc/containerd-tuf/policy.toml
   [ -f "$policy" ] || fail "$policy is missing: install the package first (--deb)"
-  if ! grep -q "^name = \"$scope\"" "$policy"; then
+  # However the operator spelt it (`name="org"`, indented).
+  if ! grep -Eq "^[[:space:]]*name[[:space:]]*=[[:space:]]*[\"']$scope[\"']" "$policy"; then
     installed_root=/etc/containerd-tuf/roots/$scope.json
-    [ -e "$installed_root" ] || new_root=yes
-    install -D -m 0644 "$root" "$installed_root"
+    # A root left there for this name is another's trust: never replaced.
+    if [ -e "$installed_root" ]; then
+      cmp -s "$root" "$installed_root" || fail "$installed_root exists and is another root: scope $scope not added"
+    else
+      new_root=yes
+      install -D -m 0644 "$root" "$installed_root"
+    fi
     # A comma-separated list as TOML strings, spaces around items dropped.
     quote() { echo "$1" | tr ',' '\n' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//; /^$/d; s/.*/"&"/' | paste -sd, -; }
     edited=$(mktemp "$policy.XXXXXX")
     trap 'rm -f "$edited"' EXIT
+    trap 'exit 1' INT TERM HUP
     {
       cat "$policy"
       echo
@@ -67,7 +76,7 @@ if [ -n "$scope" ]; then
       echo "root = \"$installed_root\""
     } > "$edited"
     if ! checked=$(containerd-tuf-verifier check --policy "$edited" 2>&1); then
-      [ -z "${new_root:-}" ] || rm -f "$installed_root"
+      [ -z "$new_root" ] || rm -f "$installed_root"
       fail "scope $scope not added, $policy unchanged: ${checked#containerd-tuf-verifier: }"
     fi
     chmod 0644 "$edited"

@@ -78,6 +78,17 @@ grep -q "scope broken not added, $policy unchanged: .*scope broken: root metadat
   "$work/refused-scope" || fail "refusal: $(cat "$work/refused-scope")"
 cmp -s "$work/policy.before" "$policy" || fail "a refused scope changed the policy"
 [ ! -e /etc/containerd-tuf/roots/broken.json ] || fail "a refused scope left its root"
+# A root already there for the name is another's trust: the scope is refused, the root kept.
+echo '{"another":"root"}' > /etc/containerd-tuf/roots/kept.json
+if sh packaging/install-node.sh --root "$work/root.json" --scope kept --registries 127.0.0.1:3 \
+    2>"$work/refused-kept"; then
+  fail "a scope was added over another root"
+fi
+grep -q "roots/kept.json exists and is another root" "$work/refused-kept" ||
+  fail "refusal: $(cat "$work/refused-kept")"
+[ "$(cat /etc/containerd-tuf/roots/kept.json)" = '{"another":"root"}' ] || fail "another root was replaced"
+cmp -s "$work/policy.before" "$policy" || fail "a refused scope changed the policy"
+rm /etc/containerd-tuf/roots/kept.json
 [ "$(ls /etc/containerd-tuf)" = "$(printf 'policy.toml\nroots')" ] || fail "left beside the policy: $(ls /etc/containerd-tuf)"
 echo "test-deb: install-node.sh adds scopes that check out, and only those"
 
