@@ -181,6 +181,18 @@ async fn archives_read_give_their_layout_only() {
     for i in 0..1000 {
         file(&format!("dir{i}"), tar::EntryType::Directory);
     }
+    // Named with a leading `./`, as `tar -C layout -cf - .` writes (the tar crate would
+    // drop it: the name goes into the header as it is).
+    let extra = b"extra blob";
+    let extra_hex = tuf_oci::layout::sha256_digest(extra)["sha256:".len()..].to_string();
+    let mut header = tar::Header::new_gnu();
+    let name = format!("./blobs/sha256/{extra_hex}");
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_size(extra.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    builder.append(&header, &extra[..]).unwrap();
     builder.into_inner().unwrap();
 
     let read = work.path().join("read");
@@ -192,6 +204,8 @@ async fn archives_read_give_their_layout_only() {
     names.sort();
     assert_eq!(names, ["blobs", "index.json", "oci-layout"]);
     let blobs = std::fs::read_dir(read.join("blobs/sha256")).unwrap();
+    let extra_read = std::fs::read(read.join("blobs/sha256").join(&extra_hex)).unwrap();
+    assert_eq!(extra_read, extra);
     assert!(
         blobs
             .map(|b| b.unwrap().file_name())

@@ -1248,7 +1248,12 @@ async fn paged_tag_lists_are_read_to_the_end() {
             .expect("registry client");
             let repository =
                 tuf_oci::Repository::parse(&format!("{}/paged/app", proxy.host)).unwrap();
-            client.tags(&repository).await
+            let listed = client.tags(&repository).await;
+            let seen = proxy.seen.lock().unwrap().clone();
+            (
+                listed,
+                seen.iter().filter(|p| p.ends_with("/tags/list")).count(),
+            )
         }
     };
     let by_link = |lost_from, link_to| Rule::PageTagsByLink {
@@ -1256,23 +1261,28 @@ async fn paged_tag_lists_are_read_to_the_end() {
         lost_from,
         link_to,
     };
-    let tags = listing(by_link(None, None)).await.unwrap();
-    assert_eq!(tags, ["t0", "t1", "t2", "t3", "t4"]);
+    let (tags, listings) = listing(by_link(None, None)).await;
+    assert_eq!(tags.unwrap(), ["t0", "t1", "t2", "t3", "t4"]);
+    assert_eq!(
+        listings, 4,
+        "three pages by their links, and one after the last tag"
+    );
 
     // A listing that cannot be read whole is an error, not the pages read.
-    let lost = listing(by_link(Some(1), None)).await.unwrap_err();
+    let lost = listing(by_link(Some(1), None)).await.0.unwrap_err();
     assert!(
         lost.to_string()
             .contains("page 2 of the tag listing was not found"),
         "{lost}"
     );
     let first_again = Some("/v2/paged/app/tags/list".to_string());
-    let loop_ = listing(by_link(None, first_again)).await.unwrap_err();
+    let loop_ = listing(by_link(None, first_again)).await.0.unwrap_err();
     assert!(loop_.to_string().contains("its pages lead back"), "{loop_}");
     // Nor is a next page read from another place than the registry.
     let elsewhere = format!("http://{}/v2/paged/app/tags/list?page=1", registry.host);
     let away = listing(by_link(None, Some(elsewhere.clone())))
         .await
+        .0
         .unwrap_err();
     assert!(
         away.to_string().contains(&format!(
@@ -1300,7 +1310,24 @@ async fn a_tag_listing_without_end_is_cut() {
         .expect("the listing never ended")
         .unwrap_err();
     assert!(
-        matches!(err, Error::Registry { ref message, .. } if message.contains("goes on past")),
+        matches!(err, Error::Registry { ref message, .. }
+            if message.contains("goes on past 1000000 tags")),
+        "{err}"
+    );
+
+    // Nor one adding a tag a page: the pages are counted too.
+    let proxy =
+        HostileRegistry::start(&registry.host, vec![Rule::InventTags { per_page: 1 }]).await;
+    let repository = tuf_oci::Repository::parse(&format!("{}/any/app", proxy.host)).unwrap();
+    let client = Registry::new(&RegistryConfig {
+        insecure_hosts: vec![proxy.host.clone()],
+        timeout: Duration::from_secs(5),
+    })
+    .expect("registry client");
+    let err = client.tags(&repository).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Registry { ref message, .. }
+            if message.contains("goes on past 10000 pages")),
         "{err}"
     );
 }

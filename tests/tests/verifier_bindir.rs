@@ -307,6 +307,13 @@ async fn a_policy_is_checked_before_it_is_put_in_place() {
     let TeamA { org, .. } = TeamA::create(&registry).await;
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), &registry, &org, &["team-a/"], &[], "");
+    // A trust directory of the node whose root is this one (written anew): a verification
+    // would take its state up into a directory of its own.
+    let sibling = dir.path().join("cache/elsewhere");
+    std::fs::create_dir_all(&sibling).unwrap();
+    let root: serde_json::Value = serde_json::from_slice(&org.root).unwrap();
+    let root = serde_json::to_vec_pretty(&root).unwrap();
+    std::fs::write(sibling.join("root.json"), root).unwrap();
     let check = |policy: &Path| {
         Command::new(workspace_binary("containerd-tuf-verifier"))
             .args(["check", "--policy"])
@@ -318,6 +325,12 @@ async fn a_policy_is_checked_before_it_is_put_in_place() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("the policy loads; 1 scopes"), "{stdout}");
+    // Checking writes nothing to the node's cache.
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(cached, ["elsewhere"]);
 
     // A scope whose trusted root is no root, and a policy that is no TOML.
     std::fs::write(dir.path().join("root.json"), b"<html>").unwrap();

@@ -516,13 +516,8 @@ fn repack(layout: &Path, index: &ImageIndex, archive: &Path) -> Result<(), Refus
         add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         let index = serde_json::to_vec(index).map_err(std::io::Error::other)?;
         add("index.json", &index)?;
-        // An archive without blobs (an empty index) has no blobs directory: no fault of the
-        // front's.
-        let blobs = match std::fs::read_dir(layout.join("blobs/sha256")) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            read => Some(read?),
-        };
-        for entry in blobs.into_iter().flatten() {
+        // Unpacking made the blobs directory, whatever the archive held.
+        for entry in std::fs::read_dir(layout.join("blobs/sha256"))? {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -590,10 +585,24 @@ mod tests {
     #[test]
     fn an_archive_without_blobs_is_repacked() {
         let dir = tempfile::tempdir().unwrap();
-        let index: ImageIndex =
-            serde_json::from_str(r#"{"schemaVersion":2,"manifests":[]}"#).unwrap();
+        let index_json = r#"{"schemaVersion":2,"manifests":[]}"#;
+        let received = dir.path().join("received.tar");
+        let mut builder = tar::Builder::new(std::fs::File::create(&received).unwrap());
+        for (name, bytes) in [
+            ("oci-layout", &br#"{"imageLayoutVersion":"1.0.0"}"#[..]),
+            ("index.json", index_json.as_bytes()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, name, bytes).unwrap();
+        }
+        builder.into_inner().unwrap();
+        let layout = dir.path().join("layout");
+        tuf_oci::store::unpack(&received, &layout, tuf_oci::store::Unpacked::Layout).unwrap();
+        let index: ImageIndex = serde_json::from_str(index_json).unwrap();
         let archive = dir.path().join("archive.tar");
-        repack(dir.path(), &index, &archive).unwrap();
+        repack(&layout, &index, &archive).unwrap();
         let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
         let names: Vec<String> = tar
             .entries()

@@ -91,8 +91,12 @@ fn policy_of(command: &str, args: &[String]) -> anyhow::Result<Policy> {
 /// Whether the policy `args` name would be served, as `serve` sets it up (its trusted roots
 /// read and parsed), without serving it: how many scopes it has.
 fn check(args: &[String]) -> anyhow::Result<usize> {
-    let policy = policy_of("check", args)?;
+    let mut policy = policy_of("check", args)?;
     let scopes = policy.scopes.len();
+    // Nothing is written to the node's cache (a new trust directory there would be taken up
+    // from a sibling, under the running service's lock): set up in a scratch one instead.
+    let scratch = tempfile::tempdir().context("a scratch directory for the check")?;
+    policy.cache_dir = scratch.path().to_path_buf();
     Engine::new(policy)?;
     Ok(scopes)
 }

@@ -463,8 +463,8 @@ pub(super) enum TagPageAt {
 /// The `rel="next"` target of `headers`' `Link` headers (RFC 8288), resolved against `base`,
 /// the URL answered; `None` when there is none.
 fn next_link(headers: &http::HeaderMap, base: &reqwest::Url) -> Option<reqwest::Url> {
-    let is_next = |params: &str| {
-        params.split(';').any(|param| {
+    let is_next = |params: &[&str]| {
+        params.iter().any(|param| {
             param.split_once('=').is_some_and(|(name, value)| {
                 name.trim().eq_ignore_ascii_case("rel")
                     && value
@@ -475,21 +475,40 @@ fn next_link(headers: &http::HeaderMap, base: &reqwest::Url) -> Option<reqwest::
             })
         })
     };
-    for value in headers.get_all(http::header::LINK) {
-        let Ok(mut links) = value.to_str() else {
-            continue;
-        };
-        // `<target>; param; param, <target>; ...`: a target may hold commas, parameters not.
-        while let Some(start) = links.find('<') {
-            let (target, after) = links[start + 1..].split_once('>')?;
-            let (params, more) = after.split_once(',').unwrap_or((after, ""));
-            if is_next(params) {
-                return base.join(target).ok();
+    headers
+        .get_all(http::header::LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| split_outside(value, ','))
+        .find_map(|link| {
+            // `<target>; param; param`: the target may hold `;` and `,`, quoted values too.
+            let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+            let params: Vec<&str> = split_outside(params, ';').collect();
+            is_next(&params).then(|| base.join(target).ok())?
+        })
+}
+
+/// `text` split at each `separator` outside a `<…>` target and a quoted string.
+fn split_outside(text: &str, separator: char) -> impl Iterator<Item = &str> {
+    let (mut start, mut quoted, mut target) = (0, false, false);
+    let mut parts = Vec::new();
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' if !target => quoted = !quoted,
+            '<' if !quoted => target = true,
+            '>' if !quoted => target = false,
+            c if c == separator && !quoted && !target => {
+                parts.push(&text[start..i]);
+                start = i + c.len_utf8();
             }
-            links = more;
+            _ => {}
         }
     }
-    None
+    parts.push(&text[start..]);
+    parts.into_iter()
 }
 
 /// Whether `url`'s host is one of `insecure_hosts`: as `host:port`, or as `host` alone when
@@ -774,6 +793,15 @@ mod tests {
             ])
             .as_deref(),
             Some("https://registry.test/v2/team-a/app/tags/list?page=2,3")
+        );
+        // Commas and semicolons in quoted values; a link cut short does not hide the others.
+        assert_eq!(
+            next(&[r#"<?page=1>; title="page 2, of 3; or so"; rel="next""#]).as_deref(),
+            Some("https://registry.test/v2/team-a/app/tags/list?page=1")
+        );
+        assert_eq!(
+            next(&["<?page=1; rel=prev", "<?page=3>; rel=next"]).as_deref(),
+            Some("https://registry.test/v2/team-a/app/tags/list?page=3")
         );
         assert_eq!(
             next(&["</other>; rel=prev", "<?page=2>; rel=next"]).as_deref(),
