@@ -468,7 +468,10 @@ async fn air_gapped_imports_verify_against_a_bundle_on_disk() {
         .await
         .unwrap_err();
     assert!(
-        err.contains(&format!("has digest sha256:{}", "0".repeat(64))),
+        err.contains(&format!(
+            "digest is sha256:{} (the digest pinned), but TUF signed sha256:",
+            "0".repeat(64)
+        )),
         "{err}"
     );
     assert!(!containerd.images().contains(&pinned));

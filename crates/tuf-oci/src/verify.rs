@@ -493,9 +493,11 @@ fn signed_part(bytes: &[u8]) -> Option<serde_json::Value> {
 /// never followed instead.
 pub fn check_pin(image: &ImageRef, verified: VerifiedTarget) -> Result<VerifiedTarget> {
     match &image.digest {
-        Some(digest) if *digest != verified.digest() => Err(Error::DigestNotSigned {
-            repository: image.repository.path.clone(),
-            digest: digest.clone(),
+        Some(digest) if *digest != verified.digest() => Err(Error::DescriptorMismatch {
+            reference: image.to_string(),
+            field: "digest",
+            signed: format!("{} (for {})", verified.digest(), verified.name()),
+            presented: format!("{digest} (the digest pinned)"),
         }),
         _ => Ok(verified),
     }
