@@ -557,10 +557,10 @@ impl Registry {
     }
 
     /// Mounts blob `digest` from repository `from` of the same registry (no data moves).
-    /// Returns whether the blob is now there. Not tried where pushing takes a token: a token
-    /// names the repositories it grants, and the push scope's grants no pull from `from`, so
-    /// the registry would refuse the mount, and the 401 would have the push token thrown away
-    /// and asked for again, for every blob; the blob is copied instead.
+    /// Returns whether the blob is now there. Where pushing takes a token, with one granting
+    /// both repositories ([`Registry::mount_with_token`]): the push scope's token names its
+    /// repository alone, and a mount refused with it would have it thrown away and asked for
+    /// again, for every blob.
     pub async fn mount(
         &self,
         repository: &Repository,
@@ -578,7 +578,12 @@ impl Registry {
             .await
             .map_err(|e| registry_error(&reference, &e))?;
         if matches!(authorization, Authorization::Bearer(_)) {
-            return Ok(false);
+            let mounted = self.mount_with_token(&reference, from, digest, &auth).await;
+            self.traffic.record(0);
+            return match mounted {
+                Ok(true) => self.has_blob(repository, digest).await,
+                _ => Ok(false),
+            };
         }
         let mounted = self
             .call(&reference, RegistryOperation::Push, |authorization| {
@@ -1023,16 +1028,7 @@ impl Registry {
         auth: &RegistryAuth,
         refused: bool,
     ) -> std::result::Result<Authorization, OciDistributionError> {
-        let mut challenge = self
-            .ask(reference, || self.reads.root_challenge(reference))
-            .await?;
-        let configured = !matches!(auth, RegistryAuth::Anonymous);
-        if challenge == Challenge::None && (refused || configured) {
-            challenge = self
-                .ask(reference, || self.reads.repository_challenge(reference))
-                .await?;
-        }
-        Ok(match challenge {
+        Ok(match self.challenge(reference, auth, refused).await? {
             Challenge::Bearer { realm, service } => {
                 let scope = match operation {
                     RegistryOperation::Pull => {
@@ -1042,7 +1038,8 @@ impl Registry {
                         format!("repository:{}:pull,push", reference.repository())
                     }
                 };
-                let exchange = || self.reads.token(&realm, service.as_deref(), &scope, auth);
+                let scopes = [scope.as_str()];
+                let exchange = || self.reads.token(&realm, service.as_deref(), &scopes, auth);
                 Authorization::Bearer(self.ask(reference, exchange).await?)
             }
             Challenge::Basic => match auth {
@@ -1053,6 +1050,75 @@ impl Registry {
             },
             Challenge::None => Authorization::None,
         })
+    }
+
+    /// The registry's challenge ([`Registry::authorize`]): the API root's, or where that asks
+    /// for nothing, the repository's own at a registry that `refused` an anonymous request
+    /// and before credentials the user configured go unused.
+    async fn challenge(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        refused: bool,
+    ) -> std::result::Result<Challenge, OciDistributionError> {
+        let challenge = self
+            .ask(reference, || self.reads.root_challenge(reference))
+            .await?;
+        let configured = !matches!(auth, RegistryAuth::Anonymous);
+        if challenge == Challenge::None && (refused || configured) {
+            return self
+                .ask(reference, || self.reads.repository_challenge(reference))
+                .await;
+        }
+        Ok(challenge)
+    }
+
+    /// Mounts blob `digest` of repository `from` into `reference`'s with a token granting
+    /// both, as docker asks for one (`repository:<to>:pull,push` and
+    /// `repository:<from>:pull`): the push scope's own grants no pull from `from`. The token
+    /// is kept as a scope's is ([`TOKEN_REUSE`]). Whether the registry mounted it.
+    async fn mount_with_token(
+        &self,
+        reference: &Reference,
+        from: &Repository,
+        digest: &str,
+        auth: &RegistryAuth,
+    ) -> std::result::Result<bool, OciDistributionError> {
+        // Keyed apart from every repository's own scope: no repository name holds a space.
+        let key: Scope = (
+            reference.registry().to_string(),
+            format!("{} {}", reference.repository(), from.path),
+            true,
+        );
+        let held = || self.access.lock().expect("not poisoned").current(&key);
+        // Blobs are mounted several at once: the first to find the token finds it for all.
+        let finding = self.finding(&key.0);
+        let finding = finding.lock().await;
+        let authorization = match held() {
+            Some(authorization) => authorization,
+            None => {
+                let Challenge::Bearer { realm, service } =
+                    self.challenge(reference, auth, true).await?
+                else {
+                    return Ok(false);
+                };
+                let to = format!("repository:{}:pull,push", reference.repository());
+                let from = format!("repository:{}:pull", from.path);
+                let scopes = [to.as_str(), from.as_str()];
+                let exchange = || self.reads.token(&realm, service.as_deref(), &scopes, auth);
+                let authorization = Authorization::Bearer(self.ask(reference, exchange).await?);
+                self.access.lock().expect("not poisoned").ready.insert(
+                    key.clone(),
+                    (authorization.clone(), tokio::time::Instant::now()),
+                );
+                authorization
+            }
+        };
+        drop(finding);
+        let mounted = self
+            .reads
+            .mount(reference, &from.path, digest, &authorization);
+        self.deadline(reference, mounted).await
     }
 
     /// What a request of the log-in (a challenge, a token) answers: `send` under the

@@ -181,7 +181,7 @@ impl Reads {
         &self,
         realm: &str,
         service: Option<&str>,
-        scope: &str,
+        scopes: &[&str],
         auth: &RegistryAuth,
     ) -> Result<String, OciDistributionError> {
         let url = reqwest::Url::parse(realm).map_err(|e| {
@@ -203,7 +203,9 @@ impl Reads {
         }
         let fetch = |authorization: Authorization| {
             let mut url = url.clone();
-            url.query_pairs_mut().append_pair("scope", scope);
+            for scope in scopes {
+                url.query_pairs_mut().append_pair("scope", scope);
+            }
             if let Some(service) = service {
                 url.query_pairs_mut().append_pair("service", service);
             }
@@ -218,7 +220,8 @@ impl Reads {
                     ("grant_type", "refresh_token"),
                     ("refresh_token", refresh_token.as_str()),
                     ("client_id", CLIENT_ID),
-                    ("scope", scope),
+                    // OAuth 2 scopes are one parameter, separated by spaces.
+                    ("scope", &scopes.join(" ")),
                     ("service", service.unwrap_or_default()),
                 ];
                 let mut posted = self
@@ -275,6 +278,25 @@ impl Reads {
                 "the token service at {realm} answered no token: {reason}"
             ))
         })
+    }
+
+    /// `POST /v2/<repository>/blobs/uploads/?mount=<digest>&from=<from>`: whether the
+    /// registry mounted the blob (201). Any other answer (202: an upload started instead,
+    /// left to expire) is no mount.
+    pub(super) async fn mount(
+        &self,
+        reference: &Reference,
+        from: &str,
+        digest: &str,
+        authorization: &Authorization,
+    ) -> Result<bool, OciDistributionError> {
+        let mut url = self.url(reference, "blobs/uploads/")?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest)
+            .append_pair("from", from);
+        let client = self.client(&url).await?;
+        let response = authorized(client.post(url), authorization)?.send().await?;
+        Ok(response.status() == reqwest::StatusCode::CREATED)
     }
 
     /// `GET /v2/<repository>/manifests/<digest or tag>`, accepting `media_types`.
@@ -742,7 +764,7 @@ mod tests {
         let identity = RegistryAuth::Bearer("refresh".into());
         for auth in [password, identity] {
             let refused = reads
-                .token("http://auth.test/token", None, scope, &auth)
+                .token("http://auth.test/token", None, &[scope], &auth)
                 .await
                 .unwrap_err();
             assert!(
