@@ -866,6 +866,52 @@ async fn a_credential_helper_that_never_answers_fails_the_copy_naming_it() {
 }
 
 #[tokio::test]
+async fn a_docker_configuration_that_cannot_give_its_credentials_says_why() {
+    // A helper that fails (a locked keychain), or a config.json that is no JSON, went
+    // anonymous without a word, and the signer met a bare 401 from a registry that wanted the
+    // credentials. The copy fails naming the configuration and the helper's answer instead.
+    let source = TestRegistry::start();
+    let destination = TestRegistry::start();
+    solo(&source, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = credential_helper(
+        dir.path(),
+        &source.host,
+        "echo 'keychain locked' >&2; exit 1",
+    );
+    let out = copy_app_command(&source.host, &destination.host, dir.path())
+        .env("PATH", path)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the docker configuration's credentials for {} cannot be read ({}/config.json)",
+            source.host,
+            dir.path().display()
+        )) && stderr.contains("keychain locked"),
+        "{stderr}"
+    );
+
+    std::fs::write(dir.path().join("config.json"), b"{ not json").unwrap();
+    let out = copy_app(&source.host, &destination.host, dir.path()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Unable to read config"), "{stderr}");
+
+    // No configuration at all is no credentials, as ever.
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let out = copy_app(&source.host, &destination.host, dir.path()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
 async fn credentials_go_only_to_a_registry_that_asks_for_them() {
     // A registry that wants no credentials is not given the docker configuration's user and
     // password, over plain HTTP least of all.

@@ -226,7 +226,12 @@ pub struct Registry {
 }
 
 /// Reads a registry's credentials (may block, for as long as a credential helper runs).
-type CredentialSource = Arc<dyn Fn(&str) -> RegistryAuth + Send + Sync>;
+type CredentialSource = Arc<dyn Fn(&str) -> Credentials + Send + Sync>;
+
+/// What reading a registry's credentials found: none is `Anonymous`; a configuration that
+/// names credentials but cannot give them (a helper failing, a `config.json` that is no JSON)
+/// is the reason, so that requests fail saying so rather than go anonymous and meet a 401.
+type Credentials = std::result::Result<RegistryAuth, String>;
 
 /// How long credentials read from the docker configuration are used before it is read again:
 /// a credential helper it names is a process started for each read.
@@ -270,7 +275,7 @@ struct Access {
 /// Credentials read from the docker configuration ([`Registry::credentials_for`]).
 #[derive(Debug)]
 struct Found {
-    auth: RegistryAuth,
+    auth: Credentials,
     /// When the read ended: they are used for [`CREDENTIALS_REUSE`] from then.
     read_at: tokio::time::Instant,
     /// When the read started: a slow read ending after a later one keeps its answer out.
@@ -283,7 +288,7 @@ struct CredentialRead {
     /// When it started.
     started: tokio::time::Instant,
     /// What it found, once it has.
-    answer: tokio::sync::watch::Receiver<Option<RegistryAuth>>,
+    answer: tokio::sync::watch::Receiver<Option<Credentials>>,
 }
 
 /// An authorization scope: registry, repository, and whether it is for pushing.
@@ -852,7 +857,7 @@ impl Registry {
         let (started, mut answer, to_start) = {
             let mut access = self.access.lock().expect("not poisoned");
             if let Some(found) = fresh(&access) {
-                return Ok(found);
+                return found.map_err(|reason| OciDistributionError::GenericError(Some(reason)));
             }
             match access.reading.get(registry) {
                 Some(read) if read.started.elapsed() < HELPER_PATIENCE => {
@@ -873,26 +878,27 @@ impl Registry {
         if let Some(sender) = to_start
             && !self.read_credentials(registry, started, sender)
         {
-            // As a configuration that cannot be read: no credentials.
+            // No thread to read them on: as no credentials.
             return Ok(RegistryAuth::Anonymous);
         }
         let answered = answer.wait_for(Option::is_some);
-        match tokio::time::timeout_at(started + self.timeout, answered).await {
-            Ok(Ok(found)) => Ok(found.clone().unwrap_or(RegistryAuth::Anonymous)),
+        let found = match tokio::time::timeout_at(started + self.timeout, answered).await {
+            Ok(Ok(found)) => found.clone().unwrap_or(Ok(RegistryAuth::Anonymous)),
             // The reading thread ended without an answer (it panicked): as no credentials.
             Ok(Err(_)) => Ok(RegistryAuth::Anonymous),
             Err(_) => {
                 // Unless it answered just now.
                 let access = self.access.lock().expect("not poisoned");
-                fresh(&access).ok_or_else(|| {
-                    OciDistributionError::GenericError(Some(format!(
+                fresh(&access).unwrap_or_else(|| {
+                    Err(format!(
                         "the credential helper the docker configuration names for {registry} \
                          did not answer within {} s",
                         self.timeout.as_secs()
-                    )))
+                    ))
                 })
             }
-        }
+        };
+        found.map_err(|reason| OciDistributionError::GenericError(Some(reason)))
     }
 
     /// Starts the read marked `started` in [`Access::reading`]: [`Registry::credential_source`]
@@ -905,7 +911,7 @@ impl Registry {
         &self,
         registry: &str,
         started: tokio::time::Instant,
-        sender: tokio::sync::watch::Sender<Option<RegistryAuth>>,
+        sender: tokio::sync::watch::Sender<Option<Credentials>>,
     ) -> bool {
         /// Ends the read's mark however its thread ends (a panic while reading included), if
         /// the mark is still this read's.
@@ -915,7 +921,7 @@ impl Registry {
             started: tokio::time::Instant,
             /// Dropped after the mark is ended: a request woken by a read that ended without
             /// an answer finds no mark, and reads again.
-            sender: tokio::sync::watch::Sender<Option<RegistryAuth>>,
+            sender: tokio::sync::watch::Sender<Option<Credentials>>,
         }
         impl Drop for Mark {
             fn drop(&mut self) {
@@ -1212,17 +1218,38 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// Credentials for `registry` from docker's `config.json` (or a credential helper it names);
-/// anonymous when there are none.
-fn auth_for(registry: &str) -> RegistryAuth {
+/// anonymous when there are none, the reason when the configuration names some it cannot give.
+fn auth_for(registry: &str) -> Credentials {
+    use docker_credential::{CredentialRetrievalError, DockerCredential};
     match docker_credential::get_credential(registry) {
-        Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
-            RegistryAuth::Basic(user, password)
+        Ok(DockerCredential::UsernamePassword(user, password)) => {
+            Ok(RegistryAuth::Basic(user, password))
         }
-        Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
-            RegistryAuth::Bearer(token)
+        Ok(DockerCredential::IdentityToken(token)) => Ok(RegistryAuth::Bearer(token)),
+        Err(
+            CredentialRetrievalError::ConfigNotFound
+            | CredentialRetrievalError::NoCredentialConfigured,
+        ) => Ok(RegistryAuth::Anonymous),
+        // What no `config.json` at all reads as, too.
+        Err(CredentialRetrievalError::ConfigReadError) if !docker_config_file().is_file() => {
+            Ok(RegistryAuth::Anonymous)
         }
-        Err(_) => RegistryAuth::Anonymous,
+        Err(e) => Err(format!(
+            "the docker configuration's credentials for {registry} cannot be read ({}): {}",
+            docker_config_file().display(),
+            e.to_string().trim_end()
+        )),
     }
+}
+
+/// Docker's `config.json`, where the docker configuration is looked for.
+fn docker_config_file() -> std::path::PathBuf {
+    let home = || std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".docker"));
+    std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(home)
+        .unwrap_or_default()
+        .join("config.json")
 }
 
 /// The error of a request that needs a client that could not be set up.
@@ -1391,7 +1418,7 @@ mod tests {
     }
 
     /// A client whose credentials come from `source`, with a deadline of one second.
-    fn reading_with(source: impl Fn(&str) -> RegistryAuth + Send + Sync + 'static) -> Registry {
+    fn reading_with(source: impl Fn(&str) -> Credentials + Send + Sync + 'static) -> Registry {
         let config = RegistryConfig {
             insecure_hosts: Vec::new(),
             timeout: Duration::from_secs(1),
@@ -1410,7 +1437,7 @@ mod tests {
         let registry = reading_with(move |_| {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = hung.lock().unwrap().recv();
-            RegistryAuth::Basic("signer".into(), "s3cret".into())
+            Ok(RegistryAuth::Basic("signer".into(), "s3cret".into()))
         });
         // Requests at once share the read, and fail once it has run for the deadline.
         let (first, second) = tokio::join!(
