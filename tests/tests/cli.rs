@@ -451,6 +451,9 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
         &format!("{}/solo/tuf", registry.host),
         "list",
     ]);
+    // Another repository's init, with other keys, does not replace this one's root where
+    // clients of it read it.
+    refused_in("other/tuf", "other-keys", "holds another trusted root");
     // Once published, the repository is never initialised again.
     let again = init(&registry.host, "keys");
     let err = String::from_utf8_lossy(&again.stderr);

@@ -327,6 +327,19 @@ async fn bad_input_is_named() {
         renamed.contains("the destination takes no tag"),
         "{renamed}"
     );
+    // A trusted root named but missing (mistyped) is an error, not an unverified copy.
+    let missing = dir.path().join("rot.json");
+    let err = fails(&[
+        "--root",
+        missing.to_str().unwrap(),
+        "copy",
+        &format!("{}/team-a/app:v1", a.host),
+        "oci:/tmp/unwritten",
+    ]);
+    assert!(
+        err.contains(&format!("reading trusted root {}", missing.display())),
+        "{err}"
+    );
     let junk = dir.path().join("junk.tar");
     std::fs::write(&junk, b"not a tar").unwrap();
     let err = fails(&[

@@ -171,6 +171,7 @@ impl Staged {
                 self.staging.display()
             )
         };
+        let mut retired = None;
         for file in &files {
             for ext in ["key", "pub"] {
                 let from = file.with_extension(ext);
@@ -184,8 +185,13 @@ impl Staged {
                             kept()
                         )
                     })?;
+                    retired = Some(to);
                 }
             }
+        }
+        // The moves survive a power loss before the next step counts on them.
+        if let Some(retired) = retired {
+            tuf_oci::atomic::sync_dir_of(&retired)?;
         }
         for entry in std::fs::read_dir(&self.staging)
             .with_context(|| format!("reading {}", self.staging.display()))?
@@ -198,6 +204,7 @@ impl Staged {
                 format!("moving {} to {}; {}", from.display(), to.display(), kept())
             })?;
         }
+        tuf_oci::atomic::sync_dir(&self.dir)?;
         std::fs::remove_dir(&self.staging)
             .with_context(|| format!("removing {}", self.staging.display()))
     }

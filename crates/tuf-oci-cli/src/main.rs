@@ -25,6 +25,9 @@ use tuf_oci::{
 use crate::expiry::Expiry;
 use crate::keys_dir::KeysDir;
 
+/// The trusted root read when `--root` names none.
+const DEFAULT_ROOT: &str = "root.json";
+
 /// TUF-verified OCI images: metadata lives in the registry beside the images.
 #[derive(Debug, Parser)]
 #[command(name = "tuf-oci", version)]
@@ -37,9 +40,10 @@ struct Cli {
         global = true
     )]
     insecure: Vec<String>,
-    /// The trusted root metadata (bootstrap).
-    #[arg(long, env = "TUF_OCI_ROOT", default_value = "root.json", global = true)]
-    root: PathBuf,
+    /// The trusted root metadata (bootstrap) [default: root.json]. Named (here or by the
+    /// variable), it must be there: a copy never goes unverified for a mistyped path.
+    #[arg(long, env = "TUF_OCI_ROOT", global = true)]
+    root: Option<PathBuf>,
     /// Metadata repository (host/path); overrides `tuf-metadata` pointers.
     #[arg(long, env = "TUF_OCI_METADATA_REPO", global = true)]
     metadata_repo: Option<String>,
@@ -294,9 +298,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .get_or_init(|| cli.cache_dir.clone().or_else(default_cache_dir))
             .clone()
     };
+    let root_path = cli
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
     let trust = || -> anyhow::Result<TrustConfig> {
-        let root = std::fs::read(&cli.root)
-            .with_context(|| format!("reading trusted root {}", cli.root.display()))?;
+        let root = std::fs::read(&root_path)
+            .with_context(|| format!("reading trusted root {}", root_path.display()))?;
         Ok(TrustConfig {
             root,
             metadata_override: override_repo.clone(),
@@ -336,12 +344,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             root_threshold,
             expiry,
         } => {
+            // Arguments first: nothing is generated for a command that cannot run.
+            let expires = expiry.all()?;
+            let metadata = metadata_repo()?;
             let dir = KeysDir::new(keys);
             let top = dir.top_level(root_threshold, true).await?;
-            let expires = expiry.all()?;
-            let new = editor::init(registry()?, &metadata_repo()?, &top, &expires).await?;
+            let new = editor::init(registry()?, &metadata, &top, &expires).await?;
             // Written before the rest is stored: should that stop part way, the root is
             // stored already and a rerun keeps it.
+            check_root_out(&out, &top)?;
             write_root(&out, new.root())?;
             eprintln!("wrote trusted root {}", out.display());
             new.finish(&top, &expires).await?;
@@ -674,23 +685,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // The source is verified against the trusted root when there is one: a forged
             // timestamp copied unverified would hold every later copy back as older.
-            let root = match std::fs::read(&cli.root) {
+            let root = match std::fs::read(&root_path) {
                 // Nothing of the metadata repository is copied then.
                 _ if keep_metadata_remote => None,
                 Ok(root) => {
-                    eprintln!("verifying the source against {}", cli.root.display());
+                    eprintln!("verifying the source against {}", root_path.display());
                     Some(root)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Only the default may be missing: a root named is one meant to be used.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && cli.root.is_none() => {
                     eprintln!(
                         "no trusted root at {}: the source's metadata is copied unverified",
-                        cli.root.display()
+                        root_path.display()
                     );
                     None
                 }
                 Err(e) => {
                     return Err(e)
-                        .with_context(|| format!("reading trusted root {}", cli.root.display()));
+                        .with_context(|| format!("reading trusted root {}", root_path.display()));
                 }
             };
             let (report, from_path, to_path) =
@@ -772,6 +784,40 @@ async fn open_editor(verifier: &Verifier, repository: &Repository) -> anyhow::Re
         );
     }
     Ok(editor)
+}
+
+/// Refuses an `init` whose `out` holds another repository's trusted root (one whose root
+/// keys are not `top`'s): replaced, the clients of that repository would lose theirs. A
+/// root of these keys is this repository's, an init cut short being run again.
+fn check_root_out(out: &std::path::Path, top: &editor::TopLevelKeys) -> anyhow::Result<()> {
+    let held = match std::fs::read(out) {
+        Ok(held) => held,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+    };
+    let trusted: Vec<String> = serde_json::from_slice::<serde_json::Value>(&held)
+        .ok()
+        .and_then(|root| {
+            let ids = root["signed"]["roles"]["root"]["keyids"]
+                .as_array()?
+                .clone();
+            Some(
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(String::from))
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    for key in &top.root.0 {
+        if !trusted.contains(&key.key_id()?) {
+            bail!(
+                "{} holds another trusted root (its root keys are not these): not replaced; \
+                 run init again with the same keys and another --out to write this one's",
+                out.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Writes a trusted root for clients to `out`, whole or not at all: a root cut short would

@@ -17,10 +17,7 @@ pub fn replace(
     mode: u32,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = dir_of(path);
     // Its own name: other processes may replace the same file at the same time (containerd
     // runs a verifier per pull beside the long-running service).
     let mut tmp = tempfile::Builder::new()
@@ -34,9 +31,28 @@ pub fn replace(
         .and_then(|()| tmp.as_file().sync_data())
         .map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    sync_dir_of(path)
+}
+
+/// Syncs the directory holding `path`: what was created or renamed there survives a power
+/// loss.
+pub fn sync_dir_of(path: &Path) -> Result<()> {
+    sync_dir(dir_of(path))
+}
+
+/// Syncs directory `dir`: what was created or renamed in it survives a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|dir| dir.sync_all())
         .map_err(|e| Error::io(dir, e))
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 #[cfg(test)]

@@ -108,14 +108,13 @@ pub fn generate(stem: &Path) -> Result<Key> {
     if let Some(parent) = key_path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    write_private(&key_path, document.as_ref())?;
+    write_new(&key_path, document.as_ref(), 0o600)?;
     let json = serde_json::to_vec_pretty(&public).expect("keys serialize");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&pub_path)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, &json))
-        .map_err(|e| Error::io(&pub_path, e))?;
+    if let Err(e) = write_new(&pub_path, &json, 0o644) {
+        // A private key without its public half would only stop the next try.
+        let _ = std::fs::remove_file(&key_path);
+        return Err(e);
+    }
     Ok(public)
 }
 
@@ -167,17 +166,24 @@ fn with_extension(path: &Path, ext: &str) -> PathBuf {
     with
 }
 
+/// Writes `bytes` to `path`, which must not exist (no file, no link), with `mode`, and syncs
+/// it and its directory: keys are written before metadata trusting them is pushed, and a
+/// power loss must not leave a registry trusting a key that is not on disk.
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| Error::io(path, e))
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .map_err(|e| Error::io(path, e))?;
+    crate::atomic::sync_dir_of(path)
 }
 
 #[cfg(test)]

@@ -315,14 +315,20 @@ impl Registry {
     /// first reached over HTTPS, or oci-client first used ([`Registry::oci`]); a registry
     /// reached over plain HTTP whose manifests are all a verification reads needs none.
     pub fn new(config: &RegistryConfig) -> Result<Self> {
-        let reads = Reads::new(config.insecure_hosts.clone(), config.timeout).map_err(|e| {
-            Error::ClientSetup {
+        // A list as typed (`a:5000, b:5000`) means `a:5000` and `b:5000`.
+        let insecure_hosts: Vec<String> = config
+            .insecure_hosts
+            .iter()
+            .map(|host| host.trim().to_string())
+            .filter(|host| !host.is_empty())
+            .collect();
+        let reads =
+            Reads::new(insecure_hosts.clone(), config.timeout).map_err(|e| Error::ClientSetup {
                 message: causes(&e),
-            }
-        })?;
+            })?;
         Ok(Registry {
             client: Arc::default(),
-            insecure_hosts: config.insecure_hosts.clone(),
+            insecure_hosts,
             reads: Arc::new(reads),
             timeout: config.timeout,
             traffic: Arc::default(),
@@ -1481,6 +1487,16 @@ mod tests {
         }
         // Its mark went with it: the next request read again, as for a helper that answers.
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn insecure_hosts_are_taken_as_a_list_is_typed() {
+        let config = RegistryConfig {
+            insecure_hosts: vec![" a.test:5000".into(), "b.test:5000 ".into(), " ".into()],
+            timeout: Duration::from_secs(1),
+        };
+        let registry = Registry::new(&config).unwrap();
+        assert_eq!(registry.insecure_hosts, ["a.test:5000", "b.test:5000"]);
     }
 
     #[test]

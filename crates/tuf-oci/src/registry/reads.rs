@@ -416,7 +416,11 @@ impl Reads {
     /// The registry's API root, `/v2/`, over plain HTTP for the insecure hosts.
     fn base(&self, reference: &Reference) -> Result<reqwest::Url, OciDistributionError> {
         let registry = reference.resolve_registry();
-        let scheme = if self.insecure_hosts.iter().any(|host| host == registry) {
+        let scheme = if self
+            .insecure_hosts
+            .iter()
+            .any(|host| host.eq_ignore_ascii_case(registry))
+        {
             "http"
         } else {
             "https"
@@ -791,6 +795,15 @@ mod tests {
         assert!(!reads.is_insecure(&url("http://auth.test:8080/token")));
         assert!(reads.is_insecure(&url("http://other.test/token")));
         assert!(reads.is_insecure(&url("http://[::1]:5000/token")));
+    }
+
+    #[test]
+    fn hosts_marked_insecure_are_reached_over_http_however_spelt() {
+        let reads = Reads::new(vec!["Registry.Test:5000".into()], Duration::from_secs(1)).unwrap();
+        let reference: Reference = "registry.test:5000/team-a/app:v1".parse().unwrap();
+        assert_eq!(reads.base(&reference).unwrap().scheme(), "http");
+        let other: Reference = "registry.test:5001/team-a/app:v1".parse().unwrap();
+        assert_eq!(reads.base(&other).unwrap().scheme(), "https");
     }
 
     #[test]
