@@ -240,6 +240,11 @@ async fn bad_input_names_what_failed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--timeout"), "{err}");
+    // A clock skew so wide that expiry would stop counting.
+    let out = cli.run(&["--clock-skew", "86401", "verify", "x/a/b:v1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--clock-skew"), "{err}");
     // A lock wait the pull's lease (an hour) would not outlast.
     let out = cli.run(&["pull", "x/a/b:v1", "--lock-wait", "1801"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -253,6 +253,19 @@ async fn single_repository_mode_and_dry_run() {
     ));
     assert!(dry.contains("would copy"), "{dry}");
     assert!(!new_layout.exists(), "a dry run creates no layout");
+    // Nor an archive, nor the lock a copy into one holds beside it.
+    let archive = layout.path().join("bundle.tar");
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{}/solo/app:v1", a.host),
+            &format!("oci-archive:{}", archive.display()),
+            "--dry-run",
+        ],
+        &hosts,
+    ));
+    let written: Vec<_> = std::fs::read_dir(layout.path()).unwrap().collect();
+    assert!(written.is_empty(), "{written:?}");
     // The repository is its own metadata repository: nothing can stay remote.
     let remote = tuf(
         &[

@@ -209,7 +209,8 @@ async fn into<S: ContentStore>(
             // An archive there already is added to, as a layout is: what it holds is kept,
             // and compared with what is copied in. A lock file beside it (the archive itself
             // is replaced, so cannot carry the lock) keeps a second writer out meanwhile.
-            let _writing = lock_beside(file)?;
+            // A dry run writes nothing, its lock included.
+            let _writing = (!options.dry_run).then(|| lock_beside(file)).transpose()?;
             let dir = staging.join("destination");
             if file.exists() {
                 unpack(file, &dir, Unpacked::Files)

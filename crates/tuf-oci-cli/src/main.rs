@@ -56,8 +56,10 @@ struct Cli {
     #[arg(long = "signed-as", value_name = "LOCAL=SIGNED", global = true)]
     signed_as: Vec<String>,
     /// Seconds this machine's clock may run ahead of the signers' before metadata counts as
-    /// expired (0: strict).
-    #[arg(long, default_value_t = 0, global = true)]
+    /// expired (0: strict; at most 86400, a day: every second lengthens a freeze attack's
+    /// window, as the verifier's policy caps it).
+    #[arg(long, default_value_t = 0, global = true,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     clock_skew: u64,
     /// Per-request deadline in seconds (1 to 86400).
     #[arg(long, default_value_t = 30, global = true,
