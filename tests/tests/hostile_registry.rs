@@ -157,6 +157,30 @@ async fn oversized_pointer_is_refused() {
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
 }
 
+#[tokio::test]
+async fn a_pointer_that_is_no_index_is_refused_naming_its_repository() {
+    let registry = TestRegistry::start();
+    let TeamA { org, .. } = TeamA::create(&registry).await;
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: "/manifests/tuf-metadata".into(),
+            body: br#"{"schemaVersion":2,"manifests":5}"#.to_vec(),
+            content_type: INDEX_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    let err = verifier(&hostile.host, &org.root)
+        .verify(&image(&hostile.host, "team-a/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Parse { ref role, .. }
+            if *role == format!("{}/team-a/app:tuf-metadata", hostile.host)),
+        "{err}"
+    );
+}
+
 /// Bytes a proxy can push into a client that stopped reading, loopback's socket buffers
 /// included: far less than a client reading on until the deadline takes in.
 const SENT_TO_A_CLIENT_THAT_STOPPED: u64 = 32 * 1024 * 1024;

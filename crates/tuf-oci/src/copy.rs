@@ -142,7 +142,8 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             repository: format!("{} {source}", from.describe()),
             reason: format!("no {METADATA_TAG} tag: the copy could not be verified"),
         })?;
-    let pointer_index = Manifest::parse(METADATA_TAG, &pointer.bytes)?;
+    let what = format!("{source}:{METADATA_TAG} in {}", from.describe());
+    let pointer_index = Manifest::parse(&what, &pointer.bytes)?;
     if pointer_index.pointer().is_none() && options.metadata == MetadataMode::KeepRemote {
         return Err(Error::Usage(format!(
             "--keep-metadata-remote: {source} in {} holds its own metadata (single-repository \

@@ -57,7 +57,7 @@ impl Repository {
         };
         if let Some(absolute) = pointer.strip_prefix('/') {
             return Repository::parse(&format!("{}/{absolute}", self.registry))
-                .map_err(|_| invalid("is not a valid repository path"));
+                .map_err(|e| invalid(&format!("is not a valid repository path: {e}")));
         }
         if !pointer.starts_with('.') {
             return Repository::parse(pointer).map_err(|e| invalid(&e.to_string()));
@@ -78,7 +78,7 @@ impl Repository {
             return Err(invalid("resolves to no repository"));
         }
         Repository::parse(&format!("{}/{}", self.registry, parts.join("/")))
-            .map_err(|_| invalid("is not a valid repository path"))
+            .map_err(|e| invalid(&format!("is not a valid repository path: {e}")))
     }
 }
 

@@ -402,7 +402,7 @@ pub async fn metadata_repository(
         .manifest(&repository.tagged(METADATA_TAG), METADATA_MANIFEST_LIMIT)
         .await?
         .ok_or_else(|| pointer_error(format!("the repository has no {METADATA_TAG} tag")))?;
-    let index = Manifest::parse(METADATA_TAG, &fetched.bytes)?;
+    let index = Manifest::parse(&format!("{repository}:{METADATA_TAG}"), &fetched.bytes)?;
     match index.pointer() {
         Some(pointer) => repository.resolve(pointer),
         None if !index.manifests.is_empty() => Ok(repository.clone()),

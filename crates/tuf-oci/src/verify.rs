@@ -527,7 +527,8 @@ pub async fn resolve_in_store<S: ContentStore>(
                     repository: format!("{} {path}", store.describe()),
                     reason: format!("no {METADATA_TAG} tag"),
                 })?;
-            match Manifest::parse(METADATA_TAG, &pointer.bytes)?.pointer() {
+            let what = format!("{path}:{METADATA_TAG} in {}", store.describe());
+            match Manifest::parse(&what, &pointer.bytes)?.pointer() {
                 Some(target) => here.resolve(target)?.path,
                 None => path.to_string(),
             }
