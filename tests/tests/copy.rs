@@ -529,12 +529,16 @@ async fn copies_within_a_registry_mount_blobs() {
     let (_org, root) = source(&a).await;
     let out = ok(tuf(
         &[
+            "--signed-as",
+            "prod/app=team-a/app",
             "copy",
             &format!("{}/team-a/app:v1", a.host),
             &format!("{}/prod/app:v1", a.host),
         ],
         &[&a.host],
     ));
+    // A flag copy does not use is said to be so, not silently ignored.
+    assert!(out.contains("--signed-as is not used by copy"), "{out}");
     let mounted: usize = out
         .lines()
         .find(|l| l.contains(" mounted, "))

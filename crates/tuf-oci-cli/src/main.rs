@@ -680,6 +680,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let from = copy_cmd::Endpoint::parse(&source)?;
             let to = copy_cmd::Endpoint::parse(&destination)?;
+            // Said rather than silently ignored (the variables may be set for signing).
+            if cli.metadata_repo.is_some() {
+                eprintln!(
+                    "--metadata-repo is not used by copy: it copies the metadata the source's \
+                     {} tag leads to",
+                    tuf_oci::layout::METADATA_TAG
+                );
+            }
+            if !cli.signed_as.is_empty() {
+                eprintln!(
+                    "--signed-as is not used by copy: names are kept as signed; verify the \
+                     copy with it"
+                );
+            }
             let metadata = if keep_metadata_remote {
                 tuf_oci::copy::MetadataMode::KeepRemote
             } else {
