@@ -51,9 +51,16 @@ if [ -n "$scope" ]; then
   [ -n "$root" ] && [ -n "$registries" ] || { echo "install-node.sh: --scope needs --root and --registries" >&2; exit 2; }
   policy=/etc/containerd-tuf/policy.toml
   [ -f "$policy" ] || fail "$policy is missing: install the package first (--deb)"
-  # However the operator spelt it (`name="org"`, indented).
-  if ! grep -Eq "^[[:space:]]*name[[:space:]]*=[[:space:]]*[\"']$scope[\"']" "$policy"; then
+  # However the operator spelt it (`name="org"`, indented); in the pattern, dots are dots.
+  name=$(printf '%s' "$scope" | sed 's/[].[\\*^$]/\\&/g')
+  if ! grep -Eq "^[[:space:]]*name[[:space:]]*=[[:space:]]*[\"']$name[\"']" "$policy"; then
     installed_root=/etc/containerd-tuf/roots/$scope.json
+    edited=$(mktemp "$policy.XXXXXX")
+    # Whatever stops the script, the edited copy goes, and so does a root it installed for
+    # a scope it did not add (a rerun would meet it as another's).
+    added=
+    trap 'rm -f "$edited"; [ -n "$added" ] || [ -z "$new_root" ] || rm -f "$installed_root"' EXIT
+    trap 'exit 1' INT TERM HUP
     # A root left there for this name is another's trust: never replaced.
     if [ -e "$installed_root" ]; then
       cmp -s "$root" "$installed_root" || fail "$installed_root exists and is another root: scope $scope not added"
@@ -63,9 +70,6 @@ if [ -n "$scope" ]; then
     fi
     # A comma-separated list as TOML strings, spaces around items dropped.
     quote() { echo "$1" | tr ',' '\n' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//; /^$/d; s/.*/"&"/' | paste -sd, -; }
-    edited=$(mktemp "$policy.XXXXXX")
-    trap 'rm -f "$edited"' EXIT
-    trap 'exit 1' INT TERM HUP
     {
       cat "$policy"
       echo
@@ -76,11 +80,11 @@ if [ -n "$scope" ]; then
       echo "root = \"$installed_root\""
     } > "$edited"
     if ! checked=$(containerd-tuf-verifier check --policy "$edited" 2>&1); then
-      [ -z "$new_root" ] || rm -f "$installed_root"
       fail "scope $scope not added, $policy unchanged: ${checked#containerd-tuf-verifier: }"
     fi
     chmod 0644 "$edited"
     mv "$edited" "$policy"
+    added=yes
     echo "install-node.sh: added scope $scope to $policy"
     if [ -d /run/systemd/system ]; then
       systemctl try-restart containerd-tuf-verifier.service containerd-tuf-transfer.service || true

@@ -350,17 +350,18 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
     let registry = TestRegistry::start();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root.json");
-    let init_in = |host: &str, path: &str, keys: &str| {
+    let init_to = |host: &str, path: &str, keys: &str, out: &Path| {
         Command::new(cli_binary())
             .args(["--insecure-registry", host, "--metadata-repo"])
             .arg(format!("{host}/{path}"))
             .args(["init", "--keys"])
             .arg(dir.path().join(keys))
             .arg("--out")
-            .arg(&root)
+            .arg(out)
             .output()
             .unwrap()
     };
+    let init_in = |host: &str, path: &str, keys: &str| init_to(host, path, keys, &root);
     let init = |host: &str, keys: &str| init_in(host, "solo/tuf", keys);
     // The registry fails the snapshot's write (the first try and the client's two more):
     // init stops with its root and targets stored, and these can never be stored again.
@@ -387,11 +388,21 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
     };
     let refused = |keys: &str, reason: &str| refused_in("solo/tuf", keys, reason);
 
-    // Other keys leave the unfinished repository as it is, and say why.
-    refused(
-        "other-keys",
-        "unfinished repository (1.root.json) with other keys or thresholds than these (root, \
-         targets, snapshot, timestamp)",
+    // Other keys leave the unfinished repository as it is, and say why (their root written
+    // elsewhere: where the first root is, they would not write theirs).
+    let elsewhere = dir.path().join("other-root.json");
+    let out = init_to(&registry.host, "solo/tuf", "other-keys", &elsewhere);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "unfinished repository (1.root.json) with other keys or thresholds than these \
+             (root, targets, snapshot, timestamp)"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        registry.get_file(&repository, "1.root.json").await,
+        stored_root
     );
     // The same keys take up only what they signed, as init stores it.
     // A root listing the keys with signatures not over it (an attacker's, stored first).
@@ -459,6 +470,12 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
     // Another repository's init, with other keys, does not replace this one's root where
     // clients of it read it.
     refused_in("other/tuf", "other-keys", "holds another trusted root");
+    let stored = registry
+        .client
+        .tags(&registry.repo("other/tuf"))
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "refused, it stored {stored:?}");
     // Once published, the repository is never initialised again.
     let again = init(&registry.host, "keys");
     let err = String::from_utf8_lossy(&again.stderr);

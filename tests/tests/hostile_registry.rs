@@ -933,6 +933,24 @@ async fn a_docker_configuration_that_cannot_give_its_credentials_says_why() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Nor is a store for every registry that holds no login for these: as docker reads it.
+    let path = credential_helper(
+        dir.path(),
+        &source.host,
+        "echo 'credentials not found in native keychain'; exit 1",
+    );
+    std::fs::write(dir.path().join("config.json"), r#"{"credsStore":"test"}"#).unwrap();
+    let out = copy_app_command(&source.host, &destination.host, dir.path())
+        .env("PATH", path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]

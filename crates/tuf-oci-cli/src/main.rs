@@ -350,11 +350,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let expires = expiry.all()?;
             let metadata = metadata_repo()?;
             let dir = KeysDir::new(keys);
+            // Before any key is made or anything stored.
+            if out.exists() {
+                let held = dir.top_level(root_threshold, false).await.ok();
+                check_root_out(&out, held.as_ref())?;
+            }
             let top = dir.top_level(root_threshold, true).await?;
             let new = editor::init(registry()?, &metadata, &top, &expires).await?;
             // Written before the rest is stored: should that stop part way, the root is
             // stored already and a rerun keeps it.
-            check_root_out(&out, &top)?;
             write_root(&out, new.root())?;
             eprintln!("wrote trusted root {}", out.display());
             new.finish(&top, &expires).await?;
@@ -803,9 +807,10 @@ async fn open_editor(verifier: &Verifier, repository: &Repository) -> anyhow::Re
 }
 
 /// Refuses an `init` whose `out` holds another repository's trusted root (one whose root
-/// keys are not `top`'s): replaced, the clients of that repository would lose theirs. A
-/// root of these keys is this repository's, an init cut short being run again.
-fn check_root_out(out: &std::path::Path, top: &editor::TopLevelKeys) -> anyhow::Result<()> {
+/// keys are not those of `top`, the keys held, if any): replaced, the clients of that
+/// repository would lose theirs. A root of these keys is this repository's, an init cut short
+/// being run again.
+fn check_root_out(out: &std::path::Path, top: Option<&editor::TopLevelKeys>) -> anyhow::Result<()> {
     let held = match std::fs::read(out) {
         Ok(held) => held,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -824,14 +829,17 @@ fn check_root_out(out: &std::path::Path, top: &editor::TopLevelKeys) -> anyhow::
             )
         })
         .unwrap_or_default();
-    for key in &top.root.0 {
-        if !trusted.contains(&key.key_id()?) {
-            bail!(
-                "{} holds another trusted root (its root keys are not these): not replaced; \
-                 run init again with the same keys and another --out to write this one's",
-                out.display()
-            );
-        }
+    let keys = top.map(|top| top.root.0.as_slice()).unwrap_or_default();
+    let ids = keys
+        .iter()
+        .map(|key| key.key_id())
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.is_empty() || ids.iter().any(|id| !trusted.contains(id)) {
+        bail!(
+            "{} holds another trusted root (its root keys are not those in --keys): not \
+             replaced; name another file with --out",
+            out.display()
+        );
     }
     Ok(())
 }

@@ -315,13 +315,16 @@ impl Registry {
     /// first reached over HTTPS, or oci-client first used ([`Registry::oci`]); a registry
     /// reached over plain HTTP whose manifests are all a verification reads needs none.
     pub fn new(config: &RegistryConfig) -> Result<Self> {
-        // A list as typed (`a:5000, b:5000`) means `a:5000` and `b:5000`.
-        let insecure_hosts: Vec<String> = config
-            .insecure_hosts
-            .iter()
-            .map(|host| host.trim().to_string())
-            .filter(|host| !host.is_empty())
-            .collect();
+        // A list as typed (`a:5000, b:5000`) means `a:5000` and `b:5000`. Hosts are compared
+        // ignoring case; oci-client compares them exactly, so it is given both spellings.
+        let mut insecure_hosts: Vec<String> = Vec::new();
+        for host in config.insecure_hosts.iter().map(|host| host.trim()) {
+            for spelt in [host.to_string(), host.to_ascii_lowercase()] {
+                if !spelt.is_empty() && !insecure_hosts.contains(&spelt) {
+                    insecure_hosts.push(spelt);
+                }
+            }
+        }
         let reads =
             Reads::new(insecure_hosts.clone(), config.timeout).map_err(|e| Error::ClientSetup {
                 message: causes(&e),
@@ -1109,16 +1112,30 @@ impl Registry {
         let authorization = match held() {
             Some(authorization) => authorization,
             None => {
-                let Challenge::Bearer { realm, service } =
-                    self.challenge(reference, auth, true).await?
-                else {
-                    return Ok(false);
+                // A registry that hands out no such token is not asked again, blob after blob:
+                // its blobs are copied (held as `None` for the mount key).
+                let no_mount = || {
+                    let mut access = self.access.lock().expect("not poisoned");
+                    let entry = (Authorization::None, tokio::time::Instant::now());
+                    access.ready.insert(key.clone(), entry);
+                };
+                let challenge = self.challenge(reference, auth, true).await;
+                let Ok(Challenge::Bearer { realm, service }) = challenge else {
+                    no_mount();
+                    return challenge.map(|_| false);
                 };
                 let to = format!("repository:{}:pull,push", reference.repository());
                 let from = format!("repository:{}:pull", from.path);
                 let scopes = [to.as_str(), from.as_str()];
                 let exchange = || self.reads.token(&realm, service.as_deref(), &scopes, auth);
-                let authorization = Authorization::Bearer(self.ask(reference, exchange).await?);
+                let token = match self.ask(reference, exchange).await {
+                    Ok(token) => token,
+                    Err(e) => {
+                        no_mount();
+                        return Err(e);
+                    }
+                };
+                let authorization = Authorization::Bearer(token);
                 self.access.lock().expect("not poisoned").ready.insert(
                     key.clone(),
                     (authorization.clone(), tokio::time::Instant::now()),
@@ -1127,6 +1144,9 @@ impl Registry {
             }
         };
         drop(finding);
+        if authorization == Authorization::None {
+            return Ok(false);
+        }
         let mounted = self
             .reads
             .mount(reference, &from.path, digest, &authorization);
@@ -1238,6 +1258,15 @@ fn auth_for(registry: &str) -> Credentials {
         ) => Ok(RegistryAuth::Anonymous),
         // What no `config.json` at all reads as, too.
         Err(CredentialRetrievalError::ConfigReadError) if !docker_config_file().is_file() => {
+            Ok(RegistryAuth::Anonymous)
+        }
+        // A store for every registry (`credsStore`) answers so for one with no login, as
+        // docker reads it: none.
+        Err(CredentialRetrievalError::HelperFailure { stdout, stderr, .. })
+            if [&stdout, &stderr]
+                .iter()
+                .any(|said| said.contains("credentials not found")) =>
+        {
             Ok(RegistryAuth::Anonymous)
         }
         Err(e) => Err(format!(
@@ -1492,11 +1521,14 @@ mod tests {
     #[test]
     fn insecure_hosts_are_taken_as_a_list_is_typed() {
         let config = RegistryConfig {
-            insecure_hosts: vec![" a.test:5000".into(), "b.test:5000 ".into(), " ".into()],
+            insecure_hosts: vec![" a.test:5000".into(), "B.test:5000 ".into(), " ".into()],
             timeout: Duration::from_secs(1),
         };
         let registry = Registry::new(&config).unwrap();
-        assert_eq!(registry.insecure_hosts, ["a.test:5000", "b.test:5000"]);
+        assert_eq!(
+            registry.insecure_hosts,
+            ["a.test:5000", "B.test:5000", "b.test:5000"]
+        );
     }
 
     #[test]
