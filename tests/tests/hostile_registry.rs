@@ -528,6 +528,20 @@ async fn copy_app(source: &str, destination: &str, docker_config: &Path) -> std:
         .unwrap()
 }
 
+/// [`copy_app`] with credential helpers found on `path`.
+async fn copy_app_on_path(
+    source: &str,
+    destination: &str,
+    docker_config: &Path,
+    path: String,
+) -> std::process::Output {
+    copy_app_command(source, destination, docker_config)
+        .env("PATH", path)
+        .output()
+        .await
+        .unwrap()
+}
+
 /// The command [`copy_app`] runs, for a test to add to.
 fn copy_app_command(
     source: &str,
@@ -842,11 +856,7 @@ async fn a_credential_helper_is_asked_once_for_many_requests() {
         asked.display()
     );
     let path = credential_helper(dir.path(), &proxy.host, &script);
-    let out = copy_app_command(&source.host, &proxy.host, dir.path())
-        .env("PATH", path)
-        .output()
-        .await
-        .unwrap();
+    let out = copy_app_on_path(&source.host, &proxy.host, dir.path(), path).await;
     assert!(
         out.status.success(),
         "{}",
@@ -903,11 +913,7 @@ async fn a_docker_configuration_that_cannot_give_its_credentials_says_why() {
         &source.host,
         "echo 'keychain locked' >&2; exit 1",
     );
-    let out = copy_app_command(&source.host, &destination.host, dir.path())
-        .env("PATH", path)
-        .output()
-        .await
-        .unwrap();
+    let out = copy_app_on_path(&source.host, &destination.host, dir.path(), path).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -941,11 +947,7 @@ async fn a_docker_configuration_that_cannot_give_its_credentials_says_why() {
         "echo 'credentials not found in native keychain'; exit 1",
     );
     std::fs::write(dir.path().join("config.json"), r#"{"credsStore":"test"}"#).unwrap();
-    let out = copy_app_command(&source.host, &destination.host, dir.path())
-        .env("PATH", path)
-        .output()
-        .await
-        .unwrap();
+    let out = copy_app_on_path(&source.host, &destination.host, dir.path(), path).await;
     assert!(
         out.status.success(),
         "{}",
