@@ -911,7 +911,7 @@ async fn a_docker_configuration_that_cannot_give_its_credentials_says_why() {
     let path = credential_helper(
         dir.path(),
         &source.host,
-        "echo 'keychain locked' >&2; exit 1",
+        "cat > /dev/null; echo 'keychain locked' >&2; exit 1",
     );
     let out = copy_app_on_path(&source.host, &destination.host, dir.path(), path).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -944,7 +944,7 @@ async fn a_docker_configuration_that_cannot_give_its_credentials_says_why() {
     let path = credential_helper(
         dir.path(),
         &source.host,
-        "echo 'credentials not found in native keychain'; exit 1",
+        "cat > /dev/null; echo 'credentials not found in native keychain'; exit 1",
     );
     std::fs::write(dir.path().join("config.json"), r#"{"credsStore":"test"}"#).unwrap();
     let out = copy_app_on_path(&source.host, &destination.host, dir.path(), path).await;
