@@ -235,6 +235,18 @@ async fn bad_input_names_what_failed() {
     assert!(err.contains("invalid reference \"no-host\""), "{err}");
     let err = cli.fails(&["publish", "--keys", "/nonexistent"]);
     assert!(err.contains("--metadata-repo"), "{err}");
+    // An expiry for metadata the command does not write would not take.
+    let err = cli.fails(&[
+        "publish",
+        "--keys",
+        "/nonexistent",
+        "--targets-expires",
+        "30d",
+    ]);
+    assert!(
+        err.contains("--targets-expires: publish writes no targets metadata"),
+        "{err}"
+    );
     // A deadline that would overflow the clock arithmetic under every request.
     let out = cli.run(&["--timeout", "18446744073709551615", "verify", "x/a/b:v1"]);
     let err = String::from_utf8_lossy(&out.stderr);

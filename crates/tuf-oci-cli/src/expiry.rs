@@ -7,36 +7,65 @@ use tuf_oci::editor::Expiries;
 /// practice: long-lived root, short-lived timestamp.
 #[derive(Debug, clap::Args)]
 pub struct Expiry {
-    /// Expiry of root metadata written.
-    #[arg(long, default_value = "365d")]
-    root_expires: String,
-    /// Expiry of targets metadata written (top-level or delegated).
-    #[arg(long, default_value = "90d")]
-    targets_expires: String,
-    /// Expiry of snapshot metadata written.
-    #[arg(long, default_value = "7d")]
-    snapshot_expires: String,
-    /// Expiry of timestamp metadata written.
-    #[arg(long, default_value = "1d")]
-    timestamp_expires: String,
+    /// Expiry of root metadata written [default: 365d].
+    #[arg(long)]
+    root_expires: Option<String>,
+    /// Expiry of targets metadata written, top-level or delegated [default: 90d].
+    #[arg(long)]
+    targets_expires: Option<String>,
+    /// Expiry of snapshot metadata written [default: 7d].
+    #[arg(long)]
+    snapshot_expires: Option<String>,
+    /// Expiry of timestamp metadata written [default: 1d].
+    #[arg(long)]
+    timestamp_expires: Option<String>,
 }
 
 impl Expiry {
+    /// Refuses the flags given for roles `command` writes no metadata of (it writes those of
+    /// `writes`): ignored, they would leave the signer believing they took.
+    pub fn only(&self, command: &str, writes: &[&str]) -> anyhow::Result<()> {
+        let given = [
+            ("root", &self.root_expires),
+            ("targets", &self.targets_expires),
+            ("snapshot", &self.snapshot_expires),
+            ("timestamp", &self.timestamp_expires),
+        ];
+        for (role, value) in given {
+            if value.is_some() && !writes.contains(&role) {
+                bail!("--{role}-expires: {command} writes no {role} metadata");
+            }
+        }
+        Ok(())
+    }
+
     pub fn all(&self) -> anyhow::Result<Expiries> {
         Ok(Expiries {
-            root: parse("--root-expires", &self.root_expires)?,
+            root: parse(
+                "--root-expires",
+                self.root_expires.as_deref().unwrap_or("365d"),
+            )?,
             targets: self.targets()?,
-            snapshot: parse("--snapshot-expires", &self.snapshot_expires)?,
+            snapshot: parse(
+                "--snapshot-expires",
+                self.snapshot_expires.as_deref().unwrap_or("7d"),
+            )?,
             timestamp: self.timestamp()?,
         })
     }
 
     pub fn targets(&self) -> anyhow::Result<jiff::Timestamp> {
-        parse("--targets-expires", &self.targets_expires)
+        parse(
+            "--targets-expires",
+            self.targets_expires.as_deref().unwrap_or("90d"),
+        )
     }
 
     pub fn timestamp(&self) -> anyhow::Result<jiff::Timestamp> {
-        parse("--timestamp-expires", &self.timestamp_expires)
+        parse(
+            "--timestamp-expires",
+            self.timestamp_expires.as_deref().unwrap_or("1d"),
+        )
     }
 }
 

@@ -374,6 +374,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keys_dir,
             expiry,
         } => {
+            expiry.only("delegate", &["targets"])?;
             let mut public = Vec::new();
             for key in &keys {
                 public.push(tuf_oci::keys::read_public(key).await?);
@@ -407,6 +408,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keys,
             expiry,
         } => {
+            expiry.only("sign", &["targets"])?;
             if let Some(file) = images_from {
                 let listed = if file.as_os_str() == "-" {
                     std::io::read_to_string(std::io::stdin())
@@ -467,6 +469,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keys,
             expiry,
         } => {
+            expiry.only("remove", &["targets"])?;
             let image = ImageRef::parse(&image)?;
             let name = image
                 .target_name()
@@ -483,6 +486,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{role} no longer signs {name}; run publish");
         }
         Command::Publish { keys, expiry } => {
+            expiry.only("publish", &["snapshot", "timestamp"])?;
             let dir = KeysDir::new(keys);
             let metadata = metadata_repo()?;
             let editor = open_editor(&verifier()?, &metadata).await?;
@@ -496,6 +500,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("published snapshot version {version}");
         }
         Command::Timestamp { keys, expiry } => {
+            // The snapshot too, when the published one would expire before the timestamp.
+            expiry.only("timestamp", &["snapshot", "timestamp"])?;
             let dir = KeysDir::new(keys);
             let metadata = metadata_repo()?;
             let editor = open_editor(&verifier()?, &metadata).await?;
