@@ -84,9 +84,14 @@ POSTINST
 cat > "$root/DEBIAN/prerm" <<PRERM
 #!/bin/sh
 set -e
-# Removed (not upgraded): the services stop and are no longer started at boot.
-if [ "\$1" = remove ] && [ -d /run/systemd/system ]; then
-  systemctl disable --now $units || true
+# Removed (not upgraded): the services stop and are no longer started at boot (in an image
+# being built too, where systemd does not run).
+if [ "\$1" = remove ]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now $units || true
+  else
+    systemctl disable $units >/dev/null 2>&1 || true
+  fi
 fi
 PRERM
 cat > "$root/DEBIAN/postrm" <<'POSTRM'

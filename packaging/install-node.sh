@@ -4,7 +4,8 @@
 #
 #   sh install-node.sh --deb containerd-tuf_VERSION_ARCH.deb \
 #       [--containerd-config /etc/containerd/config.toml] \
-#       [--root org-root.json --scope org --registries reg1,reg2 [--repositories team-a/,team-b/]]
+#       [--root org-root.json --scope org --registries reg1,reg2 [--repositories team-a/,team-b/]] \
+#       [--enable verifier|transfer|verifier,transfer]
 #
 # --deb installs with apt-get, which installs what the package depends on first (dpkg alone
 # would leave it unpacked and unconfigured where a dependency is missing: its image verifier
@@ -15,9 +16,11 @@
 # The policy is changed only once the edited copy checks out (`containerd-tuf-verifier check`):
 # a policy that does not load refuses every pull. The services that run are restarted to read
 # it (the front reads its policy when it starts).
+# --enable starts these services at boot (the verification service for containerd 2.x, the
+# front for 1.6/1.7), and now where systemd runs; into an image being built, at its boot.
 set -eu
 
-deb= config= root= scope= registries= repositories= new_root=
+deb= config= root= scope= registries= repositories= enable= new_root=
 while [ $# -gt 0 ]; do
   case $1 in
     --deb) deb=$2 ;;
@@ -26,6 +29,7 @@ while [ $# -gt 0 ]; do
     --scope) scope=$2 ;;
     --registries) registries=$2 ;;
     --repositories) repositories=$2 ;;
+    --enable) enable=$2 ;;
     *) echo "install-node.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift 2
@@ -90,4 +94,22 @@ if [ -n "$scope" ]; then
       systemctl try-restart containerd-tuf-verifier.service containerd-tuf-transfer.service || true
     fi
   fi
+fi
+
+if [ -n "$enable" ]; then
+  units=
+  for service in $(echo "$enable" | tr ',' ' '); do
+    case $service in
+      verifier|transfer) units="$units containerd-tuf-$service.service" ;;
+      *) echo "install-node.sh: --enable takes verifier and transfer, not $service" >&2; exit 2 ;;
+    esac
+  done
+  if [ -d /run/systemd/system ]; then
+    # shellcheck disable=SC2086 # one word per unit
+    systemctl enable --now $units
+  else
+    # shellcheck disable=SC2086
+    systemctl enable $units
+  fi
+  echo "install-node.sh: enabled$units"
 fi

@@ -15,6 +15,7 @@ cleanup() {
   for pid in $containerd_pid $registry_pid; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   dpkg -P containerd-tuf >/dev/null 2>&1 || true
   rm -rf "$work" /etc/containerd-tuf/roots
+  rm -f /etc/systemd/system/multi-user.target.wants/containerd-tuf-*.service
 }
 trap cleanup EXIT
 fail() { echo "test-deb: $*" >&2; exit 1; }
@@ -91,6 +92,13 @@ cmp -s "$work/policy.before" "$policy" || fail "a refused scope changed the poli
 rm /etc/containerd-tuf/roots/kept.json
 [ "$(ls /etc/containerd-tuf)" = "$(printf 'policy.toml\nroots')" ] || fail "left beside the policy: $(ls /etc/containerd-tuf)"
 echo "test-deb: install-node.sh adds scopes that check out, and only those"
+# Services enabled at boot (systemd does not run here, as in an image being built).
+wants=/etc/systemd/system/multi-user.target.wants
+sh packaging/install-node.sh --enable verifier,transfer >/dev/null
+for unit in containerd-tuf-verifier containerd-tuf-transfer; do
+  [ -L "$wants/$unit.service" ] || fail "$unit not enabled"
+done
+if sh packaging/install-node.sh --enable verifyer 2>/dev/null; then fail "--enable took a misspelt service"; fi
 
 # containerd 2.3.4 with the packaged bin_dir snippet.
 sh ../shared/containerd/install.sh "$work/containerd" >/dev/null
@@ -138,6 +146,9 @@ stop_containerd
 echo "test-deb: verified pulls through the installed verifier work"
 
 dpkg -r containerd-tuf >/dev/null
+for unit in containerd-tuf-verifier containerd-tuf-transfer; do
+  [ ! -e "$wants/$unit.service" ] && [ ! -L "$wants/$unit.service" ] || fail "dpkg -r left $unit enabled"
+done
 for f in /usr/bin/tuf-oci /usr/bin/containerd-tuf-verifier \
          /opt/containerd/image-verifier/bin/containerd-tuf-verifier-client \
          /usr/lib/systemd/system/containerd-tuf-transfer.service; do
