@@ -822,25 +822,17 @@ fn check_root_out(out: &std::path::Path, top: Option<&editor::TopLevelKeys>) -> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
     };
-    let trusted: Vec<String> = serde_json::from_slice::<serde_json::Value>(&held)
-        .ok()
-        .and_then(|root| {
-            let ids = root["signed"]["roles"]["root"]["keyids"]
-                .as_array()?
-                .clone();
-            Some(
-                ids.iter()
-                    .filter_map(|id| id.as_str().map(String::from))
-                    .collect(),
-            )
-        })
-        .unwrap_or_default();
+    // A root's own parse: one that does not read as a root is no root of these keys either.
+    let root = tuf_oci::updater::trusted_root(&held).ok();
+    let trusted = root
+        .as_ref()
+        .and_then(|root| root.signed.roles.get(&RoleType::Root));
     let keys = top.map(|top| top.root.0.as_slice()).unwrap_or_default();
-    let ids = keys
-        .iter()
-        .map(|key| key.key_id())
-        .collect::<Result<Vec<_>, _>>()?;
-    if ids.is_empty() || ids.iter().any(|id| !trusted.contains(id)) {
+    let ours = |key: &tuf_oci::keys::SigningKey| {
+        let id = key.public().key_id().ok();
+        trusted.is_some_and(|trusted| id.is_some_and(|id| trusted.keyids.contains(&id)))
+    };
+    if keys.is_empty() || !keys.iter().all(ours) {
         bail!(
             "{} holds another trusted root (its root keys are not those in --keys): not \
              replaced; name another file with --out",

@@ -1014,12 +1014,18 @@ impl Registry {
         } else {
             Authorization::None
         };
+        self.keep(scope, authorization.clone());
+        Ok(authorization)
+    }
+
+    /// Keeps `authorization` as `scope`'s, found now ([`Access::current`]).
+    fn keep(&self, scope: Scope, authorization: Authorization) {
+        let found = (authorization, tokio::time::Instant::now());
         self.access
             .lock()
             .expect("not poisoned")
             .ready
-            .insert(scope, (authorization.clone(), tokio::time::Instant::now()));
-        Ok(authorization)
+            .insert(scope, found);
     }
 
     /// The lock held while an authorization for `registry` is found ([`Access::finding`]).
@@ -1114,11 +1120,7 @@ impl Registry {
             None => {
                 // A registry that hands out no such token is not asked again, blob after blob:
                 // its blobs are copied (held as `None` for the mount key).
-                let no_mount = || {
-                    let mut access = self.access.lock().expect("not poisoned");
-                    let entry = (Authorization::None, tokio::time::Instant::now());
-                    access.ready.insert(key.clone(), entry);
-                };
+                let no_mount = || self.keep(key.clone(), Authorization::None);
                 let challenge = self.challenge(reference, auth, true).await;
                 let Ok(Challenge::Bearer { realm, service }) = challenge else {
                     no_mount();
@@ -1136,10 +1138,7 @@ impl Registry {
                     }
                 };
                 let authorization = Authorization::Bearer(token);
-                self.access.lock().expect("not poisoned").ready.insert(
-                    key.clone(),
-                    (authorization.clone(), tokio::time::Instant::now()),
-                );
+                self.keep(key.clone(), authorization.clone());
                 authorization
             }
         };

@@ -233,27 +233,26 @@ impl Writer {
     ) -> Result<Entry> {
         let repository = &self.metadata;
         let claim = self.stake(claimed, layer).await?;
+        let conflict = |reason: &str| Error::Conflict {
+            what: format!("{claimed} in {repository}"),
+            reason: reason.into(),
+        };
         let stored = async {
             still_free.await?;
             // Pushed while others still see the claim, and reported only if read back before
             // it lapsed: a writer claiming after that could have written over it unseen.
             if claim.is_late() {
-                return Err(Error::Conflict {
-                    what: format!("{claimed} in {repository}"),
-                    reason: TOO_LONG.into(),
-                });
+                return Err(conflict(TOO_LONG));
             }
             let pushed = self
                 .push_manifest_for(repository, tag, tag, layer, None)
                 .await?;
             self.read_back(repository, tag, &pushed).await?;
             if claim.has_lapsed() {
-                return Err(Error::Conflict {
-                    what: format!("{claimed} in {repository}"),
-                    reason: "it was stored after its claim lapsed, so another writer may have \
-                             stored this version over it; re-read and retry"
-                        .into(),
-                });
+                return Err(conflict(
+                    "it was stored after its claim lapsed, so another writer may have stored \
+                     this version over it; re-read and retry",
+                ));
             }
             Ok(pushed)
         }
