@@ -184,8 +184,8 @@ pub enum Judged<'a> {
     Unreadable {
         /// Why tuf-oci cannot read it.
         error: tuf_oci::Error,
-        /// The protected registry it begins with (or a host that may be one).
-        registry: &'a str,
+        /// The protected registry containerd may pull it from (or a host that may be one).
+        registry: String,
     },
     /// No registry reference (local tags, imports): in no scope, so the default decides.
     NoReference(tuf_oci::Error, Default),
@@ -341,22 +341,37 @@ impl Policy {
         }
     }
 
-    /// The registry `name` begins with, when a scope protects it: for names tuf-oci does not
-    /// read as references but containerd does, which it tidies into one a scope covers
+    /// The protected registry a name tuf-oci does not read as a reference may be pulled from
+    /// by containerd, which reads and tidies some such names into references a scope covers
     /// (`host/team-a//app:v1`, `host/team%2Da/app:v1`, `host./team-a/app:v1`: Go drops a
-    /// host's trailing dot; `user@host/team-a/app:v1`: containerd drops user information).
-    /// Such names are refused rather than left to the policy default.
-    pub fn protected_registry_of<'a>(&self, name: &'a str) -> Option<&'a str> {
-        let component = name.split('/').next()?;
+    /// host's trailing dot; `user@host/team-a/app:v1`: containerd drops user information;
+    /// `x/../host/team-a/app:v1`: containerd resolves `..`, [`dialled_host`]). Such names are
+    /// refused rather than left to the policy default.
+    pub fn protected_registry_of(&self, name: &str) -> Option<String> {
+        if self.scopes.is_empty() {
+            return None;
+        }
+        let written = name.split('/').next()?;
         // containerd reads the host as a URL's (`dummy://` + name): user information before
         // an `@` is dropped, and a query or fragment ends it.
-        let host = component.rsplit('@').next()?;
-        let host = host.split(['?', '#']).next()?;
+        let written = written.rsplit('@').next()?.split(['?', '#']).next()?;
+        let Some(dialled) = dialled_host(name) else {
+            // Escapes containerd would refuse: nothing is pulled, so refusing costs nothing.
+            return Some(written.to_string());
+        };
+        [written, dialled.as_str()]
+            .into_iter()
+            .find(|host| self.protects_host(host))
+            .map(str::to_string)
+    }
+
+    /// Whether a scope protects `host` as containerd dials it.
+    fn protects_host(&self, host: &str) -> bool {
         // Go decodes a host's `%` escapes and maps what is not ASCII to ASCII before it dials
         // (IDNA: `ｒｅｇｉｓｔｒｙ.example.com` is dialled as `registry.example.com`): such a
         // host may be any registry a scope protects.
-        if !self.scopes.is_empty() && host.bytes().any(|b| !b.is_ascii() || b == b'%') {
-            return Some(host);
+        if host.bytes().any(|b| !b.is_ascii() || b == b'%') {
+            return true;
         }
         let (hostname, port) = host.split_once(':').unwrap_or((host, ""));
         let hostname = hostname.trim_end_matches('.');
@@ -369,7 +384,6 @@ impl Policy {
             .iter()
             .flat_map(|scope| &scope.covers.registries)
             .any(|registry| scope_reaches(registry, &tidied))
-            .then_some(host)
     }
 
     /// Per-request registry deadline.
@@ -457,6 +471,55 @@ fn scope_reaches(listed: &str, registry: &str) -> bool {
     }
     same_registry(listed, registry)
         || same_registry(without_port_80(listed), without_port_80(registry))
+}
+
+/// The host containerd dials for `name`, read as its `reference.Parse` reads it: the URL
+/// `dummy://<name>` (fragment and query cut off, user information dropped), the path's `%`
+/// escapes decoded and the path cut at its first `:` or `@` (tag or digest), then the host and
+/// the path joined with `.` and `..` resolved (Go's `path.Join`); the host is what comes before
+/// the first `/`. So `x/../registry.example.com/app:v1` and
+/// `x/%2e%2e/registry.example.com/app:v1` are pulled from `registry.example.com`. `None` for an
+/// escape containerd cannot decode.
+fn dialled_host(name: &str) -> Option<String> {
+    let name = name.split('#').next().unwrap_or(name);
+    let name = name.split('?').next().unwrap_or(name);
+    let (authority, path) = name.split_once('/').unwrap_or((name, ""));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let path = decode_escapes(path)?;
+    let path = path.split([':', '@']).next().unwrap_or_default();
+    let mut joined: Vec<&str> = Vec::new();
+    for segment in std::iter::once(host).chain(path.split('/')) {
+        match segment {
+            "" | "." => {}
+            ".." if joined.last().is_some_and(|last| *last != "..") => {
+                joined.pop();
+            }
+            segment => joined.push(segment),
+        }
+    }
+    Some(joined.first().copied().unwrap_or(".").to_string())
+}
+
+/// `text` with its `%XX` escapes decoded, as Go's URL parser decodes a path; `None` when an
+/// escape is malformed (Go refuses the URL) or decodes to no UTF-8.
+fn decode_escapes(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            decoded.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
 }
 
 /// `Some(length of the prefix without its trailing '/')` when the repository `path` is `prefix`
@@ -576,9 +639,19 @@ mod tests {
             "registry.example.com:/team-a/app:v1",
             "[::2]:/team-a/app:v1",
             "[::2]:80/team-a//app:v1",
+            // containerd resolves `..` (escaped too) when it joins host and path.
+            "x/../registry.example.com/team-a/app:v1",
+            "a.b/../registry.example.com/team-a/app:v1",
+            "x/%2e%2e/registry.example.com/team-a/app:v1",
+            "x/..%2Fregistry.example.com/team-a/app:v1",
+            "./registry.example.com/team-a/app:v1",
+            "u@x/y/../../registry.example.com/team-a/app@sha256:00",
+            // An escape containerd cannot decode: it pulls nothing.
+            "x/%zz/team-a/app:v1",
         ] {
             assert!(ImageRef::parse(name).is_err(), "{name}");
             assert!(p.protected_registry_of(name).is_some(), "{name}");
+            assert!(!p.judge(name).passes_unverified(), "{name}");
         }
         for name in [
             "r:5001/team-a//app:v1",
@@ -587,6 +660,10 @@ mod tests {
             "[::ffff:127.0.0.2]:5001/team-a//app:v1",
             "[::1]:5001/team-a//app:v1",
             "r:80/team-a//app:v1",
+            // `..` leading out of the host, or cut off with the tag, dials no protected host.
+            "registry.example.com.evil/../x/app:v1",
+            "x/../../registry.example.com/app:v1",
+            "x/..:v1/registry.example.com/app",
         ] {
             assert_eq!(p.protected_registry_of(name), None, "{name}");
         }
