@@ -84,6 +84,43 @@ async fn timestamp_naming_an_older_snapshot_is_refused() {
 }
 
 #[tokio::test]
+async fn a_timestamp_naming_no_snapshot_is_not_kept() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let root: Signed<Root> = parse(&org.root);
+    let keys = [org.key("timestamp").await];
+    let good = registry.get_file(&org.metadata, "timestamp.json").await;
+    // Signed with the timestamp key, but naming no snapshot (a tooling mistake).
+    craft::forge_timestamp(&registry, &org, &root.signed, &keys, |broken| {
+        broken.version = broken.version.saturating_add(1);
+        broken.meta.clear();
+    })
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let err = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Parse { ref role, ref message } if role == "timestamp" && message.contains("no snapshot.json")),
+        "{err}"
+    );
+    // The next timestamp, correct again, verifies with the same trusted metadata.
+    registry
+        .put_file(&org.metadata, "timestamp.json", &good)
+        .await;
+    craft::forge_timestamp(&registry, &org, &root.signed, &keys, |fixed| {
+        fixed.version = fixed.version.saturating_add(2);
+    })
+    .await;
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn targets_swapped_in_from_another_state_are_never_used() {
     let registry = TestRegistry::start();
     let org = signed_repo(&registry).await;

@@ -862,13 +862,12 @@ impl<S: MetadataSource> Updater<S> {
     async fn update_timestamp(&mut self, bytes: Vec<u8>) -> Result<()> {
         let new: Signed<Timestamp> = parse("timestamp", &bytes)?;
         self.verify_top_level("timestamp", &new)?;
+        // Checked before it is kept: a timestamp kept that names no snapshot would stand in
+        // the way of every correct one after it.
+        let named = snapshot_version(&new)?.version;
         if let Some(trusted) = &self.timestamp {
             check_not_older("timestamp", trusted.signed.version, new.signed.version)?;
-            check_not_older(
-                "snapshot",
-                snapshot_version(trusted)?.version,
-                snapshot_version(&new)?.version,
-            )?;
+            check_not_older("snapshot", snapshot_version(trusted)?.version, named)?;
             if trusted.signed.version == new.signed.version {
                 return self.check_expiry("timestamp", trusted.signed.expires);
             }
