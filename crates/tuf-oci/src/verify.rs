@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
+use crate::grammar;
 use crate::layout::{METADATA_TAG, Manifest, sha256_digest};
 use crate::location::{ImageRef, Repository, under_prefix};
 use crate::registry::Registry;
@@ -512,6 +513,18 @@ pub async fn resolve_in_store<S: ContentStore>(
     reference: &str,
     trust: &TrustConfig,
 ) -> Result<(VerifiedTarget, S)> {
+    // Checked as a registry's references are: the delegation search reads the name as paths,
+    // so `x/../../team-b/app` must not reach it as a tag of `team-a/app`.
+    let named = |separator: char| format!("{path}{separator}{reference}");
+    let invalid = |reference: String, reason: String| Error::InvalidReference { reference, reason };
+    if !Repository::parse(&format!("store.invalid/{path}")).is_ok_and(|r| r.path == path) {
+        return Err(invalid(path.into(), "not a repository path".into()));
+    }
+    if reference.contains(':') {
+        grammar::check_digest(reference).map_err(|e| invalid(named('@'), e))?;
+    } else {
+        grammar::check_tag(reference).map_err(|e| invalid(named(':'), e))?;
+    }
     trusted_root(&trust.root)?;
     let here = Repository {
         registry: "store.invalid".into(),
@@ -594,6 +607,29 @@ pub async fn verify_in_store<S: ContentStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn store_references_outside_the_grammar_are_refused_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, reference) in [
+            ("team-a/app", "x/../../team-b/app"),
+            ("team-a/app", "../v1"),
+            ("team-a/app", "sha256:xyz"),
+            ("team-a/../team-b", "v1"),
+            ("/team-a/app", "v1"),
+            ("Team-A/app", "v1"),
+        ] {
+            let store = crate::store::LayoutStore::open(dir.path(), true).unwrap();
+            let err = resolve_in_store(store, path, reference, &TrustConfig::default())
+                .await
+                .err()
+                .unwrap();
+            assert!(
+                matches!(err, Error::InvalidReference { .. }),
+                "{path} {reference}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn pointers_remembered_stay_bounded() {
