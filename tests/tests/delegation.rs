@@ -521,6 +521,68 @@ async fn delegation_cycle_ends_the_search() {
     );
 }
 
+/// One role name delegated by two parents with two sets of keys would leave one of them unable
+/// to read the role (snapshot and tags name roles by name alone), and every writer's walk of
+/// the tree failing on it: the second delegation is refused, whether or not the role has
+/// signed yet. The same keys and threshold are one role reached twice, as in a cycle.
+#[tokio::test]
+async fn a_role_name_delegated_elsewhere_with_other_keys_is_refused() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let (a, b) = (org.key("team-a").await, org.key("team-b").await);
+    let (ci_a, ci_b) = (org.key("ci-a").await, org.key("ci-b").await);
+    org.delegate_from_targets(&registry, &delegation("team-a", &["team-a/*"], &[&a], 1))
+        .await;
+    org.delegate_from_targets(&registry, &delegation("team-b", &["team-b/*"], &[&b], 1))
+        .await;
+    org.publish(&registry).await;
+    org.delegate(
+        &registry,
+        "team-a",
+        std::slice::from_ref(&a),
+        &delegation("ci", &["team-a/*"], &[&ci_a], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    let editor = org.editor(&registry).await;
+    for keys in [vec![&ci_b], vec![&ci_a, &ci_b]] {
+        let err = editor
+            .delegate(
+                "team-b",
+                &delegation("ci", &["team-b/*"], &keys, 1),
+                std::slice::from_ref(&b),
+                expiries().targets,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Delegation { ref target, ref reason } if target == "ci" && reason.contains("team-a delegates")),
+            "{err}"
+        );
+    }
+    let delegate = |parent: &'static str, parent_key: &SigningKey, keys: &[&SigningKey]| {
+        let (parent_key, delegated) = (parent_key.clone(), delegation("ci", &["team-*"], keys, 1));
+        let registry = &registry;
+        let org = &org;
+        async move {
+            org.editor(registry)
+                .await
+                .delegate(parent, &delegated, &[parent_key], expiries().targets)
+                .await
+        }
+    };
+    // Its own parent may change its keys; then the same keys, in any order, are one role
+    // reached from both parents; and its parent may no longer change them alone.
+    delegate("team-a", &a, &[&ci_a, &ci_b]).await.unwrap();
+    delegate("team-b", &b, &[&ci_b, &ci_a]).await.unwrap();
+    let err = delegate("team-a", &a, &[&ci_a]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Delegation { ref reason, .. } if reason.contains("team-b delegates")),
+        "{err}"
+    );
+    org.publish(&registry).await;
+}
+
 /// A pull by digest searches roles in the order a pull by tag does and stops at the first
 /// that signs the digest: a broken role (delegated, never published) does not fail it, after
 /// the signing one or before it on another tag's path (`dev`, for `dev-*` tags). The roles it

@@ -8,7 +8,7 @@
 //!
 //! This module edits TUF metadata; its `writer` stores it in the registry layout.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU64;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -538,6 +538,9 @@ impl Editor {
             .iter()
             .map(|p| PathPattern::new(p).map_err(|e| Error::Usage(format!("path {p:?}: {e}"))))
             .collect::<Result<Vec<_>>>()?;
+        // Delegated elsewhere but not signed yet, a role is in no snapshot: the tree is read.
+        self.refuse_namesake(parent, &delegation.role, &keyids, delegation.threshold)
+            .await?;
         self.edit(parent, parent_keys, expires, &[], |targets| {
             let delegations = targets.delegations.get_or_insert_with(Delegations::new);
             delegations.keys.extend(keys);
@@ -559,6 +562,43 @@ impl Editor {
             Ok(())
         })
         .await
+    }
+
+    /// Refuses delegating `role` from `parent` with `keyids` and `threshold` when another role
+    /// delegates it with other keys or another threshold: snapshot and tags name roles by name
+    /// alone, so one name held by two sets of keys leaves one delegation unable to read the
+    /// role, and every writer's walk of the tree fails on it.
+    async fn refuse_namesake(
+        &self,
+        parent: &str,
+        role: &str,
+        keyids: &[Decoded<Hex>],
+        threshold: NonZeroU64,
+    ) -> Result<()> {
+        let wanted: BTreeSet<&Decoded<Hex>> = keyids.iter().collect();
+        let stored = self.stored_files().await?;
+        for head in self.walk_into(&stored, |_, _| true).await? {
+            let Some(delegations) = head.signed.signed.delegations.as_ref() else {
+                continue;
+            };
+            let other = delegations.roles.iter().find(|r| {
+                r.name == role
+                    && head.role != parent
+                    && (r.threshold != threshold
+                        || r.keyids.iter().collect::<BTreeSet<_>>() != wanted)
+            });
+            if other.is_some() {
+                return Err(Error::Delegation {
+                    target: role.to_string(),
+                    reason: format!(
+                        "{} delegates a role of that name with other keys or another \
+                         threshold: role names are unique across the delegation tree",
+                        head.role
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Signs the descriptors the registry serves for `images` (by tag) into `role`, in one new
