@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tuf_oci::claim::{Claim, WINDOW};
+use tuf_oci::claim::{Claim, WINDOW, Withdrawal};
 use tuf_oci::keys::SigningKey;
 use tuf_oci::layout::{
     EMPTY_BLOB, EMPTY_MEDIA_TYPE, FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, Manifest, referrers_tag,
@@ -131,7 +131,11 @@ async fn a_fresh_claim_holds_a_version_until_withdrawn_or_stale() {
 
     // It stepped back: the version is free again.
     rival
-        .withdraw(&registry.client, &registry.repo("org/tuf"))
+        .withdraw(
+            &registry.client,
+            &registry.repo("org/tuf"),
+            Withdrawal::NothingWritten,
+        )
         .await
         .unwrap();
     sign(&org, &registry, key, "v2").await.unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use tuf_oci::Error;
-use tuf_oci::claim::Claim;
+use tuf_oci::claim::{Claim, Withdrawal};
 use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
 use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
@@ -279,7 +279,7 @@ async fn a_timestamp_version_another_writer_is_storing_is_left_to_it() {
 
     // The rival stepped back: the version is free again.
     rival
-        .withdraw(&registry.client, &org.metadata)
+        .withdraw(&registry.client, &org.metadata, Withdrawal::NothingWritten)
         .await
         .unwrap();
     editor

@@ -4,6 +4,7 @@
 use std::num::NonZeroU64;
 
 use tough::schema::{RoleType, Root, Signed, Targets};
+use tuf_oci::claim::{Claim, Withdrawal};
 use tuf_oci::keys::SigningKey;
 use tuf_oci::{Error, ImageRef, Registry, RegistryConfig, Repository, TrustConfig, Verifier};
 use tuf_oci_tests::craft::{self, parse};
@@ -350,7 +351,7 @@ async fn rotate_targets_against_a_claim_on(
     file: &str,
     new: &SigningKey,
 ) -> Error {
-    let rival = tuf_oci::claim::Claim::new(file).unwrap();
+    let rival = Claim::new(file).unwrap();
     registry.put_file(&org.metadata, &rival.tag, b"{}").await;
     let err = org
         .editor(registry)
@@ -366,7 +367,7 @@ async fn rotate_targets_against_a_claim_on(
         .await
         .unwrap_err();
     rival
-        .withdraw(&registry.client, &org.metadata)
+        .withdraw(&registry.client, &org.metadata, Withdrawal::NothingWritten)
         .await
         .unwrap();
     err
@@ -546,6 +547,70 @@ async fn a_rotation_cut_short_before_its_publish_is_finished_by_the_next() {
         assert_eq!(verified.name(), "solo/app:v1", "{role}");
         assert!(!org.editor(&registry).await.finishes_a_rotation(), "{role}");
     }
+}
+
+/// A timestamp rotation whose publish met another writer's claim on the next timestamp: both
+/// stepped back before writing it, so the claims tell of no timestamp written after the one
+/// the old key signed, and the next publish finishes the rotation. A claim whose writer may
+/// have written under it still keeps writers from reading across, naming it.
+#[tokio::test]
+async fn a_timestamp_rotation_whose_publish_stepped_back_is_finished_by_the_next() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let (fresh, _) = craft::rotate_to_new_key(&registry, &org, RoleType::Timestamp).await;
+    let next = craft::published(&registry, &org)
+        .await
+        .timestamp
+        .signed
+        .version
+        .get()
+        + 1;
+    let file = format!("{next}.timestamp.json");
+    let (snapshot, fresh) = (&[org.key("snapshot").await], &fresh);
+    let publish = |editor: tuf_oci::editor::Editor| async move {
+        assert!(editor.finishes_a_rotation());
+        editor
+            .publish(snapshot, std::slice::from_ref(fresh), &expiries())
+            .await
+    };
+    // The rival claims once this writer has read the published state.
+    let editor = org.editor(&registry).await;
+    let rival = Claim::new(&file).unwrap();
+    registry.stake(&org.metadata, &rival, &file).await;
+    let err = publish(editor).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { ref reason, .. } if reason.contains(&rival.tag)),
+        "{err}"
+    );
+    rival
+        .withdraw(&registry.client, &org.metadata, Withdrawal::NothingWritten)
+        .await
+        .unwrap();
+    publish(org.editor(&registry).await).await.unwrap();
+    org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+
+    // The same, but the rival may have written its timestamp.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    craft::rotate_to_new_key(&registry, &org, RoleType::Timestamp).await;
+    let rival = Claim::new(&file).unwrap();
+    registry.stake(&org.metadata, &rival, &file).await;
+    rival
+        .withdraw(&registry.client, &org.metadata, Withdrawal::MayHaveWritten)
+        .await
+        .unwrap();
+    let admin = Verifier::new(
+        registry.client.clone(),
+        org.trust(Some(org.metadata.clone()), None),
+    )
+    .unwrap();
+    let Err(err) = tuf_oci::editor::Editor::open(&admin, &org.metadata).await else {
+        panic!("the editor opened");
+    };
+    assert!(
+        matches!(err, Error::Signature { ref role, ref message } if role == "timestamp" && message.contains(&rival.tag)),
+        "{err}"
+    );
 }
 
 /// Writers read across a rotation only when it was cut short: a timestamp the old key signed,

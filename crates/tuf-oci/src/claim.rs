@@ -16,7 +16,7 @@ use std::time::Duration;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 use crate::error::{Error, Result};
-use crate::layout::{INDEX_MEDIA_TYPE, index, sha256_digest};
+use crate::layout::{INDEX_MEDIA_TYPE, Manifest, index, sha256_digest};
 use crate::location::Repository;
 use crate::registry::Registry;
 
@@ -29,6 +29,9 @@ const PREFIX: &str = "tuf-claim-";
 /// The annotation marking a withdrawn claim.
 const WITHDRAWN: &str = "tuf.io/claim-withdrawn";
 
+/// The annotation marking a claim withdrawn before its writer wrote anything under it.
+const NOTHING_WRITTEN: &str = "tuf.io/claim-nothing-written";
+
 /// Largest claim manifest read (a claim is one small manifest).
 const CLAIM_READ_LIMIT: u64 = 64 * 1024;
 
@@ -37,11 +40,42 @@ pub fn is_claim_tag(tag: &str) -> bool {
     tag.starts_with(PREFIX)
 }
 
-/// Whether any of `tags` is a claim on version file `file`, however old, withdrawn or not: a
-/// writer set out to store it.
-pub fn ever_claimed(file: &str, tags: &[String]) -> bool {
+/// The first of `tags` (listed in `repository`) that is a claim on version file `file` whose
+/// writer may have written under it, however old: all but those withdrawn before anything was
+/// written ([`Withdrawal::NothingWritten`]). A claim that cannot be read counts.
+pub async fn may_have_written(
+    registry: &Registry,
+    repository: &Repository,
+    file: &str,
+    tags: &[String],
+) -> Result<Option<String>> {
     let prefix = file_prefix(file);
-    tags.iter().any(|tag| tag.starts_with(&prefix))
+    for tag in tags.iter().filter(|tag| tag.starts_with(&prefix)) {
+        let stored = registry
+            .manifest(&repository.tagged(tag), CLAIM_READ_LIMIT)
+            .await;
+        let nothing_written = stored.is_ok_and(|stored| {
+            stored.is_some_and(|m| {
+                m.media_type == INDEX_MEDIA_TYPE
+                    && Manifest::parse(tag, &m.bytes)
+                        .is_ok_and(|index| index.annotations.contains_key(NOTHING_WRITTEN))
+            })
+        });
+        if !nothing_written {
+            return Ok(Some(tag.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// What a writer withdrawing its claim had done under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// Nothing: it stepped back before writing the file (another writer's claim, a check
+    /// that failed, too long to claim).
+    NothingWritten,
+    /// It wrote the file, or may have (a write that failed may still have landed).
+    MayHaveWritten,
 }
 
 /// One writer's claim on one version file.
@@ -127,9 +161,18 @@ impl Claim {
         self.made.elapsed() >= WINDOW
     }
 
-    /// Steps back: the claim's tag moves to an empty index.
-    pub async fn withdraw(&self, registry: &Registry, repository: &Repository) -> Result<()> {
-        let annotations = BTreeMap::from([(WITHDRAWN.to_string(), self.file.clone())]);
+    /// Steps back: the claim's tag moves to an empty index, saying whether anything was
+    /// written under it.
+    pub async fn withdraw(
+        &self,
+        registry: &Registry,
+        repository: &Repository,
+        withdrawal: Withdrawal,
+    ) -> Result<()> {
+        let mut annotations = BTreeMap::from([(WITHDRAWN.to_string(), self.file.clone())]);
+        if withdrawal == Withdrawal::NothingWritten {
+            annotations.insert(NOTHING_WRITTEN.to_string(), "true".to_string());
+        }
         registry
             .push_manifest(
                 &repository.tagged(&self.tag),

@@ -370,17 +370,14 @@ impl Editor {
             Err(Error::Signature { role, message }) => (role, message),
             Err(e) => return Err(e),
         };
-        let refused = || Error::Signature {
-            role: role.clone(),
-            message: message.clone(),
-        };
         // Read under the root before the newest: what its keys sign is the state the
         // rotation's publish would have carried on (a file they do not sign either is refused).
         // Only while no timestamp was written after the one read: old files the old keys
         // signed, tagged again after the rotation went through, must not have writers sign
-        // their state anew.
+        // their state anew. A claim on the next timestamp withdrawn before anything was
+        // written under it (a publish that met another writer's claim) is no such timestamp.
         let Ok(Some((before, newest))) = verifier.under_root_before_last(repository).await else {
-            return Err(refused());
+            return Err(Error::Signature { role, message });
         };
         let next_timestamp = before
             .timestamp()
@@ -391,8 +388,17 @@ impl Editor {
             .saturating_add(1);
         let metadata = before.source().inner.metadata_repository().clone();
         let tags = verifier.registry().tags(&metadata).await?;
-        if crate::claim::ever_claimed(&versioned_file("timestamp", next_timestamp), &tags) {
-            return Err(refused());
+        let next = versioned_file("timestamp", next_timestamp);
+        if let Some(claim) =
+            crate::claim::may_have_written(verifier.registry(), &metadata, &next, &tags).await?
+        {
+            return Err(Error::Signature {
+                role,
+                message: format!(
+                    "{message}; not read under the root before the newest either, since {next} \
+                     may have been written after it (claim {claim} in {metadata})"
+                ),
+            });
         }
         Ok(Editor {
             across_rotation: true,

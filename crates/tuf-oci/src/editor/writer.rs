@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use tough::schema::decoded::Decoded;
 use tough::schema::{Hashes, KeyHolder, Metafile, Snapshot, Timestamp};
 
-use crate::claim::Claim;
+use crate::claim::{Claim, Withdrawal};
 use crate::error::{Error, Result, junk_as_none};
 use crate::keys::SigningKey;
 use crate::layout::{
@@ -237,6 +237,7 @@ impl Writer {
             what: format!("{claimed} in {repository}"),
             reason: reason.into(),
         };
+        let mut withdrawal = Withdrawal::NothingWritten;
         let stored = async {
             still_free.await?;
             // Pushed while others still see the claim, and reported only if read back before
@@ -244,6 +245,7 @@ impl Writer {
             if claim.is_late() {
                 return Err(conflict(TOO_LONG));
             }
+            withdrawal = Withdrawal::MayHaveWritten;
             let pushed = self
                 .push_manifest_for(repository, tag, tag, layer, None)
                 .await?;
@@ -259,7 +261,7 @@ impl Writer {
         .await;
         if stored.is_err() || matches!(after, Claimed::Withdraw) {
             // Should withdrawing fail, the claim goes stale in time.
-            let _ = claim.withdraw(&self.registry, repository).await;
+            let _ = claim.withdraw(&self.registry, repository, withdrawal).await;
         }
         stored
     }
@@ -275,7 +277,9 @@ impl Writer {
             .await?;
         let rival = claim.rival(&self.registry, repository).await?;
         if rival.is_some() || claim.is_late() {
-            claim.withdraw(&self.registry, repository).await?;
+            claim
+                .withdraw(&self.registry, repository, Withdrawal::NothingWritten)
+                .await?;
             return Err(Error::Conflict {
                 what: format!("{name} in {repository}"),
                 reason: match rival {
