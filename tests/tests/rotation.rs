@@ -599,18 +599,24 @@ async fn a_timestamp_rotation_whose_publish_stepped_back_is_finished_by_the_next
         .withdraw(&registry.client, &org.metadata, Withdrawal::MayHaveWritten)
         .await
         .unwrap();
+    let err = editor_refused(&registry, &org).await;
+    assert!(
+        matches!(err, Error::Signature { ref role, ref message } if role == "timestamp" && message.contains(&rival.tag)),
+        "{err}"
+    );
+}
+
+/// Why the administrator's editor of `org` does not open.
+async fn editor_refused(registry: &TestRegistry, org: &Org) -> Error {
     let admin = Verifier::new(
         registry.client.clone(),
         org.trust(Some(org.metadata.clone()), None),
     )
     .unwrap();
-    let Err(err) = tuf_oci::editor::Editor::open(&admin, &org.metadata).await else {
-        panic!("the editor opened");
-    };
-    assert!(
-        matches!(err, Error::Signature { ref role, ref message } if role == "timestamp" && message.contains(&rival.tag)),
-        "{err}"
-    );
+    match tuf_oci::editor::Editor::open(&admin, &org.metadata).await {
+        Ok(_) => panic!("the editor opened"),
+        Err(err) => err,
+    }
 }
 
 /// Writers read across a rotation only when it was cut short: a timestamp the old key signed,
@@ -628,17 +634,7 @@ async fn writers_do_not_read_across_a_rotation_that_went_through() {
         .publish(&[org.key("snapshot").await], &[fresh], &expiries())
         .await
         .unwrap();
-    let admin = Verifier::new(
-        registry.client.clone(),
-        org.trust(Some(org.metadata.clone()), None),
-    )
-    .unwrap();
-    let open = || async {
-        match tuf_oci::editor::Editor::open(&admin, &org.metadata).await {
-            Ok(_) => panic!("the editor opened"),
-            Err(err) => err,
-        }
-    };
+    let open = || editor_refused(&registry, &org);
     registry
         .put_file(&org.metadata, "timestamp.json", &old)
         .await;
