@@ -646,3 +646,52 @@ async fn a_copy_with_the_new_root_but_an_older_timestamp_is_a_rollback() {
     refused_as_revoked(&verifier, &registry.image("solo/app:v1")).await;
     refused_as_rollback([verifier], &mirror.image("solo/app:v1"), "timestamp").await;
 }
+
+/// In single-repository mode the `tuf-metadata` index lists every role's file, about 260
+/// bytes each: a repository of a few hundred roles verifies, from the registry and from a
+/// layout copied from it (its index was read up to 64 KiB, so about 250 roles).
+#[tokio::test]
+async fn a_single_repository_index_of_many_roles_is_read() {
+    use tuf_oci::layout::{INDEX_MEDIA_TYPE, METADATA_TAG, Manifest, index};
+    let registry = TestRegistry::start();
+    let (org, _) = solo(&registry, true).await;
+    let tag = registry.repo("solo/app").tagged(METADATA_TAG);
+    let published = registry
+        .client
+        .manifest(&tag, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut entries = Manifest::parse("index", &published.bytes)
+        .unwrap()
+        .manifests;
+    // Entries as long as a role's, each naming a manifest the registry holds.
+    let listed = entries[0].clone();
+    for i in 0..400 {
+        let mut entry = listed.clone();
+        entry.annotations.insert(
+            tuf_oci::layout::FILENAME_ANNOTATION.into(),
+            format!("1.team-{i:03}.json"),
+        );
+        entries.push(entry);
+    }
+    let grown = index(&entries, &std::collections::BTreeMap::new());
+    assert!(grown.len() > 100 * 1024, "{}", grown.len());
+    registry
+        .client
+        .push_manifest(&tag, &grown, INDEX_MEDIA_TYPE)
+        .await
+        .unwrap();
+
+    org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    tuf_oci_tests::tuf_oci_copy(
+        &registry.host,
+        &format!("{}/solo/app:v1", registry.host),
+        &format!("oci:{}", layout.path().display()),
+    );
+    let store = tuf_oci::store::LayoutStore::open(layout.path(), false).unwrap();
+    tuf_oci::verify_in_store(store, "solo/app", "v1", &org.trust(None, None), true)
+        .await
+        .unwrap();
+}

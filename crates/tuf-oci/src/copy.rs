@@ -11,8 +11,9 @@ use futures_util::StreamExt;
 use crate::claim::is_claim_tag;
 use crate::error::{Error, Result, junk_as_none};
 use crate::layout::{
-    FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_LAYER_MEDIA_TYPE,
-    METADATA_TAG, Manifest, attached_file, parse_versioned_file, signed_version,
+    FILENAME_ANNOTATION, MANIFEST_MEDIA_TYPE, METADATA_ARTIFACT_TYPE, METADATA_INDEX_LIMIT,
+    METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest, attached_file, parse_versioned_file,
+    signed_version,
 };
 use crate::location::Repository;
 use crate::source::{StoreSource, fetch_file};
@@ -136,7 +137,7 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
     };
     // The pointer decides where metadata lives; read it first so bad input fails early.
     let pointer = from
-        .manifest(source, METADATA_TAG, MANIFEST_LIMIT)
+        .manifest(source, METADATA_TAG, METADATA_INDEX_LIMIT)
         .await?
         .ok_or_else(|| Error::Pointer {
             repository: format!("{} {source}", from.describe()),

@@ -24,6 +24,9 @@ pub const FILENAME_ANNOTATION: &str = "tuf.io/filename";
 pub const POINTER_ANNOTATION: &str = "tuf.io/metadata-repository";
 /// The well-known tag every repository with signed content carries.
 pub const METADATA_TAG: &str = "tuf-metadata";
+/// Largest `tuf-metadata` index read: in single-repository mode it lists every role's file
+/// (about 260 bytes each), so it grows with the delegation tree as snapshot does.
+pub const METADATA_INDEX_LIMIT: u64 = 4 << 20;
 /// OCI image manifest media type.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index media type.

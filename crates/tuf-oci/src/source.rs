@@ -5,8 +5,8 @@ use std::future::Future;
 
 use crate::error::Result;
 use crate::layout::{
-    EMBED_LIMIT, METADATA_TAG, Manifest, TOP_LEVEL_ROLES, check_role_name, parse_versioned_file,
-    sha256_digest,
+    EMBED_LIMIT, METADATA_INDEX_LIMIT, METADATA_TAG, Manifest, TOP_LEVEL_ROLES, check_role_name,
+    parse_versioned_file, sha256_digest,
 };
 use crate::location::Repository;
 use crate::registry::Registry;
@@ -399,7 +399,7 @@ pub async fn metadata_repository(
         reason,
     };
     let fetched = registry
-        .manifest(&repository.tagged(METADATA_TAG), METADATA_MANIFEST_LIMIT)
+        .manifest(&repository.tagged(METADATA_TAG), METADATA_INDEX_LIMIT)
         .await?
         .ok_or_else(|| pointer_error(format!("the repository has no {METADATA_TAG} tag")))?;
     let index = Manifest::parse(&format!("{repository}:{METADATA_TAG}"), &fetched.bytes)?;

@@ -11,7 +11,7 @@ use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
 use crate::grammar;
-use crate::layout::{METADATA_TAG, Manifest, sha256_digest};
+use crate::layout::{METADATA_INDEX_LIMIT, METADATA_TAG, Manifest, sha256_digest};
 use crate::location::{ImageRef, Repository, under_prefix};
 use crate::registry::Registry;
 use crate::source::{RegistrySource, RootsUpTo, StoreSource, metadata_repository};
@@ -534,7 +534,7 @@ pub async fn resolve_in_store<S: ContentStore>(
         Some(repository) => repository.path.clone(),
         None => {
             let pointer = store
-                .manifest(path, METADATA_TAG, 64 * 1024)
+                .manifest(path, METADATA_TAG, METADATA_INDEX_LIMIT)
                 .await?
                 .ok_or_else(|| Error::Pointer {
                     repository: format!("{} {path}", store.describe()),

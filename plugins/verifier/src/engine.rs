@@ -109,7 +109,7 @@ async fn has_metadata_for(layout: &tuf_oci::store::LayoutStore, image: &ImageRef
         .manifest(
             &image.repository.path,
             tuf_oci::layout::METADATA_TAG,
-            1 << 20,
+            tuf_oci::layout::METADATA_INDEX_LIMIT,
         )
         .await;
     matches!(pointer, Ok(Some(_)))
