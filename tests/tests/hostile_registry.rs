@@ -138,7 +138,7 @@ async fn oversized_pointer_is_refused() {
         "schemaVersion": 2,
         "mediaType": INDEX_MEDIA_TYPE,
         "manifests": [],
-        "annotations": {"padding": "x".repeat(200_000)},
+        "annotations": {"padding": "x".repeat(5 << 20)},
     }))
     .unwrap();
     let hostile = HostileRegistry::start(
