@@ -284,6 +284,15 @@ impl TestRegistry {
             .unwrap();
     }
 
+    /// The digest of what `path:tag` tags, if anything.
+    pub async fn tagged_digest(&self, path: &str, tag: &str) -> Option<String> {
+        self.client
+            .manifest(&self.repo(path).tagged(tag), 1 << 20)
+            .await
+            .unwrap()
+            .map(|stored| stored.digest)
+    }
+
     /// Reads metadata file `name` from `repository`.
     pub async fn get_file(&self, repository: &Repository, name: &str) -> Vec<u8> {
         tuf_oci::source::RegistrySource::new(self.client.clone(), repository.clone())

@@ -529,16 +529,12 @@ async fn copies_within_a_registry_mount_blobs() {
     let (_org, root) = source(&a).await;
     let out = ok(tuf(
         &[
-            "--signed-as",
-            "prod/app=team-a/app",
             "copy",
             &format!("{}/team-a/app:v1", a.host),
             &format!("{}/prod/app:v1", a.host),
         ],
         &[&a.host],
     ));
-    // A flag copy does not use is said to be so, not silently ignored.
-    assert!(out.contains("--signed-as is not used by copy"), "{out}");
     let mounted: usize = out
         .lines()
         .find(|l| l.contains(" mounted, "))
@@ -750,6 +746,7 @@ async fn a_newer_timestamp_copied_meanwhile_is_not_overwritten() {
         metadata: MetadataMode::Copy,
         dry_run: false,
         root: None,
+        signed_as: Vec::new(),
     };
     let mut progress = |_: &str| {};
     let held = copy_repository(
@@ -1007,6 +1004,89 @@ async fn with_a_trusted_root_forgeries_are_neither_copied_nor_obeyed() {
         .await
         .unwrap();
     assert!(written.is_none(), "the copy wrote to the destination");
+}
+
+/// Given the trusted root, image tags are copied as the verified metadata signs them, the
+/// source's tags never trusted: a tag moved in the source is refused with the destination's
+/// left as it was, a tag signed nowhere is refused by name and left out of `--all-tags`, and
+/// a copy of a copy made under another name checks its tags under the names `--signed-as`
+/// gives.
+#[tokio::test]
+async fn with_a_trusted_root_image_tags_are_copied_as_signed() {
+    let (a, b, c) = (
+        TestRegistry::start(),
+        TestRegistry::start(),
+        TestRegistry::start(),
+    );
+    let (_org, root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root_file = dir.path().join("root.json");
+    std::fs::write(&root_file, &root).unwrap();
+    let hosts = [a.host.as_str(), b.host.as_str(), c.host.as_str()];
+    let copy = |args: &[&str]| {
+        let mut all = vec!["--root", root_file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        tuf(&all, &hosts)
+    };
+    let refused = |out: Output, reason: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(reason), "{stderr}");
+    };
+    let at = |registry: &TestRegistry, path: &str| format!("{}/{path}", registry.host);
+
+    let out = ok(copy(&[
+        "copy",
+        &at(&a, "team-a/app"),
+        &at(&b, "team-a/app"),
+        "--all-tags",
+    ]));
+    assert!(out.contains("left out team-a/app:v2: not signed"), "{out}");
+    assert_eq!(b.tagged_digest("team-a/app", "v2").await, None);
+    refused(
+        copy(&["copy", &at(&a, "team-a/app:v2"), &at(&b, "team-a/app:v2")]),
+        "no trusted role signs target team-a/app:v2",
+    );
+
+    // A copy of a copy made under another name.
+    ok(copy(&[
+        "copy",
+        &at(&b, "team-a/app:v1"),
+        &at(&b, "prod/app:v1"),
+    ]));
+    refused(
+        copy(&["copy", &at(&b, "prod/app:v1"), &at(&c, "prod/app:v1")]),
+        "no trusted role signs target prod/app:v1",
+    );
+    ok(copy(&[
+        "--signed-as",
+        "prod/app=team-a/app",
+        "copy",
+        &at(&b, "prod/app:v1"),
+        &at(&c, "prod/app:v1"),
+    ]));
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&c, &root, cache.path(), &[("prod/app", "team-a/app")])
+        .verify(&c.image("prod/app:v1"))
+        .await
+        .unwrap();
+
+    // The source's v1 moved to other content: refused, by name and with --all-tags.
+    let signed = b.tagged_digest("team-a/app", "v1").await;
+    a.push_image("team-a/app", "v1", "moved").await;
+    for args in [
+        ["copy", &at(&a, "team-a/app:v1"), &at(&b, "team-a/app:v1")].as_slice(),
+        &[
+            "copy",
+            &at(&a, "team-a/app"),
+            &at(&b, "team-a/app"),
+            "--all-tags",
+        ],
+    ] {
+        refused(copy(args), "digest");
+    }
+    assert!(signed.is_some());
+    assert_eq!(b.tagged_digest("team-a/app", "v1").await, signed);
 }
 
 // Two workers: the proxy answers while the test waits for the CLI.

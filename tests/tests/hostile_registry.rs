@@ -1042,19 +1042,9 @@ async fn a_copy_within_a_registry_wanting_tokens_mounts_with_a_token_for_both_re
             .all(|h| h.authorization.as_deref() == Some("Bearer anonymous-token")),
         "{mounts:#?}"
     );
-    let digest = |path: &str| {
-        let reference = registry.repo(path).tagged("v1");
-        let client = registry.client.clone();
-        async move {
-            client
-                .manifest(&reference, 1 << 20)
-                .await
-                .unwrap()
-                .unwrap()
-                .digest
-        }
-    };
-    assert_eq!(digest("prod/app").await, digest("solo/app").await);
+    let prod = registry.tagged_digest("prod/app", "v1").await;
+    assert!(prod.is_some());
+    assert_eq!(prod, registry.tagged_digest("solo/app", "v1").await);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use tuf_oci::Registry;
 use tuf_oci::copy::is_metadata_tag;
-use tuf_oci::copy::{CopyOptions, CopyReport, MetadataMode, Tags, copy_repository};
+use tuf_oci::copy::{CopyOptions, CopyReport, Tags, copy_repository};
 use tuf_oci::store::{
     BUNDLE_REPOSITORY, ContentStore, IMAGE_NAME, LayoutStore, RegistryStore, Unpacked, pack, unpack,
 };
@@ -97,16 +97,9 @@ fn split_tag(text: &str) -> (String, Option<String>) {
     }
 }
 
-/// Runs a copy and returns its report and the repository paths on both sides.
-pub async fn run(
-    registry: &Registry,
-    from: &Endpoint,
-    to: &Endpoint,
-    all_tags: bool,
-    metadata: MetadataMode,
-    dry_run: bool,
-    root: Option<Vec<u8>>,
-) -> anyhow::Result<(CopyReport, String, String)> {
+/// The image tags a copy from `from` to `to` writes: the source's tag, or with `all_tags`
+/// every tag.
+pub fn tags(from: &Endpoint, to: &Endpoint, all_tags: bool) -> anyhow::Result<Tags> {
     let tags = match (from.tag(), all_tags) {
         (Some(tag), false) => Tags::Only(vec![tag.clone()]),
         (None, true) if to.tag().is_some() => {
@@ -121,12 +114,16 @@ pub async fn run(
     {
         bail!("tags cannot be renamed by a copy: target names end with the tag ({a} vs {b})");
     }
-    let options = CopyOptions {
-        tags,
-        metadata,
-        dry_run,
-        root,
-    };
+    Ok(tags)
+}
+
+/// Runs a copy and returns its report and the repository paths on both sides.
+pub async fn run(
+    registry: &Registry,
+    from: &Endpoint,
+    to: &Endpoint,
+    options: &CopyOptions,
+) -> anyhow::Result<(CopyReport, String, String)> {
     let staging = tempfile::tempdir().context("creating a temporary directory for the copy")?;
     match from {
         Endpoint::Registry { host, path, .. } => {
@@ -137,7 +134,7 @@ pub async fn run(
                 path,
                 Some(host),
                 to,
-                &options,
+                options,
                 staging.path(),
             )
             .await
@@ -145,7 +142,7 @@ pub async fn run(
         Endpoint::Layout { dir, path, .. } => {
             let store = LayoutStore::open(dir, false)?;
             let path = layout_path(&store, path.as_deref())?;
-            into(registry, &store, &path, None, to, &options, staging.path()).await
+            into(registry, &store, &path, None, to, options, staging.path()).await
         }
         Endpoint::Archive { file, path, .. } => {
             let dir = staging.path().join("source");
@@ -154,7 +151,7 @@ pub async fn run(
             let store = LayoutStore::open(&dir, false)
                 .with_context(|| format!("{} is not an OCI layout archive", file.display()))?;
             let path = layout_path(&store, path.as_deref())?;
-            into(registry, &store, &path, None, to, &options, staging.path()).await
+            into(registry, &store, &path, None, to, options, staging.path()).await
         }
     }
 }

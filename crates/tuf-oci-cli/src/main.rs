@@ -52,7 +52,8 @@ struct Cli {
     #[arg(long, env = "TUF_OCI_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
     /// Verify images of local repository path prefix LOCAL as signed under SIGNED
-    /// (`prod/app=team-a/app`), for copies promoted to other repositories. Repeatable.
+    /// (`prod/app=team-a/app`), for copies promoted to other repositories (copy checks the
+    /// source's image tags under those names). Repeatable.
     #[arg(long = "signed-as", value_name = "LOCAL=SIGNED", global = true)]
     signed_as: Vec<String>,
     /// Seconds this machine's clock may run ahead of the signers' before metadata counts as
@@ -698,12 +699,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tuf_oci::layout::METADATA_TAG
                 );
             }
-            if !cli.signed_as.is_empty() {
-                eprintln!(
-                    "--signed-as is not used by copy: names are kept as signed; verify the \
-                     copy with it"
-                );
-            }
             let metadata = if keep_metadata_remote {
                 tuf_oci::copy::MetadataMode::KeepRemote
             } else {
@@ -731,8 +726,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .with_context(|| format!("reading trusted root {}", root_path.display()));
                 }
             };
+            let options = tuf_oci::copy::CopyOptions {
+                tags: copy_cmd::tags(&from, &to, all_tags)?,
+                metadata,
+                dry_run,
+                root,
+                signed_as: signed_as.clone(),
+            };
             let (report, from_path, to_path) =
-                copy_cmd::run(registry()?, &from, &to, all_tags, metadata, dry_run, root).await?;
+                copy_cmd::run(registry()?, &from, &to, &options).await?;
             eprintln!(
                 "{} {} objects ({} bytes), {} mounted, {} already present",
                 if dry_run { "would copy" } else { "copied" },
@@ -744,9 +746,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(metadata) = &report.metadata_repository {
                 eprintln!("metadata repository at the destination: {metadata}");
             }
-            if from_path != to_path {
+            let signed = tuf_oci::location::signed_path(&signed_as, &from_path);
+            if signed != to_path {
                 eprintln!(
-                    "targets stay named {from_path}:<tag>; verify the copy with --signed-as {to_path}={from_path}"
+                    "targets stay named {signed}:<tag>; verify the copy with --signed-as {to_path}={signed}"
                 );
             }
         }

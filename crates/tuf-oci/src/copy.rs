@@ -15,11 +15,12 @@ use crate::layout::{
     METADATA_LAYER_MEDIA_TYPE, METADATA_TAG, Manifest, attached_file, parse_versioned_file,
     signed_version,
 };
-use crate::location::Repository;
+use crate::location::{Repository, signed_path};
 use crate::source::{StoreSource, fetch_file};
 use crate::store::{ContentStore, Stored};
 use crate::trusted::TrustedStore;
 use crate::updater::{Expiration, Limits, Updater, named_digest};
+use crate::verify::check_fields;
 use tough::schema::Timestamp;
 
 /// Largest manifest copied.
@@ -74,6 +75,10 @@ pub struct CopyOptions {
     /// root does not sign cannot hold the copy back as newer. Without it the copy carries
     /// metadata it cannot check, and compares the versions written in it.
     pub root: Option<Vec<u8>>,
+    /// Local path prefixes and the prefixes the source's targets are signed under, for a copy
+    /// of a copy made under another name ([`crate::TrustConfig::signed_as`]): with `root`,
+    /// image tags are checked under those names.
+    pub signed_as: Vec<(String, String)>,
 }
 
 /// What a copy did (or, in a dry run, would do).
@@ -133,6 +138,7 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
         done: HashSet::new(),
         progress,
         verified: None,
+        images: None,
         guard: None,
     };
     // The pointer decides where metadata lives; read it first so bad input fails early.
@@ -169,7 +175,9 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             Some(root) => {
                 let (source_state, verified) = verified_source(from, from_path, root).await?;
                 copier.verified = Some(verified);
-                Some(destination_roots(to, to_path, &source_state).await?)
+                let roots = destination_roots(to, to_path, &source_state).await?;
+                copier.images = Some(source_state);
+                Some(roots)
             }
             None => None,
         };
@@ -315,6 +323,9 @@ enum Part {
 
 /// Why a file of a version the verified state has not reached is left out.
 const PAST: &str = "past the verified state";
+
+/// Why an image tag the verified state does not sign is left out.
+const NOT_SIGNED: &str = "not signed in the verified metadata";
 
 /// What the verified state asks of a version file ([`Verified::expects`]).
 enum Expected<'v> {
@@ -521,6 +532,8 @@ struct Copier<'a, S, D> {
     progress: &'a mut dyn FnMut(&str),
     /// Set once the source has been verified against the trusted root.
     verified: Option<Verified>,
+    /// The source's verified metadata, which image tags are resolved through.
+    images: Option<Updater<StoreSource<&'a S>>>,
     /// Set when the copy writes a timestamp.
     guard: Option<TimestampGuard<'a, D>>,
 }
@@ -679,6 +692,40 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         }
     }
 
+    /// Whether image tag `tag` of `source`, tagging `stored`, is written. With the source
+    /// verified, image tags are copied as TUF signs them, the source's tags never trusted: one
+    /// signed for another object (moved in the source) is refused, and one not signed is an
+    /// error when asked for by name and left out of `--all-tags` (written, it would replace
+    /// the destination's, which may be signed).
+    async fn signed_image(&mut self, source: &str, tag: &str, stored: &Stored) -> Result<Part> {
+        let Some(images) = self.images.as_mut() else {
+            return Ok(Part::Copied);
+        };
+        let name = format!("{}:{tag}", signed_path(&self.options.signed_as, source));
+        let beside = Repository {
+            registry: self.host.unwrap_or("store.invalid").to_string(),
+            path: source.to_string(),
+        };
+        match images.find(&name, Some(&beside)).await {
+            Ok(target) => {
+                let reference = format!("{source}:{tag} in {}", self.from.describe());
+                let size = stored.bytes.len() as u64;
+                check_fields(
+                    &reference,
+                    &target,
+                    &stored.digest,
+                    size,
+                    &stored.media_type,
+                )?;
+                Ok(Part::Copied)
+            }
+            Err(Error::TargetNotSigned { .. }) if self.options.tags == Tags::All => {
+                Ok(Part::LeftOut(NOT_SIGNED))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Copies the object tagged `tag` with everything it references, then the tag.
     async fn tag(&mut self, source: &str, destination: &str, tag: &str) -> Result<()> {
         let mut stored = self
@@ -688,7 +735,12 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
             .ok_or_else(|| Error::NotFound {
                 what: format!("{source}:{tag} in {}", self.from.describe()),
             })?;
-        if let Part::LeftOut(why) = self.verified_part(source, tag, &stored).await? {
+        let part = if is_metadata_tag(tag) {
+            self.verified_part(source, tag, &stored).await?
+        } else {
+            self.signed_image(source, tag, &stored).await?
+        };
+        if let Part::LeftOut(why) = part {
             (self.progress)(&format!("left out {source}:{tag}: {why}"));
             return Ok(());
         }

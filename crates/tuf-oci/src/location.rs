@@ -206,6 +206,29 @@ pub fn under_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     (prefix.is_empty() || rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
+/// The repository path the targets of `path` are named with, given `signed_as`, pairs of
+/// local path prefixes and the prefixes they are signed under (`("prod/", "team-a/")` for a
+/// copy of team-a's images promoted to `prod/`): the longest local prefix covering `path`
+/// decides, and a path no pair covers is its own.
+pub fn signed_path(signed_as: &[(String, String)], path: &str) -> String {
+    signed_as
+        .iter()
+        .filter_map(|(local, signed)| Some((local, signed, under_prefix(path, local)?)))
+        .max_by_key(|(local, _, _)| local.trim_end_matches('/').len())
+        .map_or_else(
+            || path.to_string(),
+            |(_, signed, rest)| {
+                // One `/` between the parts, whichever of them is empty.
+                let parts = [signed.trim_matches('/'), rest.trim_start_matches('/')];
+                parts
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            },
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use oci_spec::image::Descriptor;
 use crate::error::{Error, Result};
 use crate::grammar;
 use crate::layout::{METADATA_INDEX_LIMIT, METADATA_TAG, Manifest, sha256_digest};
-use crate::location::{ImageRef, Repository, under_prefix};
+use crate::location::{ImageRef, Repository};
 use crate::registry::Registry;
 use crate::source::{RegistrySource, RootsUpTo, StoreSource, metadata_repository};
 use crate::store::{ContentStore, check_graph};
@@ -49,22 +49,7 @@ pub struct TrustConfig {
 impl TrustConfig {
     /// The repository path targets of `path` are named with (see [`TrustConfig::signed_as`]).
     pub fn signed_path(&self, path: &str) -> String {
-        self.signed_as
-            .iter()
-            .filter_map(|(local, signed)| Some((local, signed, under_prefix(path, local)?)))
-            .max_by_key(|(local, _, _)| local.trim_end_matches('/').len())
-            .map_or_else(
-                || path.to_string(),
-                |(_, signed, rest)| {
-                    // One `/` between the parts, whichever of them is empty.
-                    let parts = [signed.trim_matches('/'), rest.trim_start_matches('/')];
-                    parts
-                        .into_iter()
-                        .filter(|part| !part.is_empty())
-                        .collect::<Vec<_>>()
-                        .join("/")
-                },
-            )
+        crate::location::signed_path(&self.signed_as, path)
     }
 }
 
@@ -421,7 +406,7 @@ pub fn check_descriptor(
     )
 }
 
-fn check_fields(
+pub(crate) fn check_fields(
     reference: &str,
     verified: &VerifiedTarget,
     digest: &str,
