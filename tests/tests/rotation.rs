@@ -447,6 +447,62 @@ async fn a_targets_rotation_without_the_current_key_goes_through() {
     org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
 }
 
+/// A rotation of top-level targets without its current key signs the new version with the
+/// new key alone, which root N does not trust: that version is stored before the new root, so
+/// a rotation stopped before it (another writer's claim) stores nothing and runs again, and
+/// one cut short after the root (the head never moved) is finished by the next publish,
+/// which finds the version ahead of the head.
+#[tokio::test]
+async fn a_targets_rotation_without_the_current_key_cut_short_is_finished() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let fresh = org.key("targets-new").await;
+    let head = parse::<Targets>(&registry.get_file(&org.metadata, "targets.json").await);
+    let next = head.signed.version.get() + 1;
+    let rotate = || async {
+        org.editor(&registry)
+            .await
+            .rotate(
+                RoleType::Targets,
+                &[org.key("root").await],
+                &[org.key("stale").await],
+                std::slice::from_ref(&fresh),
+                NonZeroU64::MIN,
+                &expiries(),
+            )
+            .await
+    };
+    let rival = Claim::new(&format!("{next}.targets.json")).unwrap();
+    registry.put_file(&org.metadata, &rival.tag, b"{}").await;
+    let err = rotate().await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    rival
+        .withdraw(&registry.client, &org.metadata, Withdrawal::NothingWritten)
+        .await
+        .unwrap();
+    // Nothing stored: root 2 is not there, and the current root still verifies.
+    org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+    org.publish(&registry).await;
+
+    // Through, but cut short after the root: the head left where it was.
+    let old_head = registry.get_file(&org.metadata, "targets.json").await;
+    rotate().await.unwrap();
+    registry
+        .put_file(&org.metadata, "targets.json", &old_head)
+        .await;
+    let editor = org.editor(&registry).await;
+    editor
+        .publish(
+            &[org.key("snapshot").await],
+            &[org.key("timestamp").await],
+            &expiries(),
+        )
+        .await
+        .unwrap();
+    let verified = org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+    assert_eq!(verified.name(), "solo/app:v1");
+}
+
 /// Rotates the root key (root 2; the online keys stay) and leaves, in `cache`'s trust
 /// directory for the org's root, the state a crash in the middle of storing root 2 leaves:
 /// `root.json` still root 1, root 2 pending. Root 2's bytes.

@@ -922,6 +922,14 @@ impl Editor {
             if self.root.signed.verify_role(both.signed()).is_ok() {
                 self.push_targets(&both).await?;
             } else {
+                // Signed by the new keys alone, its version is stored before the new root
+                // and becomes the head after it: cut short between the two, the rotation
+                // leaves writers under the new root a version ahead of the head that verifies
+                // ([`Editor::head`]), and writers under the current one a version to skip.
+                let version = both.signed().signed.version.get();
+                self.writer
+                    .push_version(&versioned_file("targets", version), both.buffer())
+                    .await?;
                 resigned = Some(both);
             }
         }
@@ -930,7 +938,7 @@ impl Editor {
         self.root = signed.signed().clone();
         self.root_bytes = signed.buffer().clone();
         if let Some(targets) = resigned {
-            self.push_targets(&targets).await?;
+            self.writer.push_head("targets", targets.buffer()).await?;
         }
         Ok(self.root_bytes.clone())
     }
