@@ -49,6 +49,78 @@ impl Cli<'_> {
     }
 }
 
+/// `rotate --out` naming the trusted root replaces it only once the rotation is published:
+/// replaced before a publish that fails (another writer's claim on the timestamp), the root
+/// trusted would be the new one alone, under which the next publish could not read what the
+/// old keys published, and could not finish the rotation.
+#[tokio::test]
+async fn a_rotation_whose_publish_fails_keeps_the_trusted_root_for_the_next() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        registry: &registry,
+        dir: dir.path(),
+    };
+    let metadata = format!("{}/solo/app", registry.host);
+    let keys = dir.path().join("keys");
+    let keys = keys.to_str().unwrap();
+    let root = dir.path().join("root.json");
+    let root = root.to_str().unwrap();
+    registry.push_image("solo/app", "v1", "cli").await;
+    fn at<'a>(metadata: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        [&["--metadata-repo", metadata], args].concat()
+    }
+    cli.ok(&at(&metadata, &["init", "--keys", keys, "--out", root]));
+    let targets_key = format!("{keys}/targets");
+    cli.ok(&at(
+        &metadata,
+        &[
+            "sign",
+            &format!("{metadata}:v1"),
+            "--role",
+            "targets",
+            "--key",
+            &targets_key,
+        ],
+    ));
+    cli.ok(&at(&metadata, &["publish", "--keys", keys]));
+    let trusted = std::fs::read(root).unwrap();
+
+    let timestamp = registry
+        .get_file(&registry.repo("solo/app"), "timestamp.json")
+        .await;
+    let next = craft::parse::<tough::schema::Timestamp>(&timestamp)
+        .signed
+        .version
+        .get()
+        + 1;
+    let file = format!("{next}.timestamp.json");
+    let rival = tuf_oci::claim::Claim::new(&file).unwrap();
+    registry
+        .stake(&registry.repo("solo/app"), &rival, &file)
+        .await;
+    let refused = cli.fails(&at(
+        &metadata,
+        &["rotate", "timestamp", "--keys", keys, "--out", root],
+    ));
+    assert!(
+        refused.contains("not replaced") && refused.contains("run publish"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read(root).unwrap(), trusted);
+
+    rival
+        .withdraw(
+            &registry.client,
+            &registry.repo("solo/app"),
+            tuf_oci::claim::Withdrawal::NothingWritten,
+        )
+        .await
+        .unwrap();
+    cli.ok(&at(&metadata, &["publish", "--keys", keys]));
+    cli.ok(&["verify", &format!("{metadata}:v1")]);
+}
+
 #[tokio::test]
 async fn rotate_refresh_revoke_and_list() {
     let registry = TestRegistry::start();

@@ -589,19 +589,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             };
             staged.commit()?;
-            if let Some(out) = out {
-                write_root(&out, &root).context(
-                    "the new root is stored and its keys are in place: run publish (clients \
-                     follow the chain from the root they hold)",
-                )?;
-            }
-            let version = editor
+            let published = editor
                 .publish(
                     &dir.role("snapshot").await?,
                     &dir.role("timestamp").await?,
                     &expiries,
                 )
-                .await?;
+                .await;
+            if let Some(out) = out {
+                // The trusted root itself is replaced only once the rotation is published:
+                // trusting the new root alone, the next publish could not read the state
+                // published under the old keys, and so could not finish it.
+                if published.is_err() && same_file(&out, &root_path) {
+                    eprintln!(
+                        "{} not replaced: it stays the root before {next_root} until a publish \
+                         finishes the rotation",
+                        out.display()
+                    );
+                } else {
+                    write_root(&out, &root).context(
+                        "the new root is stored and its keys are in place: run publish (clients \
+                         follow the chain from the root they hold)",
+                    )?;
+                }
+            }
+            let version = published.context(format!(
+                "{next_root} is stored and its keys are in place: run publish to finish the \
+                 rotation"
+            ))?;
             eprintln!(
                 "root version {} holds the new {role} keys; published snapshot version {version}",
                 editor.root().signed.version
@@ -851,6 +866,14 @@ fn write_root(out: &std::path::Path, root: &[u8]) -> anyhow::Result<()> {
     // Public, as the file it replaces was.
     tuf_oci::atomic::replace(out, 0o644, |file| std::io::Write::write_all(file, root))
         .with_context(|| format!("writing {}", out.display()))
+}
+
+/// Whether `a` and `b` name one file (both spelt alike, or both existing and the same).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b
+        || std::fs::canonicalize(a)
+            .ok()
+            .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
 }
 
 fn top_level_role(name: &str) -> anyhow::Result<RoleType> {
