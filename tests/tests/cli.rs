@@ -18,7 +18,21 @@ struct Cli<'a> {
     dir: &'a Path,
 }
 
-impl Cli<'_> {
+impl<'a> Cli<'a> {
+    fn new(registry: &'a TestRegistry, dir: &'a Path) -> Self {
+        Cli { registry, dir }
+    }
+
+    /// The single repository the tests sign in: its own metadata repository.
+    fn solo(&self) -> String {
+        format!("{}/solo/app", self.registry.host)
+    }
+
+    /// The keys directory.
+    fn keys(&self) -> String {
+        self.dir.join("keys").to_str().unwrap().to_string()
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         Command::new(cli_binary())
             .arg("--insecure-registry")
@@ -55,15 +69,10 @@ impl Cli<'_> {
 /// old keys published, and could not finish the rotation.
 #[tokio::test]
 async fn a_rotation_whose_publish_fails_keeps_the_trusted_root_for_the_next() {
-    let registry = TestRegistry::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cli = Cli {
-        registry: &registry,
-        dir: dir.path(),
-    };
-    let metadata = format!("{}/solo/app", registry.host);
-    let keys = dir.path().join("keys");
-    let keys = keys.to_str().unwrap();
+    let (registry, dir) = (TestRegistry::start(), tempfile::tempdir().unwrap());
+    let cli = Cli::new(&registry, dir.path());
+    let (metadata, keys) = (cli.solo(), cli.keys());
+    let keys = keys.as_str();
     let root = dir.path().join("root.json");
     let root = root.to_str().unwrap();
     registry.push_image("solo/app", "v1", "cli").await;
@@ -123,15 +132,10 @@ async fn a_rotation_whose_publish_fails_keeps_the_trusted_root_for_the_next() {
 
 #[tokio::test]
 async fn rotate_refresh_revoke_and_list() {
-    let registry = TestRegistry::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cli = Cli {
-        registry: &registry,
-        dir: dir.path(),
-    };
-    let metadata = format!("{}/solo/app", registry.host);
-    let keys = dir.path().join("keys");
-    let keys = keys.to_str().unwrap();
+    let (registry, dir) = (TestRegistry::start(), tempfile::tempdir().unwrap());
+    let cli = Cli::new(&registry, dir.path());
+    let (metadata, keys) = (cli.solo(), cli.keys());
+    let keys = keys.as_str();
     let image = format!("{metadata}:v1");
     let pushed = registry.push_image("solo/app", "v1", "cli").await;
 
@@ -287,12 +291,8 @@ async fn rotate_refresh_revoke_and_list() {
 
 #[tokio::test]
 async fn bad_input_names_what_failed() {
-    let registry = TestRegistry::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cli = Cli {
-        registry: &registry,
-        dir: dir.path(),
-    };
+    let (registry, dir) = (TestRegistry::start(), tempfile::tempdir().unwrap());
+    let cli = Cli::new(&registry, dir.path());
     let err = cli.fails(&["verify", "not a reference"]);
     assert!(
         err.contains("invalid reference \"not a reference\""),
@@ -400,12 +400,8 @@ async fn trusted_metadata_is_kept_between_runs_by_default() {
 
 #[tokio::test]
 async fn init_makes_as_many_root_keys_as_its_threshold_needs() {
-    let registry = TestRegistry::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cli = Cli {
-        registry: &registry,
-        dir: dir.path(),
-    };
+    let (registry, dir) = (TestRegistry::start(), tempfile::tempdir().unwrap());
+    let cli = Cli::new(&registry, dir.path());
     let keys = dir.path().join("keys");
     cli.ok(&[
         "--metadata-repo",
@@ -542,10 +538,7 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
         String::from_utf8_lossy(&taken_up.stderr)
     );
     assert_eq!(std::fs::read(&root).unwrap(), stored_root);
-    let cli = Cli {
-        registry: &registry,
-        dir: dir.path(),
-    };
+    let cli = Cli::new(&registry, dir.path());
     cli.ok(&[
         "--metadata-repo",
         &format!("{}/solo/tuf", registry.host),
@@ -570,15 +563,10 @@ async fn an_init_stopped_part_way_is_taken_up_by_the_same_keys() {
 async fn the_timestamp_cron_keeps_a_quiet_repository_from_expiring() {
     // Nothing changes for a week: the cron that re-signs the timestamp must also re-sign the
     // snapshot before it expires, or every client refuses the repository.
-    let registry = TestRegistry::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cli = Cli {
-        registry: &registry,
-        dir: dir.path(),
-    };
-    let metadata = format!("{}/solo/app", registry.host);
-    let keys = dir.path().join("keys");
-    let keys = keys.to_str().unwrap();
+    let (registry, dir) = (TestRegistry::start(), tempfile::tempdir().unwrap());
+    let cli = Cli::new(&registry, dir.path());
+    let (metadata, keys) = (cli.solo(), cli.keys());
+    let keys = keys.as_str();
     let image = format!("{metadata}:v1");
     registry.push_image("solo/app", "v1", "quiet").await;
     let root = dir.path().join("root.json");
