@@ -1309,6 +1309,29 @@ async fn a_layout_or_archive_being_written_is_not_written_by_a_second_copy() {
         &[&a.host],
     ));
     drop(writing);
+
+    // A lock name planted as a symbolic link (a shared directory) makes nor takes a lock
+    // through it, whether the file it names exists or not.
+    let victim = dir.path().join("victim");
+    let planted = dir.path().join(".third.tar.lock");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let third = format!("oci-archive:{}", dir.path().join("third.tar").display());
+    let copy_third = || {
+        tuf(
+            &["copy", &format!("{}/team-a/app:v1", a.host), &third],
+            &[&a.host],
+        )
+    };
+    for _ in 0..2 {
+        let out = copy_third();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("no plain file"), "{stderr}");
+        // The second time, the file it names exists.
+        assert!(!dir.path().join("third.tar").exists());
+        std::fs::write(&victim, b"kept").unwrap();
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"kept");
 }
 
 #[tokio::test]

@@ -225,16 +225,42 @@ async fn into<S: ContentStore>(
 /// Takes the lock of archive `file`: `.<name>.lock` beside it, created when missing and left
 /// there (removing it would let a writer waiting on the old file race one taking a new one).
 fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
     let name = file
         .file_name()
         .with_context(|| format!("{}: not a file name", file.display()))?;
     let lock = file.with_file_name(format!(".{}.lock", name.to_string_lossy()));
-    let handle = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .with_context(|| format!("creating {}", lock.display()))?;
+    // Never through a symbolic link: in a shared directory, one planted there would have the
+    // lock made, or taken, on whatever file it names. A new lock is made exclusively (which
+    // follows no link), and the one opened must be the plain file the name holds.
+    let opened = std::fs::File::open(&lock).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+            .or_else(|_| std::fs::File::open(&lock)),
+        _ => Err(e),
+    });
+    let not_plain = || {
+        anyhow::anyhow!(
+            "{} is no plain file (a symbolic link?): not taken as the archive's lock",
+            lock.display()
+        )
+    };
+    let handle = match (opened, std::fs::symlink_metadata(&lock)) {
+        (_, Ok(named)) if !named.file_type().is_file() => return Err(not_plain()),
+        (Err(e), _) => return Err(e).with_context(|| format!("opening {}", lock.display())),
+        (Ok(handle), Ok(named)) => {
+            let held = handle.metadata()?;
+            // The name may have been changed since it was opened.
+            anyhow::ensure!(
+                (held.dev(), held.ino()) == (named.dev(), named.ino()),
+                not_plain()
+            );
+            handle
+        }
+        (Ok(_), Err(e)) => return Err(e).with_context(|| format!("reading {}", lock.display())),
+    };
     tuf_oci::store::lock_file(&handle, &lock)?;
     Ok(handle)
 }
