@@ -239,6 +239,32 @@ async fn role_signing_outside_its_paths_is_ignored() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DigestNotSigned { .. }), "{err}");
+
+    // Nor is it listed as signed.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
+    let listed = std::process::Command::new(tuf_oci_tests::cli_binary())
+        .args(["--insecure-registry", &registry.host, "--root"])
+        .arg(dir.path().join("root.json"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args([
+            "--metadata-repo",
+            &format!("{}/org/tuf", registry.host),
+            "list",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&listed.stderr),
+    );
+    assert!(listed.status.success(), "{stderr}");
+    assert!(!stdout.contains("team-b/app:v1"), "{stdout}");
+    assert!(
+        stderr.contains("team-b/app:v1 in team-a not listed"),
+        "{stderr}"
+    );
 }
 
 /// A pull by digest believes only names `<repository>:<tag>`. A role whose patterns cover

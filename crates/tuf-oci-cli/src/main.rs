@@ -780,8 +780,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut names: Vec<_> = metadata.target_names().collect();
                 names.sort_unstable();
                 for name in names {
-                    let target = metadata.target(name)?.expect("a name the role lists");
-                    println!("{name}\t{}\t{role}", target_digest(&target));
+                    // Listed where a pull finds it: a name outside the paths delegated to
+                    // the role, or one a role searched before it signs, is not what a pull
+                    // of that name gets.
+                    match updater.find(name, None).await {
+                        Ok(found) if found.role() == role => {
+                            println!("{name}\t{}\t{role}", found.digest());
+                        }
+                        Ok(found) => eprintln!(
+                            "{name} in {role} not listed: a pull gets {}'s",
+                            found.role()
+                        ),
+                        Err(e) => eprintln!("{name} in {role} not listed: {e}"),
+                    }
                 }
             }
         }
