@@ -1089,6 +1089,33 @@ async fn with_a_trusted_root_image_tags_are_copied_as_signed() {
     assert_eq!(b.tagged_digest("team-a/app", "v1").await, signed);
 }
 
+/// Anyone who can push to an image repository can tag junk there under the name of the
+/// role version kept beside its images; readers read that version from the metadata
+/// repository by digest and pass over the junk, and so does a verified copy, which leaves it
+/// out instead of failing.
+#[tokio::test]
+async fn with_a_trusted_root_junk_beside_the_images_is_left_out() {
+    let (a, b) = (TestRegistry::start(), TestRegistry::start());
+    let (org, root) = source(&a).await;
+    let version = craft::published(&a, &org).await.snapshot.signed.meta["team-a.json"].version;
+    let file = format!("{version}.team-a.json");
+    a.put_file(&a.repo("team-a/app"), &file, b"{\"junk\": true}")
+        .await;
+    let trusted = TrustedCopy::new(&root, &[&a, &b]);
+    let out = ok(trusted.copy(&a, &b));
+    assert!(
+        out.contains(&format!(
+            "left out team-a/app:{file}: not the file verified"
+        )),
+        "{out}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    verifier(&b, &root, cache.path(), &[])
+        .verify(&b.image("team-a/app:v1"))
+        .await
+        .unwrap();
+}
+
 // Two workers: the proxy answers while the test waits for the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_in_a_referrers_index_does_not_stop_a_copy() {
