@@ -521,6 +521,39 @@ async fn bundles_verify_offline_and_deep_checks_find_tampered_layers() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&digest) && err.contains("expected"), "{err}");
+
+    // A layout holding junk under a blob's name (edited by hand, or from elsewhere) has it
+    // written anew by a copy: a blob is held only when its bytes hash to its name.
+    let seeded = dir.path().join("seeded");
+    std::fs::create_dir_all(seeded.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        seeded.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        seeded.join("index.json"),
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        seeded
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+        b"junk",
+    )
+    .unwrap();
+    let seeded = format!("oci:{}", seeded.display());
+    ok(tuf(
+        &[
+            "copy",
+            &format!("{bundle}:team-a/app"),
+            &seeded,
+            "--all-tags",
+        ],
+        &["localhost:1"],
+    ));
+    ok(verify(&[&format!("{seeded}:team-a/app:v1"), "--deep"]));
 }
 
 #[tokio::test]

@@ -451,10 +451,24 @@ impl LayoutStore {
         Ok(Some(bytes))
     }
 
+    /// Whether the layout holds blob `digest`: a file of that name whose bytes hash to it.
+    /// One that does not (a layout or archive from elsewhere, edited by hand) is written over.
+    fn holds(&self, digest: &str) -> Result<bool> {
+        use sha2::Digest as _;
+        let path = self.blob_path(digest)?;
+        // Not a regular file (a link, say) is not held either: the write replaces the name.
+        let Ok(Some(mut file)) = open_regular(&path) else {
+            return Ok(false);
+        };
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(&path, e))?;
+        Ok(format!("sha256:{}", hex::encode(hasher.finalize())) == digest)
+    }
+
     fn write_blob(&self, bytes: &[u8]) -> Result<String> {
         let digest = sha256_digest(bytes);
         let path = self.blob_path(&digest)?;
-        if !path.exists() {
+        if !self.holds(&digest)? {
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
@@ -576,7 +590,7 @@ impl ContentStore for LayoutStore {
     }
 
     async fn has_blob(&self, _repository: &str, digest: &str) -> Result<bool> {
-        Ok(self.blob_path(digest)?.exists())
+        self.holds(digest)
     }
 
     async fn put_blob(&self, _repository: &str, _media_type: &str, bytes: &[u8]) -> Result<()> {
@@ -619,7 +633,7 @@ impl ContentStore for LayoutStore {
         use futures_util::StreamExt as _;
         use tokio::io::AsyncWriteExt as _;
         let path = self.blob_path(digest)?;
-        if path.exists() {
+        if self.holds(digest)? {
             return Ok(());
         }
         let tmp = path.with_extension("tmp");
