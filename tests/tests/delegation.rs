@@ -547,6 +547,48 @@ async fn delegation_cycle_ends_the_search() {
     );
 }
 
+/// Signing several images into a role, every name must lead to it from top-level targets:
+/// a role delegated every path (`*`) under team-a, given team-b's image after team-a's, is
+/// refused naming it; clients searching for team-b's name never reach the role.
+#[tokio::test]
+async fn every_image_signed_at_once_must_lead_to_the_role() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let (a, ci) = (org.key("team-a").await, org.key("team-a-ci").await);
+    org.delegate_from_targets(&registry, &delegation("team-a", &["team-a/*"], &[&a], 1))
+        .await;
+    org.publish(&registry).await;
+    org.delegate(
+        &registry,
+        "team-a",
+        std::slice::from_ref(&a),
+        &delegation("team-a-ci", &["*"], &[&ci], 1),
+    )
+    .await;
+    org.publish(&registry).await;
+    for (path, content) in [("team-a/x", "a"), ("team-b/y", "b")] {
+        registry.push_image(path, "v1", content).await;
+        with_pointer(&registry, path).await;
+    }
+    let images = [registry.image("team-a/x:v1"), registry.image("team-b/y:v1")];
+    let err = org
+        .editor(&registry)
+        .await
+        .sign(
+            &images,
+            "team-a-ci",
+            std::slice::from_ref(&ci),
+            expiries().targets,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Delegation { ref target, .. } if target == "team-b/y:v1"),
+        "{err}"
+    );
+    org.sign(&registry, &images[0], "team-a-ci", &[ci]).await;
+}
+
 /// One role name delegated by two parents with two sets of keys would leave one of them unable
 /// to read the role (snapshot and tags name roles by name alone), and every writer's walk of
 /// the tree failing on it: the second delegation is refused, whether or not the role has

@@ -482,25 +482,45 @@ impl Editor {
         self.walk_into(&stored, |_, _| true).await
     }
 
-    /// Finds `role` among the roles whose paths cover `target` (or anywhere, without a target):
-    /// the delegations that vouch for it, its head if it has one, and the highest version of
-    /// it stored ([`Head::taken`]; for a role not written yet, junk anyone can tag, which its
-    /// first version goes past).
+    /// Finds `role` among the roles whose paths cover `targets` (or anywhere, without
+    /// targets): the delegations that vouch for it (those of a parent on the first target's
+    /// path), its head if it has one, and the highest version of it stored ([`Head::taken`];
+    /// for a role not written yet, junk anyone can tag, which its first version goes past).
+    /// Every target must lead to it: a search for a name (TUF 5.6.7) follows only delegations
+    /// whose paths cover the name, from top-level targets down.
     pub async fn find_role(
         &self,
         role: &str,
-        target: Option<&TargetName>,
+        targets: &[TargetName],
     ) -> Result<(Delegations, Option<Head>, u64)> {
         let stored = self.stored_files().await?;
         let heads = self
-            .walk_into(&stored, |_, child| target.is_none_or(|t| covers(child, t)))
+            .walk_into(&stored, |_, child| {
+                targets.is_empty() || targets.iter().any(|t| covers(child, t))
+            })
             .await?;
+        let unreached = |target: Option<&TargetName>| Error::Delegation {
+            target: target.map_or_else(|| role.to_string(), |t| t.raw().to_string()),
+            reason: format!(
+                "no role delegates {role}{}",
+                if target.is_some() {
+                    " for this target"
+                } else {
+                    ""
+                }
+            ),
+        };
+        let by_role: HashMap<&str, &Head> = heads.iter().map(|h| (h.role.as_str(), h)).collect();
+        if let Some(outside) = targets.iter().find(|t| !reaches(&by_role, role, t)) {
+            return Err(unreached(Some(outside)));
+        }
+        let first = targets.first();
         for parent in &heads {
             let Some(delegations) = &parent.signed.signed.delegations else {
                 continue;
             };
             let delegated = delegations.roles.iter().find(|r| r.name == role);
-            if delegated.is_some_and(|r| target.is_none_or(|t| covers(r, t))) {
+            if delegated.is_some_and(|r| first.is_none_or(|t| covers(r, t))) {
                 let head = heads.iter().find(|h| h.role == role).cloned();
                 let taken = head.as_ref().map_or_else(
                     || {
@@ -514,17 +534,7 @@ impl Editor {
                 return Ok((delegations.clone(), head, taken));
             }
         }
-        Err(Error::Delegation {
-            target: target.map_or_else(|| role.to_string(), |t| t.raw().to_string()),
-            reason: format!(
-                "no role delegates {role}{}",
-                if target.is_some() {
-                    " for this target"
-                } else {
-                    ""
-                }
-            ),
-        })
+        Err(unreached(first))
     }
 
     /// Adds a delegation at the end of `parent`'s (top-level `targets` or a delegated role), or
@@ -954,9 +964,7 @@ impl Editor {
             .await
     }
 
-    /// Edits `role` found on the delegation path of `target`.
-    /// Edits `role`, which must be delegated every target in `names` (found on the path of the
-    /// first; the others checked against the same delegation).
+    /// Edits `role`, which every target in `names` must lead to ([`Editor::find_role`]).
     async fn edit_on_paths(
         &self,
         role: &str,
@@ -966,23 +974,13 @@ impl Editor {
         attach: &[(Repository, Entry)],
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
-        let Some(first) = names.first() else {
+        if names.is_empty() {
             return Err(Error::Usage("nothing to sign".into()));
-        };
+        }
         if role == "targets" {
             return self.edit("targets", keys, expires, attach, change).await;
         }
-        let (delegations, head, taken) = self.find_role(role, Some(first)).await?;
-        let delegated = delegations.roles.iter().find(|r| r.name == role);
-        if let Some(outside) = names
-            .iter()
-            .find(|name| delegated.is_none_or(|r| !covers(r, name)))
-        {
-            return Err(Error::Delegation {
-                target: outside.raw().to_string(),
-                reason: format!("{role} is not delegated this target"),
-            });
-        }
+        let (delegations, head, taken) = self.find_role(role, names).await?;
         self.write_delegated(
             role,
             &delegations,
@@ -1006,7 +1004,7 @@ impl Editor {
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
         if role != "targets" {
-            let (delegations, head, taken) = self.find_role(role, None).await?;
+            let (delegations, head, taken) = self.find_role(role, &[]).await?;
             return self
                 .write_delegated(
                     role,
@@ -1442,6 +1440,32 @@ async fn sign_role<T: Role + serde::Serialize>(
 }
 
 /// Whether `role`'s paths cover `name` (TUF 5.6.7.2), with tough's own matcher.
+/// Whether the search for `name` among the heads `by_role` reaches a delegation of `role`:
+/// from top-level targets, through delegations whose paths cover `name` (TUF 5.6.7).
+fn reaches(by_role: &HashMap<&str, &Head>, role: &str, name: &TargetName) -> bool {
+    let mut stack = vec!["targets"];
+    let mut visited = HashSet::new();
+    while let Some(current) = stack.pop() {
+        if !visited.insert(current) {
+            continue;
+        }
+        let delegations = by_role
+            .get(current)
+            .and_then(|head| head.signed.signed.delegations.as_ref());
+        for child in delegations
+            .iter()
+            .flat_map(|d| &d.roles)
+            .filter(|child| covers(child, name))
+        {
+            if child.name == role {
+                return true;
+            }
+            stack.push(&child.name);
+        }
+    }
+    false
+}
+
 fn covers(role: &DelegatedRole, name: &TargetName) -> bool {
     Delegations {
         keys: HashMap::new(),
