@@ -28,7 +28,8 @@ pub struct TestRegistry {
     /// A client for it (plain HTTP).
     pub client: Registry,
     process: Child,
-    _dir: TempDir,
+    /// Configuration and storage.
+    dir: TempDir,
 }
 
 impl TestRegistry {
@@ -76,7 +77,7 @@ impl TestRegistry {
             host,
             client,
             process,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -282,6 +283,27 @@ impl TestRegistry {
             )
             .await
             .unwrap();
+    }
+
+    /// Every blob the registry stores, read from its storage (manifests included: the
+    /// registry keeps them as blobs too): what a registry could serve, tagged or not.
+    pub fn stored_blobs(&self) -> Vec<Vec<u8>> {
+        fn walk(dir: &Path, out: &mut Vec<Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.file_name().is_some_and(|name| name == "data") {
+                    out.push(std::fs::read(&path).expect("a stored blob"));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            &self.dir.path().join("data/docker/registry/v2/blobs"),
+            &mut out,
+        );
+        out
     }
 
     /// The digest of what `path:tag` tags, if anything.

@@ -276,6 +276,24 @@ async fn a_timestamp_version_another_writer_is_storing_is_left_to_it() {
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
     assert!(err.to_string().contains(&rival.tag), "{err}");
     assert_eq!(timestamp_version().await, version);
+    // Nor did the writer that stepped back leave its signed timestamp anywhere in the
+    // registry, as a blob or embedded in its claim: fresh, it would serve its state as long
+    // as it lived.
+    let signed_next = |bytes: &[u8]| {
+        let version_of = |bytes: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(bytes).ok()?["signed"]["version"].as_u64()
+        };
+        let embedded = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|manifest| {
+                use base64::Engine as _;
+                let data = manifest["layers"][0]["data"].as_str()?.to_string();
+                base64::engine::general_purpose::STANDARD.decode(data).ok()
+            });
+        version_of(bytes) == Some(version + 1)
+            || embedded.is_some_and(|file| version_of(&file) == Some(version + 1))
+    };
+    assert!(!registry.stored_blobs().iter().any(|blob| signed_next(blob)));
 
     // The rival stepped back: the version is free again.
     rival
@@ -287,6 +305,7 @@ async fn a_timestamp_version_another_writer_is_storing_is_left_to_it() {
         .await
         .unwrap();
     assert_eq!(timestamp_version().await, version + 1);
+    assert!(registry.stored_blobs().iter().any(|blob| signed_next(blob)));
 }
 
 #[tokio::test]

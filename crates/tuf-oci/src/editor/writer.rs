@@ -96,9 +96,7 @@ impl Writer {
     /// version, show clients two timestamps). Registries have no compare-and-swap, so writers
     /// of one timestamp version also claim it ([`claim`]) and read back what they stored.
     pub(super) async fn push_timestamp(&self, version: u64, bytes: &[u8]) -> Result<Entry> {
-        let repository = &self.metadata;
         self.refuse_stored_timestamp(version).await?;
-        let layer = self.push_layer(repository, bytes).await?;
         // Unlike role versions, timestamp versions start again after a timestamp key rotation
         // (TUF 5.3.11): the claim must not outlive the write.
         let claimed = versioned_file("timestamp", version);
@@ -106,7 +104,7 @@ impl Writer {
         self.store_claimed(
             &claimed,
             "timestamp.json",
-            &layer,
+            bytes,
             still_free,
             Claimed::Withdraw,
         )
@@ -211,10 +209,9 @@ impl Writer {
     pub(super) async fn push_version(&self, name: &str, bytes: &[u8]) -> Result<Entry> {
         let repository = &self.metadata;
         self.refuse_existing(repository, name).await?;
-        let layer = self.push_layer(repository, bytes).await?;
         // Once stored, the file itself keeps other writers off the version.
         let still_free = self.refuse_existing(repository, name);
-        self.store_claimed(name, name, &layer, still_free, Claimed::Keep)
+        self.store_claimed(name, name, bytes, still_free, Claimed::Keep)
             .await
     }
 
@@ -227,12 +224,12 @@ impl Writer {
         &self,
         claimed: &str,
         tag: &str,
-        layer: &Entry,
+        bytes: &[u8],
         still_free: impl Future<Output = Result<()>>,
         after: Claimed,
     ) -> Result<Entry> {
         let repository = &self.metadata;
-        let claim = self.stake(claimed, layer).await?;
+        let claim = self.stake(claimed).await?;
         let conflict = |reason: &str| Error::Conflict {
             what: format!("{claimed} in {repository}"),
             reason: reason.into(),
@@ -246,8 +243,16 @@ impl Writer {
                 return Err(conflict(TOO_LONG));
             }
             withdrawal = Withdrawal::MayHaveWritten;
+            // The signed file reaches the registry only now, its claim won: a writer stepping
+            // back leaves no signed file behind (a timestamp for an older state, fresh, that a
+            // registry could serve for as long as it lived).
+            // (Its config, the empty blob, was stored with the claim.)
+            self.registry
+                .push_blob(repository, METADATA_LAYER_MEDIA_TYPE, bytes)
+                .await?;
+            let layer = Entry::metadata_layer(bytes);
             let pushed = self
-                .push_manifest_for(repository, tag, tag, layer, None)
+                .push_manifest_for(repository, tag, tag, &layer, None)
                 .await?;
             self.read_back(repository, tag, &pushed).await?;
             if claim.has_lapsed() {
@@ -266,14 +271,19 @@ impl Writer {
         stored
     }
 
-    /// Claims version file `name` in the metadata repository ([`claim`]): its manifest (blobs
-    /// stored as `layer`) under a claim tag. Steps back with `Conflict` when another writer
-    /// claims it too, or when claiming took so long that others may no longer see the claim.
-    /// Returns the claim, still active.
-    async fn stake(&self, name: &str, layer: &Entry) -> Result<Claim> {
+    /// Claims version file `name` in the metadata repository ([`claim`]): a metadata manifest
+    /// of that name holding no file (an empty layer) under a claim tag. Steps back with
+    /// `Conflict` when another writer claims it too, or when claiming took so long that others
+    /// may no longer see the claim. Returns the claim, still active.
+    async fn stake(&self, name: &str) -> Result<Claim> {
         let repository = &self.metadata;
         let claim = Claim::new(name)?;
-        self.push_manifest_for(repository, &claim.tag, name, layer, None)
+        // The empty blob serves as config and as the placeholder layer.
+        self.registry
+            .push_blob(repository, EMPTY_MEDIA_TYPE, EMPTY_BLOB)
+            .await?;
+        let placeholder = Entry::metadata_layer(EMPTY_BLOB);
+        self.push_manifest_for(repository, &claim.tag, name, &placeholder, None)
             .await?;
         let rival = claim.rival(&self.registry, repository).await?;
         if rival.is_some() || claim.is_late() {
