@@ -173,16 +173,17 @@ fn with_extension(path: &Path, ext: &str) -> PathBuf {
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(path)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
         .map_err(|e| Error::io(path, e))?;
+    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
+        // Left half written (a full disk), it would stand in the way of the next try.
+        let _ = std::fs::remove_file(path);
+        return Err(Error::io(path, e));
+    }
     crate::atomic::sync_dir_of(path)
 }
 
