@@ -1392,6 +1392,17 @@ async fn a_layout_or_archive_being_written_is_not_written_by_a_second_copy() {
         std::fs::write(&victim, b"kept").unwrap();
     }
     assert_eq!(std::fs::read(&victim).unwrap(), b"kept");
+    // Nor does a FIFO planted there hold the copy up.
+    std::fs::remove_file(&planted).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&planted)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = copy_third();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no plain file"), "{stderr}");
 }
 
 #[tokio::test]

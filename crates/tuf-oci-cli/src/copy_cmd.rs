@@ -225,42 +225,45 @@ async fn into<S: ContentStore>(
 /// Takes the lock of archive `file`: `.<name>.lock` beside it, created when missing and left
 /// there (removing it would let a writer waiting on the old file race one taking a new one).
 fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let name = file
         .file_name()
         .with_context(|| format!("{}: not a file name", file.display()))?;
     let lock = file.with_file_name(format!(".{}.lock", name.to_string_lossy()));
-    // Never through a symbolic link: in a shared directory, one planted there would have the
-    // lock made, or taken, on whatever file it names. A new lock is made exclusively (which
-    // follows no link), and the one opened must be the plain file the name holds.
-    let opened = std::fs::File::open(&lock).or_else(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
+    // Never through a symbolic link, nor on anything but a plain file: in a shared directory,
+    // a link planted there would have the lock made, or taken, on whatever file it names, and
+    // a FIFO would hold the copy up. A new lock is made exclusively (which follows no link).
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let open = |create: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(create)
+            .create_new(create)
+            .custom_flags(flags.bits() as i32)
             .open(&lock)
-            .or_else(|_| std::fs::File::open(&lock)),
-        _ => Err(e),
-    });
+    };
+    let opened = match open(false) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match open(true) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(false),
+            created => created,
+        },
+        opened => opened,
+    };
     let not_plain = || {
         anyhow::anyhow!(
             "{} is no plain file (a symbolic link?): not taken as the archive's lock",
             lock.display()
         )
     };
-    let handle = match (opened, std::fs::symlink_metadata(&lock)) {
-        (_, Ok(named)) if !named.file_type().is_file() => return Err(not_plain()),
-        (Err(e), _) => return Err(e).with_context(|| format!("opening {}", lock.display())),
-        (Ok(handle), Ok(named)) => {
-            let held = handle.metadata()?;
-            // The name may have been changed since it was opened.
-            anyhow::ensure!(
-                (held.dev(), held.ino()) == (named.dev(), named.ino()),
-                not_plain()
-            );
-            handle
+    let handle = match opened {
+        Ok(handle) => handle,
+        // What `O_NOFOLLOW` answers for a link.
+        Err(_) if std::fs::symlink_metadata(&lock).is_ok_and(|m| m.file_type().is_symlink()) => {
+            return Err(not_plain());
         }
-        (Ok(_), Err(e)) => return Err(e).with_context(|| format!("reading {}", lock.display())),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", lock.display())),
     };
+    anyhow::ensure!(handle.metadata()?.file_type().is_file(), not_plain());
     tuf_oci::store::lock_file(&handle, &lock)?;
     Ok(handle)
 }
