@@ -602,8 +602,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 // published under the old keys, and so could not finish it.
                 if published.is_err() && same_file(&out, &root_path) {
                     eprintln!(
-                        "{} not replaced: it stays the root before {next_root} until a publish \
-                         finishes the rotation",
+                        "{} not replaced: it stays the root before {next_root}, so that a \
+                         publish can finish the rotation; write {next_root} there once published",
                         out.display()
                     );
                 } else {

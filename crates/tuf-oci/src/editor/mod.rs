@@ -873,7 +873,8 @@ impl Editor {
     /// roles), so that it verifies under root N as under root N+1: it is stored before the new
     /// root, and a rotation cut short between the two leaves every writer working under root N,
     /// and can be run again. Without a threshold of the current keys (lost), the new version
-    /// verifies under root N+1 only and is stored after it.
+    /// verifies under root N+1 only: it is stored before the new root too, and made the head
+    /// after it (writers under root N skip it; under N+1, a head behind it finds it).
     /// The editor then works with the new root: publish next, with the (new) online keys.
     /// Returns the new root metadata.
     pub async fn rotate(
