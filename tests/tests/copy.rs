@@ -1051,7 +1051,7 @@ async fn with_a_trusted_root_image_tags_are_copied_as_signed() {
         TestRegistry::start(),
         TestRegistry::start(),
     );
-    let (_org, root) = source(&a).await;
+    let (org, root) = source(&a).await;
     let dir = tempfile::tempdir().unwrap();
     let root_file = dir.path().join("root.json");
     std::fs::write(&root_file, &root).unwrap();
@@ -1067,6 +1067,17 @@ async fn with_a_trusted_root_image_tags_are_copied_as_signed() {
         assert!(stderr.contains(reason), "{stderr}");
     };
     let at = |registry: &TestRegistry, path: &str| format!("{}/{path}", registry.host);
+    // A role delegated dev-* tags and not published yet: a search for dev-1 meets it.
+    let dev = org.key("dev").await;
+    org.delegate(
+        &a,
+        "targets",
+        &org.targets_key().await,
+        &delegation("dev", &["team-a/app:dev-*"], &[&dev], 1),
+    )
+    .await;
+    org.publish(&a).await;
+    a.push_image("team-a/app", "dev-1", "dev").await;
 
     let out = ok(copy(&[
         "copy",
@@ -1074,7 +1085,11 @@ async fn with_a_trusted_root_image_tags_are_copied_as_signed() {
         &at(&b, "team-a/app"),
         "--all-tags",
     ]));
-    assert!(out.contains("left out team-a/app:v2: not signed"), "{out}");
+    assert!(
+        out.contains("left out team-a/app:v2: no trusted role signs target team-a/app:v2"),
+        "{out}"
+    );
+    assert!(out.contains("left out team-a/app:dev-1: "), "{out}");
     assert_eq!(b.tagged_digest("team-a/app", "v2").await, None);
     refused(
         copy(&["copy", &at(&a, "team-a/app:v2"), &at(&b, "team-a/app:v2")]),
@@ -1087,10 +1102,25 @@ async fn with_a_trusted_root_image_tags_are_copied_as_signed() {
         &at(&b, "team-a/app:v1"),
         &at(&b, "prod/app:v1"),
     ]));
-    refused(
-        copy(&["copy", &at(&b, "prod/app:v1"), &at(&c, "prod/app:v1")]),
+    for reason in [
         "no trusted role signs target prod/app:v1",
+        "--signed-as LOCAL=SIGNED",
+    ] {
+        refused(
+            copy(&["copy", &at(&b, "prod/app:v1"), &at(&c, "prod/app:v1")]),
+            reason,
+        );
+    }
+    refused(
+        copy(&[
+            "copy",
+            &at(&b, "prod/app"),
+            &at(&c, "prod/app"),
+            "--all-tags",
+        ]),
+        "--signed-as prod/app=",
     );
+    assert_eq!(c.tagged_digest("prod/app", "v1").await, None);
     ok(copy(&[
         "--signed-as",
         "prod/app=team-a/app",
@@ -1104,8 +1134,18 @@ async fn with_a_trusted_root_image_tags_are_copied_as_signed() {
         .await
         .unwrap();
 
-    // The source's v1 moved to other content: refused, by name and with --all-tags.
+    // The source's v1 moved to other content: refused, by name and with --all-tags, before
+    // anything is written (v0, signed and new, is not either).
     let signed = b.tagged_digest("team-a/app", "v1").await;
+    a.push_image("team-a/app", "v0", "zero").await;
+    org.sign(
+        &a,
+        &a.image("team-a/app:v0"),
+        "team-a",
+        &[org.key("team-a").await],
+    )
+    .await;
+    org.publish(&a).await;
     a.push_image("team-a/app", "v1", "moved").await;
     for args in [
         ["copy", &at(&a, "team-a/app:v1"), &at(&b, "team-a/app:v1")].as_slice(),
@@ -1116,10 +1156,12 @@ async fn with_a_trusted_root_image_tags_are_copied_as_signed() {
             "--all-tags",
         ],
     ] {
-        refused(copy(args), "digest");
+        refused(copy(args), "team-a/app:v1 in ");
+        refused(copy(args), ", but TUF signed ");
     }
     assert!(signed.is_some());
     assert_eq!(b.tagged_digest("team-a/app", "v1").await, signed);
+    assert_eq!(b.tagged_digest("team-a/app", "v0").await, None);
 }
 
 /// Anyone who can push to an image repository can tag junk there under the name of the

@@ -748,8 +748,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 root,
                 signed_as: signed_as.clone(),
             };
-            let (report, from_path, to_path) =
-                copy_cmd::run(registry()?, &from, &to, &options).await?;
+            let copied = copy_cmd::run(registry()?, &from, &to, &options).await;
+            let (report, from_path, to_path) = copied.map_err(|e| {
+                let unsigned = matches!(
+                    e.downcast_ref::<tuf_oci::Error>(),
+                    Some(tuf_oci::Error::TargetNotSigned { .. })
+                );
+                if unsigned {
+                    e.context(
+                        "the source's tags are checked under the names they are signed with: a \
+                         copy made under another name is copied with --signed-as LOCAL=SIGNED",
+                    )
+                } else {
+                    e
+                }
+            })?;
             eprintln!(
                 "{} {} objects ({} bytes), {} mounted, {} already present",
                 if dry_run { "would copy" } else { "copied" },

@@ -198,8 +198,28 @@ pub async fn copy_repository<S: ContentStore, D: ContentStore>(
             .filter(|t| !is_metadata_tag(t))
             .collect(),
     };
+    // Every image tag is read, and checked against the verified metadata, before any is
+    // written: a tag refused midway would leave the destination with some new tags and not
+    // the metadata that signs them.
+    let mut images = Vec::new();
     for tag in &tags {
-        copier.tag(source, destination, tag).await?;
+        let stored = copier.read_tag(source, tag).await?;
+        match copier.signed_image(source, tag, &stored).await? {
+            None => images.push((tag, stored)),
+            Some(why) => (copier.progress)(&format!("left out {source}:{tag}: {why}")),
+        }
+    }
+    if images.is_empty() && !tags.is_empty() {
+        let signed = signed_path(&options.signed_as, source);
+        return Err(Error::Usage(format!(
+            "none of the {} image tags of {source} is signed as {signed}:<tag> in the verified \
+             metadata (a copy made under another name is copied with --signed-as \
+             {source}=<the path it is signed under>)",
+            tags.len()
+        )));
+    }
+    for (tag, stored) in images {
+        copier.write_tag(source, destination, tag, stored).await?;
     }
     // Delegated targets beside the images, their referrers indexes, and (single-repository
     // mode) the whole TUF repository.
@@ -323,9 +343,6 @@ enum Part {
 
 /// Why a file of a version the verified state has not reached is left out.
 const PAST: &str = "past the verified state";
-
-/// Why an image tag the verified state does not sign is left out.
-const NOT_SIGNED: &str = "not signed in the verified metadata";
 
 /// What the verified state asks of a version file ([`Verified::expects`]).
 enum Expected<'v> {
@@ -695,14 +712,20 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
         }
     }
 
-    /// Whether image tag `tag` of `source`, tagging `stored`, is written. With the source
-    /// verified, image tags are copied as TUF signs them, the source's tags never trusted: one
-    /// signed for another object (moved in the source) is refused, and one not signed is an
-    /// error when asked for by name and left out of `--all-tags` (written, it would replace
-    /// the destination's, which may be signed).
-    async fn signed_image(&mut self, source: &str, tag: &str, stored: &Stored) -> Result<Part> {
+    /// Why image tag `tag` of `source`, tagging `stored`, is left out, if it is. With the
+    /// source verified, image tags are copied as TUF signs them, the source's tags never
+    /// trusted: one signed for another object (moved in the source) is refused, and one a
+    /// search does not find signed (not signed, or behind a role delegated and not published)
+    /// is an error when asked for by name and left out of `--all-tags` (written, it would
+    /// replace the destination's, which may be signed).
+    async fn signed_image(
+        &mut self,
+        source: &str,
+        tag: &str,
+        stored: &Stored,
+    ) -> Result<Option<String>> {
         let Some(images) = self.images.as_mut() else {
-            return Ok(Part::Copied);
+            return Ok(None);
         };
         let name = format!("{}:{tag}", signed_path(&self.options.signed_as, source));
         let beside = Repository {
@@ -720,33 +743,46 @@ impl<S: ContentStore, D: ContentStore> Copier<'_, S, D> {
                     size,
                     &stored.media_type,
                 )?;
-                Ok(Part::Copied)
+                Ok(None)
             }
-            Err(Error::TargetNotSigned { .. }) if self.options.tags == Tags::All => {
-                Ok(Part::LeftOut(NOT_SIGNED))
-            }
+            Err(
+                e @ (Error::TargetNotSigned { .. }
+                | Error::NotInSnapshot { .. }
+                | Error::Delegation { .. }),
+            ) if self.options.tags == Tags::All => Ok(Some(e.to_string())),
             Err(e) => Err(e),
         }
     }
 
-    /// Copies the object tagged `tag` with everything it references, then the tag.
-    async fn tag(&mut self, source: &str, destination: &str, tag: &str) -> Result<()> {
-        let mut stored = self
-            .from
+    /// The manifest `tag` of `source` tags.
+    async fn read_tag(&self, source: &str, tag: &str) -> Result<Stored> {
+        self.from
             .manifest(source, tag, MANIFEST_LIMIT)
             .await?
             .ok_or_else(|| Error::NotFound {
                 what: format!("{source}:{tag} in {}", self.from.describe()),
-            })?;
-        let part = if is_metadata_tag(tag) {
-            self.verified_part(source, tag, &stored).await?
-        } else {
-            self.signed_image(source, tag, &stored).await?
-        };
-        if let Part::LeftOut(why) = part {
+            })
+    }
+
+    /// Copies the object tagged `tag` with everything it references, then the tag.
+    async fn tag(&mut self, source: &str, destination: &str, tag: &str) -> Result<()> {
+        let stored = self.read_tag(source, tag).await?;
+        if let Part::LeftOut(why) = self.verified_part(source, tag, &stored).await? {
             (self.progress)(&format!("left out {source}:{tag}: {why}"));
             return Ok(());
         }
+        self.write_tag(source, destination, tag, stored).await
+    }
+
+    /// Copies `stored`, the object `tag` of `source` tags, with everything it references,
+    /// then the tag.
+    async fn write_tag(
+        &mut self,
+        source: &str,
+        destination: &str,
+        tag: &str,
+        mut stored: Stored,
+    ) -> Result<()> {
         let existing = self.to.manifest(destination, tag, MANIFEST_LIMIT).await?;
         // What is written: the source's object, or for a referrers index, the destination's
         // entries with the source's added (another tool's signature made there is kept).
