@@ -453,28 +453,37 @@ impl LayoutStore {
 
     /// Whether the layout holds blob `digest`: a file of that name whose bytes hash to it.
     /// One that does not (a layout or archive from elsewhere, edited by hand) is written over.
-    fn holds(&self, digest: &str) -> Result<bool> {
-        use sha2::Digest as _;
-        let path = self.blob_path(digest)?;
-        // Not a regular file (a link, say) is not held either: the write replaces the name.
-        let Ok(Some(mut file)) = open_regular(&path) else {
-            return Ok(false);
-        };
-        let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(&path, e))?;
-        Ok(format!("sha256:{}", hex::encode(hasher.finalize())) == digest)
+    /// Hashed beside the runtime's workers: layers run to gigabytes.
+    async fn holds(&self, digest: &str) -> Result<bool> {
+        let (path, digest) = (self.blob_path(digest)?, digest.to_string());
+        let hashed = path.clone();
+        tokio::task::spawn_blocking(move || hashes_to(&hashed, &digest))
+            .await
+            .map_err(|e| Error::io(&path, std::io::Error::other(e)))
     }
 
     fn write_blob(&self, bytes: &[u8]) -> Result<String> {
         let digest = sha256_digest(bytes);
         let path = self.blob_path(&digest)?;
-        if !self.holds(&digest)? {
+        if !hashes_to(&path, &digest) {
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
         Ok(digest)
     }
+}
+
+/// Whether the file at `path` is a regular file whose bytes hash to `digest`. Not a regular
+/// file (a link, say) does not: the write that follows replaces the name.
+fn hashes_to(path: &Path, digest: &str) -> bool {
+    use sha2::Digest as _;
+    let Ok(Some(mut file)) = open_regular(path) else {
+        return false;
+    };
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).is_ok()
+        && format!("sha256:{}", hex::encode(hasher.finalize())) == digest
 }
 
 /// Opens `path` for reading, `None` when absent. Only a regular file is opened, and a symlink is
@@ -590,7 +599,7 @@ impl ContentStore for LayoutStore {
     }
 
     async fn has_blob(&self, _repository: &str, digest: &str) -> Result<bool> {
-        self.holds(digest)
+        self.holds(digest).await
     }
 
     async fn put_blob(&self, _repository: &str, _media_type: &str, bytes: &[u8]) -> Result<()> {
@@ -633,7 +642,7 @@ impl ContentStore for LayoutStore {
         use futures_util::StreamExt as _;
         use tokio::io::AsyncWriteExt as _;
         let path = self.blob_path(digest)?;
-        if self.holds(digest)? {
+        if self.holds(digest).await? {
             return Ok(());
         }
         let tmp = path.with_extension("tmp");
