@@ -28,6 +28,27 @@ async fn oversized_timestamp_is_refused() {
     );
 }
 
+/// A length signed in snapshot lowers the client's limit for a role, never raises it: a
+/// role longer than the client takes is refused unread (a compromised snapshot key naming
+/// gigabytes cannot make clients read them).
+#[tokio::test]
+async fn a_signed_length_does_not_lift_the_limit() {
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut trust = org.trust(None, Some(cache.path()));
+    trust.limits.targets = 100;
+    let err = tuf_oci::Verifier::new(registry.client.clone(), trust)
+        .unwrap()
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { ref what, limit: 100 } if what.contains("targets.json") && what.contains("as signed")),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn size_lie_in_the_manifest_does_not_lift_the_limit() {
     let registry = TestRegistry::start();

@@ -1040,6 +1040,14 @@ impl<S: MetadataSource> Updater<S> {
         } else {
             format!("{role}.json")
         };
+        // A signed length lowers the limit, never raises it: a role larger than the client
+        // takes is refused unread, whoever signed its length.
+        if let Some(length) = meta.length.filter(|length| *length > default_limit) {
+            return Err(Error::TooLarge {
+                what: format!("{file} ({length} bytes as signed)"),
+                limit: default_limit,
+            });
+        }
         let limit = meta.length.unwrap_or(default_limit);
         let fetched = match (&meta.hashes, meta.length) {
             (Some(hashes), Some(length)) => {

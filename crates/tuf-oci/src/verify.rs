@@ -372,10 +372,7 @@ impl Verifier {
         };
         let served = self
             .registry
-            .manifest(
-                &reference,
-                IMAGE_MANIFEST_LIMIT.max(verified.target().length),
-            )
+            .manifest(&reference, IMAGE_MANIFEST_LIMIT)
             .await?
             .ok_or_else(|| Error::NotFound {
                 what: reference.whole(),
@@ -566,11 +563,7 @@ pub async fn verify_in_store<S: ContentStore>(
     let (verified, store) = resolve_in_store(store, path, reference, trust).await?;
     let store = &store;
     let presented = store
-        .manifest(
-            path,
-            reference,
-            IMAGE_MANIFEST_LIMIT.max(verified.target().length),
-        )
+        .manifest(path, reference, IMAGE_MANIFEST_LIMIT)
         .await?
         .ok_or_else(|| Error::NotFound {
             what: format!("{path}:{reference} in {}", store.describe()),
