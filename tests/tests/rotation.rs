@@ -484,6 +484,19 @@ async fn a_targets_rotation_without_the_current_key_cut_short_is_finished() {
     org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
     org.publish(&registry).await;
 
+    // Stopped at the root (another writer's claim on it), after the new-key version is
+    // stored: writers and clients under the current root pass over that version.
+    let rival = Claim::new("2.root.json").unwrap();
+    registry.put_file(&org.metadata, &rival.tag, b"{}").await;
+    let err = rotate().await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    rival
+        .withdraw(&registry.client, &org.metadata, Withdrawal::NothingWritten)
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+
     // Through, but cut short after the root: the head left where it was.
     let old_head = registry.get_file(&org.metadata, "targets.json").await;
     rotate().await.unwrap();
