@@ -450,6 +450,45 @@ async fn a_store_locked_too_long_by_another_process_fails_closed() {
 }
 
 #[tokio::test]
+async fn configuring_a_root_updates_went_past_keeps_what_they_trusted() {
+    // Nodes trusting root 1 followed the chain to root 3; the operator then configures root 2
+    // (the newest when the configuration was written). The trusted metadata kept under root 1
+    // comes along: an older timestamp pushed back is still refused.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    org.rotate_root_keys(&registry).await;
+    org.publish(&registry).await;
+    org.editor(&registry)
+        .await
+        .rotate(
+            tough::schema::RoleType::Root,
+            &[org.key("root-new").await],
+            &[],
+            &[org.key("root-newer").await],
+            std::num::NonZeroU64::MIN,
+            &tuf_oci_tests::expiries(),
+        )
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    let cache = trusted_then_timestamp_pushed_back(&registry, &org).await;
+    let trust = tuf_oci::TrustConfig {
+        root: registry.get_file(&org.metadata, "2.root.json").await,
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..Default::default()
+    };
+    let err = tuf_oci::verify::Verifier::new(registry.client.clone(), trust)
+        .unwrap()
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn configuring_the_root_updates_reached_keeps_what_they_trusted() {
     // Nodes trusting root 1 followed the chain to root 2; the operator then configures root 2
     // itself (sparing new nodes the chain). The trusted metadata kept under root 1 comes

@@ -697,6 +697,9 @@ impl<S: MetadataSource> Updater<S> {
                     self.store.store(PENDING_ROOT, &bytes)?;
                     forget_voided(&self.store, &self.root.signed, &next.signed)?;
                     self.store.store("root.json", &bytes)?;
+                    // Kept by version too: a directory later configured with this root, the
+                    // chain gone past it here, starts from this one's state (`verify`).
+                    self.store.store(&versioned_file("root", version), &bytes)?;
                     self.store.remove(PENDING_ROOT)?;
                 }
             }

@@ -461,6 +461,11 @@ fn trusted_store(trust: &TrustConfig) -> Result<TrustedStore> {
     // Or whose update to this root was cut short: taken up, its root is trusted at once, and
     // the update is finished by the next store of trusted metadata here.
     store.take_up(cache_dir, crate::updater::PENDING_ROOT, same_root)?;
+    // Or whose updates took this root and went past it (nodes that moved on meanwhile): its
+    // newer root is the chain followed from this one.
+    let version = trusted_root(&trust.root)?.signed.version;
+    let taken = crate::layout::versioned_file("root", version.get());
+    store.take_up(cache_dir, &taken, same_root)?;
     Ok(store)
 }
 
