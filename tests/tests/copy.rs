@@ -522,6 +522,51 @@ async fn bundles_verify_offline_and_deep_checks_find_tampered_layers() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&digest) && err.contains("expected"), "{err}");
 
+    // An archive missing a blob is named in the error, not the directory it was unpacked in.
+    let (unpacked, cut) = (dir.path().join("unpacked"), dir.path().join("cut.tar"));
+    std::fs::create_dir(&unpacked).unwrap();
+    let tar = |args: &[&std::ffi::OsStr]| {
+        let status = Command::new("tar").args(args).status().unwrap();
+        assert!(status.success());
+    };
+    tar(&[
+        "-xf".as_ref(),
+        dir.path().join("bundle.tar").as_os_str(),
+        "-C".as_ref(),
+        unpacked.as_os_str(),
+    ]);
+    std::fs::remove_file(
+        unpacked
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    tar(&[
+        "-cf".as_ref(),
+        cut.as_os_str(),
+        "-C".as_ref(),
+        unpacked.as_os_str(),
+        "oci-layout".as_ref(),
+        "index.json".as_ref(),
+        "blobs".as_ref(),
+    ]);
+    let out = tuf(
+        &[
+            "copy",
+            &format!("oci-archive:{}:team-a/app", cut.display()),
+            &format!("oci:{}", dir.path().join("from-cut").display()),
+            "--all-tags",
+        ],
+        &["localhost:1"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let named = format!("oci-archive:{}", cut.display());
+    assert!(
+        stderr.contains(&named) && stderr.contains(&digest),
+        "{stderr}"
+    );
+
     // A layout holding junk under a blob's name (edited by hand, or from elsewhere) has it
     // written anew by a copy: a blob is held only when its bytes hash to its name.
     let seeded = dir.path().join("seeded");

@@ -149,7 +149,8 @@ pub async fn run(
             unpack(file, &dir, Unpacked::Layout)
                 .with_context(|| format!("reading archive {}", file.display()))?;
             let store = LayoutStore::open(&dir, false)
-                .with_context(|| format!("{} is not an OCI layout archive", file.display()))?;
+                .with_context(|| format!("{} is not an OCI layout archive", file.display()))?
+                .unpacked_from(file);
             let path = layout_path(&store, path.as_deref())?;
             into(registry, &store, &path, None, to, options, staging.path()).await
         }
@@ -198,7 +199,8 @@ async fn into<S: ContentStore>(
             } else {
                 dir
             };
-            let report = into_layout(from, source, host, dir, &destination, options).await?;
+            let report =
+                into_layout(from, source, host, (dir, None), &destination, options).await?;
             Ok((report, source.to_string(), destination))
         }
         Endpoint::Archive { file, path, .. } => {
@@ -213,7 +215,15 @@ async fn into<S: ContentStore>(
                 unpack(file, &dir, Unpacked::Files)
                     .with_context(|| format!("reading archive {}", file.display()))?;
             }
-            let report = into_layout(from, source, host, &dir, &destination, options).await?;
+            let report = into_layout(
+                from,
+                source,
+                host,
+                (&dir, Some(file)),
+                &destination,
+                options,
+            )
+            .await?;
             if !options.dry_run {
                 pack(&dir, file)?;
             }
@@ -268,16 +278,21 @@ fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
     Ok(handle)
 }
 
-/// Copies into the OCI layout at `dir`, recording the image repository in its index.
+/// Copies into the OCI layout at `dir` (unpacked from `archive`, when it was: messages name
+/// that), recording the image repository in its index.
 async fn into_layout<S: ContentStore>(
     from: &S,
     source: &str,
     host: Option<&str>,
-    dir: &Path,
+    (dir, archive): (&Path, Option<&Path>),
     destination: &str,
     options: &CopyOptions,
 ) -> anyhow::Result<CopyReport> {
     let store = LayoutStore::open(dir, true)?;
+    let store = match archive {
+        Some(archive) => store.unpacked_from(archive),
+        None => store,
+    };
     let mut progress = |line: &str| eprintln!("{line}");
     let report = copy_repository(
         from,
@@ -331,6 +346,11 @@ pub fn open_layout(text: &str, staging: &Path) -> anyhow::Result<(LayoutStore, S
     };
     let store =
         LayoutStore::open(&dir, false).with_context(|| format!("{file} is not an OCI layout"))?;
+    let store = if kind == "oci-archive" {
+        store.unpacked_from(Path::new(file))
+    } else {
+        store
+    };
     Ok((store, path, reference))
 }
 

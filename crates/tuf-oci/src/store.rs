@@ -336,6 +336,8 @@ pub fn lock_file(file: &std::fs::File, path: &Path) -> Result<()> {
 #[derive(Debug)]
 pub struct LayoutStore {
     dir: PathBuf,
+    /// How messages name it ([`LayoutStore::unpacked_from`]).
+    name: String,
     index: Mutex<LayoutIndex>,
     /// The directory, locked while opened for writing: `index.json` is read at open and
     /// written whole at save, so a second writer in between would lose the first's tags.
@@ -380,9 +382,19 @@ impl LayoutStore {
         };
         Ok(LayoutStore {
             dir: dir.to_path_buf(),
+            name: format!("oci:{}", dir.display()),
             index: Mutex::new(index),
             _writing: writing,
         })
+    }
+
+    /// This layout, unpacked from `archive` into a directory of the program's own: messages
+    /// name the archive, not a directory gone once the program ends.
+    pub fn unpacked_from(self, archive: &Path) -> Self {
+        LayoutStore {
+            name: format!("oci-archive:{}", archive.display()),
+            ..self
+        }
     }
 
     /// Writes `index.json` (atomically), with `annotations` added to it.
@@ -551,7 +563,7 @@ fn read_limited(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
 
 impl ContentStore for LayoutStore {
     fn describe(&self) -> String {
-        format!("oci:{}", self.dir.display())
+        self.name.clone()
     }
 
     async fn manifest(
@@ -611,8 +623,9 @@ impl ContentStore for LayoutStore {
         let file = match open_regular(&path)? {
             Some(file) => tokio::fs::File::from_std(file),
             None => {
-                let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
-                return Err(Error::io(&path, missing));
+                return Err(Error::NotFound {
+                    what: format!("blob {digest} in {}", self.describe()),
+                });
             }
         };
         let chunks = futures_util::stream::unfold(Some((file, path)), |state| async move {
