@@ -42,6 +42,11 @@ fi
 
 # containerd 2.3.4 for the plugin tests, from the shared archive beside this repository.
 if [ ! -x target/containerd-2.3.4/ctr ]; then
+  if [ ! -f ../shared/containerd/install.sh ]; then
+    echo "run.sh: containerd 2.3.4 comes from ../shared/containerd/install.sh, beside this" \
+      "checkout with its archive; it is missing" >&2
+    exit 1
+  fi
   rm -rf target/containerd-2.3.4.tmp
   sh ../shared/containerd/install.sh target/containerd-2.3.4.tmp >/dev/null
   mv target/containerd-2.3.4.tmp target/containerd-2.3.4
