@@ -51,13 +51,22 @@ async fn start_front(
     listening(front, listen).await
 }
 
-/// Spawns `command`, its logs dropped, and waits until `socket` exists.
+/// Spawns `command`, its logs dropped, and waits until `socket` exists: at most 30 s, and
+/// not past the process's end (a front that cannot start would hold the run up for good).
 async fn listening(
     mut command: std::process::Command,
     socket: &std::path::Path,
 ) -> std::process::Child {
-    let child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !socket.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{command:?} ended ({status}) before listening on {}", socket.display());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} did not listen on {} within 30 s", socket.display());
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     child

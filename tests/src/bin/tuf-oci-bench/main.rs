@@ -72,6 +72,13 @@ async fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    const CASES: [&str; 9] = [
+        "requests", "targets", "roles", "signing", "verifier", "front", "copy", "pull", "memory",
+    ];
+    if let Some(unknown) = named.iter().find(|n| !CASES.contains(&n.as_str())) {
+        eprintln!("tuf-oci-bench: no case {unknown:?}; cases: {}", CASES.join(" "));
+        std::process::exit(2);
+    }
     let run = |case: &str| named.is_empty() || named.iter().any(|n| n == case);
     if run("requests") {
         verification::requests_per_verification(&registry, sizes.runs).await;

@@ -39,6 +39,9 @@ pub(crate) async fn pull_vs_ctr(registry: &TestRegistry, layer_bytes: usize) {
         &[
             "--address".into(),
             theirs_containerd.socket.display().to_string(),
+            // As `tuf-oci pull` ends a pull: ctr's progress display ends one only on its next
+            // 100 ms tick, and would pad ctr's time.
+            "--debug".into(),
             "images".into(),
             "pull".into(),
             "--plain-http".into(),
