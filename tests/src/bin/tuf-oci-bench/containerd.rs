@@ -61,11 +61,17 @@ async fn listening(
     let deadline = Instant::now() + Duration::from_secs(30);
     while !socket.exists() {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("{command:?} ended ({status}) before listening on {}", socket.display());
+            panic!(
+                "{command:?} ended ({status}) before listening on {}",
+                socket.display()
+            );
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{command:?} did not listen on {} within 30 s", socket.display());
+            panic!(
+                "{command:?} did not listen on {} within 30 s",
+                socket.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

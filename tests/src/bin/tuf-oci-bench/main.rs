@@ -58,15 +58,6 @@ async fn main() {
             layer_bytes: 50 << 20,
         }
     };
-    let registry = TestRegistry::start();
-    println!(
-        "tuf-oci verification benchmark ({})",
-        if smoke { "smoke size" } else { "full size" }
-    );
-    println!(
-        "{:<56} {:>10} {:>12} {:>12}",
-        "case", "requests", "bytes", "time"
-    );
     // Cases named on the command line, or all of them.
     let named: Vec<String> = std::env::args()
         .skip(1)
@@ -76,9 +67,21 @@ async fn main() {
         "requests", "targets", "roles", "signing", "verifier", "front", "copy", "pull", "memory",
     ];
     if let Some(unknown) = named.iter().find(|n| !CASES.contains(&n.as_str())) {
-        eprintln!("tuf-oci-bench: no case {unknown:?}; cases: {}", CASES.join(" "));
+        eprintln!(
+            "tuf-oci-bench: no case {unknown:?}; cases: {}",
+            CASES.join(" ")
+        );
         std::process::exit(2);
     }
+    let registry = TestRegistry::start();
+    println!(
+        "tuf-oci verification benchmark ({})",
+        if smoke { "smoke size" } else { "full size" }
+    );
+    println!(
+        "{:<56} {:>10} {:>12} {:>12}",
+        "case", "requests", "bytes", "time"
+    );
     let run = |case: &str| named.is_empty() || named.iter().any(|n| n == case);
     if run("requests") {
         verification::requests_per_verification(&registry, sizes.runs).await;
