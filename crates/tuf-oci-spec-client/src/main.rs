@@ -122,8 +122,10 @@ async fn download(
     consistent: bool,
     dir: &Path,
 ) -> anyhow::Result<()> {
+    check_target_path(name)?;
     let path = dir.join(encode_file_name(name));
-    if std::fs::read(&path).is_ok_and(|bytes| matches(&bytes, target)) {
+    let held = std::fs::metadata(&path).is_ok_and(|held| held.len() == target.length);
+    if held && std::fs::read(&path).is_ok_and(|bytes| matches(&bytes, target)) {
         return Ok(());
     }
     // Consistent snapshots prefix the file name (not the directories) with its hash.
@@ -147,11 +149,39 @@ async fn download(
         bail!("target {name}: length or sha256 differs from its trusted metadata");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    // Replaced whole: never written through a link there, nor left half written.
+    tuf_oci::atomic::replace(&path, 0o644, |file| std::io::Write::write_all(file, &bytes))?;
+    Ok(())
+}
+
+/// Refuses a target name whose path would step out of the targets URL (`a/../../x`, `/x`,
+/// `//host/x`): no target a repository serves.
+fn check_target_path(name: &str) -> anyhow::Result<()> {
+    if name
+        .split('/')
+        .any(|segment| matches!(segment, "" | "." | ".."))
+    {
+        bail!("target {name}: an empty, `.` or `..` path segment");
+    }
     Ok(())
 }
 
 fn matches(bytes: &[u8], target: &Target) -> bool {
     bytes.len() as u64 == target.length
         && sha2::Sha256::digest(bytes)[..] == target.hashes.sha256[..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_paths_stepping_out_of_the_targets_url_are_refused() {
+        for name in ["a/../../x", "/x", "//host/x", "./x", "a//b", "a/"] {
+            assert!(check_target_path(name).is_err(), "{name}");
+        }
+        for name in ["x", "a/b.tar.gz", "dir/..x"] {
+            assert!(check_target_path(name).is_ok(), "{name}");
+        }
+    }
 }
