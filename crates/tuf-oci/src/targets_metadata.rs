@@ -31,8 +31,10 @@ pub struct TargetsMetadata {
 
 impl TargetsMetadata {
     /// Parses `role`'s metadata and checks it is signed by a threshold of `signers`: the trusted
-    /// root for top-level targets, [`Delegation::signers`] for a delegated role.
-    pub(crate) fn verified(role: &str, bytes: &[u8], signers: &Root) -> Result<Self> {
+    /// root for top-level targets, [`Delegation::signers`] for a delegated role. Only what the
+    /// search needs first (version, expiry, delegations) is decoded before the signatures are
+    /// checked; public for fuzzing those bytes as a registry hands them over.
+    pub fn verified(role: &str, bytes: &[u8], signers: &Root) -> Result<Self> {
         let parse = |message: String| Error::Parse {
             role: role.to_string(),
             message,
