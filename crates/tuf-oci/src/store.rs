@@ -815,16 +815,15 @@ pub enum Unpacked {
     /// million directory entries, or of files nested thousands of directories deep, makes
     /// neither directories nor memory.
     Layout,
-    /// Every regular file, and symbolic links outside the layout's own files: an archive a
-    /// copy adds to, whose other files (`docker save`'s `manifest.json` and the `layer.tar`
-    /// links beside it) are kept.
+    /// Every regular file: an archive a copy adds to, whose other files (`docker save`'s
+    /// `manifest.json`) are kept.
     Files,
 }
 
 /// Unpacks the tar file `archive` into `dir`, what `what` says. Archives come from anywhere
 /// (imports run as root), so only regular files are unpacked (their directories made as they
-/// need them), and links only where kept for repacking: symlinks (to `/dev/zero`, to a host
-/// file), hard links, devices and fifos are otherwise left out. An OCI layout needs none of them, and `docker save` writes its legacy
+/// need them): symlinks (to `/dev/zero`, to a host file), hard links, devices and fifos are
+/// left out. An OCI layout needs none of them, and `docker save` writes its legacy
 /// `layer.tar` files as symlinks beside the layout, so such archives still import; a layout
 /// blob that was a link is then simply missing.
 pub fn unpack(archive: &Path, dir: &Path, what: Unpacked) -> Result<()> {
@@ -839,10 +838,6 @@ pub fn unpack(archive: &Path, dir: &Path, what: Unpacked) -> Result<()> {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 what == Unpacked::Files || is_layout_file(&entry.path_bytes())
             }
-            // Kept as links, never followed: nothing here reads them, the layout's files are
-            // written by renaming over their names, and `unpack_in` writes no file through a
-            // link leading out of `dir`.
-            tar::EntryType::Symlink => what == Unpacked::Files && !in_layout(&entry.path_bytes()),
             _ => false,
         };
         if taken {
@@ -861,13 +856,6 @@ pub fn unpack(archive: &Path, dir: &Path, what: Unpacked) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether an archive entry's `path` is, or lies under, a name an OCI layout uses.
-fn in_layout(path: &[u8]) -> bool {
-    let path = path.strip_prefix(b"./").unwrap_or(path);
-    let first = path.split(|b| *b == b'/').next().unwrap_or_default();
-    matches!(first, b"blobs" | b"oci-layout" | b"index.json")
 }
 
 /// Whether an archive entry's `path` names a file of an OCI layout, with or without a

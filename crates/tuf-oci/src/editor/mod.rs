@@ -548,30 +548,26 @@ impl Editor {
     ) -> Result<u64> {
         check_role_name(&delegation.role)?;
         let keys = distinct_keys(&delegation.role, &delegation.keys, delegation.threshold)?;
+        let keyids: Vec<Decoded<Hex>> = keys.iter().map(|(id, _)| id.clone()).collect();
         let paths = delegation
             .paths
             .iter()
             .map(|p| PathPattern::new(p).map_err(|e| Error::Usage(format!("path {p:?}: {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        let role = DelegatedRole {
-            name: delegation.role.clone(),
-            keyids: keys.iter().map(|(id, _)| id.clone()).collect(),
-            threshold: delegation.threshold,
-            paths: PathSet::Paths(paths),
-            terminating: delegation.terminating,
-            targets: None,
-        };
-        let delegated = Delegations {
-            keys: keys.into_iter().collect(),
-            roles: vec![role],
-        };
         // Delegated elsewhere but not signed yet, a role is in no snapshot: the tree is read.
-        self.refuse_namesake(parent, &delegated).await?;
+        self.refuse_namesake(parent, &delegation.role, &keyids, delegation.threshold)
+            .await?;
         self.edit(parent, parent_keys, expires, &[], |targets| {
             let delegations = targets.delegations.get_or_insert_with(Delegations::new);
-            let Delegations { keys, mut roles } = delegated;
             delegations.keys.extend(keys);
-            let role = roles.remove(0);
+            let role = DelegatedRole {
+                name: delegation.role.clone(),
+                keyids,
+                threshold: delegation.threshold,
+                paths: PathSet::Paths(paths),
+                terminating: delegation.terminating,
+                targets: None,
+            };
             // A role delegated again (a new key, new paths) keeps its place: the order is the
             // search order (TUF 5.6.7.2), and moving it behind a later role would let that
             // role's targets win, or a terminating role hide it.
@@ -584,47 +580,41 @@ impl Editor {
         .await
     }
 
-    /// Refuses `delegated` (one role, its keys) from `parent` when another role delegates
-    /// the same name with other keys or another threshold and the role's current version does
-    /// not verify under `delegated` (or it has signed nothing yet): snapshot and tags name
-    /// roles by name alone, so a role reached from several parents must stay readable under
-    /// each, or every writer's walk of the tree fails on it. Its parents move it to new keys
-    /// as one parent does, by delegating the keys it signs with beside the new ones until it
-    /// has signed with the new.
-    async fn refuse_namesake(&self, parent: &str, delegated: &Delegations) -> Result<()> {
-        let new = &delegated.roles[0];
-        let alike = |other: &DelegatedRole| {
-            other.threshold == new.threshold
-                && other.keyids.iter().collect::<BTreeSet<_>>()
-                    == new.keyids.iter().collect::<BTreeSet<_>>()
-        };
+    /// Refuses delegating `role` from `parent` with `keyids` and `threshold` when another role
+    /// delegates it with other keys or another threshold: snapshot and tags name roles by name
+    /// alone, so one name held by two sets of keys leaves one delegation unable to read the
+    /// role, and every writer's walk of the tree fails on it.
+    async fn refuse_namesake(
+        &self,
+        parent: &str,
+        role: &str,
+        keyids: &[Decoded<Hex>],
+        threshold: NonZeroU64,
+    ) -> Result<()> {
+        let wanted: BTreeSet<&Decoded<Hex>> = keyids.iter().collect();
         let stored = self.stored_files().await?;
-        let heads = self.walk_into(&stored, |_, _| true).await?;
-        let Some(other) = heads.iter().find(|head| {
-            head.role != parent
-                && head
-                    .signed
-                    .signed
-                    .delegations
-                    .as_ref()
-                    .is_some_and(|d| d.roles.iter().any(|r| r.name == new.name && !alike(r)))
-        }) else {
-            return Ok(());
-        };
-        let why = match heads.iter().find(|head| head.role == new.name) {
-            Some(head) if delegated.verify_role(&head.signed, &new.name).is_ok() => return Ok(()),
-            Some(_) => "its current version does not verify under these",
-            None => "it has signed nothing yet",
-        };
-        Err(Error::Delegation {
-            target: new.name.clone(),
-            reason: format!(
-                "{} delegates a role of that name with other keys or another threshold, and \
-                 {why}: a role reached from several parents must stay readable under each \
-                 (delegate the keys it signs with beside new ones)",
-                other.role
-            ),
-        })
+        for head in self.walk_into(&stored, |_, _| true).await? {
+            let Some(delegations) = head.signed.signed.delegations.as_ref() else {
+                continue;
+            };
+            let other = delegations.roles.iter().find(|r| {
+                r.name == role
+                    && head.role != parent
+                    && (r.threshold != threshold
+                        || r.keyids.iter().collect::<BTreeSet<_>>() != wanted)
+            });
+            if other.is_some() {
+                return Err(Error::Delegation {
+                    target: role.to_string(),
+                    reason: format!(
+                        "{} delegates a role of that name with other keys or another \
+                         threshold: role names are unique across the delegation tree",
+                        head.role
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Signs the descriptors the registry serves for `images` (by tag) into `role`, in one new
