@@ -588,6 +588,15 @@ async fn bundles_verify_offline_and_deep_checks_find_tampered_layers() {
         b"junk",
     )
     .unwrap();
+    // Nor is a link planted where the blob is written first followed.
+    let victim = dir.path().join("victim");
+    std::os::unix::fs::symlink(
+        &victim,
+        seeded
+            .join("blobs/sha256")
+            .join(format!("{}.tmp", digest.trim_start_matches("sha256:"))),
+    )
+    .unwrap();
     let seeded = format!("oci:{}", seeded.display());
     ok(tuf(
         &[
@@ -599,6 +608,7 @@ async fn bundles_verify_offline_and_deep_checks_find_tampered_layers() {
         &["localhost:1"],
     ));
     ok(verify(&[&format!("{seeded}:team-a/app:v1"), "--deep"]));
+    assert!(!victim.exists(), "written through a link");
 }
 
 #[tokio::test]

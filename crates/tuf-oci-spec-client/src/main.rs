@@ -124,7 +124,9 @@ async fn download(
 ) -> anyhow::Result<()> {
     check_target_path(name)?;
     let path = dir.join(encode_file_name(name));
-    let held = std::fs::metadata(&path).is_ok_and(|held| held.len() == target.length);
+    // A plain file of the target's size only: a link (to `/dev/zero`, say) is not read.
+    let held = std::fs::symlink_metadata(&path)
+        .is_ok_and(|held| held.is_file() && held.len() == target.length);
     if held && std::fs::read(&path).is_ok_and(|bytes| matches(&bytes, target)) {
         return Ok(());
     }

@@ -479,11 +479,26 @@ impl LayoutStore {
         let path = self.blob_path(&digest)?;
         if !hashes_to(&path, &digest) {
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+            new_file(&tmp)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, bytes))
+                .map_err(|e| Error::io(&tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
         Ok(digest)
     }
+}
+
+/// A file made anew at `path`, whatever was there (a file left by a write cut short, or a link
+/// someone planted in the layout: removed, never written through).
+fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 /// Whether the file at `path` is a regular file whose bytes hash to `digest`. Not a regular
@@ -659,8 +674,8 @@ impl ContentStore for LayoutStore {
             return Ok(());
         }
         let tmp = path.with_extension("tmp");
-        let mut file = tokio::fs::File::create(&tmp)
-            .await
+        let mut file = new_file(&tmp)
+            .map(tokio::fs::File::from_std)
             .map_err(|e| Error::io(&tmp, e))?;
         let what = format!("{digest} for {}", self.describe());
         let mut data = checked(data, what, digest.to_string(), size);

@@ -1219,6 +1219,7 @@ fn finish_root_update(store: &TrustedStore) -> Result<()> {
     if let Some((stored, next)) = pending_successor(store, &pending)? {
         forget_voided(store, &stored.signed, &next.signed)?;
         store.store("root.json", &pending)?;
+        store.store(&versioned_file("root", next.signed.version.get()), &pending)?;
     }
     store.remove(PENDING_ROOT)
 }

@@ -236,10 +236,7 @@ impl Session {
         let mut fetched_bytes = 0;
         let root_digest = root.digest().to_string();
         let fetched = registry
-            .manifest(
-                &repository.digested(&root_digest),
-                MANIFEST_LIMIT.max(root.size()),
-            )
+            .manifest(&repository.digested(&root_digest), MANIFEST_LIMIT)
             .await?
             .with_context(|| format!("{root_digest} not found in {repository}"))?;
         if fetched.bytes.len() as u64 != root.size()
@@ -266,10 +263,7 @@ impl Session {
                 .find(|m| m.digest == chosen)
                 .context("platform manifest vanished")?;
             let child = registry
-                .manifest(
-                    &repository.digested(&entry.digest),
-                    MANIFEST_LIMIT.max(entry.size),
-                )
+                .manifest(&repository.digested(&entry.digest), MANIFEST_LIMIT)
                 .await?
                 .with_context(|| format!("{} not found in {repository}", entry.digest))?;
             let labels = HashMap::from([(

@@ -1440,9 +1440,9 @@ async fn sign_role<T: Role + serde::Serialize>(
         })
 }
 
-/// Whether `role`'s paths cover `name` (TUF 5.6.7.2), with tough's own matcher.
 /// Whether the search for `name` among the heads `by_role` reaches a delegation of `role`:
-/// from top-level targets, through delegations whose paths cover `name` (TUF 5.6.7).
+/// from top-level targets, through delegations whose paths cover `name` (TUF 5.6.7; a
+/// terminating delegation met before it is not taken into account).
 fn reaches(by_role: &HashMap<&str, &Head>, role: &str, name: &TargetName) -> bool {
     let mut stack = vec!["targets"];
     let mut visited = HashSet::new();
@@ -1467,6 +1467,7 @@ fn reaches(by_role: &HashMap<&str, &Head>, role: &str, name: &TargetName) -> boo
     false
 }
 
+/// Whether `role`'s paths cover `name` (TUF 5.6.7.2), with tough's own matcher.
 fn covers(role: &DelegatedRole, name: &TargetName) -> bool {
     Delegations {
         keys: HashMap::new(),
