@@ -235,7 +235,7 @@ async fn into<S: ContentStore>(
 /// Takes the lock of archive `file`: `.<name>.lock` beside it, created when missing and left
 /// there (removing it would let a writer waiting on the old file race one taking a new one).
 fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
     let name = file
         .file_name()
         .with_context(|| format!("{}: not a file name", file.display()))?;
@@ -273,7 +273,13 @@ fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
         }
         Err(e) => return Err(e).with_context(|| format!("opening {}", lock.display())),
     };
-    anyhow::ensure!(handle.metadata()?.file_type().is_file(), not_plain());
+    // The plain file the name still holds: one swapped for another since it was opened would
+    // have two copies lock two files.
+    let (held, named) = (handle.metadata()?, std::fs::symlink_metadata(&lock)?);
+    anyhow::ensure!(
+        held.file_type().is_file() && (held.dev(), held.ino()) == (named.dev(), named.ino()),
+        not_plain()
+    );
     tuf_oci::store::lock_file(&handle, &lock)?;
     Ok(handle)
 }
