@@ -9,7 +9,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(descriptor) = serde_json::from_slice::<oci_spec::image::Descriptor>(data)
         && let Ok(target) = target_from_descriptor(&descriptor)
     {
-        let back = descriptor_from_target("fuzz:target", &target).expect("a mapped target maps back");
+        let back =
+            descriptor_from_target("fuzz:target", &target).expect("a mapped target maps back");
         assert_eq!(back, descriptor, "the mapping must be lossless");
     }
     if let Ok(target) = serde_json::from_slice::<tuf_oci::schema::Target>(data) {
