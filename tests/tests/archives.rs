@@ -117,7 +117,7 @@ async fn links_and_special_files_in_archives_are_left_out() {
 
     // The same archive with the blob as a regular file unpacks and reads.
     let good = work.path().join("good.tar");
-    tuf_oci::store::pack(&source, &good).unwrap();
+    tuf_oci::store::pack(&source, &good, &[]).unwrap();
     let unpacked = work.path().join("good");
     tuf_oci::store::unpack(&good, &unpacked, Unpacked::Layout).unwrap();
     let store = LayoutStore::open(&unpacked, false).unwrap();
@@ -181,6 +181,25 @@ async fn archives_read_give_their_layout_only() {
     for i in 0..1000 {
         file(&format!("dir{i}"), tar::EntryType::Directory);
     }
+    // `docker save`'s legacy layer links beside the layout, and links under the layout's
+    // names however spelt, or leading out.
+    // Names written into the header as they are (the tar crate refuses `/` and `..`).
+    let mut link = |name: &str, target: &str| {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        header.set_cksum();
+        builder.append(&header, &[][..]).unwrap();
+    };
+    link("legacy/layer.tar", "../blobs/sha256/00");
+    link("blobs/sha256/linked", "/etc/passwd");
+    link("/oci-layout", "/etc/passwd");
+    link("././index.json", "/etc/shadow");
+    link("../outside", "/etc/shadow");
+    link("manifest.json", "/etc/shadow");
     // Named with a leading `./`, as `tar -C layout -cf - .` writes (the tar crate would
     // drop it: the name goes into the header as it is).
     let extra = b"extra blob";
@@ -220,6 +239,36 @@ async fn archives_read_give_their_layout_only() {
 
     let added_to = work.path().join("added-to");
     tuf_oci::store::unpack(&archive, &added_to, Unpacked::Files).unwrap();
+    // Links are never made on disk; the one beside the layout is kept aside, and packed again.
+    let links = tuf_oci::store::kept_links(&archive, &added_to).unwrap();
+    assert_eq!(
+        links,
+        [tuf_oci::store::Link {
+            path: "legacy/layer.tar".into(),
+            target: "../blobs/sha256/00".into(),
+        }]
+    );
+    assert!(std::fs::symlink_metadata(added_to.join("legacy/layer.tar")).is_err());
+    let repacked = work.path().join("repacked.tar");
+    tuf_oci::store::pack(&added_to, &repacked, &links).unwrap();
+    let mut entries = tar::Archive::new(std::fs::File::open(&repacked).unwrap());
+    let packed: Vec<(String, String)> = entries
+        .entries()
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.header().entry_type() == tar::EntryType::Symlink)
+        .map(|entry| {
+            let target = entry.link_name().unwrap().unwrap().display().to_string();
+            (entry.path().unwrap().display().to_string(), target)
+        })
+        .collect();
+    assert_eq!(
+        packed,
+        [(
+            "legacy/layer.tar".to_string(),
+            "../blobs/sha256/00".to_string()
+        )]
+    );
     assert!(added_to.join("manifest.json").is_file());
     assert!(added_to.join(&deep).is_file());
     assert!(

@@ -855,7 +855,7 @@ fn tamper(bundle: &Path, forged: &[u8], out: &Path) {
         entry[field] = forged_index["manifests"][0][field].clone();
     }
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
-    tuf_oci::store::pack(&layout, out).unwrap();
+    tuf_oci::store::pack(&layout, out, &[]).unwrap();
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use tuf_oci::Registry;
 use tuf_oci::copy::is_metadata_tag;
 use tuf_oci::copy::{CopyOptions, CopyReport, Tags, copy_repository};
 use tuf_oci::store::{
-    BUNDLE_REPOSITORY, ContentStore, IMAGE_NAME, LayoutStore, RegistryStore, Unpacked, pack, unpack,
+    BUNDLE_REPOSITORY, ContentStore, IMAGE_NAME, LayoutStore, RegistryStore, Unpacked, kept_links,
+    pack, unpack,
 };
 
 /// One side of a copy.
@@ -211,8 +212,11 @@ async fn into<S: ContentStore>(
             // A dry run writes nothing, its lock included.
             let _writing = (!options.dry_run).then(|| lock_beside(file)).transpose()?;
             let dir = staging.join("destination");
+            let mut links = Vec::new();
             if file.exists() {
                 unpack(file, &dir, Unpacked::Files)
+                    .and_then(|()| kept_links(file, &dir))
+                    .map(|kept| links = kept)
                     .with_context(|| format!("reading archive {}", file.display()))?;
             }
             let report = into_layout(
@@ -225,7 +229,7 @@ async fn into<S: ContentStore>(
             )
             .await?;
             if !options.dry_run {
-                pack(&dir, file)?;
+                pack(&dir, file, &links)?;
             }
             Ok((report, source.to_string(), destination))
         }

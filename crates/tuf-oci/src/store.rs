@@ -811,15 +811,79 @@ async fn check_graph_at<S: ContentStore>(
 }
 
 /// Packs the layout at `dir` into the tar file `archive`, replaced whole (a reader never sees
-/// half an archive, and no other file is touched).
-pub fn pack(dir: &Path, archive: &Path) -> Result<()> {
+/// half an archive, and no other file is touched), with `links` beside it ([`kept_links`]).
+pub fn pack(dir: &Path, archive: &Path, links: &[Link]) -> Result<()> {
     // Readable by all: an archive is for carrying elsewhere.
     crate::atomic::replace(archive, 0o644, |file| {
         let mut builder = tar::Builder::new(file);
         builder.follow_symlinks(false);
         builder.append_dir_all(".", dir)?;
+        for link in links {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            builder.append_link(&mut header, &link.path, &link.target)?;
+        }
         builder.finish()
     })
+}
+
+/// A symbolic link of an archive, kept to be packed again, never made on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Its name in the archive, plain (no `.`, `..` or leading `/`).
+    pub path: PathBuf,
+    /// What it points at, as written.
+    pub target: PathBuf,
+}
+
+/// The symbolic links of `archive` that an archive a copy adds to keeps (`docker save`'s
+/// legacy `layer.tar` links beside the layout), once it is unpacked into `dir`
+/// ([`Unpacked::Files`]). They are only ever written back into the archive: made on disk, a
+/// link under a layout name, however spelt, would have the copy write through it. A link in
+/// the layout's own names, or where the archive holds a file of that name, is left out.
+pub fn kept_links(archive: &Path, dir: &Path) -> Result<Vec<Link>> {
+    let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
+    let mut reader = tar::Archive::new(file);
+    let io = |e| Error::io(archive, e);
+    let mut links = Vec::new();
+    for entry in reader.entries().map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.header().entry_type() != tar::EntryType::Symlink {
+            continue;
+        }
+        let (Ok(path), Ok(Some(target))) = (entry.path(), entry.link_name()) else {
+            continue;
+        };
+        let mut plain = PathBuf::new();
+        for component in path.components() {
+            match component {
+                std::path::Component::Normal(part) => plain.push(part),
+                std::path::Component::CurDir | std::path::Component::RootDir => {}
+                _ => {
+                    plain = PathBuf::new();
+                    break;
+                }
+            }
+        }
+        let first = plain.components().next().map(|c| c.as_os_str().to_owned());
+        let in_layout = first.as_ref().is_some_and(|first| {
+            ["blobs", "oci-layout", "index.json"]
+                .iter()
+                .any(|n| first == n)
+        });
+        if first.is_none() || in_layout || std::fs::symlink_metadata(dir.join(&plain)).is_ok() {
+            continue;
+        }
+        if !links.iter().any(|kept: &Link| kept.path == plain) {
+            links.push(Link {
+                path: plain,
+                target: target.into_owned(),
+            });
+        }
+    }
+    Ok(links)
 }
 
 /// What [`unpack`] takes of an archive.
@@ -831,7 +895,7 @@ pub enum Unpacked {
     /// neither directories nor memory.
     Layout,
     /// Every regular file: an archive a copy adds to, whose other files (`docker save`'s
-    /// `manifest.json`) are kept.
+    /// `manifest.json`) are kept (its links too, aside: [`kept_links`]).
     Files,
 }
 
