@@ -200,6 +200,7 @@ async fn archives_read_give_their_layout_only() {
     link("././index.json", "/etc/shadow");
     link("../outside", "/etc/shadow");
     link("manifest.json", "/etc/shadow");
+    link("no-target", "");
     // Named with a leading `./`, as `tar -C layout -cf - .` writes (the tar crate would
     // drop it: the name goes into the header as it is).
     let extra = b"extra blob";

@@ -297,10 +297,14 @@ impl Mirror {
     }
 }
 
-/// Asserts that the update to root `root` (its bytes) finished in `trust_dir`.
+/// Asserts that the update to root `root` (its bytes) finished in `trust_dir`, the root kept
+/// by version too.
 fn assert_finished(trust_dir: &std::path::Path, root: &[u8]) {
     assert!(!trust_dir.join("root.pending").exists());
     assert_eq!(std::fs::read(trust_dir.join("root.json")).unwrap(), root);
+    let version = parse::<Root>(root).signed.version;
+    let kept = trust_dir.join(format!("{version}.root.json"));
+    assert_eq!(std::fs::read(kept).unwrap(), root);
 }
 
 #[tokio::test]
@@ -557,6 +561,22 @@ async fn a_root_update_cut_short_holds_for_sessions_open_and_new() {
         &tuf_oci::verify::trust_dir(cache.path(), &org.root),
         &root_2,
     );
+}
+
+/// A root update stopped after storing its root and before removing what it was storing:
+/// finished, the root is kept by version too (a directory configured with it later starts from
+/// this one's state).
+#[tokio::test]
+async fn a_root_update_stopped_after_storing_its_root_keeps_it_by_version() {
+    let (registry, org, cache) = tuf_oci_tests::solo_trusted().await;
+    let root_2 = root_update_cut_short(&registry, &org, cache.path()).await;
+    let trust_dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
+    std::fs::write(trust_dir.join("root.json"), &root_2).unwrap();
+    org.verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    assert_finished(&trust_dir, &root_2);
 }
 
 /// Configured with root 2 where the trust directory of root 1 holds an update to root 2 cut

@@ -277,14 +277,16 @@ fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
         }
         Err(e) => return Err(e).with_context(|| format!("opening {}", lock.display())),
     };
-    // The plain file the name still holds: one swapped for another since it was opened would
+    anyhow::ensure!(handle.metadata()?.file_type().is_file(), not_plain());
+    tuf_oci::store::lock_file(&handle, &lock)?;
+    // Still the file the name holds, once locked: one swapped for another meanwhile would
     // have two copies lock two files.
     let (held, named) = (handle.metadata()?, std::fs::symlink_metadata(&lock)?);
     anyhow::ensure!(
-        held.file_type().is_file() && (held.dev(), held.ino()) == (named.dev(), named.ino()),
-        not_plain()
+        (held.dev(), held.ino()) == (named.dev(), named.ino()),
+        "{} was replaced while it was being locked: run again",
+        lock.display()
     );
-    tuf_oci::store::lock_file(&handle, &lock)?;
     Ok(handle)
 }
 

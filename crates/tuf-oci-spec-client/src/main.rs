@@ -124,10 +124,20 @@ async fn download(
 ) -> anyhow::Result<()> {
     check_target_path(name)?;
     let path = dir.join(encode_file_name(name));
-    // A plain file of the target's size only: a link (to `/dev/zero`, say) is not read.
-    let held = std::fs::symlink_metadata(&path)
-        .is_ok_and(|held| held.is_file() && held.len() == target.length);
-    if held && std::fs::read(&path).is_ok_and(|bytes| matches(&bytes, target)) {
+    // A plain file of the target's size only, read no further than that: what the name
+    // holds (a link to `/dev/zero`, say) is checked once opened.
+    let held = std::fs::File::open(&path).ok().and_then(|file| {
+        let plain = file
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.len() == target.length);
+        let mut bytes = Vec::new();
+        let read = std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, target.length + 1),
+            &mut bytes,
+        );
+        (plain && read.is_ok()).then_some(bytes)
+    });
+    if held.is_some_and(|bytes| matches(&bytes, target)) {
         return Ok(());
     }
     // Consistent snapshots prefix the file name (not the directories) with its hash.

@@ -819,11 +819,7 @@ pub fn pack(dir: &Path, archive: &Path, links: &[Link]) -> Result<()> {
         builder.follow_symlinks(false);
         builder.append_dir_all(".", dir)?;
         for link in links {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_size(0);
-            header.set_mode(0o777);
-            builder.append_link(&mut header, &link.path, &link.target)?;
+            link.append_to(&mut builder)?;
         }
         builder.finish()
     })
@@ -838,6 +834,21 @@ pub struct Link {
     pub target: PathBuf,
 }
 
+impl Link {
+    /// Appends this link to `builder`, as a link.
+    fn append_to<W: std::io::Write>(&self, builder: &mut tar::Builder<W>) -> std::io::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        builder.append_link(&mut header, &self.path, &self.target)
+    }
+}
+
+/// Most symbolic links an archive a copy adds to keeps ([`kept_links`]): `docker save` writes
+/// one per layer.
+const MAX_KEPT_LINKS: usize = 100_000;
+
 /// The symbolic links of `archive` that an archive a copy adds to keeps (`docker save`'s
 /// legacy `layer.tar` links beside the layout), once it is unpacked into `dir`
 /// ([`Unpacked::Files`]). They are only ever written back into the archive: made on disk, a
@@ -847,7 +858,7 @@ pub fn kept_links(archive: &Path, dir: &Path) -> Result<Vec<Link>> {
     let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
     let mut reader = tar::Archive::new(file);
     let io = |e| Error::io(archive, e);
-    let mut links = Vec::new();
+    let (mut links, mut seen) = (Vec::new(), std::collections::HashSet::new());
     for entry in reader.entries().map_err(io)? {
         let entry = entry.map_err(io)?;
         if entry.header().entry_type() != tar::EntryType::Symlink {
@@ -876,12 +887,26 @@ pub fn kept_links(archive: &Path, dir: &Path) -> Result<Vec<Link>> {
         if first.is_none() || in_layout || std::fs::symlink_metadata(dir.join(&plain)).is_ok() {
             continue;
         }
-        if !links.iter().any(|kept: &Link| kept.path == plain) {
-            links.push(Link {
-                path: plain,
-                target: target.into_owned(),
+        let link = Link {
+            path: plain,
+            target: target.into_owned(),
+        };
+        // Only what packing writes back (an empty target, a NUL in a name, it refuses), and
+        // each name once.
+        if link
+            .append_to(&mut tar::Builder::new(std::io::sink()))
+            .is_err()
+            || !seen.insert(link.path.clone())
+        {
+            continue;
+        }
+        if links.len() == MAX_KEPT_LINKS {
+            return Err(Error::TooLarge {
+                what: format!("the symbolic links of {}", archive.display()),
+                limit: MAX_KEPT_LINKS as u64,
             });
         }
+        links.push(link);
     }
     Ok(links)
 }

@@ -1220,6 +1220,14 @@ fn finish_root_update(store: &TrustedStore) -> Result<()> {
         forget_voided(store, &stored.signed, &next.signed)?;
         store.store("root.json", &pending)?;
         store.store(&versioned_file("root", next.signed.version.get()), &pending)?;
+    } else if let Ok(root) = trusted_root(&pending)
+        && store.load("root.json")?.as_deref() == Some(pending.as_slice())
+    {
+        // Stored as `root.json` before the process stopped: kept by version too.
+        let file = versioned_file("root", root.signed.version.get());
+        if store.load(&file)?.is_none() {
+            store.store(&file, &pending)?;
+        }
     }
     store.remove(PENDING_ROOT)
 }
