@@ -19,23 +19,37 @@ async fn with_pointer(registry: &TestRegistry, path: &str) {
         .unwrap();
 }
 
+/// An organisation at `org/tuf` whose top-level targets delegate `team-a/*` to `parent`, which
+/// delegates `child_paths` to `child`, published; with the two roles' keys (named as the roles).
+async fn delegated_twice(
+    registry: &TestRegistry,
+    parent: &str,
+    child: &str,
+    child_paths: &[&str],
+) -> (Org, SigningKey, SigningKey) {
+    let org = Org::init(registry, "org/tuf").await;
+    let (parent_key, child_key) = (org.key(parent).await, org.key(child).await);
+    org.delegate_from_targets(
+        registry,
+        &delegation(parent, &["team-a/*"], &[&parent_key], 1),
+    )
+    .await;
+    org.publish(registry).await;
+    org.delegate(
+        registry,
+        parent,
+        std::slice::from_ref(&parent_key),
+        &delegation(child, child_paths, &[&child_key], 1),
+    )
+    .await;
+    org.publish(registry).await;
+    (org, parent_key, child_key)
+}
+
 #[tokio::test]
 async fn two_level_delegation() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let team = org.key("team-a").await;
-    let app = org.key("team-a-app").await;
-    org.delegate_from_targets(&registry, &delegation("team-a", &["team-a/*"], &[&team], 1))
-        .await;
-    org.publish(&registry).await;
-    org.delegate(
-        &registry,
-        "team-a",
-        &[team],
-        &delegation("team-a-app", &["team-a/app:*"], &[&app], 1),
-    )
-    .await;
-    org.publish(&registry).await;
+    let (org, _, app) = delegated_twice(&registry, "team-a", "team-a-app", &["team-a/app:*"]).await;
     let pushed = registry.push_image("team-a/app", "v1", "app").await;
     with_pointer(&registry, "team-a/app").await;
     org.sign(
@@ -482,19 +496,7 @@ async fn search_fetches_only_roles_on_the_path() {
 #[tokio::test]
 async fn delegation_cycle_ends_the_search() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let (a, b) = (org.key("a").await, org.key("b").await);
-    org.delegate_from_targets(&registry, &delegation("a", &["team-a/*"], &[&a], 1))
-        .await;
-    org.publish(&registry).await;
-    org.delegate(
-        &registry,
-        "a",
-        std::slice::from_ref(&a),
-        &delegation("b", &["team-a/*"], &[&b], 1),
-    )
-    .await;
-    org.publish(&registry).await;
+    let (org, a, b) = delegated_twice(&registry, "a", "b", &["team-a/*"]).await;
     // b delegates back to a: targets -> a -> b -> a -> ...
     org.delegate(
         &registry,
@@ -553,19 +555,7 @@ async fn delegation_cycle_ends_the_search() {
 #[tokio::test]
 async fn every_image_signed_at_once_must_lead_to_the_role() {
     let registry = TestRegistry::start();
-    let org = Org::init(&registry, "org/tuf").await;
-    let (a, ci) = (org.key("team-a").await, org.key("team-a-ci").await);
-    org.delegate_from_targets(&registry, &delegation("team-a", &["team-a/*"], &[&a], 1))
-        .await;
-    org.publish(&registry).await;
-    org.delegate(
-        &registry,
-        "team-a",
-        std::slice::from_ref(&a),
-        &delegation("team-a-ci", &["*"], &[&ci], 1),
-    )
-    .await;
-    org.publish(&registry).await;
+    let (org, _, ci) = delegated_twice(&registry, "team-a", "team-a-ci", &["*"]).await;
     for (path, content) in [("team-a/x", "a"), ("team-b/y", "b")] {
         registry.push_image(path, "v1", content).await;
         with_pointer(&registry, path).await;
