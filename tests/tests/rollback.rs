@@ -449,6 +449,23 @@ async fn a_store_locked_too_long_by_another_process_fails_closed() {
         .unwrap();
 }
 
+/// `solo/app:v1` verified by a client configured with `root`, its trusted metadata in `cache`.
+async fn verify_configured(
+    registry: &TestRegistry,
+    root: Vec<u8>,
+    cache: &std::path::Path,
+) -> tuf_oci::Result<tuf_oci::VerifiedTarget> {
+    let trust = tuf_oci::TrustConfig {
+        root,
+        cache_dir: Some(cache.to_path_buf()),
+        ..Default::default()
+    };
+    tuf_oci::verify::Verifier::new(registry.client.clone(), trust)
+        .unwrap()
+        .verify(&registry.image("solo/app:v1"))
+        .await
+}
+
 #[tokio::test]
 async fn configuring_a_root_updates_went_past_keeps_what_they_trusted() {
     // Nodes trusting root 1 followed the chain to root 3; the operator then configures root 2
@@ -472,14 +489,8 @@ async fn configuring_a_root_updates_went_past_keeps_what_they_trusted() {
         .unwrap();
     org.publish(&registry).await;
     let cache = trusted_then_timestamp_pushed_back(&registry, &org).await;
-    let trust = tuf_oci::TrustConfig {
-        root: registry.get_file(&org.metadata, "2.root.json").await,
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..Default::default()
-    };
-    let err = tuf_oci::verify::Verifier::new(registry.client.clone(), trust)
-        .unwrap()
-        .verify(&registry.image("solo/app:v1"))
+    let root_2 = registry.get_file(&org.metadata, "2.root.json").await;
+    let err = verify_configured(&registry, root_2, cache.path())
         .await
         .unwrap_err();
     assert!(
@@ -505,14 +516,7 @@ async fn configuring_the_root_updates_reached_keeps_what_they_trusted() {
         serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&root_2).unwrap())
             .unwrap();
     for root in [root_2, respelt] {
-        let trust = tuf_oci::TrustConfig {
-            root,
-            cache_dir: Some(cache.path().to_path_buf()),
-            ..Default::default()
-        };
-        let err = tuf_oci::verify::Verifier::new(registry.client.clone(), trust)
-            .unwrap()
-            .verify(&registry.image("solo/app:v1"))
+        let err = verify_configured(&registry, root, cache.path())
             .await
             .unwrap_err();
         assert!(
@@ -524,14 +528,7 @@ async fn configuring_the_root_updates_reached_keeps_what_they_trusted() {
     // operator's bootstrap decision. It follows the chain, and takes the older timestamp.
     let mut root_1 = org.root.clone();
     root_1.extend_from_slice(b"\n\n");
-    let trust = tuf_oci::TrustConfig {
-        root: root_1,
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..Default::default()
-    };
-    tuf_oci::verify::Verifier::new(registry.client.clone(), trust)
-        .unwrap()
-        .verify(&registry.image("solo/app:v1"))
+    verify_configured(&registry, root_1, cache.path())
         .await
         .unwrap();
 }
