@@ -426,6 +426,24 @@ async fn a_targets_rotation_cut_short_leaves_the_current_root_working() {
 
 /// Without a threshold of the current targets keys (lost, or a stale key file), rotating
 /// top-level targets goes through on the new keys alone, the new root stored first.
+/// Rotates top-level targets to `fresh` without its current key (a stale one given instead).
+async fn rotate_targets_without_its_key(
+    editor: &mut tuf_oci::editor::Editor,
+    org: &Org,
+    fresh: &SigningKey,
+) -> Result<Vec<u8>, Error> {
+    editor
+        .rotate(
+            RoleType::Targets,
+            &[org.key("root").await],
+            &[org.key("stale").await],
+            std::slice::from_ref(fresh),
+            NonZeroU64::MIN,
+            &expiries(),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_targets_rotation_without_the_current_key_goes_through() {
     let registry = TestRegistry::start();
@@ -433,15 +451,7 @@ async fn a_targets_rotation_without_the_current_key_goes_through() {
     let old_root: Signed<Root> = parse(&org.root);
     let fresh = org.key("targets-new").await;
     let mut editor = org.editor(&registry).await;
-    let root = editor
-        .rotate(
-            RoleType::Targets,
-            &[org.key("root").await],
-            &[org.key("stale").await],
-            std::slice::from_ref(&fresh),
-            NonZeroU64::MIN,
-            &expiries(),
-        )
+    let root = rotate_targets_without_its_key(&mut editor, &org, &fresh)
         .await
         .unwrap();
     org.publish_in(&editor, &expiries()).await;
@@ -464,17 +474,8 @@ async fn a_targets_rotation_without_the_current_key_cut_short_is_finished() {
     let head = parse::<Targets>(&registry.get_file(&org.metadata, "targets.json").await);
     let next = head.signed.version.get() + 1;
     let rotate = || async {
-        org.editor(&registry)
-            .await
-            .rotate(
-                RoleType::Targets,
-                &[org.key("root").await],
-                &[org.key("stale").await],
-                std::slice::from_ref(&fresh),
-                NonZeroU64::MIN,
-                &expiries(),
-            )
-            .await
+        let mut editor = org.editor(&registry).await;
+        rotate_targets_without_its_key(&mut editor, &org, &fresh).await
     };
     let rival = Claim::new(&format!("{next}.targets.json")).unwrap();
     registry.put_file(&org.metadata, &rival.tag, b"{}").await;
