@@ -46,6 +46,14 @@ async fn refusal_through(registry: &TestRegistry, root: &[u8], rules: Vec<Rule>)
         .unwrap_err()
 }
 
+/// A registry holding `solo/app`, signed in single-repository mode, and an empty one to copy
+/// it to; with the organisation.
+async fn signed_source_and_destination() -> (TestRegistry, TestRegistry, tuf_oci_tests::Org) {
+    let (source, destination) = (TestRegistry::start(), TestRegistry::start());
+    let (org, _) = solo(&source, true).await;
+    (source, destination, org)
+}
+
 #[tokio::test]
 async fn blob_with_other_bytes_is_refused() {
     let registry = TestRegistry::start();
@@ -593,9 +601,7 @@ async fn a_copy_to_a_registry_handing_out_a_bad_push_token_fails_naming_it() {
     // Anyone may pull there, pushes want a token, and the token handed out is no header
     // value: the copy crashed (exit 101) on its first request carrying it, a push through
     // oci-client (the copy's reads of the destination need no token).
-    let source = TestRegistry::start();
-    let destination = TestRegistry::start();
-    solo(&source, true).await;
+    let (source, destination, _) = signed_source_and_destination().await;
     let rules = vec![token_that_is_no_header_value(), Rule::RequireTokenToWrite];
     let proxy = HostileRegistry::start(&destination.host, rules).await;
     let docker_config = tempfile::tempdir().unwrap();
@@ -643,9 +649,7 @@ async fn try_copy_with_credentials(
     rules: Vec<Rule>,
     credentials: serde_json::Value,
 ) -> (std::process::Output, Vec<Heard>) {
-    let source = TestRegistry::start();
-    let destination = TestRegistry::start();
-    solo(&source, true).await;
+    let (source, destination, _) = signed_source_and_destination().await;
     let proxy = HostileRegistry::start(&destination.host, rules).await;
     let docker_config = tempfile::tempdir().unwrap();
     let config = json!({ "auths": { proxy.host.clone(): credentials } });
@@ -844,9 +848,7 @@ fn credential_helper(dir: &Path, host: &str, script: &str) -> String {
 async fn a_credential_helper_is_asked_once_for_many_requests() {
     // A credential helper named by the docker configuration is a process started for each
     // read of the credentials: a copy's dozens of requests ask it once.
-    let source = TestRegistry::start();
-    let destination = TestRegistry::start();
-    solo(&source, true).await;
+    let (source, destination, _) = signed_source_and_destination().await;
     let proxy = HostileRegistry::start(&destination.host, vec![Rule::RequireToken]).await;
     let dir = tempfile::tempdir().unwrap();
     let asked = dir.path().join("asked");
@@ -875,9 +877,7 @@ async fn a_credential_helper_that_never_answers_fails_the_copy_naming_it() {
     // A helper waiting for a passphrase no one types held its registry's requests for as
     // long as it waited (a node's verifier, for ever). Past the request deadline the copy
     // fails, naming the helper, and ends: the helper's thread does not hold the process.
-    let source = TestRegistry::start();
-    let destination = TestRegistry::start();
-    solo(&source, true).await;
+    let (source, destination, _) = signed_source_and_destination().await;
     let dir = tempfile::tempdir().unwrap();
     let path = credential_helper(dir.path(), &source.host, "exec sleep 20");
     let started = std::time::Instant::now();
@@ -904,9 +904,7 @@ async fn a_docker_configuration_that_cannot_give_its_credentials_says_why() {
     // A helper that fails (a locked keychain), or a config.json that is no JSON, went
     // anonymous without a word, and the signer met a bare 401 from a registry that wanted the
     // credentials. The copy fails naming the configuration and the helper's answer instead.
-    let source = TestRegistry::start();
-    let destination = TestRegistry::start();
-    solo(&source, true).await;
+    let (source, destination, _) = signed_source_and_destination().await;
     let dir = tempfile::tempdir().unwrap();
     let path = credential_helper(
         dir.path(),
@@ -981,9 +979,7 @@ async fn an_anonymous_copy_to_a_registry_wanting_tokens_to_write_gets_one() {
 /// A successful anonymous `tuf-oci copy` of `solo/app:v1` to a registry behind a proxy
 /// applying `rule`, verified there: what the proxy heard.
 async fn anonymous_copy(rule: Rule) -> Vec<Heard> {
-    let source = TestRegistry::start();
-    let destination = TestRegistry::start();
-    let (org, _) = solo(&source, true).await;
+    let (source, destination, org) = signed_source_and_destination().await;
     let proxy = HostileRegistry::start(&destination.host, vec![rule]).await;
     let empty_docker_config = tempfile::tempdir().unwrap();
     let out = copy_app(&source.host, &proxy.host, empty_docker_config.path()).await;
