@@ -477,28 +477,26 @@ async fn a_targets_rotation_without_the_current_key_cut_short_is_finished() {
         let mut editor = org.editor(&registry).await;
         rotate_targets_without_its_key(&mut editor, &org, &fresh).await
     };
-    let rival = Claim::new(&format!("{next}.targets.json")).unwrap();
-    registry.put_file(&org.metadata, &rival.tag, b"{}").await;
-    let err = rotate().await.unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{err}");
-    rival
-        .withdraw(&registry.client, &org.metadata, Withdrawal::NothingWritten)
-        .await
-        .unwrap();
+    // The rotation, met by another writer's claim on `file`, which then steps back.
+    let (at, metadata, rotate) = (&registry, &org.metadata, &rotate);
+    let stopped_by_claim_on = |file: String| async move {
+        let rival = Claim::new(&file).unwrap();
+        at.put_file(metadata, &rival.tag, b"{}").await;
+        let err = rotate().await.unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
+        rival
+            .withdraw(&at.client, metadata, Withdrawal::NothingWritten)
+            .await
+            .unwrap();
+    };
+    stopped_by_claim_on(format!("{next}.targets.json")).await;
     // Nothing stored: root 2 is not there, and the current root still verifies.
     org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
     org.publish(&registry).await;
 
     // Stopped at the root (another writer's claim on it), after the new-key version is
     // stored: writers and clients under the current root pass over that version.
-    let rival = Claim::new("2.root.json").unwrap();
-    registry.put_file(&org.metadata, &rival.tag, b"{}").await;
-    let err = rotate().await.unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{err}");
-    rival
-        .withdraw(&registry.client, &org.metadata, Withdrawal::NothingWritten)
-        .await
-        .unwrap();
+    stopped_by_claim_on("2.root.json".into()).await;
     org.publish(&registry).await;
     org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
 
