@@ -138,6 +138,29 @@ async fn rewritten_manifest_is_refused() {
     assert_eq!(manifest.media_type, MANIFEST_MEDIA_TYPE);
 }
 
+/// Why `team-a/app:v1` does not verify through a registry serving `body` as its
+/// `tuf-metadata` index; and that registry.
+async fn pointer_replaced(
+    registry: &TestRegistry,
+    org: &tuf_oci_tests::Org,
+    body: Vec<u8>,
+) -> (Error, HostileRegistry) {
+    let hostile = HostileRegistry::start(
+        &registry.host,
+        vec![Rule::Replace {
+            path_suffix: "/manifests/tuf-metadata".into(),
+            body,
+            content_type: INDEX_MEDIA_TYPE.into(),
+        }],
+    )
+    .await;
+    let err = verifier(&hostile.host, &org.root)
+        .verify(&image(&hostile.host, "team-a/app:v1"))
+        .await
+        .unwrap_err();
+    (err, hostile)
+}
+
 #[tokio::test]
 async fn oversized_pointer_is_refused() {
     let registry = TestRegistry::start();
@@ -149,19 +172,7 @@ async fn oversized_pointer_is_refused() {
         "annotations": {"padding": "x".repeat(5 << 20)},
     }))
     .unwrap();
-    let hostile = HostileRegistry::start(
-        &registry.host,
-        vec![Rule::Replace {
-            path_suffix: "/manifests/tuf-metadata".into(),
-            body: huge,
-            content_type: INDEX_MEDIA_TYPE.into(),
-        }],
-    )
-    .await;
-    let err = verifier(&hostile.host, &org.root)
-        .verify(&image(&hostile.host, "team-a/app:v1"))
-        .await
-        .unwrap_err();
+    let (err, _) = pointer_replaced(&registry, &org, huge).await;
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
 }
 
@@ -169,19 +180,8 @@ async fn oversized_pointer_is_refused() {
 async fn a_pointer_that_is_no_index_is_refused_naming_its_repository() {
     let registry = TestRegistry::start();
     let TeamA { org, .. } = TeamA::create(&registry).await;
-    let hostile = HostileRegistry::start(
-        &registry.host,
-        vec![Rule::Replace {
-            path_suffix: "/manifests/tuf-metadata".into(),
-            body: br#"{"schemaVersion":2,"manifests":5}"#.to_vec(),
-            content_type: INDEX_MEDIA_TYPE.into(),
-        }],
-    )
-    .await;
-    let err = verifier(&hostile.host, &org.root)
-        .verify(&image(&hostile.host, "team-a/app:v1"))
-        .await
-        .unwrap_err();
+    let body = br#"{"schemaVersion":2,"manifests":5}"#.to_vec();
+    let (err, hostile) = pointer_replaced(&registry, &org, body).await;
     assert!(
         matches!(err, Error::Parse { ref role, .. }
             if *role == format!("{}/team-a/app:tuf-metadata", hostile.host)),
