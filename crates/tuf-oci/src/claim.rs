@@ -51,21 +51,31 @@ pub async fn may_have_written(
 ) -> Result<Option<String>> {
     let prefix = file_prefix(file);
     for tag in tags.iter().filter(|tag| tag.starts_with(&prefix)) {
-        let stored = registry
-            .manifest(&repository.tagged(tag), CLAIM_READ_LIMIT)
-            .await;
-        let nothing_written = stored.is_ok_and(|stored| {
-            stored.is_some_and(|m| {
-                m.media_type == INDEX_MEDIA_TYPE
-                    && Manifest::parse(tag, &m.bytes)
-                        .is_ok_and(|index| index.annotations.contains_key(NOTHING_WRITTEN))
-            })
-        });
-        if !nothing_written {
+        if withdrawn(registry, repository, tag).await != Some(Withdrawal::NothingWritten) {
             return Ok(Some(tag.clone()));
         }
     }
     Ok(None)
+}
+
+/// How claim `tag` in `repository` was withdrawn, or `None` while it is active. A claim that
+/// cannot be read is being written (distribution serves a tag being stored as an error): it
+/// is active. So is one listed but not found (a registry whose listing runs ahead of its
+/// reads): claims are withdrawn, never removed.
+async fn withdrawn(registry: &Registry, repository: &Repository, tag: &str) -> Option<Withdrawal> {
+    let stored = registry
+        .manifest(&repository.tagged(tag), CLAIM_READ_LIMIT)
+        .await
+        .ok()
+        .flatten()
+        .filter(|stored| stored.media_type == INDEX_MEDIA_TYPE)?;
+    let nothing_written = Manifest::parse(tag, &stored.bytes)
+        .is_ok_and(|index| index.annotations.contains_key(NOTHING_WRITTEN));
+    Some(if nothing_written {
+        Withdrawal::NothingWritten
+    } else {
+        Withdrawal::MayHaveWritten
+    })
 }
 
 /// What a writer withdrawing its claim had done under it.
@@ -134,14 +144,7 @@ impl Claim {
             })
             .collect();
         for tag in fresh {
-            // A claim that cannot be read is being written (distribution serves a tag being
-            // stored as an error): it counts. So does one listed but not found (a registry
-            // whose listing runs ahead of its reads): claims are withdrawn, never removed.
-            let withdrawn = registry
-                .manifest(&repository.tagged(&tag), CLAIM_READ_LIMIT)
-                .await
-                .is_ok_and(|stored| stored.is_some_and(|m| m.media_type == INDEX_MEDIA_TYPE));
-            if !withdrawn {
+            if withdrawn(registry, repository, &tag).await.is_none() {
                 return Ok(Some(tag));
             }
         }
