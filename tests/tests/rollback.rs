@@ -466,6 +466,20 @@ async fn verify_configured(
         .await
 }
 
+/// Asserts that a client configured with `root` on `cache` refuses the older timestamp pushed
+/// back ([`trusted_then_timestamp_pushed_back`]) as a rollback.
+async fn assert_older_timestamp_refused(
+    registry: &TestRegistry,
+    root: Vec<u8>,
+    cache: &std::path::Path,
+) {
+    let err = verify_configured(registry, root, cache).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn configuring_a_root_updates_went_past_keeps_what_they_trusted() {
     // Nodes trusting root 1 followed the chain to root 3; the operator then configures root 2
@@ -490,13 +504,7 @@ async fn configuring_a_root_updates_went_past_keeps_what_they_trusted() {
     org.publish(&registry).await;
     let cache = trusted_then_timestamp_pushed_back(&registry, &org).await;
     let root_2 = registry.get_file(&org.metadata, "2.root.json").await;
-    let err = verify_configured(&registry, root_2, cache.path())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
-        "{err}"
-    );
+    assert_older_timestamp_refused(&registry, root_2, cache.path()).await;
 }
 
 #[tokio::test]
@@ -516,13 +524,7 @@ async fn configuring_the_root_updates_reached_keeps_what_they_trusted() {
         serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&root_2).unwrap())
             .unwrap();
     for root in [root_2, respelt] {
-        let err = verify_configured(&registry, root, cache.path())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::Rollback { ref role, .. } if role == "timestamp"),
-            "{err}"
-        );
+        assert_older_timestamp_refused(&registry, root, cache.path()).await;
     }
     // A root no directory's updates ended at (here root 1, spelt anew) starts afresh: the
     // operator's bootstrap decision. It follows the chain, and takes the older timestamp.
