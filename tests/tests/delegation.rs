@@ -343,11 +343,14 @@ async fn terminating_delegation_hides_later_roles() {
     let registry = TestRegistry::start();
     let org = Org::init(&registry, "org/tuf").await;
     let (first, second) = (org.key("first").await, org.key("second").await);
-    let mut terminating = delegation("first", &["team-a/*"], &[&first], 1);
-    terminating.terminating = true;
     let targets_key = org.targets_key().await;
-    org.delegate(&registry, "targets", &targets_key, &terminating)
-        .await;
+    org.delegate(
+        &registry,
+        "targets",
+        &targets_key,
+        &delegation("first", &["team-a/*"], &[&first], 1),
+    )
+    .await;
     org.delegate(
         &registry,
         "targets",
@@ -371,10 +374,31 @@ async fn terminating_delegation_hides_later_roles() {
         &registry,
         &registry.image("team-a/app:v1"),
         "second",
-        &[second],
+        std::slice::from_ref(&second),
     )
     .await;
+    // `first` becomes terminating where it stands, after `second` signed.
+    let mut terminating = delegation("first", &["team-a/*"], &[&first], 1);
+    terminating.terminating = true;
+    org.delegate(&registry, "targets", &targets_key, &terminating)
+        .await;
     org.publish(&registry).await;
+    // A signer is told its role is hidden, rather than signing what no pull finds.
+    let err = org
+        .editor(&registry)
+        .await
+        .sign(
+            &[registry.image("team-a/app:v1")],
+            "second",
+            &[second],
+            expiries().targets,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Delegation { ref target, .. } if target == "team-a/app:v1"),
+        "{err}"
+    );
 
     let cache = tempfile::tempdir().unwrap();
     let verifier = org.verifier(&registry, cache.path());

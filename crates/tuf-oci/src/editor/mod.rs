@@ -1440,29 +1440,35 @@ async fn sign_role<T: Role + serde::Serialize>(
         })
 }
 
-/// Whether the search for `name` among the heads `by_role` reaches a delegation of `role`:
-/// from top-level targets, through delegations whose paths cover `name` (TUF 5.6.7; a
-/// terminating delegation met before it is not taken into account).
+/// Whether the search for `name` among the heads `by_role` comes to `role`, as a client's
+/// does (TUF 5.6.7): pre-order from top-level targets, through delegations whose paths cover
+/// `name`, nothing after a terminating one taken.
 fn reaches(by_role: &HashMap<&str, &Head>, role: &str, name: &TargetName) -> bool {
     let mut stack = vec!["targets"];
     let mut visited = HashSet::new();
     while let Some(current) = stack.pop() {
+        if current == role {
+            return true;
+        }
         if !visited.insert(current) {
             continue;
         }
         let delegations = by_role
             .get(current)
             .and_then(|head| head.signed.signed.delegations.as_ref());
+        let mut children = Vec::new();
         for child in delegations
             .iter()
             .flat_map(|d| &d.roles)
             .filter(|child| covers(child, name))
         {
-            if child.name == role {
-                return true;
+            children.push(child.name.as_str());
+            if child.terminating {
+                stack.clear();
+                break;
             }
-            stack.push(&child.name);
         }
+        stack.extend(children.into_iter().rev());
     }
     false
 }
@@ -1474,4 +1480,56 @@ fn covers(role: &DelegatedRole, name: &TargetName) -> bool {
         roles: vec![role.clone()],
     }
     .target_is_delegated(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A head for `role` delegating `children` (name, terminating), each for `team-a/*`.
+    fn head(role: &str, children: &[(&str, bool)]) -> Head {
+        let roles: Vec<_> = children
+            .iter()
+            .map(|(name, terminating)| {
+                json!({"name": name, "keyids": [], "threshold": 1, "paths": ["team-a/*"],
+                       "terminating": terminating})
+            })
+            .collect();
+        let signed = json!({"signed": {"_type": "targets", "spec_version": "1.0.0",
+            "version": 1, "expires": "2030-01-01T00:00:00Z", "targets": {},
+            "delegations": {"keys": {}, "roles": roles}}, "signatures": []});
+        Head {
+            role: role.to_string(),
+            signed: serde_json::from_value(signed).unwrap(),
+            bytes: Vec::new(),
+            taken: 1,
+        }
+    }
+
+    /// A terminating delegation ends the search where a client's ends it: its later siblings
+    /// and everything still pending above it are never reached, its own delegations are.
+    #[test]
+    fn the_search_a_signer_checks_stops_at_a_terminating_delegation() {
+        let name = TargetName::new("team-a/app:v1").unwrap();
+        for (deep_terminating, reached, hidden) in [
+            (true, &["c1", "d1", "e1"][..], &["d2", "c2"][..]),
+            (false, &["c1", "d1", "e1", "d2", "c2"][..], &[][..]),
+        ] {
+            let heads = [
+                head("targets", &[("c1", false), ("c2", false)]),
+                head("c1", &[("d1", deep_terminating), ("d2", false)]),
+                head("d1", &[("e1", false)]),
+            ];
+            let by_role: HashMap<&str, &Head> =
+                heads.iter().map(|h| (h.role.as_str(), h)).collect();
+            for role in reached {
+                assert!(reaches(&by_role, role, &name), "{role} not reached");
+            }
+            for role in hidden {
+                assert!(!reaches(&by_role, role, &name), "{role} reached");
+            }
+            let outside = TargetName::new("team-b/app:v1").unwrap();
+            assert!(!reaches(&by_role, "c1", &outside));
+        }
+    }
 }
