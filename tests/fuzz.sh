@@ -17,8 +17,19 @@ seconds=${FUZZ_SECONDS:-60}
 flags=(--fuzz-dir tests/fuzz --sanitizer none)
 targets=(descriptor reference verifier_input metadata)
 corpus=$(mktemp -d)
-# Fuzzers still running when the script ends (a failure elsewhere) are stopped.
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$corpus"' EXIT
+# Each target runs in its own process group (job control), so that fuzzers still running when
+# the script ends (interrupted, or a failure elsewhere) are stopped with the cargo and shell
+# processes above them: killing the job's shell alone left the fuzzer running.
+set -m
+stop() {
+  local job
+  for job in $(jobs -p); do
+    kill -- "-$job" 2>/dev/null || true
+  done
+  rm -rf "$corpus"
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
 
 fuzz() {
   local target=$1
