@@ -665,27 +665,71 @@ pub fn cli_binary() -> PathBuf {
     workspace_binary("tuf-oci")
 }
 
-/// Starts `containerd-tuf-verifier serve` with `policy`, its logs dropped, and waits until it
-/// listens on `socket` (the policy's); the caller stops it.
-pub async fn serve_verifier(policy: &Path, socket: &Path) -> std::process::Child {
-    let mut service = std::process::Command::new(workspace_binary("containerd-tuf-verifier"))
-        .args(["serve", "--policy"])
-        .arg(policy)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("containerd-tuf-verifier serve");
-    for _ in 0..1000 {
-        if socket.exists() {
-            return service;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+/// A process a fixture started, killed and reaped when dropped: a test or a benchmark that
+/// panics leaves none running.
+#[derive(Debug)]
+pub struct Running(Child);
+
+impl Running {
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
     }
-    let _ = service.kill();
-    let _ = service.wait();
-    panic!(
-        "the verification service did not listen on {}",
-        socket.display()
-    );
+
+    /// Whether it has ended.
+    pub fn ended(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_some()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `command`, its logs dropped, and waits until `socket` exists: at most 30 s, and not
+/// past the process's end (a server that cannot start would hold the run up for good).
+pub async fn listening(mut command: Command, socket: &Path) -> Running {
+    let mut running = Running(command.stderr(Stdio::null()).spawn().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            !running.ended(),
+            "{command:?} ended before listening on {}",
+            socket.display()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{command:?} did not listen on {} within 30 s",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running
+}
+
+/// Starts the front binary, as a node runs it, on `listen` before `containerd`, checking
+/// with `policy`, and waits until it listens.
+pub async fn start_front(containerd: &Path, listen: &Path, policy: &Path) -> Running {
+    let mut front = Command::new(workspace_binary("containerd-tuf-transfer"));
+    front
+        .arg("--containerd")
+        .arg(containerd)
+        .arg("--listen")
+        .arg(listen)
+        .arg("--policy")
+        .arg(policy);
+    listening(front, listen).await
+}
+
+/// Starts `containerd-tuf-verifier serve` with `policy` and waits until it listens on `socket`
+/// (the policy's).
+pub async fn serve_verifier(policy: &Path, socket: &Path) -> Running {
+    let mut service = Command::new(workspace_binary("containerd-tuf-verifier"));
+    service.args(["serve", "--policy"]).arg(policy);
+    listening(service, socket).await
 }
 
 /// Runs an image verifier as containerd does: `command` (the executable and its environment)

@@ -396,20 +396,7 @@ async fn front_killed_mid_pull_leaves_no_image() {
     registry.push_image("public/big", "v1", &big).await;
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let socket = setup.dir.path().join("front-process.sock");
-    let mut front =
-        std::process::Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"))
-            .arg("--containerd")
-            .arg(&containerd.socket)
-            .arg("--listen")
-            .arg(&socket)
-            .arg("--policy")
-            .arg(&setup.policy)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    while !socket.exists() {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let front = tuf_oci_tests::start_front(&containerd.socket, &socket, &setup.policy).await;
     let name = format!("{}/public/big:v1", registry.host);
     let mut pull = std::process::Command::new(&containerd.ctr)
         .arg("--address")
@@ -429,8 +416,7 @@ async fn front_killed_mid_pull_leaves_no_image() {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    front.kill().unwrap();
-    front.wait().unwrap();
+    drop(front);
     assert!(ingesting, "the pull never reached containerd");
     assert!(
         !pull.wait().unwrap().success(),

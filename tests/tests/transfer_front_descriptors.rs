@@ -2,11 +2,11 @@
 //! it keeps the connections it has and accepts again once some are gone, rather than exit.
 
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use containerd_client::services::v1::version_client::VersionClient;
-use tuf_oci_tests::workspace_binary;
+use tuf_oci_tests::{listening, workspace_binary};
 
 #[tokio::test]
 async fn the_front_serves_again_after_running_out_of_file_descriptors() {
@@ -20,7 +20,8 @@ async fn the_front_serves_again_after_running_out_of_file_descriptors() {
     .unwrap();
     let socket = dir.path().join("front.sock");
     // 32 descriptors: a few for the front itself, the rest for client connections.
-    let mut front = Command::new("sh")
+    let mut front = Command::new("sh");
+    front
         .args(["-c", "ulimit -n 32 && exec \"$0\" \"$@\""])
         .arg(workspace_binary("containerd-tuf-transfer"))
         .arg("--containerd")
@@ -28,23 +29,15 @@ async fn the_front_serves_again_after_running_out_of_file_descriptors() {
         .arg("--listen")
         .arg(&socket)
         .arg("--policy")
-        .arg(&policy)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..500 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        .arg(&policy);
+    let mut front = listening(front, &socket).await;
 
     let held: Vec<UnixStream> = (0..64)
         .map(|_| UnixStream::connect(&socket).unwrap())
         .collect();
     // The front accepts what it has descriptors for and fails on the rest, again and again.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(front.try_wait().unwrap().is_none(), "the front exited");
+    assert!(!front.ended(), "the front exited");
     drop(held);
 
     // containerd is not there: the front answers itself.
@@ -54,6 +47,4 @@ async fn the_front_serves_again_after_running_out_of_file_descriptors() {
     let status = VersionClient::new(channel).version(()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains("tuf-oci front"), "{status:?}");
-    let _ = front.kill();
-    let _ = front.wait();
 }

@@ -100,11 +100,10 @@ fn allowed(out: (Option<i32>, String)) {
 #[tokio::test]
 async fn the_client_answers_through_the_service() {
     let s = setup().await;
-    let mut service = serve_verifier(&s.policy, &s.socket).await;
+    let service = serve_verifier(&s.policy, &s.socket).await;
     // No full executable to fall back on: every answer comes from the service.
     s.answers_right(&s.dir.path().join("missing-verifier"));
-    let _ = service.kill();
-    let _ = service.wait();
+    drop(service);
 }
 
 #[tokio::test]

@@ -191,10 +191,9 @@ async fn the_client_in_bin_dir_answers_through_the_service_and_without_it() {
     };
 
     // With the service, and no full executable to fall back on.
-    let mut service = serve_verifier(&policy, &socket).await;
+    let service = serve_verifier(&policy, &socket).await;
     pulls(&dir.join("missing-verifier"));
-    let _ = service.kill();
-    let _ = service.wait();
+    drop(service);
 
     // Without the service (its socket left behind), through the full executable.
     pulls(&workspace_binary("containerd-tuf-verifier"));

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tuf_oci::layout::Entry;
-use tuf_oci_tests::{Org, TestRegistry, serve_verifier};
+use tuf_oci_tests::{Org, Running, TestRegistry, serve_verifier, start_front};
 
 use crate::fixtures::signed_app;
 use crate::measure::median;
@@ -30,52 +30,6 @@ fn service_policy(
         ),
     );
     (policy, socket)
-}
-
-/// Starts the front binary, as a node runs it, on `listen` before `containerd` checking with
-/// `policy`, and waits until it listens.
-async fn start_front(
-    containerd: &std::path::Path,
-    listen: &std::path::Path,
-    policy: &std::path::Path,
-) -> std::process::Child {
-    let mut front =
-        std::process::Command::new(tuf_oci_tests::workspace_binary("containerd-tuf-transfer"));
-    front
-        .arg("--containerd")
-        .arg(containerd)
-        .arg("--listen")
-        .arg(listen)
-        .arg("--policy")
-        .arg(policy);
-    listening(front, listen).await
-}
-
-/// Spawns `command`, its logs dropped, and waits until `socket` exists: at most 30 s, and
-/// not past the process's end (a front that cannot start would hold the run up for good).
-async fn listening(
-    mut command: std::process::Command,
-    socket: &std::path::Path,
-) -> std::process::Child {
-    let mut child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "{command:?} ended ({status}) before listening on {}",
-                socket.display()
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "{command:?} did not listen on {} within 30 s",
-                socket.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child
 }
 
 /// Runs the bindir verifier as containerd does for `name` resolved to `image`; whether it
@@ -155,9 +109,8 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
         cold += invoke();
     }
     // Stops a service and empties the cache.
-    let stop = |mut service: std::process::Child| {
-        let _ = service.kill();
-        let _ = service.wait();
+    let stop = |service: Running| {
+        drop(service);
         let _ = std::fs::remove_file(&socket);
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
     };
@@ -357,13 +310,12 @@ pub(crate) async fn transfer_front(registry: &TestRegistry, runs: usize, layer_b
         let _ = std::fs::remove_dir_all(dir.path().join("cache"));
         let fronted = Containerd::start(Version::V1_6, None, &[]);
         let socket = dir.path().join(format!("front-{run}.sock"));
-        let mut front = start_front(&fronted.socket, &socket, &policy).await;
+        let front = start_front(&fronted.socket, &socket, &policy).await;
         let started = cpu_ticks(front.id());
         times[2].push(pull(&fronted, &socket, "v1"));
         times[3].push(pull(&fronted, &socket, "v2"));
         front_ticks += cpu_ticks(front.id()) - started;
-        let _ = front.kill();
-        let _ = front.wait();
+        drop(front);
     }
     let mb = layer_bytes >> 20;
     let [direct_v1, direct_v2, front_first, front_second] = times.map(median);
@@ -403,7 +355,7 @@ pub(crate) async fn transfer_front(registry: &TestRegistry, runs: usize, layer_b
     // Forwarded unary latency: containerd's Version call, direct vs through the front.
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let socket = dir.path().join("front-unary.sock");
-    let mut front = start_front(&containerd.socket, &socket, &policy).await;
+    let front = start_front(&containerd.socket, &socket, &policy).await;
     let calls = runs * 100;
     let mut latency = [Duration::ZERO; 2];
     for (i, target) in [containerd.socket.clone(), socket.clone()]
@@ -421,8 +373,7 @@ pub(crate) async fn transfer_front(registry: &TestRegistry, runs: usize, layer_b
         }
         latency[i] = start.elapsed();
     }
-    let _ = front.kill();
-    let _ = front.wait();
+    drop(front);
     let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
     println!(
         "{:<56} {:>10} {:>12} {:>10.1}us",
@@ -461,7 +412,7 @@ pub(crate) async fn peak_memory_under_load(
     let (policy, socket) = service_policy(dir.path(), registry, &org, "load/");
 
     let verifier = tuf_oci_tests::workspace_binary("containerd-tuf-verifier");
-    let mut service = serve_verifier(&policy, &socket).await;
+    let service = serve_verifier(&policy, &socket).await;
     let mut calls = Vec::new();
     for (i, image) in images.iter().enumerate() {
         let (verifier, policy) = (verifier.clone(), policy.clone());
@@ -475,8 +426,7 @@ pub(crate) async fn peak_memory_under_load(
         assert!(call.await.unwrap(), "a verification failed under load");
     }
     let service_peak = peak_kib(service.id());
-    let _ = service.kill();
-    let _ = service.wait();
+    drop(service);
 
     let names: Vec<String> = (0..concurrent)
         .map(|i| format!("{}/load/app:t{i}", registry.host))
@@ -540,7 +490,7 @@ async fn front_peak_kib(dir: &std::path::Path, policy: &std::path::Path, names: 
 
     let containerd = Containerd::start(Version::V1_6, None, &[]);
     let front_socket = dir.join("front.sock");
-    let mut front = start_front(&containerd.socket, &front_socket, policy).await;
+    let front = start_front(&containerd.socket, &front_socket, policy).await;
     let pulls: Vec<_> = names
         .iter()
         .map(|name| {
@@ -556,7 +506,6 @@ async fn front_peak_kib(dir: &std::path::Path, policy: &std::path::Path, names: 
         );
     }
     let peak = peak_kib(front.id());
-    let _ = front.kill();
-    let _ = front.wait();
+    drop(front);
     peak
 }
