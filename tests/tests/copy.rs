@@ -220,6 +220,96 @@ async fn through_an_archive_with_both_sources_stopped() {
     at_c.verify(&c.image("team-a/app:multi")).await.unwrap();
 }
 
+/// `docker save` writes an OCI layout with files of its own beside it (`manifest.json`,
+/// `repositories`, and, from older versions, layer links): a copy adding a signed image to
+/// such an archive keeps them as they were, and both images are read from it afterwards, ours
+/// verified offline.
+#[tokio::test]
+async fn a_copy_into_a_docker_save_archive_keeps_what_docker_wrote() {
+    let a = TestRegistry::start();
+    let (_org, root) = source(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root_file = dir.path().join("root.json");
+    std::fs::write(&root_file, &root).unwrap();
+    // The image as another tool saved it (no TUF metadata), then docker's files added.
+    let plain = dir.path().join("plain.tar");
+    ok(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/team-a/app:v1", a.host))
+        .arg(format!("oci-archive:{}:saved/app:v1", plain.display()))
+        .output()
+        .unwrap());
+    let saved = dir.path().join("saved.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&saved).unwrap());
+    let mut layer = None;
+    let mut entries = tar::Archive::new(std::fs::File::open(&plain).unwrap());
+    for entry in entries.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        if path.starts_with("blobs/sha256/") && entry.header().entry_type().is_file() {
+            layer = Some(path);
+        }
+        let header = entry.header().clone();
+        builder.append(&header, &mut entry).unwrap();
+    }
+    let layer = layer.expect("a blob in the saved archive");
+    let manifest_json = br#"[{"Config":"blobs/sha256/0","RepoTags":["saved/app:v1"],"Layers":[]}]"#;
+    let mut header = tar::Header::new_gnu();
+    header.set_size(manifest_json.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "manifest.json", &manifest_json[..])
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    header.set_mode(0o777);
+    let target = format!("../{layer}");
+    builder
+        .append_link(&mut header, "legacy/layer.tar", &target)
+        .unwrap();
+    builder.into_inner().unwrap();
+
+    let archive = format!("oci-archive:{}", saved.display());
+    ok(tuf(
+        &["copy", &format!("{}/team-a/app:multi", a.host), &archive],
+        &[&a.host],
+    ));
+    drop(a);
+
+    let mut kept = (None, None);
+    let mut entries = tar::Archive::new(std::fs::File::open(&saved).unwrap());
+    for entry in entries.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        match entry.path().unwrap().to_str().unwrap() {
+            "manifest.json" => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+                kept.0 = Some(bytes);
+            }
+            "legacy/layer.tar" => {
+                assert_eq!(entry.header().entry_type(), tar::EntryType::Symlink);
+                kept.1 = entry.link_name().unwrap().map(|l| l.display().to_string());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(kept.0.as_deref(), Some(&manifest_json[..]));
+    assert_eq!(kept.1, Some(target));
+    for image in ["saved/app:v1", "team-a/app:multi"] {
+        ok(Command::new("skopeo")
+            .args(["inspect", "--raw", &format!("{archive}:{image}")])
+            .output()
+            .unwrap());
+    }
+    ok(Command::new(cli_binary())
+        .arg("--root")
+        .arg(&root_file)
+        .args(["verify", &format!("{archive}:team-a/app:multi"), "--deep"])
+        .output()
+        .unwrap());
+}
+
 #[tokio::test]
 async fn single_repository_mode_and_dry_run() {
     let a = TestRegistry::start();
