@@ -384,7 +384,7 @@ async fn trusted_metadata_is_kept_between_runs_by_default() {
     };
     let out = verify(&[("XDG_CACHE_HOME", &dir.path().join("cache"))]);
     assert!(out.status.success(), "{out:?}");
-    let kept = tuf_oci::verify::trust_dir(&dir.path().join("cache/tuf-oci"), &org.root);
+    let kept = tuf_oci::verify::trust_dir(&dir.path().join("cache/tuf-oci"), &org.root).unwrap();
     assert!(kept.join("timestamp.json").exists(), "{kept:?}");
 
     // A home where nothing can be kept (here a file) verifies all the same, saying so; a

@@ -283,6 +283,46 @@ async fn pointer_to_an_older_copy_is_a_rollback() {
 }
 
 #[tokio::test]
+async fn a_whole_state_another_process_stored_is_used_while_the_copy_lags() {
+    // A long-lived client (the verification service) reads a copy that lags. Another process
+    // sharing its trusted metadata verifies through the current copy and stores that update:
+    // the timestamp first, the snapshot and targets after. A call in between takes up the
+    // timestamp alone and, the state not whole, reads the lagging copy (a rollback). Once the
+    // rest is stored, the client answers from the whole state rather than from its copy.
+    let Mirrored {
+        registry,
+        mirror,
+        org,
+        cache,
+        client,
+    } = mirrored().await;
+    let trust = tuf_oci::TrustConfig {
+        refresh_interval: Duration::from_secs(3600),
+        ..org.trust(None, Some(cache.path()))
+    };
+    let service = Verifier::new(client.clone(), trust).unwrap();
+    let image = mirror.image("solo/app:v1");
+    service.verify(&image).await.unwrap();
+    org.publish(&registry).await;
+    let other = tempfile::tempdir().unwrap();
+    org.verifier(&registry, other.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    let (shared, stored) = (
+        tuf_oci::verify::trust_dir(cache.path(), &org.root).unwrap(),
+        tuf_oci::verify::trust_dir(other.path(), &org.root).unwrap(),
+    );
+    let copy = |name: &str| std::fs::copy(stored.join(name), shared.join(name)).unwrap();
+    copy("timestamp.json");
+    refused_as_rollback([service.clone()], &image, "timestamp").await;
+    copy("snapshot.json");
+    copy("targets.json");
+    let found = service.verify(&image).await.unwrap();
+    assert_eq!(found.name(), "solo/app:v1");
+}
+
+#[tokio::test]
 async fn copies_read_at_once_cannot_store_an_older_state() {
     // Two images lead to two copies of the metadata, and the client reads both at the same
     // time: the lagging copy's answer arrives after the current copy's. Storing it would roll

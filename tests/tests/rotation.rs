@@ -218,7 +218,7 @@ async fn fast_forwarded_snapshot_is_recovered_by_rotating_its_key_even_if_cut_sh
     );
 
     // The timestamp the client trusts now, naming the inflated snapshot.
-    let trust_dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
+    let trust_dir = tuf_oci::verify::trust_dir(cache.path(), &org.root).unwrap();
     let fast_forwarded = std::fs::read(trust_dir.join("timestamp.json")).unwrap();
 
     // The administrator rotates the snapshot key: the client drops the trusted snapshot and
@@ -530,7 +530,7 @@ async fn root_update_cut_short(
     org.rotate_root_keys(registry).await;
     // Not published: the timestamp stays, and an open session has nothing new to store.
     let root_2 = registry.get_file(&org.metadata, "2.root.json").await;
-    let trust_dir = tuf_oci::verify::trust_dir(cache, &org.root);
+    let trust_dir = tuf_oci::verify::trust_dir(cache, &org.root).unwrap();
     std::fs::write(trust_dir.join("root.json"), &org.root).unwrap();
     std::fs::write(trust_dir.join("root.pending"), &root_2).unwrap();
     root_2
@@ -557,7 +557,7 @@ async fn a_root_update_cut_short_holds_for_sessions_open_and_new() {
     let fresh = mirror.verifier(&org, cache.path());
     fresh.verify(&mirror.image).await.unwrap();
     assert_finished(
-        &tuf_oci::verify::trust_dir(cache.path(), &org.root),
+        &tuf_oci::verify::trust_dir(cache.path(), &org.root).unwrap(),
         &root_2,
     );
 }
@@ -569,7 +569,7 @@ async fn a_root_update_cut_short_holds_for_sessions_open_and_new() {
 async fn a_root_update_stopped_after_storing_its_root_keeps_it_by_version() {
     let (registry, org, cache) = tuf_oci_tests::solo_trusted().await;
     let root_2 = root_update_cut_short(&registry, &org, cache.path()).await;
-    let trust_dir = tuf_oci::verify::trust_dir(cache.path(), &org.root);
+    let trust_dir = tuf_oci::verify::trust_dir(cache.path(), &org.root).unwrap();
     std::fs::write(trust_dir.join("root.json"), &root_2).unwrap();
     org.verifier(&registry, cache.path())
         .verify(&registry.image("solo/app:v1"))
@@ -595,7 +595,10 @@ async fn configuring_a_root_whose_update_was_cut_short_takes_up_that_state() {
         .verify(&registry.image("solo/app:v1"))
         .await
         .unwrap();
-    assert_finished(&tuf_oci::verify::trust_dir(cache.path(), &root_2), &root_2);
+    assert_finished(
+        &tuf_oci::verify::trust_dir(cache.path(), &root_2).unwrap(),
+        &root_2,
+    );
 }
 
 /// `tuf-oci rotate` stores the new root, then publishes under its keys. Cut short between the

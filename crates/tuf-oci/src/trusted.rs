@@ -70,14 +70,7 @@ impl TrustedStore {
     /// it would let older metadata be stored in its place.
     pub fn load(&self, name: &str) -> Result<Option<Vec<u8>>> {
         match &self.place {
-            Place::Dir(dir) => {
-                let path = dir.join(encode_file_name(name));
-                match std::fs::read(&path) {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io(&path, e)),
-                }
-            }
+            Place::Dir(dir) => read_if_there(&dir.join(encode_file_name(name))),
             Place::Memory(memory) => Ok(memory.files().get(name).cloned()),
         }
     }
@@ -124,9 +117,12 @@ impl TrustedStore {
     /// whose file `name` satisfies `takes`: copied whole, under the sibling's lock (so that
     /// no update is caught half done), into a directory of its own, then renamed into place,
     /// so that another process never finds half of it. Nothing is done when the directory
-    /// exists, or when no sibling qualifies (the newest such one, by the time its `name` was
-    /// stored, when several do). The copy holds what the sibling's updates verified; anything
-    /// in it that fails to verify later is ignored, as ever.
+    /// exists, or when no sibling qualifies. When several do, the one holding the newest
+    /// timestamp is taken (a copy another directory took up earlier holds newer files than
+    /// the directory it copied, and may lag behind it since). The copy holds what the
+    /// sibling's updates verified; anything in it that fails to verify later is ignored, as
+    /// ever. A sibling or file that cannot be read fails: taken for none, the state it holds
+    /// would never be taken up here, and its rollback protection would be lost for good.
     pub fn take_up(&self, parent: &Path, name: &str, takes: impl Fn(&[u8]) -> bool) -> Result<()> {
         let Place::Dir(dir) = &self.place else {
             return Ok(());
@@ -134,23 +130,36 @@ impl TrustedStore {
         if dir.exists() {
             return Ok(());
         }
-        let Ok(siblings) = std::fs::read_dir(parent) else {
-            return Ok(());
+        let siblings = match std::fs::read_dir(parent) {
+            Ok(siblings) => siblings,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(parent, e)),
         };
         let file = encode_file_name(name);
-        let newest = siblings
-            .filter_map(std::result::Result::ok)
+        let mut newest = None;
+        for entry in siblings {
+            let entry = entry.map_err(|e| Error::io(parent, e))?;
+            let sibling = entry.path();
             // Not copies being made (or left by a process killed while making one).
-            .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
-            .map(|entry| entry.path())
-            .filter(|sibling| sibling != dir && sibling.is_dir())
-            .filter_map(|sibling| {
-                let path = sibling.join(&file);
-                let stored = std::fs::read(&path).ok()?;
-                let when = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-                takes(&stored).then_some((when, sibling))
-            })
-            .max_by_key(|(when, _)| *when);
+            if entry.file_name().to_string_lossy().starts_with('.')
+                || sibling == *dir
+                || !entry.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue;
+            }
+            let Some(stored) = read_if_there(&sibling.join(&file))? else {
+                continue;
+            };
+            if !takes(&stored) {
+                continue;
+            }
+            let timestamp = read_if_there(&sibling.join(encode_file_name("timestamp.json")))?
+                .and_then(|bytes| crate::layout::signed_version(&bytes))
+                .unwrap_or(0);
+            if newest.as_ref().is_none_or(|(held, _)| timestamp > *held) {
+                newest = Some((timestamp, sibling));
+            }
+        }
         let Some((_, sibling)) = newest else {
             return Ok(());
         };
@@ -165,7 +174,7 @@ impl TrustedStore {
         let (lock, lock_path) = open_lock(&sibling)?;
         lock_waiting(&lock, &lock_path, TAKE_UP_WAIT)?;
         // Taken up only if still so under the lock: an update may have moved it on.
-        if !std::fs::read(sibling.join(&file)).is_ok_and(|stored| takes(&stored)) {
+        if !read_if_there(&sibling.join(&file))?.is_some_and(|stored| takes(&stored)) {
             return Ok(());
         }
         for entry in std::fs::read_dir(&sibling).map_err(|e| Error::io(&sibling, e))? {
@@ -284,6 +293,15 @@ fn create_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
+/// The bytes of the file at `path`; `None` when there is none (any other failure is one).
+fn read_if_there(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Percent-encodes everything but `A-Za-z0-9-._~`, as TUF clients name files after role and
 /// target names (python-tuf: `quote(name, "")`), so a name can never escape its directory.
 pub fn encode_file_name(name: &str) -> String {
@@ -339,6 +357,52 @@ mod tests {
             .take_up(parent.path(), "root.json", |stored| stored == b"root 3")
             .unwrap();
         assert!(other.load("timestamp.json").unwrap().is_none());
+    }
+
+    /// Of two siblings that both reached the root, the one holding the newer timestamp is
+    /// taken up, however recently the other's files were written (a copy made by an earlier
+    /// take-up is newer on disk than the directory it copied, and may lag behind it since).
+    #[test]
+    fn the_sibling_with_the_newest_timestamp_is_taken_up() {
+        let parent = tempfile::tempdir().unwrap();
+        let timestamp = |version: u64| format!(r#"{{"signed":{{"version":{version}}}}}"#);
+        for (name, version) in [("root-ahead", 150), ("root-copy", 100)] {
+            let sibling = TrustedStore::at(parent.path().join(name));
+            sibling.store("root.json", b"root 3").unwrap();
+            sibling
+                .store("timestamp.json", timestamp(version).as_bytes())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let new = TrustedStore::at(parent.path().join("root-new"));
+        new.take_up(parent.path(), "root.json", |stored| stored == b"root 3")
+            .unwrap();
+        assert_eq!(
+            new.load("timestamp.json").unwrap(),
+            Some(timestamp(150).into_bytes())
+        );
+    }
+
+    /// A sibling's file that is there but cannot be read (here a link to itself) is not "no
+    /// such sibling": the directory is not started afresh beside the state it may hold.
+    #[test]
+    fn a_sibling_that_cannot_be_read_stops_the_take_up() {
+        let parent = tempfile::tempdir().unwrap();
+        let sibling = parent.path().join("root-a");
+        TrustedStore::at(&sibling)
+            .store("timestamp.json", b"timestamp 7")
+            .unwrap();
+        let looped = sibling.join("root.json");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        let new = TrustedStore::at(parent.path().join("root-b"));
+        let err = new
+            .take_up(parent.path(), "root.json", |_| true)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Io { ref path, .. } if *path == looped),
+            "{err}"
+        );
+        assert!(!parent.path().join("root-b").exists());
     }
 
     #[test]

@@ -735,22 +735,26 @@ impl<S: MetadataSource> Updater<S> {
                 return Ok(false);
             };
             self.timestamp = Some(timestamp);
-            let held = self.snapshot.as_ref().map_or(0, |s| s.signed.version.get());
-            if let Some((_, bytes)) = self.newer_stored("snapshot.json", held)? {
-                let Some(snapshot) = self.signed_by_root::<Snapshot>("snapshot", &bytes) else {
-                    return Ok(false);
-                };
-                self.snapshot = Some(Arc::new(snapshot));
-            }
-            let held = self.targets.as_ref().map_or(0, |t| t.version().get());
-            if let Some(targets) =
-                self.newer_stored("targets.json", held)?
-                    .and_then(|(_, bytes)| {
-                        TargetsMetadata::verified("targets", &bytes, &self.root.signed).ok()
-                    })
-            {
-                self.targets = Some(Arc::new(targets));
-            }
+        }
+        // Whether or not the timestamp moved: one taken up while another updater was storing
+        // its update is followed by that update's snapshot and targets later, and the store
+        // then holds a whole state that this one would otherwise read from its copy anew on
+        // every call (failing while that copy cannot be read).
+        let held = self.snapshot.as_ref().map_or(0, |s| s.signed.version.get());
+        if let Some((_, bytes)) = self.newer_stored("snapshot.json", held)? {
+            let Some(snapshot) = self.signed_by_root::<Snapshot>("snapshot", &bytes) else {
+                return Ok(false);
+            };
+            self.snapshot = Some(Arc::new(snapshot));
+        }
+        let held = self.targets.as_ref().map_or(0, |t| t.version().get());
+        if let Some(targets) = self
+            .newer_stored("targets.json", held)?
+            .and_then(|(_, bytes)| {
+                TargetsMetadata::verified("targets", &bytes, &self.root.signed).ok()
+            })
+        {
+            self.targets = Some(Arc::new(targets));
         }
         Ok(self.is_whole())
     }

@@ -434,14 +434,24 @@ pub(crate) fn check_fields(
 }
 
 /// The directory, under `cache_dir`, of the trusted metadata of the repository `root` (the
-/// configured root, in its exact bytes) is the root of. Named for the root, not for where its
-/// metadata is read: the location comes from unsigned pointers and from whichever copy a
-/// bundle or archive carries, and a new location must not mean a fresh start from the
-/// configured root (which would let an older copy roll the client back). Configuring another
-/// root starts afresh, as it should: that is the operator's bootstrap decision; but a root
-/// another directory's updates reached is taken up with their state ([`TrustedStore::take_up`]).
-pub fn trust_dir(cache_dir: &std::path::Path, root: &[u8]) -> PathBuf {
-    cache_dir.join(format!("root-{}", &sha256_digest(root)["sha256:".len()..]))
+/// configured root) is the root of. Named for the root, not for where its metadata is read:
+/// the location comes from unsigned pointers and from whichever copy a bundle or archive
+/// carries, and a new location must not mean a fresh start from the configured root (which
+/// would let an older copy roll the client back). Named for what the root's signatures sign
+/// (its canonical form), not its bytes: the same root spelt otherwise (pretty-printed, its
+/// signatures in another order) is the same root, and an operator deploying it so must not
+/// lose what was trusted. Configuring another root starts afresh, as it should: that is the
+/// operator's bootstrap decision; but a root another directory's updates reached is taken up
+/// with their state ([`TrustedStore::take_up`]).
+pub fn trust_dir(cache_dir: &std::path::Path, root: &[u8]) -> Result<PathBuf> {
+    use tough::schema::Role;
+    let root: tough::schema::Signed<tough::schema::Root> = crate::updater::parse("root", root)?;
+    let canonical = root.signed.canonical_form().map_err(|e| Error::Parse {
+        role: "root".into(),
+        message: e.to_string(),
+    })?;
+    let digest = sha256_digest(&canonical);
+    Ok(cache_dir.join(format!("root-{}", &digest["sha256:".len()..])))
 }
 
 /// The trusted store of `trust`. Fails when the state of a directory whose updates reached
@@ -451,7 +461,7 @@ fn trusted_store(trust: &TrustConfig) -> Result<TrustedStore> {
     let Some(cache_dir) = &trust.cache_dir else {
         return Ok(TrustedStore::in_memory());
     };
-    let store = TrustedStore::at(trust_dir(cache_dir, &trust.root));
+    let store = TrustedStore::at(trust_dir(cache_dir, &trust.root)?);
     // An operator who configures the newest root instead of an older one (as nodes are told
     // to, sparing them a long chain) keeps the rollback protection the older one's updates
     // built up: the state of a directory whose updates reached exactly this root.
