@@ -435,7 +435,9 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refused> {
     match magic[..read] {
         [0x1f, 0x8b, ..] => {
             std::io::Seek::rewind(&mut file).map_err(|e| failed("staged archive", e))?;
-            let mut decoder = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
+            // Every member, as containerd's reader takes them (`cat a.gz b.gz`, parallel
+            // compressors): the first alone would leave out what follows, unsaid.
+            let mut decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
             let mut out =
                 std::fs::File::create(tar).map_err(|e| failed("staging the archive", e))?;
             // Bounded: a small gzip stream can expand without end.
@@ -671,9 +673,16 @@ mod tests {
         use std::io::Write as _;
         let dir = tempfile::tempdir().unwrap();
         let (received, tar) = (dir.path().join("received"), dir.path().join("out.tar"));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(b"tar bytes").unwrap();
-        std::fs::write(&received, gz.finish().unwrap()).unwrap();
+        let gzip = |bytes: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(bytes).unwrap();
+            gz.finish().unwrap()
+        };
+        std::fs::write(&received, gzip(b"tar bytes")).unwrap();
+        decompress(&received, &tar).unwrap();
+        assert_eq!(std::fs::read(&tar).unwrap(), b"tar bytes");
+        // Two gzip members, one after the other: both are the archive.
+        std::fs::write(&received, [gzip(b"tar "), gzip(b"bytes")].concat()).unwrap();
         decompress(&received, &tar).unwrap();
         assert_eq!(std::fs::read(&tar).unwrap(), b"tar bytes");
 
