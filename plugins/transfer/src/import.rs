@@ -59,8 +59,10 @@ const CHUNK: usize = 32 * 1024;
 const DATA: &str = "containerd.types.transfer.Data";
 const WINDOW_UPDATE: &str = "containerd.types.transfer.WindowUpdate";
 
-/// The names of import directories under the staging directory start so.
-const IMPORT_PREFIX: &str = "import-";
+/// The names of import directories under the staging directory start so: named for the
+/// front, since the staging directory may be shared (`/tmp` by default) and the sweep at start
+/// removes what it finds so named.
+const IMPORT_PREFIX: &str = "containerd-tuf-import-";
 
 /// An import's directory under the staging directory: the archive as received while it is
 /// checked, then as checked and ready for containerd until sent.
@@ -659,13 +661,16 @@ mod tests {
         let left = staging.path().join(format!("{IMPORT_PREFIX}left"));
         std::fs::create_dir_all(left.join("layout")).unwrap();
         std::fs::write(left.join("received"), b"an archive").unwrap();
-        let other = staging.path().join("not-an-import");
-        std::fs::create_dir(&other).unwrap();
+        // Another program's, in a staging directory the front shares (`/tmp` by default).
+        let others = ["not-an-import", "import-x"].map(|name| staging.path().join(name));
+        for other in &others {
+            std::fs::create_dir(other).unwrap();
+        }
 
         assert_eq!(sweep(staging.path()), 1);
         assert!(!left.exists());
         assert!(in_progress.archive().exists());
-        assert!(other.exists());
+        assert!(others.iter().all(|other| other.exists()));
     }
 
     #[test]
