@@ -548,9 +548,12 @@ impl Gate {
         store: &ImageStore,
     ) -> Result<(String, HandedOver), Refused> {
         static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
-        let claimed = self.streams.claim(namespace(headers), id).ok_or_else(|| {
+        let namespace = namespace(headers);
+        let claimed = self.streams.claim(namespace, id).ok_or_else(|| {
             Refused::Deny(format!(
-                "tuf-oci: import stream {id:?} was not opened through the front; refused"
+                "tuf-oci: import stream {id:?} is not open through the front in namespace \
+                 {namespace:?} (opened on containerd's socket or in another namespace, its \
+                 StreamInit unreadable, or already taken by another Transfer); refused"
             ))
         })?;
         let turn = match Arc::clone(&self.import_turns).try_acquire_owned() {
@@ -702,6 +705,25 @@ mod tests {
         };
         let known = request(source.encode_to_vec(), destination.encode_to_vec());
         assert_eq!(message, known.encode_to_vec());
+    }
+
+    /// A Transfer naming an import stream the front does not hold is refused, saying which
+    /// stream, in which namespace, and what may have happened to it.
+    #[tokio::test]
+    async fn an_import_from_a_stream_the_front_does_not_hold_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = allowing_gate(dir.path());
+        let mut headers = HeaderMap::new();
+        headers.insert("containerd-namespace", "team-a".parse().unwrap());
+        let refused = gate
+            .import(&headers, "import-7", &ImageStore::default())
+            .await;
+        let Err(Refused::Deny(reason)) = refused else {
+            panic!("{refused:?}");
+        };
+        for said in ["\"import-7\"", "namespace \"team-a\"", "another Transfer"] {
+            assert!(reason.contains(said), "{said}: {reason}");
+        }
     }
 
     #[test]
