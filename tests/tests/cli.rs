@@ -63,6 +63,11 @@ impl<'a> Cli<'a> {
     }
 }
 
+/// `args` run against the metadata repository `metadata`.
+fn at<'a>(metadata: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    [&["--metadata-repo", metadata], args].concat()
+}
+
 /// `rotate --out` naming the trusted root replaces it only once the rotation is published:
 /// replaced before a publish that fails (another writer's claim on the timestamp), the root
 /// trusted would be the new one alone, under which the next publish could not read what the
@@ -76,9 +81,6 @@ async fn a_rotation_whose_publish_fails_keeps_the_trusted_root_for_the_next() {
     let root = dir.path().join("root.json");
     let root = root.to_str().unwrap();
     registry.push_image("solo/app", "v1", "cli").await;
-    fn at<'a>(metadata: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-        [&["--metadata-repo", metadata], args].concat()
-    }
     cli.ok(&at(&metadata, &["init", "--keys", keys, "--out", root]));
     let targets_key = format!("{keys}/targets");
     cli.ok(&at(
@@ -287,6 +289,112 @@ async fn rotate_refresh_revoke_and_list() {
         err.contains("no trusted role signs target solo/app:v1"),
         "{err}"
     );
+}
+
+/// A withdrawn delegation: once published, what the role signed is no longer found, by a
+/// client that trusted it before as by a new one; the snapshot still names the role's last
+/// version (TUF 5.5.5), and the key no other delegation uses goes from top-level targets.
+#[tokio::test]
+async fn a_withdrawn_delegation_signs_nothing_once_published() {
+    let (registry, dir) = (TestRegistry::start(), tempfile::tempdir().unwrap());
+    let cli = Cli::new(&registry, dir.path());
+    let (metadata, keys) = (cli.solo(), cli.keys());
+    let image = format!("{metadata}:v1");
+    registry.push_image("solo/app", "v1", "team").await;
+    let root = dir.path().join("root.json");
+    cli.ok(&at(
+        &metadata,
+        &["init", "--keys", &keys, "--out", root.to_str().unwrap()],
+    ));
+    let team = dir.path().join("team");
+    cli.ok(&["keygen", team.to_str().unwrap()]);
+    let team = team.to_str().unwrap();
+    cli.ok(&at(
+        &metadata,
+        &[
+            "delegate",
+            "team",
+            "--paths",
+            "solo/*",
+            "--key",
+            team,
+            "--keys-dir",
+            &keys,
+        ],
+    ));
+    cli.ok(&["sign", &image, "--role", "team", "--key", team]);
+    cli.ok(&at(&metadata, &["publish", "--keys", &keys]));
+    cli.ok(&["verify", &image]);
+
+    cli.ok(&at(&metadata, &["undelegate", "team", "--keys-dir", &keys]));
+    cli.ok(&at(&metadata, &["publish", "--keys", &keys]));
+    let fresh = tempfile::tempdir().unwrap();
+    for cache in [dir.path().join("cache"), fresh.path().to_path_buf()] {
+        let out = Command::new(cli_binary())
+            .args(["--insecure-registry", &registry.host, "--root"])
+            .arg(&root)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["verify", &image])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no trusted role signs target solo/app:v1"),
+            "{cache:?}: {err}"
+        );
+    }
+    let repository = registry.repo("solo/app");
+    let snapshot: Signed<tough::schema::Snapshot> =
+        serde_json::from_slice(&registry.get_file(&repository, "snapshot.json").await).unwrap();
+    assert!(snapshot.signed.meta.contains_key("team.json"));
+    let targets: Signed<Targets> =
+        serde_json::from_slice(&registry.get_file(&repository, "targets.json").await).unwrap();
+    let delegations = targets.signed.delegations.unwrap();
+    assert!(delegations.roles.is_empty() && delegations.keys.is_empty());
+
+    let err = cli.fails(&["sign", &image, "--role", "team", "--key", team]);
+    assert!(err.contains("no role delegates team"), "{err}");
+    let err = cli.fails(&at(&metadata, &["undelegate", "team", "--keys-dir", &keys]));
+    assert!(
+        err.contains("delegated role team: not delegated by targets"),
+        "{err}"
+    );
+
+    // A compromised key's role is replaced by one of a new name, with a new key, signing
+    // again what it should. Its old name, delegated to the new key, is refused: that key
+    // cannot read the versions the old one signed, which would stop every writer and client.
+    let renewed = dir.path().join("renewed");
+    cli.ok(&["keygen", renewed.to_str().unwrap()]);
+    let renewed = renewed.to_str().unwrap();
+    let delegate = |role| {
+        at(
+            &metadata,
+            &[
+                "delegate",
+                role,
+                "--paths",
+                "solo/*",
+                "--key",
+                renewed,
+                "--keys-dir",
+                &keys,
+            ],
+        )
+    };
+    let err = cli.fails(&delegate("team"));
+    assert!(
+        err.contains(
+            "delegated role team: its newest version stored cannot be read with these keys"
+        ) && err.contains("role of another name"),
+        "{err}"
+    );
+    cli.ok(&delegate("team-2"));
+    cli.ok(&["sign", &image, "--role", "team-2", "--key", renewed]);
+    cli.ok(&at(&metadata, &["publish", "--keys", &keys]));
+    cli.ok(&["verify", &image]);
+    let listing = cli.ok(&at(&metadata, &["list"]));
+    assert!(listing.trim().ends_with("\tteam-2"), "{listing}");
 }
 
 #[tokio::test]

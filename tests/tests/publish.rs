@@ -9,7 +9,7 @@ use tuf_oci::Error;
 use tuf_oci::claim::{Claim, Withdrawal};
 use tuf_oci::keys::SigningKey;
 use tuf_oci_tests::hostile::{HostileRegistry, Rule};
-use tuf_oci_tests::{Org, TestRegistry, delegation, expiries};
+use tuf_oci_tests::{Org, TestRegistry, craft, delegation, expiries};
 
 /// An organisation delegating `team-<i>/*` to role `team-<i>` for each of `teams`, each
 /// having signed `team-<i>/app:v1`, published; with the roles' keys.
@@ -101,13 +101,34 @@ async fn unchanged_roles_are_kept_without_reading_their_heads() {
 async fn roles_under_a_changed_delegation_are_checked_again() {
     let registry = TestRegistry::start();
     let (org, _) = teams(&registry, 3).await;
-    // The administrator gives team-2 a new key; team-2 has not re-signed with it yet.
+    // Another tool gives team-2 a new key in top-level targets (`delegate` refuses keys that
+    // cannot read the role's newest version); team-2 has not re-signed with it yet.
     let new_key = org.key("team-2-new").await;
-    org.delegate_from_targets(
-        &registry,
-        &delegation("team-2", &["team-2/*"], &[&new_key], 1),
-    )
-    .await;
+    let new_id = new_key.public().key_id().unwrap();
+    let mut targets: tough::schema::Signed<tough::schema::Targets> =
+        craft::parse(&registry.get_file(&org.metadata, "targets.json").await);
+    let delegations = targets.signed.delegations.as_mut().unwrap();
+    delegations
+        .keys
+        .insert(new_id.clone(), new_key.public().clone());
+    let team_2 = delegations
+        .roles
+        .iter_mut()
+        .find(|r| r.name == "team-2")
+        .unwrap();
+    team_2.keyids = vec![new_id];
+    let version = targets.signed.version.get() + 1;
+    targets.signed.version = std::num::NonZeroU64::new(version).unwrap();
+    let root: tough::schema::Signed<tough::schema::Root> = craft::parse(&org.root);
+    let signed = craft::sign_top(targets.signed, &root.signed, &org.targets_key().await).await;
+    for name in [
+        "targets.json".to_string(),
+        format!("{version}.targets.json"),
+    ] {
+        registry
+            .put_file(&org.metadata, &name, &craft::bytes(&signed))
+            .await;
+    }
     let err = publish(&org, &registry).await.unwrap_err();
     assert!(
         matches!(err, Error::Signature { ref role, .. } if role == "team-2"),

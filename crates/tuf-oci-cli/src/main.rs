@@ -89,7 +89,6 @@ enum Command {
         expiry: Expiry,
     },
     /// Delegate target name patterns to a role with its own keys and threshold.
-    #[command(group(clap::ArgGroup::new("signer").required(true).args(["signing_keys", "keys_dir"])))]
     Delegate {
         /// The delegated role's name.
         role: String,
@@ -104,15 +103,18 @@ enum Command {
         /// Stop the search at this role for names it covers.
         #[arg(long)]
         terminating: bool,
-        /// The delegating role (default: top-level targets).
-        #[arg(long, default_value = "targets")]
-        from: String,
-        /// Private keys (STEM or STEM.key) of the delegating role, repeatable.
-        #[arg(long = "signing-key")]
-        signing_keys: Vec<PathBuf>,
-        /// Top-level keys directory, whose targets keys sign (for --from targets).
-        #[arg(long)]
-        keys_dir: Option<PathBuf>,
+        #[command(flatten)]
+        delegator: Delegator,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+    /// Withdraw a delegation: nothing the role signs is found through its parent once
+    /// published.
+    Undelegate {
+        /// The delegated role's name.
+        role: String,
+        #[command(flatten)]
+        delegator: Delegator,
         #[command(flatten)]
         expiry: Expiry,
     },
@@ -370,9 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keys,
             threshold,
             terminating,
-            from,
-            signing_keys,
-            keys_dir,
+            delegator,
             expiry,
         } => {
             expiry.only("delegate", &["targets"])?;
@@ -380,11 +380,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for key in &keys {
                 public.push(tuf_oci::keys::read_public(key).await?);
             }
-            let signers = match keys_dir {
-                Some(dir) if from == "targets" => KeysDir::new(dir).role("targets").await?,
-                Some(_) => bail!("--keys-dir signs top-level targets only; use --signing-key"),
-                None => keys_dir::load(&signing_keys).await?,
-            };
+            let signers = delegator.keys().await?;
+            let from = delegator.from;
             let metadata = metadata_repo()?;
             let editor = open_editor(&verifier()?, &metadata).await?;
             let delegation = NewDelegation {
@@ -401,6 +398,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{from} version {version} delegates to {}; run publish",
                 delegation.role
             );
+        }
+        Command::Undelegate {
+            role,
+            delegator,
+            expiry,
+        } => {
+            expiry.only("undelegate", &["targets"])?;
+            let signers = delegator.keys().await?;
+            let from = delegator.from;
+            let editor = open_editor(&verifier()?, &metadata_repo()?).await?;
+            let version = editor
+                .undelegate(&from, &role, &signers, expiry.targets()?)
+                .await?;
+            eprintln!("{from} version {version} no longer delegates to {role}; run publish");
         }
         Command::Sign {
             mut images,
@@ -836,6 +847,33 @@ fn default_cache_dir() -> Option<PathBuf> {
                 dir.display()
             );
             None
+        }
+    }
+}
+
+/// The role whose delegations `delegate` and `undelegate` change, and the keys it signs with.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("signer").required(true).args(["signing_keys", "keys_dir"])))]
+struct Delegator {
+    /// The delegating role (default: top-level targets).
+    #[arg(long, default_value = "targets")]
+    from: String,
+    /// Private keys (STEM or STEM.key) of the delegating role, repeatable.
+    #[arg(long = "signing-key")]
+    signing_keys: Vec<PathBuf>,
+    /// Top-level keys directory, whose targets keys sign (for --from targets).
+    #[arg(long)]
+    keys_dir: Option<PathBuf>,
+}
+
+impl Delegator {
+    /// Its keys: top-level targets' from the keys directory, a delegated role's given one by
+    /// one.
+    async fn keys(&self) -> anyhow::Result<Vec<tuf_oci::keys::SigningKey>> {
+        match &self.keys_dir {
+            Some(dir) if self.from == "targets" => KeysDir::new(dir.clone()).role("targets").await,
+            Some(_) => bail!("--keys-dir signs top-level targets only; use --signing-key"),
+            None => keys_dir::load(&self.signing_keys).await,
         }
     }
 }

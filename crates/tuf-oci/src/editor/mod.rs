@@ -554,20 +554,48 @@ impl Editor {
             .iter()
             .map(|p| PathPattern::new(p).map_err(|e| Error::Usage(format!("path {p:?}: {e}"))))
             .collect::<Result<Vec<_>>>()?;
+        let role = DelegatedRole {
+            name: delegation.role.clone(),
+            keyids: keyids.clone(),
+            threshold: delegation.threshold,
+            paths: PathSet::Paths(paths),
+            terminating: delegation.terminating,
+            targets: None,
+        };
+        let stored = self.stored_files().await?;
         // Delegated elsewhere but not signed yet, a role is in no snapshot: the tree is read.
-        self.refuse_namesake(parent, &delegation.role, &keyids, delegation.threshold)
-            .await?;
+        self.refuse_namesake(
+            &stored,
+            parent,
+            &delegation.role,
+            &keyids,
+            delegation.threshold,
+        )
+        .await?;
+        // Keys that cannot read the role's newest version would stop every writer's walk of
+        // the tree at it, and every client's search.
+        let delegated = Delegations {
+            keys: keys.iter().cloned().collect(),
+            roles: vec![role.clone()],
+        };
+        self.head(&delegation.role, &stored, |signed| {
+            delegated
+                .verify_role(signed, &delegation.role)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| Error::InvalidDelegation {
+            role: delegation.role.clone(),
+            reason: format!(
+                "its newest version stored cannot be read with these keys ({e}): delegate it \
+                 to the keys that signed it and the new ones until it has signed with the new; \
+                 a role whose key is lost or compromised is withdrawn (undelegate) and \
+                 replaced by a role of another name"
+            ),
+        })?;
         self.edit(parent, parent_keys, expires, &[], |targets| {
             let delegations = targets.delegations.get_or_insert_with(Delegations::new);
             delegations.keys.extend(keys);
-            let role = DelegatedRole {
-                name: delegation.role.clone(),
-                keyids,
-                threshold: delegation.threshold,
-                paths: PathSet::Paths(paths),
-                terminating: delegation.terminating,
-                targets: None,
-            };
             // A role delegated again (a new key, new paths) keeps its place: the order is the
             // search order (TUF 5.6.7.2), and moving it behind a later role would let that
             // role's targets win, or a terminating role hide it.
@@ -580,20 +608,58 @@ impl Editor {
         .await
     }
 
+    /// Withdraws `parent`'s delegation of `role` (the keys no other of its delegations uses go
+    /// with it), signed with `parent_keys`: once published, the search for a name no longer
+    /// comes to the role, and nothing it signed is found through `parent`, whatever versions
+    /// of it stay stored. The snapshot keeps naming the role's last version, as every later
+    /// snapshot must name a role an earlier one named (TUF 5.5.5).
+    pub async fn undelegate(
+        &self,
+        parent: &str,
+        role: &str,
+        parent_keys: &[SigningKey],
+        expires: jiff::Timestamp,
+    ) -> Result<u64> {
+        self.edit(parent, parent_keys, expires, &[], |targets| {
+            let delegations = targets
+                .delegations
+                .as_mut()
+                .filter(|d| d.roles.iter().any(|r| r.name == role))
+                .ok_or_else(|| Error::InvalidDelegation {
+                    role: role.to_string(),
+                    reason: format!("not delegated by {parent}"),
+                })?;
+            delegations.roles.retain(|r| r.name != role);
+            let used: HashSet<&Decoded<Hex>> =
+                delegations.roles.iter().flat_map(|r| &r.keyids).collect();
+            let unused: Vec<Decoded<Hex>> = delegations
+                .keys
+                .keys()
+                .filter(|id| !used.contains(id))
+                .cloned()
+                .collect();
+            for id in unused {
+                delegations.keys.remove(&id);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Refuses delegating `role` from `parent` with `keyids` and `threshold` when another role
     /// delegates it with other keys or another threshold: snapshot and tags name roles by name
     /// alone, so one name held by two sets of keys leaves one delegation unable to read the
     /// role, and every writer's walk of the tree fails on it.
     async fn refuse_namesake(
         &self,
+        stored: &HashSet<String>,
         parent: &str,
         role: &str,
         keyids: &[Decoded<Hex>],
         threshold: NonZeroU64,
     ) -> Result<()> {
         let wanted: BTreeSet<&Decoded<Hex>> = keyids.iter().collect();
-        let stored = self.stored_files().await?;
-        for head in self.walk_into(&stored, |_, _| true).await? {
+        for head in self.walk_into(stored, |_, _| true).await? {
             let Some(delegations) = head.signed.signed.delegations.as_ref() else {
                 continue;
             };
