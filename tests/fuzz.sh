@@ -29,7 +29,8 @@ stop() {
   rm -rf "$corpus"
 }
 trap stop EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 fuzz() {
   local target=$1
@@ -49,7 +50,7 @@ failed=0
 for ((i = 0; i < ${#targets[@]}; i += parallel)); do
   pids=()
   for target in "${targets[@]:i:parallel}"; do
-    fuzz "$target" &
+    fuzz "$target" </dev/null &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do
