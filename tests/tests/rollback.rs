@@ -535,3 +535,23 @@ async fn configuring_the_root_updates_reached_keeps_what_they_trusted() {
     assert_ne!(root_1, org.root);
     assert_older_timestamp_refused(&registry, root_1, cache.path()).await;
 }
+
+#[tokio::test]
+async fn a_root_the_updates_never_reached_starts_afresh() {
+    // Nodes trusting root 1 never updated past it; the operator configures root 2, which no
+    // update reached: the operator's bootstrap decision, which starts afresh (and takes the
+    // older timestamp pushed back), while root 1's state still refuses it.
+    let registry = TestRegistry::start();
+    let org = signed_repo(&registry).await;
+    let cache = trusted_then_timestamp_pushed_back(&registry, &org).await;
+    let pushed_back = registry.get_file(&org.metadata, "timestamp.json").await;
+    org.rotate_root_keys(&registry).await;
+    registry
+        .put_file(&org.metadata, "timestamp.json", &pushed_back)
+        .await;
+    let root_2 = registry.get_file(&org.metadata, "2.root.json").await;
+    verify_configured(&registry, root_2, cache.path())
+        .await
+        .unwrap();
+    assert_older_timestamp_refused(&registry, org.root.clone(), cache.path()).await;
+}

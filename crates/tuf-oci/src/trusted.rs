@@ -117,9 +117,9 @@ impl TrustedStore {
     /// whose file `name` satisfies `takes`: copied whole, under the sibling's lock (so that
     /// no update is caught half done), into a directory of its own, then renamed into place,
     /// so that another process never finds half of it. Nothing is done when the directory
-    /// exists, or when no sibling qualifies. When several do, the one holding the newest
-    /// timestamp is taken (a copy another directory took up earlier holds newer files than
-    /// the directory it copied, and may lag behind it since). The copy holds what the
+    /// exists, or when no sibling qualifies. When several do, the one furthest on is taken:
+    /// the newest root, then the newest timestamp (a copy another directory took up earlier
+    /// holds newer files than the directory it copied, and may lag behind it since). The copy holds what the
     /// sibling's updates verified; anything in it that fails to verify later is ignored, as
     /// ever. A sibling or file that cannot be read fails: taken for none, the state it holds
     /// would never be taken up here, and its rollback protection would be lost for good.
@@ -153,11 +153,16 @@ impl TrustedStore {
             if !takes(&stored) {
                 continue;
             }
-            let timestamp = read_if_there(&sibling.join(encode_file_name("timestamp.json")))?
-                .and_then(|bytes| crate::layout::signed_version(&bytes))
-                .unwrap_or(0);
-            if newest.as_ref().is_none_or(|(held, _)| timestamp > *held) {
-                newest = Some((timestamp, sibling));
+            // The root first: a timestamp version starts again when its key rotates (TUF
+            // 5.3.11), so a sibling behind on the root chain may hold a higher one.
+            let version = |name: &str| -> Result<u64> {
+                Ok(read_if_there(&sibling.join(encode_file_name(name)))?
+                    .and_then(|bytes| crate::layout::signed_version(&bytes))
+                    .unwrap_or(0))
+            };
+            let reached = (version("root.json")?, version("timestamp.json")?);
+            if newest.as_ref().is_none_or(|(held, _)| reached > *held) {
+                newest = Some((reached, sibling));
             }
         }
         let Some((_, sibling)) = newest else {
@@ -359,28 +364,39 @@ mod tests {
         assert!(other.load("timestamp.json").unwrap().is_none());
     }
 
-    /// Of two siblings that both reached the root, the one holding the newer timestamp is
-    /// taken up, however recently the other's files were written (a copy made by an earlier
-    /// take-up is newer on disk than the directory it copied, and may lag behind it since).
+    /// Of siblings that reached the root, the one furthest on is taken up: the newest root,
+    /// then the newest timestamp, however recently the others' files were written (a copy
+    /// made by an earlier take-up is newer on disk than the directory it copied, and may lag
+    /// behind it since).
     #[test]
-    fn the_sibling_with_the_newest_timestamp_is_taken_up() {
+    fn the_sibling_furthest_on_is_taken_up() {
         let parent = tempfile::tempdir().unwrap();
         let timestamp = |version: u64| format!(r#"{{"signed":{{"version":{version}}}}}"#);
+        let root = |version: u64| format!(r#"{{"signed":{{"version":{version}}},"x":1}}"#);
         for (name, version) in [("root-ahead", 150), ("root-copy", 100)] {
             let sibling = TrustedStore::at(parent.path().join(name));
-            sibling.store("root.json", b"root 3").unwrap();
+            sibling.store("root.json", root(3).as_bytes()).unwrap();
             sibling
                 .store("timestamp.json", timestamp(version).as_bytes())
                 .unwrap();
             std::thread::sleep(Duration::from_millis(20));
         }
+        let takes = |stored: &[u8]| stored.ends_with(br#","x":1}"#);
         let new = TrustedStore::at(parent.path().join("root-new"));
-        new.take_up(parent.path(), "root.json", |stored| stored == b"root 3")
-            .unwrap();
+        new.take_up(parent.path(), "root.json", takes).unwrap();
         assert_eq!(
             new.load("timestamp.json").unwrap(),
             Some(timestamp(150).into_bytes())
         );
+        // Further on the root chain, its timestamp started again after a key rotation.
+        let rotated = TrustedStore::at(parent.path().join("root-rotated"));
+        rotated.store("root.json", root(4).as_bytes()).unwrap();
+        rotated
+            .store("timestamp.json", timestamp(2).as_bytes())
+            .unwrap();
+        let newer = TrustedStore::at(parent.path().join("root-newer"));
+        newer.take_up(parent.path(), "root.json", takes).unwrap();
+        assert_eq!(newer.load("root.json").unwrap(), Some(root(4).into_bytes()));
     }
 
     /// A sibling's file that is there but cannot be read (here a link to itself) is not "no

@@ -736,10 +736,14 @@ impl<S: MetadataSource> Updater<S> {
             };
             self.timestamp = Some(timestamp);
         }
-        // Whether or not the timestamp moved: one taken up while another updater was storing
-        // its update is followed by that update's snapshot and targets later, and the store
-        // then holds a whole state that this one would otherwise read from its copy anew on
+        // A whole state reads nothing more (top-level targets may be megabytes). Otherwise the
+        // stored snapshot and targets are looked at, whether or not the timestamp moved just
+        // now: one taken up while another updater was storing its update is followed by that
+        // update's snapshot and targets later, and this one would else read its copy anew on
         // every call (failing while that copy cannot be read).
+        if self.is_whole() {
+            return Ok(true);
+        }
         let held = self.snapshot.as_ref().map_or(0, |s| s.signed.version.get());
         if let Some((_, bytes)) = self.newer_stored("snapshot.json", held)? {
             let Some(snapshot) = self.signed_by_root::<Snapshot>("snapshot", &bytes) else {
