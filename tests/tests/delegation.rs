@@ -390,7 +390,7 @@ async fn terminating_delegation_hides_later_roles() {
         .sign(
             &[registry.image("team-a/app:v1")],
             "second",
-            &[second],
+            std::slice::from_ref(&second),
             expiries().targets,
         )
         .await
@@ -450,6 +450,26 @@ async fn terminating_delegation_hides_later_roles() {
         matches!(err, Error::TargetNotSigned { ref name } if name == "team-a/app:v1"),
         "after the rotation: {err}"
     );
+
+    // What `second` signed behind `first` stays revocable: revoked, it does not come back
+    // once `first` is withdrawn (and what `first` alone signed goes with it).
+    let editor = org.editor(&registry).await;
+    editor
+        .remove("team-a/app:v1", "second", &[second], expiries().targets)
+        .await
+        .unwrap();
+    editor
+        .undelegate("targets", "first", &targets_key, expiries().targets)
+        .await
+        .unwrap();
+    org.publish(&registry).await;
+    for image in ["team-a/app:v1", "team-a/other:v1"] {
+        let err = verifier.verify(&registry.image(image)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::TargetNotSigned { ref name } if name == image),
+            "{image}: {err}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -663,6 +683,15 @@ async fn a_role_name_delegated_elsewhere_with_other_keys_is_refused() {
         "{err}"
     );
     org.publish(&registry).await;
+    // Withdrawn by one parent, the role is still delegated by the other, which is said: its
+    // keys stay trusted there.
+    let (_, still) = org
+        .editor(&registry)
+        .await
+        .undelegate("team-a", "ci", std::slice::from_ref(&a), expiries().targets)
+        .await
+        .unwrap();
+    assert_eq!(still, ["team-b"]);
 }
 
 /// A pull by digest searches roles in the order a pull by tag does and stops at the first

@@ -408,10 +408,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let signers = delegator.keys().await?;
             let from = delegator.from;
             let editor = open_editor(&verifier()?, &metadata_repo()?).await?;
-            let version = editor
+            let (version, still) = editor
                 .undelegate(&from, &role, &signers, expiry.targets()?)
                 .await?;
             eprintln!("{from} version {version} no longer delegates to {role}; run publish");
+            if !still.is_empty() {
+                eprintln!(
+                    "{role} is still delegated by {}: withdraw it there too if its key is \
+                     compromised",
+                    still.join(", ")
+                );
+            }
         }
         Command::Sign {
             mut images,

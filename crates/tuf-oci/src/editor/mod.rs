@@ -112,6 +112,16 @@ pub struct Head {
     pub taken: u64,
 }
 
+/// How the target names an edit gives must lead to the role it edits ([`Editor::find_role`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// A client's search for each name comes to the role (signing: what no pull would find is
+    /// not signed).
+    Searched,
+    /// The role's delegation covers each name, whatever comes before it in a search.
+    Covered,
+}
+
 impl Head {
     /// The version the role's next version is written as.
     pub fn next_version(&self) -> NonZeroU64 {
@@ -486,12 +496,14 @@ impl Editor {
     /// targets): the delegations that vouch for it (those of a parent on the first target's
     /// path), its head if it has one, and the highest version of it stored ([`Head::taken`];
     /// for a role not written yet, junk anyone can tag, which its first version goes past).
-    /// Every target must lead to it: a search for a name (TUF 5.6.7) follows only delegations
-    /// whose paths cover the name, from top-level targets down.
+    /// Every target must lead to it: through delegations whose paths cover the name, from
+    /// top-level targets down, and, with [`Reach::Searched`], as a client's search for the
+    /// name goes (TUF 5.6.7).
     pub async fn find_role(
         &self,
         role: &str,
         targets: &[TargetName],
+        reach: Reach,
     ) -> Result<(Delegations, Option<Head>, u64)> {
         let stored = self.stored_files().await?;
         let heads = self
@@ -511,7 +523,11 @@ impl Editor {
             ),
         };
         let by_role: HashMap<&str, &Head> = heads.iter().map(|h| (h.role.as_str(), h)).collect();
-        if let Some(outside) = targets.iter().find(|t| !reaches(&by_role, role, t)) {
+        let searched = matches!(reach, Reach::Searched);
+        if let Some(outside) = targets
+            .iter()
+            .find(|t| searched && !reaches(&by_role, role, t))
+        {
             return Err(unreached(Some(outside)));
         }
         let first = targets.first();
@@ -584,14 +600,17 @@ impl Editor {
                 .map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| Error::InvalidDelegation {
-            role: delegation.role.clone(),
-            reason: format!(
-                "its newest version stored cannot be read with these keys ({e}): delegate it \
-                 to the keys that signed it and the new ones until it has signed with the new; \
-                 a role whose key is lost or compromised is withdrawn (undelegate) and \
-                 replaced by a role of another name"
-            ),
+        .map_err(|e| match e {
+            Error::Signature { .. } => Error::InvalidDelegation {
+                role: delegation.role.clone(),
+                reason: format!(
+                    "its newest version stored cannot be read with these keys ({e}): delegate \
+                     it to the keys that signed it and the new ones until it has signed with \
+                     the new; a role whose key is lost or compromised is withdrawn \
+                     (undelegate) and replaced by a role of another name"
+                ),
+            },
+            other => other,
         })?;
         self.edit(parent, parent_keys, expires, &[], |targets| {
             let delegations = targets.delegations.get_or_insert_with(Delegations::new);
@@ -612,38 +631,55 @@ impl Editor {
     /// with it), signed with `parent_keys`: once published, the search for a name no longer
     /// comes to the role, and nothing it signed is found through `parent`, whatever versions
     /// of it stay stored. The snapshot keeps naming the role's last version, as every later
-    /// snapshot must name a role an earlier one named (TUF 5.5.5).
+    /// snapshot must name a role an earlier one named (TUF 5.5.5). Returns the new version of
+    /// `parent`, and the other roles still delegating `role` (with the same keys, as role
+    /// names are unique): a compromised key stays trusted through them until each withdraws it.
     pub async fn undelegate(
         &self,
         parent: &str,
         role: &str,
         parent_keys: &[SigningKey],
         expires: jiff::Timestamp,
-    ) -> Result<u64> {
-        self.edit(parent, parent_keys, expires, &[], |targets| {
-            let delegations = targets
-                .delegations
-                .as_mut()
-                .filter(|d| d.roles.iter().any(|r| r.name == role))
-                .ok_or_else(|| Error::InvalidDelegation {
-                    role: role.to_string(),
-                    reason: format!("not delegated by {parent}"),
-                })?;
-            delegations.roles.retain(|r| r.name != role);
-            let used: HashSet<&Decoded<Hex>> =
-                delegations.roles.iter().flat_map(|r| &r.keyids).collect();
-            let unused: Vec<Decoded<Hex>> = delegations
-                .keys
-                .keys()
-                .filter(|id| !used.contains(id))
-                .cloned()
-                .collect();
-            for id in unused {
-                delegations.keys.remove(&id);
-            }
-            Ok(())
-        })
-        .await
+    ) -> Result<(u64, Vec<String>)> {
+        let version = self
+            .edit(parent, parent_keys, expires, &[], |targets| {
+                let delegations = targets
+                    .delegations
+                    .as_mut()
+                    .filter(|d| d.roles.iter().any(|r| r.name == role))
+                    .ok_or_else(|| Error::InvalidDelegation {
+                        role: role.to_string(),
+                        reason: format!("not delegated by {parent}"),
+                    })?;
+                delegations.roles.retain(|r| r.name != role);
+                let used: HashSet<&Decoded<Hex>> =
+                    delegations.roles.iter().flat_map(|r| &r.keyids).collect();
+                let unused: Vec<Decoded<Hex>> = delegations
+                    .keys
+                    .keys()
+                    .filter(|id| !used.contains(id))
+                    .cloned()
+                    .collect();
+                for id in unused {
+                    delegations.keys.remove(&id);
+                }
+                Ok(())
+            })
+            .await?;
+        let still = self
+            .all_roles()
+            .await?
+            .into_iter()
+            .filter(|head| {
+                head.signed
+                    .signed
+                    .delegations
+                    .as_ref()
+                    .is_some_and(|d| d.roles.iter().any(|r| r.name == role))
+            })
+            .map(|head| head.role)
+            .collect();
+        Ok((version, still))
     }
 
     /// Refuses delegating `role` from `parent` with `keyids` and `threshold` when another role
@@ -710,12 +746,20 @@ impl Editor {
                 subjects.push((s.repository.clone(), s.subject.clone()));
             }
         }
-        self.edit_on_paths(role, &names, keys, expires, &subjects, |targets| {
-            for s in &served {
-                targets.targets.insert(s.name.clone(), s.target.clone());
-            }
-            Ok(())
-        })
+        self.edit_on_paths(
+            role,
+            &names,
+            Reach::Searched,
+            keys,
+            expires,
+            &subjects,
+            |targets| {
+                for s in &served {
+                    targets.targets.insert(s.name.clone(), s.target.clone());
+                }
+                Ok(())
+            },
+        )
         .await?;
         Ok(served
             .into_iter()
@@ -771,6 +815,9 @@ impl Editor {
         self.edit_on_paths(
             role,
             std::slice::from_ref(&parsed),
+            // Revocable wherever the role's delegation covers the name: a target behind a
+            // terminating delegation would come back were that delegation withdrawn.
+            Reach::Covered,
             keys,
             expires,
             &[],
@@ -1032,10 +1079,12 @@ impl Editor {
     }
 
     /// Edits `role`, which every target in `names` must lead to ([`Editor::find_role`]).
+    #[allow(clippy::too_many_arguments)]
     async fn edit_on_paths(
         &self,
         role: &str,
         names: &[TargetName],
+        reach: Reach,
         keys: &[SigningKey],
         expires: jiff::Timestamp,
         attach: &[(Repository, Entry)],
@@ -1047,7 +1096,7 @@ impl Editor {
         if role == "targets" {
             return self.edit("targets", keys, expires, attach, change).await;
         }
-        let (delegations, head, taken) = self.find_role(role, names).await?;
+        let (delegations, head, taken) = self.find_role(role, names, reach).await?;
         self.write_delegated(
             role,
             &delegations,
@@ -1071,7 +1120,7 @@ impl Editor {
         change: impl FnOnce(&mut Targets) -> Result<()>,
     ) -> Result<u64> {
         if role != "targets" {
-            let (delegations, head, taken) = self.find_role(role, &[]).await?;
+            let (delegations, head, taken) = self.find_role(role, &[], Reach::Covered).await?;
             return self
                 .write_delegated(
                     role,
