@@ -44,6 +44,11 @@ fn run_bindir(
     use std::process::{Command, Stdio};
     let mut child = Command::new(verifier)
         .env("CONTAINERD_TUF_POLICY", policy)
+        // The client's fallback: none, so that the service answers or the run fails.
+        .env(
+            "CONTAINERD_TUF_VERIFIER",
+            "/nonexistent/containerd-tuf-verifier",
+        )
         .args([
             "-name",
             name,
@@ -173,8 +178,11 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
     let bin_dir = dir.path().join("verifiers");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::fs::copy(&verifier, bin_dir.join("containerd-tuf-verifier")).unwrap();
-    // The client, as the package installs it beside the service; it falls back on `verifier`.
+    // The client, as the package installs it beside the service. Its fallback (the full
+    // executable, run when the service does not answer) is left missing: a service row must
+    // time the service, and fails loudly rather than time the fallback unseen.
     let client_dir = dir.path().join("client");
+    let no_fallback = dir.path().join("no-fallback");
     std::fs::create_dir_all(&client_dir).unwrap();
     std::fs::copy(&client, client_dir.join("containerd-tuf-verifier-client")).unwrap();
     // The same, in-process, for a client that follows the image's `tuf-metadata` pointer
@@ -198,7 +206,7 @@ pub(crate) async fn containerd_verifier(registry: &TestRegistry, runs: usize, la
             verifiers,
             &[
                 ("CONTAINERD_TUF_POLICY", policy),
-                ("CONTAINERD_TUF_VERIFIER", &verifier),
+                ("CONTAINERD_TUF_VERIFIER", &no_fallback),
             ],
         );
         timed_pull(&containerd, &containerd.socket, &name)
