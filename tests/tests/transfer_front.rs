@@ -597,7 +597,7 @@ async fn imports_past_the_limit_wait_their_turn() {
             .unwrap()
             .filter(|entry| {
                 let name = entry.as_ref().unwrap().file_name();
-                name.to_string_lossy().starts_with("import-")
+                name.to_string_lossy().starts_with("containerd-tuf-import-")
             })
             .count()
     };
