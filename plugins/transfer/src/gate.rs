@@ -488,6 +488,7 @@ impl Gate {
                 (Some("0"), _) => Ok(Some(collected.to_bytes())),
                 (Some("5"), _) => Ok(None),
                 (code, message) => {
+                    let message = status::decoded(message);
                     anyhow::bail!("containerd answered {path} with grpc-status {code:?}: {message}")
                 }
             }

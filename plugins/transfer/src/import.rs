@@ -27,6 +27,7 @@ use crate::any;
 use crate::frame::{self, Item, Messages};
 use crate::gate::Refused;
 use crate::naming::{self, Recorded};
+use crate::status;
 use crate::streams::{self, Claimed, FrameSender};
 use crate::upstream::{self, Body, Upstream};
 
@@ -280,23 +281,54 @@ fn blocking_in<T: Send + 'static>(
 /// go. containerd fails some Transfers before it reads the stream at all (a progress stream it
 /// cannot find), and keeps such a stream open until its sender ends it.
 #[derive(Debug)]
-pub struct HandedOver(tokio::task::AbortHandle);
+pub struct HandedOver {
+    sending: tokio::task::AbortHandle,
+    /// Why sending the archive failed, once it has: containerd then fails the Transfer with
+    /// an error of its own (an archive cut short) that says nothing of the cause.
+    failed: Arc<std::sync::OnceLock<String>>,
+}
 
 impl Drop for HandedOver {
     fn drop(&mut self) {
-        self.0.abort();
+        self.sending.abort();
     }
 }
 
-/// `response` holding `handed_over` until its body ends (or is dropped).
+/// `response` holding `handed_over` until its body ends (or is dropped); a failure it ends
+/// with says why sending the archive failed, if it did.
 pub fn held_until_answered(response: Response<Body>, handed_over: HandedOver) -> Response<Body> {
-    response.map(|body| {
-        body.map_frame(move |frame| {
-            let _sending = &handed_over;
+    let (mut parts, body) = response.into_parts();
+    if status::is_trailers_only(&parts.headers) {
+        explain(&mut parts.headers, &handed_over.failed);
+    }
+    let body = body
+        .map_frame(move |mut frame| {
+            if let Some(trailers) = frame.trailers_mut() {
+                explain(trailers, &handed_over.failed);
+            }
             frame
         })
-        .boxed_unsync()
-    })
+        .boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+/// Puts before the message of a failed call (`ended`: its trailers, or the headers of a
+/// "Trailers-Only" answer) why sending the checked archive failed, if it did.
+fn explain(ended: &mut http::HeaderMap, failed: &std::sync::OnceLock<String>) {
+    let Some(why) = failed.get() else {
+        return;
+    };
+    let (code, message) = status::ended(ended, None);
+    if code.is_none_or(|code| code == "0") {
+        return;
+    }
+    let message = status::decoded(message);
+    status::set_message(
+        ended,
+        &format!(
+            "tuf-oci front: sending the checked archive to containerd failed: {why}; containerd: {message}"
+        ),
+    );
 }
 
 /// Opens a stream of the front's own to containerd (same namespace and lease as the client's)
@@ -325,7 +357,7 @@ pub async fn hand_over(
         .headers()
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .map(status::decoded);
     let mut from_containerd = Messages::new(response.into_body().boxed_unsync());
     // containerd acknowledges a registered stream with one message.
     match from_containerd.next().await {
@@ -338,16 +370,23 @@ pub async fn hand_over(
         }
     }
     let stream = id.to_string();
+    let failed = Arc::new(std::sync::OnceLock::new());
+    let failure = Arc::clone(&failed);
     let sending = tokio::spawn(async move {
         if let Err(e) = pump(&checked.archive(), &to_containerd, &mut from_containerd).await {
             tracing::warn!(%stream, error = %e, "sending a checked import to containerd");
+            // Before the stream ends: containerd answers the Transfer only after that.
+            let _ = failure.set(e.to_string());
         }
         drop(to_containerd);
         // Hold the stream (and the staged archive) until containerd ends it, or the Transfer
         // is answered (`HandedOver`).
         while from_containerd.next().await.is_some() {}
     });
-    Ok(HandedOver(sending.abort_handle()))
+    Ok(HandedOver {
+        sending: sending.abort_handle(),
+        failed,
+    })
 }
 
 /// The client's archive into `path`, granting the client flow-control window as it goes.
@@ -740,7 +779,11 @@ mod tests {
     async fn a_hand_over_lasts_as_long_as_the_answer() {
         let sending = tokio::spawn(std::future::pending::<()>());
         let (to_client, body) = streams::channel_body();
-        let answer = held_until_answered(Response::new(body), HandedOver(sending.abort_handle()));
+        let handed_over = HandedOver {
+            sending: sending.abort_handle(),
+            failed: Arc::default(),
+        };
+        let answer = held_until_answered(Response::new(body), handed_over);
         let mut body = answer.into_body();
         let frame = Frame::data(bytes::Bytes::from_static(b"answer"));
         to_client.send(Ok(frame)).await.unwrap();
@@ -754,6 +797,58 @@ mod tests {
             .await
             .expect("still sending after the answer ended");
         assert!(stopped.unwrap_err().is_cancelled());
+    }
+
+    /// containerd fails a Transfer whose archive was cut short with an error of its own: the
+    /// answer says why the front stopped sending, whether it ends in trailers or at once.
+    #[tokio::test]
+    async fn a_failed_hand_over_is_named_in_the_answer() {
+        let handed_over = |failure: Option<&str>| {
+            let failed = Arc::new(std::sync::OnceLock::new());
+            if let Some(failure) = failure {
+                failed.set(failure.to_string()).unwrap();
+            }
+            HandedOver {
+                sending: tokio::spawn(async {}).abort_handle(),
+                failed,
+            }
+        };
+        let at_once = held_until_answered(
+            status::error(status::Code::Unavailable, "unexpected EOF"),
+            handed_over(Some("reading the checked archive: disk error")),
+        );
+        let (_, message) = status::ended(at_once.headers(), None);
+        assert_eq!(
+            status::decoded(message),
+            "tuf-oci front: sending the checked archive to containerd failed: reading the \
+             checked archive: disk error; containerd: unexpected EOF"
+        );
+        for (code, failure, explained) in [
+            (status::Code::Unavailable, Some("cut"), true),
+            (status::Code::Unavailable, None, false),
+        ] {
+            let (to_client, body) = streams::channel_body();
+            let answer = held_until_answered(Response::new(body), handed_over(failure));
+            let trailers = status::trailers(code, "unexpected EOF");
+            to_client.send(Ok(Frame::trailers(trailers))).await.unwrap();
+            drop(to_client);
+            let frame = answer.into_body().frame().await.unwrap().unwrap();
+            let trailers = frame.into_trailers().unwrap();
+            let (_, message) = status::ended(&trailers, None);
+            assert_eq!(
+                status::decoded(message).contains("cut;"),
+                explained,
+                "{message}"
+            );
+        }
+        // A Transfer that succeeded says nothing more.
+        let (to_client, body) = streams::channel_body();
+        let answer = held_until_answered(Response::new(body), handed_over(Some("cut")));
+        let mut ok = http::HeaderMap::new();
+        ok.insert("grpc-status", http::HeaderValue::from_static("0"));
+        to_client.send(Ok(Frame::trailers(ok))).await.unwrap();
+        let frame = answer.into_body().frame().await.unwrap().unwrap();
+        assert!(!frame.into_trailers().unwrap().contains_key("grpc-message"));
     }
 
     #[tokio::test]

@@ -37,9 +37,7 @@ pub fn trailers_only(trailers: HeaderMap) -> Response<Body> {
 pub fn trailers(code: Code, message: &str) -> HeaderMap {
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from(code as u16));
-    if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
-        trailers.insert("grpc-message", value);
-    }
+    set_message(&mut trailers, message);
     trailers
 }
 
@@ -67,6 +65,20 @@ pub fn ended<'a>(
         field("grpc-status"),
         field("grpc-message").unwrap_or_default(),
     )
+}
+
+/// Sets the message of `ended` (trailers, or a "Trailers-Only" answer's headers).
+pub fn set_message(ended: &mut HeaderMap, message: &str) {
+    if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
+        ended.insert("grpc-message", value);
+    }
+}
+
+/// A grpc-message as sent (percent-encoded), decoded.
+pub fn decoded(message: &str) -> String {
+    percent_encoding::percent_decode_str(message)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// gRPC's grpc-message encoding: printable ASCII except `%` as is, everything else `%XX`.
