@@ -18,7 +18,7 @@ use serde_json::json;
 use tempfile::TempDir;
 use tuf_oci::editor::{self, Editor, Expiries, NewDelegation, TopLevelKeys};
 use tuf_oci::keys::SigningKey;
-use tuf_oci::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use tuf_oci::layout::{DOCKER_MANIFEST_MEDIA_TYPE, Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use tuf_oci::{ImageRef, Registry, RegistryConfig, Repository, TrustConfig, Verifier};
 
 /// A running registry, stopped and deleted on drop.
@@ -113,6 +113,19 @@ impl TestRegistry {
             .expect("push manifest")
     }
 
+    /// Pushes an image as `docker push` stores one (Docker's schema 2 manifest, its config and
+    /// gzipped layer typed as Docker's), tagged `tag`.
+    pub async fn push_docker_image(&self, path: &str, tag: &str, content: &str) -> Entry {
+        let repo = self.repo(path);
+        let manifest = self
+            .manifest_of(&repo, &[content], None, Flavor::Docker)
+            .await;
+        self.client
+            .push_manifest(&repo.tagged(tag), &manifest, DOCKER_MANIFEST_MEDIA_TYPE)
+            .await
+            .expect("push manifest")
+    }
+
     /// Pushes a multi-platform index (linux/amd64 and linux/arm64 images) tagged `tag`.
     pub async fn push_index(&self, path: &str, tag: &str, content: &str) -> Entry {
         let repo = self.repo(path);
@@ -171,6 +184,17 @@ impl TestRegistry {
         contents: &[&str],
         arch: Option<&str>,
     ) -> Vec<u8> {
+        self.manifest_of(repo, contents, arch, Flavor::Oci).await
+    }
+
+    /// An image manifest of `flavor` whose layers hold `contents`, its blobs pushed.
+    async fn manifest_of(
+        &self,
+        repo: &Repository,
+        contents: &[&str],
+        arch: Option<&str>,
+        flavor: Flavor,
+    ) -> Vec<u8> {
         let layers: Vec<Vec<u8>> = contents.iter().map(|c| layer_tar(c)).collect();
         let diff_ids: Vec<String> = layers
             .iter()
@@ -182,28 +206,58 @@ impl TestRegistry {
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }))
         .unwrap();
+        let (manifest_type, config_type, layer_type) = match flavor {
+            Flavor::Oci => (
+                MANIFEST_MEDIA_TYPE,
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar",
+            ),
+            Flavor::Docker => (
+                DOCKER_MANIFEST_MEDIA_TYPE,
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            ),
+        };
         let config = self
             .client
-            .push_blob(repo, "application/vnd.oci.image.config.v1+json", &config)
+            .push_blob(repo, config_type, &config)
             .await
             .expect("push config");
         let mut entries = Vec::new();
         for layer in &layers {
+            let blob = match flavor {
+                Flavor::Oci => layer.clone(),
+                Flavor::Docker => {
+                    use std::io::Write as _;
+                    let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                    gz.write_all(layer).expect("gzip");
+                    gz.finish().expect("gzip")
+                }
+            };
             entries.push(
                 self.client
-                    .push_blob(repo, "application/vnd.oci.image.layer.v1.tar", layer)
+                    .push_blob(repo, layer_type, &blob)
                     .await
                     .expect("push layer"),
             );
         }
         serde_json::to_vec(&json!({
             "schemaVersion": 2,
-            "mediaType": MANIFEST_MEDIA_TYPE,
+            "mediaType": manifest_type,
             "config": config,
             "layers": entries,
         }))
         .unwrap()
     }
+}
+
+/// How an image's manifest and blobs are typed.
+#[derive(Debug, Clone, Copy)]
+enum Flavor {
+    /// OCI's, the layers uncompressed.
+    Oci,
+    /// Docker's schema 2, as `docker push` stores images, the layers gzipped.
+    Docker,
 }
 
 /// An uncompressed layer holding `content` as `/hello.txt`, so images unpack for real.

@@ -75,6 +75,65 @@ async fn on_containerd_2_3() {
     pull_resolves_through_tuf(Version::V2_3).await;
 }
 
+/// An image as `docker push` stores it (Docker's schema 2 manifest, a gzipped layer): signed
+/// as served, pulled verified and unpacked, copied with its metadata into a layout that
+/// verifies offline. distribution 2.8 serves such a manifest asked for by tag as schema 1
+/// unless the client accepts Docker's types.
+#[tokio::test]
+async fn an_image_docker_pushed_is_signed_pulled_and_copied() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let pushed = registry
+        .push_docker_image("solo/app", "v1", "docker layer")
+        .await;
+    org.sign_in_targets(&registry, "solo/app:v1").await;
+    org.publish(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let verified = org
+        .verifier(&registry, cache.path())
+        .verify(&registry.image("solo/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(verified.digest(), pushed.digest);
+    assert_eq!(
+        verified.descriptor().media_type().to_string(),
+        tuf_oci::layout::DOCKER_MANIFEST_MEDIA_TYPE
+    );
+    let containerd = Containerd::start(Version::V1_6, None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.json"), &org.root).unwrap();
+
+    let out = pull(&registry.host, "solo/app:v1", dir.path(), &containerd).await;
+    assert_pulled(&out, &containerd);
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains(&pushed.digest)
+    );
+    let chain = tuf_oci::layout::sha256_digest(&tuf_oci_tests::layer_tar("docker layer"));
+    let snapshots = String::from_utf8(containerd.ctr(&["snapshots", "ls"]).stdout).unwrap();
+    assert!(snapshots.contains(&chain), "{snapshots}");
+
+    let layout = format!("oci:{}", dir.path().join("layout").display());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(cli_binary())
+            .args(["--insecure-registry", &registry.host, "--root"])
+            .arg(dir.path().join("root.json"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cli(&["copy", &format!("{}/solo/app:v1", registry.host), &layout]);
+    cli(&["verify", &format!("{layout}:solo/app:v1"), "--deep"]);
+}
+
 /// A signed `solo/app:v1` of layers holding `contents`, in single-repository mode, with its
 /// trusted root in a file; the image manifest, and its digest.
 async fn signed_layers(

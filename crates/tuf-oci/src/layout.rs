@@ -31,6 +31,21 @@ pub const METADATA_INDEX_LIMIT: u64 = 4 << 20;
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index media type.
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker's image manifest (schema 2), as `docker push` stores images: signed, copied and
+/// pulled like an OCI manifest, whose layout it shares.
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker's manifest list: read like an OCI index.
+pub const DOCKER_LIST_MEDIA_TYPE: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+/// What a manifest is asked for as: registries that may not serve an image as stored
+/// otherwise rewrite it (distribution 2.8 turns a Docker manifest asked for by tag into
+/// schema 1) or refuse it (distribution 3, a Docker manifest list).
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    MANIFEST_MEDIA_TYPE,
+    INDEX_MEDIA_TYPE,
+    DOCKER_MANIFEST_MEDIA_TYPE,
+    DOCKER_LIST_MEDIA_TYPE,
+];
 /// The OCI empty descriptor's media type and content (`{}`).
 pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// The bytes of the empty config blob.

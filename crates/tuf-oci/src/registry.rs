@@ -24,7 +24,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::error::{Error, Result, causes};
 use crate::grammar;
-use crate::layout::{Entry, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
+use crate::layout::{Entry, MANIFEST_MEDIA_TYPES, sha256_digest};
 use crate::location::Repository;
 use reads::{Authorization, Challenge, Exceeded, Reads, TagPageAt};
 
@@ -416,7 +416,7 @@ impl Registry {
         reference: &Reference,
         limit: u64,
     ) -> Result<Option<FetchedManifest>> {
-        let media_types = [MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE];
+        let media_types = MANIFEST_MEDIA_TYPES;
         let pulled = self
             .call(
                 reference,
@@ -429,8 +429,8 @@ impl Registry {
                 },
             )
             .await;
-        let bytes = match pulled {
-            Ok(Ok(bytes)) => bytes,
+        let (bytes, content_type) = match pulled {
+            Ok(Ok(answer)) => answer,
             Ok(Err(Exceeded)) => {
                 self.traffic.record(0);
                 return Err(Error::TooLarge {
@@ -455,12 +455,17 @@ impl Registry {
                 actual: digest,
             });
         }
+        // What the manifest declares, which its digest covers; else (the field is optional
+        // in OCI manifests) the type the registry served it as, if it is one asked for.
         let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+            .or(content_type.filter(|served| MANIFEST_MEDIA_TYPES.contains(&served.as_str())))
             .ok_or_else(|| Error::Parse {
                 role: reference.whole(),
-                message: "manifest declares no mediaType".into(),
+                message: "manifest declares no mediaType, and the registry served it as \
+                          no manifest type"
+                    .into(),
             })?;
         Ok(Some(FetchedManifest {
             bytes: bytes.to_vec(),

@@ -26,7 +26,7 @@ use containerd_client::types::Descriptor;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tonic::transport::Channel;
-use tuf_oci::layout::{Entry, INDEX_MEDIA_TYPE, Manifest};
+use tuf_oci::layout::{DOCKER_LIST_MEDIA_TYPE, Entry, INDEX_MEDIA_TYPE, Manifest};
 use tuf_oci::registry::BlobStream;
 use tuf_oci::{ImageRef, Verifier};
 
@@ -252,7 +252,7 @@ impl Session {
         }
         // Select the manifest for this platform when the root is an index.
         let (manifest_bytes, manifest_digest) = if fetched.media_type == INDEX_MEDIA_TYPE
-            || fetched.media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+            || fetched.media_type == DOCKER_LIST_MEDIA_TYPE
         {
             let index = Manifest::parse(&root_digest, &fetched.bytes)?;
             let chosen = crate::platform::choose(&fetched.bytes)
