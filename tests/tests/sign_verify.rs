@@ -54,6 +54,84 @@ async fn split_mode_relative_pointer_by_tag_and_digest() {
     );
 }
 
+/// Another tool's referrer of an image (an SBOM, with fields tuf-oci does not model) keeps
+/// every field when a signer adds its own to the image's referrers index.
+#[tokio::test]
+async fn another_tools_referrer_keeps_its_fields_when_a_signer_adds_to_the_index() {
+    let registry = TestRegistry::start();
+    let TeamA { org, unsigned, .. } = TeamA::create(&registry).await;
+    let repository = registry.repo("team-a/app");
+    let empty = registry
+        .client
+        .push_blob(
+            &repository,
+            tuf_oci::layout::EMPTY_MEDIA_TYPE,
+            tuf_oci::layout::EMPTY_BLOB,
+        )
+        .await
+        .unwrap();
+    let sbom = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+        "artifactType": "application/spdx+json",
+        "config": empty,
+        "layers": [empty],
+        "subject": unsigned,
+    }))
+    .unwrap();
+    let sbom = registry
+        .client
+        .push_manifest(
+            &repository.digested(&tuf_oci::layout::sha256_digest(&sbom)),
+            &sbom,
+            tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+    let theirs = serde_json::json!({
+        "mediaType": tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+        "digest": sbom.digest,
+        "size": sbom.size,
+        "artifactType": "application/spdx+json",
+        "annotations": {"org.example.tool": "sbom"},
+        "platform": {"architecture": "amd64", "os": "linux"},
+        "urls": ["https://example.com/sbom"],
+        "org.example.extension": {"kept": true},
+    });
+    let tag = repository.tagged(&tuf_oci::layout::referrers_tag(&unsigned.digest));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": tuf_oci::layout::INDEX_MEDIA_TYPE,
+        "manifests": [theirs],
+    });
+    registry
+        .client
+        .push_manifest(
+            &tag,
+            &serde_json::to_vec(&index).unwrap(),
+            tuf_oci::layout::INDEX_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+    org.sign(
+        &registry,
+        &registry.image("team-a/app:v2"),
+        "team-a",
+        &[org.key("team-a").await],
+    )
+    .await;
+    let merged = registry
+        .client
+        .manifest(&tag, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let merged: serde_json::Value = serde_json::from_slice(&merged.bytes).unwrap();
+    let entries = merged["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{merged}");
+    assert!(entries.contains(&theirs), "{merged}");
+}
+
 #[tokio::test]
 async fn multi_platform_index_with_full_pointer() {
     let registry = TestRegistry::start();

@@ -76,6 +76,11 @@ pub struct Entry {
     /// them against `digest` and `size` ([`Entry::embedded`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// The fields this crate does not model (`platform`, `urls`, extensions), kept as they
+    /// are: another tool's entries in an index this crate writes again (a referrers index, a
+    /// layout's `index.json`) must not lose them.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 impl Entry {
@@ -88,6 +93,7 @@ impl Entry {
             artifact_type: None,
             annotations: BTreeMap::new(),
             data: None,
+            extra: BTreeMap::new(),
         }
     }
 
