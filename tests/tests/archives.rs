@@ -356,3 +356,56 @@ async fn oversized_layout_files_are_refused_unread() {
         "opening the layout: peak memory grew by {grown} bytes"
     );
 }
+
+/// `mediaType` is optional in OCI manifests (older tools leave it out): a layout's manifest
+/// without one is taken as the type `index.json` lists it as, by tag or by digest; one listed
+/// nowhere is refused, naming both.
+#[tokio::test]
+async fn a_manifest_declaring_no_media_type_is_taken_as_its_index_lists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path(), true).unwrap();
+    let manifest = |layers: usize| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+                "size": 2
+            },
+            "layers": vec![serde_json::json!({}); layers]
+        }))
+        .unwrap()
+    };
+    let (listed, unlisted) = (manifest(0), manifest(1));
+    store
+        .put_manifest(REPOSITORY, "v1", &listed, MANIFEST_MEDIA_TYPE)
+        .await
+        .unwrap();
+    let unlisted_digest = tuf_oci::layout::sha256_digest(&unlisted);
+    store
+        .put_manifest(REPOSITORY, &unlisted_digest, &unlisted, MANIFEST_MEDIA_TYPE)
+        .await
+        .unwrap();
+    store.save(&BTreeMap::new()).unwrap();
+    drop(store);
+
+    let store = LayoutStore::open(dir.path(), false).unwrap();
+    let digest = tuf_oci::layout::sha256_digest(&listed);
+    for reference in ["v1", digest.as_str()] {
+        let stored = store.manifest(REPOSITORY, reference, LIMIT).await.unwrap();
+        assert_eq!(
+            stored.unwrap().media_type,
+            MANIFEST_MEDIA_TYPE,
+            "{reference}"
+        );
+    }
+    let err = store
+        .manifest(REPOSITORY, &unlisted_digest, LIMIT)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("declares no mediaType, nor does index.json list it"),
+        "{err}"
+    );
+}

@@ -587,18 +587,23 @@ impl ContentStore for LayoutStore {
         reference: &str,
         limit: u64,
     ) -> Result<Option<Stored>> {
-        let digest = if reference.contains(':') {
-            reference.to_string()
-        } else {
-            let name = format!("{repository}:{reference}");
+        // The entry of `index.json` naming it, if any: its media type stands for a manifest
+        // that declares none (the field is optional in OCI manifests).
+        let (digest, listed) = {
             let index = self.index.lock().expect("not poisoned");
-            match index
-                .manifests
-                .iter()
-                .find(|m| m.annotations.get(REF_NAME) == Some(&name))
-            {
-                Some(entry) => entry.digest.clone(),
-                None => return Ok(None),
+            if reference.contains(':') {
+                let listed = index.manifests.iter().find(|m| m.digest == reference);
+                (reference.to_string(), listed.map(|m| m.media_type.clone()))
+            } else {
+                let name = format!("{repository}:{reference}");
+                match index
+                    .manifests
+                    .iter()
+                    .find(|m| m.annotations.get(REF_NAME) == Some(&name))
+                {
+                    Some(entry) => (entry.digest.clone(), Some(entry.media_type.clone())),
+                    None => return Ok(None),
+                }
             }
         };
         let Some(bytes) = self.read_blob(&digest, limit)? else {
@@ -607,9 +612,10 @@ impl ContentStore for LayoutStore {
         let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+            .or(listed)
             .ok_or_else(|| Error::Parse {
                 role: format!("{digest} in {}", self.describe()),
-                message: "manifest declares no mediaType".into(),
+                message: "manifest declares no mediaType, nor does index.json list it".into(),
             })?;
         Ok(Some(Stored {
             bytes,
