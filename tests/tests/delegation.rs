@@ -694,6 +694,64 @@ async fn a_role_name_delegated_elsewhere_with_other_keys_is_refused() {
     assert_eq!(still, ["team-b"]);
 }
 
+/// A role two roles delegate changes keys as the guide says: withdrawn from one parent,
+/// rotated at the other (both keys, a version signed with the new, the new alone), then
+/// delegated again from the first with the new key; its image verifies throughout the end
+/// state, and the old key alone is refused a delegation anywhere.
+#[tokio::test]
+async fn a_role_two_roles_delegate_changes_keys_through_one_of_them() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "org/tuf").await;
+    let (a, b) = (org.key("team-a").await, org.key("team-b").await);
+    let (old, new) = (org.key("ci-old").await, org.key("ci-new").await);
+    for (parent, key) in [("team-a", &a), ("team-b", &b)] {
+        org.delegate_from_targets(&registry, &delegation(parent, &["team-*"], &[key], 1))
+            .await;
+    }
+    org.publish(&registry).await;
+    let ci = |keys: &[&SigningKey]| delegation("ci", &["team-*"], keys, 1);
+    for (parent, key) in [("team-a", &a), ("team-b", &b)] {
+        org.delegate(&registry, parent, std::slice::from_ref(key), &ci(&[&old]))
+            .await;
+    }
+    registry.push_image("team-x/app", "v1", "ci").await;
+    with_pointer(&registry, "team-x/app").await;
+    let image = registry.image("team-x/app:v1");
+    org.sign(&registry, &image, "ci", std::slice::from_ref(&old))
+        .await;
+    org.publish(&registry).await;
+
+    let editor = org.editor(&registry).await;
+    let (_, still) = editor
+        .undelegate("team-b", "ci", std::slice::from_ref(&b), expiries().targets)
+        .await
+        .unwrap();
+    assert_eq!(still, ["team-a"]);
+    org.delegate(
+        &registry,
+        "team-a",
+        std::slice::from_ref(&a),
+        &ci(&[&old, &new]),
+    )
+    .await;
+    org.sign(&registry, &image, "ci", std::slice::from_ref(&new))
+        .await;
+    org.delegate(&registry, "team-a", std::slice::from_ref(&a), &ci(&[&new]))
+        .await;
+    org.delegate(&registry, "team-b", std::slice::from_ref(&b), &ci(&[&new]))
+        .await;
+    org.publish(&registry).await;
+    let verified = org.verify_fresh(&registry, "team-x/app:v1").await.unwrap();
+    assert_eq!(verified.role(), "ci");
+    let err = org
+        .editor(&registry)
+        .await
+        .delegate("team-b", &ci(&[&old]), &[b], expiries().targets)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Delegation { .. }), "{err}");
+}
+
 /// A pull by digest searches roles in the order a pull by tag does and stops at the first
 /// that signs the digest: a broken role (delegated, never published) does not fail it, after
 /// the signing one or before it on another tag's path (`dev`, for `dev-*` tags). The roles it
