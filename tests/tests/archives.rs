@@ -357,55 +357,61 @@ async fn oversized_layout_files_are_refused_unread() {
     );
 }
 
-/// `mediaType` is optional in OCI manifests (older tools leave it out): a layout's manifest
-/// without one is taken as the type `index.json` lists it as, by tag or by digest; one listed
-/// nowhere is refused, naming both.
+/// `mediaType` is optional in OCI manifests and indexes (older tools leave it out): a
+/// layout's manifest without one is an OCI manifest or index by its fields, whether
+/// `index.json` lists it or not (an index's children are not listed); a document with the
+/// fields of both is refused, naming why.
 #[tokio::test]
-async fn a_manifest_declaring_no_media_type_is_taken_as_its_index_lists_it() {
+async fn a_manifest_declaring_no_media_type_is_typed_by_its_fields() {
     let dir = tempfile::tempdir().unwrap();
     let store = LayoutStore::open(dir.path(), true).unwrap();
-    let manifest = |layers: usize| {
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "config": {
-                "mediaType": "application/vnd.oci.empty.v1+json",
-                "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-                "size": 2
-            },
-            "layers": vec![serde_json::json!({}); layers]
-        }))
-        .unwrap()
-    };
-    let (listed, unlisted) = (manifest(0), manifest(1));
+    let empty = serde_json::json!({
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        "size": 2
+    });
+    let manifest =
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "config": empty, "layers": []}))
+            .unwrap();
+    let child = serde_json::json!({
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "digest": tuf_oci::layout::sha256_digest(&manifest),
+        "size": manifest.len(),
+    });
+    let index =
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [child]})).unwrap();
+    let both = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "config": empty, "layers": [], "manifests": [child],
+    }))
+    .unwrap();
+    let digest = |bytes: &[u8]| tuf_oci::layout::sha256_digest(bytes);
+    for bytes in [&manifest, &both] {
+        store
+            .put_manifest(REPOSITORY, &digest(bytes), bytes, MANIFEST_MEDIA_TYPE)
+            .await
+            .unwrap();
+    }
     store
-        .put_manifest(REPOSITORY, "v1", &listed, MANIFEST_MEDIA_TYPE)
-        .await
-        .unwrap();
-    let unlisted_digest = tuf_oci::layout::sha256_digest(&unlisted);
-    store
-        .put_manifest(REPOSITORY, &unlisted_digest, &unlisted, MANIFEST_MEDIA_TYPE)
+        .put_manifest(REPOSITORY, "v1", &index, tuf_oci::layout::INDEX_MEDIA_TYPE)
         .await
         .unwrap();
     store.save(&BTreeMap::new()).unwrap();
     drop(store);
 
     let store = LayoutStore::open(dir.path(), false).unwrap();
-    let digest = tuf_oci::layout::sha256_digest(&listed);
-    for reference in ["v1", digest.as_str()] {
-        let stored = store.manifest(REPOSITORY, reference, LIMIT).await.unwrap();
-        assert_eq!(
-            stored.unwrap().media_type,
-            MANIFEST_MEDIA_TYPE,
-            "{reference}"
-        );
+    for (reference, expected) in [
+        ("v1".to_string(), tuf_oci::layout::INDEX_MEDIA_TYPE),
+        (digest(&manifest), MANIFEST_MEDIA_TYPE),
+    ] {
+        let stored = store.manifest(REPOSITORY, &reference, LIMIT).await.unwrap();
+        assert_eq!(stored.unwrap().media_type, expected, "{reference}");
     }
     let err = store
-        .manifest(REPOSITORY, &unlisted_digest, LIMIT)
+        .manifest(REPOSITORY, &digest(&both), LIMIT)
         .await
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("declares no mediaType, nor does index.json list it"),
+        err.to_string().contains(tuf_oci::layout::NO_MEDIA_TYPE),
         "{err}"
     );
 }

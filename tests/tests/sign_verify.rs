@@ -132,6 +132,43 @@ async fn another_tools_referrer_keeps_its_fields_when_a_signer_adds_to_the_index
     assert!(entries.contains(&theirs), "{merged}");
 }
 
+/// An image whose manifest declares no `mediaType` (optional in OCI) is signed as the OCI
+/// manifest its fields make it, and verifies.
+#[tokio::test]
+async fn a_manifest_declaring_no_media_type_is_signed_as_its_fields_make_it() {
+    let registry = TestRegistry::start();
+    let org = Org::init(&registry, "solo/app").await;
+    let repository = registry.repo("solo/app");
+    let pushed = registry.push_image("solo/app", "v0", "untyped").await;
+    let stored = registry
+        .client
+        .manifest(&repository.digested(&pushed.digest), 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut untyped: serde_json::Value = serde_json::from_slice(&stored.bytes).unwrap();
+    untyped.as_object_mut().unwrap().remove("mediaType");
+    let untyped = serde_json::to_vec(&untyped).unwrap();
+    let pushed = registry
+        .client
+        .push_manifest(
+            &repository.tagged("v1"),
+            &untyped,
+            tuf_oci::layout::MANIFEST_MEDIA_TYPE,
+        )
+        .await
+        .unwrap();
+    org.sign_in_targets(&registry, "solo/app:v1").await;
+    org.publish(&registry).await;
+    let verified = org.verify_fresh(&registry, "solo/app:v1").await.unwrap();
+    assert_eq!(verified.digest(), tuf_oci::layout::sha256_digest(&untyped));
+    assert_eq!(verified.digest(), pushed.digest);
+    assert_eq!(
+        verified.descriptor().media_type().to_string(),
+        tuf_oci::layout::MANIFEST_MEDIA_TYPE
+    );
+}
+
 #[tokio::test]
 async fn multi_platform_index_with_full_pointer() {
     let registry = TestRegistry::start();

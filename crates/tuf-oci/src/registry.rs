@@ -24,7 +24,9 @@ use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::error::{Error, Result, causes};
 use crate::grammar;
-use crate::layout::{Entry, MANIFEST_MEDIA_TYPES, sha256_digest};
+use crate::layout::{
+    Entry, MANIFEST_MEDIA_TYPES, NO_MEDIA_TYPE, manifest_media_type, sha256_digest,
+};
 use crate::location::Repository;
 use reads::{Authorization, Challenge, Exceeded, Reads, TagPageAt};
 
@@ -196,7 +198,7 @@ pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     /// `sha256:` digest of `bytes`.
     pub digest: String,
-    /// The `mediaType` the manifest declares.
+    /// Its media type ([`manifest_media_type`]).
     pub media_type: String,
 }
 
@@ -429,8 +431,8 @@ impl Registry {
                 },
             )
             .await;
-        let (bytes, content_type) = match pulled {
-            Ok(Ok(answer)) => answer,
+        let bytes = match pulled {
+            Ok(Ok(bytes)) => bytes,
             Ok(Err(Exceeded)) => {
                 self.traffic.record(0);
                 return Err(Error::TooLarge {
@@ -455,18 +457,10 @@ impl Registry {
                 actual: digest,
             });
         }
-        // What the manifest declares, which its digest covers; else (the field is optional
-        // in OCI manifests) the type the registry served it as, if it is one asked for.
-        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
-            .or(content_type.filter(|served| MANIFEST_MEDIA_TYPES.contains(&served.as_str())))
-            .ok_or_else(|| Error::Parse {
-                role: reference.whole(),
-                message: "manifest declares no mediaType, and the registry served it as \
-                          no manifest type"
-                    .into(),
-            })?;
+        let media_type = manifest_media_type(&bytes).ok_or_else(|| Error::Parse {
+            role: reference.whole(),
+            message: NO_MEDIA_TYPE.into(),
+        })?;
         Ok(Some(FetchedManifest {
             bytes: bytes.to_vec(),
             digest,

@@ -37,7 +37,7 @@ pub const BUNDLE_REPOSITORY: &str = "tuf.io/image-repository";
 pub struct Stored {
     /// Its bytes.
     pub bytes: Vec<u8>,
-    /// Its declared media type.
+    /// Its media type ([`crate::layout::manifest_media_type`]).
     pub media_type: String,
     /// `sha256:` of the bytes.
     pub digest: String,
@@ -587,35 +587,27 @@ impl ContentStore for LayoutStore {
         reference: &str,
         limit: u64,
     ) -> Result<Option<Stored>> {
-        // The entry of `index.json` naming it, if any: its media type stands for a manifest
-        // that declares none (the field is optional in OCI manifests).
-        let (digest, listed) = {
+        let digest = if reference.contains(':') {
+            reference.to_string()
+        } else {
+            let name = format!("{repository}:{reference}");
             let index = self.index.lock().expect("not poisoned");
-            if reference.contains(':') {
-                let listed = index.manifests.iter().find(|m| m.digest == reference);
-                (reference.to_string(), listed.map(|m| m.media_type.clone()))
-            } else {
-                let name = format!("{repository}:{reference}");
-                match index
-                    .manifests
-                    .iter()
-                    .find(|m| m.annotations.get(REF_NAME) == Some(&name))
-                {
-                    Some(entry) => (entry.digest.clone(), Some(entry.media_type.clone())),
-                    None => return Ok(None),
-                }
+            match index
+                .manifests
+                .iter()
+                .find(|m| m.annotations.get(REF_NAME) == Some(&name))
+            {
+                Some(entry) => entry.digest.clone(),
+                None => return Ok(None),
             }
         };
         let Some(bytes) = self.read_blob(&digest, limit)? else {
             return Ok(None);
         };
-        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
-            .or(listed)
-            .ok_or_else(|| Error::Parse {
+        let media_type =
+            crate::layout::manifest_media_type(&bytes).ok_or_else(|| Error::Parse {
                 role: format!("{digest} in {}", self.describe()),
-                message: "manifest declares no mediaType, nor does index.json list it".into(),
+                message: crate::layout::NO_MEDIA_TYPE.into(),
             })?;
         Ok(Some(Stored {
             bytes,

@@ -306,21 +306,12 @@ impl Reads {
         media_types: &[&str],
         authorization: &Authorization,
         limit: u64,
-    ) -> Result<Result<(Bytes, Option<String>), Exceeded>, OciDistributionError> {
+    ) -> Result<Result<Bytes, Exceeded>, OciDistributionError> {
         let target = reference.digest().or(reference.tag()).unwrap_or("latest");
         let url = self.url(reference, &format!("manifests/{target}"))?;
         let accept = media_types.join(", ");
         let mut response = self.get(url, Some(&accept), authorization).await?;
-        // The media type without parameters (`; charset=utf-8`).
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .map(|value| value.trim().to_string());
-        Ok(body(&mut response, limit)
-            .await?
-            .map(|body| (body, content_type)))
+        body(&mut response, limit).await
     }
 
     /// `GET /v2/<repository>/blobs/<digest>`: the answer, its body still to be read.
