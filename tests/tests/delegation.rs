@@ -685,13 +685,13 @@ async fn a_role_name_delegated_elsewhere_with_other_keys_is_refused() {
     org.publish(&registry).await;
     // Withdrawn by one parent, the role is still delegated by the other, which is said: its
     // keys stay trusted there.
-    let (_, still) = org
+    let withdrawn = org
         .editor(&registry)
         .await
         .undelegate("team-a", "ci", std::slice::from_ref(&a), expiries().targets)
         .await
         .unwrap();
-    assert_eq!(still, ["team-b"]);
+    assert_eq!(withdrawn.still_delegated_by.unwrap(), ["team-b"]);
 }
 
 /// A role two roles delegate changes keys as the guide says: withdrawn from one parent,
@@ -722,11 +722,11 @@ async fn a_role_two_roles_delegate_changes_keys_through_one_of_them() {
     org.publish(&registry).await;
 
     let editor = org.editor(&registry).await;
-    let (_, still) = editor
+    let withdrawn = editor
         .undelegate("team-b", "ci", std::slice::from_ref(&b), expiries().targets)
         .await
         .unwrap();
-    assert_eq!(still, ["team-a"]);
+    assert_eq!(withdrawn.still_delegated_by.unwrap(), ["team-a"]);
     org.delegate(
         &registry,
         "team-a",

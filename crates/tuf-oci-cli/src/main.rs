@@ -408,16 +408,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let signers = delegator.keys().await?;
             let from = delegator.from;
             let editor = open_editor(&verifier()?, &metadata_repo()?).await?;
-            let (version, still) = editor
+            let withdrawn = editor
                 .undelegate(&from, &role, &signers, expiry.targets()?)
                 .await?;
-            eprintln!("{from} version {version} no longer delegates to {role}; run publish");
-            if !still.is_empty() {
-                eprintln!(
+            eprintln!(
+                "{from} version {} no longer delegates to {role}; run publish",
+                withdrawn.version
+            );
+            match withdrawn.still_delegated_by {
+                Ok(still) if still.is_empty() => {}
+                Ok(still) => eprintln!(
                     "{role} is still delegated by {}: withdraw it there too if its key is \
                      compromised",
                     still.join(", ")
-                );
+                ),
+                Err(e) => eprintln!(
+                    "the roles still delegating {role} could not be listed ({e}); check with \
+                     `tuf-oci list`"
+                ),
             }
         }
         Command::Sign {

@@ -318,11 +318,14 @@ fn explain(ended: &mut http::HeaderMap, failed: &std::sync::OnceLock<String>) {
     let Some(why) = failed.get() else {
         return;
     };
-    let (code, message) = status::ended(ended, None);
-    if code.is_none_or(|code| code == "0") {
+    if status::ended(ended, None).0.is_none_or(|code| code == "0") {
         return;
     }
-    let message = status::decoded(message);
+    // Read whatever its bytes, so that none of containerd's message is lost.
+    let message = ended
+        .get("grpc-message")
+        .map(|value| status::decoded(&String::from_utf8_lossy(value.as_bytes())))
+        .unwrap_or_default();
     status::set_message(
         ended,
         &format!(
@@ -373,10 +376,16 @@ pub async fn hand_over(
     let failed = Arc::new(std::sync::OnceLock::new());
     let failure = Arc::clone(&failed);
     let sending = tokio::spawn(async move {
-        if let Err(e) = pump(&checked.archive(), &to_containerd, &mut from_containerd).await {
-            tracing::warn!(%stream, error = %e, "sending a checked import to containerd");
-            // Before the stream ends: containerd answers the Transfer only after that.
-            let _ = failure.set(e.to_string());
+        match pump(&checked.archive(), &to_containerd, &mut from_containerd).await {
+            Ok(Sent::Whole) => {}
+            Ok(Sent::EndedByContainerd) => {
+                tracing::warn!(%stream, "containerd ended the stream of a checked import early");
+            }
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "sending a checked import to containerd");
+                // Before the stream ends: containerd answers the Transfer only after that.
+                let _ = failure.set(e.to_string());
+            }
         }
         drop(to_containerd);
         // Hold the stream (and the staged archive) until containerd ends it, or the Transfer
@@ -505,8 +514,17 @@ fn decompress(received: &Path, tar: &Path) -> Result<(), Refused> {
     }
 }
 
+/// How sending a checked archive ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// All of it went.
+    Whole,
+    /// containerd ended the stream before all of it went: its answer to the Transfer says why.
+    EndedByContainerd,
+}
+
 /// Sends the file at `path` as `Data` messages within the windows containerd grants.
-async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), Refused> {
+async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<Sent, Refused> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| failed("reading the checked archive", e))?;
@@ -521,11 +539,7 @@ async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), 
                         window += i64::from(update.update);
                     }
                 }
-                _ => {
-                    return Err(Refused::Failed(
-                        "containerd ended the import stream early".into(),
-                    ));
-                }
+                _ => return Ok(Sent::EndedByContainerd),
             }
         }
         let want = buffer.len().min(usize::try_from(window).unwrap_or(CHUNK));
@@ -534,7 +548,7 @@ async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<(), 
             .await
             .map_err(|e| failed("reading the checked archive", e))?;
         if n == 0 {
-            return Ok(());
+            return Ok(Sent::Whole);
         }
         let data = Data {
             data: buffer[..n].to_vec(),
@@ -797,6 +811,26 @@ mod tests {
             .await
             .expect("still sending after the answer ended");
         assert!(stopped.unwrap_err().is_cancelled());
+    }
+
+    /// containerd ending the stream itself is told apart from the front failing to send: its
+    /// own answer then says why, and the front adds nothing to it.
+    #[tokio::test]
+    async fn containerd_ending_the_stream_is_not_the_fronts_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("checked.tar");
+        std::fs::write(&archive, b"archive").unwrap();
+        let (to, _body) = streams::channel_body();
+        let (ended, from) = streams::channel_body();
+        drop(ended);
+        let mut from = Messages::new(from);
+        let sent = pump(&archive, &to, &mut from).await.unwrap();
+        assert_eq!(sent, Sent::EndedByContainerd);
+        let missing = pump(&dir.path().join("gone"), &to, &mut from).await;
+        assert!(
+            matches!(missing, Err(Refused::Failed(ref why)) if why.contains("reading the checked archive")),
+            "{missing:?}"
+        );
     }
 
     /// containerd fails a Transfer whose archive was cut short with an error of its own: the

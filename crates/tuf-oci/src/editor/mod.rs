@@ -112,6 +112,17 @@ pub struct Head {
     pub taken: u64,
 }
 
+/// A delegation [`Editor::undelegate`] withdrew.
+#[derive(Debug)]
+pub struct Withdrawn {
+    /// The delegating role's new version.
+    pub version: u64,
+    /// The other roles still delegating the role (with the same keys: role names are unique),
+    /// through which a compromised key stays trusted until each withdraws it; or why they
+    /// could not be listed (the withdrawal is stored either way).
+    pub still_delegated_by: Result<Vec<String>>,
+}
+
 /// How the target names an edit gives must lead to the role it edits ([`Editor::find_role`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {
@@ -631,16 +642,14 @@ impl Editor {
     /// with it), signed with `parent_keys`: once published, the search for a name no longer
     /// comes to the role, and nothing it signed is found through `parent`, whatever versions
     /// of it stay stored. The snapshot keeps naming the role's last version, as every later
-    /// snapshot must name a role an earlier one named (TUF 5.5.5). Returns the new version of
-    /// `parent`, and the other roles still delegating `role` (with the same keys, as role
-    /// names are unique): a compromised key stays trusted through them until each withdraws it.
+    /// snapshot must name a role an earlier one named (TUF 5.5.5).
     pub async fn undelegate(
         &self,
         parent: &str,
         role: &str,
         parent_keys: &[SigningKey],
         expires: jiff::Timestamp,
-    ) -> Result<(u64, Vec<String>)> {
+    ) -> Result<Withdrawn> {
         let version = self
             .edit(parent, parent_keys, expires, &[], |targets| {
                 let delegations = targets
@@ -666,20 +675,26 @@ impl Editor {
                 Ok(())
             })
             .await?;
-        let still = self
-            .all_roles()
-            .await?
-            .into_iter()
-            .filter(|head| {
-                head.signed
-                    .signed
-                    .delegations
-                    .as_ref()
-                    .is_some_and(|d| d.roles.iter().any(|r| r.name == role))
-            })
-            .map(|head| head.role)
-            .collect();
-        Ok((version, still))
+        // Read after the withdrawal is stored, whatever the reading meets.
+        let still_delegated_by = self.all_roles().await.map(|heads| {
+            heads
+                .into_iter()
+                .filter(|head| {
+                    head.role != parent
+                        && head
+                            .signed
+                            .signed
+                            .delegations
+                            .as_ref()
+                            .is_some_and(|d| d.roles.iter().any(|r| r.name == role))
+                })
+                .map(|head| head.role)
+                .collect()
+        });
+        Ok(Withdrawn {
+            version,
+            still_delegated_by,
+        })
     }
 
     /// Refuses delegating `role` from `parent` with `keyids` and `threshold` when another role
@@ -1418,7 +1433,11 @@ impl Editor {
                 && entry.artifact_type.as_deref() == Some(METADATA_ARTIFACT_TYPE)
         });
         let entry = match listed {
-            Some(entry) => entry.clone(),
+            // As this crate writes entries: the unsigned index may carry anything else.
+            Some(entry) => Entry {
+                extra: BTreeMap::new(),
+                ..entry.clone()
+            },
             None => {
                 let bytes = self
                     .writer
