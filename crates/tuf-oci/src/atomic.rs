@@ -10,6 +10,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// The names of the files [`replace`] writes before renaming them into place start so.
+pub(crate) const TEMP_PREFIX: &str = ".tuf-oci-";
+
 /// Replaces `path` with what `write` writes, the file given mode `mode` whatever the umask (a
 /// file replaced keeps no mode of its own). The temporary file is removed if anything fails.
 pub fn replace(
@@ -21,7 +24,7 @@ pub fn replace(
     // Its own name: other processes may replace the same file at the same time (containerd
     // runs a verifier per pull beside the long-running service).
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tuf-oci-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
     // Set on the file, not asked of the create, which the process's umask would narrow.

@@ -23,6 +23,12 @@ const TAKE_UP_WAIT: Duration = Duration::from_millis(200);
 /// Between two attempts at a held lock: holders keep it for milliseconds.
 const LOCK_PAUSE: Duration = Duration::from_millis(2);
 
+/// Age past which a file being written in a directory ([`crate::atomic::replace`]'s, named
+/// [`crate::atomic::TEMP_PREFIX`]) is a leftover: writes take milliseconds, and a process
+/// killed in one (a verifier containerd stops at its deadline) leaves its file behind, up to
+/// megabytes each.
+const STALE_WRITE: Duration = Duration::from_secs(3600);
+
 /// The trusted metadata of one TUF repository, in a directory or in memory. Clones share it:
 /// updaters reading different copies of the repository compare what each fetches with what
 /// any of them trusted.
@@ -110,6 +116,7 @@ impl TrustedStore {
         while !try_lock(&file, &path, since, LOCK_WAIT)? {
             tokio::time::sleep(LOCK_PAUSE).await;
         }
+        remove_stale_writes(dir);
         Ok(StoreLock::File(file))
     }
 
@@ -298,6 +305,30 @@ fn create_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
+/// Removes the files killed writers left in `dir` ([`STALE_WRITE`]); what cannot be removed
+/// stays, to be tried again by the next.
+fn remove_stale_writes(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(crate::atomic::TEMP_PREFIX)
+            && entry.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && m.modified()
+                        .ok()
+                        .and_then(|at| at.elapsed().ok())
+                        .is_some_and(|age| age > STALE_WRITE)
+            });
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The bytes of the file at `path`; `None` when there is none (any other failure is one).
 fn read_if_there(path: &Path) -> Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
@@ -440,6 +471,36 @@ mod tests {
             store.remove("a/b.json").unwrap();
             assert_eq!(store.load("a/b.json").unwrap(), None);
         }
+    }
+
+    /// Files left by writers killed mid-write (a verifier containerd stopped at its deadline)
+    /// go once they are old; one being written now stays.
+    #[tokio::test]
+    async fn files_killed_writers_left_go_once_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TrustedStore::at(dir.path().join("cache"));
+        store.store("timestamp.json", b"t").unwrap();
+        let (old, new) = (
+            dir.path().join("cache/.tuf-oci-old"),
+            dir.path().join("cache/.tuf-oci-new"),
+        );
+        for path in [&old, &new] {
+            std::fs::write(path, b"half written").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - 2 * STALE_WRITE;
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        drop(store.lock().await.unwrap());
+        assert!(!old.exists());
+        assert!(new.exists());
+        assert_eq!(
+            store.load("timestamp.json").unwrap().as_deref(),
+            Some(&b"t"[..])
+        );
     }
 
     /// The lock of another process (another open of the lock file, which `flock` tells apart
