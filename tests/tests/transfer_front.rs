@@ -216,6 +216,45 @@ async fn containerd_2_local_pulls() {
     pulls_are_checked(Version::V2_3, &["--local"]).await;
 }
 
+/// An image as `docker push` stores it (Docker's schema 2 manifest, a gzipped layer) pulls
+/// verified through the front: client-side on containerd 1.6, by Transfer on 2.x.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn docker_pushed_images_pull_through_the_front() {
+    let setup = setup().await;
+    let registry = &setup.registry;
+    let pushed = registry
+        .push_docker_image("team-a/app", "docker", "docker layer")
+        .await;
+    let team = setup.org.key("team-a").await;
+    setup
+        .org
+        .sign(
+            registry,
+            &registry.image("team-a/app:docker"),
+            "team-a",
+            &[team],
+        )
+        .await;
+    setup.org.publish(registry).await;
+    let name = format!("{}/team-a/app:docker", registry.host);
+    for version in [Version::V1_6, Version::V2_3] {
+        let containerd = Containerd::start(version, None, &[]);
+        let front = start_front(setup.dir.path(), &setup.policy, &containerd);
+        ctr(
+            &containerd,
+            &front,
+            &["images", "pull", "--plain-http", &name],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{version:?}: {e}\n{}", containerd.log()));
+        assert_eq!(
+            image_digest(&containerd, &name),
+            pushed.digest,
+            "{version:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transfer_pull_fetches_the_tuf_digest_not_the_moved_tag() {
     let setup = setup().await;
