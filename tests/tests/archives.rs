@@ -384,8 +384,20 @@ async fn a_manifest_declaring_no_media_type_is_typed_by_its_fields() {
         "schemaVersion": 2, "config": empty, "layers": [], "manifests": [child],
     }))
     .unwrap();
+    // Declaring a type does not make it less ambiguous; Docker's schema 1 is no manifest here.
+    let declared_both = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": empty, "layers": [],
+        "manifests": [child],
+    }))
+    .unwrap();
+    let schema_1 = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 1,
+        "mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "fsLayers": [],
+    }))
+    .unwrap();
     let digest = |bytes: &[u8]| tuf_oci::layout::sha256_digest(bytes);
-    for bytes in [&manifest, &both] {
+    for bytes in [&manifest, &both, &declared_both, &schema_1] {
         store
             .put_manifest(REPOSITORY, &digest(bytes), bytes, MANIFEST_MEDIA_TYPE)
             .await
@@ -406,12 +418,14 @@ async fn a_manifest_declaring_no_media_type_is_typed_by_its_fields() {
         let stored = store.manifest(REPOSITORY, &reference, LIMIT).await.unwrap();
         assert_eq!(stored.unwrap().media_type, expected, "{reference}");
     }
-    let err = store
-        .manifest(REPOSITORY, &digest(&both), LIMIT)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains(tuf_oci::layout::NO_MEDIA_TYPE),
-        "{err}"
-    );
+    for refused in [&both, &declared_both, &schema_1] {
+        let err = store
+            .manifest(REPOSITORY, &digest(refused), LIMIT)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(tuf_oci::layout::NO_MEDIA_TYPE),
+            "{err}"
+        );
+    }
 }

@@ -47,25 +47,31 @@ pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
     DOCKER_LIST_MEDIA_TYPE,
 ];
 /// Why a manifest has no media type ([`manifest_media_type`]).
-pub const NO_MEDIA_TYPE: &str =
-    "manifest declares no mediaType, and its fields do not tell a manifest from an index";
+pub const NO_MEDIA_TYPE: &str = "manifest declares no mediaType read as a manifest, or its \
+                                  fields do not tell a manifest from an index";
 
-/// The media type of manifest `bytes`: the one it declares; else (the field is optional in
-/// OCI's manifests and indexes, and required in Docker's) what its fields make it, an OCI
-/// index listing `manifests` or an OCI manifest with a `config` or `layers`, never a document
-/// with both (read one way by one client and the other by another, CVE-2021-41190). Taken
-/// from the bytes, which the digest covers, not from what the registry says it served.
+/// The media type of manifest `bytes`: the one it declares, if one of
+/// [`MANIFEST_MEDIA_TYPES`]; else (the field is optional in OCI's manifests and indexes, and
+/// required in Docker's) what its fields make it, an OCI index listing `manifests` or an OCI
+/// manifest with a `config` or `layers`; never for a document with both (read one way by one
+/// client and the other by another, CVE-2021-41190, which containerd refuses too). Taken from
+/// the bytes, which the digest covers, not from what the registry says it served.
 pub fn manifest_media_type(bytes: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    if let Some(declared) = value.get("mediaType") {
-        return declared.as_str().map(str::to_string);
-    }
     let lists = value.get("manifests").is_some();
     let image = value.get("config").is_some() || value.get("layers").is_some();
-    match (lists, image) {
-        (true, false) => Some(INDEX_MEDIA_TYPE.into()),
-        (false, true) => Some(MANIFEST_MEDIA_TYPE.into()),
-        _ => None,
+    if lists && image {
+        return None;
+    }
+    match value.get("mediaType") {
+        // One of the four read as manifests (not Docker's schema 1, say).
+        Some(declared) => declared
+            .as_str()
+            .filter(|declared| MANIFEST_MEDIA_TYPES.contains(declared))
+            .map(str::to_string),
+        None if lists => Some(INDEX_MEDIA_TYPE.into()),
+        None if image => Some(MANIFEST_MEDIA_TYPE.into()),
+        None => None,
     }
 }
 

@@ -480,23 +480,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = TrustedStore::at(dir.path().join("cache"));
         store.store("timestamp.json", b"t").unwrap();
-        let (old, new) = (
-            dir.path().join("cache/.tuf-oci-old"),
-            dir.path().join("cache/.tuf-oci-new"),
-        );
+        let at = |name: &str| dir.path().join("cache").join(name);
+        let (old, new) = (at(".tuf-oci-old"), at(".tuf-oci-new"));
         for path in [&old, &new] {
             std::fs::write(path, b"half written").unwrap();
         }
+        std::fs::create_dir(at(".tuf-oci-dir")).unwrap();
         let long_ago = std::time::SystemTime::now() - 2 * STALE_WRITE;
-        std::fs::File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        for path in [&old, &at("timestamp.json")] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
         drop(store.lock().await.unwrap());
         assert!(!old.exists());
-        assert!(new.exists());
+        assert!(new.exists() && at(".tuf-oci-dir").is_dir());
         assert_eq!(
             store.load("timestamp.json").unwrap().as_deref(),
             Some(&b"t"[..])

@@ -539,7 +539,12 @@ async fn pump(path: &Path, to: &FrameSender, from: &mut Messages) -> Result<Sent
                         window += i64::from(update.update);
                     }
                 }
-                _ => return Ok(Sent::EndedByContainerd),
+                Some(Err(e)) => {
+                    return Err(Refused::Failed(format!(
+                        "reading containerd's answers on the import stream: {e}"
+                    )));
+                }
+                Some(Ok(Item::Trailers(_))) | None => return Ok(Sent::EndedByContainerd),
             }
         }
         let want = buffer.len().min(usize::try_from(window).unwrap_or(CHUNK));

@@ -1433,8 +1433,15 @@ impl Editor {
                 && entry.artifact_type.as_deref() == Some(METADATA_ARTIFACT_TYPE)
         });
         let entry = match listed {
-            // As this crate writes entries: the unsigned index may carry anything else.
+            // As this crate writes entries (the file's name, its embedded bytes, which readers
+            // check): the unsigned index may carry anything else.
             Some(entry) => Entry {
+                annotations: entry
+                    .annotations
+                    .iter()
+                    .filter(|(key, _)| *key == FILENAME_ANNOTATION)
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect(),
                 extra: BTreeMap::new(),
                 ..entry.clone()
             },
