@@ -23,10 +23,14 @@ const TAKE_UP_WAIT: Duration = Duration::from_millis(200);
 /// Between two attempts at a held lock: holders keep it for milliseconds.
 const LOCK_PAUSE: Duration = Duration::from_millis(2);
 
+/// The names of the copies [`TrustedStore::take_up`] makes before renaming them into place
+/// start so.
+const TAKING_UP_PREFIX: &str = ".taking-up-";
+
 /// Age past which a file being written in a directory ([`crate::atomic::replace`]'s, named
-/// [`crate::atomic::TEMP_PREFIX`]) is a leftover: writes take milliseconds, and a process
-/// killed in one (a verifier containerd stops at its deadline) leaves its file behind, up to
-/// megabytes each.
+/// [`crate::atomic::TEMP_PREFIX`]) or a copy being taken up is a leftover: writes take
+/// milliseconds, and a process killed in one (a verifier containerd stops at its deadline)
+/// leaves it behind, up to megabytes each.
 const STALE_WRITE: Duration = Duration::from_secs(3600);
 
 /// The trusted metadata of one TUF repository, in a directory or in memory. Clones share it:
@@ -116,7 +120,7 @@ impl TrustedStore {
         while !try_lock(&file, &path, since, LOCK_WAIT)? {
             tokio::time::sleep(LOCK_PAUSE).await;
         }
-        remove_stale_writes(dir);
+        remove_stale(dir, crate::atomic::TEMP_PREFIX, false);
         Ok(StoreLock::File(file))
     }
 
@@ -137,6 +141,7 @@ impl TrustedStore {
         if dir.exists() {
             return Ok(());
         }
+        remove_stale(parent, TAKING_UP_PREFIX, true);
         let siblings = match std::fs::read_dir(parent) {
             Ok(siblings) => siblings,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -176,7 +181,7 @@ impl TrustedStore {
             return Ok(());
         };
         let staged = tempfile::Builder::new()
-            .prefix(".taking-up-")
+            .prefix(TAKING_UP_PREFIX)
             .tempdir_in(parent)
             .map_err(|e| Error::io(parent, e))?;
         std::fs::set_permissions(staged.path(), std::fs::Permissions::from_mode(0o700))
@@ -305,26 +310,29 @@ fn create_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// Removes the files killed writers left in `dir` ([`STALE_WRITE`]); what cannot be removed
-/// stays, to be tried again by the next.
-fn remove_stale_writes(dir: &Path) {
+/// Removes what killed writers left in `dir`: the entries named `prefix…` older than
+/// [`STALE_WRITE`], files, or directories with `dirs`; what cannot be removed stays, to be
+/// tried again by the next.
+fn remove_stale(dir: &Path, prefix: &str, dirs: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let stale = entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(crate::atomic::TEMP_PREFIX)
+        // Links are neither: not followed.
+        let stale = entry.file_name().to_string_lossy().starts_with(prefix)
             && entry.metadata().is_ok_and(|m| {
-                m.is_file()
+                (if dirs { m.is_dir() } else { m.is_file() })
                     && m.modified()
                         .ok()
                         .and_then(|at| at.elapsed().ok())
                         .is_some_and(|age| age > STALE_WRITE)
             });
         if stale {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = if dirs {
+                std::fs::remove_dir_all(entry.path())
+            } else {
+                std::fs::remove_file(entry.path())
+            };
         }
     }
 }
@@ -502,6 +510,29 @@ mod tests {
             store.load("timestamp.json").unwrap().as_deref(),
             Some(&b"t"[..])
         );
+    }
+
+    /// A copy a take-up killed half way left beside the trusted directories goes once old;
+    /// one being made now stays.
+    #[test]
+    fn copies_killed_take_ups_left_go_once_old() {
+        let parent = tempfile::tempdir().unwrap();
+        let (old, new) = (
+            parent.path().join(".taking-up-old"),
+            parent.path().join(".taking-up-new"),
+        );
+        for dir in [&old, &new] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("timestamp.json"), b"copied").unwrap();
+        }
+        std::fs::File::open(&old)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * STALE_WRITE)
+            .unwrap();
+        let store = TrustedStore::at(parent.path().join("root-a"));
+        store.take_up(parent.path(), "root.json", |_| true).unwrap();
+        assert!(!old.exists());
+        assert!(new.join("timestamp.json").exists());
     }
 
     /// The lock of another process (another open of the lock file, which `flock` tells apart
