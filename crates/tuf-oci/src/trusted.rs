@@ -130,9 +130,9 @@ impl TrustedStore {
     /// so that another process never finds half of it. Nothing is done when the directory
     /// exists, or when no sibling qualifies. When several do, the one furthest on is taken:
     /// the newest root, then the newest timestamp (a copy another directory took up earlier
-    /// holds newer files than the directory it copied, and may lag behind it since). The copy holds what the
-    /// sibling's updates verified; anything in it that fails to verify later is ignored, as
-    /// ever. A sibling or file that cannot be read fails: taken for none, the state it holds
+    /// holds newer files than the directory it copied, and may lag behind it since). The copy
+    /// holds what the sibling's updates verified; anything in it that fails to verify later
+    /// is ignored, as ever. A sibling or file that cannot be read fails: taken for none, the state it holds
     /// would never be taken up here, and its rollback protection would be lost for good.
     pub fn take_up(&self, parent: &Path, name: &str, takes: impl Fn(&[u8]) -> bool) -> Result<()> {
         let Place::Dir(dir) = &self.place else {

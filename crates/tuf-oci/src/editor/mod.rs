@@ -663,15 +663,7 @@ impl Editor {
                 delegations.roles.retain(|r| r.name != role);
                 let used: HashSet<&Decoded<Hex>> =
                     delegations.roles.iter().flat_map(|r| &r.keyids).collect();
-                let unused: Vec<Decoded<Hex>> = delegations
-                    .keys
-                    .keys()
-                    .filter(|id| !used.contains(id))
-                    .cloned()
-                    .collect();
-                for id in unused {
-                    delegations.keys.remove(&id);
-                }
+                delegations.keys.retain(|id, _| used.contains(id));
                 Ok(())
             })
             .await?;
